@@ -1,0 +1,394 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// gitEnv isolates fixture git commands from the machine's configuration
+// and makes commits reproducible.
+func gitEnv(home string) []string {
+	return append(os.Environ(),
+		"HOME="+home,
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME=Fixture",
+		"GIT_AUTHOR_EMAIL=fixture@example.com",
+		"GIT_AUTHOR_DATE=2020-01-01T00:00:00Z",
+		"GIT_COMMITTER_NAME=Fixture",
+		"GIT_COMMITTER_EMAIL=fixture@example.com",
+		"GIT_COMMITTER_DATE=2020-01-01T00:00:00Z",
+	)
+}
+
+func runGit(t *testing.T, dir string, stdin []byte, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(dir)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// upstream is a bare repository served to the code under test. It is
+// edited with plumbing commands only, so HEAD never moves by accident.
+type upstream struct {
+	t    *testing.T
+	dir  string
+	name string
+}
+
+func newUpstream(t *testing.T, base, name string) *upstream {
+	t.Helper()
+	dir := filepath.Join(base, name)
+	runGit(t, base, nil, "init", "-q", "--bare", "-b", "main", dir)
+	return &upstream{t: t, dir: dir, name: name}
+}
+
+// commit creates a commit with the given files (name -> content) on top of
+// parent ("" for a root commit) and returns its id.
+func (u *upstream) commit(parent, msg string, files map[string][]byte) string {
+	u.t.Helper()
+	var tree strings.Builder
+	for name, content := range files {
+		blob := runGit(u.t, u.dir, content, "hash-object", "-w", "--stdin")
+		fmt.Fprintf(&tree, "100644 blob %s\t%s\n", blob, name)
+	}
+	treeID := runGit(u.t, u.dir, []byte(tree.String()), "mktree")
+	args := []string{"commit-tree", treeID, "-m", msg}
+	if parent != "" {
+		args = append(args, "-p", parent)
+	}
+	return runGit(u.t, u.dir, nil, args...)
+}
+
+func (u *upstream) blob(content string) string {
+	u.t.Helper()
+	return runGit(u.t, u.dir, []byte(content), "hash-object", "-w", "--stdin")
+}
+
+func (u *upstream) set(ref, id string) {
+	u.t.Helper()
+	runGit(u.t, u.dir, nil, "update-ref", ref, id)
+}
+
+func (u *upstream) del(ref string) {
+	u.t.Helper()
+	runGit(u.t, u.dir, nil, "update-ref", "-d", ref)
+}
+
+func (u *upstream) symref(target string) {
+	u.t.Helper()
+	runGit(u.t, u.dir, nil, "symbolic-ref", "HEAD", target)
+}
+
+// mirrored returns the upstream refs in the mirrored namespaces.
+func (u *upstream) mirrored() map[string]string {
+	u.t.Helper()
+	out := runGit(u.t, u.dir, nil, "for-each-ref", "--format=%(objectname) %(refname)",
+		"refs/heads", "refs/stackit", "refs/branch-metadata")
+	refs := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if id, name, ok := strings.Cut(line, " "); ok {
+			refs[name] = id
+		}
+	}
+	return refs
+}
+
+// allRefs returns every ref of the mirror repository (any namespace).
+func allRefs(t *testing.T, m *Mirror) map[string]string {
+	t.Helper()
+	repo, err := m.Repository()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iter, err := repo.References()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]string{}
+	_ = iter.ForEach(func(r *plumbing.Reference) error {
+		if r.Type() == plumbing.HashReference {
+			refs[r.Name().String()] = r.Hash().String()
+		}
+		return nil
+	})
+	return refs
+}
+
+func headTarget(t *testing.T, m *Mirror) string {
+	t.Helper()
+	repo, err := m.Repository()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := repo.Storer.Reference(plumbing.HEAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref.Target().String()
+}
+
+// freePort returns a loopback port nobody listens on (at the time).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// startDaemon serves every repository under base with git daemon and
+// returns "host:port". Readiness is signalled by the daemon's own "Ready
+// to rumble" log line, not by sleeping.
+func startDaemon(t *testing.T, base string) string {
+	t.Helper()
+	var lastErr string
+	for attempt := 0; attempt < 3; attempt++ { // the free port may be taken in between
+		port := freePort(t)
+		cmd := exec.Command("git", "daemon", "--verbose", "--export-all", "--informative-errors",
+			"--base-path="+base, "--reuseaddr", "--listen=127.0.0.1",
+			fmt.Sprintf("--port=%d", port), "--enable=receive-pack", base)
+		cmd.Env = gitEnv(base)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		var log bytes.Buffer
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			signalled := false
+			for sc.Scan() {
+				if !signalled {
+					log.WriteString(sc.Text() + "\n")
+					if strings.Contains(sc.Text(), "Ready to rumble") {
+						signalled = true
+						ready <- true
+					}
+				}
+			}
+			if !signalled {
+				ready <- false
+			}
+		}()
+		select {
+		case ok := <-ready:
+			if ok {
+				t.Cleanup(func() {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+				})
+				return fmt.Sprintf("127.0.0.1:%d", port)
+			}
+			_ = cmd.Wait()
+			lastErr = log.String()
+		case <-time.After(10 * time.Second): // failure guard, not synchronisation
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatal("git daemon did not start")
+		}
+	}
+	t.Fatalf("git daemon failed to start: %s", lastErr)
+	return ""
+}
+
+// startHTTP serves the repositories under root with git http-backend via
+// CGI. If user is not empty, requests must carry that basic auth.
+func startHTTP(t *testing.T, root, user, pass string) string {
+	t.Helper()
+	execPath := runGit(t, root, nil, "--exec-path")
+	backend := &cgi.Handler{
+		Path: filepath.Join(execPath, "git-http-backend"),
+		Dir:  root,
+		Env: append(gitEnv(root),
+			"GIT_PROJECT_ROOT="+root,
+			"GIT_HTTP_EXPORT_ALL=1",
+		),
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// stallProxy forwards TCP connections to target. While armed, it stops
+// forwarding a server-to-client stream shortly after the packfile
+// signature, reports that on Stalled, and holds the connection open until
+// the proxy is closed. This lets a test cancel a transfer that has
+// demonstrably started.
+type stallProxy struct {
+	ln      net.Listener
+	target  string
+	armed   atomic.Bool
+	Stalled chan struct{}
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln, target: target, Stalled: make(chan struct{}, 16), quit: make(chan struct{})}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *stallProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *stallProxy) track(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns = append(p.conns, c)
+}
+
+func (p *stallProxy) close() {
+	close(p.quit)
+	_ = p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *stallProxy) serve() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		p.track(client)
+		p.track(server)
+		p.wg.Add(2)
+		go func() {
+			defer p.wg.Done()
+			_, _ = io.Copy(server, client)
+		}()
+		go func() {
+			defer p.wg.Done()
+			defer client.Close()
+			p.pipeDown(client, server)
+		}()
+	}
+}
+
+// pipeDown copies server to client, stalling after the pack header when
+// armed.
+func (p *stallProxy) pipeDown(client, server net.Conn) {
+	const extra = 64 // bytes of pack data let through before stalling
+	armed := p.armed.Load()
+	var seen []byte
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := server.Read(buf)
+		chunk := buf[:n]
+		if armed && n > 0 {
+			prev := len(seen)
+			seen = append(seen, chunk...)
+			if i := bytes.Index(seen, []byte("PACK")); i >= 0 {
+				limit := i + 4 + extra - prev
+				limit = max(0, min(limit, n))
+				_, _ = client.Write(chunk[:limit])
+				p.Stalled <- struct{}{}
+				<-p.quit
+				return
+			}
+		}
+		if n > 0 {
+			if _, werr := client.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// noiseFile returns n deterministic, incompressible bytes.
+func noiseFile(n int) []byte {
+	out := make([]byte, n)
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range out {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		out[i] = byte(x)
+	}
+	return out
+}
+
+// waitStalled waits for the proxy to stall; the timeout is a failure
+// guard only.
+func waitStalled(t *testing.T, p *stallProxy) {
+	t.Helper()
+	select {
+	case <-p.Stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("transfer never reached the pack")
+	}
+}
+
+func bg() context.Context { return context.Background() }
+
+func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
