@@ -120,8 +120,11 @@ func TestExtensions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := basicRepo(t)
 			r.Git("config", "core.repositoryformatversion", tt.version)
+			// -f: git itself refuses to run in a repository with an
+			// extension it does not know.
+			cfgFile := filepath.Join(r.Dir, ".git", "config")
 			for k, v := range tt.ext {
-				r.Git("config", "extensions."+k, v)
+				r.Git("config", "-f", cfgFile, "extensions."+k, v)
 			}
 			w, err := gitrepo.Open(r.Dir)
 			if err != nil {
