@@ -88,7 +88,8 @@ var (
 // host, authentication, missing repository, protocol error). Its message
 // is sanitized and safe to show to API clients.
 type FetchError struct {
-	// Op is the operation that failed: "fetch" or "ls-remote".
+	// Op is the operation that failed: "fetch" (Clone, Fetch) or
+	// "ls-remote" (RemoteRefs, Changed).
 	Op string
 	// URL is the redacted remote URL.
 	URL string
@@ -401,10 +402,11 @@ func inNamespaces(name string) bool {
 	return false
 }
 
-// list runs ls-remote. It returns the refs in the mirrored namespaces and
+// list runs ls-remote; op names the caller's operation in errors. It
+// returns the refs in the mirrored namespaces and
 // the target of the remote's HEAD ("" if not advertised). An empty remote
 // yields an empty map.
-func (m *Mirror) list(ctx context.Context, rem *git.Remote) (map[string]plumbing.Hash, plumbing.ReferenceName, error) {
+func (m *Mirror) list(ctx context.Context, op string) (map[string]plumbing.Hash, plumbing.ReferenceName, error) {
 	// ListContext always uses the stored (redacted) URL, so list through a
 	// detached remote carrying the real one.
 	detached := git.NewRemote(nil, &config.RemoteConfig{Name: RemoteName, URLs: []string{m.url}})
@@ -413,7 +415,7 @@ func (m *Mirror) list(ctx context.Context, rem *git.Remote) (map[string]plumbing
 		return map[string]plumbing.Hash{}, "", nil
 	}
 	if err != nil {
-		return nil, "", m.remoteError(ctx, "ls-remote", err)
+		return nil, "", m.remoteError(ctx, op, err)
 	}
 	out := make(map[string]plumbing.Hash)
 	var head plumbing.ReferenceName
@@ -430,11 +432,7 @@ func (m *Mirror) list(ctx context.Context, rem *git.Remote) (map[string]plumbing
 
 // RemoteRefs lists the upstream's refs in the mirrored namespaces.
 func (m *Mirror) RemoteRefs(ctx context.Context) (map[string]plumbing.Hash, error) {
-	_, rem, err := m.remote()
-	if err != nil {
-		return nil, err
-	}
-	refs, _, err := m.list(ctx, rem)
+	refs, _, err := m.list(ctx, "ls-remote")
 	return refs, err
 }
 
@@ -461,11 +459,11 @@ func localRefs(repo *git.Repository) (map[string]plumbing.Hash, error) {
 // differ from the mirror's, so that a polling loop can skip needless
 // fetches.
 func (m *Mirror) Changed(ctx context.Context) (bool, error) {
-	repo, rem, err := m.remote()
+	repo, err := m.Repository()
 	if err != nil {
 		return false, err
 	}
-	remote, _, err := m.list(ctx, rem)
+	remote, _, err := m.list(ctx, "ls-remote")
 	if err != nil {
 		return false, err
 	}
@@ -501,7 +499,7 @@ func (m *Mirror) Fetch(ctx context.Context) ([]RefUpdate, error) {
 	if err != nil {
 		return nil, err
 	}
-	remote, head, err := m.list(ctx, rem)
+	remote, head, err := m.list(ctx, "fetch")
 	if err != nil {
 		return nil, err
 	}

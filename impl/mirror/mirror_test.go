@@ -347,18 +347,22 @@ func TestUnreachableUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, op := range map[string]func() error{
-		"fetch":       func() error { _, err := broken.Fetch(bg()); return err },
-		"changed":     func() error { _, err := broken.Changed(bg()); return err },
-		"remote refs": func() error { _, err := broken.RemoteRefs(bg()); return err },
-	} {
-		t.Run(name, func(t *testing.T) {
-			err := op()
+	tests := []struct {
+		name, op string
+		call     func() error
+	}{
+		{"fetch", "fetch", func() error { _, err := broken.Fetch(bg()); return err }},
+		{"changed", "ls-remote", func() error { _, err := broken.Changed(bg()); return err }},
+		{"remote refs", "ls-remote", func() error { _, err := broken.RemoteRefs(bg()); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
 			var fe *FetchError
 			if !errors.As(err, &fe) || !errors.Is(err, ErrFetch) {
 				t.Fatalf("err = %v (%T), want *FetchError", err, err)
 			}
-			if fe.Msg == "" || fe.URL != dead {
+			if fe.Msg == "" || fe.URL != dead || fe.Op != tt.op {
 				t.Fatalf("FetchError = %+v", fe)
 			}
 		})
@@ -413,8 +417,8 @@ func TestFailedCloneLeavesNothing(t *testing.T) {
 	}
 }
 
-// bigUpstream is a fixture whose next transfer is large enough to be
-// interrupted after the pack has started.
+// bigCommit adds a commit with 1 MiB of incompressible data, so that a
+// transfer of it can be interrupted after the pack has started.
 func bigCommit(up *upstream, parent, msg string) string {
 	return up.commit(parent, msg, map[string][]byte{msg + ".bin": noiseFile(1 << 20)})
 }
