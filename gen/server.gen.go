@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,6 +48,30 @@ func (e BranchParentSource) Valid() bool {
 	}
 }
 
+// Defines values for RefUpdateChange.
+const (
+	Created RefUpdateChange = "created"
+	Deleted RefUpdateChange = "deleted"
+	Forced  RefUpdateChange = "forced"
+	Updated RefUpdateChange = "updated"
+)
+
+// Valid indicates whether the value is a known member of the RefUpdateChange enum.
+func (e RefUpdateChange) Valid() bool {
+	switch e {
+	case Created:
+		return true
+	case Deleted:
+		return true
+	case Forced:
+		return true
+	case Updated:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RepoKind.
 const (
 	Local  RepoKind = "local"
@@ -59,6 +84,93 @@ func (e RepoKind) Valid() bool {
 	case Local:
 		return true
 	case Mirror:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultMode.
+const (
+	MirrorFetch SyncResultMode = "mirror-fetch"
+	Reread      SyncResultMode = "reread"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultMode enum.
+func (e SyncResultMode) Valid() bool {
+	switch e {
+	case MirrorFetch:
+		return true
+	case Reread:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultState.
+const (
+	SyncResultStateFailed    SyncResultState = "failed"
+	SyncResultStateQueued    SyncResultState = "queued"
+	SyncResultStateRunning   SyncResultState = "running"
+	SyncResultStateSucceeded SyncResultState = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultState enum.
+func (e SyncResultState) Valid() bool {
+	switch e {
+	case SyncResultStateFailed:
+		return true
+	case SyncResultStateQueued:
+		return true
+	case SyncResultStateRunning:
+		return true
+	case SyncResultStateSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultTrigger.
+const (
+	Interval SyncResultTrigger = "interval"
+	Manual   SyncResultTrigger = "manual"
+	Onboard  SyncResultTrigger = "onboard"
+	Watcher  SyncResultTrigger = "watcher"
+	Webhook  SyncResultTrigger = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultTrigger enum.
+func (e SyncResultTrigger) Valid() bool {
+	switch e {
+	case Interval:
+		return true
+	case Manual:
+		return true
+	case Onboard:
+		return true
+	case Watcher:
+		return true
+	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncStatusState.
+const (
+	SyncStatusStateIdle    SyncStatusState = "idle"
+	SyncStatusStateRunning SyncStatusState = "running"
+)
+
+// Valid indicates whether the value is a known member of the SyncStatusState enum.
+func (e SyncStatusState) Valid() bool {
+	switch e {
+	case SyncStatusStateIdle:
+		return true
+	case SyncStatusStateRunning:
 		return true
 	default:
 		return false
@@ -143,6 +255,17 @@ type PullRequest struct {
 	Url     *string `json:"url,omitempty"`
 }
 
+// RefUpdate defines model for RefUpdate.
+type RefUpdate struct {
+	Change RefUpdateChange `json:"change"`
+	NewSha *string         `json:"newSha,omitempty"`
+	OldSha *string         `json:"oldSha,omitempty"`
+	Ref    string          `json:"ref"`
+}
+
+// RefUpdateChange defines model for RefUpdate.Change.
+type RefUpdateChange string
+
 // Repo defines model for Repo.
 type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
@@ -156,13 +279,29 @@ type Repo struct {
 	Kind RepoKind `json:"kind"`
 
 	// Remote The upstream URL, with any credentials removed.
-	Remote *string `json:"remote,omitempty"`
+	Remote     *string     `json:"remote,omitempty"`
+	SyncStatus *SyncStatus `json:"syncStatus,omitempty"`
 
 	// Trunk The trunk branch name.
 	Trunk string `json:"trunk"`
 
 	// ViewVersion Version of the current view snapshot (0 before the first build).
 	ViewVersion int64 `json:"viewVersion"`
+}
+
+// RepoCreate defines model for RepoCreate.
+type RepoCreate struct {
+	// FullName owner/name for webhook matching; defaults to the last two path segments of the URL.
+	FullName *string `json:"fullName,omitempty"`
+
+	// Id Defaults to the last path segment of the URL without .git.
+	Id *string `json:"id,omitempty"`
+
+	// Trunk Defaults to the remote's default branch.
+	Trunk *string `json:"trunk,omitempty"`
+
+	// Url https://, ssh:// (or scp-like user@host:path) or git:// URL.
+	Url string `json:"url"`
 }
 
 // RepoKind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
@@ -208,6 +347,54 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// SyncResult defines model for SyncResult.
+type SyncResult struct {
+	DurationMs *int64 `json:"durationMs,omitempty"`
+
+	// Error The sanitized error of a failed run.
+	Error       *string           `json:"error,omitempty"`
+	FinishedAt  *time.Time        `json:"finishedAt,omitempty"`
+	Id          string            `json:"id"`
+	Mode        SyncResultMode    `json:"mode"`
+	QueuedAt    time.Time         `json:"queuedAt"`
+	RepoID      string            `json:"repoID"`
+	StartedAt   *time.Time        `json:"startedAt,omitempty"`
+	State       SyncResultState   `json:"state"`
+	Trigger     SyncResultTrigger `json:"trigger"`
+	UpdatedRefs []RefUpdate       `json:"updatedRefs"`
+
+	// ViewVersion The view version after the run.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
+// SyncResultMode defines model for SyncResult.Mode.
+type SyncResultMode string
+
+// SyncResultState defines model for SyncResult.State.
+type SyncResultState string
+
+// SyncResultTrigger defines model for SyncResult.Trigger.
+type SyncResultTrigger string
+
+// SyncStatus defines model for SyncStatus.
+type SyncStatus struct {
+	ConsecutiveFailures int             `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
+	LastError           *string         `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
+	State               SyncStatusState `json:"state"`
+}
+
+// SyncStatusState defines model for SyncStatus.State.
+type SyncStatusState string
+
+// WebhookAccepted defines model for WebhookAccepted.
+type WebhookAccepted struct {
+	RepoID string `json:"repoID"`
+	SyncID string `json:"syncID"`
+}
+
 // BranchName defines model for BranchName.
 type BranchName = string
 
@@ -220,11 +407,29 @@ type RepoID = string
 // BadRequest An RFC 9457 problem detail.
 type BadRequest = Problem
 
+// Conflict An RFC 9457 problem detail.
+type Conflict = Problem
+
+// FetchFailed An RFC 9457 problem detail.
+type FetchFailed = Problem
+
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem detail.
 type NotFound = Problem
+
+// PayloadTooLarge An RFC 9457 problem detail.
+type PayloadTooLarge = Problem
+
+// Timeout An RFC 9457 problem detail.
+type Timeout = Problem
+
+// TooManyRequests An RFC 9457 problem detail.
+type TooManyRequests = Problem
+
+// Unauthorized An RFC 9457 problem detail.
+type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
@@ -265,11 +470,41 @@ type GetStackParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// SyncRepoParams defines parameters for SyncRepo.
+type SyncRepoParams struct {
+	// Wait Wait for the result (default true).
+	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
 // GetViewParams defines parameters for GetView.
 type GetViewParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
+
+// GithubWebhookJSONBody defines parameters for GithubWebhook.
+type GithubWebhookJSONBody = map[string]interface{}
+
+// GithubWebhookFormdataBody defines parameters for GithubWebhook.
+type GithubWebhookFormdataBody struct {
+	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
+}
+
+// GithubWebhookParams defines parameters for GithubWebhook.
+type GithubWebhookParams struct {
+	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
+	XGitHubDelivery  *string `json:"X-GitHub-Delivery,omitempty"`
+	XHubSignature256 *string `json:"X-Hub-Signature-256,omitempty"`
+}
+
+// CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
+type CreateRepoJSONRequestBody = RepoCreate
+
+// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
+type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
+
+// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
+type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -279,6 +514,9 @@ type ServerInterface interface {
 	// ListRepos List repositories
 	// (GET /api/v1/repos)
 	ListRepos(w http.ResponseWriter, r *http.Request)
+	// CreateRepo Onboard a managed mirror
+	// (POST /api/v1/repos)
+	CreateRepo(w http.ResponseWriter, r *http.Request)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetRepoParams)
@@ -291,15 +529,30 @@ type ServerInterface interface {
 	// GetBranchDiff The branch's patch against its parent
 	// (GET /api/v1/repos/{repoID}/branches/{branch}/diff)
 	GetBranchDiff(w http.ResponseWriter, r *http.Request, repoID RepoID, branch BranchName, params GetBranchDiffParams)
+	// StreamEvents Server-sent events of a repository
+	// (GET /api/v1/repos/{repoID}/events)
+	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID)
 	// ListStacks List stacks
 	// (GET /api/v1/repos/{repoID}/stacks)
 	ListStacks(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListStacksParams)
 	// GetStack Get one stack by its root branch
 	// (GET /api/v1/repos/{repoID}/stacks/{root})
 	GetStack(w http.ResponseWriter, r *http.Request, repoID RepoID, root string, params GetStackParams)
+	// SyncRepo Refresh a repository now
+	// (POST /api/v1/repos/{repoID}/sync)
+	SyncRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params SyncRepoParams)
+	// ListSyncs Recent refreshes, newest first
+	// (GET /api/v1/repos/{repoID}/syncs)
+	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	// GetSync One refresh
+	// (GET /api/v1/repos/{repoID}/syncs/{syncID})
+	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string)
 	// GetView The whole view of a repository
 	// (GET /api/v1/repos/{repoID}/view)
 	GetView(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetViewParams)
+	// GithubWebhook GitHub webhook receiver
+	// (POST /api/v1/webhooks/github)
+	GithubWebhook(w http.ResponseWriter, r *http.Request, params GithubWebhookParams)
 	// GetHealth Liveness probe
 	// (GET /healthz)
 	GetHealth(w http.ResponseWriter, r *http.Request)
@@ -336,6 +589,20 @@ func (siw *ServerInterfaceWrapper) ListRepos(w http.ResponseWriter, r *http.Requ
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListRepos(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// CreateRepo operation middleware
+func (siw *ServerInterfaceWrapper) CreateRepo(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.CreateRepo(w, r)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -563,6 +830,32 @@ func (siw *ServerInterfaceWrapper) GetBranchDiff(w http.ResponseWriter, r *http.
 	handler.ServeHTTP(w, r)
 }
 
+// StreamEvents operation middleware
+func (siw *ServerInterfaceWrapper) StreamEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.StreamEvents(w, r, repoID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListStacks operation middleware
 func (siw *ServerInterfaceWrapper) ListStacks(w http.ResponseWriter, r *http.Request) {
 
@@ -672,6 +965,109 @@ func (siw *ServerInterfaceWrapper) GetStack(w http.ResponseWriter, r *http.Reque
 	handler.ServeHTTP(w, r)
 }
 
+// SyncRepo operation middleware
+func (siw *ServerInterfaceWrapper) SyncRepo(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params SyncRepoParams
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", r.URL.Query(), &params.Wait, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "wait"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "wait", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.SyncRepo(w, r, repoID, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListSyncs operation middleware
+func (siw *ServerInterfaceWrapper) ListSyncs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListSyncs(w, r, repoID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetSync operation middleware
+func (siw *ServerInterfaceWrapper) GetSync(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "syncID" -------------
+	var syncID string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "syncID", r.PathValue("syncID"), &syncID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "syncID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSync(w, r, repoID, syncID)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetView operation middleware
 func (siw *ServerInterfaceWrapper) GetView(w http.ResponseWriter, r *http.Request) {
 
@@ -713,6 +1109,85 @@ func (siw *ServerInterfaceWrapper) GetView(w http.ResponseWriter, r *http.Reques
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetView(w, r, repoID, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GithubWebhook operation middleware
+func (siw *ServerInterfaceWrapper) GithubWebhook(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GithubWebhookParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "X-GitHub-Event" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-GitHub-Event")]; found {
+		var XGitHubEvent string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-GitHub-Event", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-GitHub-Event", valueList[0], &XGitHubEvent, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-GitHub-Event", Err: err})
+			return
+		}
+
+		params.XGitHubEvent = &XGitHubEvent
+
+	}
+
+	// ------------- Optional header parameter "X-GitHub-Delivery" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-GitHub-Delivery")]; found {
+		var XGitHubDelivery string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-GitHub-Delivery", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-GitHub-Delivery", valueList[0], &XGitHubDelivery, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-GitHub-Delivery", Err: err})
+			return
+		}
+
+		params.XGitHubDelivery = &XGitHubDelivery
+
+	}
+
+	// ------------- Optional header parameter "X-Hub-Signature-256" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("X-Hub-Signature-256")]; found {
+		var XHubSignature256 string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "X-Hub-Signature-256", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "X-Hub-Signature-256", valueList[0], &XHubSignature256, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "X-Hub-Signature-256", Err: err})
+			return
+		}
+
+		params.XHubSignature256 = &XHubSignature256
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GithubWebhook(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -874,7 +1349,13 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/readyz", wrapper.GetReady)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/config", wrapper.GetConfig)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos", wrapper.ListRepos)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos", wrapper.CreateRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.GetRepo)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos/{repoID}/sync", wrapper.SyncRepo)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/syncs", wrapper.ListSyncs)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/syncs/{syncID}", wrapper.GetSync)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/events", wrapper.StreamEvents)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/webhooks/github", wrapper.GithubWebhook)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/view", wrapper.GetView)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/stacks", wrapper.ListStacks)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/stacks/{root}", wrapper.GetStack)
@@ -887,6 +1368,10 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 
 type BadRequestApplicationProblemPlusJSONResponse Problem
 
+type ConflictApplicationProblemPlusJSONResponse Problem
+
+type FetchFailedApplicationProblemPlusJSONResponse Problem
+
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
@@ -896,6 +1381,28 @@ type NotModifiedResponseHeaders struct {
 }
 type NotModifiedResponse struct {
 	Headers NotModifiedResponseHeaders
+}
+
+type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
+
+type TimeoutApplicationProblemPlusJSONResponse Problem
+
+type TooManyRequestsResponseHeaders struct {
+	RetryAfter *int
+}
+type TooManyRequestsApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers TooManyRequestsResponseHeaders
+}
+
+type UnauthorizedResponseHeaders struct {
+	WWWAuthenticate *string
+}
+type UnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers UnauthorizedResponseHeaders
 }
 
 type UnavailableApplicationProblemPlusJSONResponse Problem
@@ -970,6 +1477,118 @@ func (response ListRepos500ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepoRequestObject struct {
+	Body *CreateRepoJSONRequestBody
+}
+
+type CreateRepoResponseObject interface {
+	VisitCreateRepoResponse(w http.ResponseWriter) error
+}
+
+type CreateRepo201ResponseHeaders struct {
+	Location *string
+}
+
+type CreateRepo201JSONResponse struct {
+	Body    Repo
+	Headers CreateRepo201ResponseHeaders
+}
+
+func (response CreateRepo201JSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo400ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo409ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo500ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo502ApplicationProblemPlusJSONResponse struct {
+	FetchFailedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo502ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(502)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo504ApplicationProblemPlusJSONResponse struct {
+	TimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo504ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(504)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1344,6 +1963,124 @@ func (response GetBranchDiff500ApplicationProblemPlusJSONResponse) VisitGetBranc
 	return err
 }
 
+type StreamEventsRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+}
+
+type StreamEventsResponseObject interface {
+	VisitStreamEventsResponse(w http.ResponseWriter) error
+}
+
+type StreamEvents200TexteventStreamResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response StreamEvents200TexteventStreamResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		// If w doesn't support flushing, fall back to io.Copy.
+		_, err := io.Copy(w, response.Body)
+		return err
+	}
+	// text/event-stream messages are typically small; use a
+	// modest buffer and flush after each chunk so clients see
+	// events immediately instead of waiting on OS buffering.
+	buf := make([]byte, 4096)
+	for {
+		n, err := response.Body.Read(buf)
+		if n > 0 {
+			if _, writeErr := w.Write(buf[:n]); writeErr != nil {
+				return writeErr
+			}
+			flusher.Flush()
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type StreamEvents400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents400ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents404ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents429ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents500ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListStacksRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	Params ListStacksParams
@@ -1527,6 +2264,274 @@ func (response GetStack500ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	return err
 }
 
+type SyncRepoRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+	Params SyncRepoParams
+}
+
+type SyncRepoResponseObject interface {
+	VisitSyncRepoResponse(w http.ResponseWriter) error
+}
+
+type SyncRepo200JSONResponse SyncResult
+
+func (response SyncRepo200JSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo202ResponseHeaders struct {
+	Location *string
+}
+
+type SyncRepo202JSONResponse struct {
+	Body    SyncResult
+	Headers SyncRepo202ResponseHeaders
+}
+
+func (response SyncRepo202JSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo400ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo500ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo502ApplicationProblemPlusJSONResponse struct {
+	FetchFailedApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo502ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(502)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo504ApplicationProblemPlusJSONResponse struct {
+	TimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(504)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncsRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+}
+
+type ListSyncsResponseObject interface {
+	VisitListSyncsResponse(w http.ResponseWriter) error
+}
+
+type ListSyncs200JSONResponse []SyncResult
+
+func (response ListSyncs200JSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs400ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSyncRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+	SyncID string `json:"syncID"`
+}
+
+type GetSyncResponseObject interface {
+	VisitGetSyncResponse(w http.ResponseWriter) error
+}
+
+type GetSync200JSONResponse SyncResult
+
+func (response GetSync200JSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync400ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync500ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetViewRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	Params GetViewParams
@@ -1607,6 +2612,121 @@ type GetView500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetView500ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhookRequestObject struct {
+	Params       GithubWebhookParams
+	JSONBody     *GithubWebhookJSONRequestBody
+	FormdataBody *GithubWebhookFormdataRequestBody
+}
+
+type GithubWebhookResponseObject interface {
+	VisitGithubWebhookResponse(w http.ResponseWriter) error
+}
+
+type GithubWebhook202JSONResponse WebhookAccepted
+
+func (response GithubWebhook202JSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook204Response struct {
+}
+
+func (response GithubWebhook204Response) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type GithubWebhook400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook400ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook401ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook404ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook500ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -1716,6 +2836,9 @@ type StrictServerInterface interface {
 	// ListRepos List repositories
 	// (GET /api/v1/repos)
 	ListRepos(ctx context.Context, request ListReposRequestObject) (ListReposResponseObject, error)
+	// CreateRepo Onboard a managed mirror
+	// (POST /api/v1/repos)
+	CreateRepo(ctx context.Context, request CreateRepoRequestObject) (CreateRepoResponseObject, error)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(ctx context.Context, request GetRepoRequestObject) (GetRepoResponseObject, error)
@@ -1728,15 +2851,30 @@ type StrictServerInterface interface {
 	// GetBranchDiff The branch's patch against its parent
 	// (GET /api/v1/repos/{repoID}/branches/{branch}/diff)
 	GetBranchDiff(ctx context.Context, request GetBranchDiffRequestObject) (GetBranchDiffResponseObject, error)
+	// StreamEvents Server-sent events of a repository
+	// (GET /api/v1/repos/{repoID}/events)
+	StreamEvents(ctx context.Context, request StreamEventsRequestObject) (StreamEventsResponseObject, error)
 	// ListStacks List stacks
 	// (GET /api/v1/repos/{repoID}/stacks)
 	ListStacks(ctx context.Context, request ListStacksRequestObject) (ListStacksResponseObject, error)
 	// GetStack Get one stack by its root branch
 	// (GET /api/v1/repos/{repoID}/stacks/{root})
 	GetStack(ctx context.Context, request GetStackRequestObject) (GetStackResponseObject, error)
+	// SyncRepo Refresh a repository now
+	// (POST /api/v1/repos/{repoID}/sync)
+	SyncRepo(ctx context.Context, request SyncRepoRequestObject) (SyncRepoResponseObject, error)
+	// ListSyncs Recent refreshes, newest first
+	// (GET /api/v1/repos/{repoID}/syncs)
+	ListSyncs(ctx context.Context, request ListSyncsRequestObject) (ListSyncsResponseObject, error)
+	// GetSync One refresh
+	// (GET /api/v1/repos/{repoID}/syncs/{syncID})
+	GetSync(ctx context.Context, request GetSyncRequestObject) (GetSyncResponseObject, error)
 	// GetView The whole view of a repository
 	// (GET /api/v1/repos/{repoID}/view)
 	GetView(ctx context.Context, request GetViewRequestObject) (GetViewResponseObject, error)
+	// GithubWebhook GitHub webhook receiver
+	// (POST /api/v1/webhooks/github)
+	GithubWebhook(ctx context.Context, request GithubWebhookRequestObject) (GithubWebhookResponseObject, error)
 	// GetHealth Liveness probe
 	// (GET /healthz)
 	GetHealth(ctx context.Context, request GetHealthRequestObject) (GetHealthResponseObject, error)
@@ -1825,6 +2963,37 @@ func (sh *strictHandler) ListRepos(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListReposResponseObject); ok {
 		if err := validResponse.VisitListReposResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// CreateRepo operation middleware
+func (sh *strictHandler) CreateRepo(w http.ResponseWriter, r *http.Request) {
+	var request CreateRepoRequestObject
+
+	var body CreateRepoJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateRepo(ctx, request.(CreateRepoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateRepo")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(CreateRepoResponseObject); ok {
+		if err := validResponse.VisitCreateRepoResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -1942,6 +3111,32 @@ func (sh *strictHandler) GetBranchDiff(w http.ResponseWriter, r *http.Request, r
 	}
 }
 
+// StreamEvents operation middleware
+func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+	var request StreamEventsRequestObject
+
+	request.RepoID = repoID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.StreamEvents(ctx, request.(StreamEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "StreamEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(StreamEventsResponseObject); ok {
+		if err := validResponse.VisitStreamEventsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ListStacks operation middleware
 func (sh *strictHandler) ListStacks(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListStacksParams) {
 	var request ListStacksRequestObject
@@ -1997,6 +3192,86 @@ func (sh *strictHandler) GetStack(w http.ResponseWriter, r *http.Request, repoID
 	}
 }
 
+// SyncRepo operation middleware
+func (sh *strictHandler) SyncRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params SyncRepoParams) {
+	var request SyncRepoRequestObject
+
+	request.RepoID = repoID
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.SyncRepo(ctx, request.(SyncRepoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SyncRepo")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(SyncRepoResponseObject); ok {
+		if err := validResponse.VisitSyncRepoResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListSyncs operation middleware
+func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+	var request ListSyncsRequestObject
+
+	request.RepoID = repoID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListSyncs(ctx, request.(ListSyncsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListSyncs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListSyncsResponseObject); ok {
+		if err := validResponse.VisitListSyncsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetSync operation middleware
+func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string) {
+	var request GetSyncRequestObject
+
+	request.RepoID = repoID
+	request.SyncID = syncID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSync(ctx, request.(GetSyncRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSync")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSyncResponseObject); ok {
+		if err := validResponse.VisitGetSyncResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetView operation middleware
 func (sh *strictHandler) GetView(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetViewParams) {
 	var request GetViewRequestObject
@@ -2017,6 +3292,56 @@ func (sh *strictHandler) GetView(w http.ResponseWriter, r *http.Request, repoID 
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetViewResponseObject); ok {
 		if err := validResponse.VisitGetViewResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GithubWebhook operation middleware
+func (sh *strictHandler) GithubWebhook(w http.ResponseWriter, r *http.Request, params GithubWebhookParams) {
+	var request GithubWebhookRequestObject
+
+	request.Params = params
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+
+		var body GithubWebhookJSONRequestBody
+		if err := runtime.BindJSONBody(r, &body); err != nil {
+			if !errors.Is(err, io.EOF) {
+				sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+				return
+			}
+		} else {
+			request.JSONBody = &body
+		}
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if err := r.ParseForm(); err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode formdata: %w", err))
+			return
+		}
+		var body GithubWebhookFormdataRequestBody
+		if err := runtime.BindForm(&body, r.Form, nil, nil); err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't bind formdata: %w", err))
+			return
+		}
+		request.FormdataBody = &body
+	}
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GithubWebhook(ctx, request.(GithubWebhookRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GithubWebhook")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GithubWebhookResponseObject); ok {
+		if err := validResponse.VisitGithubWebhookResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -2077,58 +3402,95 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fvdc9s2Ev9Xdni9iTNHS0rj9qbKk5uP1tcm7ThpO3Oxr4bIpYSaBFgAlKJ6/L/f7AKkKAmSndT5eMiT",
-	"ZZHALnZ/+w1dJZmuaq1QOZuMr5IZihwNf3z6Skzpb442M7J2UqtknJzkqJwsJFpwM4S5xAVYJWo7046/",
-	"Ecou0MBCWJg0snRQGF0NkjSx2QwrQTu6ZY3JOLHOSDVNrq+v06QWRlToAulvjVDZ7IWocJsB/wyUqPAR",
-	"CP4LC+lmYEthZ2hBWqjRZKjcIapM55iDsKAVQi3oNZxWqBwcXBQoXGPwn18+e3NxnziUtD+9lKSJYuLJ",
-	"hKklaWLwz0YazJOxMw32T1NJ9SOqqZsl4wfp1tnS5KR4oRU+Fy6bbZ/mWAHJmYUEQgEKU0o0QYqPYDFD",
-	"BdKBdbIsoaJN0KZ9QUsLD0dHHftegasDnBSHRP7Q09+nhTQ5xVqfPNlmkr630mmzBJnDwUWpM1FeQKEN",
-	"M2JWj60T2WXOyrdOGIc5SLVLtsaT2yfbWjiHhpb+7/Xx4X/F4V+jw2/OVx8Hvx+eX43Srx9ef5GkMVwZ",
-	"tLVWFj2sRH6KfzZoHf2XaeVQ8UdR16XMBB13WBs9KbH61x+Wzn7VY+YLg0UyTv4xXJnM0D+1w5/9Kk90",
-	"XXqvWERMFnKNFpR2XpMsveOfT4BYMSJzg4TwoujIonxqjDYfktFjBY3CNzVmpDck8o+YxRydkCUhTaty",
-	"CVLxtxbNHA2Uespsv9DumW5U/iE5fqHBNtmsh8DUQxC0AW+6LW/PdU5eK99GN+mn82Az4fWTzYSaYg5W",
-	"qgz5uFM5R2+sBOeIn4ydIbw25Hf4AL8oMReyFJMSP6ykHBgU+RKWSDC7bq2s52/Z4Iyu0TjpDUYQ/9sS",
-	"e6yrSjovKK2CD6i0w0NC8aVU0yD8R6CasmT3rBt6F0l29J0/vzf3YLZSOZyiIX1NcCbVHsK62EN0xRYD",
-	"Ft+ViWwmy9wgy186rGzEaXbrhDFiyas8i3GYeQbvWdALBeFNEBM9R6BPtTCoXAoKF+QsCmmsS0E4qLR1",
-	"8NWI/WjLyT4geDnF2MuxdpEwNPLO3DTqMoUH/I8IlmS0JiZUDlaDVoMkJitpHzfGBCCvb/390+MnUGup",
-	"6KjOa6U1zW6ridYlCkVbqRD1tyStEHN7isxVXLxefvcsOFmTtyIgCAVCZWidNh42HfmUnEQuiwKN9fHX",
-	"YyrThnIGvxkYnEsr187dY9a/tI+bdUvopMwC9WIOqOUcRmmYSetD6UwYzP3XvGQPaldC8kRf6sZkkdzp",
-	"txka780CcxllT22ChqqpkvHrhCUsXZImUyPqmXSYpIkXolkSE1phch4jbm70UE1ZtiGYXNBsRyayyghe",
-	"e0D4d3tG2UK5j70NjKyMcUMuK9715A/MmJVgMtsusHEzH4a3jpsLxzIutKmES8b8xaGTzO7W2/Gzpolt",
-	"PA83ysELoH09bTkLfMTO9D2K0kXcunXCNfwJ34iqLnnVZZLexIBfFqPURp5Yfnv67DF8c/TVvyEEtZBO",
-	"EOLW2fLfr7OldD+9PEuUrvEsiclXKusIpOvrh6KWw/mDIW8ypNVR3WwL5Gh0FHN0TrpygwSFVp/5pLvC",
-	"w5ZU4JfTEzBYoEGfXwgHcr2yaqVFO7B1dgRnztV2PBz6ZHuQ47zNF+iE7rCIM7OhTX7aHijdq9ye0Y6v",
-	"tnzQuhInwsbdt7RPjCj6OO87/aaaYN/KeiInzuJbdsrYetKY8haOxRONHZkqnm27ybyfWWVLuyI8rAe9",
-	"NgOhWo6fSMtGkM0wpyDk40AlKeO+lZentOyl9yfbLHin5wkZtLqcE6J0CrIAoZa3IiDzqFgvQ1a2z8WT",
-	"6H6g91jalKDF2Wxq6wyKCn45/TH1YU6oJWQG2Q5EaTm/m2N+K445RMYp+YA7WfUNBjFLnUtc/IrGSp9x",
-	"r28THrSJZwDCRvfjYAQTLHSIsJy9cQsk5wK4ixJSua+PIlnUBjolmTALvD3cOo+7YPtDNHMONfuYWSNM",
-	"C6fNPQsLbTh17ldQXORRsTCACw/KizHlKcIgZKVWSOkr5jBp6/1+8sB0kjTxC6NpAnH5q8TFtoFxw+jY",
-	"3T6oGsxQuXL5HM10V21XCuvgy5FXyGFIfDwmQn6wnnHfQZZtgvu4yU6Ce8su7VqRsW/ZS05tIjTnK+y+",
-	"LdSY3Y6TLamu9k47DcXQ95IbAo+1KuQ0nkiddkQ3FfUTQ1JqZbtCjZCKVe2WYDFrjHRLCExz/45SPSpS",
-	"0HrLNDBBYdCA05e4I10nUP+kyuU2/adzNEuoGiccmYNu2SFXbbBorHdD21taqaYltvEi0lnwXRL+YwHf",
-	"iMyVS+5GrkwuvvN8lzPibX2jjd0LhDcHN8b87vzpujrWjrGiHFVyW35tWC57V7R7uL3XFl5oQSrg9P3Q",
-	"e0mquEzKpeZb2mCIxdFKt8fF1a4Qt4NX7rhS9StzLhO5MiTubooi9NJ+GfS3OVhV/QQ0dkr3o/vuSnU2",
-	"FUzkUx872syuU822Ogm/wbZekkCDLtmOjhtfOvj/nrUu5T+/vUoijcOfTp48hpMn3vhAWttg3jWIM3YJ",
-	"DZWzWSnpsCdPuokAo55prM5NGa5vpuhLiS0nm3MAvbBsWd4BZAaF81GJaDJDpZ5KBcLBkOA+5H+7ZrTf",
-	"fNWO9ib1e9hvxYyo5Q+49E01qYqInQdjDDbuWmUTMy3gdQFT6VY2L9GOV29argDOlMeemoLTurRwELCY",
-	"wnehEL8f+hNkQH6/wgaACgdtjX6mZFWXVEgs2oLfoG+IQIVO5MKJwZk6U97rcaeXHotIsXZwsasveXF/",
-	"cKZOUeQrb2khE8Ysb3LdF1fXPhNZAuUUdTMpZTZo2dHEbs8Dc03f8/QHXnH3wXdPvNNvoZdCo0q09kz1",
-	"WtSmUbbtWnN+ArW2rjFhcETYAF0UgzPSeikzVL6GCcB4fvKqZ4Ktto9/Pum5ynEyGjwYjOg9XaMStUzG",
-	"ycPBaPCQmw9uxpbVVqNZFyOnyO6iO+1JnoyT79CFKLoxwPhyNNrTNH67ZvFatI50jL/XC98tC0LkTw6a",
-	"mjvqX3lOYgQ6jofrk4y+t0nGr6+u06s1A399Tt/0nc/r8+vzNLFNVQmzTMYhwWiVRxYqppbcHoE6OScC",
-	"a/X+TgH/KK3jodbfFfCtYlSb6a1HqG2Je/j3p2l03vzjyZvEtOayeiL3At6W+fDKj/Wu96E75Bn9oe/r",
-	"+OFWrwz7c1Ti871ZhtfXrkFeP2l75ynQw9HRzersT62u0+ToNhDojTh5ye3I+PbVx4LZd+g2EuIIzt4W",
-	"LWGWfX2+E6DDfs4akBozSB8x2pmBLxzDaMbNULURPJbSEka2Pc+3Ld2PagF/K72OG0cr0M+mcaceeLLC",
-	"S2sVoVR/r2YxvPKf9nryb9v7MZ+oL28BvA+wn+F61568uzV1Z3hNb3yzd2fsrdA9zGVR7AwBx9Ao1htP",
-	"ildj4grNFGEiLLY94VDSC5X3ZvlwIOyZ6mbKoQbpt4/vg9O99X54PYBXHGb8bZSw15mivf2tLwtHo6MB",
-	"+DGzy2aUnZNYGqqAOybbGwa1VKqrjM9U27BOwWqQDkS5EEvbXi5bXevjmpKvcvk8lMujHR7gCQnxPXsB",
-	"h2/c8M1h3d6k23uhMDaPd59t/e5sfe0+iwehmAqprOvh/5N0AauO+87i8GXbCv/UE7Qd44BdxWW4HFds",
-	"3Nv8bBV3mrB1g5QPka75vYdXRmu3N1V7GS7FfKKZWkBy3HfzIT+j9K7zNO8OJkv22L3BxB277Y2rqKLq",
-	"kqboUGT99n57r3/nLXI/8njX+/l7LGseZtTRxJB7kb1ci6fM3VUA/8uHyRIEGCwM2tkjUDjn30WUlxam",
-	"0g1iyRSPxT/pxhhzuMNK+3ntZ2O9y0RrMdNlyMp1waCKtMruJsrM+NLgX/siSbhX+B6RFijsyuSNztDy",
-	"L33ucByxEcfnqIhGbfRkx6iB79P/tdNDnPJ1e60yBOTkqzcG7TX5qcYT4bYQK/iA51pdzVgIWTYG70f9",
-	"BdP4OIrwx3PaV4fvrAVa9fDmVf2fTezXHPEl96puY/ntzJFHT96a+HJhMmRfG/beuvTOYkv5FpVnhi/Q",
-	"+/lViwPWx2AVyZi/7Xh52hvAhFJ8/epV7+dUNrLe1zLMQH8cLdZ/NRMLZz6Ktd68Pya35Cz+HwAA//8=",
+	"7Hx9b9u4lvdXIfTcB5NgZTtN09mdBAtspi/T7LQzg6S9vdgmW9PSkc0bmdSQlF1PkO++4DmkLNm0k6Zp",
+	"Wlz0rzi2RB4enpffeSGvkkxNKyVBWpMcXiUT4Dlo/Pj8DR+7vzmYTIvKCiWTw+QkB2lFIcAwOwE2EzBn",
+	"RvLKTJTFb7g0c9Bszg0b1aK0rNBq2k/SxGQTmHI3ol1UkBwmxmohx8n19XWaVFzzKVg/9c+ay2zyG5/C",
+	"OgH0G5N8CkeM4182F3bCTMnNBAwThlWgM5C2BzJTOeSMG6YksIq7x2A8BWnZzrAAbmsN/3//xcfhrqNQ",
+	"uPHdQ0maSJw8GeFsSZpo+LMWGvLk0Ooa2quZCvkK5NhOksNH6dra0uSk+E1JeM1tNllfzbFkjs/IJMYl",
+	"A65LAdpz8YjNJyCZsMxYUZZs6gYBk7YZLQx7vHfQkE8buFzASdFz0/do/m27kCanUKmTZ+tEuu+NsEov",
+	"mMjZzrBUGS+HrFAaCdHLn43l2WWOm28s1xZyJuQm3mqabhtvK24taPfq/74/7v0P7/211/vpYvmx/6F3",
+	"cbWX/vj4+m9JGpMrDaZS0gCJFc9P4c8ajHX/ZUpakPiRV1UpMu6WO6i0GpUw/bd/Grf2qxYxf9NQJIfJ",
+	"/xssVWZAv5rBH/QWTdrl3htkEU7LcgWGSWVpJ5F7x3+cMEeK5pntJ9dp8lTJohTZg9J43N5E1CY7Ecbt",
+	"ttLs7ekrxksNPF8w+CiMNUjnC7DZ5AUXpdu4h2VnXRmrgU9ZpuoyR4aOgBWOIMiPkK05WC5Kpx3uP8Ol",
+	"sOIvyNlYWAZaK41rOJFOvHj53H3zoAyXrJbwsYLM6QgStEq3kuWCCUn0g56BZqUaI9m/KftC1fJB+f6b",
+	"YqbOJi1BSUndnYiQmQy0vVa58xD5uiVxm9d4iwknXcgmXI4hZ0bIDHC5YzEDMozOdER8UmwN/rEBPoML",
+	"+IMvSsXzN0q94noMDy2lI5Uv3EaWbnJnKrlkvCzVHHK284i9Fj+jCZ3DaKLUpdlF9r0RU1D1VzBQhQYz",
+	"YbkgdSqEFGaCpiCI4EJmzBJ1RKlSr7lceItqHpRipdiUy0Wwq8bJYKakhMw9YcidognLSgHSrojRKVi9",
+	"6B0XFvS6jJ5BpmRumFVszoWzLIXSwKxeCDlmfMyFjMIZIS2MQTt6r9PkreS1nSjtjM4Dq+mMlyJnmQaE",
+	"arw0K6t/9+5d77i2E/drxi10511zorSYGRclH5XwsGuxjNzOApzMXQeut0AiogStKtBWkJfnbqnr2/pU",
+	"TafCksVR0gOXqbLQc6730u0tWbEjJuuyRNFXtXsWHP/cd7R+wiirm54mI5gIuWViVWyZdEkWWn64KxHZ",
+	"RJS5BuS/sDA1kS1t3uNa8wW+RSTG7TUR+INhai6Zf5LxkZoBc58qrkHalEmYO4RTCG1syrhlU2Use7KH",
+	"4C9Qsk0QiE8x8nKobAQ77xEC1bW8TNkj/Id7l6SVckTInBnFFOrrOq+EeVpr7QW5O/TL58fPWKWEdEu1",
+	"tCvBxzVDjZQqgUs3lPShyhqnJUBuTgGpirOX+PeDYVZUzls4QXCOQmZgrNIkNs30qbN0uSgK0I2VczKV",
+	"Ke0CHRqMaZgJIzrrbhFLD22jpqsJDZeRocRmL7UIFaViE2EI/0+4htwjSPfKFqldMokmPVO1ziIB37sJ",
+	"aIIFnrjMhXwhqgRZT5PD9wlyWNgkTcaaVxNhIUkTYqJeOCKUhOQiNrm+0ULVZRniBmeCJhvCp2UY854E",
+	"gp5tKWUQ5bbsrcjIUhlX+LKkXY3+CZmlUAFVZt0EouuJCmTuDX6h9JTb5BC/6Dm/nkSYE19rmpiaaLiR",
+	"D8SA8HgaKPN0xNb0EnhpI2bdWG5r/AQf+bQq8a3LJL2JAHotNlPwPLGg/PTFU/bTwZN/Z96peVzuJK5L",
+	"Fn3fJUuqdjh1nkhVwXkS46+Qxjoh7b4/4JUYzB4NcJCBezu6N+sMOdg7iBk6K2y5MoVzrRRCpJvcwxpX",
+	"2NvTEwcUQQMBdW6Z6KaDArfcCKidzYQTaytzOBhQhqCfwyzgBbdC2yvixKzsJv4aFpRu3dyW0h5erdmg",
+	"7iaOuImbb2GeaV605bxt9OvpCHQMARJl8SGbzVj7pdblLQwLTRpb8ikUb6ug390FUoiFIuDtZaaBW3Ac",
+	"r/Ed96lQOsMPOZTgvorZSwnzM7IKN9p1Vea3fRTN701rdw+lYS1xDlQqsniytEu8uAnjsK7bDxhsApJ+",
+	"EQbNQDYBzIuQJ5wKyibcws85YOoZsk4CmX2aSINR5czplEqZKBiXi1tNIPKoYF16XLrNyTnW/eqeQ547",
+	"iBons0m9vD19lZKjd4FYK9pAhDuD/FYUu6jyrDFk2wg8Wz7ptMiBiziFBFVGyzRxP2bjZgLmfwdtBMUq",
+	"3WH8DwGyewFaSXbv7DWh4QQI92LGO8d8Z+NfhbQ/HkTw54psC6d3uFFhcV0aN4n7U9RjdPp5Lhz9vPyj",
+	"Jf4FL82avSvqsoxn19Vcgh5gUr2Vm6B0pZDjI5ZDwevSYnjs1l1yY5mdq05yvQl23p6+inJfROKkZ7GR",
+	"Oyn75aBNYNQfCwzuPytRvFGcVkkixfjBBC6sxwRr1rw7YPCCKTNmcjgYsB2lmcmqXikugdUG9H9NlLGH",
+	"btm7zsaMhXWPeT5O+cdQatjfO/iP9MbaQ1vCHEGbpOjXaOTqE/2HuHYnP9wq/YNhc6UxdG2nAjFb6YL1",
+	"PhuSSRweujiBa2BZqSS48BFyNgpFgjZ4x3nc+vDFqNtxVP5dwHzdvGOV6djeHtRqyEDacvEa9HhTkhKF",
+	"b3+P1LrnAw+yLB6fdyPee4hytXdeN1lpDy+yS9MJ8rfaTgwtInPOlhbwUw0WkttQssbV5dhps0Mx6TvD",
+	"zPZTJQsxjgcyp82kqxv1O4okJvyCPXCSCtPKLpiBrNbCUo5QaEAL4kItxpkBQ/ZdsxFwDZpZdQkbwmUn",
+	"1L/LcrE+//MZ6AWb1pZbpw4qkOOAgoaiNuQE14c0Qo5LCGglkiKndD/+MQw+8syWCyxhLlUuPvJsk0vD",
+	"Yak6h06K+Sf7N2LuZv1pdzs6y1jOHN3kkP5Y0Vy0nmC2UPtDSHyAYUIyDJ975GuVzkGnmOr5RB30SDCa",
+	"aWpRcXU7v9XQimVanl0ykWOaBj2Go+4mLOIe2s6D9jA7y6wblrecUdqNjrsp1FjdYDd9SggkRFbN1kS3",
+	"cyGzUzB1GUk95DXpwGsTNSo3ZzAhlOIi3GiqePiQwwOcFViBZLqWtwKcVNiAfIvDuCvMnqq8E2KRN+th",
+	"WRINpNOkqHP7s4Z6K0kRHxZK9bG8gLaft8Ameg1LIQLdImop3UNpYuosA8gpcKQq8EUUWYnxmKLkhi9c",
+	"1ujuPbrE7gALekZfYo+DTtJEyZHiOj6sD1pPobi9F1zGxzFPuC0eeBM6XbyRY7yw4BWc5O5OcL9pgAhM",
+	"8jIUNqAlGN0V3xwanHXiqpV4WEnnHK2YwQsuylqDiScxHAg6ttb508+RJjdMU2C/1dNnTraM+ZxJJXy0",
+	"Zy5Sr8t71gWRo4UMmnBxmwwkYF53ne2xrXtHWnGcZVBZgj3d/dum+wuZRX+KgDeUPP/COh1uMI+gHBun",
+	"3mMjWjquKUFL/70IbP3vd2+SSJ/D7yfPnrKTZwSxmDCmhrzpHcoQ+NUacl+pZSfPmuoqYhucY6lQLoKi",
+	"kpW6FBAoWW0RU3OD+Ilgns91udjDzYkElWosJOOWDRyoGeC/TZ8SDb7sVCLg9MGPtySGV+JXWFDpUsgi",
+	"guY85PJIzgaX7ogJsEYV2JTSIDsB5nD5pME867kkhCHHzCpVGrbjEUfKfvHljl1fBXIwicYrjIch3LJQ",
+	"CTmXYlqVAgybh7KKBio7sSlYnnPL++fyXBK2JT8rDOORlPjOcFP1d7jbP5enwPMlJjYs41ovbgLow6tr",
+	"ijcXzEWOVT0qRdYP5ChHbgtnY+Wkhed3aOMwcuYB2gfRS1ktSzDmXLY6anQtTWiywSiUVcrYWvueQicb",
+	"TBVF/9zteikykJQp9oLx+uRNC2iF3T7+46QFiA+Tvf6j/h4mRCuQvBLJYfK4v9d/THmLCWpWyPlnTSQ0",
+	"BrRazWpP8uQw+QWsj5VWetv29/a2lOY/rSTfickidfmXak41Sc9E/GRZXWFfyBOiJDZBQ/Gg23jVtjbJ",
+	"4fur6/Sqo+DvL9w3bePz/uL6wmGQ6ZTrBTZtICV+85yG8rFBsAGWJxdugk5VZSODXwljsd/xcxl8S0hC",
+	"8XwXjaxznMS/3Wjp1pt/PX47NnVMVovlxOCL6zRx2xFpiCiV9Mbw7ekrJqRVIVNEkHk1VZRSyGqw3wBx",
+	"GJf5uaQGWMP29x6FnsVOgMwcbBM5Vq3dRNPaYJ+ghLmzFFMXQ+XnMuMGekIakEY451wu0pDYxcy2o3a3",
+	"z45DpEHZrBL4jHo5J0KOzyV1f/TZKaYIGfkvc8gw44fpvtSZ5SNWiBIOBwOkqiq5kJjjpHa/c4nFhlX7",
+	"hIvr9bB3rIdWqkeZSEN2qSvBlBH2UblvkPpZ5Yt7Mw+ttPN1F1g4CHW9pjeP7nXmTR1sXnTm3NAO0b4H",
+	"I5Wv9EC9UkRAHOu3FE2Dwfr7DR3s12lycBs9bLUg4ys/3fxK0w98R113b+3f/Fa7nRffObj5ndCsiPak",
+	"sQ2/U9zGOJtyyceQ+71ZNxFp8rFHKt4LWTQvRKv2enBFkPV6m2f0Mt8+S/A+voTlI4N2e76zcV/Mq24T",
+	"3m5a784Nr49vs2ntBt27iu3tpqEGg6/lon4Bu5IyjfuoT5IWf0Ti+mKjgA7aWU0vqTFnTmgzdHVRacE3",
+	"z1nnBDz6jyU9+2s237njn8O8X1UDPisBu6GP2i/su2rcK3obLeUlaIUv5nxRtRhc0aetlvzncOzqG7Xl",
+	"QYC3Cex3cb1vS94cxrs3eU1vfLJ1FPGTpHuQi6LY6AKOWS1x37CXd9nIOwU9BjbiBkKzgy/6IJZd1n12",
+	"uDmXTdevz1+021R2Q8tC071tRdVnb9DN0MEbP5aLo3IWYqmDvQOKmyo8oCYMc2ypLeRLIkMPeCWkbLJq",
+	"5zI0xqTMKCYs4+WcL0w4s7g8LYr5KDwhSMA8EsI0FuCZY+IXtgIWPtrBx14VDmhuPaca65i233X9/nS9",
+	"c+KAhBCP3Bjbkv9v0gTALByi3qDyQ5Q0fKxHTXRDp+VDf3AJ8mHKhmYhsw++hNf8H4qWw3O5w9my/Lrb",
+	"PIBx25Ct/eo07oMvHbm3h1c+LXk93EWjMiRmfzBzgacnh2xneOVUPWVWXQ93Q48fuwSoeClmcC6dAXCG",
+	"BhDI7j9hps+etk5fYc8PryrIWQU6JPbRhElmleVlTOnPkCXPiYu309o2L++guvg6o9f7D6VVB/u3iPlX",
+	"z9Z93bRqz/jd9p19PB5TOUn8Mthx2e60MWd7FvqQvvXYZ0Mv1qacrz9iW6wmN787nPuMhZoutoeIhGjs",
+	"wZVWym6Ngs78iaBvNAjykhy3rbjI71J63yEQmYPRAsFQqyvsnhHRyjlcPm3ikWhHWve+lXATy8Z7P6jf",
+	"7K43qmzTLOeB8NqQO6nspoLVC6UzMOj26JS8nWhVj1cLTj+Y8ADo1F87MfW3zrh4LRz0p99CyxMrlaoQ",
+	"HLlvffdTnx2vJM+ZMOfS33DhM4RNNUwD3bSzM2y3nA13jzY0brvQsSlwYOO2iwjxjLLs5cJcYvMA09DT",
+	"wHO2M6TWteHuoYvrhGHSIb+GHKzg9dmxP/JLOVdi1ApYoHIWt4zjTQJHjDtS6GoUalPQWszAsLzW2FEr",
+	"gY3BGs9oB2r9kLWkFzxSPpfUkSVsHwHwRCupauMUxbfqH7HhnAv7n3geYsiWtcN9R4+SGUQxKYLpWFVh",
+	"5YwqF7Z1Hw4SuhMOCTjxXurCnzXQgVRSBkdUp7Tk31rpR2pafL+sRV82dt5wT0SISJihVq2iLssFYuh9",
+	"KjY9MD1zbhj3HVNHrFBlqeYsFPk+qfaH91x84arfA3icB6/6nfqd6Oi7VPO1AOEORT807Dfgf3ziQQB8",
+	"SyhvV8BAs0jnIxoPYdjO8o6E3f6/NHg5XVl69+jMw0SQTjwGV9TuuB10Oxq+BRv7ry0Tvy9Rwv0JQHoV",
+	"w5u+x/W298zt9X66uHqUPvopeqfcFhmb+eNp0fQfZlJaSXQ8YNacJSX8NlosMeYRgSw25+WlYf6U45qw",
+	"4om4b7rjASncIOjtgsX3UPE+M+jziSp9uWVLvu4+cxwhuBmMhZ3UI1SqaDD1XPJRCTnFHdjuxptjxgYy",
+	"DZaqTk1f+A6UBtjB3sEuVqbOZQ6lwNyYMNigG+6xwlLU8B+9l/WodybGEm/37O0/+XHIdl6+Pn7aO3t5",
+	"vP/kRx/JnkvN53hH225KNwgulp3EfTashBy344SDI8bZsKrNZBhO/lOAdi59hLZDpS4io5Wqc9j4g7NF",
+	"w5StNxvuMn/6w5xLDOoDjmpV5VpRiqPCEUE0SFbLS6nmeJQRO0rasV2KDYzUNE25bhzUSQM1xC85GeZy",
+	"C41W5HBX3zUHdlYEJnr16D96vwjrNgNz+tvvHr1piGee0juOsiYSW8e5uHvf5PopivbzH3vz+bxXKD3t",
+	"1br0t9N2B+ge9ajoBsP4gY7Vua7XWy/vLxRbPZWy4RLRJuzHara/NaDdm+mF3fcu75NFXRnHz5GG7lpm",
+	"FcsV23EqmbblOW3Evy30a+L9GfD60c2vdG76u1NF6NHjm19YvcvynrxLN8mIutZYYxexOP61XEaw8r6j",
+	"foJ3Nf21DU7765y+IMrwM2wqz2uVgcFboe/xfMJKBWEG0s1RaTXacPYArzH8ayM6PMVbDp1990XVlv9r",
+	"hdMTbhj3V42gc99BR9Q0ghR0rmw3ihVxjq+zEbQ8q6jlo/85OY3Ht1LI5rbK7Tvn6BJbt27l9dtBMSya",
+	"kmPEW0CSAeJsP/baXYPIthQvzyBi8N5C6v8PctDksbxLQ/rWM/WnrRMZvr+me+NG6+ptE3mfqqhIQPt8",
+	"Gu/e+hsLZSiCCUi+fW7OROlER9G5RMSRvENngzEJl4ZbBVNfet7td2O66LhksgzCo0LpMTT367bebszY",
+	"9cX1/wUAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -4,6 +4,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,30 @@ func (e BranchParentSource) Valid() bool {
 	}
 }
 
+// Defines values for RefUpdateChange.
+const (
+	Created RefUpdateChange = "created"
+	Deleted RefUpdateChange = "deleted"
+	Forced  RefUpdateChange = "forced"
+	Updated RefUpdateChange = "updated"
+)
+
+// Valid indicates whether the value is a known member of the RefUpdateChange enum.
+func (e RefUpdateChange) Valid() bool {
+	switch e {
+	case Created:
+		return true
+	case Deleted:
+		return true
+	case Forced:
+		return true
+	case Updated:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RepoKind.
 const (
 	Local  RepoKind = "local"
@@ -52,6 +77,93 @@ func (e RepoKind) Valid() bool {
 	case Local:
 		return true
 	case Mirror:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultMode.
+const (
+	MirrorFetch SyncResultMode = "mirror-fetch"
+	Reread      SyncResultMode = "reread"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultMode enum.
+func (e SyncResultMode) Valid() bool {
+	switch e {
+	case MirrorFetch:
+		return true
+	case Reread:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultState.
+const (
+	SyncResultStateFailed    SyncResultState = "failed"
+	SyncResultStateQueued    SyncResultState = "queued"
+	SyncResultStateRunning   SyncResultState = "running"
+	SyncResultStateSucceeded SyncResultState = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultState enum.
+func (e SyncResultState) Valid() bool {
+	switch e {
+	case SyncResultStateFailed:
+		return true
+	case SyncResultStateQueued:
+		return true
+	case SyncResultStateRunning:
+		return true
+	case SyncResultStateSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncResultTrigger.
+const (
+	Interval SyncResultTrigger = "interval"
+	Manual   SyncResultTrigger = "manual"
+	Onboard  SyncResultTrigger = "onboard"
+	Watcher  SyncResultTrigger = "watcher"
+	Webhook  SyncResultTrigger = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the SyncResultTrigger enum.
+func (e SyncResultTrigger) Valid() bool {
+	switch e {
+	case Interval:
+		return true
+	case Manual:
+		return true
+	case Onboard:
+		return true
+	case Watcher:
+		return true
+	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncStatusState.
+const (
+	SyncStatusStateIdle    SyncStatusState = "idle"
+	SyncStatusStateRunning SyncStatusState = "running"
+)
+
+// Valid indicates whether the value is a known member of the SyncStatusState enum.
+func (e SyncStatusState) Valid() bool {
+	switch e {
+	case SyncStatusStateIdle:
+		return true
+	case SyncStatusStateRunning:
 		return true
 	default:
 		return false
@@ -136,6 +248,17 @@ type PullRequest struct {
 	Url     *string `json:"url,omitempty"`
 }
 
+// RefUpdate defines model for RefUpdate.
+type RefUpdate struct {
+	Change RefUpdateChange `json:"change"`
+	NewSha *string         `json:"newSha,omitempty"`
+	OldSha *string         `json:"oldSha,omitempty"`
+	Ref    string          `json:"ref"`
+}
+
+// RefUpdateChange defines model for RefUpdate.Change.
+type RefUpdateChange string
+
 // Repo defines model for Repo.
 type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
@@ -149,13 +272,29 @@ type Repo struct {
 	Kind RepoKind `json:"kind"`
 
 	// Remote The upstream URL, with any credentials removed.
-	Remote *string `json:"remote,omitempty"`
+	Remote     *string     `json:"remote,omitempty"`
+	SyncStatus *SyncStatus `json:"syncStatus,omitempty"`
 
 	// Trunk The trunk branch name.
 	Trunk string `json:"trunk"`
 
 	// ViewVersion Version of the current view snapshot (0 before the first build).
 	ViewVersion int64 `json:"viewVersion"`
+}
+
+// RepoCreate defines model for RepoCreate.
+type RepoCreate struct {
+	// FullName owner/name for webhook matching; defaults to the last two path segments of the URL.
+	FullName *string `json:"fullName,omitempty"`
+
+	// Id Defaults to the last path segment of the URL without .git.
+	Id *string `json:"id,omitempty"`
+
+	// Trunk Defaults to the remote's default branch.
+	Trunk *string `json:"trunk,omitempty"`
+
+	// Url https://, ssh:// (or scp-like user@host:path) or git:// URL.
+	Url string `json:"url"`
 }
 
 // RepoKind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
@@ -201,6 +340,54 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// SyncResult defines model for SyncResult.
+type SyncResult struct {
+	DurationMs *int64 `json:"durationMs,omitempty"`
+
+	// Error The sanitized error of a failed run.
+	Error       *string           `json:"error,omitempty"`
+	FinishedAt  *time.Time        `json:"finishedAt,omitempty"`
+	Id          string            `json:"id"`
+	Mode        SyncResultMode    `json:"mode"`
+	QueuedAt    time.Time         `json:"queuedAt"`
+	RepoID      string            `json:"repoID"`
+	StartedAt   *time.Time        `json:"startedAt,omitempty"`
+	State       SyncResultState   `json:"state"`
+	Trigger     SyncResultTrigger `json:"trigger"`
+	UpdatedRefs []RefUpdate       `json:"updatedRefs"`
+
+	// ViewVersion The view version after the run.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
+// SyncResultMode defines model for SyncResult.Mode.
+type SyncResultMode string
+
+// SyncResultState defines model for SyncResult.State.
+type SyncResultState string
+
+// SyncResultTrigger defines model for SyncResult.Trigger.
+type SyncResultTrigger string
+
+// SyncStatus defines model for SyncStatus.
+type SyncStatus struct {
+	ConsecutiveFailures int             `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
+	LastError           *string         `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
+	State               SyncStatusState `json:"state"`
+}
+
+// SyncStatusState defines model for SyncStatus.State.
+type SyncStatusState string
+
+// WebhookAccepted defines model for WebhookAccepted.
+type WebhookAccepted struct {
+	RepoID string `json:"repoID"`
+	SyncID string `json:"syncID"`
+}
+
 // BranchName defines model for BranchName.
 type BranchName = string
 
@@ -213,11 +400,29 @@ type RepoID = string
 // BadRequest An RFC 9457 problem detail.
 type BadRequest = Problem
 
+// Conflict An RFC 9457 problem detail.
+type Conflict = Problem
+
+// FetchFailed An RFC 9457 problem detail.
+type FetchFailed = Problem
+
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem detail.
 type NotFound = Problem
+
+// PayloadTooLarge An RFC 9457 problem detail.
+type PayloadTooLarge = Problem
+
+// Timeout An RFC 9457 problem detail.
+type Timeout = Problem
+
+// TooManyRequests An RFC 9457 problem detail.
+type TooManyRequests = Problem
+
+// Unauthorized An RFC 9457 problem detail.
+type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
@@ -258,11 +463,41 @@ type GetStackParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// SyncRepoParams defines parameters for SyncRepo.
+type SyncRepoParams struct {
+	// Wait Wait for the result (default true).
+	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
 // GetViewParams defines parameters for GetView.
 type GetViewParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
+
+// GithubWebhookJSONBody defines parameters for GithubWebhook.
+type GithubWebhookJSONBody = map[string]interface{}
+
+// GithubWebhookFormdataBody defines parameters for GithubWebhook.
+type GithubWebhookFormdataBody struct {
+	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
+}
+
+// GithubWebhookParams defines parameters for GithubWebhook.
+type GithubWebhookParams struct {
+	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
+	XGitHubDelivery  *string `json:"X-GitHub-Delivery,omitempty"`
+	XHubSignature256 *string `json:"X-Hub-Signature-256,omitempty"`
+}
+
+// CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
+type CreateRepoJSONRequestBody = RepoCreate
+
+// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
+type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
+
+// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
+type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -348,6 +583,32 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 	ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// CreateRepoWithBody Onboard a managed mirror
+	//
+	// Clones the URL into a bare mirror owned by stackd, builds its view and
+	// answers 201 with the repository. The id and URL must be new (compared
+	// case-insensitively, before any clone). A failed clone leaves nothing
+	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+	// when the server runs with --allow-local-remotes.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+	CreateRepoWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateRepo Onboard a managed mirror
+	//
+	// Clones the URL into a bare mirror owned by stackd, builds its view and
+	// answers 201 with the repository. The id and URL must be new (compared
+	// case-insensitively, before any clone). A failed clone leaves nothing
+	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+	// when the server runs with --allow-local-remotes.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+	CreateRepo(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetRepo Get one repository
 	//
 	// Corresponds with GET /api/v1/repos/{repoID} (the `GetRepo` operationId).
@@ -375,6 +636,16 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/repos/{repoID}/branches/{branch}/diff (the `GetBranchDiff` operationId).
 	GetBranchDiff(ctx context.Context, repoID RepoID, branch BranchName, params *GetBranchDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// StreamEvents Server-sent events of a repository
+	//
+	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
+	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
+	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
+	// comment every 25 s. Connections are capped per client and in total.
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
+	StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListStacks List stacks
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/stacks (the `ListStacks` operationId).
@@ -385,12 +656,77 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/repos/{repoID}/stacks/{root} (the `GetStack` operationId).
 	GetStack(ctx context.Context, repoID RepoID, root string, params *GetStackParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// SyncRepo Refresh a repository now
+	//
+	// Forces a refresh through the repository's refresher, the same path as
+	// webhooks, the interval loop and the watcher. A managed mirror is
+	// fetched, then its view rebuilt (`mirror-fetch`); the operator's working
+	// repository only has its on-disk refs re-read (`reread`): it is never
+	// fetched into. At most one refresh of a repository runs at a time; a
+	// request that arrives during one gets the result of a run that started
+	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	//
+	// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
+	SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListSyncs Recent refreshes, newest first
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
+	ListSyncs(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetSync One refresh
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
+	GetSync(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetView The whole view of a repository
 	//
 	// Served from the last snapshot built by a refresh; never walks git.
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/view (the `GetView` operationId).
 	GetView(ctx context.Context, repoID RepoID, params *GetViewParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GithubWebhookWithBody GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GithubWebhook GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GithubWebhookWithFormdataBody GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type.
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetHealth Liveness probe
 	//
@@ -425,6 +761,52 @@ func (c *Client) GetConfig(ctx context.Context, reqEditors ...RequestEditorFn) (
 // Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 func (c *Client) ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListReposRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateRepoWithBody Onboard a managed mirror
+//
+// Clones the URL into a bare mirror owned by stackd, builds its view and
+// answers 201 with the repository. The id and URL must be new (compared
+// case-insensitively, before any clone). A failed clone leaves nothing
+// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+// when the server runs with --allow-local-remotes.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+func (c *Client) CreateRepoWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateRepoRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateRepo Onboard a managed mirror
+//
+// Clones the URL into a bare mirror owned by stackd, builds its view and
+// answers 201 with the repository. The id and URL must be new (compared
+// case-insensitively, before any clone). A failed clone leaves nothing
+// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+// when the server runs with --allow-local-remotes.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+func (c *Client) CreateRepo(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateRepoRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -502,6 +884,26 @@ func (c *Client) GetBranchDiff(ctx context.Context, repoID RepoID, branch Branch
 	return c.Client.Do(req)
 }
 
+// StreamEvents Server-sent events of a repository
+//
+// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
+// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
+// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
+// comment every 25 s. Connections are capped per client and in total.
+//
+// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
+func (c *Client) StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, repoID)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListStacks List stacks
 //
 // Corresponds with GET /api/v1/repos/{repoID}/stacks (the `ListStacks` operationId).
@@ -532,6 +934,59 @@ func (c *Client) GetStack(ctx context.Context, repoID RepoID, root string, param
 	return c.Client.Do(req)
 }
 
+// SyncRepo Refresh a repository now
+//
+// Forces a refresh through the repository's refresher, the same path as
+// webhooks, the interval loop and the watcher. A managed mirror is
+// fetched, then its view rebuilt (`mirror-fetch`); the operator's working
+// repository only has its on-disk refs re-read (`reread`): it is never
+// fetched into. At most one refresh of a repository runs at a time; a
+// request that arrives during one gets the result of a run that started
+// after it. Synchronous by default; `wait=false` answers 202 at once.
+//
+// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
+func (c *Client) SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSyncRepoRequest(c.Server, repoID, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListSyncs Recent refreshes, newest first
+//
+// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
+func (c *Client) ListSyncs(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSyncsRequest(c.Server, repoID)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetSync One refresh
+//
+// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
+func (c *Client) GetSync(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSyncRequest(c.Server, repoID, syncID)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetView The whole view of a repository
 //
 // Served from the last snapshot built by a refresh; never walks git.
@@ -539,6 +994,78 @@ func (c *Client) GetStack(ctx context.Context, repoID RepoID, root string, param
 // Corresponds with GET /api/v1/repos/{repoID}/view (the `GetView` operationId).
 func (c *Client) GetView(ctx context.Context, repoID RepoID, params *GetViewParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetViewRequest(c.Server, repoID, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GithubWebhookWithBody GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *Client) GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGithubWebhookRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GithubWebhook GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *Client) GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGithubWebhookRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GithubWebhookWithFormdataBody GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type.
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *Client) GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGithubWebhookRequestWithFormdataBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -631,6 +1158,46 @@ func NewListReposRequest(server string) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewCreateRepoRequest calls the generic CreateRepo builder with application/json body
+func NewCreateRepoRequest(server string, body CreateRepoJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateRepoRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateRepoRequestWithBody constructs an http.Request for the CreateRepo method, with any body, and a specified content type
+func NewCreateRepoRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -845,6 +1412,40 @@ func NewGetBranchDiffRequest(server string, repoID RepoID, branch BranchName, pa
 	return req, nil
 }
 
+// NewStreamEventsRequest constructs an http.Request for the StreamEvents method
+func NewStreamEventsRequest(server string, repoID RepoID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "repoID", repoID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos/%s/events", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListStacksRequest constructs an http.Request for the ListStacks method
 func NewListStacksRequest(server string, repoID RepoID, params *ListStacksParams) (*http.Request, error) {
 	var err error
@@ -950,6 +1551,142 @@ func NewGetStackRequest(server string, repoID RepoID, root string, params *GetSt
 	return req, nil
 }
 
+// NewSyncRepoRequest constructs an http.Request for the SyncRepo method
+func NewSyncRepoRequest(server string, repoID RepoID, params *SyncRepoParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "repoID", repoID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos/%s/sync", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListSyncsRequest constructs an http.Request for the ListSyncs method
+func NewListSyncsRequest(server string, repoID RepoID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "repoID", repoID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos/%s/syncs", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetSyncRequest constructs an http.Request for the GetSync method
+func NewGetSyncRequest(server string, repoID RepoID, syncID string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "repoID", repoID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "syncID", syncID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos/%s/syncs/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetViewRequest constructs an http.Request for the GetView method
 func NewGetViewRequest(server string, repoID RepoID, params *GetViewParams) (*http.Request, error) {
 	var err error
@@ -992,6 +1729,94 @@ func NewGetViewRequest(server string, repoID RepoID, params *GetViewParams) (*ht
 			}
 
 			req.Header.Set("If-None-Match", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGithubWebhookRequest calls the generic GithubWebhook builder with application/json body
+func NewGithubWebhookRequest(server string, params *GithubWebhookParams, body GithubWebhookJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewGithubWebhookRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewGithubWebhookRequestWithFormdataBody calls the generic GithubWebhook builder with application/x-www-form-urlencoded body
+func NewGithubWebhookRequestWithFormdataBody(server string, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	bodyStr, err := runtime.MarshalForm(body, nil)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = strings.NewReader(bodyStr.Encode())
+	return NewGithubWebhookRequestWithBody(server, params, "application/x-www-form-urlencoded", bodyReader)
+}
+
+// NewGithubWebhookRequestWithBody constructs an http.Request for the GithubWebhook method, with any body, and a specified content type
+func NewGithubWebhookRequestWithBody(server string, params *GithubWebhookParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/webhooks/github")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XGitHubEvent != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-GitHub-Event", *params.XGitHubEvent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-GitHub-Event", headerParam0)
+		}
+
+		if params.XGitHubDelivery != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-GitHub-Delivery", *params.XGitHubDelivery, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-GitHub-Delivery", headerParam1)
+		}
+
+		if params.XHubSignature256 != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "X-Hub-Signature-256", *params.XHubSignature256, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Hub-Signature-256", headerParam2)
 		}
 
 	}
@@ -1111,6 +1936,32 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 	ListReposWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListReposResponse, error)
 
+	// CreateRepoWithBodyWithResponse Onboard a managed mirror
+	//
+	// Clones the URL into a bare mirror owned by stackd, builds its view and
+	// answers 201 with the repository. The id and URL must be new (compared
+	// case-insensitively, before any clone). A failed clone leaves nothing
+	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+	// when the server runs with --allow-local-remotes.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+	CreateRepoWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateRepoResponse, error)
+
+	// CreateRepoWithResponse Onboard a managed mirror
+	//
+	// Clones the URL into a bare mirror owned by stackd, builds its view and
+	// answers 201 with the repository. The id and URL must be new (compared
+	// case-insensitively, before any clone). A failed clone leaves nothing
+	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+	// when the server runs with --allow-local-remotes.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+	CreateRepoWithResponse(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRepoResponse, error)
+
 	// GetRepoWithResponse Get one repository
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1146,6 +1997,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/repos/{repoID}/branches/{branch}/diff (the `GetBranchDiff` operationId).
 	GetBranchDiffWithResponse(ctx context.Context, repoID RepoID, branch BranchName, params *GetBranchDiffParams, reqEditors ...RequestEditorFn) (*GetBranchDiffResponse, error)
 
+	// StreamEventsWithResponse Server-sent events of a repository
+	//
+	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
+	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
+	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
+	// comment every 25 s. Connections are capped per client and in total.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
+	StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+
 	// ListStacksWithResponse List stacks
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1160,6 +2023,35 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/repos/{repoID}/stacks/{root} (the `GetStack` operationId).
 	GetStackWithResponse(ctx context.Context, repoID RepoID, root string, params *GetStackParams, reqEditors ...RequestEditorFn) (*GetStackResponse, error)
 
+	// SyncRepoWithResponse Refresh a repository now
+	//
+	// Forces a refresh through the repository's refresher, the same path as
+	// webhooks, the interval loop and the watcher. A managed mirror is
+	// fetched, then its view rebuilt (`mirror-fetch`); the operator's working
+	// repository only has its on-disk refs re-read (`reread`): it is never
+	// fetched into. At most one refresh of a repository runs at a time; a
+	// request that arrives during one gets the result of a run that started
+	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
+	SyncRepoWithResponse(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*SyncRepoResponse, error)
+
+	// ListSyncsWithResponse Recent refreshes, newest first
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
+	ListSyncsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error)
+
+	// GetSyncWithResponse One refresh
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
+	GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*GetSyncResponse, error)
+
 	// GetViewWithResponse The whole view of a repository
 	//
 	// Served from the last snapshot built by a refresh; never walks git.
@@ -1168,6 +2060,48 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/view (the `GetView` operationId).
 	GetViewWithResponse(ctx context.Context, repoID RepoID, params *GetViewParams, reqEditors ...RequestEditorFn) (*GetViewResponse, error)
+
+	// GithubWebhookWithBodyWithResponse GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
+
+	// GithubWebhookWithResponse GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
+
+	// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
+	//
+	// Enabled only when a webhook secret is configured (else 404). The
+	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+	// raw body), not by a session. `ping` answers 204; a `push` for a managed
+	// mirror (matched by `repository.full_name`, case-insensitively) triggers
+	// its refresh and answers 202 at once; a push for an unknown or local
+	// repository, any other event and a repeated delivery id answer 204.
+	//
+	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+	GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
 
 	// GetHealthWithResponse Liveness probe
 	//
@@ -1276,6 +2210,89 @@ func (r ListReposResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListReposResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateRepoResponse201Headers the declared response headers of an HTTP 201 response for CreateRepo
+type CreateRepoResponse201Headers struct {
+	Location *string
+}
+
+type CreateRepoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Repo
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *FetchFailed
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Timeout
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateRepoResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateRepoResponse) GetJSON201() *Repo {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateRepoResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateRepoResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateRepoResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r CreateRepoResponse) GetApplicationproblemJSON502() *FetchFailed {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r CreateRepoResponse) GetApplicationproblemJSON504() *Timeout {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateRepoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateRepoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateRepoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateRepoResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1579,6 +2596,75 @@ func (r GetBranchDiffResponse) ContentType() string {
 	return ""
 }
 
+// StreamEventsResponse429Headers the declared response headers of an HTTP 429 response for StreamEvents
+type StreamEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
+type StreamEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *StreamEventsResponse429Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r StreamEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StreamEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StreamEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StreamEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListStacksResponse200Headers the declared response headers of an HTTP 200 response for ListStacks
 type ListStacksResponse200Headers struct {
 	ETag *string
@@ -1731,6 +2817,220 @@ func (r GetStackResponse) ContentType() string {
 	return ""
 }
 
+// SyncRepoResponse202Headers the declared response headers of an HTTP 202 response for SyncRepo
+type SyncRepoResponse202Headers struct {
+	Location *string
+}
+
+type SyncRepoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SyncResult
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *SyncResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *FetchFailed
+	// ApplicationproblemJSON504 the response for an HTTP 504 `application/problem+json` response
+	ApplicationproblemJSON504 *Timeout
+	// Headers202 the parsed response headers for an HTTP 202 response
+	Headers202 *SyncRepoResponse202Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SyncRepoResponse) GetJSON200() *SyncResult {
+	return r.JSON200
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r SyncRepoResponse) GetJSON202() *SyncResult {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SyncRepoResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SyncRepoResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r SyncRepoResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r SyncRepoResponse) GetApplicationproblemJSON502() *FetchFailed {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON504 returns the response for an HTTP 504 `application/problem+json` response
+func (r SyncRepoResponse) GetApplicationproblemJSON504() *Timeout {
+	return r.ApplicationproblemJSON504
+}
+
+// GetBody returns the raw response body bytes
+func (r SyncRepoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SyncRepoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SyncRepoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SyncRepoResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListSyncsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *[]SyncResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListSyncsResponse) GetJSON200() *[]SyncResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListSyncsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListSyncsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListSyncsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListSyncsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListSyncsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListSyncsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListSyncsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetSyncResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SyncResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSyncResponse) GetJSON200() *SyncResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetSyncResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetSyncResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetSyncResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSyncResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSyncResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSyncResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSyncResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetViewResponse200Headers the declared response headers of an HTTP 200 response for GetView
 type GetViewResponse200Headers struct {
 	ETag *string
@@ -1801,6 +3101,89 @@ func (r GetViewResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetViewResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GithubWebhookResponse401Headers the declared response headers of an HTTP 401 response for GithubWebhook
+type GithubWebhookResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type GithubWebhookResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *WebhookAccepted
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GithubWebhookResponse401Headers
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r GithubWebhookResponse) GetJSON202() *WebhookAccepted {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GithubWebhookResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GithubWebhookResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GithubWebhookResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GithubWebhookResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GithubWebhookResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GithubWebhookResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GithubWebhookResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GithubWebhookResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GithubWebhookResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -1936,6 +3319,44 @@ func (c *ClientWithResponses) ListReposWithResponse(ctx context.Context, reqEdit
 	return ParseListReposResponse(rsp)
 }
 
+// CreateRepoWithBodyWithResponse Onboard a managed mirror
+//
+// Clones the URL into a bare mirror owned by stackd, builds its view and
+// answers 201 with the repository. The id and URL must be new (compared
+// case-insensitively, before any clone). A failed clone leaves nothing
+// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+// when the server runs with --allow-local-remotes.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+func (c *ClientWithResponses) CreateRepoWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateRepoResponse, error) {
+	rsp, err := c.CreateRepoWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateRepoResponse(rsp)
+}
+
+// CreateRepoWithResponse Onboard a managed mirror
+//
+// Clones the URL into a bare mirror owned by stackd, builds its view and
+// answers 201 with the repository. The id and URL must be new (compared
+// case-insensitively, before any clone). A failed clone leaves nothing
+// behind. Remote schemes: https, ssh, git; file:// and plain paths only
+// when the server runs with --allow-local-remotes.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
+func (c *ClientWithResponses) CreateRepoWithResponse(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRepoResponse, error) {
+	rsp, err := c.CreateRepo(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateRepoResponse(rsp)
+}
+
 // GetRepoWithResponse Get one repository
 //
 // Returns a wrapper object for the known response body format(s).
@@ -1995,6 +3416,24 @@ func (c *ClientWithResponses) GetBranchDiffWithResponse(ctx context.Context, rep
 	return ParseGetBranchDiffResponse(rsp)
 }
 
+// StreamEventsWithResponse Server-sent events of a repository
+//
+// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
+// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
+// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
+// comment every 25 s. Connections are capped per client and in total.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, repoID, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStreamEventsResponse(rsp)
+}
+
 // ListStacksWithResponse List stacks
 //
 // Returns a wrapper object for the known response body format(s).
@@ -2021,6 +3460,53 @@ func (c *ClientWithResponses) GetStackWithResponse(ctx context.Context, repoID R
 	return ParseGetStackResponse(rsp)
 }
 
+// SyncRepoWithResponse Refresh a repository now
+//
+// Forces a refresh through the repository's refresher, the same path as
+// webhooks, the interval loop and the watcher. A managed mirror is
+// fetched, then its view rebuilt (`mirror-fetch`); the operator's working
+// repository only has its on-disk refs re-read (`reread`): it is never
+// fetched into. At most one refresh of a repository runs at a time; a
+// request that arrives during one gets the result of a run that started
+// after it. Synchronous by default; `wait=false` answers 202 at once.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
+func (c *ClientWithResponses) SyncRepoWithResponse(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*SyncRepoResponse, error) {
+	rsp, err := c.SyncRepo(ctx, repoID, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSyncRepoResponse(rsp)
+}
+
+// ListSyncsWithResponse Recent refreshes, newest first
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
+func (c *ClientWithResponses) ListSyncsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error) {
+	rsp, err := c.ListSyncs(ctx, repoID, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListSyncsResponse(rsp)
+}
+
+// GetSyncWithResponse One refresh
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
+func (c *ClientWithResponses) GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*GetSyncResponse, error) {
+	rsp, err := c.GetSync(ctx, repoID, syncID, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSyncResponse(rsp)
+}
+
 // GetViewWithResponse The whole view of a repository
 //
 // Served from the last snapshot built by a refresh; never walks git.
@@ -2034,6 +3520,66 @@ func (c *ClientWithResponses) GetViewWithResponse(ctx context.Context, repoID Re
 		return nil, err
 	}
 	return ParseGetViewResponse(rsp)
+}
+
+// GithubWebhookWithBodyWithResponse GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *ClientWithResponses) GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
+	rsp, err := c.GithubWebhookWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGithubWebhookResponse(rsp)
+}
+
+// GithubWebhookWithResponse GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *ClientWithResponses) GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
+	rsp, err := c.GithubWebhook(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGithubWebhookResponse(rsp)
+}
+
+// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
+//
+// Enabled only when a webhook secret is configured (else 404). The
+// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
+// raw body), not by a session. `ping` answers 204; a `push` for a managed
+// mirror (matched by `repository.full_name`, case-insensitively) triggers
+// its refresh and answers 202 at once; a push for an unknown or local
+// repository, any other event and a repeated delivery id answer 204.
+//
+// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
+func (c *ClientWithResponses) GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
+	rsp, err := c.GithubWebhookWithFormdataBody(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGithubWebhookResponse(rsp)
 }
 
 // GetHealthWithResponse Liveness probe
@@ -2125,6 +3671,80 @@ func ParseListReposResponse(rsp *http.Response) (*ListReposResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseCreateRepoResponse parses an HTTP response from a CreateRepoWithResponse call
+func ParseCreateRepoResponse(rsp *http.Response) (*CreateRepoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateRepoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Repo
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest FetchFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Timeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateRepoResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
 	}
 
 	return response, nil
@@ -2415,6 +4035,66 @@ func ParseGetBranchDiffResponse(rsp *http.Response) (*GetBranchDiffResponse, err
 	return response, nil
 }
 
+// ParseStreamEventsResponse parses an HTTP response from a StreamEventsWithResponse call
+func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StreamEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers StreamEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseListStacksResponse parses an HTTP response from a ListStacksWithResponse call
 func ParseListStacksResponse(rsp *http.Response) (*ListStacksResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2561,6 +4241,181 @@ func ParseGetStackResponse(rsp *http.Response) (*GetStackResponse, error) {
 	return response, nil
 }
 
+// ParseSyncRepoResponse parses an HTTP response from a SyncRepoWithResponse call
+func ParseSyncRepoResponse(rsp *http.Response) (*SyncRepoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SyncRepoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SyncResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest SyncResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest FetchFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 504:
+		var dest Timeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON504 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 202:
+		var headers SyncRepoResponse202Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers202 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListSyncsResponse parses an HTTP response from a ListSyncsWithResponse call
+func ParseListSyncsResponse(rsp *http.Response) (*ListSyncsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListSyncsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest []SyncResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetSyncResponse parses an HTTP response from a GetSyncWithResponse call
+func ParseGetSyncResponse(rsp *http.Response) (*GetSyncResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSyncResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SyncResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetViewResponse parses an HTTP response from a GetViewWithResponse call
 func ParseGetViewResponse(rsp *http.Response) (*GetViewResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2629,6 +4484,83 @@ func ParseGetViewResponse(rsp *http.Response) (*GetViewResponse, error) {
 			headers.ETag = &value
 		}
 		response.Headers304 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGithubWebhookResponse parses an HTTP response from a GithubWebhookWithResponse call
+func ParseGithubWebhookResponse(rsp *http.Response) (*GithubWebhookResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GithubWebhookResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest WebhookAccepted
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GithubWebhookResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
 	}
 
 	return response, nil

@@ -1,0 +1,81 @@
+// Command stackd serves the stacked branches of git repositories over an
+// OpenAPI-described HTTP API, and talks to such a server.
+//
+//	stackd serve [flags]        serve the current repository (and mirrors)
+//	stackd sync REPO            refresh a repository now and show what changed
+//	stackd repos                list the repositories of a server
+//	stackd view REPO            show a repository's stacks
+//	stackd version              print the version
+//
+// Every serve flag can also come from STACKD_<FLAG> (dashes become
+// underscores: --sync-workers is STACKD_SYNC_WORKERS).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a command-line mistake (exit code 2).
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "sync":
+		err = clientCmd(ctx, "sync", args[1:], stdout, stderr)
+	case "repos":
+		err = clientCmd(ctx, "repos", args[1:], stdout, stderr)
+	case "view":
+		err = clientCmd(ctx, "view", args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "stackd", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "stackd: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "stackd:", err)
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `usage: stackd <command> [flags]
+
+commands:
+  serve          serve the current git repository (and configured mirrors)
+  sync REPO      refresh a repository now and show what changed
+  repos          list the repositories of a server
+  view REPO      show a repository's stacks
+  version        print the version
+
+Run "stackd <command> -h" for the flags of a command.
+`

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/config"
+)
+
+// fileConfig is the YAML file given with --config.
+type fileConfig struct {
+	Addr              string              `yaml:"addr"`
+	DataDir           string              `yaml:"dataDir"`
+	SyncWorkers       *int                `yaml:"syncWorkers"`
+	SyncTimeout       string              `yaml:"syncTimeout"`
+	SyncInterval      string              `yaml:"syncInterval"`
+	AllowLocalRemotes *bool               `yaml:"allowLocalRemotes"`
+	WebhookSecret     string              `yaml:"webhookSecret"`
+	Repos             []config.RepoConfig `yaml:"repos"`
+}
+
+// serveFlags binds the serve flags to cfg. Each flag's default is the
+// STACKD_<FLAG> variable when set, else the config default.
+type serveFlags struct {
+	fs       *flag.FlagSet
+	envErrs  []error
+	explicit map[string]bool
+}
+
+func envName(flagName string) string {
+	return "STACKD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (s *serveFlags) str(p *string, name, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		*p = v
+		s.explicit[name] = true
+	}
+	s.fs.StringVar(p, name, *p, usage+" ("+envName(name)+")")
+}
+
+func (s *serveFlags) value(v flag.Value, name, usage string) {
+	if env, ok := os.LookupEnv(envName(name)); ok {
+		if err := v.Set(env); err != nil {
+			s.envErrs = append(s.envErrs, fmt.Errorf("%s=%q: %w", envName(name), env, err))
+		}
+		s.explicit[name] = true
+	}
+	s.fs.Var(v, name, usage+" ("+envName(name)+")")
+}
+
+func parseServe(args []string, stderr io.Writer) (config.Config, error) {
+	cfg := config.Default()
+	cfg.Version = version
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s := &serveFlags{fs: fs, explicit: map[string]bool{}}
+	var cfgFile string
+	s.str(&cfgFile, "config", "YAML file with mirrors (repos:) and settings")
+	s.str(&cfg.Addr, "addr", "listen address; loopback selects the local posture")
+	s.str(&cfg.Cwd, "cwd", "the working repository to serve read-only (default: the one containing the current directory)")
+	s.str(&cfg.RepoID, "repo-id", "id of the local repository")
+	s.str(&cfg.Trunk, "trunk", "trunk branch (default: remote HEAD, init.defaultBranch, main, master)")
+	s.str(&cfg.LogFormat, "log-format", "log format: text or json")
+	s.str(&cfg.DataDir, "data-dir", "stackd's own data (mirrors, database)")
+	s.value(intValue{&cfg.SyncWorkers}, "sync-workers", "repositories refreshed in parallel")
+	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")
+	s.value(durationValue{&cfg.SyncInterval}, "sync-interval", "mirror refresh interval, 0 disables")
+	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
+	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
+		cfg.WebhookSecret = v
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := errors.Join(s.envErrs...); err != nil {
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	fs.Visit(func(f *flag.Flag) { s.explicit[f.Name] = true })
+	if cfgFile != "" {
+		if err := applyFile(&cfg, cfgFile, s.explicit); err != nil {
+			return cfg, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		cfg.ConfigFile = cfgFile
+	}
+	cfg.CwdExplicit = s.explicit["cwd"]
+	if cfg.CwdExplicit {
+		cfg.Cwd = config.AbsPath(cfg.Cwd)
+	}
+	cfg.DataDir = config.AbsPath(cfg.DataDir)
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %v", errUsage, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return cfg, nil
+}
+
+// applyFile fills settings that no flag or variable set from the file.
+func applyFile(cfg *config.Config, path string, explicit map[string]bool) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var fc fileConfig
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	set := func(name string, apply func() error) error {
+		if explicit[name] {
+			return nil
+		}
+		if err := apply(); err != nil {
+			return fmt.Errorf("--config %s: %s: %w", path, name, err)
+		}
+		return nil
+	}
+	errs := []error{
+		set("addr", func() error {
+			if fc.Addr != "" {
+				cfg.Addr = fc.Addr
+			}
+			return nil
+		}),
+		set("data-dir", func() error {
+			if fc.DataDir != "" {
+				cfg.DataDir = fc.DataDir
+			}
+			return nil
+		}),
+		set("sync-workers", func() error {
+			if fc.SyncWorkers != nil {
+				cfg.SyncWorkers = *fc.SyncWorkers
+			}
+			return nil
+		}),
+		set("sync-timeout", func() error {
+			if fc.SyncTimeout == "" {
+				return nil
+			}
+			return durationValue{&cfg.SyncTimeout}.Set(fc.SyncTimeout)
+		}),
+		set("sync-interval", func() error {
+			if fc.SyncInterval == "" {
+				return nil
+			}
+			return durationValue{&cfg.SyncInterval}.Set(fc.SyncInterval)
+		}),
+		set("allow-local-remotes", func() error {
+			if fc.AllowLocalRemotes != nil {
+				cfg.AllowLocalRemotes = *fc.AllowLocalRemotes
+			}
+			return nil
+		}),
+	}
+	if cfg.WebhookSecret == "" {
+		cfg.WebhookSecret = fc.WebhookSecret
+	}
+	cfg.Repos = fc.Repos
+	return errors.Join(errs...)
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if os.Getenv("STACKD_DEBUG") != "" {
+		opts.Level = slog.LevelDebug
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseServe(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogFormat, stderr)
+	app, err := impl.New(cfg, log, impl.Options{})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		app.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return app.Serve(ctx, ln)
+}

@@ -1,0 +1,347 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/watch"
+	"github.com/stackd/stackd/impl/webhook"
+)
+
+// App is an assembled stackd server: repositories, refreshers and the HTTP
+// handler. New builds it; Run serves it until its context ends.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *registry.Registry
+	refresh  *refresh.Manager
+	broker   *events.Broker
+	handler  http.Handler
+	local    *registry.Repo
+	after    func(time.Duration) <-chan time.Time
+	cleanups []func()
+
+	runMu  sync.Mutex
+	runCtx context.Context // set by Start; loops of onboarded mirrors use it
+}
+
+// Options are test seams of New; the zero value is production.
+type Options struct {
+	// Fetch overrides how mirrors are fetched (see refresh.Options.Fetch).
+	Fetch refresh.FetchFunc
+	// Keepalive overrides the SSE keepalive ticker.
+	Keepalive func() (<-chan time.Time, func())
+	// After overrides the interval loop's timer.
+	After func(time.Duration) <-chan time.Time
+}
+
+// New assembles the server from a validated Config. The local repository (if
+// any) gets its first view before New returns; mirrors clone in the
+// background once Run starts.
+func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
+	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(events.Limits{}), after: opts.After}
+	a.refresh = refresh.NewManager(refresh.Options{
+		Workers:           cfg.SyncWorkers,
+		Timeout:           cfg.SyncTimeout,
+		DataDir:           cfg.DataDir,
+		AllowLocalRemotes: cfg.AllowLocalRemotes,
+		Fetch:             opts.Fetch,
+		Publish:           a.broker.Publish,
+		Logger:            log,
+	})
+	a.cleanups = append(a.cleanups, a.refresh.Close)
+
+	if err := a.addLocal(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	for _, rc := range cfg.Repos {
+		if err := a.addConfiguredMirror(rc); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+
+	srv := NewServer(ServerDeps{
+		Registry:      a.reg,
+		Refresh:       a.refresh,
+		Broker:        a.broker,
+		Logger:        log,
+		Info:          gen.ServerConfig{ReadOnly: false, AuthRequired: false, SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
+		WebhookSecret: []byte(cfg.WebhookSecret),
+		Onboard:       a.onboard,
+		Keepalive:     opts.Keepalive,
+	})
+	h, err := NewHandler(srv, HandlerDeps{Logger: log})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.handler = h
+	return a, nil
+}
+
+// addLocal discovers and registers the operator's working repository.
+func (a *App) addLocal() error {
+	cfg := a.cfg
+	var wt *gitrepo.Worktree
+	var err error
+	if cfg.CwdExplicit {
+		wt, err = gitrepo.Discover(cfg.Cwd)
+		if err != nil {
+			return fmt.Errorf("--cwd %s: %w", cfg.Cwd, err)
+		}
+	} else {
+		dir := cfg.Cwd
+		if dir == "" {
+			if dir, err = os.Getwd(); err != nil {
+				return fmt.Errorf("current directory: %w", err)
+			}
+		}
+		wt, err = gitrepo.Discover(dir)
+		if errors.Is(err, gitrepo.ErrNotRepository) {
+			a.log.Info("no git repository here; serving without a local repository", "dir", dir)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("open repository at %s: %w", dir, err)
+		}
+	}
+	for _, d := range []string{wt.WorkDir(), wt.GitDir(), wt.CommonDir()} {
+		if d != "" && within(cfg.DataDir, d) {
+			return fmt.Errorf("--data-dir %s is inside the served repository %s; stackd never writes into a working repository: choose another --data-dir", cfg.DataDir, d)
+		}
+	}
+	repo := registry.NewLocal(cfg.RepoID, wt, cfg.Trunk, redact.URL(wt.RemoteURL()))
+	if err := a.reg.Add(repo); err != nil {
+		return err
+	}
+	rf := a.refresh.Add(repo)
+	res, err := rf.Sync(context.Background(), refresh.Onboard)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return fmt.Errorf("read repository %s: %w", wt.WorkDir(), res.Err)
+	}
+	a.local = repo
+	a.log.Info("serving local repository", "id", repo.ID, "dir", wt.WorkDir(), "trunk", repo.Snapshot().Repo().Trunk, "branches", len(repo.Snapshot().Branches()))
+	return nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+func credentials(id, user, pass string) transport.AuthMethod {
+	key := strings.ToUpper(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, id))
+	if v := os.Getenv("STACKD_REPO_" + key + "_USERNAME"); v != "" {
+		user = v
+	}
+	if v := os.Getenv("STACKD_REPO_" + key + "_PASSWORD"); v != "" {
+		pass = v
+	}
+	if user == "" && pass == "" {
+		return nil
+	}
+	if user == "" {
+		user = "x-access-token"
+	}
+	return &githttp.BasicAuth{Username: user, Password: pass}
+}
+
+func (a *App) newMirror(id, url, trunk, fullName, user, pass string) (*registry.Repo, error) {
+	if err := mirror.ValidateURL(url, a.cfg.AllowLocalRemotes); err != nil {
+		return nil, err
+	}
+	if fullName == "" {
+		fullName = webhook.FullNameFromURL(url)
+	}
+	r := registry.NewMirror(id, url, redact.URL(url), webhook.NormalizeFullName(fullName), trunk)
+	r.Auth = credentials(id, user, pass)
+	return r, nil
+}
+
+func (a *App) addConfiguredMirror(rc config.RepoConfig) error {
+	r, err := a.newMirror(rc.ID, rc.URL, rc.Trunk, rc.FullName, rc.Username, rc.Password)
+	if err != nil {
+		return fmt.Errorf("repos %s: %w", rc.ID, err)
+	}
+	if err := a.reg.Add(r); err != nil {
+		return fmt.Errorf("repos %s: %w", rc.ID, err)
+	}
+	a.refresh.Add(r)
+	return nil
+}
+
+// onboard registers and clones a mirror for POST /api/v1/repos.
+func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error) {
+	id := ""
+	if req.Id != nil {
+		id = *req.Id
+	} else {
+		id = defaultRepoID(req.Url)
+	}
+	if !config.ValidID(id) {
+		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", errBadRepoID, id)
+	}
+	if err := mirror.ValidateURL(req.Url, a.cfg.AllowLocalRemotes); err != nil {
+		return nil, err
+	}
+	if err := a.reg.Check(id, req.Url); err != nil {
+		return nil, err
+	}
+	trunk, fullName := "", ""
+	if req.Trunk != nil {
+		trunk = *req.Trunk
+	}
+	if req.FullName != nil {
+		fullName = *req.FullName
+	}
+	r, err := a.newMirror(id, req.Url, trunk, fullName, "", "")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.reg.Add(r); err != nil {
+		return nil, err
+	}
+	rf := a.refresh.Add(r)
+	res, err := rf.Sync(context.WithoutCancel(ctx), refresh.Onboard)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		a.refresh.Remove(r.ID)
+		a.reg.Remove(r.ID)
+		_ = os.RemoveAll(a.refresh.MirrorDir(r.ID))
+		return nil, err
+	}
+	a.log.Info("mirror onboarded", "id", r.ID, "url", r.Remote)
+	a.runMu.Lock()
+	if a.runCtx != nil {
+		a.startInterval(a.runCtx, rf)
+	}
+	a.runMu.Unlock()
+	return r, nil
+}
+
+// defaultRepoID is the URL's last path segment without .git.
+func defaultRepoID(url string) string {
+	u := strings.TrimSuffix(strings.TrimRight(url, "/"), ".git")
+	if i := strings.LastIndexAny(u, "/:"); i >= 0 {
+		u = u[i+1:]
+	}
+	return u
+}
+
+// Handler is the server's HTTP handler.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Registry exposes the repositories (tests and the watcher).
+func (a *App) Registry() *registry.Registry { return a.reg }
+
+// Refresh exposes the refresh manager.
+func (a *App) Refresh() *refresh.Manager { return a.refresh }
+
+// Start launches the background work and returns at once: the first clone
+// of configured mirrors and their interval loops, and the watcher of the
+// local repository. It all stops when ctx ends.
+func (a *App) Start(ctx context.Context) error {
+	a.runMu.Lock()
+	a.runCtx = ctx
+	a.runMu.Unlock()
+	for _, r := range a.reg.List() {
+		rf, ok := a.refresh.Get(r.ID)
+		if !ok {
+			continue
+		}
+		switch r.Kind {
+		case gen.Mirror:
+			if r.Mirror() == nil {
+				rf.Trigger(refresh.Onboard)
+			}
+			a.startInterval(ctx, rf)
+		case gen.Local:
+			w, err := watch.New(r.Local.GitDir(), r.Local.CommonDir(), a.cfg.WatchDebounce, func() { rf.Trigger(refresh.Watcher) }, a.log.With("repo", r.ID))
+			if err != nil {
+				return err
+			}
+			go w.Run(ctx)
+		}
+	}
+	return nil
+}
+
+func (a *App) startInterval(ctx context.Context, rf *refresh.Refresher) {
+	if a.cfg.SyncInterval <= 0 {
+		return
+	}
+	go rf.RunInterval(ctx, refresh.Schedule{Interval: a.cfg.SyncInterval, After: a.after})
+}
+
+// Close stops the background work.
+func (a *App) Close() {
+	for i := len(a.cleanups) - 1; i >= 0; i-- {
+		a.cleanups[i]()
+	}
+}
+
+// Serve listens on cfg.Addr and serves until ctx ends, then shuts down
+// gracefully.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	a.log.Info("stackd listening", "addr", ln.Addr().String(), "docs", "http://"+ln.Addr().String()+"/docs/")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	err := hs.Shutdown(sctx)
+	a.Close()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

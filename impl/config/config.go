@@ -1,0 +1,189 @@
+// Package config is the one documented configuration of a stackd server:
+// every setting with its default, and Validate, which checks them together.
+// The command line (cmd/stackd) fills a Config from flags, STACKD_*
+// environment variables and the optional YAML file; nothing else reads the
+// environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is the whole server configuration.
+type Config struct {
+	// Addr is the listen address. A loopback address selects the local
+	// posture (auth off by default). Default 127.0.0.1:8080.
+	Addr string
+	// Cwd is the operator's working repository to serve read-only. Empty:
+	// the repository containing the current directory, if any (CwdExplicit
+	// false); with CwdExplicit true it must be a git repository.
+	Cwd         string
+	CwdExplicit bool
+	// RepoID is the id of the local repository. Default "local".
+	RepoID string
+	// Trunk is the local repository's trunk branch. Empty: detected from
+	// the remote's HEAD, init.defaultBranch, then main/master.
+	Trunk string
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+	// Version is the build version reported by /api/v1/config.
+	Version string
+
+	// ConfigFile is the optional YAML file (--config) the mirrors and the
+	// settings below came from.
+	ConfigFile string
+	// DataDir holds stackd's own state: mirrors/ and the database. Default
+	// $XDG_DATA_HOME/stackd (~/.local/share/stackd). Never inside a served
+	// working repository.
+	DataDir string
+	// Repos are the managed mirrors to serve.
+	Repos []RepoConfig
+	// SyncWorkers bounds parallel refreshes across repositories. Default 4.
+	SyncWorkers int
+	// SyncTimeout bounds one refresh. Default 2m.
+	SyncTimeout time.Duration
+	// SyncInterval is the mirrors' refresh period; 0 disables. Default 5m.
+	SyncInterval time.Duration
+	// AllowLocalRemotes lets mirrors use file:// and plain paths.
+	AllowLocalRemotes bool
+	// WebhookSecret enables the GitHub webhook receiver when set.
+	WebhookSecret string
+	// WatchDebounce is the watcher's quiet period. Default 100ms.
+	WatchDebounce time.Duration
+}
+
+// RepoConfig is one managed mirror from the config file. Credentials may
+// also come from STACKD_REPO_<ID>_USERNAME and STACKD_REPO_<ID>_PASSWORD.
+type RepoConfig struct {
+	ID       string `yaml:"id"`
+	URL      string `yaml:"url"`
+	Trunk    string `yaml:"trunk"`
+	FullName string `yaml:"fullName"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// DefaultDataDir is $XDG_DATA_HOME/stackd, else ~/.local/share/stackd.
+func DefaultDataDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "stackd")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "stackd")
+	}
+	return filepath.Join(home, ".local", "share", "stackd")
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	return Config{
+		Addr:      "127.0.0.1:8080",
+		RepoID:    "local",
+		LogFormat:     "text",
+		Version:       "dev",
+		DataDir:       DefaultDataDir(),
+		SyncWorkers:   4,
+		SyncTimeout:   2 * time.Minute,
+		SyncInterval:  5 * time.Minute,
+		WatchDebounce: 100 * time.Millisecond,
+	}
+}
+
+// Validate checks the settings together and returns every problem found,
+// each on its own line.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %w", c.Addr, err))
+	}
+	if !validID(c.RepoID) {
+		errs = append(errs, fmt.Errorf("--repo-id %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.RepoID))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	if c.CwdExplicit {
+		if fi, err := os.Stat(c.Cwd); err != nil {
+			errs = append(errs, fmt.Errorf("--cwd %q: %w", c.Cwd, err))
+		} else if !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("--cwd %q: not a directory", c.Cwd))
+		}
+	}
+	if c.SyncWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--sync-workers %d: must be at least 1", c.SyncWorkers))
+	}
+	if c.SyncTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--sync-timeout %s: must be positive", c.SyncTimeout))
+	}
+	if c.SyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("--sync-interval %s: must be 0 (off) or positive", c.SyncInterval))
+	}
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		errs = append(errs, fmt.Errorf("--data-dir %q: must be an absolute path", c.DataDir))
+	}
+	ids := map[string]bool{strings.ToLower(c.RepoID): true}
+	for i, r := range c.Repos {
+		if !validID(r.ID) {
+			errs = append(errs, fmt.Errorf("repos[%d]: id %q: use 1-64 letters, digits, '.', '_' or '-'", i, r.ID))
+		} else if ids[strings.ToLower(r.ID)] {
+			errs = append(errs, fmt.Errorf("repos[%d]: duplicate id %q", i, r.ID))
+		}
+		ids[strings.ToLower(r.ID)] = true
+		if r.URL == "" {
+			errs = append(errs, fmt.Errorf("repos[%d] (%s): url is required", i, r.ID))
+		}
+	}
+	if strings.ContainsAny(c.Trunk, " ~^:?*[\\") {
+		errs = append(errs, fmt.Errorf("--trunk %q: not a valid branch name", c.Trunk))
+	}
+	return errors.Join(errs...)
+}
+
+// Loopback reports whether Addr listens on a loopback address only.
+func (c *Config) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i, r := range id {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._-", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether id is a valid repository id.
+func ValidID(id string) bool { return validID(id) }
+
+// AbsPath makes p absolute (a helper for flags that take paths).
+func AbsPath(p string) string {
+	if p == "" {
+		return p
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}

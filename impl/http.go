@@ -1,0 +1,287 @@
+package impl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/swaggest/swgui"
+	swgui5 "github.com/swaggest/swgui/v5emb"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/validate"
+	"github.com/stackd/stackd/impl/webhook"
+)
+
+// Middleware wraps a handler.
+type Middleware func(http.Handler) http.Handler
+
+// HandlerDeps is what the HTTP stack needs besides the API implementation.
+type HandlerDeps struct {
+	Logger *slog.Logger
+	// Gate runs after validation and before the handler (auth, read-only,
+	// CSRF, rate limits); nil means none.
+	Gate Middleware
+	// Extra mounts routes outside the API contract (e.g. /auth/*).
+	Extra func(mux *http.ServeMux)
+	// ExtraPaths reports whether a path is one of Extra's routes.
+	ExtraPaths func(path string) bool
+	// ClientKey derives the client's address from a request (trusted
+	// proxies); nil uses the connection's address.
+	ClientKey func(r *http.Request) string
+	// SwaggerInterceptor is JavaScript for Swagger UI's requestInterceptor.
+	SwaggerInterceptor string
+}
+
+type ctxKey int
+
+const (
+	rawBodyKey ctxKey = iota
+	clientKeyKey
+)
+
+type rawBody struct {
+	body        []byte
+	contentType string
+}
+
+func rawBodyFrom(ctx context.Context) (rawBody, bool) {
+	b, ok := ctx.Value(rawBodyKey).(rawBody)
+	return b, ok
+}
+
+// ClientKeyFrom returns the client address the request was attributed to.
+func clientKeyFrom(ctx context.Context) string {
+	if k, ok := ctx.Value(clientKeyKey).(string); ok {
+		return k
+	}
+	return "unknown"
+}
+
+// RemoteIP is the connection's address without the port.
+func RemoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+var errBadRepoID = errors.New("bad repository id")
+
+func redactErr(err error) string { return redact.Error(err) }
+
+// NewHandler assembles the HTTP stack: recovery and access log, webhook body
+// capture, kin-openapi validation of the whole mux, the gate, then the
+// generated strict handlers and the static routes (spec and Swagger UI).
+func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
+	log := d.Logger
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded spec: %w", err)
+	}
+	specJSON, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	specYAML, err := rawSpecYAML()
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	strict := gen.NewStrictHandlerWithOptions(srv, nil, gen.StrictHTTPServerOptions{
+		RequestErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
+		},
+		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", redact.Error(err))
+			problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
+		},
+	})
+	gen.HandlerWithOptions(strict, gen.StdHTTPServerOptions{
+		BaseRouter: mux,
+		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
+		},
+	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(specJSON)
+	})
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(specYAML)
+	})
+	ui := swgui5.NewWithConfig(swgui.Config{
+		Title:       "stackd API",
+		SwaggerJSON: "/openapi.json",
+		BasePath:    "/docs/",
+		ShowTopBar:  false,
+		SettingsUI:  swaggerSettings(d.SwaggerInterceptor),
+	})("stackd API", "/openapi.json", "/docs/")
+	mux.Handle("GET /docs/", ui)
+	mux.Handle("GET /docs", http.RedirectHandler("/docs/", http.StatusMovedPermanently))
+	if d.Extra != nil {
+		d.Extra(mux)
+	}
+
+	v, err := validate.New(doc, validate.Options{Passthrough: func(p string) bool {
+		if p == "/openapi.json" || p == "/openapi.yaml" || p == "/docs" || strings.HasPrefix(p, "/docs/") {
+			return true
+		}
+		return d.ExtraPaths != nil && d.ExtraPaths(p)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	var h http.Handler = mux
+	if d.Gate != nil {
+		h = d.Gate(h)
+	}
+	h = v.Middleware(h)
+	h = captureWebhookBody(h)
+	h = accessLog(log, h)
+	clientKey := d.ClientKey
+	if clientKey == nil {
+		clientKey = RemoteIP
+	}
+	h = withClientKey(clientKey, h)
+	return h, nil
+}
+
+func swaggerSettings(interceptor string) map[string]string {
+	s := map[string]string{"persistAuthorization": "true", "displayRequestDuration": "true"}
+	if interceptor != "" {
+		s["requestInterceptor"] = interceptor
+	}
+	return s
+}
+
+// rawSpecYAML returns openapi.yaml as embedded in gen (decompressed).
+func rawSpecYAML() ([]byte, error) {
+	load, ok := gen.PathToRawSpec("")[""]
+	if !ok {
+		return nil, errors.New("embedded spec missing")
+	}
+	return load()
+}
+
+func withClientKey(key func(*http.Request) string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKeyKey, key(r))))
+	})
+}
+
+// captureWebhookBody reads a webhook delivery's raw body (at most 1 MiB,
+// else 413) before validation, for the HMAC check.
+func captureWebhookBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/webhooks/github" || r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > webhook.MaxBody {
+			problem.Write(w, r, http.StatusRequestEntityTooLarge, problem.PayloadTooLarge, "webhook bodies are limited to 1 MiB")
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, webhook.MaxBody+1))
+		if err != nil {
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, "reading the body failed")
+			return
+		}
+		if len(body) > webhook.MaxBody {
+			problem.Write(w, r, http.StatusRequestEntityTooLarge, problem.PayloadTooLarge, "webhook bodies are limited to 1 MiB")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		ctx := context.WithValue(r.Context(), rawBodyKey, rawBody{body: body, contentType: r.Header.Get("Content-Type")})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// statusRecorder remembers the status for the access log; Unwrap keeps
+// http.ResponseController (flushing SSE) working through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accessLog logs each request and turns a panic into a 500 problem.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				if rec.status == 0 {
+					problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
+				}
+			}
+			log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "client", clientKeyFrom(r.Context()))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// specOperations lists (method, path, operation) of the embedded spec.
+func specOperations() ([]specOp, error) {
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		return nil, err
+	}
+	var out []specOp
+	for p, item := range doc.Paths.Map() {
+		for m, op := range item.Operations() {
+			out = append(out, specOp{Method: m, Path: p, Op: op})
+		}
+	}
+	return out, nil
+}
+
+type specOp struct {
+	Method string
+	Path   string
+	Op     *openapi3.Operation
+}

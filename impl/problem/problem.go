@@ -1,0 +1,82 @@
+// Package problem writes RFC 9457 problem details (application/problem+json).
+//
+// Problem types are relative URI references under /problems/ (for example
+// /problems/not-found); docs/problems.md lists them. Handlers that answer a
+// declared error response build the body with New; middleware that answers
+// before a handler runs (validation, routing, auth) uses Write.
+package problem
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/stackd/stackd/gen"
+)
+
+// ContentType is the media type of every error body.
+const ContentType = "application/problem+json"
+
+// Problem type slugs. The type URI is TypePrefix + slug.
+const (
+	TypePrefix         = "/problems/"
+	BadRequest         = "bad-request"
+	NotFound           = "not-found"
+	MethodNotAllowed   = "method-not-allowed"
+	Conflict           = "conflict"
+	Internal           = "internal"
+	Unavailable        = "unavailable"
+	Unauthorized       = "unauthorized"
+	Forbidden          = "forbidden"
+	ReadOnly           = "read-only"
+	CSRF               = "csrf"
+	TooManyRequests    = "too-many-requests"
+	PayloadTooLarge    = "payload-too-large"
+	FetchFailed        = "fetch-failed"
+	Timeout            = "timeout"
+	UnsupportedMedia   = "unsupported-media-type"
+	NotAcceptable      = "not-acceptable"
+	GenericDetail      = "An unexpected error occurred; the server log has the details."
+	maxDetailLineBytes = 1000
+)
+
+// New builds a problem body. detail is flattened to one line.
+func New(status int, slug, detail string) gen.Problem {
+	p := gen.Problem{
+		Type:   TypePrefix + slug,
+		Title:  http.StatusText(status),
+		Status: status,
+	}
+	if d := OneLine(detail); d != "" {
+		p.Detail = &d
+	}
+	return p
+}
+
+// Write sends a problem with the given status, type slug and detail.
+func Write(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
+	p := New(status, slug, detail)
+	if r != nil {
+		inst := r.URL.Path
+		p.Instance = &inst
+	}
+	WriteProblem(w, p)
+}
+
+// WriteProblem sends an already built problem.
+func WriteProblem(w http.ResponseWriter, p gen.Problem) {
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// OneLine collapses whitespace runs (newlines included) to single spaces and
+// caps the length, so a detail never carries a multi-line dump.
+func OneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxDetailLineBytes {
+		s = s[:maxDetailLineBytes] + "…"
+	}
+	return s
+}

@@ -1,0 +1,210 @@
+// Package registry holds the repositories stackd serves and the current view
+// snapshot of each.
+//
+// A snapshot is published atomically (an atomic pointer swap): a reader sees
+// the previous snapshot or the new one, never a mix. Publishing a snapshot
+// whose content equals the current one keeps the current version, so the
+// version counter (and the ETag) only moves when the view really changed.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/view"
+)
+
+// Errors returned by Add.
+var (
+	ErrDuplicateID  = errors.New("a repository with this id already exists")
+	ErrDuplicateURL = errors.New("a repository with this URL already exists")
+)
+
+// Repo is one served repository. Exactly one of Local and Mirror is set; the
+// kind decides how it may be refreshed (see package refresh).
+type Repo struct {
+	ID       string
+	Kind     gen.RepoKind
+	Remote   string // redacted upstream URL ("" if none)
+	URL      string // the mirror's upstream URL as configured (may hold credentials; never log it)
+	FullName string // owner/name, lower-case, for webhook matching ("" if unknown)
+	Trunk    string // configured trunk ("" = detect)
+	// Auth holds the mirror's https credentials, if any. Never log it.
+	Auth transport.AuthMethod
+
+	// Local is the operator's working repository (read-only access).
+	Local *gitrepo.Worktree
+
+	mu     sync.Mutex // serialises Publish and SetMirror
+	mirror *mirror.Mirror
+	snap   atomic.Pointer[view.Snapshot]
+	ready  atomic.Bool
+}
+
+// NewLocal describes the operator's working repository.
+func NewLocal(id string, wt *gitrepo.Worktree, trunk, remote string) *Repo {
+	r := &Repo{ID: id, Kind: gen.Local, Local: wt, Trunk: trunk, Remote: remote}
+	r.snap.Store(view.Empty(r.Input()))
+	return r
+}
+
+// NewMirror describes a managed mirror. Its Mirror handle is set once the
+// clone exists (SetMirror).
+func NewMirror(id, url, redacted, fullName, trunk string) *Repo {
+	r := &Repo{ID: id, Kind: gen.Mirror, URL: url, Remote: redacted, FullName: strings.ToLower(fullName), Trunk: trunk}
+	r.snap.Store(view.Empty(r.Input()))
+	return r
+}
+
+// Mirror returns the mirror handle, nil until the first clone succeeded.
+func (r *Repo) Mirror() *mirror.Mirror {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mirror
+}
+
+// SetMirror records the mirror handle once the clone exists.
+func (r *Repo) SetMirror(m *mirror.Mirror) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mirror = m
+}
+
+// Input is what view.Build needs to know about this repository.
+func (r *Repo) Input() view.Input {
+	return view.Input{RepoID: r.ID, Kind: r.Kind, Trunk: r.Trunk, Remote: r.Remote}
+}
+
+// Snapshot returns the current snapshot (never nil).
+func (r *Repo) Snapshot() *view.Snapshot { return r.snap.Load() }
+
+// Ready reports whether a first refresh has finished (successfully or not).
+func (r *Repo) Ready() bool { return r.ready.Load() }
+
+// MarkReady records that a first refresh has finished.
+func (r *Repo) MarkReady() { r.ready.Store(true) }
+
+// Publish makes s the current snapshot unless its content equals the current
+// one. It returns the snapshot now current and whether it changed.
+func (r *Repo) Publish(s *view.Snapshot, now time.Time) (*view.Snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := r.snap.Load()
+	if cur.Version() > 0 && cur.ContentHash() == s.ContentHash() {
+		return cur, false
+	}
+	next := s.WithVersion(cur.Version()+1, now)
+	r.snap.Store(next)
+	return next, true
+}
+
+// Registry is the set of served repositories, safe for concurrent use.
+type Registry struct {
+	mu    sync.RWMutex
+	byID  map[string]*Repo
+	order []string
+}
+
+// New returns an empty registry.
+func New() *Registry { return &Registry{byID: map[string]*Repo{}} }
+
+// Add registers r. Ids and mirror URLs are unique, compared case-insensitively.
+func (g *Registry) Add(r *Repo) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.checkLocked(r.ID, r.URL); err != nil {
+		return err
+	}
+	g.byID[strings.ToLower(r.ID)] = r
+	g.order = append(g.order, r.ID)
+	sort.Strings(g.order)
+	return nil
+}
+
+// Check reports whether a repository with this id or URL could be added.
+func (g *Registry) Check(id, url string) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.checkLocked(id, url)
+}
+
+func (g *Registry) checkLocked(id, url string) error {
+	if _, ok := g.byID[strings.ToLower(id)]; ok {
+		return fmt.Errorf("%w: %q", ErrDuplicateID, id)
+	}
+	if url == "" {
+		return nil
+	}
+	want := normalizeURL(url)
+	for _, other := range g.byID {
+		if other.URL != "" && normalizeURL(other.URL) == want {
+			return fmt.Errorf("%w: repository %q", ErrDuplicateURL, other.ID)
+		}
+	}
+	return nil
+}
+
+// Remove forgets a repository (used when an onboarding clone fails).
+func (g *Registry) Remove(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.byID, strings.ToLower(id))
+	for i, v := range g.order {
+		if v == id {
+			g.order = append(g.order[:i], g.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// Get returns the repository with this id (case-insensitive).
+func (g *Registry) Get(id string) (*Repo, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	r, ok := g.byID[strings.ToLower(id)]
+	return r, ok
+}
+
+// List returns every repository, ordered by id.
+func (g *Registry) List() []*Repo {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]*Repo, 0, len(g.order))
+	for _, id := range g.order {
+		out = append(out, g.byID[strings.ToLower(id)])
+	}
+	return out
+}
+
+// ByFullName finds a mirror by its owner/name, case-insensitively.
+func (g *Registry) ByFullName(fullName string) (*Repo, bool) {
+	want := strings.ToLower(strings.TrimSpace(fullName))
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, r := range g.byID {
+		if r.FullName != "" && r.FullName == want {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// normalizeURL makes two spellings of one remote compare equal: case, a
+// trailing slash and a trailing .git do not matter.
+func normalizeURL(u string) string {
+	u = strings.ToLower(strings.TrimSpace(redact.URL(u)))
+	u = strings.TrimSuffix(u, "/")
+	u = strings.TrimSuffix(u, ".git")
+	return u
+}

@@ -1,0 +1,332 @@
+// Package impl implements the stackd API (gen.StrictServerInterface) on top
+// of the concern packages: registry (repositories and their snapshots),
+// refresh (the one way into a refresh), view (snapshots), events (SSE),
+// webhook (GitHub deliveries) and problem (RFC 9457 errors).
+//
+// Handlers are thin: they read the current snapshot or call the repository's
+// Refresher. Expected failures are the typed responses declared in
+// openapi.yaml; an unexpected error is returned as is and the error hook
+// (see http.go) logs it and answers a generic 500 problem.
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/view"
+	"github.com/stackd/stackd/impl/webhook"
+)
+
+var _ gen.StrictServerInterface = (*Server)(nil)
+
+// Server implements the API.
+type Server struct {
+	reg     *registry.Registry
+	refresh *refresh.Manager
+	broker  *events.Broker
+	log     *slog.Logger
+	info    gen.ServerConfig
+
+	webhookSecret []byte
+	deliveries    *webhook.Deduper
+	onboard       func(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
+	keepalive     func() (<-chan time.Time, func())
+
+	diffs *diffCache
+}
+
+// ServerDeps is what the API handlers need.
+type ServerDeps struct {
+	Registry *registry.Registry
+	Refresh  *refresh.Manager
+	Broker   *events.Broker
+	Logger   *slog.Logger
+	Info     gen.ServerConfig
+	// WebhookSecret enables POST /api/v1/webhooks/github when set.
+	WebhookSecret []byte
+	// Onboard registers and clones a new mirror (POST /api/v1/repos).
+	Onboard func(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
+	// Keepalive makes the ticker of SSE keepalive comments (default 25 s).
+	Keepalive func() (<-chan time.Time, func())
+}
+
+// NewServer builds the API implementation.
+func NewServer(d ServerDeps) *Server {
+	ka := d.Keepalive
+	if ka == nil {
+		ka = func() (<-chan time.Time, func()) {
+			t := time.NewTicker(25 * time.Second)
+			return t.C, t.Stop
+		}
+	}
+	return &Server{
+		reg: d.Registry, refresh: d.Refresh, broker: d.Broker, log: d.Logger, info: d.Info,
+		webhookSecret: d.WebhookSecret,
+		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),
+		onboard:       d.Onboard,
+		keepalive:     ka,
+		diffs:         newDiffCache(64),
+	}
+}
+
+func notFound(format string, args ...any) gen.Problem {
+	return problem.New(404, problem.NotFound, fmt.Sprintf(format, args...))
+}
+
+// etagMatches implements If-None-Match (weak comparison, lists and *).
+func etagMatches(header *string, etag string) bool {
+	if header == nil {
+		return false
+	}
+	strip := func(s string) string { return strings.TrimPrefix(strings.TrimSpace(s), "W/") }
+	want := strip(etag)
+	for _, cand := range strings.Split(*header, ",") {
+		c := strings.TrimSpace(cand)
+		if c == "*" || strip(c) == want {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) repoResource(r *registry.Repo) gen.Repo {
+	out := r.Snapshot().Repo()
+	if rf, ok := s.refresh.Get(r.ID); ok {
+		st := rf.Status()
+		ss := gen.SyncStatus{
+			State:               "idle",
+			LastAttemptAt:       st.LastAttemptAt,
+			LastSuccessAt:       st.LastSuccessAt,
+			ConsecutiveFailures: st.ConsecutiveFailures,
+			NextScheduledAt:     st.NextScheduledAt,
+		}
+		if st.Running {
+			ss.State = "running"
+		}
+		if st.LastError != "" {
+			e := st.LastError
+			ss.LastError = &e
+		}
+		out.SyncStatus = &ss
+	}
+	return out
+}
+
+// GetHealth answers the liveness probe.
+func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (gen.GetHealthResponseObject, error) {
+	return gen.GetHealth200JSONResponse{Status: "ok"}, nil
+}
+
+// GetReady answers 200 once every repository had a first refresh.
+func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
+	var waiting []string
+	for _, r := range s.reg.List() {
+		if !r.Ready() {
+			waiting = append(waiting, r.ID)
+		}
+	}
+	if len(waiting) > 0 {
+		return gen.GetReady503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: gen.UnavailableApplicationProblemPlusJSONResponse(
+			problem.New(503, problem.Unavailable, "waiting for the first refresh of: "+strings.Join(waiting, ", ")))}, nil
+	}
+	return gen.GetReady200JSONResponse{Status: "ready"}, nil
+}
+
+// GetConfig describes the server's posture.
+func (s *Server) GetConfig(ctx context.Context, _ gen.GetConfigRequestObject) (gen.GetConfigResponseObject, error) {
+	return gen.GetConfig200JSONResponse(s.info), nil
+}
+
+// ListRepos lists every repository.
+func (s *Server) ListRepos(ctx context.Context, _ gen.ListReposRequestObject) (gen.ListReposResponseObject, error) {
+	out := gen.ListRepos200JSONResponse{}
+	for _, r := range s.reg.List() {
+		out = append(out, s.repoResource(r))
+	}
+	return out, nil
+}
+
+// GetRepo returns one repository.
+func (s *Server) GetRepo(ctx context.Context, req gen.GetRepoRequestObject) (gen.GetRepoResponseObject, error) {
+	r, ok := s.reg.Get(req.RepoID)
+	if !ok {
+		return gen.GetRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	return gen.GetRepo200JSONResponse{Body: s.repoResource(r), Headers: gen.GetRepo200ResponseHeaders{ETag: r.Snapshot().ETag()}}, nil
+}
+
+// snapshotOf finds a repository's snapshot or builds the 404 body.
+func (s *Server) snapshotOf(id string) (*view.Snapshot, *gen.Problem) {
+	r, ok := s.reg.Get(id)
+	if !ok {
+		p := notFound("no repository %q", id)
+		return nil, &p
+	}
+	return r.Snapshot(), nil
+}
+
+// GetView returns the whole current view.
+func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen.GetViewResponseObject, error) {
+	snap, p := s.snapshotOf(req.RepoID)
+	if p != nil {
+		return gen.GetView404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.GetView304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	v := snap.View()
+	if r, ok := s.reg.Get(req.RepoID); ok {
+		v.Repo = s.repoResource(r)
+	}
+	return gen.GetView200JSONResponse{Body: v, Headers: gen.GetView200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// ListStacks returns every stack.
+func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject) (gen.ListStacksResponseObject, error) {
+	snap, p := s.snapshotOf(req.RepoID)
+	if p != nil {
+		return gen.ListStacks404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.ListStacks304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	return gen.ListStacks200JSONResponse{Body: snap.Stacks(), Headers: gen.ListStacks200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// GetStack returns one stack by its root branch.
+func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (gen.GetStackResponseObject, error) {
+	snap, p := s.snapshotOf(req.RepoID)
+	if p != nil {
+		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
+	}
+	st, ok := snap.Stack(req.Root)
+	if !ok {
+		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no stack rooted at %q in %q", req.Root, req.RepoID))}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.GetStack304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	return gen.GetStack200JSONResponse{Body: st, Headers: gen.GetStack200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// ListBranches returns every branch.
+func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestObject) (gen.ListBranchesResponseObject, error) {
+	snap, p := s.snapshotOf(req.RepoID)
+	if p != nil {
+		return gen.ListBranches404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.ListBranches304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	return gen.ListBranches200JSONResponse{Body: snap.Branches(), Headers: gen.ListBranches200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// GetBranch returns one branch.
+func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) (gen.GetBranchResponseObject, error) {
+	snap, p := s.snapshotOf(req.RepoID)
+	if p != nil {
+		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
+	}
+	b, ok := snap.Branch(req.Branch)
+	if !ok {
+		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %q in %q", req.Branch, req.RepoID))}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.GetBranch304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	return gen.GetBranch200JSONResponse{Body: b, Headers: gen.GetBranch200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// GetBranchDiff returns the branch's patch against its parent, computed
+// from the commits the snapshot pinned (cached per commit pair).
+func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequestObject) (gen.GetBranchDiffResponseObject, error) {
+	r, ok := s.reg.Get(req.RepoID)
+	if !ok {
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	snap := r.Snapshot()
+	if _, ok := snap.Branch(req.Branch); !ok {
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %q in %q", req.Branch, req.RepoID))}, nil
+	}
+	base, tip, ok := snap.DiffRange(req.Branch)
+	if !ok {
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("branch %q has no parent to diff against", req.Branch))}, nil
+	}
+	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
+		return gen.GetBranchDiff304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	patch, err := s.diffs.get(base, tip, func() (string, error) {
+		repo, err := openRepo(r)
+		if err != nil {
+			return "", err
+		}
+		return view.Diff(ctx, repo, base, tip)
+	})
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(
+			notFound("objects of branch %q are not in the local object store (a partial clone, or the branch moved on)", req.Branch))}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("diff %s %s..%s: %w", req.RepoID, base, tip, err)
+	}
+	return gen.GetBranchDiff200TextxPatchResponse{Body: strings.NewReader(patch), ContentLength: int64(len(patch)), Headers: gen.GetBranchDiff200ResponseHeaders{ETag: snap.ETag()}}, nil
+}
+
+// diffCache keeps recent patches by commit pair; the pair pins the content,
+// so entries never go stale.
+type diffCache struct {
+	mu    sync.Mutex
+	max   int
+	order []string
+	byKey map[string]string
+}
+
+func newDiffCache(max int) *diffCache { return &diffCache{max: max, byKey: map[string]string{}} }
+
+func (c *diffCache) get(base, tip plumbing.Hash, compute func() (string, error)) (string, error) {
+	key := base.String() + ".." + tip.String()
+	c.mu.Lock()
+	if p, ok := c.byKey[key]; ok {
+		c.mu.Unlock()
+		return p, nil
+	}
+	c.mu.Unlock()
+	p, err := compute()
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[key]; !ok {
+		c.byKey[key] = p
+		c.order = append(c.order, key)
+		if len(c.order) > c.max {
+			delete(c.byKey, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	return p, nil
+}
+
+// location builds a path from escaped segments.
+func location(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteString("/")
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}

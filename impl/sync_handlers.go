@@ -1,0 +1,236 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-git/go-git/v5"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/webhook"
+)
+
+// openRepo opens a fresh read handle on a repository of either kind.
+func openRepo(r *registry.Repo) (*git.Repository, error) {
+	if r.Kind == gen.Mirror {
+		m := r.Mirror()
+		if m == nil {
+			return nil, errors.New("mirror not cloned yet")
+		}
+		return m.Repository()
+	}
+	return r.Local.Read()
+}
+
+func syncResult(res refresh.Result) gen.SyncResult {
+	out := gen.SyncResult{
+		Id:          res.ID,
+		RepoID:      res.RepoID,
+		Trigger:     gen.SyncResultTrigger(res.Trigger),
+		Mode:        gen.SyncResultMode(res.Mode),
+		State:       gen.SyncResultState(res.State),
+		QueuedAt:    res.QueuedAt,
+		StartedAt:   res.StartedAt,
+		FinishedAt:  res.FinishedAt,
+		DurationMs:  res.DurationMs,
+		ViewVersion: res.ViewVersion,
+		UpdatedRefs: make([]gen.RefUpdate, 0, len(res.UpdatedRefs)),
+	}
+	if res.Error != "" {
+		e := res.Error
+		out.Error = &e
+	}
+	for _, u := range res.UpdatedRefs {
+		ru := gen.RefUpdate{Ref: u.Ref, Change: gen.RefUpdateChange(u.Change)}
+		if u.OldSha != "" {
+			o := u.OldSha
+			ru.OldSha = &o
+		}
+		if u.NewSha != "" {
+			n := u.NewSha
+			ru.NewSha = &n
+		}
+		out.UpdatedRefs = append(out.UpdatedRefs, ru)
+	}
+	return out
+}
+
+// SyncRepo forces a refresh through the repository's refresher.
+func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (gen.SyncRepoResponseObject, error) {
+	r, ok := s.reg.Get(req.RepoID)
+	if !ok {
+		return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	rf, ok := s.refresh.Get(r.ID)
+	if !ok {
+		return nil, fmt.Errorf("repository %q has no refresher", r.ID)
+	}
+	if req.Params.Wait != nil && !*req.Params.Wait {
+		id := rf.Trigger(refresh.Manual)
+		res, _ := rf.Get(id)
+		loc := location("api", "v1", "repos", r.ID, "syncs", id)
+		return gen.SyncRepo202JSONResponse{Body: syncResult(res), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
+	}
+	res, err := rf.Sync(ctx, refresh.Manual)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: %w", r.ID, err)
+	}
+	switch {
+	case res.Err == nil:
+		return gen.SyncRepo200JSONResponse(syncResult(res)), nil
+	case errors.Is(res.Err, refresh.ErrTimeout):
+		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusGatewayTimeout, problem.Timeout, res.Error))}, nil
+	case errors.Is(res.Err, refresh.ErrFetch), errors.Is(res.Err, mirror.ErrBadURL), errors.Is(res.Err, mirror.ErrLocalRemote):
+		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadGateway, problem.FetchFailed, res.Error))}, nil
+	default:
+		return nil, fmt.Errorf("sync %s: %w", r.ID, res.Err)
+	}
+}
+
+// ListSyncs lists recent refreshes, newest first.
+func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) (gen.ListSyncsResponseObject, error) {
+	rf, ok := s.refresherOf(req.RepoID)
+	if !ok {
+		return gen.ListSyncs404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	out := gen.ListSyncs200JSONResponse{}
+	for _, res := range rf.History() {
+		out = append(out, syncResult(res))
+	}
+	return out, nil
+}
+
+// GetSync returns one refresh.
+func (s *Server) GetSync(ctx context.Context, req gen.GetSyncRequestObject) (gen.GetSyncResponseObject, error) {
+	rf, ok := s.refresherOf(req.RepoID)
+	if !ok {
+		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	res, ok := rf.Get(req.SyncID)
+	if !ok {
+		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
+	}
+	return gen.GetSync200JSONResponse(syncResult(res)), nil
+}
+
+func (s *Server) refresherOf(id string) (*refresh.Refresher, bool) {
+	r, ok := s.reg.Get(id)
+	if !ok {
+		return nil, false
+	}
+	return s.refresh.Get(r.ID)
+}
+
+// CreateRepo onboards a managed mirror.
+func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject) (gen.CreateRepoResponseObject, error) {
+	repo, err := s.onboard(ctx, *req.Body)
+	switch {
+	case err == nil:
+		loc := location("api", "v1", "repos", repo.ID)
+		return gen.CreateRepo201JSONResponse{Body: s.repoResource(repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
+	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL):
+		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
+	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, errBadRepoID):
+		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	case errors.Is(err, refresh.ErrTimeout):
+		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusGatewayTimeout, problem.Timeout, redactErr(err)))}, nil
+	case errors.Is(err, refresh.ErrFetch):
+		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadGateway, problem.FetchFailed, redactErr(err)))}, nil
+	default:
+		return nil, err
+	}
+}
+
+// GithubWebhook receives GitHub deliveries.
+func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequestObject) (gen.GithubWebhookResponseObject, error) {
+	if len(s.webhookSecret) == 0 {
+		return gen.GithubWebhook404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(
+			notFound("webhooks are disabled: no webhook secret is configured"))}, nil
+	}
+	raw, ok := rawBodyFrom(ctx)
+	if !ok {
+		return nil, errors.New("webhook: raw body missing from context")
+	}
+	sig := ""
+	if req.Params.XHubSignature256 != nil {
+		sig = *req.Params.XHubSignature256
+	}
+	if err := webhook.Verify(s.webhookSecret, raw.body, sig); err != nil {
+		return gen.GithubWebhook401ApplicationProblemPlusJSONResponse{
+			Body:    problem.New(http.StatusUnauthorized, problem.Unauthorized, "bad or missing X-Hub-Signature-256"),
+			Headers: gen.UnauthorizedResponseHeaders{WWWAuthenticate: `HMAC realm="github-webhook"`},
+		}, nil
+	}
+	event := ""
+	if req.Params.XGitHubEvent != nil {
+		event = *req.Params.XGitHubEvent
+	}
+	delivery := ""
+	if req.Params.XGitHubDelivery != nil {
+		delivery = *req.Params.XGitHubDelivery
+	}
+	log := s.log.With("event", event, "delivery", delivery)
+	if s.deliveries.Seen(delivery) {
+		log.Info("webhook: repeated delivery ignored")
+		return gen.GithubWebhook204Response{}, nil
+	}
+	if event != "push" {
+		log.Info("webhook: event ignored")
+		return gen.GithubWebhook204Response{}, nil
+	}
+	payload, err := webhook.Payload(raw.contentType, raw.body)
+	if err != nil {
+		return gen.GithubWebhook400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	}
+	push, err := webhook.ParsePush(payload)
+	if err != nil {
+		return gen.GithubWebhook400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	}
+	repo, ok := s.reg.ByFullName(push.FullName)
+	if !ok || repo.Kind != gen.Mirror {
+		log.Info("webhook: push for a repository that is not a managed mirror; nothing fetched", "fullName", push.FullName)
+		return gen.GithubWebhook204Response{}, nil
+	}
+	rf, ok := s.refresh.Get(repo.ID)
+	if !ok {
+		return nil, fmt.Errorf("repository %q has no refresher", repo.ID)
+	}
+	id := rf.Trigger(refresh.Webhook)
+	log.Info("webhook: refresh triggered", "repo", repo.ID, "sync", id, "ref", push.Ref)
+	return gen.GithubWebhook202JSONResponse{RepoID: repo.ID, SyncID: id}, nil
+}
+
+// StreamEvents streams a repository's events.
+func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestObject) (gen.StreamEventsResponseObject, error) {
+	r, ok := s.reg.Get(req.RepoID)
+	if !ok {
+		return gen.StreamEvents404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	sub, err := s.broker.Subscribe(r.ID, clientKeyFrom(ctx))
+	if errors.Is(err, events.ErrTooManyConnections) {
+		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{
+			Body:    problem.New(http.StatusTooManyRequests, problem.TooManyRequests, err.Error()),
+			Headers: gen.TooManyRequestsResponseHeaders{RetryAfter: 5},
+		}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	hello := map[string]any{"repoID": r.ID, "viewVersion": r.Snapshot().Version()}
+	return gen.StreamEvents200TexteventStreamResponse{Body: events.StreamBody(ctx, sub, hello, s.keepalive)}, nil
+}

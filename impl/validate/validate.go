@@ -1,0 +1,203 @@
+// Package validate checks every request against the OpenAPI document with
+// kin-openapi before any handler runs.
+//
+// It wraps the whole mux: a request whose path is in the document is
+// validated (parameters, headers, body); a path in the document asked with an
+// undeclared method gets a 405 problem with an Allow header; any other path
+// gets a 404 problem, except for the few paths that are served outside the
+// contract (the spec itself and Swagger UI), which pass through.
+//
+// Validation failures become single-line 400 problems: the parameter or body
+// location and the reason, never a schema dump.
+package validate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/stackd/stackd/impl/problem"
+)
+
+// Route is what the validator found for a request: its operation in the
+// document. Later middleware (auth, read-only gating) reads it from the
+// request context with RouteFrom.
+type Route struct {
+	Operation *openapi3.Operation
+	Path      string // the path template, e.g. /api/v1/repos/{repoID}
+	Method    string
+}
+
+type routeKey struct{}
+
+// RouteFrom returns the validated route of a request, if any.
+func RouteFrom(ctx context.Context) (*Route, bool) {
+	r, ok := ctx.Value(routeKey{}).(*Route)
+	return r, ok
+}
+
+// Options configure the middleware.
+type Options struct {
+	// Passthrough reports whether a path outside the document is still served
+	// by the wrapped handler (for example /docs/).
+	Passthrough func(path string) bool
+	// Authenticate is called by kin-openapi for each security requirement.
+	// Nil means requirements are not checked here (the auth middleware gates).
+	Authenticate openapi3filter.AuthenticationFunc
+}
+
+// Validator is the request-validating middleware.
+type Validator struct {
+	router  routers.Router
+	opts    Options
+	filter  *openapi3filter.Options
+	methods []string
+}
+
+// New prepares a validator for doc. doc is copied shallowly so its servers
+// can be dropped: paths are matched from the root.
+func New(doc *openapi3.T, opts Options) (*Validator, error) {
+	d := *doc
+	d.Servers = nil
+	router, err := legacy.NewRouter(&d)
+	if err != nil {
+		return nil, fmt.Errorf("validate: build router: %w", err)
+	}
+	auth := opts.Authenticate
+	if auth == nil {
+		auth = openapi3filter.NoopAuthenticationFunc
+	}
+	fopts := &openapi3filter.Options{AuthenticationFunc: auth}
+	fopts.WithCustomSchemaErrorFunc(func(err *openapi3.SchemaError) string {
+		where := strings.Join(err.JSONPointer(), "/")
+		if where == "" {
+			return err.Reason
+		}
+		return "at /" + where + ": " + err.Reason
+	})
+	if opts.Passthrough == nil {
+		opts.Passthrough = func(string) bool { return false }
+	}
+	return &Validator{
+		router:  router,
+		opts:    opts,
+		filter:  fopts,
+		methods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+	}, nil
+}
+
+// Middleware returns next wrapped with validation.
+func (v *Validator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rr := routable(r)
+		route, params, err := v.router.FindRoute(rr)
+		if err != nil {
+			if v.opts.Passthrough(r.URL.Path) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if allow := v.allowed(rr); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				problem.Write(w, r, http.StatusMethodNotAllowed, problem.MethodNotAllowed,
+					fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+				return
+			}
+			problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.Path)
+			return
+		}
+		in := &openapi3filter.RequestValidationInput{
+			Request:    rr,
+			PathParams: params,
+			Route:      route,
+			Options:    v.filter,
+		}
+		if err := openapi3filter.ValidateRequest(r.Context(), in); err != nil {
+			status, detail := describe(err)
+			slug := problem.BadRequest
+			if status == http.StatusUnsupportedMediaType {
+				slug = problem.UnsupportedMedia
+			}
+			problem.Write(w, r, status, slug, detail)
+			return
+		}
+		// ValidateRequest may have replaced the body with a re-readable copy.
+		r.Body = rr.Body
+		ctx := context.WithValue(r.Context(), routeKey{}, &Route{Operation: route.Operation, Path: route.Path, Method: route.Method})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// routable returns a copy of r whose URL.Path is the escaped path, so that a
+// percent-encoded slash in a branch name stays inside one path segment.
+func routable(r *http.Request) *http.Request {
+	rr := r.Clone(r.Context())
+	u := *r.URL
+	u.Path = r.URL.EscapedPath()
+	u.RawPath = ""
+	rr.URL = &u
+	return rr
+}
+
+func (v *Validator) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range v.methods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, _, err := v.router.FindRoute(probe); err == nil {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// describe turns a kin-openapi error into a status and a one-line detail.
+func describe(err error) (int, string) {
+	var reqErr *openapi3filter.RequestError
+	if errors.As(err, &reqErr) {
+		reason := reqErr.Reason
+		var schemaErr *openapi3.SchemaError
+		if errors.As(reqErr.Err, &schemaErr) {
+			where := strings.Join(schemaErr.JSONPointer(), "/")
+			reason = schemaErr.Reason
+			if where != "" {
+				reason = "at /" + where + ": " + reason
+			}
+		} else if reqErr.Err != nil && reason == "" {
+			reason = reqErr.Err.Error()
+		} else if reqErr.Err != nil && !strings.Contains(reason, reqErr.Err.Error()) {
+			reason += ": " + reqErr.Err.Error()
+		}
+		status := http.StatusBadRequest
+		if strings.Contains(reason, "header Content-Type has unexpected value") ||
+			strings.Contains(strings.ToLower(reason), "unsupported content type") {
+			status = http.StatusUnsupportedMediaType
+		}
+		switch {
+		case reqErr.Parameter != nil:
+			name := reqErr.Parameter.Name
+			if reqErr.Parameter.In == openapi3.ParameterInPath {
+				if s, uerr := url.PathUnescape(name); uerr == nil {
+					name = s
+				}
+			}
+			return status, problem.OneLine(fmt.Sprintf("%s parameter %q: %s", reqErr.Parameter.In, name, reason))
+		case reqErr.RequestBody != nil:
+			return status, problem.OneLine("request body: " + reason)
+		default:
+			return status, problem.OneLine(reason)
+		}
+	}
+	var secErr *openapi3filter.SecurityRequirementsError
+	if errors.As(err, &secErr) {
+		return http.StatusUnauthorized, "authentication required"
+	}
+	return http.StatusBadRequest, problem.OneLine(err.Error())
+}
