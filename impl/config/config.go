@@ -84,8 +84,8 @@ func DefaultDataDir() string {
 // Default returns a Config with every default filled in.
 func Default() Config {
 	return Config{
-		Addr:      "127.0.0.1:8080",
-		RepoID:    "local",
+		Addr:          "127.0.0.1:8080",
+		RepoID:        "local",
 		LogFormat:     "text",
 		Version:       "dev",
 		DataDir:       DefaultDataDir(),
