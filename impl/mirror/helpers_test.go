@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/impl/mirror/mirrortest"
 )
 
 // gitEnv isolates fixture git commands from the machine's configuration
@@ -156,77 +157,9 @@ func headTarget(t *testing.T, m *Mirror) string {
 	return ref.Target().String()
 }
 
-// freePort returns a loopback port nobody listens on (at the time).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
+func freePort(t *testing.T) int { return mirrortest.FreePort(t) }
 
-// startDaemon serves every repository under base with git daemon and
-// returns "host:port". Readiness is signalled by the daemon's own "Ready
-// to rumble" log line, not by sleeping.
-func startDaemon(t *testing.T, base string) string {
-	t.Helper()
-	var lastErr string
-	for attempt := 0; attempt < 3; attempt++ { // the free port may be taken in between
-		port := freePort(t)
-		cmd := exec.Command("git", "daemon", "--verbose", "--export-all", "--informative-errors",
-			"--base-path="+base, "--reuseaddr", "--listen=127.0.0.1",
-			fmt.Sprintf("--port=%d", port), "--enable=receive-pack", base)
-		cmd.Env = gitEnv(base)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan bool, 1)
-		var log bytes.Buffer
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			signalled := false
-			for sc.Scan() {
-				if !signalled {
-					log.WriteString(sc.Text() + "\n")
-					if strings.Contains(sc.Text(), "Ready to rumble") {
-						signalled = true
-						ready <- true
-					}
-				}
-			}
-			if !signalled {
-				ready <- false
-			}
-		}()
-		select {
-		case ok := <-ready:
-			if ok {
-				t.Cleanup(func() {
-					_ = cmd.Process.Kill()
-					_ = cmd.Wait()
-				})
-				return fmt.Sprintf("127.0.0.1:%d", port)
-			}
-			_ = cmd.Wait()
-			lastErr = log.String()
-		case <-time.After(10 * time.Second): // failure guard, not synchronisation
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatal("git daemon did not start")
-		}
-	}
-	t.Fatalf("git daemon failed to start: %s", lastErr)
-	return ""
-}
+func startDaemon(t *testing.T, base string) string { return mirrortest.StartDaemon(t, base) }
 
 // startHTTP serves the repositories under root with git http-backend via
 // CGI. If user is not empty, requests must carry that basic auth.
