@@ -85,4 +85,3 @@ func StartDaemon(t testing.TB, base string) string {
 	t.Fatalf("git daemon failed to start: %s", lastErr)
 	return ""
 }
-
