@@ -243,4 +243,3 @@ func assertSameTree(t *testing.T, before, after map[string]string) {
 		}
 	}
 }
-

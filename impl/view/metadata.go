@@ -1,0 +1,91 @@
+package view
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/gen"
+)
+
+// Ref namespaces written by the stacking tools.
+const (
+	stackitMetaPrefix  = "refs/stackit/metadata/"
+	stackitStackPrefix = "refs/stackit/stacks/"
+	graphiteMetaPrefix = "refs/branch-metadata/"
+)
+
+// maxMetadataBlob bounds how much of a metadata blob is read.
+const maxMetadataBlob = 1 << 20
+
+// prInfo is the pull-request part of stackit and Graphite metadata.
+type prInfo struct {
+	Number  *int    `json:"number"`
+	Title   *string `json:"title"`
+	State   *string `json:"state"`
+	URL     *string `json:"url"`
+	IsDraft *bool   `json:"isDraft"`
+	Base    *string `json:"base"`
+}
+
+// branchMeta is a stackit (refs/stackit/metadata/<b>) or Graphite
+// (refs/branch-metadata/<b>) metadata blob. Unknown fields are ignored.
+type branchMeta struct {
+	ParentBranchName     string  `json:"parentBranchName"`
+	ParentBranchRevision string  `json:"parentBranchRevision"`
+	PRInfo               *prInfo `json:"prInfo"`
+	Scope                string  `json:"scope"`
+	StackID              string  `json:"stackId"`
+}
+
+// stackMeta is a stackit stack blob (refs/stackit/stacks/<id>).
+type stackMeta struct {
+	ID          string `json:"id"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+}
+
+var errNotBlob = errors.New("metadata ref does not point to a blob")
+
+// readBlobJSON decodes the blob h as JSON into v.
+func readBlobJSON(repo *git.Repository, h plumbing.Hash, v any) error {
+	obj, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", h, err)
+	}
+	if obj.Type() != plumbing.BlobObject {
+		return fmt.Errorf("%s is a %s: %w", h, obj.Type(), errNotBlob)
+	}
+	rd, err := obj.Reader()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", h, err)
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(io.LimitReader(rd, maxMetadataBlob))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", h, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w", h, err)
+	}
+	return nil
+}
+
+// pr converts prInfo to the API value; nil without a positive number.
+func (p *prInfo) pr() *gen.PullRequest {
+	if p == nil || p.Number == nil || *p.Number <= 0 {
+		return nil
+	}
+	return &gen.PullRequest{
+		Number:  *p.Number,
+		Title:   p.Title,
+		State:   p.State,
+		Url:     p.URL,
+		IsDraft: p.IsDraft,
+		Base:    p.Base,
+	}
+}
