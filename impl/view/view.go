@@ -29,6 +29,18 @@
 // to ancestry. Ancestry edges alone cannot form a cycle, as they always
 // point to a strict ancestor or to trunk.
 //
+// # Other choices
+//
+// Trunk has depth 0, no parent, no own commits (Commits is empty) and
+// never needs a restack. A non-trunk branch without parent (no history
+// shared with trunk, or no trunk branch at all) also has depth 0; it and
+// its descendants are listed after the stacks, and its Commits are its
+// newest commits. Repo.CurrentBranch names the branch HEAD points at even
+// when that branch is unborn (an empty repository); it is nil when HEAD is
+// detached and for mirrors. DiffRange is not ok when branch and parent
+// share no history. Branch tips that are not readable commits are logged
+// and left out.
+//
 // # Walks
 //
 // Own commits, is-ancestor, merge bases and ahead/behind use a per-build
@@ -54,6 +66,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/gitrepo"
 )
 
 // Limits of the walks.
@@ -77,9 +90,10 @@ type Input struct {
 	Kind gen.RepoKind
 	// Trunk is the configured trunk branch; "" means DetectTrunk decides.
 	Trunk string
-	// DetectTrunk picks the trunk when Trunk is "". It is a field so view
-	// does not depend on how trunk is detected (pass
-	// gitrepo.DetectTrunk). When nil, "main" then "master" are tried.
+	// DetectTrunk picks the trunk when Trunk is "". nil means
+	// gitrepo.DetectTrunk (origin/HEAD, bare HEAD, init.defaultBranch from
+	// the repository then the user's global config, main, master); tests
+	// and callers wanting a pure build pass their own.
 	DetectTrunk func(*git.Repository) string
 	// Remote is the already redacted upstream URL ("" for none).
 	Remote string
@@ -234,16 +248,11 @@ func (b *builder) build() (*Snapshot, error) {
 	// Trunk.
 	trunk := b.in.Trunk
 	if trunk == "" {
-		if b.in.DetectTrunk != nil {
-			trunk = b.in.DetectTrunk(b.repo)
-		} else {
-			for _, c := range []string{"main", "master"} {
-				if _, ok := b.heads[c]; ok {
-					trunk = c
-					break
-				}
-			}
+		detect := b.in.DetectTrunk
+		if detect == nil {
+			detect = gitrepo.DetectTrunk
 		}
+		trunk = detect(b.repo)
 	}
 	repoVal.Trunk = trunk
 	if _, ok := b.heads[trunk]; ok {

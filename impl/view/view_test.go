@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/gen"
@@ -568,7 +569,11 @@ func TestTrunkDetectionHook(t *testing.T) {
 	if s.Repo().Trunk != "main" {
 		t.Errorf("trunk = %q", s.Repo().Trunk)
 	}
-	s, _ = build(t, r, view.Input{Trunk: "a"})
+	s, _ = build(t, r, view.Input{DetectTrunk: func(*git.Repository) string { return "b" }})
+	if s.Repo().Trunk != "b" {
+		t.Errorf("trunk from hook = %q", s.Repo().Trunk)
+	}
+	s, _ = build(t, r, view.Input{Trunk: "a", DetectTrunk: func(*git.Repository) string { panic("called with a configured trunk") }})
 	// main's tip is on a's first-parent history: trunk a is its parent.
 	wantEqual(t, "order with trunk a", names(s.Branches()), []string{"a", "b", "c", "main"})
 	wantParent(t, s, "main", "a", gen.Ancestry)
