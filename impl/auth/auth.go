@@ -1,0 +1,325 @@
+// Package auth decides who may do what on the stackd API.
+//
+// It covers the start-up posture (CheckPosture: auth off is only for a
+// loopback listener unless the server is read-only), OpenID Connect sign-in
+// with the authorization code flow, PKCE, state and nonce (Routes), server-side
+// sessions kept in the store behind an HttpOnly cookie, bearer ID tokens
+// verified against the issuer's keys, and the per-request Gate that runs after
+// OpenAPI validation: client address, rate limits, principal, read-only,
+// authentication, CSRF and the audit log. CORS wraps outermost because
+// preflight requests are answered before validation.
+//
+// Wiring, outermost first:
+//
+//	a.CORS(validator.Middleware(a.Gate(doc)(mux)))
+//
+// with the validator's Passthrough accepting a.IsAuthPath and Routes
+// registered on mux.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/stackd/stackd/impl/store"
+)
+
+// Mode is the authentication mode.
+type Mode string
+
+// Modes.
+const (
+	ModeNone Mode = "none" // no authentication: every operation is reachable
+	ModeOIDC Mode = "oidc" // OpenID Connect sign-in and bearer ID tokens
+)
+
+// Names shared with clients.
+const (
+	// SessionCookie carries the raw session id.
+	SessionCookie = "stackd_session"
+	// CSRFHeader must be present (any non-empty value) on unsafe requests
+	// authenticated by the session cookie.
+	CSRFHeader = "X-Stackd-CSRF"
+	// loginCookie carries the signed state of a sign-in in progress.
+	loginCookie = "stackd_login"
+)
+
+// Defaults applied by New to a zero Config field.
+var (
+	DefaultSessionTTL = 12 * time.Hour
+	DefaultRate       = RateLimit{PerSecond: 20, Burst: 40}
+	DefaultSyncRate   = RateLimit{PerSecond: 1, Burst: 5}
+)
+
+// loginTTL bounds the time between /auth/login and /auth/callback.
+const loginTTL = 10 * time.Minute
+
+// RateLimit is a per-client token bucket: PerSecond tokens are added each
+// second up to Burst. The zero value means the default; a negative PerSecond
+// means no limit.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Config is the authentication configuration.
+type Config struct {
+	Mode     Mode // "" means none
+	ReadOnly bool
+
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	// BaseURL is the external URL of the server, e.g. https://stackd.example.com.
+	// The OIDC redirect is BaseURL+"/auth/callback"; cookies are Secure when it
+	// is https; its origin is accepted on cookie-authenticated unsafe requests.
+	BaseURL string
+
+	ExtraAudiences []string // more accepted audiences for bearer ID tokens
+	AllowedEmails  []string // verified e-mail addresses allowed in
+	AllowedDomains []string // verified e-mail domains allowed in
+	AllowedGroups  []string // values of the groups claim allowed in
+	CORSOrigins    []string // exact origins allowed cross-origin, e.g. https://ui.example.com
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+
+	SessionTTL time.Duration // default 12h
+	Rate       RateLimit     // API bucket per client, default 20/s burst 40
+	SyncRate   RateLimit     // sync, onboarding and webhook bucket, default 1/s burst 5
+}
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Subject string
+	Email   string
+	Name    string
+	Groups  []string
+	Method  string // "session" or "bearer"
+}
+
+// Authentication methods, as in Principal.Method and the audit log.
+const (
+	MethodSession   = "session"
+	MethodBearer    = "bearer"
+	MethodAnonymous = "anonymous"
+)
+
+func (p *Principal) actor() string {
+	if p.Email != "" {
+		return p.Email
+	}
+	return p.Subject
+}
+
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	clientIPKey
+)
+
+// PrincipalFrom returns the principal the gate found for a request.
+func PrincipalFrom(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey).(*Principal)
+	return p, ok && p != nil
+}
+
+// WithPrincipal returns ctx carrying p, as the gate does (for handler tests).
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey, p)
+}
+
+// ClientIP returns the client address the gate settled on ("" outside it).
+func ClientIP(ctx context.Context) string {
+	s, _ := ctx.Value(clientIPKey).(string)
+	return s
+}
+
+// Auth holds the authentication state of a server.
+type Auth struct {
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	secure      bool   // cookies are Secure
+	baseURL     string // without trailing slash
+	baseOrigin  string // scheme://host of BaseURL, lower case
+	corsOrigins map[string]bool
+
+	verifier  *oidc.IDTokenVerifier
+	oauth     *oauth2.Config
+	audiences map[string]bool // accepted for bearer tokens
+	loginKey  []byte          // HMAC key of the login cookie
+
+	allowEmails, allowDomains, allowGroups map[string]bool
+
+	apiLimit, syncLimit *limiter
+}
+
+// ErrConfig reports an unusable configuration.
+var ErrConfig = errors.New("auth: invalid configuration")
+
+// New prepares authentication. In Mode oidc it discovers the provider at
+// c.Issuer (an HTTP round trip bounded by ctx) and needs a store for sessions.
+// log may be nil; now may be nil (time.Now).
+func New(ctx context.Context, c Config, st *store.Store, log *slog.Logger, now func() time.Time) (*Auth, error) {
+	if c.Mode == "" {
+		c.Mode = ModeNone
+	}
+	if c.Mode != ModeNone && c.Mode != ModeOIDC {
+		return nil, fmt.Errorf("%w: unknown auth mode %q (want none or oidc)", ErrConfig, c.Mode)
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	a := &Auth{
+		cfg:          c,
+		store:        st,
+		log:          log,
+		now:          now,
+		corsOrigins:  map[string]bool{},
+		allowEmails:  lowerSet(c.AllowedEmails),
+		allowDomains: lowerSet(c.AllowedDomains),
+		allowGroups:  set(c.AllowedGroups),
+		apiLimit:     newLimiter(c.Rate, DefaultRate),
+		syncLimit:    newLimiter(c.SyncRate, DefaultSyncRate),
+	}
+	if c.BaseURL != "" {
+		origin, err := parseOrigin(c.BaseURL, true)
+		if err != nil {
+			return nil, fmt.Errorf("%w: base URL: %w", ErrConfig, err)
+		}
+		a.baseOrigin = origin
+		a.baseURL = strings.TrimSuffix(c.BaseURL, "/")
+		a.secure = strings.HasPrefix(origin, "https://")
+	}
+	for _, o := range c.CORSOrigins {
+		origin, err := parseOrigin(o, false)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CORS origin: %w", ErrConfig, err)
+		}
+		a.corsOrigins[origin] = true
+	}
+	if c.Mode == ModeNone {
+		return a, nil
+	}
+	switch {
+	case c.Issuer == "":
+		return nil, fmt.Errorf("%w: oidc needs an issuer", ErrConfig)
+	case c.ClientID == "":
+		return nil, fmt.Errorf("%w: oidc needs a client id", ErrConfig)
+	case a.baseURL == "":
+		return nil, fmt.Errorf("%w: oidc needs the base URL for its redirect", ErrConfig)
+	case st == nil:
+		return nil, fmt.Errorf("%w: oidc needs a session store", ErrConfig)
+	}
+	provider, err := oidc.NewProvider(ctx, c.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("auth: discover OIDC issuer %s: %w", c.Issuer, err)
+	}
+	// The audience is checked here, against the client id and the extra
+	// audiences, rather than by go-oidc, which knows only one client id.
+	a.verifier = provider.Verifier(&oidc.Config{SkipClientIDCheck: true, Now: now})
+	a.audiences = set(append([]string{c.ClientID}, c.ExtraAudiences...))
+	scopes := []string{oidc.ScopeOpenID, "email", "profile"}
+	if len(c.AllowedGroups) > 0 {
+		scopes = append(scopes, "groups")
+	}
+	a.oauth = &oauth2.Config{
+		ClientID:     c.ClientID,
+		ClientSecret: c.ClientSecret,
+		Endpoint:     provider.Endpoint(),
+		RedirectURL:  a.baseURL + "/auth/callback",
+		Scopes:       scopes,
+	}
+	a.loginKey = make([]byte, 32)
+	if _, err := rand.Read(a.loginKey); err != nil {
+		return nil, fmt.Errorf("auth: login key: %w", err)
+	}
+	return a, nil
+}
+
+// Me returns the principal of the request whose context is ctx.
+func (a *Auth) Me(ctx context.Context) (*Principal, bool) {
+	return PrincipalFrom(ctx)
+}
+
+// Sweeper deletes expired sessions on each tick of every until ctx is done.
+func (a *Auth) Sweeper(ctx context.Context, every <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-every:
+			if !ok {
+				return
+			}
+			if a.store == nil {
+				continue
+			}
+			n, err := a.store.Sweep(ctx, a.now())
+			if err != nil {
+				a.log.Error("session sweep failed", "err", err)
+				continue
+			}
+			if n > 0 {
+				a.log.Debug("expired sessions deleted", "count", n)
+			}
+		}
+	}
+}
+
+// parseOrigin returns the lower-case scheme://host[:port] of raw, which must
+// be an absolute http or https URL; with pathOK false it must be an origin
+// (no path beyond "/", no query).
+func parseOrigin(raw string, pathOK bool) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	if !pathOK && (u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "") {
+		return "", fmt.Errorf("%q is not an origin (scheme://host[:port])", raw)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		if x = strings.TrimSpace(x); x != "" {
+			m[x] = true
+		}
+	}
+	return m
+}
+
+func lowerSet(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		if x = strings.ToLower(strings.TrimSpace(x)); x != "" {
+			m[strings.TrimPrefix(x, "@")] = true
+		}
+	}
+	return m
+}

@@ -1,0 +1,360 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/store"
+	"github.com/stackd/stackd/impl/validate"
+)
+
+// Operation ids with special treatment.
+const (
+	OpSyncRepo      = "syncRepo"
+	OpCreateRepo    = "createRepo"
+	OpGitHubWebhook = "githubWebhook"
+)
+
+// MutatingExtension marks an operation that changes server state.
+const MutatingExtension = "x-stackd-mutating"
+
+// Mutating reports whether the route changes server state: its operation
+// carries x-stackd-mutating: true or its method is not GET, HEAD or OPTIONS.
+// The GitHub webhook is the exception: it is authenticated by its HMAC
+// signature and only triggers mirror refreshes, so it stays open in a
+// read-only server.
+func Mutating(route *validate.Route) bool {
+	if route == nil {
+		return false
+	}
+	if op := route.Operation; op != nil {
+		if op.OperationID == OpGitHubWebhook {
+			return false
+		}
+		if truthy(op.Extensions[MutatingExtension]) {
+			return true
+		}
+	}
+	return !safeMethod(route.Method)
+}
+
+// Public reports whether op may be called anonymously: its security (or,
+// when op.Security is nil, the document's global security) is empty or
+// includes the empty requirement {}.
+func Public(op *openapi3.Operation, global openapi3.SecurityRequirements) bool {
+	reqs := global
+	if op != nil && op.Security != nil {
+		reqs = *op.Security
+	}
+	if len(reqs) == 0 {
+		return true
+	}
+	for _, req := range reqs {
+		if len(req) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		return strings.EqualFold(x, "true")
+	case []byte:
+		return strings.TrimSpace(string(x)) == "true"
+	}
+	return false
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// refusal is a problem answered by the gate instead of the handler.
+type refusal struct {
+	status  int
+	slug    string
+	detail  string
+	wwwAuth string
+}
+
+// Gate returns the middleware that runs after validation, in this order:
+// client address; rate limit (the stricter bucket for syncRepo, createRepo
+// and githubWebhook); principal from a bearer ID token or the session
+// cookie; read-only refusal of mutating operations; authentication of
+// non-public operations (Mode oidc); CSRF on unsafe cookie-authenticated or
+// anonymous requests; and the audit of every mutating operation. doc gives
+// the global security that applies to operations without their own.
+//
+// Requests outside the contract (no validated route: sign-in endpoints,
+// docs) get only the client address and the rate limit.
+func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
+	var global openapi3.SecurityRequirements
+	if doc != nil {
+		global = doc.Security
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ip := a.clientIP(r)
+			ctx := context.WithValue(r.Context(), clientIPKey, ip)
+			r = r.WithContext(ctx)
+
+			route, hasRoute := validate.RouteFrom(ctx)
+			opID := ""
+			if hasRoute && route.Operation != nil {
+				opID = route.Operation.OperationID
+			}
+			lim := a.apiLimit
+			if opID == OpSyncRepo || opID == OpCreateRepo || opID == OpGitHubWebhook {
+				lim = a.syncLimit
+			}
+			if ok, wait := lim.take(ip, a.now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				problem.Write(w, r, http.StatusTooManyRequests, problem.TooManyRequests,
+					fmt.Sprintf("too many requests from %s; retry in %s", ip, retryText(wait)))
+				return
+			}
+			if !hasRoute {
+				next.ServeHTTP(w, r)
+				return
+			}
+
+			var (
+				p   *Principal
+				rec *recorder
+			)
+			if Mutating(route) {
+				rec = &recorder{ResponseWriter: w}
+				w = rec
+				defer func() { a.audit(r, route, p, ip, rec) }()
+			}
+			refuse := func(f *refusal) {
+				if rec != nil {
+					rec.note = f.slug
+				}
+				if f.wwwAuth != "" {
+					w.Header().Set("WWW-Authenticate", f.wwwAuth)
+				}
+				problem.Write(w, r, f.status, f.slug, f.detail)
+			}
+
+			p, f := a.identify(r)
+			if f != nil {
+				refuse(f)
+				return
+			}
+			if a.cfg.ReadOnly && rec != nil {
+				refuse(&refusal{status: http.StatusForbidden, slug: problem.ReadOnly,
+					detail: fmt.Sprintf("the server is read-only: %s is not allowed", opName(route))})
+				return
+			}
+			if a.cfg.Mode == ModeOIDC && p == nil && !Public(route.Operation, global) {
+				refuse(&refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized, wwwAuth: "Bearer",
+					detail: "authentication required: sign in at /auth/login or send a bearer ID token"})
+				return
+			}
+			if !safeMethod(r.Method) && (p == nil || p.Method == MethodSession) {
+				if slug, detail := a.csrfRefusal(r, p != nil); slug != "" {
+					refuse(&refusal{status: http.StatusForbidden, slug: slug, detail: detail})
+					return
+				}
+			}
+			if p != nil {
+				r = r.WithContext(context.WithValue(r.Context(), principalKey, p))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// identify finds the principal of r. No credentials is no principal and no
+// refusal; bad credentials are refused.
+func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
+	if a.cfg.Mode != ModeOIDC {
+		return nil, nil
+	}
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, _ := strings.Cut(h, " ")
+		token = strings.TrimSpace(token)
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return nil, &refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized,
+				wwwAuth: `Bearer error="invalid_request"`,
+				detail:  "the Authorization header must be \"Bearer\" followed by an ID token"}
+		}
+		id, err := a.verify(ctx, token, true)
+		if err != nil {
+			a.log.Info("bearer token refused", "err", err, "client", ClientIP(ctx))
+			detail := "the bearer token is not a valid ID token for this server"
+			var exp *oidc.TokenExpiredError
+			if errors.As(err, &exp) {
+				detail = "the bearer token has expired"
+			}
+			return nil, &refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized,
+				wwwAuth: `Bearer error="invalid_token"`, detail: detail}
+		}
+		if !a.allowed(id) {
+			return nil, &refusal{status: http.StatusForbidden, slug: problem.Forbidden,
+				detail: "this account is not allowed on this server"}
+		}
+		p := id.Principal
+		p.Method = MethodBearer
+		return &p, nil
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" || a.store == nil {
+		return nil, nil
+	}
+	sess, err := a.store.Session(ctx, c.Value, a.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		a.log.Error("session lookup failed", "err", err)
+		return nil, &refusal{status: http.StatusInternalServerError, slug: problem.Internal, detail: problem.GenericDetail}
+	}
+	id := &identity{
+		Principal:     Principal{Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Method: MethodSession},
+		emailVerified: sess.EmailVerified,
+	}
+	// The allowlists are applied again so that narrowing them takes effect
+	// on existing sessions.
+	if !a.allowed(id) {
+		return nil, &refusal{status: http.StatusForbidden, slug: problem.Forbidden,
+			detail: "this account is not allowed on this server"}
+	}
+	p := id.Principal
+	return &p, nil
+}
+
+// csrfRefusal checks an unsafe request that is not bearer-authenticated: an
+// Origin, when present, must be the server's own (BaseURL, or the request's
+// host when no BaseURL is set) or a CORS origin; a cookie-authenticated
+// request must also carry the X-Stackd-CSRF header. It returns the problem
+// slug and detail of a refusal, or "".
+func (a *Auth) csrfRefusal(r *http.Request, cookie bool) (slug, detail string) {
+	if origin := r.Header.Get("Origin"); origin != "" && !a.originAllowed(origin, r) {
+		return problem.CSRF, fmt.Sprintf("cross-origin request from %q refused", origin)
+	}
+	if cookie && r.Header.Get(CSRFHeader) == "" {
+		return problem.CSRF, "requests authenticated by the session cookie must carry the " + CSRFHeader + " header"
+	}
+	return "", ""
+}
+
+func (a *Auth) originAllowed(origin string, r *http.Request) bool {
+	o := strings.ToLower(origin)
+	if a.corsOrigins[o] || a.baseOrigin != "" && o == a.baseOrigin {
+		return true
+	}
+	if a.baseOrigin == "" {
+		u, err := url.Parse(o)
+		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+	}
+	return false
+}
+
+func opName(route *validate.Route) string {
+	if route.Operation != nil && route.Operation.OperationID != "" {
+		return route.Operation.OperationID
+	}
+	return route.Method + " " + route.Path
+}
+
+// audit records a mutating operation in the server log and the store.
+func (a *Auth) audit(r *http.Request, route *validate.Route, p *Principal, ip string, rec *recorder) {
+	e := store.AuditEntry{
+		At:      a.now(),
+		Method:  MethodAnonymous,
+		Action:  opName(route),
+		Repo:    pathParam(route.Path, r.URL.EscapedPath(), "repoID"),
+		Outcome: rec.outcome(),
+		Client:  ip,
+	}
+	if p != nil {
+		e.Actor, e.Method = p.actor(), p.Method
+	}
+	a.log.Info("audit", "actor", e.Actor, "method", e.Method, "action", e.Action, "repo", e.Repo,
+		"outcome", e.Outcome, "client", e.Client)
+	if a.store == nil {
+		return
+	}
+	if err := a.store.Audit(context.WithoutCancel(r.Context()), e); err != nil {
+		a.log.Error("audit entry not stored", "err", err, "action", e.Action)
+	}
+}
+
+// pathParam extracts the named parameter from an escaped path by its
+// template, e.g. repoID from /api/v1/repos/{repoID}/sync.
+func pathParam(template, path, name string) string {
+	want := "{" + name + "}"
+	tsegs := strings.Split(template, "/")
+	psegs := strings.Split(path, "/")
+	for i, s := range tsegs {
+		if s == want && i < len(psegs) {
+			if v, err := url.PathUnescape(psegs[i]); err == nil {
+				return v
+			}
+			return psegs[i]
+		}
+	}
+	return ""
+}
+
+// recorder keeps the final status of a response for the audit log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	note   string // problem slug of a gate refusal
+}
+
+func (rw *recorder) WriteHeader(code int) {
+	if rw.status == 0 && code >= 200 {
+		rw.status = code
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	return rw.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the recorder.
+func (rw *recorder) Flush() {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	if f, ok := rw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+func (rw *recorder) outcome() string {
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if rw.note != "" {
+		return strconv.Itoa(status) + " " + rw.note
+	}
+	return strconv.Itoa(status)
+}
