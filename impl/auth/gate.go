@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -29,10 +30,11 @@ const (
 const MutatingExtension = "x-stackd-mutating"
 
 // Mutating reports whether the route changes server state: its operation
-// carries x-stackd-mutating: true or its method is not GET, HEAD or OPTIONS.
-// The GitHub webhook is the exception: it is authenticated by its HMAC
-// signature and only triggers mirror refreshes, so it stays open in a
-// read-only server.
+// carries x-stackd-mutating: true, or it has no such extension and its method
+// is not GET, HEAD or OPTIONS. An explicit x-stackd-mutating: false (sign-out)
+// overrides the method. The GitHub webhook is always exempt: it is
+// authenticated by its HMAC signature and only triggers mirror refreshes, so
+// it stays open in a read-only server.
 func Mutating(route *validate.Route) bool {
 	if route == nil {
 		return false
@@ -41,8 +43,10 @@ func Mutating(route *validate.Route) bool {
 		if op.OperationID == OpGitHubWebhook {
 			return false
 		}
-		if truthy(op.Extensions[MutatingExtension]) {
-			return true
+		if v, ok := op.Extensions[MutatingExtension]; ok {
+			if b, ok := boolValue(v); ok {
+				return b
+			}
 		}
 	}
 	return !safeMethod(route.Method)
@@ -67,16 +71,23 @@ func Public(op *openapi3.Operation, global openapi3.SecurityRequirements) bool {
 	return false
 }
 
-func truthy(v any) bool {
+// boolValue reads an extension value as kin-openapi may hold it.
+func boolValue(v any) (value, ok bool) {
+	var s string
 	switch x := v.(type) {
 	case bool:
-		return x
+		return x, true
 	case string:
-		return strings.EqualFold(x, "true")
+		s = x
 	case []byte:
-		return strings.TrimSpace(string(x)) == "true"
+		s = string(x)
+	case json.RawMessage:
+		s = string(x)
+	default:
+		return false, false
 	}
-	return false
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	return b, err == nil
 }
 
 func safeMethod(m string) bool {

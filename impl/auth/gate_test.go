@@ -1,0 +1,539 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/stackd/stackd/impl/store"
+	"github.com/stackd/stackd/impl/validate"
+)
+
+func TestReadOnlyMatrix(t *testing.T) {
+	ops := []struct {
+		op, method, path string
+		mutating         bool
+		public           bool
+		okStatus         int
+	}{
+		{"listRepos", http.MethodGet, "/api/v1/repos", false, true, 200},
+		{"getPrivate", http.MethodGet, "/api/v1/private", false, false, 200},
+		{"touchThing", http.MethodGet, "/api/v1/touch", true, false, 200},
+		{"createRepo", http.MethodPost, "/api/v1/repos", true, false, 200},
+		{"syncRepo", http.MethodPost, "/api/v1/repos/r1/sync", true, false, 200},
+		{"deleteRepo", http.MethodDelete, "/api/v1/repos/r1", true, false, 200},
+		{"githubWebhook", http.MethodPost, "/api/v1/webhooks/github", false, true, 200},
+	}
+	type posture struct {
+		mode     Mode
+		readOnly bool
+		cred     string // "", "bearer"
+	}
+	postures := []posture{
+		{ModeNone, false, ""},
+		{ModeNone, true, ""},
+		{ModeOIDC, false, ""},
+		{ModeOIDC, false, "bearer"},
+		{ModeOIDC, true, ""},
+		{ModeOIDC, true, "bearer"},
+	}
+	idp := startIDP(t)
+	for _, p := range postures {
+		e := newEnv(t, envOpts{mode: p.mode, idp: idp, cfg: func(c *Config) { c.ReadOnly = p.readOnly }})
+		for _, o := range ops {
+			// Expected: read-only refuses mutating operations first, then
+			// oidc needs a principal for non-public ones.
+			want, slug := o.okStatus, ""
+			switch {
+			case p.readOnly && o.mutating:
+				want, slug = http.StatusForbidden, "read-only"
+			case p.mode == ModeOIDC && p.cred == "" && !o.public:
+				want, slug = http.StatusUnauthorized, "unauthorized"
+			}
+			t.Run(fmt.Sprintf("%s/ro=%v/%s/%s", p.mode, p.readOnly, p.cred, o.op), func(t *testing.T) {
+				var h map[string]string
+				if p.cred == "bearer" {
+					h = bearer(e.token(t, nil))
+				}
+				r := e.do(t, call{method: o.method, path: o.path, header: h})
+				if r.status != want || r.slug != slug {
+					t.Fatalf("%d %q, want %d %q: %s", r.status, r.slug, want, slug, r.body)
+				}
+				if want == 200 && r.echo.Op != o.op {
+					t.Errorf("handler saw %q", r.echo.Op)
+				}
+			})
+		}
+	}
+}
+
+func TestMutatingAndPublic(t *testing.T) {
+	doc := loadDoc(t)
+	ext := func(v any) *openapi3.Operation {
+		return &openapi3.Operation{OperationID: "x", Extensions: map[string]any{MutatingExtension: v}}
+	}
+	mut := []struct {
+		name  string
+		route *validate.Route
+		want  bool
+	}{
+		{"nil", nil, false},
+		{"get", &validate.Route{Method: "GET", Operation: &openapi3.Operation{}}, false},
+		{"head", &validate.Route{Method: "HEAD", Operation: &openapi3.Operation{}}, false},
+		{"options", &validate.Route{Method: "OPTIONS"}, false},
+		{"post", &validate.Route{Method: "POST", Operation: &openapi3.Operation{}}, true},
+		{"put", &validate.Route{Method: "PUT"}, true},
+		{"patch", &validate.Route{Method: "PATCH"}, true},
+		{"delete", &validate.Route{Method: "DELETE"}, true},
+		{"get marked true", &validate.Route{Method: "GET", Operation: ext(true)}, true},
+		{"get marked false", &validate.Route{Method: "GET", Operation: ext(false)}, false},
+		{"get marked \"true\"", &validate.Route{Method: "GET", Operation: ext("true")}, true},
+		{"post marked false", &validate.Route{Method: "POST", Operation: ext(false)}, false},
+		{"post marked garbage", &validate.Route{Method: "POST", Operation: ext(42)}, true},
+		{"get marked raw true", &validate.Route{Method: "GET", Operation: ext(json.RawMessage("true"))}, true},
+		{"webhook", &validate.Route{Method: "POST", Operation: &openapi3.Operation{OperationID: OpGitHubWebhook}}, false},
+		{"webhook marked", &validate.Route{Method: "POST", Operation: &openapi3.Operation{OperationID: OpGitHubWebhook,
+			Extensions: map[string]any{MutatingExtension: true}}}, false},
+	}
+	for _, tt := range mut {
+		if got := Mutating(tt.route); got != tt.want {
+			t.Errorf("Mutating(%s) = %v", tt.name, got)
+		}
+	}
+	secs := func(reqs ...openapi3.SecurityRequirement) *openapi3.SecurityRequirements {
+		s := openapi3.SecurityRequirements(reqs)
+		return &s
+	}
+	cookie := openapi3.SecurityRequirement{"cookieAuth": {}}
+	empty := openapi3.SecurityRequirement{}
+	pub := []struct {
+		name   string
+		op     *openapi3.Operation
+		global openapi3.SecurityRequirements
+		want   bool
+	}{
+		{"inherits protected global", &openapi3.Operation{}, doc.Security, false},
+		{"inherits nothing", &openapi3.Operation{}, nil, true},
+		{"inherits public global", &openapi3.Operation{}, *secs(empty), true},
+		{"own empty requirement", &openapi3.Operation{Security: secs(empty)}, doc.Security, true},
+		{"own empty list", &openapi3.Operation{Security: secs()}, doc.Security, true},
+		{"own cookie", &openapi3.Operation{Security: secs(cookie)}, nil, false},
+		{"own cookie or anonymous", &openapi3.Operation{Security: secs(cookie, empty)}, doc.Security, true},
+		{"nil op", nil, doc.Security, false},
+	}
+	for _, tt := range pub {
+		if got := Public(tt.op, tt.global); got != tt.want {
+			t.Errorf("Public(%s) = %v", tt.name, got)
+		}
+	}
+}
+
+// TestContractClassification pins how the gate reads the real contract:
+// which operations are mutating (read-only refuses them, the audit logs
+// them) and which are public.
+func TestContractClassification(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile("../../openapi.yaml")
+	if err != nil {
+		t.Skipf("openapi.yaml: %v", err)
+	}
+	type class struct{ mutating, public bool }
+	known := map[string]class{
+		OpCreateRepo:    {true, false},
+		OpSyncRepo:      {true, false},
+		OpGitHubWebhook: {false, true},
+		"authLogin":     {false, true},
+		"authCallback":  {false, true},
+		"authLogout":    {false, true},
+		"getRepo":       {false, true},
+		"listRepos":     {false, true},
+		"getHealth":     {false, true},
+	}
+	seen := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			route := &validate.Route{Operation: op, Path: path, Method: method}
+			want, ok := known[op.OperationID]
+			if !ok {
+				if method == http.MethodGet && Mutating(route) {
+					t.Errorf("GET %s is mutating", op.OperationID)
+				}
+				continue
+			}
+			seen++
+			if got := Mutating(route); got != want.mutating {
+				t.Errorf("%s %s: Mutating = %v", method, op.OperationID, got)
+			}
+			if got := Public(op, doc.Security); got != want.public {
+				t.Errorf("%s %s: Public = %v", method, op.OperationID, got)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("only %d known operations in openapi.yaml", seen)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	a, err := New(context.Background(), Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+	}}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, remote string
+		xff          []string
+		want         string
+	}{
+		{"direct", "203.0.113.5:4000", nil, "203.0.113.5"},
+		{"direct ignores xff", "203.0.113.5:4000", []string{"198.51.100.1"}, "203.0.113.5"},
+		{"proxy without xff", "10.1.2.3:4000", nil, "10.1.2.3"},
+		{"proxy with client", "10.1.2.3:4000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"spoofed left entry", "10.1.2.3:4000", []string{"1.1.1.1, 198.51.100.1"}, "198.51.100.1"},
+		{"chain of proxies", "10.1.2.3:4000", []string{"198.51.100.1, 10.9.9.9", "10.8.8.8"}, "198.51.100.1"},
+		{"all trusted", "10.1.2.3:4000", []string{"10.2.2.2, 10.3.3.3"}, "10.2.2.2"},
+		{"garbage stops the walk", "10.1.2.3:4000", []string{"198.51.100.1, junk, 10.3.3.3"}, "10.3.3.3"},
+		{"xff with port", "10.1.2.3:4000", []string{"198.51.100.1:5555"}, "198.51.100.1"},
+		{"ipv6 proxy", "[::1]:4000", []string{"2001:db8::7"}, "2001:db8::7"},
+		{"mapped ipv4", "[::ffff:203.0.113.9]:4000", nil, "203.0.113.9"},
+		{"unparsable remote", "pipe", nil, "pipe"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tt.remote
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := a.clientIP(r); got != tt.want {
+				t.Errorf("clientIP = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// End to end: the handler sees the client address through ClientIP.
+	e := newEnv(t, envOpts{mode: ModeNone, cfg: func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}})
+	r := e.do(t, call{method: http.MethodGet, path: "/api/v1/repos", header: map[string]string{"X-Forwarded-For": "198.51.100.7"}})
+	if r.echo.Client != "198.51.100.7" {
+		t.Errorf("handler saw client %q", r.echo.Client)
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	clk := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEnv(t, envOpts{mode: ModeNone, clk: clk, cfg: func(c *Config) {
+		c.Rate = RateLimit{PerSecond: 1, Burst: 2}
+		c.SyncRate = RateLimit{PerSecond: 0.25, Burst: 1}
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}})
+	from := func(ip string) map[string]string { return map[string]string{"X-Forwarded-For": ip} }
+	get := func(ip string) result {
+		return e.do(t, call{method: http.MethodGet, path: "/api/v1/repos", header: from(ip)})
+	}
+	sync := func(ip string) result {
+		return e.do(t, call{method: http.MethodPost, path: "/api/v1/repos/r/sync", header: from(ip)})
+	}
+	steps := []struct {
+		name       string
+		advance    time.Duration
+		do         func(string) result
+		ip         string
+		want       int
+		retryAfter string
+	}{
+		{"api 1", 0, get, "198.51.100.1", 200, ""},
+		{"api 2 (burst)", 0, get, "198.51.100.1", 200, ""},
+		{"api 3 limited", 0, get, "198.51.100.1", 429, "1"},
+		{"other client unaffected", 0, get, "198.51.100.2", 200, ""},
+		{"sync uses its own bucket", 0, sync, "198.51.100.1", 200, ""},
+		{"sync limited", 0, sync, "198.51.100.1", 429, "4"},
+		{"half a second later", 500 * time.Millisecond, get, "198.51.100.1", 429, "1"},
+		{"a second later", 500 * time.Millisecond, get, "198.51.100.1", 200, ""},
+		{"sync still limited", time.Second, sync, "198.51.100.1", 429, "2"},
+		{"sync refilled", 2 * time.Second, sync, "198.51.100.1", 200, ""},
+		{"webhook shares the sync bucket", 0, func(ip string) result {
+			return e.do(t, call{method: http.MethodPost, path: "/api/v1/webhooks/github", header: from(ip)})
+		}, "198.51.100.1", 429, "4"},
+	}
+	for _, st := range steps {
+		clk.Advance(st.advance)
+		r := st.do(st.ip)
+		if r.status != st.want {
+			t.Fatalf("%s: status %d, want %d: %s", st.name, r.status, st.want, r.body)
+		}
+		if got := r.header.Get("Retry-After"); got != st.retryAfter {
+			t.Errorf("%s: Retry-After %q, want %q", st.name, got, st.retryAfter)
+		}
+		if st.want == 429 && r.slug != "too-many-requests" {
+			t.Errorf("%s: slug %q", st.name, r.slug)
+		}
+	}
+}
+
+func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLimiter(RateLimit{PerSecond: 1, Burst: 1}, DefaultRate)
+	for i := 0; i < maxClients; i++ {
+		if ok, _ := l.take(fmt.Sprint(i), now); !ok {
+			t.Fatal("fresh client limited")
+		}
+	}
+	// Client 0 is empty now; once a second has passed every bucket is full
+	// and can be forgotten.
+	if ok, _ := l.take("new", now); !ok {
+		t.Fatal("new client limited")
+	}
+	if len(l.clients) != maxClients+1 {
+		t.Fatalf("pruned non-full buckets: %d", len(l.clients))
+	}
+	if ok, _ := l.take("newer", now.Add(2*time.Second)); !ok {
+		t.Fatal("newer client limited")
+	}
+	if len(l.clients) != 1 {
+		t.Fatalf("%d buckets after prune, want 1", len(l.clients))
+	}
+	if ok, _ := newLimiter(RateLimit{PerSecond: -1}, DefaultRate).take("x", now); !ok {
+		t.Fatal("unlimited limiter limited")
+	}
+}
+
+func TestCSRFWithoutSession(t *testing.T) {
+	// Auth off: no cookie to protect, but a browser on a foreign page must
+	// still not drive unsafe calls.
+	e := newEnv(t, envOpts{mode: ModeNone, cfg: func(c *Config) {
+		c.BaseURL = ""
+		c.CORSOrigins = []string{"https://ui.example"}
+	}})
+	tests := []struct {
+		name   string
+		origin string
+		want   int
+	}{
+		{"no origin (curl)", "", 200},
+		{"same host", "http://" + e.srv.Listener.Addr().String(), 200},
+		{"cors origin", "https://ui.example", 200},
+		{"foreign", "https://evil.example", 403},
+		{"null", "null", 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{}
+			if tt.origin != "" {
+				h["Origin"] = tt.origin
+			}
+			r := e.do(t, call{method: http.MethodPost, path: "/api/v1/repos/r/sync", header: h})
+			if r.status != tt.want {
+				t.Fatalf("status %d, want %d", r.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t, envOpts{mode: ModeNone, cfg: func(c *Config) { c.CORSOrigins = []string{"https://UI.example"} }})
+	preflight := func(origin string) result {
+		return e.do(t, call{method: http.MethodOptions, path: "/api/v1/repos/r/sync", header: map[string]string{
+			"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-stackd-csrf"}})
+	}
+	r := preflight("https://ui.example")
+	if r.status != http.StatusNoContent {
+		t.Fatalf("preflight: %d", r.status)
+	}
+	for k, want := range map[string]string{
+		"Access-Control-Allow-Origin":      "https://ui.example",
+		"Access-Control-Allow-Credentials": "true",
+	} {
+		if got := r.header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "X-Stackd-CSRF", "If-None-Match"} {
+		if !strings.Contains(r.header.Get("Access-Control-Allow-Headers"), h) {
+			t.Errorf("Allow-Headers lacks %s", h)
+		}
+	}
+	if !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Errorf("Allow-Methods: %q", r.header.Get("Access-Control-Allow-Methods"))
+	}
+	if !slices.Contains(r.header.Values("Vary"), "Origin") {
+		t.Errorf("Vary: %q", r.header.Values("Vary"))
+	}
+
+	r = preflight("https://evil.example")
+	if r.header.Get("Access-Control-Allow-Origin") != "" || r.status == http.StatusNoContent {
+		t.Errorf("foreign preflight answered %d with ACAO %q", r.status, r.header.Get("Access-Control-Allow-Origin"))
+	}
+	r = e.do(t, call{method: http.MethodGet, path: "/api/v1/repos", header: map[string]string{"Origin": "https://ui.example"}})
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://ui.example" || !slices.Contains(r.header.Values("Vary"), "Origin") {
+		t.Errorf("simple request: %d %v", r.status, r.header)
+	}
+	r = e.do(t, call{method: http.MethodGet, path: "/api/v1/repos", header: map[string]string{"Origin": "https://evil.example"}})
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("foreign simple request: %d ACAO %q", r.status, r.header.Get("Access-Control-Allow-Origin"))
+	}
+	if r := e.do(t, call{method: http.MethodGet, path: "/api/v1/repos"}); r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Error("ACAO without Origin")
+	}
+}
+
+func TestAudit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOpts{mode: ModeOIDC})
+	tok := e.token(t, nil)
+	calls := []struct {
+		method, path string
+		header       map[string]string
+		audited      bool
+	}{
+		{http.MethodPost, "/api/v1/repos/team%2Fone/sync", bearer(tok), true},
+		{http.MethodGet, "/api/v1/repos", nil, false},
+		{http.MethodPost, "/api/v1/webhooks/github", nil, false},
+		{http.MethodPost, "/api/v1/repos", nil, true},
+		{http.MethodDelete, "/api/v1/repos/r2", bearer(tok), true},
+	}
+	for _, c := range calls {
+		e.clk.Advance(time.Second)
+		e.do(t, call{method: c.method, path: c.path, header: c.header})
+	}
+	log, err := e.st.AuditLog(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(es []store.AuditEntry) []store.AuditEntry {
+		for i := range es {
+			es[i].ID, es[i].At = 0, time.Time{}
+		}
+		return es
+	}
+	want := []store.AuditEntry{
+		{Actor: "robot@example.com", Method: "bearer", Action: "deleteRepo", Repo: "r2", Outcome: "200", Client: "127.0.0.1"},
+		{Actor: "", Method: "anonymous", Action: "createRepo", Repo: "", Outcome: "401 unauthorized", Client: "127.0.0.1"},
+		{Actor: "robot@example.com", Method: "bearer", Action: "syncRepo", Repo: "team/one", Outcome: "200", Client: "127.0.0.1"},
+	}
+	if got := strip(log); !slices.Equal(got, want) {
+		t.Errorf("audit log:\n got %+v\nwant %+v", got, want)
+	}
+	if n := strings.Count(e.logs.String(), "msg=audit"); n != 3 {
+		t.Errorf("%d audit lines in the server log:\n%s", n, e.logs.String())
+	}
+
+	// Read-only refusals are audited with their slug.
+	ro := newEnv(t, envOpts{mode: ModeNone, cfg: func(c *Config) { c.ReadOnly = true }})
+	ro.do(t, call{method: http.MethodPost, path: "/api/v1/repos/x/sync"})
+	got, err := ro.st.AuditLog(ctx, 1)
+	if err != nil || len(got) != 1 || got[0].Outcome != "403 read-only" || got[0].Repo != "x" || got[0].Method != "anonymous" {
+		t.Errorf("read-only audit: %+v %v", got, err)
+	}
+}
+
+func TestPathParam(t *testing.T) {
+	tests := []struct{ tmpl, path, want string }{
+		{"/api/v1/repos/{repoID}/sync", "/api/v1/repos/abc/sync", "abc"},
+		{"/api/v1/repos/{repoID}", "/api/v1/repos/a%2Fb", "a/b"},
+		{"/api/v1/repos", "/api/v1/repos", ""},
+		{"/api/v1/repos/{repoID}/branches/{branch}", "/api/v1/repos/r/branches/feat%2Fx", "r"},
+		{"/api/v1/repos/{repoID}", "/api/v1/repos/%zz", "%zz"},
+	}
+	for _, tt := range tests {
+		if got := pathParam(tt.tmpl, tt.path, "repoID"); got != tt.want {
+			t.Errorf("pathParam(%q, %q) = %q, want %q", tt.tmpl, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestRecorderKeepsFlusherAndUnwrap(t *testing.T) {
+	under := httptest.NewRecorder()
+	rec := &recorder{ResponseWriter: under}
+	if err := http.NewResponseController(rec).Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !under.Flushed {
+		t.Error("flush did not reach the underlying writer")
+	}
+	if rec.Unwrap() != under {
+		t.Error("Unwrap")
+	}
+	var _ http.Flusher = rec
+	rec2 := &recorder{ResponseWriter: httptest.NewRecorder()}
+	rec2.WriteHeader(http.StatusEarlyHints)
+	rec2.WriteHeader(http.StatusAccepted)
+	if rec2.outcome() != "202" {
+		t.Errorf("outcome %q", rec2.outcome())
+	}
+	if (&recorder{}).outcome() != "200" {
+		t.Error("empty response outcome")
+	}
+}
+
+func TestSweeper(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := newEnv(t, envOpts{mode: ModeNone})
+	now := e.clk.Now()
+	for _, ttl := range []time.Duration{time.Minute, time.Hour} {
+		if _, err := e.st.CreateSession(ctx, store.Session{Subject: "s", CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := make(chan time.Time)
+	done := make(chan struct{})
+	go func() { e.auth.Sweeper(ctx, tick); close(done) }()
+	e.clk.Advance(2 * time.Minute)
+	tick <- time.Time{}
+	tick <- time.Time{} // accepted only once the first sweep has finished
+	if n, err := e.st.Sweep(ctx, now.Add(2*time.Minute)); err != nil || n != 0 {
+		t.Errorf("Sweeper left %d expired sessions (%v)", n, err)
+	}
+	if n, err := e.st.Sweep(ctx, now.Add(2*time.Hour)); err != nil || n != 1 {
+		t.Errorf("live session: swept %d later (%v)", n, err)
+	}
+	cancel()
+	<-done
+}
+
+func TestLogoutInEveryPosture(t *testing.T) {
+	for _, p := range []struct {
+		mode Mode
+		ro   bool
+	}{{ModeNone, false}, {ModeNone, true}, {ModeOIDC, true}} {
+		t.Run(fmt.Sprintf("%s/ro=%v", p.mode, p.ro), func(t *testing.T) {
+			e := newEnv(t, envOpts{mode: p.mode, cfg: func(c *Config) { c.ReadOnly = p.ro }})
+			r := e.do(t, call{method: http.MethodPost, path: "/auth/logout"})
+			if r.status != http.StatusNoContent {
+				t.Fatalf("logout: %d", r.status)
+			}
+			if !strings.Contains(r.header.Get("Set-Cookie"), SessionCookie+"=;") {
+				t.Errorf("cookie not expired: %q", r.header.Get("Set-Cookie"))
+			}
+			if p.mode == ModeNone {
+				if r := e.do(t, call{method: http.MethodGet, path: "/auth/login"}); r.status != http.StatusNotFound {
+					t.Errorf("login with auth off: %d", r.status)
+				}
+			}
+		})
+	}
+}
+
+func TestMe(t *testing.T) {
+	a := &Auth{}
+	if _, ok := a.Me(context.Background()); ok {
+		t.Error("principal in empty context")
+	}
+	p := &Principal{Subject: "s", Method: MethodBearer}
+	got, ok := a.Me(WithPrincipal(context.Background(), p))
+	if !ok || got != p {
+		t.Errorf("Me = %v %v", got, ok)
+	}
+	if ClientIP(context.Background()) != "" {
+		t.Error("client IP in empty context")
+	}
+}
