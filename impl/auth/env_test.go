@@ -175,6 +175,7 @@ type envOpts struct {
 	dbPath string             // reuse a store file
 	clk    *clock
 	cfg    func(*Config)
+	doc    *openapi3.T // default: testDoc
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -218,7 +219,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatalf("New: %v", err)
 	}
 	e.auth = a
-	srv.Config.Handler = wire(t, a, loadDoc(t))
+	doc := o.doc
+	if doc == nil {
+		doc = loadDoc(t)
+	}
+	srv.Config.Handler = wire(t, a, doc)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	e.srv = srv

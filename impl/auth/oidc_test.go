@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 )
@@ -505,5 +506,33 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := New(ctx, good, e.st, nil, nil); err != nil {
 		t.Fatalf("good config: %v", err)
+	}
+}
+
+// TestRealContract runs sign-in, a refused mutation and sign-out through the
+// project's openapi.yaml, validated as the server does, in a read-only oidc
+// posture.
+func TestRealContract(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile("../../openapi.yaml")
+	if err != nil {
+		t.Skipf("openapi.yaml: %v", err)
+	}
+	e := newEnv(t, envOpts{mode: ModeOIDC, doc: doc, cfg: func(c *Config) { c.ReadOnly = true }})
+	b := newBrowser(t)
+	res := e.signIn(t, b, "/api/v1/repos")
+	if res.status != http.StatusOK || res.echo.Op != "listRepos" || res.echo.Method != MethodSession {
+		t.Fatalf("sign-in through the contract: %d %+v %s", res.status, res.echo, res.body)
+	}
+	csrf := map[string]string{CSRFHeader: "1"}
+	r := e.do(t, call{method: http.MethodPost, path: "/api/v1/repos/r1/sync", header: csrf, client: b.Client})
+	if r.status != http.StatusForbidden || r.slug != "read-only" {
+		t.Fatalf("sync on a read-only server: %d %q %s", r.status, r.slug, r.body)
+	}
+	r = e.do(t, call{method: http.MethodPost, path: "/auth/logout", header: csrf, client: b.Client})
+	if r.status != http.StatusNoContent {
+		t.Fatalf("logout on a read-only server: %d %s", r.status, r.body)
+	}
+	if c := b.cookie(e.srv.URL, SessionCookie); c != nil {
+		t.Error("cookie kept after logout")
 	}
 }
