@@ -12,6 +12,7 @@ all: build
 ## generate: regenerate gen/ from openapi.yaml with the pinned oapi-codegen (tools.go)
 generate:
 	$(GO) generate ./gen/...
+	cp openapi.yaml gen/openapi.yaml
 
 ## check-generated: fail when gen/ is stale against openapi.yaml
 check-generated: generate

@@ -26,22 +26,43 @@ import (
 
 // Defines values for BranchParentSource.
 const (
-	Ancestry BranchParentSource = "ancestry"
-	Graphite BranchParentSource = "graphite"
-	None     BranchParentSource = "none"
-	Stackit  BranchParentSource = "stackit"
+	BranchParentSourceAncestry BranchParentSource = "ancestry"
+	BranchParentSourceGraphite BranchParentSource = "graphite"
+	BranchParentSourceNone     BranchParentSource = "none"
+	BranchParentSourceStackit  BranchParentSource = "stackit"
 )
 
 // Valid indicates whether the value is a known member of the BranchParentSource enum.
 func (e BranchParentSource) Valid() bool {
 	switch e {
-	case Ancestry:
+	case BranchParentSourceAncestry:
 		return true
-	case Graphite:
+	case BranchParentSourceGraphite:
 		return true
-	case None:
+	case BranchParentSourceNone:
 		return true
-	case Stackit:
+	case BranchParentSourceStackit:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for MeAuthenticatedBy.
+const (
+	MeAuthenticatedByBearer  MeAuthenticatedBy = "bearer"
+	MeAuthenticatedByNone    MeAuthenticatedBy = "none"
+	MeAuthenticatedBySession MeAuthenticatedBy = "session"
+)
+
+// Valid indicates whether the value is a known member of the MeAuthenticatedBy enum.
+func (e MeAuthenticatedBy) Valid() bool {
+	switch e {
+	case MeAuthenticatedByBearer:
+		return true
+	case MeAuthenticatedByNone:
+		return true
+	case MeAuthenticatedBySession:
 		return true
 	default:
 		return false
@@ -177,6 +198,19 @@ func (e SyncStatusState) Valid() bool {
 	}
 }
 
+// AuditEntry defines model for AuditEntry.
+type AuditEntry struct {
+	// Action The operationId.
+	Action  string    `json:"action"`
+	Actor   string    `json:"actor"`
+	At      time.Time `json:"at"`
+	Client  *string   `json:"client,omitempty"`
+	Id      int64     `json:"id"`
+	Method  *string   `json:"method,omitempty"`
+	Outcome string    `json:"outcome"`
+	Repo    *string   `json:"repo,omitempty"`
+}
+
 // Branch defines model for Branch.
 type Branch struct {
 	// Ahead Commits not on the remote-tracking branch; null without one.
@@ -224,6 +258,19 @@ type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
 }
+
+// Me defines model for Me.
+type Me struct {
+	// AuthenticatedBy `none`: auth is off (local posture).
+	AuthenticatedBy MeAuthenticatedBy `json:"authenticatedBy"`
+	Email           *string           `json:"email,omitempty"`
+	Groups          []string          `json:"groups"`
+	Name            *string           `json:"name,omitempty"`
+	Subject         string            `json:"subject"`
+}
+
+// MeAuthenticatedBy `none`: auth is off (local posture).
+type MeAuthenticatedBy string
 
 // Problem An RFC 9457 problem detail.
 type Problem struct {
@@ -413,6 +460,9 @@ type Conflict = Problem
 // FetchFailed An RFC 9457 problem detail.
 type FetchFailed = Problem
 
+// Forbidden An RFC 9457 problem detail.
+type Forbidden = Problem
+
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
 
@@ -433,6 +483,11 @@ type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
+
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
 
 // GetRepoParams defines parameters for GetRepo.
 type GetRepoParams struct {
@@ -508,9 +563,15 @@ type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAudit Recent mutations
+	// (GET /api/v1/audit)
+	ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams)
 	// GetConfig Server posture
 	// (GET /api/v1/config)
 	GetConfig(w http.ResponseWriter, r *http.Request)
+	// GetMe Who is calling
+	// (GET /api/v1/me)
+	GetMe(w http.ResponseWriter, r *http.Request)
 	// ListRepos List repositories
 	// (GET /api/v1/repos)
 	ListRepos(w http.ResponseWriter, r *http.Request)
@@ -570,11 +631,58 @@ type ServerInterfaceWrapper struct {
 
 type MiddlewareFunc func(http.Handler) http.Handler
 
+// ListAudit operation middleware
+func (siw *ServerInterfaceWrapper) ListAudit(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAuditParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListAudit(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetConfig operation middleware
 func (siw *ServerInterfaceWrapper) GetConfig(w http.ResponseWriter, r *http.Request) {
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetConfig(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetMe operation middleware
+func (siw *ServerInterfaceWrapper) GetMe(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetMe(w, r)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1347,6 +1455,8 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/healthz", wrapper.GetHealth)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/readyz", wrapper.GetReady)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/me", wrapper.GetMe)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/audit", wrapper.ListAudit)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/config", wrapper.GetConfig)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos", wrapper.ListRepos)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos", wrapper.CreateRepo)
@@ -1372,12 +1482,14 @@ type ConflictApplicationProblemPlusJSONResponse Problem
 
 type FetchFailedApplicationProblemPlusJSONResponse Problem
 
+type ForbiddenApplicationProblemPlusJSONResponse Problem
+
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type NotModifiedResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 type NotModifiedResponse struct {
 	Headers NotModifiedResponseHeaders
@@ -1407,6 +1519,114 @@ type UnauthorizedApplicationProblemPlusJSONResponse struct {
 
 type UnavailableApplicationProblemPlusJSONResponse Problem
 
+type ListAuditRequestObject struct {
+	Params ListAuditParams
+}
+
+type ListAuditResponseObject interface {
+	VisitListAuditResponse(w http.ResponseWriter) error
+}
+
+type ListAudit200JSONResponse []AuditEntry
+
+func (response ListAudit200JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit400ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit429ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit500ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConfigRequestObject struct {
 }
 
@@ -1428,11 +1648,156 @@ func (response GetConfig200JSONResponse) VisitGetConfigResponse(w http.ResponseW
 	return err
 }
 
+type GetConfig401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig401ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig403ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig429ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConfig500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
 
 func (response GetConfig500ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMeRequestObject struct {
+}
+
+type GetMeResponseObject interface {
+	VisitGetMeResponse(w http.ResponseWriter) error
+}
+
+type GetMe200JSONResponse Me
+
+func (response GetMe200JSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe401ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe403ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe429ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -1461,6 +1826,60 @@ func (response ListRepos200JSONResponse) VisitListReposResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos401ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos403ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos429ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1529,6 +1948,41 @@ func (response CreateRepo400ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo401ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo403ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -1541,6 +1995,25 @@ func (response CreateRepo409ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo429ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1603,7 +2076,7 @@ type GetRepoResponseObject interface {
 }
 
 type GetRepo200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type GetRepo200JSONResponse struct {
@@ -1618,9 +2091,7 @@ func (response GetRepo200JSONResponse) VisitGetRepoResponse(w http.ResponseWrite
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1629,9 +2100,7 @@ func (response GetRepo200JSONResponse) VisitGetRepoResponse(w http.ResponseWrite
 type GetRepo304Response = NotModifiedResponse
 
 func (response GetRepo304Response) VisitGetRepoResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -1652,6 +2121,41 @@ func (response GetRepo400ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	return err
 }
 
+type GetRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo401ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo403ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRepo404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -1664,6 +2168,25 @@ func (response GetRepo404ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo429ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1694,7 +2217,7 @@ type ListBranchesResponseObject interface {
 }
 
 type ListBranches200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type ListBranches200JSONResponse struct {
@@ -1709,9 +2232,7 @@ func (response ListBranches200JSONResponse) VisitListBranchesResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1720,9 +2241,7 @@ func (response ListBranches200JSONResponse) VisitListBranchesResponse(w http.Res
 type ListBranches304Response = NotModifiedResponse
 
 func (response ListBranches304Response) VisitListBranchesResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -1743,6 +2262,41 @@ func (response ListBranches400ApplicationProblemPlusJSONResponse) VisitListBranc
 	return err
 }
 
+type ListBranches401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches401ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches403ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListBranches404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -1755,6 +2309,25 @@ func (response ListBranches404ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches429ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1786,7 +2359,7 @@ type GetBranchResponseObject interface {
 }
 
 type GetBranch200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type GetBranch200JSONResponse struct {
@@ -1801,9 +2374,7 @@ func (response GetBranch200JSONResponse) VisitGetBranchResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1812,9 +2383,7 @@ func (response GetBranch200JSONResponse) VisitGetBranchResponse(w http.ResponseW
 type GetBranch304Response = NotModifiedResponse
 
 func (response GetBranch304Response) VisitGetBranchResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -1835,6 +2404,41 @@ func (response GetBranch400ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch401ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranch403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch403ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranch404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -1847,6 +2451,25 @@ func (response GetBranch404ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranch429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch429ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1878,7 +2501,7 @@ type GetBranchDiffResponseObject interface {
 }
 
 type GetBranchDiff200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type GetBranchDiff200TextxPatchResponse struct {
@@ -1893,9 +2516,7 @@ func (response GetBranchDiff200TextxPatchResponse) VisitGetBranchDiffResponse(w 
 	if response.ContentLength != 0 {
 		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
 	}
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
@@ -1908,9 +2529,7 @@ func (response GetBranchDiff200TextxPatchResponse) VisitGetBranchDiffResponse(w 
 type GetBranchDiff304Response = NotModifiedResponse
 
 func (response GetBranchDiff304Response) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -1931,6 +2550,41 @@ func (response GetBranchDiff400ApplicationProblemPlusJSONResponse) VisitGetBranc
 	return err
 }
 
+type GetBranchDiff401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff401ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff403ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranchDiff404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -1943,6 +2597,25 @@ func (response GetBranchDiff404ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff429ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2030,6 +2703,41 @@ func (response StreamEvents400ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents401ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents403ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamEvents404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2091,7 +2799,7 @@ type ListStacksResponseObject interface {
 }
 
 type ListStacks200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type ListStacks200JSONResponse struct {
@@ -2106,9 +2814,7 @@ func (response ListStacks200JSONResponse) VisitListStacksResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2117,9 +2823,7 @@ func (response ListStacks200JSONResponse) VisitListStacksResponse(w http.Respons
 type ListStacks304Response = NotModifiedResponse
 
 func (response ListStacks304Response) VisitListStacksResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -2140,6 +2844,41 @@ func (response ListStacks400ApplicationProblemPlusJSONResponse) VisitListStacksR
 	return err
 }
 
+type ListStacks401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks401ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks403ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListStacks404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2152,6 +2891,25 @@ func (response ListStacks404ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks429ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2183,7 +2941,7 @@ type GetStackResponseObject interface {
 }
 
 type GetStack200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type GetStack200JSONResponse struct {
@@ -2198,9 +2956,7 @@ func (response GetStack200JSONResponse) VisitGetStackResponse(w http.ResponseWri
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2209,9 +2965,7 @@ func (response GetStack200JSONResponse) VisitGetStackResponse(w http.ResponseWri
 type GetStack304Response = NotModifiedResponse
 
 func (response GetStack304Response) VisitGetStackResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -2232,6 +2986,41 @@ func (response GetStack400ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	return err
 }
 
+type GetStack401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack401ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack403ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetStack404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2244,6 +3033,25 @@ func (response GetStack404ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack429ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2327,6 +3135,41 @@ func (response SyncRepo400ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	return err
 }
 
+type SyncRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo401ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo403ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRepo404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2339,6 +3182,25 @@ func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo429ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2429,6 +3291,41 @@ func (response ListSyncs400ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs401ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs403ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSyncs404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2441,6 +3338,25 @@ func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs429ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2500,6 +3416,41 @@ func (response GetSync400ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	return err
 }
 
+type GetSync401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync401ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync403ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSync404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2512,6 +3463,25 @@ func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync429ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2542,7 +3512,7 @@ type GetViewResponseObject interface {
 }
 
 type GetView200ResponseHeaders struct {
-	ETag *string
+	ETag string
 }
 
 type GetView200JSONResponse struct {
@@ -2557,9 +3527,7 @@ func (response GetView200JSONResponse) VisitGetViewResponse(w http.ResponseWrite
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -2568,9 +3536,7 @@ func (response GetView200JSONResponse) VisitGetViewResponse(w http.ResponseWrite
 type GetView304Response = NotModifiedResponse
 
 func (response GetView304Response) VisitGetViewResponse(w http.ResponseWriter) error {
-	if response.Headers.ETag != nil {
-		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
-	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(304)
 	return nil
 }
@@ -2591,6 +3557,41 @@ func (response GetView400ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	return err
 }
 
+type GetView401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetView401ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetView403ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetView404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2603,6 +3604,25 @@ func (response GetView404ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetView429ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2690,6 +3710,22 @@ func (response GithubWebhook401ApplicationProblemPlusJSONResponse) VisitGithubWe
 	return err
 }
 
+type GithubWebhook403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook403ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GithubWebhook404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2718,6 +3754,25 @@ func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook429ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2830,9 +3885,15 @@ func (response GetReady503ApplicationProblemPlusJSONResponse) VisitGetReadyRespo
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAudit Recent mutations
+	// (GET /api/v1/audit)
+	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
 	// GetConfig Server posture
 	// (GET /api/v1/config)
 	GetConfig(ctx context.Context, request GetConfigRequestObject) (GetConfigResponseObject, error)
+	// GetMe Who is calling
+	// (GET /api/v1/me)
+	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
 	// ListRepos List repositories
 	// (GET /api/v1/repos)
 	ListRepos(ctx context.Context, request ListReposRequestObject) (ListReposResponseObject, error)
@@ -2922,6 +3983,32 @@ type strictHandler struct {
 	options     StrictHTTPServerOptions
 }
 
+// ListAudit operation middleware
+func (sh *strictHandler) ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams) {
+	var request ListAuditRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAudit(ctx, request.(ListAuditRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAudit")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
+		if err := validResponse.VisitListAuditResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetConfig operation middleware
 func (sh *strictHandler) GetConfig(w http.ResponseWriter, r *http.Request) {
 	var request GetConfigRequestObject
@@ -2939,6 +4026,30 @@ func (sh *strictHandler) GetConfig(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetConfigResponseObject); ok {
 		if err := validResponse.VisitGetConfigResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetMe operation middleware
+func (sh *strictHandler) GetMe(w http.ResponseWriter, r *http.Request) {
+	var request GetMeRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetMe(ctx, request.(GetMeRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetMe")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetMeResponseObject); ok {
+		if err := validResponse.VisitGetMeResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3402,95 +4513,104 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hx9b9u4lvdXIfTcB5NgZTtN09mdBAtspi/T7LQzg6S9vdgmW9PSkc0bmdSQlF1PkO++4DmkLNm0k6Zp",
-	"Wlz0rzi2RB4enpffeSGvkkxNKyVBWpMcXiUT4Dlo/Pj8DR+7vzmYTIvKCiWTw+QkB2lFIcAwOwE2EzBn",
-	"RvLKTJTFb7g0c9Bszg0b1aK0rNBq2k/SxGQTmHI3ol1UkBwmxmohx8n19XWaVFzzKVg/9c+ay2zyG5/C",
-	"OgH0G5N8CkeM4182F3bCTMnNBAwThlWgM5C2BzJTOeSMG6YksIq7x2A8BWnZzrAAbmsN/3//xcfhrqNQ",
-	"uPHdQ0maSJw8GeFsSZpo+LMWGvLk0Ooa2quZCvkK5NhOksNH6dra0uSk+E1JeM1tNllfzbFkjs/IJMYl",
-	"A65LAdpz8YjNJyCZsMxYUZZs6gYBk7YZLQx7vHfQkE8buFzASdFz0/do/m27kCanUKmTZ+tEuu+NsEov",
-	"mMjZzrBUGS+HrFAaCdHLn43l2WWOm28s1xZyJuQm3mqabhtvK24taPfq/74/7v0P7/211/vpYvmx/6F3",
-	"cbWX/vj4+m9JGpMrDaZS0gCJFc9P4c8ajHX/ZUpakPiRV1UpMu6WO6i0GpUw/bd/Grf2qxYxf9NQJIfJ",
-	"/xssVWZAv5rBH/QWTdrl3htkEU7LcgWGSWVpJ5F7x3+cMEeK5pntJ9dp8lTJohTZg9J43N5E1CY7Ecbt",
-	"ttLs7ekrxksNPF8w+CiMNUjnC7DZ5AUXpdu4h2VnXRmrgU9ZpuoyR4aOgBWOIMiPkK05WC5Kpx3uP8Ol",
-	"sOIvyNlYWAZaK41rOJFOvHj53H3zoAyXrJbwsYLM6QgStEq3kuWCCUn0g56BZqUaI9m/KftC1fJB+f6b",
-	"YqbOJi1BSUndnYiQmQy0vVa58xD5uiVxm9d4iwknXcgmXI4hZ0bIDHC5YzEDMozOdER8UmwN/rEBPoML",
-	"+IMvSsXzN0q94noMDy2lI5Uv3EaWbnJnKrlkvCzVHHK284i9Fj+jCZ3DaKLUpdlF9r0RU1D1VzBQhQYz",
-	"YbkgdSqEFGaCpiCI4EJmzBJ1RKlSr7lceItqHpRipdiUy0Wwq8bJYKakhMw9YcidognLSgHSrojRKVi9",
-	"6B0XFvS6jJ5BpmRumFVszoWzLIXSwKxeCDlmfMyFjMIZIS2MQTt6r9PkreS1nSjtjM4Dq+mMlyJnmQaE",
-	"arw0K6t/9+5d77i2E/drxi10511zorSYGRclH5XwsGuxjNzOApzMXQeut0AiogStKtBWkJfnbqnr2/pU",
-	"TafCksVR0gOXqbLQc6730u0tWbEjJuuyRNFXtXsWHP/cd7R+wiirm54mI5gIuWViVWyZdEkWWn64KxHZ",
-	"RJS5BuS/sDA1kS1t3uNa8wW+RSTG7TUR+INhai6Zf5LxkZoBc58qrkHalEmYO4RTCG1syrhlU2Use7KH",
-	"4C9Qsk0QiE8x8nKobAQ77xEC1bW8TNkj/Id7l6SVckTInBnFFOrrOq+EeVpr7QW5O/TL58fPWKWEdEu1",
-	"tCvBxzVDjZQqgUs3lPShyhqnJUBuTgGpirOX+PeDYVZUzls4QXCOQmZgrNIkNs30qbN0uSgK0I2VczKV",
-	"Ke0CHRqMaZgJIzrrbhFLD22jpqsJDZeRocRmL7UIFaViE2EI/0+4htwjSPfKFqldMokmPVO1ziIB37sJ",
-	"aIIFnrjMhXwhqgRZT5PD9wlyWNgkTcaaVxNhIUkTYqJeOCKUhOQiNrm+0ULVZRniBmeCJhvCp2UY854E",
-	"gp5tKWUQ5bbsrcjIUhlX+LKkXY3+CZmlUAFVZt0EouuJCmTuDX6h9JTb5BC/6Dm/nkSYE19rmpiaaLiR",
-	"D8SA8HgaKPN0xNb0EnhpI2bdWG5r/AQf+bQq8a3LJL2JAHotNlPwPLGg/PTFU/bTwZN/Z96peVzuJK5L",
-	"Fn3fJUuqdjh1nkhVwXkS46+Qxjoh7b4/4JUYzB4NcJCBezu6N+sMOdg7iBk6K2y5MoVzrRRCpJvcwxpX",
-	"2NvTEwcUQQMBdW6Z6KaDArfcCKidzYQTaytzOBhQhqCfwyzgBbdC2yvixKzsJv4aFpRu3dyW0h5erdmg",
-	"7iaOuImbb2GeaV605bxt9OvpCHQMARJl8SGbzVj7pdblLQwLTRpb8ikUb6ug390FUoiFIuDtZaaBW3Ac",
-	"r/Ed96lQOsMPOZTgvorZSwnzM7IKN9p1Vea3fRTN701rdw+lYS1xDlQqsniytEu8uAnjsK7bDxhsApJ+",
-	"EQbNQDYBzIuQJ5wKyibcws85YOoZsk4CmX2aSINR5czplEqZKBiXi1tNIPKoYF16XLrNyTnW/eqeQ547",
-	"iBons0m9vD19lZKjd4FYK9pAhDuD/FYUu6jyrDFk2wg8Wz7ptMiBiziFBFVGyzRxP2bjZgLmfwdtBMUq",
-	"3WH8DwGyewFaSXbv7DWh4QQI92LGO8d8Z+NfhbQ/HkTw54psC6d3uFFhcV0aN4n7U9RjdPp5Lhz9vPyj",
-	"Jf4FL82avSvqsoxn19Vcgh5gUr2Vm6B0pZDjI5ZDwevSYnjs1l1yY5mdq05yvQl23p6+inJfROKkZ7GR",
-	"Oyn75aBNYNQfCwzuPytRvFGcVkkixfjBBC6sxwRr1rw7YPCCKTNmcjgYsB2lmcmqXikugdUG9H9NlLGH",
-	"btm7zsaMhXWPeT5O+cdQatjfO/iP9MbaQ1vCHEGbpOjXaOTqE/2HuHYnP9wq/YNhc6UxdG2nAjFb6YL1",
-	"PhuSSRweujiBa2BZqSS48BFyNgpFgjZ4x3nc+vDFqNtxVP5dwHzdvGOV6djeHtRqyEDacvEa9HhTkhKF",
-	"b3+P1LrnAw+yLB6fdyPee4hytXdeN1lpDy+yS9MJ8rfaTgwtInPOlhbwUw0WkttQssbV5dhps0Mx6TvD",
-	"zPZTJQsxjgcyp82kqxv1O4okJvyCPXCSCtPKLpiBrNbCUo5QaEAL4kItxpkBQ/ZdsxFwDZpZdQkbwmUn",
-	"1L/LcrE+//MZ6AWb1pZbpw4qkOOAgoaiNuQE14c0Qo5LCGglkiKndD/+MQw+8syWCyxhLlUuPvJsk0vD",
-	"Yak6h06K+Sf7N2LuZv1pdzs6y1jOHN3kkP5Y0Vy0nmC2UPtDSHyAYUIyDJ975GuVzkGnmOr5RB30SDCa",
-	"aWpRcXU7v9XQimVanl0ykWOaBj2Go+4mLOIe2s6D9jA7y6wblrecUdqNjrsp1FjdYDd9SggkRFbN1kS3",
-	"cyGzUzB1GUk95DXpwGsTNSo3ZzAhlOIi3GiqePiQwwOcFViBZLqWtwKcVNiAfIvDuCvMnqq8E2KRN+th",
-	"WRINpNOkqHP7s4Z6K0kRHxZK9bG8gLaft8Ameg1LIQLdImop3UNpYuosA8gpcKQq8EUUWYnxmKLkhi9c",
-	"1ujuPbrE7gALekZfYo+DTtJEyZHiOj6sD1pPobi9F1zGxzFPuC0eeBM6XbyRY7yw4BWc5O5OcL9pgAhM",
-	"8jIUNqAlGN0V3xwanHXiqpV4WEnnHK2YwQsuylqDiScxHAg6ttb508+RJjdMU2C/1dNnTraM+ZxJJXy0",
-	"Zy5Sr8t71gWRo4UMmnBxmwwkYF53ne2xrXtHWnGcZVBZgj3d/dum+wuZRX+KgDeUPP/COh1uMI+gHBun",
-	"3mMjWjquKUFL/70IbP3vd2+SSJ/D7yfPnrKTZwSxmDCmhrzpHcoQ+NUacl+pZSfPmuoqYhucY6lQLoKi",
-	"kpW6FBAoWW0RU3OD+Ilgns91udjDzYkElWosJOOWDRyoGeC/TZ8SDb7sVCLg9MGPtySGV+JXWFDpUsgi",
-	"guY85PJIzgaX7ogJsEYV2JTSIDsB5nD5pME867kkhCHHzCpVGrbjEUfKfvHljl1fBXIwicYrjIch3LJQ",
-	"CTmXYlqVAgybh7KKBio7sSlYnnPL++fyXBK2JT8rDOORlPjOcFP1d7jbP5enwPMlJjYs41ovbgLow6tr",
-	"ijcXzEWOVT0qRdYP5ChHbgtnY+Wkhed3aOMwcuYB2gfRS1ktSzDmXLY6anQtTWiywSiUVcrYWvueQicb",
-	"TBVF/9zteikykJQp9oLx+uRNC2iF3T7+46QFiA+Tvf6j/h4mRCuQvBLJYfK4v9d/THmLCWpWyPlnTSQ0",
-	"BrRazWpP8uQw+QWsj5VWetv29/a2lOY/rSTfickidfmXak41Sc9E/GRZXWFfyBOiJDZBQ/Gg23jVtjbJ",
-	"4fur6/Sqo+DvL9w3bePz/uL6wmGQ6ZTrBTZtICV+85yG8rFBsAGWJxdugk5VZSODXwljsd/xcxl8S0hC",
-	"8XwXjaxznMS/3Wjp1pt/PX47NnVMVovlxOCL6zRx2xFpiCiV9Mbw7ekrJqRVIVNEkHk1VZRSyGqw3wBx",
-	"GJf5uaQGWMP29x6FnsVOgMwcbBM5Vq3dRNPaYJ+ghLmzFFMXQ+XnMuMGekIakEY451wu0pDYxcy2o3a3",
-	"z45DpEHZrBL4jHo5J0KOzyV1f/TZKaYIGfkvc8gw44fpvtSZ5SNWiBIOBwOkqiq5kJjjpHa/c4nFhlX7",
-	"hIvr9bB3rIdWqkeZSEN2qSvBlBH2UblvkPpZ5Yt7Mw+ttPN1F1g4CHW9pjeP7nXmTR1sXnTm3NAO0b4H",
-	"I5Wv9EC9UkRAHOu3FE2Dwfr7DR3s12lycBs9bLUg4ys/3fxK0w98R113b+3f/Fa7nRffObj5ndCsiPak",
-	"sQ2/U9zGOJtyyceQ+71ZNxFp8rFHKt4LWTQvRKv2enBFkPV6m2f0Mt8+S/A+voTlI4N2e76zcV/Mq24T",
-	"3m5a784Nr49vs2ntBt27iu3tpqEGg6/lon4Bu5IyjfuoT5IWf0Ti+mKjgA7aWU0vqTFnTmgzdHVRacE3",
-	"z1nnBDz6jyU9+2s237njn8O8X1UDPisBu6GP2i/su2rcK3obLeUlaIUv5nxRtRhc0aetlvzncOzqG7Xl",
-	"QYC3Cex3cb1vS94cxrs3eU1vfLJ1FPGTpHuQi6LY6AKOWS1x37CXd9nIOwU9BjbiBkKzgy/6IJZd1n12",
-	"uDmXTdevz1+021R2Q8tC071tRdVnb9DN0MEbP5aLo3IWYqmDvQOKmyo8oCYMc2ypLeRLIkMPeCWkbLJq",
-	"5zI0xqTMKCYs4+WcL0w4s7g8LYr5KDwhSMA8EsI0FuCZY+IXtgIWPtrBx14VDmhuPaca65i233X9/nS9",
-	"c+KAhBCP3Bjbkv9v0gTALByi3qDyQ5Q0fKxHTXRDp+VDf3AJ8mHKhmYhsw++hNf8H4qWw3O5w9my/Lrb",
-	"PIBx25Ct/eo07oMvHbm3h1c+LXk93EWjMiRmfzBzgacnh2xneOVUPWVWXQ93Q48fuwSoeClmcC6dAXCG",
-	"BhDI7j9hps+etk5fYc8PryrIWQU6JPbRhElmleVlTOnPkCXPiYu309o2L++guvg6o9f7D6VVB/u3iPlX",
-	"z9Z93bRqz/jd9p19PB5TOUn8Mthx2e60MWd7FvqQvvXYZ0Mv1qacrz9iW6wmN787nPuMhZoutoeIhGjs",
-	"wZVWym6Ngs78iaBvNAjykhy3rbjI71J63yEQmYPRAsFQqyvsnhHRyjlcPm3ikWhHWve+lXATy8Z7P6jf",
-	"7K43qmzTLOeB8NqQO6nspoLVC6UzMOj26JS8nWhVj1cLTj+Y8ADo1F87MfW3zrh4LRz0p99CyxMrlaoQ",
-	"HLlvffdTnx2vJM+ZMOfS33DhM4RNNUwD3bSzM2y3nA13jzY0brvQsSlwYOO2iwjxjLLs5cJcYvMA09DT",
-	"wHO2M6TWteHuoYvrhGHSIb+GHKzg9dmxP/JLOVdi1ApYoHIWt4zjTQJHjDtS6GoUalPQWszAsLzW2FEr",
-	"gY3BGs9oB2r9kLWkFzxSPpfUkSVsHwHwRCupauMUxbfqH7HhnAv7n3geYsiWtcN9R4+SGUQxKYLpWFVh",
-	"5YwqF7Z1Hw4SuhMOCTjxXurCnzXQgVRSBkdUp7Tk31rpR2pafL+sRV82dt5wT0SISJihVq2iLssFYuh9",
-	"KjY9MD1zbhj3HVNHrFBlqeYsFPk+qfaH91x84arfA3icB6/6nfqd6Oi7VPO1AOEORT807Dfgf3ziQQB8",
-	"SyhvV8BAs0jnIxoPYdjO8o6E3f6/NHg5XVl69+jMw0SQTjwGV9TuuB10Oxq+BRv7ry0Tvy9Rwv0JQHoV",
-	"w5u+x/W298zt9X66uHqUPvopeqfcFhmb+eNp0fQfZlJaSXQ8YNacJSX8NlosMeYRgSw25+WlYf6U45qw",
-	"4om4b7rjASncIOjtgsX3UPE+M+jziSp9uWVLvu4+cxwhuBmMhZ3UI1SqaDD1XPJRCTnFHdjuxptjxgYy",
-	"DZaqTk1f+A6UBtjB3sEuVqbOZQ6lwNyYMNigG+6xwlLU8B+9l/WodybGEm/37O0/+XHIdl6+Pn7aO3t5",
-	"vP/kRx/JnkvN53hH225KNwgulp3EfTashBy344SDI8bZsKrNZBhO/lOAdi59hLZDpS4io5Wqc9j4g7NF",
-	"w5StNxvuMn/6w5xLDOoDjmpV5VpRiqPCEUE0SFbLS6nmeJQRO0rasV2KDYzUNE25bhzUSQM1xC85GeZy",
-	"C41W5HBX3zUHdlYEJnr16D96vwjrNgNz+tvvHr1piGee0juOsiYSW8e5uHvf5PopivbzH3vz+bxXKD3t",
-	"1br0t9N2B+ge9ajoBsP4gY7Vua7XWy/vLxRbPZWy4RLRJuzHara/NaDdm+mF3fcu75NFXRnHz5GG7lpm",
-	"FcsV23EqmbblOW3Evy30a+L9GfD60c2vdG76u1NF6NHjm19YvcvynrxLN8mIutZYYxexOP61XEaw8r6j",
-	"foJ3Nf21DU7765y+IMrwM2wqz2uVgcFboe/xfMJKBWEG0s1RaTXacPYArzH8ayM6PMVbDp1990XVlv9r",
-	"hdMTbhj3V42gc99BR9Q0ghR0rmw3ihVxjq+zEbQ8q6jlo/85OY3Ht1LI5rbK7Tvn6BJbt27l9dtBMSya",
-	"kmPEW0CSAeJsP/baXYPIthQvzyBi8N5C6v8PctDksbxLQ/rWM/WnrRMZvr+me+NG6+ptE3mfqqhIQPt8",
-	"Gu/e+hsLZSiCCUi+fW7OROlER9G5RMSRvENngzEJl4ZbBVNfet7td2O66LhksgzCo0LpMTT367bebszY",
-	"9cX1/wUAAP//",
+	"7D1rc9u2ln8Fw707sWcpyXHc7taenVnn1XqbtB07ubmzlbeCyEMJ1xTAAqAV1eP/voNzAIqUIFl51Mk2",
+	"+WRZAoED4LxfvEkyNauUBGlNcnyTTIHnoPHjs1d84v7mYDItKiuUTI6TsxykFYUAw+wU2LWAOTOSV2aq",
+	"LH7DpZmDZnNu2LgWpWWFVrN+kiYafq+Fhjw5trqGNDHZFGbcrWAXFSTHibFayElye3ubJhXXfAbWg/JY",
+	"c5lNf+IzWAeIfmOSz+CEcfzL5sJOmSm5mYJhwrAKdAbS9kBmKoecccOUBFZxNwwmM5CW7Y0K4LbW8K+H",
+	"z9+O9h3Ews3vBiVpInHxZIyrbd3NTMgXICd2mhw/TNf2liZnxU9Kwktus+n6bk4lc+eOh8a4ZMB1KUD7",
+	"Uz1h8ylIJiwzVpQlm7lJwKTtgxeGPTo4asCnC11u4KzoueV7tP62W0iTc6jU2dN1IN33RlilF0zkbG9U",
+	"qoyXI1YojYDo5c/G8uwqR2QwlmsLORNy09lqWm7b2VbcWtDu0f/99bT3P7z3x0Hvu8vlx/5vvcubg/Tb",
+	"R7d/S9IYXmkwlZIGCK14fg6/12Cs+y9T0oLEj7yqSpFxt91BpdW4hNm//dO4vd+0gPmbhiI5Tv5lsCSh",
+	"Af1qBr/QU7Ro9/Re4RHhsixXYJhUlm4ST+/0lzPmQNE8s/3kNk2eKFmUIrtXGE/bl4jUZKfCuNtWmr0+",
+	"f8F4qYHnCwZvhbEG4XwONps+56J0F3e/x1lXxmrgM5apuszxQMfACgcQ5Cd4rDlYLkpHHe4/w6Ww4g/I",
+	"2URYBlorTXtQeizyHOR97uAcitpAfoyQ1YZo2O2Bl6Wag6OwsKgZFAHC0T6RvQF9jY8MpbuSnpLlgnGZ",
+	"44+qAo1Qs1ltuQXTmasZ7+ZSmvGhzJS6EtDjtZ06Pp9xR7K1NLxYIm3JsyvDRv/oXSB1955cnD8fuecz",
+	"NQMzlMS7HDsAMZFMaTERsrNwZnQx2u8PpTvzM+lImpfP3C3cK5JLVkt4W0HmNolIsIoreJhCtg+6VBNE",
+	"lZ+Ufa5qea+4/pNips6mLeJMicW60yfRFGB7qXInpfN17u0IppHYU06olk25nEDOjJAZ4HYn4hpIGDl2",
+	"HdELYnvwwwY4BjfwC1+UiuevlHrB9QTumzOMVb5wF1m6xZ144nJJVg/ZS/EYxdYcxlOlrsw+Ht8rMQNV",
+	"fwKhUGgwU5YLYmGFkMJMkf0GFFzIjFmCjiBV6iWXCy/FzL1CrBSbcbkIbMEQB5ASMjfCkAqDYiMrBUi7",
+	"gkbnYPWid1pY0Os4egGZkrlhVrE5F46bO27CrF4IOWF8woXsx5QXIS1MQDt4b9PktXR8TGnH6O+ZTK95",
+	"KXKWaUB1mZdmZfdv3rzpnbaYbHfdNcWFNnPNRcnHJdzvXiwjUb8Ah3O34dRxG6d1LuwzafUCtTPt5I0V",
+	"pF3xjKaI8Z9GLp3l/XVFLXXPkixY/wW3XCg9c5+SnFvoOYqIzUJ4F51G5J1phLTfHi2naNAoTWZgpyqP",
+	"zqFq6yRe9DfHod0Psi79lZEqu65kL5XdXx1UuMNwAGk4xOVil80cavxPyKxbjEygyA04hFu/gCdqNhOW",
+	"+L6SXmWfKXeQmmdXjsJIlpwwBz4yIFW7seAua8OWWmc2hqmQWxZWxZZFl2Ch/IX3BSKbijLXpMkJCzMT",
+	"vSf/BdeaL/ApAjGOtQTgA8PUXDI/kvGxugbmPlVcg7QpkzB3alIhtLEp45bNlLHsmwM0ewIk28iRzikG",
+	"Xg6VjViNB2R76Vpepewh/sO9YqCVckDInBnFlOxHkVyYJ7XWnla6U//w7PQpq5SQbquWbiVoGs1UY6VK",
+	"4KjNSb6BIiRAbs4BoYofL53fA8OsqBoVWDIuMzBWaUKbZnnUWHNRFKAbWeNwKlPamfg0GdNwLYzo7LsF",
+	"LA3aBk2XEppTxgOlY/ZYi0aSVGwqDFm+U64h97aTe2QL1i4PiRa9ULXOIq6ON1PQpJx54DI+g8a/ArKe",
+	"OSaCJywcE5loXk2FdbyRDlEvHBBKttlIa3F9p5yoyzJYzE4QTDc4Dto8DRGCxraIMqByG/dWcGRJjCvn",
+	"EmOBnmTWWSAqAFGEzL3Y3U2WxPeaJqYmGO48BzqAMDwNkHk4Ynv6AXhpI2zdWG5r/ARv+awq8amr5C7h",
+	"4h+LrfQS4ifXmICPF+vYOHKINDpmbiDaSkXB9tAVxCplbK1hv4OWYAyJsjFwTS6pTZgIMy7KHcSnQ3FV",
+	"V+bdeHxgUXdOvvvddm61fWoNhLFjD2pXzAt4/vwJ++7om39nXqPzRqk70e490fddbJCq7b8ZJlJVMExi",
+	"aC2ksY43dJ8f8EoMrh8OcJKBezpKEut4eHRwFJMvVthyZQmnV5L9nG66sbVTYa/Pz5yVBBrISuWWia4/",
+	"OpyWmwGxr1lwam1ljgcDckn2c7he+iOksr0iDszKTeOvYUPpNppq88oIsnUvccxNXGoK81Tzoo2CbVlb",
+	"z8agY+YPQRafsrmMtV9qXe7Az2nR2JbPoXhdBbba3SD5FxAFPD/INDgaSdKkxmfcp0LpDD/kUIL7KsYc",
+	"JMwviBnfScCqzHcdilLvrr27QWnYS/wESO1f2TwJuKWavkm1ZF1tK6i+U5D0izDIBrIpoCOWFJCZIPfl",
+	"DuqFswf8gayDQNKWFtJgVHntaEqlTBSMy8VOC4i4pXTlzYFtuoU7uh/dODxzZxnEwWx8va/PX6SkX3G5",
+	"aJvaaFhcQ74TxGYhs4uGkW0D8GI50lGR0+niEJKGOF7GpaIm7rWA+d9Bm6iN7H8IlpJHoJVo295B4xeZ",
+	"ApkbGHLLUe7eadvGbE+8qLC5Loyb0P0J0jFqDHkuHPy8/KWF/gUvzRq/K+qyjIfz1FyCHmAUr+WYo/iI",
+	"kJMTlkPB69Kib8jtu+TGMjtXnWheY2O+Pn8RPX0RMU+fxmbuxAiXkzb2aH8i0LP1QZGpjei0ChIRxgMT",
+	"TmHdFFvj5t0JgxRMmTHT48GA7SnNTFb1SnFFwYf/mipjj9229x2PmQjrhvlznPG3IbZ5eHD0H+mdwc42",
+	"hjmANmHRj1GHgY8sHrdiGUo/MGyuNHoM2n5wdNVr4HmfjYglOt2UjbkGlpVKgrPaIWfjEJVsK6e4jtsf",
+	"PhgVOw7KvwuYr7N3DHOfvoNfSkMG0paLl6Anmzz0iHyHB0TWPW/vEWfxZlHX0fARnAvBZ3UXl/bqRXbV",
+	"1bu38k606CJrXi854LsyLAS3gWTtVJdzp80NxbDvAsM6T5QsxCRuBZ03i65e1M/BjWkafuAwFWaVXTAD",
+	"Wa2FJQe50IAcxFm4jDNvDGHYBq0hZtUVbPBSOKT+WZYRE+zZNegFhfYcOSyjfcIJQYwqxqc0Qk5KCNpK",
+	"JD5EsS78Yxi85ZktF5gzsSS5+MzXm0QaTkvpACikmB/Zv1Pnbvafdq+js43lytFLDl6nFcpF7glmC7QP",
+	"gr8JDBOSodeiR7JW6Rx0ih62d6RBrwlGHXwtKG52k1sNrJgXwrMrJnL0jqHEcNDdpYu4QdvPoD3N3tLZ",
+	"ifF0x5T2o/NuMjVWL9gtn5IGEiyr5mqi17mQ2TmYuox4fPKaaOCliTKVux3HEOLQkdNo0gZwkNMHOCsw",
+	"5YHpWu6kcFJUD/ItAuN91eyZyjsmFkmzHuZBIIN0lBQVbr/XUG8FKRrgoNygmF9A2w/bYGO9hq0QgG4T",
+	"tZRuUJqYOssAcjIcKe3kMqpZicmErOTmXLisUdx77RLTkSzoa/oSk6p0kiZKjhXX8Wm90XoOxe5ScGkf",
+	"xyThNnvgVUi180yO8cKCJ3DCu/dS95uMq3BIHofCBbQQo7vju02Di45dtWIPK+mEoxXX8JyLstZg4k4M",
+	"pwSdWuvk6Ydgk5umyS7ZafSFwy1jPmRRCW/thbPU6/Ij04LIkUMGSrjcxfEL6E5fP/bY1b0hqjjNMqgs",
+	"qT3d+9tG+wuZRX+KKG+Ief6BdTjcZF6Dcsc48xIbtaXTmvzi9N/zcKz//eZVEkny+fns6RN29pRULCaM",
+	"qSFvkhUzVPxqDblPU2BnT5vUAtRtgrfaw+csKIoUqisBAZLVnFQ1N6g/kZrnfV3O9nBrIkClmgjJuGUD",
+	"p9QM8N8mMZImX6ZGkuL029KHHrhHJX6EBcXthSwi2pxXubwmZ4NId8AEtUYVmAXXaHYCzPFypEE/61CS",
+	"hiEnzCpVGrbnNY6Ufe+jTPs++ObUJJqvMF4N4ZaFANRQillVCjBsHqJZGijax2Zgec4t7w/lUJJuS3JW",
+	"GMYjLvG90abUB0wuOweeL3ViwzKu9eIuBX10c0v25oI5y7Gqx6XI+gEc5cBt6dkYsGrp83t0cWg586Da",
+	"B9RLWS1LMGYoW+lkupYmZJh1gifetVXbKVNF0R+6Wy9FBpI8xR4xXp69aila4bZPfzlrKcTHyUH/Yf8A",
+	"HaIVSF6J5Dh51D/oPyK/xRQpK/j8eZ1TIG0CG3RCHOHwd90CbeV1JMfJC2EsZogk3YTuX28Iy3+vgSKS",
+	"tJdSzHDoMmfFezmS44cHB+h8EDPHAh8e4L9C+n8jwu5yJdX38OBgS9bMerbMTvK8lf2yJtAj6YZ4bCCt",
+	"IzDM3joioGJLNMAPWknK+MjDux/p5D3hQ4/ufmiZ+uqeOPzu7idWk89u0+SbXXbUTfhERl/PZlwvMBfW",
+	"GfHepFXSaRqWTwxqbWB5cumGB1TNGqPd42oX/b4H6836D0SGrZ6Ntvsgcus/qDllLTR5usyAZXXV/wtf",
+	"p2esjtJv05uOqPz10n3TFuO/XjpqXaIAnWhgg1sRgBzIGxlVxssS9APjg4R2cdJlqimllyi5mKl6OWqd",
+	"kX0P9iX8mVj0EjYlhdIe+l8C7b+ZKkcebsdk4YWLdzvqXjzqKhsJ38kdrFFJ7kMKBJfoXfyfNIh2cYxD",
+	"9PwrH9jAB9wtdpTSFkbQ/V/epoljE5FMw1JJr+6+Pn/BhLQqxALIKbIaDEjJKWkwkQ8tbS7zoaSaKsMO",
+	"Dx6GMpiOC5Q5EhU5poO5hWa1wdITCXOnC84qriEfyowb6AlpQBrhzK9ykYbQHcYuHbT7fXYafEkUryiB",
+	"X1N50FTIyVBSWmWfnWMQiJGFYo4ZxnQwoJM6xfuEFaKE48EAoapKLiRGsaiaYSgxnLyqgeLmej1Mje+h",
+	"HtqjWJMhzbNLYBTz835Xn//9WOWLj8YPW4HF267p6Izk2zWyfvhRV97Eiz3qzLmhG6J7D7I9X0nxfqEI",
+	"gLhsavEBDQYT2/pby/FuP2+F8WAHztJUst0zK3JPHe6woVYBGz5ztAOEvlSkK8l+Jsch42zGJZ9A7lFn",
+	"nYOlydsecaBeCON4HF+VdoMb8pncbtN3PUmuGFuxLSyHDNoFqR9sOL0vbXXjSu9dbvRol0trl0d95lS1",
+	"224oke7/m4D/HuxKSDEu4d8JmX3N8u3lRvoZtKN+UduBNDXyxoRkcwq9+5x+60So947FgoJxV8jjsO4n",
+	"JdAPClBuKLLzG/tKuV8I5aJqPl6icyBan4vxp1Lt4IY+bZWDj0Obhs9UEgb62kZPX6npC5ODTW+Rj0ZO",
+	"6Z0jW51V3on4Brkoio0C9JTVEtEKC7SW1Vkz0BNgY24gpFL6lBK0o5ZZJXscuxn4Ui4fHWknwe6HhMim",
+	"JM+Kqs9eoZCmmnY/l7Phcxbs+KODI7LZK+y3IQxzx1JbyJdAhsK+SkjZxOyGMqTdpswoJizj5ZwvTGjB",
+	"smyGg9EubHhCRmHEfG4Y1FN3iH8yk7Lw1g7e9qrQb2Zr251YGZz9yoq+GFbUqXIlGsFie2Nb5PlZcii4",
+	"Di2sNnCkERICDutRBcHIMaGRb1kA+ShlI7OQ2W8+f6n5P2RsjYZyj7Nl7tl+MwB9BiO29qtjCL/5vBn3",
+	"9OjGx2RvR/vI80Z02L+ZucBeNSO2N7pxnChlVt2O9kOBA7sCqHgprmEoHX9yfBDQSjn8hpk+e9Lqu4AJ",
+	"z7yqIGcV6JDVgBxWMqssL2M86QKP5Bmd4m5MpX2W78FZ8HFGj/e/Ev2nDrj1jEcqXz3B43a5Q/g/R8Ff",
+	"ppRvDOpchFzvz91+3pDvviko5Hv4FKvhha9i9wuyp5tChvuwpmnuwY1Wym61pC98Lf5nakh7QotLGNzk",
+	"VyL6wsxoYqbjBWqsrbqFj6y2rrRJ4rPGpo3WTHRbkIbmpBtbYVJFxPs2Gd1G+E5+YyfN9+IomwLuz5XO",
+	"wKDSQE3M7FSrerIaMH9gwgDQvn2hOzgssnQ2f+jDRr+FpHxWKlU1PQ19fn6fna5E17AHom/66H30TTRf",
+	"AzWj3Ru1iyJG+ycbSguHshWgxdLCKafkACV7uTBXmN7KNPQ08Jztjai4YrR/zARWxUinnjfgYAZCn536",
+	"XkAU9aCDWlG1KBzPLePY6O2EcQcKNV6kRFqtxTUYltcaa74ksAlY4w/aWR5+ylrSA96cGUqqGRC2j1bK",
+	"VCupauMIxadZnrDRnAv7n1ixO2LL3IdDB4+SGUQNB7R4YmHHleY1XNhWi1gEdC+UsTr0XtLCSl6oAyqe",
+	"FtrJmG+K0P5cgbMsPbqjjV8wG5mhYoKiLssFGjqHFI2+Z3jm3DDuc/pPWKHKUs1ZSFJ4p9wFbEP418ha",
+	"+IwF4r1nLZx7ROmwI6nma9bfeyQtoNy5w7jDEfdinbVoZrcIJ3JtKjBuBJhhe8vebvtfPRifUPU7X7mZ",
+	"bmHC/XgvHPYObqicabtF5WD4HCTUV5T9hCj781IF/Hj4md7EjAlfYrdrX/2D3neXNw/Th99Fe+hvIYFr",
+	"3x0j6oBHJ2Mryob9LZpWNqScjxdLA+KENGg25+WVYb7JyhotYUOOzzrfDSHclNvfimh+dVN8QSG2+VSV",
+	"Ply8xdP+Md1/wbAeTISd1mOk+agh/0zycQk52byYKs6bJkwGMg2WouZN1ewelAbY0cHRPkbWhzKHUqBX",
+	"WxjWfY/AeMFG/+j9UI97F2Ii8WUrvcNvvh2xvR9enj7pXfxwevjNt96LMpSaz7F9+35KL3RYLOss+2xU",
+	"CTlp26hHJ4yzUVWb6Sj0RSPnwFB678AeheoJjJaT3dllvzlWOUrZeqL+PvO18WYo0aEUlORWVkHLQnZQ",
+	"OCAIBslqeSXVHBu9YD5h26+QYvI/lZRSMAwnddhA5cLLkwxruY1GMwrwVt807Qxi1Zarb4L5R+97Yd1l",
+	"YNBv+6tg7priqYf0PWdZQ4mt81y+f83Beo15e/zb3nw+7xVKz3q1Lv3LgroTdAvhK3q5QbzcfXWt2/Wy",
+	"hY/nBlit2d/wTpfG5YTZOL6nWruuwSO7L0s6JE68Mo9fIw2VKcwqliu250gybeNz2qB/G+nX0PuvZzs9",
+	"3GGJ1RdjfGI51nWlI1U3fN8Zvu6mWsIpyJNQllfb6SDjZTmmPkvNd9jWYOULerWG+2aKHY7/2GYt+SbI",
+	"f6KW5lfYlP+kVQYG3yLma3Y/+mm/ENcg3RqVVuMNBa/4CoY/NmrX5/iGBieAfFpIS0C3nDlTbhj3nSJR",
+	"+9hDSdlk2hXUFmQ/qmvjGp/mImh7VlFOXf9DPGqPduIYzZs2tt+cg0tsvbqVx3fTFTEfgyQ3NnFMBmin",
+	"+LnXOvTjsaXY+5CAwW7/VNwX8KBx8nqZi/Cth7HOW+WWPoGx2zCx9ao2E3meEjQQgHZ7Ed59Y1HMFCQL",
+	"MFhC7bYnJgonSrJOD0gH8h61dkIPdRp68ac+q2W/37WJo/MSpzOovxVKT6B5N1Dr6Yb7rc8QWr9Qe5d2",
+	"FAy7vlRaXYscNNsLUokaiWBQEHO9fvnxybN9ylq1sRr2Prt4+qPP6qKTzmpdMgOokHab3QwlN2x02l7p",
+	"mD2mriTD+uDgUUbD3EcYMSGNBe5TVv1Wsfb69vL2/wIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

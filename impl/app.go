@@ -17,6 +17,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo"
@@ -24,6 +25,7 @@ import (
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/watch"
 	"github.com/stackd/stackd/impl/webhook"
 )
@@ -39,6 +41,8 @@ type App struct {
 	handler  http.Handler
 	local    *registry.Repo
 	after    func(time.Duration) <-chan time.Time
+	auth     *auth.Auth
+	store    *store.Store
 	cleanups []func()
 
 	runMu  sync.Mutex
@@ -53,6 +57,32 @@ type Options struct {
 	Keepalive func() (<-chan time.Time, func())
 	// After overrides the interval loop's timer.
 	After func(time.Duration) <-chan time.Time
+	// Now overrides the clock of sessions and tokens.
+	Now func() time.Time
+	// RateLimits override the per-client token buckets (API, sync).
+	Rate, SyncRate auth.RateLimit
+}
+
+// ErrPosture marks a start-up refused for its security posture (for
+// example a non-loopback address with auth off): exit code 2.
+var ErrPosture = auth.ErrPosture
+
+// AuthConfig is the auth package's view of the configuration.
+func AuthConfig(cfg config.Config) auth.Config {
+	return auth.Config{
+		Mode:           auth.Mode(cfg.Auth),
+		ReadOnly:       cfg.ReadOnly,
+		Issuer:         cfg.OIDCIssuer,
+		ClientID:       cfg.OIDCClientID,
+		ClientSecret:   cfg.OIDCClientSecret,
+		BaseURL:        cfg.BaseURL,
+		ExtraAudiences: cfg.OIDCExtraAudiences,
+		AllowedEmails:  cfg.AllowedEmails,
+		AllowedDomains: cfg.AllowedDomains,
+		AllowedGroups:  cfg.AllowedGroups,
+		CORSOrigins:    cfg.CORSOrigins,
+		TrustedProxies: cfg.Proxies(),
+	}
 }
 
 // New assembles the server from a validated Config. The local repository (if
@@ -60,6 +90,31 @@ type Options struct {
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(events.Limits{}), after: opts.After}
+	acfg := AuthConfig(cfg)
+	acfg.Rate, acfg.SyncRate = opts.Rate, opts.SyncRate
+	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	// Find the working repository first: nothing may be created (the
+	// data dir included) before we know it is not inside it.
+	wt, err := a.findLocal()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.openStore(); err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.auth, err = auth.New(actx, acfg, a.store, log, opts.Now)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.refresh = refresh.NewManager(refresh.Options{
 		Workers:           cfg.SyncWorkers,
 		Timeout:           cfg.SyncTimeout,
@@ -71,9 +126,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close)
 
-	if err := a.addLocal(); err != nil {
-		a.Close()
-		return nil, err
+	if wt != nil {
+		if err := a.addLocal(wt); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	for _, rc := range cfg.Repos {
 		if err := a.addConfiguredMirror(rc); err != nil {
@@ -87,12 +144,14 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Refresh:       a.refresh,
 		Broker:        a.broker,
 		Logger:        log,
-		Info:          gen.ServerConfig{ReadOnly: false, AuthRequired: false, SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
+		Info:          gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 		Onboard:       a.onboard,
 		Keepalive:     opts.Keepalive,
+		Me:            a.me,
+		AuditLog:      a.auditLog,
 	})
-	h, err := NewHandler(srv, HandlerDeps{Logger: log})
+	h, err := NewHandler(srv, HandlerDeps{Logger: log, Auth: a.auth})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -101,37 +160,98 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	return a, nil
 }
 
-// addLocal discovers and registers the operator's working repository.
-func (a *App) addLocal() error {
+// openStore opens the SQLite database (sessions, audit log) in the data dir.
+func (a *App) openStore() error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	st, err := store.Open(context.Background(), filepath.Join(a.cfg.DataDir, "stackd.db"))
+	if err != nil {
+		return err
+	}
+	a.store = st
+	a.cleanups = append(a.cleanups, func() { _ = st.Close() })
+	return nil
+}
+
+func (a *App) me(ctx context.Context) (gen.Me, bool) {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok {
+		return gen.Me{}, false
+	}
+	me := gen.Me{Subject: p.Subject, AuthenticatedBy: gen.MeAuthenticatedBy(p.Method), Groups: append([]string{}, p.Groups...)}
+	if p.Email != "" {
+		me.Email = &p.Email
+	}
+	if p.Name != "" {
+		me.Name = &p.Name
+	}
+	return me, true
+}
+
+func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error) {
+	entries, err := a.store.AuditLog(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gen.AuditEntry, 0, len(entries))
+	for _, e := range entries {
+		ge := gen.AuditEntry{Id: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome}
+		if e.Method != "" {
+			m := e.Method
+			ge.Method = &m
+		}
+		if e.Repo != "" {
+			r := e.Repo
+			ge.Repo = &r
+		}
+		if e.Client != "" {
+			c := e.Client
+			ge.Client = &c
+		}
+		out = append(out, ge)
+	}
+	return out, nil
+}
+
+// findLocal discovers the operator's working repository (nil if none) and
+// checks that the data dir is not inside it.
+func (a *App) findLocal() (*gitrepo.Worktree, error) {
 	cfg := a.cfg
 	var wt *gitrepo.Worktree
 	var err error
 	if cfg.CwdExplicit {
 		wt, err = gitrepo.Discover(cfg.Cwd)
 		if err != nil {
-			return fmt.Errorf("--cwd %s: %w", cfg.Cwd, err)
+			return nil, fmt.Errorf("--cwd %s: %w", cfg.Cwd, err)
 		}
 	} else {
 		dir := cfg.Cwd
 		if dir == "" {
 			if dir, err = os.Getwd(); err != nil {
-				return fmt.Errorf("current directory: %w", err)
+				return nil, fmt.Errorf("current directory: %w", err)
 			}
 		}
 		wt, err = gitrepo.Discover(dir)
 		if errors.Is(err, gitrepo.ErrNotRepository) {
 			a.log.Info("no git repository here; serving without a local repository", "dir", dir)
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return fmt.Errorf("open repository at %s: %w", dir, err)
+			return nil, fmt.Errorf("open repository at %s: %w", dir, err)
 		}
 	}
 	for _, d := range []string{wt.WorkDir(), wt.GitDir(), wt.CommonDir()} {
 		if d != "" && within(cfg.DataDir, d) {
-			return fmt.Errorf("--data-dir %s is inside the served repository %s; stackd never writes into a working repository: choose another --data-dir", cfg.DataDir, d)
+			return nil, fmt.Errorf("--data-dir %s is inside the served repository %s; stackd never writes into a working repository: choose another --data-dir", cfg.DataDir, d)
 		}
 	}
+	return wt, nil
+}
+
+// addLocal registers the working repository and builds its first view.
+func (a *App) addLocal(wt *gitrepo.Worktree) error {
+	cfg := a.cfg
 	repo := registry.NewLocal(cfg.RepoID, wt, cfg.Trunk, redact.URL(wt.RemoteURL()))
 	if err := a.reg.Add(repo); err != nil {
 		return err
@@ -277,6 +397,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.runMu.Lock()
 	a.runCtx = ctx
 	a.runMu.Unlock()
+	go a.auth.Sweeper(ctx, hourly(ctx))
 	for _, r := range a.reg.List() {
 		rf, ok := a.refresh.Get(r.ID)
 		if !ok {
@@ -297,6 +418,13 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hourly ticks every hour until ctx ends.
+func hourly(ctx context.Context) <-chan time.Time {
+	t := time.NewTicker(time.Hour)
+	context.AfterFunc(ctx, t.Stop)
+	return t.C
 }
 
 func (a *App) startInterval(ctx context.Context, rf *refresh.Refresher) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	swgui5 "github.com/swaggest/swgui/v5emb"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/validate"
@@ -30,26 +30,14 @@ type Middleware func(http.Handler) http.Handler
 // HandlerDeps is what the HTTP stack needs besides the API implementation.
 type HandlerDeps struct {
 	Logger *slog.Logger
-	// Gate runs after validation and before the handler (auth, read-only,
-	// CSRF, rate limits); nil means none.
-	Gate Middleware
-	// Extra mounts routes outside the API contract (e.g. /auth/*).
-	Extra func(mux *http.ServeMux)
-	// ExtraPaths reports whether a path is one of Extra's routes.
-	ExtraPaths func(path string) bool
-	// ClientKey derives the client's address from a request (trusted
-	// proxies); nil uses the connection's address.
-	ClientKey func(r *http.Request) string
-	// SwaggerInterceptor is JavaScript for Swagger UI's requestInterceptor.
-	SwaggerInterceptor string
+	// Auth gates requests (client address, rate limits, identity,
+	// read-only, CSRF, audit), serves /auth/* and answers CORS.
+	Auth *auth.Auth
 }
 
 type ctxKey int
 
-const (
-	rawBodyKey ctxKey = iota
-	clientKeyKey
-)
+const rawBodyKey ctxKey = iota
 
 type rawBody struct {
 	body        []byte
@@ -61,30 +49,23 @@ func rawBodyFrom(ctx context.Context) (rawBody, bool) {
 	return b, ok
 }
 
-// ClientKeyFrom returns the client address the request was attributed to.
+// clientKeyFrom returns the client address the gate settled on (trusted
+// proxies considered), else "unknown".
 func clientKeyFrom(ctx context.Context) string {
-	if k, ok := ctx.Value(clientKeyKey).(string); ok {
-		return k
+	if ip := auth.ClientIP(ctx); ip != "" {
+		return ip
 	}
 	return "unknown"
-}
-
-// RemoteIP is the connection's address without the port.
-func RemoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 var errBadRepoID = errors.New("bad repository id")
 
 func redactErr(err error) string { return redact.Error(err) }
 
-// NewHandler assembles the HTTP stack: recovery and access log, webhook body
-// capture, kin-openapi validation of the whole mux, the gate, then the
-// generated strict handlers and the static routes (spec and Swagger UI).
+// NewHandler assembles the HTTP stack, outermost first: CORS, recovery and
+// access log, webhook body capture, kin-openapi validation of the whole mux,
+// the auth gate, then the mux: generated strict handlers, /auth/*, and the
+// routes outside the contract (the spec and Swagger UI).
 func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	log := d.Logger
 	doc, err := gen.GetSwagger()
@@ -94,10 +75,6 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	specJSON, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
-	}
-	specYAML, err := rawSpecYAML()
-	if err != nil {
-		return nil, err
 	}
 
 	mux := http.NewServeMux()
@@ -122,66 +99,41 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	})
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
-		_, _ = w.Write(specYAML)
+		_, _ = w.Write(gen.SpecYAML)
 	})
 	ui := swgui5.NewWithConfig(swgui.Config{
 		Title:       "stackd API",
 		SwaggerJSON: "/openapi.json",
 		BasePath:    "/docs/",
 		ShowTopBar:  false,
-		SettingsUI:  swaggerSettings(d.SwaggerInterceptor),
+		SettingsUI:  swaggerSettings,
 	})("stackd API", "/openapi.json", "/docs/")
 	mux.Handle("GET /docs/", ui)
 	mux.Handle("GET /docs", http.RedirectHandler("/docs/", http.StatusMovedPermanently))
-	if d.Extra != nil {
-		d.Extra(mux)
-	}
+	d.Auth.Routes(mux)
 
 	v, err := validate.New(doc, validate.Options{Passthrough: func(p string) bool {
-		if p == "/openapi.json" || p == "/openapi.yaml" || p == "/docs" || strings.HasPrefix(p, "/docs/") {
-			return true
-		}
-		return d.ExtraPaths != nil && d.ExtraPaths(p)
+		return p == "/openapi.json" || p == "/openapi.yaml" || p == "/docs" || strings.HasPrefix(p, "/docs/")
 	}})
 	if err != nil {
 		return nil, err
 	}
 	var h http.Handler = mux
-	if d.Gate != nil {
-		h = d.Gate(h)
-	}
+	h = d.Auth.Gate(doc)(h)
 	h = v.Middleware(h)
 	h = captureWebhookBody(h)
 	h = accessLog(log, h)
-	clientKey := d.ClientKey
-	if clientKey == nil {
-		clientKey = RemoteIP
-	}
-	h = withClientKey(clientKey, h)
+	h = d.Auth.CORS(h)
 	return h, nil
 }
 
-func swaggerSettings(interceptor string) map[string]string {
-	s := map[string]string{"persistAuthorization": "true", "displayRequestDuration": "true"}
-	if interceptor != "" {
-		s["requestInterceptor"] = interceptor
-	}
-	return s
-}
-
-// rawSpecYAML returns openapi.yaml as embedded in gen (decompressed).
-func rawSpecYAML() ([]byte, error) {
-	load, ok := gen.PathToRawSpec("")[""]
-	if !ok {
-		return nil, errors.New("embedded spec missing")
-	}
-	return load()
-}
-
-func withClientKey(key func(*http.Request) string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKeyKey, key(r))))
-	})
+// swaggerSettings configure Swagger UI: with a cookie session, unsafe calls
+// need the CSRF header, which the request interceptor adds to every call
+// (bearer calls ignore it); "Authorize" with a bearer token works as usual.
+var swaggerSettings = map[string]string{
+	"persistAuthorization":   "true",
+	"displayRequestDuration": "true",
+	"requestInterceptor":     "function(req) { req.headers['" + auth.CSRFHeader + "'] = 'swagger-ui'; return req; }",
 }
 
 // captureWebhookBody reads a webhook delivery's raw body (at most 1 MiB,
@@ -259,7 +211,7 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 					problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 				}
 			}
-			log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "client", clientKeyFrom(r.Context()))
+			log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -46,6 +46,9 @@ type Server struct {
 	keepalive     func() (<-chan time.Time, func())
 
 	diffs *diffCache
+
+	me       func(ctx context.Context) (gen.Me, bool)
+	auditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 }
 
 // ServerDeps is what the API handlers need.
@@ -61,6 +64,10 @@ type ServerDeps struct {
 	Onboard func(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
 	// Keepalive makes the ticker of SSE keepalive comments (default 25 s).
 	Keepalive func() (<-chan time.Time, func())
+	// Me returns the authenticated caller; false means anonymous.
+	Me func(ctx context.Context) (gen.Me, bool)
+	// AuditLog lists recent audit entries (nil: no audit store).
+	AuditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 }
 
 // NewServer builds the API implementation.
@@ -79,6 +86,8 @@ func NewServer(d ServerDeps) *Server {
 		onboard:       d.Onboard,
 		keepalive:     ka,
 		diffs:         newDiffCache(64),
+		me:            d.Me,
+		auditLog:      d.AuditLog,
 	}
 }
 
@@ -329,4 +338,31 @@ func location(segments ...string) string {
 		b.WriteString(url.PathEscape(s))
 	}
 	return b.String()
+}
+
+// GetMe returns the caller. The gate has already refused an anonymous
+// caller when auth is on, so anonymous here means auth is off.
+func (s *Server) GetMe(ctx context.Context, _ gen.GetMeRequestObject) (gen.GetMeResponseObject, error) {
+	if s.me != nil {
+		if me, ok := s.me(ctx); ok {
+			return gen.GetMe200JSONResponse(me), nil
+		}
+	}
+	return gen.GetMe200JSONResponse{Subject: "anonymous", AuthenticatedBy: gen.MeAuthenticatedByNone, Groups: []string{}}, nil
+}
+
+// ListAudit returns recent audit entries, newest first.
+func (s *Server) ListAudit(ctx context.Context, req gen.ListAuditRequestObject) (gen.ListAuditResponseObject, error) {
+	limit := 100
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	if s.auditLog == nil {
+		return gen.ListAudit200JSONResponse{}, nil
+	}
+	entries, err := s.auditLog(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return gen.ListAudit200JSONResponse(entries), nil
 }

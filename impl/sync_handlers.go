@@ -169,10 +169,11 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		sig = *req.Params.XHubSignature256
 	}
 	if err := webhook.Verify(s.webhookSecret, raw.body, sig); err != nil {
-		return gen.GithubWebhook401ApplicationProblemPlusJSONResponse{
+		challenge := `HMAC realm="github-webhook"`
+		return gen.GithubWebhook401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: gen.UnauthorizedApplicationProblemPlusJSONResponse{
 			Body:    problem.New(http.StatusUnauthorized, problem.Unauthorized, "bad or missing X-Hub-Signature-256"),
-			Headers: gen.UnauthorizedResponseHeaders{WWWAuthenticate: `HMAC realm="github-webhook"`},
-		}, nil
+			Headers: gen.UnauthorizedResponseHeaders{WWWAuthenticate: &challenge},
+		}}, nil
 	}
 	event := ""
 	if req.Params.XGitHubEvent != nil {
@@ -223,10 +224,11 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	}
 	sub, err := s.broker.Subscribe(r.ID, clientKeyFrom(ctx))
 	if errors.Is(err, events.ErrTooManyConnections) {
-		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{
+		retry := 5
+		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: gen.TooManyRequestsApplicationProblemPlusJSONResponse{
 			Body:    problem.New(http.StatusTooManyRequests, problem.TooManyRequests, err.Error()),
-			Headers: gen.TooManyRequestsResponseHeaders{RetryAfter: 5},
-		}, nil
+			Headers: gen.TooManyRequestsResponseHeaders{RetryAfter: &retry},
+		}}, nil
 	}
 	if err != nil {
 		return nil, err

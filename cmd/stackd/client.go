@@ -19,7 +19,7 @@ import (
 // client.
 func clientCmd(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	server := fs.String("server", envOr("STACKD_SERVER", "http://127.0.0.1:8080"), "stackd server URL (STACKD_SERVER)")
 	asJSON := fs.Bool("json", false, "print the raw JSON answer")
 	noWait := false
@@ -28,9 +28,12 @@ func clientCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "usage: stackd %s [flags]%s\n", name, map[bool]string{true: "", false: " REPO"}[name == "repos"])
+			fs.PrintDefaults()
 			return nil
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v (see stackd %s -h)", errUsage, err, name)
 	}
 	wantArgs := 1
 	if name == "repos" {
@@ -164,7 +167,7 @@ func printSync(w io.Writer, r *client.SyncResult) {
 	if r.Error != nil {
 		fmt.Fprintf(w, "  error: %s\n", *r.Error)
 	}
-	if len(r.UpdatedRefs) == 0 && r.State == client.Succeeded {
+	if len(r.UpdatedRefs) == 0 && r.State == client.SyncResultStateSucceeded {
 		fmt.Fprintln(w, "  no refs changed")
 	}
 	for _, u := range r.UpdatedRefs {

@@ -63,7 +63,7 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	cfg := config.Default()
 	cfg.Version = version
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	s := &serveFlags{fs: fs, explicit: map[string]bool{}}
 	var cfgFile string
 	s.str(&cfgFile, "config", "YAML file with mirrors (repos:) and settings")
@@ -77,14 +77,29 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")
 	s.value(durationValue{&cfg.SyncInterval}, "sync-interval", "mirror refresh interval, 0 disables")
 	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
+	s.str(&cfg.Auth, "auth", "authentication: none or oidc (default none; a non-loopback --addr needs oidc or --read-only)")
+	s.value(boolValue{&cfg.ReadOnly}, "read-only", "refuse every mutating operation; reads stay anonymous")
+	s.str(&cfg.OIDCIssuer, "oidc-issuer", "OIDC issuer URL")
+	s.str(&cfg.OIDCClientID, "oidc-client-id", "OIDC client id (the audience of bearer ID tokens)")
+	s.str(&cfg.BaseURL, "base-url", "external URL of this server, e.g. https://stackd.example.com")
+	s.value(stringList{&cfg.OIDCExtraAudiences}, "oidc-extra-audiences", "more accepted audiences of bearer ID tokens (comma-separated)")
+	s.value(stringList{&cfg.AllowedEmails}, "allowed-emails", "verified e-mail addresses allowed in (comma-separated)")
+	s.value(stringList{&cfg.AllowedDomains}, "allowed-domains", "verified e-mail domains allowed in (comma-separated)")
+	s.value(stringList{&cfg.AllowedGroups}, "allowed-groups", "groups-claim values allowed in (comma-separated)")
+	s.value(stringList{&cfg.CORSOrigins}, "cors-origins", "exact origins allowed cross-origin (comma-separated)")
+	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
 	}
+	cfg.OIDCClientSecret = os.Getenv("STACKD_OIDC_CLIENT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "usage: stackd serve [flags]")
+			fs.PrintDefaults()
 			return cfg, err
 		}
-		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+		return cfg, fmt.Errorf("%w: %v (see stackd serve -h)", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -197,6 +212,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	app, err := impl.New(cfg, log, impl.Options{})
+	if errors.Is(err, impl.ErrPosture) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if err != nil {
 		return err
 	}

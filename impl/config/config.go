@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,25 @@ type Config struct {
 	WebhookSecret string
 	// WatchDebounce is the watcher's quiet period. Default 100ms.
 	WatchDebounce time.Duration
+
+	// Auth is "none" or "oidc". Empty: none. A non-loopback Addr needs oidc
+	// or ReadOnly (start-up refuses otherwise).
+	Auth string
+	// ReadOnly refuses every mutating operation (403) to everyone.
+	ReadOnly bool
+	// OIDCIssuer, OIDCClientID and OIDCClientSecret (STACKD_OIDC_CLIENT_SECRET
+	// only) configure the provider; BaseURL is this server's external URL
+	// (redirects; cookies are Secure when it is https).
+	OIDCIssuer, OIDCClientID, OIDCClientSecret, BaseURL string
+	// OIDCExtraAudiences are more accepted audiences of bearer ID tokens.
+	OIDCExtraAudiences []string
+	// AllowedEmails, AllowedDomains, AllowedGroups restrict who may enter;
+	// none set: any user of the issuer.
+	AllowedEmails, AllowedDomains, AllowedGroups []string
+	// CORSOrigins is the exact allowlist of cross-origin callers.
+	CORSOrigins []string
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string
 }
 
 // RepoConfig is one managed mirror from the config file. Credentials may
@@ -142,6 +162,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("repos[%d] (%s): url is required", i, r.ID))
 		}
 	}
+	switch c.Auth {
+	case "", "none", "oidc":
+	default:
+		errs = append(errs, fmt.Errorf("--auth %q: want none or oidc", c.Auth))
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err2 := netip.ParseAddr(p); err2 != nil {
+				errs = append(errs, fmt.Errorf("--trusted-proxies %q: want a CIDR such as 10.0.0.0/8", p))
+			}
+		}
+	}
 	if strings.ContainsAny(c.Trunk, " ~^:?*[\\") {
 		errs = append(errs, fmt.Errorf("--trunk %q: not a valid branch name", c.Trunk))
 	}
@@ -172,6 +204,19 @@ func validID(id string) bool {
 		}
 	}
 	return true
+}
+
+// Proxies parses TrustedProxies (a bare address is a /32 or /128).
+func (c *Config) Proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		if pre, err := netip.ParsePrefix(p); err == nil {
+			out = append(out, pre.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
 }
 
 // ValidID reports whether id is a valid repository id.

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -476,6 +477,9 @@ func (r *Refresher) mirrorFetch(ctx context.Context, in view.Input, t Trigger) (
 	}
 	if m == nil {
 		cfg := mirror.Config{Dir: r.m.MirrorDir(r.repo.ID), URL: r.repo.URL, Auth: r.repo.Auth, AllowLocal: opts.AllowLocalRemotes}
+		if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("mirror directory: %w", err)
+		}
 		if mm, oerr := mirror.Open(cfg); oerr == nil {
 			m = mm
 			ups, err = opts.Fetch(ctx, m)
@@ -563,26 +567,6 @@ func (r *Refresher) SetNextScheduled(t *time.Time) {
 	r.status.NextScheduledAt = t
 }
 
-// RecordSuccess notes a check that found nothing to do (the interval loop's
-// "remote unchanged"): a success without a run.
-func (r *Refresher) RecordSuccess(at time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	at = at.UTC()
-	r.status.LastAttemptAt, r.status.LastSuccessAt = &at, &at
-	r.status.LastError, r.status.ConsecutiveFailures = "", 0
-}
-
-// RecordFailure notes a failed check outside a run.
-func (r *Refresher) RecordFailure(at time.Time, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	at = at.UTC()
-	r.status.LastAttemptAt = &at
-	r.status.LastError = redact.Error(err)
-	r.status.ConsecutiveFailures++
-}
-
 // History returns recent results, newest first.
 func (r *Refresher) History() []Result {
 	r.mu.Lock()
@@ -592,6 +576,27 @@ func (r *Refresher) History() []Result {
 		out = append(out, r.history[i].result)
 	}
 	return out
+}
+
+// Wait waits for the run with this id to finish and returns its result.
+func (r *Refresher) Wait(ctx context.Context, id string) (Result, error) {
+	r.mu.Lock()
+	var ru *run
+	for _, h := range r.history {
+		if h.result.ID == id {
+			ru = h
+		}
+	}
+	r.mu.Unlock()
+	if ru == nil {
+		return Result{}, fmt.Errorf("no run %q", id)
+	}
+	select {
+	case <-ru.done:
+		return ru.result, nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
 }
 
 // Get returns one result by id.

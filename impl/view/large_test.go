@@ -116,9 +116,9 @@ func TestLargeRepository(t *testing.T) {
 		t.Fatalf("stacks = %d", got)
 	}
 	for _, st := range []int{0, 1, 2, 3, 250, 499} {
-		src := gen.Stackit
+		src := gen.BranchParentSourceStackit
 		if st%2 == 1 {
-			src = gen.Ancestry
+			src = gen.BranchParentSourceAncestry
 		}
 		for p := range largeStackSize {
 			parent := "main"

@@ -263,7 +263,7 @@ func (b *builder) build() (*Snapshot, error) {
 	}
 	slices.Sort(b.names)
 	for _, name := range b.names {
-		b.infos[name] = &branchInfo{name: name, tip: b.heads[name], source: gen.None}
+		b.infos[name] = &branchInfo{name: name, tip: b.heads[name], source: gen.BranchParentSourceNone}
 		if name != b.trunk {
 			b.tips[b.heads[name]] = append(b.tips[b.heads[name]], name)
 		}
@@ -312,7 +312,7 @@ func (b *builder) resolveParents(rs *refSets) error {
 		victim := ""
 		for _, n := range cycle {
 			s := b.infos[n].source
-			if (s == gen.Stackit || s == gen.Graphite) && (victim == "" || n < victim) {
+			if (s == gen.BranchParentSourceStackit || s == gen.BranchParentSourceGraphite) && (victim == "" || n < victim) {
 				victim = n
 			}
 		}
@@ -336,8 +336,8 @@ func (b *builder) applyMetadata(bi *branchInfo, rs *refSets) {
 		refs map[string]plumbing.Hash
 		ref  string
 	}{
-		{gen.Stackit, rs.stackit, stackitMetaPrefix},
-		{gen.Graphite, rs.graphite, graphiteMetaPrefix},
+		{gen.BranchParentSourceStackit, rs.stackit, stackitMetaPrefix},
+		{gen.BranchParentSourceGraphite, rs.graphite, graphiteMetaPrefix},
 	}
 	prSet := false
 	for _, s := range sources {
@@ -355,7 +355,7 @@ func (b *builder) applyMetadata(bi *branchInfo, rs *refSets) {
 			bi.pr = m.PRInfo.pr()
 			prSet = true
 		}
-		if s.src == gen.Stackit && bi.stackID == "" {
+		if s.src == gen.BranchParentSourceStackit && bi.stackID == "" {
 			bi.stackID = m.StackID
 		}
 		if bi.parent != "" {
@@ -385,7 +385,7 @@ func (b *builder) applyMetadata(bi *branchInfo, rs *refSets) {
 
 // setAncestryParent implements the ancestry rule documented on the package.
 func (b *builder) setAncestryParent(bi *branchInfo) error {
-	bi.parent, bi.source, bi.meta = "", gen.None, nil
+	bi.parent, bi.source, bi.meta = "", gen.BranchParentSourceNone, nil
 	trunkTip := plumbing.ZeroHash
 	if b.trunk != "" {
 		trunkTip = b.heads[b.trunk]
@@ -410,11 +410,11 @@ func (b *builder) setAncestryParent(bi *branchInfo) error {
 			}
 		}
 		if best != "" {
-			bi.parent, bi.source = best, gen.Ancestry
+			bi.parent, bi.source = best, gen.BranchParentSourceAncestry
 			return nil
 		}
 		if trunkHit {
-			bi.parent, bi.source = b.trunk, gen.Ancestry
+			bi.parent, bi.source = b.trunk, gen.BranchParentSourceAncestry
 			return nil
 		}
 		var next []plumbing.Hash
@@ -441,7 +441,7 @@ func (b *builder) setAncestryParent(bi *branchInfo) error {
 		return err
 	}
 	if shared {
-		bi.parent, bi.source = b.trunk, gen.Ancestry
+		bi.parent, bi.source = b.trunk, gen.BranchParentSourceAncestry
 	}
 	return nil
 }
@@ -578,7 +578,7 @@ func (b *builder) branchVal(bi *branchInfo, current string, cfgBranches map[stri
 	var own []plumbing.Hash
 	switch {
 	case bi.name == b.trunk:
-		br.ParentSource = gen.None
+		br.ParentSource = gen.BranchParentSourceNone
 	case bi.parent == "":
 		l, err := b.g.log(b.ctx, bi.tip, MaxCommits)
 		if err != nil {

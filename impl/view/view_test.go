@@ -50,10 +50,10 @@ func TestStackitStack(t *testing.T) {
 		t.Errorf("unexpected warnings: %s", l)
 	}
 	wantEqual(t, "branches", names(s.Branches()), []string{"main", "a", "b", "c"})
-	wantParent(t, s, "a", "main", gen.Stackit)
-	wantParent(t, s, "b", "a", gen.Stackit)
-	wantParent(t, s, "c", "b", gen.Stackit)
-	wantParent(t, s, "main", "<nil>", gen.None)
+	wantParent(t, s, "a", "main", gen.BranchParentSourceStackit)
+	wantParent(t, s, "b", "a", gen.BranchParentSourceStackit)
+	wantParent(t, s, "c", "b", gen.BranchParentSourceStackit)
+	wantParent(t, s, "main", "<nil>", gen.BranchParentSourceNone)
 
 	for name, want := range map[string]struct {
 		depth    int
@@ -146,9 +146,9 @@ func TestGraphiteStack(t *testing.T) {
 		t.Errorf("unexpected warnings: %s", l)
 	}
 	wantEqual(t, "branches", names(s.Branches()), []string{"main", "a", "b", "c"})
-	wantParent(t, s, "a", "main", gen.Graphite)
-	wantParent(t, s, "b", "a", gen.Graphite)
-	wantParent(t, s, "c", "b", gen.Graphite)
+	wantParent(t, s, "a", "main", gen.BranchParentSourceGraphite)
+	wantParent(t, s, "b", "a", gen.BranchParentSourceGraphite)
+	wantParent(t, s, "c", "b", gen.BranchParentSourceGraphite)
 	if pr := mustBranch(t, s, "a").Pr; pr == nil || pr.Number != 7 || deref(pr.State) != "MERGED" || pr.Url != nil {
 		t.Errorf("a.pr = %+v", pr)
 	}
@@ -166,9 +166,9 @@ func TestStackitWinsOverGraphite(t *testing.T) {
 	// Only Graphite for b: used.
 	r.BlobRef("refs/branch-metadata/b", meta(t, "main", nil))
 	s, _ := build(t, r, view.Input{Trunk: "main"})
-	wantParent(t, s, "c", "b", gen.Stackit)
-	wantParent(t, s, "b", "main", gen.Graphite)
-	wantParent(t, s, "a", "main", gen.Ancestry)
+	wantParent(t, s, "c", "b", gen.BranchParentSourceStackit)
+	wantParent(t, s, "b", "main", gen.BranchParentSourceGraphite)
+	wantParent(t, s, "a", "main", gen.BranchParentSourceAncestry)
 	if pr := mustBranch(t, s, "c").Pr; pr == nil || pr.Number != 2 {
 		t.Errorf("c.pr = %+v", pr)
 	}
@@ -221,7 +221,7 @@ func TestAncestry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, "/", "_"), func(t *testing.T) {
-			wantParent(t, s, tt.name, tt.parent, gen.Ancestry)
+			wantParent(t, s, tt.name, tt.parent, gen.BranchParentSourceAncestry)
 			b := mustBranch(t, s, tt.name)
 			if b.Depth != tt.depth || b.NeedsRestack != tt.restack {
 				t.Errorf("depth %d restack %v, want %d %v", b.Depth, b.NeedsRestack, tt.depth, tt.restack)
@@ -253,8 +253,8 @@ func TestSlashBranchWithMetadata(t *testing.T) {
 	r.BlobRef("refs/stackit/metadata/user/feat/one", meta(t, "main", nil))
 	r.BlobRef("refs/stackit/metadata/user/feat/two", meta(t, "user/feat/one", map[string]any{"prInfo": map[string]any{"number": 3}}))
 	s, _ := build(t, r, view.Input{})
-	wantParent(t, s, "user/feat/two", "user/feat/one", gen.Stackit)
-	wantParent(t, s, "user/feat/one", "main", gen.Stackit)
+	wantParent(t, s, "user/feat/two", "user/feat/one", gen.BranchParentSourceStackit)
+	wantParent(t, s, "user/feat/one", "main", gen.BranchParentSourceStackit)
 	if s.Repo().Trunk != "main" || deref(s.Repo().CurrentBranch) != "user/feat/two" {
 		t.Errorf("repo = %+v", s.Repo())
 	}
@@ -420,7 +420,7 @@ func TestMalformedMetadata(t *testing.T) {
 			r := stackRepo(t)
 			tt.setup(t, r)
 			s, logs := build(t, r, view.Input{Trunk: "main"})
-			wantParent(t, s, tt.branch, tt.parent, gen.Ancestry)
+			wantParent(t, s, tt.branch, tt.parent, gen.BranchParentSourceAncestry)
 			l := logs.String()
 			if !containsAll(l, "level=WARN", "branch="+tt.branch, tt.warning) {
 				t.Errorf("warning for %s with %q missing:\n%s", tt.branch, tt.warning, l)
@@ -440,7 +440,7 @@ func TestMalformedStackitFallsBackToGraphite(t *testing.T) {
 	r.BlobRef("refs/stackit/metadata/c", `not json`)
 	r.BlobRef("refs/branch-metadata/c", meta(t, "a", nil))
 	s, _ := build(t, r, view.Input{Trunk: "main"})
-	wantParent(t, s, "c", "a", gen.Graphite)
+	wantParent(t, s, "c", "a", gen.BranchParentSourceGraphite)
 }
 
 func TestNeedsRestack(t *testing.T) {
@@ -547,8 +547,8 @@ func TestOrphanBranch(t *testing.T) {
 	r.Branch("pages-child", "pages")
 	r.Commit("pages child", nil)
 	s, _ := build(t, r, view.Input{Trunk: "main"})
-	wantParent(t, s, "pages", "<nil>", gen.None)
-	wantParent(t, s, "pages-child", "pages", gen.Ancestry)
+	wantParent(t, s, "pages", "<nil>", gen.BranchParentSourceNone)
+	wantParent(t, s, "pages-child", "pages", gen.BranchParentSourceAncestry)
 	wantEqual(t, "order", names(s.Branches()), []string{"main", "a", "b", "c", "pages", "pages-child"})
 	p := mustBranch(t, s, "pages")
 	if p.Depth != 0 || p.NeedsRestack {
@@ -576,8 +576,8 @@ func TestTrunkDetectionHook(t *testing.T) {
 	s, _ = build(t, r, view.Input{Trunk: "a", DetectTrunk: func(*git.Repository) string { panic("called with a configured trunk") }})
 	// main's tip is on a's first-parent history: trunk a is its parent.
 	wantEqual(t, "order with trunk a", names(s.Branches()), []string{"a", "b", "c", "main"})
-	wantParent(t, s, "main", "a", gen.Ancestry)
-	wantParent(t, s, "b", "a", gen.Ancestry)
+	wantParent(t, s, "main", "a", gen.BranchParentSourceAncestry)
+	wantParent(t, s, "b", "a", gen.BranchParentSourceAncestry)
 	if m := mustBranch(t, s, "main"); !m.NeedsRestack || len(m.Commits) != 0 {
 		t.Errorf("main = %+v", m)
 	}

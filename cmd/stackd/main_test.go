@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCommandLineErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"no command", nil, nil, 2, "usage"},
+		{"unknown command", []string{"frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{"bad flag", []string{"serve", "--nope"}, nil, 2, "flag provided but not defined: -nope"},
+		{"bad log format", []string{"serve", "--log-format", "xml"}, nil, 2, `--log-format "xml": want text or json`},
+		{"bad env duration", []string{"serve"}, map[string]string{"STACKD_SYNC_TIMEOUT": "soon"}, 2, "STACKD_SYNC_TIMEOUT"},
+		{"bad addr from env", []string{"serve"}, map[string]string{"STACKD_ADDR": "nonsense"}, 2, `--addr "nonsense"`},
+		{"cwd not a repo", []string{"serve", "--cwd", "/", "--addr", "127.0.0.1:0"}, nil, 1, "not a git repository"},
+		{"missing cwd", []string{"serve", "--cwd", "/does/not/exist"}, nil, 2, "--cwd"},
+		{"sync needs a repo", []string{"sync"}, nil, 2, "stackd sync REPO"},
+		{"version", []string{"version"}, nil, 0, "stackd dev"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("XDG_DATA_HOME", t.TempDir())
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var out, errb bytes.Buffer
+			code := run(tc.args, &out, &errb)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.code, errb.String())
+			}
+			text := out.String() + errb.String()
+			if !strings.Contains(text, tc.want) {
+				t.Fatalf("output %q lacks %q", text, tc.want)
+			}
+			if tc.code != 0 && tc.name != "no command" && tc.name != "unknown command" {
+				if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines > 0 {
+					t.Fatalf("error is not one line: %q", errb.String())
+				}
+			}
+		})
+	}
+}

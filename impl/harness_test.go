@@ -1,0 +1,210 @@
+package impl_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stackd/stackd/gen/client"
+	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/gitrepo/gittest"
+)
+
+// testServer is a stackd App behind httptest with a generated client.
+type testServer struct {
+	t      *testing.T
+	app    *impl.App
+	srv    *httptest.Server
+	c      *client.ClientWithResponses
+	cancel context.CancelFunc
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// baseConfig is a loopback, auth-off config serving dir (if not empty).
+func baseConfig(t *testing.T, dir string) config.Config {
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.SyncInterval = 0
+	if dir != "" {
+		cfg.Cwd, cfg.CwdExplicit = dir, true
+	} else {
+		cfg.Cwd = t.TempDir() // no repository here
+	}
+	return cfg
+}
+
+func startServer(t *testing.T, cfg config.Config, opts impl.Options) *testServer {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	app, err := impl.New(cfg, log, opts)
+	if err != nil {
+		t.Fatalf("impl.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(func() {
+		cancel()
+		srv.CloseClientConnections()
+		srv.Close()
+		app.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	c, err := client.NewClientWithResponses(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testServer{t: t, app: app, srv: srv, c: c, cancel: cancel, logs: logs}
+}
+
+// do sends a raw request and returns status, headers and body.
+func (s *testServer) do(method, path string, body io.Reader, hdr ...string) (int, http.Header, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.srv.URL+path, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// treeHash hashes every file under dir (path, mode, content, symlink target)
+// so two calls compare the whole tree, .git included.
+func treeHash(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		h.Write([]byte(info.Mode().String()))
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte(target))
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		out[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffTrees(a, b map[string]string) []string {
+	var diffs []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			diffs = append(diffs, "removed "+k)
+		} else if v != w {
+			diffs = append(diffs, "changed "+k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diffs = append(diffs, "added "+k)
+		}
+	}
+	sort.Strings(diffs)
+	return diffs
+}
+
+// stackitMeta writes stackit metadata for branch.
+func stackitMeta(r *gittest.Repo, branch, parent, parentRev, extra string) {
+	body := `{"parentBranchName":"` + parent + `"`
+	if parentRev != "" {
+		body += `,"parentBranchRevision":"` + parentRev + `"`
+	}
+	if extra != "" {
+		body += "," + extra
+	}
+	body += "}"
+	r.BlobRef("refs/stackit/metadata/"+branch, body)
+}
+
+// stackRepo builds trunk main with a 3-branch stackit stack a -> b -> c and
+// checks out b.
+func stackRepo(t *testing.T) *gittest.Repo {
+	r := gittest.New(t)
+	r.Commit("initial", map[string]string{"README": "hello\n"})
+	r.Branch("a", "main")
+	r.Commit("a1", map[string]string{"a.txt": "a\n"})
+	r.Branch("b", "a")
+	r.Commit("b1", map[string]string{"b.txt": "b\n"})
+	r.Commit("b2", map[string]string{"b.txt": "b2\n"})
+	r.Branch("c", "b")
+	r.Commit("c1", map[string]string{"c.txt": "c\n"})
+	stackitMeta(r, "a", "main", r.Rev("main"), `"stackId":"s1","prInfo":{"number":7,"title":"Add a","state":"OPEN","url":"https://github.com/acme/x/pull/7","isDraft":false,"base":"main"}`)
+	stackitMeta(r, "b", "a", r.Rev("a"), `"stackId":"s1"`)
+	stackitMeta(r, "c", "b", r.Rev("b"), `"stackId":"s1"`)
+	r.BlobRef("refs/stackit/stacks/s1", `{"id":"s1","title":"Login flow","description":"three steps"}`)
+	r.Git("checkout", "-q", "b")
+	return r
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
