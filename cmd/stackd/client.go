@@ -26,20 +26,29 @@ func clientCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	if name == "sync" {
 		fs.BoolVar(&noWait, "no-wait", false, "return at once (202) instead of waiting for the result")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprintf(stderr, "usage: stackd %s [flags]%s\n", name, map[bool]string{true: "", false: " REPO"}[name == "repos"])
-			fs.PrintDefaults()
-			return nil
+	// Flags may come before or after the repository argument.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(stderr)
+				fmt.Fprintf(stderr, "usage: stackd %s [flags]%s\n", name, map[bool]string{true: "", false: " REPO"}[name == "repos"])
+				fs.PrintDefaults()
+				return nil
+			}
+			return fmt.Errorf("%w: %v (see stackd %s -h)", errUsage, err, name)
 		}
-		return fmt.Errorf("%w: %v (see stackd %s -h)", errUsage, err, name)
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	wantArgs := 1
 	if name == "repos" {
 		wantArgs = 0
 	}
-	if fs.NArg() != wantArgs {
+	if len(pos) != wantArgs {
 		if wantArgs == 0 {
 			return fmt.Errorf("%w: stackd %s takes no arguments", errUsage, name)
 		}
@@ -80,7 +89,7 @@ func clientCmd(ctx context.Context, name string, args []string, stdout, stderr i
 		}
 		return tw.Flush()
 	case "view":
-		resp, err := c.GetViewWithResponse(ctx, fs.Arg(0), nil)
+		resp, err := c.GetViewWithResponse(ctx, pos[0], nil)
 		if err != nil {
 			return err
 		}
@@ -94,7 +103,7 @@ func clientCmd(ctx context.Context, name string, args []string, stdout, stderr i
 		return nil
 	default: // sync
 		wait := !noWait
-		resp, err := c.SyncRepoWithResponse(ctx, fs.Arg(0), &client.SyncRepoParams{Wait: &wait})
+		resp, err := c.SyncRepoWithResponse(ctx, pos[0], &client.SyncRepoParams{Wait: &wait})
 		if err != nil {
 			return err
 		}
