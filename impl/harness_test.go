@@ -19,6 +19,7 @@ import (
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
 )
@@ -67,15 +68,29 @@ func startServer(t *testing.T, cfg config.Config, opts impl.Options) *testServer
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Tests call sync far more often than a person would: no rate limits
+	// unless the test sets them (see TestRateLimits).
+	if opts.Rate == (auth.RateLimit{}) {
+		opts.Rate = auth.RateLimit{PerSecond: -1}
+	}
+	if opts.SyncRate == (auth.RateLimit{}) {
+		opts.SyncRate = auth.RateLimit{PerSecond: -1}
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	if cfg.Auth == "oidc" && cfg.BaseURL == "" {
+		cfg.BaseURL = "http://" + srv.Listener.Addr().String()
+	}
 	app, err := impl.New(cfg, log, opts)
 	if err != nil {
+		srv.Close()
 		t.Fatalf("impl.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := app.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(app.Handler())
+	srv.Config.Handler = app.Handler()
+	srv.Start()
 	t.Cleanup(func() {
 		cancel()
 		srv.CloseClientConnections()

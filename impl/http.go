@@ -68,9 +68,9 @@ func redactErr(err error) string { return redact.Error(err) }
 // routes outside the contract (the spec and Swagger UI).
 func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	log := d.Logger
-	doc, err := gen.GetSwagger()
+	doc, err := Spec()
 	if err != nil {
-		return nil, fmt.Errorf("load embedded spec: %w", err)
+		return nil, err
 	}
 	specJSON, err := json.Marshal(doc)
 	if err != nil {
@@ -125,6 +125,20 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	h = accessLog(log, h)
 	h = d.Auth.CORS(h)
 	return h, nil
+}
+
+// Spec loads openapi.yaml exactly as written (gen.SpecYAML). The
+// generator's own embedded copy (gen.GetSwagger) is not used: it renames
+// operation ids and drops the operations excluded from generation.
+func Spec() (*openapi3.T, error) {
+	doc, err := openapi3.NewLoader().LoadFromData(gen.SpecYAML)
+	if err != nil {
+		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("embedded openapi.yaml: %w", err)
+	}
+	return doc, nil
 }
 
 // swaggerSettings configure Swagger UI: with a cookie session, unsafe calls
@@ -215,25 +229,4 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
-}
-
-// specOperations lists (method, path, operation) of the embedded spec.
-func specOperations() ([]specOp, error) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		return nil, err
-	}
-	var out []specOp
-	for p, item := range doc.Paths.Map() {
-		for m, op := range item.Operations() {
-			out = append(out, specOp{Method: m, Path: p, Op: op})
-		}
-	}
-	return out, nil
-}
-
-type specOp struct {
-	Method string
-	Path   string
-	Op     *openapi3.Operation
 }
