@@ -122,7 +122,7 @@ func TestPostureMatrix(t *testing.T) {
 // validation.
 type specOp struct {
 	id, method, path, body string
-	route              *validate.Route
+	route                  *validate.Route
 }
 
 func specOperations(t *testing.T) ([]specOp, *openapi3.T) {
