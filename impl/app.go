@@ -61,6 +61,8 @@ type Options struct {
 	Now func() time.Time
 	// RateLimits override the per-client token buckets (API, sync).
 	Rate, SyncRate auth.RateLimit
+	// EventLimits override the event-stream connection caps.
+	EventLimits events.Limits
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -89,7 +91,7 @@ func AuthConfig(cfg config.Config) auth.Config {
 // any) gets its first view before New returns; mirrors clone in the
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
-	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(events.Limits{}), after: opts.After}
+	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After}
 	acfg := AuthConfig(cfg)
 	acfg.Rate, acfg.SyncRate = opts.Rate, opts.SyncRate
 	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
@@ -124,7 +126,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Publish:           a.broker.Publish,
 		Logger:            log,
 	})
-	a.cleanups = append(a.cleanups, a.refresh.Close)
+	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
 	if wt != nil {
 		if err := a.addLocal(wt); err != nil {

@@ -31,6 +31,7 @@ type testServer struct {
 	srv    *httptest.Server
 	c      *client.ClientWithResponses
 	cancel context.CancelFunc
+	runCtx context.Context
 	logs   *syncBuffer
 }
 
@@ -66,6 +67,15 @@ func baseConfig(t *testing.T, dir string) config.Config {
 
 func startServer(t *testing.T, cfg config.Config, opts impl.Options) *testServer {
 	t.Helper()
+	s := startServerNoStart(t, cfg, opts)
+	s.start(t)
+	return s
+}
+
+// startServerNoStart serves the API without the background work (clones of
+// configured mirrors, loops, watcher) until start is called.
+func startServerNoStart(t *testing.T, cfg config.Config, opts impl.Options) *testServer {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Tests call sync far more often than a person would: no rate limits
@@ -85,10 +95,7 @@ func startServer(t *testing.T, cfg config.Config, opts impl.Options) *testServer
 		srv.Close()
 		t.Fatalf("impl.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := app.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	runCtx, cancel := context.WithCancel(context.Background())
 	srv.Config.Handler = app.Handler()
 	srv.Start()
 	t.Cleanup(func() {
@@ -104,7 +111,15 @@ func startServer(t *testing.T, cfg config.Config, opts impl.Options) *testServer
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{t: t, app: app, srv: srv, c: c, cancel: cancel, logs: logs}
+	return &testServer{t: t, app: app, srv: srv, c: c, cancel: cancel, logs: logs, runCtx: runCtx}
+}
+
+// start launches the background work.
+func (s *testServer) start(t *testing.T) {
+	t.Helper()
+	if err := s.app.Start(s.runCtx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // do sends a raw request and returns status, headers and body.

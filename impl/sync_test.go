@@ -19,6 +19,8 @@ import (
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
@@ -583,5 +585,77 @@ func TestEventsOfAManualSync(t *testing.T) {
 	ev.until(t, "sync_finished", `"state":"succeeded"`)
 	if code, _, _ := s.do("GET", "/api/v1/repos/nope/events", nil); code != 404 {
 		t.Fatalf("events of unknown repo: %d", code)
+	}
+}
+
+// TestConfiguredMirrorsCloneInBackground: mirrors from the config file are
+// served at once and cloned in the background; /readyz answers 503 until the
+// first clone finished, and syncStatus shows the run.
+func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
+	up := newUpstream(t, "acme/configured.git")
+	cf := &countingFetch{}
+	cfg := baseConfig(t, "")
+	cfg.Repos = []config.RepoConfig{{ID: "cfg", URL: up.url}}
+	// Before Start nothing runs in the background: the repository is
+	// served, with no view yet.
+	s := startServerNoStart(t, cfg, impl.Options{Fetch: cf.fetch})
+	code, _, body := s.do("GET", "/readyz", nil)
+	if code != 503 || !strings.Contains(body, "cfg") {
+		t.Fatalf("readyz before the clone: %d %s", code, body)
+	}
+	list, _ := s.c.ListReposWithResponse(ctx(t))
+	if list.JSON200 == nil || len(*list.JSON200) != 1 || (*list.JSON200)[0].ViewVersion != 0 {
+		t.Fatalf("repos before the clone: %s", list.Body)
+	}
+	s.start(t)
+	rf, _ := s.app.Refresh().Get("cfg")
+	res, err := rf.Wait(ctx(t), "1")
+	if err != nil || res.Trigger != refresh.Onboard || res.State != refresh.Succeeded {
+		t.Fatalf("background clone: %+v %v", res, err)
+	}
+	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
+		t.Fatalf("readyz after the clone: %d %s", code, body)
+	}
+	r, _ := s.c.GetRepoWithResponse(ctx(t), "cfg", nil)
+	if r.JSON200 == nil || r.JSON200.ViewVersion < 1 || r.JSON200.SyncStatus.LastSuccessAt == nil || r.JSON200.Remote == nil {
+		t.Fatalf("repo after the clone: %s", r.Body)
+	}
+}
+
+// TestEventConnectionCaps: past the per-client cap, 429 with Retry-After.
+func TestEventConnectionCaps(t *testing.T) {
+	s := startServer(t, baseConfig(t, stackRepo(t).Dir), impl.Options{EventLimits: events.Limits{PerClient: 2, Total: 10}})
+	a := openEvents(t, s, "local")
+	b := openEvents(t, s, "local")
+	a.next(t)
+	b.next(t)
+	code, hdr, body := s.do("GET", "/api/v1/repos/local/events", nil)
+	if code != 429 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "too-many-requests") {
+		t.Fatalf("third stream: %d %s", code, body)
+	}
+}
+
+// TestWebhookPushForLocalRepo: a push for the local repository's GitHub name
+// is answered 204 and fetches nothing.
+func TestWebhookPushForLocalRepo(t *testing.T) {
+	r := stackRepo(t)
+	r.Git("remote", "add", "origin", "https://github.com/acme/mine.git")
+	cfg := baseConfig(t, r.Dir)
+	cfg.WebhookSecret = "k"
+	cf := &countingFetch{}
+	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch})
+	before := treeHash(t, r.Dir)
+	body := `{"ref":"refs/heads/main","repository":{"full_name":"acme/mine"}}`
+	code, _, text := s.do("POST", "/api/v1/webhooks/github", strings.NewReader(body),
+		"Content-Type", "application/json", "X-GitHub-Event", "push", "X-GitHub-Delivery", "x1", "X-Hub-Signature-256", sign("k", body))
+	if code != 204 {
+		t.Fatalf("push for the local repo: %d %s", code, text)
+	}
+	rf, _ := s.app.Refresh().Get("local")
+	if h := rf.History(); len(h) != 1 || cf.n.Load() != 0 {
+		t.Fatalf("a push for a local repository triggered work: %d runs, %d fetches", len(h), cf.n.Load())
+	}
+	if diffs := diffTrees(before, treeHash(t, r.Dir)); len(diffs) > 0 {
+		t.Fatalf("changed: %v", diffs)
 	}
 }

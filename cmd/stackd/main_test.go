@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCommandLineErrors(t *testing.T) {
@@ -46,5 +49,48 @@ func TestCommandLineErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestConfigFileAndPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/stackd.yaml"
+	yaml := `
+syncInterval: 10m
+syncWorkers: 2
+webhookSecret: from-file
+repos:
+  - id: api
+    url: https://github.com/acme/api.git
+    trunk: develop
+    fullName: acme/api
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_DATA_HOME", dir)
+	t.Setenv("STACKD_SYNC_WORKERS", "3")
+	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SyncInterval != time.Minute {
+		t.Errorf("flag should beat the file: %s", cfg.SyncInterval)
+	}
+	if cfg.SyncWorkers != 3 {
+		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
+	}
+	if cfg.WebhookSecret != "from-file" || len(cfg.Repos) != 1 || cfg.Repos[0].Trunk != "develop" {
+		t.Errorf("file settings: %+v", cfg)
+	}
+	if cfg.DataDir != dir+"/stackd" {
+		t.Errorf("data dir %s", cfg.DataDir)
+	}
+
+	if err := os.WriteFile(file, []byte("bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseServe([]string{"--config", file}, io.Discard); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Fatalf("unknown key: %v", err)
 	}
 }
