@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -325,6 +326,7 @@ func TestSpecDocsAndProbes(t *testing.T) {
 		{"/openapi.yaml", "openapi: 3.0.3"},
 		{"/openapi.json", `"openapi":"3.0.3"`},
 		{"/docs/", "swagger"},
+		{"/docs/", "X-Stackd-CSRF"}, // the request interceptor for cookie sessions
 		{"/healthz", `"ok"`},
 		{"/readyz", `"ready"`},
 		{"/api/v1/config", `"singleRepo":false`},
@@ -379,5 +381,29 @@ func TestCwdThatIsNotARepository(t *testing.T) {
 	_, err := impl.New(cfg, slogDiscard(), impl.Options{})
 	if err == nil || !strings.Contains(err.Error(), "not a git repository") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestUnexpectedErrorIsAGeneric500: an error no response declares is logged
+// with its detail and answered with a generic problem.
+func TestUnexpectedErrorIsAGeneric500(t *testing.T) {
+	r := stackRepo(t)
+	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
+	if err := os.Rename(r.Dir+"/.git", r.Dir+"/.git-away"); err != nil {
+		t.Fatal(err)
+	}
+	code, hdr, body := s.do("POST", "/api/v1/repos/local/sync", nil)
+	if code != 500 || hdr.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("sync of a vanished repository: %d %s", code, body)
+	}
+	if !strings.Contains(body, "unexpected error") || strings.Contains(body, ".git") {
+		t.Fatalf("the 500 body leaks the detail: %s", body)
+	}
+	if !strings.Contains(s.logs.String(), "request failed") {
+		t.Fatal("the detail was not logged")
+	}
+	// The last good view is still served.
+	if code, _, _ := s.do("GET", "/api/v1/repos/local/view", nil); code != 200 {
+		t.Fatalf("view after a failed sync: %d", code)
 	}
 }

@@ -54,6 +54,10 @@ func (s *syncBuffer) String() string {
 
 // baseConfig is a loopback, auth-off config serving dir (if not empty).
 func baseConfig(t *testing.T, dir string) config.Config {
+	return baseConfigB(t, dir)
+}
+
+func baseConfigB(t testing.TB, dir string) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.SyncInterval = 0

@@ -27,6 +27,9 @@ func TestCommandLineErrors(t *testing.T) {
 		{"missing cwd", []string{"serve", "--cwd", "/does/not/exist"}, nil, 2, "--cwd"},
 		{"sync needs a repo", []string{"sync"}, nil, 2, "stackd sync REPO"},
 		{"version", []string{"version"}, nil, 0, "stackd dev"},
+		{"public address without auth", []string{"serve", "--addr", "0.0.0.0:0", "--cwd", "."}, nil, 2, "refusing to serve a non-loopback address with auth off"},
+		{"bad auth mode", []string{"serve", "--auth", "ldap"}, nil, 2, `--auth "ldap": want none or oidc`},
+		{"oidc without issuer", []string{"serve", "--auth", "oidc", "--cwd", "."}, nil, 2, "auth oidc needs the issuer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
