@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"sort"
@@ -20,30 +19,12 @@ import (
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/auth/authtest"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/validate"
 )
 
-// startIDP runs a real OIDC provider (mockoidc) on loopback.
-func startIDP(t *testing.T) *mockoidc.MockOIDC {
-	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Keypair.KeyID(); err != nil { // computed before the server's goroutines read it
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Shutdown() })
-	return m
-}
+func startIDP(t *testing.T) *mockoidc.MockOIDC { return authtest.StartIDP(t) }
 
 func oidcConfig(t *testing.T, idp *mockoidc.MockOIDC, dir string) config.Config {
 	cfg := baseConfig(t, dir)

@@ -2,16 +2,11 @@ package impl_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -151,62 +146,9 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// treeHash hashes every file under dir (path, mode, content, symlink target)
-// so two calls compare the whole tree, .git included.
-func treeHash(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		h.Write([]byte(info.Mode().String()))
-		switch {
-		case info.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			h.Write([]byte(target))
-		case info.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		out[rel] = hex.EncodeToString(h.Sum(nil))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func treeHash(t *testing.T, dir string) map[string]string { return gittest.TreeSnapshot(t, dir) }
 
-func diffTrees(a, b map[string]string) []string {
-	var diffs []string
-	for k, v := range a {
-		if w, ok := b[k]; !ok {
-			diffs = append(diffs, "removed "+k)
-		} else if v != w {
-			diffs = append(diffs, "changed "+k)
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			diffs = append(diffs, "added "+k)
-		}
-	}
-	sort.Strings(diffs)
-	return diffs
-}
+func diffTrees(a, b map[string]string) []string { return gittest.TreeChanges(a, b) }
 
 // stackitMeta writes stackit metadata for branch.
 func stackitMeta(r *gittest.Repo, branch, parent, parentRev, extra string) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/stackd/stackd/impl/auth/authtest"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/validate"
 )
@@ -134,27 +134,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// startIDP runs a mockoidc provider on a loopback listener.
-func startIDP(t *testing.T) *mockoidc.MockOIDC {
-	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Compute the key id now, before the server's goroutines read it.
-	if _, err := m.Keypair.KeyID(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Shutdown() })
-	return m
-}
+func startIDP(t *testing.T) *mockoidc.MockOIDC { return authtest.StartIDP(t) }
 
 // env is a gated test server: Routes and a small handler behind CORS,
 // validation and the gate, as the server wires them.

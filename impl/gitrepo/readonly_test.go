@@ -2,8 +2,6 @@ package gitrepo_test
 
 import (
 	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/gitrepo/gittest"
 )
 
 func TestReadOnlyStorerRefusesWrites(t *testing.T) {
@@ -191,55 +190,11 @@ func TestConfigCopyKeepsOtherSettings(t *testing.T) {
 
 // snapshotTree maps every path under root (including .git) to its mode and
 // content (symlinks: their target).
-func snapshotTree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		val := info.Mode().String()
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			val += " -> " + target
-		case info.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			val += " " + string(b)
-		}
-		out[rel] = val
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func snapshotTree(t *testing.T, root string) map[string]string { return gittest.TreeSnapshot(t, root) }
 
 func assertSameTree(t *testing.T, before, after map[string]string) {
 	t.Helper()
-	for p, v := range before {
-		w, ok := after[p]
-		if !ok {
-			t.Errorf("%s was removed", p)
-		} else if w != v {
-			t.Errorf("%s changed", p)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s was created", p)
-		}
+	for _, c := range gittest.TreeChanges(before, after) {
+		t.Error(c)
 	}
 }

@@ -5,10 +5,14 @@ package gittest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -164,4 +168,64 @@ func (r *Repo) FastImport(stream string) {
 	if _, err := r.RunStdin(r.Dir, stream, "fast-import", "--quiet"); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// TreeSnapshot records every file and directory under root (mode, and the
+// SHA-256 of the content or the symlink target), .git included, so two
+// snapshots show whether anything under root was written.
+func TreeSnapshot(t testing.TB, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		h := sha256.New()
+		h.Write([]byte(info.Mode().String()))
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte(" -> " + target))
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		out[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TreeChanges lists what differs between two snapshots ("created x",
+// "changed x", "removed x"), sorted; nil when nothing does.
+func TreeChanges(before, after map[string]string) []string {
+	var out []string
+	for p, v := range before {
+		if w, ok := after[p]; !ok {
+			out = append(out, "removed "+p)
+		} else if w != v {
+			out = append(out, "changed "+p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			out = append(out, "created "+p)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
