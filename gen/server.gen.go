@@ -489,12 +489,6 @@ type ListAuditParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
-// GetRepoParams defines parameters for GetRepo.
-type GetRepoParams struct {
-	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
-	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
-}
-
 // ListBranchesParams defines parameters for ListBranches.
 type ListBranchesParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -580,7 +574,7 @@ type ServerInterface interface {
 	CreateRepo(w http.ResponseWriter, r *http.Request)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
-	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetRepoParams)
+	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
 	// ListBranches List branches
 	// (GET /api/v1/repos/{repoID}/branches)
 	ListBranches(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListBranchesParams)
@@ -735,32 +729,8 @@ func (siw *ServerInterfaceWrapper) GetRepo(w http.ResponseWriter, r *http.Reques
 		return
 	}
 
-	// Parameter object where we will unmarshal all parameters from the context
-	var params GetRepoParams
-
-	headers := r.Header
-
-	// ------------- Optional header parameter "If-None-Match" -------------
-	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
-		var IfNoneMatch IfNoneMatch
-		n := len(valueList)
-		if n != 1 {
-			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
-			return
-		}
-
-		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
-		if err != nil {
-			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
-			return
-		}
-
-		params.IfNoneMatch = &IfNoneMatch
-
-	}
-
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.GetRepo(w, r, repoID, params)
+		siw.Handler.GetRepo(w, r, repoID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2068,41 +2038,24 @@ func (response CreateRepo504ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 
 type GetRepoRequestObject struct {
 	RepoID RepoID `json:"repoID"`
-	Params GetRepoParams
 }
 
 type GetRepoResponseObject interface {
 	VisitGetRepoResponse(w http.ResponseWriter) error
 }
 
-type GetRepo200ResponseHeaders struct {
-	ETag string
-}
-
-type GetRepo200JSONResponse struct {
-	Body    Repo
-	Headers GetRepo200ResponseHeaders
-}
+type GetRepo200JSONResponse Repo
 
 func (response GetRepo200JSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
-}
-
-type GetRepo304Response = NotModifiedResponse
-
-func (response GetRepo304Response) VisitGetRepoResponse(w http.ResponseWriter) error {
-	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
-	w.WriteHeader(304)
-	return nil
 }
 
 type GetRepo400ApplicationProblemPlusJSONResponse struct {
@@ -4113,11 +4066,10 @@ func (sh *strictHandler) CreateRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 // GetRepo operation middleware
-func (sh *strictHandler) GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetRepoParams) {
+func (sh *strictHandler) GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID) {
 	var request GetRepoRequestObject
 
 	request.RepoID = repoID
-	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.GetRepo(ctx, request.(GetRepoRequestObject))
@@ -4513,104 +4465,105 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7D1rc9u2ln8Fw707sWcpyXHc7taenVnn1XqbtB07ubmzlbeCyEMJ1xTAAqAV1eP/voNzAIqUIFl51Mk2",
-	"+WRZAoED4LxfvEkyNauUBGlNcnyTTIHnoPHjs1d84v7mYDItKiuUTI6TsxykFYUAw+wU2LWAOTOSV2aq",
-	"LH7DpZmDZnNu2LgWpWWFVrN+kiYafq+Fhjw5trqGNDHZFGbcrWAXFSTHibFayElye3ubJhXXfAbWg/JY",
-	"c5lNf+IzWAeIfmOSz+CEcfzL5sJOmSm5mYJhwrAKdAbS9kBmKoecccOUBFZxNwwmM5CW7Y0K4LbW8K+H",
-	"z9+O9h3Ews3vBiVpInHxZIyrbd3NTMgXICd2mhw/TNf2liZnxU9Kwktus+n6bk4lc+eOh8a4ZMB1KUD7",
-	"Uz1h8ylIJiwzVpQlm7lJwKTtgxeGPTo4asCnC11u4KzoueV7tP62W0iTc6jU2dN1IN33RlilF0zkbG9U",
-	"qoyXI1YojYDo5c/G8uwqR2QwlmsLORNy09lqWm7b2VbcWtDu0f/99bT3P7z3x0Hvu8vlx/5vvcubg/Tb",
-	"R7d/S9IYXmkwlZIGCK14fg6/12Cs+y9T0oLEj7yqSpFxt91BpdW4hNm//dO4vd+0gPmbhiI5Tv5lsCSh",
-	"Af1qBr/QU7Ro9/Re4RHhsixXYJhUlm4ST+/0lzPmQNE8s/3kNk2eKFmUIrtXGE/bl4jUZKfCuNtWmr0+",
-	"f8F4qYHnCwZvhbEG4XwONps+56J0F3e/x1lXxmrgM5apuszxQMfACgcQ5Cd4rDlYLkpHHe4/w6Ww4g/I",
-	"2URYBlorTXtQeizyHOR97uAcitpAfoyQ1YZo2O2Bl6Wag6OwsKgZFAHC0T6RvQF9jY8MpbuSnpLlgnGZ",
-	"44+qAo1Qs1ltuQXTmasZ7+ZSmvGhzJS6EtDjtZ06Pp9xR7K1NLxYIm3JsyvDRv/oXSB1955cnD8fuecz",
-	"NQMzlMS7HDsAMZFMaTERsrNwZnQx2u8PpTvzM+lImpfP3C3cK5JLVkt4W0HmNolIsIoreJhCtg+6VBNE",
-	"lZ+Ufa5qea+4/pNips6mLeJMicW60yfRFGB7qXInpfN17u0IppHYU06olk25nEDOjJAZ4HYn4hpIGDl2",
-	"HdELYnvwwwY4BjfwC1+UiuevlHrB9QTumzOMVb5wF1m6xZ144nJJVg/ZS/EYxdYcxlOlrsw+Ht8rMQNV",
-	"fwKhUGgwU5YLYmGFkMJMkf0GFFzIjFmCjiBV6iWXCy/FzL1CrBSbcbkIbMEQB5ASMjfCkAqDYiMrBUi7",
-	"gkbnYPWid1pY0Os4egGZkrlhVrE5F46bO27CrF4IOWF8woXsx5QXIS1MQDt4b9PktXR8TGnH6O+ZTK95",
-	"KXKWaUB1mZdmZfdv3rzpnbaYbHfdNcWFNnPNRcnHJdzvXiwjUb8Ah3O34dRxG6d1LuwzafUCtTPt5I0V",
-	"pF3xjKaI8Z9GLp3l/XVFLXXPkixY/wW3XCg9c5+SnFvoOYqIzUJ4F51G5J1phLTfHi2naNAoTWZgpyqP",
-	"zqFq6yRe9DfHod0Psi79lZEqu65kL5XdXx1UuMNwAGk4xOVil80cavxPyKxbjEygyA04hFu/gCdqNhOW",
-	"+L6SXmWfKXeQmmdXjsJIlpwwBz4yIFW7seAua8OWWmc2hqmQWxZWxZZFl2Ch/IX3BSKbijLXpMkJCzMT",
-	"vSf/BdeaL/ApAjGOtQTgA8PUXDI/kvGxugbmPlVcg7QpkzB3alIhtLEp45bNlLHsmwM0ewIk28iRzikG",
-	"Xg6VjViNB2R76Vpepewh/sO9YqCVckDInBnFlOxHkVyYJ7XWnla6U//w7PQpq5SQbquWbiVoGs1UY6VK",
-	"4KjNSb6BIiRAbs4BoYofL53fA8OsqBoVWDIuMzBWaUKbZnnUWHNRFKAbWeNwKlPamfg0GdNwLYzo7LsF",
-	"LA3aBk2XEppTxgOlY/ZYi0aSVGwqDFm+U64h97aTe2QL1i4PiRa9ULXOIq6ON1PQpJx54DI+g8a/ArKe",
-	"OSaCJywcE5loXk2FdbyRDlEvHBBKttlIa3F9p5yoyzJYzE4QTDc4Dto8DRGCxraIMqByG/dWcGRJjCvn",
-	"EmOBnmTWWSAqAFGEzL3Y3U2WxPeaJqYmGO48BzqAMDwNkHk4Ynv6AXhpI2zdWG5r/ARv+awq8amr5C7h",
-	"4h+LrfQS4ifXmICPF+vYOHKINDpmbiDaSkXB9tAVxCplbK1hv4OWYAyJsjFwTS6pTZgIMy7KHcSnQ3FV",
-	"V+bdeHxgUXdOvvvddm61fWoNhLFjD2pXzAt4/vwJ++7om39nXqPzRqk70e490fddbJCq7b8ZJlJVMExi",
-	"aC2ksY43dJ8f8EoMrh8OcJKBezpKEut4eHRwFJMvVthyZQmnV5L9nG66sbVTYa/Pz5yVBBrISuWWia4/",
-	"OpyWmwGxr1lwam1ljgcDckn2c7he+iOksr0iDszKTeOvYUPpNppq88oIsnUvccxNXGoK81Tzoo2CbVlb",
-	"z8agY+YPQRafsrmMtV9qXe7Az2nR2JbPoXhdBbba3SD5FxAFPD/INDgaSdKkxmfcp0LpDD/kUIL7KsYc",
-	"JMwviBnfScCqzHcdilLvrr27QWnYS/wESO1f2TwJuKWavkm1ZF1tK6i+U5D0izDIBrIpoCOWFJCZIPfl",
-	"DuqFswf8gayDQNKWFtJgVHntaEqlTBSMy8VOC4i4pXTlzYFtuoU7uh/dODxzZxnEwWx8va/PX6SkX3G5",
-	"aJvaaFhcQ74TxGYhs4uGkW0D8GI50lGR0+niEJKGOF7GpaIm7rWA+d9Bm6iN7H8IlpJHoJVo295B4xeZ",
-	"ApkbGHLLUe7eadvGbE+8qLC5Loyb0P0J0jFqDHkuHPy8/KWF/gUvzRq/K+qyjIfz1FyCHmAUr+WYo/iI",
-	"kJMTlkPB69Kib8jtu+TGMjtXnWheY2O+Pn8RPX0RMU+fxmbuxAiXkzb2aH8i0LP1QZGpjei0ChIRxgMT",
-	"TmHdFFvj5t0JgxRMmTHT48GA7SnNTFb1SnFFwYf/mipjj9229x2PmQjrhvlznPG3IbZ5eHD0H+mdwc42",
-	"hjmANmHRj1GHgY8sHrdiGUo/MGyuNHoM2n5wdNVr4HmfjYglOt2UjbkGlpVKgrPaIWfjEJVsK6e4jtsf",
-	"PhgVOw7KvwuYr7N3DHOfvoNfSkMG0paLl6Anmzz0iHyHB0TWPW/vEWfxZlHX0fARnAvBZ3UXl/bqRXbV",
-	"1bu38k606CJrXi854LsyLAS3gWTtVJdzp80NxbDvAsM6T5QsxCRuBZ03i65e1M/BjWkafuAwFWaVXTAD",
-	"Wa2FJQe50IAcxFm4jDNvDGHYBq0hZtUVbPBSOKT+WZYRE+zZNegFhfYcOSyjfcIJQYwqxqc0Qk5KCNpK",
-	"JD5EsS78Yxi85ZktF5gzsSS5+MzXm0QaTkvpACikmB/Zv1Pnbvafdq+js43lytFLDl6nFcpF7glmC7QP",
-	"gr8JDBOSodeiR7JW6Rx0ih62d6RBrwlGHXwtKG52k1sNrJgXwrMrJnL0jqHEcNDdpYu4QdvPoD3N3tLZ",
-	"ifF0x5T2o/NuMjVWL9gtn5IGEiyr5mqi17mQ2TmYuox4fPKaaOCliTKVux3HEOLQkdNo0gZwkNMHOCsw",
-	"5YHpWu6kcFJUD/ItAuN91eyZyjsmFkmzHuZBIIN0lBQVbr/XUG8FKRrgoNygmF9A2w/bYGO9hq0QgG4T",
-	"tZRuUJqYOssAcjIcKe3kMqpZicmErOTmXLisUdx77RLTkSzoa/oSk6p0kiZKjhXX8Wm90XoOxe5ScGkf",
-	"xyThNnvgVUi180yO8cKCJ3DCu/dS95uMq3BIHofCBbQQo7vju02Di45dtWIPK+mEoxXX8JyLstZg4k4M",
-	"pwSdWuvk6Ydgk5umyS7ZafSFwy1jPmRRCW/thbPU6/Ij04LIkUMGSrjcxfEL6E5fP/bY1b0hqjjNMqgs",
-	"qT3d+9tG+wuZRX+KKG+Ief6BdTjcZF6Dcsc48xIbtaXTmvzi9N/zcKz//eZVEkny+fns6RN29pRULCaM",
-	"qSFvkhUzVPxqDblPU2BnT5vUAtRtgrfaw+csKIoUqisBAZLVnFQ1N6g/kZrnfV3O9nBrIkClmgjJuGUD",
-	"p9QM8N8mMZImX6ZGkuL029KHHrhHJX6EBcXthSwi2pxXubwmZ4NId8AEtUYVmAXXaHYCzPFypEE/61CS",
-	"hiEnzCpVGrbnNY6Ufe+jTPs++ObUJJqvMF4N4ZaFANRQillVCjBsHqJZGijax2Zgec4t7w/lUJJuS3JW",
-	"GMYjLvG90abUB0wuOweeL3ViwzKu9eIuBX10c0v25oI5y7Gqx6XI+gEc5cBt6dkYsGrp83t0cWg586Da",
-	"B9RLWS1LMGYoW+lkupYmZJh1gifetVXbKVNF0R+6Wy9FBpI8xR4xXp69aila4bZPfzlrKcTHyUH/Yf8A",
-	"HaIVSF6J5Dh51D/oPyK/xRQpK/j8eZ1TIG0CG3RCHOHwd90CbeV1JMfJC2EsZogk3YTuX28Iy3+vgSKS",
-	"tJdSzHDoMmfFezmS44cHB+h8EDPHAh8e4L9C+n8jwu5yJdX38OBgS9bMerbMTvK8lf2yJtAj6YZ4bCCt",
-	"IzDM3joioGJLNMAPWknK+MjDux/p5D3hQ4/ufmiZ+uqeOPzu7idWk89u0+SbXXbUTfhERl/PZlwvMBfW",
-	"GfHepFXSaRqWTwxqbWB5cumGB1TNGqPd42oX/b4H6836D0SGrZ6Ntvsgcus/qDllLTR5usyAZXXV/wtf",
-	"p2esjtJv05uOqPz10n3TFuO/XjpqXaIAnWhgg1sRgBzIGxlVxssS9APjg4R2cdJlqimllyi5mKl6OWqd",
-	"kX0P9iX8mVj0EjYlhdIe+l8C7b+ZKkcebsdk4YWLdzvqXjzqKhsJ38kdrFFJ7kMKBJfoXfyfNIh2cYxD",
-	"9PwrH9jAB9wtdpTSFkbQ/V/epoljE5FMw1JJr+6+Pn/BhLQqxALIKbIaDEjJKWkwkQ8tbS7zoaSaKsMO",
-	"Dx6GMpiOC5Q5EhU5poO5hWa1wdITCXOnC84qriEfyowb6AlpQBrhzK9ykYbQHcYuHbT7fXYafEkUryiB",
-	"X1N50FTIyVBSWmWfnWMQiJGFYo4ZxnQwoJM6xfuEFaKE48EAoapKLiRGsaiaYSgxnLyqgeLmej1Mje+h",
-	"HtqjWJMhzbNLYBTz835Xn//9WOWLj8YPW4HF267p6Izk2zWyfvhRV97Eiz3qzLmhG6J7D7I9X0nxfqEI",
-	"gLhsavEBDQYT2/pby/FuP2+F8WAHztJUst0zK3JPHe6woVYBGz5ztAOEvlSkK8l+Jsch42zGJZ9A7lFn",
-	"nYOlydsecaBeCON4HF+VdoMb8pncbtN3PUmuGFuxLSyHDNoFqR9sOL0vbXXjSu9dbvRol0trl0d95lS1",
-	"224oke7/m4D/HuxKSDEu4d8JmX3N8u3lRvoZtKN+UduBNDXyxoRkcwq9+5x+60So947FgoJxV8jjsO4n",
-	"JdAPClBuKLLzG/tKuV8I5aJqPl6icyBan4vxp1Lt4IY+bZWDj0Obhs9UEgb62kZPX6npC5ODTW+Rj0ZO",
-	"6Z0jW51V3on4Brkoio0C9JTVEtEKC7SW1Vkz0BNgY24gpFL6lBK0o5ZZJXscuxn4Ui4fHWknwe6HhMim",
-	"JM+Kqs9eoZCmmnY/l7Phcxbs+KODI7LZK+y3IQxzx1JbyJdAhsK+SkjZxOyGMqTdpswoJizj5ZwvTGjB",
-	"smyGg9EubHhCRmHEfG4Y1FN3iH8yk7Lw1g7e9qrQb2Zr251YGZz9yoq+GFbUqXIlGsFie2Nb5PlZcii4",
-	"Di2sNnCkERICDutRBcHIMaGRb1kA+ShlI7OQ2W8+f6n5P2RsjYZyj7Nl7tl+MwB9BiO29qtjCL/5vBn3",
-	"9OjGx2RvR/vI80Z02L+ZucBeNSO2N7pxnChlVt2O9kOBA7sCqHgprmEoHX9yfBDQSjn8hpk+e9Lqu4AJ",
-	"z7yqIGcV6JDVgBxWMqssL2M86QKP5Bmd4m5MpX2W78FZ8HFGj/e/Ev2nDrj1jEcqXz3B43a5Q/g/R8Ff",
-	"ppRvDOpchFzvz91+3pDvviko5Hv4FKvhha9i9wuyp5tChvuwpmnuwY1Wym61pC98Lf5nakh7QotLGNzk",
-	"VyL6wsxoYqbjBWqsrbqFj6y2rrRJ4rPGpo3WTHRbkIbmpBtbYVJFxPs2Gd1G+E5+YyfN9+IomwLuz5XO",
-	"wKDSQE3M7FSrerIaMH9gwgDQvn2hOzgssnQ2f+jDRr+FpHxWKlU1PQ19fn6fna5E17AHom/66H30TTRf",
-	"AzWj3Ru1iyJG+ycbSguHshWgxdLCKafkACV7uTBXmN7KNPQ08Jztjai4YrR/zARWxUinnjfgYAZCn536",
-	"XkAU9aCDWlG1KBzPLePY6O2EcQcKNV6kRFqtxTUYltcaa74ksAlY4w/aWR5+ylrSA96cGUqqGRC2j1bK",
-	"VCupauMIxadZnrDRnAv7n1ixO2LL3IdDB4+SGUQNB7R4YmHHleY1XNhWi1gEdC+UsTr0XtLCSl6oAyqe",
-	"FtrJmG+K0P5cgbMsPbqjjV8wG5mhYoKiLssFGjqHFI2+Z3jm3DDuc/pPWKHKUs1ZSFJ4p9wFbEP418ha",
-	"+IwF4r1nLZx7ROmwI6nma9bfeyQtoNy5w7jDEfdinbVoZrcIJ3JtKjBuBJhhe8vebvtfPRifUPU7X7mZ",
-	"bmHC/XgvHPYObqicabtF5WD4HCTUV5T9hCj781IF/Hj4md7EjAlfYrdrX/2D3neXNw/Th99Fe+hvIYFr",
-	"3x0j6oBHJ2Mryob9LZpWNqScjxdLA+KENGg25+WVYb7JyhotYUOOzzrfDSHclNvfimh+dVN8QSG2+VSV",
-	"Ply8xdP+Md1/wbAeTISd1mOk+agh/0zycQk52byYKs6bJkwGMg2WouZN1ewelAbY0cHRPkbWhzKHUqBX",
-	"WxjWfY/AeMFG/+j9UI97F2Ii8WUrvcNvvh2xvR9enj7pXfxwevjNt96LMpSaz7F9+35KL3RYLOss+2xU",
-	"CTlp26hHJ4yzUVWb6Sj0RSPnwFB678AeheoJjJaT3dllvzlWOUrZeqL+PvO18WYo0aEUlORWVkHLQnZQ",
-	"OCAIBslqeSXVHBu9YD5h26+QYvI/lZRSMAwnddhA5cLLkwxruY1GMwrwVt807Qxi1Zarb4L5R+97Yd1l",
-	"YNBv+6tg7priqYf0PWdZQ4mt81y+f83Beo15e/zb3nw+7xVKz3q1Lv3LgroTdAvhK3q5QbzcfXWt2/Wy",
-	"hY/nBlit2d/wTpfG5YTZOL6nWruuwSO7L0s6JE68Mo9fIw2VKcwqliu250gybeNz2qB/G+nX0PuvZzs9",
-	"3GGJ1RdjfGI51nWlI1U3fN8Zvu6mWsIpyJNQllfb6SDjZTmmPkvNd9jWYOULerWG+2aKHY7/2GYt+SbI",
-	"f6KW5lfYlP+kVQYG3yLma3Y/+mm/ENcg3RqVVuMNBa/4CoY/NmrX5/iGBieAfFpIS0C3nDlTbhj3nSJR",
-	"+9hDSdlk2hXUFmQ/qmvjGp/mImh7VlFOXf9DPGqPduIYzZs2tt+cg0tsvbqVx3fTFTEfgyQ3NnFMBmin",
-	"+LnXOvTjsaXY+5CAwW7/VNwX8KBx8nqZi/Cth7HOW+WWPoGx2zCx9ao2E3meEjQQgHZ7Ed59Y1HMFCQL",
-	"MFhC7bYnJgonSrJOD0gH8h61dkIPdRp68ac+q2W/37WJo/MSpzOovxVKT6B5N1Dr6Yb7rc8QWr9Qe5d2",
-	"FAy7vlRaXYscNNsLUokaiWBQEHO9fvnxybN9ylq1sRr2Prt4+qPP6qKTzmpdMgOokHab3QwlN2x02l7p",
-	"mD2mriTD+uDgUUbD3EcYMSGNBe5TVv1Wsfb69vL2/wIAAP//",
+	"7D1rcxu3dn8Fs70dS9MlKctK2kjTmcqvRI2dZCT7+k5DNQR3D0lcLYENgBXNaPTfOzgH2AcJUvRLdhN/",
+	"EkVigQPgvF97k2RqXioJ0prk+CaZAc9B48dnr/jU/c3BZFqUViiZHCdnOUgrJgIMszNg1wIWzEhempmy",
+	"+A2XZgGaLbhh40oUlk20mveTNNHweyU05Mmx1RWkiclmMOduBbssITlOjNVCTpPb29s0Kbnmc7AelMea",
+	"y2z2E5/DOkD0G5N8DieM41+2EHbGTMHNDAwThpWgM5C2BzJTOeSMG6YksJK7YTCdg7RsbzQBbisN/3r4",
+	"/O1o30Es3PxuUJImEhdPxrja1t3MhXwBcmpnyfHDdG1vaXI2+UlJeMltNlvfzalk7tzx0BiXDLguBGh/",
+	"qidsMQPJhGXGiqJgczcJmLR98MKwRwdHNfh0oc0GziY9t3yP1t92C2lyDqU6e7oOpPveCKv0komc7Y0K",
+	"lfFixCZKIyC6+dlYnl3liAzGcm0hZ0JuOltNy20725JbC9o9+r+/nvb+h/f+OOh9d9l87P/Wu7w5SL99",
+	"dPu3JI3hlQZTKmmA0Irn5/B7Bca6/zIlLUj8yMuyEBl32x2UWo0LmP/bP43b+00LmL9pmCTHyb8MGhIa",
+	"0K9m8As9RYt2T+8VHhEuy3IFhkll6Sbx9E5/OWMOFM0z209u0+SJkpNCZPcK42n7EpGa7EwYd9tKs9fn",
+	"LxgvNPB8yeCtMNYgnM/BZrPnXBTu4u73OKvSWA18zjJVFTke6BjYxAEE+Qkeaw6Wi8JRh/vPcCms+ANy",
+	"NhWWgdZK0x6UHos8B3mfOziHSWUgP0bIKkM07PbAi0ItwFFYWNQMJgHC0T6RvQF9jY8MpbuSnpLFknGZ",
+	"44+qBI1Qs3lluQXTmase7+ZSmvGhzJS6EtDjlZ05Pp9xR7KVNHzSIG3BsyvDRv/oXSB1955cnD8fuecz",
+	"NQczlMS7HDsAMZVMaTEVsrNwZvRktN8fSnfmZ9KRNC+euVu4VySXrJLwtoTMbRKRYBVX8DCFbB90oaaI",
+	"Kj8p+1xV8l5x/SfFTJXNWsSZEot1p0+iKcD2UuVOSufr3NsRTC2xZ5xQLZtxOYWcGSEzwO1OxTWQMHLs",
+	"OqIXxPbghw1wDG7gF74sFM9fKfWC6yncN2cYq3zpLrJwizvxxGVDVg/ZS/EYxdYCxjOlrsw+Ht8rMQdV",
+	"fQahMNFgZiwXxMImQgozQ/YbUHApM2YJOoJUqZdcLr0UM/cKsVJszuUysAVDHEBKyNwIQyoMio2sECDt",
+	"Chqdg9XL3unEgl7H0QvIlMwNs4otuHDc3HETZvVSyCnjUy5kP6a8CGlhCtrBe5smr6XjY0o7Rn/PZHrN",
+	"C5GzTAOqy7wwK7t/8+ZN77TFZLvrrikutJlrLgo+LuB+92IZifolOJy7DaeO2zitcmGfSauXqJ1pJ2+s",
+	"IO2KZzRFjP/Ucuks768raql7lmTB+i+45YnSc/cpybmFnqOI2CyEd9FpRN6ZRkj77VEzRY1GaTIHO1N5",
+	"dA5VWSfxor85Du1+kFXhr4xU2XUlu1F2f3VQ4Q7DAaThEJvFLus51PifkFm3GJlAkRtwCLd+AU/UfC4s",
+	"8X0lvco+V+4gNc+uHIWRLDlhDnxkQKpyY8Fd1oYttc5sDDMhtyysJlsWbcBC+QvvC0Q2E0WuSZMTFuYm",
+	"ek/+C641X+JTBGIcawnAB4aphWR+JONjdQ3MfSq5BmlTJmHh1KSJ0MamjFs2V8aybw7Q7AmQbCNHOqcY",
+	"eDmUNmI1HpDtpSt5lbKH+A/3ioFWygEhc2YUU7IfRXJhnlRae1rpTv3Ds9OnrFRCuq1aupWgadRTjZUq",
+	"gKM2J/kGipAAuTkHhCp+vHR+DwyzoqxVYMm4zMBYpQlt6uVRY83FZAK6ljUOpzKlnYlPkzEN18KIzr5b",
+	"wNKgbdB0KaE+ZTxQOmaPtWgkScVmwpDlO+Macm87uUe2YG1zSLTohap0FnF1vJmBJuXMA5fxOdT+FZDV",
+	"3DERPGHhmMhU83ImrOONdIh66YBQss1GWovrO+VEVRTBYnaCYLbBcdDmaYgQNLZFlAGV27i3giMNMa6c",
+	"S4wFepJZZ4GoAEQRMvdidzdZEt9rmpiKYLjzHOgAwvA0QObhiO3pB+CFjbB1Y7mt8BO85fOywKeukruE",
+	"i38sttJLiJ9cbQI+Xq5j48gh0uiYuYFoK00mbA9dQaxUxlYa9jtoCcaQKBsD1+SS2oSJMOei2EF8OhRX",
+	"VWnejccHFnXn5LvfbedW26dWQxg79qB2xbyA58+fsO+Ovvl35jU6b5S6E+3eE33fxQap2v6bYSJVCcMk",
+	"htZCGut4Q/f5AS/F4PrhACcZuKejJLGOh0cHRzH5YoUtVpZweiXZz+mmG1s7Ffb6/MxZSaCBrFRumej6",
+	"o8NpuRkQ++oFZ9aW5ngwIJdkP4frxh8hle1N4sCs3DT+GjaUbqOpNq+MIFv3EsfcxKWmME81n7RRsC1r",
+	"q/kYdMz8IcjiU9aXsfZLpYsd+DktGtvyOUxel4GtdjdI/gVEAc8PMg2ORpI0qfAZ92midIYfcijAfRVj",
+	"DhIWF8SM7yRgVeS7DkWpd9fe3aA07CV+AqT2r2yeBFyjpm9SLVlX2wqq7wwk/SIMsoFsBuiIJQVkLsh9",
+	"uYN64ewBfyDrIJC0pYU0GFVcO5pSKRMTxuVypwVE3FK68ubANt3CHd2PbhyeubMM4mDWvt7X5y9S0q+4",
+	"XLZNbTQsriHfCWKzlNlFzci2AXjRjHRU5HS6OISkIY6buFTUxL0WsPg7aBO1kf0PwVLyCLQSbds7qP0i",
+	"MyBzA0NuOcrdO23bmO2JFxU214VxE7o/QTpGjSHPhYOfF7+00H/CC7PG7yZVUcTDeWohQQ8witdyzFF8",
+	"RMjpCcthwqvCom/I7bvgxjK7UJ1oXm1jvj5/ET19ETFPn8Zm7sQIm0lre7Q/FejZ+qDI1EZ0WgWJCOOB",
+	"CaewboqtcfPuhEEKpsyY2fFgwPaUZiYre4W4ouDDf82Uscdu2/uOx0yFdcP8Oc752xDbPDw4+o/0zmBn",
+	"G8McQJuw6Meow8BHFo9bsQylHxi2UBo9Bm0/OLrqNfC8z0bEEp1uysZcA8sKJcFZ7ZCzcYhKtpVTXMft",
+	"Dx+Mih0H5d8FLNbZO4a5T9/BL6UhA2mL5UvQ000eekS+wwMi656394izeLOo62j4CM6F4LO6i0snced1",
+	"rW9yU5vqDa8K9NLwW/K14110FfitTBhNwwjw1w0rfVfOp2lPHpK162nmTuurjqHxBcaHnig5EdO4OXVe",
+	"L7p64z8Hf6ipGYtDeZiXdskMZJUWljztQgOyImcqM868VYXxHzSrmFVXsMHd4ajjZ1lEbLln16CXFCN0",
+	"dNWEDYWTphiejE9phJwWENSeSKCJgmb4xzB4yzNbLDH5okGY+MzXm2QjTkt5BSjtmB/Zv1N5r/efdq+j",
+	"s41m5eglB/fVCgtANgxmC7QPguMKDBOSofujR0Jb6Rx0iq66dyRmr1JGPYUtKG52E4A1rJhgwrMrJnJ0",
+	"s6HocdDdpdS4QdvPoD3NXuM1xcC842770Xk32SyrF+yWT0mVCSZafTXR61zK7BxMVURcR3lFNPDSRJnK",
+	"3R5oCAHtyGnU+Qc4yPFLziaYO8F0JXfSXCk8CPkWyfO++vpc5R1bjcRiDxMqkEE6SopKyd8rqLaCFI2U",
+	"UJJRzMGg7YdtsDaDw1YIQLeJSko3KE1MlWUAOVmglL9yGVXRxHRK5nZ9LlxWqDd4NRXzmizoa/oSs7N0",
+	"kiZKjhXX8Wm99XsOk92lYGNoxyThNsPiVcjZ80yO8YkFT+CEd+9lN9SpW+GQPA6FC2ghRnfHd9sYFx0D",
+	"bcWwVtIJRyuu4TkXRaXBxL0hTps6tdbJ0w/BJjdNnaay0+gLh1vGfMiiEt7aC2fyV8VHpgWRI4cMlHC5",
+	"iwcZ0C+/fuyxq3tDVHGaZVBaUnu697eN9pcyi/4UUd4Q8/wD63C4ybwG5Y5x7iU2akunFTnY6b/n4Vj/",
+	"+82rJJIt9PPZ0yfs7CmpWEwYU0FeZz1mqPhVGnKf78DOntY5CqjbBLe3h8+ZYhRyVFcCAiSrya1qYVB/",
+	"IjXPO82cEePWRIAKNRWSccsGTqkZ4L91hiVN3uRYkuL0W+OMD9yjFD/CkhIAhJxEtDmvcnlNzgaR7oAJ",
+	"ao2aYDpdrdkJMMfNSIMO26EkDUNOmVWqMGzPaxwp+96Hq/Z9FM+pSTTfxHg1hFsWIllDKeZlIcCwRQiL",
+	"aaCwIZuD5Tm3vD+UQ0m6LclZYRiP+Nb3RptyKDBL7Rx43ujEhmVc6+VdCvro5pYM1yVzJmhZjQuR9QM4",
+	"yoHb0rMx8tXS5/fo4tAE50G1D6iXskoWYMxQtvLSdCVNSFXrRGG8j6yyM6Ymk/7Q3XohMpDkcvaI8fLs",
+	"VUvRCrd9+stZSyE+Tg76D/sH6FktQfJSJMfJo/5B/xE5QGZIWSF4wKucInJT2KAT4giHv+umbCtBJDlO",
+	"XghjMdUk6WaG/3pDWP57BRTapL0UYo5Dm+QX7y5Jjh8eHKAXQ8wdC3x4gP8K6f+NCLvLlZzhw4ODLek3",
+	"62k3O8nzVhrNmkCP5C3isYG0jsDQiD4ioGJL1MAPWtnO+MjDux/pJFDhQ4/ufqjJoXVPHH539xOrWWy3",
+	"afLNLjvqZo4io6/mc66XmFTrjHhv0irpNA3Lpwa1NrA8uXTDA6pmtdHucbWLft+D9Wb9ByLDVs9G230Q",
+	"ufUf1ML7VELCLzNgWVX2/8TX6Rmro/Tb9KYjKn+9dN+0xfivl45aGxSgEw1scCsCkCd6I6PKeFGAfmB8",
+	"tNEuT7pMNaU8FSWXc1U1o9YZ2fdgX8KnxKKXsCm7lPbQ/yvQ/puZcuThdkwWXrh4t6PuxaOuspHwndzB",
+	"YpfkPqQAup924P+kQbSrbByi51/5wAY+4G6xo5S2MILu//I2TRybiKQsFkp6dff1+QsmpFUhqEBOkdWo",
+	"QkpOSYMZgWhpc5kPJRVnGXZ48DDU03RcoMyRqMgxr8wtNK8M1rBIWDhdcF5yDflQZtxAT0gD0ghnfhXL",
+	"NMQAMQjqoN3vs9PgS6LARwH8muqMZkJOh5LyM/vsHKNJjCwUc8wwOISRodQp3idsIgo4HgwQqrLgQmI4",
+	"jMoihhLj0qsaKG6u18Mc+x7qoT0KWhnSPLsERsFD73f1ieSPVb78aPywFaG87ZqOzki+XSPrhx915U28",
+	"2KPOghu6Ibr3INvzlVzxF4oAiMumFh/QYDBDrr+1ru/2y1YYD3bgLHVJ3D2zIvfU4Q4balXC4TNHO0Do",
+	"a066kuxnchwyzuZc8inkHnXWOViavO0RB+qFMI7H8VVpN7ghn8ntVpVntf7PsbNQoEJZT2xvMRPZzJcO",
+	"GTYGuwCQ3SQFx04U6a1NfSoWHCkZsgX2o3pSzRQ+kaa0jT7bsakvnFp2QK26Uu3/m+D+HuxKqDAuubse",
+	"gRiMzZCBL2q+vdxIF4N2NC9KIKSBkZclZKNTbN4n/VsnGr3XKxbsi7s4Hod133VP7ZLy+/FYbAo8bqjC",
+	"8xv7oErCRzviel35+JVyP6/KPW7QORCtz7H4pFQ7uKFPt9v8OY9DH4fPSGi70Nc2evpKTX8xOVg3H/lo",
+	"5JTeObLVeuWdiG+Qi8lkowA9ZZVEtMIKrqZ8aw56CmzMDYRcS58qgvZRky2yx7Hdga/18lGPdpbsfsiY",
+	"rGv2rCj77BUKaSp693M52zxnwT4/OjgiW7zEhhzCMHcslYW8ATJU/pVCyjoWN5RB5UWNV1jGiwVfmtCj",
+	"pemWg1Es7IhCxl7ELK4Z1FN3iJ+YSVl4awdve2VoSLO1L0+sTs5+ZUV/GVbUKYMlGsFqfGNb5PlFcii4",
+	"Dj2uNnCkERICDutRicHIMaGR72kA+ShlI7OU2W8+L6n+P2RijYZyj7Mmp2y/HoC+gBFb+9UxhN98Pox7",
+	"enTjY623o33keSM67N/MQmAzmxHbG904TpQyq25H+6ECgl0BlLwQ1zCUjj85PghopRx+w0yfPWk1ZsCM",
+	"aF6WkLMSdMhWQA4rmVWWFzGedIFH8oxOcTem0j7L9+As+Dijx7/a4Z89kNYzHql8eQWP2+UO4T+Ngt+k",
+	"im8M1lyEHO4v3X7ekMe+Kdjjm/xMVsMGX8XuX8iergsU7sOaprkHN1opu9WSvvDF+l+oIe0JLS5hcJNf",
+	"iegvZkYTMx0vKabR1CN8ZLV1pY8Sn9c2bbQWotujNHQv3dgrkyod3rcL6TbCd/IbW22+F0fZFEh/rnQG",
+	"BpUGCiLZmVbVdDUQ/qCOMoH2/Q3dwWEVprP5Q6M2+i0k27NCqbJueujz7vvsdCVqhk0SfVdI76Ovo/Qa",
+	"qFvt3qhd7DDaP9lQeziUrQgZ1h7OOAX9lezlwlxh2irT0NPAc7Y3oqKJ0f4xE1jtIp16XoODmQV9duqb",
+	"BVHUgw5qRdWiMDu3jGMnuBPGHSjUmZESZLUW12BYXmms5ZLApmCNP2hnefgpK0kPeHNmKKkWQNg+Wikz",
+	"raSqjCMUnz55wkYLLux/YknviDU5DYcOHiUziBoOaPFgMG8Fp1a623BhWz1kEdC9UOfq0LuhhZV8TwdU",
+	"PN2zkwlfF5d9WoHTlBTd0ecvmI3MUJHApCoKCjgeUpT5nuFZcMO4z9U/YRNVFGrBQvLBO+UkYJ/CP0c2",
+	"whcsEO89G+HcI0qHHUm1WLP+3iMZAeXOHcYdjrgX66xFM7tFOJFrU+FwLcAM22uav+1/9WB8RtXvfOVm",
+	"ugUH9+O9cNg7uKEype0WlYPhS5BQX1H2M6Lsz40K+PHwM72JGRO+dG7XxvsHve8ubx6mD7+LNtnfQgLX",
+	"vn1G1AGPTsZWlA0bYNT9I0g5Hy8bA+KENGi24MWVYb4LyxotYceOL9Y5UfcU2ZSz34pofnVT/IVCbIuZ",
+	"Kny4eIun/WO6/4JhPZgKO6vGSPNRQ/6Z5OMCcrJ5MQWc112aDGQaLEXN62rYPSgMsKODo32MrA9lDoVA",
+	"r7YwrPuigfGSjf7R+6Ea9y7EVOLbWHqH33w7Yns/vDx90rv44fTwm2+9F2UoNV9gf/f9lN74sGzqJ/ts",
+	"VAo5bduoRyeMs1FZmdkoNE4j58BQeu/AHoXqCYyWk93ZZb85VjlK2XoC/j7zNe9mKNtJsu2sgpaF7KBw",
+	"QBAMklXySqoFNnDBfMK2XyHFpH4qFaVgGE7qsIHKgJuTDGu5jUYzCvBW39RtCmJVlKuvivlH73th3WVg",
+	"0G/7u2LumuKph/Q9Z1lDia3zXL5/LcF67Xh7/NveYrHoTZSe9ypd+LcJdSfoFriX9PaDeBn76lq36+UI",
+	"H88NsFqLv+GlL7XLCbNxfNO1dr2CR3ZfbnRInHhlHr9GGipOmFUsV2zPkWTaxue0Rv820q+h95/Pdnq4",
+	"wxKrb874zHKs60pHqq75vjN83U21hFOQJ6HcrrKzQcaLYkz9k+rvsF3Byhf07g33zQxbIP+xzVryXZI/",
+	"oZbmV9iU/6RVBgZfM+ZrcT/6ab8Q1yDdGqVW4w2FrPiOhj82atfn+AoHJ4B8WkhLQLecOTNuGPetJFH7",
+	"2ENJWWfaTajdx6aKDZ4vP89F0Pasopy6/od41B7txDHqV3FsvzkHl9h6dSuP76YrYj4GSW7s8pgM0E7x",
+	"c6+18MdjS7E5IgGDrwOgor2AB7WT18tchG89jHXeKqP0CYzdjoqtd7mZyPOUoIEAtNuG8O4rjWKmIFmA",
+	"wRJqtzMxUThRknWaRDqQ96hlE3qo09CsP/VZLfv9rk0cnZc4nUH9baL0FOqXB7Werrnf+gyhpQu1bWlH",
+	"wbCbS6nVtchBs70glahBCAYFMdfrlx+fPNunrFUbq03vs4unP/qsLjrprNIFM4AKabeJzVByw0an7ZWO",
+	"2WPqNjKsDg4eZTTMfYQRE9JY4D5l1W8Va6pvL2//LwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -174,7 +174,7 @@ func (s *Server) GetRepo(ctx context.Context, req gen.GetRepoRequestObject) (gen
 	if !ok {
 		return gen.GetRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	return gen.GetRepo200JSONResponse{Body: s.repoResource(r), Headers: gen.GetRepo200ResponseHeaders{ETag: r.Snapshot().ETag()}}, nil
+	return gen.GetRepo200JSONResponse(s.repoResource(r)), nil
 }
 
 // snapshotOf finds a repository's snapshot or builds the 404 body.
@@ -196,11 +196,9 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetView304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	v := snap.View()
-	if r, ok := s.reg.Get(req.RepoID); ok {
-		v.Repo = s.repoResource(r)
-	}
-	return gen.GetView200JSONResponse{Body: v, Headers: gen.GetView200ResponseHeaders{ETag: snap.ETag()}}, nil
+	// The view is the snapshot alone (its repo without syncStatus, which
+	// changes between snapshots), so its ETag stays exact.
+	return gen.GetView200JSONResponse{Body: snap.View(), Headers: gen.GetView200ResponseHeaders{ETag: snap.ETag()}}, nil
 }
 
 // ListStacks returns every stack.

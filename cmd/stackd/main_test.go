@@ -23,7 +23,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad log format", []string{"serve", "--log-format", "xml"}, nil, 2, `--log-format "xml": want text or json`},
 		{"bad env duration", []string{"serve"}, map[string]string{"STACKD_SYNC_TIMEOUT": "soon"}, 2, "STACKD_SYNC_TIMEOUT"},
 		{"bad addr from env", []string{"serve"}, map[string]string{"STACKD_ADDR": "nonsense"}, 2, `--addr "nonsense"`},
-		{"cwd not a repo", []string{"serve", "--cwd", "/", "--addr", "127.0.0.1:0"}, nil, 1, "not a git repository"},
+		{"cwd not a repo", []string{"serve", "--cwd", "/", "--addr", "127.0.0.1:0"}, nil, 2, "not a git repository"},
 		{"missing cwd", []string{"serve", "--cwd", "/does/not/exist"}, nil, 2, "--cwd"},
 		{"sync needs a repo", []string{"sync"}, nil, 2, "stackd sync REPO"},
 		{"version", []string{"version"}, nil, 0, "stackd dev"},

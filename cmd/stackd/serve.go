@@ -15,6 +15,7 @@ import (
 
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/gitrepo"
 )
 
 // fileConfig is the YAML file given with --config.
@@ -212,7 +213,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	app, err := impl.New(cfg, log, impl.Options{})
-	if errors.Is(err, impl.ErrPosture) {
+	if errors.Is(err, impl.ErrPosture) || errors.Is(err, gitrepo.ErrNotRepository) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err != nil {

@@ -482,12 +482,6 @@ type ListAuditParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
-// GetRepoParams defines parameters for GetRepo.
-type GetRepoParams struct {
-	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
-	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
-}
-
 // ListBranchesParams defines parameters for ListBranches.
 type ListBranchesParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -680,8 +674,10 @@ type ClientInterface interface {
 
 	// GetRepo Get one repository
 	//
+	// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
+	//
 	// Corresponds with GET /api/v1/repos/{repoID} (the `GetRepo` operationId).
-	GetRepo(ctx context.Context, repoID RepoID, params *GetRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetRepo(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListBranches List branches
 	//
@@ -922,9 +918,11 @@ func (c *Client) CreateRepo(ctx context.Context, body CreateRepoJSONRequestBody,
 
 // GetRepo Get one repository
 //
+// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
+//
 // Corresponds with GET /api/v1/repos/{repoID} (the `GetRepo` operationId).
-func (c *Client) GetRepo(ctx context.Context, repoID RepoID, params *GetRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetRepoRequest(c.Server, repoID, params)
+func (c *Client) GetRepo(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetRepoRequest(c.Server, repoID)
 	if err != nil {
 		return nil, err
 	}
@@ -1387,7 +1385,7 @@ func NewCreateRepoRequestWithBody(server string, contentType string, body io.Rea
 }
 
 // NewGetRepoRequest constructs an http.Request for the GetRepo method
-func NewGetRepoRequest(server string, repoID RepoID, params *GetRepoParams) (*http.Request, error) {
+func NewGetRepoRequest(server string, repoID RepoID) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -1415,21 +1413,6 @@ func NewGetRepoRequest(server string, repoID RepoID, params *GetRepoParams) (*ht
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
-	}
-
-	if params != nil {
-
-		if params.IfNoneMatch != nil {
-			var headerParam0 string
-
-			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-			if err != nil {
-				return nil, err
-			}
-
-			req.Header.Set("If-None-Match", headerParam0)
-		}
-
 	}
 
 	return req, nil
@@ -2166,10 +2149,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetRepoWithResponse Get one repository
 	//
+	// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/repos/{repoID} (the `GetRepo` operationId).
-	GetRepoWithResponse(ctx context.Context, repoID RepoID, params *GetRepoParams, reqEditors ...RequestEditorFn) (*GetRepoResponse, error)
+	GetRepoWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*GetRepoResponse, error)
 
 	// ListBranchesWithResponse List branches
 	//
@@ -2779,16 +2764,6 @@ func (r CreateRepoResponse) ContentType() string {
 	return ""
 }
 
-// GetRepoResponse200Headers the declared response headers of an HTTP 200 response for GetRepo
-type GetRepoResponse200Headers struct {
-	ETag string
-}
-
-// GetRepoResponse304Headers the declared response headers of an HTTP 304 response for GetRepo
-type GetRepoResponse304Headers struct {
-	ETag string
-}
-
 // GetRepoResponse401Headers the declared response headers of an HTTP 401 response for GetRepo
 type GetRepoResponse401Headers struct {
 	WWWAuthenticate *string
@@ -2816,10 +2791,6 @@ type GetRepoResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
-	// Headers200 the parsed response headers for an HTTP 200 response
-	Headers200 *GetRepoResponse200Headers
-	// Headers304 the parsed response headers for an HTTP 304 response
-	Headers304 *GetRepoResponse304Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetRepoResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4261,11 +4232,13 @@ func (c *ClientWithResponses) CreateRepoWithResponse(ctx context.Context, body C
 
 // GetRepoWithResponse Get one repository
 //
+// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/repos/{repoID} (the `GetRepo` operationId).
-func (c *ClientWithResponses) GetRepoWithResponse(ctx context.Context, repoID RepoID, params *GetRepoParams, reqEditors ...RequestEditorFn) (*GetRepoResponse, error) {
-	rsp, err := c.GetRepo(ctx, repoID, params, reqEditors...)
+func (c *ClientWithResponses) GetRepoWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*GetRepoResponse, error) {
+	rsp, err := c.GetRepo(ctx, repoID, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -4963,9 +4936,6 @@ func ParseGetRepoResponse(rsp *http.Response) (*GetRepoResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case rsp.StatusCode == 304:
-		break // No content-type
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest BadRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5011,26 +4981,6 @@ func ParseGetRepoResponse(rsp *http.Response) (*GetRepoResponse, error) {
 	}
 
 	switch {
-	case rsp.StatusCode == 200:
-		var headers GetRepoResponse200Headers
-		if values := rsp.Header.Values("ETag"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.ETag = value
-		}
-		response.Headers200 = &headers
-	case rsp.StatusCode == 304:
-		var headers GetRepoResponse304Headers
-		if values := rsp.Header.Values("ETag"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.ETag = value
-		}
-		response.Headers304 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetRepoResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
