@@ -164,7 +164,7 @@ func TestDetachedHeadAndEmptyRepo(t *testing.T) {
 	r := stackRepo(t)
 	r.Git("checkout", "-q", "--detach", "c")
 	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
-	resp, err := s.c.GetRepoWithResponse(ctx(t), "local", nil)
+	resp, err := s.c.GetRepoWithResponse(ctx(t), "local")
 	if err != nil || resp.JSON200 == nil {
 		t.Fatalf("repo: %v", err)
 	}

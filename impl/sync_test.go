@@ -203,7 +203,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	if after.JSON200 == nil || after.JSON200.Version != before.JSON200.Version || len(after.JSON200.Stacks) != len(before.JSON200.Stacks) {
 		t.Fatal("a failed fetch changed the served view")
 	}
-	r, _ := s.c.GetRepoWithResponse(ctx(t), "widgets", nil)
+	r, _ := s.c.GetRepoWithResponse(ctx(t), "widgets")
 	if st := r.JSON200.SyncStatus; st == nil || st.ConsecutiveFailures != 1 || st.LastError == nil || st.State != client.SyncStatusStateIdle {
 		t.Fatalf("sync status after failure = %+v", st)
 	}
@@ -425,7 +425,7 @@ func TestIntervalLoop(t *testing.T) {
 	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch, After: func(time.Duration) <-chan time.Time { return tick }})
 	onboard(t, s, up.url)
 	rf, _ := s.app.Refresh().Get("ticking")
-	repo, _ := s.c.GetRepoWithResponse(ctx(t), "ticking", nil)
+	repo, _ := s.c.GetRepoWithResponse(ctx(t), "ticking")
 	if repo.JSON200.SyncStatus.NextScheduledAt == nil {
 		t.Fatal("no next scheduled run")
 	}
@@ -490,7 +490,7 @@ func TestLocalSyncNeverFetches(t *testing.T) {
 	if cf.n.Load() != 0 {
 		t.Fatal("a local sync reached fetch code")
 	}
-	r, _ := s.c.GetRepoWithResponse(ctx(t), "local", nil)
+	r, _ := s.c.GetRepoWithResponse(ctx(t), "local")
 	if r.JSON200.Remote == nil || strings.Contains(*r.JSON200.Remote, "@") {
 		t.Fatalf("remote = %v", r.JSON200.Remote)
 	}
@@ -616,7 +616,7 @@ func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
 		t.Fatalf("readyz after the clone: %d %s", code, body)
 	}
-	r, _ := s.c.GetRepoWithResponse(ctx(t), "cfg", nil)
+	r, _ := s.c.GetRepoWithResponse(ctx(t), "cfg")
 	if r.JSON200 == nil || r.JSON200.ViewVersion < 1 || r.JSON200.SyncStatus.LastSuccessAt == nil || r.JSON200.Remote == nil {
 		t.Fatalf("repo after the clone: %s", r.Body)
 	}
