@@ -39,7 +39,6 @@ type App struct {
 	refresh  *refresh.Manager
 	broker   *events.Broker
 	handler  http.Handler
-	local    *registry.Repo
 	after    func(time.Duration) <-chan time.Time
 	auth     *auth.Auth
 	store    *store.Store
@@ -266,7 +265,6 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	if res.Err != nil {
 		return fmt.Errorf("read repository %s: %w", wt.WorkDir(), res.Err)
 	}
-	a.local = repo
 	a.log.Info("serving local repository", "id", repo.ID, "dir", wt.WorkDir(), "trunk", repo.Snapshot().Repo().Trunk, "branches", len(repo.Snapshot().Branches()))
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -59,43 +60,14 @@ func (v stringList) String() string {
 	if v.p == nil {
 		return ""
 	}
-	out := ""
-	for i, s := range *v.p {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
+	return strings.Join(*v.p, ",")
 }
 func (v stringList) Set(s string) error {
 	*v.p = nil
-	for _, part := range splitComma(s) {
-		*v.p = append(*v.p, part)
-	}
-	return nil
-}
-
-func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			if part := trimSpace(s[start:i]); part != "" {
-				out = append(out, part)
-			}
-			start = i + 1
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*v.p = append(*v.p, part)
 		}
 	}
-	return out
-}
-
-func trimSpace(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
+	return nil
 }
