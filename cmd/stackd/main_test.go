@@ -73,12 +73,15 @@ repos:
 	}
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("STACKD_SYNC_WORKERS", "3")
-	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m"}, io.Discard)
+	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m", "--allowed-emails", " a@x.com, ,b@y.com "}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.SyncInterval != time.Minute {
 		t.Errorf("flag should beat the file: %s", cfg.SyncInterval)
+	}
+	if strings.Join(cfg.AllowedEmails, "|") != "a@x.com|b@y.com" {
+		t.Errorf("list flag: %q", cfg.AllowedEmails)
 	}
 	if cfg.SyncWorkers != 3 {
 		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
