@@ -659,3 +659,47 @@ func TestWebhookPushForLocalRepo(t *testing.T) {
 		t.Fatalf("changed: %v", diffs)
 	}
 }
+
+// TestSyncWorkersBoundParallelism: with one worker, a second repository's
+// refresh starts only after the first one's held fetch has finished.
+func TestSyncWorkersBoundParallelism(t *testing.T) {
+	slow, fast := newUpstream(t, "acme/slowpoke.git"), newUpstream(t, "acme/quick.git")
+	hold := make(chan struct{})
+	started := make(chan string, 4)
+	fetch := func(ctx context.Context, m *mirror.Mirror) ([]mirror.RefUpdate, error) {
+		started <- filepath.Base(m.Dir())
+		if strings.Contains(m.Dir(), "slowpoke") {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return m.Fetch(ctx)
+	}
+	cfg := baseConfig(t, "")
+	cfg.SyncWorkers = 1
+	s := startServer(t, cfg, impl.Options{Fetch: fetch})
+	onboard(t, s, slow.url)
+	onboard(t, s, fast.url)
+	rfSlow, _ := s.app.Refresh().Get("slowpoke")
+	rfFast, _ := s.app.Refresh().Get("quick")
+
+	a := rfSlow.Trigger(refresh.Manual)
+	if got := <-started; got != "slowpoke.git" {
+		t.Fatalf("first fetch was %s", got)
+	}
+	b := rfFast.Trigger(refresh.Manual)
+	close(hold)
+	ra, err := rfSlow.Wait(ctx(t), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := rfFast.Wait(ctx(t), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.StartedAt.Before(*ra.FinishedAt) {
+		t.Fatalf("the second repository started at %s, before the first finished at %s", rb.StartedAt, ra.FinishedAt)
+	}
+}
