@@ -407,3 +407,37 @@ func TestUnexpectedErrorIsAGeneric500(t *testing.T) {
 		t.Fatalf("view after a failed sync: %d", code)
 	}
 }
+
+// TestServesLinkedWorktreeWithWorktreeConfig: a linked worktree of a
+// repository with extensions.worktreeConfig (which go-git alone refuses to
+// open) is served, with its own HEAD, and stays byte-identical.
+func TestServesLinkedWorktreeWithWorktreeConfig(t *testing.T) {
+	r := stackRepo(t)
+	r.Git("config", "extensions.worktreeConfig", "true")
+	r.Git("pack-refs", "--all")
+	wtDir := t.TempDir() + "/linked"
+	r.Git("worktree", "add", "-q", wtDir, "c")
+	beforeMain, beforeLinked := treeHash(t, r.Dir), treeHash(t, wtDir)
+
+	s := startServer(t, baseConfig(t, wtDir), impl.Options{})
+	resp, err := s.c.GetViewWithResponse(ctx(t), "local", nil)
+	if err != nil || resp.JSON200 == nil {
+		t.Fatalf("view: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	v := resp.JSON200
+	if v.Repo.CurrentBranch == nil || *v.Repo.CurrentBranch != "c" || len(v.Stacks) != 1 || len(v.Stacks[0].Branches) != 3 {
+		t.Fatalf("linked worktree view: %+v", v)
+	}
+	if code, _, body := s.do("GET", "/api/v1/repos/local/branches/c/diff", nil); code != 200 || !strings.Contains(body, "c.txt") {
+		t.Fatalf("diff: %d %s", code, body)
+	}
+	if code, _, _ := s.do("POST", "/api/v1/repos/local/sync", nil); code != 200 {
+		t.Fatalf("sync: %d", code)
+	}
+	if d := diffTrees(beforeMain, treeHash(t, r.Dir)); len(d) > 0 {
+		t.Fatalf("main checkout changed: %v", d)
+	}
+	if d := diffTrees(beforeLinked, treeHash(t, wtDir)); len(d) > 0 {
+		t.Fatalf("linked worktree changed: %v", d)
+	}
+}
