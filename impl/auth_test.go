@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -368,5 +369,50 @@ func TestRateLimits(t *testing.T) {
 	}
 	if code, _, _ := s.do("GET", "/api/v1/repos/local/view", nil); code != 429 {
 		t.Fatalf("read past the burst: %d", code)
+	}
+}
+
+// TestRefusedSessionCanSignOut: after a restart with a tighter allowlist, a
+// stored session is refused (403) everywhere but on sign-out, which deletes
+// it.
+func TestRefusedSessionCanSignOut(t *testing.T) {
+	idp := startIDP(t)
+	dir := stackRepo(t).Dir
+	cfg := oidcConfig(t, idp, dir)
+	first := startServer(t, cfg, impl.Options{})
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	resp, err := browser.Get(first.srv.URL + "/auth/login?return=/api/v1/me")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %v", err)
+	}
+	resp.Body.Close()
+	u, _ := url.Parse(first.srv.URL)
+	var session string
+	for _, c := range jar.Cookies(u) {
+		if c.Name == auth.SessionCookie {
+			session = c.Value
+		}
+	}
+	if session == "" {
+		t.Fatal("no session cookie")
+	}
+	first.app.Close() // the store is released; the session stays in it
+
+	cfg.AllowedDomains = []string{"elsewhere.example"}
+	cfg.BaseURL = ""
+	second := startServer(t, cfg, impl.Options{})
+	cookie := auth.SessionCookie + "=" + session
+	if code, _, body := second.do("GET", "/api/v1/me", nil, "Cookie", cookie); code != 403 {
+		t.Fatalf("refused session: %d %s", code, body)
+	}
+	code, hdr, body := second.do("POST", "/auth/logout", nil, "Cookie", cookie, "X-Stackd-CSRF", "1")
+	if code != 204 || !strings.Contains(hdr.Get("Set-Cookie"), auth.SessionCookie+"=;") {
+		t.Fatalf("sign-out of a refused session: %d %q %s", code, hdr.Get("Set-Cookie"), body)
+	}
+	cfg.AllowedDomains = nil
+	third := startServer(t, cfg, impl.Options{})
+	if code, _, _ := third.do("GET", "/api/v1/me", nil, "Cookie", cookie); code != 401 {
+		t.Fatalf("the signed-out session still works: %d", code)
 	}
 }
