@@ -296,6 +296,7 @@ func opName(route *validate.Route) string {
 func (a *Auth) audit(r *http.Request, route *validate.Route, p *Principal, ip string, rec *recorder) {
 	e := store.AuditEntry{
 		At:      a.now(),
+		Actor:   MethodAnonymous,
 		Method:  MethodAnonymous,
 		Action:  opName(route),
 		Repo:    pathParam(route.Path, r.URL.EscapedPath(), "repoID"),

@@ -417,7 +417,7 @@ func TestAudit(t *testing.T) {
 	}
 	want := []store.AuditEntry{
 		{Actor: "robot@example.com", Method: "bearer", Action: "deleteRepo", Repo: "r2", Outcome: "200", Client: "127.0.0.1"},
-		{Actor: "", Method: "anonymous", Action: "createRepo", Repo: "", Outcome: "401 unauthorized", Client: "127.0.0.1"},
+		{Actor: "anonymous", Method: "anonymous", Action: "createRepo", Repo: "", Outcome: "401 unauthorized", Client: "127.0.0.1"},
 		{Actor: "robot@example.com", Method: "bearer", Action: "syncRepo", Repo: "team/one", Outcome: "200", Client: "127.0.0.1"},
 	}
 	if got := strip(log); !slices.Equal(got, want) {
