@@ -703,3 +703,33 @@ func TestSyncWorkersBoundParallelism(t *testing.T) {
 		t.Fatalf("the second repository started at %s, before the first finished at %s", rb.StartedAt, ra.FinishedAt)
 	}
 }
+
+// TestIntervalRunJoinedByAManualTriggerFetches: a queued interval run that a
+// manual trigger joins becomes a manual run and fetches, even when the
+// remote's refs look unchanged.
+func TestIntervalRunJoinedByAManualTriggerFetches(t *testing.T) {
+	up := newUpstream(t, "acme/joined.git")
+	cf := &countingFetch{}
+	s := startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
+	onboard(t, s, up.url)
+	rf, _ := s.app.Refresh().Get("joined")
+	hold, started := make(chan struct{}), make(chan struct{}, 2)
+	cf.set(hold, started)
+	first := rf.Trigger(refresh.Webhook)
+	<-started
+	queued := rf.Trigger(refresh.Interval)
+	if joined := rf.Trigger(refresh.Manual); joined != queued {
+		t.Fatalf("the manual trigger went to run %s, not the queued %s", joined, queued)
+	}
+	close(hold)
+	res, err := rf.Wait(ctx(t), queued)
+	if err != nil || res.Trigger != refresh.Manual || res.State != refresh.Succeeded {
+		t.Fatalf("joined run = %+v %v", res, err)
+	}
+	if _, err := rf.Wait(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.n.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2 (the joined run must fetch)", got)
+	}
+}

@@ -272,6 +272,10 @@ func (r *Refresher) enqueueLocked(t Trigger) *run {
 	}
 	if r.next == nil {
 		r.next = r.newRunLocked(t)
+	} else if r.next.result.Trigger == Interval && t != Interval {
+		// An interval run may skip the fetch when the remote looks
+		// unchanged; a run that another trigger joined must not.
+		r.next.result.Trigger = t
 	}
 	return r.next
 }
