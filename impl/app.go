@@ -332,12 +332,6 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if !config.ValidID(id) {
 		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", errBadRepoID, id)
 	}
-	if err := mirror.ValidateURL(req.Url, a.cfg.AllowLocalRemotes); err != nil {
-		return nil, err
-	}
-	if err := a.reg.Check(id, req.Url); err != nil {
-		return nil, err
-	}
 	trunk, fullName := "", ""
 	if req.Trunk != nil {
 		trunk = *req.Trunk
@@ -345,6 +339,8 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if req.FullName != nil {
 		fullName = *req.FullName
 	}
+	// newMirror validates the URL; Add refuses a duplicate id or URL.
+	// Both happen before any clone.
 	r, err := a.newMirror(id, req.Url, trunk, fullName, "", "")
 	if err != nil {
 		return nil, err

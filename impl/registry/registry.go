@@ -132,13 +132,6 @@ func (g *Registry) Add(r *Repo) error {
 	return nil
 }
 
-// Check reports whether a repository with this id or URL could be added.
-func (g *Registry) Check(id, url string) error {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return g.checkLocked(id, url)
-}
-
 func (g *Registry) checkLocked(id, url string) error {
 	if _, ok := g.byID[strings.ToLower(id)]; ok {
 		return fmt.Errorf("%w: %q", ErrDuplicateID, id)

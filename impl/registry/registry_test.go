@@ -21,8 +21,8 @@ func TestAddRefusesDuplicates(t *testing.T) {
 		{"other", "https://github.com/acme/api2.git", nil},
 	}
 	for _, tc := range cases {
-		if err := g.Check(tc.id, tc.url); !errors.Is(err, tc.want) {
-			t.Errorf("Check(%q, %q) = %v, want %v", tc.id, tc.url, err, tc.want)
+		if err := g.Add(NewMirror(tc.id, tc.url, tc.url, "", "")); !errors.Is(err, tc.want) {
+			t.Errorf("Add(%q, %q) = %v, want %v", tc.id, tc.url, err, tc.want)
 		}
 	}
 	if r, ok := g.Get("Api"); !ok || r.ID != "api" {
@@ -32,7 +32,8 @@ func TestAddRefusesDuplicates(t *testing.T) {
 		t.Fatal("full-name lookup is not case-insensitive")
 	}
 	g.Remove("api")
+	g.Remove("other")
 	if len(g.List()) != 0 {
-		t.Fatal("Remove left the repository")
+		t.Fatal("Remove left the repositories")
 	}
 }
