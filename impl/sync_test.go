@@ -251,20 +251,28 @@ func TestSyncWithoutWaitAnswers202(t *testing.T) {
 	}
 }
 
+// heldMirror onboards a mirror named name, then holds its fetches: the
+// returned id is a run whose fetch has started and waits until hold is
+// closed.
+func heldMirror(t *testing.T, name string, trigger refresh.Trigger) (s *testServer, rf *refresh.Refresher, cf *countingFetch, hold chan struct{}, first string) {
+	t.Helper()
+	up := newUpstream(t, "acme/"+name+".git")
+	cf = &countingFetch{}
+	s = startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
+	onboard(t, s, up.url)
+	rf, _ = s.app.Refresh().Get(name)
+	hold, started := make(chan struct{}), make(chan struct{}, 2)
+	cf.set(hold, started)
+	first = rf.Trigger(trigger)
+	<-started
+	return s, rf, cf, hold, first
+}
+
 // TestCoalescing holds a fetch, fires 50 triggers of every kind while it is
 // held, releases it, and proves that exactly two fetches ran: the held one
 // and one follow-up that absorbed all 50.
 func TestCoalescing(t *testing.T) {
-	up := newUpstream(t, "acme/busy.git")
-	cf := &countingFetch{}
-	s := startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
-	onboard(t, s, up.url)
-	rf, _ := s.app.Refresh().Get("busy")
-
-	hold, started := make(chan struct{}), make(chan struct{}, 2)
-	cf.set(hold, started)
-	first := rf.Trigger(refresh.Manual)
-	<-started // the first fetch is running and held
+	_, rf, cf, hold, first := heldMirror(t, "busy", refresh.Manual) // the first fetch is running and held
 
 	// Trigger returns once its request is queued, so when wg.Wait returns
 	// all 50 requests are in, while the first fetch is still held.
@@ -303,16 +311,7 @@ func TestCoalescing(t *testing.T) {
 // TestSyncWaitsForARunStartedAfterIt: a caller that arrives while a run is
 // in progress gets the result of the follow-up run, not the running one.
 func TestSyncWaitsForARunStartedAfterIt(t *testing.T) {
-	up := newUpstream(t, "acme/waiting.git")
-	cf := &countingFetch{}
-	s := startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
-	onboard(t, s, up.url)
-	rf, _ := s.app.Refresh().Get("waiting")
-
-	hold, started := make(chan struct{}), make(chan struct{}, 2)
-	cf.set(hold, started)
-	first := rf.Trigger(refresh.Webhook)
-	<-started
+	s, rf, _, hold, first := heldMirror(t, "waiting", refresh.Webhook)
 	queued := rf.Trigger(refresh.Interval) // the follow-up exists and cannot start yet
 	got := make(chan refresh.Result, 1)
 	go func() {
@@ -724,15 +723,7 @@ func TestSyncWorkersBoundParallelism(t *testing.T) {
 // manual trigger joins becomes a manual run and fetches, even when the
 // remote's refs look unchanged.
 func TestIntervalRunJoinedByAManualTriggerFetches(t *testing.T) {
-	up := newUpstream(t, "acme/joined.git")
-	cf := &countingFetch{}
-	s := startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
-	onboard(t, s, up.url)
-	rf, _ := s.app.Refresh().Get("joined")
-	hold, started := make(chan struct{}), make(chan struct{}, 2)
-	cf.set(hold, started)
-	first := rf.Trigger(refresh.Webhook)
-	<-started
+	_, rf, cf, hold, first := heldMirror(t, "joined", refresh.Webhook)
 	queued := rf.Trigger(refresh.Interval)
 	if joined := rf.Trigger(refresh.Manual); joined != queued {
 		t.Fatalf("the manual trigger went to run %s, not the queued %s", joined, queued)
