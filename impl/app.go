@@ -83,7 +83,18 @@ func AuthConfig(cfg config.Config) auth.Config {
 		AllowedGroups:  cfg.AllowedGroups,
 		CORSOrigins:    cfg.CORSOrigins,
 		TrustedProxies: cfg.Proxies(),
+		Rate:           rateLimit(cfg.RateLimit),
+		SyncRate:       rateLimit(cfg.SyncRateLimit),
 	}
+}
+
+// rateLimit converts a validated rate setting ("" or invalid: the default).
+func rateLimit(v string) auth.RateLimit {
+	perSecond, burst, _, err := config.ParseRate(v)
+	if err != nil {
+		return auth.RateLimit{}
+	}
+	return auth.RateLimit{PerSecond: perSecond, Burst: burst}
 }
 
 // New assembles the server from a validated Config. The local repository (if
@@ -92,7 +103,12 @@ func AuthConfig(cfg config.Config) auth.Config {
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After}
 	acfg := AuthConfig(cfg)
-	acfg.Rate, acfg.SyncRate = opts.Rate, opts.SyncRate
+	if opts.Rate != (auth.RateLimit{}) {
+		acfg.Rate = opts.Rate
+	}
+	if opts.SyncRate != (auth.RateLimit{}) {
+		acfg.SyncRate = opts.SyncRate
+	}
 	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
 	if err != nil {
 		return nil, err

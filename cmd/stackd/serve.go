@@ -89,6 +89,8 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	s.value(stringList{&cfg.AllowedGroups}, "allowed-groups", "groups-claim values allowed in (comma-separated)")
 	s.value(stringList{&cfg.CORSOrigins}, "cors-origins", "exact origins allowed cross-origin (comma-separated)")
 	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
+	s.str(&cfg.RateLimit, "rate-limit", `per-client API requests, "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client syncs, onboardings and webhooks, "<per-second>/<burst>" or "off"`)
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
 	}

@@ -8,10 +8,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -76,6 +78,12 @@ type Config struct {
 	CORSOrigins []string
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string
+	// RateLimit is the per-client bucket of API requests, as
+	// "<per-second>/<burst>" or "off". Default "20/40".
+	RateLimit string
+	// SyncRateLimit is the stricter per-client bucket of syncs, onboarding
+	// and webhooks, same syntax. Default "1/5".
+	SyncRateLimit string
 }
 
 // RepoConfig is one managed mirror from the config file. Credentials may
@@ -113,6 +121,8 @@ func Default() Config {
 		SyncTimeout:   2 * time.Minute,
 		SyncInterval:  5 * time.Minute,
 		WatchDebounce: 100 * time.Millisecond,
+		RateLimit:     "20/40",
+		SyncRateLimit: "1/5",
 	}
 }
 
@@ -174,6 +184,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for _, rl := range []struct{ flag, v string }{{"--rate-limit", c.RateLimit}, {"--sync-rate-limit", c.SyncRateLimit}} {
+		if _, _, _, err := ParseRate(rl.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", rl.flag, rl.v, err))
+		}
+	}
 	if strings.ContainsAny(c.Trunk, " ~^:?*[\\") {
 		errs = append(errs, fmt.Errorf("--trunk %q: not a valid branch name", c.Trunk))
 	}
@@ -231,4 +246,29 @@ func AbsPath(p string) string {
 		return abs
 	}
 	return p
+}
+
+// ParseRate parses a rate limit setting: "<per-second>/<burst>" (burst
+// optional, default the rate rounded up), or "off" (no limit). An empty
+// value means the default (isDefault).
+func ParseRate(v string) (perSecond float64, burst int, isDefault bool, err error) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "":
+		return 0, 0, true, nil
+	case "off", "none", "unlimited":
+		return -1, 0, false, nil
+	}
+	rate, b, hasBurst := strings.Cut(v, "/")
+	perSecond, err = strconv.ParseFloat(strings.TrimSpace(rate), 64)
+	if err != nil || perSecond <= 0 || math.IsInf(perSecond, 0) || math.IsNaN(perSecond) {
+		return 0, 0, false, errors.New(`want "<per-second>/<burst>" with a positive rate, or "off"`)
+	}
+	if hasBurst {
+		burst, err = strconv.Atoi(strings.TrimSpace(b))
+		if err != nil || burst < 1 {
+			return 0, 0, false, errors.New("the burst must be a positive integer")
+		}
+	}
+	return perSecond, burst, false, nil
 }

@@ -1,0 +1,58 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRate(t *testing.T) {
+	tests := []struct {
+		in        string
+		perSecond float64
+		burst     int
+		isDefault bool
+		wantErr   bool
+	}{
+		{in: "", isDefault: true},
+		{in: "off", perSecond: -1},
+		{in: " none ", perSecond: -1},
+		{in: "20/40", perSecond: 20, burst: 40},
+		{in: "0.5", perSecond: 0.5},
+		{in: "2 / 3", perSecond: 2, burst: 3},
+		{in: "0/5", wantErr: true},
+		{in: "-1/5", wantErr: true},
+		{in: "abc", wantErr: true},
+		{in: "5/0", wantErr: true},
+		{in: "5/x", wantErr: true},
+		{in: "NaN/2", wantErr: true},
+		{in: "Inf", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			ps, b, def, err := ParseRate(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseRate(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			if ps != tt.perSecond || b != tt.burst || def != tt.isDefault {
+				t.Fatalf("ParseRate(%q) = %v, %v, %v; want %v, %v, %v", tt.in, ps, b, def, tt.perSecond, tt.burst, tt.isDefault)
+			}
+		})
+	}
+}
+
+func TestValidateRates(t *testing.T) {
+	c := Default()
+	c.DataDir = t.TempDir()
+	c.RateLimit = "fast"
+	c.SyncRateLimit = "off"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), `--rate-limit "fast"`) {
+		t.Fatalf("Validate() = %v, want a --rate-limit error", err)
+	}
+	if strings.Contains(err.Error(), "--sync-rate-limit") {
+		t.Fatalf("Validate() = %v, off is a valid sync rate", err)
+	}
+}
