@@ -158,6 +158,7 @@ const (
 	Interval SyncResultTrigger = "interval"
 	Manual   SyncResultTrigger = "manual"
 	Onboard  SyncResultTrigger = "onboard"
+	Startup  SyncResultTrigger = "startup"
 	Watcher  SyncResultTrigger = "watcher"
 	Webhook  SyncResultTrigger = "webhook"
 )
@@ -170,6 +171,8 @@ func (e SyncResultTrigger) Valid() bool {
 	case Manual:
 		return true
 	case Onboard:
+		return true
+	case Startup:
 		return true
 	case Watcher:
 		return true
@@ -304,13 +307,14 @@ type PullRequest struct {
 
 // RefUpdate defines model for RefUpdate.
 type RefUpdate struct {
+	// Change `forced`: the old commit is not an ancestor of the new one (a rewrite), or that could not be shown by a bounded walk (at most 10,000 commits, stopping a day of commit time below the old commit). Refs that do not point at commits (metadata blobs) are `updated` when they change.
 	Change RefUpdateChange `json:"change"`
 	NewSha *string         `json:"newSha,omitempty"`
 	OldSha *string         `json:"oldSha,omitempty"`
 	Ref    string          `json:"ref"`
 }
 
-// RefUpdateChange defines model for RefUpdate.Change.
+// RefUpdateChange `forced`: the old commit is not an ancestor of the new one (a rewrite), or that could not be shown by a bounded walk (at most 10,000 commits, stopping a day of commit time below the old commit). Refs that do not point at commits (metadata blobs) are `updated` when they change.
 type RefUpdateChange string
 
 // Repo defines model for Repo.
@@ -399,28 +403,37 @@ type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
 
 	// Error The sanitized error of a failed run.
-	Error       *string           `json:"error,omitempty"`
-	FinishedAt  *time.Time        `json:"finishedAt,omitempty"`
-	Id          string            `json:"id"`
-	Mode        SyncResultMode    `json:"mode"`
-	QueuedAt    time.Time         `json:"queuedAt"`
-	RepoID      string            `json:"repoID"`
-	StartedAt   *time.Time        `json:"startedAt,omitempty"`
-	State       SyncResultState   `json:"state"`
-	Trigger     SyncResultTrigger `json:"trigger"`
-	UpdatedRefs []RefUpdate       `json:"updatedRefs"`
+	Error      *string    `json:"error,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	Id         string     `json:"id"`
+
+	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
+	Mode      SyncResultMode  `json:"mode"`
+	QueuedAt  time.Time       `json:"queuedAt"`
+	RepoID    string          `json:"repoID"`
+	StartedAt *time.Time      `json:"startedAt,omitempty"`
+	State     SyncResultState `json:"state"`
+
+	// Trigger What asked for the run. `startup`: the server started; a mirror already on disk is first read without network access (mode `reread`), then refreshed by a second `startup` run.
+	Trigger SyncResultTrigger `json:"trigger"`
+
+	// UpdatedRefs The branches and metadata refs the run changed, by name; at most the first 1,000 (a first clone creates every ref).
+	UpdatedRefs []RefUpdate `json:"updatedRefs"`
+
+	// UpdatedRefsTotal How many refs the run changed, all counted.
+	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
 	// ViewVersion The view version after the run.
 	ViewVersion int64 `json:"viewVersion"`
 }
 
-// SyncResultMode defines model for SyncResult.Mode.
+// SyncResultMode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 type SyncResultMode string
 
 // SyncResultState defines model for SyncResult.State.
 type SyncResultState string
 
-// SyncResultTrigger defines model for SyncResult.Trigger.
+// SyncResultTrigger What asked for the run. `startup`: the server started; a mirror already on disk is first read without network access (mode `reread`), then refreshed by a second `startup` run.
 type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.
@@ -4465,105 +4478,111 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7D1rcxu3dn8Fs70dS9MlKctK2kjTmcqvRI2dZCT7+k5DNQR3D0lcLYENgBXNaPTfOzgH2AcJUvRLdhN/",
-	"EkVigQPgvF97k2RqXioJ0prk+CaZAc9B48dnr/jU/c3BZFqUViiZHCdnOUgrJgIMszNg1wIWzEhempmy",
-	"+A2XZgGaLbhh40oUlk20mveTNNHweyU05Mmx1RWkiclmMOduBbssITlOjNVCTpPb29s0Kbnmc7AelMea",
-	"y2z2E5/DOkD0G5N8DieM41+2EHbGTMHNDAwThpWgM5C2BzJTOeSMG6YksJK7YTCdg7RsbzQBbisN/3r4",
-	"/O1o30Es3PxuUJImEhdPxrja1t3MhXwBcmpnyfHDdG1vaXI2+UlJeMltNlvfzalk7tzx0BiXDLguBGh/",
-	"qidsMQPJhGXGiqJgczcJmLR98MKwRwdHNfh0oc0GziY9t3yP1t92C2lyDqU6e7oOpPveCKv0komc7Y0K",
-	"lfFixCZKIyC6+dlYnl3liAzGcm0hZ0JuOltNy20725JbC9o9+r+/nvb+h/f+OOh9d9l87P/Wu7w5SL99",
-	"dPu3JI3hlQZTKmmA0Irn5/B7Bca6/zIlLUj8yMuyEBl32x2UWo0LmP/bP43b+00LmL9pmCTHyb8MGhIa",
-	"0K9m8As9RYt2T+8VHhEuy3IFhkll6Sbx9E5/OWMOFM0z209u0+SJkpNCZPcK42n7EpGa7EwYd9tKs9fn",
-	"LxgvNPB8yeCtMNYgnM/BZrPnXBTu4u73OKvSWA18zjJVFTke6BjYxAEE+Qkeaw6Wi8JRh/vPcCms+ANy",
-	"NhWWgdZK0x6UHos8B3mfOziHSWUgP0bIKkM07PbAi0ItwFFYWNQMJgHC0T6RvQF9jY8MpbuSnpLFknGZ",
-	"44+qBI1Qs3lluQXTmase7+ZSmvGhzJS6EtDjlZ05Pp9xR7KVNHzSIG3BsyvDRv/oXSB1955cnD8fuecz",
-	"NQczlMS7HDsAMZVMaTEVsrNwZvRktN8fSnfmZ9KRNC+euVu4VySXrJLwtoTMbRKRYBVX8DCFbB90oaaI",
-	"Kj8p+1xV8l5x/SfFTJXNWsSZEot1p0+iKcD2UuVOSufr3NsRTC2xZ5xQLZtxOYWcGSEzwO1OxTWQMHLs",
-	"OqIXxPbghw1wDG7gF74sFM9fKfWC6yncN2cYq3zpLrJwizvxxGVDVg/ZS/EYxdYCxjOlrsw+Ht8rMQdV",
-	"fQahMNFgZiwXxMImQgozQ/YbUHApM2YJOoJUqZdcLr0UM/cKsVJszuUysAVDHEBKyNwIQyoMio2sECDt",
-	"Chqdg9XL3unEgl7H0QvIlMwNs4otuHDc3HETZvVSyCnjUy5kP6a8CGlhCtrBe5smr6XjY0o7Rn/PZHrN",
-	"C5GzTAOqy7wwK7t/8+ZN77TFZLvrrikutJlrLgo+LuB+92IZifolOJy7DaeO2zitcmGfSauXqJ1pJ2+s",
-	"IO2KZzRFjP/Ucuks768raql7lmTB+i+45YnSc/cpybmFnqOI2CyEd9FpRN6ZRkj77VEzRY1GaTIHO1N5",
-	"dA5VWSfxor85Du1+kFXhr4xU2XUlu1F2f3VQ4Q7DAaThEJvFLus51PifkFm3GJlAkRtwCLd+AU/UfC4s",
-	"8X0lvco+V+4gNc+uHIWRLDlhDnxkQKpyY8Fd1oYttc5sDDMhtyysJlsWbcBC+QvvC0Q2E0WuSZMTFuYm",
-	"ek/+C641X+JTBGIcawnAB4aphWR+JONjdQ3MfSq5BmlTJmHh1KSJ0MamjFs2V8aybw7Q7AmQbCNHOqcY",
-	"eDmUNmI1HpDtpSt5lbKH+A/3ioFWygEhc2YUU7IfRXJhnlRae1rpTv3Ds9OnrFRCuq1aupWgadRTjZUq",
-	"gKM2J/kGipAAuTkHhCp+vHR+DwyzoqxVYMm4zMBYpQlt6uVRY83FZAK6ljUOpzKlnYlPkzEN18KIzr5b",
-	"wNKgbdB0KaE+ZTxQOmaPtWgkScVmwpDlO+Macm87uUe2YG1zSLTohap0FnF1vJmBJuXMA5fxOdT+FZDV",
-	"3DERPGHhmMhU83ImrOONdIh66YBQss1GWovrO+VEVRTBYnaCYLbBcdDmaYgQNLZFlAGV27i3giMNMa6c",
-	"S4wFepJZZ4GoAEQRMvdidzdZEt9rmpiKYLjzHOgAwvA0QObhiO3pB+CFjbB1Y7mt8BO85fOywKeukruE",
-	"i38sttJLiJ9cbQI+Xq5j48gh0uiYuYFoK00mbA9dQaxUxlYa9jtoCcaQKBsD1+SS2oSJMOei2EF8OhRX",
-	"VWnejccHFnXn5LvfbedW26dWQxg79qB2xbyA58+fsO+Ovvl35jU6b5S6E+3eE33fxQap2v6bYSJVCcMk",
-	"htZCGut4Q/f5AS/F4PrhACcZuKejJLGOh0cHRzH5YoUtVpZweiXZz+mmG1s7Ffb6/MxZSaCBrFRumej6",
-	"o8NpuRkQ++oFZ9aW5ngwIJdkP4frxh8hle1N4sCs3DT+GjaUbqOpNq+MIFv3EsfcxKWmME81n7RRsC1r",
-	"q/kYdMz8IcjiU9aXsfZLpYsd+DktGtvyOUxel4GtdjdI/gVEAc8PMg2ORpI0qfAZ92midIYfcijAfRVj",
-	"DhIWF8SM7yRgVeS7DkWpd9fe3aA07CV+AqT2r2yeBFyjpm9SLVlX2wqq7wwk/SIMsoFsBuiIJQVkLsh9",
-	"uYN64ewBfyDrIJC0pYU0GFVcO5pSKRMTxuVypwVE3FK68ubANt3CHd2PbhyeubMM4mDWvt7X5y9S0q+4",
-	"XLZNbTQsriHfCWKzlNlFzci2AXjRjHRU5HS6OISkIY6buFTUxL0WsPg7aBO1kf0PwVLyCLQSbds7qP0i",
-	"MyBzA0NuOcrdO23bmO2JFxU214VxE7o/QTpGjSHPhYOfF7+00H/CC7PG7yZVUcTDeWohQQ8witdyzFF8",
-	"RMjpCcthwqvCom/I7bvgxjK7UJ1oXm1jvj5/ET19ETFPn8Zm7sQIm0lre7Q/FejZ+qDI1EZ0WgWJCOOB",
-	"CaewboqtcfPuhEEKpsyY2fFgwPaUZiYre4W4ouDDf82Uscdu2/uOx0yFdcP8Oc752xDbPDw4+o/0zmBn",
-	"G8McQJuw6Meow8BHFo9bsQylHxi2UBo9Bm0/OLrqNfC8z0bEEp1uysZcA8sKJcFZ7ZCzcYhKtpVTXMft",
-	"Dx+Mih0H5d8FLNbZO4a5T9/BL6UhA2mL5UvQ000eekS+wwMi656394izeLOo62j4CM6F4LO6i0snced1",
-	"rW9yU5vqDa8K9NLwW/K14110FfitTBhNwwjw1w0rfVfOp2lPHpK162nmTuurjqHxBcaHnig5EdO4OXVe",
-	"L7p64z8Hf6ipGYtDeZiXdskMZJUWljztQgOyImcqM868VYXxHzSrmFVXsMHd4ajjZ1lEbLln16CXFCN0",
-	"dNWEDYWTphiejE9phJwWENSeSKCJgmb4xzB4yzNbLDH5okGY+MzXm2QjTkt5BSjtmB/Zv1N5r/efdq+j",
-	"s41m5eglB/fVCgtANgxmC7QPguMKDBOSofujR0Jb6Rx0iq66dyRmr1JGPYUtKG52E4A1rJhgwrMrJnJ0",
-	"s6HocdDdpdS4QdvPoD3NXuM1xcC842770Xk32SyrF+yWT0mVCSZafTXR61zK7BxMVURcR3lFNPDSRJnK",
-	"3R5oCAHtyGnU+Qc4yPFLziaYO8F0JXfSXCk8CPkWyfO++vpc5R1bjcRiDxMqkEE6SopKyd8rqLaCFI2U",
-	"UJJRzMGg7YdtsDaDw1YIQLeJSko3KE1MlWUAOVmglL9yGVXRxHRK5nZ9LlxWqDd4NRXzmizoa/oSs7N0",
-	"kiZKjhXX8Wm99XsOk92lYGNoxyThNsPiVcjZ80yO8YkFT+CEd+9lN9SpW+GQPA6FC2ghRnfHd9sYFx0D",
-	"bcWwVtIJRyuu4TkXRaXBxL0hTps6tdbJ0w/BJjdNnaay0+gLh1vGfMiiEt7aC2fyV8VHpgWRI4cMlHC5",
-	"iwcZ0C+/fuyxq3tDVHGaZVBaUnu697eN9pcyi/4UUd4Q8/wD63C4ybwG5Y5x7iU2akunFTnY6b/n4Vj/",
-	"+82rJJIt9PPZ0yfs7CmpWEwYU0FeZz1mqPhVGnKf78DOntY5CqjbBLe3h8+ZYhRyVFcCAiSrya1qYVB/",
-	"IjXPO82cEePWRIAKNRWSccsGTqkZ4L91hiVN3uRYkuL0W+OMD9yjFD/CkhIAhJxEtDmvcnlNzgaR7oAJ",
-	"ao2aYDpdrdkJMMfNSIMO26EkDUNOmVWqMGzPaxwp+96Hq/Z9FM+pSTTfxHg1hFsWIllDKeZlIcCwRQiL",
-	"aaCwIZuD5Tm3vD+UQ0m6LclZYRiP+Nb3RptyKDBL7Rx43ujEhmVc6+VdCvro5pYM1yVzJmhZjQuR9QM4",
-	"yoHb0rMx8tXS5/fo4tAE50G1D6iXskoWYMxQtvLSdCVNSFXrRGG8j6yyM6Ymk/7Q3XohMpDkcvaI8fLs",
-	"VUvRCrd9+stZSyE+Tg76D/sH6FktQfJSJMfJo/5B/xE5QGZIWSF4wKucInJT2KAT4giHv+umbCtBJDlO",
-	"XghjMdUk6WaG/3pDWP57BRTapL0UYo5Dm+QX7y5Jjh8eHKAXQ8wdC3x4gP8K6f+NCLvLlZzhw4ODLek3",
-	"62k3O8nzVhrNmkCP5C3isYG0jsDQiD4ioGJL1MAPWtnO+MjDux/pJFDhQ4/ufqjJoXVPHH539xOrWWy3",
-	"afLNLjvqZo4io6/mc66XmFTrjHhv0irpNA3Lpwa1NrA8uXTDA6pmtdHucbWLft+D9Wb9ByLDVs9G230Q",
-	"ufUf1ML7VELCLzNgWVX2/8TX6Rmro/Tb9KYjKn+9dN+0xfivl45aGxSgEw1scCsCkCd6I6PKeFGAfmB8",
-	"tNEuT7pMNaU8FSWXc1U1o9YZ2fdgX8KnxKKXsCm7lPbQ/yvQ/puZcuThdkwWXrh4t6PuxaOuspHwndzB",
-	"YpfkPqQAup924P+kQbSrbByi51/5wAY+4G6xo5S2MILu//I2TRybiKQsFkp6dff1+QsmpFUhqEBOkdWo",
-	"QkpOSYMZgWhpc5kPJRVnGXZ48DDU03RcoMyRqMgxr8wtNK8M1rBIWDhdcF5yDflQZtxAT0gD0ghnfhXL",
-	"NMQAMQjqoN3vs9PgS6LARwH8muqMZkJOh5LyM/vsHKNJjCwUc8wwOISRodQp3idsIgo4HgwQqrLgQmI4",
-	"jMoihhLj0qsaKG6u18Mc+x7qoT0KWhnSPLsERsFD73f1ieSPVb78aPywFaG87ZqOzki+XSPrhx915U28",
-	"2KPOghu6Ibr3INvzlVzxF4oAiMumFh/QYDBDrr+1ru/2y1YYD3bgLHVJ3D2zIvfU4Q4balXC4TNHO0Do",
-	"a066kuxnchwyzuZc8inkHnXWOViavO0RB+qFMI7H8VVpN7ghn8ntVpVntf7PsbNQoEJZT2xvMRPZzJcO",
-	"GTYGuwCQ3SQFx04U6a1NfSoWHCkZsgX2o3pSzRQ+kaa0jT7bsakvnFp2QK26Uu3/m+D+HuxKqDAuubse",
-	"gRiMzZCBL2q+vdxIF4N2NC9KIKSBkZclZKNTbN4n/VsnGr3XKxbsi7s4Hod133VP7ZLy+/FYbAo8bqjC",
-	"8xv7oErCRzviel35+JVyP6/KPW7QORCtz7H4pFQ7uKFPt9v8OY9DH4fPSGi70Nc2evpKTX8xOVg3H/lo",
-	"5JTeObLVeuWdiG+Qi8lkowA9ZZVEtMIKrqZ8aw56CmzMDYRcS58qgvZRky2yx7Hdga/18lGPdpbsfsiY",
-	"rGv2rCj77BUKaSp693M52zxnwT4/OjgiW7zEhhzCMHcslYW8ATJU/pVCyjoWN5RB5UWNV1jGiwVfmtCj",
-	"pemWg1Es7IhCxl7ELK4Z1FN3iJ+YSVl4awdve2VoSLO1L0+sTs5+ZUV/GVbUKYMlGsFqfGNb5PlFcii4",
-	"Dj2uNnCkERICDutRicHIMaGR72kA+ShlI7OU2W8+L6n+P2RijYZyj7Mmp2y/HoC+gBFb+9UxhN98Pox7",
-	"enTjY623o33keSM67N/MQmAzmxHbG904TpQyq25H+6ECgl0BlLwQ1zCUjj85PghopRx+w0yfPWk1ZsCM",
-	"aF6WkLMSdMhWQA4rmVWWFzGedIFH8oxOcTem0j7L9+As+Dijx7/a4Z89kNYzHql8eQWP2+UO4T+Ngt+k",
-	"im8M1lyEHO4v3X7ekMe+Kdjjm/xMVsMGX8XuX8iergsU7sOaprkHN1opu9WSvvDF+l+oIe0JLS5hcJNf",
-	"iegvZkYTMx0vKabR1CN8ZLV1pY8Sn9c2bbQWotujNHQv3dgrkyod3rcL6TbCd/IbW22+F0fZFEh/rnQG",
-	"BpUGCiLZmVbVdDUQ/qCOMoH2/Q3dwWEVprP5Q6M2+i0k27NCqbJueujz7vvsdCVqhk0SfVdI76Ovo/Qa",
-	"qFvt3qhd7DDaP9lQeziUrQgZ1h7OOAX9lezlwlxh2irT0NPAc7Y3oqKJ0f4xE1jtIp16XoODmQV9duqb",
-	"BVHUgw5qRdWiMDu3jGMnuBPGHSjUmZESZLUW12BYXmms5ZLApmCNP2hnefgpK0kPeHNmKKkWQNg+Wikz",
-	"raSqjCMUnz55wkYLLux/YknviDU5DYcOHiUziBoOaPFgMG8Fp1a623BhWz1kEdC9UOfq0LuhhZV8TwdU",
-	"PN2zkwlfF5d9WoHTlBTd0ecvmI3MUJHApCoKCjgeUpT5nuFZcMO4z9U/YRNVFGrBQvLBO+UkYJ/CP0c2",
-	"whcsEO89G+HcI0qHHUm1WLP+3iMZAeXOHcYdjrgX66xFM7tFOJFrU+FwLcAM22uav+1/9WB8RtXvfOVm",
-	"ugUH9+O9cNg7uKEype0WlYPhS5BQX1H2M6Lsz40K+PHwM72JGRO+dG7XxvsHve8ubx6mD7+LNtnfQgLX",
-	"vn1G1AGPTsZWlA0bYNT9I0g5Hy8bA+KENGi24MWVYb4LyxotYceOL9Y5UfcU2ZSz34pofnVT/IVCbIuZ",
-	"Kny4eIun/WO6/4JhPZgKO6vGSPNRQ/6Z5OMCcrJ5MQWc112aDGQaLEXN62rYPSgMsKODo32MrA9lDoVA",
-	"r7YwrPuigfGSjf7R+6Ea9y7EVOLbWHqH33w7Yns/vDx90rv44fTwm2+9F2UoNV9gf/f9lN74sGzqJ/ts",
-	"VAo5bduoRyeMs1FZmdkoNE4j58BQeu/AHoXqCYyWk93ZZb85VjlK2XoC/j7zNe9mKNtJsu2sgpaF7KBw",
-	"QBAMklXySqoFNnDBfMK2XyHFpH4qFaVgGE7qsIHKgJuTDGu5jUYzCvBW39RtCmJVlKuvivlH73th3WVg",
-	"0G/7u2LumuKph/Q9Z1lDia3zXL5/LcF67Xh7/NveYrHoTZSe9ypd+LcJdSfoFriX9PaDeBn76lq36+UI",
-	"H88NsFqLv+GlL7XLCbNxfNO1dr2CR3ZfbnRInHhlHr9GGipOmFUsV2zPkWTaxue0Rv820q+h95/Pdnq4",
-	"wxKrb874zHKs60pHqq75vjN83U21hFOQJ6HcrrKzQcaLYkz9k+rvsF3Byhf07g33zQxbIP+xzVryXZI/",
-	"oZbmV9iU/6RVBgZfM+ZrcT/6ab8Q1yDdGqVW4w2FrPiOhj82atfn+AoHJ4B8WkhLQLecOTNuGPetJFH7",
-	"2ENJWWfaTajdx6aKDZ4vP89F0Pasopy6/od41B7txDHqV3FsvzkHl9h6dSuP76YrYj4GSW7s8pgM0E7x",
-	"c6+18MdjS7E5IgGDrwOgor2AB7WT18tchG89jHXeKqP0CYzdjoqtd7mZyPOUoIEAtNuG8O4rjWKmIFmA",
-	"wRJqtzMxUThRknWaRDqQ96hlE3qo09CsP/VZLfv9rk0cnZc4nUH9baL0FOqXB7Werrnf+gyhpQu1bWlH",
-	"wbCbS6nVtchBs70glahBCAYFMdfrlx+fPNunrFUbq03vs4unP/qsLjrprNIFM4AKabeJzVByw0an7ZWO",
-	"2WPqNjKsDg4eZTTMfYQRE9JY4D5l1W8Va6pvL2//LwAA//8=",
+	"7H1rcxu3kuhfQfGeW6HqDh+yndyNXFu1ih+JN3aSkpzjUxtpQ3CmSeJoCEwAjGhGpf++1d2YFwlSjGPL",
+	"3hN/kkhigAbQ79fc9FKzLIwG7V3v5Ka3AJmBpX+fvZZz/JuBS60qvDK6d9J7kYH2aqbACb8Aca1gJZyW",
+	"hVsYT99I7VZgxUo6MS1V7sXMmuWwl/Qs/FYqC1nvxNsSkp5LF7CUuIJfF9A76TlvlZ73bm9vk14hrVyC",
+	"D6B8Y6VOFz/IJWwDxL8JLZfwWEj6K1bKL4TLpVuAE8qJAmwK2g9ApyaDTEgnjAZRSBwG8yVoL/qTGUhf",
+	"Wvi/D56/nRwhxArnx0G9pKdp8d6UVtu7m6XSL0HP/aJ3cpxs7S3pvZj9YDS8kj5dbO/mVAs8dzo0IbUA",
+	"aXMFNpzqY7FagBbKC+dVnoslTgIuaR+8cuLh+FENPl9os4EXswEuP+D1991C0juDwrx4ug0kfu+UN3Yt",
+	"VCb6k9ykMp+ImbEEiG1+dl6mVxkhg/PSesiE0rvO1vJy+862kN6DxUf/+5fTwX/Jwe/jwdeXzb/DXweX",
+	"N+Pkq4e3f+slMbyy4AqjHTBayewMfivBefyUGu1B07+yKHKVStzuqLBmmsPy//3T4d5vWsD8zcKsd9L7",
+	"P6OGhEb8qxv9xE/xot3Te01HRMuKzIAT2ni+STq9059eCATFytQPe7dJ74nRs1yl9wrjafsSiZr8Qjm8",
+	"bWPFz2cvhcwtyGwt4K1y3hGcz8Gni+dS5Xhx93ucZeG8BbkUqSnzjA50CmKGAEH2mI41Ay9VjtSBn5zU",
+	"yqvfIRNz5QVYayzvwdipyjLQ97mDM5iVDrITgqx0TMO4B5nnZgVIYdWibjSrIJwcMdk7sNf0yIXGKxkY",
+	"na+F1Bn9aAqwBLVYll56cJ256vE4l7FCXujUmCsFA1n6BfL5VCLJltrJWYO0uUyvnJj8Y3BO1D14cn72",
+	"fILPp2YJ7kIz70J2AGquhbFqrnRn4dTZ2eRoeKHxzF9oJGmZP8NbuFck16LU8LaAFDdJSLCJK3SYSrcP",
+	"OjdzQpUfjH9uSn2vuP6DEa5MFy3iTJjF4umzaKpge2UylNLZNvdGgqkl9kIyqqULqeeQCad0CrTduboG",
+	"FkbIriN6QWwPYdiIxtAGfpLr3MjstTEvpZ3DfXOGqcnWeJE5Lo7iSeqGrI7FK/UNia0VTBfGXLkjOr7X",
+	"agmm/AhCYWbBLUSmmIXNlFZuQey3QsG1ToVn6BhSY15JvQ5SzN0rxMaIpdTrii045gBaQ4ojHKswJDbS",
+	"XIH2G2h0Bt6uB6czD3YbR88hNTpzwhuxkgq5OXIT4e1a6bmQc6n0MKa8KO1hDhbhvU16P2vkY8Yio79n",
+	"Mr2WucpEaoHUZZm7jd2/efNmcNpist11txQX3sy1VLmc5nC/e/GCRf0aEOduq1OnbZyWmfLPtLdr0s4s",
+	"yhuvWLuSKU8R4z+1XHqRDbcVtQSfZVmw/QtteWbsEv/rZdLDACkiNgvjXXQalXWmUdp/9aiZokajpLcE",
+	"vzBZdA5TepR40d+QQ+MPuszDlbEqu61kN8ruLwgV7bA6gKQ6xGaxy3oOM/0npB4XYxMocgOIcNsX8MQs",
+	"l8oz3zc6qOxLgwdpZXqFFMay5LFA8IkBmRLHAl7Wji21zmwKC6X3LGxmexZtwCL5C+8KRLpQeWZZk1Me",
+	"li56T+ELaa1c01MMYhxrGcAvnDArLcJIIafmGgT+V0gL2idCwwrVpJmyzidCerE0zosvx2T2VJDsI0c+",
+	"pxh4GRQ+YjWO2faypb5KxDF9kEExsMYgEDoTzgijh1EkV+5JaW2gle7U3z07fSoKozRu1fOtVJpGPdXU",
+	"mBwkaXNa7qAIDZC5MyCo4sfL5/eFE14VtQqshdQpOG8so029PGmsmZrNwNayBnEqNRZNfJ5MWLhWTnX2",
+	"3QKWB+2DpksJ9SnTgfIxB6wlI0kbsVCOLd+FtJAF2wkf2YO1zSHxouemtGnE1fFmAZaVswBcKpdQ+1dA",
+	"l0tkInTCCpnI3MpioTzyRj5Eu0YgjG6zkdbi9k45UeZ5ZTGjIFjscBy0eRohBI9tEWWFym3c28CRhhg3",
+	"ziXGAgPJbLNAUgCiCJkFsXuYLInvNem5kmG48xz4AKrhSQVZgCO2p+9A5j7C1p2XvqT/4K1cFjk9ddW7",
+	"S7iEx2IrvYL4ydUm4DfrbWycICJNTgQOJFtpNhN9cgWJwjhfWjjqoCU4x6JsCtKyS2oXJsJSqvwA8Yko",
+	"bsrC/TEeX7GoOyc//G47t9o+tRrC2LFXalfMC3j2/In4+tGX/18EjS4YpXii3Xvi77vYoE3bf3PR06aA",
+	"i14MrZV2HnlD9/mRLNTo+nhEk4zw6ShJbOPho/GjmHzxyucbS6BeyfZzsuvGtk5F/Hz2Aq0ksMBWqvRC",
+	"df3R1WnhDIR99YIL7wt3MhqxS3KYwXXjj9DGD2ZxYDZumn6tNpTso6k2r4wgW/cSp9LFpaZyT62ctVGw",
+	"LWvL5RRszPxhyOJT1pex9Utp8wP4OS8a2/IZzH4uKrba3SD7FyJMZGZsCtmEnV8mz4JetVP+A6pX5L3v",
+	"S2FhZZUH9l4ROnQcgG6Bitp0jVIabxflscyvRL/SyY7HyXg8rlS5RDhvioIsTJHJNS4YoEGpIKaQm9UG",
+	"nEdDcQYzx4tnhlYmbUkQMKwi9pfgZSa9FNPcTN2RkBbEpKSjyibs0/cLWAcvTJtrphZwUC/pheG9pMdH",
+	"RiI0B/wqxkI1rM5ZZN3J5kyeHTqUdIO7MAQHJdWNx/GEjaMNFGE1oDFmdingoquTVgYCniL9ohwxy3QB",
+	"5K5mNW2p2Ml7gBKGVlM4kG0QAkLQQhacya+R85hEqJmQen3QAipuT14Fo2mfBoZH9z2OozNH+ykOZu0R",
+	"//nsZcJaqNTrtkOCzK9ryA6C2K11el6z+30Anjcjkdeg5huHkPXoaRO9izoCrhWs/g7WRT0J4YeKMQQE",
+	"2ohJ9se192gBbJRRYDIj7eROD0DMQqeLqjbXhXEXuj8hOia9KssUwi/zn1roP5O525IKszLP40FPs9Jg",
+	"RxTrbLkvOYqk9PyxyGAmy9yTBw33nUvnhV+ZTsyztsR/PnsZPX0VMeKfxmbuRFKbSWurfThX5P/7U/G7",
+	"nei0CRITxheuOoVtg3VL5nUnrHSFRDi3OBmNRN9Y4dJikKsrDtH8x8I4f4LbPkIeM1ceh4VzXMq3VQT4",
+	"wfjRvyV3hoTbGIYA7cKi76NulRB/PWlFfIz9womVseRXaUcLKKBhQWZDMWGWiBq8mKJESnMUq4haGQrN",
+	"oCi1hBGtg/ujB6NiB6H8u4LVNnunZIDTP+C9s5CC9vn6Fdj5rjgGId+DMZP1IFjFzFlqod52x7wHF0zl",
+	"2buLS/fiLv5aK5eudmg0vKqil4bfckSC7qJr5uxlwmRAR4C/bljpH+V8lvcUINm6nmbupL7qGBqfUxTt",
+	"idEzNY8bnWf1ops3/mPlNXY1Y0GUh2Xh18JBWlrlOR6hLBAr0gCZkCLYnhQlI+NTeHMFO5xCSB0/6jxi",
+	"8T67BrvmSCrSVRNcVShNKYgbn9IpPc+hUnsi4TgOLdIfJ+CtTH2+JiW3QZj4zNe7ZCNNy9kXJO1EGDm8",
+	"08Sp9590r6OzjWbl6CVXTr4NFkBsGNweaL+o3HvghNKCnEQDFtrGZmATcmj+QWIOKmXUn9qC4uYwAVjD",
+	"Smk4Mr0SKgsGCDB0dyk1OGj/GbSn6Te+ZUpfQO52FJ13l2W3ecG4fMKqTGXI1lcTvc61Ts/AlXnEwZaV",
+	"TAOvXJSp3O2nhyrsHzmNOkuDBiG/lGJGGSbClvogzZWDqJDtkTzvqq8vTRazaFk6Dij7JAjlWhtfSSdy",
+	"5TxyJZ2xNF6R3Rri7zgg5K2IvjZ+QdYopYLUdiLNgN/DbyUq8vgVL/oF8SF3NBQTC0jHkxP6QqzAAol9",
+	"9pRnyrELu1qhsyzOt607CJmv5No9rm0pBIuSugZl0fH0tQ+ABAUuHNUWfiuh3Hs10bgap6TF3FHW/7mL",
+	"rp0m1VYYQNxEqTUOSnquTFOAjC1xzna6jKqqaj6Phbbf4HVLdwVZkzBX6qGYEPxlEVCmEgm8qfaph8wr",
+	"o/kalQtGDV1vJRc1eLxCIdMUnBN9xNUaKThzSFcJB6zuoZRMjc4aQCoaq+9V6pL0v2BuUBafB3vNX1Iu",
+	"ou0lPaOnRtqsF66kLKIHFPwZZzDbG20DR4hae1Ase1vo0CqqSRD+kAAaPDuNrXdMLp6+DB9ZyWW3ihNA",
+	"Et3C7OhgYdI4uSLypLWp18bLiGnxnVlVaROxjSCdp6bUvqNKtNjlXoP4dZWRG4SzkDMPDY69q71bJ2ZW",
+	"SB14X0UwLULu3mvkQO42l887voYNH5HRqOd5dQ3PpcpLCy7u/kTD4NR7VA3/DEPAaeq8tINGn5dEcX9m",
+	"UQ1v/Tmy4jJ/z+xMZSTsK2Z2eUjICCgQt33ssat7w4zhNE2h8KzBd+9vH/te6zT6U8QOIWQMD2zDgZMF",
+	"YwCPcRmUT1L8T0uOqPGn59Wx/ueb171IeuCPL54+ES+esrUglHNli2unZMOUFrKQ4CRePK2TkkhNr+Jc",
+	"Ab6F9wXnGJgrBRUkm9nsZuXIFGCLJfh/kcHhmgRQbuZKI6cboX4+oo91SjVP3iRVsw3waxN9q1hWob6H",
+	"NWf8KD2LGCbBeghGia+0UwSm4sxmRvmztZKgwJ00I9krfqFZWdZz4Y3JnegH5TkR34b49FEI26PGz/PN",
+	"XOPSr0LXF1oti1yBQ0WI3XkWOE5Qi4fhhb7QbKaxyqhQfGwH0/qTXUlTlJZ6hqLUNNZmKq1d32VrTm5u",
+	"WXavyb9flNNcpcMKHIPgtkxGCnW3TNM+Xxx5k2RlpVaol4hS5+DchW6pBrbUrspN7YRdg7u39AthZrPh",
+	"Bd56rlLQHGMKiPHqxeuWzVDd9ulPL1q23UlvPDwejilIUICWheqd9B4Ox8OH7MtbEGVV0UJZZhyCn8MO",
+	"84ZGIP5ue2VaGWG9k95L5TzllvW6pSC/3DCW/1YC5zLwXnK1pKFNtlvw/PVOjsdjcsipJbLA4zF9VDp8",
+	"jMi/y40igQfj8Z58u+08u4OUiFbe3JYWEUlUpmMD7ZHAyB/0iIGKLVEDP2qVN9Ajx3c/0smYpIce3v1Q",
+	"kzSPTzz4+u4nNtNWb5Pel4fsqJsqToy+XC6lXVMWfYpUyN4Zo1H58HLuSHEFL3uXOLxC1bT2PwVc7aLf",
+	"t+CDh+pPIsNeJ13bExa59e8o2Khck+EvHHhRFsN/4esMjBUp/Ta56YjKXy7xm7YY/+USqbVBAT7Rig3u",
+	"RQAOquxkVKnMc0BzmtML/Ppxl6kmHJg2er00ZTNqm5F9C/4VfEgsegW70sl5D8O/Au2/WRgkD9wxG+nV",
+	"xeOOuhdPuspOwke5Q9VtvfuQAuRJPYD/PwtWalNWh4iefeYDO/gA3mJHKW1hBN//5W3SQzYRyVHOjQ7q",
+	"7s9nL4XS3lTxseCA2QiQJexfd5QCTMa31NmF5mpMJx6Mj6sCuo43XyCJKnYD4kLL0lHOioYV6oLLQlrI",
+	"LnQqHQyUdqCdQvMrXydVOJvi+Qjt0VCcVm5Rdm/kIK+5sHCh9PxCc0L2UJxRYFSwheJOBMU5KciZoOL9",
+	"WMxUDiejEUFV5FJpiuxyHdSFrh2QbQ2UNjcYUFHNgPTQAcdfHWueXQLjOHgIIYTKkW9Mtn5v/LAVbL/t",
+	"mo5oJN9ukfXxe115Fy8OqLOSjm+I772S7dlGcchLwwDEZVOLD1hwlBI73FvIe/tpK4zjAzhLXQN7z6wI",
+	"n3pwwIZapa/0zKMDIAxFZl1J9iP7ToUUS6nlHLKAOtscLOm9HTAHGlQRyYDjm9JudMM+k9u9Ks9mwS+y",
+	"s6oijdMcRX+1UOkiOCudmIJfAehuvg2yE8N6a1OQThWGRleJL0dRPalmCh9IU9pHn+0w6ydOLQegVl2a",
+	"+r9NcH8LfiPqHZfcXY9ADMZmyCh0Mbi93EkXo3ZgOkogrIGxl6UqP+E0k1DlQ/GU4PWKxa3jLo5vqnX/",
+	"6J7aPSTux2OxK4a+o+w2bOxPlQ4/PBDX61Lnz5T7cVXuaYPOFdGGdKEPSrWjG/7vdp8/55uqcctHJLRD",
+	"6GsfPX2mpr+YHKy7Db03ckruHNnqtfSHiG+UqdlspwA9FaUmtKKSzaZecwl2DmIqHVRpwyHrieyjJvGp",
+	"L6m/SSjuDFGPdsL3UZX8WxfpelUMxWsS0tzlIsyFtnkmKvv80fgR2+IFdeBRTuCxlB6yBsiqjqNQWtex",
+	"uAtdqbyk8SofEmSqpkxNeyyKYlELJDb2ImZxzaCe4iF+YCbl4a0fvR0UVQeqvY24YoWx/jMr+suwok7d",
+	"O9MItd9wvkWenySHguuqqd0OjjQhQqBhA87PmyATmoQmJpBNEjFxa53+GrKw6s9VUuHkQvelaNIjj+oB",
+	"5AuYiK1fkSH8WlV+Xej+5CbEWm8nR8TzJnzYv7qVonS8iehPbpATJcKb28lRVcwjrgAKmatruNDIn5AP",
+	"cjbTgy+FG4onrU4slNwviwIyUYCtshWIw2rhjZd5jCed05E841M8jKm0z/IdOAs9Lvjxz3b4Rw+kDVxA",
+	"qlApJON2OSL8h1Hwm6qHncGa86oc4VO3n3eUZOwK9oSuXrPNsMFnsfsXsqfrWpv7sKZ57tGNNcbvtaTP",
+	"Q3eOT9SQDoQWlzC0yc9E9Bczo5mZTtcc02hKa96z2rrROE0ua5s2WtbTbUpctSve2RyXi3bete3wPsJH",
+	"+U29dd+Jo+wKpD83NgVHSgMHkfzCmnK+GQj/oo4ygQ0NTfHgqKAYbf6qMyP/VtUbiNyYou5yGkoPhuJ0",
+	"I2pGXVFDXUvw0ddRegvcnrrfLdg5eryjjPZCtyJkVLizkBz0N3pAlRiU0W9hQIUY/brY4kSEdhaontfg",
+	"UGbBUJyGegWOevBBbahaHGaXXkhqQ/FYSASFW7Fygqy16hqcyEpLZYkaxBx8KC4gyyNMWWp+IJgzF5rL",
+	"A5QfkpWysEab0iGhhPTJx2Kyksr/O1WnT0ST0/AA4TE6hajhQBYPBfM2cGqjEkYq32oaTYD2q5JtRO+G",
+	"FjbyPRGoeLpnJxO+rpP8sAKnqY67o7FnZTYKx0UCszLPOeD4gKPM9wzPSjoqECqowmhm8tysRJV88Idy",
+	"Eqgx6b9GNsInLBDvPRvhLCBKhx1ps9qy/t4hGYHkzh3GHY24F+usRTOHRTiJa3MNfC3AXNNZ6Mvx0WcP",
+	"xkdU/c42bqZbcHA/3gvE3tENlyntt6gQhk9BQn1G2Y+Isj82KuD7w8/kJmZMhNK5Q9+0MR58fXlznBx/",
+	"HX2rxh4SuA6dYKIOeHIytqJs1MulboXCyjnVJYdDecwaNLVwcyI0FNqiJWo+88k6J+r2OLty9lsRzc9u",
+	"ir9QiG21MHkIF+/xtL9P919lWI/myi/KKdF81JB/puU0h7pZBWgh64ZjDlILnqPmdTVsH3IH4tH40RFF",
+	"1i90Brkir7ZyovtmkelaTP4x+K6cDs7VXNPrlwYPvvxqIvrfvTp9Mjj/7vTBl18FL8qFtnJFL3Q4SrjD",
+	"47qpnxyKSaH0vG2jPnospJgUpVtMqh6A7By40ME70OdQPYPRcrKjXfYrsspJIrYT8I9EKIN3F7qdJNvO",
+	"KmhZyAgFAsEwaFHqK21W1IuI8gnbfoWEkvq5VJSDYTQpYgOXATcnWa2FG41mFNCtvqk7NcSqKDffDfWP",
+	"wbfK42VQ0G//y6HumuJpgPQdZ9lCib3zXL57LcF27Xh7/NvBarUazIxdDkqbh9eHdSfoFrgX/LqTeBn7",
+	"5lq32+UI788NsFmLv+MtT7XLibJxQv/Adr1CQPZQbvSAOfHGPGGNpO4n443IjOgjSSZtfE5q9G8j/RZ6",
+	"/+vZTscHLLH5qpyPLMe6rnSi6prvo+GLN9USTpU8qcrtSr8YpTLPp9wKrP6O2hVsfMEv28FvFtTz/Pd9",
+	"1lJoi/4BtbSwwq78J2uop45yVS3uez/tl+oaNK5RWDPdUchKXYB+36ldn4UmQSmEtJCWgG45cxbSiao1",
+	"DmkffZKUdabdjNt97KrYkNn641wEb88bzqkb/hmP2sODOEb97p39N4dwqb1Xt/H4Yboi5WOw5KaGpb0R",
+	"2Slh7q0eQ3RsCXWEYmDo/R9ctFfhQe3kDTKX4NsOY521yihDAmO3OWjr5Y0u8jwnaBAA7bYhsvsOs5gp",
+	"yBZgZQm125m4KJwkyTo9yxDkPnetIg91Ur2dIwlZLUfDrk0cnZc5nSP9bWbsHOq3hbWerrnf9gxVSxdu",
+	"29KOglE3l8Kaa5WBFf1KKnGDEAoKUq7XT98/eXbEWas+Vps+FOdPvw9ZXXzSaWlz4YAU0m4TmwstnZic",
+	"tlc6Ed9wt5GLcjx+mPIw/BcmQmnnQYaU1bBVqqm+vbz9nwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

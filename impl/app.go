@@ -25,6 +25,7 @@ import (
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/watch"
 	"github.com/stackd/stackd/impl/webhook"
@@ -42,6 +43,7 @@ type App struct {
 	after    func(time.Duration) <-chan time.Time
 	auth     *auth.Auth
 	store    *store.Store
+	mirrors  *mirror.Root
 	cleanups []func()
 
 	runMu  sync.Mutex
@@ -50,8 +52,9 @@ type App struct {
 
 // Options are test seams of New; the zero value is production.
 type Options struct {
-	// Fetch overrides how mirrors are fetched (see refresh.Options.Fetch).
-	Fetch refresh.FetchFunc
+	// BeforeRefresh runs before each source refresh (tests hold runs with
+	// it; see refresh.Options.BeforeRefresh).
+	BeforeRefresh func(ctx context.Context, repoID string, mode refresh.Mode) error
 	// Keepalive overrides the SSE keepalive ticker.
 	Keepalive func() (<-chan time.Time, func())
 	// After overrides the interval loop's timer.
@@ -125,6 +128,16 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	if err := a.openStore(); err != nil {
 		return nil, err
 	}
+	a.mirrors, err = mirror.NewRoot(cfg.DataDir)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	if removed, err := a.mirrors.SweepTemp(); err != nil {
+		log.Warn("cannot remove leftovers of interrupted clones", "err", redact.Error(err))
+	} else if len(removed) > 0 {
+		log.Info("removed leftovers of interrupted clones", "count", len(removed))
+	}
 	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a.auth, err = auth.New(actx, acfg, a.store, log, opts.Now)
@@ -133,13 +146,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.refresh = refresh.NewManager(refresh.Options{
-		Workers:           cfg.SyncWorkers,
-		Timeout:           cfg.SyncTimeout,
-		DataDir:           cfg.DataDir,
-		AllowLocalRemotes: cfg.AllowLocalRemotes,
-		Fetch:             opts.Fetch,
-		Publish:           a.broker.Publish,
-		Logger:            log,
+		Workers:       cfg.SyncWorkers,
+		Timeout:       cfg.SyncTimeout,
+		BeforeRefresh: opts.BeforeRefresh,
+		Publish:       a.broker.Publish,
+		Logger:        log,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
@@ -320,9 +331,12 @@ func (a *App) newMirror(id, url, trunk, fullName, user, pass string) (*registry.
 	if fullName == "" {
 		fullName = webhook.FullNameFromURL(url)
 	}
-	r := registry.NewMirror(id, url, redact.URL(url), webhook.NormalizeFullName(fullName), trunk)
-	r.Auth = credentials(id, user, pass)
-	return r, nil
+	return registry.NewMirror(a.mirrors, registry.MirrorSpec{
+		ID:       id,
+		Config:   mirror.Config{URL: url, Auth: credentials(id, user, pass), AllowLocal: a.cfg.AllowLocalRemotes},
+		FullName: webhook.NormalizeFullName(fullName),
+		Trunk:    trunk,
+	}), nil
 }
 
 func (a *App) addConfiguredMirror(rc config.RepoConfig) error {
@@ -372,7 +386,9 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if err != nil {
 		a.refresh.Remove(r.ID)
 		a.reg.Remove(r.ID)
-		_ = os.RemoveAll(a.refresh.MirrorDir(r.ID))
+		if rerr := a.mirrors.Remove(r.ID); rerr != nil && !errors.Is(rerr, mirror.ErrNoMirror) {
+			a.log.Warn("cannot remove the mirror of a failed onboarding", "id", r.ID, "err", redact.Error(rerr))
+		}
 		return nil, err
 	}
 	a.log.Info("mirror onboarded", "id", r.ID, "url", r.Remote)
@@ -415,14 +431,15 @@ func (a *App) Start(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		switch r.Kind {
-		case gen.Mirror:
-			if r.Mirror() == nil {
-				rf.Trigger(refresh.Onboard)
-			}
+		switch src := r.Source().(type) {
+		case *source.Mirror:
+			// A mirror on disk is served before any network access; a
+			// second start-up run then fetches it (see refresh.Startup).
+			rf.Trigger(refresh.Startup)
 			a.startInterval(ctx, rf)
-		case gen.Local:
-			w, err := watch.New(r.Local.GitDir(), r.Local.CommonDir(), a.cfg.WatchDebounce, func() { rf.Trigger(refresh.Watcher) }, a.log.With("repo", r.ID))
+		case *source.Local:
+			wt := src.Worktree()
+			w, err := watch.New(wt.GitDir(), wt.CommonDir(), a.cfg.WatchDebounce, func() { rf.Trigger(refresh.Watcher) }, a.log.With("repo", r.ID))
 			if err != nil {
 				return err
 			}

@@ -122,6 +122,7 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	h = d.Auth.Gate(doc)(h)
 	h = v.Middleware(h)
 	h = captureWebhookBody(h)
+	h = negotiate(h)
 	h = accessLog(log, h)
 	h = d.Auth.CORS(h)
 	return h, nil

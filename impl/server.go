@@ -198,7 +198,7 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 	}
 	// The view is the snapshot alone (its repo without syncStatus, which
 	// changes between snapshots), so its ETag stays exact.
-	return gen.GetView200JSONResponse{Body: snap.View(), Headers: gen.GetView200ResponseHeaders{ETag: snap.ETag()}}, nil
+	return viewResponse{viewAnswer(ctx, snap)}, nil
 }
 
 // ListStacks returns every stack.
@@ -210,7 +210,7 @@ func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListStacks304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	return gen.ListStacks200JSONResponse{Body: snap.Stacks(), Headers: gen.ListStacks200ResponseHeaders{ETag: snap.ETag()}}, nil
+	return stacksResponse{jsonBytes{body: snap.StacksJSON(), etag: snap.ETag()}}, nil
 }
 
 // GetStack returns one stack by its root branch.
@@ -219,14 +219,14 @@ func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (g
 	if p != nil {
 		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
 	}
-	st, ok := snap.Stack(req.Root)
+	st, ok := snap.StackJSON(req.Root)
 	if !ok {
 		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no stack rooted at %q in %q", req.Root, req.RepoID))}, nil
 	}
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetStack304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	return gen.GetStack200JSONResponse{Body: st, Headers: gen.GetStack200ResponseHeaders{ETag: snap.ETag()}}, nil
+	return stackResponse{jsonBytes{body: st, etag: snap.ETag()}}, nil
 }
 
 // ListBranches returns every branch.
@@ -238,7 +238,8 @@ func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestOb
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListBranches304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	return gen.ListBranches200JSONResponse{Body: snap.Branches(), Headers: gen.ListBranches200ResponseHeaders{ETag: snap.ETag()}}, nil
+	js := snap.BranchesJSON()
+	return branchesResponse{jsonBytes{body: js[:len(js)-1], etag: snap.ETag()}}, nil
 }
 
 // GetBranch returns one branch.
@@ -247,14 +248,14 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 	if p != nil {
 		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
 	}
-	b, ok := snap.Branch(req.Branch)
+	b, ok := snap.BranchJSON(req.Branch)
 	if !ok {
 		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %q in %q", req.Branch, req.RepoID))}, nil
 	}
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetBranch304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	return gen.GetBranch200JSONResponse{Body: b, Headers: gen.GetBranch200ResponseHeaders{ETag: snap.ETag()}}, nil
+	return branchResponse{jsonBytes{body: b, etag: snap.ETag()}}, nil
 }
 
 // GetBranchDiff returns the branch's patch against its parent, computed
@@ -276,11 +277,7 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 		return gen.GetBranchDiff304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
 	patch, err := s.diffs.get(base, tip, func() (string, error) {
-		repo, err := openRepo(r)
-		if err != nil {
-			return "", err
-		}
-		return view.Diff(ctx, repo, base, tip)
+		return view.Diff(ctx, snap.Objects(), base, tip)
 	})
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/go-git/go-git/v5"
-
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
@@ -16,51 +14,6 @@ import (
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/webhook"
 )
-
-// openRepo opens a fresh read handle on a repository of either kind.
-func openRepo(r *registry.Repo) (*git.Repository, error) {
-	if r.Kind == gen.Mirror {
-		m := r.Mirror()
-		if m == nil {
-			return nil, errors.New("mirror not cloned yet")
-		}
-		return m.Repository()
-	}
-	return r.Local.Read()
-}
-
-func syncResult(res refresh.Result) gen.SyncResult {
-	out := gen.SyncResult{
-		Id:          res.ID,
-		RepoID:      res.RepoID,
-		Trigger:     gen.SyncResultTrigger(res.Trigger),
-		Mode:        gen.SyncResultMode(res.Mode),
-		State:       gen.SyncResultState(res.State),
-		QueuedAt:    res.QueuedAt,
-		StartedAt:   res.StartedAt,
-		FinishedAt:  res.FinishedAt,
-		DurationMs:  res.DurationMs,
-		ViewVersion: res.ViewVersion,
-		UpdatedRefs: make([]gen.RefUpdate, 0, len(res.UpdatedRefs)),
-	}
-	if res.Error != "" {
-		e := res.Error
-		out.Error = &e
-	}
-	for _, u := range res.UpdatedRefs {
-		ru := gen.RefUpdate{Ref: u.Ref, Change: gen.RefUpdateChange(u.Change)}
-		if u.OldSha != "" {
-			o := u.OldSha
-			ru.OldSha = &o
-		}
-		if u.NewSha != "" {
-			n := u.NewSha
-			ru.NewSha = &n
-		}
-		out.UpdatedRefs = append(out.UpdatedRefs, ru)
-	}
-	return out
-}
 
 // SyncRepo forces a refresh through the repository's refresher.
 func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (gen.SyncRepoResponseObject, error) {
@@ -76,7 +29,7 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 		id := rf.Trigger(refresh.Manual)
 		res, _ := rf.Get(id)
 		loc := location("api", "v1", "repos", r.ID, "syncs", id)
-		return gen.SyncRepo202JSONResponse{Body: syncResult(res), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
+		return gen.SyncRepo202JSONResponse{Body: res.API(), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
 	}
 	res, err := rf.Sync(ctx, refresh.Manual)
 	if err != nil {
@@ -84,7 +37,7 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	}
 	switch {
 	case res.Err == nil:
-		return gen.SyncRepo200JSONResponse(syncResult(res)), nil
+		return gen.SyncRepo200JSONResponse(res.API()), nil
 	case errors.Is(res.Err, refresh.ErrTimeout):
 		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusGatewayTimeout, problem.Timeout, res.Error))}, nil
@@ -104,7 +57,7 @@ func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) 
 	}
 	out := gen.ListSyncs200JSONResponse{}
 	for _, res := range rf.History() {
-		out = append(out, syncResult(res))
+		out = append(out, res.API())
 	}
 	return out, nil
 }
@@ -119,7 +72,7 @@ func (s *Server) GetSync(ctx context.Context, req gen.GetSyncRequestObject) (gen
 	if !ok {
 		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
 	}
-	return gen.GetSync200JSONResponse(syncResult(res)), nil
+	return gen.GetSync200JSONResponse(res.API()), nil
 }
 
 func (s *Server) refresherOf(id string) (*refresh.Refresher, bool) {

@@ -22,7 +22,6 @@ import (
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
-	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
 	"github.com/stackd/stackd/impl/refresh"
 )
@@ -61,7 +60,8 @@ func sign(secret, body string) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// countingFetch counts fetches and can hold them on a channel.
+// countingFetch counts mirror fetches (source refreshes of mode
+// mirror-fetch) and can hold them on a channel.
 type countingFetch struct {
 	n       atomic.Int64
 	mu      sync.Mutex
@@ -69,7 +69,10 @@ type countingFetch struct {
 	started chan struct{} // receives once per fetch that starts
 }
 
-func (c *countingFetch) fetch(ctx context.Context, m *mirror.Mirror) ([]mirror.RefUpdate, error) {
+func (c *countingFetch) fetch(ctx context.Context, _ string, mode refresh.Mode) error {
+	if mode != refresh.ModeMirrorFetch {
+		return nil
+	}
 	c.n.Add(1)
 	c.mu.Lock()
 	hold, started := c.hold, c.started
@@ -81,10 +84,10 @@ func (c *countingFetch) fetch(ctx context.Context, m *mirror.Mirror) ([]mirror.R
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	return m.Fetch(ctx)
+	return nil
 }
 
 func (c *countingFetch) set(hold, started chan struct{}) {
@@ -124,7 +127,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	up := newUpstream(t, "acme/widgets.git")
 	cf := &countingFetch{}
 	cfg := baseConfig(t, "")
-	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 
 	repo := onboard(t, s, up.url)
 	if repo.Id != "widgets" || repo.Kind != client.Mirror || repo.Trunk != "main" || repo.ViewVersion < 1 {
@@ -164,6 +167,8 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("mirrors dir holds %d entries, want only widgets.git", len(entries))
 	}
+
+	cf.n.Store(0) // count the fetches of the syncs below
 
 	// A new upstream commit arrives through a manual sync.
 	up.work.Git("checkout", "-q", "c")
@@ -258,8 +263,9 @@ func heldMirror(t *testing.T, name string, trigger refresh.Trigger) (s *testServ
 	t.Helper()
 	up := newUpstream(t, "acme/"+name+".git")
 	cf = &countingFetch{}
-	s = startServer(t, baseConfig(t, ""), impl.Options{Fetch: cf.fetch})
+	s = startServer(t, baseConfig(t, ""), impl.Options{BeforeRefresh: cf.fetch})
 	onboard(t, s, up.url)
+	cf.n.Store(0) // count the refreshes after the onboarding clone
 	rf, _ = s.app.Refresh().Get(name)
 	hold, started := make(chan struct{}), make(chan struct{}, 2)
 	cf.set(hold, started)
@@ -336,7 +342,7 @@ func TestSyncTimeoutThenRecovery(t *testing.T) {
 	cf := &countingFetch{}
 	cfg := baseConfig(t, "")
 	cfg.SyncTimeout = 300 * time.Millisecond
-	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 	onboard(t, s, up.url)
 
 	cf.set(make(chan struct{}), nil) // never released: the run times out
@@ -357,7 +363,7 @@ func TestWebhooks(t *testing.T) {
 	cfg := baseConfig(t, "")
 	cfg.WebhookSecret = "s3cret"
 	cf := &countingFetch{}
-	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 	onboard(t, s, up.url)
 	rf, _ := s.app.Refresh().Get("Hooked")
 
@@ -378,7 +384,7 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	res, err := rf.Wait(ctx(t), rf.History()[0].ID)
-	if err != nil || res.Trigger != refresh.Webhook || res.State != refresh.Succeeded || len(res.UpdatedRefs) != 1 {
+	if err != nil || res.Trigger != refresh.Webhook || res.State != refresh.Succeeded || len(res.Changes) != 1 {
 		t.Fatalf("webhook run = %+v %v", res, err)
 	}
 	n := cf.n.Load()
@@ -431,7 +437,7 @@ func TestIntervalLoop(t *testing.T) {
 		return c
 	}
 	cf := &countingFetch{}
-	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch, After: after})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch, After: after})
 	t.Cleanup(func() { close(done) })
 	onboard(t, s, up.url)
 	rf, _ := s.app.Refresh().Get("ticking")
@@ -441,16 +447,18 @@ func TestIntervalLoop(t *testing.T) {
 		t.Fatal("no next scheduled run")
 	}
 
-	// The remote did not change: the interval run neither fetches nor
-	// rebuilds, and records a success.
+	// The remote did not change: the interval run lists it, fetches and
+	// writes nothing, rebuilds nothing, and records a success.
+	mirrorDir := filepath.Join(cfg.DataDir, "mirrors", "ticking.git")
+	before := treeHash(t, mirrorDir)
 	timer <- time.Now()
 	timer = <-waits
 	hist := rf.History()
-	if hist[0].Trigger != refresh.Interval || hist[0].State != refresh.Succeeded || len(hist[0].UpdatedRefs) != 0 {
+	if hist[0].Trigger != refresh.Interval || hist[0].State != refresh.Succeeded || len(hist[0].Changes) != 0 || hist[0].ViewVersion != repo.JSON200.ViewVersion {
 		t.Fatalf("unchanged interval run = %+v", hist[0])
 	}
-	if got := cf.n.Load(); got != 0 {
-		t.Fatalf("the remote did not change, yet %d fetches ran", got)
+	if diffs := diffTrees(before, treeHash(t, mirrorDir)); len(diffs) > 0 {
+		t.Fatalf("the remote did not change, yet the mirror did: %v", diffs)
 	}
 
 	up.work.Commit("tick", map[string]string{"t": "t\n"})
@@ -458,8 +466,8 @@ func TestIntervalLoop(t *testing.T) {
 	timer <- time.Now()
 	<-waits
 	hist = rf.History()
-	if hist[0].Trigger != refresh.Interval || len(hist[0].UpdatedRefs) != 1 || cf.n.Load() != 1 {
-		t.Fatalf("interval run after a push = %+v, fetches %d", hist[0], cf.n.Load())
+	if hist[0].Trigger != refresh.Interval || len(hist[0].Changes) != 1 || hist[0].ViewVersion <= repo.JSON200.ViewVersion {
+		t.Fatalf("interval run after a push = %+v", hist[0])
 	}
 }
 
@@ -479,7 +487,7 @@ func TestLocalSyncNeverFetches(t *testing.T) {
 
 	before := treeHash(t, dir)
 	cf := &countingFetch{}
-	s := startServer(t, baseConfig(t, dir), impl.Options{Fetch: cf.fetch})
+	s := startServer(t, baseConfig(t, dir), impl.Options{BeforeRefresh: cf.fetch})
 	for i := 0; i < 3; i++ {
 		res := syncOK(t, s, "local")
 		if res.Mode != client.Reread {
@@ -613,7 +621,7 @@ func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 	cfg.Repos = []config.RepoConfig{{ID: "cfg", URL: up.url}}
 	// Before Start nothing runs in the background: the repository is
 	// served, with no view yet.
-	s := startServerNoStart(t, cfg, impl.Options{Fetch: cf.fetch})
+	s := startServerNoStart(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 	code, _, body := s.do("GET", "/readyz", nil)
 	if code != 503 || !strings.Contains(body, "cfg") {
 		t.Fatalf("readyz before the clone: %d %s", code, body)
@@ -625,7 +633,7 @@ func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 	s.start(t)
 	rf, _ := s.app.Refresh().Get("cfg")
 	res, err := rf.Wait(ctx(t), "1")
-	if err != nil || res.Trigger != refresh.Onboard || res.State != refresh.Succeeded {
+	if err != nil || res.Trigger != refresh.Startup || res.Mode != refresh.ModeMirrorFetch || res.State != refresh.Succeeded {
 		t.Fatalf("background clone: %+v %v", res, err)
 	}
 	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
@@ -658,7 +666,7 @@ func TestWebhookPushForLocalRepo(t *testing.T) {
 	cfg := baseConfig(t, r.Dir)
 	cfg.WebhookSecret = "k"
 	cf := &countingFetch{}
-	s := startServer(t, cfg, impl.Options{Fetch: cf.fetch})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 	before := treeHash(t, r.Dir)
 	body := `{"ref":"refs/heads/main","repository":{"full_name":"acme/mine"}}`
 	code, _, text := s.do("POST", "/api/v1/webhooks/github", strings.NewReader(body),
@@ -681,27 +689,32 @@ func TestSyncWorkersBoundParallelism(t *testing.T) {
 	slow, fast := newUpstream(t, "acme/slowpoke.git"), newUpstream(t, "acme/quick.git")
 	hold := make(chan struct{})
 	started := make(chan string, 4)
-	fetch := func(ctx context.Context, m *mirror.Mirror) ([]mirror.RefUpdate, error) {
-		started <- filepath.Base(m.Dir())
-		if strings.Contains(m.Dir(), "slowpoke") {
+	var armed atomic.Bool // after both onboardings
+	fetch := func(ctx context.Context, id string, _ refresh.Mode) error {
+		if !armed.Load() {
+			return nil
+		}
+		started <- id
+		if id == "slowpoke" {
 			select {
 			case <-hold:
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
 		}
-		return m.Fetch(ctx)
+		return nil
 	}
 	cfg := baseConfig(t, "")
 	cfg.SyncWorkers = 1
-	s := startServer(t, cfg, impl.Options{Fetch: fetch})
+	s := startServer(t, cfg, impl.Options{BeforeRefresh: fetch})
 	onboard(t, s, slow.url)
 	onboard(t, s, fast.url)
 	rfSlow, _ := s.app.Refresh().Get("slowpoke")
 	rfFast, _ := s.app.Refresh().Get("quick")
+	armed.Store(true)
 
 	a := rfSlow.Trigger(refresh.Manual)
-	if got := <-started; got != "slowpoke.git" {
+	if got := <-started; got != "slowpoke" {
 		t.Fatalf("first fetch was %s", got)
 	}
 	b := rfFast.Trigger(refresh.Manual)

@@ -151,6 +151,7 @@ const (
 	Interval SyncResultTrigger = "interval"
 	Manual   SyncResultTrigger = "manual"
 	Onboard  SyncResultTrigger = "onboard"
+	Startup  SyncResultTrigger = "startup"
 	Watcher  SyncResultTrigger = "watcher"
 	Webhook  SyncResultTrigger = "webhook"
 )
@@ -163,6 +164,8 @@ func (e SyncResultTrigger) Valid() bool {
 	case Manual:
 		return true
 	case Onboard:
+		return true
+	case Startup:
 		return true
 	case Watcher:
 		return true
@@ -297,13 +300,14 @@ type PullRequest struct {
 
 // RefUpdate defines model for RefUpdate.
 type RefUpdate struct {
+	// Change `forced`: the old commit is not an ancestor of the new one (a rewrite), or that could not be shown by a bounded walk (at most 10,000 commits, stopping a day of commit time below the old commit). Refs that do not point at commits (metadata blobs) are `updated` when they change.
 	Change RefUpdateChange `json:"change"`
 	NewSha *string         `json:"newSha,omitempty"`
 	OldSha *string         `json:"oldSha,omitempty"`
 	Ref    string          `json:"ref"`
 }
 
-// RefUpdateChange defines model for RefUpdate.Change.
+// RefUpdateChange `forced`: the old commit is not an ancestor of the new one (a rewrite), or that could not be shown by a bounded walk (at most 10,000 commits, stopping a day of commit time below the old commit). Refs that do not point at commits (metadata blobs) are `updated` when they change.
 type RefUpdateChange string
 
 // Repo defines model for Repo.
@@ -392,28 +396,37 @@ type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
 
 	// Error The sanitized error of a failed run.
-	Error       *string           `json:"error,omitempty"`
-	FinishedAt  *time.Time        `json:"finishedAt,omitempty"`
-	Id          string            `json:"id"`
-	Mode        SyncResultMode    `json:"mode"`
-	QueuedAt    time.Time         `json:"queuedAt"`
-	RepoID      string            `json:"repoID"`
-	StartedAt   *time.Time        `json:"startedAt,omitempty"`
-	State       SyncResultState   `json:"state"`
-	Trigger     SyncResultTrigger `json:"trigger"`
-	UpdatedRefs []RefUpdate       `json:"updatedRefs"`
+	Error      *string    `json:"error,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	Id         string     `json:"id"`
+
+	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
+	Mode      SyncResultMode  `json:"mode"`
+	QueuedAt  time.Time       `json:"queuedAt"`
+	RepoID    string          `json:"repoID"`
+	StartedAt *time.Time      `json:"startedAt,omitempty"`
+	State     SyncResultState `json:"state"`
+
+	// Trigger What asked for the run. `startup`: the server started; a mirror already on disk is first read without network access (mode `reread`), then refreshed by a second `startup` run.
+	Trigger SyncResultTrigger `json:"trigger"`
+
+	// UpdatedRefs The branches and metadata refs the run changed, by name; at most the first 1,000 (a first clone creates every ref).
+	UpdatedRefs []RefUpdate `json:"updatedRefs"`
+
+	// UpdatedRefsTotal How many refs the run changed, all counted.
+	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
 	// ViewVersion The view version after the run.
 	ViewVersion int64 `json:"viewVersion"`
 }
 
-// SyncResultMode defines model for SyncResult.Mode.
+// SyncResultMode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 type SyncResultMode string
 
 // SyncResultState defines model for SyncResult.State.
 type SyncResultState string
 
-// SyncResultTrigger defines model for SyncResult.Trigger.
+// SyncResultTrigger What asked for the run. `startup`: the server started; a mirror already on disk is first read without network access (mode `reread`), then refreshed by a second `startup` run.
 type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.

@@ -1,12 +1,15 @@
 // Package gitrepo opens the operator's working repository strictly read-only.
 //
 // stackd serves the repository it was started in without ever changing it:
-// no refs, objects, index, config or working-tree file is written. The
-// package builds go-git storage by hand (so linked worktrees, partial clones
-// and repositories with extensions.worktreeConfig open), wraps it in a
-// [ReadOnlyStorer] whose every write method fails with [ErrReadOnly], and
-// opens it with a nil worktree filesystem so go-git cannot touch the working
-// tree at all. Fetching is deliberately absent from this package.
+// no refs, objects, index, config or working-tree file is written, and it is
+// never fetched into. The rule is enforced by types: the only thing this
+// package hands out is a [Repo] (Worktree.Read), which has exactly three
+// methods (Refs, Object, Config), all reads; no *git.Repository, remote or
+// storer ever leaves the package, so code holding the working repository has
+// nothing it could call Fetch (or any write) on. Underneath, the go-git
+// storage is built by hand (so linked worktrees, partial clones and
+// repositories with extensions.worktreeConfig open) and wrapped in a
+// [ReadOnlyStorer] whose every write method fails with [ErrReadOnly].
 package gitrepo
 
 import (
@@ -15,15 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/go-git/go-billy/v5"
-	"github.com/go-git/go-billy/v5/osfs"
-	git "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/storage/filesystem"
-	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
+	"sync"
 )
 
 // ErrNotRepository is returned (wrapped) when no git repository is found.
@@ -31,11 +26,15 @@ var ErrNotRepository = errors.New("not a git repository")
 
 // Worktree locates one checkout of a repository: its work tree, its
 // per-worktree git directory and the common git directory. A bare
-// repository has an empty WorkDir and GitDir == CommonDir.
+// repository has an empty WorkDir and GitDir == CommonDir. It is safe for
+// concurrent use.
 type Worktree struct {
 	workDir   string
 	gitDir    string
 	commonDir string
+
+	mu   sync.Mutex
+	objs *objects // reused while the set of pack files stays the same
 }
 
 // Discover walks up from dir to the first directory that holds a .git
@@ -170,34 +169,11 @@ func (w *Worktree) CommonDir() string { return w.commonDir }
 // IsBare reports whether the repository has no work tree.
 func (w *Worktree) IsBare() bool { return w.workDir == "" }
 
-// Storer returns a fresh read-only storer over the repository's files.
-func (w *Worktree) Storer() *ReadOnlyStorer {
-	var fs billy.Filesystem = osfs.New(w.gitDir)
-	if w.commonDir != w.gitDir {
-		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(w.commonDir))
-	}
-	return NewReadOnlyStorer(filesystem.NewStorage(fs, cache.NewObjectLRUDefault()))
-}
-
-// Read returns a fresh read-only go-git handle. Each call builds new
-// storage, so packs and refs written since the last call are seen. The
-// handle has no worktree filesystem, and its storer refuses every write.
-func (w *Worktree) Read() (*git.Repository, error) {
-	repo, err := git.Open(w.Storer(), nil)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		return nil, fmt.Errorf("gitrepo: open %q: %w: %w", w.gitDir, ErrNotRepository, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gitrepo: open %q: %w", w.gitDir, err)
-	}
-	return repo, nil
-}
-
 // RemoteURL returns the first URL of remote "origin", or of the only
 // remote when there is exactly one; "" otherwise. The URL is raw: it may
 // hold credentials, which the caller must redact.
 func (w *Worktree) RemoteURL() string {
-	cfg, err := w.Storer().Config()
+	cfg, err := w.newStorer().Config()
 	if err != nil {
 		return ""
 	}
@@ -214,62 +190,4 @@ func (w *Worktree) RemoteURL() string {
 		return ""
 	}
 	return r.URLs[0]
-}
-
-// branchExists reports whether refs/heads/<name> resolves.
-func branchExists(repo *git.Repository, name string) bool {
-	if name == "" {
-		return false
-	}
-	_, err := repo.Reference(plumbing.NewBranchReferenceName(name), true)
-	return err == nil
-}
-
-// DetectTrunk guesses the trunk branch, in this order:
-//  1. refs/remotes/origin/HEAD's symref target (refs/remotes/origin/<b>) → b,
-//     if the local branch b exists;
-//  2. for a bare repository, HEAD's symref target, if that branch exists;
-//  3. init.defaultBranch from the repository config, then from the user's
-//     global git config, if that branch exists;
-//  4. "main", then "master", if they exist.
-//
-// It returns "" when none applies.
-func DetectTrunk(repo *git.Repository) string {
-	if ref, err := repo.Storer.Reference(plumbing.NewRemoteHEADReferenceName("origin")); err == nil &&
-		ref.Type() == plumbing.SymbolicReference {
-		if b, ok := strings.CutPrefix(ref.Target().String(), "refs/remotes/origin/"); ok && branchExists(repo, b) {
-			return b
-		}
-	}
-	cfg, cfgErr := repo.Config()
-	if cfgErr == nil && cfg.Core.IsBare {
-		if ref, err := repo.Storer.Reference(plumbing.HEAD); err == nil && ref.Type() == plumbing.SymbolicReference &&
-			ref.Target().IsBranch() && branchExists(repo, ref.Target().Short()) {
-			return ref.Target().Short()
-		}
-	}
-	var candidates []string
-	if cfgErr == nil {
-		candidates = append(candidates, cfg.Init.DefaultBranch)
-	}
-	if g, err := loadGlobalConfig(); err == nil {
-		candidates = append(candidates, g)
-	}
-	candidates = append(candidates, "main", "master")
-	for _, c := range candidates {
-		if branchExists(repo, c) {
-			return c
-		}
-	}
-	return ""
-}
-
-// loadGlobalConfig reads init.defaultBranch from the user's global git
-// config (XDG and ~/.gitconfig), via go-git.
-func loadGlobalConfig() (string, error) {
-	cfg, err := config.LoadConfig(config.GlobalScope)
-	if err != nil {
-		return "", fmt.Errorf("gitrepo: global config: %w", err)
-	}
-	return cfg.Init.DefaultBranch, nil
 }

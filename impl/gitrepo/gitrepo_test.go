@@ -1,34 +1,29 @@
 package gitrepo_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
+	"github.com/stackd/stackd/impl/refs"
+	"github.com/stackd/stackd/impl/view"
 )
 
-// branchNames lists refs/heads/* through go-git, sorted.
-func branchNames(t *testing.T, repo *git.Repository) []string {
+// branchNames lists refs/heads/* of a Read, sorted.
+func branchNames(t *testing.T, repo *gitrepo.Repo) []string {
 	t.Helper()
-	iter, err := repo.Branches()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
-	if err := iter.ForEach(func(r *plumbing.Reference) error {
-		names = append(names, r.Name().Short())
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for _, r := range repo.Refs().Prefix("refs/heads/") {
+		names = append(names, strings.TrimPrefix(r.Name, "refs/heads/"))
 	}
-	slices.Sort(names)
 	return names
 }
 
@@ -152,14 +147,15 @@ func TestOpenCheckoutKinds(t *testing.T) {
 			if got := branchNames(t, repo); !slices.Equal(got, tt.branches) {
 				t.Errorf("branches = %v, want %v", got, tt.branches)
 			}
-			ref, err := repo.Head()
-			if err != nil {
-				t.Fatalf("Head: %v", err)
+			target, _, ok := repo.Refs().Head()
+			if !ok || target != "refs/heads/"+head {
+				t.Errorf("HEAD = %s, want %s", target, head)
 			}
-			if ref.Name().Short() != head {
-				t.Errorf("HEAD = %s, want %s", ref.Name(), head)
+			h, ok := repo.Refs().Resolve(refs.HEAD)
+			if !ok {
+				t.Fatal("HEAD does not resolve")
 			}
-			if _, err := repo.CommitObject(ref.Hash()); err != nil {
+			if _, err := repo.Object(plumbing.CommitObject, h); err != nil {
 				t.Errorf("head commit: %v", err)
 			}
 		})
@@ -207,16 +203,12 @@ func TestPartialCloneMissingBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := repo.CommitObject(plumbing.NewHash(src.Rev("main")))
-	if err != nil {
+	tip, parent := plumbing.NewHash(src.Rev("main")), plumbing.NewHash(src.Rev("main~1"))
+	if _, err := repo.Object(plumbing.CommitObject, tip); err != nil {
 		t.Fatalf("commit objects must be present: %v", err)
 	}
-	parent, err := c.Parent(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := parent.Patch(c); err == nil {
-		t.Fatal("patch over missing blobs succeeded; want an error")
+	if _, err := view.Diff(context.Background(), repo, parent, tip); !errors.Is(err, plumbing.ErrObjectNotFound) {
+		t.Fatalf("diff over missing blobs = %v, want ErrObjectNotFound", err)
 	}
 }
 
@@ -387,7 +379,7 @@ func TestDetectTrunk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := gitrepo.DetectTrunk(repo); got != tt.want {
+			if got := view.DetectTrunk(repo); got != tt.want {
 				t.Errorf("DetectTrunk = %q, want %q", got, tt.want)
 			}
 		})

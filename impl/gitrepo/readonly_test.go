@@ -21,7 +21,7 @@ func TestReadOnlyStorerRefusesWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := w.Storer()
+	s := gitrepo.StorerOf(w)
 	head := plumbing.NewHashReference("refs/heads/x", plumbing.NewHash(r.Rev("main")))
 	writes := map[string]func() error{
 		"SetConfig":            func() error { return s.SetConfig(config.NewConfig()) },
@@ -68,32 +68,6 @@ func TestReadOnlyStorerRefusesWrites(t *testing.T) {
 	}
 	if _, ok := st.(storer.Transactioner); ok {
 		t.Error("ReadOnlyStorer exposes Transactioner")
-	}
-	assertSameTree(t, before, snapshotTree(t, r.Dir))
-}
-
-func TestGoGitWritesFailThroughRepository(t *testing.T) {
-	r := basicRepo(t)
-	w, err := gitrepo.Open(r.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := snapshotTree(t, r.Dir)
-	repo, err := w.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Worktree(); !errors.Is(err, git.ErrIsBareRepository) {
-		t.Errorf("Worktree() = %v, want ErrIsBareRepository (no worktree filesystem)", err)
-	}
-	if _, err := repo.CreateTag("v1", plumbing.NewHash(r.Rev("main")), nil); !errors.Is(err, gitrepo.ErrReadOnly) {
-		t.Errorf("CreateTag = %v, want ErrReadOnly", err)
-	}
-	if err := repo.DeleteBranch("feature"); err == nil {
-		t.Error("DeleteBranch succeeded")
-	}
-	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "x", URLs: []string{"https://x"}}); !errors.Is(err, gitrepo.ErrReadOnly) {
-		t.Errorf("CreateRemote = %v, want ErrReadOnly", err)
 	}
 	assertSameTree(t, before, snapshotTree(t, r.Dir))
 }
@@ -173,7 +147,11 @@ func TestConfigCopyKeepsOtherSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := w.Storer().Config()
+	repo, err := w.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := repo.Config()
 	if err != nil {
 		t.Fatal(err)
 	}

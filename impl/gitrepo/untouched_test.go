@@ -80,7 +80,7 @@ func TestServingWritesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			s, err := view.Build(ctx, repo, view.Input{RepoID: "local", Kind: gen.Local, DetectTrunk: gitrepo.DetectTrunk})
+			s, err := view.Build(ctx, repo, view.Input{RepoID: "local", Kind: gen.Local})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -15,12 +16,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // gitEnv isolates fixture git commands from the machine's configuration
@@ -40,7 +41,7 @@ func gitEnv(home string) []string {
 	)
 }
 
-func runGit(t *testing.T, dir string, stdin []byte, args ...string) string {
+func runGit(t testing.TB, dir string, stdin []byte, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -57,15 +58,31 @@ func runGit(t *testing.T, dir string, stdin []byte, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// runGitBytes runs git and returns its raw standard output.
+func runGitBytes(t testing.TB, dir string, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(dir)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
 // upstream is a bare repository served to the code under test. It is
 // edited with plumbing commands only, so HEAD never moves by accident.
 type upstream struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	name string
 }
 
-func newUpstream(t *testing.T, base, name string) *upstream {
+func newUpstream(t testing.TB, base, name string) *upstream {
 	t.Helper()
 	dir := filepath.Join(base, name)
 	runGit(t, base, nil, "init", "-q", "--bare", "-b", "main", dir)
@@ -123,43 +140,134 @@ func (u *upstream) mirrored() map[string]string {
 	return refs
 }
 
-// allRefs returns every ref of the mirror repository (any namespace).
-func allRefs(t *testing.T, m *Mirror) map[string]string {
+// gitRefs returns every ref of the repository in dir (any namespace), as
+// git itself sees them.
+func gitRefs(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	repo, err := m.Repository()
-	if err != nil {
-		t.Fatal(err)
-	}
-	iter, err := repo.References()
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := runGit(t, dir, nil, "for-each-ref", "--format=%(objectname) %(refname)")
 	refs := map[string]string{}
-	_ = iter.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() == plumbing.HashReference {
-			refs[r.Name().String()] = r.Hash().String()
+	for _, line := range strings.Split(out, "\n") {
+		if id, name, ok := strings.Cut(line, " "); ok {
+			refs[name] = id
 		}
-		return nil
-	})
+	}
 	return refs
 }
 
-func headTarget(t *testing.T, m *Mirror) string {
+// tableRefs returns the direct refs of a table.
+func tableRefs(tbl *refs.Table) map[string]string {
+	out := map[string]string{}
+	for _, r := range tbl.All() {
+		if !r.Symbolic() {
+			out[r.Name] = r.Hash.String()
+		}
+	}
+	return out
+}
+
+// gitHead returns the target of HEAD in dir, as git reads it.
+func gitHead(t *testing.T, dir string) string {
 	t.Helper()
-	repo, err := m.Repository()
+	return runGit(t, dir, nil, "symbolic-ref", "HEAD")
+}
+
+// fsck runs git fsck --full in dir and fails on any problem.
+func fsck(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("git", "fsck", "--full", "--strict", "--no-dangling")
+	cmd.Dir = dir
+	cmd.Env = gitEnv(dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "error") || strings.Contains(string(out), "missing") {
+		t.Fatalf("git fsck in %s: %v\n%s", dir, err, out)
+	}
+}
+
+// looseRefs lists the loose ref files under dir/refs.
+func looseRefs(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(filepath.Join(dir, "refs"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := repo.Storer.Reference(plumbing.HEAD)
+	return out
+}
+
+// packs lists the pack files (pack-*.pack) of the mirror in dir.
+func packs(t testing.TB, dir string) []string {
+	t.Helper()
+	out, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "pack-*.pack"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ref.Target().String()
+	return out
+}
+
+// idxObjects lists the objects of a pack, read from its .idx by git.
+func idxObjects(t *testing.T, pack string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(strings.TrimSuffix(pack, ".pack") + ".idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(runGit(t, filepath.Dir(pack), raw, "show-index"), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 {
+			ids = append(ids, f[1])
+		}
+	}
+	return ids
+}
+
+// fileState is what a write would change about a file.
+type fileState struct {
+	ino   uint64
+	size  int64
+	mtime int64
+	mode  fs.FileMode
+}
+
+// treeState records every entry under dir.
+func treeState(t *testing.T, dir string) map[string]fileState {
+	t.Helper()
+	out := map[string]fileState{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fileState{size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode()}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.ino = sys.Ino
+		}
+		if fi.IsDir() {
+			st.size = 0 // directory sizes are not content
+		}
+		out[p] = st
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func freePort(t *testing.T) int { return mirrortest.FreePort(t) }
 
-func startDaemon(t *testing.T, base string) string { return mirrortest.StartDaemon(t, base) }
+func startDaemon(t testing.TB, base string) string { return mirrortest.StartDaemon(t, base) }
 
 // startHTTP serves the repositories under root with git http-backend via
 // CGI. If user is not empty, requests must carry that basic auth.
@@ -323,5 +431,3 @@ func waitStalled(t *testing.T, p *stallProxy) {
 }
 
 func bg() context.Context { return context.Background() }
-
-func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }

@@ -3,34 +3,105 @@
 // go-git; no git binary is run (except by go-git's own file:// transport,
 // which is only reachable with Config.AllowLocal).
 //
-// A mirror holds exactly three ref namespaces of its upstream,
-// refs/heads/*, refs/stackit/* and refs/branch-metadata/*, fetched with
-// force and prune so that they track the upstream exactly. Tags,
-// refs/remotes/* and every other namespace are never fetched. HEAD of the
-// bare repository follows the upstream's default branch when the upstream
-// advertises it.
+// # Where mirrors live, and what Open accepts
+//
+// Mirrors exist only under a [Root], <data-dir>/mirrors: the mirror with
+// id X is the bare repository <root>/X.git (ids are checked by [CheckID],
+// so the path never leaves the root). A *Mirror can only be made by
+// [Root.Clone] or [Root.Open]. Clone writes a marker file,
+// stackd-mirror.json (format version, id, redacted URL), and Open refuses
+// with [ErrNotMirror] a symbolic link, a directory that is not a bare
+// repository (a checkout with .git, a work tree, core.bare unset), a
+// repository without the marker and a marker naming another id: pointing
+// stackd at an operator's repository can never fetch into it.
+//
+// A mirror holds exactly three ref namespaces of its upstream
+// ([Namespaces]: refs/heads/*, refs/stackit/*, refs/branch-metadata/*),
+// tracking them exactly (forced updates and deletions included), and HEAD,
+// a symbolic ref to the upstream's default branch. Tags, refs/remotes/*
+// and every other namespace are never fetched.
+//
+// # Refs in memory, packed on disk
+//
+// Open reads the refs once (packed-refs, then any loose ref files in the
+// namespaces, which git may have written, and HEAD) into an immutable
+// [refs.Table]; from then on the table in memory is the mirror's state.
+// stackd never writes loose refs: after a Sync it rewrites packed-refs
+// once, atomically, with git's lock-file protocol (packed-refs.lock
+// created exclusively, sorted and fully peeled, fsynced, renamed over
+// packed-refs), deletes the loose files of refs that changed, and rewrites
+// HEAD (the same way) only when the default branch moved. A restart reads
+// exactly what the last successful Sync wrote.
+//
+// # Sync: one listing, then only what changed
+//
+// [Mirror.Sync] opens one upload-pack session and reads the ref
+// advertisement. When the advertised refs in the namespaces and HEAD's
+// target equal the table, it closes the session and returns an empty
+// [Result]: nothing is written. Otherwise the table is diffed with
+// [refs.Diff] (modified refs are refs.Updated; the caller classifies forced
+// ones with [refs.Classify]), and in the same session one upload-pack
+// request asks for the new tips that are not stored yet (wants) and names
+// a small, bounded set of commits the mirror has (haves: the trunk tip,
+// the old tips of the changed refs, and a few branch tips written by
+// recent Syncs), with neither thin-pack nor include-tag, so that the
+// stored pack is self-contained. With no wants (deletions only, or tips
+// already stored) no request is sent. The pack goes straight into the
+// object store with go-git's pack writer (pack and .idx, renamed into
+// place once complete, then fsynced); every want is checked against the
+// new index before any ref moves. A Sync that fails or is cancelled leaves
+// the old refs on disk and in memory and a consistent object store (at
+// most an unreferenced complete pack; leftover tmp_pack_* files are
+// deleted by the next Sync), and the next Sync reports every change since
+// the last successful one.
+//
+// # Clone
+//
+// [Root.Clone] initialises a bare repository in <root>/.<id>.git.clone-*
+// with a config git understands (remote "origin" with the redacted URL,
+// the three forced refspecs and tagOpt --no-tags, core.bare), asks for
+// every wanted tip in one upload-pack session (no haves), stores the pack
+// as received with its index, writes all refs packed in one go, HEAD and
+// the marker, fsyncs, and renames the directory into place. The clone's
+// pack is indexed by this package (see receivePack: one inflation per
+// object while the pack streams in, delta chains resolved on all cores,
+// the .idx written with go-git's idxfile encoder, byte for byte what git
+// index-pack writes), because go-git's pack writer takes longer than the
+// whole transfer at 10,000 branches. A failed or cancelled Clone leaves
+// nothing behind; [Root.SweepTemp] removes what a crash left.
+//
+// # Transports
+//
+// Sessions use go-git's transports (client.NewClient), except git://,
+// which uses gitSession: the same protocol messages from go-git's packp
+// package over a buffered connection that honours the context (go-git's
+// git:// session reads the advertisement unbuffered through a goroutine
+// per read, which tripled the cost of a no-op Sync at 10,000 refs).
 //
 // # Concurrency
 //
-// The caller guarantees that at most one Clone or Fetch runs at a time for
-// a given directory. RemoteRefs, Changed, Repository, Dir and URL may be
-// called concurrently with each other and with a Fetch. go-git writes a
-// fetched pack (and its index) to a temporary file and renames it into
-// place before any ref is updated, so refs only ever point at complete
-// objects, also when a Fetch is cancelled or fails midway; the next Fetch
-// starts from the old refs and succeeds. (go-git rewrites loose ref files
-// in place, so a reader racing a Fetch may transiently fail to read a ref
-// that is being updated; readers should retry or build views between
-// fetches.)
+// Callers serialise Clone, Sync, Close and Remove of one mirror. Refs,
+// Reader, Dir and URL may be called at any time, also during a Sync. A
+// [Reader] is a fixed table (the one current when it was made) over the
+// mirror's object store, which only ever grows (packs are only added), so
+// a Reader made before a Sync keeps working, unchanged, during and after
+// it. The object store is one long-lived go-git filesystem storage per
+// mirror (pack indexes loaded once, pack files kept open); go-git's
+// storage is not safe for concurrent use, so every access goes through one
+// mutex, objects leave it fully read, and a Sync's transfer runs outside
+// it except for registering the finished pack.
 //
 // # Errors
 //
 // No returned error contains credentials: every message is passed through
 // package redact, and passwords and tokens known from the Config are
-// masked as well. Errors wrap, for errors.Is and errors.As:
+// masked as well. The URL stored on disk (config, marker) is the redacted
+// one; the credentials only live in memory. Errors wrap, for errors.Is and
+// errors.As:
 //
 //   - ErrBadURL, ErrLocalRemote: the configured URL is refused;
-//   - ErrExists: Clone into an existing directory;
+//   - ErrBadID, ErrExists, ErrNoMirror, ErrNotMirror: the id or directory;
+//   - ErrLocked: a lock file of another writer (a git process) is present;
 //   - context.Canceled / context.DeadlineExceeded: the context ended;
 //   - *FetchError (also errors.Is(err, ErrFetch)): the remote or the
 //     transport failed; its message is the sanitized git error text,
@@ -39,23 +110,23 @@ package mirror
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"unicode"
+	"sync/atomic"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
-	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // RemoteName is the name of the single remote of a mirror.
@@ -64,117 +135,41 @@ const RemoteName = "origin"
 // Namespaces are the ref prefixes a mirror holds.
 var Namespaces = []string{"refs/heads/", "refs/stackit/", "refs/branch-metadata/"}
 
-// refSpecs maps every namespace onto itself, forced.
+// refSpecs maps every namespace onto itself, forced: what git itself would
+// fetch with the mirror's stored config.
 var refSpecs = []config.RefSpec{
 	"+refs/heads/*:refs/heads/*",
 	"+refs/stackit/*:refs/stackit/*",
 	"+refs/branch-metadata/*:refs/branch-metadata/*",
 }
 
-var (
-	// ErrBadURL reports a remote URL that cannot be parsed or uses a
-	// scheme that is not allowed.
-	ErrBadURL = errors.New("bad remote URL")
-	// ErrLocalRemote reports a file:// URL or a plain path while local
-	// remotes are disabled.
-	ErrLocalRemote = errors.New("local remotes are disabled")
-	// ErrExists reports a Clone into a directory that already exists.
-	ErrExists = errors.New("mirror directory already exists")
-	// ErrFetch matches (via errors.Is) every *FetchError.
-	ErrFetch = errors.New("fetch from remote failed")
+// InNamespaces reports whether ref name is in one of the Namespaces.
+func InNamespaces(name string) bool {
+	for _, p := range Namespaces {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	markerFile    = "stackd-mirror.json"
+	markerFormat  = 1
+	cloneInfix    = ".git.clone-"
+	removeInfix   = ".git.remove-"
+	defaultBranch = "refs/heads/main"
 )
 
-// FetchError is a failure of the remote or of the transport (unreachable
-// host, authentication, missing repository, protocol error). Its message
-// is sanitized and safe to show to API clients.
-type FetchError struct {
-	// Op is the operation that failed: "fetch" (Clone, Fetch) or
-	// "ls-remote" (RemoteRefs, Changed).
-	Op string
-	// URL is the redacted remote URL.
-	URL string
-	// Msg is the sanitized error text from go-git.
-	Msg string
-	// kind is a credential-free go-git sentinel when one is recognised
-	// (for example transport.ErrAuthenticationRequired), else nil.
-	kind error
+// marker is the content of stackd-mirror.json.
+type marker struct {
+	Format int    `json:"format"`
+	ID     string `json:"id"`
+	URL    string `json:"url"` // redacted
 }
 
-func (e *FetchError) Error() string {
-	return fmt.Sprintf("mirror: %s %s: %s", e.Op, e.URL, e.Msg)
-}
-
-// Unwrap exposes ErrFetch and, when recognised, the go-git transport
-// sentinel (transport.ErrRepositoryNotFound, ErrAuthenticationRequired,
-// ErrAuthorizationFailed, ErrInvalidAuthMethod, ErrEmptyRemoteRepository).
-// The raw go-git error is deliberately not exposed: its text may carry
-// credentials.
-func (e *FetchError) Unwrap() []error {
-	if e.kind == nil {
-		return []error{ErrFetch}
-	}
-	return []error{ErrFetch, e.kind}
-}
-
-var transportSentinels = []error{
-	transport.ErrRepositoryNotFound,
-	transport.ErrEmptyRemoteRepository,
-	transport.ErrAuthenticationRequired,
-	transport.ErrAuthorizationFailed,
-	transport.ErrInvalidAuthMethod,
-}
-
-// ValidateURL checks that raw is a remote URL a mirror may use.
-//
-// Always allowed: https://, ssh:// (and the scp-like form user@host:path)
-// and git://, each with a non-empty host. Plain http:// is refused unless
-// allowLocal is set: credentials and content would travel in clear text,
-// and the only legitimate use is a test or development server on loopback.
-// file:// URLs and plain paths are allowed only with allowLocal (else
-// ErrLocalRemote). Raw whitespace and control characters are refused
-// (percent-encode them). Everything else wraps ErrBadURL. URLs are classified
-// exactly as go-git classifies them, so what is validated is what is
-// fetched.
-func ValidateURL(raw string, allowLocal bool) error {
-	shown := redact.URL(raw)
-	if strings.TrimSpace(raw) == "" {
-		return fmt.Errorf("%w: empty", ErrBadURL)
-	}
-	if strings.ContainsFunc(raw, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return fmt.Errorf("%w: whitespace or control character in %q (percent-encode it)", ErrBadURL, shown)
-	}
-	if strings.HasPrefix(raw, "-") {
-		return fmt.Errorf("%w: %q starts with '-'", ErrBadURL, shown)
-	}
-	ep, err := transport.NewEndpoint(raw)
-	if err != nil {
-		// The parse error echoes the URL; do not pass it on.
-		return fmt.Errorf("%w: cannot parse %q", ErrBadURL, shown)
-	}
-	switch strings.ToLower(ep.Protocol) {
-	case "https", "ssh", "git":
-	case "http":
-		if !allowLocal {
-			return fmt.Errorf("%w: plain http is only allowed with local remotes enabled: %q", ErrBadURL, shown)
-		}
-	case "file":
-		if !allowLocal {
-			return fmt.Errorf("%w: %q", ErrLocalRemote, shown)
-		}
-		return nil
-	default:
-		return fmt.Errorf("%w: unsupported scheme %q in %q", ErrBadURL, ep.Protocol, shown)
-	}
-	if ep.Host == "" || strings.HasPrefix(ep.Host, "-") {
-		return fmt.Errorf("%w: missing or invalid host in %q", ErrBadURL, shown)
-	}
-	return nil
-}
-
-// Config describes a mirror.
+// Config describes the upstream of a mirror.
 type Config struct {
-	// Dir is the bare repository directory. Its parent must exist.
-	Dir string
 	// URL is the upstream. It may carry credentials; they are never
 	// written to disk by this package nor shown in errors.
 	URL string
@@ -185,434 +180,419 @@ type Config struct {
 	AllowLocal bool
 }
 
-// Mirror is a managed bare clone. See the package documentation for the
-// concurrency contract.
+// Root is the directory that holds the mirrors, <data-dir>/mirrors.
+type Root struct {
+	path string // absolute, symlinks resolved
+}
+
+// NewRoot creates <dataDir>/mirrors (mode 0700) if needed and returns it.
+// The root's path is kept with symbolic links resolved.
+func NewRoot(dataDir string) (*Root, error) {
+	if dataDir == "" {
+		return nil, errors.New("mirror: empty data directory")
+	}
+	p := filepath.Join(dataDir, "mirrors")
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		return nil, fmt.Errorf("mirror: create root: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: root: %w", err)
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return nil, fmt.Errorf("mirror: root: %w", err)
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("mirror: root %s is not a directory", real)
+	}
+	return &Root{path: real}, nil
+}
+
+// Path returns the root directory.
+func (r *Root) Path() string { return r.path }
+
+// Dir returns the directory of mirror id, <root>/<id>.git, or "" when id
+// is not valid (see CheckID).
+func (r *Root) Dir(id string) string {
+	if CheckID(id) != nil {
+		return ""
+	}
+	return filepath.Join(r.path, id+".git")
+}
+
+// Mirror is a managed bare clone, made by Root.Clone or Root.Open. See the
+// package documentation for the concurrency contract.
 type Mirror struct {
-	dir     string
-	url     string // raw, may hold credentials; never shown
-	shown   string // redacted
-	auth    transport.AuthMethod
-	secrets []string
-}
+	id    string
+	dir   string
+	rem   remote
+	objs  *objectStore
+	table atomic.Pointer[refs.Table]
 
-// Change classifies a RefUpdate.
-type Change string
-
-// The possible changes of a ref.
-const (
-	Created Change = "created"
-	Updated Change = "updated"
-	// Forced means the old commit is not an ancestor of the new one: the
-	// upstream rewrote the ref (force-push).
-	Forced Change = "forced"
-	// Deleted means the ref disappeared upstream and was pruned.
-	Deleted Change = "deleted"
-)
-
-// RefUpdate is the change of one local ref by a Fetch. OldSha is "" for
-// created refs and NewSha is "" for deleted ones.
-type RefUpdate struct {
-	Ref    string
-	OldSha string
-	NewSha string
-	Change Change
-}
-
-func newMirror(cfg Config) (*Mirror, error) {
-	if err := ValidateURL(cfg.URL, cfg.AllowLocal); err != nil {
-		return nil, err
-	}
-	if cfg.Dir == "" {
-		return nil, errors.New("mirror: empty directory")
-	}
-	return &Mirror{
-		dir:     cfg.Dir,
-		url:     cfg.URL,
-		shown:   redact.URL(cfg.URL),
-		auth:    cfg.Auth,
-		secrets: secretsOf(cfg),
-	}, nil
-}
-
-// secretsOf lists the credential strings of cfg that must never appear in
-// an error message, in the forms they might be printed.
-func secretsOf(cfg Config) []string {
-	var out []string
-	add := func(s string) {
-		if s == "" {
-			return
-		}
-		out = append(out, s)
-		if esc := url.QueryEscape(s); esc != s {
-			out = append(out, esc)
-		}
-		if esc := url.PathEscape(s); esc != s {
-			out = append(out, esc)
-		}
-	}
-	if ba, ok := cfg.Auth.(*githttp.BasicAuth); ok && ba != nil {
-		add(ba.Password)
-	}
-	if ep, err := transport.NewEndpoint(cfg.URL); err == nil {
-		add(ep.Password)
-		// A user without password on http(s) is usually a token.
-		if p := strings.ToLower(ep.Protocol); ep.Password == "" && (p == "https" || p == "http") {
-			add(ep.User)
-		}
-	}
-	// Longest first, so that a secret containing another is masked whole.
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// sanitize returns err's message without credentials.
-func (m *Mirror) sanitize(err error) string {
-	s := redact.Error(err)
-	for _, sec := range m.secrets {
-		s = strings.ReplaceAll(s, sec, "***")
-	}
-	return s
-}
-
-// remoteError converts a go-git failure into the package's error types.
-func (m *Mirror) remoteError(ctx context.Context, op string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("mirror: %s %s: %w", op, m.shown, ctxErr)
-	}
-	fe := &FetchError{Op: op, URL: m.shown, Msg: m.sanitize(err)}
-	for _, s := range transportSentinels {
-		if errors.Is(err, s) {
-			fe.kind = s
-			break
-		}
-	}
-	return fe
-}
-
-// Clone creates a new mirror in cfg.Dir: it initialises a bare repository
-// in a temporary directory next to cfg.Dir, adds the remote "origin",
-// fetches, and renames the result into place. It refuses (ErrExists) if
-// cfg.Dir exists. A failed or cancelled Clone leaves neither cfg.Dir nor
-// the temporary directory behind. The returned updates list every ref as
-// created.
-func Clone(ctx context.Context, cfg Config) (*Mirror, []RefUpdate, error) {
-	m, err := newMirror(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := os.Lstat(cfg.Dir); err == nil {
-		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", cfg.Dir, ErrExists)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
-	}
-	parent, base := filepath.Split(filepath.Clean(cfg.Dir))
-	tmp, err := os.MkdirTemp(parent, "."+base+".clone-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = os.RemoveAll(tmp)
-		}
-	}()
-
-	repo, err := git.PlainInit(tmp, true)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mirror: init %s: %w", tmp, err)
-	}
-	// The stored URL is redacted: credentials never reach the disk. Every
-	// network operation passes the real URL explicitly.
-	if _, err := repo.CreateRemote(&config.RemoteConfig{
-		Name:  RemoteName,
-		URLs:  []string{m.shown},
-		Fetch: refSpecs,
-	}); err != nil {
-		return nil, nil, fmt.Errorf("mirror: add remote: %w", err)
-	}
-
-	m.dir = tmp
-	updates, err := m.Fetch(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone %s: %w", m.shown, err)
-	}
-	if _, err := os.Lstat(cfg.Dir); err == nil {
-		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", cfg.Dir, ErrExists)
-	}
-	if err := os.Rename(tmp, cfg.Dir); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
-	}
-	done = true
-	m.dir = cfg.Dir
-	return m, updates, nil
-}
-
-// Open returns the existing mirror in cfg.Dir.
-func Open(cfg Config) (*Mirror, error) {
-	m, err := newMirror(cfg)
-	if err != nil {
-		return nil, err
-	}
-	repo, err := git.PlainOpen(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("mirror: open %s: %w", cfg.Dir, err)
-	}
-	if _, err := repo.Remote(RemoteName); err != nil {
-		return nil, fmt.Errorf("mirror: open %s: %w", cfg.Dir, err)
-	}
-	return m, nil
+	// Owned by Sync (callers serialise Syncs).
+	peeled map[string]plumbing.Hash // namespace refs that peel (annotated tags)
+	extra  []packedRef              // packed refs outside the namespaces, preserved
+	loose  map[string]bool          // namespace refs that still have a loose file
+	recent []plumbing.Hash          // branch tips written by recent Syncs, newest first
 }
 
 // Dir returns the bare repository directory.
 func (m *Mirror) Dir() string { return m.dir }
 
 // URL returns the upstream URL without credentials.
-func (m *Mirror) URL() string { return m.shown }
+func (m *Mirror) URL() string { return m.rem.shown }
 
-// Repository returns a fresh go-git handle on the mirror, for reading.
-func (m *Mirror) Repository() (*git.Repository, error) {
-	repo, err := git.PlainOpen(m.dir)
-	if err != nil {
-		return nil, fmt.Errorf("mirror: open %s: %w", m.dir, err)
-	}
-	return repo, nil
-}
+// Refs returns the current ref table: refs/heads/*, refs/stackit/*,
+// refs/branch-metadata/* and HEAD (symbolic). It is immutable; a Sync
+// replaces it.
+func (m *Mirror) Refs() *refs.Table { return m.table.Load() }
 
-func (m *Mirror) remote() (*git.Repository, *git.Remote, error) {
-	repo, err := m.Repository()
-	if err != nil {
-		return nil, nil, err
-	}
-	rem, err := repo.Remote(RemoteName)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mirror: %s: %w", m.dir, err)
-	}
-	return repo, rem, nil
-}
+// Reader returns read-only access to the mirror with the current table.
+func (m *Mirror) Reader() *Reader { return &Reader{table: m.table.Load(), objs: m.objs} }
 
-func inNamespaces(name string) bool {
-	for _, p := range Namespaces {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// list runs ls-remote; op names the caller's operation in errors. It
-// returns the refs in the mirrored namespaces and
-// the target of the remote's HEAD ("" if not advertised). An empty remote
-// yields an empty map.
-func (m *Mirror) list(ctx context.Context, op string) (map[string]plumbing.Hash, plumbing.ReferenceName, error) {
-	// ListContext always uses the stored (redacted) URL, so list through a
-	// detached remote carrying the real one.
-	detached := git.NewRemote(nil, &config.RemoteConfig{Name: RemoteName, URLs: []string{m.url}})
-	refs, err := detached.ListContext(ctx, &git.ListOptions{Auth: m.auth, PeelingOption: git.IgnorePeeled})
-	if errors.Is(err, transport.ErrEmptyRemoteRepository) && ctx.Err() == nil {
-		return map[string]plumbing.Hash{}, "", nil
-	}
-	if err != nil {
-		return nil, "", m.remoteError(ctx, op, err)
-	}
-	out := make(map[string]plumbing.Hash)
-	var head plumbing.ReferenceName
-	for _, r := range refs {
-		switch {
-		case r.Name() == plumbing.HEAD && r.Type() == plumbing.SymbolicReference:
-			head = r.Target()
-		case r.Type() == plumbing.HashReference && inNamespaces(r.Name().String()):
-			out[r.Name().String()] = r.Hash()
-		}
-	}
-	return out, head, nil
-}
-
-// RemoteRefs lists the upstream's refs in the mirrored namespaces.
-func (m *Mirror) RemoteRefs(ctx context.Context) (map[string]plumbing.Hash, error) {
-	refs, _, err := m.list(ctx, "ls-remote")
-	return refs, err
-}
-
-// localRefs returns the mirror's refs in the mirrored namespaces.
-func localRefs(repo *git.Repository) (map[string]plumbing.Hash, error) {
-	iter, err := repo.References()
-	if err != nil {
-		return nil, fmt.Errorf("mirror: list refs: %w", err)
-	}
-	out := make(map[string]plumbing.Hash)
-	err = iter.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() == plumbing.HashReference && inNamespaces(r.Name().String()) {
-			out[r.Name().String()] = r.Hash()
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mirror: list refs: %w", err)
-	}
-	return out, nil
-}
-
-// Changed reports whether the upstream's refs in the mirrored namespaces
-// differ from the mirror's, so that a polling loop can skip needless
-// fetches.
-func (m *Mirror) Changed(ctx context.Context) (bool, error) {
-	repo, err := m.Repository()
-	if err != nil {
-		return false, err
-	}
-	remote, _, err := m.list(ctx, "ls-remote")
-	if err != nil {
-		return false, err
-	}
-	local, err := localRefs(repo)
-	if err != nil {
-		return false, err
-	}
-	return !sameRefs(local, remote), nil
-}
-
-func sameRefs(a, b map[string]plumbing.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
-// Fetch brings the mirror up to date with force and prune and returns the
-// refs that changed, sorted by name (empty, not an error, when nothing
-// changed). The caller must not run two Fetches of one mirror at once.
-func (m *Mirror) Fetch(ctx context.Context) ([]RefUpdate, error) {
-	repo, rem, err := m.remote()
-	if err != nil {
-		return nil, err
-	}
-	m.removeTempPacks()
-	before, err := localRefs(repo)
-	if err != nil {
-		return nil, err
-	}
-	remote, head, err := m.list(ctx, "fetch")
-	if err != nil {
-		return nil, err
-	}
-
-	if len(remote) == 0 {
-		// Nothing to transfer (go-git refuses to fetch from an empty
-		// repository); prune by hand.
-		for name := range before {
-			if err := repo.Storer.RemoveReference(plumbing.ReferenceName(name)); err != nil {
-				return nil, fmt.Errorf("mirror: prune %s: %w", name, err)
-			}
-		}
-	} else {
-		err = rem.FetchContext(ctx, &git.FetchOptions{
-			RemoteName: RemoteName,
-			RemoteURL:  m.url,
-			RefSpecs:   refSpecs,
-			Auth:       m.auth,
-			Tags:       git.NoTags,
-			Force:      true,
-			Prune:      true,
-		})
-		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-			m.removeTempPacks()
-			return nil, m.remoteError(ctx, "fetch", err)
-		}
-	}
-
-	after, err := localRefs(repo)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.setHead(repo, head, after); err != nil {
-		return nil, err
-	}
-	return diff(repo, before, after), nil
-}
-
-// setHead points HEAD at the remote's default branch when it is known and
-// present in the mirror.
-func (m *Mirror) setHead(repo *git.Repository, target plumbing.ReferenceName, refs map[string]plumbing.Hash) error {
-	if !target.IsBranch() {
-		return nil
-	}
-	if _, ok := refs[target.String()]; !ok {
-		return nil
-	}
-	cur, err := repo.Storer.Reference(plumbing.HEAD)
-	if err == nil && cur.Type() == plumbing.SymbolicReference && cur.Target() == target {
-		return nil
-	}
-	if err := repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, target)); err != nil {
-		return fmt.Errorf("mirror: set HEAD: %w", err)
+// Close releases the mirror's open pack files. Readers fail with ErrClosed
+// afterwards.
+func (m *Mirror) Close() error {
+	if err := m.objs.close(); err != nil {
+		return fmt.Errorf("mirror: close %s: %w", m.id, err)
 	}
 	return nil
 }
 
-// removeTempPacks deletes the temporary pack files go-git leaves behind
-// when a transfer is interrupted. Safe because fetches are serialised.
-func (m *Mirror) removeTempPacks() {
-	dir := filepath.Join(m.dir, "objects", "pack")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
+// Open returns the existing mirror id. It fails with ErrNoMirror when
+// there is none and with ErrNotMirror when the directory is not a mirror
+// stackd cloned (see the package documentation). When cfg's redacted URL
+// differs from the stored one, the stored remote URL is updated.
+func (r *Root) Open(id string, cfg Config) (*Mirror, error) {
+	if err := CheckID(id); err != nil {
+		return nil, fmt.Errorf("mirror: open: %w", err)
 	}
+	rem, err := newRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir := r.Dir(id)
+	mk, err := checkMirror(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	// Only an interrupted stackd leaves these; a mirror is opened by one
+	// process at a time.
+	for _, f := range []string{packedRefsFile, "HEAD", "config", markerFile} {
+		_ = os.Remove(filepath.Join(dir, f+lockSuffix))
+	}
+	removeTempPacks(dir)
+	disk, err := readRefs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: open %s: %w", id, err)
+	}
+	m := &Mirror{id: id, dir: dir, rem: rem, peeled: disk.peeled, extra: disk.extra, loose: disk.loose}
+	m.table.Store(disk.table)
+	if mk.URL != rem.shown {
+		if err := storeURL(dir, id, rem.shown); err != nil {
+			return nil, err
+		}
+	}
+	m.objs = openObjects(dir)
+	return m, nil
+}
+
+// checkMirror verifies that dir is a mirror stackd cloned for id.
+func checkMirror(dir, id string) (marker, error) {
+	var mk marker
+	not := func(why string, args ...any) (marker, error) {
+		return mk, fmt.Errorf("mirror: open %s: %w: %s", id, ErrNotMirror, fmt.Sprintf(why, args...))
+	}
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return mk, fmt.Errorf("mirror: open %s: %w", id, ErrNoMirror)
+	case err != nil:
+		return mk, fmt.Errorf("mirror: open %s: %w", id, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return not("%s is a symbolic link", dir)
+	case !fi.IsDir():
+		return not("%s is not a directory", dir)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
+		return not("%s holds .git: a working checkout", dir)
+	}
+	for _, e := range []struct {
+		name string
+		dir  bool
+	}{{"HEAD", false}, {"config", false}, {"objects", true}, {"refs", true}, {markerFile, false}} {
+		fi, err := os.Lstat(filepath.Join(dir, e.name))
+		if err != nil || fi.IsDir() != e.dir || (!e.dir && !fi.Mode().IsRegular()) {
+			return not("%s has no %s written by stackd", dir, e.name)
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, "config"))
+	if err != nil {
+		return mk, fmt.Errorf("mirror: open %s: %w", id, err)
+	}
+	cfg, err := config.ReadConfig(f)
+	f.Close()
+	if err != nil {
+		return not("unreadable config: %v", err)
+	}
+	if !cfg.Core.IsBare || cfg.Core.Worktree != "" {
+		return not("%s is not a bare repository", dir)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, markerFile))
+	if err != nil {
+		return mk, fmt.Errorf("mirror: open %s: %w", id, err)
+	}
+	if err := json.Unmarshal(raw, &mk); err != nil {
+		return not("unreadable %s", markerFile)
+	}
+	if mk.Format != markerFormat {
+		return not("%s has format %d, want %d", markerFile, mk.Format, markerFormat)
+	}
+	if mk.ID != id {
+		return not("%s names mirror %q", markerFile, mk.ID)
+	}
+	return mk, nil
+}
+
+// storeURL records a new redacted upstream URL in config and marker.
+func storeURL(dir, id, shown string) error {
+	f, err := os.Open(filepath.Join(dir, "config"))
+	if err != nil {
+		return fmt.Errorf("mirror: read config: %w", err)
+	}
+	cfg, err := config.ReadConfig(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("mirror: read config: %w", err)
+	}
+	rc, ok := cfg.Remotes[RemoteName]
+	if !ok {
+		rc = &config.RemoteConfig{Name: RemoteName, Fetch: refSpecs}
+		cfg.Remotes[RemoteName] = rc
+	}
+	rc.URLs = []string{shown}
+	if err := writeConfig(dir, cfg); err != nil {
+		return err
+	}
+	return writeMarker(dir, id, shown)
+}
+
+func writeConfig(dir string, cfg *config.Config) error {
+	raw, err := cfg.Marshal()
+	if err != nil {
+		return fmt.Errorf("mirror: encode config: %w", err)
+	}
+	return writeLocked(filepath.Join(dir, "config"), raw)
+}
+
+func writeMarker(dir, id, shown string) error {
+	raw, err := json.MarshalIndent(marker{Format: markerFormat, ID: id, URL: shown}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("mirror: encode marker: %w", err)
+	}
+	return writeLocked(filepath.Join(dir, markerFile), append(raw, '\n'))
+}
+
+func writeHead(dir, target string) error {
+	return writeLocked(filepath.Join(dir, "HEAD"), []byte("ref: "+target+"\n"))
+}
+
+// initBare lays out an empty bare repository with the mirror's config.
+func initBare(dir, shown string) error {
+	for _, d := range []string{"objects/pack", "objects/info", "refs/heads", "refs/tags"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(d)), 0o755); err != nil {
+			return fmt.Errorf("mirror: init: %w", err)
+		}
+	}
+	cfg := config.NewConfig()
+	cfg.Core.IsBare = true
+	cfg.Remotes[RemoteName] = &config.RemoteConfig{Name: RemoteName, URLs: []string{shown}, Fetch: refSpecs}
+	// Marshal once to create the remote's raw section, then add what
+	// go-git does not model: git must not follow tags into the mirror
+	// either.
+	if _, err := cfg.Marshal(); err != nil {
+		return fmt.Errorf("mirror: encode config: %w", err)
+	}
+	cfg.Raw.Section("remote").Subsection(RemoteName).SetOption("tagOpt", "--no-tags")
+	if err := writeConfig(dir, cfg); err != nil {
+		return err
+	}
+	return writeHead(dir, defaultBranch)
+}
+
+// Clone creates mirror id from cfg's upstream and returns it with the refs
+// it holds, each as refs.Created. It refuses (ErrExists) if the mirror's
+// directory exists. A failed or cancelled Clone leaves nothing behind.
+func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, changes []refs.Change, err error) {
+	const op = "clone"
+	if err := CheckID(id); err != nil {
+		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+	}
+	rem, err := newRemote(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
+	}
+	dir := r.Dir(id)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+	}
+	tmp, err := os.MkdirTemp(r.path, "."+id+cloneInfix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+			m, changes = nil, nil
+		}
+	}()
+	m = &Mirror{id: id, dir: tmp, rem: rem, loose: map[string]bool{}}
+	if err := initBare(tmp, rem.shown); err != nil {
+		return nil, nil, err
+	}
+
+	sess, err := rem.session(ctx, 0)
+	if err != nil {
+		return nil, nil, rem.fail(ctx, op, err)
+	}
+	closeSess := closeOnce(sess)
+	defer closeSess()
+	ls, err := rem.list(ctx, sess, op)
+	if err != nil {
+		return nil, nil, err
+	}
+	head := ls.headTarget("")
+	if head == "" {
+		head = defaultBranch
+	}
+	table := ls.table(head, nil)
+	var wants []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, ref := range table.All() {
+		if !ref.Symbolic() && !seen[ref.Hash] {
+			seen[ref.Hash] = true
+			wants = append(wants, ref.Hash)
+		}
+	}
+	if len(wants) > 0 {
+		store := func(r io.Reader) (newPack, error) { return receivePack(tmp, r) }
+		if err := m.fetch(ctx, sess, ls, wants, nil, op, store); err != nil {
+			return nil, nil, err
+		}
+	}
+	closeSess()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
+	}
+
+	m.peeled = ls.peeledOf(table, nil, m.peeled)
+	if err := writeLocked(filepath.Join(tmp, packedRefsFile), encodePackedRefs(table, m.peeled, nil)); err != nil {
+		return nil, nil, err
+	}
+	if head != defaultBranch {
+		if err := writeHead(tmp, head); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := writeMarker(tmp, id, rem.shown); err != nil {
+		return nil, nil, err
+	}
+	for _, d := range []string{"objects", "refs", "."} {
+		if err := syncDir(filepath.Join(tmp, d)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+	}
+	if err := syncDir(r.path); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	m.dir = dir
+	m.objs = openObjects(dir)
+	m.table.Store(table)
+	return m, refs.Diff(nil, table, InNamespaces), nil
+}
+
+// Remove deletes mirror id. It removes only a directory Open would
+// accept (else ErrNoMirror or ErrNotMirror). The caller closes the mirror
+// first.
+func (r *Root) Remove(id string) error {
+	if err := CheckID(id); err != nil {
+		return fmt.Errorf("mirror: remove: %w", err)
+	}
+	dir := r.Dir(id)
+	if _, err := checkMirror(dir, id); err != nil {
+		return err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	trash := filepath.Join(r.path, "."+id+removeInfix+hex.EncodeToString(rnd[:]))
+	// Renamed first, so that the mirror disappears at once and a crash
+	// midway leaves only something SweepTemp removes.
+	if err := os.Rename(dir, trash); err != nil {
+		return fmt.Errorf("mirror: remove %s: %w", id, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("mirror: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// SweepTemp removes what interrupted Clones and Removes left in the root
+// (.<id>.git.clone-* and .<id>.git.remove-* directories) and returns the
+// paths it removed. Call it when no Clone is running, e.g. at start-up.
+func (r *Root) SweepTemp() ([]string, error) {
+	entries, err := os.ReadDir(r.path)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: sweep: %w", err)
+	}
+	var removed []string
+	var errs []error
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, "tmp_pack_") || strings.HasPrefix(n, "tmp_obj_") {
-			_ = os.Remove(filepath.Join(dir, n))
+		if !leftover(e.Name()) {
+			continue
 		}
+		p := filepath.Join(r.path, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, p)
 	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("mirror: sweep: %w", err)
+	}
+	return removed, nil
 }
 
-// diff computes the RefUpdates between two ref snapshots, sorted by ref.
-func diff(repo *git.Repository, before, after map[string]plumbing.Hash) []RefUpdate {
-	out := []RefUpdate{}
-	for name, old := range before {
-		nw, ok := after[name]
-		switch {
-		case !ok:
-			out = append(out, RefUpdate{Ref: name, OldSha: old.String(), Change: Deleted})
-		case nw != old:
-			out = append(out, RefUpdate{Ref: name, OldSha: old.String(), NewSha: nw.String(), Change: classify(repo, old, nw)})
+// leftover reports whether name is a temporary directory of Clone or
+// Remove: "." + a valid id + infix + an alphanumeric suffix.
+func leftover(name string) bool {
+	if !strings.HasPrefix(name, ".") {
+		return false
+	}
+	for _, infix := range []string{cloneInfix, removeInfix} {
+		i := strings.LastIndex(name, infix)
+		if i < 1 {
+			continue
+		}
+		suffix := name[i+len(infix):]
+		alnum := suffix != "" && strings.IndexFunc(suffix, func(r rune) bool {
+			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) < 0
+		if alnum && CheckID(name[1:i]) == nil {
+			return true
 		}
 	}
-	for name, nw := range after {
-		if _, ok := before[name]; !ok {
-			out = append(out, RefUpdate{Ref: name, NewSha: nw.String(), Change: Created})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
-	return out
-}
-
-// classify tells a fast-forward (Updated) from a rewrite (Forced). Refs
-// that do not point at commits (branch metadata may be blobs) have no
-// ancestry; replacing them is an ordinary Updated.
-func classify(repo *git.Repository, old, nw plumbing.Hash) Change {
-	oldC, okOld := commit(repo, old)
-	newC, okNew := commit(repo, nw)
-	if !okOld || !okNew {
-		return Updated
-	}
-	if ok, err := oldC.IsAncestor(newC); err != nil || !ok {
-		return Forced
-	}
-	return Updated
-}
-
-func commit(repo *git.Repository, h plumbing.Hash) (*object.Commit, bool) {
-	obj, err := repo.Object(plumbing.AnyObject, h)
-	if err != nil {
-		return nil, false
-	}
-	c, ok := obj.(*object.Commit)
-	return c, ok
+	return false
 }

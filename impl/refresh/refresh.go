@@ -1,20 +1,21 @@
 // Package refresh is the one way into a refresh of a repository.
 //
-// Every trigger (manual sync, webhook, interval loop, watcher, onboarding)
-// calls the repository's Refresher. A Refresher runs at most one refresh of
-// its repository at a time; triggers that arrive during a run coalesce into
-// exactly one follow-up run, and a caller that waits (Sync) always gets the
-// result of a run that started after its request. Runs of different
-// repositories share a bounded pool of workers, and each run has a timeout.
+// Every trigger (manual sync, webhook, interval loop, watcher, onboarding,
+// start-up) calls the repository's Refresher. A Refresher runs at most one
+// refresh of its repository at a time; triggers that arrive during a run
+// coalesce into exactly one follow-up run, and a caller that waits (Sync)
+// always gets the result of a run that started after its request. Runs of
+// different repositories share a bounded pool of workers, each run has a
+// timeout, and a panic in a run fails that run, not the process.
 //
-// What a run does is decided in one place, by the repository's kind (see
-// Refresher.execute): a managed mirror is fetched and then its view rebuilt
-// (ModeMirrorFetch); the operator's working repository only has its on-disk
-// refs re-read (ModeReread), through reread, which is handed the read-only
-// gitrepo.Worktree and nothing that can fetch.
-//
-// A successful rebuild publishes a new snapshot atomically; a failed fetch or
-// rebuild keeps the last good snapshot and records the error.
+// What a run does is the repository's source's business (package source,
+// where the kind was decided once): a mirror lists its upstream and fetches
+// only what changed, a working repository has its refs re-read. The run
+// classifies the changed refs (refs.Classify, bounded), and when anything
+// changed rebuilds the view incrementally from the previous snapshot
+// (view.Builder) and publishes it atomically. A no-op mirror sync rebuilds
+// nothing. A failed refresh or rebuild keeps the last good snapshot and
+// records the error.
 package refresh
 
 import (
@@ -22,21 +23,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sort"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-
-	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
-	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/refs"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/view"
 )
 
@@ -50,15 +48,19 @@ const (
 	Interval Trigger = "interval"
 	Watcher  Trigger = "watcher"
 	Onboard  Trigger = "onboard"
+	// Startup: the server started. A run with nothing published yet first
+	// reads what is on disk (a mirror without network access) and, for a
+	// mirror, queues a refresh after it.
+	Startup Trigger = "startup"
 )
 
-// Mode says what a refresh did; it follows from the repository's kind.
-type Mode string
+// Mode says what a run did (source.Mode).
+type Mode = source.Mode
 
 // The modes.
 const (
-	ModeMirrorFetch Mode = "mirror-fetch"
-	ModeReread      Mode = "reread"
+	ModeMirrorFetch = source.ModeMirrorFetch
+	ModeReread      = source.ModeReread
 )
 
 // State is where a run is.
@@ -80,34 +82,33 @@ var (
 	ErrFetch = errors.New("fetch failed")
 	// ErrClosed: the manager is shutting down.
 	ErrClosed = errors.New("refresher closed")
+	// ErrPanic: the run panicked (a bug); the panic is logged.
+	ErrPanic = errors.New("refresh failed unexpectedly")
 )
 
-// RefUpdate is one ref that a run changed.
-type RefUpdate struct {
-	Ref    string `json:"ref"`
-	OldSha string `json:"oldSha,omitempty"`
-	NewSha string `json:"newSha,omitempty"`
-	Change string `json:"change"`
-}
-
-// Result is the record of one run. Its JSON form is the API's SyncResult.
+// Result is the record of one run. API converts it to the API's
+// SyncResult, for HTTP answers and events alike.
 type Result struct {
-	ID          string      `json:"id"`
-	RepoID      string      `json:"repoID"`
-	Trigger     Trigger     `json:"trigger"`
-	Mode        Mode        `json:"mode"`
-	State       State       `json:"state"`
-	QueuedAt    time.Time   `json:"queuedAt"`
-	StartedAt   *time.Time  `json:"startedAt,omitempty"`
-	FinishedAt  *time.Time  `json:"finishedAt,omitempty"`
-	DurationMs  *int64      `json:"durationMs,omitempty"`
-	UpdatedRefs []RefUpdate `json:"updatedRefs"`
-	ViewVersion int64       `json:"viewVersion"`
-	Error       string      `json:"error,omitempty"`
+	ID         string
+	RepoID     string
+	Trigger    Trigger
+	Mode       Mode
+	State      State
+	QueuedAt   time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	DurationMs *int64
+	// Changes are the refs the run changed (branches and metadata),
+	// classified, by name; at most MaxReportedChanges of them.
+	Changes []refs.Change
+	// ChangesTotal counts every changed ref.
+	ChangesTotal int
+	ViewVersion  int64
+	// Error is the sanitized text of Err.
+	Error string
 
-	// Err is the error the run ended with (nil on success); Error is its
-	// sanitized text.
-	Err error `json:"-"`
+	// Err is the error the run ended with (nil on success).
+	Err error
 }
 
 // Status is a repository's refresh status.
@@ -120,9 +121,6 @@ type Status struct {
 	NextScheduledAt     *time.Time
 }
 
-// FetchFunc fetches a mirror. The default is (*mirror.Mirror).Fetch.
-type FetchFunc func(ctx context.Context, m *mirror.Mirror) ([]mirror.RefUpdate, error)
-
 // Options configure a Manager.
 type Options struct {
 	// Workers bounds how many repositories refresh at once. Default 4.
@@ -131,12 +129,9 @@ type Options struct {
 	Timeout time.Duration
 	// History is how many results each repository keeps. Default 50.
 	History int
-	// DataDir holds the mirrors (DataDir/mirrors/<id>.git).
-	DataDir string
-	// AllowLocalRemotes lets mirrors use file:// and plain-path remotes.
-	AllowLocalRemotes bool
-	// Fetch overrides how a mirror is fetched (tests hold fetches with it).
-	Fetch FetchFunc
+	// BeforeRefresh, when set, runs before each source refresh with the
+	// source's mode; an error fails the run. Tests hold runs with it.
+	BeforeRefresh func(ctx context.Context, repoID string, mode Mode) error
 	// Publish receives the events of every repository (nil: none).
 	Publish func(repoID string, ev events.Event)
 	Logger  *slog.Logger
@@ -166,9 +161,6 @@ func NewManager(opts Options) *Manager {
 	if opts.History <= 0 {
 		opts.History = 50
 	}
-	if opts.Fetch == nil {
-		opts.Fetch = func(ctx context.Context, m *mirror.Mirror) ([]mirror.RefUpdate, error) { return m.Fetch(ctx) }
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -192,7 +184,10 @@ func (m *Manager) Close() {
 func (m *Manager) Add(repo *registry.Repo) *Refresher {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := &Refresher{m: m, repo: repo, log: m.opts.Logger.With("repo", repo.ID)}
+	log := m.opts.Logger.With("repo", repo.ID)
+	in := repo.Input()
+	in.Logger = log
+	r := &Refresher{m: m, repo: repo, log: log, builder: view.NewBuilder(in, nil)}
 	m.byID[repo.ID] = r
 	return r
 }
@@ -212,16 +207,12 @@ func (m *Manager) Get(id string) (*Refresher, bool) {
 	return r, ok
 }
 
-// MirrorDir is where the mirror of repository id lives.
-func (m *Manager) MirrorDir(id string) string {
-	return filepath.Join(m.opts.DataDir, "mirrors", id+".git")
-}
-
 // Refresher serialises and coalesces the refreshes of one repository.
 type Refresher struct {
-	m    *Manager
-	repo *registry.Repo
-	log  *slog.Logger
+	m       *Manager
+	repo    *registry.Repo
+	log     *slog.Logger
+	builder *view.Builder // used by one run at a time
 
 	mu      sync.Mutex
 	seq     int
@@ -234,6 +225,8 @@ type Refresher struct {
 type run struct {
 	done   chan struct{}
 	result Result // guarded by Refresher.mu until done is closed
+	// followUp: the run loaded a mirror from disk; a refresh must follow.
+	followUp bool
 }
 
 // Repo is the repository this Refresher refreshes.
@@ -273,8 +266,7 @@ func (r *Refresher) enqueueLocked(t Trigger) *run {
 	if r.next == nil {
 		r.next = r.newRunLocked(t)
 	} else if r.next.result.Trigger == Interval && t != Interval {
-		// An interval run may skip the fetch when the remote looks
-		// unchanged; a run that another trigger joined must not.
+		// The result names the caller's trigger rather than the timer.
 		r.next.result.Trigger = t
 	}
 	return r.next
@@ -286,10 +278,10 @@ func (r *Refresher) newRunLocked(t Trigger) *run {
 		ID:          strconv.Itoa(r.seq),
 		RepoID:      r.repo.ID,
 		Trigger:     t,
-		Mode:        modeOf(r.repo.Kind),
+		Mode:        r.repo.Source().Mode(),
 		State:       Queued,
 		QueuedAt:    r.m.opts.Now().UTC(),
-		UpdatedRefs: []RefUpdate{},
+		ViewVersion: r.repo.Snapshot().Version(),
 	}}
 	r.history = append(r.history, ru)
 	if over := len(r.history) - r.m.opts.History; over > 0 {
@@ -301,15 +293,6 @@ func (r *Refresher) newRunLocked(t Trigger) *run {
 func (r *Refresher) startLocked(ru *run) {
 	r.m.wg.Add(1)
 	go r.execute(ru)
-}
-
-// modeOf is the single place where a repository's kind decides what a
-// refresh may do.
-func modeOf(kind gen.RepoKind) Mode {
-	if kind == gen.Mirror {
-		return ModeMirrorFetch
-	}
-	return ModeReread
 }
 
 func (r *Refresher) execute(ru *run) {
@@ -341,6 +324,9 @@ func (r *Refresher) execute(ru *run) {
 		r.status.ConsecutiveFailures++
 	}
 	r.current = nil
+	if ru.followUp && r.m.base.Err() == nil && r.next == nil {
+		r.next = r.newRunLocked(Startup)
+	}
 	var abandoned *run
 	if r.next != nil {
 		if r.m.base.Err() == nil {
@@ -358,9 +344,9 @@ func (r *Refresher) execute(ru *run) {
 	}
 
 	if res.Err == nil {
-		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFinished, Data: res})
+		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFinished, Data: res.API()})
 	} else {
-		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res})
+		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res.API()})
 	}
 }
 
@@ -374,48 +360,48 @@ func (r *Refresher) perform(ru *run) Result {
 	r.status.Running = true
 	res := ru.result
 	r.mu.Unlock()
-	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res})
+	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res.API()})
 
 	ctx, cancel := context.WithTimeout(r.m.base, opts.Timeout)
 	defer cancel()
 	prev := r.repo.Snapshot()
-	updates, snap, err := r.work(ctx, res.Trigger)
-	if err == nil && snap == nil {
-		// An interval check found the remote unchanged: nothing fetched,
-		// nothing rebuilt; the success is recorded.
-		res.ViewVersion = prev.Version()
-	} else if err == nil {
-		r.repo.MarkReady()
-		cur, changed := r.repo.Publish(snap, opts.Now().UTC())
-		res.ViewVersion = cur.Version()
-		if res.Mode == ModeReread {
-			updates = branchChanges(prev, cur)
-		}
-		if changed {
-			opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: map[string]int64{"version": cur.Version()}})
-			if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
-				opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: map[string]string{"from": from, "to": to}})
-			}
-		}
-	} else {
+	out, err := r.work(ctx, res.Trigger)
+	res.Mode = out.mode
+	res.ViewVersion = prev.Version()
+	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, opts.Timeout, err)
 		}
-		r.repo.MarkReady()
-		res.ViewVersion = prev.Version()
 		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
+	} else {
+		res.ChangesTotal = len(out.changes)
+		// A copy: the full list of a first clone is not kept in history.
+		res.Changes = slices.Clone(out.changes[:min(len(out.changes), MaxReportedChanges)])
+		if out.snap != nil {
+			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
+			res.ViewVersion = cur.Version()
+			if changed {
+				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: map[string]int64{"version": cur.Version()}})
+				if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
+					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: map[string]string{"from": from, "to": to}})
+				}
+			}
+			st := out.stats
+			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
+				"branches", st.Branches, "recomputed", st.Recomputed,
+				"ms", float64(time.Since(out.buildStart).Microseconds())/1000)
+		}
 	}
+	r.repo.MarkReady()
+	ru.followUp = err == nil && out.loaded
 	end := opts.Now().UTC()
 	dur := end.Sub(start).Milliseconds()
 	res.FinishedAt, res.DurationMs = &end, &dur
-	if updates != nil {
-		res.UpdatedRefs = updates
-	}
 	if err != nil {
 		res.State, res.Err, res.Error = Failed, err, redact.Error(err)
 	} else {
 		res.State = Succeeded
-		r.log.Info("refresh done", "trigger", res.Trigger, "mode", res.Mode, "updated", len(res.UpdatedRefs), "version", res.ViewVersion, "ms", dur)
+		r.log.Info("refresh done", "trigger", res.Trigger, "mode", res.Mode, "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
 	}
 	r.mu.Lock()
 	r.status.Running = false
@@ -423,131 +409,73 @@ func (r *Refresher) perform(ru *run) Result {
 	return res
 }
 
-// work does what the repository's kind allows. A nil snapshot without an
-// error means there was nothing to do.
-func (r *Refresher) work(ctx context.Context, t Trigger) ([]RefUpdate, *view.Snapshot, error) {
-	in := r.repo.Input()
-	in.Logger = r.log
-	switch modeOf(r.repo.Kind) {
-	case ModeMirrorFetch:
-		return r.mirrorFetch(ctx, in, t)
-	default:
-		snap, err := reread(ctx, r.repo.Local, in)
-		return nil, snap, err
-	}
+// outcome is what a run's work produced.
+type outcome struct {
+	mode       Mode
+	changes    []refs.Change
+	snap       *view.Snapshot // nil: nothing to publish
+	stats      view.Stats
+	buildStart time.Time
+	loaded     bool // read from disk without refreshing; a refresh must follow
 }
 
-// reread is the whole refresh of the operator's working repository: open it
-// read-only and rebuild the view from its on-disk refs. It is given the
-// Worktree only; nothing reachable from here can fetch or write.
-func reread(ctx context.Context, wt *gitrepo.Worktree, in view.Input) (*view.Snapshot, error) {
-	if wt == nil {
-		return nil, errors.New("no working repository")
+// work asks the source for what changed and rebuilds the view when
+// anything did. A panic fails the run with ErrPanic.
+func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error) {
+	src := r.repo.Source()
+	out.mode = src.Mode()
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("refresh panicked", "panic", p, "stack", string(debug.Stack()))
+			out, err = outcome{mode: out.mode}, ErrPanic
+		}
+	}()
+	prev := r.repo.Snapshot()
+	var upd source.Update
+	loaded := false
+	if t == Startup && prev.Version() == 0 {
+		repo, fresh, lerr := src.Load(ctx)
+		switch {
+		case lerr == nil:
+			upd = source.Update{Repo: repo, Changed: true}
+			out.mode, loaded = ModeReread, !fresh
+		case !errors.Is(lerr, source.ErrNotCloned):
+			return out, r.wrap(lerr)
+		}
 	}
-	repo, err := wt.Read()
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", wt.WorkDir(), err)
-	}
-	return build(ctx, repo, in)
-}
-
-func build(ctx context.Context, repo *git.Repository, in view.Input) (*view.Snapshot, error) {
-	snap, err := view.Build(ctx, repo, in)
-	if err != nil {
-		return nil, fmt.Errorf("build view: %w", err)
-	}
-	return snap, nil
-}
-
-// mirrorFetch clones the mirror on first use, fetches it and rebuilds.
-// An interval run first lists the remote's refs and stops there when
-// nothing changed since a good view was built.
-func (r *Refresher) mirrorFetch(ctx context.Context, in view.Input, t Trigger) ([]RefUpdate, *view.Snapshot, error) {
-	opts := r.m.opts
-	m := r.repo.Mirror()
-	var ups []mirror.RefUpdate
-	var err error
-	if m != nil && t == Interval && r.healthy() {
-		changed, cerr := m.Changed(ctx)
-		if cerr != nil {
-			if ctx.Err() == nil {
-				cerr = fmt.Errorf("%w: %w", ErrFetch, cerr)
+	if upd.Repo == nil {
+		if hook := r.m.opts.BeforeRefresh; hook != nil {
+			if err := hook(ctx, r.repo.ID, src.Mode()); err != nil {
+				return out, err
 			}
-			return nil, nil, cerr
 		}
-		if !changed {
-			return []RefUpdate{}, nil, nil
+		if upd, err = src.Refresh(ctx); err != nil {
+			return out, r.wrap(err)
 		}
 	}
-	if m == nil {
-		cfg := mirror.Config{Dir: r.m.MirrorDir(r.repo.ID), URL: r.repo.URL, Auth: r.repo.Auth, AllowLocal: opts.AllowLocalRemotes}
-		if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o700); err != nil {
-			return nil, nil, fmt.Errorf("mirror directory: %w", err)
-		}
-		if mm, oerr := mirror.Open(cfg); oerr == nil {
-			m = mm
-			ups, err = opts.Fetch(ctx, m)
-		} else {
-			m, ups, err = mirror.Clone(ctx, cfg)
-		}
-		if m != nil {
-			r.repo.SetMirror(m)
-		}
-	} else {
-		ups, err = opts.Fetch(ctx, m)
+	if err := refs.Classify(ctx, upd.Changes, r.builder.Cache().Commits(upd.Repo), 0); err != nil {
+		return out, err
 	}
+	out.changes, out.loaded = upd.Changes, loaded
+	if !upd.Changed && prev.Version() > 0 {
+		return out, nil // nothing changed: no rebuild
+	}
+	out.buildStart = time.Now()
+	snap, stats, err := r.builder.Build(ctx, upd.Repo, prev)
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, mirror.ErrBadURL) && !errors.Is(err, mirror.ErrLocalRemote) && !errors.Is(err, ErrFetch) {
-			err = fmt.Errorf("%w: %w", ErrFetch, err)
-		}
-		return nil, nil, err
+		return out, fmt.Errorf("build view: %w", err)
 	}
-	repo, err := m.Repository()
-	if err != nil {
-		return nil, nil, fmt.Errorf("open mirror: %w", err)
-	}
-	snap, err := build(ctx, repo, in)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]RefUpdate, 0, len(ups))
-	for _, u := range ups {
-		out = append(out, RefUpdate{Ref: u.Ref, OldSha: u.OldSha, NewSha: u.NewSha, Change: string(u.Change)})
-	}
-	return out, snap, nil
+	out.snap, out.stats = snap, stats
+	return out, nil
 }
 
-// healthy reports whether the last run succeeded and a view exists.
-func (r *Refresher) healthy() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.status.ConsecutiveFailures == 0 && r.repo.Snapshot().Version() > 0
-}
-
-// branchChanges lists the branch tips that differ between two snapshots.
-func branchChanges(prev, cur *view.Snapshot) []RefUpdate {
-	old := map[string]string{}
-	for _, b := range prev.Branches() {
-		old[b.Name] = b.Sha
+// wrap marks upstream failures with ErrFetch (their text is sanitized and
+// may be shown to clients); other errors stay as they are.
+func (r *Refresher) wrap(err error) error {
+	if errors.Is(err, mirror.ErrFetch) && !errors.Is(err, ErrFetch) {
+		return fmt.Errorf("%w: %w", ErrFetch, err)
 	}
-	out := []RefUpdate{}
-	seen := map[string]bool{}
-	for _, b := range cur.Branches() {
-		seen[b.Name] = true
-		switch o, ok := old[b.Name]; {
-		case !ok:
-			out = append(out, RefUpdate{Ref: "refs/heads/" + b.Name, NewSha: b.Sha, Change: "created"})
-		case o != b.Sha:
-			out = append(out, RefUpdate{Ref: "refs/heads/" + b.Name, OldSha: o, NewSha: b.Sha, Change: "updated"})
-		}
-	}
-	for name, sha := range old {
-		if !seen[name] {
-			out = append(out, RefUpdate{Ref: "refs/heads/" + name, OldSha: sha, Change: "deleted"})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
-	return out
+	return err
 }
 
 func currentBranch(s *view.Snapshot) string {

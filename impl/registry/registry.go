@@ -16,12 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
-
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/view"
 )
 
@@ -31,8 +30,10 @@ var (
 	ErrDuplicateURL = errors.New("a repository with this URL already exists")
 )
 
-// Repo is one served repository. Exactly one of Local and Mirror is set; the
-// kind decides how it may be refreshed (see package refresh).
+// Repo is one served repository. Its kind is decided once, here, by the
+// constructor that creates its Source (see package source): NewLocal makes
+// a source that can only re-read the working repository, NewMirror one that
+// fetches a mirror under the data directory.
 type Repo struct {
 	ID       string
 	Kind     gen.RepoKind
@@ -40,46 +41,42 @@ type Repo struct {
 	URL      string // the mirror's upstream URL as configured (may hold credentials; never log it)
 	FullName string // owner/name, lower-case, for webhook matching ("" if unknown)
 	Trunk    string // configured trunk ("" = detect)
-	// Auth holds the mirror's https credentials, if any. Never log it.
-	Auth transport.AuthMethod
 
-	// Local is the operator's working repository (read-only access).
-	Local *gitrepo.Worktree
-
-	mu     sync.Mutex // serialises Publish and SetMirror
-	mirror *mirror.Mirror
-	snap   atomic.Pointer[view.Snapshot]
-	ready  atomic.Bool
+	src   source.Source
+	mu    sync.Mutex // serialises Publish
+	snap  atomic.Pointer[view.Snapshot]
+	ready atomic.Bool
 }
 
 // NewLocal describes the operator's working repository.
 func NewLocal(id string, wt *gitrepo.Worktree, trunk, remote string) *Repo {
-	r := &Repo{ID: id, Kind: gen.Local, Local: wt, Trunk: trunk, Remote: remote}
+	r := &Repo{ID: id, Kind: gen.Local, Trunk: trunk, Remote: remote, src: source.NewLocal(wt)}
 	r.snap.Store(view.Empty(r.Input()))
 	return r
 }
 
-// NewMirror describes a managed mirror. Its Mirror handle is set once the
-// clone exists (SetMirror).
-func NewMirror(id, url, redacted, fullName, trunk string) *Repo {
-	r := &Repo{ID: id, Kind: gen.Mirror, URL: url, Remote: redacted, FullName: strings.ToLower(fullName), Trunk: trunk}
+// MirrorSpec describes a managed mirror.
+type MirrorSpec struct {
+	ID       string
+	Config   mirror.Config // upstream URL (may hold credentials), auth
+	FullName string
+	Trunk    string
+}
+
+// NewMirror describes the managed mirror spec.ID under root. Nothing is
+// cloned or fetched until its first refresh.
+func NewMirror(root *mirror.Root, spec MirrorSpec) *Repo {
+	r := &Repo{
+		ID: spec.ID, Kind: gen.Mirror, URL: spec.Config.URL, Remote: redact.URL(spec.Config.URL),
+		FullName: strings.ToLower(spec.FullName), Trunk: spec.Trunk,
+		src: source.NewMirror(root, spec.ID, spec.Config),
+	}
 	r.snap.Store(view.Empty(r.Input()))
 	return r
 }
 
-// Mirror returns the mirror handle, nil until the first clone succeeded.
-func (r *Repo) Mirror() *mirror.Mirror {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.mirror
-}
-
-// SetMirror records the mirror handle once the clone exists.
-func (r *Repo) SetMirror(m *mirror.Mirror) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.mirror = m
-}
+// Source is what a refresh of this repository may do.
+func (r *Repo) Source() source.Source { return r.src }
 
 // Input is what view.Build needs to know about this repository.
 func (r *Repo) Input() view.Input {
@@ -96,7 +93,8 @@ func (r *Repo) Ready() bool { return r.ready.Load() }
 func (r *Repo) MarkReady() { r.ready.Store(true) }
 
 // Publish makes s the current snapshot unless its content equals the current
-// one. It returns the snapshot now current and whether it changed.
+// one. It returns the snapshot now current and whether it changed. The new
+// snapshot's bytes are made before readers can see it.
 func (r *Repo) Publish(s *view.Snapshot, now time.Time) (*view.Snapshot, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -105,6 +103,7 @@ func (r *Repo) Publish(s *view.Snapshot, now time.Time) (*view.Snapshot, bool) {
 		return cur, false
 	}
 	next := s.WithVersion(cur.Version()+1, now)
+	next.Prepare()
 	r.snap.Store(next)
 	return next, true
 }

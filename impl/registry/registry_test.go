@@ -3,11 +3,20 @@ package registry
 import (
 	"errors"
 	"testing"
+
+	"github.com/stackd/stackd/impl/mirror"
 )
 
 func TestAddRefusesDuplicates(t *testing.T) {
+	root, err := mirror.NewRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(id, url, fullName string) MirrorSpec {
+		return MirrorSpec{ID: id, Config: mirror.Config{URL: url}, FullName: fullName}
+	}
 	g := New()
-	if err := g.Add(NewMirror("api", "https://github.com/Acme/API.git", "https://github.com/Acme/API.git", "acme/api", "")); err != nil {
+	if err := g.Add(NewMirror(root, spec("api", "https://github.com/Acme/API.git", "acme/api"))); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -21,7 +30,7 @@ func TestAddRefusesDuplicates(t *testing.T) {
 		{"other", "https://github.com/acme/api2.git", nil},
 	}
 	for _, tc := range cases {
-		if err := g.Add(NewMirror(tc.id, tc.url, tc.url, "", "")); !errors.Is(err, tc.want) {
+		if err := g.Add(NewMirror(root, spec(tc.id, tc.url, ""))); !errors.Is(err, tc.want) {
 			t.Errorf("Add(%q, %q) = %v, want %v", tc.id, tc.url, err, tc.want)
 		}
 	}

@@ -3,15 +3,17 @@ package view
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// node is the part of a commit the view needs, cached per build.
+// node is the part of a commit the view needs. Commits never change, so a
+// node is cached by id for the life of the process (see Cache).
 type node struct {
 	parents []plumbing.Hash
 	when    int64 // committer time (unix seconds), orders the walks
@@ -20,45 +22,61 @@ type node struct {
 	subject string
 }
 
-// graph is a lazily loaded commit-graph cache over one go-git repository.
-// It is used by a single Build (not safe for concurrent use).
-type graph struct {
-	repo  *git.Repository
-	nodes map[plumbing.Hash]*node
-}
+// errNotCommit reports an object that exists but is not a commit.
+var errNotCommit = errors.New("not a commit")
 
-func newGraph(repo *git.Repository) *graph {
-	return &graph{repo: repo, nodes: make(map[plumbing.Hash]*node)}
-}
+// maxCachedCommits bounds a Cache's commit table; past it the table starts
+// over (commits are cheap to read again, and a bound keeps memory flat).
+const maxCachedCommits = 1 << 20
 
-// get loads (once) the commit h.
-func (g *graph) get(h plumbing.Hash) (*node, error) {
-	if n, ok := g.nodes[h]; ok {
-		return n, nil
-	}
-	c, err := g.repo.CommitObject(h)
+// loadNode reads and decodes commit h.
+func loadNode(repo Repo, h plumbing.Hash) (*node, error) {
+	obj, err := repo.Object(plumbing.AnyObject, h)
 	if err != nil {
 		return nil, fmt.Errorf("view: commit %s: %w", h, err)
 	}
+	if obj.Type() != plumbing.CommitObject {
+		return nil, fmt.Errorf("view: %s is a %s: %w", h, obj.Type(), errNotCommit)
+	}
+	var c object.Commit
+	if err := c.Decode(obj); err != nil {
+		return nil, fmt.Errorf("view: decode commit %s: %w", h, err)
+	}
 	subject, _, _ := strings.Cut(c.Message, "\n")
-	n := &node{
+	// Clones: the node outlives the decoded commit, whose message it must
+	// not keep alive.
+	return &node{
 		parents: c.ParentHashes,
 		when:    c.Committer.When.Unix(),
-		author:  c.Author.Name,
+		author:  strings.Clone(c.Author.Name),
 		date:    c.Author.When.UTC(),
-		subject: strings.TrimRight(subject, "\r"),
-	}
-	g.nodes[h] = n
-	return n, nil
+		subject: strings.Clone(strings.TrimRight(subject, "\r")),
+	}, nil
 }
 
-// Paint flags, as in git's merge-base machinery.
-const (
-	flagOne    uint8 = 1 << iota // reachable from the first side
-	flagTwo                      // reachable from the second side
-	flagStale                    // reachable from both through a common commit
-	flagResult                   // a merge-base candidate
-)
+// graph is one build's access to commits: the Cache's table over the Repo
+// being built, plus the build's reachability memo.
+type graph struct {
+	ctx   context.Context
+	repo  Repo
+	cache *Cache
+	reach map[plumbing.Hash]*reachSet
+	steps int
+}
+
+func (g *graph) get(h plumbing.Hash) (*node, error) {
+	return g.cache.node(g.repo, h)
+}
+
+// tick checks the context every 1024 steps of any walk.
+func (g *graph) tick() error {
+	if g.steps++; g.steps%1024 == 0 {
+		if err := g.ctx.Err(); err != nil {
+			return fmt.Errorf("view: walk: %w", err)
+		}
+	}
+	return nil
+}
 
 type qitem struct {
 	h    plumbing.Hash
@@ -85,145 +103,129 @@ func (q *pqueue) Pop() any {
 	return it
 }
 
-// paintResult is the outcome of one painting walk.
-type paintResult struct {
-	flags map[plumbing.Hash]uint8
-	order []plumbing.Hash // commits in first-pop order (newest first)
-	bases []plumbing.Hash // merge bases (results that did not go stale)
+// reachSet is the set of commits reachable from one tip, expanded lazily,
+// newest committer time first, only as far as the questions asked need.
+// One build keeps one reachSet per tip it asked about, so every branch
+// stacked on trunk shares the one walk down trunk's history.
+type reachSet struct {
+	seen  map[plumbing.Hash]bool
+	queue pqueue
+	seq   uint64
 }
 
-// paint walks down from one (flagOne) and two (flagTwo) together, newest
-// commit first, like git's paint_down_to_common: a commit reached from
-// both sides is a merge-base candidate and everything below it is stale;
-// the walk stops when every queued commit is stale. Afterwards a visited
-// commit whose flags are exactly flagOne is reachable from one but not
-// from two (and vice versa). As in git without a commit-graph file, this
-// relies on commit dates being roughly monotonic along history.
-func (g *graph) paint(ctx context.Context, one, two plumbing.Hash) (*paintResult, error) {
-	res := &paintResult{flags: make(map[plumbing.Hash]uint8)}
-	var q pqueue
-	var seq uint64
-	nonStale := 0 // queued entries pushed without flagStale
-	push := func(h plumbing.Hash, f uint8) error {
-		n, err := g.get(h)
-		if err != nil {
-			return err
-		}
-		seq++
-		heap.Push(&q, qitem{h: h, when: n.when, seq: seq})
-		if f&flagStale == 0 {
-			nonStale++
-		}
-		return nil
+func (g *graph) reachOf(tip plumbing.Hash) (*reachSet, error) {
+	if r, ok := g.reach[tip]; ok {
+		return r, nil
 	}
-	res.flags[one] |= flagOne
-	if err := push(one, flagOne); err != nil {
+	n, err := g.get(tip)
+	if err != nil {
 		return nil, err
 	}
-	if res.flags[two]&flagTwo == 0 {
-		res.flags[two] |= flagTwo
-		if err := push(two, flagTwo); err != nil {
+	r := &reachSet{seen: map[plumbing.Hash]bool{tip: true}}
+	heap.Push(&r.queue, qitem{h: tip, when: n.when})
+	g.reach[tip] = r
+	return r, nil
+}
+
+// contains reports whether c (whose committer time is when) is reachable
+// from the set's tip. Like git without a commit-graph file, it relies on
+// committer times that do not decrease along history: every unexpanded
+// commit older than c is taken not to reach it.
+func (g *graph) contains(r *reachSet, c plumbing.Hash, when int64) (bool, error) {
+	for len(r.queue) > 0 && r.queue[0].when >= when {
+		if r.seen[c] {
+			return true, nil
+		}
+		if err := g.tick(); err != nil {
+			return false, err
+		}
+		it := heap.Pop(&r.queue).(qitem)
+		n, err := g.get(it.h)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range n.parents {
+			if r.seen[p] {
+				continue
+			}
+			pn, err := g.get(p)
+			if err != nil {
+				return false, err
+			}
+			r.seen[p] = true
+			r.seq++
+			heap.Push(&r.queue, qitem{h: p, when: pn.when, seq: r.seq})
+		}
+	}
+	return r.seen[c], nil
+}
+
+// exclusion is the result of walking from one commit down to the commits
+// reachable from another.
+type exclusion struct {
+	own      []plumbing.Hash // reachable from the first, not the second; newest first
+	boundary []plumbing.Hash // first commits reachable from both, newest first
+	complete bool            // the walk ended within its limit
+}
+
+// exclude walks from tip, newest first, and stops at commits reachable
+// from other: the commits it passes are tip's own (git's other..tip), the
+// ones it stops at the boundary (the newest is the merge base). The walk
+// visits at most limit own commits.
+func (g *graph) exclude(tip, other plumbing.Hash, limit int) (*exclusion, error) {
+	r, err := g.reachOf(other)
+	if err != nil {
+		return nil, err
+	}
+	res := &exclusion{}
+	n, err := g.get(tip)
+	if err != nil {
+		return nil, err
+	}
+	var q pqueue
+	var seq uint64
+	seen := map[plumbing.Hash]bool{tip: true}
+	heap.Push(&q, qitem{h: tip, when: n.when})
+	for len(q) > 0 {
+		if len(res.own) >= limit {
+			return res, nil
+		}
+		if err := g.tick(); err != nil {
 			return nil, err
 		}
-	}
-	seen := make(map[plumbing.Hash]bool)
-	var results []plumbing.Hash
-	steps := 0
-	// queueHasNonStale rescans only when the cheap counter says so.
-	queueHasNonStale := func() bool {
-		if nonStale <= 0 {
-			return false
-		}
-		for _, it := range q {
-			if res.flags[it.h]&flagStale == 0 {
-				return true
-			}
-		}
-		nonStale = 0
-		return false
-	}
-	for q.Len() > 0 && queueHasNonStale() {
-		if steps++; steps%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("view: walk: %w", err)
-			}
-		}
 		it := heap.Pop(&q).(qitem)
-		f := res.flags[it.h] & (flagOne | flagTwo | flagStale)
-		if !seen[it.h] {
-			seen[it.h] = true
-			res.order = append(res.order, it.h)
+		in, err := g.contains(r, it.h, it.when)
+		if err != nil {
+			return nil, err
 		}
-		if f == flagOne|flagTwo {
-			if res.flags[it.h]&flagResult == 0 {
-				res.flags[it.h] |= flagResult
-				results = append(results, it.h)
-			}
-			f |= flagStale
+		if in {
+			res.boundary = append(res.boundary, it.h)
+			continue
 		}
+		res.own = append(res.own, it.h)
 		n, err := g.get(it.h)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range n.parents {
-			if res.flags[p]&f == f {
+			if seen[p] {
 				continue
 			}
-			res.flags[p] |= f
-			if err := push(p, f); err != nil {
+			seen[p] = true
+			pn, err := g.get(p)
+			if err != nil {
 				return nil, err
 			}
+			seq++
+			heap.Push(&q, qitem{h: p, when: pn.when, seq: seq})
 		}
 	}
-	for _, r := range results {
-		if res.flags[r]&flagStale == 0 {
-			res.bases = append(res.bases, r)
-		}
-	}
+	res.complete = true
 	return res, nil
 }
 
-// only returns the commits with exactly flag f (in first-pop order).
-func (r *paintResult) only(f uint8) []plumbing.Hash {
-	var out []plumbing.Hash
-	for _, h := range r.order {
-		if r.flags[h]&(flagOne|flagTwo|flagStale) == f {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
-// isAncestor reports whether a is b or an ancestor of b.
-func (g *graph) isAncestor(ctx context.Context, a, b plumbing.Hash) (bool, error) {
-	if a == b {
-		return true, nil
-	}
-	r, err := g.paint(ctx, a, b)
-	if err != nil {
-		return false, err
-	}
-	return r.flags[a]&flagTwo != 0, nil
-}
-
-// mergeBase returns the best merge base of a and b (the newest; ties by
-// walk order), and false when they share no history.
-func (g *graph) mergeBase(ctx context.Context, a, b plumbing.Hash) (plumbing.Hash, bool, error) {
-	if a == b {
-		return a, true, nil
-	}
-	r, err := g.paint(ctx, a, b)
-	if err != nil {
-		return plumbing.ZeroHash, false, err
-	}
-	if len(r.bases) == 0 {
-		return plumbing.ZeroHash, false, nil
-	}
-	return r.bases[0], true, nil
-}
-
 // log returns up to limit commits reachable from tip, newest first.
-func (g *graph) log(ctx context.Context, tip plumbing.Hash, limit int) ([]plumbing.Hash, error) {
+func (g *graph) log(tip plumbing.Hash, limit int) ([]plumbing.Hash, error) {
 	var q pqueue
 	var seq uint64
 	seen := map[plumbing.Hash]bool{tip: true}
@@ -234,8 +236,8 @@ func (g *graph) log(ctx context.Context, tip plumbing.Hash, limit int) ([]plumbi
 	heap.Push(&q, qitem{h: tip, when: n.when})
 	var out []plumbing.Hash
 	for q.Len() > 0 && len(out) < limit {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("view: log: %w", err)
+		if err := g.tick(); err != nil {
+			return nil, err
 		}
 		it := heap.Pop(&q).(qitem)
 		out = append(out, it.h)
@@ -261,14 +263,12 @@ func (g *graph) log(ctx context.Context, tip plumbing.Hash, limit int) ([]plumbi
 
 // firstParents returns up to limit commits of tip's first-parent chain,
 // tip first.
-func (g *graph) firstParents(ctx context.Context, tip plumbing.Hash, limit int) ([]plumbing.Hash, error) {
+func (g *graph) firstParents(tip plumbing.Hash, limit int) ([]plumbing.Hash, error) {
 	var out []plumbing.Hash
 	h := tip
 	for len(out) < limit {
-		if len(out)%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("view: first-parent walk: %w", err)
-			}
+		if err := g.tick(); err != nil {
+			return nil, err
 		}
 		n, err := g.get(h)
 		if err != nil {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	git "github.com/go-git/go-git/v5"
-
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
@@ -36,7 +34,7 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-func openRepo(t testing.TB, dir string) *git.Repository {
+func openRepo(t testing.TB, dir string) view.Repo {
 	t.Helper()
 	w, err := gitrepo.Open(dir)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/gen"
@@ -52,8 +51,8 @@ type stackMeta struct {
 var errNotBlob = errors.New("metadata ref does not point to a blob")
 
 // readBlobJSON decodes the blob h as JSON into v.
-func readBlobJSON(repo *git.Repository, h plumbing.Hash, v any) error {
-	obj, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+func readBlobJSON(repo Repo, h plumbing.Hash, v any) error {
+	obj, err := repo.Object(plumbing.AnyObject, h)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", h, err)
 	}
@@ -88,4 +87,44 @@ func (p *prInfo) pr() *gen.PullRequest {
 		IsDraft: p.IsDraft,
 		Base:    p.Base,
 	}
+}
+
+// branchMeta returns the parsed branch metadata blob h (parsed once).
+func (c *Cache) branchMeta(repo Repo, h plumbing.Hash) *metaEntry {
+	c.mu.Lock()
+	e, ok := c.metas[h]
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = &metaEntry{}
+	if e.err = readBlobJSON(repo, h, &e.meta); e.err == nil {
+		e.pr = e.meta.PRInfo.pr()
+	}
+	c.mu.Lock()
+	if len(c.metas) >= maxCachedCommits {
+		c.metas = map[plumbing.Hash]*metaEntry{}
+	}
+	c.metas[h] = e
+	c.mu.Unlock()
+	return e
+}
+
+// stackMeta returns the parsed stack blob h (parsed once).
+func (c *Cache) stackMeta(repo Repo, h plumbing.Hash) *stackEntryMeta {
+	c.mu.Lock()
+	e, ok := c.stacks[h]
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = &stackEntryMeta{}
+	e.err = readBlobJSON(repo, h, &e.meta)
+	c.mu.Lock()
+	if len(c.stacks) >= maxCachedCommits {
+		c.stacks = map[plumbing.Hash]*stackEntryMeta{}
+	}
+	c.stacks[h] = e
+	c.mu.Unlock()
+	return e
 }

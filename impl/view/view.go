@@ -1,10 +1,21 @@
 // Package view builds an immutable [Snapshot] of a repository's stacked
-// branches from a go-git repository: branches, their parents (from stackit
+// branches from a read-only [Repo]: branches, their parents (from stackit
 // or Graphite metadata refs, or from ancestry), stacks, own commits,
 // restack state, ahead/behind counts and recently merged trunk commits.
 //
-// Build only reads the repository. It never fails because of one branch's
-// bad metadata: that branch is logged and falls back to ancestry.
+// Building only reads the repository. It never fails because of one
+// branch's bad metadata: that branch is logged and falls back to ancestry.
+//
+// # Incremental builds
+//
+// A [Builder] belongs to one repository. Its [Cache] keeps decoded commits
+// and parsed metadata blobs by object id for the life of the process, so a
+// rebuild reads only objects it has not seen. Given the previous snapshot, a
+// build recomputes a branch's commit walks only when their inputs changed
+// (its tip, its parent's tip, its tracking ref's tip), re-infers an
+// ancestry parent only when a branch tip moved within the commits that
+// inference looked at, and reuses the previous snapshot's values and
+// serialized bytes for every branch and stack whose content is unchanged.
 //
 // # Parents
 //
@@ -38,35 +49,31 @@
 // newest commits. Repo.CurrentBranch names the branch HEAD points at even
 // when that branch is unborn (an empty repository); it is nil when HEAD is
 // detached and for mirrors. DiffRange is not ok when branch and parent
-// share no history. Branch tips that are not readable commits are logged
-// and left out.
+// share no history (or none is found within [OwnLimit] commits). Branch
+// tips that are not readable commits are logged and left out.
 //
 // # Walks
 //
-// Own commits, is-ancestor, merge bases and ahead/behind use a per-build
-// commit cache and git's painting walk (newest commit first, stop when every
-// queued commit is reachable from both sides). Like git without a
-// commit-graph file, the walks assume commit dates that roughly follow
-// history.
+// "Commits of b above its parent p" walks from b's tip, newest committer
+// time first, and stops at commits reachable from p's tip; reachability
+// from a tip is expanded lazily, also newest first, and shared by every
+// branch of the build with the same parent (so the stacks on trunk share one
+// walk down trunk). Like git without a commit-graph file, the walks rely on
+// committer times that do not decrease along history.
 package view
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/gen"
-	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // Limits of the walks.
@@ -77,6 +84,9 @@ const (
 	// TrunkHistoryLimit bounds trunk's first-parent history considered
 	// "on trunk" by the ancestry walk.
 	TrunkHistoryLimit = 10000
+	// OwnLimit bounds the commits of a branch above its parent (and the
+	// ahead/behind counts) that a build walks.
+	OwnLimit = 10000
 	// MaxCommits caps Branch.Commits.
 	MaxCommits = 50
 	// RecentlyMergedCount is the length of RepoView.RecentlyMerged.
@@ -90,32 +100,99 @@ type Input struct {
 	Kind gen.RepoKind
 	// Trunk is the configured trunk branch; "" means DetectTrunk decides.
 	Trunk string
-	// DetectTrunk picks the trunk when Trunk is "". nil means
-	// gitrepo.DetectTrunk (origin/HEAD, bare HEAD, init.defaultBranch from
-	// the repository then the user's global config, main, master); tests
-	// and callers wanting a pure build pass their own.
-	DetectTrunk func(*git.Repository) string
+	// DetectTrunk picks the trunk when Trunk is "". nil means the package's
+	// DetectTrunk; tests wanting a pure build pass their own.
+	DetectTrunk func(Repo) string
 	// Remote is the already redacted upstream URL ("" for none).
 	Remote string
 	// Logger receives warnings about malformed metadata; nil discards.
 	Logger *slog.Logger
 }
 
-// Snapshot is an immutable view of a repository. Its gen values are built
-// once and shared by every accessor: callers must treat them (including
-// the slices and pointers inside) as read-only. Returned slices have their
-// capacity clipped, so appending to them never writes into the snapshot.
-type Snapshot struct {
-	repo     gen.Repo
-	view     gen.RepoView
-	stacks   []gen.Stack
-	branches []gen.Branch
-	byName   map[string]int
-	byRoot   map[string]int
-	ranges   map[string][2]plumbing.Hash
-	hash     string
-	version  int64
-	builtAt  time.Time
+// Stats describes one build.
+type Stats struct {
+	// Full is true when no previous snapshot was reused.
+	Full bool
+	// Branches is the number of branches in the new snapshot.
+	Branches int
+	// Recomputed is the number of branches whose commit walks ran.
+	Recomputed int
+	// Patched is true when the snapshot was made by patching the previous
+	// one (only branches moved or metadata changed; see Builder.Build).
+	Patched bool
+	// Duration is the build's wall time.
+	Duration time.Duration
+}
+
+// Builder builds the snapshots of one repository, each from the previous
+// one. Calls to Build must not overlap (the repository's refresher runs one
+// at a time).
+type Builder struct {
+	in    Input
+	log   *slog.Logger
+	cache *Cache
+
+	fpTip plumbing.Hash // trunk tip of the memoised first-parent history
+	fp    []plumbing.Hash
+	onFP  map[plumbing.Hash]bool
+}
+
+// NewBuilder returns a builder for the repository in. A nil cache means a
+// new one.
+func NewBuilder(in Input, cache *Cache) *Builder {
+	if cache == nil {
+		cache = NewCache()
+	}
+	log := in.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Builder{in: in, log: log, cache: cache}
+}
+
+// Cache is the builder's object cache.
+func (b *Builder) Cache() *Cache { return b.cache }
+
+// Build is a full build with a fresh cache (at version 0; see WithVersion).
+func Build(ctx context.Context, repo Repo, in Input) (*Snapshot, error) {
+	s, _, err := NewBuilder(in, nil).Build(ctx, repo, nil)
+	return s, err
+}
+
+// Build reads refs, metadata and HEAD of repo and builds a snapshot (at
+// version 0), reusing what it can of prev (nil: none; a snapshot of another
+// builder is not reused). It fails only when refs or commits cannot be read
+// or ctx is cancelled; broken metadata is logged and ignored.
+func (b *Builder) Build(ctx context.Context, repo Repo, prev *Snapshot) (*Snapshot, Stats, error) {
+	start := time.Now()
+	if prev != nil && prev.builder != b {
+		prev = nil
+	}
+	bd := &build{
+		b:     b,
+		g:     &graph{ctx: ctx, repo: repo, cache: b.cache, reach: map[plumbing.Hash]*reachSet{}},
+		repo:  repo,
+		prev:  prev,
+		log:   b.log,
+		heads: map[string]plumbing.Hash{},
+		tips:  map[plumbing.Hash][]string{},
+		infos: map[string]*branchInfo{},
+	}
+	var s *Snapshot
+	var err error
+	if prev != nil {
+		s, err = bd.fast()
+	}
+	patched := s != nil
+	if s == nil && err == nil {
+		bd.fastTips, bd.recomputed = nil, 0
+		s, err = bd.run()
+	}
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	st := Stats{Full: prev == nil, Branches: len(s.branches), Recomputed: bd.recomputed, Patched: patched, Duration: time.Since(start)}
+	return s, st, nil
 }
 
 // branchInfo is the build-time state of one branch.
@@ -125,193 +202,247 @@ type branchInfo struct {
 	parent   string // "" for none
 	source   gen.BranchParentSource
 	meta     *branchMeta // the metadata that supplied the parent, if any
+	metaRefs [2]plumbing.Hash
 	pr       *gen.PullRequest
 	stackID  string
 	children []string
 	depth    int
+	anc      *ancestry
 }
 
-type builder struct {
-	ctx    context.Context
-	repo   *git.Repository
-	in     Input
-	log    *slog.Logger
-	g      *graph
-	trunk  string // "" when trunk does not exist
-	heads  map[string]plumbing.Hash
-	tips   map[plumbing.Hash][]string // tip → non-trunk branches, sorted
-	onFP   map[plumbing.Hash]bool     // trunk first-parent history
-	fp     []plumbing.Hash
-	infos  map[string]*branchInfo
-	names  []string // sorted branch names
-	remote map[plumbing.ReferenceName]plumbing.Hash
+// ancestry memoises one ancestry inference: its result holds while the
+// branch tip, the trunk and the tips at the visited commits stay the same.
+type ancestry struct {
+	tip      plumbing.Hash
+	trunk    string
+	trunkTip plumbing.Hash
+	visited  []plumbing.Hash
+	parent   string
 }
 
-// Build reads refs, metadata and HEAD of repo and builds a snapshot (at
-// version 0; see WithVersion). It fails only when refs cannot be read or
-// ctx is cancelled; broken metadata is logged and ignored.
-func Build(ctx context.Context, repo *git.Repository, in Input) (*Snapshot, error) {
-	b := &builder{
-		ctx:    ctx,
-		repo:   repo,
-		in:     in,
-		log:    in.Logger,
-		g:      newGraph(repo),
-		heads:  map[string]plumbing.Hash{},
-		tips:   map[plumbing.Hash][]string{},
-		onFP:   map[plumbing.Hash]bool{},
-		infos:  map[string]*branchInfo{},
-		remote: map[plumbing.ReferenceName]plumbing.Hash{},
+type build struct {
+	b     *Builder
+	g     *graph
+	repo  Repo
+	prev  *Snapshot
+	log   *slog.Logger
+	trunk string // "" when trunk does not exist
+	heads map[string]plumbing.Hash
+	tips  map[plumbing.Hash][]string // tip → non-trunk branches, sorted
+	names []string                   // sorted branch names
+	infos map[string]*branchInfo
+	// fastTips, set on the fast path only, holds the moved branches' new
+	// tips; every other branch keeps prev's.
+	fastTips map[string]plumbing.Hash
+	// moved holds the old and new tips of every branch created, deleted or
+	// moved since prev.
+	moved      map[plumbing.Hash]bool
+	remotes    []refs.Ref
+	tracking   map[string]trackCfg
+	recomputed int
+}
+
+func (bd *build) trunkTip() plumbing.Hash {
+	if bd.trunk == "" {
+		return plumbing.ZeroHash
 	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	return b.build()
+	h, _ := bd.tipOf(bd.trunk)
+	return h
 }
 
-type refSets struct {
-	stackit  map[string]plumbing.Hash
-	graphite map[string]plumbing.Hash
-	stacks   map[string]plumbing.Hash
-}
-
-func (b *builder) readRefs() (*refSets, error) {
-	rs := &refSets{stackit: map[string]plumbing.Hash{}, graphite: map[string]plumbing.Hash{}, stacks: map[string]plumbing.Hash{}}
-	iter, err := b.repo.Storer.IterReferences()
-	if err != nil {
-		return nil, fmt.Errorf("view: list refs: %w", err)
-	}
-	err = iter.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() != plumbing.HashReference {
-			return nil
+// tipOf returns the tip of branch name in this build.
+func (bd *build) tipOf(name string) (plumbing.Hash, bool) {
+	if bd.fastTips != nil {
+		if h, ok := bd.fastTips[name]; ok {
+			return h, true
 		}
-		name := r.Name().String()
+		if bi := bd.prev.info(name); bi != nil {
+			return bi.tip, true
+		}
+		return plumbing.ZeroHash, false
+	}
+	h, ok := bd.heads[name]
+	return h, ok
+}
+
+// tipsAt lists the non-trunk branches whose tip is c, sorted.
+func (bd *build) tipsAt(c plumbing.Hash) []string {
+	if bd.fastTips == nil {
+		return bd.tips[c]
+	}
+	var out []string
+	for _, name := range bd.prev.tips[c] {
+		if h, moved := bd.fastTips[name]; !moved || h == c {
+			out = append(out, name)
+		}
+	}
+	for name, h := range bd.fastTips {
+		if h == c && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// repoValue reads HEAD: the repository summary and the current branch.
+func (bd *build) repoValue(table *refs.Table, trunk string) (gen.Repo, string) {
+	in := bd.b.in
+	repoVal := gen.Repo{Id: in.RepoID, Kind: in.Kind, Trunk: trunk}
+	if in.Remote != "" {
+		repoVal.Remote = ptr(in.Remote)
+	}
+	current := ""
+	if target, detached, ok := table.Head(); ok {
 		switch {
-		case strings.HasPrefix(name, "refs/heads/"):
-			b.heads[strings.TrimPrefix(name, "refs/heads/")] = r.Hash()
-		case strings.HasPrefix(name, "refs/remotes/"):
-			b.remote[r.Name()] = r.Hash()
-		case strings.HasPrefix(name, stackitMetaPrefix):
-			rs.stackit[strings.TrimPrefix(name, stackitMetaPrefix)] = r.Hash()
-		case strings.HasPrefix(name, graphiteMetaPrefix):
-			rs.graphite[strings.TrimPrefix(name, graphiteMetaPrefix)] = r.Hash()
-		case strings.HasPrefix(name, stackitStackPrefix):
-			rs.stacks[strings.TrimPrefix(name, stackitStackPrefix)] = r.Hash()
+		case strings.HasPrefix(target, "refs/heads/"):
+			name := strings.TrimPrefix(target, "refs/heads/")
+			if in.Kind != gen.Mirror {
+				current = name
+				repoVal.CurrentBranch = ptr(name)
+			}
+			if h, ok := bd.tipOf(name); ok {
+				repoVal.HeadSha = ptr(h.String())
+			}
+		case target == "":
+			repoVal.HeadSha = ptr(detached.String())
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("view: list refs: %w", err)
 	}
-	return rs, nil
+	return repoVal, current
 }
 
-func (b *builder) build() (*Snapshot, error) {
-	rs, err := b.readRefs()
-	if err != nil {
-		return nil, err
+// detectTrunk is the configured trunk, else the detected one.
+func (bd *build) detectTrunk() string {
+	in := bd.b.in
+	if in.Trunk != "" {
+		return in.Trunk
 	}
-	// Drop branches whose tip is not a readable commit.
-	for name, h := range b.heads {
-		if _, err := b.g.get(h); err != nil {
-			b.log.Warn("view: branch tip is not a readable commit; branch skipped",
-				"repo", b.in.RepoID, "branch", name, "err", err)
-			delete(b.heads, name)
+	detect := in.DetectTrunk
+	if detect == nil {
+		detect = DetectTrunk
+	}
+	return detect(bd.repo)
+}
+
+func (bd *build) run() (*Snapshot, error) {
+	table := bd.repo.Refs()
+	in := bd.b.in
+	bd.prefetch(table)
+	for _, r := range table.Prefix("refs/heads/") {
+		if r.Symbolic() {
+			continue
 		}
+		name := strings.TrimPrefix(r.Name, "refs/heads/")
+		if _, err := bd.g.get(r.Hash); err != nil {
+			if e := bd.g.ctx.Err(); e != nil {
+				return nil, fmt.Errorf("view: build: %w", e)
+			}
+			bd.log.Warn("view: branch tip is not a readable commit; branch skipped",
+				"repo", in.RepoID, "branch", name, "err", err)
+			continue
+		}
+		bd.heads[name] = r.Hash
+		bd.names = append(bd.names, name) // sorted: the table is
 	}
-	if err := b.ctx.Err(); err != nil {
+	if err := bd.g.ctx.Err(); err != nil {
 		return nil, fmt.Errorf("view: build: %w", err)
 	}
-	repoVal := gen.Repo{Id: b.in.RepoID, Kind: b.in.Kind}
-	if b.in.Remote != "" {
-		repoVal.Remote = ptr(b.in.Remote)
+	bd.remotes = table.Prefix("refs/remotes/")
+	trunk := bd.detectTrunk()
+	repoVal, current := bd.repoValue(table, trunk)
+	if _, ok := bd.heads[trunk]; ok {
+		bd.trunk = trunk
 	}
-	// HEAD.
-	current := ""
-	if head, err := b.repo.Storer.Reference(plumbing.HEAD); err == nil {
-		switch head.Type() {
-		case plumbing.SymbolicReference:
-			if head.Target().IsBranch() {
-				name := head.Target().Short()
-				if b.in.Kind != gen.Mirror {
-					current = name
-					repoVal.CurrentBranch = ptr(name)
-				}
-				if h, ok := b.heads[name]; ok {
-					repoVal.HeadSha = ptr(h.String())
-				}
-			}
-		case plumbing.HashReference:
-			repoVal.HeadSha = ptr(head.Hash().String())
+	for _, name := range bd.names {
+		bd.infos[name] = &branchInfo{name: name, tip: bd.heads[name], source: gen.BranchParentSourceNone}
+		if name != bd.trunk {
+			bd.tips[bd.heads[name]] = append(bd.tips[bd.heads[name]], name)
 		}
 	}
-	// Trunk.
-	trunk := b.in.Trunk
-	if trunk == "" {
-		detect := b.in.DetectTrunk
-		if detect == nil {
-			detect = gitrepo.DetectTrunk
-		}
-		trunk = detect(b.repo)
-	}
-	repoVal.Trunk = trunk
-	if _, ok := b.heads[trunk]; ok {
-		b.trunk = trunk
-	}
-	for name := range b.heads {
-		b.names = append(b.names, name)
-	}
-	slices.Sort(b.names)
-	for _, name := range b.names {
-		b.infos[name] = &branchInfo{name: name, tip: b.heads[name], source: gen.BranchParentSourceNone}
-		if name != b.trunk {
-			b.tips[b.heads[name]] = append(b.tips[b.heads[name]], name)
-		}
-	}
-	if b.trunk != "" {
-		fp, err := b.g.firstParents(b.ctx, b.heads[b.trunk], TrunkHistoryLimit)
-		if err != nil {
-			return nil, err
-		}
-		b.fp = fp
-		for _, h := range fp {
-			b.onFP[h] = true
-		}
-	}
-	if err := b.resolveParents(rs); err != nil {
+	bd.findMoved()
+	bd.tracking = bd.branchConfig()
+	if err := bd.trunkHistory(); err != nil {
 		return nil, err
 	}
-	order, err := b.layout()
+	if err := bd.resolveParents(table); err != nil {
+		return nil, err
+	}
+	order, err := bd.layout()
 	if err != nil {
 		return nil, err
 	}
-	stackTitles := b.readStacks(rs)
-	return b.assemble(repoVal, current, order, stackTitles)
+	return bd.assemble(repoVal, current, order, table)
+}
+
+// findMoved compares the branch tips with prev's.
+func (bd *build) findMoved() {
+	if bd.prev == nil {
+		return
+	}
+	bd.moved = map[plumbing.Hash]bool{}
+	for name, h := range bd.heads {
+		if old := bd.prev.info(name); old == nil || old.tip != h {
+			bd.moved[h] = true
+			if old != nil {
+				bd.moved[old.tip] = true
+			}
+		}
+	}
+	for _, old := range bd.prev.infos {
+		if _, ok := bd.heads[old.name]; !ok {
+			bd.moved[old.tip] = true
+		}
+	}
+}
+
+// trunkHistory loads trunk's first-parent history (memoised by trunk tip).
+func (bd *build) trunkHistory() error {
+	b := bd.b
+	if bd.trunk == "" {
+		return nil
+	}
+	tip := bd.trunkTip()
+	if b.onFP != nil && b.fpTip == tip {
+		return nil
+	}
+	fp, err := bd.g.firstParents(tip, TrunkHistoryLimit)
+	if err != nil {
+		return err
+	}
+	b.fpTip, b.fp, b.onFP = tip, fp, make(map[plumbing.Hash]bool, len(fp))
+	for _, h := range fp {
+		b.onFP[h] = true
+	}
+	return nil
+}
+
+func (bd *build) onTrunk(h plumbing.Hash) bool {
+	return bd.trunk != "" && (h == bd.trunkTip() || bd.b.onFP[h])
 }
 
 // resolveParents sets parent/source of every non-trunk branch.
-func (b *builder) resolveParents(rs *refSets) error {
-	for _, name := range b.names {
-		if name == b.trunk {
+func (bd *build) resolveParents(table *refs.Table) error {
+	for _, name := range bd.names {
+		if name == bd.trunk {
 			continue
 		}
-		bi := b.infos[name]
-		b.applyMetadata(bi, rs)
+		bi := bd.infos[name]
+		bd.applyMetadata(bi, table)
 		if bi.parent == "" {
-			if err := b.setAncestryParent(bi); err != nil {
+			if err := bd.setAncestryParent(bi); err != nil {
 				return err
 			}
 		}
 	}
 	// Break cycles.
 	for {
-		cycle := b.findCycle()
+		cycle := bd.findCycle()
 		if cycle == nil {
 			return nil
 		}
 		victim := ""
 		for _, n := range cycle {
-			s := b.infos[n].source
+			s := bd.infos[n].source
 			if (s == gen.BranchParentSourceStackit || s == gen.BranchParentSourceGraphite) && (victim == "" || n < victim) {
 				victim = n
 			}
@@ -319,40 +450,49 @@ func (b *builder) resolveParents(rs *refSets) error {
 		if victim == "" { // cannot happen: ancestry edges are acyclic
 			return fmt.Errorf("view: parent cycle without metadata: %v", cycle)
 		}
-		bi := b.infos[victim]
-		b.log.Warn("view: metadata parent cycle; branch falls back to ancestry",
-			"repo", b.in.RepoID, "branch", victim, "parent", bi.parent, "cycle", cycle)
+		bi := bd.infos[victim]
+		bd.log.Warn("view: metadata parent cycle; branch falls back to ancestry",
+			"repo", bd.b.in.RepoID, "branch", victim, "parent", bi.parent, "cycle", cycle)
 		bi.meta = nil
-		if err := b.setAncestryParent(bi); err != nil {
+		if err := bd.setAncestryParent(bi); err != nil {
 			return err
 		}
 	}
 }
 
 // applyMetadata takes parent, PR and stack id from stackit, else Graphite.
-func (b *builder) applyMetadata(bi *branchInfo, rs *refSets) {
+func (bd *build) applyMetadata(bi *branchInfo, table *refs.Table) {
 	sources := []struct {
-		src  gen.BranchParentSource
-		refs map[string]plumbing.Hash
-		ref  string
+		src gen.BranchParentSource
+		ref string
 	}{
-		{gen.BranchParentSourceStackit, rs.stackit, stackitMetaPrefix},
-		{gen.BranchParentSourceGraphite, rs.graphite, graphiteMetaPrefix},
+		{gen.BranchParentSourceStackit, stackitMetaPrefix},
+		{gen.BranchParentSourceGraphite, graphiteMetaPrefix},
+	}
+	// Log problems once per metadata blob, not on every rebuild.
+	var prevInfo *branchInfo
+	if bd.prev != nil {
+		prevInfo = bd.prev.info(bi.name)
 	}
 	prSet := false
-	for _, s := range sources {
-		h, ok := s.refs[bi.name]
+	for i, s := range sources {
+		h, ok := table.Hash(s.ref + bi.name)
 		if !ok {
 			continue
 		}
-		var m branchMeta
-		if err := readBlobJSON(b.repo, h, &m); err != nil {
-			b.log.Warn("view: malformed branch metadata ignored",
-				"repo", b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name, "err", err)
+		bi.metaRefs[i] = h
+		quiet := prevInfo != nil && prevInfo.metaRefs[i] == h
+		e := bd.b.cache.branchMeta(bd.repo, h)
+		if e.err != nil {
+			if !quiet {
+				bd.log.Warn("view: malformed branch metadata ignored",
+					"repo", bd.b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name, "err", e.err)
+			}
 			continue
 		}
+		m := &e.meta
 		if !prSet {
-			bi.pr = m.PRInfo.pr()
+			bi.pr = e.pr
 			prSet = true
 		}
 		if s.src == gen.BranchParentSourceStackit && bi.stackID == "" {
@@ -368,58 +508,71 @@ func (b *builder) applyMetadata(bi *branchInfo, rs *refSets) {
 		case p == bi.name:
 			problem = "parent is the branch itself"
 		default:
-			if _, ok := b.heads[p]; !ok {
+			if _, ok := bd.tipOf(p); !ok {
 				problem = "parent branch does not exist"
 			}
 		}
 		if problem != "" {
-			b.log.Warn("view: unusable metadata parent ignored",
-				"repo", b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name,
-				"parent", m.ParentBranchName, "problem", problem)
+			if !quiet || prevInfo.parent != "" && prevInfo.source == s.src {
+				bd.log.Warn("view: unusable metadata parent ignored",
+					"repo", bd.b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name,
+					"parent", m.ParentBranchName, "problem", problem)
+			}
 			continue
 		}
-		mm := m
-		bi.parent, bi.source, bi.meta = m.ParentBranchName, s.src, &mm
+		bi.parent, bi.source, bi.meta = m.ParentBranchName, s.src, m
 	}
 }
 
-// setAncestryParent implements the ancestry rule documented on the package.
-func (b *builder) setAncestryParent(bi *branchInfo) error {
+// setAncestryParent implements the ancestry rule documented on the package,
+// reusing prev's inference when nothing it looked at changed.
+func (bd *build) setAncestryParent(bi *branchInfo) error {
 	bi.parent, bi.source, bi.meta = "", gen.BranchParentSourceNone, nil
-	trunkTip := plumbing.ZeroHash
-	if b.trunk != "" {
-		trunkTip = b.heads[b.trunk]
+	if bd.prev != nil {
+		if a := bd.prev.info(bi.name); a != nil && a.anc != nil && bd.ancestryHolds(a.anc, bi.tip) {
+			bi.anc = a.anc
+			bi.parent = a.anc.parent
+			if bi.parent != "" {
+				bi.source = gen.BranchParentSourceAncestry
+			}
+			return nil
+		}
 	}
+	anc := &ancestry{tip: bi.tip, trunk: bd.trunk, trunkTip: bd.trunkTip()}
+	bi.anc = anc
 	level := []plumbing.Hash{bi.tip}
 	visited := map[plumbing.Hash]bool{bi.tip: true}
+	anc.visited = append(anc.visited, bi.tip)
 	for len(level) > 0 {
-		if err := b.ctx.Err(); err != nil {
-			return fmt.Errorf("view: ancestry: %w", err)
+		if err := bd.g.tick(); err != nil {
+			return err
 		}
 		best, trunkHit := "", false
 		for _, c := range level {
 			if c != bi.tip {
-				for _, other := range b.tips[c] {
+				for _, other := range bd.tipsAt(c) {
 					if other != bi.name && (best == "" || other < best) {
 						best = other
 					}
 				}
 			}
-			if b.trunk != "" && (c == trunkTip || b.onFP[c]) {
+			if bd.onTrunk(c) {
 				trunkHit = true
 			}
 		}
 		if best != "" {
+			anc.parent = best
 			bi.parent, bi.source = best, gen.BranchParentSourceAncestry
 			return nil
 		}
 		if trunkHit {
-			bi.parent, bi.source = b.trunk, gen.BranchParentSourceAncestry
+			anc.parent = bd.trunk
+			bi.parent, bi.source = bd.trunk, gen.BranchParentSourceAncestry
 			return nil
 		}
 		var next []plumbing.Hash
 		for _, c := range level {
-			n, err := b.g.get(c)
+			n, err := bd.g.get(c)
 			if err != nil {
 				return err
 			}
@@ -428,33 +581,55 @@ func (b *builder) setAncestryParent(bi *branchInfo) error {
 					continue
 				}
 				visited[p] = true
+				anc.visited = append(anc.visited, p)
 				next = append(next, p)
 			}
 		}
 		level = next
 	}
-	if b.trunk == "" {
+	if bd.trunk == "" {
 		return nil
 	}
-	_, shared, err := b.g.mergeBase(b.ctx, bi.tip, trunkTip)
+	ex, err := bd.g.exclude(bi.tip, bd.trunkTip(), OwnLimit)
 	if err != nil {
 		return err
 	}
-	if shared {
-		bi.parent, bi.source = b.trunk, gen.BranchParentSourceAncestry
+	if len(ex.boundary) > 0 {
+		anc.parent = bd.trunk
+		bi.parent, bi.source = bd.trunk, gen.BranchParentSourceAncestry
 	}
 	return nil
 }
 
+// ancestryHolds reports whether a memoised inference still applies: same
+// tip, same trunk, and no branch tip created, moved or deleted at any commit
+// it visited.
+func (bd *build) ancestryHolds(a *ancestry, tip plumbing.Hash) bool {
+	if a.tip != tip || a.trunk != bd.trunk || a.trunkTip != bd.trunkTip() {
+		return false
+	}
+	for _, h := range a.visited {
+		if bd.moved[h] {
+			return false
+		}
+	}
+	if a.parent != "" && a.parent != bd.trunk {
+		if _, ok := bd.tipOf(a.parent); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // findCycle returns the branches of one parent cycle, or nil.
-func (b *builder) findCycle() []string {
+func (bd *build) findCycle() []string {
 	const (
 		white = iota
 		grey
 		black
 	)
-	color := map[string]int{}
-	for _, start := range b.names {
+	color := make(map[string]int, len(bd.names))
+	for _, start := range bd.names {
 		if color[start] != white {
 			continue
 		}
@@ -463,7 +638,7 @@ func (b *builder) findCycle() []string {
 		for n != "" && color[n] == white {
 			color[n] = grey
 			path = append(path, n)
-			n = b.infos[n].parent
+			n = bd.infos[n].parent
 		}
 		if n != "" && color[n] == grey {
 			i := slices.Index(path, n)
@@ -479,323 +654,34 @@ func (b *builder) findCycle() []string {
 // layout fills children and depth and returns the branch order: trunk,
 // then each stack depth-first (roots and children by name), then the
 // branches not reachable from trunk (roots by name, depth-first).
-func (b *builder) layout() ([]string, error) {
-	for _, name := range b.names {
-		if p := b.infos[name].parent; p != "" {
-			b.infos[p].children = append(b.infos[p].children, name)
+func (bd *build) layout() ([]string, error) {
+	for _, name := range bd.names {
+		if p := bd.infos[name].parent; p != "" {
+			bd.infos[p].children = append(bd.infos[p].children, name)
 		}
 	}
-	var order []string
+	order := make([]string, 0, len(bd.names))
 	var walk func(name string, depth int)
 	walk = func(name string, depth int) {
-		bi := b.infos[name]
+		bi := bd.infos[name]
 		bi.depth = depth
 		order = append(order, name)
 		for _, c := range bi.children { // already sorted: names are
 			walk(c, depth+1)
 		}
 	}
-	if b.trunk != "" {
-		walk(b.trunk, 0)
+	if bd.trunk != "" {
+		walk(bd.trunk, 0)
 	}
-	for _, name := range b.names {
-		if name != b.trunk && b.infos[name].parent == "" {
+	for _, name := range bd.names {
+		if name != bd.trunk && bd.infos[name].parent == "" {
 			walk(name, 0)
 		}
 	}
-	if len(order) != len(b.names) { // cannot happen after cycle breaking
-		return nil, fmt.Errorf("view: %d of %d branches placed", len(order), len(b.names))
+	if len(order) != len(bd.names) { // cannot happen after cycle breaking
+		return nil, fmt.Errorf("view: %d of %d branches placed", len(order), len(bd.names))
 	}
 	return order, nil
-}
-
-// readStacks decodes refs/stackit/stacks/<id>.
-func (b *builder) readStacks(rs *refSets) map[string]stackMeta {
-	out := map[string]stackMeta{}
-	for id, h := range rs.stacks {
-		var m stackMeta
-		if err := readBlobJSON(b.repo, h, &m); err != nil {
-			b.log.Warn("view: malformed stack metadata ignored",
-				"repo", b.in.RepoID, "ref", stackitStackPrefix+id, "err", err)
-			continue
-		}
-		out[id] = m
-	}
-	return out
-}
-
-func (b *builder) commitVal(h plumbing.Hash) (gen.Commit, error) {
-	n, err := b.g.get(h)
-	if err != nil {
-		return gen.Commit{}, err
-	}
-	return gen.Commit{Sha: h.String(), Subject: n.subject, Author: n.author, Date: n.date}, nil
-}
-
-// trackingRef finds the remote-tracking ref of a branch.
-func (b *builder) trackingRef(name string, cfgBranches map[string]trackCfg) (plumbing.Hash, bool) {
-	if c, ok := cfgBranches[name]; ok && c.remote != "" && strings.HasPrefix(c.merge, "refs/heads/") {
-		short := strings.TrimPrefix(c.merge, "refs/heads/")
-		if c.remote == "." {
-			h, ok := b.heads[short]
-			return h, ok
-		}
-		h, ok := b.remote[plumbing.NewRemoteReferenceName(c.remote, short)]
-		return h, ok
-	}
-	h, ok := b.remote[plumbing.NewRemoteReferenceName("origin", name)]
-	return h, ok
-}
-
-type trackCfg struct{ remote, merge string }
-
-func (b *builder) branchConfig() map[string]trackCfg {
-	out := map[string]trackCfg{}
-	cfg, err := b.repo.Config()
-	if err != nil {
-		b.log.Warn("view: cannot read repository config; ahead/behind use origin", "repo", b.in.RepoID, "err", err)
-		return out
-	}
-	for name, br := range cfg.Branches {
-		out[name] = trackCfg{remote: br.Remote, merge: br.Merge.String()}
-	}
-	return out
-}
-
-func (b *builder) branchVal(bi *branchInfo, current string, cfgBranches map[string]trackCfg) (gen.Branch, [2]plumbing.Hash, bool, error) {
-	br := gen.Branch{
-		Name:         bi.name,
-		Sha:          bi.tip.String(),
-		ParentSource: bi.source,
-		Children:     slices.Clip(append([]string{}, bi.children...)),
-		Depth:        bi.depth,
-		IsCurrent:    bi.name == current,
-		Commits:      []gen.Commit{},
-		Pr:           bi.pr,
-	}
-	var rng [2]plumbing.Hash
-	hasRange := false
-	var own []plumbing.Hash
-	switch {
-	case bi.name == b.trunk:
-		br.ParentSource = gen.BranchParentSourceNone
-	case bi.parent == "":
-		l, err := b.g.log(b.ctx, bi.tip, MaxCommits)
-		if err != nil {
-			return br, rng, false, err
-		}
-		own = l
-	default:
-		br.Parent = ptr(bi.parent)
-		ptip := b.heads[bi.parent]
-		r, err := b.g.paint(b.ctx, bi.tip, ptip)
-		if err != nil {
-			return br, rng, false, err
-		}
-		own = r.only(flagOne)
-		br.NeedsRestack = bi.tip != ptip && r.flags[ptip]&flagOne == 0
-		if bi.meta != nil && bi.meta.ParentBranchRevision != "" && bi.meta.ParentBranchRevision != ptip.String() {
-			br.NeedsRestack = true
-		}
-		switch {
-		case bi.tip == ptip:
-			rng, hasRange = [2]plumbing.Hash{ptip, bi.tip}, true
-		case len(r.bases) > 0:
-			rng, hasRange = [2]plumbing.Hash{r.bases[0], bi.tip}, true
-		}
-	}
-	if len(own) > MaxCommits {
-		own = own[:MaxCommits]
-	}
-	for _, h := range own {
-		c, err := b.commitVal(h)
-		if err != nil {
-			return br, rng, false, err
-		}
-		br.Commits = append(br.Commits, c)
-	}
-	br.Commits = slices.Clip(br.Commits)
-	if th, ok := b.trackingRef(bi.name, cfgBranches); ok {
-		ahead, behind := 0, 0
-		if th != bi.tip {
-			r, err := b.g.paint(b.ctx, bi.tip, th)
-			if err != nil {
-				return br, rng, false, err
-			}
-			ahead, behind = len(r.only(flagOne)), len(r.only(flagTwo))
-		}
-		br.Ahead, br.Behind = ptr(ahead), ptr(behind)
-	}
-	return br, rng, hasRange, nil
-}
-
-func (b *builder) assemble(repoVal gen.Repo, current string, order []string, stackTitles map[string]stackMeta) (*Snapshot, error) {
-	s := &Snapshot{
-		repo:   repoVal,
-		byName: map[string]int{},
-		byRoot: map[string]int{},
-		ranges: map[string][2]plumbing.Hash{},
-	}
-	cfgBranches := b.branchConfig()
-	s.branches = make([]gen.Branch, 0, len(order))
-	for _, name := range order {
-		bi := b.infos[name]
-		br, rng, ok, err := b.branchVal(bi, current, cfgBranches)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			s.ranges[name] = rng
-		}
-		s.byName[name] = len(s.branches)
-		s.branches = append(s.branches, br)
-	}
-	// Stacks: the trunk's children in name order, each with its subtree,
-	// which is contiguous in s.branches.
-	s.stacks = []gen.Stack{}
-	if b.trunk != "" {
-		for _, root := range b.infos[b.trunk].children {
-			start := s.byName[root]
-			end := start + 1
-			for end < len(s.branches) && s.branches[end].Depth > 1 {
-				end++
-			}
-			st := gen.Stack{Root: root, Id: root, Title: root, Branches: s.branches[start:end:end]}
-			if id := b.infos[root].stackID; id != "" {
-				st.Id = id
-				if m, ok := stackTitles[id]; ok {
-					if m.Title != "" {
-						st.Title = m.Title
-					}
-					if m.Description != "" {
-						st.Description = ptr(m.Description)
-					}
-				}
-			}
-			s.byRoot[root] = len(s.stacks)
-			s.stacks = append(s.stacks, st)
-		}
-	}
-	s.stacks = slices.Clip(s.stacks)
-	merged := []gen.Commit{}
-	for _, h := range b.fp[:min(len(b.fp), RecentlyMergedCount)] {
-		c, err := b.commitVal(h)
-		if err != nil {
-			return nil, err
-		}
-		merged = append(merged, c)
-	}
-	s.view = gen.RepoView{Repo: s.repo, Stacks: s.stacks, RecentlyMerged: slices.Clip(merged)}
-	if err := s.computeHash(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// computeHash hashes everything except version and build time.
-func (s *Snapshot) computeHash() error {
-	content := struct {
-		Repo           gen.Repo
-		Stacks         []gen.Stack
-		Branches       []gen.Branch
-		RecentlyMerged []gen.Commit
-	}{s.repo, s.stacks, s.branches, s.view.RecentlyMerged}
-	content.Repo.ViewVersion = 0
-	b, err := json.Marshal(content)
-	if err != nil {
-		return fmt.Errorf("view: hash snapshot: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	s.hash = hex.EncodeToString(sum[:])
-	return nil
-}
-
-// Empty returns the snapshot of a repository with no commits, or of one
-// not built yet: no branches, no stacks, trunk as configured.
-func Empty(in Input) *Snapshot {
-	s := &Snapshot{
-		repo:     gen.Repo{Id: in.RepoID, Kind: in.Kind, Trunk: in.Trunk},
-		stacks:   []gen.Stack{},
-		branches: []gen.Branch{},
-		byName:   map[string]int{},
-		byRoot:   map[string]int{},
-		ranges:   map[string][2]plumbing.Hash{},
-	}
-	if in.Remote != "" {
-		s.repo.Remote = ptr(in.Remote)
-	}
-	s.view = gen.RepoView{Repo: s.repo, Stacks: s.stacks, RecentlyMerged: []gen.Commit{}}
-	_ = s.computeHash() // cannot fail: plain values
-	return s
-}
-
-// WithVersion returns a copy stamped with version v and build time
-// builtAt (Repo.ViewVersion, View.Version, View.BuiltAt).
-func (s *Snapshot) WithVersion(v int64, builtAt time.Time) *Snapshot {
-	c := *s
-	c.version = v
-	c.builtAt = builtAt.UTC()
-	c.repo.ViewVersion = v
-	c.view.Repo = c.repo
-	c.view.Version = v
-	c.view.BuiltAt = c.builtAt
-	return &c
-}
-
-// Version is the snapshot's version (0 until WithVersion).
-func (s *Snapshot) Version() int64 { return s.version }
-
-// BuiltAt is the time given to WithVersion.
-func (s *Snapshot) BuiltAt() time.Time { return s.builtAt }
-
-// ContentHash is a hex SHA-256 of the snapshot's content, independent of
-// version and build time: equal for two builds of the same refs, metadata
-// and HEAD.
-func (s *Snapshot) ContentHash() string { return s.hash }
-
-// ETag is a quoted strong ETag: "<version>-<first 16 hex of ContentHash>".
-func (s *Snapshot) ETag() string {
-	return `"` + strconv.FormatInt(s.version, 10) + "-" + s.hash[:16] + `"`
-}
-
-// Repo is the repository summary.
-func (s *Snapshot) Repo() gen.Repo { return s.repo }
-
-// View is the whole view.
-func (s *Snapshot) View() gen.RepoView { return s.view }
-
-// Stacks lists the stacks, by root name (shared, read-only).
-func (s *Snapshot) Stacks() []gen.Stack { return s.stacks }
-
-// Stack returns the stack whose root branch is root.
-func (s *Snapshot) Stack(root string) (gen.Stack, bool) {
-	i, ok := s.byRoot[root]
-	if !ok {
-		return gen.Stack{}, false
-	}
-	return s.stacks[i], true
-}
-
-// Branches lists every branch: trunk first (depth 0), then each stack
-// depth-first, then branches not connected to trunk (shared, read-only).
-func (s *Snapshot) Branches() []gen.Branch { return s.branches }
-
-// Branch returns one branch by name.
-func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
-	i, ok := s.byName[name]
-	if !ok {
-		return gen.Branch{}, false
-	}
-	return s.branches[i], true
-}
-
-// DiffRange returns the merge base of branch and its parent, and the
-// branch tip, as pinned by this snapshot. ok is false for trunk, for a
-// branch without parent or sharing no history with it, and for an unknown
-// branch.
-func (s *Snapshot) DiffRange(branch string) (base, tip plumbing.Hash, ok bool) {
-	r, ok := s.ranges[branch]
-	return r[0], r[1], ok
 }
 
 func ptr[T any](v T) *T { return &v }

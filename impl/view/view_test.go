@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/stackd/stackd/gen"
-	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
 	"github.com/stackd/stackd/impl/view"
 )
@@ -565,15 +563,15 @@ func TestOrphanBranch(t *testing.T) {
 
 func TestTrunkDetectionHook(t *testing.T) {
 	r := stackRepo(t)
-	s, _ := build(t, r, view.Input{DetectTrunk: gitrepo.DetectTrunk})
+	s, _ := build(t, r, view.Input{DetectTrunk: view.DetectTrunk})
 	if s.Repo().Trunk != "main" {
 		t.Errorf("trunk = %q", s.Repo().Trunk)
 	}
-	s, _ = build(t, r, view.Input{DetectTrunk: func(*git.Repository) string { return "b" }})
+	s, _ = build(t, r, view.Input{DetectTrunk: func(view.Repo) string { return "b" }})
 	if s.Repo().Trunk != "b" {
 		t.Errorf("trunk from hook = %q", s.Repo().Trunk)
 	}
-	s, _ = build(t, r, view.Input{Trunk: "a", DetectTrunk: func(*git.Repository) string { panic("called with a configured trunk") }})
+	s, _ = build(t, r, view.Input{Trunk: "a", DetectTrunk: func(view.Repo) string { panic("called with a configured trunk") }})
 	// main's tip is on a's first-parent history: trunk a is its parent.
 	wantEqual(t, "order with trunk a", names(s.Branches()), []string{"a", "b", "c", "main"})
 	wantParent(t, s, "main", "a", gen.BranchParentSourceAncestry)

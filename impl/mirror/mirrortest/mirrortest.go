@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +41,9 @@ func StartDaemon(t testing.TB, base string) string {
 			"--base-path="+base, "--reuseaddr", "--listen=127.0.0.1",
 			fmt.Sprintf("--port=%d", port), "--enable=receive-pack", base)
 		cmd.Env = append(os.Environ(), "HOME="+base, "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		// Its own process group: `git daemon` runs git-daemon as a child,
+		// and the whole group is killed at cleanup.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +73,7 @@ func StartDaemon(t testing.TB, base string) string {
 		case ok := <-ready:
 			if ok {
 				t.Cleanup(func() {
-					_ = cmd.Process.Kill()
+					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 					_ = cmd.Wait()
 				})
 				return fmt.Sprintf("127.0.0.1:%d", port)
@@ -77,7 +81,7 @@ func StartDaemon(t testing.TB, base string) string {
 			_ = cmd.Wait()
 			lastErr = log.String()
 		case <-time.After(10 * time.Second): // failure guard, not synchronisation
-			_ = cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
 			t.Fatal("git daemon did not start")
 		}

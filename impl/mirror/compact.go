@@ -1,0 +1,171 @@
+package mirror
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// maxPacks is the number of packs above which a Sync that fetched merges
+// all packs but the largest into one. Every Sync that fetches adds a
+// pack, and go-git looks an object up in each pack in turn (and keeps
+// each open), so without merging, reads would slow down with the number
+// of Syncs. A variable for tests.
+var maxPacks = 16
+
+// packFile is one pack of the object store.
+type packFile struct {
+	hash plumbing.Hash
+	size int64
+}
+
+func listPacks(dir string) ([]packFile, error) {
+	packDir := filepath.Join(dir, "objects", "pack")
+	entries, err := os.ReadDir(packDir)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: list packs: %w", err)
+	}
+	var out []packFile
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, "pack-") || !strings.HasSuffix(n, ".pack") {
+			continue
+		}
+		h, ok := parseHex([]byte(strings.TrimSuffix(strings.TrimPrefix(n, "pack-"), ".pack")))
+		if !ok {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("mirror: list packs: %w", err)
+		}
+		out = append(out, packFile{hash: h, size: fi.Size()})
+	}
+	return out, nil
+}
+
+// compact merges every pack but the largest into one new pack when there
+// are more than maxPacks, and reports whether it did. The new pack is
+// written (go-git's encoder, read from a storage of its own) and indexed
+// before anything is removed; every object of the old packs is checked
+// to be in it; then the readers' storage is replaced under the lock, and
+// only then are the old packs deleted. Failing at any point leaves a
+// consistent store (at worst with objects in two packs).
+func (o *objectStore) compact() (bool, error) {
+	packs, err := listPacks(o.dir)
+	if err != nil || len(packs) <= maxPacks {
+		return false, err
+	}
+	slices.SortFunc(packs, func(a, b packFile) int { return cmp.Compare(b.size, a.size) })
+	small := packs[1:]
+	packDir := filepath.Join(o.dir, "objects", "pack")
+
+	var hashes []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, p := range small {
+		idx, err := readIndex(filepath.Join(packDir, "pack-"+p.hash.String()+".idx"))
+		if err != nil {
+			return false, err
+		}
+		iter, err := idx.Entries()
+		if err != nil {
+			return false, fmt.Errorf("mirror: compact: %w", err)
+		}
+		for {
+			e, err := iter.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return false, fmt.Errorf("mirror: compact: %w", err)
+			}
+			if !seen[e.Hash] {
+				seen[e.Hash] = true
+				hashes = append(hashes, e.Hash)
+			}
+		}
+		_ = iter.Close()
+	}
+
+	src := filesystem.NewStorageWithOptions(osfs.New(o.dir), cache.NewObjectLRU(16*cache.MiByte),
+		filesystem.Options{KeepDescriptors: true})
+	pr, pw := io.Pipe()
+	encoded := make(chan error, 1)
+	go func() {
+		_, err := packfile.NewEncoder(pw, src, false).Encode(hashes, 10)
+		_ = pw.CloseWithError(err)
+		encoded <- err
+	}()
+	np, err := receivePack(o.dir, pr)
+	_ = pr.CloseWithError(errors.New("mirror: compaction stopped")) // unblocks the encoder on failure
+	encErr := <-encoded
+	_ = src.Close()
+	if err == nil {
+		err = encErr
+	}
+	if err != nil {
+		removeTempPacks(o.dir)
+		return false, fmt.Errorf("mirror: compact: %w", err)
+	}
+	for _, h := range hashes {
+		if ok, err := np.index.Contains(h); err != nil || !ok {
+			return false, fmt.Errorf("mirror: compact: merged pack lacks %s", h)
+		}
+	}
+
+	// Swap the storage and delete the old packs under the lock: the new
+	// storage lists the packs on its first read, which must not find a
+	// pack that is about to disappear.
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false, ErrClosed
+	}
+	old := o.st
+	o.st = newStorage(o.dir)
+	var rmErr error
+	for _, p := range small {
+		if p.hash == np.hash {
+			continue
+		}
+		base := filepath.Join(packDir, "pack-"+p.hash.String())
+		// The .pack first: go-git and git find packs by their .pack
+		// file, so an .idx left alone by a crash is ignored.
+		for _, ext := range []string{".pack", ".idx", ".rev"} {
+			if err := os.Remove(base + ext); err != nil && !errors.Is(err, os.ErrNotExist) && rmErr == nil {
+				rmErr = fmt.Errorf("mirror: compact: %w", err)
+			}
+		}
+	}
+	o.mu.Unlock()
+	_ = old.Close()
+	if rmErr != nil {
+		return true, rmErr
+	}
+	return true, syncDir(packDir)
+}
+
+func readIndex(path string) (*idxfile.MemoryIndex, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: read index: %w", err)
+	}
+	defer f.Close()
+	idx := idxfile.NewMemoryIndex()
+	if err := idxfile.NewDecoder(f).Decode(idx); err != nil {
+		return nil, fmt.Errorf("mirror: read index %s: %w", filepath.Base(path), err)
+	}
+	return idx, nil
+}

@@ -1,0 +1,187 @@
+package mirror
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// gitSession is an upload-pack session over git:// (the git daemon
+// protocol), assembled from go-git's protocol packages: packp's
+// GitProtoRequest, AdvRefs, UploadPackRequest and UploadPackResponse.
+//
+// It stands in for go-git's own git:// session, which reads the
+// connection unbuffered through a new goroutine per read: decoding a ref
+// advertisement costs two system calls and two goroutines per ref, more
+// than the listing itself at 10,000 refs (measured: 140 ms against 45 ms
+// for the same decoding over a buffered connection). It also dials with
+// the context (go-git dials without a timeout). Every other scheme uses
+// go-git's transports unchanged.
+//
+// The session is bound to the context it was opened with: when that ends,
+// every pending and later read or write fails at once.
+type gitSession struct {
+	refsHint int // expected number of advertised refs, to size the map
+	conn     net.Conn
+	r        *bufio.Reader
+	adv      *packp.AdvRefs
+	stop     func() bool
+	packRun  bool
+	closed   bool
+}
+
+const gitDaemonPort = 9418
+
+func openGitSession(ctx context.Context, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int) (*gitSession, error) {
+	if auth != nil {
+		return nil, transport.ErrInvalidAuthMethod // the protocol has no authentication
+	}
+	port := ep.Port
+	if port <= 0 {
+		port = gitDaemonPort
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.Host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	s := &gitSession{refsHint: refsHint, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	s.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	host := ep.Host
+	if port != gitDaemonPort {
+		host = net.JoinHostPort(ep.Host, strconv.Itoa(port))
+	}
+	req := packp.GitProtoRequest{RequestCommand: transport.UploadPackServiceName, Pathname: ep.Path, Host: host}
+	if err := req.Encode(conn); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *gitSession) AdvertisedReferences() (*packp.AdvRefs, error) {
+	return s.AdvertisedReferencesContext(context.Background())
+}
+
+// AdvertisedReferencesContext reads the ref advertisement (once). ctx is
+// only checked on entry: the session follows the context it was opened
+// with.
+func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
+	if s.adv != nil {
+		return s.adv, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ar := packp.NewAdvRefs()
+	ar.References = make(map[string]plumbing.Hash, s.refsHint)
+	if err := ar.Decode(s.r); err != nil {
+		return nil, s.advError(err)
+	}
+	if ar.IsEmpty() {
+		_ = s.finish()
+		return nil, transport.ErrEmptyRemoteRepository
+	}
+	transport.FilterUnsupportedCapabilities(ar.Capabilities)
+	s.adv = ar
+	return ar, nil
+}
+
+// advError maps a failed advertisement the way go-git's sessions do.
+func (s *gitSession) advError(err error) error {
+	var errLine *pktline.ErrorLine
+	var unexpected *packp.ErrUnexpectedData
+	switch {
+	case errors.As(err, &errLine):
+		if repoNotFound(errLine.Text) {
+			return transport.ErrRepositoryNotFound
+		}
+		return errLine
+	case errors.Is(err, packp.ErrEmptyInput):
+		// git daemon hangs up without a word on a repository it does
+		// not serve.
+		s.packRun = true // nothing left to say
+		return transport.ErrRepositoryNotFound
+	case errors.Is(err, packp.ErrEmptyAdvRefs):
+		_ = s.finish()
+		return transport.ErrEmptyRemoteRepository
+	case errors.As(err, &unexpected) && repoNotFound(string(unexpected.Data)):
+		return transport.ErrRepositoryNotFound
+	}
+	return err
+}
+
+func repoNotFound(s string) bool {
+	for _, m := range []string{"Repository not found", "no such repository", "does not appear to be a git repository", "access denied", "repository does not exist"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// UploadPack sends req (wants, haves, done) and returns the server's
+// answer, whose pack is read from the session's buffered connection.
+func (s *gitSession) UploadPack(ctx context.Context, req *packp.UploadPackRequest) (*packp.UploadPackResponse, error) {
+	if req.IsEmpty() {
+		_ = s.finish()
+		return nil, transport.ErrEmptyUploadPackRequest
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := s.AdvertisedReferencesContext(ctx); err != nil {
+		return nil, err
+	}
+	s.packRun = true
+	w := bufio.NewWriterSize(s.conn, 64<<10)
+	if err := req.UploadRequest.Encode(w); err != nil {
+		return nil, fmt.Errorf("sending upload-pack request: %w", err)
+	}
+	if err := req.UploadHaves.Encode(w, true); err != nil {
+		return nil, fmt.Errorf("sending haves: %w", err)
+	}
+	if err := pktline.NewEncoder(w).Encodef("done\n"); err != nil {
+		return nil, fmt.Errorf("sending done: %w", err)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("sending upload-pack request: %w", err)
+	}
+	res := packp.NewUploadPackResponse(req)
+	if err := res.Decode(io.NopCloser(s.r)); err != nil {
+		return nil, fmt.Errorf("decoding upload-pack response: %w", err)
+	}
+	return res, nil
+}
+
+// finish ends the conversation politely when no pack was asked for: a
+// flush-pkt tells upload-pack that the client wants nothing.
+func (s *gitSession) finish() error {
+	if s.packRun {
+		return nil
+	}
+	s.packRun = true
+	_, err := s.conn.Write(pktline.FlushPkt)
+	return err
+}
+
+func (s *gitSession) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	_ = s.finish()
+	s.stop()
+	return s.conn.Close()
+}

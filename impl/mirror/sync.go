@@ -1,0 +1,409 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+
+	"github.com/stackd/stackd/impl/refs"
+)
+
+const (
+	// maxHaves bounds the commits a Sync names as haves.
+	maxHaves = 32
+	// maxRecent is how many recently written branch tips are remembered
+	// as haves.
+	maxRecent = 8
+)
+
+// Result is the outcome of a Sync.
+type Result struct {
+	// Changes are the refs that changed in the namespaces, sorted by name,
+	// from refs.Diff: modified refs are refs.Updated (the caller tells
+	// forced ones apart with refs.Classify). Nil when nothing changed.
+	Changes []refs.Change
+	// HeadChanged reports that the upstream's default branch changed (HEAD
+	// now points at another branch).
+	HeadChanged bool
+	// Fetched reports that a pack was transferred.
+	Fetched bool
+	// CompactErr is not nil when merging the mirror's packs failed after
+	// the Sync itself succeeded (see maxPacks). The mirror is consistent
+	// and the merge is tried again after the next fetch; worth a log line,
+	// not a failed Sync.
+	CompactErr error
+}
+
+// Sync brings the mirror up to date with its upstream (see the package
+// documentation). Callers serialise the Syncs of one mirror. On error the
+// mirror's refs, in memory and on disk, are those of the last successful
+// Sync.
+func (m *Mirror) Sync(ctx context.Context) (Result, error) {
+	const op = "fetch"
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
+	}
+	removeTempPacks(m.dir)
+	old := m.table.Load()
+	sess, err := m.rem.session(ctx, old.Len()+old.Len()/8)
+	if err != nil {
+		return Result{}, m.rem.fail(ctx, op, err)
+	}
+	closeSess := closeOnce(sess)
+	defer closeSess()
+	ls, err := m.rem.list(ctx, sess, op)
+	if err != nil {
+		return Result{}, err
+	}
+
+	oldHead, _, _ := old.Head()
+	head := ls.headTarget(oldHead)
+	if head == "" {
+		head = oldHead // not advertised: keep ours
+	}
+	if head == oldHead && ls.same(old) {
+		return Result{}, nil
+	}
+	next := ls.table(head, old)
+	changes := refs.Diff(old, next, InNamespaces)
+	if len(changes) == 0 && head == oldHead {
+		return Result{}, nil
+	}
+
+	wants, err := m.missing(changes)
+	if err != nil {
+		return Result{}, err
+	}
+	fetched := false
+	if len(wants) > 0 {
+		if err := m.fetch(ctx, sess, ls, wants, m.haves(old, changes), op, m.objs.writePack); err != nil {
+			return Result{}, err
+		}
+		fetched = true
+	}
+	closeSess()
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
+	}
+
+	peeled := ls.peeledOf(next, changes, m.peeled)
+	if len(changes) > 0 {
+		if err := writeLocked(filepath.Join(m.dir, packedRefsFile), encodePackedRefs(next, peeled, m.extra)); err != nil {
+			return Result{}, err
+		}
+		for _, c := range changes {
+			if m.loose[c.Ref] {
+				if err := removeLoose(m.dir, c.Ref); err != nil {
+					return Result{}, err
+				}
+			}
+		}
+	}
+	if head != oldHead {
+		if err := writeHead(m.dir, head); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := syncDir(m.dir); err != nil {
+		return Result{}, err
+	}
+
+	m.table.Store(next)
+	m.peeled = peeled
+	for _, c := range changes {
+		delete(m.loose, c.Ref)
+	}
+	m.remember(changes)
+	res := Result{Changes: changes, HeadChanged: head != oldHead, Fetched: fetched}
+	if fetched {
+		if _, err := m.objs.compact(); err != nil {
+			res.CompactErr = err
+		}
+	}
+	return res, nil
+}
+
+// missing returns the new tips of changes that are not stored yet,
+// without duplicates.
+func (m *Mirror) missing(changes []refs.Change) ([]plumbing.Hash, error) {
+	var wants []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, c := range changes {
+		if c.Kind == refs.Deleted || seen[c.New] {
+			continue
+		}
+		seen[c.New] = true
+		ok, err := m.objs.has(c.New)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			wants = append(wants, c.New)
+		}
+	}
+	return wants, nil
+}
+
+// haves chooses the commits named as haves: the trunk tip, the old tips
+// of the changed refs, then recently written branch tips; stored commits
+// only, at most maxHaves, looking at a bounded number of candidates.
+func (m *Mirror) haves(old *refs.Table, changes []refs.Change) []plumbing.Hash {
+	var out []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	looked := 0
+	add := func(h plumbing.Hash, limit int) {
+		if len(out) >= limit || looked >= 4*maxHaves || h.IsZero() || seen[h] {
+			return
+		}
+		seen[h] = true
+		looked++
+		if m.objs.isCommit(h) {
+			out = append(out, h)
+		}
+	}
+	if h, ok := old.Resolve(refs.HEAD); ok {
+		add(h, maxHaves)
+	}
+	for _, c := range changes {
+		add(c.Old, maxHaves-maxRecent)
+	}
+	for _, h := range m.recent {
+		add(h, maxHaves)
+	}
+	return out
+}
+
+// remember records the new branch tips of a successful Sync as future
+// haves.
+func (m *Mirror) remember(changes []refs.Change) {
+	var tips []plumbing.Hash
+	for _, c := range changes {
+		if c.Kind != refs.Deleted && strings.HasPrefix(c.Ref, "refs/heads/") && len(tips) < maxRecent {
+			tips = append(tips, c.New)
+		}
+	}
+	m.recent = append(tips, m.recent...)
+	if len(m.recent) > maxRecent {
+		m.recent = m.recent[:maxRecent:maxRecent]
+	}
+}
+
+// fetch sends one upload-pack request on sess and stores the pack it
+// answers with (with store), checking that it holds every want.
+func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls *listing, wants, haves []plumbing.Hash,
+	op string, store func(io.Reader) (newPack, error)) error {
+	req := packp.NewUploadPackRequestFromCapabilities(ls.caps)
+	// A thin pack would refer to objects outside it; go-git's pack writer
+	// cannot complete it, and the stored pack must stand alone.
+	req.Capabilities.Delete(capability.ThinPack)
+	if ls.caps.Supports(capability.NoProgress) {
+		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
+			return fmt.Errorf("mirror: %s: %w", op, err)
+		}
+	}
+	req.Wants = wants
+	req.Haves = haves
+	resp, err := sess.UploadPack(ctx, req)
+	if err != nil {
+		return m.rem.fail(ctx, op, err)
+	}
+	defer resp.Close()
+	var r io.Reader = resp
+	switch {
+	case req.Capabilities.Supports(capability.Sideband64k):
+		r = sideband.NewDemuxer(sideband.Sideband64k, resp)
+	case req.Capabilities.Supports(capability.Sideband):
+		r = sideband.NewDemuxer(sideband.Sideband, resp)
+	}
+	pack, err := store(r)
+	if err != nil {
+		removeTempPacks(m.dir)
+		return m.rem.fail(ctx, op, err)
+	}
+	for _, w := range wants {
+		if ok, err := pack.index.Contains(w); err != nil || !ok {
+			return m.rem.fail(ctx, op, fmt.Errorf("the pack sent lacks wanted object %s", w))
+		}
+	}
+	return nil
+}
+
+// closeOnce returns a function that closes sess the first time it is
+// called (errors are irrelevant once the transfer is over).
+func closeOnce(sess transport.UploadPackSession) func() {
+	done := false
+	return func() {
+		if !done {
+			done = true
+			_ = sess.Close()
+		}
+	}
+}
+
+// session opens an upload-pack session with the upstream: go-git's
+// transport for the scheme, except for git:// (see gitSession).
+//
+// refsHint is the number of refs the upstream is expected to advertise.
+func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPackSession, error) {
+	ep, err := transport.NewEndpoint(r.url)
+	if err != nil {
+		return nil, err
+	}
+	if ep.Protocol == "git" {
+		return openGitSession(ctx, ep, r.auth, refsHint)
+	}
+	c, err := client.NewClient(ep)
+	if err != nil {
+		return nil, err
+	}
+	return c.NewUploadPackSession(ep, r.auth)
+}
+
+// listing is what a mirror uses of a ref advertisement.
+type listing struct {
+	refs     map[string]plumbing.Hash // every advertised ref; see wanted
+	peeled   map[string]plumbing.Hash // ref -> the object it peels to
+	head     string                   // HEAD's symref target, "" if not advertised
+	headHash *plumbing.Hash
+	caps     *capability.List
+}
+
+// list reads the ref advertisement of sess. An empty upstream yields an
+// empty listing.
+func (r remote) list(ctx context.Context, sess transport.UploadPackSession, op string) (*listing, error) {
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) && ctx.Err() == nil {
+		return &listing{caps: capability.NewList()}, nil
+	}
+	if err != nil {
+		return nil, r.fail(ctx, op, err)
+	}
+	ls := &listing{refs: ar.References, peeled: ar.Peeled, headHash: ar.Head, caps: ar.Capabilities}
+	for _, v := range ar.Capabilities.Get(capability.SymRef) {
+		if name, target, ok := strings.Cut(v, ":"); ok && name == refs.HEAD {
+			ls.head = target
+		}
+	}
+	return ls, nil
+}
+
+// wanted reports whether an advertised ref belongs in the mirror: in the
+// namespaces, with a name git accepts.
+func wanted(name string) bool { return InNamespaces(name) && validRefName(name) }
+
+// headTarget returns the upstream's default branch: HEAD's symref target
+// when it is a branch; without symref, the branch HEAD's hash matches
+// (current, main and master first, then by name); "" when unknown.
+func (ls *listing) headTarget(current string) string {
+	if ls.head != "" {
+		if strings.HasPrefix(ls.head, "refs/heads/") && validRefName(ls.head) {
+			return ls.head
+		}
+		return ""
+	}
+	if ls.headHash == nil {
+		return ""
+	}
+	for _, cand := range []string{current, "refs/heads/main", "refs/heads/master"} {
+		if h, ok := ls.refs[cand]; ok && h == *ls.headHash && strings.HasPrefix(cand, "refs/heads/") {
+			return cand
+		}
+	}
+	best := ""
+	for name, h := range ls.refs {
+		if h == *ls.headHash && strings.HasPrefix(name, "refs/heads/") && validRefName(name) && (best == "" || name < best) {
+			best = name
+		}
+	}
+	return best
+}
+
+// same reports whether the advertised refs in the namespaces equal the
+// direct refs of t.
+func (ls *listing) same(t *refs.Table) bool {
+	n := 0
+	for _, r := range t.All() {
+		if r.Symbolic() || !InNamespaces(r.Name) {
+			continue
+		}
+		n++
+		if h, ok := ls.refs[r.Name]; !ok || h != r.Hash {
+			return false
+		}
+	}
+	// Every ref of t was found; the listing holds no other unless it has
+	// more refs in the namespaces. (A ref git would refuse makes the
+	// count differ; Sync then finds no change and still writes nothing.)
+	for name := range ls.refs {
+		if InNamespaces(name) {
+			if n--; n < 0 {
+				return false
+			}
+		}
+	}
+	return n == 0
+}
+
+// table builds the mirror's table from the listing: the wanted refs and
+// HEAD pointing at head ("": old's HEAD, if any).
+func (ls *listing) table(head string, old *refs.Table) *refs.Table {
+	list := make([]refs.Ref, 0, len(ls.refs)+1)
+	switch {
+	case head != "":
+		list = append(list, refs.Ref{Name: refs.HEAD, Target: head})
+	default:
+		if r, ok := old.Ref(refs.HEAD); ok {
+			list = append(list, r)
+		}
+	}
+	for name, h := range ls.refs {
+		if wanted(name) {
+			list = append(list, refs.Ref{Name: name, Hash: h})
+		}
+	}
+	// Names are unique (map keys, and HEAD is not in the namespaces): an
+	// unstable sort will do, and is much faster than NewTable's stable one
+	// at 100,000 refs.
+	slices.SortFunc(list, func(a, b refs.Ref) int { return strings.Compare(a.Name, b.Name) })
+	return refs.NewSortedTable(list)
+}
+
+// peeledOf returns the peeled values for packed-refs after changes
+// (every ref of t when changes is nil): prev, with the changed refs'
+// entries replaced by what the upstream advertised. prev is not modified.
+func (ls *listing) peeledOf(t *refs.Table, changes []refs.Change, prev map[string]plumbing.Hash) map[string]plumbing.Hash {
+	out := maps.Clone(prev)
+	if out == nil {
+		out = map[string]plumbing.Hash{}
+	}
+	set := func(name string) {
+		delete(out, name)
+		if p, ok := ls.peeled[name]; ok {
+			out[name] = p
+		}
+	}
+	if changes == nil {
+		for _, r := range t.All() {
+			if !r.Symbolic() {
+				set(r.Name)
+			}
+		}
+		return out
+	}
+	for _, c := range changes {
+		set(c.Ref)
+	}
+	return out
+}

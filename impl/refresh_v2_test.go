@@ -1,0 +1,143 @@
+package impl_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/refresh"
+)
+
+// TestRestartServesTheMirrorOnDiskFirst: a server restarted on an existing
+// mirror serves its view from disk before any network access (here the
+// upstream is gone), then tries to fetch; the failed fetch keeps the view.
+func TestRestartServesTheMirrorOnDiskFirst(t *testing.T) {
+	up := newUpstream(t, "acme/kept.git")
+	cfg := baseConfig(t, "")
+	cfg.Repos = []config.RepoConfig{{ID: "kept", URL: up.url}}
+	first := startServer(t, cfg, impl.Options{})
+	rf, _ := first.app.Refresh().Get("kept")
+	if res, err := rf.Wait(ctx(t), "1"); err != nil || res.State != refresh.Succeeded {
+		t.Fatalf("first clone: %+v %v", res, err)
+	}
+	want, _ := first.c.GetViewWithResponse(ctx(t), "kept", nil)
+	first.cancel()
+	first.app.Close()
+
+	if err := os.Rename(up.bare, up.bare+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, cfg, impl.Options{})
+	rf, _ = s.app.Refresh().Get("kept")
+	load, err := rf.Wait(ctx(t), "1")
+	if err != nil || load.Trigger != refresh.Startup || load.Mode != refresh.ModeReread || load.State != refresh.Succeeded {
+		t.Fatalf("start-up load = %+v %v", load, err)
+	}
+	fetch, err := rf.Wait(ctx(t), "2")
+	if err != nil || fetch.Trigger != refresh.Startup || fetch.Mode != refresh.ModeMirrorFetch || fetch.State != refresh.Failed {
+		t.Fatalf("start-up fetch = %+v %v", fetch, err)
+	}
+	got, _ := s.c.GetViewWithResponse(ctx(t), "kept", nil)
+	if got.JSON200 == nil || len(got.JSON200.Stacks) != len(want.JSON200.Stacks) || got.JSON200.Version != 1 {
+		t.Fatalf("view after restart: %s", got.Body)
+	}
+	a, _ := json.Marshal(got.JSON200.Stacks)
+	b, _ := json.Marshal(want.JSON200.Stacks)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("the view served from disk differs:\n got %s\nwant %s", a, b)
+	}
+	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+}
+
+// TestLocalSyncReportsMetadataAndRewrites: a re-read reports every changed
+// branch and metadata ref, and tells rewrites from fast-forwards, as a
+// mirror fetch does.
+func TestLocalSyncReportsMetadataAndRewrites(t *testing.T) {
+	r := stackRepo(t)
+	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
+	blob := r.BlobRef("refs/stackit/metadata/c", `{"parentBranchName":"b","prInfo":{"number":3}}`)
+	res := syncOK(t, s, "local")
+	if change(res, "refs/stackit/metadata/c") != "updated" || res.UpdatedRefsTotal != 1 {
+		t.Fatalf("metadata change: %+v", res.UpdatedRefs)
+	}
+	if res.UpdatedRefs[0].NewSha == nil || *res.UpdatedRefs[0].NewSha != blob {
+		t.Fatalf("new sha: %+v", res.UpdatedRefs[0])
+	}
+	r.Git("checkout", "-q", "c")
+	r.Commit("c2", map[string]string{"c.txt": "c2\n"})
+	if res := syncOK(t, s, "local"); change(res, "refs/heads/c") != "updated" {
+		t.Fatalf("fast-forward: %+v", res.UpdatedRefs)
+	}
+	r.Git("reset", "-q", "--hard", "HEAD~1")
+	r.Commit("c2 again", map[string]string{"c.txt": "other\n"})
+	if res := syncOK(t, s, "local"); change(res, "refs/heads/c") != "forced" {
+		t.Fatalf("rewrite: %+v", res.UpdatedRefs)
+	}
+	if res := syncOK(t, s, "local"); len(res.UpdatedRefs) != 0 || res.UpdatedRefsTotal != 0 {
+		t.Fatalf("nothing changed: %+v", res.UpdatedRefs)
+	}
+}
+
+// TestViewAnswersAreTheSnapshotsBytes: every read answer is the JSON
+// encoding of the snapshot's values, the view is also sent gzip-compressed
+// to clients that accept it, and ETags and 304s hold.
+func TestViewAnswersAreTheSnapshotsBytes(t *testing.T) {
+	r := stackRepo(t)
+	r.BlobRef("refs/stackit/metadata/a", `{"parentBranchName":"main","prInfo":{"number":1,"title":"<a> & b"}}`)
+	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
+	snap, _ := s.app.Registry().Get("local")
+	cur := snap.Snapshot()
+	enc := func(v any) string {
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	for path, want := range map[string]string{
+		"/api/v1/repos/local/view":       enc(cur.View()),
+		"/api/v1/repos/local/stacks":     enc(cur.Stacks()),
+		"/api/v1/repos/local/stacks/a":   enc(cur.Stacks()[0]),
+		"/api/v1/repos/local/branches":   enc(cur.Branches()),
+		"/api/v1/repos/local/branches/b": enc(cur.Branches()[2]),
+	} {
+		code, hdr, body := s.do("GET", path, nil, "Accept-Encoding", "identity")
+		if code != 200 || body != want || hdr.Get("ETag") != cur.ETag() || hdr.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %s: %d %s\n got %s\nwant %s", path, code, hdr, body, want)
+		}
+		if code, _, _ := s.do("GET", path, nil, "If-None-Match", cur.ETag()); code != 304 {
+			t.Fatalf("GET %s with its ETag: %d", path, code)
+		}
+	}
+	code, hdr, body := s.do("GET", "/api/v1/repos/local/view", nil, "Accept-Encoding", "br;q=1, gzip;q=0.5")
+	if code != 200 || hdr.Get("Content-Encoding") != "gzip" || !strings.Contains(hdr.Get("Vary"), "Accept-Encoding") {
+		t.Fatalf("gzip view: %d %v", code, hdr)
+	}
+	zr, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil || string(plain) != enc(cur.View()) {
+		t.Fatalf("gunzipped view: %v\n%s", err, plain)
+	}
+	if _, hdr, _ := s.do("GET", "/api/v1/repos/local/view", nil, "Accept-Encoding", "gzip;q=0"); hdr.Get("Content-Encoding") != "" {
+		t.Fatal("gzip sent to a client that refused it")
+	}
+	// The generated client (Go's transport asks for gzip and decodes it).
+	v, err := s.c.GetViewWithResponse(ctx(t), "local", nil)
+	if err != nil || v.JSON200 == nil || v.JSON200.Version != cur.Version() || len(v.JSON200.Stacks) != 1 {
+		t.Fatalf("client view: %v %s", err, v.Body)
+	}
+	if v.JSON200.Stacks[0].Branches[0].Pr == nil || *v.JSON200.Stacks[0].Branches[0].Pr.Title != "<a> & b" {
+		t.Fatalf("escaped text: %+v", v.JSON200.Stacks[0].Branches[0].Pr)
+	}
+}

@@ -1,0 +1,82 @@
+// Package source is where a repository's kind decides what a refresh may
+// do with it. The registry creates one Source per repository, once, by kind:
+//
+//   - Local wraps the operator's working repository (a gitrepo.Worktree).
+//     Its Refresh re-reads the refs on disk. All it can ever produce is a
+//     *gitrepo.Repo, which has no method that fetches or writes: a fetch
+//     into the working repository does not compile.
+//   - Mirror wraps a managed mirror under the data directory's mirror.Root.
+//     Its Refresh lists the upstream and fetches only what changed (cloning
+//     on first use); Load opens what is on disk without network access.
+//
+// Both hand the view builder a view.Repo, the narrow read-only interface,
+// and report what changed as refs.Changes from the one diff function.
+package source
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/refs"
+	"github.com/stackd/stackd/impl/view"
+)
+
+// Mode names what a refresh of a source does; it is the API's
+// SyncResult.mode.
+type Mode string
+
+// The modes.
+const (
+	// ModeMirrorFetch: the upstream was listed and what changed fetched.
+	ModeMirrorFetch Mode = "mirror-fetch"
+	// ModeReread: refs were read from disk, nothing was fetched.
+	ModeReread Mode = "reread"
+)
+
+// ErrNotCloned is returned by Load for a mirror that has no clone on disk
+// yet.
+var ErrNotCloned = errors.New("mirror not cloned yet")
+
+// Source is one repository as a refresh sees it.
+type Source interface {
+	// Kind is gen.Local or gen.Mirror.
+	Kind() gen.RepoKind
+	// Mode is what Refresh does.
+	Mode() Mode
+	// Load returns the repository as it is on disk, without network access
+	// (ErrNotCloned for a mirror not cloned yet). fresh reports whether
+	// that is as fresh as a Refresh would make it (true for a working
+	// repository, whose disk is the truth).
+	Load(ctx context.Context) (repo view.Repo, fresh bool, err error)
+	// Refresh brings the source up to date and returns what changed.
+	Refresh(ctx context.Context) (Update, error)
+}
+
+// Update is the outcome of one Refresh.
+type Update struct {
+	// Repo is the repository after the refresh.
+	Repo view.Repo
+	// Changes are the refs that changed in the namespaces of Namespaces,
+	// sorted; modified refs are refs.Updated until classified (see
+	// refs.Classify).
+	Changes []refs.Change
+	// Changed reports whether anything the view reads may have changed;
+	// when false the previous view still holds and need not be rebuilt.
+	Changed bool
+}
+
+// Namespaces are the refs a sync result reports: branches and the
+// stacking tools' metadata.
+var Namespaces = []string{"refs/heads/", "refs/stackit/", "refs/branch-metadata/"}
+
+// Reported tells whether a ref belongs in a sync result.
+func Reported(name string) bool {
+	for _, p := range Namespaces {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,85 @@
+package view
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/refs"
+)
+
+// Cache keeps what never changes for a given object id: decoded commits and
+// parsed metadata blobs. A Builder owns one for the life of the process, so
+// a rebuild reads only objects it has not seen. It is safe for concurrent
+// use.
+type Cache struct {
+	mu     sync.Mutex
+	nodes  map[plumbing.Hash]*node
+	metas  map[plumbing.Hash]*metaEntry
+	stacks map[plumbing.Hash]*stackEntryMeta
+}
+
+// metaEntry is a parsed branch metadata blob, or why it is unusable.
+type metaEntry struct {
+	meta branchMeta
+	pr   *gen.PullRequest // shared by every snapshot using this blob
+	err  error
+}
+
+type stackEntryMeta struct {
+	meta stackMeta
+	err  error
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{
+		nodes:  map[plumbing.Hash]*node{},
+		metas:  map[plumbing.Hash]*metaEntry{},
+		stacks: map[plumbing.Hash]*stackEntryMeta{},
+	}
+}
+
+// node returns commit h, reading it from repo once.
+func (c *Cache) node(repo Repo, h plumbing.Hash) (*node, error) {
+	c.mu.Lock()
+	n, ok := c.nodes[h]
+	c.mu.Unlock()
+	if ok {
+		return n, nil
+	}
+	n, err := loadNode(repo, h)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.nodes) >= maxCachedCommits {
+		c.nodes = map[plumbing.Hash]*node{}
+	}
+	c.nodes[h] = n
+	c.mu.Unlock()
+	return n, nil
+}
+
+// Commits answers refs.Classify's questions from the cache, reading
+// missing commits from repo.
+func (c *Cache) Commits(repo Repo) refs.Commits { return cacheCommits{c: c, repo: repo} }
+
+type cacheCommits struct {
+	c    *Cache
+	repo Repo
+}
+
+// CommitInfo implements refs.Commits.
+func (cc cacheCommits) CommitInfo(h plumbing.Hash) ([]plumbing.Hash, int64, bool, error) {
+	n, err := cc.c.node(cc.repo, h)
+	if errors.Is(err, errNotCommit) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return n.parents, n.when, true, nil
+}

@@ -1,0 +1,221 @@
+package view
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"encoding/json"
+	"hash/crc32"
+	"hash/fnv"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// The gzip form of a view is assembled, not compressed whole: the stacks
+// are grouped into chunks, each chunk is DEFLATE-compressed on its own and
+// ended with a sync flush (a byte-aligned empty stored block), and the
+// compressed chunks are concatenated between the compressed head and tail
+// of the view, inside one gzip member. A chunk is compressed once and
+// reused by every later snapshot in which its stacks are unchanged, so a
+// rebuild after one changed branch compresses a few kilobytes.
+//
+// Chunk boundaries are chosen by content (after a stack whose root name
+// hashes to 0 mod chunkEvery), so inserting or removing a stack disturbs
+// only its own chunk.
+const chunkEvery = 16
+
+// chunk is a run of consecutive stacks and their compressed bytes.
+type chunk struct {
+	first    bool // holds the view's first stack (no leading comma)
+	stacks   []*stackRec
+	deflated []byte
+}
+
+// prepareChunks groups the stacks into chunks, reusing prev's compressed
+// chunks where their stacks are the same, and compresses the others.
+func (s *Snapshot) prepareChunks(prev *Snapshot) {
+	reuse := map[string]*chunk{}
+	if prev != nil {
+		for _, c := range prev.chunks {
+			reuse[c.stacks[0].root] = c
+		}
+	}
+	var todo []*chunk
+	var cur []*stackRec
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		c := &chunk{first: len(s.chunks) == 0, stacks: slices.Clip(cur)}
+		if old, ok := reuse[cur[0].root]; ok && old.first == c.first && slices.Equal(old.stacks, c.stacks) {
+			c = old
+		} else {
+			todo = append(todo, c)
+		}
+		s.chunks = append(s.chunks, c)
+		cur = nil
+	}
+	for _, sr := range s.stackRecs {
+		cur = append(cur, sr)
+		h := fnv.New32a()
+		h.Write([]byte(sr.root))
+		if h.Sum32()%chunkEvery == 0 {
+			flush()
+		}
+	}
+	flush()
+	compressChunks(todo)
+}
+
+// compressChunks deflates chunks in parallel, one compressor per worker.
+func compressChunks(todo []*chunk) {
+	if len(todo) == 0 {
+		return
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	next := make(chan *chunk)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			fw, _ := flate.NewWriter(&buf, flate.BestSpeed) // a valid level: cannot fail
+			for c := range next {
+				buf.Reset()
+				fw.Reset(&buf)
+				for i, sr := range c.stacks {
+					if i > 0 || !c.first {
+						fw.Write(comma)
+					}
+					sr.write(func(p []byte) { fw.Write(p) })
+				}
+				fw.Flush()
+				c.deflated = bytes.Clone(buf.Bytes())
+			}
+		}()
+	}
+	for _, c := range todo {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+}
+
+// Prepare makes the view's bytes (JSON and gzip) now rather than on the
+// first request. The registry calls it before publishing.
+func (s *Snapshot) Prepare() { s.viewOutputs() }
+
+func (s *Snapshot) viewOutputs() *outputs {
+	o := s.out
+	o.viewOnce.Do(func() {
+		builtAt, _ := json.Marshal(s.builtAt) // a time in range: cannot fail
+		repo, _ := json.Marshal(s.repo)       // plain values: cannot fail
+		head := make([]byte, 0, 64+len(builtAt)+len(s.mergedJSON)+len(repo))
+		head = append(head, `{"builtAt":`...)
+		head = append(head, builtAt...)
+		head = append(head, `,"recentlyMerged":`...)
+		head = append(head, s.mergedJSON...)
+		head = append(head, `,"repo":`...)
+		head = append(head, repo...)
+		head = append(head, `,"stacks":`...)
+		tail := []byte(`],"version":` + strconv.FormatInt(s.version, 10) + "}\n")
+
+		n := len(head) + 1 + len(tail)
+		for _, sr := range s.stackRecs {
+			n += sr.size + 1
+		}
+		view := make([]byte, 0, n)
+		view = append(view, head...)
+		o.stacksFrom = len(view)
+		view = append(view, '[')
+		for i, sr := range s.stackRecs {
+			if i > 0 {
+				view = append(view, ',')
+			}
+			view = sr.appendJSON(view)
+		}
+		o.stacksTo = len(view) + 1 // the closing bracket starts tail
+		view = append(view, tail...)
+		o.view = view
+		o.gzip = s.gzipView(append(head, '['), tail, view)
+	})
+	return o
+}
+
+// gzipView assembles the gzip member of the view from its compressed parts.
+func (s *Snapshot) gzipView(head, tail, whole []byte) []byte {
+	var buf bytes.Buffer
+	buf.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // gzip header: deflate, no mtime, unknown OS
+	fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	fw.Write(head)
+	fw.Flush()
+	for _, c := range s.chunks {
+		buf.Write(c.deflated)
+	}
+	fw.Reset(&buf)
+	fw.Write(tail)
+	fw.Close()
+	var trailer [8]byte
+	binary.LittleEndian.PutUint32(trailer[:4], crc32.ChecksumIEEE(whole))
+	binary.LittleEndian.PutUint32(trailer[4:], uint32(len(whole)))
+	buf.Write(trailer[:])
+	return buf.Bytes()
+}
+
+// ViewJSON is the JSON of View() followed by a newline (shared, read-only).
+func (s *Snapshot) ViewJSON() []byte { return s.viewOutputs().view }
+
+// ViewGzip is ViewJSON compressed with gzip (shared, read-only).
+func (s *Snapshot) ViewGzip() []byte { return s.viewOutputs().gzip }
+
+// StacksJSON is the JSON array of Stacks(), without a newline: a part of
+// ViewJSON (shared, read-only).
+func (s *Snapshot) StacksJSON() []byte {
+	o := s.viewOutputs()
+	return o.view[o.stacksFrom:o.stacksTo:o.stacksTo]
+}
+
+// StackJSON is the JSON of one stack, without a newline (made from the
+// branches' bytes on each call).
+func (s *Snapshot) StackJSON(root string) ([]byte, bool) {
+	i, ok := s.byRoot[root]
+	if !ok {
+		return nil, false
+	}
+	return s.stackRecs[i].appendJSON(nil), true
+}
+
+// BranchJSON is the JSON of one branch, without a newline (shared,
+// read-only).
+func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
+	i, ok := s.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return s.recs[i].json, true
+}
+
+// BranchesJSON is the JSON array of Branches() followed by a newline
+// (made on first use, shared, read-only).
+func (s *Snapshot) BranchesJSON() []byte {
+	o := s.out
+	o.branchesOnce.Do(func() {
+		n := 3
+		for _, r := range s.recs {
+			n += len(r.json) + 1
+		}
+		out := make([]byte, 0, n)
+		out = append(out, '[')
+		for i, r := range s.recs {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, r.json...)
+		}
+		o.branches = append(out, "]\n"...)
+	})
+	return o.branches
+}

@@ -1,0 +1,166 @@
+package view
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/gen"
+)
+
+// Snapshot is an immutable view of a repository. Its gen values are built
+// once and shared by every accessor: callers must treat them (including
+// the slices and pointers inside) as read-only. Returned slices have their
+// capacity clipped, so appending to them never writes into the snapshot.
+//
+// A snapshot also holds its serialized forms (the view's JSON and gzip, the
+// lists, each stack and branch), made from per-branch and per-stack bytes
+// that later snapshots share while unchanged; Prepare makes the view's
+// bytes ahead of the first request.
+type Snapshot struct {
+	builder *Builder
+	objects Repo
+
+	repo      gen.Repo
+	branches  []gen.Branch
+	recs      []*branchRec // aligned with branches
+	byName    map[string]int
+	stacks    []gen.Stack
+	stackRecs []*stackRec // aligned with stacks
+	byRoot    map[string]int
+	merged    []gen.Commit
+	chunks    []*chunk
+
+	mergedJSON []byte
+	trunk      string
+	trunkTip   plumbing.Hash
+	current    string
+	infos      []*branchInfo // aligned with branches
+	tips       map[plumbing.Hash][]string
+	tracking   map[string]trackCfg
+
+	hash    string
+	version int64
+	builtAt time.Time
+	out     *outputs // per version
+}
+
+// Empty returns the snapshot of a repository with no commits, or of one
+// not built yet: no branches, no stacks, trunk as configured.
+func Empty(in Input) *Snapshot {
+	s := &Snapshot{
+		repo:       gen.Repo{Id: in.RepoID, Kind: in.Kind, Trunk: in.Trunk},
+		branches:   []gen.Branch{},
+		stacks:     []gen.Stack{},
+		byName:     map[string]int{},
+		byRoot:     map[string]int{},
+		merged:     []gen.Commit{},
+		mergedJSON: []byte("[]"),
+		out:        &outputs{},
+	}
+	if in.Remote != "" {
+		s.repo.Remote = ptr(in.Remote)
+	}
+	s.prepareChunks(nil)
+	s.computeHash()
+	return s
+}
+
+// WithVersion returns a copy stamped with version v and build time
+// builtAt (Repo.ViewVersion, View.Version, View.BuiltAt).
+func (s *Snapshot) WithVersion(v int64, builtAt time.Time) *Snapshot {
+	c := *s
+	c.version = v
+	c.builtAt = builtAt.UTC()
+	c.repo.ViewVersion = v
+	c.out = &outputs{}
+	return &c
+}
+
+// Version is the snapshot's version (0 until WithVersion).
+func (s *Snapshot) Version() int64 { return s.version }
+
+// BuiltAt is the time given to WithVersion.
+func (s *Snapshot) BuiltAt() time.Time { return s.builtAt }
+
+// ContentHash is a hex SHA-256 of the snapshot's content, independent of
+// version and build time: equal for two builds of the same refs, metadata
+// and HEAD.
+func (s *Snapshot) ContentHash() string { return s.hash }
+
+// ETag is a quoted strong ETag: "<version>-<first 16 hex of ContentHash>".
+func (s *Snapshot) ETag() string {
+	return `"` + strconv.FormatInt(s.version, 10) + "-" + s.hash[:16] + `"`
+}
+
+// Objects is the read-only repository the snapshot was built from: the
+// commits it names can be read from it (for diffs). nil for Empty.
+func (s *Snapshot) Objects() Repo { return s.objects }
+
+// Repo is the repository summary.
+func (s *Snapshot) Repo() gen.Repo { return s.repo }
+
+// View is the whole view.
+func (s *Snapshot) View() gen.RepoView {
+	return gen.RepoView{Repo: s.repo, Stacks: s.stacks, RecentlyMerged: s.merged, Version: s.version, BuiltAt: s.builtAt}
+}
+
+// Stacks lists the stacks, by root name (shared, read-only).
+func (s *Snapshot) Stacks() []gen.Stack { return s.stacks }
+
+// Stack returns the stack whose root branch is root.
+func (s *Snapshot) Stack(root string) (gen.Stack, bool) {
+	i, ok := s.byRoot[root]
+	if !ok {
+		return gen.Stack{}, false
+	}
+	return s.stacks[i], true
+}
+
+// Branches lists every branch: trunk first (depth 0), then each stack
+// depth-first, then branches not connected to trunk (shared, read-only).
+func (s *Snapshot) Branches() []gen.Branch { return s.branches }
+
+// Branch returns one branch by name.
+func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
+	i, ok := s.byName[name]
+	if !ok {
+		return gen.Branch{}, false
+	}
+	return s.branches[i], true
+}
+
+// DiffRange returns the merge base of branch and its parent, and the
+// branch tip, as pinned by this snapshot. ok is false for trunk, for a
+// branch without parent or sharing no history with it, and for an unknown
+// branch.
+func (s *Snapshot) DiffRange(branch string) (base, tip plumbing.Hash, ok bool) {
+	i, found := s.byName[branch]
+	if !found {
+		return plumbing.ZeroHash, plumbing.ZeroHash, false
+	}
+	w := s.recs[i].walk
+	return w.rng[0], w.rng[1], w.hasRange
+}
+
+// info returns the build state of one branch, nil if unknown.
+func (s *Snapshot) info(name string) *branchInfo {
+	i, ok := s.byName[name]
+	if !ok {
+		return nil
+	}
+	return s.infos[i]
+}
+
+// outputs are the serialized forms of one version of a snapshot.
+type outputs struct {
+	viewOnce     sync.Once
+	view         []byte // JSON of the view and a newline
+	stacksFrom   int    // view[stacksFrom:stacksTo] is the JSON array of the stacks
+	stacksTo     int
+	gzip         []byte // the view's JSON, gzip-compressed
+	branchesOnce sync.Once
+	branches     []byte
+}
