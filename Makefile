@@ -4,8 +4,9 @@ BIN       := bin/stackd
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 ARGS      ?=
+BENCH_ARGS ?=
 
-.PHONY: all generate check-generated build test lint run bench
+.PHONY: all generate check-generated build test lint run bench bench-micro
 
 all: build
 
@@ -37,6 +38,11 @@ lint:
 run: build
 	./$(BIN) serve $(ARGS)
 
-## bench: benchmarks (ratios against in-process baselines, see docs/benchmarks.md)
-bench:
+## bench: stackd against git on the same repositories (cmd/stackd-bench): prints one table and
+## writes it to docs/benchmarks.md; e.g. BENCH_ARGS="-sizes 1000,10000 -runs 3"
+bench: build
+	$(GO) run ./cmd/stackd-bench -stackd $(BIN) -out docs/benchmarks.md $(BENCH_ARGS)
+
+## bench-micro: the go test micro-benchmarks (ratios against in-process baselines)
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

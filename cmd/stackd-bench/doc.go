@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+)
+
+// The generated part of the document lies between these markers; the rest
+// of the file (methodology, micro-benchmarks) is written by hand and kept.
+const (
+	beginMark = "<!-- stackd-bench:begin -->"
+	endMark   = "<!-- stackd-bench:end -->"
+)
+
+// docSection is the generated part: how, where and when the table was
+// measured, then the table.
+func (b *bench) docSection(rows []row) string {
+	var s strings.Builder
+	s.WriteString(beginMark + "\n")
+	s.WriteString("<!-- Written by cmd/stackd-bench (make bench); edits between these markers are overwritten. -->\n\n")
+	fmt.Fprintf(&s, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&s, "- command: `%s`\n", b.opt.command)
+	for _, m := range machine(b.opt.stackd) {
+		fmt.Fprintf(&s, "- %s\n", m)
+	}
+	sizes := make([]string, len(b.opt.sizes))
+	for i, n := range b.opt.sizes {
+		sizes[i] = fmtCount(n)
+	}
+	runs := fmt.Sprintf("medians of %d runs", b.opt.runs)
+	if b.opt.runs == 1 {
+		runs = "1 run"
+	}
+	fmt.Fprintf(&s, "- %s branches; %s; GET loads of %s with %d clients\n",
+		strings.Join(sizes, ", "), runs, b.opt.duration, b.opt.clients)
+	if b.opt.smoke {
+		s.WriteString("- smoke run: tiny sizes, timings not judged\n")
+	}
+	s.WriteString("\n")
+	s.WriteString(markdown(rows))
+	s.WriteString(endMark + "\n")
+	return s.String()
+}
+
+// writeDoc puts section into the document at path: between the markers
+// when it has them, else after its title (a new document gets one).
+func writeDoc(path, section string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("-out: %w", err)
+	}
+	doc := string(raw)
+	i, j := strings.Index(doc, beginMark), strings.Index(doc, endMark)
+	switch {
+	case i >= 0 && j > i:
+		end := j + len(endMark)
+		if end < len(doc) && doc[end] == '\n' {
+			end++
+		}
+		doc = doc[:i] + section + doc[end:]
+	case doc == "":
+		doc = "# Benchmarks\n\n" + section
+	default:
+		title, rest, _ := strings.Cut(doc, "\n")
+		if !strings.HasPrefix(title, "# ") {
+			title, rest = "# Benchmarks", doc
+		}
+		doc = title + "\n\n" + section + "\n" + strings.TrimLeft(rest, "\n")
+	}
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		return fmt.Errorf("-out: %w", err)
+	}
+	return nil
+}
