@@ -108,7 +108,7 @@ func (o *objectStore) compact() (bool, error) {
 		_ = pw.CloseWithError(err)
 		encoded <- err
 	}()
-	np, err := receivePack(o.dir, pr)
+	np, err := receivePack(o.dir, pr, nil)
 	_ = pr.CloseWithError(errors.New("mirror: compaction stopped")) // unblocks the encoder on failure
 	encErr := <-encoded
 	_ = src.Close()

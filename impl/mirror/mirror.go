@@ -178,6 +178,12 @@ type Config struct {
 	Auth transport.AuthMethod
 	// AllowLocal permits file:// URLs, plain paths and plain http.
 	AllowLocal bool
+	// Seen, when set, is called by Clone with every received object that
+	// a ref points at (branch tips, metadata blobs) once its id is known,
+	// possibly from several goroutines at once, so that the caller can
+	// cache what it is about to read without reading it back from disk.
+	// content is only valid during the call.
+	Seen func(h plumbing.Hash, t plumbing.ObjectType, content []byte)
 }
 
 // Root is the directory that holds the mirrors, <data-dir>/mirrors.
@@ -480,7 +486,11 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, cha
 		}
 	}
 	if len(wants) > 0 {
-		store := func(r io.Reader) (newPack, error) { return receivePack(tmp, r) }
+		var obs *observer
+		if cfg.Seen != nil {
+			obs = &observer{wanted: seen, fn: cfg.Seen}
+		}
+		store := func(r io.Reader) (newPack, error) { return receivePack(tmp, r, obs) }
 		if err := m.fetch(ctx, sess, ls, wants, nil, op, store); err != nil {
 			return nil, nil, err
 		}

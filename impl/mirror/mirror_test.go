@@ -1261,7 +1261,7 @@ func TestReceivePackIndex(t *testing.T) {
 			if err := os.MkdirAll(filepath.Join(dir, "objects", "pack"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			np, err := receivePack(dir, bytes.NewReader(pack))
+			np, err := receivePack(dir, bytes.NewReader(pack), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1284,11 +1284,11 @@ func TestReceivePackIndex(t *testing.T) {
 				t.Fatalf("no deltas in the test pack:\n%s", stats)
 			}
 			// Which way it was indexed: the resolver itself, or go-git.
-			objs, _, err := scanPack(bytes.NewReader(pack))
+			objs, _, err := scanPack(bytes.NewReader(pack), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := resolvePack(base+".pack", objs); ofs != (err == nil) || (!ofs && !errors.Is(err, errUnresolved)) {
+			if err := resolvePack(base+".pack", objs, nil); ofs != (err == nil) || (!ofs && !errors.Is(err, errUnresolved)) {
 				t.Fatalf("resolvePack = %v", err)
 			}
 		})

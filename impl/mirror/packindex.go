@@ -30,7 +30,9 @@ import (
 // would write. A pack this cannot resolve (deltas against objects named by
 // id only, which a pack fetched with ofs-delta and without thin-pack does
 // not contain) is indexed by go-git's own parser instead.
-func receivePack(dir string, r io.Reader) (newPack, error) {
+//
+// obs, when not nil, is shown the objects it wants as they are resolved.
+func receivePack(dir string, r io.Reader, obs *observer) (newPack, error) {
 	packDir := filepath.Join(dir, "objects", "pack")
 	f, err := os.CreateTemp(packDir, "tmp_pack_")
 	if err != nil {
@@ -46,7 +48,7 @@ func receivePack(dir string, r io.Reader) (newPack, error) {
 	}()
 
 	bw := bufio.NewWriterSize(f, 1<<20)
-	objs, sum, err := scanPack(io.TeeReader(r, bw))
+	objs, sum, err := scanPack(io.TeeReader(r, bw), obs)
 	if err != nil {
 		return newPack{}, err
 	}
@@ -63,7 +65,7 @@ func receivePack(dir string, r io.Reader) (newPack, error) {
 	}
 
 	var w *idxfile.Writer
-	if rerr := resolvePack(tmp, objs); rerr == nil {
+	if rerr := resolvePack(tmp, objs, obs); rerr == nil {
 		w = new(idxfile.Writer)
 		_ = w.OnHeader(uint32(len(objs)))
 		for i := range objs {
@@ -102,6 +104,27 @@ func receivePack(dir string, r io.Reader) (newPack, error) {
 	return newPack{hash: sum, index: idx}, nil
 }
 
+// observer shows the objects of a received pack that a ref points at to
+// Config.Seen.
+type observer struct {
+	wanted map[plumbing.Hash]bool // read-only while the pack is received
+	fn     func(plumbing.Hash, plumbing.ObjectType, []byte)
+}
+
+// maxObserved bounds the objects kept in memory to be shown.
+const maxObserved = 1 << 20
+
+// wants reports whether objects of type t and size n may be shown.
+func (o *observer) wants(t plumbing.ObjectType, n int64) bool {
+	return o != nil && (t == plumbing.CommitObject || t == plumbing.BlobObject) && n <= maxObserved
+}
+
+func (o *observer) show(h plumbing.Hash, t plumbing.ObjectType, content []byte) {
+	if o != nil && o.wanted[h] && (t == plumbing.CommitObject || t == plumbing.BlobObject) {
+		o.fn(h, t, content)
+	}
+}
+
 // packObject is what the index needs of one object of a pack, and how to
 // get at it.
 type packObject struct {
@@ -115,7 +138,7 @@ type packObject struct {
 // scanPack reads a pack once, in order: the offset and CRC of every
 // object, the id of every whole (non-delta) object and the base of every
 // delta, then the pack checksum (verified by go-git's scanner).
-func scanPack(r io.Reader) ([]packObject, plumbing.Hash, error) {
+func scanPack(r io.Reader, obs *observer) ([]packObject, plumbing.Hash, error) {
 	sc := packfile.NewScanner(r)
 	_, count, err := sc.Header()
 	if err != nil {
@@ -123,6 +146,7 @@ func scanPack(r io.Reader) ([]packObject, plumbing.Hash, error) {
 	}
 	objs := make([]packObject, count)
 	byOffset := make(map[int64]int32, count)
+	var content bytes.Buffer
 	for i := range objs {
 		oh, err := sc.NextObjectHeader()
 		if err != nil {
@@ -145,8 +169,15 @@ func scanPack(r io.Reader) ([]packObject, plumbing.Hash, error) {
 			_, crc, err = sc.NextObject(io.Discard)
 		default:
 			h := plumbing.NewHasher(oh.Type, oh.Length)
-			_, crc, err = sc.NextObject(h)
-			o.hash = h.Sum()
+			if obs.wants(oh.Type, oh.Length) {
+				content.Reset()
+				_, crc, err = sc.NextObject(io.MultiWriter(h, &content))
+				o.hash = h.Sum()
+				obs.show(o.hash, oh.Type, content.Bytes())
+			} else {
+				_, crc, err = sc.NextObject(h)
+				o.hash = h.Sum()
+			}
 		}
 		if err != nil {
 			return nil, plumbing.ZeroHash, fmt.Errorf("mirror: read pack: %w", err)
@@ -165,7 +196,7 @@ var errUnresolved = errors.New("pack has deltas this indexer does not resolve")
 // resolvePack computes the ids of the deltas of a scanned pack: every
 // chain is resolved from its whole base object down, each object inflated
 // once, the chains spread over the available cores.
-func resolvePack(path string, objs []packObject) error {
+func resolvePack(path string, objs []packObject, obs *observer) error {
 	// Children of each object, as one flat list (counting sort).
 	start := make([]int32, len(objs)+1)
 	for i := range objs {
@@ -211,7 +242,7 @@ func resolvePack(path string, objs []packObject) error {
 				return
 			}
 			defer f.Close()
-			rs := &resolver{sc: packfile.NewScanner(f), objs: objs, kids: kids, start: start}
+			rs := &resolver{sc: packfile.NewScanner(f), objs: objs, kids: kids, start: start, obs: obs}
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(len(roots)) || errs[w] != nil {
@@ -239,6 +270,7 @@ type resolver struct {
 	objs  []packObject
 	kids  []int32
 	start []int32
+	obs   *observer
 }
 
 // read inflates object i (its delta data, for a delta).
@@ -279,6 +311,7 @@ func (rs *resolver) children(i int32, t plumbing.ObjectType, content []byte, dep
 			return err
 		}
 		rs.objs[k].hash = plumbing.ComputeHash(t, out)
+		rs.obs.show(rs.objs[k].hash, t, out)
 		if rs.start[k+1] > rs.start[k] {
 			if err := rs.children(k, t, out, depth+1); err != nil {
 				return err

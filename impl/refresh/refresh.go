@@ -449,7 +449,7 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 				return out, err
 			}
 		}
-		if upd, err = src.Refresh(ctx); err != nil {
+		if upd, err = src.Refresh(ctx, r.builder.Cache()); err != nil {
 			return out, r.wrap(err)
 		}
 	}

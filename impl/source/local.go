@@ -39,13 +39,14 @@ func (l *Local) Worktree() *gitrepo.Worktree { return l.wt }
 // Load re-reads the repository; a working repository's disk is always
 // fresh.
 func (l *Local) Load(ctx context.Context) (view.Repo, bool, error) {
-	u, err := l.Refresh(ctx)
+	u, err := l.Refresh(ctx, nil)
 	return u.Repo, true, err
 }
 
 // Refresh re-reads the refs on disk and reports those that changed since
-// the previous call. Nothing is fetched and nothing is written.
-func (l *Local) Refresh(ctx context.Context) (Update, error) {
+// the previous call. Nothing is fetched and nothing is written; nothing is
+// received, so cache is not used.
+func (l *Local) Refresh(ctx context.Context, _ *view.Cache) (Update, error) {
 	if err := ctx.Err(); err != nil {
 		return Update{}, err
 	}

@@ -71,13 +71,17 @@ func (s *Mirror) Load(ctx context.Context) (view.Repo, bool, error) {
 // Refresh clones the mirror on first use, else lists the upstream and
 // fetches only what changed; a listing equal to the mirror's refs fetches
 // and writes nothing and reports no change.
-func (s *Mirror) Refresh(ctx context.Context) (Update, error) {
+func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error) {
 	m, err := s.open()
 	if err != nil {
 		return Update{}, err
 	}
 	if m == nil {
-		m, changes, err := s.root.Clone(ctx, s.id, s.cfg)
+		cfg := s.cfg
+		if cache != nil {
+			cfg.Seen = cache.Add
+		}
+		m, changes, err := s.root.Clone(ctx, s.id, cfg)
 		if err != nil {
 			return Update{}, err
 		}

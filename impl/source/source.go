@@ -50,8 +50,10 @@ type Source interface {
 	// that is as fresh as a Refresh would make it (true for a working
 	// repository, whose disk is the truth).
 	Load(ctx context.Context) (repo view.Repo, fresh bool, err error)
-	// Refresh brings the source up to date and returns what changed.
-	Refresh(ctx context.Context) (Update, error)
+	// Refresh brings the source up to date and returns what changed. The
+	// objects it receives that refs point at go into cache, when not nil
+	// (a mirror's first clone), so the next build need not read them.
+	Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 }
 
 // Update is the outcome of one Refresh.

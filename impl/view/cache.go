@@ -63,6 +63,37 @@ func (c *Cache) node(repo Repo, h plumbing.Hash) (*node, error) {
 	return n, nil
 }
 
+// Add caches an object that was read elsewhere: a mirror's clone shows the
+// objects its refs point at as they arrive (mirror.Config.Seen), so a first
+// build need not read them back. Commits are decoded, blobs parsed as branch
+// metadata; other objects are ignored. content is not retained.
+func (c *Cache) Add(h plumbing.Hash, t plumbing.ObjectType, content []byte) {
+	obj := &plumbing.MemoryObject{}
+	obj.SetType(t)
+	if _, err := obj.Write(content); err != nil {
+		return
+	}
+	switch t {
+	case plumbing.CommitObject:
+		n, err := decodeNode(h, obj)
+		if err != nil {
+			return // read again, and reported, when a build needs it
+		}
+		c.mu.Lock()
+		if len(c.nodes) < maxCachedCommits {
+			c.nodes[h] = n
+		}
+		c.mu.Unlock()
+	case plumbing.BlobObject:
+		e := parseMeta(h, obj)
+		c.mu.Lock()
+		if len(c.metas) < maxCachedCommits {
+			c.metas[h] = e
+		}
+		c.mu.Unlock()
+	}
+}
+
 // Commits answers refs.Classify's questions from the cache, reading
 // missing commits from repo.
 func (c *Cache) Commits(repo Repo) refs.Commits { return cacheCommits{c: c, repo: repo} }

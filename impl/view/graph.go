@@ -38,6 +38,11 @@ func loadNode(repo Repo, h plumbing.Hash) (*node, error) {
 	if obj.Type() != plumbing.CommitObject {
 		return nil, fmt.Errorf("view: %s is a %s: %w", h, obj.Type(), errNotCommit)
 	}
+	return decodeNode(h, obj)
+}
+
+// decodeNode decodes a commit object.
+func decodeNode(h plumbing.Hash, obj plumbing.EncodedObject) (*node, error) {
 	var c object.Commit
 	if err := c.Decode(obj); err != nil {
 		return nil, fmt.Errorf("view: decode commit %s: %w", h, err)

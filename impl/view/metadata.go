@@ -56,6 +56,11 @@ func readBlobJSON(repo Repo, h plumbing.Hash, v any) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", h, err)
 	}
+	return decodeBlobJSON(h, obj, v)
+}
+
+// decodeBlobJSON decodes the blob object obj (id h) as JSON into v.
+func decodeBlobJSON(h plumbing.Hash, obj plumbing.EncodedObject, v any) error {
 	if obj.Type() != plumbing.BlobObject {
 		return fmt.Errorf("%s is a %s: %w", h, obj.Type(), errNotBlob)
 	}
@@ -97,9 +102,11 @@ func (c *Cache) branchMeta(repo Repo, h plumbing.Hash) *metaEntry {
 	if ok {
 		return e
 	}
-	e = &metaEntry{}
-	if e.err = readBlobJSON(repo, h, &e.meta); e.err == nil {
-		e.pr = e.meta.PRInfo.pr()
+	obj, err := repo.Object(plumbing.AnyObject, h)
+	if err != nil {
+		e = &metaEntry{err: fmt.Errorf("read %s: %w", h, err)}
+	} else {
+		e = parseMeta(h, obj)
 	}
 	c.mu.Lock()
 	if len(c.metas) >= maxCachedCommits {
@@ -126,5 +133,14 @@ func (c *Cache) stackMeta(repo Repo, h plumbing.Hash) *stackEntryMeta {
 	}
 	c.stacks[h] = e
 	c.mu.Unlock()
+	return e
+}
+
+// parseMeta parses a branch metadata blob.
+func parseMeta(h plumbing.Hash, obj plumbing.EncodedObject) *metaEntry {
+	e := &metaEntry{}
+	if e.err = decodeBlobJSON(h, obj, &e.meta); e.err == nil {
+		e.pr = e.meta.PRInfo.pr()
+	}
 	return e
 }
