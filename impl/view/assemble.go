@@ -70,10 +70,17 @@ func (sr *stackRec) write(w func([]byte)) {
 	w(sr.tail)
 }
 
-// appendJSON appends the stack's JSON to out.
+// appendJSON appends the stack's JSON to out (what write hands out, without
+// a call per piece: this is the loop that assembles a view).
 func (sr *stackRec) appendJSON(out []byte) []byte {
-	sr.write(func(p []byte) { out = append(out, p...) })
-	return out
+	out = append(out, stackHead...)
+	for i, b := range sr.branches {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, b.json...)
+	}
+	return append(out, sr.tail...)
 }
 
 var comma = []byte{','}
@@ -277,20 +284,20 @@ func samePR(a, b *gen.PullRequest) bool {
 
 func (bd *build) assemble(repoVal gen.Repo, current string, order []string, table *refs.Table) (*Snapshot, error) {
 	s := &Snapshot{
+		vals:     &values{},
 		builder:  bd.b,
 		objects:  bd.repo,
 		repo:     repoVal,
 		trunk:    bd.trunk,
 		trunkTip: bd.trunkTip(),
 		current:  current,
-		tips:     bd.tips,
+		tips:     &tipIndex{base: bd.tips},
 		byName:   make(map[string]int, len(order)),
 		byRoot:   map[string]int{},
 	}
 	s.tracking = bd.tracking
 	s.recs = make([]*branchRec, 0, len(order))
 	s.infos = make([]*branchInfo, 0, len(order))
-	s.branches = make([]gen.Branch, 0, len(order))
 	for _, name := range order {
 		rec, err := bd.branchRecord(bd.infos[name], current)
 		if err != nil {
@@ -299,7 +306,6 @@ func (bd *build) assemble(repoVal gen.Repo, current string, order []string, tabl
 		s.byName[name] = len(s.recs)
 		s.recs = append(s.recs, rec)
 		s.infos = append(s.infos, bd.infos[name])
-		s.branches = append(s.branches, rec.val)
 	}
 	if err := bd.assembleStacks(s, table); err != nil {
 		return nil, err
@@ -313,27 +319,24 @@ func (bd *build) assemble(repoVal gen.Repo, current string, order []string, tabl
 }
 
 // assembleStacks makes the stacks: the trunk's children in name order, each
-// with its subtree, which is contiguous in s.branches.
+// with its subtree, which is contiguous in s.recs.
 func (bd *build) assembleStacks(s *Snapshot, table *refs.Table) error {
-	s.stacks = []gen.Stack{}
 	if bd.trunk == "" {
 		return nil
 	}
 	for _, root := range bd.infos[bd.trunk].children {
 		start := s.byName[root]
 		end := start + 1
-		for end < len(s.branches) && s.branches[end].Depth > 1 {
+		for end < len(s.recs) && s.recs[end].val.Depth > 1 {
 			end++
 		}
 		sr, err := bd.stackRecord(root, s.recs[start:end:end], table)
 		if err != nil {
 			return err
 		}
-		s.byRoot[root] = len(s.stacks)
+		s.byRoot[root] = len(s.stackRecs)
 		s.stackRecs = append(s.stackRecs, sr)
-		s.stacks = append(s.stacks, sr.value(s.branches[start:end:end]))
 	}
-	s.stacks = slices.Clip(s.stacks)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"hash/fnv"
+	"io"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,6 +32,30 @@ type chunk struct {
 	first    bool // holds the view's first stack (no leading comma)
 	stacks   []*stackRec
 	deflated []byte
+	crc      uint32 // CRC-32 of the uncompressed bytes
+	size     int64  // length of the uncompressed bytes
+}
+
+// patchChunks is prepareChunks for a snapshot whose stacks are prev's, in
+// the same order, some of them replaced: the chunk boundaries are prev's,
+// and only chunks holding a replaced stack are compressed again.
+func (s *Snapshot) patchChunks(prev *Snapshot) {
+	s.chunks = make([]*chunk, len(prev.chunks))
+	var todo []*chunk
+	k := 0
+	for i, old := range prev.chunks {
+		n := len(old.stacks)
+		cur := s.stackRecs[k : k+n : k+n]
+		k += n
+		if slices.Equal(cur, old.stacks) {
+			s.chunks[i] = old
+			continue
+		}
+		c := &chunk{first: old.first, stacks: cur}
+		s.chunks[i] = c
+		todo = append(todo, c)
+	}
+	compressChunks(todo)
 }
 
 // prepareChunks groups the stacks into chunks, reusing prev's compressed
@@ -82,18 +107,26 @@ func compressChunks(todo []*chunk) {
 		go func() {
 			defer wg.Done()
 			var buf bytes.Buffer
-			fw, _ := flate.NewWriter(&buf, flate.BestSpeed) // a valid level: cannot fail
+			fw := deflaters.Get().(*flate.Writer)
+			defer deflaters.Put(fw)
 			for c := range next {
 				buf.Reset()
 				fw.Reset(&buf)
+				var crc uint32
+				var size int64
+				write := func(p []byte) {
+					fw.Write(p)
+					crc = crc32.Update(crc, crc32.IEEETable, p)
+					size += int64(len(p))
+				}
 				for i, sr := range c.stacks {
 					if i > 0 || !c.first {
-						fw.Write(comma)
+						write(comma)
 					}
-					sr.write(func(p []byte) { fw.Write(p) })
+					sr.write(write)
 				}
 				fw.Flush()
-				c.deflated = bytes.Clone(buf.Bytes())
+				c.deflated, c.crc, c.size = bytes.Clone(buf.Bytes()), crc, size
 			}
 		}()
 	}
@@ -140,16 +173,30 @@ func (s *Snapshot) viewOutputs() *outputs {
 		o.stacksTo = len(view) + 1 // the closing bracket starts tail
 		view = append(view, tail...)
 		o.view = view
-		o.gzip = s.gzipView(append(head, '['), tail, view)
+		o.gzip = s.gzipView(append(head, '['), tail, len(view))
 	})
 	return o
 }
 
-// gzipView assembles the gzip member of the view from its compressed parts.
-func (s *Snapshot) gzipView(head, tail, whole []byte) []byte {
+// deflaters are reusable compressors (a compressor's state is large).
+var deflaters = sync.Pool{New: func() any {
+	fw, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // a valid level: cannot fail
+	return fw
+}}
+
+// gzipView assembles the gzip member of the view from its compressed parts;
+// its CRC is combined from theirs.
+func (s *Snapshot) gzipView(head, tail []byte, size int) []byte {
 	var buf bytes.Buffer
+	n := 10 + 8 + 64 + len(head) + len(tail)
+	for _, c := range s.chunks {
+		n += len(c.deflated)
+	}
+	buf.Grow(n)
 	buf.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // gzip header: deflate, no mtime, unknown OS
-	fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	fw := deflaters.Get().(*flate.Writer)
+	defer deflaters.Put(fw)
+	fw.Reset(&buf)
 	fw.Write(head)
 	fw.Flush()
 	for _, c := range s.chunks {
@@ -158,9 +205,14 @@ func (s *Snapshot) gzipView(head, tail, whole []byte) []byte {
 	fw.Reset(&buf)
 	fw.Write(tail)
 	fw.Close()
+	crc := crc32.ChecksumIEEE(head)
+	for _, c := range s.chunks {
+		crc = crcCombine(crc, c.crc, c.size)
+	}
+	crc = crcCombine(crc, crc32.ChecksumIEEE(tail), int64(len(tail)))
 	var trailer [8]byte
-	binary.LittleEndian.PutUint32(trailer[:4], crc32.ChecksumIEEE(whole))
-	binary.LittleEndian.PutUint32(trailer[4:], uint32(len(whole)))
+	binary.LittleEndian.PutUint32(trailer[:4], crc)
+	binary.LittleEndian.PutUint32(trailer[4:], uint32(size))
 	buf.Write(trailer[:])
 	return buf.Bytes()
 }

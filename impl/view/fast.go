@@ -122,10 +122,10 @@ func (bd *build) fast() (*Snapshot, error) {
 	}
 
 	s := &Snapshot{
+		vals:       &values{},
 		builder:    bd.b,
 		objects:    bd.repo,
 		repo:       repoVal,
-		branches:   slices.Clone(prev.branches),
 		recs:       slices.Clone(prev.recs),
 		byName:     prev.byName,
 		byRoot:     prev.byRoot,
@@ -140,16 +140,7 @@ func (bd *build) fast() (*Snapshot, error) {
 		tracking:   bd.tracking,
 	}
 	if len(bd.fastTips) > 0 {
-		s.tips = maps.Clone(prev.tips)
-		for name, tip := range bd.fastTips {
-			old := prev.info(name).tip
-			s.tips[old] = slices.DeleteFunc(slices.Clone(s.tips[old]), func(n string) bool { return n == name })
-			if len(s.tips[old]) == 0 {
-				delete(s.tips, old)
-			}
-			s.tips[tip] = append(slices.Clone(s.tips[tip]), name)
-			slices.Sort(s.tips[tip])
-		}
+		s.tips = prev.tips.with(bd.fastTips)
 	}
 	roots := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(affected)) {
@@ -166,7 +157,7 @@ func (bd *build) fast() (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.recs[i], s.branches[i] = rec, rec.val
+		s.recs[i] = rec
 		if root := bd.rootOf(name); root != "" {
 			roots[root] = true
 		}
@@ -176,23 +167,18 @@ func (bd *build) fast() (*Snapshot, error) {
 			roots[sr.root] = true
 		}
 	}
-	// Stacks: rebuild the touched ones; every stack's branch slice points
-	// into the new branches array.
-	s.stacks = make([]gen.Stack, len(prev.stacks))
-	for j, sr := range prev.stackRecs {
-		start := s.byName[sr.root]
-		end := start + len(sr.branches)
-		if roots[sr.root] {
-			nsr, err := bd.stackRecord(sr.root, s.recs[start:end:end], table)
-			if err != nil {
-				return nil, err
-			}
-			s.stackRecs[j] = nsr
-			sr = nsr
+	// Stacks: rebuild the touched ones.
+	for root := range roots {
+		j := prev.byRoot[root]
+		start := s.byName[root]
+		end := start + len(prev.stackRecs[j].branches)
+		nsr, err := bd.stackRecord(root, s.recs[start:end:end], table)
+		if err != nil {
+			return nil, err
 		}
-		s.stacks[j] = sr.value(s.branches[start:end:end])
+		s.stackRecs[j] = nsr
 	}
-	s.prepareChunks(prev)
+	s.patchChunks(prev)
 	s.computeHash()
 	return s, nil
 }

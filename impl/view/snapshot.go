@@ -24,12 +24,11 @@ type Snapshot struct {
 	objects Repo
 
 	repo      gen.Repo
-	branches  []gen.Branch
-	recs      []*branchRec // aligned with branches
+	recs      []*branchRec // in Branches() order
 	byName    map[string]int
-	stacks    []gen.Stack
-	stackRecs []*stackRec // aligned with stacks
+	stackRecs []*stackRec // in Stacks() order
 	byRoot    map[string]int
+	vals      *values // the gen values, made on first use
 	merged    []gen.Commit
 	chunks    []*chunk
 
@@ -37,8 +36,8 @@ type Snapshot struct {
 	trunk      string
 	trunkTip   plumbing.Hash
 	current    string
-	infos      []*branchInfo // aligned with branches
-	tips       map[plumbing.Hash][]string
+	infos      []*branchInfo // aligned with recs
+	tips       *tipIndex
 	tracking   map[string]trackCfg
 
 	hash    string
@@ -51,9 +50,8 @@ type Snapshot struct {
 // not built yet: no branches, no stacks, trunk as configured.
 func Empty(in Input) *Snapshot {
 	s := &Snapshot{
+		vals:       &values{},
 		repo:       gen.Repo{Id: in.RepoID, Kind: in.Kind, Trunk: in.Trunk},
-		branches:   []gen.Branch{},
-		stacks:     []gen.Stack{},
 		byName:     map[string]int{},
 		byRoot:     map[string]int{},
 		merged:     []gen.Commit{},
@@ -102,13 +100,39 @@ func (s *Snapshot) Objects() Repo { return s.objects }
 // Repo is the repository summary.
 func (s *Snapshot) Repo() gen.Repo { return s.repo }
 
+// values are a snapshot's branches and stacks as gen values. The read
+// handlers write bytes and never need them, so they are made on first use
+// (and shared by the versions of one snapshot).
+type values struct {
+	once     sync.Once
+	branches []gen.Branch
+	stacks   []gen.Stack
+}
+
+func (s *Snapshot) values() *values {
+	v := s.vals
+	v.once.Do(func() {
+		v.branches = make([]gen.Branch, len(s.recs))
+		for i, r := range s.recs {
+			v.branches[i] = r.val
+		}
+		v.stacks = make([]gen.Stack, len(s.stackRecs))
+		for j, sr := range s.stackRecs {
+			start := s.byName[sr.root]
+			end := start + len(sr.branches)
+			v.stacks[j] = sr.value(v.branches[start:end:end])
+		}
+	})
+	return v
+}
+
 // View is the whole view.
 func (s *Snapshot) View() gen.RepoView {
-	return gen.RepoView{Repo: s.repo, Stacks: s.stacks, RecentlyMerged: s.merged, Version: s.version, BuiltAt: s.builtAt}
+	return gen.RepoView{Repo: s.repo, Stacks: s.Stacks(), RecentlyMerged: s.merged, Version: s.version, BuiltAt: s.builtAt}
 }
 
 // Stacks lists the stacks, by root name (shared, read-only).
-func (s *Snapshot) Stacks() []gen.Stack { return s.stacks }
+func (s *Snapshot) Stacks() []gen.Stack { return s.values().stacks }
 
 // Stack returns the stack whose root branch is root.
 func (s *Snapshot) Stack(root string) (gen.Stack, bool) {
@@ -116,12 +140,12 @@ func (s *Snapshot) Stack(root string) (gen.Stack, bool) {
 	if !ok {
 		return gen.Stack{}, false
 	}
-	return s.stacks[i], true
+	return s.values().stacks[i], true
 }
 
 // Branches lists every branch: trunk first (depth 0), then each stack
 // depth-first, then branches not connected to trunk (shared, read-only).
-func (s *Snapshot) Branches() []gen.Branch { return s.branches }
+func (s *Snapshot) Branches() []gen.Branch { return s.values().branches }
 
 // Branch returns one branch by name.
 func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
@@ -129,7 +153,7 @@ func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
 	if !ok {
 		return gen.Branch{}, false
 	}
-	return s.branches[i], true
+	return s.recs[i].val, true
 }
 
 // DiffRange returns the merge base of branch and its parent, and the

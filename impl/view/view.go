@@ -191,7 +191,7 @@ func (b *Builder) Build(ctx context.Context, repo Repo, prev *Snapshot) (*Snapsh
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	st := Stats{Full: prev == nil, Branches: len(s.branches), Recomputed: bd.recomputed, Patched: patched, Duration: time.Since(start)}
+	st := Stats{Full: prev == nil, Branches: len(s.recs), Recomputed: bd.recomputed, Patched: patched, Duration: time.Since(start)}
 	return s, st, nil
 }
 
@@ -271,7 +271,7 @@ func (bd *build) tipsAt(c plumbing.Hash) []string {
 		return bd.tips[c]
 	}
 	var out []string
-	for _, name := range bd.prev.tips[c] {
+	for _, name := range bd.prev.tips.at(c) {
 		if h, moved := bd.fastTips[name]; !moved || h == c {
 			out = append(out, name)
 		}
