@@ -96,42 +96,39 @@ func (p *prInfo) pr() *gen.PullRequest {
 
 // branchMeta returns the parsed branch metadata blob h (parsed once).
 func (c *Cache) branchMeta(repo Repo, h plumbing.Hash) *metaEntry {
-	c.mu.Lock()
-	e, ok := c.metas[h]
-	c.mu.Unlock()
-	if ok {
-		return e
-	}
-	obj, err := repo.Object(plumbing.AnyObject, h)
-	if err != nil {
-		e = &metaEntry{err: fmt.Errorf("read %s: %w", h, err)}
-	} else {
-		e = parseMeta(h, obj)
-	}
-	c.mu.Lock()
-	if len(c.metas) >= maxCachedCommits {
-		c.metas = map[plumbing.Hash]*metaEntry{}
-	}
-	c.metas[h] = e
-	c.mu.Unlock()
-	return e
+	return cached(c, &c.metas, h, func() *metaEntry {
+		obj, err := repo.Object(plumbing.AnyObject, h)
+		if err != nil {
+			return &metaEntry{err: fmt.Errorf("read %s: %w", h, err)}
+		}
+		return parseMeta(h, obj)
+	})
 }
 
 // stackMeta returns the parsed stack blob h (parsed once).
 func (c *Cache) stackMeta(repo Repo, h plumbing.Hash) *stackEntryMeta {
+	return cached(c, &c.stacks, h, func() *stackEntryMeta {
+		e := &stackEntryMeta{}
+		e.err = readBlobJSON(repo, h, &e.meta)
+		return e
+	})
+}
+
+// cached returns (*table)[h], made by make outside the lock on a miss.
+// A table past maxCachedCommits entries starts over.
+func cached[T any](c *Cache, table *map[plumbing.Hash]T, h plumbing.Hash, make func() T) T {
 	c.mu.Lock()
-	e, ok := c.stacks[h]
+	e, ok := (*table)[h]
 	c.mu.Unlock()
 	if ok {
 		return e
 	}
-	e = &stackEntryMeta{}
-	e.err = readBlobJSON(repo, h, &e.meta)
+	e = make()
 	c.mu.Lock()
-	if len(c.stacks) >= maxCachedCommits {
-		c.stacks = map[plumbing.Hash]*stackEntryMeta{}
+	if len(*table) >= maxCachedCommits {
+		*table = map[plumbing.Hash]T{}
 	}
-	c.stacks[h] = e
+	(*table)[h] = e
 	c.mu.Unlock()
 	return e
 }

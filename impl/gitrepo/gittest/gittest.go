@@ -63,21 +63,7 @@ func (r *Repo) Home() string { return r.home }
 // Env is the environment every git command runs with.
 func (r *Repo) Env() []string {
 	date := fmt.Sprintf("@%d +0000", *r.clock)
-	return append(os.Environ(),
-		"HOME="+r.home,
-		"XDG_CONFIG_HOME="+filepath.Join(r.home, ".config"),
-		"GIT_CONFIG_GLOBAL=/dev/null",
-		"GIT_CONFIG_SYSTEM=/dev/null",
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_TERMINAL_PROMPT=0",
-		"GIT_AUTHOR_NAME=Ada Author",
-		"GIT_AUTHOR_EMAIL=ada@example.com",
-		"GIT_COMMITTER_NAME=Carl Committer",
-		"GIT_COMMITTER_EMAIL=carl@example.com",
-		"GIT_AUTHOR_DATE="+date,
-		"GIT_COMMITTER_DATE="+date,
-		"LC_ALL=C",
-	)
+	return append(GitEnv(r.home), "GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date)
 }
 
 // Run runs git in dir and returns its trimmed stdout; it fails the test on
