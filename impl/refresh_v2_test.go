@@ -3,12 +3,16 @@ package impl_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/refresh"
@@ -139,5 +143,41 @@ func TestViewAnswersAreTheSnapshotsBytes(t *testing.T) {
 	}
 	if v.JSON200.Stacks[0].Branches[0].Pr == nil || *v.JSON200.Stacks[0].Branches[0].Pr.Title != "<a> & b" {
 		t.Fatalf("escaped text: %+v", v.JSON200.Stacks[0].Branches[0].Pr)
+	}
+}
+
+// TestPanicInARunFailsOnlyThatRun: a panic inside a refresh (injected in
+// the source refresh) fails that run with a generic error, keeps the last
+// good view, logs the stack, and the next run works.
+func TestPanicInARunFailsOnlyThatRun(t *testing.T) {
+	up := newUpstream(t, "acme/panicky.git")
+	var explode atomic.Bool
+	hook := func(ctx context.Context, id string, mode refresh.Mode) error {
+		if explode.Load() {
+			panic("injected")
+		}
+		return nil
+	}
+	s := startServer(t, baseConfig(t, ""), impl.Options{BeforeRefresh: hook})
+	repo := onboard(t, s, up.url)
+	explode.Store(true)
+	code, _, body := s.do("POST", "/api/v1/repos/panicky/sync", nil)
+	if code != 500 || strings.Contains(body, "injected") {
+		t.Fatalf("sync of a panicking run: %d %s", code, body)
+	}
+	rf, _ := s.app.Refresh().Get("panicky")
+	if h := rf.History(); h[0].State != refresh.Failed || !errors.Is(h[0].Err, refresh.ErrPanic) {
+		t.Fatalf("panicked run = %+v", h[0])
+	}
+	if !strings.Contains(s.logs.String(), "refresh panicked") || !strings.Contains(s.logs.String(), "goroutine") {
+		t.Fatal("the panic and its stack were not logged")
+	}
+	v, _ := s.c.GetViewWithResponse(ctx(t), "panicky", nil)
+	if v.JSON200 == nil || v.JSON200.Version != repo.ViewVersion {
+		t.Fatalf("view after the panic: %s", v.Body)
+	}
+	explode.Store(false)
+	if res := syncOK(t, s, "panicky"); res.State != client.SyncResultStateSucceeded {
+		t.Fatalf("next sync: %+v", res)
 	}
 }
