@@ -76,6 +76,8 @@ func AuthConfig(cfg config.Config) auth.Config {
 	return auth.Config{
 		Mode:           auth.Mode(cfg.Auth),
 		ReadOnly:       cfg.ReadOnly,
+		PublicReads:    cfg.PublicReads,
+		AllowAnyUser:   cfg.AllowAnyUser,
 		Issuer:         cfg.OIDCIssuer,
 		ClientID:       cfg.OIDCClientID,
 		ClientSecret:   cfg.OIDCClientSecret,
@@ -168,11 +170,12 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	}
 
 	srv := NewServer(ServerDeps{
-		Registry:      a.reg,
-		Refresh:       a.refresh,
-		Broker:        a.broker,
-		Logger:        log,
-		Info:          gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
+		Registry: a.reg,
+		Refresh:  a.refresh,
+		Broker:   a.broker,
+		Logger:   log,
+		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
+			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 		Onboard:       a.onboard,
 		Keepalive:     opts.Keepalive,

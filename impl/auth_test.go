@@ -33,6 +33,9 @@ func oidcConfig(t *testing.T, idp *mockoidc.MockOIDC, dir string) config.Config 
 	cfg.OIDCIssuer = idp.Issuer()
 	cfg.OIDCClientID = idp.ClientID
 	cfg.OIDCClientSecret = idp.ClientSecret
+	// mockoidc's default user (jane.doe@) and idToken's robot@ have
+	// verified example.com addresses.
+	cfg.AllowedDomains = []string{"example.com"}
 	return cfg
 }
 
@@ -92,7 +95,15 @@ func TestPostureMatrix(t *testing.T) {
 			t.Errorf("%s auth=%s read-only=%v: want a posture refusal, got %v", tc.addr, tc.mode, tc.readOnly, err)
 		}
 	}
-	// OIDC without its settings is refused too.
+	// OIDC without an allowlist is refused on every address (see
+	// TestOIDCNeedsAnAllowlist), and so is OIDC without its settings.
+	for _, addr := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		cfg := oidcConfig(t, idp, "")
+		cfg.Addr, cfg.BaseURL, cfg.AllowedDomains = addr, "http://stackd.test", nil
+		if _, err := impl.New(cfg, slogDiscard(), impl.Options{}); !errors.Is(err, impl.ErrPosture) {
+			t.Errorf("%s oidc without an allowlist: %v", addr, err)
+		}
+	}
 	cfg := baseConfig(t, "")
 	cfg.Auth = "oidc"
 	if _, err := impl.New(cfg, slogDiscard(), impl.Options{}); !errors.Is(err, impl.ErrPosture) {
@@ -154,33 +165,36 @@ func problemType(t *testing.T, body string) string {
 }
 
 // TestEveryOperationNeedsAuthUnlessPublic walks every operation of the
-// embedded spec on an OIDC server: a gated one answers 401 with
-// WWW-Authenticate: Bearer to an anonymous caller. The public set is
-// pinned, so a new operation cannot become public by accident.
+// embedded spec on an OIDC server in its default, private posture: every
+// operation that is not open (only the empty security requirement)
+// answers 401 with WWW-Authenticate: Bearer to an anonymous caller, reads
+// included. The open set is pinned, so a new operation cannot become
+// anonymous by accident. (TestAccessPerPosture covers the other postures.)
 func TestEveryOperationNeedsAuthUnlessPublic(t *testing.T) {
 	idp := startIDP(t)
 	s := startServer(t, oidcConfig(t, idp, stackRepo(t).Dir), impl.Options{})
 	ops, doc := specOperations(t)
-	var public []string
+	var open []string
 	for _, o := range ops {
-		if auth.Public(o.route.Operation, doc.Security) {
-			public = append(public, o.id)
+		if auth.Classify(o.route.Operation, doc.Security) == auth.LevelOpen {
+			open = append(open, o.id)
 			continue
 		}
 		code, hdr, body := o.send(t, s)
-		if code != 401 || hdr.Get("WWW-Authenticate") == "" || problemType(t, body) != "/problems/unauthorized" {
+		if code != 401 || hdr.Get("WWW-Authenticate") != "Bearer" || problemType(t, body) != "/problems/unauthorized" {
 			t.Errorf("%s %s without credentials: %d %q %s", o.method, o.path, code, hdr.Get("WWW-Authenticate"), body)
 		}
 	}
-	want := []string{"authCallback", "authLogin", "authLogout", "getBranch", "getBranchDiff", "getConfig", "getHealth",
-		"getReady", "getRepo", "getStack", "getSync", "getView", "githubWebhook", "listBranches", "listRepos",
-		"listStacks", "listSyncs", "streamEvents"}
-	if strings.Join(public, ",") != strings.Join(want, ",") {
-		t.Fatalf("public operations = %v\nwant %v", public, want)
+	want := []string{"authCallback", "authLogin", "authLogout", "getConfig", "getHealth", "getReady", "githubWebhook"}
+	if strings.Join(open, ",") != strings.Join(want, ",") {
+		t.Fatalf("open operations = %v\nwant %v", open, want)
 	}
-	// Reads stay anonymous.
-	if code, _, body := s.do("GET", "/api/v1/repos/local/view", nil); code != 200 {
+	// Reads need a user too; a bearer ID token is one.
+	if code, _, body := s.do("GET", "/api/v1/repos/local/view", nil); code != 401 {
 		t.Fatalf("anonymous read: %d %s", code, body)
+	}
+	if code, _, body := s.do("GET", "/api/v1/repos/local/view", nil, "Authorization", "Bearer "+idToken(t, idp, nil)); code != 200 {
+		t.Fatalf("read with a bearer ID token: %d %s", code, body)
 	}
 }
 
@@ -410,7 +424,7 @@ func TestRefusedSessionCanSignOut(t *testing.T) {
 	if code != 204 || !strings.Contains(hdr.Get("Set-Cookie"), auth.SessionCookie+"=;") {
 		t.Fatalf("sign-out of a refused session: %d %q %s", code, hdr.Get("Set-Cookie"), body)
 	}
-	cfg.AllowedDomains = nil
+	cfg.AllowedDomains, cfg.AllowAnyUser = nil, true
 	third := startServer(t, cfg, impl.Options{})
 	if code, _, _ := third.do("GET", "/api/v1/me", nil, "Cookie", cookie); code != 401 {
 		t.Fatalf("the signed-out session still works: %d", code)

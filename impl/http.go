@@ -3,7 +3,6 @@ package impl
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,9 +71,11 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	specJSON, err := json.Marshal(doc)
+	// The spec as served shows the security that applies in this posture;
+	// doc (the embedded file) is what validation and the gate use.
+	specYAML, specJSON, err := servedSpec(gen.SpecYAML, doc, d.Auth.Posture())
 	if err != nil {
-		return nil, fmt.Errorf("encode spec: %w", err)
+		return nil, err
 	}
 
 	mux := http.NewServeMux()
@@ -99,7 +100,7 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	})
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
-		_, _ = w.Write(gen.SpecYAML)
+		_, _ = w.Write(specYAML)
 	})
 	ui := swgui5.NewWithConfig(swgui.Config{
 		Title:       "stackd API",

@@ -30,6 +30,10 @@ func TestCommandLineErrors(t *testing.T) {
 		{"public address without auth", []string{"serve", "--addr", "0.0.0.0:0", "--cwd", "."}, nil, 2, "refusing to serve a non-loopback address with auth off"},
 		{"bad auth mode", []string{"serve", "--auth", "ldap"}, nil, 2, `--auth "ldap": want none or oidc`},
 		{"oidc without issuer", []string{"serve", "--auth", "oidc", "--cwd", "."}, nil, 2, "auth oidc needs the issuer"},
+		{"oidc without allowlist", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
+			"--base-url", "https://stackd.invalid", "--cwd", "."}, nil, 2, "name who may sign in, or pass --allow-any-user"},
+		{"oidc with allowlist and any user", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
+			"--base-url", "https://stackd.invalid", "--allowed-domains", "example.com", "--cwd", "."}, map[string]string{"STACKD_ALLOW_ANY_USER": "true"}, 2, "--allow-any-user contradicts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +95,14 @@ repos:
 	}
 	if cfg.DataDir != dir+"/stackd" {
 		t.Errorf("data dir %s", cfg.DataDir)
+	}
+	if cfg.PublicReads || cfg.AllowAnyUser {
+		t.Errorf("--public-reads and --allow-any-user are off by default: %v %v", cfg.PublicReads, cfg.AllowAnyUser)
+	}
+	t.Setenv("STACKD_ALLOW_ANY_USER", "1")
+	cfg, err = parseServe([]string{"--public-reads"}, io.Discard)
+	if err != nil || !cfg.PublicReads || !cfg.AllowAnyUser {
+		t.Errorf("--public-reads and STACKD_ALLOW_ANY_USER: %v %v %v", cfg.PublicReads, cfg.AllowAnyUser, err)
 	}
 
 	if err := os.WriteFile(file, []byte("bogus: 1\n"), 0o600); err != nil {

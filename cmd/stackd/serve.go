@@ -80,6 +80,8 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
 	s.str(&cfg.Auth, "auth", "authentication: none or oidc (default none; a non-loopback --addr needs oidc or --read-only)")
 	s.value(boolValue{&cfg.ReadOnly}, "read-only", "refuse every mutating operation; reads stay anonymous")
+	s.value(boolValue{&cfg.PublicReads}, "public-reads", "with --auth oidc, let anonymous callers read (default: every read needs a signed-in user)")
+	s.value(boolValue{&cfg.AllowAnyUser}, "allow-any-user", "with --auth oidc, admit every account of the issuer (instead of --allowed-emails/--allowed-domains/--allowed-groups)")
 	s.str(&cfg.OIDCIssuer, "oidc-issuer", "OIDC issuer URL")
 	s.str(&cfg.OIDCClientID, "oidc-client-id", "OIDC client id (the audience of bearer ID tokens)")
 	s.str(&cfg.BaseURL, "base-url", "external URL of this server, e.g. https://stackd.example.com")

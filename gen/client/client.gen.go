@@ -364,8 +364,13 @@ type RepoView struct {
 
 // ServerConfig defines model for ServerConfig.
 type ServerConfig struct {
-	// AuthRequired Operations without the empty security requirement need a session or bearer token.
+	// AuthRequired The server has users (OIDC); operations that are not anonymous in this posture need a session or bearer token.
 	AuthRequired bool `json:"authRequired"`
+
+	// PublicReads Read operations (repositories, views, stacks, branches, diffs,
+	// syncs, events) answer anonymous callers: auth off, `--read-only`
+	// or `--public-reads`.
+	PublicReads bool `json:"publicReads"`
 
 	// ReadOnly Every mutating operation is refused.
 	ReadOnly bool `json:"readOnly"`
@@ -637,19 +642,25 @@ type ClientInterface interface {
 
 	// ListAudit Recent mutations
 	//
-	// The audit log, newest first.
+	// The audit log, newest first. Never anonymous outside the local
+	// posture: 401 without credentials when auth is on, 403 on a
+	// read-only server with auth off.
 	//
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetConfig Server posture
 	//
+	// Always anonymous, so that a client can learn whether it must sign in.
+	//
 	// Corresponds with GET /api/v1/config (the `GetConfig` operationId).
 	GetConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe Who is calling
 	//
-	// The caller's identity; with auth off, an anonymous identity.
+	// The caller's identity; in the local posture (auth off, not read-only),
+	// an anonymous identity. Never anonymous elsewhere: 401 without
+	// credentials when auth is on, 403 on a read-only server with auth off.
 	//
 	// Corresponds with GET /api/v1/me (the `GetMe` operationId).
 	GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -821,7 +832,9 @@ type ClientInterface interface {
 
 // ListAudit Recent mutations
 //
-// The audit log, newest first.
+// The audit log, newest first. Never anonymous outside the local
+// posture: 401 without credentials when auth is on, 403 on a
+// read-only server with auth off.
 //
 // Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -838,6 +851,8 @@ func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEdit
 
 // GetConfig Server posture
 //
+// Always anonymous, so that a client can learn whether it must sign in.
+//
 // Corresponds with GET /api/v1/config (the `GetConfig` operationId).
 func (c *Client) GetConfig(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetConfigRequest(c.Server)
@@ -853,7 +868,9 @@ func (c *Client) GetConfig(ctx context.Context, reqEditors ...RequestEditorFn) (
 
 // GetMe Who is calling
 //
-// The caller's identity; with auth off, an anonymous identity.
+// The caller's identity; in the local posture (auth off, not read-only),
+// an anonymous identity. Never anonymous elsewhere: 401 without
+// credentials when auth is on, 403 on a read-only server with auth off.
 //
 // Corresponds with GET /api/v1/me (the `GetMe` operationId).
 func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2104,7 +2121,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListAuditWithResponse Recent mutations
 	//
-	// The audit log, newest first.
+	// The audit log, newest first. Never anonymous outside the local
+	// posture: 401 without credentials when auth is on, 403 on a
+	// read-only server with auth off.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2113,6 +2132,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetConfigWithResponse Server posture
 	//
+	// Always anonymous, so that a client can learn whether it must sign in.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/config (the `GetConfig` operationId).
@@ -2120,7 +2141,9 @@ type ClientWithResponsesInterface interface {
 
 	// GetMeWithResponse Who is calling
 	//
-	// The caller's identity; with auth off, an anonymous identity.
+	// The caller's identity; in the local posture (auth off, not read-only),
+	// an anonymous identity. Never anonymous elsewhere: 401 without
+	// credentials when auth is on, 403 on a read-only server with auth off.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4151,7 +4174,9 @@ func (r GetReadyResponse) ContentType() string {
 
 // ListAuditWithResponse Recent mutations
 //
-// The audit log, newest first.
+// The audit log, newest first. Never anonymous outside the local
+// posture: 401 without credentials when auth is on, 403 on a
+// read-only server with auth off.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -4166,6 +4191,8 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 
 // GetConfigWithResponse Server posture
 //
+// Always anonymous, so that a client can learn whether it must sign in.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/config (the `GetConfig` operationId).
@@ -4179,7 +4206,9 @@ func (c *ClientWithResponses) GetConfigWithResponse(ctx context.Context, reqEdit
 
 // GetMeWithResponse Who is calling
 //
-// The caller's identity; with auth off, an anonymous identity.
+// The caller's identity; in the local posture (auth off, not read-only),
+// an anonymous identity. Never anonymous elsewhere: 401 without
+// credentials when auth is on, 403 on a read-only server with auth off.
 //
 // Returns a wrapper object for the known response body format(s).
 //

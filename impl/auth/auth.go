@@ -1,7 +1,14 @@
 // Package auth decides who may do what on the stackd API.
 //
+// Access depends on the posture: Classify reads an operation's Level from
+// its security in the contract, Config.Access says what an anonymous caller
+// at that level gets (with OIDC, reads are private unless PublicReads or
+// ReadOnly), and Config.ServedSecurity shows the same rule in the served
+// spec. Bearer tokens must be ID tokens: JWTs typed at+jwt are refused.
+//
 // It covers the start-up posture (CheckPosture: auth off is only for a
-// loopback listener unless the server is read-only), OpenID Connect sign-in
+// loopback listener unless the server is read-only; OIDC needs an allowlist
+// or AllowAnyUser), OpenID Connect sign-in
 // with the authorization code flow, PKCE, state and nonce (Routes), server-side
 // sessions kept in the store behind an HttpOnly cookie, bearer ID tokens
 // verified against the issuer's keys, and the per-request Gate that runs after
@@ -76,6 +83,15 @@ type RateLimit struct {
 type Config struct {
 	Mode     Mode // "" means none
 	ReadOnly bool
+	// PublicReads lets anonymous callers use the read operations (the
+	// operations whose security includes {} next to the schemes) when
+	// Mode is oidc. Off (the default) they need a signed-in user, unless
+	// ReadOnly is set: a read-only server keeps reads anonymous.
+	PublicReads bool
+	// AllowAnyUser admits every account of the issuer. Mode oidc needs
+	// either this or an allowlist (CheckPosture refuses to start with
+	// neither, or with both); without either, nobody is admitted.
+	AllowAnyUser bool
 
 	Issuer       string
 	ClientID     string

@@ -188,6 +188,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 			e.idp = startIDP(t)
 		}
 		cfg.Issuer, cfg.ClientID, cfg.ClientSecret = e.idp.Issuer(), e.idp.ClientID, e.idp.ClientSecret
+		// Most tests are about something else than who is allowed in;
+		// the allowlist tests set their lists (which then apply) or turn
+		// this off.
+		cfg.AllowAnyUser = true
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg)

@@ -53,25 +53,6 @@ func Mutating(route *validate.Route) bool {
 	return !safeMethod(route.Method)
 }
 
-// Public reports whether op may be called anonymously: its security (or,
-// when op.Security is nil, the document's global security) is empty or
-// includes the empty requirement {}.
-func Public(op *openapi3.Operation, global openapi3.SecurityRequirements) bool {
-	reqs := global
-	if op != nil && op.Security != nil {
-		reqs = *op.Security
-	}
-	if len(reqs) == 0 {
-		return true
-	}
-	for _, req := range reqs {
-		if len(req) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // boolValue reads an extension value as kin-openapi may hold it.
 func boolValue(v any) (value, ok bool) {
 	var s string
@@ -106,10 +87,12 @@ type refusal struct {
 // Gate returns the middleware that runs after validation, in this order:
 // client address; rate limit (the stricter bucket for syncRepo, createRepo
 // and githubWebhook); principal from a bearer ID token or the session
-// cookie; read-only refusal of mutating operations; authentication of
-// non-public operations (Mode oidc); CSRF on unsafe cookie-authenticated or
-// anonymous requests; and the audit of every mutating operation. doc gives
-// the global security that applies to operations without their own.
+// cookie; read-only refusal of mutating operations; the posture's access
+// rule for anonymous callers (Config.Access of the operation's Level: 401
+// to sign in, or 403 where the posture has no users); CSRF on unsafe
+// cookie-authenticated or anonymous requests; and the audit of every
+// mutating operation. doc gives the global security that applies to
+// operations without their own.
 //
 // Requests outside the contract (no validated route: sign-in endpoints,
 // docs) get only the client address and the rate limit.
@@ -179,10 +162,17 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 					detail: fmt.Sprintf("the server is read-only: %s is not allowed", opName(route))})
 				return
 			}
-			if a.cfg.Mode == ModeOIDC && p == nil && !Public(route.Operation, global) {
-				refuse(&refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized, wwwAuth: "Bearer",
-					detail: "authentication required: sign in at /auth/login or send a bearer ID token"})
-				return
+			if p == nil {
+				switch a.cfg.Access(Classify(route.Operation, global)) {
+				case AccessSignIn:
+					refuse(&refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized, wwwAuth: "Bearer",
+						detail: "authentication required: sign in at /auth/login or send a bearer ID token"})
+					return
+				case AccessNoUsers:
+					refuse(&refusal{status: http.StatusForbidden, slug: problem.Forbidden,
+						detail: fmt.Sprintf("%s needs a signed-in user, and this read-only server runs with auth off", opName(route))})
+					return
+				}
 			}
 			if !safeMethod(r.Method) && (p == nil || p.Method == MethodSession) {
 				if slug, detail := a.csrfRefusal(r, p != nil); slug != "" {
@@ -218,7 +208,10 @@ func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
 			a.log.Info("bearer token refused", "err", err, "client", ClientIP(ctx))
 			detail := "the bearer token is not a valid ID token for this server"
 			var exp *oidc.TokenExpiredError
-			if errors.As(err, &exp) {
+			switch {
+			case errors.Is(err, errAccessToken):
+				detail = "the bearer token is an OAuth access token (typ at+jwt); send an OIDC ID token issued for this server's client id"
+			case errors.As(err, &exp):
 				detail = "the bearer token has expired"
 			}
 			return nil, &refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized,

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,58 +20,85 @@ import (
 	"github.com/stackd/stackd/impl/validate"
 )
 
-func TestReadOnlyMatrix(t *testing.T) {
+// TestGatePostureMatrix sends every kind of operation of the test contract in
+// every posture, anonymously and with a bearer ID token. The expectations
+// are written out per posture, not derived from Config.Access.
+func TestGatePostureMatrix(t *testing.T) {
 	ops := []struct {
 		op, method, path string
-		mutating         bool
-		public           bool
-		okStatus         int
 	}{
-		{"listRepos", http.MethodGet, "/api/v1/repos", false, true, 200},
-		{"getPrivate", http.MethodGet, "/api/v1/private", false, false, 200},
-		{"touchThing", http.MethodGet, "/api/v1/touch", true, false, 200},
-		{"createRepo", http.MethodPost, "/api/v1/repos", true, false, 200},
-		{"syncRepo", http.MethodPost, "/api/v1/repos/r1/sync", true, false, 200},
-		{"deleteRepo", http.MethodDelete, "/api/v1/repos/r1", true, false, 200},
-		{"githubWebhook", http.MethodPost, "/api/v1/webhooks/github", false, true, 200},
+		{"listRepos", http.MethodGet, "/api/v1/repos"},                // read: {} and schemes
+		{"getPrivate", http.MethodGet, "/api/v1/private"},             // signed-in (global security)
+		{"touchThing", http.MethodGet, "/api/v1/touch"},               // signed-in, x-stackd-mutating
+		{"createRepo", http.MethodPost, "/api/v1/repos"},              // signed-in, mutating
+		{"syncRepo", http.MethodPost, "/api/v1/repos/r1/sync"},        // signed-in, mutating
+		{"deleteRepo", http.MethodDelete, "/api/v1/repos/r1"},         // signed-in, mutating by method
+		{"getRepo", http.MethodGet, "/api/v1/repos/r1"},               // open: only {}
+		{"getConfig", http.MethodGet, "/api/v1/config"},               // open
+		{"githubWebhook", http.MethodPost, "/api/v1/webhooks/github"}, // open, never mutating
 	}
-	type posture struct {
-		mode     Mode
-		readOnly bool
-		cred     string // "", "bearer"
+	const (
+		ok     = "200"
+		signIn = "401 unauthorized"
+		ro     = "403 read-only"
+		noUser = "403 forbidden"
+	)
+	// all returns want with every op not listed in except set to def.
+	all := func(def string, except map[string]string) map[string]string {
+		m := map[string]string{}
+		for _, o := range ops {
+			m[o.op] = def
+			if v, ok := except[o.op]; ok {
+				m[o.op] = v
+			}
+		}
+		return m
 	}
-	postures := []posture{
-		{ModeNone, false, ""},
-		{ModeNone, true, ""},
-		{ModeOIDC, false, ""},
-		{ModeOIDC, false, "bearer"},
-		{ModeOIDC, true, ""},
-		{ModeOIDC, true, "bearer"},
+	mutations := func(v string, more map[string]string) map[string]string {
+		m := map[string]string{"touchThing": v, "createRepo": v, "syncRepo": v, "deleteRepo": v}
+		maps.Copy(m, more)
+		return m
+	}
+	postures := []struct {
+		name             string
+		mode             Mode
+		readOnly, public bool
+		bearer           bool
+		want             map[string]string
+	}{
+		{"local", ModeNone, false, false, false, all(ok, nil)},
+		{"local, --public-reads has no effect", ModeNone, false, true, false, all(ok, nil)},
+		{"read-only, auth off", ModeNone, true, false, false, all(ok, mutations(ro, map[string]string{"getPrivate": noUser}))},
+		{"oidc private, anonymous", ModeOIDC, false, false, false, all(signIn, map[string]string{"getRepo": ok, "getConfig": ok, "githubWebhook": ok})},
+		{"oidc private, bearer", ModeOIDC, false, false, true, all(ok, nil)},
+		{"oidc public reads, anonymous", ModeOIDC, false, true, false, all(signIn, map[string]string{"listRepos": ok, "getRepo": ok, "getConfig": ok, "githubWebhook": ok})},
+		{"oidc public reads, bearer", ModeOIDC, false, true, true, all(ok, nil)},
+		{"oidc read-only, anonymous", ModeOIDC, true, false, false, all(ok, mutations(ro, map[string]string{"getPrivate": signIn}))},
+		{"oidc read-only, bearer", ModeOIDC, true, false, true, all(ok, mutations(ro, nil))},
+		{"oidc read-only and public reads, anonymous", ModeOIDC, true, true, false, all(ok, mutations(ro, map[string]string{"getPrivate": signIn}))},
 	}
 	idp := startIDP(t)
 	for _, p := range postures {
-		e := newEnv(t, envOpts{mode: p.mode, idp: idp, cfg: func(c *Config) { c.ReadOnly = p.readOnly }})
+		e := newEnv(t, envOpts{mode: p.mode, idp: idp, cfg: func(c *Config) { c.ReadOnly, c.PublicReads = p.readOnly, p.public }})
 		for _, o := range ops {
-			// Expected: read-only refuses mutating operations first, then
-			// oidc needs a principal for non-public ones.
-			want, slug := o.okStatus, ""
-			switch {
-			case p.readOnly && o.mutating:
-				want, slug = http.StatusForbidden, "read-only"
-			case p.mode == ModeOIDC && p.cred == "" && !o.public:
-				want, slug = http.StatusUnauthorized, "unauthorized"
-			}
-			t.Run(fmt.Sprintf("%s/ro=%v/%s/%s", p.mode, p.readOnly, p.cred, o.op), func(t *testing.T) {
+			t.Run(p.name+"/"+o.op, func(t *testing.T) {
 				var h map[string]string
-				if p.cred == "bearer" {
+				if p.bearer {
 					h = bearer(e.token(t, nil))
 				}
 				r := e.do(t, call{method: o.method, path: o.path, header: h})
-				if r.status != want || r.slug != slug {
-					t.Fatalf("%d %q, want %d %q: %s", r.status, r.slug, want, slug, r.body)
+				got := strconv.Itoa(r.status)
+				if r.slug != "" {
+					got += " " + r.slug
 				}
-				if want == 200 && r.echo.Op != o.op {
+				if got != p.want[o.op] {
+					t.Fatalf("%s, want %s: %s", got, p.want[o.op], r.body)
+				}
+				if r.status == http.StatusOK && r.echo.Op != o.op {
 					t.Errorf("handler saw %q", r.echo.Op)
+				}
+				if r.status == http.StatusUnauthorized && r.header.Get("WWW-Authenticate") != "Bearer" {
+					t.Errorf("401 without the Bearer challenge: %q", r.header.Get("WWW-Authenticate"))
 				}
 			})
 		}
@@ -135,6 +164,109 @@ func TestMutatingAndPublic(t *testing.T) {
 			t.Errorf("Public(%s) = %v", tt.name, got)
 		}
 	}
+	bearerReq := openapi3.SecurityRequirement{"bearerAuth": {}}
+	levels := []struct {
+		name   string
+		op     *openapi3.Operation
+		global openapi3.SecurityRequirements
+		want   Level
+	}{
+		{"inherits protected global", &openapi3.Operation{}, doc.Security, LevelSignedIn},
+		{"inherits nothing", &openapi3.Operation{}, nil, LevelOpen},
+		{"own empty requirement", &openapi3.Operation{Security: secs(empty)}, doc.Security, LevelOpen},
+		{"own empty requirement twice", &openapi3.Operation{Security: secs(empty, empty)}, doc.Security, LevelOpen},
+		{"own empty list", &openapi3.Operation{Security: secs()}, doc.Security, LevelOpen},
+		{"own cookie", &openapi3.Operation{Security: secs(cookie)}, nil, LevelSignedIn},
+		{"own cookie or bearer", &openapi3.Operation{Security: secs(cookie, bearerReq)}, nil, LevelSignedIn},
+		{"anonymous or cookie", &openapi3.Operation{Security: secs(empty, cookie)}, doc.Security, LevelRead},
+		{"cookie, bearer or anonymous", &openapi3.Operation{Security: secs(cookie, bearerReq, empty)}, nil, LevelRead},
+		{"nil op", nil, nil, LevelSignedIn},
+	}
+	for _, tt := range levels {
+		if got := Classify(tt.op, tt.global); got != tt.want {
+			t.Errorf("Classify(%s) = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestAccess pins the posture table of Config.Access.
+func TestAccess(t *testing.T) {
+	const (
+		A = AccessAnonymous
+		S = AccessSignIn
+		N = AccessNoUsers
+	)
+	tests := []struct {
+		cfg                  Config
+		open, read, signedIn Access
+	}{
+		{Config{}, A, A, A},
+		{Config{Mode: ModeNone, PublicReads: true, AllowAnyUser: true}, A, A, A},
+		{Config{ReadOnly: true}, A, A, N},
+		{Config{Mode: ModeNone, ReadOnly: true, PublicReads: true}, A, A, N},
+		{Config{Mode: ModeOIDC}, A, S, S},
+		{Config{Mode: ModeOIDC, AllowAnyUser: true}, A, S, S},
+		{Config{Mode: ModeOIDC, PublicReads: true}, A, A, S},
+		{Config{Mode: ModeOIDC, ReadOnly: true}, A, A, S},
+		{Config{Mode: ModeOIDC, ReadOnly: true, PublicReads: true}, A, A, S},
+	}
+	for _, tt := range tests {
+		got := [3]Access{tt.cfg.Access(LevelOpen), tt.cfg.Access(LevelRead), tt.cfg.Access(LevelSignedIn)}
+		if want := [3]Access{tt.open, tt.read, tt.signedIn}; got != want {
+			t.Errorf("%+v: open, read, signed-in = %v, want %v", tt.cfg, got, want)
+		}
+		if tt.cfg.ReadsAnonymous() != (tt.read == A) {
+			t.Errorf("%+v: ReadsAnonymous = %v", tt.cfg, tt.cfg.ReadsAnonymous())
+		}
+		if d := tt.cfg.Describe(); d == "" || strings.Contains(d, "\n") {
+			t.Errorf("%+v: Describe = %q", tt.cfg, d)
+		}
+	}
+}
+
+// TestServedSecurity: what the served spec shows per posture.
+func TestServedSecurity(t *testing.T) {
+	doc := loadDoc(t)
+	op := func(id string) *openapi3.Operation {
+		for _, item := range doc.Paths.Map() {
+			for _, o := range item.Operations() {
+				if o.OperationID == id {
+					return o
+				}
+			}
+		}
+		t.Fatalf("no operation %s", id)
+		return nil
+	}
+	show := func(reqs openapi3.SecurityRequirements) string {
+		var parts []string
+		for _, r := range reqs {
+			names := slices.Sorted(maps.Keys(r))
+			parts = append(parts, "{"+strings.Join(names, ",")+"}")
+		}
+		return strings.Join(parts, " ")
+	}
+	tests := []struct {
+		cfg                  Config
+		read, signedIn, open string
+	}{
+		{Config{Mode: ModeOIDC}, "{cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+		{Config{Mode: ModeOIDC, PublicReads: true}, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+		{Config{Mode: ModeOIDC, ReadOnly: true}, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+	}
+	for _, tt := range tests {
+		for _, c := range []struct{ id, want string }{{"listRepos", tt.read}, {"getPrivate", tt.signedIn}, {"syncRepo", tt.signedIn}, {"getConfig", tt.open}} {
+			reqs, users := tt.cfg.ServedSecurity(op(c.id), doc.Security)
+			if got := show(reqs); !users || got != c.want {
+				t.Errorf("%+v %s: %q (users %v), want %q", tt.cfg, c.id, got, users, c.want)
+			}
+		}
+	}
+	for _, cfg := range []Config{{}, {ReadOnly: true}} {
+		if reqs, users := cfg.ServedSecurity(op("listRepos"), doc.Security); users || reqs != nil {
+			t.Errorf("auth off: %v %v", reqs, users)
+		}
+	}
 }
 
 // TestContractClassification pins how the gate reads the real contract:
@@ -145,17 +277,27 @@ func TestContractClassification(t *testing.T) {
 	if err != nil {
 		t.Skipf("openapi.yaml: %v", err)
 	}
-	type class struct{ mutating, public bool }
+	type class struct {
+		mutating bool
+		level    Level
+	}
 	known := map[string]class{
-		OpCreateRepo:    {true, false},
-		OpSyncRepo:      {true, false},
-		OpGitHubWebhook: {false, true},
-		"authLogin":     {false, true},
-		"authCallback":  {false, true},
-		"authLogout":    {false, true},
-		"getRepo":       {false, true},
-		"listRepos":     {false, true},
-		"getHealth":     {false, true},
+		OpCreateRepo:    {true, LevelSignedIn},
+		OpSyncRepo:      {true, LevelSignedIn},
+		OpGitHubWebhook: {false, LevelOpen},
+		"authLogin":     {false, LevelOpen},
+		"authCallback":  {false, LevelOpen},
+		"authLogout":    {false, LevelOpen},
+		"getConfig":     {false, LevelOpen},
+		"getHealth":     {false, LevelOpen},
+		"getReady":      {false, LevelOpen},
+		"getRepo":       {false, LevelRead},
+		"listRepos":     {false, LevelRead},
+		"getView":       {false, LevelRead},
+		"getBranchDiff": {false, LevelRead},
+		"streamEvents":  {false, LevelRead},
+		"getMe":         {false, LevelSignedIn},
+		"listAudit":     {false, LevelSignedIn},
 	}
 	seen := 0
 	for path, item := range doc.Paths.Map() {
@@ -172,8 +314,8 @@ func TestContractClassification(t *testing.T) {
 			if got := Mutating(route); got != want.mutating {
 				t.Errorf("%s %s: Mutating = %v", method, op.OperationID, got)
 			}
-			if got := Public(op, doc.Security); got != want.public {
-				t.Errorf("%s %s: Public = %v", method, op.OperationID, got)
+			if got := Classify(op, doc.Security); got != want.level {
+				t.Errorf("%s %s: level %s, want %s", method, op.OperationID, got, want.level)
 			}
 		}
 	}

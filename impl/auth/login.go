@@ -293,10 +293,46 @@ func (l *lenientList) UnmarshalJSON(data []byte) error {
 // errAudience is returned for a token issued to another client.
 var errAudience = errors.New("token audience is not accepted")
 
-// verify checks a raw ID token: signature against the issuer's keys, issuer,
-// expiry (by go-oidc) and audience (here). extra admits ExtraAudiences, for
-// bearer tokens; sign-in callbacks accept only the client id.
+// errAccessToken is returned for a JWT whose header declares it an OAuth
+// access token (RFC 9068): stackd accepts only ID tokens.
+var errAccessToken = errors.New("token is an OAuth access token (typ at+jwt), not an ID token")
+
+// jwtType returns the typ member of a compact JWT's header ("" when the
+// header has none or cannot be read: the signature check refuses those).
+func jwtType(raw string) string {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(head, "="))
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Typ string `json:"typ"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return ""
+	}
+	return h.Typ
+}
+
+// isAccessTokenType reports whether a JOSE typ names an RFC 9068 access
+// token: "at+jwt", or its full media type "application/at+jwt", in any case
+// (media types are case-insensitive; RFC 7515 lets typ omit "application/").
+func isAccessTokenType(typ string) bool {
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	return typ == "at+jwt" || typ == "application/at+jwt"
+}
+
+// verify checks a raw ID token: not an access token by its header's typ,
+// then signature against the issuer's keys, issuer, expiry (by go-oidc) and
+// audience (here). extra admits ExtraAudiences, for bearer tokens; sign-in
+// callbacks accept only the client id.
 func (a *Auth) verify(ctx context.Context, raw string, extra bool) (*identity, error) {
+	if isAccessTokenType(jwtType(raw)) {
+		return nil, fmt.Errorf("verify ID token: %w", errAccessToken)
+	}
 	tok, err := a.verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, fmt.Errorf("verify ID token: %w", err)
@@ -326,12 +362,14 @@ func (a *Auth) verify(ctx context.Context, raw string, extra bool) (*identity, e
 	}, nil
 }
 
-// allowed applies the allowlists: with none configured everybody of the
-// issuer is allowed; otherwise a verified e-mail address or its domain, or
-// one of the groups, must be listed.
+// allowed applies the allowlists: a verified e-mail address or its domain,
+// or one of the groups, must be listed. With no allowlist configured
+// everybody of the issuer is allowed only when AllowAnyUser says so;
+// otherwise nobody is (CheckPosture refuses that start-up, and this fails
+// closed should a caller skip it).
 func (a *Auth) allowed(id *identity) bool {
 	if len(a.allowEmails)+len(a.allowDomains)+len(a.allowGroups) == 0 {
-		return true
+		return a.cfg.AllowAnyUser
 	}
 	if email := strings.ToLower(id.Email); email != "" && id.emailVerified {
 		if a.allowEmails[email] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -319,7 +320,8 @@ func TestAllowlistsAtSignIn(t *testing.T) {
 		user *mockoidc.MockUser
 		ok   bool
 	}{
-		{"no allowlist", nil, user("a@x.example", false), true},
+		{"no allowlist, any user allowed", nil, user("a@x.example", false), true},
+		{"no allowlist and not any user: nobody", func(c *Config) { c.AllowAnyUser = false }, user("a@x.example", true), false},
 		{"email listed", func(c *Config) { c.AllowedEmails = []string{"A@X.example"} }, user("a@x.example", true), true},
 		{"email listed but unverified", func(c *Config) { c.AllowedEmails = []string{"a@x.example"} }, user("a@x.example", false), false},
 		{"email not listed", func(c *Config) { c.AllowedEmails = []string{"b@x.example"} }, user("a@x.example", true), false},
@@ -433,6 +435,11 @@ func TestBearerTokens(t *testing.T) {
 		{"not allowed", bearer(e.token(t, jwt.MapClaims{"email": "x@other.example"})), http.StatusForbidden, "", "not allowed"},
 		{"unverified email", bearer(e.token(t, jwt.MapClaims{"email_verified": false})), http.StatusForbidden, "", ""},
 		{"string email_verified", bearer(e.token(t, jwt.MapClaims{"email_verified": "true"})), http.StatusOK, "", ""},
+		{"typ JWT", bearer(e.typedToken(t, "JWT")), http.StatusOK, "", ""},
+		{"access token at+jwt", bearer(e.typedToken(t, "at+jwt")), http.StatusUnauthorized, `Bearer error="invalid_token"`, "access token (typ at+jwt)"},
+		{"access token AT+JWT", bearer(e.typedToken(t, "AT+JWT")), http.StatusUnauthorized, `Bearer error="invalid_token"`, "access token (typ at+jwt)"},
+		{"access token application/at+jwt", bearer(e.typedToken(t, "application/at+jwt")), http.StatusUnauthorized, `Bearer error="invalid_token"`, "access token (typ at+jwt)"},
+		{"access token Application/At+Jwt", bearer(e.typedToken(t, "Application/At+Jwt")), http.StatusUnauthorized, `Bearer error="invalid_token"`, "access token (typ at+jwt)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -470,6 +477,50 @@ func TestBearerTokens(t *testing.T) {
 		"Authorization": "Bearer " + e.token(t, nil), "Origin": "https://evil.example"}})
 	if r.status != http.StatusOK {
 		t.Errorf("bearer unsafe call: %d %s", r.status, r.body)
+	}
+}
+
+// typedToken is an ID token with every valid claim, signed by the
+// provider's own key (which the verifier trusts), whose JOSE header carries
+// typ. mockoidc's SignJWT cannot set typ, so the token is built here the
+// way it builds its own: RS256 with the key id.
+func (e *env) typedToken(t *testing.T, typ string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, e.defaultClaims(nil))
+	kid, err := e.idp.Keypair.KeyID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Header["kid"] = kid
+	tok.Header["typ"] = typ
+	s, err := tok.SignedString(e.idp.Keypair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestJWTType(t *testing.T) {
+	enc := func(h string) string { return base64.RawURLEncoding.EncodeToString([]byte(h)) + ".e30.sig" }
+	tests := []struct {
+		raw    string
+		typ    string
+		access bool
+	}{
+		{enc(`{"alg":"RS256","typ":"at+jwt"}`), "at+jwt", true},
+		{enc(`{"alg":"RS256","typ":" application/AT+JWT "}`), " application/AT+JWT ", true},
+		{enc(`{"alg":"RS256","typ":"JWT"}`), "JWT", false},
+		{enc(`{"alg":"RS256"}`), "", false},
+		{enc(`{"alg":"RS256","typ":"at+jwt+x"}`), "at+jwt+x", false},
+		{enc(`not json`), "", false},
+		{"%%%.e30.sig", "", false},
+		{"no-dots", "", false},
+	}
+	for _, tt := range tests {
+		typ := jwtType(tt.raw)
+		if typ != tt.typ || isAccessTokenType(typ) != tt.access {
+			t.Errorf("%s: typ %q access %v, want %q %v", tt.raw, typ, isAccessTokenType(typ), tt.typ, tt.access)
+		}
 	}
 }
 

@@ -23,14 +23,23 @@ func TestCheckPosture(t *testing.T) {
 		{true, Config{}, false, nil},
 		{true, Config{Mode: ModeNone}, false, nil},
 		{true, Config{Mode: ModeNone, ReadOnly: true}, false, nil},
-		{true, oidc(Config{}), false, nil},
-		{true, oidc(Config{ReadOnly: true}), false, nil},
+		{true, oidc(Config{AllowedEmails: []string{"a@x.example"}}), false, nil},
+		{true, oidc(Config{AllowedGroups: []string{"g"}, ReadOnly: true}), false, nil},
 		{false, Config{}, true, nil},
 		{false, Config{Mode: ModeNone}, true, nil},
 		{false, Config{Mode: ModeNone, ReadOnly: true}, false, nil},
-		{false, oidc(Config{}), false, []string{"any user of the issuer may sign in"}},
-		{false, oidc(Config{ReadOnly: true}), false, []string{"any user of the issuer may sign in"}},
 		{false, oidc(Config{AllowedDomains: []string{"example.com"}}), false, nil},
+		{false, oidc(Config{AllowedDomains: []string{"example.com"}, ReadOnly: true, PublicReads: true}), false, nil},
+		// oidc needs an allowlist or --allow-any-user, on every address
+		{true, oidc(Config{}), true, nil},
+		{false, oidc(Config{}), true, nil},
+		{false, oidc(Config{ReadOnly: true}), true, nil},
+		{true, oidc(Config{AllowAnyUser: true}), false, nil},
+		{false, oidc(Config{AllowAnyUser: true}), false, []string{"--allow-any-user: any user of the issuer may sign in"}},
+		{false, oidc(Config{AllowAnyUser: true, AllowedEmails: []string{"a@x.example"}}), true, nil},
+		// flags without effect with auth off
+		{true, Config{PublicReads: true}, false, []string{"--public-reads has no effect"}},
+		{true, Config{AllowAnyUser: true}, false, []string{"--allow-any-user has no effect"}},
 		// weak or broken settings
 		{false, func() Config {
 			c := oidc(Config{AllowedGroups: []string{"g"}})
@@ -70,5 +79,11 @@ func TestCheckPosture(t *testing.T) {
 	_, err := CheckPosture(false, Config{})
 	if err == nil || !strings.Contains(err.Error(), "--read-only") || !strings.Contains(err.Error(), "oidc") {
 		t.Errorf("refusal does not name the way out: %v", err)
+	}
+	_, err = CheckPosture(true, oidc(Config{}))
+	for _, way := range []string{"--allowed-emails", "--allowed-domains", "--allowed-groups", "--allow-any-user"} {
+		if err == nil || !strings.Contains(err.Error(), way) {
+			t.Errorf("refusal without an allowlist does not name %s: %v", way, err)
+		}
 	}
 }

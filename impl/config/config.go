@@ -61,18 +61,32 @@ type Config struct {
 	WatchDebounce time.Duration
 
 	// Auth is "none" or "oidc". Empty: none. A non-loopback Addr needs oidc
-	// or ReadOnly (start-up refuses otherwise).
+	// or ReadOnly (start-up refuses otherwise). With oidc the server is
+	// private: every operation but health, readiness, /api/v1/config, the
+	// spec, /docs/, /auth/* and the signed webhook needs a signed-in,
+	// allowlisted user, unless PublicReads or ReadOnly opens the reads.
 	Auth string
-	// ReadOnly refuses every mutating operation (403) to everyone.
+	// ReadOnly refuses every mutating operation (403) to everyone and keeps
+	// reads anonymous (the public read-only posture). With Auth none,
+	// /api/v1/me and /api/v1/audit answer 403. Default off.
 	ReadOnly bool
+	// PublicReads (--public-reads) lets anonymous callers use the read
+	// operations (repositories, views, stacks, branches, diffs, syncs,
+	// events) when Auth is oidc; everything else stays gated. Default off.
+	PublicReads bool
+	// AllowAnyUser (--allow-any-user) admits every account of the OIDC
+	// issuer. Auth oidc needs this or one of the allowlists below, not both
+	// (start-up refuses otherwise). Default off.
+	AllowAnyUser bool
 	// OIDCIssuer, OIDCClientID and OIDCClientSecret (STACKD_OIDC_CLIENT_SECRET
 	// only) configure the provider; BaseURL is this server's external URL
 	// (redirects; cookies are Secure when it is https).
 	OIDCIssuer, OIDCClientID, OIDCClientSecret, BaseURL string
 	// OIDCExtraAudiences are more accepted audiences of bearer ID tokens.
 	OIDCExtraAudiences []string
-	// AllowedEmails, AllowedDomains, AllowedGroups restrict who may enter;
-	// none set: any user of the issuer.
+	// AllowedEmails, AllowedDomains, AllowedGroups say who may enter (a
+	// verified e-mail address, its domain, or a groups-claim value); Auth
+	// oidc needs at least one of them unless AllowAnyUser is set.
 	AllowedEmails, AllowedDomains, AllowedGroups []string
 	// CORSOrigins is the exact allowlist of cross-origin callers.
 	CORSOrigins []string
