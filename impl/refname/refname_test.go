@@ -2,10 +2,8 @@ package refname
 
 import (
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 var cases = []struct {
@@ -91,31 +89,6 @@ func TestCheck(t *testing.T) {
 		}
 		if strings.ContainsFunc(err.Error(), func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			t.Errorf("Check(%q): control character in %q", tc.name, err)
-		}
-	}
-}
-
-// TestAgreesWithGit: every name of the table that git can read gets the
-// same answer from git check-ref-format --branch (git's rules for a
-// branch name), except where stackd is stricter on purpose (invalid UTF-8,
-// longer than MaxLen).
-func TestAgreesWithGit(t *testing.T) {
-	git, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git is not installed: the table is still checked by TestCheck")
-	}
-	dir := t.TempDir() // not a repository: "@{-1}" cannot expand
-	for _, tc := range cases {
-		if strings.ContainsRune(tc.name, 0) || !utf8.ValidString(tc.name) || len(tc.name) > MaxLen {
-			continue // cannot be an argument, or stricter on purpose
-		}
-		cmd := exec.Command(git, "check-ref-format", "--branch", tc.name)
-		cmd.Dir = dir
-		cmd.Env = append(cmd.Environ(), "GIT_CEILING_DIRECTORIES="+dir)
-		out, err := cmd.CombinedOutput()
-		gitOK := err == nil
-		if gitOK != tc.ok {
-			t.Errorf("%q: git says ok=%v (%s), the table says %v", tc.name, gitOK, strings.TrimSpace(string(out)), tc.ok)
 		}
 	}
 }
