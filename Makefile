@@ -5,8 +5,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 ARGS      ?=
 BENCH_ARGS ?=
+FUZZTIME  ?= 30s
 
-.PHONY: all generate check-generated build test lint run bench bench-micro
+.PHONY: all generate check-generated build test lint run bench bench-micro fuzz
 
 all: build
 
@@ -46,3 +47,15 @@ bench: build
 ## bench-micro: the go test micro-benchmarks (ratios against in-process baselines)
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run every fuzz target (func FuzzXxx in a *_test.go file) for FUZZTIME each, one after
+## the other (e.g. FUZZTIME=5m). `make test` runs only their seeds (f.Add and testdata/fuzz/).
+## A failing input is written to the package's testdata/fuzz/FuzzXxx/: commit it with the fix.
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' impl cmd | sort); do \
+		pkg=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done

@@ -246,7 +246,8 @@ func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 }
 
 // findLocal discovers the operator's working repository (nil if none) and
-// checks that the data dir is not inside it.
+// checks that the data dir is not inside it, nor inside any other worktree
+// of the same repository, symbolic links resolved (see checkDataDir).
 func (a *App) findLocal() (*gitrepo.Worktree, error) {
 	cfg := a.cfg
 	var wt *gitrepo.Worktree
@@ -272,10 +273,8 @@ func (a *App) findLocal() (*gitrepo.Worktree, error) {
 			return nil, fmt.Errorf("open repository at %s: %w", dir, err)
 		}
 	}
-	for _, d := range []string{wt.WorkDir(), wt.GitDir(), wt.CommonDir()} {
-		if d != "" && within(cfg.DataDir, d) {
-			return nil, fmt.Errorf("--data-dir %s is inside the served repository %s; stackd never writes into a working repository: choose another --data-dir", cfg.DataDir, d)
-		}
+	if err := checkDataDir(cfg.DataDir, wt); err != nil {
+		return nil, err
 	}
 	return wt, nil
 }
@@ -299,7 +298,8 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	return nil
 }
 
-// within reports whether path is dir or inside it.
+// within reports whether path is dir or inside it, lexically: resolve
+// both first (resolvePath).
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))

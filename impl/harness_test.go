@@ -165,7 +165,7 @@ func stackitMeta(r *gittest.Repo, branch, parent, parentRev, extra string) {
 
 // stackRepo builds trunk main with a 3-branch stackit stack a -> b -> c and
 // checks out b.
-func stackRepo(t *testing.T) *gittest.Repo {
+func stackRepo(t testing.TB) *gittest.Repo {
 	r := gittest.New(t)
 	r.Commit("initial", map[string]string{"README": "hello\n"})
 	r.Branch("a", "main")

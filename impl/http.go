@@ -111,6 +111,12 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	})("stackd API", "/openapi.json", "/docs/")
 	mux.Handle("GET /docs/", ui)
 	mux.Handle("GET /docs", http.RedirectHandler("/docs/", http.StatusMovedPermanently))
+	// A path the validator's router accepts but no generated route takes
+	// (a trailing slash: /api/v1/repos/, .../branches/) is a 404 problem,
+	// not the mux's text/plain one.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route")
+	})
 	d.Auth.Routes(mux)
 
 	v, err := validate.New(doc, validate.Options{Passthrough: func(p string) bool {

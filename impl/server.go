@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/view"
@@ -91,8 +93,23 @@ func NewServer(d ServerDeps) *Server {
 	}
 }
 
+// notFound builds a 404 body. Values in it are quoted: repository and
+// sync ids passed their patterns in the validator, branch names passed
+// refname.Check and are shown through refname.Quote.
 func notFound(format string, args ...any) gen.Problem {
 	return problem.New(404, problem.NotFound, fmt.Sprintf(format, args...))
+}
+
+// badBranch checks a branch-name path parameter (param is its name in the
+// spec) by git's rules. The 400 body names the rule that failed and never
+// repeats the value.
+func badBranch(param, name string) *gen.Problem {
+	err := refname.Check(name)
+	if err == nil {
+		return nil
+	}
+	p := problem.New(http.StatusBadRequest, problem.BadRequest, fmt.Sprintf("path parameter %q: %v", param, err))
+	return &p
 }
 
 // etagMatches implements If-None-Match (weak comparison, lists and *).
@@ -215,13 +232,16 @@ func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject
 
 // GetStack returns one stack by its root branch.
 func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (gen.GetStackResponseObject, error) {
+	if p := badBranch("root", req.Root); p != nil {
+		return gen.GetStack400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
+	}
 	snap, p := s.snapshotOf(req.RepoID)
 	if p != nil {
 		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
 	}
 	st, ok := snap.StackJSON(req.Root)
 	if !ok {
-		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no stack rooted at %q in %q", req.Root, req.RepoID))}, nil
+		return gen.GetStack404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no stack rooted at %s in %q", refname.Quote(req.Root), req.RepoID))}, nil
 	}
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetStack304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
@@ -244,13 +264,16 @@ func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestOb
 
 // GetBranch returns one branch.
 func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) (gen.GetBranchResponseObject, error) {
+	if p := badBranch("branch", req.Branch); p != nil {
+		return gen.GetBranch400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
+	}
 	snap, p := s.snapshotOf(req.RepoID)
 	if p != nil {
 		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(*p)}, nil
 	}
 	b, ok := snap.BranchJSON(req.Branch)
 	if !ok {
-		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %q in %q", req.Branch, req.RepoID))}, nil
+		return gen.GetBranch404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID))}, nil
 	}
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetBranch304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
@@ -261,17 +284,20 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 // GetBranchDiff returns the branch's patch against its parent, computed
 // from the commits the snapshot pinned (cached per commit pair).
 func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequestObject) (gen.GetBranchDiffResponseObject, error) {
+	if p := badBranch("branch", req.Branch); p != nil {
+		return gen.GetBranchDiff400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
+	}
 	r, ok := s.reg.Get(req.RepoID)
 	if !ok {
 		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
 	snap := r.Snapshot()
 	if _, ok := snap.Branch(req.Branch); !ok {
-		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %q in %q", req.Branch, req.RepoID))}, nil
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID))}, nil
 	}
 	base, tip, ok := snap.DiffRange(req.Branch)
 	if !ok {
-		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("branch %q has no parent to diff against", req.Branch))}, nil
+		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("branch %s has no parent to diff against", refname.Quote(req.Branch)))}, nil
 	}
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetBranchDiff304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
@@ -281,7 +307,7 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	})
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(
-			notFound("objects of branch %q are not in the local object store (a partial clone, or the branch moved on)", req.Branch))}, nil
+			notFound("objects of branch %s are not in the local object store (a partial clone, or the branch moved on)", refname.Quote(req.Branch)))}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("diff %s %s..%s: %w", req.RepoID, base, tip, err)

@@ -98,10 +98,10 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
 	case errors.Is(err, refresh.ErrTimeout):
 		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusGatewayTimeout, problem.Timeout, redactErr(err)))}, nil
+			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil
 	case errors.Is(err, refresh.ErrFetch):
 		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadGateway, problem.FetchFailed, redactErr(err)))}, nil
+			problem.New(http.StatusBadGateway, problem.FetchFailed, refresh.Public(err)))}, nil
 	default:
 		return nil, err
 	}

@@ -322,7 +322,11 @@ type Repo struct {
 	// Kind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
 	Kind RepoKind `json:"kind"`
 
-	// Remote The upstream URL, with any credentials removed.
+	// Remote The upstream URL, with any credentials removed: an https, http,
+	// ssh or git URL, or an scp-like `host:path`. null when there is
+	// none, and also when the remote is a filesystem path, a `file://`
+	// URL or anything else that is not a network address: the server's
+	// paths are never shown.
 	Remote     *string     `json:"remote,omitempty"`
 	SyncStatus *SyncStatus `json:"syncStatus,omitempty"`
 

@@ -57,7 +57,9 @@ func New(status int, slug, detail string) gen.Problem {
 func Write(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
 	p := New(status, slug, detail)
 	if r != nil {
-		inst := r.URL.Path
+		// The escaped form: a URI reference, which never carries raw
+		// control or format characters from the request path.
+		inst := r.URL.EscapedPath()
 		p.Instance = &inst
 	}
 	WriteProblem(w, p)

@@ -398,7 +398,7 @@ func (r *Refresher) perform(ru *run) Result {
 	dur := end.Sub(start).Milliseconds()
 	res.FinishedAt, res.DurationMs = &end, &dur
 	if err != nil {
-		res.State, res.Err, res.Error = Failed, err, redact.Error(err)
+		res.State, res.Err, res.Error = Failed, err, Public(err)
 	} else {
 		res.State = Succeeded
 		r.log.Info("refresh done", "trigger", res.Trigger, "mode", res.Mode, "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
@@ -470,9 +470,14 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 }
 
 // wrap marks upstream failures with ErrFetch (their text is sanitized and
-// may be shown to clients); other errors stay as they are.
+// may be shown to clients, see Public). A mirror failure that names a file
+// under the mirrors' directory was a disk error here, not the upstream's:
+// it is marked ErrStorage instead. Other errors stay as they are.
 func (r *Refresher) wrap(err error) error {
-	if errors.Is(err, mirror.ErrFetch) && !errors.Is(err, ErrFetch) {
+	if errors.Is(err, mirror.ErrFetch) && !errors.Is(err, ErrFetch) && !errors.Is(err, ErrStorage) {
+		if r.storageFailure(err) {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
 		return fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	return err

@@ -78,9 +78,11 @@ func NewMirror(root *mirror.Root, spec MirrorSpec) *Repo {
 // Source is what a refresh of this repository may do.
 func (r *Repo) Source() source.Source { return r.src }
 
-// Input is what view.Build needs to know about this repository.
+// Input is what view.Build needs to know about this repository. The
+// remote it shows is redact.PublicRemote's: none for a filesystem path or
+// a file:// URL.
 func (r *Repo) Input() view.Input {
-	return view.Input{RepoID: r.ID, Kind: r.Kind, Trunk: r.Trunk, Remote: r.Remote}
+	return view.Input{RepoID: r.ID, Kind: r.Kind, Trunk: r.Trunk, Remote: redact.PublicRemote(r.Remote)}
 }
 
 // Snapshot returns the current snapshot (never nil).

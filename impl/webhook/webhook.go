@@ -94,14 +94,15 @@ func Sign(secret, body []byte) string {
 // application/x-www-form-urlencoded. Media-type parameters (charset) are
 // ignored. Anything else, an empty payload or a body over MaxBody yields an
 // error wrapping ErrBadPayload. The signature covers the raw body, so Verify
-// must run on body before Payload.
+// must run on body before Payload. Error texts never repeat the content
+// type or the body: they may reach a client.
 func Payload(contentType string, body []byte) ([]byte, error) {
 	if len(body) > MaxBody {
 		return nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrBadPayload, len(body), MaxBody)
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return nil, fmt.Errorf("%w: content type %q: %w", ErrBadPayload, contentType, err)
+		return nil, fmt.Errorf("%w: the content type is not a valid media type", ErrBadPayload)
 	}
 	var p []byte
 	switch mt {
@@ -110,11 +111,11 @@ func Payload(contentType string, body []byte) ([]byte, error) {
 	case "application/x-www-form-urlencoded":
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
-			return nil, fmt.Errorf("%w: form: %w", ErrBadPayload, err)
+			return nil, fmt.Errorf("%w: the form body is not valid URL encoding", ErrBadPayload)
 		}
 		p = []byte(form.Get("payload"))
 	default:
-		return nil, fmt.Errorf("%w: unsupported content type %q", ErrBadPayload, mt)
+		return nil, fmt.Errorf("%w: unsupported content type (want application/json or application/x-www-form-urlencoded)", ErrBadPayload)
 	}
 	if len(p) == 0 {
 		return nil, fmt.Errorf("%w: empty payload", ErrBadPayload)
@@ -162,11 +163,12 @@ type pushJSON struct {
 }
 
 // ParsePush decodes a push event payload. Errors wrap ErrBadPayload; a
-// payload without repository.full_name or ref is rejected.
+// payload without repository.full_name or ref is rejected. Error texts
+// never repeat the payload (see jsonError).
 func ParsePush(payload []byte) (Push, error) {
 	var j pushJSON
 	if err := json.Unmarshal(payload, &j); err != nil {
-		return Push{}, fmt.Errorf("%w: %w", ErrBadPayload, err)
+		return Push{}, fmt.Errorf("%w: %s", ErrBadPayload, jsonError(err))
 	}
 	if j.Repository == nil || strings.TrimSpace(j.Repository.FullName) == "" {
 		return Push{}, fmt.Errorf("%w: missing repository.full_name", ErrBadPayload)
@@ -184,6 +186,23 @@ func ParsePush(payload []byte) (Push, error) {
 		CloneURL: j.Repository.CloneURL,
 		HTMLURL:  j.Repository.HTMLURL,
 	}, nil
+}
+
+// jsonError describes a decoding error by position or by field (a name of
+// pushJSON's, not of the payload), without quoting the payload.
+func jsonError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("the payload is not valid JSON (syntax error at byte %d)", syn.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("payload field %s has the wrong type", typ.Field)
+	case errors.As(err, &typ):
+		return "the payload is not a JSON object"
+	default:
+		return "the payload is not valid JSON"
+	}
 }
 
 // NormalizeFullName returns s trimmed of surrounding white space and
