@@ -283,6 +283,11 @@ type Problem struct {
 	// Instance Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
 
+	// RequestId The request's id, as in the X-Request-ID response header and the server log.
+	//
+	// Example: 4f6c0e1b9a2d4c7e8f3a5b6c7d8e9f01
+	RequestId *string `json:"requestId,omitempty"`
+
 	// Status Example: 404
 	Status int `json:"status"`
 
@@ -479,11 +484,17 @@ type Forbidden = Problem
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
 
+// MisdirectedRequest An RFC 9457 problem detail.
+type MisdirectedRequest = Problem
+
 // NotFound An RFC 9457 problem detail.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem detail.
 type PayloadTooLarge = Problem
+
+// RequestTimeout An RFC 9457 problem detail.
+type RequestTimeout = Problem
 
 // Timeout An RFC 9457 problem detail.
 type Timeout = Problem
@@ -1469,6 +1480,8 @@ type ForbiddenApplicationProblemPlusJSONResponse Problem
 
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
+type MisdirectedRequestApplicationProblemPlusJSONResponse Problem
+
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type NotModifiedResponseHeaders struct {
@@ -1479,6 +1492,8 @@ type NotModifiedResponse struct {
 }
 
 type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
+
+type RequestTimeoutApplicationProblemPlusJSONResponse Problem
 
 type TimeoutApplicationProblemPlusJSONResponse Problem
 
@@ -1575,6 +1590,22 @@ func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	return err
 }
 
+type ListAudit421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit421ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -1662,6 +1693,22 @@ func (response GetConfig403ApplicationProblemPlusJSONResponse) VisitGetConfigRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig421ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1757,6 +1804,22 @@ func (response GetMe403ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe421ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -1844,6 +1907,22 @@ func (response ListRepos403ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos421ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1966,6 +2045,22 @@ func (response CreateRepo403ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo408ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -1978,6 +2073,38 @@ func (response CreateRepo409ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo413ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo421ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2138,6 +2265,22 @@ func (response GetRepo404ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	return err
 }
 
+type GetRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo421ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRepo429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2275,6 +2418,22 @@ func (response ListBranches404ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches421ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2421,6 +2580,22 @@ func (response GetBranch404ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch421ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranch429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2563,6 +2738,22 @@ func (response GetBranchDiff404ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff421ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2720,6 +2911,22 @@ func (response StreamEvents404ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents421ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamEvents429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2857,6 +3064,22 @@ func (response ListStacks404ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks421ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2999,6 +3222,22 @@ func (response GetStack404ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack421ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3148,6 +3387,22 @@ func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo421ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3308,6 +3563,22 @@ func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs421ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSyncs429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -3429,6 +3700,22 @@ func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync421ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3574,6 +3861,22 @@ func (response GetView404ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	return err
 }
 
+type GetView421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetView421ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetView429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -3708,6 +4011,22 @@ func (response GithubWebhook404ApplicationProblemPlusJSONResponse) VisitGithubWe
 	return err
 }
 
+type GithubWebhook408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook408ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GithubWebhook413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -3720,6 +4039,22 @@ func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook421ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3780,6 +4115,22 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth421ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3813,6 +4164,22 @@ func (response GetReady200JSONResponse) VisitGetReadyResponse(w http.ResponseWri
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady421ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4478,111 +4845,122 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcxu3kuhfQfGeW6HqDh+yndyNXFu1ih+JN3aSkpzjUxtpQ3CmSeJoCEwAjGhGpf++1d2YFwlSjGPL",
-	"3hN/kkhigAbQ79fc9FKzLIwG7V3v5Ka3AJmBpX+fvZZz/JuBS60qvDK6d9J7kYH2aqbACb8Aca1gJZyW",
-	"hVsYT99I7VZgxUo6MS1V7sXMmuWwl/Qs/FYqC1nvxNsSkp5LF7CUuIJfF9A76TlvlZ73bm9vk14hrVyC",
-	"D6B8Y6VOFz/IJWwDxL8JLZfwWEj6K1bKL4TLpVuAE8qJAmwK2g9ApyaDTEgnjAZRSBwG8yVoL/qTGUhf",
-	"Wvi/D56/nRwhxArnx0G9pKdp8d6UVtu7m6XSL0HP/aJ3cpxs7S3pvZj9YDS8kj5dbO/mVAs8dzo0IbUA",
-	"aXMFNpzqY7FagBbKC+dVnoslTgIuaR+8cuLh+FENPl9os4EXswEuP+D1991C0juDwrx4ug0kfu+UN3Yt",
-	"VCb6k9ykMp+ImbEEiG1+dl6mVxkhg/PSesiE0rvO1vJy+862kN6DxUf/+5fTwX/Jwe/jwdeXzb/DXweX",
-	"N+Pkq4e3f+slMbyy4AqjHTBayewMfivBefyUGu1B07+yKHKVStzuqLBmmsPy//3T4d5vWsD8zcKsd9L7",
-	"P6OGhEb8qxv9xE/xot3Te01HRMuKzIAT2ni+STq9059eCATFytQPe7dJ74nRs1yl9wrjafsSiZr8Qjm8",
-	"bWPFz2cvhcwtyGwt4K1y3hGcz8Gni+dS5Xhx93ucZeG8BbkUqSnzjA50CmKGAEH2mI41Ay9VjtSBn5zU",
-	"yqvfIRNz5QVYayzvwdipyjLQ97mDM5iVDrITgqx0TMO4B5nnZgVIYdWibjSrIJwcMdk7sNf0yIXGKxkY",
-	"na+F1Bn9aAqwBLVYll56cJ256vE4l7FCXujUmCsFA1n6BfL5VCLJltrJWYO0uUyvnJj8Y3BO1D14cn72",
-	"fILPp2YJ7kIz70J2AGquhbFqrnRn4dTZ2eRoeKHxzF9oJGmZP8NbuFck16LU8LaAFDdJSLCJK3SYSrcP",
-	"OjdzQpUfjH9uSn2vuP6DEa5MFy3iTJjF4umzaKpge2UylNLZNvdGgqkl9kIyqqULqeeQCad0CrTduboG",
-	"FkbIriN6QWwPYdiIxtAGfpLr3MjstTEvpZ3DfXOGqcnWeJE5Lo7iSeqGrI7FK/UNia0VTBfGXLkjOr7X",
-	"agmm/AhCYWbBLUSmmIXNlFZuQey3QsG1ToVn6BhSY15JvQ5SzN0rxMaIpdTrii045gBaQ4ojHKswJDbS",
-	"XIH2G2h0Bt6uB6czD3YbR88hNTpzwhuxkgq5OXIT4e1a6bmQc6n0MKa8KO1hDhbhvU16P2vkY8Yio79n",
-	"Mr2WucpEaoHUZZm7jd2/efNmcNpist11txQX3sy1VLmc5nC/e/GCRf0aEOduq1OnbZyWmfLPtLdr0s4s",
-	"yhuvWLuSKU8R4z+1XHqRDbcVtQSfZVmw/QtteWbsEv/rZdLDACkiNgvjXXQalXWmUdp/9aiZokajpLcE",
-	"vzBZdA5TepR40d+QQ+MPuszDlbEqu61kN8ruLwgV7bA6gKQ6xGaxy3oOM/0npB4XYxMocgOIcNsX8MQs",
-	"l8oz3zc6qOxLgwdpZXqFFMay5LFA8IkBmRLHAl7Wji21zmwKC6X3LGxmexZtwCL5C+8KRLpQeWZZk1Me",
-	"li56T+ELaa1c01MMYhxrGcAvnDArLcJIIafmGgT+V0gL2idCwwrVpJmyzidCerE0zosvx2T2VJDsI0c+",
-	"pxh4GRQ+YjWO2faypb5KxDF9kEExsMYgEDoTzgijh1EkV+5JaW2gle7U3z07fSoKozRu1fOtVJpGPdXU",
-	"mBwkaXNa7qAIDZC5MyCo4sfL5/eFE14VtQqshdQpOG8so029PGmsmZrNwNayBnEqNRZNfJ5MWLhWTnX2",
-	"3QKWB+2DpksJ9SnTgfIxB6wlI0kbsVCOLd+FtJAF2wkf2YO1zSHxouemtGnE1fFmAZaVswBcKpdQ+1dA",
-	"l0tkInTCCpnI3MpioTzyRj5Eu0YgjG6zkdbi9k45UeZ5ZTGjIFjscBy0eRohBI9tEWWFym3c28CRhhg3",
-	"ziXGAgPJbLNAUgCiCJkFsXuYLInvNem5kmG48xz4AKrhSQVZgCO2p+9A5j7C1p2XvqT/4K1cFjk9ddW7",
-	"S7iEx2IrvYL4ydUm4DfrbWycICJNTgQOJFtpNhN9cgWJwjhfWjjqoCU4x6JsCtKyS2oXJsJSqvwA8Yko",
-	"bsrC/TEeX7GoOyc//G47t9o+tRrC2LFXalfMC3j2/In4+tGX/18EjS4YpXii3Xvi77vYoE3bf3PR06aA",
-	"i14MrZV2HnlD9/mRLNTo+nhEk4zw6ShJbOPho/GjmHzxyucbS6BeyfZzsuvGtk5F/Hz2Aq0ksMBWqvRC",
-	"df3R1WnhDIR99YIL7wt3MhqxS3KYwXXjj9DGD2ZxYDZumn6tNpTso6k2r4wgW/cSp9LFpaZyT62ctVGw",
-	"LWvL5RRszPxhyOJT1pex9Utp8wP4OS8a2/IZzH4uKrba3SD7FyJMZGZsCtmEnV8mz4JetVP+A6pX5L3v",
-	"S2FhZZUH9l4ROnQcgG6Bitp0jVIabxflscyvRL/SyY7HyXg8rlS5RDhvioIsTJHJNS4YoEGpIKaQm9UG",
-	"nEdDcQYzx4tnhlYmbUkQMKwi9pfgZSa9FNPcTN2RkBbEpKSjyibs0/cLWAcvTJtrphZwUC/pheG9pMdH",
-	"RiI0B/wqxkI1rM5ZZN3J5kyeHTqUdIO7MAQHJdWNx/GEjaMNFGE1oDFmdingoquTVgYCniL9ohwxy3QB",
-	"5K5mNW2p2Ml7gBKGVlM4kG0QAkLQQhacya+R85hEqJmQen3QAipuT14Fo2mfBoZH9z2OozNH+ykOZu0R",
-	"//nsZcJaqNTrtkOCzK9ryA6C2K11el6z+30Anjcjkdeg5huHkPXoaRO9izoCrhWs/g7WRT0J4YeKMQQE",
-	"2ohJ9se192gBbJRRYDIj7eROD0DMQqeLqjbXhXEXuj8hOia9KssUwi/zn1roP5O525IKszLP40FPs9Jg",
-	"RxTrbLkvOYqk9PyxyGAmy9yTBw33nUvnhV+ZTsyztsR/PnsZPX0VMeKfxmbuRFKbSWurfThX5P/7U/G7",
-	"nei0CRITxheuOoVtg3VL5nUnrHSFRDi3OBmNRN9Y4dJikKsrDtH8x8I4f4LbPkIeM1ceh4VzXMq3VQT4",
-	"wfjRvyV3hoTbGIYA7cKi76NulRB/PWlFfIz9womVseRXaUcLKKBhQWZDMWGWiBq8mKJESnMUq4haGQrN",
-	"oCi1hBGtg/ujB6NiB6H8u4LVNnunZIDTP+C9s5CC9vn6Fdj5rjgGId+DMZP1IFjFzFlqod52x7wHF0zl",
-	"2buLS/fiLv5aK5eudmg0vKqil4bfckSC7qJr5uxlwmRAR4C/bljpH+V8lvcUINm6nmbupL7qGBqfUxTt",
-	"idEzNY8bnWf1ops3/mPlNXY1Y0GUh2Xh18JBWlrlOR6hLBAr0gCZkCLYnhQlI+NTeHMFO5xCSB0/6jxi",
-	"8T67BrvmSCrSVRNcVShNKYgbn9IpPc+hUnsi4TgOLdIfJ+CtTH2+JiW3QZj4zNe7ZCNNy9kXJO1EGDm8",
-	"08Sp9590r6OzjWbl6CVXTr4NFkBsGNweaL+o3HvghNKCnEQDFtrGZmATcmj+QWIOKmXUn9qC4uYwAVjD",
-	"Smk4Mr0SKgsGCDB0dyk1OGj/GbSn6Te+ZUpfQO52FJ13l2W3ecG4fMKqTGXI1lcTvc61Ts/AlXnEwZaV",
-	"TAOvXJSp3O2nhyrsHzmNOkuDBiG/lGJGGSbClvogzZWDqJDtkTzvqq8vTRazaFk6Dij7JAjlWhtfSSdy",
-	"5TxyJZ2xNF6R3Rri7zgg5K2IvjZ+QdYopYLUdiLNgN/DbyUq8vgVL/oF8SF3NBQTC0jHkxP6QqzAAol9",
-	"9pRnyrELu1qhsyzOt607CJmv5No9rm0pBIuSugZl0fH0tQ+ABAUuHNUWfiuh3Hs10bgap6TF3FHW/7mL",
-	"rp0m1VYYQNxEqTUOSnquTFOAjC1xzna6jKqqaj6Phbbf4HVLdwVZkzBX6qGYEPxlEVCmEgm8qfaph8wr",
-	"o/kalQtGDV1vJRc1eLxCIdMUnBN9xNUaKThzSFcJB6zuoZRMjc4aQCoaq+9V6pL0v2BuUBafB3vNX1Iu",
-	"ou0lPaOnRtqsF66kLKIHFPwZZzDbG20DR4hae1Ase1vo0CqqSRD+kAAaPDuNrXdMLp6+DB9ZyWW3ihNA",
-	"Et3C7OhgYdI4uSLypLWp18bLiGnxnVlVaROxjSCdp6bUvqNKtNjlXoP4dZWRG4SzkDMPDY69q71bJ2ZW",
-	"SB14X0UwLULu3mvkQO42l887voYNH5HRqOd5dQ3PpcpLCy7u/kTD4NR7VA3/DEPAaeq8tINGn5dEcX9m",
-	"UQ1v/Tmy4jJ/z+xMZSTsK2Z2eUjICCgQt33ssat7w4zhNE2h8KzBd+9vH/te6zT6U8QOIWQMD2zDgZMF",
-	"YwCPcRmUT1L8T0uOqPGn59Wx/ueb171IeuCPL54+ES+esrUglHNli2unZMOUFrKQ4CRePK2TkkhNr+Jc",
-	"Ab6F9wXnGJgrBRUkm9nsZuXIFGCLJfh/kcHhmgRQbuZKI6cboX4+oo91SjVP3iRVsw3waxN9q1hWob6H",
-	"NWf8KD2LGCbBeghGia+0UwSm4sxmRvmztZKgwJ00I9krfqFZWdZz4Y3JnegH5TkR34b49FEI26PGz/PN",
-	"XOPSr0LXF1oti1yBQ0WI3XkWOE5Qi4fhhb7QbKaxyqhQfGwH0/qTXUlTlJZ6hqLUNNZmKq1d32VrTm5u",
-	"WXavyb9flNNcpcMKHIPgtkxGCnW3TNM+Xxx5k2RlpVaol4hS5+DchW6pBrbUrspN7YRdg7u39AthZrPh",
-	"Bd56rlLQHGMKiPHqxeuWzVDd9ulPL1q23UlvPDwejilIUICWheqd9B4Ox8OH7MtbEGVV0UJZZhyCn8MO",
-	"84ZGIP5ue2VaGWG9k95L5TzllvW6pSC/3DCW/1YC5zLwXnK1pKFNtlvw/PVOjsdjcsipJbLA4zF9VDp8",
-	"jMi/y40igQfj8Z58u+08u4OUiFbe3JYWEUlUpmMD7ZHAyB/0iIGKLVEDP2qVN9Ajx3c/0smYpIce3v1Q",
-	"kzSPTzz4+u4nNtNWb5Pel4fsqJsqToy+XC6lXVMWfYpUyN4Zo1H58HLuSHEFL3uXOLxC1bT2PwVc7aLf",
-	"t+CDh+pPIsNeJ13bExa59e8o2Khck+EvHHhRFsN/4esMjBUp/Ta56YjKXy7xm7YY/+USqbVBAT7Rig3u",
-	"RQAOquxkVKnMc0BzmtML/Ppxl6kmHJg2er00ZTNqm5F9C/4VfEgsegW70sl5D8O/Au2/WRgkD9wxG+nV",
-	"xeOOuhdPuspOwke5Q9VtvfuQAuRJPYD/PwtWalNWh4iefeYDO/gA3mJHKW1hBN//5W3SQzYRyVHOjQ7q",
-	"7s9nL4XS3lTxseCA2QiQJexfd5QCTMa31NmF5mpMJx6Mj6sCuo43XyCJKnYD4kLL0lHOioYV6oLLQlrI",
-	"LnQqHQyUdqCdQvMrXydVOJvi+Qjt0VCcVm5Rdm/kIK+5sHCh9PxCc0L2UJxRYFSwheJOBMU5KciZoOL9",
-	"WMxUDiejEUFV5FJpiuxyHdSFrh2QbQ2UNjcYUFHNgPTQAcdfHWueXQLjOHgIIYTKkW9Mtn5v/LAVbL/t",
-	"mo5oJN9ukfXxe115Fy8OqLOSjm+I772S7dlGcchLwwDEZVOLD1hwlBI73FvIe/tpK4zjAzhLXQN7z6wI",
-	"n3pwwIZapa/0zKMDIAxFZl1J9iP7ToUUS6nlHLKAOtscLOm9HTAHGlQRyYDjm9JudMM+k9u9Ks9mwS+y",
-	"s6oijdMcRX+1UOkiOCudmIJfAehuvg2yE8N6a1OQThWGRleJL0dRPalmCh9IU9pHn+0w6ydOLQegVl2a",
-	"+r9NcH8LfiPqHZfcXY9ADMZmyCh0Mbi93EkXo3ZgOkogrIGxl6UqP+E0k1DlQ/GU4PWKxa3jLo5vqnX/",
-	"6J7aPSTux2OxK4a+o+w2bOxPlQ4/PBDX61Lnz5T7cVXuaYPOFdGGdKEPSrWjG/7vdp8/55uqcctHJLRD",
-	"6GsfPX2mpr+YHKy7Db03ckruHNnqtfSHiG+UqdlspwA9FaUmtKKSzaZecwl2DmIqHVRpwyHrieyjJvGp",
-	"L6m/SSjuDFGPdsL3UZX8WxfpelUMxWsS0tzlIsyFtnkmKvv80fgR2+IFdeBRTuCxlB6yBsiqjqNQWtex",
-	"uAtdqbyk8SofEmSqpkxNeyyKYlELJDb2ImZxzaCe4iF+YCbl4a0fvR0UVQeqvY24YoWx/jMr+suwok7d",
-	"O9MItd9wvkWenySHguuqqd0OjjQhQqBhA87PmyATmoQmJpBNEjFxa53+GrKw6s9VUuHkQvelaNIjj+oB",
-	"5AuYiK1fkSH8WlV+Xej+5CbEWm8nR8TzJnzYv7qVonS8iehPbpATJcKb28lRVcwjrgAKmatruNDIn5AP",
-	"cjbTgy+FG4onrU4slNwviwIyUYCtshWIw2rhjZd5jCed05E841M8jKm0z/IdOAs9Lvjxz3b4Rw+kDVxA",
-	"qlApJON2OSL8h1Hwm6qHncGa86oc4VO3n3eUZOwK9oSuXrPNsMFnsfsXsqfrWpv7sKZ57tGNNcbvtaTP",
-	"Q3eOT9SQDoQWlzC0yc9E9Bczo5mZTtcc02hKa96z2rrROE0ua5s2WtbTbUpctSve2RyXi3bete3wPsJH",
-	"+U29dd+Jo+wKpD83NgVHSgMHkfzCmnK+GQj/oo4ygQ0NTfHgqKAYbf6qMyP/VtUbiNyYou5yGkoPhuJ0",
-	"I2pGXVFDXUvw0ddRegvcnrrfLdg5eryjjPZCtyJkVLizkBz0N3pAlRiU0W9hQIUY/brY4kSEdhaontfg",
-	"UGbBUJyGegWOevBBbahaHGaXXkhqQ/FYSASFW7Fygqy16hqcyEpLZYkaxBx8KC4gyyNMWWp+IJgzF5rL",
-	"A5QfkpWysEab0iGhhPTJx2Kyksr/O1WnT0ST0/AA4TE6hajhQBYPBfM2cGqjEkYq32oaTYD2q5JtRO+G",
-	"FjbyPRGoeLpnJxO+rpP8sAKnqY67o7FnZTYKx0UCszLPOeD4gKPM9wzPSjoqECqowmhm8tysRJV88Idy",
-	"Eqgx6b9GNsInLBDvPRvhLCBKhx1ps9qy/t4hGYHkzh3GHY24F+usRTOHRTiJa3MNfC3AXNNZ6Mvx0WcP",
-	"xkdU/c42bqZbcHA/3gvE3tENlyntt6gQhk9BQn1G2Y+Isj82KuD7w8/kJmZMhNK5Q9+0MR58fXlznBx/",
-	"HX2rxh4SuA6dYKIOeHIytqJs1MulboXCyjnVJYdDecwaNLVwcyI0FNqiJWo+88k6J+r2OLty9lsRzc9u",
-	"ir9QiG21MHkIF+/xtL9P919lWI/myi/KKdF81JB/puU0h7pZBWgh64ZjDlILnqPmdTVsH3IH4tH40RFF",
-	"1i90Brkir7ZyovtmkelaTP4x+K6cDs7VXNPrlwYPvvxqIvrfvTp9Mjj/7vTBl18FL8qFtnJFL3Q4SrjD",
-	"47qpnxyKSaH0vG2jPnospJgUpVtMqh6A7By40ME70OdQPYPRcrKjXfYrsspJIrYT8I9EKIN3F7qdJNvO",
-	"KmhZyAgFAsEwaFHqK21W1IuI8gnbfoWEkvq5VJSDYTQpYgOXATcnWa2FG41mFNCtvqk7NcSqKDffDfWP",
-	"wbfK42VQ0G//y6HumuJpgPQdZ9lCib3zXL57LcF27Xh7/NvBarUazIxdDkqbh9eHdSfoFrgX/LqTeBn7",
-	"5lq32+UI788NsFmLv+MtT7XLibJxQv/Adr1CQPZQbvSAOfHGPGGNpO4n443IjOgjSSZtfE5q9G8j/RZ6",
-	"/+vZTscHLLH5qpyPLMe6rnSi6prvo+GLN9USTpU8qcrtSr8YpTLPp9wKrP6O2hVsfMEv28FvFtTz/Pd9",
-	"1lJoi/4BtbSwwq78J2uop45yVS3uez/tl+oaNK5RWDPdUchKXYB+36ldn4UmQSmEtJCWgG45cxbSiao1",
-	"DmkffZKUdabdjNt97KrYkNn641wEb88bzqkb/hmP2sODOEb97p39N4dwqb1Xt/H4Yboi5WOw5KaGpb0R",
-	"2Slh7q0eQ3RsCXWEYmDo/R9ctFfhQe3kDTKX4NsOY521yihDAmO3OWjr5Y0u8jwnaBAA7bYhsvsOs5gp",
-	"yBZgZQm125m4KJwkyTo9yxDkPnetIg91Ur2dIwlZLUfDrk0cnZc5nSP9bWbsHOq3hbWerrnf9gxVSxdu",
-	"29KOglE3l8Kaa5WBFf1KKnGDEAoKUq7XT98/eXbEWas+Vps+FOdPvw9ZXXzSaWlz4YAU0m4TmwstnZic",
-	"tlc6Ed9wt5GLcjx+mPIw/BcmQmnnQYaU1bBVqqm+vbz9nwAAAP//",
+	"7D1pcxu3kn8FxX1bpmqHh2TZieXaqpWvWBs7SUnOc2pDbwjONEk8DYEJgBHNqPTft7oBzEGCFOM4yrH6",
+	"JJHEAA2g72uuO6laFEqCtKZzct2ZA89A078v3/EZ/s3ApFoUVijZOemcZSCtmAowzM6BXQlYMiN5YebK",
+	"0jdcmiVotuSGTUqRWzbVatHvJB0NP5dCQ9Y5sbqEpGPSOSw4rmBXBXROOsZqIWedm5ubpFNwzRdgPSjP",
+	"NJfp/Bu+gE2A3G9M8gU8ZZz+sqWwc2ZybuZgmDCsAJ2CtD2QqcogY9wwJYEVHIfBbAHSsu54CtyWGv79",
+	"6NXH8QFCLHB+HNRJOpIW70xotZ27WQj5BuTMzjsnh8nG3pLO2fQbJeEtt+l8czenkuG506ExLhlwnQvQ",
+	"/lSfsuUcJBOWGSvynC1wEjBJ8+CFYQ+HxxX47kLrDZxNe7h8z62/6xaSzjkU6uzFJpD4vRFW6RUTGeuO",
+	"c5XyfMymShMguv7ZWJ5eZoQMxnJtIWNCbjtb7ZbbdbYFtxY0Pvq/P572/of3fhn2nnyo/+3/1PtwPUwe",
+	"P7z5RyeJ4ZUGUyhpwKEVz87h5xKMxU+pkhYk/cuLIhcpx+0OCq0mOSz+418G937dAOYfGqadk86/DWoS",
+	"GrhfzeA795RbtH167+iIaFmWKTBMKutukk7v9LszhqBontp+5ybpPFdymov0TmE8bV4iUZOdC4O3rTT7",
+	"/vwN47kGnq0YfBTGGoLzFdh0/oqLHC/ubo+zLIzVwBcsVWWe0YFOgE0RIMie0rFmYLnIkTrwk+FSWPEL",
+	"ZGwmLAOtlXZ7UHoisgzkXe7gHKalgeyEICuNo2HcA89ztQSksLCoGUwDhOMDR/YG9BU9MpJ4JT0l8xXj",
+	"MqMfVQGaoGaL0nILpjVXNR7nUprxkUyVuhTQ46WdI59POZJsKQ2f1kib8/TSsPEPvQui7t7zi/NXY3w+",
+	"VQswI+l4F7IDEDPJlBYzIVsLp0ZPxwf9kcQzP5NI0jx/ibdwp0guWSnhYwEpbpKQYB1X6DCFbB50rmaE",
+	"Km+FyYSmZ/8AJvKtZJzlShUTnl6yXBgLEjTrIqDEjlmhDEozjyWvlbHMyQISkWYkJQg7pw2lPJ8rY5Pm",
+	"lDzLNBjEQ8fUx73ehBvolTofMxx9guiyhAkr+AyYkoxLRfORBO6++OaCaZgImQk5O2Apl4jRGnjN5vz9",
+	"f6PsK1XKO2Ua3yhmynTe4HKJk1WIxk7G9z1sb1WG6k62KQaR81Sqz5w7mk3nXM4gY0bIFGinM3EFTqqj",
+	"3IsoWLE9+GEDGkMb+I6vcsWzd0q94XoGd81iJypbIUXkuDiiBJdtDvPAsPHHnhP4vQX/2MMnxn12SmoJ",
+	"ZJ4v4DPPHdw9pyaxCSCrYFyu7FzIGa6CnMmxJMOMQuQivj2SuVgIiyNSrYwJzD1VUkJKfM4xeMnSXBnI",
+	"PIp5An0nFqBK+4ccXSacXOJaiyunoXq+Qj/jhlkGPMuFBNZ9OGTmILY3vy3c1B+0Gw1TDWZebWgqpDDz",
+	"5obMSqbMOugcpEq95XLlb8HcKcRKsQWXqyC8jJNT4UgN80hJRytA2jUaPQerV73TqQW9yQAuIFUyM8wq",
+	"tuTCBkS2eoVozGdcyH5MxRbSwgw0wnuTdL6XKG2VRnXkjnngFc9FxlINZNTx3Kzt/v37973ThirQXndD",
+	"vXabueIi55Mc7nYvJFuyFVsB4txNOHXaxmmZCftSWr0iG0Ijz7LC2QA8dVPEmHvF286y/qY5keCzTmPZ",
+	"/IW2PFV6gf91Mm6hhxQRm8XhXXQakbWmEdI+Pq6nqNAo6SzAzlUWnUOVFvWy6G8o/vAHWeb+ypzBtWkK",
+	"1ibZjwgV7TAcQBIOsV7sQzWHmvwLUouLOUM9cgOIcJsX8FwtFsI6oaqkNywXCg9S8/QSKcwJ6qcMwScG",
+	"pEocC3hZW7bUOLMJzIXcsbCa7li0Bou0RPhUINK5yDPt7A1hYWGi9+S/4FrzFT3lQIxjrQPwgWFqKZkf",
+	"yfhEXQHD/wquQdqESViiMj8VmjQ/yxaoIj4aknEeINlFju6cYuBlUNiIb2PoPAS6lJcJO6QP3GtdWikE",
+	"QmbMKKZkP4rkwjwvtfa00p769cvTF6xQQuJWrbuVoMZVU02UyoGTQiD5FoqQAJk5B4Iqfrzu/B4YZkVR",
+	"GWqo/aZgrNIObarlSYnJxHQKupI1iFOp0hlkfjKm4UoY0dp3A1g3aBc0bUqoTpkO1B2zx1oy5aVic2Gc",
+	"f2bONWTewsdHdmBtfUhu0QtV6jTikHs/B+00Xw9cigZB8AKCLBfIROiEBTKRmebFXFjkje4Q9QqBULLJ",
+	"RhqL61vlRJnnwSRDQTDf4t5q8jRCCDe2QZQBlZu4t4YjNTGunUuMBXqS2WSBpABEETLzYnc/WRLfa9Ix",
+	"pYPh1nNwBxCGJwEyD0dsT6+B5zbC1o3ltqT/4CNfFDk9ddm5Tbj4x2IrvYX4yVWOimerTWwcIyKNTxgO",
+	"JIt+OmXdtoXcQkswxomyCXDtHKfbMBEWXOR7iE9EcVUW5tfx+MCibp18/7tt3Wrz1CoIY8ce1K6Yr/r8",
+	"1XP25PjRF8xrdN51gifavif3fRsbpGp6GUcdqQoYdWJoLaSxyBvazw94IQZXhwOaZIBPx571iv/ZFgPe",
+	"//zAMJElaGZ6I+aHnmchvbMXLHiNgwcluNeaLqGkAdnx9HE6hMPJE36UHadfwJfTh/zR5HH6RfYlPJkO",
+	"D6Oku0kvx8PjmBy0wuZrR4H6r3OiJNswa+P22PfnZ2jNgQbnquCWiXZ0J9wqztDe4dzawpwMBs7e72dw",
+	"VXv3pLK9aRyYNYykX8OGkl203+TpEaJoI9uEm7h0F+aF5tMmqTR1gnIxAR0z0xxk8Smry9j4pdT5HnLH",
+	"LRrb8jlMvy8C+29v0DmZIsxuqnQK2di5klWeef1vq54CqAZSLKzLmYalFhacL5jQoeVON3NUKCcr1Cbw",
+	"dlFv4Pkl6wbd8XCYDIfDoHImzFhVFGQJs4yvcEEPDUovNoFcLdfgPOizc5gat3imaGXS6hgB41TZ7gIs",
+	"z7jlbJKriTlgXAMbl3RU2dhFyOwcVt4V1+TuqQYc1Ek6fngn6bgjI1GfA34VY/USlhdOtN7KjlWe7TuU",
+	"dJjbMAQHJeHG43jijLg1FHHqSm10bTMUWFt3DoYMniL9Igwx9XQOFPxx6uRCuJDJHsoiskx/IJsgeISg",
+	"hTQYlV8h51EJE1PG5WqvBUTc7r30xt0uTRGP7mscR2eOdl4czCq+9P35m8Rpy1yumo4TMhOvINsLYrOS",
+	"6UXF7ncBeFGPRF6DGnocQqfvT+pYeNRhcSVg+U/QJurx8D8ExuARaC3C3x1WXq45OOORwvwZaVG3eipi",
+	"ngS6qLC5Nozb0P050THpf1kmEH6ef9dA/ynPzYZUmJZ5Hk8hUEsJekBxC0TvJUzmSl26mKyQs6csgykv",
+	"c0uePoqwcGOZXapWBkHlMfj+/E309EVEBXkRm7mVl1BPWnkX+jNBfsrfFA3fik7rIDnCeGDCKWwa1hsy",
+	"rz1h0BUSZsz8ZDBgXaWZSYteLi5dwPO/KKCE2z5AHjMTFof5c1zwjyGf4mh4/GVya4JFE8MQoG1Y9HXU",
+	"/eOzGU4a0Q2lHxi2VJr8P82QEYUHNfCsz8aOJaKlwSYokdIcxSqiVoZC0ytKDWFE6+D+6MGo2EEo/ylg",
+	"ucneKbXm9Fd4GTWkIG2+egt6ti2YRch3NHRk3fPWu+MslVBvuo0+g6soeCBv49KdeCiish64qRwvNa8K",
+	"9FLz24O+1+bSy7Y5tpMJk6EfAf6qZqW/lvNptycPycb11HMn1VXH0PiCDJDnSk7FLG4cn1eLrt/4t8G7",
+	"bSrGgigPi8KumIG01MK6uInQQKxIAmSMM28jU6iUjGRm1SVscV4hdXwr84hl/vIK9MrlJSBd1akKFP+j",
+	"lIj4lEbIWQ5B7YnEZJ1VRn8Mg488tfmKlNwaYeIzX22TjTSty2Uiacf8yP6tJk61/6R9Ha1t1CtHLzk4",
+	"I9dYALFhMDugfRDckEB2LTmzek5oK52BTsjx+iuJ2auUUb9vA4rr/QRgBSsltfH0kuzwkEmG0N2m1OCg",
+	"3WfQnKZb+8ApVozc7SA67zbLbv2CcfnEqTLBkK2uJnqdK5megynziCMwKx0NvDVRpnJ7PAFCEk3kNKqc",
+	"JxqE/JKzKeVrMV3KvTRXF+yFbIfk+VR9faGymEXrpGOPcrm8UK608SU3LvUlI48MSeMl2a0+CQMH+Cww",
+	"1pXKpRdwSqyq7ESaAb+Hn0tU5PErt+gD4kPmoM/GGpCOxyf0BVuCBhexJ49+JoxztYcVWsvifJu6A+P5",
+	"kq/M08qWQrAoRbJXFi2PZPMASFDgwlFt4ecSyp1XE43/uQTPmDtK29920ZXTJGzFAYibKKXEQUnHlGkK",
+	"kDlL3OUOfoiqqmI2i4Xg3+N1c3MJWZ1+Wso+GxP8ZeFRJogEt6nmqfs8RiXdNQrjjRq63iAXJVi8QsbT",
+	"FIxhXcTVCilchpUMiRFO3UMpmSqZ1YAEGqvulcuS9D9vblBOrAV95b6kzF7dSTpKThTXWcdfSVlED8j7",
+	"M85hujMqCIYQtfKgaOdtoUMLVJMg/D6d2nt2alvvkFw8Xe4/OiXXuVUMA5LoGqYHewuT2skVkSeNTb1T",
+	"lkdMi9dqGdI7YhtBOk9VKW1LlWiwy50G8buQ3+6FM+NTCzWOfaq9W6U5B6T2vC8QTIOQ2/caOZDbzeWL",
+	"lq9hzUekJOp5VlzBKy7yUoOJuz/RMDi1FlXD38IQcJoqy3Ov0RclUdxvWVTCR3uBrLjMPzM7ExkJ+8DM",
+	"PuwT2gIKGG4ee+zq3jvGcJqmUFinwbfvbxf7Xsk0+lPEDiFk9A9swoGTeWMAj3HhlU9S/E9LF/lzn16F",
+	"Y/3v9+86kWTbb89ePGdnL5y1wIQxZYNrp2TDlBoyn4jFzl5UyVOkpod4nIdvbm3hciHUpYAAyXptiFoa",
+	"MgWcxeL9v8jgcE0CKFczIZHTDVA/H9DHqkDBTV6XKDgb4Kc6ShhYViG+hpXLTBJyGjFMvPXgjRIbtFME",
+	"JnBmNaVs9EpJEGBO6pHOKz6STlmWM2aVyg3reuU5YV/5OPqBTy9Ajd/NNzW1Sz+E2EdSLIpcgEFFyLnz",
+	"NLg4QSUe+iM5ks5McyqjQPGxGfTrjrcld40PPNQp1zpElZohN9YdVwG6MTJso0IEbtwMwY196O2AYPLf",
+	"s4nKcFIe1DGX+15xaS+u0zmklyapdcSy8L6tkbwlfZV1ITfAjg8fPmXH7GvxjPBV1ZYznanllzCSUlEq",
+	"58FTCpBkK/ebsTzPqQgpLa2H7eGQGdY9Hn550GetRO6RDJncSZ2wuJwr4xO4fRhnd8a2I6iR3MjYDhVC",
+	"x0eH6/nZfTxTPMB6Z3hjq9s8AuPrG6dhregSinKSi7QfkMblg9eGPSVONBwIXUde5PPjwZcQGETCSpmD",
+	"MSPZUOB0KasIbSuI753ypZ0zNZ32R0ibuUhBukigJ9+3Z+8all2gydPvzhoW+Eln2D/sDymUU4Dkheic",
+	"dB72h/2HzuM6J/4XYs+8zFxCxwy2GKE0ArnMpu+skV/YOem8EcZSpmKnXf7247XjRT+X4DJj3F4oE7qV",
+	"Xer9s52Tw+GQ3KZigYLqcEgfhfQfI1rKh7XCqKPhcEf25mbW5l6qXiMLc0PXixRn0LGBtMg2yGt37ICK",
+	"LVEBP2iUdNEjh7c/0sq/pYce3v5QXSiETxztsUykXoQefXL7o+v50zdJ59E+h9GurCFJXi4WXK+o6ChF",
+	"AnbuNyVRu7R8ZsgyAcs7H3B4wPK0cjB6NG9j7ldgvQvyN+LRTi9s09UZQZjXFE0Wpi6IYgYsK4v+PSbE",
+	"MMGzc+QvN8l1S4368QN+01TxfvyAPKLGHncZgfnuxB0XcNvKHlOe56BJFwBphV09bbPyxCUtKLlaqLIe",
+	"tck+vwL7Fn5PBHwL20oi3B7u8Ww3x3k/V6QG8Tx3vp+AM3gYbZwhFXgru0FBSSXInbsQW+Sg30NgvfTO",
+	"j7r2GWkku8eKz899EAFaZlIDmRzqfLhJOsicItn9uZLeDvn+/A0T0qoQsfUuwbWQbeIiPoaS58kdxGU2",
+	"kk6XNuxoeBgKpFvxJYaMQTjHNC60KA1lUUlYot67KDjVxKWooQtpQBphxRXkq6RRD+f8awd9dhoc9c7h",
+	"lgO/coXjcyFnI+lKGfrsnEL1zNnM5oRR5J3C7gmagk/ZVORwMhgQVEXOhaRcA1fnOpKVS7ypbdPmej2q",
+	"Re6Rzt1zGQHGadlt2nSZGT6o5U2YZypbfTYu3Ej/uGk7M6wu4WaDIxx+1pW3SQCPOktu3A25ew/KSLZW",
+	"VvVGOQC2ZaRWLESDoWTy/s5GDTd/buV4+OXtT6wVaNJjezCkqjUCPnC4B2TrRbR/HaaJTx3tcfSNJgz0",
+	"zPEeEIZTb4nrb13cgXG24JLPIPNIvslrk86G46Rz8uXhk6PmDz7M78l0XdYPrp0j8manrrjekwI5cihH",
+	"dbnDrLuci3TuIwCGTcAuAWQ7iQ05onK2Qt0zhWq3lQzZZAdRBbPia7+TirmLxTRzF/7kBL8HzlVF//+P",
+	"1JavwK5locT1lrbvJwZjPWTge/TcfNhKUoNmokiUtpzq6vxpoWzNpX356kCKb3ovdCyPJO7MehbW/bV7",
+	"anZIuhvf1Lacli0F/X5jv6mfw8M9yaTqP3FP9H9ZW2VSU0Kgd5/597sS/ODa/Xezy3P3LHQ0+wNpdB/S",
+	"3EWK94R4T4j7St+qg99no8Tk1pGN/oW/im4HmZhOt4rtU1ZKwkgqMK+ryxegZ8Am3EAoHvC5j2ST1umP",
+	"XU49w3wpuo+qNcs+DkIJQNVSwIqiz96RauAaHvm5RhLnDj6R4+Gx838U1NVOGIbHUlrIaiBDNVchpKwi",
+	"8iMZdHRS0YX1aXKh0WHdcpJiq9RW0BnYEVdExdte4CH+zvzNwkc7+NgrQlfHnc0tY2X89p6L3XOx27lY",
+	"q8GHIy/qM2Rsg7L/lMwNrkKP2S3MbEw0RMN6LsF3jPxr7Ls1QTZO2NisZPqTT+OsPoes5PFIdjmr86sP",
+	"qgHkEBmzjV+Rl/wUSkdHsju+9mkAN+MDYpdjd9g/maWgfN4x646vkYklzKqb8UGoBmSXAAXPxRWMJLI2",
+	"ZKEuHfLoETN99rzRcoqqg3hRQMYK0CHdiZizZFZZnsfY2QUdyUt3ivvxo+ZZfgJToseZe/ze5/BXDtT2",
+	"jMdHX6XI4z4IpJXfxyKpK662RvQuQinUn91XsKUcbFtE0LeVnK4HiO6F/T3x7uM7qEoE78Jz4OYeXGul",
+	"7E6vwYVvfvQndRp4Go3LNdrkPf3d09++LgPHwicrF3Cqiwk/s5691tKSLyr7PVrI2H6pQXjdwdbm+q5M",
+	"8VNfW7CLZ6DWQL35P4kZbUvUeKV0CoZUFRfhs3Otytl6osWDKgQI2jdEx4OjFgrcUIfquVKX/h0JocKK",
+	"sqarNk6+2KrPTtdindRV3Vfy+ShIlQWiwb3eotsuUfRdezcbB4xkI3xJaehz7pJKlOxR7RnVMGnoUSp7",
+	"tyovO2G+gQ/aExU4lLnSZ6e+QsvFldxBrSl4Lo2DW8ap8c5TxhEUl0DvSgKoJbFhWampEFsCm4ENufpo",
+	"KvkpS1nltKP9NZIunV3YPplVc62kKg0Sik9FfsrGSy7sf1I/jjGrc2aOEB4lU4haOmSiUaR1DafWav+4",
+	"sI2XThCg3dCkAtG7poW13GkEKp463ar9qSrDf19ZVdcD39JyOdi5zLiyqGmZ5y4afORyA+4YniU3VGNR",
+	"UE3lVOW5WrKQ3PKrcl6oZfTfI9vl7ylL7zz95NzjWIuTSbXcMFc/IcmERNYt1iiNuBNzskFu+4WfieG7",
+	"hiGV7DN1G7ZHw4N7b81fU+E8X7vUdsnQ3XhqEPEH164cdLcJiDD8GeTiPbb/NbH921pn/XyonVzHrB9f",
+	"3bzvq8WGvScfrg+TwyfR14jtoJ4r36wrGuIgX2wjBErttqpuVc6aoNYR/lCeOpWfumwa5nu+bZAh9Qf7",
+	"0zpiqg5m20pnGuHme5fMPc/YJ/65nKvcpwHsiGV8Ti9pcCIMZsLOywmxi6jT4qXkkxyqVkQgGa/aSRpI",
+	"Nbh3F9W9Dnx9+fD4gDImRjKDXFDcQBjWfgvbZMXGP/Rel5PehZhJelVl7+jR4zHrvn57+rx38fr06NFj",
+	"7zEaSc2Xrhw9cf17V3XddZ+NCyFnTXv8+CnjbFyUZj4OHV6dI2QkvSek61IwHBiNMAbaoD8hlx0nbLOY",
+	"5YD5JidmJJvZ2s1skYY3AKFAIBwMkpXyUqoldZqj7NSmDyWhAhlXYu4ilTQpYoNr8lCfZFgLN0r9A57V",
+	"fQOojBoyZhU7ZG/FM9aNtAE4OGFfCfu6nLCUFwYXHsnClRIg6EeP2NtnCZuUNsBfrd3VME1CssuDuvGO",
+	"dz21N+TY/VTk1A4Dma85IDxgU1hS9wEqVsIP81JmiD9fi2eJS77xxexVS0qz6SiT4UUM5LI59e/yauBc",
+	"lcBz+DBUITnfE/W4jOXYED28rzoYxerW199A+kPPnWWPYtm7X0F62xQvPOSfOMsGMe2c58OnVzRt9lRp",
+	"jv/YWy6XvanSi16pc/+S2vYE7cYvHvfi7V3W17rZLIr6fM6i9R41W94lWjkmKT/N99VtVk15NuHrJY+c",
+	"+Fubx6+RVH3WrGKZYl1kZkmTEyQV42hS1wZj+PuZyZ9YavX3rpxa1znaIR7H1oOM1pAC4kZDkQiyf0ud",
+	"0+Hw+MtHXzx2zqbSzgcpz/OJa9hZfUdNhda+cK/uw2/m9AaVX3bZ2v4lK7+jou5X2JafqBW10hGmaqjw",
+	"6Zf/2S/xjbgCieAVWk22dCOgNn+/bLXNzn0XwBR82lZDR2s4IOecpDFVvpAC2iVlqUqinbp+Xtuqx3i2",
+	"+mPu0G3PKpcu+0dcID71cC+uWb0/cPel45bEzltfe3w/S4PypZz2Qs3MOwMykP3cG/0H6cQT0o8cMKSK",
+	"ufLpgEJVOMTrHQTfZsD3vFHQ7tOa243DG69JN5HnXQIVAdBsKcbbL7mN+SCc6yGY4M1WZyYKJ0nzVj9T",
+	"BLnrOlpSLCcJbxhLfNbZQb/tjInO63ivIe1/qvQMAl82jacrfrw5Q2j35lq6NePF1Omt0OpKZKBZN0hm",
+	"15aKwueUxvnd189fHjh12sZ6k/TZxYuvfcKmO+m01DkzQOZMu8HdSHLDxqfNlU7YM9fjalQOhw9TNwz/",
+	"hTET0thKyfZbpcYYN3G5czx88vjm/wIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
