@@ -68,14 +68,16 @@ func redactErr(err error) string { return redact.Error(err) }
 //
 //  1. request id and security headers (every response carries them);
 //  2. recovery and access log;
-//  3. the Host check of the loopback posture (421), then CORS;
-//  4. route finding (404/405; the body is not read);
-//  5. the auth gate: client address, rate limit, identity, read-only,
+//  3. a request refused before its body was read has its connection
+//     closed after the answer, not drained;
+//  4. the Host check of the loopback posture (421), then CORS;
+//  5. route finding (404/405; the body is not read);
+//  6. the auth gate: client address, rate limit, identity, read-only,
 //     authentication, CSRF/Origin, audit;
-//  6. the body: at most the operation's x-stackd-max-body, within a read
+//  7. the body: at most the operation's x-stackd-max-body, within a read
 //     deadline (413/408), kept for the webhook's HMAC;
-//  7. kin-openapi validation of parameters and body;
-//  8. the mux: generated strict handlers, /auth/*, and the routes outside
+//  8. kin-openapi validation of parameters and body;
+//  9. the mux: generated strict handlers, /auth/*, and the routes outside
 //     the contract (the spec and Swagger UI).
 //
 // So no request body is read before the gate, and none past its limit.
@@ -147,6 +149,7 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	h = negotiate(h)
 	h = d.Auth.CORS(h)
 	h = d.Auth.Hosts(h)
+	h = validate.CloseUnread(h)
 	h = accessLog(log, h)
 	h = securityHeaders(h, headerPolicy{hsts: d.HSTS, docsCSP: docsCSP})
 	h = requestid.Middleware(h)

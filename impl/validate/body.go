@@ -32,7 +32,7 @@ const DefaultBodyTimeout = 30 * time.Second
 // Limits are the body limits a document declares.
 type Limits struct {
 	def int64
-	ops map[*openapi3.Operation]int64
+	ops map[string]int64 // by "METHOD /path/template"
 }
 
 // ErrLimits reports a missing or unusable x-stackd-max-body.
@@ -42,7 +42,7 @@ var ErrLimits = errors.New("validate: body limits")
 // (required) and one on every operation that has a requestBody (required
 // there, allowed elsewhere). Each must be a positive integer.
 func LimitsOf(doc *openapi3.T) (*Limits, error) {
-	l := &Limits{ops: map[*openapi3.Operation]int64{}}
+	l := &Limits{ops: map[string]int64{}}
 	def, ok, err := extInt(doc.Extensions)
 	switch {
 	case err != nil:
@@ -61,7 +61,7 @@ func LimitsOf(doc *openapi3.T) (*Limits, error) {
 				return nil, fmt.Errorf("%w: %s %s takes a body but declares no %s", ErrLimits, m, p, MaxBodyExtension)
 			}
 			if ok {
-				l.ops[op] = n
+				l.ops[m+" "+p] = n
 			}
 		}
 	}
@@ -74,7 +74,7 @@ func (l *Limits) Default() int64 { return l.def }
 // For returns the body limit of route (nil: outside the contract).
 func (l *Limits) For(route *Route) int64 {
 	if route != nil {
-		if n, ok := l.ops[route.Operation]; ok {
+		if n, ok := l.ops[route.Method+" "+route.Path]; ok {
 			return n
 		}
 	}
@@ -172,9 +172,6 @@ func Bodies(o BodyOptions) func(http.Handler) http.Handler {
 			rc := http.NewResponseController(w)
 			deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 			data, err := readBody(http.MaxBytesReader(innermost(w), r.Body, limit), r.ContentLength)
-			if deadline {
-				_ = rc.SetReadDeadline(time.Time{})
-			}
 			var mbe *http.MaxBytesError
 			switch {
 			case errors.As(err, &mbe):
@@ -190,6 +187,9 @@ func Bodies(o BodyOptions) func(http.Handler) http.Handler {
 				problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, "the request body could not be read")
 				return
 			}
+			if deadline {
+				_ = rc.SetReadDeadline(time.Time{})
+			}
 			r.Body = io.NopCloser(bytes.NewReader(data))
 			r.ContentLength = int64(len(data))
 			ctx := context.WithValue(r.Context(), rawBodyKey{}, RawBody{Data: data, ContentType: r.Header.Get("Content-Type")})
@@ -198,15 +198,60 @@ func Bodies(o BodyOptions) func(http.Handler) http.Handler {
 	}
 }
 
-// readBody reads all of r; size is the announced length (-1: unknown),
-// never more than the limit r enforces.
+// readBody reads r to its end (so net/http sees the body's EOF); size is
+// the announced length (-1: unknown), never more than the limit r
+// enforces.
 func readBody(r io.Reader, size int64) ([]byte, error) {
 	if size < 0 {
 		return io.ReadAll(r)
 	}
-	data := make([]byte, size)
-	_, err := io.ReadFull(r, data)
-	return data, err
+	buf := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return buf, err
+		case len(buf) == cap(buf):
+			return buf, errors.New("request body longer than announced") // net/http stops at Content-Length
+		}
+	}
+}
+
+// CloseUnread wraps the whole chain: a request whose body was not read to
+// its end (refused by the Host check, routing, the gate or the body limit)
+// is answered and then its connection closed, rather than net/http reading
+// (up to 256 KiB of) the rest to reuse the connection, which a client that
+// stops sending would hold open.
+func CloseUnread(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		t := &eofReader{ReadCloser: r.Body}
+		r.Body = t
+		next.ServeHTTP(w, r)
+		if !t.eof {
+			closeAfterReply(w)
+		}
+	})
+}
+
+// eofReader notes whether its reader reached the end.
+type eofReader struct {
+	io.ReadCloser
+	eof bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.ReadCloser.Read(p)
+	if err == io.EOF {
+		e.eof = true
+	}
+	return n, err
 }
 
 func tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
@@ -220,10 +265,14 @@ func tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
 // it sends the answer, half-closes, and closes shortly after. net/http does
 // so for a request whose http.MaxBytesReader hit its limit; a reader
 // limited to 0 bytes over one byte that is not the body's hits it at once.
+// The read deadline is moved into the past, so that nothing waits on the
+// rest of the body (net/http reads a short remainder when it closes the
+// body).
 func closeAfterReply(w http.ResponseWriter) {
 	w.Header().Set("Connection", "close")
 	one := io.NopCloser(strings.NewReader("x"))
 	_, _ = http.MaxBytesReader(innermost(w), one, 0).Read(make([]byte, 1))
+	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 }
 
 // innermost unwraps middleware response writers (Unwrap, as
