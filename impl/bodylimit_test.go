@@ -254,6 +254,11 @@ func TestBodyLimitsFromSpec(t *testing.T) {
 	if code != 401 {
 		t.Fatalf("badly signed delivery: %d %s", code, body)
 	}
+	// An empty delivery is a body too: its signature is checked (and fails).
+	code, _, body = s.do("POST", "/api/v1/webhooks/github", nil, "X-GitHub-Event", "ping", "X-Hub-Signature-256", sign("other", ""))
+	if code != 401 {
+		t.Fatalf("empty delivery: %d %s", code, body)
+	}
 }
 
 // TestStalledBodyIsCut: a body that stops arriving is cut at the body

@@ -159,11 +159,16 @@ func Bodies(o BodyOptions) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			route, _ := RouteFrom(r.Context())
 			if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+				if route != nil && route.Operation != nil && route.Operation.RequestBody != nil {
+					// An empty body of an operation that takes one is
+					// still a body, for the handlers that read it raw.
+					r = r.WithContext(context.WithValue(r.Context(), rawBodyKey{}, RawBody{ContentType: r.Header.Get("Content-Type")}))
+				}
 				next.ServeHTTP(w, r)
 				return
 			}
-			route, _ := RouteFrom(r.Context())
 			limit := o.Limits.For(route)
 			if r.ContentLength > limit {
 				tooLarge(w, r, limit)
