@@ -283,6 +283,11 @@ type Problem struct {
 	// Instance Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
 
+	// RequestId The request's id, as in the X-Request-ID response header and the server log.
+	//
+	// Example: 4f6c0e1b9a2d4c7e8f3a5b6c7d8e9f01
+	RequestId *string `json:"requestId,omitempty"`
+
 	// Status Example: 404
 	Status int `json:"status"`
 
@@ -488,11 +493,17 @@ type Forbidden = Problem
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
 
+// MisdirectedRequest An RFC 9457 problem detail.
+type MisdirectedRequest = Problem
+
 // NotFound An RFC 9457 problem detail.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem detail.
 type PayloadTooLarge = Problem
+
+// RequestTimeout An RFC 9457 problem detail.
+type RequestTimeout = Problem
 
 // Timeout An RFC 9457 problem detail.
 type Timeout = Problem
@@ -1478,6 +1489,8 @@ type ForbiddenApplicationProblemPlusJSONResponse Problem
 
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
+type MisdirectedRequestApplicationProblemPlusJSONResponse Problem
+
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type NotModifiedResponseHeaders struct {
@@ -1488,6 +1501,8 @@ type NotModifiedResponse struct {
 }
 
 type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
+
+type RequestTimeoutApplicationProblemPlusJSONResponse Problem
 
 type TimeoutApplicationProblemPlusJSONResponse Problem
 
@@ -1584,6 +1599,22 @@ func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	return err
 }
 
+type ListAudit421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit421ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -1671,6 +1702,22 @@ func (response GetConfig403ApplicationProblemPlusJSONResponse) VisitGetConfigRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig421ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1766,6 +1813,22 @@ func (response GetMe403ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe421ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -1853,6 +1916,22 @@ func (response ListRepos403ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos421ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1975,6 +2054,22 @@ func (response CreateRepo403ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo408ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -1987,6 +2082,38 @@ func (response CreateRepo409ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo413ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo421ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2147,6 +2274,22 @@ func (response GetRepo404ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	return err
 }
 
+type GetRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo421ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRepo429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2284,6 +2427,22 @@ func (response ListBranches404ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches421ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2430,6 +2589,22 @@ func (response GetBranch404ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch421ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranch429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2572,6 +2747,22 @@ func (response GetBranchDiff404ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff421ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2729,6 +2920,22 @@ func (response StreamEvents404ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents421ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamEvents429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -2866,6 +3073,22 @@ func (response ListStacks404ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks421ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3008,6 +3231,22 @@ func (response GetStack404ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack421ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3157,6 +3396,22 @@ func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo421ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3317,6 +3572,22 @@ func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs421ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSyncs429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -3438,6 +3709,22 @@ func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync421ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3583,6 +3870,22 @@ func (response GetView404ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	return err
 }
 
+type GetView421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetView421ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetView429ApplicationProblemPlusJSONResponse struct {
 	TooManyRequestsApplicationProblemPlusJSONResponse
 }
@@ -3717,6 +4020,22 @@ func (response GithubWebhook404ApplicationProblemPlusJSONResponse) VisitGithubWe
 	return err
 }
 
+type GithubWebhook408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook408ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GithubWebhook413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -3729,6 +4048,22 @@ func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GithubWebhook421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook421ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3789,6 +4124,22 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth421ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3822,6 +4173,22 @@ func (response GetReady200JSONResponse) VisitGetReadyResponse(w http.ResponseWri
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady421ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4487,127 +4854,138 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1pcxu3luhfQfHNK5N3mott5c6EqlczipfEEztJSfb41gt902D3IRtXTaADoEUzKs1vf3XOQS8km5Sc",
-	"OIrfjT9J7AU4AM6+9XUvMavCaNDe9abXvQxkCpb+ffZaLvFvCi6xqvDK6N609yIF7dVCgRM+A3GlYC2c",
-	"loXLjKcrUrs1WLGWTsxLlXuxsGY16kU9Cz+XykLam3pbQtRzSQYriTP4TQG9ac95q/Syd3NzE/UKaeUK",
-	"fADlKyt1kn0nV7APEN8TWq7gVEj6K9bKZ8Ll0mXghHKiAJuA9kPQiUkhFdIJo0EU0mcz7WC5Au1FP16A",
-	"9KWF//3o+ft4MBIvvFiVzos5VOMulReJKfNUZPIKRGJBekhnuh/TnQySy6GFxXBh7Ep6MRzOCbh4MBXa",
-	"iMRob00ukkxameDaIuEKmUA00/H/iL+LqfgP8Rfxo5jN4kjEo1EsjBXxf17Hp/h6DjJVeiniIf32Iv7m",
-	"2dlTvscrqY9S+Ex6XDisCr+JhPPSesfbEvOwoNP6Qm6SSxpnpr2VKqdZRvGpuJK5SsWb18+H/x4J6cXK",
-	"OC8eTh6diPnGgxuJM73xGT4OuQOxBO9m+mQyicQ6Mw5ECl6qnPaO0cWWOWJIKjRcgRUWCpA+YJLMSxiJ",
-	"1xnMdCG9B6txBXirkNYLs8D/HY/hhBQWlmUurYD3hQXnlNHCyY0TTq2KfDOa6V7UU4ghuDm9qKcJfXp8",
-	"JEfxcSXfvwS99FlviouNeiul6wuImwRdb9r7+49/n83eTybD2ez9o8ls9v7fFv/z9+l//GU2+3E2m81G",
-	"4+G740+8+8u/9KI9/I96LxbfGQ2vpE+yfYw/0wJpkwhLSC1A2lyBDZR3KtYZaKG8cF7luVjhIOCiNnEq",
-	"Jx5PTkbVBjHRN1v0YjHE6Yc8/zFKjXrnUJgXT/eBxOtOeWM3QqWiH+cmkXksFsYyIjS3nZfJZUoMg/AU",
-	"UqH0YNR9epanO3Z67eM5G/5fOfxlMvzyXfPv6Kfhu+tJ9NfHN117f4NDu8JoB8x6ZHoOP5fgPP5CEgZN",
-	"/8qiyFUicbnjwpp5Dqt//YfDtV+3gPkXC4vetPe/xg2bHfNdN/6B3+JJt3fvNW0RTStSA47onU6Sdu/s",
-	"hxfMTWTiR72bqPfE6EWuknuF8ax9iMRJfKYcnrax4s35SyFzCzLdCHivnHcE53PwSfZcqhwP7n63syyc",
-	"tyBXgYHjhs5BLBAgSE9pWwO7ClzHSa28+gVSYvtgrbG8BmPnKk1B3+cKzmFROkinBFnpmIZxDTLPzRqQ",
-	"wqpJ3XhRQRgPiOxn2hRgCTKhAVLknk4tNaRDpXk05Mm0aLBXPDie3dDonM92pmXpM2EWi6Mzdb4fxm5D",
-	"sSq99OC2xqpfwLGMFVIkxlwqGOLMqHQkLGxL7eSiIY9cJpdOxH8bXhAfGT65OH9OEi4xKHWYSSLfAbXU",
-	"wli1VBoldjNx4uwiHqDAQM6rkXnI/Bme972SkxalhvcFJMgBCd12sZJ2U+n2RudmSUj5nfHPTanvlaq+",
-	"M8KVSdZiAxEzc9x9FrMVbK9Mijpjui8nkDRr/TGTjNRJJvUSUuGUToCWu1RXwGIPBUOHltq1hvDYmJ6h",
-	"BfwgN7mR6WtjXkq7hPvmQXOTbvAgc5wcBaHUDQE/FK/UVyQg1zDPjLl0A9q+12oFpvwDxM/CgstEqphZ",
-	"LpRWLiNmUKHgRifCM3QMqTGvpN4EeenuFWJjxErqTcUWHHMArSHBJwIfIAGV5Aq030Gjc/B2MzxbeLD7",
-	"OHoBiUF12RuxlgrlBrIT4e0GVV+5lEqPutQkpT0swSK8N1HvDbFQY1Gk3DOZsh6fWCDjTeYO7RENqCla",
-	"pq9dAeEzWDEXRgOJtWukapAWEddcgq6NDMQOnoGG68P7AjWzSEhtfAZ2ppVzJVgarkwV6AQiIcVcpiSG",
-	"yOjiybT4/gzljEwScI7nCcbETP/X29eCj0zEflPEOHcs/b/+Y+3jKTPHF0/5HSekBRql8JAO2BhoHffb",
-	"t2+HZy2xsr3Rezohn96VVLmc53C/h+cFa1EbQCK7qdCMlnFWpso/095uSPG1eIpeseIqEx6ii+HWp/0i",
-	"He3rwBG+y8Jv/w4tme3b3rSXSg9DZAFdozChdQ6j0q1hlPZ/PWmGqOkm6q3AZybtHMOUHkV85z0USXhD",
-	"l3k4MrYS9u2Xxo74EaGiFVYbEFWb2Ez2rh7DzP8BicfJ2APRcQKIcPsH8MSsVsoz2RgdrKGVwY20MrlE",
-	"lsLC81Qg+MRxTYnPAh7WgSW19mwOmdJHJmZL+sCkDVikcMCvBSLJVJ5aVpKVh5XrPKdwQVorN/QWg9iN",
-	"tQzgAyfMWovwpJBzcwUC/yukBe0joWGNeuFCWecbr8UXE7IoK0iOkSPvUxd4KRS+wyCfsFlrS30ZiYf0",
-	"QwZNyBqDQOhUOCOMHnUiuXJPSmsDrWwP/c2zs6eiMErjUj2fSqVa1UPNjclBkvqq5QGKILZ+DgRV9/by",
-	"/j1wwquiti60kDoB541ltKmnJ36dqsUCbC1cEacSY1NIw2DCwpVC2dENLD90DJptSqh3mTaUtzlgLdmf",
-	"2ohMOXYqZNJCGsxSfOUI1jabxJNemNImHZ7Gt7W0DMAlcgW1exN0uUImQjuskIksrSwy5ZE38ibaDQJh",
-	"dJuNtCa3t8qJMs8rZwQKguyAT6bN0wgh+NkWUVao3Ma9HRxpiHFnX7pYYCCZfRZIGk8nQqZB7N5NlnSv",
-	"Neq5kmG4dR94A6rHowqyAEfXmr4BmfsOtu689CX9B+/lqsjprcvebcIlvNY10yvo3rna6P1qs4+NMSJS",
-	"PBVklyOvRtOcvGyiMA5VqsEWWrIS10PxgDrcMUyElVT5HcQnorgpC/dhPL5iUbcOfvez3TrV9q7VEHZt",
-	"e6V2dTlYz58/EV+efPFvImh0wQrHHd0+J76+jQ3atF1js542Bcx6XWittPPIG7bfH8tCja8ejmmQMb7d",
-	"SRL7eHgyOemSL175fGcK1CvZYRAdOrG9XRFvzl+gWQgW2CxH9X87HFTtFo5A2FdPmHlfuOl4zN7eUQpX",
-	"jQNGGz9cdAOzc9J0t1pQdIym2ryyA9m2D3EuXbfUVO6plYs2CrZlbbmag+2y9xiy7iHrw9i7U9r8Dvyc",
-	"J+1a8jks3hQVW91eIDtUOpjIwtgE0pj9iiZPg151UP4DqlcUPOtLYWFtlQd21xE6bPlWXYaK2nyDUhpP",
-	"F+WxzC9Fv4kkRZPJpFLlIuG8KQoyqUUqNzhhgAalgphDbtY7cA5G4hwWjidPDc1M2pIgYFhF7K/Ay1R6",
-	"Kea5mbsB2YZxSVuVxhwu8RlsgtupzTVDhK8X9cLjvajHW0YiNAe81MVCNawvWGTdyuZMnt71UdINbsMQ",
-	"fCiqTrwbT9g42kERVgMaY+aQAi62ddLKQMBdpDvKEbNMMqBIAKtpK8X+8zsoYWg1hQ3ZByEgBE1kwZn8",
-	"CjmPiYRaCKk3d5pAdduTl8FoOqaB4dZ9i8/RnqP91A1mHWx4c/4yYi1U6k3bA0Pm1xWkU6QxYo4R/Ylm",
-	"2rkMN26pPL/OjhGXFMNcXYKIM+P8tJA+i0etvfeknSo30yjX2eaQuTP13WDw4flIsVA5uI3zsKLYcSSk",
-	"iPHadDyOZ/rN+UuetR3dbbt7pNDg18ZeCpmmFpybtpzSDxxFcDN2wnCkl3gBu2Ful/sbnVzUwu3YcVw0",
-	"TyJnRT2/+zzYapg3qQKdbo8rBev/Bus6/SbhRsUGA7nsJED0J7VzMAM2QSkLIiVd7FZ/R5c/gtCyWtw2",
-	"jIeI+wlxLdIi01Qh/DL/oUXsC5m7PRm4KPO8O8PCrDXYMSVAtLzTHI5UenkqUljIMvfkIMV159J54dec",
-	"liBCfkXtd3hz/rJz91WHy+Jp18jtUVuD1j6K0VKRe/c3BYIPotMuSExVD1y1C/vm+Z6E3x6w0owi4Vw2",
-	"HY9F39iG2ksH9j9rih8ExoCPhX1sJSs8mpz8+26ywnFZgQAdwqJvO51IIZA/bXmNjX3gBDIDZBXtYBC5",
-	"ZC3IdCRiFgBor4g5soUkRyUCUStFFSGohS3RS/Pg+ujFTiGLUP63gvW+MKPMo7MP8FVaSED7fPMK7PJQ",
-	"mIqQ79GEyXoYfADMWWoVpu18+ggOp8qPeZtM6nVHcGobRLrafdPwqopeGn7LASc6i22j7igTJndBB/BX",
-	"DSv9UM5neU0Bkr3jacaO6qPuQuMLkkdPjF6oZbeJfV5P2hmY5CBrJh3RoRP97188fTI4bRzoQfUkQUf6",
-	"stGblSkdh2mVq2xxCqsIKQ7EUg74x8p5rpJzkKnrSrCRaRuOfn3cClxEcsmFeKyLAlPCG6laLBxqGRud",
-	"uEjAFR7moMoMahaQyDwH64KDwSwWkYiHwyZIP9PG4hUGkm64mCX8/krw7vc673BjPLsCu+F8AGQfTRyK",
-	"Uggo6aF7c5zSyxwqXfbg2dEfJ+C9THy+IculoYvuka8OqQA0LGcrkVAX4cnRrXZrvf5oG+u2z3hrUQ0c",
-	"nZhd+XF3+F445iOwP3A1MiCSkh9wyJqKsSnYiHzWH8jBgtXQ6TJvQXF9N6lfw0pJbDK5FCoNNiYwdLdp",
-	"cvjQ8T1oD9NvwgeU/IMsfdA57iHjffe4cfqI9bfKV1EfTedxbnRyDq7MO3yoackU8cp1ctLbQzFQpbJ0",
-	"7Ead40QPoZCQYkH5WcKW+k7mFCcGQHpE3P5ak2xl0i6nBasEQ8rdCppIbXCtpRO5ch65rU5ZBVmTayLk",
-	"lOADIetL9LVhA0dSIlVjKuEIZPj8XKKthpd40gfEldxgJGILSNXxlC6INVpfeIGDIalyHKWoZtiaFsfb",
-	"V5iEzNdy405rcxnBopTIYVlsOXPbG0DSESfuVJF+LqE8ejSdoVNO6OzyOFr/2w669otVS2EAcRGl1vhQ",
-	"1HNlkgCk7GzhXMF3nfq5Wi670jXekkR2l5A26aalHomY4C+LuG2sVjmn7V0PeYtG8zEqFyw5Ot5Ka6oN",
-	"YE5V6COu1kjB2XC6SqJhHRelf2J02gBS0Vh9rlKXpPQGG4tyYD3YK75Imby2F/WMnhtp0144krLo3KDg",
-	"sjqHxdGAKjhC1NpJZtmhRptWUU2E8IcU++C8awzch+TF68vwkzV79pw51C8sGgGLwZ2FSePH7JAnrUW9",
-	"Nl522FPfmHWVCtS1EKTzxJTabykWLXZ51Avwuqp5CMJZyIWHBsd+rZFfpzVXSB14X0UwLULePteODbnd",
-	"R3Cx5WDZcQMa7SApvbqC51LlpQXX7eFGa+jMe1gV/rcwBBymzrW809MXJVHcb5lUw3t/gay4zD8yO1Mp",
-	"CfuKmb27S1QQKNa6v+1dR/eWGcNZyGzaP79j7Hujk85bHcYXIWN4YR8OHAyS0iq/wW1cBeWTDJqzkoOm",
-	"/Ot5ta3/9fZ1ryPlFe2pOmtLUJ5Yw7UTMtxKC2lI2sMn+/sZYi4KCWFVNlhEBlkwHwZ1bh7p+VX0Mywp",
-	"877gzBNzqaACfrfEyKwd2RJsvIWoAPJEBJPWkJul0sgcx6jgj+lnXcPAgzdVDGxE/NTEZCsuV6hvYcN5",
-	"YEovOiybYH4Eq8ZXCi0CUzFzsyDXcdscnDZPssE606xf66XwxuRO9IO+HYmvQ9bCICRzoJHA4y1cE+ip",
-	"EhpmWq2KXIFrcgnJCy20qSXKaKZnmu081jIVSpz9EGs/PpRKR9nZM33GZ74weW7WToBMssZgfOBEXCFl",
-	"vJPP/qC2w6czLXXLyuQ6peCoIhJYBSsgvr6JRT+jJICIRL/S4NCkpiFnOowYUQ7jUOmQAE959ZWTdEBr",
-	"JbWuMa1PqXhJpjOdSIvHw3MhU6qcioyuLJhV69VKn62UTXKxzzQbkaJ/wFSP9uz0wWkQzCFBs6M+IOB6",
-	"n3F3wBn5wWdREyxBcsUCcKZ33SUj8ZYKzIZDBkylSdyALQqrrqQHJKPgO+UXWrUGuP6dpWxlqwb3S3Cu",
-	"4KSU2h/i5yvApVe/ZJkqH9eejpPJY6o2E66AhBbc9hcgicRjU4CWhRpt5CpnnGquEV5SXCMoGQ36VE6h",
-	"osg3M21CpixPwB6SXCWgOeYcWMKrF69bBmZF52c/vGg5Aqa9yejhaEJBQ4aiN+09Hk1Gj9nbnREb3lov",
-	"XljCAVuYnkDOteO3FN/RmbawrvROpRzUIL9sjf1TcTJ5WOvE7fgW2VJ1coqOcMNRpZYz3ZSGhE3nAFk4",
-	"dN6hVopqb9p7qZynZNfedmnoj9fMYH8ugZOreDNztaJHm/TbgGC96cPJhHzmaoUC++GEfiodfnZoa+92",
-	"CsIeTSZHEoD3E3/vpPK2Enn3dN6OUhE6N9AemQe5bE8YqK4pauDHrVI2euXh7a9s5azTS49vf6kpkMI3",
-	"Hn15+xu7hQM3Ue+Lu6xou1iH1JJytZJ2Q/7RBDk5exaNRlXZy6UjMwu87L3DxytaSWoXcSexnO1w8Eg4",
-	"E2i80kwSqUUO0hJPRKYqVCgfRokgWBnYRuqvwQfX9G9EsaPe+bYLvAOXvqGcCuValVsOvCiL0T8xkgQ1",
-	"AfkH0neDNLxblbJwFGU4UnqQt7L7/IELGVJ+c1pVbm3l6LVltg65/sQaBxFpKq2AQhhnnztD7oAE8RYz",
-	"nuk7cWPx4cz4a/Cv4PfE2VdwqCiJd3X0Z+BfbzODZ4UrZrdYhYq4om1UJFW/hY37spOqsXv3IckodnEH",
-	"GfYs+IWaMnDEvvTPwnWi6y2L88d3eKVtQP/4bpsz4Slu2XQtjODzf3cT9ZCrdBR+5EYHa/HN+UuhtDdV",
-	"GD64PHfi8BHHtxzVVZC7S+oU+RFqzk48Clxmp5Kf1WnFjnecqOqeoWGNdsSqkBbI6nEwVNqBdsqrK8g3",
-	"UZU1Q0lSCO1gJM6qQAQ7FHOQV1wInym9nGmuchmJc85qChbTtMqlci6L0G49FSGtiaAqcqm04OQk5Hkz",
-	"Xbv8A/ezpQ59MYZDKs0cEr8ecpqH6+KHnG4Tgnah/vArk24+Gj9s5fTcbDtrvC3hZo+sH37UmQ/x4oA6",
-	"a+n4hNLKWq0oeavi7qVhALqlZYsPWHBUZzA62nji5tNWeid34Cx1z4Z7ZkX41qM7LKjVqoHeObkDhKFU",
-	"eVuSfc/RCiHFSmq5hDSgzj4Hi3rvh8yBhlVGQMDxXWk3vmYv5c1RJWy3QQWys6qumXPHRX+dqSQL4QEn",
-	"5uDXAHo7ra/S98kTUzVQoTp1o6v8ukGnfl8zhd9JUzpGn+00h0+cWu6AWnWDg//fBPfX4HeyTrol97ZX",
-	"owvG5pFx6Lpz8+4gXYzbqSCdBMIaGFsjVU0fZ7OF0kmKYAancVemyKjTTfNVNe+Hrqnd8+h+vC6HslYO",
-	"NG8IC/tNDSge3xHX64YZnyn3j1W55w06V0QbshJ/V6odX/N/NwfNuq+hqtX4QwntLvR1jJ4+U9OfTA7W",
-	"/fc+GjlFtz7Z6h/5QcQ3TtVicdgrLEpNaEU5tU0R/ArsEsRcOqiqE0KeIdlHTaphX7qZrivmg3ewXVcy",
-	"qMKBdecDr4qReE1CmnslhbHQNk9FZZ+fTE7YFi+oY5xyArel9JA2QFbFcYXSug5lz3Sl8pLGq3wVuwxN",
-	"BJuWn+T8ppZ9bOx1uwl535/iJv7OTMrDez9+PyyqjolHm4t2dRvwn1nRn4YVbTUTYRqhJk7Ot8jzk+RQ",
-	"nK1/hCPFRAj02JAzYmNkQnFohQVpHInYbXTyU8h7rH9XabzxTPelaBKSB/UD5AuIxd5dZAg/VeW0M92P",
-	"r0PA+oai7amIebN/cmtFCbCx6MfXyIki4c1NPKgqJMUlQCFzdQXUy5YyMThN4dEXwo3Ek1Y/L6ohkkUB",
-	"qSjAVlE44rBaeONl3sWTLmhLnvEu3o2ptPfyV3AWel3w65/t8D+Q6Dm0N3QBqUJBouy2yxHhfx8Fvymu",
-	"Ohisuaiqnj51+/lA5dehYE/oDbnYDRt8Frt/Inu6Lum7D2uaxx5fW2P8UUv6IrQ8+kQN6UBo3RKGFvmZ",
-	"iP5kZjQz0/mGYxpNMdtHVlt3ulHKVW3TdhbSbX9oofoEwyAkWsoVzHRo38+2ZNAMY1HPzlmT0/0vLmjq",
-	"D0yqYUi/XoJHW3dysNV/KMP7dBv9H2NdqIFQN/tfxRMPpQI8NzYJX0/gMJjPrCmXu6H8B3WcDGzIa8bT",
-	"oM4L0s101aGY71U1SiI3pqhTr0O50kic7cT9qElJqIULUYY6z8ACfzSkv13kNzg90G9gplsxPspiyiSn",
-	"LRg9pOotqgKyQDnEol8XaE1F6HIElMxdleYp7c1InIUaJ47b8EbtKIucKEAZgF5RXRSCwi3JQ0m4VVfg",
-	"RFpaKmzW/H2MsNFoO4Uhyyo/mA2ymeaSIuVHZGdl1mhTulaW9KmI11L5/0NtPGLRZGU8QniMTqDT9CGb",
-	"jcKROzi1Uz0nlW99poEA7Ve9LZCAmk8z7GTdIlDdSbdb1TN1pfXvKzKbitpbGlxXhq9wXFi0KPOcQ6aP",
-	"OE5+z/Cspas7F5+GYgdRpU98UFYFNej+58in+IRF+r3nU5wHRNliR9qs9+zXX5FOQXLnFvOUnrgX+7JF",
-	"M3eL0RLX5mYhtQBzTcO5LyaDzz6YP1B5Pd85me26k/vxvyD2jq+5tPG4TYgwfAoS6jPK/oEo+32jAn48",
-	"/Iyuu8yVUG57129bTYZfvrt+GD388uYDTYur0DKrM4RAbtJWnJCaXtU9o1g5p14GYVNOQ4O/tcwvnQid",
-	"1/Zoibp0fbLulbqP2KGqg1ZM9rOj5U8UJFxnJg8B7yOxgo/pwKwM6/FS+aycE813GvLPtJznUDe4AS1k",
-	"3ZnRQWLBc9y/rqDvUxPPk8nJIHxkMYVckV9eObHVNxvpO/7b8JtyPryoPs8yfPTFX2PR/+bV2ZPhxTdn",
-	"j774a/ADzbSVa/qw0YArmEKjE6oeHom4UHrZtlFPToUUcVG6LK5aw7JzYKaDd6DPyQYMRitMgHbZT8gq",
-	"40jslxAMRGid4Wa6nebbzotoWcgIBQLBMGhR6ktt1tSXLRS4thsZSh0qpUM4jwYNX6+EVDQ7Wc2FC+3M",
-	"iaBTfVt3d+mqZd39GuPfhl8rj4dBYcvjn2O8bYinAdJfOcoeShwd592vr4bY7zfRfv79cL1e00dWh6XN",
-	"w0ddtwfYbopR8Ge/ultf7M51s19Q8fHcALv9Ow58V7F2OVE+UWi02q64CMgeCqYeMSfeGSfMEdU9qLwR",
-	"qRF9JMmojc9Rjf5tpN9D738+2+nhHabY/WTcp1SuylRd8300fPGkWsKpkidVwWDps3Ei83zO7QPra9Sv",
-	"ZOcCf3QOr3AXjF+OWUvhaxm/o5YWZjiUwWUNNQdRrqpd/ui7/VJdgcY5CmvmB4qDqXPYLwe16/PQWCyB",
-	"kNjSEtAtZ04muUe3daHBdJ8kZZ0ruOAWQYdqTmS6+WMOgpfnDWcFjn6LR+3xnThG/Um24yd3XnVvOXh0",
-	"O6/fTVekjBKW3NTZuTcmOyWMvdeXbLeVDH8WissOKzyonbxB5hJ8+4G481YhaEjB3O6i3Ppcsut4n1NM",
-	"CIB23yC5/S3PLlOQLcDKEmr3M3KdcJIk2+pziCD3udMdeaij6qNNdTPa0bZN3DkuczpH+tvC2CXUX81s",
-	"vV1zv/0Rqp5O3LepHQWjdk6FNVcqBcv1+SiVuD0OhTUpW+2Hb588G3Dere+q9x+Ji6ffhrw03umktLlw",
-	"QArpduOrmZZOxGftmabiK+61Mysnk8cJP4b/QiyUdh5kSLoNS6Wq8Jt3N/8vAAD//w==",
+	"7H1pcxu3luhfQfHNK5N3mhQly0lM1asZeYs9sZOUZI9vvdA3DXYfkrhqAh0ALYpXpfntr8456IVkk5Id",
+	"x1mePknsBTgAzr71dScxi9xo0N51RtedOcgULP37/K2c4d8UXGJV7pXRnVHnVQraq6kCJ/wcxKWCpXBa",
+	"5m5uPF2R2i3BiqV0YlKozIupNYtBJ+pY+KVQFtLOyNsCoo5L5rCQOINf5dAZdZy3Ss86Nzc3USeXVi7A",
+	"B1CeWKmT+fdyAdsA8T2h5QJOhKS/Yqn8XLhMujk4oZzIwSagfR90YlJIhXTCaBC59POxdjBbgPaiG09B",
+	"+sLC/z56cRX3BuKVF4vCeTGBctyZ8iIxRZaKubwEkViQHtKx7sZ0Zw7JRd/CtD81diG96PcnBFzcGwlt",
+	"RGK0tyYTyVxameDaIuFymUA01vH/iH+IkfgP8TfxkxiP40jEg0EsjBXxf17HJ/h6BjJVeibiPv32In75",
+	"/PQZ3+OVVEcp/Fx6XDgscr+KhPPSesfbEvOwoNPqQmaSCxpnrL2VKqNZBvGJuJSZSsW7ty/630RCerEw",
+	"zovD4dGxmKw8uIE41Ss/x8chcyBm4N1YHw+HkVjOjQORgpcqo71jdLFFhhiSCg2XYIWFHKQPmCSzAgbi",
+	"7RzGOpfeg9W4AryVS+uFmeL/jsdwQgoLsyKTVsBVbsE5ZbRwcuWEU4s8Ww3GuhN1FGIIbk4n6mhCnw4f",
+	"yV58XMir16Bnft4Z4WKjzkLp6gLiJkHXGXX+8dM/xuOr4bA/Hl8dDcfjq6+n//OP0X/8bTz+aTwejwcH",
+	"/Q/7n/jwt3/rRFv4H3VeTb83Gt5In8y3Mf5UC6RNIiwhtQBpMwU2UN6JWM5BC+WF8yrLxAIHARc1iVM5",
+	"8XB4PCg3iIm+3qJX0z5O3+f591Fq1DmD3Lx6tg0kXnfKG7sSKhXdODOJzGIxNZYRob7tvEwuUmIYhKeQ",
+	"CqV7g/bTszzdvtNrHs9p///K/r+G/ccf6n8HP/c/XA+jrx7etO39DQ7tcqMdMOuR6Rn8UoDz+AtJGDT9",
+	"K/M8U4nE5R7k1kwyWPz7Px2u/boBzL9ZmHZGnf91ULPZA77rDn7kt3jS9d17S1tE04rUgCN6p5Ok3Tv9",
+	"8RVzE5n4Qecm6jw1epqp5IvCeNo8ROIkfq4cnrax4t3ZayEzCzJdCbhSzjuC8wX4ZP5CqgwP7stuZ5E7",
+	"b0EuAgPHDZ2AmCJAkJ7QtgZ2FbiOk1p59S9Iie2DtcbyGoydqDQF/SVXcAbTwkE6IsgKxzSMa5BZZpaA",
+	"FFZO6g6mJYRxj8h+rE0OliATGiBF7unUTEPaV5pHQ55MiwZ7yYPj2fWNzvhsx1oWfi7MdLp3ptb3w9hN",
+	"KBaFlx7c2ljVCziWsUKKxJgLBX2cGZWOhIVtoZ2c1uSRyeTCifjv/XPiI/2n52cvSMIlBqUOM0nkO6Bm",
+	"WhirZkqjxK4nTpydxj0UGMh5NTIPmT3H8/6i5KRFoeEqhwQ5IKHbJlbSbird3OjMzAgp3yiXKkvv/g7s",
+	"6gctpMiMyScyuRCZch40WNFFQInxi9w4VK0ClrxEPYKlDisHY61B+TktKJHZ3DgfNYeUaYoyXuggPuJ+",
+	"fyId9AubxQKfHgk51kuYiFzOQBgtpDY0Hult3WffnwsLE6VRg+qJRGqkHQuyZqjh/L83/oUp9BdlT98b",
+	"4Ypk3uCnEUtFRGPWVwYBtjcmReU73Ra4yOMqRXwumTskc6lnkAqndAK00pm6BNYfUMK2qPttawiPHdAz",
+	"tIAf5SozMn1rzGtpZ/ClmfnEpCukiAwnR5SQTBUVh3ngRHzVZ9Wiv5BXfXwjRoUVFSBkI8QY8J2nDHef",
+	"NTwxAeQVQpaabWBlzJKccAaRyzFDy9RCkZ6dWONcKUYSozUkxOdYlGiRZMZBGlAsEOhbtQBT+N9l61LF",
+	"ElBaqy7ZXgp8hW7jgkUKMs2UBtF9OBSu17a2sCxc1O+0GgtTC25eLWiqtHLz5oLcSifCM3QMqTFvpF6F",
+	"U3BfFGJjxELqVSm8HMupckuDtCI1KskUaL9Bo2fg7ap/OvVgtxnAOSQGjTpvxFIqXyKytytEYzmTSg/a",
+	"lHmlPczAIrw3UecdCXpjUfH5wjyQrc3EArkYZObQataA9oyFdfIOaoyfw4IJE814tgGRZYK0yBXMBejK",
+	"FEbs4BlouC5c5Wg/RKWkGGvlXAGWhitSBToBlEETmZKyRK4BnkyLH05RG5JJgkKJ5gkm71j/1/u3pWiL",
+	"/SqPce5Y+n//59LHIxbhr57xO05I5DRJArmHtMcma+O4379/3z9tKD/rG71lufDpXUqVyUkGX/bwSJim",
+	"K7ECJLKbEs1oGadFqvxz7e2KzDOLp+gVm1cy4SHapFl12q/SwbalFuG7rKJt36ElsxemM+qk0kMfWUDb",
+	"KExorcOodG0Ypf1Xx/UQFd1EnQX4uUlbxzCFR0W09R7Ke7yhiywcGduy21Z2be3+hFDRCssNiMpNrCf7",
+	"UI1hJv+ExONk7CdrOQFEuO0DeGoWC+WZbIwONvvC4EZamVwgS2HN5EQg+MRxTYHPAh7WjiU19mwCc6X3",
+	"TMz+nh2T1mCRWgyfCkQyV1lq2ZRTHhau9ZzCBWmtXNFbDGI71jKAD5wwSy3Ck0JOzCUI/C+XFrSPhIYl",
+	"Wi9TZUnVDb61R0Pye5SQ7CNH3qc28FLIfYvbaMjOF1voi0gc0g8Z1ExrDAKhU+GMMHrQiuTKPS2sDbSy",
+	"PvTL56fPRG6UxqV6PpVSb62GmhiTgSQNSMsdFEFs/QwIqvbt5f174IRXeWUDo7qfgPPGMtpU0xO/TtV0",
+	"CrYSrohTibEppGEwYeFSoexoB5Yf2gfNOiVUu0wbytscsJa8JNqIuXLs+ppLC2lwnuAre7C23iSe9NwU",
+	"Nmnxh7+vpGUALkELqHTCgy4WyERohxUykZmV+Vx55I28iXaFQBjdZCONye2tcqLIstIGRUEw3+E5bPI0",
+	"Qgh+tkGUJSo3cW8DR2pi3NiXNhYYSGabBZLG04qQaRC7d5Ml7WuNOq5gGG7dB96A8vGohCzA0bamlyAz",
+	"38LWnZe+oP/gSi7yjN666NwmXMJrbTO9gfadq1wzT1bb2BgjIsUjQd4j5NXTqeiuuwTW0JKVuA6KB9Th",
+	"9mEiLKTK7iA+EcVNkbuP4/Eli7p18Luf7dqpNnetgrBt20u1qy0McPbiqXh8/OhrETS64CvCHV0/J76+",
+	"jg3aNB244442OYw7bWittPPIG9bfP5C5Org8PKBBDvDttneDpfNqh8ci3H7ghEJV3JXurb/3Awvpv3om",
+	"Sod8qVdvOCvJBxY1IDuefpUM4XDyWB6lx8nX8M30oXw0+Sr5Ov0GHk+Hh62ku00vx8PjNjnolc82tgL1",
+	"X/YaRbswa+v0xLuzV2i+ggX2zaCZsh5cLU8VR1hf4dz73I0ODtjBMUjhsnZnauP703ZgNjCS7pYLivbR",
+	"fpOntxDFOrJNpGuX7so9s3LaJJWmTlAsJmDb7FKGrH3I6jC27hQ2u4Pc4UnblnwG03d5yf7XF8hetRZm",
+	"NzU2gTRmL73J0qD/7dRTANVACkV3pbCwtMoDO78JHdYiFW6OCuVkhdoEni7qDTK7EN06LhsNh8NS5YyE",
+	"8ybPyfQXqVzhhAEalF5iAplZbsDZG4gzmDqePDU0M2l1goBhVba7AC9T6aWYZGbiemTDxgVtVRpz8NHP",
+	"YRV8j03uHuLlnagTHu9EHd4yEvUZ4KU2Vq9hec6i9VZ2bLL0ro+SDnMbhuBDUXni7XjCRtwGirC6Uhtd",
+	"uwwFsa47l4YM7iLdUY6YejIHiquxOrlQHI26g7KILDNsyDYIASFoIgvOZJfIeUwk1FRIvbrTBKrd7r0I",
+	"xt0+TRG37jt8jvYc7bx2MKvQ3buz1xFry1Kvmp4iMhMvIR0hjRFzjOhPNNbOzXHjZsrz6+zAcUnez9QF",
+	"iJiiB7n083jQ2HtPWrRyY436B9tGMnOmuhsMUzwfKaYqA7dyHhaUiREJKWK8Njo4iMf63dlrnrWZK9F0",
+	"S0mhwS+NreIco4Z4e+AoH2LOziLOmyBewO6i2/WTlU7OK+G27zjO6yeRs6I90n4ebN1M6sSbVvfMpYLl",
+	"f4N1rf6dcKNkg4FcNtKJusPKiTkHNpUppyglnfFWv0yb34TQslzcOoy7iPspcS3SdtNUIfwy+7FB7FOZ",
+	"uS0ZOC2yrD1fySw12AMKSyExL2EyN+aCg/tKz05EClNZZJ4cuRRAk84Lv+QkHxGylSr/yLuz1627r1oU",
+	"rmdtIzdHbQxa+VIGM0Vu6F+VVrETnTZBYqp64Mpd2HYjbEn49QFLzSgSzs1HBweia2xN7YUD+58VxfcC",
+	"Y8DHwj42Un+OhsffbKb+7JcVCNAuLPqu1dkV0mJGDe+2sQ+cQGaArKIZESTXsQWZDkTMAgDtKjFBtpBk",
+	"qEQgaqWoIgS1sCF6aR5cH73YKmQRyv9WsNwWZpTHd/oRPlULCWifrd6Ane2KVRLyHQ2ZrPvBV8GcpVJh",
+	"mk6yz+AYK/2tt8mkTnukqbKVpKvcTDWvKuml5re9QdBdk4t143MvEya3RgvwlzUr/VjOZ3lNAZKt46nH",
+	"jqqjbkPjc5JHT42eqlm7K+CsmrQ1Os3m2lw6okMnuj+8eva0d1I7+oPqSYKO9GWjVwtTBKtQudJnQOEf",
+	"IcWOmM8OP14xyVRyBjJ1belqMm3C0a2OW4GLSC65EJR3UWBKeCNV06lDLWOlExcJuMTD7JV5dvUCEpll",
+	"YF1whJjpNBJxv1+nvIy1sXiFgaQbLmYJv70SvPuDzlrcLc8vwa44uwbZRx0voyg2pRC1b45TepZBqcvu",
+	"PDv64wRcycRnK7JcarpoH/lylwpAw3LuHwl1EZ4c3Gq3VuuP1rFu/YzXFlXD0YrZpb95g++FY94D+wNX",
+	"IQMiKfkr+6ypGJuCjci3/pEcLFgNra79BhTXd5P6FayUEiqTC3K1lHmYCN1tmhw+tH8PmsN06zAH5T8g",
+	"S++1jrvLeN88bpw+Yv2t9FVUR9N6nCudnIErshZfb1owRbxxrZz09pARlIlhLbtRZQzSQygkpJhStqOw",
+	"hb6TOcUJDJDuEbefapItTNrmtGCVoE+ZkEETqQyupXSczpWSBcTpgOSaCIlF+EDIoRRdbdjAkZSWWJtK",
+	"OAIZPr8UaKvhJZ70AXEl1xuI2AJSdTyiC2KJ1hdloVDQJlWOoynlDGvT4njbCpOQ2VKu3EllLiNYlGDc",
+	"L/I1p3NzA0g64sStKtIvBRR7j6Y1xMvp0W0eR+t/3UFXfrFyKQwgLqLQGh+KOq5IEoCUnS2cefuhVT9X",
+	"s1lbWsl7ksjuAtI6ebvQAxET/EUeN43VMoO7ueshC9hoPkblgiVHx1tqTZUBzCkVXcTVCik4a1CXyT6s",
+	"46L0T4xOa0BKGqvOVeqClN5gY1FGuQd7yRcpL952oo7REyNt2glHUuStGxRcVmcw3Rv4BUeIWjnJLDvU",
+	"aNNKqokQ/lCwEpx3tYF7SF68rgw/WbNnz5lD/cKiETDt3VmY1H7MFnnSWNRb42WLPfXSLMuUpbaFIJ0n",
+	"ptB+TbFosMu9XoC3ZQVREM5CTj3UOPapRn5VJFAideB9JcE0CHn9XFs25HYfwfmag2XDDWi0g6Tw6hJe",
+	"SJUVFly7hxutoVPvYZH7X8MQcJgqc/lOT58XRHG/ZlINV/4cWXGRfWZ2plIS9iUz+3CX6CVQTHh729uO",
+	"7j0zhtOQgbV9fvvY90onrbdajC9CxvDCNhw4GCSFVX6F27gIyicZNKcFB3f514tyW//r/dtOSwI52lNV",
+	"dpmgfLaaaydkuBUW0pBciE92tzPZXBQS18qstYgMsmA+9KocQtLzyyhtWNLc+5wzZMyFghL4zYI9s3Rk",
+	"S7DxFqICyBMRTFpDZmZKI3M8QAX/gH5WFUE8eF0TxEbEz3XsuORyufoOVpyvpvS0xbIJ5kewanyp0CIw",
+	"JTM3U3IdN83BUf0kG6xjzfq1nglvTOZEN+jbkfg2ZFf0QtIJGgk83tTVgZ4y8WKs1SLPFLg655G80EKb",
+	"SqIMxnqs2c5jLVOhxNkOBXfjXSl/cS9AnUhry1hjMxArunEVtsXTz5wp47JxMzAbh4Bsj2AK18XEpDio",
+	"LDU4rgGpGHtANSqWdFGtVhZ58AE26kTas7hFlzzox4cPT8Sx+E49IRTfdCJ4eQFjrQ1lNPdOKGyWrvie",
+	"8zLLqDI0KXyA7eFQONE9Hn7TG4i1eoaxLgsaojpvl+sbqY4hOPH3Fy4wDY71VuFC6So4PjrcLFOgXT3l",
+	"7ZqaLDNLJ6hiYW1/StYRb4TFH1TektFYS93wBTDswZ1IjGoRbLX4+iYW3TmllER0ekqDc1EYcqzDiBFl",
+	"xPaVDkU/VEtUurJ7hJGkfNcOkBMq2JRpjXQ0F4qO0vXLTIXVJ9V4tbQ6SpOAUGus2dQX3R0OlWjLm9I7",
+	"CepTSPdtqYkKHKnLHKbHVUjBs1SxVYLkEsKBbjq1BuI9FdX2+wyYSpO4BlvkVl1KD8jsgoebX2jUV+H6",
+	"N5aylvsc8Du4wHBSKmcK2RgLwKWXv2SRKh9X/qjj4UOqsBUuh4QW3PTqIEuID0wOWuZqsJKLjHGqvkbc",
+	"g6JPNdMI6FO67vI8W421CXnXPAH7sTKVgObMgMC437x623ADlNz49MdXDXfNqDMcHA6GFNplKDqjzsPB",
+	"cPCQYxJzEpZr68ULM9jhsaAnUL5seJfF93SmDawrvFMph56ItivsH4nj4WFluTSjkGTxVqlOOsINp2Kk",
+	"sa7L4cKmcxgzHDrvUCPhuTPqvFbOU+p0Z70c/qdrFoO/FMCperyZVIuylt8fEKwzOhwOKbKhFqhWHQ7p",
+	"p9LhZ4tO/WGjCPZoONyTTr6dRn4nw6SRFr5lmbSUx9G5gfbIPMixfsxAtU1RAX/QKN+lVw5vf2WtAoJe",
+	"enj7S3VRKL5xdIdpWir26NXHt7+6WcFyE3Ue3WUz1msbSe8sFgtpV+QAT1AIsOvYaLSFvJw5sqPBy84H",
+	"fLwks6SKAbTS2ekG84+EM4E9lKpnIrXIQFpip1Sop0K3BRQmgrW9dXr4FnyIPfxK7NwbfmnGOFrQ8CUl",
+	"zSjXKHR14EWRD+7xqw2/gnKCXAu5So1vvNGlirIX2ziKvpOjc2iFFFfkw351Uiqra3mmTU0hFH8yQ+5F",
+	"pB81gk1hnG2ZgHonif81ETDWd5IB4uNFwLfg38Bvie5vYFdhHe/qPVbv55rv54asCJll7G0tsRg3Yx2L",
+	"yYJsIPK2sKeWGZ0vIXopJHYHofs8uBvrXh2IuOk9VtzK66LrNR/ITx/wStOl89OHdX6ICLDmZWggE6PO",
+	"h5uog7yspWQqMzqY8e/OXgulvSkTQ4ITfiMzJOKIq6OKJHLASp0iF0QrwYmjwNs2OrWw6aA4FIQTld2R",
+	"NCzRZlrkkiqrEzRwlXagnfLqErJV1KiqZo92byBOy9AYu7gzkJfc6GSu9GysuT5sIM44zy5Yh6Myu8+5",
+	"eSRmyp+IkGhHUOWZVFpwuhxy2rGuglCB59pCh75H/T71zuiTlOhz4pFr48KcABbCyMED8MSkq8/GhRtZ",
+	"Zjfr7kNvC7jZ4giHn3XmXRIgoM5SOj6htLTMSyawVqv62jAAu9L8KxZiwVGFzmBvY6GbP7aCP/zm9jc2",
+	"yvzptTswpKqVD75weAfINlsx/HmYJr51dIetbzQNoneO7wBhuetr4voHjvQJKRZSyxmkAcm3eW3U2fI7",
+	"dkbfHD4+at4IaTaBTDdl/cE1u/5v9mqvmz2UkCOXTQ24IEN0l3OVzEPMzYkJ+CWAXs+VLW0scpyVPb6o",
+	"A4jRZdJqr9Wmqvjab6Ri7mMxzdyhPzjB3wHnqtYx/x+pLd+C38gCa9db1v1XbTDWjxyEnnI3H3aS1EEz",
+	"NauVtlh1ZQuwrAXm7NJQck0ZBSGI05a5NWh1yD0p5/3YNTU7+n0Z/9quLLIdbWHCwn5VV6CHdySTqovR",
+	"PdH/aW2VSU0JJb2HBOPflOAPrvm/m52m9LdQll39rjR6F9LcR4r3hHhPiHeVvlVP289GidGtTzZ6Mn8U",
+	"3R6kajrdHToQhSaMpMz6umXHAuwMxEQ6KGuUQrYx2aR1wnFXurGu+nsEP3CzuqxXhpurPi1e5QPxllQD",
+	"bpsXxhprKvoLPpHj4TH7P3LqwqqcwG0pPKQ1kGWJbK60rhJaxrrU0UlFV76MjYfGvHUbbYqQUBtcNrDb",
+	"HcK8789wE39j/ubhyh9c9fOyC/Heht1tvVH8PRe752K3c7G1rklMXtStzvkGZf8hmRuX++xhZjHRED3W",
+	"55T6GPlXHHr+QRpHInYrnfwcEqer32UdQDzWXSnqioZe9QA5RGKxdRd5yc9lPf5Yd+PrkEtxQ4kgqYh5",
+	"s392S0UZ9LHoxtfIxCLhzU3cK0usxQVALjN1CdRanpKEOIPm6JFwA/G00biQihBlnkMqcrBllJeYsxbe",
+	"eJm1sbNz2pLnvIt340fNvfwEpkSvC3793ufw5+QXHDruu4CPoRhatvsgkFZ+G4ukLuzcGdE7Lysu/+i+",
+	"gh1Vp7sigqE58XQzQHQv7O+J9y6+g6oS+Ut4Dnjsg2trjN/rNTgPHeX+oE6DQKPtco0WeU9/9/R3V5cB",
+	"s/DJigNOdfnuZ9azN/oEy0Vlv7eWDq9/qKn8hFMvJC3LBYx1+PwP281BlY1FNTtnII+2v9ikqS0+6bKh",
+	"4GQGHu364c5PBYXC4z/uh4L2cT3Ue+hrOJ/ETnelmrwwNglfX+IYpZ9bU8w2U0UeVEFMsKFGAE+Des1I",
+	"R19qmBtzEb5KVFZlUtlEVcYQCjQH4nQjWkttmUL1b4jjVHksFvijY931subQvX67w8pYNwKwlJs3l5wW",
+	"Y3Sf6lWp7tEC5eNTYQyXpI5E6OsGVBhRFiMr7c1AnIaqTo6M8UZtqKiciEIpsV5RJSiCwhU0oQmGVZfg",
+	"RFpYauWg+ftaYaPR2AtDFroqarH0gRSuZ1F+QIbh3BptCteoODgR8VIq/3+ocVEs6qyfI4TH6ARabTUy",
+	"MilWvIFTG/XCUvnGZ54I0G7ZzQcJqP6000YGOwLVnsC+Vi9Y9Zb4baVt3UPglk8PlJa6cFxKOS2yjOPZ",
+	"R5zd8IXhWUpX9ZQ/CYVDokzP+aisHfp0wl8jX+evqQ188QSas4Bja5xMm+WWwf0JaTIksm6xp+mJL2IQ",
+	"N8jtbgF0YvjcWamSfa7uzvlo2Lv3N/05VeazjUNdrxz7Mr4mRPyDay4h32/EIgx/BLl4j+1/Tmz/odZZ",
+	"Px9qR9dt9lXoiHDXj3kO+48/XB9Gh49vPtIWugxdDVuDNORNbgRxqS9h1daPrQlqNxM25ST0YF3K7MKJ",
+	"0BxziwypkeIf1pVUtXrcVfzTCJjfO5XuecZdIrjLuclCIsOeaMzn9POWToSDmfLzYkLsotVp8VzLSQZV",
+	"+zLQQlZ9dx0kFvgbfnV/lNBgYnjcCx+kTiFTFPlQTqx9vQFZQ/z3/sti0j8vPxLWP3r0VSy6L9+cPu2f",
+	"vzw9evRV8HmNtZVL7kfBNYihjRV1HRiIOFd61rTHj0+EFHFeuHlcNv5mR8hYB09Il5NIGIxGIAZt0J+R",
+	"y8aR2C7H6YnQGMmNdTPfvJnv0vAGIBQIBMOgRaEvtFlS181QGN9sUyt16LAQYq00aPjSN6Si3slyLlwo",
+	"tbp4UjcOoWJ2SIU34lC8UU9Et6UPSG8kvlX+ZTERicwdTjzWORdDIOhHj8SbJ5GYFL6Ev5q7a2Ealek6",
+	"D+pmXdWXapsLYnY/VRm10PHc4JPbfsOS2o9QuRX+mBc6Rfz5Tj2JOH0o9DSoeve6bUeZLr/PQy6b0/BN",
+	"ywbOVSlIhw/LOir2PVEz4LYsIaKH91XXs7buAZvf/P57n/eyT9H4/R/9vm2IZwHyTxxli5j2jvPh02uy",
+	"tvswNZ+/6i+XS/qUf7+wGXuk0/UB1ptFBdxrbwm1OdfNdlnX53MWbfa12vH17soxSRl2oQF5s+4rsIlQ",
+	"8XnE4m9jnDBHVPVm9EakRnSRmUVNThBVjKNJXVuM4a9nJn9isdhfu/Zrb3OAwNZLGW0hAcSNhiJRyv4d",
+	"lVqHw+NvHn39FTubCj8/SGSWTbjJb3WNuoptXOBP2OIV7oL0r322dvj21m+oqIcZdmVYWkPNoZSrGlB8",
+	"+uF/9kN8rS5BI3i5NZMdHR6oNei/dtpmZ6FzaAIh8ayhozUckHPJH+GwLnxBokvKUpUGPOUegLvq32S6",
+	"+n3OkJfnDSf8/h4HiG89vBPXrD4ru//Qz8qeYTtPfeP1u1kalPHF2gt99aFzQAZyGHurZ+lmAzP+tCUX",
+	"gJcoVIVDgt5B8G2HrM8aJfkhMXv9CwtlrJhq3bbf5xQwAqDZU1Cuf+y9zQfBrofSBG/2OnStcJI0X+uB",
+	"jCB3uQsuxXKi8sOTVaP6wbozpnVc5r2OtP+psTMo+bJrvF3x4+0Ryn6P3NOxGS+mVo+5NZcqBcv9WVAy",
+	"c1M2SgCgRNQfv3v6vMfqtG/r9zIQ58++CymnvNNJYTPhgMyZ9aaYYy2diE+bM43EE+7wNi6Gw4cJP4b/",
+	"QiyUdr5SssNSqbXHTbvcOR4+/urm/wUAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -65,6 +65,8 @@ type Options struct {
 	Rate, SyncRate auth.RateLimit
 	// EventLimits override the event-stream connection caps.
 	EventLimits events.Limits
+	// BodyTimeout overrides the request body read deadline (30 s).
+	BodyTimeout time.Duration
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -78,6 +80,7 @@ func AuthConfig(cfg config.Config) auth.Config {
 		ReadOnly:       cfg.ReadOnly,
 		PublicReads:    cfg.PublicReads,
 		AllowAnyUser:   cfg.AllowAnyUser,
+		Loopback:       cfg.Loopback(),
 		Issuer:         cfg.OIDCIssuer,
 		ClientID:       cfg.OIDCClientID,
 		ClientSecret:   cfg.OIDCClientSecret,
@@ -182,7 +185,12 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Me:            a.me,
 		AuditLog:      a.auditLog,
 	})
-	h, err := NewHandler(srv, HandlerDeps{Logger: log, Auth: a.auth})
+	h, err := NewHandler(srv, HandlerDeps{
+		Logger:      log,
+		Auth:        a.auth,
+		HSTS:        strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
+		BodyTimeout: opts.BodyTimeout,
+	})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -481,9 +489,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
+	// No ReadTimeout or WriteTimeout: they would cut the event streams.
+	// Request bodies get their own read deadline (validate.Bodies, after
+	// the access gate) and a size limit from the spec.
 	hs := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

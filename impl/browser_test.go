@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/stackd/stackd/impl"
@@ -138,6 +140,12 @@ func TestSwaggerUI(t *testing.T) {
 		return out
 	}
 
+	// Every Content-Security-Policy violation of the page is recorded, so
+	// the policy is shown to let the UI do all it does below.
+	step("record CSP violations", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspRecorder})
+		return err
+	}))
 	step("load /docs/",
 		chromedp.Navigate(s.srv.URL+"/docs/"),
 		chromedp.WaitVisible(chromedp.CSS(op)),
@@ -195,4 +203,25 @@ func TestSwaggerUI(t *testing.T) {
 	if auditCode != 200 || !strings.Contains(audit, `"action":"syncRepo"`) || !strings.Contains(audit, "robot@example.com") {
 		t.Fatalf("audit: %d %s", auditCode, audit)
 	}
+
+	// The UI did all of the above under its Content-Security-Policy
+	// without a single violation, and the policy is in force: an inline
+	// script that is not the page's own is refused (and recorded).
+	violations, err := chromedp.Run(run, chromedp.Evaluate[[]string]("window.__cspViolations"))
+	if err != nil || len(violations) != 0 {
+		t.Fatalf("CSP violations while using the UI: %v %v", violations, err)
+	}
+	step("inject an inline script",
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.createElement('script'); s.textContent = 'window.__injected = true'; document.body.appendChild(s); })()`),
+		chromedp.Poll[chromedp.Void]("window.__cspViolations.length > 0"),
+	)
+	injected, err := chromedp.Run(run, chromedp.Evaluate[bool]("window.__injected === true"))
+	if err != nil || injected {
+		t.Fatalf("an injected inline script ran under the CSP: %v %v", injected, err)
+	}
 }
+
+// cspRecorder runs in each new document before its scripts and keeps the
+// Content-Security-Policy violations in window.__cspViolations.
+const cspRecorder = `window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`

@@ -1,11 +1,9 @@
 package impl
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -19,8 +17,8 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/validate"
-	"github.com/stackd/stackd/impl/webhook"
 )
 
 // Middleware wraps a handler.
@@ -30,22 +28,26 @@ type Middleware func(http.Handler) http.Handler
 type HandlerDeps struct {
 	Logger *slog.Logger
 	// Auth gates requests (client address, rate limits, identity,
-	// read-only, CSRF, audit), serves /auth/* and answers CORS.
+	// read-only, CSRF, audit), checks Host on loopback, serves /auth/* and
+	// answers CORS.
 	Auth *auth.Auth
+	// HSTS sends Strict-Transport-Security (the base URL is https).
+	HSTS bool
+	// BodyTimeout bounds the time to receive a request body
+	// (validate.DefaultBodyTimeout when 0).
+	BodyTimeout time.Duration
 }
-
-type ctxKey int
-
-const rawBodyKey ctxKey = iota
 
 type rawBody struct {
 	body        []byte
 	contentType string
 }
 
+// rawBodyFrom returns the request body as received (validate.Bodies keeps
+// it), for the webhook's HMAC.
 func rawBodyFrom(ctx context.Context) (rawBody, bool) {
-	b, ok := ctx.Value(rawBodyKey).(rawBody)
-	return b, ok
+	b, ok := validate.BodyFrom(ctx)
+	return rawBody{body: b.Data, contentType: b.ContentType}, ok
 }
 
 // clientKeyFrom returns the client address the gate settled on (trusted
@@ -61,10 +63,23 @@ var errBadRepoID = errors.New("bad repository id")
 
 func redactErr(err error) string { return redact.Error(err) }
 
-// NewHandler assembles the HTTP stack, outermost first: CORS, recovery and
-// access log, webhook body capture, kin-openapi validation of the whole mux,
-// the auth gate, then the mux: generated strict handlers, /auth/*, and the
-// routes outside the contract (the spec and Swagger UI).
+// NewHandler assembles the HTTP stack, outermost first:
+//
+//  1. request id and security headers (every response carries them);
+//  2. recovery and access log;
+//  3. a request refused before its body was read has its connection
+//     closed after the answer, not drained;
+//  4. the Host check of the loopback posture (421), then CORS;
+//  5. route finding (404/405; the body is not read);
+//  6. the auth gate: client address, rate limit, identity, read-only,
+//     authentication, CSRF/Origin, audit;
+//  7. the body: at most the operation's x-stackd-max-body, within a read
+//     deadline (413/408), kept for the webhook's HMAC;
+//  8. kin-openapi validation of parameters and body;
+//  9. the mux: generated strict handlers, /auth/*, and the routes outside
+//     the contract (the spec and Swagger UI).
+//
+// So no request body is read before the gate, and none past its limit.
 func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	log := d.Logger
 	doc, err := Spec()
@@ -77,14 +92,18 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	limits, err := validate.LimitsOf(doc)
+	if err != nil {
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
-	strict := gen.NewStrictHandlerWithOptions(srv, nil, gen.StrictHTTPServerOptions{
+	strict := gen.NewStrictHandlerWithOptions(srv, []gen.StrictMiddlewareFunc{stampProblems}, gen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
 			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
 		},
 		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", redact.Error(err))
+			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
 			problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 		},
 	})
@@ -118,22 +137,33 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 		problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route")
 	})
 	d.Auth.Routes(mux)
+	docsCSP, err := docsPolicy(ui)
+	if err != nil {
+		return nil, err
+	}
 
 	v, err := validate.New(doc, validate.Options{Passthrough: func(p string) bool {
-		return p == "/openapi.json" || p == "/openapi.yaml" || p == "/docs" || strings.HasPrefix(p, "/docs/")
+		return p == "/openapi.json" || p == "/openapi.yaml" || isDocs(p)
 	}})
 	if err != nil {
 		return nil, err
 	}
 	var h http.Handler = mux
+	h = v.Validate(h)
+	h = validate.Bodies(validate.BodyOptions{Limits: limits, Timeout: d.BodyTimeout})(h)
 	h = d.Auth.Gate(doc)(h)
-	h = v.Middleware(h)
-	h = captureWebhookBody(h)
+	h = v.Routes(h)
 	h = negotiate(h)
-	h = accessLog(log, h)
 	h = d.Auth.CORS(h)
+	h = d.Auth.Hosts(h)
+	h = validate.CloseUnread(h)
+	h = accessLog(log, h)
+	h = securityHeaders(h, headerPolicy{hsts: d.HSTS, docsCSP: docsCSP})
+	h = requestid.Middleware(h)
 	return h, nil
 }
+
+func isDocs(p string) bool { return p == "/docs" || strings.HasPrefix(p, "/docs/") }
 
 // Spec loads openapi.yaml exactly as written (gen.SpecYAML). The
 // generator's own embedded copy (gen.GetSwagger) is not used: it renames
@@ -156,34 +186,6 @@ var swaggerSettings = map[string]string{
 	"persistAuthorization":   "true",
 	"displayRequestDuration": "true",
 	"requestInterceptor":     "function(req) { req.headers['" + auth.CSRFHeader + "'] = 'swagger-ui'; return req; }",
-}
-
-// captureWebhookBody reads a webhook delivery's raw body (at most 1 MiB,
-// else 413) before validation, for the HMAC check.
-func captureWebhookBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/webhooks/github" || r.Method != http.MethodPost {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if r.ContentLength > webhook.MaxBody {
-			problem.Write(w, r, http.StatusRequestEntityTooLarge, problem.PayloadTooLarge, "webhook bodies are limited to 1 MiB")
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, webhook.MaxBody+1))
-		if err != nil {
-			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, "reading the body failed")
-			return
-		}
-		if len(body) > webhook.MaxBody {
-			problem.Write(w, r, http.StatusRequestEntityTooLarge, problem.PayloadTooLarge, "webhook bodies are limited to 1 MiB")
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		ctx := context.WithValue(r.Context(), rawBodyKey, rawBody{body: body, contentType: r.Header.Get("Content-Type")})
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
 }
 
 // statusRecorder remembers the status for the access log; Unwrap keeps
@@ -228,12 +230,12 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "panic", fmt.Sprint(v))
 				if rec.status == 0 {
 					problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 				}
 			}
-			log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+			log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr, "requestId", requestid.From(r.Context()))
 		}()
 		next.ServeHTTP(rec, r)
 	})

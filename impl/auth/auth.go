@@ -11,14 +11,16 @@
 // or AllowAnyUser), OpenID Connect sign-in
 // with the authorization code flow, PKCE, state and nonce (Routes), server-side
 // sessions kept in the store behind an HttpOnly cookie, bearer ID tokens
-// verified against the issuer's keys, and the per-request Gate that runs after
-// OpenAPI validation: client address, rate limits, principal, read-only,
-// authentication, CSRF and the audit log. CORS wraps outermost because
-// preflight requests are answered before validation.
+// verified against the issuer's keys, and the per-request Gate that runs
+// after the operation is found and before any body is read or validated:
+// client address, rate limits, principal, read-only, authentication, CSRF
+// and the audit log. Hosts refuses, on a loopback listener, requests whose
+// Host is not a local name (DNS rebinding); CORS answers preflights before
+// routing.
 //
 // Wiring, outermost first:
 //
-//	a.CORS(validator.Middleware(a.Gate(doc)(mux)))
+//	a.Hosts(a.CORS(validator.Routes(a.Gate(doc)(validate.Bodies(...)(validator.Validate(mux))))))
 //
 // with the validator's Passthrough accepting a.IsAuthPath and Routes
 // registered on mux.
@@ -92,6 +94,11 @@ type Config struct {
 	// either this or an allowlist (CheckPosture refuses to start with
 	// neither, or with both); without either, nobody is admitted.
 	AllowAnyUser bool
+	// Loopback is the local posture: the listener is on the loopback
+	// interface only. Requests must then name this machine in Host
+	// (localhost, a loopback address, or BaseURL's host), and Origins are
+	// compared with that same set (see Hosts).
+	Loopback bool
 
 	Issuer       string
 	ClientID     string
@@ -172,6 +179,7 @@ type Auth struct {
 	secure      bool   // cookies are Secure
 	baseURL     string // without trailing slash
 	baseOrigin  string // scheme://host of BaseURL, lower case
+	baseHost    string // host name of BaseURL without port, lower case
 	corsOrigins map[string]bool
 
 	verifier  *oidc.IDTokenVerifier
@@ -224,6 +232,7 @@ func New(ctx context.Context, c Config, st *store.Store, log *slog.Logger, now f
 			return nil, fmt.Errorf("%w: base URL: %w", ErrConfig, err)
 		}
 		a.baseOrigin = origin
+		a.baseHost = hostName(strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://"))
 		a.baseURL = strings.TrimSuffix(c.BaseURL, "/")
 		a.secure = strings.HasPrefix(origin, "https://")
 	}

@@ -224,7 +224,7 @@ func wire(t *testing.T, a *Auth, doc *openapi3.T) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.CORS(v.Middleware(a.Gate(doc)(mux)))
+	return a.Hosts(a.CORS(v.Routes(a.Gate(doc)(v.Validate(mux)))))
 }
 
 // echoBody is what the gated handler answers: who and what it saw.

@@ -84,7 +84,8 @@ type refusal struct {
 	wwwAuth string
 }
 
-// Gate returns the middleware that runs after validation, in this order:
+// Gate returns the middleware that runs after the operation is found
+// (validate.Routes) and before the body is read or validated, in this order:
 // client address; rate limit (the stricter bucket for syncRepo, createRepo
 // and githubWebhook); principal from a bearer ID token or the session
 // cookie; read-only refusal of mutating operations; the posture's access
@@ -252,12 +253,13 @@ func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
 }
 
 // csrfRefusal checks an unsafe request that is not bearer-authenticated: an
-// Origin, when present, must be the server's own (BaseURL, or the request's
-// host when no BaseURL is set) or a CORS origin; a cookie-authenticated
+// Origin, when present, must be the server's own (BaseURL; on a loopback
+// listener also any origin whose host is local, see Hosts) or a CORS
+// origin, never merely the request's own Host; a cookie-authenticated
 // request must also carry the X-Stackd-CSRF header. It returns the problem
 // slug and detail of a refusal, or "".
 func (a *Auth) csrfRefusal(r *http.Request, cookie bool) (slug, detail string) {
-	if origin := r.Header.Get("Origin"); origin != "" && !a.originAllowed(origin, r) {
+	if origin := r.Header.Get("Origin"); origin != "" && !a.originAllowed(origin) {
 		return problem.CSRF, fmt.Sprintf("cross-origin request from %q refused", origin)
 	}
 	if cookie && r.Header.Get(CSRFHeader) == "" {
@@ -266,16 +268,17 @@ func (a *Auth) csrfRefusal(r *http.Request, cookie bool) (slug, detail string) {
 	return "", ""
 }
 
-func (a *Auth) originAllowed(origin string, r *http.Request) bool {
+func (a *Auth) originAllowed(origin string) bool {
 	o := strings.ToLower(origin)
 	if a.corsOrigins[o] || a.baseOrigin != "" && o == a.baseOrigin {
 		return true
 	}
-	if a.baseOrigin == "" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+	if !a.cfg.Loopback {
+		return false
 	}
-	return false
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.User == nil && (u.Path == "" || u.Path == "/") && a.localHost(u.Host)
 }
 
 func opName(route *validate.Route) string {

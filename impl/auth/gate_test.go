@@ -452,8 +452,10 @@ func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
 func TestCSRFWithoutSession(t *testing.T) {
 	// Auth off: no cookie to protect, but a browser on a foreign page must
 	// still not drive unsafe calls.
+	// The local posture: origins are compared with the local names.
 	e := newEnv(t, envOpts{mode: ModeNone, cfg: func(c *Config) {
 		c.BaseURL = ""
+		c.Loopback = true
 		c.CORSOrigins = []string{"https://ui.example"}
 	}})
 	tests := []struct {
@@ -463,9 +465,13 @@ func TestCSRFWithoutSession(t *testing.T) {
 	}{
 		{"no origin (curl)", "", 200},
 		{"same host", "http://" + e.srv.Listener.Addr().String(), 200},
+		{"localhost, another port", "http://localhost:1234", 200},
+		{"ipv6 loopback", "http://[::1]:8080", 200},
 		{"cors origin", "https://ui.example", 200},
 		{"foreign", "https://evil.example", 403},
+		{"foreign on a loopback port", "http://evil.example:8080", 403},
 		{"null", "null", 403},
+		{"not http", "file://localhost", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,14 +4,20 @@
 // /problems/not-found); docs/problems.md lists them. Handlers that answer a
 // declared error response build the body with New; middleware that answers
 // before a handler runs (validation, routing, auth) uses Write.
+//
+// Every problem carries the request id (requestId, from impl/requestid's
+// typed context key): Write takes it from the request, WithRequestID stamps
+// a problem that a handler built.
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/requestid"
 )
 
 // ContentType is the media type of every error body.
@@ -32,6 +38,8 @@ const (
 	CSRF               = "csrf"
 	TooManyRequests    = "too-many-requests"
 	PayloadTooLarge    = "payload-too-large"
+	RequestTimeout     = "request-timeout"
+	Misdirected        = "misdirected-request"
 	FetchFailed        = "fetch-failed"
 	Timeout            = "timeout"
 	UnsupportedMedia   = "unsupported-media-type"
@@ -53,7 +61,8 @@ func New(status int, slug, detail string) gen.Problem {
 	return p
 }
 
-// Write sends a problem with the given status, type slug and detail.
+// Write sends a problem with the given status, type slug and detail; the
+// instance is the request's path and requestId its id.
 func Write(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
 	p := New(status, slug, detail)
 	if r != nil {
@@ -61,8 +70,20 @@ func Write(w http.ResponseWriter, r *http.Request, status int, slug, detail stri
 		// control or format characters from the request path.
 		inst := r.URL.EscapedPath()
 		p.Instance = &inst
+		p = WithRequestID(r.Context(), p)
 	}
 	WriteProblem(w, p)
+}
+
+// WithRequestID returns p with the id of the request whose context is ctx
+// (p unchanged when it has one already or ctx has none).
+func WithRequestID(ctx context.Context, p gen.Problem) gen.Problem {
+	if p.RequestId == nil {
+		if id := requestid.From(ctx); id != "" {
+			p.RequestId = &id
+		}
+	}
+	return p
 }
 
 // WriteProblem sends an already built problem.

@@ -1,11 +1,16 @@
-// Package validate checks every request against the OpenAPI document with
-// kin-openapi before any handler runs.
+// Package validate matches requests to the OpenAPI document and checks
+// them with kin-openapi, in two steps with the access gate between them:
 //
-// It wraps the whole mux: a request whose path is in the document is
-// validated (parameters, headers, body); a path in the document asked with an
-// undeclared method gets a 405 problem with an Allow header; any other path
-// gets a 404 problem, except for the few paths that are served outside the
-// contract (the spec itself and Swagger UI), which pass through.
+//	Routes -> (auth gate) -> Bodies -> Validate -> handler
+//
+// Routes finds the operation of a request without reading its body: a path
+// in the document asked with an undeclared method gets a 405 problem with an
+// Allow header; any other path gets a 404 problem, except for the few paths
+// that are served outside the contract (the spec itself and Swagger UI),
+// which pass through. The matched operation is put in the request context
+// (RouteFrom) for the gate. Bodies (body.go) reads the body, bounded by the
+// operation's x-stackd-max-body and a read deadline. Validate then checks
+// parameters, headers and the body already read.
 //
 // Validation failures become single-line 400 problems: the parameter or body
 // location and the reason, never a schema dump.
@@ -38,10 +43,27 @@ type Route struct {
 
 type routeKey struct{}
 
-// RouteFrom returns the validated route of a request, if any.
+// found is what Routes leaves in the context: the public Route and what
+// Validate needs to check the request against it.
+type found struct {
+	pub    *Route
+	route  *routers.Route
+	params map[string]string
+}
+
+// RouteFrom returns the matched route of a request, if any.
 func RouteFrom(ctx context.Context) (*Route, bool) {
-	r, ok := ctx.Value(routeKey{}).(*Route)
-	return r, ok
+	f, ok := ctx.Value(routeKey{}).(*found)
+	if !ok {
+		return nil, false
+	}
+	return f.pub, true
+}
+
+// WithRoute returns ctx carrying route, as Routes does (for tests of later
+// middleware).
+func WithRoute(ctx context.Context, route *Route) context.Context {
+	return context.WithValue(ctx, routeKey{}, &found{pub: route})
 }
 
 // Options configure the middleware.
@@ -94,8 +116,17 @@ func New(doc *openapi3.T, opts Options) (*Validator, error) {
 	}, nil
 }
 
-// Middleware returns next wrapped with validation.
+// Middleware returns next wrapped with Routes and Validate, with nothing
+// in between: for chains without an access gate or body limit.
 func (v *Validator) Middleware(next http.Handler) http.Handler {
+	return v.Routes(v.Validate(next))
+}
+
+// Routes finds the operation of each request (the body is not read): 404
+// for an unknown path, 405 with Allow for an undeclared method, the
+// passthrough paths go on without a route; otherwise the route goes in the
+// request context (RouteFrom).
+func (v *Validator) Routes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rr := routable(r)
 		route, params, err := v.router.FindRoute(rr)
@@ -113,10 +144,27 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 			problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.Path)
 			return
 		}
+		f := &found{pub: &Route{Operation: route.Operation, Path: route.Path, Method: route.Method}, route: route, params: params}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, f)))
+	})
+}
+
+// Validate checks a routed request (parameters, headers, body) against its
+// operation; requests without a route (the passthrough paths) go on as
+// they are. The body should already be bounded (Bodies): kin-openapi reads
+// all of it.
+func (v *Validator) Validate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := r.Context().Value(routeKey{}).(*found)
+		if !ok || f.route == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rr := routable(r)
 		in := &openapi3filter.RequestValidationInput{
 			Request:    rr,
-			PathParams: params,
-			Route:      route,
+			PathParams: f.params,
+			Route:      f.route,
 			Options:    v.filter,
 		}
 		if err := openapi3filter.ValidateRequest(r.Context(), in); err != nil {
@@ -130,8 +178,7 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 		}
 		// ValidateRequest may have replaced the body with a re-readable copy.
 		r.Body = rr.Body
-		ctx := context.WithValue(r.Context(), routeKey{}, &Route{Operation: route.Operation, Path: route.Path, Method: route.Method})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r)
 	})
 }
 
