@@ -51,6 +51,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 	local.BaseURL = "https://stackd.example"
 	local.CORSOrigins = []string{"https://ui.example"}
 	oidc := oidcConfig(t, idp, dir) // base URL: the test server, http
+	oidc.PublicReads = true         // the event stream is read anonymously below
 	for _, p := range []struct {
 		name string
 		s    *testServer
