@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -28,7 +27,6 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
@@ -136,7 +134,7 @@ func TestDialRefusesPrivateAddresses(t *testing.T) {
 func TestDNSRebinding(t *testing.T) {
 	f := newFixture(t)
 	_, port, _ := net.SplitHostPort(f.addr)
-	resolver, queries := startDNS(t, netip.MustParseAddr("127.0.0.1"))
+	resolver, queries := mirrortest.DNS(t, netip.MustParseAddr("127.0.0.1"))
 	hosts, _ := egress.ParseHosts([]string{"*.rebind.test"})
 	url := "git://git.rebind.test:" + port + "/up.git"
 	cfg := Config{URL: url, AllowedHosts: hosts, Resolver: resolver}
@@ -507,51 +505,4 @@ func serveSSH(c net.Conn, cfg *ssh.ServerConfig, root string) {
 			}
 		}()
 	}
-}
-
-// startDNS answers every A query with addr (and AAAA with nothing) and
-// returns a resolver that asks only it, and the number of queries.
-func startDNS(t *testing.T, addr netip.Addr) (*net.Resolver, *atomic.Int64) {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	var n atomic.Int64
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			k, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:k])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			n.Add(1)
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired})
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			if q.Type == dnsmessage.TypeA {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET}, dnsmessage.AResource{A: addr.As4()})
-			}
-			msg, err := b.Finish()
-			if err == nil {
-				_, _ = pc.WriteTo(msg, from)
-			}
-		}
-	}()
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
-	return r, &n
 }

@@ -190,6 +190,9 @@ func (c Config) check() (*transport.Endpoint, error) {
 			return nil, err
 		}
 	}
+	if _, isHTTP := c.Auth.(githttp.AuthMethod); c.Auth != nil && !isHTTP && (ep.Protocol == "http" || ep.Protocol == "https") {
+		return nil, fmt.Errorf("mirror: %q: %w: http(s) takes a username and password, not a key", shown, transport.ErrInvalidAuthMethod)
+	}
 	if ep.Protocol == "ssh" {
 		if _, ok := c.Auth.(*gitssh.PublicKeys); !ok {
 			return nil, fmt.Errorf("%w: %q (stackd never uses the ssh agent)", ErrSSHKey, shown)

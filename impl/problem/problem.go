@@ -33,6 +33,7 @@ const (
 	TooManyRequests    = "too-many-requests"
 	PayloadTooLarge    = "payload-too-large"
 	FetchFailed        = "fetch-failed"
+	RemoteNotAllowed   = "remote-not-allowed"
 	Timeout            = "timeout"
 	UnsupportedMedia   = "unsupported-media-type"
 	NotAcceptable      = "not-acceptable"
