@@ -108,7 +108,8 @@
 //     is Config.Auth, a *ssh.PublicKeys: the ssh agent is never used, and
 //     an ssh remote without a key is refused (ErrSSHKey). A SOCKS proxy
 //     from ALL_PROXY, which go-git honours, is only ever given the checked
-//     address.
+//     address. (go-git still looks the dialed literal up in ~/.ssh/config:
+//     a "Host *" block with a Hostname would redirect every ssh session.)
 //   - file:// (AllowLocal only): go-git's file transport, which runs the
 //     git binary.
 //
