@@ -296,4 +296,3 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
-
