@@ -2,6 +2,7 @@ package impl
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,12 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/mirror"
@@ -48,6 +51,11 @@ type App struct {
 
 	runMu  sync.Mutex
 	runCtx context.Context // set by Start; loops of onboarded mirrors use it
+
+	// Where mirrors may connect (see newMirror).
+	remoteHosts   egress.Hosts
+	remoteRootCAs *x509.CertPool
+	resolver      *net.Resolver
 }
 
 // Options are test seams of New; the zero value is production.
@@ -67,6 +75,12 @@ type Options struct {
 	EventLimits events.Limits
 	// BodyTimeout overrides the request body read deadline (30 s).
 	BodyTimeout time.Duration
+	// RemoteRootCAs, when set, are the only roots mirrors trust for https
+	// (tests serve upstreams with httptest's certificates).
+	RemoteRootCAs *x509.CertPool
+	// RemoteResolver resolves upstream host names (tests answer with
+	// their own DNS server).
+	RemoteResolver *net.Resolver
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -109,7 +123,13 @@ func rateLimit(v string) auth.RateLimit {
 // any) gets its first view before New returns; mirrors clone in the
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
-	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After}
+	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After,
+		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver}
+	hosts, err := egress.ParseHosts(cfg.AllowedRemoteHosts)
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-remote-hosts: %w", err)
+	}
+	a.remoteHosts = hosts
 	acfg := AuthConfig(cfg)
 	if opts.Rate != (auth.RateLimit{}) {
 		acfg.Rate = opts.Rate
@@ -313,6 +333,11 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
+// credentials are the https credentials of a repository declared in the
+// config file: STACKD_REPO_<ID>_USERNAME / _PASSWORD, else the file's
+// username/password. Only configured repositories ever get credentials
+// (an onboarded mirror never does, whatever its id), and the mirror sends
+// them only to the origin of the configured URL.
 func credentials(id, user, pass string) transport.AuthMethod {
 	key := strings.ToUpper(strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
@@ -335,23 +360,64 @@ func credentials(id, user, pass string) transport.AuthMethod {
 	return &githttp.BasicAuth{Username: user, Password: pass}
 }
 
-func (a *App) newMirror(id, url, trunk, fullName, user, pass string) (*registry.Repo, error) {
-	if err := mirror.ValidateURL(url, a.cfg.AllowLocalRemotes); err != nil {
+// remoteSpec says how a mirror reaches its upstream.
+type remoteSpec struct {
+	id, url, trunk, fullName string
+	// auth is nil for onboarded mirrors: operator credentials belong to
+	// the repositories of the config file only.
+	auth transport.AuthMethod
+	// onboarded: added through the API, so restricted to --allowed-remote-hosts.
+	onboarded bool
+}
+
+// newMirror checks the upstream (mirror.Config.Check: URL, private
+// addresses, allowed hosts, ssh key) and builds the repository.
+func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
+	mc := mirror.Config{
+		URL:          rs.url,
+		Auth:         rs.auth,
+		AllowLocal:   a.cfg.AllowLocalRemotes,
+		AllowPrivate: a.cfg.AllowPrivateRemotes,
+		RootCAs:      a.remoteRootCAs,
+		Resolver:     a.resolver,
+		Log:          a.log.With("repo", rs.id),
+	}
+	if rs.onboarded {
+		mc.AllowedHosts = a.remoteHosts
+	}
+	if err := mc.Check(); err != nil {
 		return nil, err
 	}
+	fullName := rs.fullName
 	if fullName == "" {
-		fullName = webhook.FullNameFromURL(url)
+		fullName = webhook.FullNameFromURL(rs.url)
 	}
 	return registry.NewMirror(a.mirrors, registry.MirrorSpec{
-		ID:       id,
-		Config:   mirror.Config{URL: url, Auth: credentials(id, user, pass), AllowLocal: a.cfg.AllowLocalRemotes},
+		ID:       rs.id,
+		Config:   mc,
 		FullName: webhook.NormalizeFullName(fullName),
-		Trunk:    trunk,
+		Trunk:    rs.trunk,
 	}), nil
 }
 
 func (a *App) addConfiguredMirror(rc config.RepoConfig) error {
-	r, err := a.newMirror(rc.ID, rc.URL, rc.Trunk, rc.FullName, rc.Username, rc.Password)
+	var auth transport.AuthMethod
+	if rc.SSHKey != "" {
+		key, err := gitssh.NewPublicKeysFromFile("git", rc.SSHKey, "")
+		if err != nil {
+			return fmt.Errorf("repos %s: sshKey: %w", rc.ID, err)
+		}
+		auth = key
+	} else {
+		auth = credentials(rc.ID, rc.Username, rc.Password)
+	}
+	r, err := a.newMirror(remoteSpec{id: rc.ID, url: rc.URL, trunk: rc.Trunk, fullName: rc.FullName, auth: auth})
+	if errors.Is(err, mirror.ErrSSHKey) {
+		return fmt.Errorf("repos %s: %w: set sshKey to the path of a private key", rc.ID, err)
+	}
+	if errors.Is(err, mirror.ErrForbiddenAddress) || errors.Is(err, mirror.ErrPlainHTTP) {
+		return fmt.Errorf("repos %s: %w (--allow-private-remotes permits it)", rc.ID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("repos %s: %w", rc.ID, err)
 	}
@@ -380,9 +446,13 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if req.FullName != nil {
 		fullName = *req.FullName
 	}
-	// newMirror validates the URL; Add refuses a duplicate id or URL.
-	// Both happen before any clone.
-	r, err := a.newMirror(id, req.Url, trunk, fullName, "", "")
+	// newMirror checks the URL; Add refuses a duplicate id or URL. Both
+	// happen before any clone. An onboarded mirror never gets operator
+	// credentials.
+	r, err := a.newMirror(remoteSpec{id: id, url: req.Url, trunk: trunk, fullName: fullName, onboarded: true})
+	if errors.Is(err, mirror.ErrSSHKey) {
+		return nil, fmt.Errorf("%w: ssh remotes can only be declared in the config file, with an sshKey", mirror.ErrSSHKey)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ import (
 // upstream is gone), then tries to fetch; the failed fetch keeps the view.
 func TestRestartServesTheMirrorOnDiskFirst(t *testing.T) {
 	up := newUpstream(t, "acme/kept.git")
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.Repos = []config.RepoConfig{{ID: "kept", URL: up.url}}
 	first := startServer(t, cfg, impl.Options{})
 	rf, _ := first.app.Refresh().Get("kept")

@@ -93,7 +93,12 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL):
 		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
-	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, errBadRepoID):
+	case mirror.Refused(err):
+		// A policy refusal, before or while connecting (a name that
+		// resolved to a private address): nothing was cloned.
+		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.RemoteNotAllowed, redactErr(err)))}, nil
+	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, errBadRepoID):
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
 	case errors.Is(err, refresh.ErrTimeout):

@@ -50,6 +50,15 @@ func newUpstream(t *testing.T, name string) *upstream {
 	return &upstream{work: w, bare: bare, url: "git://" + addr + "/" + name}
 }
 
+// mirrorConfig is baseConfig without a local repository, for mirrors of
+// upstreams served on loopback (git daemon, http servers): it sets
+// --allow-private-remotes, without which those are refused.
+func mirrorConfig(t *testing.T) config.Config {
+	cfg := baseConfig(t, "")
+	cfg.AllowPrivateRemotes = true
+	return cfg
+}
+
 func (u *upstream) push(args ...string) {
 	u.work.Git(append([]string{"push", "-q", "origin"}, args...)...)
 }
@@ -126,7 +135,7 @@ func change(res client.SyncResult, ref string) string {
 func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	up := newUpstream(t, "acme/widgets.git")
 	cf := &countingFetch{}
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 
 	repo := onboard(t, s, up.url)
@@ -235,7 +244,7 @@ func strptr(s string) *string { return &s }
 
 func TestSyncWithoutWaitAnswers202(t *testing.T) {
 	up := newUpstream(t, "acme/async.git")
-	s := startServer(t, baseConfig(t, ""), impl.Options{})
+	s := startServer(t, mirrorConfig(t), impl.Options{})
 	onboard(t, s, up.url)
 	wait := false
 	resp, err := s.c.SyncRepoWithResponse(ctx(t), "async", &client.SyncRepoParams{Wait: &wait})
@@ -263,7 +272,7 @@ func heldMirror(t *testing.T, name string, trigger refresh.Trigger) (s *testServ
 	t.Helper()
 	up := newUpstream(t, "acme/"+name+".git")
 	cf = &countingFetch{}
-	s = startServer(t, baseConfig(t, ""), impl.Options{BeforeRefresh: cf.fetch})
+	s = startServer(t, mirrorConfig(t), impl.Options{BeforeRefresh: cf.fetch})
 	onboard(t, s, up.url)
 	cf.n.Store(0) // count the refreshes after the onboarding clone
 	rf, _ = s.app.Refresh().Get(name)
@@ -340,7 +349,7 @@ func TestSyncWaitsForARunStartedAfterIt(t *testing.T) {
 func TestSyncTimeoutThenRecovery(t *testing.T) {
 	up := newUpstream(t, "acme/slow.git")
 	cf := &countingFetch{}
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.SyncTimeout = 300 * time.Millisecond
 	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 	onboard(t, s, up.url)
@@ -360,7 +369,7 @@ func TestSyncTimeoutThenRecovery(t *testing.T) {
 
 func TestWebhooks(t *testing.T) {
 	up := newUpstream(t, "Acme/Hooked.git")
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.WebhookSecret = "s3cret"
 	cf := &countingFetch{}
 	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
@@ -422,7 +431,7 @@ func TestWebhooks(t *testing.T) {
 
 func TestIntervalLoop(t *testing.T) {
 	up := newUpstream(t, "acme/ticking.git")
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.SyncInterval = time.Hour
 	// Each time the loop waits, it hands its timer channel to the test: so
 	// receiving the next one proves the previous run has finished.
@@ -618,7 +627,7 @@ func TestEventsOfAManualSync(t *testing.T) {
 func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 	up := newUpstream(t, "acme/configured.git")
 	cf := &countingFetch{}
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.Repos = []config.RepoConfig{{ID: "cfg", URL: up.url}}
 	// Before Start nothing runs in the background: the repository is
 	// served, with no view yet.
@@ -705,7 +714,7 @@ func TestSyncWorkersBoundParallelism(t *testing.T) {
 		}
 		return nil
 	}
-	cfg := baseConfig(t, "")
+	cfg := mirrorConfig(t)
 	cfg.SyncWorkers = 1
 	s := startServer(t, cfg, impl.Options{BeforeRefresh: fetch})
 	onboard(t, s, slow.url)

@@ -270,7 +270,8 @@ func (b *bench) spawnStackd(o stackdOpts) (*stackd, error) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"serve", "--addr", addr, "--data-dir", o.dataDir, "--log-format", "json",
-		"--sync-interval", "0", "--rate-limit", "off", "--sync-rate-limit", "off", "--allow-local-remotes"}
+		"--sync-interval", "0", "--rate-limit", "off", "--sync-rate-limit", "off", "--allow-local-remotes",
+		"--allow-private-remotes"} // the upstream is a git daemon on loopback
 	if o.cwd != "" {
 		args = append(args, "--cwd", o.cwd)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -20,14 +21,16 @@ import (
 
 // fileConfig is the YAML file given with --config.
 type fileConfig struct {
-	Addr              string              `yaml:"addr"`
-	DataDir           string              `yaml:"dataDir"`
-	SyncWorkers       *int                `yaml:"syncWorkers"`
-	SyncTimeout       string              `yaml:"syncTimeout"`
-	SyncInterval      string              `yaml:"syncInterval"`
-	AllowLocalRemotes *bool               `yaml:"allowLocalRemotes"`
-	WebhookSecret     string              `yaml:"webhookSecret"`
-	Repos             []config.RepoConfig `yaml:"repos"`
+	Addr                string              `yaml:"addr"`
+	DataDir             string              `yaml:"dataDir"`
+	SyncWorkers         *int                `yaml:"syncWorkers"`
+	SyncTimeout         string              `yaml:"syncTimeout"`
+	SyncInterval        string              `yaml:"syncInterval"`
+	AllowLocalRemotes   *bool               `yaml:"allowLocalRemotes"`
+	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
+	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
+	WebhookSecret       string              `yaml:"webhookSecret"`
+	Repos               []config.RepoConfig `yaml:"repos"`
 }
 
 // serveFlags binds the serve flags to cfg. Each flag's default is the
@@ -78,6 +81,8 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")
 	s.value(durationValue{&cfg.SyncInterval}, "sync-interval", "mirror refresh interval, 0 disables")
 	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
+	s.value(boolValue{&cfg.AllowPrivateRemotes}, "allow-private-remotes", "allow mirrors to connect to loopback, private and other non-public addresses, and plain http")
+	s.value(stringList{&cfg.AllowedRemoteHosts}, "allowed-remote-hosts", "the only hosts onboarding may clone from, e.g. github.com,*.example.com (comma-separated; recommended on a server)")
 	s.str(&cfg.Auth, "auth", "authentication: none or oidc (default none; a non-loopback --addr needs oidc or --read-only)")
 	s.value(boolValue{&cfg.ReadOnly}, "read-only", "refuse every mutating operation; reads stay anonymous")
 	s.value(boolValue{&cfg.PublicReads}, "public-reads", "with --auth oidc, let anonymous callers read (default: every read needs a signed-in user)")
@@ -188,11 +193,28 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 			}
 			return nil
 		}),
+		set("allow-private-remotes", func() error {
+			if fc.AllowPrivateRemotes != nil {
+				cfg.AllowPrivateRemotes = *fc.AllowPrivateRemotes
+			}
+			return nil
+		}),
+		set("allowed-remote-hosts", func() error {
+			if fc.AllowedRemoteHosts != nil {
+				cfg.AllowedRemoteHosts = fc.AllowedRemoteHosts
+			}
+			return nil
+		}),
 	}
 	if cfg.WebhookSecret == "" {
 		cfg.WebhookSecret = fc.WebhookSecret
 	}
 	cfg.Repos = fc.Repos
+	for i, r := range cfg.Repos {
+		if r.SSHKey != "" && !filepath.IsAbs(r.SSHKey) {
+			cfg.Repos[i].SSHKey = filepath.Join(filepath.Dir(config.AbsPath(path)), r.SSHKey)
+		}
+	}
 	return errors.Join(errs...)
 }
 

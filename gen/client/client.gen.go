@@ -690,8 +690,21 @@ type ClientInterface interface {
 	// Clones the URL into a bare mirror owned by stackd, builds its view and
 	// answers 201 with the repository. The id and URL must be new (compared
 	// case-insensitively, before any clone). A failed clone leaves nothing
-	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-	// when the server runs with --allow-local-remotes.
+	// behind. Remote schemes: https and git; plain http only with
+	// --allow-private-remotes; file:// and plain paths only with
+	// --allow-local-remotes; ssh only for repositories of the config file
+	// (with a key). With --allowed-remote-hosts the URL's host (and any
+	// redirect) must match one of its patterns. Addresses that are not
+	// public (loopback, private, CGNAT, link-local, unique-local,
+	// multicast, unspecified, reserved) are refused where the connection
+	// is made, after DNS resolution, unless --allow-private-remotes.
+	// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+	// (nothing is cloned, and no connection reaches a refused address);
+	// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+	// upstream failure is a 502 whose detail says what failed (for example
+	// `could not clone: repository not found (HTTP 404)`), never what the
+	// upstream answered. Onboarded mirrors never receive operator
+	// credentials.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -703,8 +716,21 @@ type ClientInterface interface {
 	// Clones the URL into a bare mirror owned by stackd, builds its view and
 	// answers 201 with the repository. The id and URL must be new (compared
 	// case-insensitively, before any clone). A failed clone leaves nothing
-	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-	// when the server runs with --allow-local-remotes.
+	// behind. Remote schemes: https and git; plain http only with
+	// --allow-private-remotes; file:// and plain paths only with
+	// --allow-local-remotes; ssh only for repositories of the config file
+	// (with a key). With --allowed-remote-hosts the URL's host (and any
+	// redirect) must match one of its patterns. Addresses that are not
+	// public (loopback, private, CGNAT, link-local, unique-local,
+	// multicast, unspecified, reserved) are refused where the connection
+	// is made, after DNS resolution, unless --allow-private-remotes.
+	// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+	// (nothing is cloned, and no connection reaches a refused address);
+	// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+	// upstream failure is a 502 whose detail says what failed (for example
+	// `could not clone: repository not found (HTTP 404)`), never what the
+	// upstream answered. Onboarded mirrors never receive operator
+	// credentials.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -938,8 +964,21 @@ func (c *Client) ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (
 // Clones the URL into a bare mirror owned by stackd, builds its view and
 // answers 201 with the repository. The id and URL must be new (compared
 // case-insensitively, before any clone). A failed clone leaves nothing
-// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-// when the server runs with --allow-local-remotes.
+// behind. Remote schemes: https and git; plain http only with
+// --allow-private-remotes; file:// and plain paths only with
+// --allow-local-remotes; ssh only for repositories of the config file
+// (with a key). With --allowed-remote-hosts the URL's host (and any
+// redirect) must match one of its patterns. Addresses that are not
+// public (loopback, private, CGNAT, link-local, unique-local,
+// multicast, unspecified, reserved) are refused where the connection
+// is made, after DNS resolution, unless --allow-private-remotes.
+// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+// (nothing is cloned, and no connection reaches a refused address);
+// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+// upstream failure is a 502 whose detail says what failed (for example
+// `could not clone: repository not found (HTTP 404)`), never what the
+// upstream answered. Onboarded mirrors never receive operator
+// credentials.
 //
 // Takes any type of body and a specified content type.
 //
@@ -961,8 +1000,21 @@ func (c *Client) CreateRepoWithBody(ctx context.Context, contentType string, bod
 // Clones the URL into a bare mirror owned by stackd, builds its view and
 // answers 201 with the repository. The id and URL must be new (compared
 // case-insensitively, before any clone). A failed clone leaves nothing
-// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-// when the server runs with --allow-local-remotes.
+// behind. Remote schemes: https and git; plain http only with
+// --allow-private-remotes; file:// and plain paths only with
+// --allow-local-remotes; ssh only for repositories of the config file
+// (with a key). With --allowed-remote-hosts the URL's host (and any
+// redirect) must match one of its patterns. Addresses that are not
+// public (loopback, private, CGNAT, link-local, unique-local,
+// multicast, unspecified, reserved) are refused where the connection
+// is made, after DNS resolution, unless --allow-private-remotes.
+// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+// (nothing is cloned, and no connection reaches a refused address);
+// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+// upstream failure is a 502 whose detail says what failed (for example
+// `could not clone: repository not found (HTTP 404)`), never what the
+// upstream answered. Onboarded mirrors never receive operator
+// credentials.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2213,8 +2265,21 @@ type ClientWithResponsesInterface interface {
 	// Clones the URL into a bare mirror owned by stackd, builds its view and
 	// answers 201 with the repository. The id and URL must be new (compared
 	// case-insensitively, before any clone). A failed clone leaves nothing
-	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-	// when the server runs with --allow-local-remotes.
+	// behind. Remote schemes: https and git; plain http only with
+	// --allow-private-remotes; file:// and plain paths only with
+	// --allow-local-remotes; ssh only for repositories of the config file
+	// (with a key). With --allowed-remote-hosts the URL's host (and any
+	// redirect) must match one of its patterns. Addresses that are not
+	// public (loopback, private, CGNAT, link-local, unique-local,
+	// multicast, unspecified, reserved) are refused where the connection
+	// is made, after DNS resolution, unless --allow-private-remotes.
+	// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+	// (nothing is cloned, and no connection reaches a refused address);
+	// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+	// upstream failure is a 502 whose detail says what failed (for example
+	// `could not clone: repository not found (HTTP 404)`), never what the
+	// upstream answered. Onboarded mirrors never receive operator
+	// credentials.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2226,8 +2291,21 @@ type ClientWithResponsesInterface interface {
 	// Clones the URL into a bare mirror owned by stackd, builds its view and
 	// answers 201 with the repository. The id and URL must be new (compared
 	// case-insensitively, before any clone). A failed clone leaves nothing
-	// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-	// when the server runs with --allow-local-remotes.
+	// behind. Remote schemes: https and git; plain http only with
+	// --allow-private-remotes; file:// and plain paths only with
+	// --allow-local-remotes; ssh only for repositories of the config file
+	// (with a key). With --allowed-remote-hosts the URL's host (and any
+	// redirect) must match one of its patterns. Addresses that are not
+	// public (loopback, private, CGNAT, link-local, unique-local,
+	// multicast, unspecified, reserved) are refused where the connection
+	// is made, after DNS resolution, unless --allow-private-remotes.
+	// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+	// (nothing is cloned, and no connection reaches a refused address);
+	// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+	// upstream failure is a 502 whose detail says what failed (for example
+	// `could not clone: repository not found (HTTP 404)`), never what the
+	// upstream answered. Onboarded mirrors never receive operator
+	// credentials.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4462,8 +4540,21 @@ func (c *ClientWithResponses) ListReposWithResponse(ctx context.Context, reqEdit
 // Clones the URL into a bare mirror owned by stackd, builds its view and
 // answers 201 with the repository. The id and URL must be new (compared
 // case-insensitively, before any clone). A failed clone leaves nothing
-// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-// when the server runs with --allow-local-remotes.
+// behind. Remote schemes: https and git; plain http only with
+// --allow-private-remotes; file:// and plain paths only with
+// --allow-local-remotes; ssh only for repositories of the config file
+// (with a key). With --allowed-remote-hosts the URL's host (and any
+// redirect) must match one of its patterns. Addresses that are not
+// public (loopback, private, CGNAT, link-local, unique-local,
+// multicast, unspecified, reserved) are refused where the connection
+// is made, after DNS resolution, unless --allow-private-remotes.
+// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+// (nothing is cloned, and no connection reaches a refused address);
+// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+// upstream failure is a 502 whose detail says what failed (for example
+// `could not clone: repository not found (HTTP 404)`), never what the
+// upstream answered. Onboarded mirrors never receive operator
+// credentials.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4481,8 +4572,21 @@ func (c *ClientWithResponses) CreateRepoWithBodyWithResponse(ctx context.Context
 // Clones the URL into a bare mirror owned by stackd, builds its view and
 // answers 201 with the repository. The id and URL must be new (compared
 // case-insensitively, before any clone). A failed clone leaves nothing
-// behind. Remote schemes: https, ssh, git; file:// and plain paths only
-// when the server runs with --allow-local-remotes.
+// behind. Remote schemes: https and git; plain http only with
+// --allow-private-remotes; file:// and plain paths only with
+// --allow-local-remotes; ssh only for repositories of the config file
+// (with a key). With --allowed-remote-hosts the URL's host (and any
+// redirect) must match one of its patterns. Addresses that are not
+// public (loopback, private, CGNAT, link-local, unique-local,
+// multicast, unspecified, reserved) are refused where the connection
+// is made, after DNS resolution, unless --allow-private-remotes.
+// Every such refusal is a 400 of type `/problems/remote-not-allowed`
+// (nothing is cloned, and no connection reaches a refused address);
+// a malformed URL or id is a 400 of type `/problems/bad-request`. An
+// upstream failure is a 502 whose detail says what failed (for example
+// `could not clone: repository not found (HTTP 404)`), never what the
+// upstream answered. Onboarded mirrors never receive operator
+// credentials.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

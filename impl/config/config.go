@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackd/stackd/impl/egress"
 )
 
 // Config is the whole server configuration.
@@ -55,6 +57,17 @@ type Config struct {
 	SyncInterval time.Duration
 	// AllowLocalRemotes lets mirrors use file:// and plain paths.
 	AllowLocalRemotes bool
+	// AllowPrivateRemotes lets mirrors connect to addresses that are not
+	// public (loopback, RFC 1918, CGNAT, link-local, unique-local,
+	// multicast, unspecified, reserved) and use plain http. Off: such
+	// destinations are refused where the connection is made, after DNS
+	// resolution, for configured and onboarded mirrors alike.
+	AllowPrivateRemotes bool
+	// AllowedRemoteHosts, when set, are the only hosts POST /api/v1/repos
+	// may onboard from (and http redirects may lead to): patterns such as
+	// github.com or *.example.com (any host below example.com), or IP
+	// addresses. Repositories of the config file are not restricted by it.
+	AllowedRemoteHosts []string
 	// WebhookSecret enables the GitHub webhook receiver when set.
 	WebhookSecret string
 	// WatchDebounce is the watcher's quiet period. Default 100ms.
@@ -101,7 +114,11 @@ type Config struct {
 }
 
 // RepoConfig is one managed mirror from the config file. Credentials may
-// also come from STACKD_REPO_<ID>_USERNAME and STACKD_REPO_<ID>_PASSWORD.
+// also come from STACKD_REPO_<ID>_USERNAME and STACKD_REPO_<ID>_PASSWORD;
+// they apply to these repositories only, and are only sent to the origin
+// (scheme, host, port) of URL. An ssh URL needs SSHKey, the path of an
+// unencrypted private key (relative paths are relative to the config
+// file): the ssh agent is never used.
 type RepoConfig struct {
 	ID       string `yaml:"id"`
 	URL      string `yaml:"url"`
@@ -109,6 +126,7 @@ type RepoConfig struct {
 	FullName string `yaml:"fullName"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	SSHKey   string `yaml:"sshKey"`
 }
 
 // DefaultDataDir is $XDG_DATA_HOME/stackd, else ~/.local/share/stackd.
@@ -185,6 +203,9 @@ func (c *Config) Validate() error {
 		if r.URL == "" {
 			errs = append(errs, fmt.Errorf("repos[%d] (%s): url is required", i, r.ID))
 		}
+	}
+	if _, err := egress.ParseHosts(c.AllowedRemoteHosts); err != nil {
+		errs = append(errs, fmt.Errorf("--allowed-remote-hosts: %w", err))
 	}
 	switch c.Auth {
 	case "", "none", "oidc":

@@ -94,7 +94,7 @@ func (tm *timings) report(b *testing.B) {
 // BenchmarkNoopSync: Sync of an unchanged upstream vs git ls-remote.
 func BenchmarkNoopSync(b *testing.B) {
 	f := newBenchFixture(b)
-	m, _, err := f.root.Clone(bg(), "m", Config{URL: f.url})
+	m, _, err := f.root.Clone(bg(), "m", Config{AllowPrivate: true, URL: f.url})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func BenchmarkNoopSync(b *testing.B) {
 // --prune into a twin made by git clone --mirror.
 func BenchmarkOneChange(b *testing.B) {
 	f := newBenchFixture(b)
-	m, _, err := f.root.Clone(bg(), "m", Config{URL: f.url})
+	m, _, err := f.root.Clone(bg(), "m", Config{AllowPrivate: true, URL: f.url})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func BenchmarkClone(b *testing.B) {
 	for i := range b.N {
 		id := fmt.Sprintf("m%d", i)
 		start := time.Now()
-		m, changes, err := f.root.Clone(bg(), id, Config{URL: f.url})
+		m, changes, err := f.root.Clone(bg(), id, Config{AllowPrivate: true, URL: f.url})
 		tm.ours = append(tm.ours, time.Since(start))
 		if err != nil || len(changes) == 0 {
 			b.Fatalf("Clone: %d changes, %v", len(changes), err)

@@ -1,9 +1,9 @@
 package mirror
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strings"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
+	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/redact"
 )
 
@@ -22,6 +24,19 @@ var (
 	// ErrLocalRemote reports a file:// URL or a plain path while local
 	// remotes are disabled.
 	ErrLocalRemote = errors.New("local remotes are disabled")
+	// ErrPlainHTTP reports a plain http:// URL while private remotes are
+	// disabled.
+	ErrPlainHTTP = errors.New("plain http remotes are disabled")
+	// ErrForbiddenAddress reports an upstream whose address (an IP literal
+	// in the URL, or what its name resolved to when connecting) is not
+	// public while private remotes are disabled. It is egress's sentinel.
+	ErrForbiddenAddress = egress.ErrForbiddenAddress
+	// ErrHostNotAllowed reports a URL host, or an http redirect target,
+	// outside Config.AllowedHosts. It is egress's sentinel.
+	ErrHostNotAllowed = egress.ErrHostNotAllowed
+	// ErrSSHKey reports an ssh remote without a private key (Config.Auth
+	// a *ssh.PublicKeys): the ssh agent is never used.
+	ErrSSHKey = errors.New("ssh remote without a configured private key")
 	// ErrBadID reports a mirror id that is not 1-64 characters of
 	// [A-Za-z0-9._-] or that starts with '.' or '-'.
 	ErrBadID = errors.New("bad mirror id")
@@ -42,32 +57,51 @@ var (
 	ErrFetch = errors.New("fetch from remote failed")
 )
 
+// Refused reports whether err is a refusal of the remote by policy, not a
+// malformed URL or a failure: a local remote, plain http, a non-public
+// address, a host outside the allowed hosts, or ssh without a key.
+func Refused(err error) bool {
+	for _, s := range []error{ErrLocalRemote, ErrPlainHTTP, ErrForbiddenAddress, ErrHostNotAllowed, ErrSSHKey} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // FetchError is a failure of the remote or of the transport (unreachable
-// host, authentication, missing repository, protocol error, a pack that
-// cannot be stored). Its message is sanitized and safe to show to API
-// clients.
+// host, refused destination, authentication, missing repository, protocol
+// error, a pack that cannot be stored). Its message says what failed in
+// words of this package, never in the upstream's: it is safe to show to
+// API clients. The upstream's own text (an error body, a daemon or ssh
+// message), sanitized and truncated, is only in Detail, for the log.
 type FetchError struct {
 	// Op is the operation that failed: "clone" (Root.Clone) or "fetch"
 	// (Mirror.Sync).
 	Op string
 	// URL is the redacted remote URL.
 	URL string
-	// Msg is the sanitized error text from go-git.
+	// Msg says what failed, for example "repository not found (HTTP 404)".
 	Msg string
-	// kind is a credential-free go-git sentinel when one is recognised
-	// (for example transport.ErrAuthenticationRequired), else nil.
+	// Detail is the sanitized underlying error text, at most maxDetail
+	// bytes: for logs only, as it may quote what the upstream sent.
+	Detail string
+	// kind is a credential-free sentinel when one is recognised (for
+	// example transport.ErrAuthenticationRequired or
+	// ErrForbiddenAddress), else nil.
 	kind error
 }
 
 func (e *FetchError) Error() string {
-	return fmt.Sprintf("mirror: %s %s: %s", e.Op, e.URL, e.Msg)
+	return fmt.Sprintf("could not %s: %s", e.Op, e.Msg)
 }
 
-// Unwrap exposes ErrFetch and, when recognised, the go-git transport
-// sentinel (transport.ErrRepositoryNotFound, ErrAuthenticationRequired,
-// ErrAuthorizationFailed, ErrInvalidAuthMethod, ErrEmptyRemoteRepository).
-// The raw go-git error is deliberately not exposed: its text may carry
-// credentials.
+// Unwrap exposes ErrFetch and, when recognised, a sentinel: one of go-git's
+// transport errors (transport.ErrRepositoryNotFound,
+// ErrAuthenticationRequired, ErrAuthorizationFailed, ErrInvalidAuthMethod,
+// ErrEmptyRemoteRepository) or ErrForbiddenAddress, ErrHostNotAllowed,
+// ErrSSHKey. The raw go-git error is deliberately not exposed: its text
+// may carry credentials and the upstream's words.
 func (e *FetchError) Unwrap() []error {
 	if e.kind == nil {
 		return []error{ErrFetch}
@@ -75,59 +109,101 @@ func (e *FetchError) Unwrap() []error {
 	return []error{ErrFetch, e.kind}
 }
 
-var transportSentinels = []error{
-	transport.ErrRepositoryNotFound,
-	transport.ErrEmptyRemoteRepository,
-	transport.ErrAuthenticationRequired,
-	transport.ErrAuthorizationFailed,
-	transport.ErrInvalidAuthMethod,
+// maxDetail bounds FetchError.Detail.
+const maxDetail = 512
+
+// ValidateURL checks the syntax and scheme of a remote URL.
+//
+// Allowed: https://, http://, ssh:// (and the scp-like form
+// user@host:path) and git://, each with a non-empty host; file:// URLs
+// and plain paths only with allowLocal (else ErrLocalRemote). Raw
+// whitespace and control characters are refused (percent-encode them).
+// Everything else wraps ErrBadURL. URLs are classified exactly as go-git
+// classifies them, so what is validated is what is fetched. Where the URL
+// may lead (plain http, addresses, hosts, ssh keys) is Config.Check's
+// business.
+func ValidateURL(raw string, allowLocal bool) error {
+	_, err := parseURL(raw, allowLocal)
+	return err
 }
 
-// ValidateURL checks that raw is a remote URL a mirror may use.
-//
-// Always allowed: https://, ssh:// (and the scp-like form user@host:path)
-// and git://, each with a non-empty host. Plain http:// is refused unless
-// allowLocal is set: credentials and content would travel in clear text,
-// and the only legitimate use is a test or development server on loopback.
-// file:// URLs and plain paths are allowed only with allowLocal (else
-// ErrLocalRemote). Raw whitespace and control characters are refused
-// (percent-encode them). Everything else wraps ErrBadURL. URLs are classified
-// exactly as go-git classifies them, so what is validated is what is
-// fetched.
-func ValidateURL(raw string, allowLocal bool) error {
+// parseURL is ValidateURL returning go-git's endpoint.
+func parseURL(raw string, allowLocal bool) (*transport.Endpoint, error) {
 	shown := redact.URL(raw)
 	if strings.TrimSpace(raw) == "" {
-		return fmt.Errorf("%w: empty", ErrBadURL)
+		return nil, fmt.Errorf("%w: empty", ErrBadURL)
 	}
 	if strings.ContainsFunc(raw, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return fmt.Errorf("%w: whitespace or control character in %q (percent-encode it)", ErrBadURL, shown)
+		return nil, fmt.Errorf("%w: whitespace or control character in %q (percent-encode it)", ErrBadURL, shown)
 	}
 	if strings.HasPrefix(raw, "-") {
-		return fmt.Errorf("%w: %q starts with '-'", ErrBadURL, shown)
+		return nil, fmt.Errorf("%w: %q starts with '-'", ErrBadURL, shown)
 	}
 	ep, err := transport.NewEndpoint(raw)
 	if err != nil {
 		// The parse error echoes the URL; do not pass it on.
-		return fmt.Errorf("%w: cannot parse %q", ErrBadURL, shown)
+		return nil, fmt.Errorf("%w: cannot parse %q", ErrBadURL, shown)
 	}
-	switch strings.ToLower(ep.Protocol) {
-	case "https", "ssh", "git":
-	case "http":
-		if !allowLocal {
-			return fmt.Errorf("%w: plain http is only allowed with local remotes enabled: %q", ErrBadURL, shown)
-		}
+	ep.Protocol = strings.ToLower(ep.Protocol)
+	switch ep.Protocol {
+	case "https", "http", "ssh", "git":
 	case "file":
 		if !allowLocal {
-			return fmt.Errorf("%w: %q", ErrLocalRemote, shown)
+			return nil, fmt.Errorf("%w: %q", ErrLocalRemote, shown)
 		}
-		return nil
+		return ep, nil
 	default:
-		return fmt.Errorf("%w: unsupported scheme %q in %q", ErrBadURL, ep.Protocol, shown)
+		return nil, fmt.Errorf("%w: unsupported scheme %q in %q", ErrBadURL, ep.Protocol, shown)
 	}
 	if ep.Host == "" || strings.HasPrefix(ep.Host, "-") {
-		return fmt.Errorf("%w: missing or invalid host in %q", ErrBadURL, shown)
+		return nil, fmt.Errorf("%w: missing or invalid host in %q", ErrBadURL, shown)
 	}
-	return nil
+	return ep, nil
+}
+
+// Check reports whether the mirror may use c's upstream, before any
+// connection: the URL (ValidateURL), plain http only with AllowPrivate
+// (ErrPlainHTTP), an IP literal host only when public or with
+// AllowPrivate (ErrForbiddenAddress), the host within AllowedHosts when
+// set (ErrHostNotAllowed), and an ssh remote only with a private key in
+// Auth (ErrSSHKey). Clone and Open check the same; names are checked
+// again, after resolution, on every connection.
+func (c Config) Check() error {
+	_, err := c.check()
+	return err
+}
+
+func (c Config) check() (*transport.Endpoint, error) {
+	ep, err := parseURL(c.URL, c.AllowLocal)
+	if err != nil || ep.Protocol == "file" {
+		return ep, err
+	}
+	shown := redact.URL(c.URL)
+	if ep.Protocol == "http" && !c.AllowPrivate {
+		return nil, fmt.Errorf("%w: %q (plain http is for development servers on a private network)", ErrPlainHTTP, shown)
+	}
+	if err := c.AllowedHosts.Check(ep.Host); err != nil {
+		return nil, err
+	}
+	if ip, perr := netip.ParseAddr(strings.Trim(ep.Host, "[]")); perr == nil {
+		if err := c.policy().CheckAddr(ip); err != nil {
+			return nil, err
+		}
+	}
+	if _, isHTTP := c.Auth.(githttp.AuthMethod); c.Auth != nil && !isHTTP && (ep.Protocol == "http" || ep.Protocol == "https") {
+		return nil, fmt.Errorf("mirror: %q: %w: http(s) takes a username and password, not a key", shown, transport.ErrInvalidAuthMethod)
+	}
+	if ep.Protocol == "ssh" {
+		if _, ok := c.Auth.(*gitssh.PublicKeys); !ok {
+			return nil, fmt.Errorf("%w: %q (stackd never uses the ssh agent)", ErrSSHKey, shown)
+		}
+	}
+	return ep, nil
+}
+
+// policy is the connection policy of c.
+func (c Config) policy() egress.Policy {
+	return egress.Policy{AllowPrivate: c.AllowPrivate, Resolver: c.Resolver}
 }
 
 // CheckID reports (wrapping ErrBadID) whether id cannot name a mirror: ids
@@ -179,47 +255,4 @@ func secretsOf(cfg Config) []string {
 	// Longest first, so that a secret containing another is masked whole.
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
-}
-
-// remote is what a mirror needs to reach its upstream: the raw URL (it
-// may hold credentials and is never shown), the redacted one, the auth
-// method and the secrets to mask in error text.
-type remote struct {
-	url     string
-	shown   string
-	auth    transport.AuthMethod
-	secrets []string
-}
-
-func newRemote(cfg Config) (remote, error) {
-	if err := ValidateURL(cfg.URL, cfg.AllowLocal); err != nil {
-		return remote{}, err
-	}
-	return remote{url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg)}, nil
-}
-
-// sanitize returns err's message without credentials.
-func (r remote) sanitize(err error) string {
-	s := redact.Error(err)
-	for _, sec := range r.secrets {
-		s = strings.ReplaceAll(s, sec, "***")
-	}
-	return s
-}
-
-// fail converts a failure while talking to the remote (or storing what it
-// sent) into the package's error types: the context's error when it has
-// ended, else a *FetchError.
-func (r remote) fail(ctx context.Context, op string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("mirror: %s %s: %w", op, r.shown, ctxErr)
-	}
-	fe := &FetchError{Op: op, URL: r.shown, Msg: r.sanitize(err)}
-	for _, s := range transportSentinels {
-		if errors.Is(err, s) {
-			fe.kind = s
-			break
-		}
-	}
-	return fe
 }

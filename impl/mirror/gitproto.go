@@ -26,8 +26,9 @@ import (
 // advertisement costs two system calls and two goroutines per ref, more
 // than the listing itself at 10,000 refs (measured: 140 ms against 45 ms
 // for the same decoding over a buffered connection). It also dials with
-// the context (go-git dials without a timeout). Every other scheme uses
-// go-git's transports unchanged.
+// the context (go-git dials without a timeout) and with the dialer it is
+// given: the mirror's, whose Control hook refuses non-public addresses
+// after resolution.
 //
 // The session is bound to the context it was opened with: when that ends,
 // every pending and later read or write fails at once.
@@ -43,7 +44,7 @@ type gitSession struct {
 
 const gitDaemonPort = 9418
 
-func openGitSession(ctx context.Context, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int) (*gitSession, error) {
+func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int) (*gitSession, error) {
 	if auth != nil {
 		return nil, transport.ErrInvalidAuthMethod // the protocol has no authentication
 	}
@@ -51,7 +52,6 @@ func openGitSession(ctx context.Context, ep *transport.Endpoint, auth transport.
 	if port <= 0 {
 		port = gitDaemonPort
 	}
-	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.Host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, err

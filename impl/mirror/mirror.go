@@ -1,7 +1,9 @@
 // Package mirror maintains managed mirrors: bare clones of remote git
 // repositories that stackd owns and refreshes. All git work is done with
 // go-git; no git binary is run (except by go-git's own file:// transport,
-// which is only reachable with Config.AllowLocal).
+// which is only reachable with Config.AllowLocal). Where a mirror may
+// connect, and with which credentials, is decided by its Config (see
+// Transports below).
 //
 // # Where mirrors live, and what Open accepts
 //
@@ -70,13 +72,46 @@
 // whole transfer at 10,000 branches. A failed or cancelled Clone leaves
 // nothing behind; [Root.SweepTemp] removes what a crash left.
 //
-// # Transports
+// # Transports, and where a mirror may connect
 //
-// Sessions use go-git's transports (client.NewClient), except git://,
-// which uses gitSession: the same protocol messages from go-git's packp
-// package over a buffered connection that honours the context (go-git's
-// git:// session reads the advertisement unbuffered through a goroutine
-// per read, which tripled the cost of a no-op Sync at 10,000 refs).
+// Every session starts from [Config.Check]: the URL's syntax and scheme
+// (https, http, ssh, git; file:// and paths only with AllowLocal), plain
+// http only with AllowPrivate, the host within AllowedHosts when that is
+// set, an IP literal host only when it is public (or AllowPrivate), ssh
+// only with a private key. Then every connection is checked where it is
+// made, after DNS resolution, with package egress: an address that is not
+// public (loopback, RFC 1918, CGNAT, link-local, unique-local, multicast,
+// unspecified, reserved) is refused before connect(2) unless
+// AllowPrivate is set, so a name that resolves elsewhere at fetch time
+// than when it was checked gains nothing.
+//
+//   - http(s): go-git's http transport over an http.Client of the mirror's
+//     own (no global client.InstallProtocol): its dialer carries the
+//     egress Control hook; proxies from the environment are not used (a
+//     proxy would pick the address where the check cannot see it); TLS
+//     trusts Config.RootCAs or the system roots; go-git follows redirects
+//     of the first request only, each target within AllowedHosts.
+//     Credentials (Config.Auth, or userinfo in the URL) are bound to the
+//     origin (scheme, host, port) of the configured URL: the RoundTripper
+//     strips them from any request to another origin. Answers outside 2xx
+//     are read through a limit of 64 KiB (go-git reads error bodies whole)
+//     and the connection is then dropped.
+//   - git://: gitSession, the same protocol messages from go-git's packp
+//     package over a buffered connection that honours the context (go-git's
+//     git:// session reads the advertisement unbuffered through a goroutine
+//     per read, which tripled the cost of a no-op Sync at 10,000 refs),
+//     dialed with the egress dialer.
+//   - ssh: go-git's ssh transport cannot take a dialer, so the host name is
+//     resolved here, the addresses checked, and the session opened to a
+//     checked address as a literal; the host key is still verified for the
+//     URL's host name (known_hosts, SSH_KNOWN_HOSTS). The only credential
+//     is Config.Auth, a *ssh.PublicKeys: the ssh agent is never used, and
+//     an ssh remote without a key is refused (ErrSSHKey). A SOCKS proxy
+//     from ALL_PROXY, which go-git honours, is only ever given the checked
+//     address. (go-git still looks the dialed literal up in ~/.ssh/config:
+//     a "Host *" block with a Hostname would redirect every ssh session.)
+//   - file:// (AllowLocal only): go-git's file transport, which runs the
+//     git binary.
 //
 // # Concurrency
 //
@@ -99,24 +134,35 @@
 // one; the credentials only live in memory. Errors wrap, for errors.Is and
 // errors.As:
 //
-//   - ErrBadURL, ErrLocalRemote: the configured URL is refused;
+//   - ErrBadURL: the URL cannot be parsed or has an unsupported scheme;
+//   - ErrLocalRemote, ErrPlainHTTP, ErrForbiddenAddress, ErrHostNotAllowed,
+//     ErrSSHKey: the remote is refused by policy ([Refused] reports these);
 //   - ErrBadID, ErrExists, ErrNoMirror, ErrNotMirror: the id or directory;
 //   - ErrLocked: a lock file of another writer (a git process) is present;
 //   - context.Canceled / context.DeadlineExceeded: the context ended;
 //   - *FetchError (also errors.Is(err, ErrFetch)): the remote or the
-//     transport failed; its message is the sanitized git error text,
-//     suitable for a 502 answer.
+//     transport failed (a name that resolved to a refused address
+//     included: it then also matches ErrForbiddenAddress). Its message
+//     says what failed in this package's words, such as "could not fetch:
+//     authentication required (HTTP 401)" or "could not clone: repository
+//     not found (HTTP 404)", and is suitable for an API answer; what the
+//     upstream said (an error body, a daemon's or ssh server's message)
+//     is only in FetchError.Detail, truncated to 512 bytes, which is
+//     logged to Config.Log.
 package mirror
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +172,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
+	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/refs"
 )
 
@@ -168,16 +215,34 @@ type marker struct {
 	URL    string `json:"url"` // redacted
 }
 
-// Config describes the upstream of a mirror.
+// Config describes the upstream of a mirror and where the mirror may
+// connect. The zero value of every policy field is the strict one.
 type Config struct {
 	// URL is the upstream. It may carry credentials; they are never
 	// written to disk by this package nor shown in errors.
 	URL string
-	// Auth is nil or, for https, a *http.BasicAuth (from
-	// github.com/go-git/go-git/v5/plumbing/transport/http).
+	// Auth is nil or, for http(s), a *http.BasicAuth (from
+	// github.com/go-git/go-git/v5/plumbing/transport/http), sent only to
+	// the origin (scheme, host, port) of URL; for ssh it must be a
+	// *ssh.PublicKeys (plumbing/transport/ssh): ssh without a key is
+	// refused (ErrSSHKey), the ssh agent is never used.
 	Auth transport.AuthMethod
-	// AllowLocal permits file:// URLs, plain paths and plain http.
+	// AllowLocal permits file:// URLs and plain paths.
 	AllowLocal bool
+	// AllowPrivate permits connections to addresses that are not public
+	// (loopback, RFC 1918, CGNAT, link-local, unique-local, multicast,
+	// unspecified, reserved: see egress.Global) and plain http.
+	AllowPrivate bool
+	// AllowedHosts, when not empty, are the only hosts URL and any http
+	// redirect may name.
+	AllowedHosts egress.Hosts
+	// RootCAs are the roots trusted for https; nil: the system's.
+	RootCAs *x509.CertPool
+	// Resolver resolves upstream host names; nil: net.DefaultResolver.
+	Resolver *net.Resolver
+	// Log, when set, receives one line per failed transfer with the
+	// sanitized, truncated upstream error (FetchError.Detail).
+	Log *slog.Logger
 	// Seen, when set, is called by Clone with every received object that
 	// a ref points at (branch tips, metadata blobs) once its id is known,
 	// possibly from several goroutines at once, so that the caller can
@@ -259,6 +324,7 @@ func (m *Mirror) Reader() *Reader { return &Reader{table: m.table.Load(), objs: 
 // Close releases the mirror's open pack files. Readers fail with ErrClosed
 // afterwards.
 func (m *Mirror) Close() error {
+	m.rem.close()
 	if err := m.objs.close(); err != nil {
 		return fmt.Errorf("mirror: close %s: %w", m.id, err)
 	}
@@ -454,6 +520,7 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, cha
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(tmp)
+			rem.close()
 			m, changes = nil, nil
 		}
 	}()

@@ -37,8 +37,7 @@ func TestValidateURL(t *testing.T) {
 		{"git@github.com:a/b.git", false, nil},
 		{"github.com:a/b.git", false, nil},
 		{"git://127.0.0.1:9418/a.git", false, nil},
-		{"http://127.0.0.1:8080/a.git", false, ErrBadURL},
-		{"http://127.0.0.1:8080/a.git", true, nil},
+		{"http://127.0.0.1:8080/a.git", false, nil}, // Config.Check decides (ErrPlainHTTP)
 		{"file:///srv/a.git", false, ErrLocalRemote},
 		{"file:///srv/a.git", true, nil},
 		{"/srv/a.git", false, ErrLocalRemote},
@@ -114,7 +113,7 @@ func newRoot(t *testing.T) *Root {
 
 func cloneOK(t *testing.T, r *Root, id, url string) *Mirror {
 	t.Helper()
-	m, _, err := r.Clone(bg(), id, Config{URL: url})
+	m, _, err := r.Clone(bg(), id, Config{AllowPrivate: true, URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +123,7 @@ func cloneOK(t *testing.T, r *Root, id, url string) *Mirror {
 
 func openOK(t *testing.T, r *Root, id, url string) *Mirror {
 	t.Helper()
-	m, err := r.Open(id, Config{URL: url})
+	m, err := r.Open(id, Config{AllowPrivate: true, URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +178,7 @@ func created(up map[string]string, names ...string) []refs.Change {
 func TestClone(t *testing.T) {
 	f := newFixture(t)
 	r := newRoot(t)
-	m, changes, err := r.Clone(bg(), "widgets", Config{URL: f.url()})
+	m, changes, err := r.Clone(bg(), "widgets", Config{AllowPrivate: true, URL: f.url()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +228,7 @@ func TestClone(t *testing.T) {
 	if !refs.Equal(again.Refs(), m.Refs()) {
 		t.Fatalf("reopened table differs:\n%v\n%v", again.Refs().All(), m.Refs().All())
 	}
-	if _, _, err := r.Clone(bg(), "widgets", Config{URL: f.url()}); !errors.Is(err, ErrExists) {
+	if _, _, err := r.Clone(bg(), "widgets", Config{AllowPrivate: true, URL: f.url()}); !errors.Is(err, ErrExists) {
 		t.Fatalf("second clone: %v, want ErrExists", err)
 	}
 
@@ -485,7 +484,7 @@ func TestEmptyUpstream(t *testing.T) {
 	up := newUpstream(t, base, "empty.git")
 	addr := startDaemon(t, base)
 	r := newRoot(t)
-	m, changes, err := r.Clone(bg(), "e", Config{URL: "git://" + addr + "/empty.git"})
+	m, changes, err := r.Clone(bg(), "e", Config{AllowPrivate: true, URL: "git://" + addr + "/empty.git"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,10 +572,10 @@ func TestBadIDs(t *testing.T) {
 			if r.Dir(id) != "" {
 				t.Fatalf("Dir(%q) = %q", id, r.Dir(id))
 			}
-			if _, _, err := r.Clone(bg(), id, Config{URL: "git://127.0.0.1:1/x.git"}); !errors.Is(err, ErrBadID) {
+			if _, _, err := r.Clone(bg(), id, Config{AllowPrivate: true, URL: "git://127.0.0.1:1/x.git"}); !errors.Is(err, ErrBadID) {
 				t.Fatalf("Clone: %v", err)
 			}
-			if _, err := r.Open(id, Config{URL: "git://127.0.0.1:1/x.git"}); !errors.Is(err, ErrBadID) {
+			if _, err := r.Open(id, Config{AllowPrivate: true, URL: "git://127.0.0.1:1/x.git"}); !errors.Is(err, ErrBadID) {
 				t.Fatalf("Open: %v", err)
 			}
 			if err := r.Remove(id); !errors.Is(err, ErrBadID) {
@@ -699,7 +698,7 @@ func TestOpenRefusesWhatStackdDidNotClone(t *testing.T) {
 			dir := r.Dir(tt.id)
 			tt.setup(dir)
 			before := treeState(t, r.Path())
-			if _, err := r.Open(tt.id, Config{URL: f.url()}); !errors.Is(err, tt.want) {
+			if _, err := r.Open(tt.id, Config{AllowPrivate: true, URL: f.url()}); !errors.Is(err, tt.want) {
 				t.Fatalf("Open: %v, want %v", err, tt.want)
 			}
 			if err := r.Remove(tt.id); !errors.Is(err, tt.want) {
@@ -725,7 +724,7 @@ func TestOpenRefusesWhatStackdDidNotClone(t *testing.T) {
 	if _, err := os.Lstat(r.Dir("real")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("removed mirror still there: %v", err)
 	}
-	if _, err := r.Open("real", Config{URL: f.url()}); !errors.Is(err, ErrNoMirror) {
+	if _, err := r.Open("real", Config{AllowPrivate: true, URL: f.url()}); !errors.Is(err, ErrNoMirror) {
 		t.Fatalf("Open after Remove: %v", err)
 	}
 	if err := r.Remove("real"); !errors.Is(err, ErrNoMirror) {
@@ -739,7 +738,7 @@ func TestCloneIntoExistingDirRefused(t *testing.T) {
 	if err := os.Mkdir(r.Dir("x"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Clone(bg(), "x", Config{URL: f.url()}); !errors.Is(err, ErrExists) {
+	if _, _, err := r.Clone(bg(), "x", Config{AllowPrivate: true, URL: f.url()}); !errors.Is(err, ErrExists) {
 		t.Fatalf("Clone: %v, want ErrExists", err)
 	}
 	entries, _ := os.ReadDir(r.Path())
@@ -801,7 +800,7 @@ func TestFailedCloneLeavesNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRoot(t)
-			m, changes, err := r.Clone(tt.ctx, "m", Config{URL: tt.url})
+			m, changes, err := r.Clone(tt.ctx, "m", Config{AllowPrivate: true, URL: tt.url})
 			if err == nil || m != nil || changes != nil {
 				t.Fatalf("Clone = %v, %v, %v", m, changes, err)
 			}
@@ -832,7 +831,7 @@ func TestCancelledCloneLeavesNothing(t *testing.T) {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := r.Clone(ctx, "m", Config{URL: "git://" + p.Addr() + "/up.git"})
+		_, _, err := r.Clone(ctx, "m", Config{AllowPrivate: true, URL: "git://" + p.Addr() + "/up.git"})
 		errc <- err
 	}()
 	waitStalled(t, p)
@@ -1142,7 +1141,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRoot(t)
-			cfg := Config{URL: tt.url, Auth: tt.auth, AllowLocal: true}
+			cfg := Config{AllowPrivate: true, URL: tt.url, Auth: tt.auth}
 			m, _, err := r.Clone(bg(), "m", cfg)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
@@ -1194,14 +1193,14 @@ func TestCredentialsNeverInErrors(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"https", Config{URL: fmt.Sprintf("https://user:secret@127.0.0.1:%d/r.git", port)}},
-		{"https token", Config{URL: fmt.Sprintf("https://secret@127.0.0.1:%d/r.git", port)}},
-		{"https at and colon", Config{URL: fmt.Sprintf("https://user:se:cr@et-secret@127.0.0.1:%d/r.git", port)}},
-		{"https percent-encoded", Config{URL: fmt.Sprintf("https://user:secret%%40x@127.0.0.1:%d/r.git", port)}},
-		{"http", Config{URL: fmt.Sprintf("http://user:secret@127.0.0.1:%d/r.git", port), AllowLocal: true}},
-		{"ssh", Config{URL: fmt.Sprintf("ssh://user:secret@127.0.0.1:%d/r.git", port)}},
-		{"git", Config{URL: fmt.Sprintf("git://user:secret@127.0.0.1:%d/r.git", port)}},
-		{"basic auth", Config{URL: fmt.Sprintf("https://127.0.0.1:%d/r.git", port),
+		{"https", Config{AllowPrivate: true, URL: fmt.Sprintf("https://user:secret@127.0.0.1:%d/r.git", port)}},
+		{"https token", Config{AllowPrivate: true, URL: fmt.Sprintf("https://secret@127.0.0.1:%d/r.git", port)}},
+		{"https at and colon", Config{AllowPrivate: true, URL: fmt.Sprintf("https://user:se:cr@et-secret@127.0.0.1:%d/r.git", port)}},
+		{"https percent-encoded", Config{AllowPrivate: true, URL: fmt.Sprintf("https://user:secret%%40x@127.0.0.1:%d/r.git", port)}},
+		{"http", Config{AllowPrivate: true, URL: fmt.Sprintf("http://user:secret@127.0.0.1:%d/r.git", port)}},
+		{"ssh", Config{AllowPrivate: true, URL: fmt.Sprintf("ssh://user:secret@127.0.0.1:%d/r.git", port), Auth: newSSHKey(t).auth}},
+		{"git", Config{AllowPrivate: true, URL: fmt.Sprintf("git://user:secret@127.0.0.1:%d/r.git", port)}},
+		{"basic auth", Config{AllowPrivate: true, URL: fmt.Sprintf("https://127.0.0.1:%d/r.git", port),
 			Auth: &githttp.BasicAuth{Username: "user", Password: "secret"}}},
 	}
 	f := newFixture(t)

@@ -34,7 +34,7 @@ func TestCloneShowsWhatRefsPointAt(t *testing.T) {
 
 	var mu sync.Mutex
 	seen := map[plumbing.Hash][]byte{}
-	cfg := Config{URL: url, Seen: func(h plumbing.Hash, typ plumbing.ObjectType, content []byte) {
+	cfg := Config{AllowPrivate: true, URL: url, Seen: func(h plumbing.Hash, typ plumbing.ObjectType, content []byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, dup := seen[h]; dup {

@@ -15,7 +15,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 
 	"github.com/stackd/stackd/impl/refs"
 )
@@ -250,25 +249,6 @@ func closeOnce(sess transport.UploadPackSession) func() {
 			_ = sess.Close()
 		}
 	}
-}
-
-// session opens an upload-pack session with the upstream: go-git's
-// transport for the scheme, except for git:// (see gitSession).
-//
-// refsHint is the number of refs the upstream is expected to advertise.
-func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPackSession, error) {
-	ep, err := transport.NewEndpoint(r.url)
-	if err != nil {
-		return nil, err
-	}
-	if ep.Protocol == "git" {
-		return openGitSession(ctx, ep, r.auth, refsHint)
-	}
-	c, err := client.NewClient(ep)
-	if err != nil {
-		return nil, err
-	}
-	return c.NewUploadPackSession(ep, r.auth)
 }
 
 // listing is what a mirror uses of a ref advertisement.

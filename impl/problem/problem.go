@@ -41,6 +41,7 @@ const (
 	RequestTimeout     = "request-timeout"
 	Misdirected        = "misdirected-request"
 	FetchFailed        = "fetch-failed"
+	RemoteNotAllowed   = "remote-not-allowed"
 	Timeout            = "timeout"
 	UnsupportedMedia   = "unsupported-media-type"
 	NotAcceptable      = "not-acceptable"

@@ -63,7 +63,7 @@ func TestMirrorLoadsOnlyWhatIsOnDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := source.NewMirror(root, "up", mirror.Config{URL: url})
+	m := source.NewMirror(root, "up", mirror.Config{AllowPrivate: true, URL: url})
 	if _, _, err := m.Load(context.Background()); !errors.Is(err, source.ErrNotCloned) {
 		t.Fatalf("Load before a clone = %v", err)
 	}
@@ -84,7 +84,7 @@ func TestMirrorLoadsOnlyWhatIsOnDisk(t *testing.T) {
 		t.Fatalf("no-op refresh = %+v %v", again.Changes, err)
 	}
 	// A second source over the same root loads the mirror without network.
-	other := source.NewMirror(root, "up", mirror.Config{URL: "git://127.0.0.1:1/unreachable.git"})
+	other := source.NewMirror(root, "up", mirror.Config{AllowPrivate: true, URL: "git://127.0.0.1:1/unreachable.git"})
 	repo, fresh, err := other.Load(context.Background())
 	if err != nil || fresh || !refs.Equal(repo.Refs(), u.Repo.Refs()) {
 		t.Fatalf("Load = %v %v", fresh, err)

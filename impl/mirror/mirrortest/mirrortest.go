@@ -1,5 +1,7 @@
 // Package mirrortest serves git repositories over a network protocol on
-// loopback for tests: git daemon (git://) started from the git CLI.
+// loopback for tests: git daemon (git://) started from the git CLI, and
+// git http-backend (smart HTTP, optionally TLS) behind httptest; and it
+// checks that no connection reached a listener.
 package mirrortest
 
 import (
