@@ -158,7 +158,7 @@ func TestPanicInARunFailsOnlyThatRun(t *testing.T) {
 		}
 		return nil
 	}
-	s := startServer(t, baseConfig(t, ""), impl.Options{BeforeRefresh: hook})
+	s := startServer(t, mirrorConfig(t), impl.Options{BeforeRefresh: hook})
 	repo := onboard(t, s, up.url)
 	explode.Store(true)
 	code, _, body := s.do("POST", "/api/v1/repos/panicky/sync", nil)

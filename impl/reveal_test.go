@@ -191,7 +191,7 @@ func TestLocalErrorsNeverReachClients(t *testing.T) {
 	})
 	t.Run("data dir", func(t *testing.T) {
 		up := newUpstream(t, "acme/widgets.git")
-		cfg := baseConfig(t, "")
+		cfg := mirrorConfig(t)
 		s := startServer(t, cfg, impl.Options{})
 		onboard(t, s, up.url)
 		up.work.Git("checkout", "-q", "c")
@@ -241,5 +241,24 @@ func checkStatusHides(t *testing.T, s *testServer, id, path string) {
 	}
 	if e := (*hist.JSON200)[0].Error; e == nil || *e != refresh.InternalText || strings.Contains(string(hist.Body), path) {
 		t.Fatalf("history shows %s", hist.Body)
+	}
+}
+
+// TestUnknownRoutesNeverEchoControlCharacters: the 404 and 405 details
+// name the path in its escaped form only.
+func TestUnknownRoutesNeverEchoControlCharacters(t *testing.T) {
+	s := startServer(t, baseConfig(t, stackRepo(t).Dir), impl.Options{})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/api/v1/x%1B%5B31m%E2%80%AE", 404},
+		{"DELETE", "/api/v1/repos/local/view%0A", 404},
+		{"PUT", "/api/v1/repos", 405},
+	} {
+		code, _, body := s.do(tc.method, tc.path, nil)
+		if body = strings.TrimSpace(body); code != tc.status || strings.ContainsAny(body, "\x1b\n\u202e") || strings.Contains(body, `\u001b`) {
+			t.Fatalf("%s %s: %d %q", tc.method, tc.path, code, body)
+		}
 	}
 }

@@ -48,6 +48,10 @@ var (
 	// a symbolic link, a working checkout or other non-bare repository, or
 	// a bare repository without stackd's marker (or with another id's).
 	ErrNotMirror = errors.New("not a stackd mirror")
+	// ErrStorage reports a failure to write the mirror on this machine's
+	// disk during a clone or fetch (not the upstream's fault; its text may
+	// name local paths and is for the log).
+	ErrStorage = errors.New("mirror storage failed")
 	// ErrLocked reports a lock file (packed-refs.lock, HEAD.lock, ...) held
 	// by another writer, typically a git process run in the mirror.
 	ErrLocked = errors.New("mirror file is locked")

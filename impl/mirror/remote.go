@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -315,6 +316,12 @@ func (r remote) sanitize(err error) string {
 func (r remote) fail(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("mirror: %s %s: %w", op, r.shown, ctxErr)
+	}
+	// A failure to write this machine's disk (the pack, its index) is not
+	// the upstream's: it is reported as ErrStorage, never as a FetchError.
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return fmt.Errorf("mirror: %s %s: %w: %w", op, r.shown, ErrStorage, err)
 	}
 	ep, _ := transport.NewEndpoint(r.url)
 	proto := ""

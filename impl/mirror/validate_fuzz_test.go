@@ -58,15 +58,15 @@ func FuzzValidateURL(f *testing.F) {
 		if perr != nil {
 			t.Fatalf("%q accepted but go-git cannot parse it: %v", raw, perr)
 		}
+		// Plain http is a syntax ValidateURL accepts; whether a server
+		// may use it is Config.Check's policy (--allow-private-remotes).
 		switch proto := strings.ToLower(ep.Protocol); proto {
-		case "https", "ssh", "git":
-		case "http", "file":
+		case "https", "http", "ssh", "git":
+		case "file":
 			if !allowLocal {
 				t.Fatalf("%q (%s) accepted without local remotes", raw, proto)
 			}
-			if proto == "file" {
-				return
-			}
+			return
 		default:
 			t.Fatalf("%q accepted with protocol %q", raw, ep.Protocol)
 		}

@@ -3,13 +3,11 @@ package refresh
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
-	"github.com/stackd/stackd/impl/source"
 )
 
 // ErrStorage marks a failure to store what the upstream sent: a file
@@ -74,18 +72,4 @@ func ScrubPaths(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
-}
-
-// storageFailure reports whether err, which the mirror classified as a
-// fetch failure, names a file under the mirrors' own directory: then it
-// failed writing to this machine's disk, not talking to the upstream.
-func (r *Refresher) storageFailure(err error) bool {
-	src, ok := r.repo.Source().(*source.Mirror)
-	if !ok {
-		return false
-	}
-	// Clones go to a temporary directory next to the mirror: the mirrors
-	// root covers both.
-	root := filepath.Dir(src.Dir())
-	return root != "." && root != string(filepath.Separator) && strings.Contains(err.Error(), root+string(filepath.Separator))
 }

@@ -469,15 +469,15 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	return out, nil
 }
 
-// wrap marks upstream failures with ErrFetch (their text is sanitized and
-// may be shown to clients, see Public). A mirror failure that names a file
-// under the mirrors' directory was a disk error here, not the upstream's:
-// it is marked ErrStorage instead. Other errors stay as they are.
+// wrap marks upstream failures with ErrFetch (their text is stackd's own
+// wording and may be shown to clients, see Public), and the mirror's disk
+// failures with ErrStorage (a 500: their text names local paths). Other
+// errors stay as they are.
 func (r *Refresher) wrap(err error) error {
-	if errors.Is(err, mirror.ErrFetch) && !errors.Is(err, ErrFetch) && !errors.Is(err, ErrStorage) {
-		if r.storageFailure(err) {
-			return fmt.Errorf("%w: %w", ErrStorage, err)
-		}
+	switch {
+	case errors.Is(err, mirror.ErrStorage) && !errors.Is(err, ErrStorage):
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	case errors.Is(err, mirror.ErrFetch) && !errors.Is(err, ErrFetch) && !errors.Is(err, ErrStorage):
 		return fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	return err

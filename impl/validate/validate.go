@@ -138,10 +138,10 @@ func (v *Validator) Routes(next http.Handler) http.Handler {
 			if allow := v.allowed(rr); len(allow) > 0 {
 				w.Header().Set("Allow", strings.Join(allow, ", "))
 				problem.Write(w, r, http.StatusMethodNotAllowed, problem.MethodNotAllowed,
-					fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+					fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.EscapedPath()))
 				return
 			}
-			problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.Path)
+			problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.EscapedPath())
 			return
 		}
 		f := &found{pub: &Route{Operation: route.Operation, Path: route.Path, Method: route.Method}, route: route, params: params}
