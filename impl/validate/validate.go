@@ -124,12 +124,34 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 // Routes finds the operation of each request (the body is not read): 404
 // for an unknown path, 405 with Allow for an undeclared method, the
-// passthrough paths go on without a route; otherwise the route goes in the
-// request context (RouteFrom).
+// passthrough paths go on without a route (their handlers answer other
+// methods); otherwise the route goes in the request context (RouteFrom).
+// HEAD takes the route of GET on the same path. A path with a trailing
+// slash is a 404 (no route has one) whose detail names the route without
+// it, when there is one.
 func (v *Validator) Routes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rr := routable(r)
+		if p := rr.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && !v.opts.Passthrough(r.URL.Path) {
+			// No route ends with a slash. The router would forgive it
+			// (and the mux would not): a 404 problem that names the
+			// route meant, rather than a redirect a POST cannot follow.
+			detail := "no such route: " + p
+			trimmed := rr.Clone(rr.Context())
+			trimmed.URL.Path = strings.TrimRight(p, "/")
+			if _, _, err := v.router.FindRoute(withGet(trimmed)); (err == nil || v.opts.Passthrough(trimmed.URL.Path)) && trimmed.URL.Path != "" {
+				detail += " (routes have no trailing slash: " + trimmed.URL.Path + ")"
+			}
+			problem.Write(w, r, http.StatusNotFound, problem.NotFound, detail)
+			return
+		}
 		route, params, err := v.router.FindRoute(rr)
+		if err != nil && r.Method == http.MethodHead {
+			// HEAD is GET without the body (RFC 9110, 9.3.2): every GET
+			// route takes it, with the GET operation's checks; the mux
+			// routes it to the GET handler and net/http drops the body.
+			route, params, err = v.router.FindRoute(withGet(rr))
+		}
 		if err != nil {
 			if v.opts.Passthrough(r.URL.Path) {
 				next.ServeHTTP(w, r)
@@ -182,6 +204,17 @@ func (v *Validator) Validate(next http.Handler) http.Handler {
 	})
 }
 
+// withGet returns r asking with GET when it is a HEAD (HEAD takes the GET
+// routes).
+func withGet(r *http.Request) *http.Request {
+	if r.Method != http.MethodHead {
+		return r
+	}
+	g := r.Clone(r.Context())
+	g.Method = http.MethodGet
+	return g
+}
+
 // routable returns a copy of r whose URL.Path is the escaped path, so that a
 // percent-encoded slash in a branch name stays inside one path segment.
 func routable(r *http.Request) *http.Request {
@@ -200,6 +233,9 @@ func (v *Validator) allowed(r *http.Request) []string {
 		probe.Method = m
 		if _, _, err := v.router.FindRoute(probe); err == nil {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
 		}
 	}
 	return allow
