@@ -146,6 +146,8 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 		{"GET", "/openapi.json/", 404, "/problems/not-found", "no such route: /openapi.json/ (routes have no trailing slash: /openapi.json)", ""},
 		{"GET", "/docs/nope.js", 404, "/problems/not-found", "no such file: /docs/nope.js", ""},
 		{"GET", "/api/v1/repos/%2F/view", 400, "/problems/bad-request", "", ""},
+		{"GET", "/api/v1/repos//view", 404, "/problems/not-found", "no such route: /api/v1/repos//view", ""},
+		{"PUT", "/api/v1/repos", 405, "/problems/method-not-allowed", "", "GET, HEAD, POST"},
 		{"POST", "/openapi.json", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"DELETE", "/openapi.yaml", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"PUT", "/docs/", 405, "/problems/method-not-allowed", "", "GET, HEAD"},

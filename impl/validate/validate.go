@@ -139,18 +139,18 @@ func (v *Validator) Routes(next http.Handler) http.Handler {
 			detail := "no such route: " + p
 			trimmed := rr.Clone(rr.Context())
 			trimmed.URL.Path = strings.TrimRight(p, "/")
-			if _, _, err := v.router.FindRoute(withGet(trimmed)); (err == nil || v.opts.Passthrough(trimmed.URL.Path)) && trimmed.URL.Path != "" {
+			if _, _, err := v.findRoute(withGet(trimmed)); (err == nil || v.opts.Passthrough(trimmed.URL.Path)) && trimmed.URL.Path != "" {
 				detail += " (routes have no trailing slash: " + trimmed.URL.Path + ")"
 			}
 			problem.Write(w, r, http.StatusNotFound, problem.NotFound, detail)
 			return
 		}
-		route, params, err := v.router.FindRoute(rr)
+		route, params, err := v.findRoute(rr)
 		if err != nil && r.Method == http.MethodHead {
 			// HEAD is GET without the body (RFC 9110, 9.3.2): every GET
 			// route takes it, with the GET operation's checks; the mux
 			// routes it to the GET handler and net/http drops the body.
-			route, params, err = v.router.FindRoute(withGet(rr))
+			route, params, err = v.findRoute(withGet(rr))
 		}
 		if err != nil {
 			if v.opts.Passthrough(r.URL.Path) {
@@ -204,6 +204,27 @@ func (v *Validator) Validate(next http.Handler) http.Handler {
 	})
 }
 
+// errEmptySegment: a path template matched with an empty path parameter.
+var errEmptySegment = errors.New("empty path segment")
+
+// findRoute is the router's FindRoute, except that a path parameter never
+// matches an empty segment: kin-openapi's router would take /things (and
+// /things//x) for /things/{id} with id "", so that DELETE /things looked
+// like a malformed DELETE /things/{id} (400) instead of a method /things
+// does not have (405), and Allow listed DELETE.
+func (v *Validator) findRoute(r *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := v.router.FindRoute(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, val := range params {
+		if val == "" {
+			return nil, nil, errEmptySegment
+		}
+	}
+	return route, params, nil
+}
+
 // withGet returns r asking with GET when it is a HEAD (HEAD takes the GET
 // routes).
 func withGet(r *http.Request) *http.Request {
@@ -231,7 +252,7 @@ func (v *Validator) allowed(r *http.Request) []string {
 	for _, m := range v.methods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, _, err := v.router.FindRoute(probe); err == nil {
+		if _, _, err := v.findRoute(probe); err == nil {
 			allow = append(allow, m)
 			if m == http.MethodGet {
 				allow = append(allow, http.MethodHead)
