@@ -280,7 +280,9 @@ type Problem struct {
 	// Detail Example: no repository "nope"
 	Detail *string `json:"detail,omitempty"`
 
-	// Instance Example: /api/v1/repos/nope
+	// Instance The request's path (percent-encoded as received). Always set.
+	//
+	// Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
 
 	// RequestId The request's id, as in the X-Request-ID response header and the server log.
@@ -291,12 +293,21 @@ type Problem struct {
 	// Status Example: 404
 	Status int `json:"status"`
 
+	// SyncId The sync the problem is about: set when a synchronous sync ran and
+	// failed (502, 504), with the same sync in the `Location` header.
+	//
+	//
+	// Example: 7
+	SyncId *string `json:"syncId,omitempty"`
+
 	// Title Example: Not Found
 	Title string `json:"title"`
 
-	// Type A URI reference that identifies the problem type.
+	// Type A URI reference that identifies the problem type: a path under
+	// `/problems/`, relative to the server (docs/problems.md lists them).
 	//
-	// Example: https://stackd.dev/problems/not-found
+	//
+	// Example: /problems/not-found
 	Type string `json:"type"`
 }
 
@@ -345,8 +356,8 @@ type Repo struct {
 	// Trunk The trunk branch name.
 	Trunk string `json:"trunk"`
 
-	// ViewVersion Version of the current view snapshot (0 before the first build).
-	ViewVersion int64 `json:"viewVersion"`
+	// ViewVersion Version of the current view snapshot; null until a refresh has published a view.
+	ViewVersion *int64 `json:"viewVersion"`
 }
 
 // RepoCreate defines model for RepoCreate.
@@ -437,8 +448,8 @@ type SyncResult struct {
 	// UpdatedRefsTotal How many refs the run changed, all counted.
 	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
-	// ViewVersion The view version after the run.
-	ViewVersion int64 `json:"viewVersion"`
+	// ViewVersion The view version after the run (for a run that has not finished, the version it started from); null while the repository has no view yet (before a run has published one).
+	ViewVersion *int64 `json:"viewVersion"`
 }
 
 // SyncResultMode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
@@ -505,6 +516,15 @@ type PayloadTooLarge = Problem
 // RequestTimeout An RFC 9457 problem detail.
 type RequestTimeout = Problem
 
+// ShuttingDown An RFC 9457 problem detail.
+type ShuttingDown = Problem
+
+// SyncFetchFailed An RFC 9457 problem detail.
+type SyncFetchFailed = Problem
+
+// SyncTimeout An RFC 9457 problem detail.
+type SyncTimeout = Problem
+
 // Timeout An RFC 9457 problem detail.
 type Timeout = Problem
 
@@ -516,6 +536,9 @@ type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
+
+// UnsupportedMediaType An RFC 9457 problem detail.
+type UnsupportedMediaType = Problem
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -1504,6 +1527,33 @@ type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
 
 type RequestTimeoutApplicationProblemPlusJSONResponse Problem
 
+type ShuttingDownResponseHeaders struct {
+	RetryAfter int
+}
+type ShuttingDownApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers ShuttingDownResponseHeaders
+}
+
+type SyncFetchFailedResponseHeaders struct {
+	Location string
+}
+type SyncFetchFailedApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers SyncFetchFailedResponseHeaders
+}
+
+type SyncTimeoutResponseHeaders struct {
+	Location string
+}
+type SyncTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers SyncTimeoutResponseHeaders
+}
+
 type TimeoutApplicationProblemPlusJSONResponse Problem
 
 type TooManyRequestsResponseHeaders struct {
@@ -1525,6 +1575,8 @@ type UnauthorizedApplicationProblemPlusJSONResponse struct {
 }
 
 type UnavailableApplicationProblemPlusJSONResponse Problem
+
+type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -1595,6 +1647,38 @@ func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit408ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit413ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1706,6 +1790,38 @@ func (response GetConfig403ApplicationProblemPlusJSONResponse) VisitGetConfigRes
 	return err
 }
 
+type GetConfig408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig408ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig413ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConfig421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -1813,6 +1929,38 @@ func (response GetMe403ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe408ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe413ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -1916,6 +2064,38 @@ func (response ListRepos403ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos408ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos413ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2102,6 +2282,22 @@ func (response CreateRepo413ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo415ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -2165,6 +2361,23 @@ func (response CreateRepo502ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(502)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRepo503ApplicationProblemPlusJSONResponse struct {
+	ShuttingDownApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo503ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2270,6 +2483,38 @@ func (response GetRepo404ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo408ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo413ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2427,6 +2672,38 @@ func (response ListBranches404ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches408ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches413ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2589,6 +2866,38 @@ func (response GetBranch404ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch408ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranch413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch413ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranch421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -2747,6 +3056,38 @@ func (response GetBranchDiff404ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff408ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff413ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2920,6 +3261,38 @@ func (response StreamEvents404ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents408ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents413ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamEvents421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -3073,6 +3446,38 @@ func (response ListStacks404ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks408ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks413ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3231,6 +3636,38 @@ func (response GetStack404ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack408ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack413ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3400,6 +3837,38 @@ func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	return err
 }
 
+type SyncRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo408ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo413ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRepo421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -3452,32 +3921,51 @@ func (response SyncRepo500ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 }
 
 type SyncRepo502ApplicationProblemPlusJSONResponse struct {
-	FetchFailedApplicationProblemPlusJSONResponse
+	SyncFetchFailedApplicationProblemPlusJSONResponse
 }
 
 func (response SyncRepo502ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Location", fmt.Sprint(response.Headers.Location))
 	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
+type SyncRepo503ApplicationProblemPlusJSONResponse struct {
+	ShuttingDownApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo503ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRepo504ApplicationProblemPlusJSONResponse struct {
-	TimeoutApplicationProblemPlusJSONResponse
+	SyncTimeoutApplicationProblemPlusJSONResponse
 }
 
 func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Location", fmt.Sprint(response.Headers.Location))
 	w.WriteHeader(504)
 	_, err := buf.WriteTo(w)
 	return err
@@ -3568,6 +4056,38 @@ func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs408ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs413ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3709,6 +4229,38 @@ func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync408ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync413ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3866,6 +4418,38 @@ func (response GetView404ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetView408ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetView413ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4052,6 +4636,22 @@ func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWe
 	return err
 }
 
+type GithubWebhook415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook415ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GithubWebhook421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4124,6 +4724,73 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth401ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth403ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth408ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth413ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4136,6 +4803,25 @@ func (response GetHealth421ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth429ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4177,6 +4863,73 @@ func (response GetReady200JSONResponse) VisitGetReadyResponse(w http.ResponseWri
 	return err
 }
 
+type GetReady401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady401ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady403ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady408ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady413ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetReady421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4189,6 +4942,25 @@ func (response GetReady421ApplicationProblemPlusJSONResponse) VisitGetReadyRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady429ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4854,143 +5626,168 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcxs3luhfQfHuLZOzTYqS5UxC1a1d+RV7YycpyV5P3dCTBrsPSYyaQAdAi+a4tL/91jkH/SKblOw4",
-	"TjLXn2yxG8ABcN6vft9LzCo3GrR3vcn73hJkCpb+++SVXOC/KbjEqtwro3uT3vMUtFdzBU74JYhrBWvh",
-	"tMzd0nj6RWq3BivW0olZoTIv5tasRr2oZ+GXQllIexNvC4h6LlnCSuIKfpNDb9Jz3iq96N3c3ES9XFq5",
-	"Ah9AeWilTpbfyxXsAsTPhJYrOBOS/hVr5ZfCZdItwQnlRA42Ae2HoBOTQiqkE0aDyKVfTrWDxQq0F/14",
-	"DtIXFv73ydN38WAknnuxKpwXMyjnXSgvElNkqVjKaxCJBekhnep+TE+WkFwNLcyHc2NX0ovhcEbAxYOJ",
-	"0EYkRntrMpEspZUJ7i0SLpcJRFMd/4/4u5iI/xB/ET+J6TSORDwaxcJYEf/n+/gMh2cgU6UXIh7S317E",
-	"z56cP+ZnvJPqKoVfSo8bh1XuN5FwXlrv+FhinhZ0Wv2QmeSK5plqb6XKaJVRfCauZaZS8frV0+HXkZBe",
-	"rIzz4nh8cipmGw9uJM71xi/xdcgciAV4N9Wn43Ek1kvjQKTgpcro7BhdbJEhhqRCwzVYYSEH6QMmyayA",
-	"kXi1hKnOpfdgNe4AH+XSemHm+H/HczghhYVFkUkr4F1uwTlltHBy44RTqzzbjKa6F/UUYggeTi/qaUKf",
-	"Hl/JQXxcyXcvQC/8sjfBzUa9ldLVD4ibBF1v0vv7T3+fTt+Nx8Pp9N3JeDp999f5//x98h9/mU5/mk6n",
-	"09HR8O3hN97+5d960Q7+R73n8++NhpfSJ8tdjD/XAmmTCEtILUDaTIENlHcm1kvQQnnhvMoyscJJwEVN",
-	"4lRO3B+fjsoDYqKvj+j5fIjLD3n9Q5Qa9S4gN88f7wKJvzvljd0IlYp+nJlEZrGYG8uIUD92XiZXKTEM",
-	"wlNIhdKDUfftWV7u0O01r+d8+H/l8J/j4Tdv6/+Ofh6+fT+Ovrp/03X2Nzi1y412wKxHphfwSwHO419I",
-	"wqDpvzLPM5VI3O5Rbs0sg9W//8Ph3t83gPk3C/PepPe/jmo2e8RP3dGPPIoXbZ/eKzoiWlakBhzRO90k",
-	"nd75j8+Zm8jEj3o3Ue+R0fNMJZ8VxvPmJRIn8Uvl8LaNFa8vXgiZWZDpRsA75bwjOJ+CT5ZPpcrw4j7v",
-	"cRa58xbkKjBwPNAZiDkCBOkZHWtgV4HrOKmVV/+ElNg+WGss78HYmUpT0J9zBxcwLxykE4KscEzDuAeZ",
-	"ZWYNSGHlou5oXkIYD4jsp9rkYAkyoQFS5J5OLTSkQ6V5NuTJtGmw1zw53t3Q6Izvdqpl4ZfCzOcHV+oc",
-	"H+ZuQrEqvPTgWnNVA3AuY4UUiTFXCoa4MiodCQvbQjs5r8kjk8mVE/HfhpfER4aPLi+ekoRLDEodZpLI",
-	"d0AttDBWLZRGiV0vnDg7jwcoMJDzamQeMnuC9/1ZyUmLQsO7HBLkgIRu21hJp6l086AzsyCkfKlcqiyN",
-	"/R3Y1Q9aSJEZk89kciUy5TxosKKPgBLjF7lxqFoFLHmGegRLHVYOplqD8kvaUCKzpXE+ak4p0xRlvNBB",
-	"fMTD4Uw6GBY2iwW+PRFyqtcwE7lcgDBaSG1oPtLb+o+/vxQWZkqjBjUQidRIOxZkzVDD/X9v/FNT6M/K",
-	"nr43whXJssFPI5aKiMasr4wCbC9Nisp3uitwkcdVivhSMndIllIvIBVO6QRopwt1Daw/oITtUPe79hBe",
-	"O6J3aAM/yk1mZPrKmBfSLuBzM/OZSTdIERkujighmSoqDnPPifjdkFWL4Uq+G+KIGBVWVICQjRBjwDGP",
-	"GO4ha3hiBsgrhCw128DKmCU54Qwil2OGlqmVIj07sca5UowkRmtIiM+xKNEiyYyDNKBYINBXagWm8L/L",
-	"0aWKJaC0Vl2zvRT4Cj3GDYsUZJopDaJ/fyzcoGtvYVu4qd9pNxbmFtyy2tBcaeWWzQ25jU6EZ+gYUmNe",
-	"Sr0Jt+A+K8TGiJXUm1J4OZZT5ZEGaUVqVJIp0H6LRi/A283wfO7B7jKAS0gMGnXeiLVUvkRkbzeIxnIh",
-	"lR51KfNKe1iARXhvot5rEvTGouLzmXkgW5uJBXIxyMyh1awB7RkLbfIOaoxfwooJE814tgGRZYK0yBXM",
-	"FejKFEbs4BVouj68y9F+iEpJMdXKuQIsTVekCnQCKINmMiVliVwDvJgWP5yjNiSTBIUSrRNM3qn+rzev",
-	"StEW+00e49qx9P/+j7WPJyzCnz/mMU5I5DRJArmHdMAma+O637x5MzxvKD/tg96xXPj2rqXK5CyDz3t5",
-	"JEzTjdgAEtlNiWa0jfMiVf6J9nZD5pnFW/SKzSuZ8BRd0qy67efpaNdSi3Asq2i7T2jL7IXpTXqp9DBE",
-	"FtA1CxNa5zQqbU2jtP/qtJ6iopuotwK/NGnnHKbwqIh2PkN5jw90kYUrY1t218qurd2fECraYXkAUXmI",
-	"9WJvqznM7B+QeFyM/WQdN4AIt3sBj8xqpTyTjdHBZl8ZPEgrkytkKayZnAkEnziuKfBdwMvas6XGmc1g",
-	"qfSBhdnfs2fRGixSi+FjgUiWKkstm3LKw8p13lP4QVorNzSKQezGWgbwnhNmrUV4U8iZuQaB/8ulBe0j",
-	"oWGN1stcWVJ1g2/twZj8HiUkh8iRz6kLvBRy3+E2GrPzxRb6KhLH9IcMaqY1BoHQqXBGGD3qRHLlHhXW",
-	"BlppT/3syfljkRulcaueb6XUW6upZsZkIEkD0nIPRRBbvwCCqvt4+fzuOeFVXtnAqO4n4LyxjDbV8sSv",
-	"UzWfg62EK+JUYmwKaZhMWLhWKDu6geWXDkHTpoTqlOlA+ZgD1pKXRBuxVI5dX0tpIQ3OExxyAGvrQ+JF",
-	"L01hkw5/+JtKWgbgErSASic86GKFTIROWCETWViZL5VH3siHaDcIhNFNNtJY3N4qJ4osK21QFATLPZ7D",
-	"Jk8jhOB3G0RZonIT97ZwpCbGrXPpYoGBZHZZIGk8nQiZBrF7N1nSvdeo5wqG4dZz4AMoX49KyAIcXXt6",
-	"BjLzHWzdeekL+h+8k6s8o1FXvduESxjWtdJL6D65yjXzcLOLjTEiUjwR5D1CXj2fi37bJdBCS1bieige",
-	"UIc7hImwkiq7g/hEFDdF7j6Mx5cs6tbJ7363rVttnloFYdexl2pXVxjg4ukj8c3pg7+KoNEFXxGeaPue",
-	"+Pc2NmjTdOBOe9rkMO11obXSziNvaI8/krk6uj4+okmOcHTX2GDpPN/jsQiP7zmhUBV3pXvrb8PAQobP",
-	"H4vSIV/q1VvOSvKBRQ3ITudfJWM4nn0jT9LT5K/w9fy+fDD7Kvlr+jV8Mx8fd5LuLr2cjk+75KBXPts6",
-	"CtR/2WsU7cOsndsTry+eo/kKFtg3g2ZKO7ha3irO0N7h0vvcTY6O2MExSuG6dmdq44fzbmC2MJKelhuK",
-	"DtF+k6d3EEUb2WbSdUt35R5bOW+SSlMnKFYzsF12KUPWPWV1GTtPCpvdQe7wol1bvoD567xk/+0Nslet",
-	"g9nNjU0gjdlLb7I06H979RRANZBC0X0pLKyt8sDOb0KHVqTCLVGhnG1Qm8DbRb1BZleiX8dlo/F4XKqc",
-	"kXDe5DmZ/iKVG1wwQIPSS8wgM+stOAcjcQFzx4unhlYmrU4QMKzK9lfgZSq9FLPMzNyAbNi4oKNKYw4+",
-	"+iVsgu+xyd1DvLwX9cLrvajHR0aiPgP8qYvVa1hfsmi9lR2bLL3rq6TD3IYh+FJU3ng3nrARt4UirK7U",
-	"Rtc+Q0G0defSkMFTpCfKEVNPlkBxNVYnV4qjUXdQFpFlhgPZBSEgBC1kwZnsGjmPiYSaC6k3d1pAddu9",
-	"V8G4O6Qp4tF9h+/RmaOd1w1mFbp7ffEiYm1Z6k3TU0Rm4jWkE6QxYo4R/RNNtXNLPLiF8jycHTguyYeZ",
-	"ugIRU/Qgl34Zjxpn70mLVm6qUf9g20hmzlRPg2GK9yPFXGXgNs7DijIxIiFFjL9Njo7iqX598YJXbeZK",
-	"NN1SUmjwa2OrOMekId7uOcqHWLKziPMmiBewu+h2/WSjk8tKuB26jsv6TeSsaI903wdbN7M68abTPXOt",
-	"YP3fYF2nfyc8KNlgIJetdKL+uHJiLoFNZcopSklnvNUv0+U3IbQsN9eGcR9xPyKuRdpumiqEX2Y/Noh9",
-	"LjO3IwPnRZZ15yuZtQZ7RGEpJOY1zJbGXHFwX+nFmUhhLovMkyOXAmjSeeHXnOQjQrZS5R95ffGi8/RV",
-	"h8L1uGvm5qyNSStfymihyA39q9Iq9qLTNkhMVfdceQq7boQdCd+esNSMIuHccnJ0JPrG1tReOLD/WVH8",
-	"IDAGfC2cYyP152R8+vV26s9hWYEA7cOi7zqdXSEtZtLwbht7zwlkBsgqmhFBch1bkOlIxCwA0K4SM2QL",
-	"SYZKBKJWiipCUAsbopfWwf3RwE4hi1D+t4L1rjCjPL7zD/CpWkhA+2zzEuxiX6ySkO9kzGQ9DL4K5iyV",
-	"CtN0kn0Cx1jpb71NJvW6I02VrSRd5WaqeVVJLzW/HYyC7ppctY3Pg0yY3BodwF/XrPRDOZ/lPQVIdq6n",
-	"njuqrroLjS9JHj0yeq4W3a6Ai2rRzug0m2tL6YgOnej/8Pzxo8FZ7egPqicJOtKXjd6sTBGsQuVKnwGF",
-	"f4QUe2I+e/x4xSxTyQXI1HWlq8m0CUe/um4FLiK55EJQ3kWBKeGDVM3nDrWMjU5cJOAaL3NQ5tnVG0hk",
-	"loF1wRFi5vNIxMNhnfIy1cbiLwwkPXAxS/jdneDTH3TW4W55cg12w9k1yD7qeBlFsSmFqPtwnNKLDEpd",
-	"du/d0T9OwDuZ+GxDlktNF90zX+9TAWhazv0joS7Cm6Nb7dZq/1Eb69p33NpUDUcnZpf+5i2+F675AOz3",
-	"XIUMiKTkrxyypmJsCjYi3/oHcrBgNXS69htQvL+b1K9gpZRQmVyRq6XMw0TobtPk8KXDZ9Ccpl+HOSj/",
-	"AVn6oHPefcb79nXj8hHrb6Wvorqazuvc6OQCXJF1+HrTginipevkpLeHjKBMDOs4jSpjkF5CISHFnLId",
-	"hS30ncwpTmCA9IC4/ViTbGXSLqcFqwRDyoQMmkhlcK2l43SulCwgTgck10RILMIXQg6l6GvDBo6ktMTa",
-	"VMIZyPD5pUBbDX/iRe8RV3KDkYgtIFXHE/pBrNH6oiwUCtqkynE0pVyhtSzOt6swCZmt5cadVeYygkUJ",
-	"xsMibzmdmwdA0hEX7lSRfimgOHg1nSFeTo/u8jha/+suuvKLlVthAHEThdb4UtRzRZIApOxs4czbt536",
-	"uVosutJK3pBEdleQ1snbhR6JmOAv8rhprJYZ3M1TD1nARvM1KhcsObreUmuqDGBOqegjrlZIwVmDukz2",
-	"YR0XpX9idFoDUtJYda9SF6T0BhuLMso92Gv+kfLibS/qGT0z0qa9cCVF3nlAwWV1AfODgV9whKiVk8yy",
-	"Q40OraSaCOEPBSvBeVcbuMfkxevL8Cdr9uw5c6hfWDQC5oM7C5Paj9khTxqbemW87LCnnpl1mbLUtRGk",
-	"88QU2rcUiwa7POgFeFVWEAXhLOTcQ41jH2vkV0UCJVIH3lcSTIOQ2/facSC3+wguWw6WLTeg0Q6Swqtr",
-	"eCpVVlhw3R5utIbOvYdV7n8NQ8BpqszlO719WRDF/ZpFNbzzl8iKi+wTszOVkrAvmdnbu0QvgWLCu8fe",
-	"dXVvmDGchwys3fs7xL43Oul81GF8ETKGAbtw4GSQFFb5DR7jKiifZNCcFxzc5b+elsf6X29e9ToSyNGe",
-	"qrLLBOWz1Vw7IcOtsJCG5EJ8s7+byeaikLhWZq1FZJAF82FQ5RCSnl9GacOWlt7nnCFjrhSUwG8X7Jm1",
-	"I1uCjbcQFUCeiGDSHjKzUBqZ4xEq+Ef0Z1URxJPXNUFsRPxcx45LLper72DD+WpKzzssm2B+BKvGlwot",
-	"AlMyczMn13HTHJzUb7LBOtWsX+uF8MZkTvSDvh2Jb0N2xSAknaCRwPPNXR3oKRMvplqt8kyBq3MeyQst",
-	"tKkkymiqp5rtPNYyFUqc3VBwP96X8hcPAtSJtLaMNTYDsaIfV2FbvP3MmTIuGzcDs3EIyA4IpvC7mJkU",
-	"J5WlBsc1IBVjD6hGxZIuqtXKIg8+wEadSHcWt+iTB/30+P6ZOBXfqYeE4ttOBC+vYKq1oYzmwRmFzdIN",
-	"P3NeZhlVhiaFD7DdHwsn+qfjrwcj0apnmOqyoCGq83a5vpHqGIIT/3DhAtPgVO8ULpSugtOT4+0yBTrV",
-	"cz6uuckys3aCKhZa51OyjngrLH6v8pZMplrqhi+AYQ/uRGJUq2Crxe9vYtFfUkpJRLenNDgXhSmnOswY",
-	"UUbsUOlQ9EO1RKUre0AYScp37QA5o4JNmdZIR2uh6Chdv8xUWH1SjaGl1VGaBIRaU82mvujvcahEO96U",
-	"wVlQn0K6b0dNVOBIfeYwA65CCp6liq0SJNcQLnTbqTUSb6iodjhkwFSaxDXYIrfqWnpAZhc83DygUV+F",
-	"+9/aSiv3OeB3cIHholTOFLIxVoBbL/+SRap8XPmjTsf3qcJWuBwS2nDTq4MsIT4yOWiZq9FGrjLGqfo3",
-	"4h4UfaqZRkCf0nWX59lmqk3Iu+YF2I+VqQQ0ZwYExv3y+auGG6Dkxuc/Pm+4aya98eh4NKbQLkPRm/Tu",
-	"j8aj+xyTWJKwbO0Xf1jAHo8FvYHyZcu7LL6nO21gXeGdSjn0RLRdYf9EnI6PK8ulGYUki7dKddIRHjgV",
-	"I011XQ4XDp3DmOHS+YQaCc+9Se+Fcp5Sp3vtcvif3rMY/KUATtXjw6RalFZ+f0Cw3uR4PKbIhlqhWnU8",
-	"pj+VDn926NRvt4pgT8bjA+nku2nkdzJMGmnhO5ZJR3kc3Rtoj8yDHOunDFTXEhXwR43yXRpyfPuQVgUE",
-	"Dbp/+6C6KBRHnNxhmY6KPRr6ze1DtytYbqLeg7scRru2kfTOYrWSdkMO8ASFALuOjUZbyMuFIzsavOy9",
-	"xddLMkuqGEAnnZ1vMf9IOBPYQ6l6JlKLDKQldkqFeip0W0BhIljba9PDt+BD7OFXYufB8EszxtGBhs8o",
-	"aUa5RqGrAy+KfPQFv7rwKygnyLWQq9T4xgddqigHsY2j6Hs5OodWSHFFPuw3Z6Wy2sozbWoKofiTGfIg",
-	"Iv2oEWwK8+zKBNQ7Sfy3RMBU30kGiA8XAd+Cfwm/Jbq/hH2FdXyqX7D6MNd8szRkRcgsY29ricV4GG0s",
-	"Jguygci7wp5aZvQ+h+ilkNgdhO6T4G6se3Ug4qZfsOJWXhe9b/lAfnqLvzRdOj+9bfNDRICWl6GBTIw6",
-	"b2+iHvKyjpKpzOhgxr++eCGU9qZMDAlO+K3MkIgjro4qksgBK3WKXBCtBCdOAm/b6tTCpoPiUBAuVHZH",
-	"0rBGm2mVS6qsTtDAVdqBdsqra8g2UaOqmj3ag5E4L0Nj7OLOQF5zo5Ol0oup5vqwkbjgPLtgHU44u49A",
-	"WCh/JvJMKk75E41mFcMh9cUYBnNryGlF7kyErDwaz0M5t65jLEmPeiTlEeJbc2NbF1XlsJHSQCtMdZ95",
-	"u7iCzSCYhGFeSMOcQzT/q1u759gd0KdMQ71Bi4FxesDnzN1fKM1nHirJKCHLjcQ5OxmgnT5Rm8ilNyIq",
-	"zc9IPPr2+/NXkciUvuKNRqLQ6pcCwl9TvSoyrxLpPD5Be5H6DkTCAjOBQdMr2KjRrcuZp1o5sZIpRMHF",
-	"wu4NZ7ICH+O8GTgn9lzWqHRzhd4I88LJjPMtT8djOvVNDqLVQYTOVRtfHnU81VVUkuvVNZf8pqEhV1nM",
-	"Tq0gQlsp3lHw3AzOplqKlczmxq6A8d5YpIJDkMwk3jKxFGo6MNVVSHXODmke/mB80m6VRR2sKMIaiKOP",
-	"6BYS/6c6rlPCaS+TJnOm+ndT6FT0n7169aM4HZ8O4kEUckZpUnJZVKDI0AxhJH7gEBikgWG4qkFXAuq6",
-	"Tk1rqTpdGgsnS4aUi3ACD026+WQaSyMj86btave2gJsd6Xn8SVfepy0FNruWJY6VXqxSYLbqul8YBmBf",
-	"SUx1o0gshU1gdLAJ180f2xgef337iK2WGDTsDsK7anuFA47vANl225I/j4KBo07ucPSNBls05vQOEJan",
-	"3lJtA0sQyPy0XFSsYVcviXo7Pvre5Ovjb06aD0JKWiDTbb346D2HyW4OWnrb/cZQCpYNQLh4SfTXS5Us",
-	"Q3zaiRn4NYBu55WX/ghyMpf98IilGl0meA86/Q8VX/uNzLFDLKaZZ/cHJ/g74FzVZun/IxX/W/BbGZPd",
-	"On7b19sFY/3KUei/ePN2L0kdNdMYO2mL1Sz2lpR185yJHdoTUPZNCHh2ZTmOOp3XD8t1P3RPze6Xn8cX",
-	"vS/jck8LpbCxX9VB6/4dyaTq+PWF6P+0dv2spoSS3kMy/m9K8Efv+X83e91O30JZovi70uhdSPMQKX4h",
-	"xC+EeFfpW/V//mSUGN36ZqN/+QfR7VGq5vP9YTZRaMJIqkKp29uswC5AzKSD0jUVMvPJJq2T8/vSTXXV",
-	"CyfETJqVmIMyNaPqaeRVPhKvSDXgFpNhrqlmtxX7D0/Hp+wrzMlnpZzAYyk8pDWQZTl5rrSukr+mutTR",
-	"SUVXvswjCU2s65bz5OiiltFsYHcHT/jcH+Mh/sb8zcM7f/RumJcduw82t+/qI+S/cLEvXOx2LtbqMMbk",
-	"RZ0dnW9Q9h+SuXFp3AFmFhMN0WtDdlDGyL/i4KWFNI5E7DY6+TkUGVR/lzUz8VT3pairfwbVC+QQicXO",
-	"U+QlP5e9K6a6H78PeUc3lDSVipgP+2e3VlRtEot+/B6ZWCS8uYkHZTsCcQWQy0xdA32GgRLqONvs5IFw",
-	"I/Go0eSTCnZlnkMqcrBlRgQxZy288TLrYmeXdCRP+BTvxo+aZ/kRTImGCx7+xefw5+QXnGYxdAEfQ+MA",
-	"2e2DQFr5bSySugh6b/T7sqxO/qP7CvZUaO+LnodG3vPtYOoXYf+FeO/iO6iq9j+H54DnPnpvjfEHvQaX",
-	"ofviH9RpEGi0W67RJr/Q3xf6u6vLgFn4bMMBp7rU/RPr2Vs9teWqst87y+zbHzUrP3c2CAn+cgVTHT6V",
-	"xXZzUGVjUa3O2fqT3a+bafqEBOmyoThrAR7t+vHez2qFIv0/7ke1DnE91Hvoy1EfxU73pWU9NTYpU0oo",
-	"RumX1hSL7bSqe1UQE2yop8HboL5M0tFXTZbGXIUveJUVzFRiVJX8hGLmkTjfitZSC7NQKR/iOFXOlwX+",
-	"QF+/3QIgfOlhtxvRVDcCsJQKtZScQmb0kGq7qUbYAtWuUBEZl29PROiBCFREVBbuK+3NSJyHCmiOjPFB",
-	"bamowhaaGktL6l14xvUUXG0WMp6sugYn0sJS2xPN36ILB43GXpiy0FUBmKWPCXFikvIjMgyX1mhTuEZ1",
-	"zpmI11L5/0NNvmJRZ8idIDxGJ9Bpq5GRSbHiLZzaqq2Xyjc+iUaA9svOV0hA9WfQtqo9EKjuYo9WbW3V",
-	"h+W3lbZ1v41bPtNRWurCcdnxvMgyjmefcHbDZ4ZnLV31/YWzUGQnyvScD8raoc+M/Gvk6/xragOfPYHm",
-	"IuCYbOforXcM7o9IkyGRdYs9TW98FoO4QW53C6ATw+cuZJXsc3Un2wfjwRd/059TZb7YutR2leXn8TUh",
-	"4h+953YLh41YhOGPIBe/YPufE9t/qHXWT4fa0fsu+yp0D7nrh2/Hw2/evj+Ojr+5+UBb6Dp0AO0M0pA3",
-	"uRHEpR6eVQtMtiaoNVM4lLMy91xmV06ERrI7ZEhNR/+wrqSqLeq+QrlGwPyLU+kLz7hLBHe9NFlIZDgQ",
-	"jfmUft7SiXC0UH5ZzIhddDotnmg5y6Bq9QdayKpHtYPEAn/vsu4lFJqxjE8H4ePtKWSKIh/KidaXTpA1",
-	"xH8bPitmw8vyg3rDkwdfxaL/7OX5o+Hls/OTB18Fn9dUW7nm3i1crxtavlGHjpGIc6UXTXv89ExIEeeF",
-	"W8Zlk3x2hEx18IT0OYmEwWgEYtAG/Rm5bByJ3dK1gQhNxNxUN/PNm/kuDW8AQoFAMAxaFPpKmzV1qA1N",
-	"JJotnaUO3UhCrJUmDV/Fh1TUJ1muhRultjAP6yY71PgBUuGNOBYv1UPR7+iZM5iIb5V/VsxEIql8bjPV",
-	"ORdDIOgnD8TLh5GYFb6Ev1q7b2Eelek69+rGdtVXnZsbYnY/VxnVgXluhsst8mFNrXqoNBH/WBY6Rfz5",
-	"Tj2MOH0o9P+o+ly7XUeZLr9lRS6b8/D91wbOVSlIx/fLmkP2PVHj7K4sIaKHN1WHwK5OG9vfx//bkM9y",
-	"SNH4wx/Iv22KxwHyj5xlh5gOzvP242uydnuWNd9/N1yv18O5sathYTP2SKftCdqN1QLudbdP217rZres",
-	"69M5i7Z7wO350n3lmKQMu9Csv1n3FdhEqI4+YfG3NU9YI6r6mHojUiP6yMyiJieIKsbRpK4dxvCvZyZ/",
-	"ZLHYv3bt18FGGoGtlzI6VGw2y7RK2b+nUut4fPr1g79+xc6mwi+PEpllM26IXf1GHfi2fuDPPeMv3DHs",
-	"n4ds7fCdut9QUQ8r7MuwtIYaqSlXNWv5+Mv/5Jf4Ql2DRvBya2Z7uqFQG91/7rXNLkKX3QRC4llDR2s4",
-	"IJeSP1hjXfjaSp+UpSoNOJQn76t/k+nm97lD3p43nPD7e1wgjrp/J65ZfYL58KVflP319t761vC7WRqU",
-	"8cXaC30hpXdEBnKYe6e/73azP/4MLDeoKVGoCocEvYPg2w1ZXzS7InBidvtrJGWsmGrddsdzChgB0Oy/",
-	"KVtC0HX5INj1UJrgzb6grhNOkuatfuEIcp87RlMsJyo/0lp91GHUdsZ0zsu815H2Pzd2ASVfdo3RFT/e",
-	"naHsjcr9T5vxYmqLmltzrVKw3MsIJTM3MKQEAEpE/fG7R08GrE77rt5II3H5+LuQcsonnRQ2Ew7InGk3",
-	"kJ1q6UR83lxpIh5yN8RpMR7fT/g1/C/EQmnnKyU7bJXa4Nx0y53T8Tdf3fy/AAAA//8=",
+	"7H17cxu3ku9XQfHuLZPZIUXJchJTdeus/Iq9iZOUbB+fuhknA840SRwNAQbAiGJUOp99C93APMghRdtS",
+	"4rOlv2xxZvBoNPqF7h+uOqmaL5QEaU1ndNWZAc9A43+fv+VT928GJtViYYWSnVHnVQbSiokAw+wM2IWA",
+	"JTOSL8xMWfyFS7MEzZbcsHEhcssmWs0Hnaij4fdCaMg6I6sLiDomncGcux7sagGdUcdYLeS0c319HXUW",
+	"XPM5WD+UJ5rLdPYjn8PmgOgZk3wOJ4zjv2wp7IyZnJsZGCYMW4BOQdo+yFRlkDFumJLAFtzOYmlgOgdp",
+	"WTeZALeFhv979OIy6Q3YK8vmhbFsDKHdqbAsVUWesRm/AJZq4BayWHYTfDKD9LyvYdKfKD3nlvX7Yxxc",
+	"0hsxqViqpNUqZ+mMa566uUXMLHgKUSyTf7Ff2Yj9jX3FfmFxnEQsGQwSpjRL/usqOXGf58AzIacs6ePf",
+	"liUvn58+o2c0k3IpmZ1x6yYO84VdRcxYrq0hsiTULMis/CFX6Tm2E0urucixl0Fywi54LjL27u2L/rcR",
+	"45bNlbHscHh0zMYrC2bATuXKztzrkBtgU7AmlsfDYcSWM2WAZWC5yJF2xC66yB2HZEzCBWimYQHcek7i",
+	"eQED9nYGsVxwa0FLNwP3aMG1ZWri/m+oDcM40zAtcq4ZXC40GCOUZIavDDNivshXg1h2oo5wHOKI04k6",
+	"EtmnQ0uykx/n/PIHkFM764zcZKPOXMjyB8ebOLrOqPPrL7/G8eVw2I/jy6NhHF9+M/nXr6O/fRXHv8Rx",
+	"HA8O+h92v/Hhq//oRBv8H3VeTX5UEl5zm842Of5UMrc3cWMxLhlwnQvQfuedsOUMJBOWGSvynM1dI2Ci",
+	"+uYUhj0cHg8CgWjTVyR6Nem77vvU/66dGnXOYKFePdscpPvdCKv0iomMdZNcpTxP2ERpYoTqsbE8Pc9Q",
+	"YCCfQsaE7A3aV09Td7tWr748p/3/z/t/DPuPP1T/HfzW/3A1jL5+eN1G+2vXtFkoaYBED8/O4PcCjHV/",
+	"uS0MEv/LF4tcpNxN92Ch1TiH+X/+07i5X3Xgks8XOTUw5llfVy2YYj7neuWWkZVCjo018HPDhDXE3p2o",
+	"g/uB6Oo2kadE7ZvYs3LcGaE44H67jiuBOGIosKTlQhoWdwaDuIN0NZbL1M37gC/EwcXhAa7HAS7SATUA",
+	"5oAPBmNPajD2VdYZdY4nX6dDOBw/5kfZcfoNfDt5yB+Nv06/yb6Fx5PhoeMWy21hOiMnBzpW2Nz184Rn",
+	"LNCxJHqgmzmoE4mWYK4s9KWyfZ7naunWuU67n+RYcY3i0AkC9zJJCpWLdMU0TAqzhYo4R/+NYVwDy4Th",
+	"4xyyEYs7E5HD6ODgwOiLg6mwjjyDqbA7yfbnkKiFJMitFeP/h4ZJZ9T5PweVSj+gp+bgZ2qGPmnu1Le4",
+	"HbFflikwyEwoNZCkpz+/Is3FU6cjW9cs6UWxVDoi0aPKxYn8Xsf1EcavS8bGK3xgQF+AfmD8sjk9umu+",
+	"Sc8J9euo81TJSS7ST92Rae3zTf7gddmECtLOhHFCjOcaeLZicCmMNY5b+ELcGWc8rjijnG8LW5STuR1m",
+	"ON06e6XZu7Mf1ogwcMvxAmw6e8FFTrv0E1Zk4lroT8omNlcF32D0xsjbYI5P01xJGNUH7X6dqEJmrPvy",
+	"7duf2fHwuHcnS/RoeNTcvN9xC0u+alulxgRvb9sWC2M18HmNIGNg2BlkJ7jHvAmGltHSWYU0CCakV7wP",
+	"DFsqnfmlVHossgzkp24toyftC5hqZUxfaTEVshQ3aMHEnZm1CzM6OIALkQ98c3EnSIubFZZZyfRzttrD",
+	"ah0rArTtNTc7txKTOpk254pbhqepKiRa4aidSYYxJWlHkey7I9mx74SqeZDS5VlfyXy1bVZBYpMo9y+P",
+	"mCO/M/fWpvrlrFs1sdvZemfEmCPcYIUhgtQXua7HShonPVSHsVQL0LiVmATInCtjxFRC1heSWnMO0hZq",
+	"o0yOJS/sjKnJZGdPrd/7tuujmBeWO1uoqX39B64tpRlnqVLnAvquZ5DWCQPn+bpHUsnVXBWGFdLwSWVM",
+	"5Dw9Nyz5R/8NCpr+0zdnL9D3TJXzB8l9ieVEaRBTybxsqI/CbbhS67+Szqzn+XOtlf5E+SR8G+0cfipZ",
+	"IeFyAalzQsD1w1SaFloHaeopmqspm3FTE7BmcNfs/qhuKwZasDc0IKJJC+uXE74l82CTQg01IwxDLhNy",
+	"jVyoXV4LkwmN336eTzWvGqr7VlsksR+FLqQbHeMsV2ox5uk541mmwRjcFOQa+/FbxXDNZsrYaON9oC+c",
+	"tzbmBpxdRFR4qYxl5E37oAeXys5AM9fQ3Qj7o8OKLWoE3uVKtJHvdvjjpwZ5c2EsSNCs64hDjtdCGVto",
+	"8BJqg2CxlCCQYjX6t6yY9HGEpN93S9AvdJ4gkUdOpCxhzBZ8CrjcfgUwgNd99uMbpmEspHNPeizl0slt",
+	"Dbzydry4+VHZF86M/EQWdX7LJHy/yZhS1W3WuOPE8W7f3L3xOcryuGKTH5VlNLcW5qgGfjss8aNipkhn",
+	"telGZHlGIVKhNJoQrIt6xgdhyxCmmkwiaoEbtoTxTKlz0xv4JXqtMjER5DVs2sdlYNoJa3QXZlxOIWNG",
+	"yJQiBlNxARRPcxK8JfzdNm3/2gG+g3P+ma9yxbO3Sv3A9RQ+kWkW1ErfKtXPQzvtllhQsmOVrRyZ8HW3",
+	"JziJ3m/Z9+IJmZqVpudpCgtr7kYQHdbMMS982HNphV2xt0oxoksLw21O+vYcpG3UKUnywLDksk+eUH/O",
+	"L/vui4R1jx350DZhXNYoiFxp+TmGSbD53oCdouqAjEwatK6e0uL3KWzMxuCsHMZDuNybZGRaGWaUWxyy",
+	"J3IxF47xY4kuU7A8UiUlpDgGiopL5/sayLy48hR/K+agik/Vq37p+7ZqZQ/uywS5nlxrcUGHL0Kyh8M7",
+	"4rPht5t8Fqbdavw353TLzNU+eRseu1VmGfAsFxJY9+GQmV7bgvq1dCv5ZlZYK+T0mVp+qhteSH7BRc7H",
+	"OezjyxnfI8vUUp4wq1eMT7mQ5UmCcIZOen73Jm5NhDjLVqTA3tXm0rK89ane3tJuoQ2afWHFdSFRZU2E",
+	"FGbWw0VdKn1+Ektuzj0F+cSCZskZWL3qn7o/EmYgVTIz0Tp56ciqpoJqX23qtzfUijNVl1zYIGKsXmFU",
+	"3PW+16mr8xCmoB0lHPOtZPpXxvPw9xGreZlug4RJlCG9w10hPfzjcznxKOq4JvDDbzp/daAP7SPNiQF9",
+	"BG8MKS8MWTE7A4GDWLo2/BidxqOZJWWgIflBEaWTujGOj6izWJKFlnz3/C0bDAZIXnNwhQ09u06Ymaml",
+	"YcL2Npg4NN1uofm5uHY+MkfAM+vnKbydik7DRIOZMfdSxlRh/W4+mg/NCM9E4NJWwh0uU4Bsd9zrNjjz",
+	"eAtneq7cpQtvXwc2GDNIRpKIdV2Ir/newxn/Z7Aj8cufyGn/Vlz2mcz1l/JToMaerOTspbdKveZy5U1B",
+	"86lrpFR/zuUqBETMFsNJKeZeCxawD2MePj4aDAdHg29OmHZKmwnJDr2iv/M4+FHtqNB5Wo4arCRH27Jt",
+	"zPWWFnCDOBjsDXauCf4R2rsCpB3cvr1zg33zDkPnSos/Ptm4KdaaaDlCbrdeRhjnd6zBLTtwLx3kaiok",
+	"BkBAZoyzMXANmr16xqw6B3kz61wIWH6OL1ULHjZI025pV89vLTZEOSupBswr5LkZMakkONtYQ9NX98cl",
+	"dgZzcpxjaXzil9KBdEi3MnjkRAj1gM114XLhViIKUcFYCmMK0NhckQmQKURuHXiGi4WhKOpMsp9OCzvD",
+	"GIox1I/Pc4vlf79/G1RVYleLxPWdcPuf/1zaZEQh5bCmlHNCkRjIegN26nqLZWP8tVwJJRlcgF5VdIgC",
+	"WSRTEgwTMs2LjCIBjf30/v37/mntvAZzaHbquXdNx/EuXE+3ed2ODZlgE6GNLeW+mowYX4g1xseUgz/+",
+	"3R3LHynSnK3YCkh1vZOmWCyUtpC9hkzwtziIT6R72VR/7trqW99Ym8lRRW9GgW9DxMqNAeOltYMebILF",
+	"HWeKHCxyLuRdpb0cPqoLpHJKDMnDkD6ta9U6+dsN9TwwTRp58eKEVVNMYXhw0Kk6xwU6LTJhn0ur8Xh9",
+	"od37VtDi8XS73Vq2+yobbOYrRu5bOg7dfIIMRLnInVEn4xYwCtbWCunj1mZE1mhGSPv1cdVEqV6jzhzs",
+	"TGWtbajCpoqytzeeOZbBE5Mi92KDLPLNXNPKZv/FjQpnGAgQBSJWnX0o21Djf0JqXWeULd6yAm4XbC7A",
+	"UzWfCxsWupbN1reap+dOjtEhxglzw0c71ZnwSoJbrC1TqtFsDDMhd3RMWc9bOq2Gheeu8KmDSGcizzRl",
+	"swgLc9O6Tv4HrjVf4Vc0xHaupQE+MEwtJfNvMj5WF4DHpguuQdqISVhiHpDTAVWG+aMhnqaHkezat0Sn",
+	"tuFlsLAtydNDUjy6kOcRO8Q/OJ1HMa2UG4TMmFFMyUErkwvztNDa75Vm0y+fnz5jCyWkm6qlVSE61Joa",
+	"K5UDx5C95Ft2BNo5Z4Cjaicv0e+BYVYsyuQT54SnYKzSxDZl92jAZGIyAV3a4I6nUqUzyHxjTMOFcMZU",
+	"+2DppV2jae6EksoUskIye67FtEKp2EwYSgCfcQ2ZzzZ0n+zg2opI1OkbVei0pSrkfWk++sGlfA5lKQrI",
+	"Yu6ECFJYOCEy1XwxE9bJRiKiXrlBKFkXI7XO9Y0KpcjzcATvFMFsS/58XaYhQ9C7tU0ZWLnOe2s8Um3G",
+	"Nbq0iUC/ZTZFIFr3rQyZeeNxP13SPteoYwoaw410IAKE16MwMj+Otjm9BJ7bFrEe7IrSVnJfnXduUi7+",
+	"s7aeXkM75cqcqCerTW5MHCMlFNb2Z9qs28yHaLAleTUdpx6cU7CLE2GONt3VzRtmqlWxMB8n44OIurHx",
+	"/de2sap1qpUjbCN7sM/aimHOXjxlj48ffRMi3D4ZyVG0uU7BAK5zw9ZEjE07qLR2r7Zn0D8wWIvFui0l",
+	"ZxpSEBfk8+VLLFUCDIFUo2lN+WixmErjevdQhPN0TcjG+kffC6T+q2csFLkE838t5xBTtuoj28OI32SK",
+	"zd1HeSgbWjUEtK+2hZhtdYDhNhAfq8KOHP3oEI3jWzOtpCpMIygdSx/47T4aHkXs0fC4F4XEdmDGaQV8",
+	"3dNoI/RMTnVFh2/aJuo9ljpfteTYrG+zDVZm785eOU8YNFB6CrdMNOstAw1cCyPGidkKmYGOZS1xMomY",
+	"hpxbcQHMqvrCdjOVmvLFwTzDLC2KqvTWJ9uWFXST7LTeR0OSRLtEaV1FtsiY5t4dc9NuLAnzTPNJXfLU",
+	"TaxiPgbdFg2kkbU3WS7nxpNC53uoceq0bcpnMHm3CNq0OUFKTWrRHROlU8gSyjZWeebN6a1mHzirGt3S",
+	"LmcallpYoCReZKjGCaGZOft8vHLGmVtdZ4bx/Jx1q2LPaDgcBgs+YsaqxYLKrjK+ch360ThjgI0hV8u1",
+	"cfYG7AwmhjrPFPaMRjLDwZBn0J2D5Rm3nI1zNTY9jJElBZIqS2iP2xmsfAJXXVn6ItxO1PGvdzA/P8X/",
+	"ZJCD+6lNc0pYviFL5UbtpvJs31fRJLyJQ9xLUVjxdj4hn3iNRcj6q3zYbX4Xa7oiwS90VMQnwqCOTGeA",
+	"dT1knc+F1krvZXs70egJsjkEzxDYkQaj8gsnu1TExIRxudqrA9EeRjj3vvIuw9uR7nv3XllG2D7M8sj8",
+	"3dkPXiNwuapHotHrvoBs5PYY1qhE+E8US2MwbXEqLH1OAWKTLvq5OAeWYCaqk83JoEZ7i06JMLF05hy5",
+	"mjw3qnxaK5XjbCJyMCtjYY5SPmKcJb48MYnlu7MfqNd6AXY97M2ZBLtUusyZHTVq7rDIekbBaCrGRllA",
+	"GuBmc28l0zeldt+1HG+qN51kde5d+3qQs1grXm2Ndl0IWP4dtGkNl/kHQQz67dLEKPB7oZBW5Fg7SnHn",
+	"GTdsUYxzYdye4PjNgCRJM+x1UzSlLUyFbBsm35zDts3/FKUaOhdZJtz8eP5zTRhMeG42dOSkyPN2kAS1",
+	"lKAP8BTdbXafRktVnkJOT1gGE17k1gRrIefGMrskZAHmIRLKcNS7sx9aV0e0mHDP2lqut1prtAxdDaYC",
+	"LePPquXeym7rQ6Jd98AEKmxGbTYsgGaDoYAtYsbMRgcHmBdWSoPCgP6vUiL0vOBwr3k61vAGjobH367j",
+	"DezWJW5A27jo+9bYoq/FH9XC1kpTGSAGF+uZ2nh0pYFnA5aQgnBuLBs7sYG1l8yxFlb0UhJtXTVjP25+",
+	"+GGrEnaj/LuA5aayQ/CQ048IYTv3Stp89Rr0dFtCODLf0ZACjn0fGiLJU5o49ZjkLcQhQ3j7Jp3VaU+H",
+	"KF1TbsqoXpnW3g37pZLHlBmPa9H09XcKaYwitQz+ohK1Nx4AbNg4OCc/ko3lqdqOyqVuY2MqcHqq5ERM",
+	"2yMvZ2WnV9szOfFAy4A2rPvTq2dPeyfVuYo3TVERoj0dytmEj6z7EA0ePztPs/3MeUvY1OmU9Ax4Ztow",
+	"MnhWH0e3XG4BJkIdZHyxhAnVEu5BJiYTE1FOnokYXLjF7AVwj2oCKc9z0MbHnbCQIun3q9I+LN9L+n0a",
+	"JD4wCVkAmzNxT3/yxaHNaTzH42msInTiozoIq06x24ljhJzmEGzdrWuH/xgGlzy1+Qo9m2pftLd8sc1E",
+	"wGYJcMRxXcb8m4Mb/dpy/lGT65pr3JhUNY5Wzg7h/TW555d5x9gfmJIZHJNieLhP5+hKZ6AjPMr4SAnm",
+	"vYrWk5TaKK720/rlWBGHhqfnGIsK4C9udDdZeu6l3TSoN9OtTpWwPsKJ9N5gZ6zmhuV23Udkv4VYRrk0",
+	"rcuJVdCmyFtC61lBO+K1aZWkN5/QQah5baEGl8KKP6qC1YnzHSjmpQu5l7tFWXaQ7VC3n+qyzVXWFtQg",
+	"k6CPGcreEikdsiU3VDqYoYdEZc8YuvDVW+4Fn9vMulKRA8Sx/LpypVwL6Bj9Xjhfzv1EnT5AqWR6A5Zo",
+	"cLs6GeEPbOm8MyzYwDOyTBg6vAo9NLoN2f5Ng4lxDOyelO60GxaiGvWLRSPGXycAakfXcauJ9HsBxc6l",
+	"aT1RJ0ymtpCstp+30GXcLEyFBugmUUjpXoo6pkjLNFWfDP+h1T4X02lbst971MjmHLIKMaqQA5bg+ItF",
+	"UndmA2xUneoepURJWkZhyjwjnpVeRukgU0pX1/FqyRRUoSqDh0g2Lvc5ndVAwh4r15XLAo1e72NhmowF",
+	"fUE/IhiX7kQdD5LT8UtSLFoJ5ENaZzDZec7uC5LLIJqmgBsSLeyayI3fo+T54F6VfnWIUb4u93+SZU+R",
+	"NePTzzRMensrkyrO2aJPapN6qyxv8adeqmVIJG2biNvnCK7RMCxq4nJnlOBtgC30ytnnW4deuhQNc/9F",
+	"uzCUjgYZSdl34VthS9AyJzR6ZahN5LAOdEYtUd8rsKwbqgKxs2YEQkk6EryV+EMJmhb2mxfLYS/XZEyT",
+	"5VrW6ubwxZtGbGgtgqmkgbSw4gJecJEXGkx7cN45aqfWwnxhP0dWuWZKvIi93n5ToDD4nE4lXNo3TksU",
+	"+S1LWpGhHRLk7Id9zrEBswM2yd62dO9JZp365NTN9dulWbAUaJ/Yt2dG/8HmOFxjkBZa2JUj49zbxehr",
+	"nRZ0zE9/vQhk/e/3bzstWBXO1SsTbxmm+lYKJUWfstCQ+Wx092Z3M8nXRD6nNyT0Rugres+mVyadowsS",
+	"zuv9lGbWLihXSp0LCINfBzBVS4NuDvmV/kAjgKThHChPvJk2XiIkUuMVRiL5N79VWQRBAC/E9+AxcISc",
+	"tDhd3jPyDpcNtjZklZ5RE4x61z3VUfUm+dKxJNNfTplVKjes612BiH3n82x6Pv3I+S/U3sRUZ1QhBSeW",
+	"Yr7IBZgqHVz7xMtS2Q1iGUtyQckAFk4ZbiYFdJNtqbRJz4865VqHg9b6ITrrJuWRu1v93KjyvLh+qB7O",
+	"jHs4prMqy1Z4pEG0PgiGp9Q5ntUQPNZElcVbLHx4sgbVs61aHYP/x4cPTxjWrSOLr8c3LD+HWIai9RM8",
+	"8ctW9MxYnueIlJuW9UcPh8yw7vHw296ANWA9YhlwPaKq0IPwXhHOw58/7MbvoD0Yyw38jhDFOD46XEfr",
+	"QKqeErkmKs/V0jAE7mjQJ4iOZC2l4UEZyBnFslHTT2P3kU4UVHPvRiZX1wnrzjC5KMLVExKMiXyTsfQt",
+	"Rlgs0Bc+NZ/gnEKUvYccSQkfZWzmBM8eeFYxHfblVEd5YE+yj6Bmap8Ghyh4K8hasaQoBOtuifVEG4Ge",
+	"3kkoLKBKiBZYKi+RuiRhegQEtVajQiO5AL+g6/G2AXuPIMP9Pg1MZGlSDZsttLjgFpyw88F3+qAGceXm",
+	"vzaVRr61528fnXOdIpCkz6SZg5t6+IsXmbBJGSo7Hj7EakRmFpDihOsBJycSkgO1AMkXYrDi85x4qvoN",
+	"pYevfQ1Cw7NPiCouFvkqlgE5gjqgEFsuUpCU1OAF9+tXb2sRiiCNT39+VYskjTrDweFgiKfSNIrOqPNw",
+	"MBw8pOOSGSrLxnzdD1PYEkzBN5x+WQt8sx9xTWtcV1gjMjJqcW+X3D9ix8PD0qmqH6BSbk5IepORIzhi",
+	"8sSyQiTzRKcTWL/oRKFa6ntn1PlBGItJ9J0mPPgvV6QGfy+AkjaJmIij0SgI8wzWGR0Oh3joIubOrDoc",
+	"4p9C+j9bbOoPa6DAR8PhjjKNUJ5R9byXz1QrENhwmlqQuHDdQFonPDDmf0yDauuiHPxBDc4YPzm8+ZNG",
+	"XRh+9PDmjyo8Pvzi25u/WAMwcZ8d7tHROvCO++5oj1m1YJHhp49v/nS94PQ66jzah/ZNADs0c0tA4zM8",
+	"HfFBdCWxbJNPDUYUwPLOB/d62NVpeRrSuq1P13RNxIzy0ihYuimXLAeuUXojPJbwYPe+RHGwsf2+A+tP",
+	"YT5zM+w8iKqf9rRw/UtML6ow3fB/lhWLwT07fwHs7E0vJ5OdzKzY28MUeoWxk7kpfWGrvqIzLTTLAcGl",
+	"ToIp3sinrttBHuGN1E0vQuuvdsrn29nUeM6qRuOmoeBiuZeGYx+v4L4D+xrucne9hm31bUTV+030RemE",
+	"9zOE1HVrQ1H1sGkc7Zubhsouq32zaTmdlYWZd23H4NHnHhbMcx9Wri6CcPsku2fCL02SR1eN+NUvH9wv",
+	"9XDcLx+a0t7xWyNCVONd4tQP11HHSeqWwscca9pDQpiQVoV8I3+2s5ZwFNFBPl2egbF1zPoPcK5HXnKv",
+	"BePJ7RN0wug6Cjf9SFg6f3e+4BrQOzfQF9KANMKKC8hXUQ3Mjw5KsIbfn7jSyUkO/IIuUpgJOY0lVXkO",
+	"2Bmld3rPfkRJpTiEqbAnDCur8UdWw3ru0/0Hfe8q9/3VFSfMJ4Pi9/QppXS2fIu6sfoS01fdWxOlGwtV",
+	"pk6iBYY9xLJLmoudw6rn3fl+uJPBt9mfKV9E4Ij5wFAop0u4uivn7RFP94jOdLsEZo9NfD0o5vmZATst",
+	"IXbrWTlVeCNEkqIQOojY0+9+PH0bsVzIc5poxAopfi/A/xXLeZFbkXJj3RPn6yNmaMQ0kMzp1SO6NeiJ",
+	"CrsklsKwOc8g8uExCk0ZlRcEyVDIHIxhWxZrEEKUHgp1UhieU5rv8XCIVF8tgO2+/iKW5WE3IQZKQrLI",
+	"/OVSAU4Q0Wz9FUk0Ix91653EkrM5zydKz4H4Xmm3C3aNpH7Px4CdyliWJ/UTOkygzx8Nj5rXPm3cOYBH",
+	"awHfXyYfe4tD0ot8qjI2iuGmcijcY3AOmL8bBjIvMEx52RSWX5UZjw1Drs0eoxxcn8njKfBEZatbs8dq",
+	"ib7XzWMSqwu43lDWh7fa8zZb0IvZJQ88FiKQQT9/BOhWbUXdZil0CoPOTWBb//sCGcM9lHd5ycvnGBiH",
+	"j/YhQwvoyL+PdeK+Otpj3WoglvjNHhRtIK/iR8d7TKvEQIs2L6hiTtxKPi2F0aYlFHU2TnQ6o28PHx/V",
+	"H/jcSi8Y1g3/gys6VL3e6TmvX+yDl4358geq0mPd5UykM59oYdgY7BJANgsoQjgJjyTCbXIoxJUMlQq9",
+	"1vBRKUnvyL3dJdTqCaNfuIjZg+dKbPp7H+aufJjvwK5lGrc7Mc2DiLYxVq8c+MsSrz9s3cEH9fTf1q1M",
+	"diQFuwK8B1UweBQVzFrzp/Ft2cGD1pOVJ6Hfj51T/arKP+egZFum8hboJj+xz4L3f7jnriyvI7iXMfcy",
+	"Zr84ybjaeEG8+JqZO5UvB1f0v+utUcPvIFQa/6UiYR9JsGvn3+/7+33/hdoW5VXUt7bxoxvfrF2l/lFi",
+	"4iATk8n2I2dWSNwAWJtWYYzNQU+BLsnykUVfrxPuz/IlO11uYlkCkvkDvXr9di9kRZXAclYsBuwtGj4+",
+	"sZraimX9Nq/j4TGFehcYchSGObIUtnZZSwlCsRBSlnmXsQwOD/o7woYULn+fdnX7PcYp8fZqio+0n+wR",
+	"3Z85It6xOEWQzsv+IlwevvOe/TYwN3svNO+F5hcnNBuokrSbEfTb2Jog+SJlKdXn7pCdCW5ZfK1P4ezE",
+	"icvEx/QhSyK6JOE3X2tS/h2KUpJYdjmrShB75QsYAUvYxlMnun4LADux7CZXPsPwGtMjM5YQsX8zS4El",
+	"bwnrJldOZkbMquskoGhxdg6w4Lm4gFg6SeokNuWVHj1iZsCe1vDfETWALxaQsQXokIyEukAyqyzP26Tn",
+	"GyTJc6LifuKvTstPkIH4OaPP7+NF9+JpD/FEGU5949nfg6Xw9vgRXvhwJ+5dBfywNRPkTUBk+NLjPFtQ",
+	"KbZlklCZeQmYXAcIuDdl7mXFlxb3KYFR/oyoD7V9cKWVsjsjPm88nvAXGvDxImHLXVTu4f12v9/uX2i4",
+	"hxTUeEUnrxV4yS07LWuXjvB5GXtpBU5pAhUzk3MzA9PzdVF8DrHURQ4m3E/r/YKElb1TkdOIcbqmbSrq",
+	"IKMzjo6Br2mdgjXseDgkMx/LdhYcsc191Y6HXdl+O1sNK+1weHS8jpVWB4z7NY4vh8N+HF8eDeP48pvJ",
+	"v34d/e2rOP4ljuN4cND/sPuND1+1YMrtFLLOqsNbnD9Jem/LiHyhdBqyueimuJlWxXQ9o/FBeZoPOqrA",
+	"jRFpjxu8Ex2vzqZnAZMCKzPLSkkPTzFgp2tpCwha6bFP/AljmW6pAfG7WLcJ6uKvud3El4tlLRMBsxBn",
+	"nLI3lewjWgeiPmjAkj+svSVAjpG/KxXTucrhYIrogJ16TAs6sw2XCTUMcKYLiTczcESrPaEyNCrS9cmG",
+	"WlyAYVmhEchKAjEsEdp5zr7JgA3h3fFYUk6gsAP0sgMOdVXUeMKSJRf2/yFsY8Kq5NQjNx4lU2h1fNFj",
+	"x6SJNZ5aQ0vhwlY4KTTQbsAydBuoV9aKrxXJuUG118g1IAlKZK27Ve4VgtINtwOGsAczhNYwKfKcEjuO",
+	"KDfoTx7PkpvyRq8TX5vMQmbcRyXMEXT5/4pUuXvj48/Ldlu/tvlOM97q1+6uVzHSfuDNVN7lRujjE3Lb",
+	"6Mrh3ZENfONPCU3URMN+aSionAgDs9TTpsJZfzTs3Qca772JPbyJszUeatbt/zlBxsbl3zvDCeFm27/a",
+	"ZLjfXPeba4/N9VPlPdzeToqu2jxdD3+1y9etO7PD/uMPV4fR4ePrj/RKLzy6duvZI55a1FIhEB+7hJcm",
+	"vw5hDz1RTkIBDs/PDfMg7Ru7/u90KfEXGkMsIce31ULX0k7uo4n3IuoLzINYzlTus492HDLe5nlCiB4d",
+	"TIWdFWOUTq3RqueSj3MoUXvxbq5w3YSBVIOlJKwSe8+Dlw2PKeQYywxygQd6wrDGHXFOEiX/6L8sxv03",
+	"4W7u/tGjrxPWffn69Gn/zcvTo0df+2BnLDVfEtYZIUB49FZEtBqwZCHktB6IOT5hnCWLwsyScB8ORcBi",
+	"6UNgXcr8omHUzhcnRZ7/5oR6ErHNcuEe86CbJpb1ipt6klotDORG4QZBY5CskOdSLRFs3oMu1W9n4NKj",
+	"d/mMBWzUcQNFWytKhr7cRBFG7UkFSodASZAxq9ghey2esG4LxlxvxL4T9mUxZinHkuVVLBe0Cd3Qjx6x",
+	"108iNi5sGH/Zd1fDJAo5dg8qjFofc2xOiLTLRORYe2sJ155uw4ElQtthObj7Y1bIzPHP9+JJRDl/Hi+r",
+	"vLLCbEZIZbgFFGN1pyx30kPXeK7MGzx8GOq8KeiId2C0pfbhfnhfgv22IVORaqhU/z/6RMs+5rTsDPJE",
+	"NzXxzI/8E1vZ2Ew72/nw6XWwmxif9fcv+8vlsj9Ret4vdO7vTGw20AQi9bzXDje63tf1Zint7UUJ1zFT",
+	"27C66hFpTIv19+7Ua229mPAAGEekbdfa8X1EJSS5VSxTrOuEWVSXBFEpOOq7a0Mw3Mccivt628/BdfI6",
+	"ISh4X2Jfr3INhsOWQtfD4fG3j775msJ+hZ0dpDzPx3QxRvkbwt2u/eBWjn4heM4/doUh/PXAd+hU+B62",
+	"5VRrhailwtxDlX3pLP2DuADpFmuh1XgLVBleLvDHVq/6zN89kILPhK2Zu2t48AFxH235LiHPhzIIj66x",
+	"rZiaZ6u/hqNpelZRwcM9O38JZ0QP9yL/BReEOL97C5wFoOOte2Dt8/1cWMyQJbMYb9HrHGCgx7e9cQfE",
+	"OuoyegweSy9sqPKA1Ru0OL7NJJizOsQRlek0b6wL2SdY1735PaXM4gDqQOi8YV2ZtlgahdBCKKkO0G5a",
+	"x4lmYuNOGTfkLt0qgqfDEZsJQz36i78GzaBia7uklw26lROlpxB0tql9XerqzRYCSD0B0dczUBCffqHV",
+	"hchAE+yi2+KEJI0pRVgn8PP3T5/3yE+zbTCOA/bm2fe+IoAonRY6ZwbQT24i+ceSG5ac1nsasScESx0X",
+	"w+HDlF5z/4WECWls6b35qSKE3nW7TXI8fPz19f8EAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -173,7 +173,7 @@ func TestPanicInARunFailsOnlyThatRun(t *testing.T) {
 		t.Fatal("the panic and its stack were not logged")
 	}
 	v, _ := s.c.GetViewWithResponse(ctx(t), "panicky", nil)
-	if v.JSON200 == nil || v.JSON200.Version != repo.ViewVersion {
+	if v.JSON200 == nil || v.JSON200.Version != vv(repo.ViewVersion) {
 		t.Fatalf("view after the panic: %s", v.Body)
 	}
 	explode.Store(false)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
@@ -12,6 +13,7 @@ import (
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/webhook"
 )
 
@@ -32,20 +34,68 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 		return gen.SyncRepo202JSONResponse{Body: res.API(), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
 	}
 	res, err := rf.Sync(ctx, refresh.Manual)
+	if err != nil && ctx.Err() != nil {
+		// The client went away while waiting. The run goes on for
+		// whoever else waits on it (and for the view): nothing failed.
+		s.log.Info("sync: client went away while waiting; the run goes on", "repo", r.ID, "status", StatusClientClosedRequest, "requestId", requestid.From(ctx))
+		return clientClosed{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", r.ID, err)
+	}
+	loc := location("api", "v1", "repos", r.ID, "syncs", res.ID)
+	failed := func(status int, slug string) gen.Problem {
+		p := problem.New(status, slug, res.Error)
+		id := res.ID
+		p.SyncId = &id
+		return p
 	}
 	switch {
 	case res.Err == nil:
 		return gen.SyncRepo200JSONResponse(res.API()), nil
+	case shutdown(res.Err):
+		return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
 	case errors.Is(res.Err, refresh.ErrTimeout):
-		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusGatewayTimeout, problem.Timeout, res.Error))}, nil
+		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{SyncTimeoutApplicationProblemPlusJSONResponse: gen.SyncTimeoutApplicationProblemPlusJSONResponse{
+			Body: failed(http.StatusGatewayTimeout, problem.Timeout), Headers: gen.SyncTimeoutResponseHeaders{Location: loc}}}, nil
 	case errors.Is(res.Err, refresh.ErrFetch), errors.Is(res.Err, mirror.ErrBadURL), errors.Is(res.Err, mirror.ErrLocalRemote):
-		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadGateway, problem.FetchFailed, res.Error))}, nil
+		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{SyncFetchFailedApplicationProblemPlusJSONResponse: gen.SyncFetchFailedApplicationProblemPlusJSONResponse{
+			Body: failed(http.StatusBadGateway, problem.FetchFailed), Headers: gen.SyncFetchFailedResponseHeaders{Location: loc}}}, nil
 	default:
 		return nil, fmt.Errorf("sync %s: %w", r.ID, res.Err)
+	}
+}
+
+// StatusClientClosedRequest is the status recorded (and logged) for a
+// request whose client went away before the answer: nginx's 499. It is
+// never received by anyone, so it is not in openapi.yaml.
+const StatusClientClosedRequest = 499
+
+// clientClosed answers a client that went away: the status only, for the
+// access log (the connection is gone).
+type clientClosed struct{}
+
+func (clientClosed) VisitSyncRepoResponse(w http.ResponseWriter) error {
+	w.WriteHeader(StatusClientClosedRequest)
+	return nil
+}
+
+// shutdownRetryAfter is the Retry-After, in seconds, of the 503 answered
+// while the server shuts down: about a restart's time.
+const shutdownRetryAfter = 10
+
+// shutdown reports whether a run failed because the server is shutting
+// down: it never started (refresh.ErrClosed), or the manager cancelled it
+// (its context derives from the manager's, plus a timeout that is
+// ErrTimeout).
+func shutdown(err error) bool {
+	return errors.Is(err, refresh.ErrClosed) || errors.Is(err, context.Canceled) && !errors.Is(err, refresh.ErrTimeout)
+}
+
+func shuttingDown() gen.ShuttingDownApplicationProblemPlusJSONResponse {
+	return gen.ShuttingDownApplicationProblemPlusJSONResponse{
+		Body:    problem.New(http.StatusServiceUnavailable, problem.Unavailable, "the server is shutting down; try again when it is back"),
+		Headers: gen.ShuttingDownResponseHeaders{RetryAfter: shutdownRetryAfter},
 	}
 }
 
@@ -101,6 +151,8 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, errBadRepoID):
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	case shutdown(err):
+		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
 	case errors.Is(err, refresh.ErrTimeout):
 		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil
@@ -179,6 +231,10 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	r, ok := s.reg.Get(req.RepoID)
 	if !ok {
 		return gen.StreamEvents404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	if isHead(ctx) {
+		// The headers of the stream, without one: no subscription.
+		return gen.StreamEvents200TexteventStreamResponse{Body: strings.NewReader("")}, nil
 	}
 	sub, err := s.broker.Subscribe(r.ID, clientKeyFrom(ctx))
 	if errors.Is(err, events.ErrTooManyConnections) {

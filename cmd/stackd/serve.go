@@ -63,7 +63,22 @@ func (s *serveFlags) value(v flag.Value, name, usage string) {
 	s.fs.Var(v, name, usage+" ("+envName(name)+")")
 }
 
-func parseServe(args []string, stderr io.Writer) (config.Config, error) {
+// serveEnv are the environment variables serve reads besides
+// STACKD_<FLAG>, for serve -h.
+const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
+  STACKD_WEBHOOK_SECRET          enables POST /api/v1/webhooks/github (or webhookSecret: in --config)
+  STACKD_OIDC_CLIENT_SECRET      the OIDC client secret (browser sign-in)
+  STACKD_REPO_<ID>_USERNAME      https credentials of the repository <ID> of the config file
+  STACKD_REPO_<ID>_PASSWORD      (only ever sent to that repository's origin)
+  STACKD_DEBUG                   any value: debug logging (every request)
+  XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
+  SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
+`
+
+// parseServe fills the Config from args, the environment and --config;
+// -h prints the flags and the environment to help (and returns
+// flag.ErrHelp).
+func parseServe(args []string, help io.Writer) (config.Config, error) {
 	cfg := config.Default()
 	cfg.Version = version
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -104,9 +119,10 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	cfg.OIDCClientSecret = os.Getenv("STACKD_OIDC_CLIENT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprintln(stderr, "usage: stackd serve [flags]")
+			fmt.Fprint(help, "usage: stackd serve [flags]\n\nServe the git repository of the current directory (and the mirrors of --config).\n\nflags:\n")
+			fs.SetOutput(help)
 			fs.PrintDefaults()
+			fmt.Fprint(help, "\n"+serveEnv)
 			return cfg, err
 		}
 		return cfg, fmt.Errorf("%w: %v (see stackd serve -h)", errUsage, err)
@@ -129,6 +145,7 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 		cfg.Cwd = config.AbsPath(cfg.Cwd)
 	}
 	cfg.DataDir = config.AbsPath(cfg.DataDir)
+	cfg.ResolveDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: %v", errUsage, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
@@ -229,8 +246,8 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseServe(args, stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -244,6 +261,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.Auth == "oidc" {
+		// On loopback the base URL defaults to http://<addr>: say what
+		// the provider must have registered.
+		log.Info("sign-in redirect", "baseURL", cfg.BaseURL, "redirectURI", strings.TrimSuffix(cfg.BaseURL, "/")+"/auth/callback")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

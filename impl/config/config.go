@@ -93,7 +93,8 @@ type Config struct {
 	AllowAnyUser bool
 	// OIDCIssuer, OIDCClientID and OIDCClientSecret (STACKD_OIDC_CLIENT_SECRET
 	// only) configure the provider; BaseURL is this server's external URL
-	// (redirects; cookies are Secure when it is https).
+	// (redirects; cookies are Secure when it is https). On a loopback Addr
+	// it defaults to http://<Addr> (ResolveDefaults).
 	OIDCIssuer, OIDCClientID, OIDCClientSecret, BaseURL string
 	// OIDCExtraAudiences are more accepted audiences of bearer ID tokens.
 	OIDCExtraAudiences []string
@@ -156,6 +157,35 @@ func Default() Config {
 		RateLimit:     "20/40",
 		SyncRateLimit: "1/5",
 	}
+}
+
+// ResolveDefaults fills the settings whose defaults depend on others, once
+// flags, environment and file have been applied: on a loopback Addr with a
+// fixed port, an empty BaseURL becomes DefaultBaseURL. It reports whether
+// it did.
+func (c *Config) ResolveDefaults() (baseURLDefaulted bool) {
+	if c.BaseURL == "" {
+		if u := c.DefaultBaseURL(); u != "" {
+			c.BaseURL = u
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultBaseURL is the base URL of a server listening on a loopback Addr:
+// http://<Addr>, the one way a browser on this machine reaches it. Empty
+// when Addr is not loopback (the external URL cannot be guessed there) or
+// its port is 0 (chosen when listening).
+func (c *Config) DefaultBaseURL() string {
+	if !c.Loopback() {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Validate checks the settings together and returns every problem found,
