@@ -45,7 +45,7 @@ type App struct {
 	handler  http.Handler
 	after    func(time.Duration) <-chan time.Time
 	auth     *auth.Auth
-	store    *store.Store
+	store    store.Store
 	mirrors  *mirror.Root
 	cleanups []func()
 
