@@ -185,6 +185,7 @@ func (e SyncResultTrigger) Valid() bool {
 
 // Defines values for SyncStatusState.
 const (
+	SyncStatusStateCloning SyncStatusState = "cloning"
 	SyncStatusStateIdle    SyncStatusState = "idle"
 	SyncStatusStateRunning SyncStatusState = "running"
 )
@@ -192,6 +193,8 @@ const (
 // Valid indicates whether the value is a known member of the SyncStatusState enum.
 func (e SyncStatusState) Valid() bool {
 	switch e {
+	case SyncStatusStateCloning:
+		return true
 	case SyncStatusStateIdle:
 		return true
 	case SyncStatusStateRunning:
@@ -327,6 +330,14 @@ type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
 	CurrentBranch *string `json:"currentBranch,omitempty"`
 
+	// FullName A mirror's `owner/name`, lower-case, which GitHub webhooks are
+	// matched by: as given when onboarded or configured, else the
+	// last two path segments of its URL. Unique across repositories
+	// (onboarding a clash answers 409). null for the working
+	// repository and where the URL has no such segments. Shown by
+	// the repository resources (`/api/v1/repos`), not in the view.
+	FullName *string `json:"fullName,omitempty"`
+
 	// HeadSha The commit HEAD resolves to, if any.
 	HeadSha *string `json:"headSha,omitempty"`
 	Id      string  `json:"id"`
@@ -412,6 +423,13 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+// the refreshes' creation, so that sorting ids as text sorts
+// refreshes by time (also across restarts).
+//
+// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+type SyncID = string
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -419,7 +437,14 @@ type SyncResult struct {
 	// Error The sanitized error of a failed run.
 	Error      *string    `json:"error,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	Id         string     `json:"id"`
+
+	// Id A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+	// the refreshes' creation, so that sorting ids as text sorts
+	// refreshes by time (also across restarts).
+	//
+	//
+	// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 	Mode      SyncResultMode  `json:"mode"`
@@ -452,15 +477,21 @@ type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.
 type SyncStatus struct {
-	ConsecutiveFailures int             `json:"consecutiveFailures"`
-	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
-	LastError           *string         `json:"lastError,omitempty"`
-	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
-	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
-	State               SyncStatusState `json:"state"`
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time `json:"lastAttemptAt,omitempty"`
+	LastError           *string    `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time `json:"nextScheduledAt,omitempty"`
+
+	// State `cloning`: a mirror without a view yet whose first refresh is
+	// running (its first clone, or its first read from disk at
+	// start-up).
+	State SyncStatusState `json:"state"`
 }
 
-// SyncStatusState defines model for SyncStatus.State.
+// SyncStatusState `cloning`: a mirror without a view yet whose first refresh is
+// running (its first clone, or its first read from disk at
+// start-up).
 type SyncStatusState string
 
 // WebhookAccepted defines model for WebhookAccepted.
@@ -558,6 +589,17 @@ type SyncRepoParams struct {
 	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// ListSyncsParams defines parameters for ListSyncs.
+type ListSyncsParams struct {
+	// Limit The page size.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor Where the page starts, from the `next` link of the previous
+	// page (today the id of that page's last result: the page holds
+	// the results older than it).
+	Cursor *SyncID `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // GetViewParams defines parameters for GetView.
 type GetViewParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -605,6 +647,9 @@ type ServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(w http.ResponseWriter, r *http.Request)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
@@ -631,10 +676,10 @@ type ServerInterface interface {
 	SyncRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params SyncRepoParams)
 	// ListSyncs Recent refreshes, newest first
 	// (GET /api/v1/repos/{repoID}/syncs)
-	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams)
 	// GetSync One refresh
 	// (GET /api/v1/repos/{repoID}/syncs/{syncID})
-	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string)
+	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID)
 	// GetView The whole view of a repository
 	// (GET /api/v1/repos/{repoID}/view)
 	GetView(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetViewParams)
@@ -738,6 +783,32 @@ func (siw *ServerInterfaceWrapper) CreateRepo(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.CreateRepo(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteRepo operation middleware
+func (siw *ServerInterfaceWrapper) DeleteRepo(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteRepo(w, r, repoID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1133,8 +1204,37 @@ func (siw *ServerInterfaceWrapper) ListSyncs(w http.ResponseWriter, r *http.Requ
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListSyncsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.ListSyncs(w, r, repoID)
+		siw.Handler.ListSyncs(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1160,7 +1260,7 @@ func (siw *ServerInterfaceWrapper) GetSync(w http.ResponseWriter, r *http.Reques
 	}
 
 	// ------------- Path parameter "syncID" -------------
-	var syncID string
+	var syncID SyncID
 
 	err = runtime.BindStyledParameterWithOptions("simple", "syncID", r.PathValue("syncID"), &syncID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
 	if err != nil {
@@ -1463,6 +1563,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/config", wrapper.GetConfig)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos", wrapper.ListRepos)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos", wrapper.CreateRepo)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.DeleteRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.GetRepo)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos/{repoID}/sync", wrapper.SyncRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/syncs", wrapper.ListSyncs)
@@ -2181,6 +2282,156 @@ func (response CreateRepo504ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(504)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepoRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+}
+
+type DeleteRepoResponseObject interface {
+	VisitDeleteRepoResponse(w http.ResponseWriter) error
+}
+
+type DeleteRepo204Response struct {
+}
+
+func (response DeleteRepo204Response) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteRepo400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo400ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo401ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo403ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo404ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo409ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo421ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo429ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo500ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3485,21 +3736,32 @@ func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 
 type ListSyncsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params ListSyncsParams
 }
 
 type ListSyncsResponseObject interface {
 	VisitListSyncsResponse(w http.ResponseWriter) error
 }
 
-type ListSyncs200JSONResponse []SyncResult
+type ListSyncs200ResponseHeaders struct {
+	Link *string
+}
+
+type ListSyncs200JSONResponse struct {
+	Body    []SyncResult
+	Headers ListSyncs200ResponseHeaders
+}
 
 func (response ListSyncs200JSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Link != nil {
+		w.Header().Set("Link", fmt.Sprint(*response.Headers.Link))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -3625,7 +3887,7 @@ func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 
 type GetSyncRequestObject struct {
 	RepoID RepoID `json:"repoID"`
-	SyncID string `json:"syncID"`
+	SyncID SyncID `json:"syncID"`
 }
 
 type GetSyncResponseObject interface {
@@ -4242,6 +4504,9 @@ type StrictServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(ctx context.Context, request CreateRepoRequestObject) (CreateRepoResponseObject, error)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(ctx context.Context, request DeleteRepoRequestObject) (DeleteRepoResponseObject, error)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(ctx context.Context, request GetRepoRequestObject) (GetRepoResponseObject, error)
@@ -4447,6 +4712,32 @@ func (sh *strictHandler) CreateRepo(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(CreateRepoResponseObject); ok {
 		if err := validResponse.VisitCreateRepoResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteRepo operation middleware
+func (sh *strictHandler) DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+	var request DeleteRepoRequestObject
+
+	request.RepoID = repoID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRepo(ctx, request.(DeleteRepoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRepo")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteRepoResponseObject); ok {
+		if err := validResponse.VisitDeleteRepoResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -4672,10 +4963,11 @@ func (sh *strictHandler) SyncRepo(w http.ResponseWriter, r *http.Request, repoID
 }
 
 // ListSyncs operation middleware
-func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams) {
 	var request ListSyncsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.ListSyncs(ctx, request.(ListSyncsRequestObject))
@@ -4698,7 +4990,7 @@ func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoI
 }
 
 // GetSync operation middleware
-func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string) {
+func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID) {
 	var request GetSyncRequestObject
 
 	request.RepoID = repoID
@@ -4854,143 +5146,163 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcxs3luhfQfHuLZOzTYqS5UxC1a1d+RV7YycpyV5P3dCTBrsPSYyaQAdAi+a4tL/91jkH/SKblOw4",
-	"TjLXn2yxG8ABcN6vft9LzCo3GrR3vcn73hJkCpb+++SVXOC/KbjEqtwro3uT3vMUtFdzBU74JYhrBWvh",
-	"tMzd0nj6RWq3BivW0olZoTIv5tasRr2oZ+GXQllIexNvC4h6LlnCSuIKfpNDb9Jz3iq96N3c3ES9XFq5",
-	"Ah9AeWilTpbfyxXsAsTPhJYrOBOS/hVr5ZfCZdItwQnlRA42Ae2HoBOTQiqkE0aDyKVfTrWDxQq0F/14",
-	"DtIXFv73ydN38WAknnuxKpwXMyjnXSgvElNkqVjKaxCJBekhnep+TE+WkFwNLcyHc2NX0ovhcEbAxYOJ",
-	"0EYkRntrMpEspZUJ7i0SLpcJRFMd/4/4u5iI/xB/ET+J6TSORDwaxcJYEf/n+/gMh2cgU6UXIh7S317E",
-	"z56cP+ZnvJPqKoVfSo8bh1XuN5FwXlrv+FhinhZ0Wv2QmeSK5plqb6XKaJVRfCauZaZS8frV0+HXkZBe",
-	"rIzz4nh8cipmGw9uJM71xi/xdcgciAV4N9Wn43Ek1kvjQKTgpcro7BhdbJEhhqRCwzVYYSEH6QMmyayA",
-	"kXi1hKnOpfdgNe4AH+XSemHm+H/HczghhYVFkUkr4F1uwTlltHBy44RTqzzbjKa6F/UUYggeTi/qaUKf",
-	"Hl/JQXxcyXcvQC/8sjfBzUa9ldLVD4ibBF1v0vv7T3+fTt+Nx8Pp9N3JeDp999f5//x98h9/mU5/mk6n",
-	"09HR8O3hN97+5d960Q7+R73n8++NhpfSJ8tdjD/XAmmTCEtILUDaTIENlHcm1kvQQnnhvMoyscJJwEVN",
-	"4lRO3B+fjsoDYqKvj+j5fIjLD3n9Q5Qa9S4gN88f7wKJvzvljd0IlYp+nJlEZrGYG8uIUD92XiZXKTEM",
-	"wlNIhdKDUfftWV7u0O01r+d8+H/l8J/j4Tdv6/+Ofh6+fT+Ovrp/03X2Nzi1y412wKxHphfwSwHO419I",
-	"wqDpvzLPM5VI3O5Rbs0sg9W//8Ph3t83gPk3C/PepPe/jmo2e8RP3dGPPIoXbZ/eKzoiWlakBhzRO90k",
-	"nd75j8+Zm8jEj3o3Ue+R0fNMJZ8VxvPmJRIn8Uvl8LaNFa8vXgiZWZDpRsA75bwjOJ+CT5ZPpcrw4j7v",
-	"cRa58xbkKjBwPNAZiDkCBOkZHWtgV4HrOKmVV/+ElNg+WGss78HYmUpT0J9zBxcwLxykE4KscEzDuAeZ",
-	"ZWYNSGHlou5oXkIYD4jsp9rkYAkyoQFS5J5OLTSkQ6V5NuTJtGmw1zw53t3Q6Izvdqpl4ZfCzOcHV+oc",
-	"H+ZuQrEqvPTgWnNVA3AuY4UUiTFXCoa4MiodCQvbQjs5r8kjk8mVE/HfhpfER4aPLi+ekoRLDEodZpLI",
-	"d0AttDBWLZRGiV0vnDg7jwcoMJDzamQeMnuC9/1ZyUmLQsO7HBLkgIRu21hJp6l086AzsyCkfKlcqiyN",
-	"/R3Y1Q9aSJEZk89kciUy5TxosKKPgBLjF7lxqFoFLHmGegRLHVYOplqD8kvaUCKzpXE+ak4p0xRlvNBB",
-	"fMTD4Uw6GBY2iwW+PRFyqtcwE7lcgDBaSG1oPtLb+o+/vxQWZkqjBjUQidRIOxZkzVDD/X9v/FNT6M/K",
-	"nr43whXJssFPI5aKiMasr4wCbC9Nisp3uitwkcdVivhSMndIllIvIBVO6QRopwt1Daw/oITtUPe79hBe",
-	"O6J3aAM/yk1mZPrKmBfSLuBzM/OZSTdIERkujighmSoqDnPPifjdkFWL4Uq+G+KIGBVWVICQjRBjwDGP",
-	"GO4ha3hiBsgrhCw128DKmCU54Qwil2OGlqmVIj07sca5UowkRmtIiM+xKNEiyYyDNKBYINBXagWm8L/L",
-	"0aWKJaC0Vl2zvRT4Cj3GDYsUZJopDaJ/fyzcoGtvYVu4qd9pNxbmFtyy2tBcaeWWzQ25jU6EZ+gYUmNe",
-	"Sr0Jt+A+K8TGiJXUm1J4OZZT5ZEGaUVqVJIp0H6LRi/A283wfO7B7jKAS0gMGnXeiLVUvkRkbzeIxnIh",
-	"lR51KfNKe1iARXhvot5rEvTGouLzmXkgW5uJBXIxyMyh1awB7RkLbfIOaoxfwooJE814tgGRZYK0yBXM",
-	"FejKFEbs4BVouj68y9F+iEpJMdXKuQIsTVekCnQCKINmMiVliVwDvJgWP5yjNiSTBIUSrRNM3qn+rzev",
-	"StEW+00e49qx9P/+j7WPJyzCnz/mMU5I5DRJArmHdMAma+O637x5MzxvKD/tg96xXPj2rqXK5CyDz3t5",
-	"JEzTjdgAEtlNiWa0jfMiVf6J9nZD5pnFW/SKzSuZ8BRd0qy67efpaNdSi3Asq2i7T2jL7IXpTXqp9DBE",
-	"FtA1CxNa5zQqbU2jtP/qtJ6iopuotwK/NGnnHKbwqIh2PkN5jw90kYUrY1t218qurd2fECraYXkAUXmI",
-	"9WJvqznM7B+QeFyM/WQdN4AIt3sBj8xqpTyTjdHBZl8ZPEgrkytkKayZnAkEnziuKfBdwMvas6XGmc1g",
-	"qfSBhdnfs2fRGixSi+FjgUiWKkstm3LKw8p13lP4QVorNzSKQezGWgbwnhNmrUV4U8iZuQaB/8ulBe0j",
-	"oWGN1stcWVJ1g2/twZj8HiUkh8iRz6kLvBRy3+E2GrPzxRb6KhLH9IcMaqY1BoHQqXBGGD3qRHLlHhXW",
-	"BlppT/3syfljkRulcaueb6XUW6upZsZkIEkD0nIPRRBbvwCCqvt4+fzuOeFVXtnAqO4n4LyxjDbV8sSv",
-	"UzWfg62EK+JUYmwKaZhMWLhWKDu6geWXDkHTpoTqlOlA+ZgD1pKXRBuxVI5dX0tpIQ3OExxyAGvrQ+JF",
-	"L01hkw5/+JtKWgbgErSASic86GKFTIROWCETWViZL5VH3siHaDcIhNFNNtJY3N4qJ4osK21QFATLPZ7D",
-	"Jk8jhOB3G0RZonIT97ZwpCbGrXPpYoGBZHZZIGk8nQiZBrF7N1nSvdeo5wqG4dZz4AMoX49KyAIcXXt6",
-	"BjLzHWzdeekL+h+8k6s8o1FXvduESxjWtdJL6D65yjXzcLOLjTEiUjwR5D1CXj2fi37bJdBCS1bieige",
-	"UIc7hImwkiq7g/hEFDdF7j6Mx5cs6tbJ7363rVttnloFYdexl2pXVxjg4ukj8c3pg7+KoNEFXxGeaPue",
-	"+Pc2NmjTdOBOe9rkMO11obXSziNvaI8/krk6uj4+okmOcHTX2GDpPN/jsQiP7zmhUBV3pXvrb8PAQobP",
-	"H4vSIV/q1VvOSvKBRQ3ITudfJWM4nn0jT9LT5K/w9fy+fDD7Kvlr+jV8Mx8fd5LuLr2cjk+75KBXPts6",
-	"CtR/2WsU7cOsndsTry+eo/kKFtg3g2ZKO7ha3irO0N7h0vvcTY6O2MExSuG6dmdq44fzbmC2MJKelhuK",
-	"DtF+k6d3EEUb2WbSdUt35R5bOW+SSlMnKFYzsF12KUPWPWV1GTtPCpvdQe7wol1bvoD567xk/+0Nslet",
-	"g9nNjU0gjdlLb7I06H979RRANZBC0X0pLKyt8sDOb0KHVqTCLVGhnG1Qm8DbRb1BZleiX8dlo/F4XKqc",
-	"kXDe5DmZ/iKVG1wwQIPSS8wgM+stOAcjcQFzx4unhlYmrU4QMKzK9lfgZSq9FLPMzNyAbNi4oKNKYw4+",
-	"+iVsgu+xyd1DvLwX9cLrvajHR0aiPgP8qYvVa1hfsmi9lR2bLL3rq6TD3IYh+FJU3ng3nrARt4UirK7U",
-	"Rtc+Q0G0defSkMFTpCfKEVNPlkBxNVYnV4qjUXdQFpFlhgPZBSEgBC1kwZnsGjmPiYSaC6k3d1pAddu9",
-	"V8G4O6Qp4tF9h+/RmaOd1w1mFbp7ffEiYm1Z6k3TU0Rm4jWkE6QxYo4R/RNNtXNLPLiF8jycHTguyYeZ",
-	"ugIRU/Qgl34Zjxpn70mLVm6qUf9g20hmzlRPg2GK9yPFXGXgNs7DijIxIiFFjL9Njo7iqX598YJXbeZK",
-	"NN1SUmjwa2OrOMekId7uOcqHWLKziPMmiBewu+h2/WSjk8tKuB26jsv6TeSsaI903wdbN7M68abTPXOt",
-	"YP3fYF2nfyc8KNlgIJetdKL+uHJiLoFNZcopSklnvNUv0+U3IbQsN9eGcR9xPyKuRdpumiqEX2Y/Noh9",
-	"LjO3IwPnRZZ15yuZtQZ7RGEpJOY1zJbGXHFwX+nFmUhhLovMkyOXAmjSeeHXnOQjQrZS5R95ffGi8/RV",
-	"h8L1uGvm5qyNSStfymihyA39q9Iq9qLTNkhMVfdceQq7boQdCd+esNSMIuHccnJ0JPrG1tReOLD/WVH8",
-	"IDAGfC2cYyP152R8+vV26s9hWYEA7cOi7zqdXSEtZtLwbht7zwlkBsgqmhFBch1bkOlIxCwA0K4SM2QL",
-	"SYZKBKJWiipCUAsbopfWwf3RwE4hi1D+t4L1rjCjPL7zD/CpWkhA+2zzEuxiX6ySkO9kzGQ9DL4K5iyV",
-	"CtN0kn0Cx1jpb71NJvW6I02VrSRd5WaqeVVJLzW/HYyC7ppctY3Pg0yY3BodwF/XrPRDOZ/lPQVIdq6n",
-	"njuqrroLjS9JHj0yeq4W3a6Ai2rRzug0m2tL6YgOnej/8Pzxo8FZ7egPqicJOtKXjd6sTBGsQuVKnwGF",
-	"f4QUe2I+e/x4xSxTyQXI1HWlq8m0CUe/um4FLiK55EJQ3kWBKeGDVM3nDrWMjU5cJOAaL3NQ5tnVG0hk",
-	"loF1wRFi5vNIxMNhnfIy1cbiLwwkPXAxS/jdneDTH3TW4W55cg12w9k1yD7qeBlFsSmFqPtwnNKLDEpd",
-	"du/d0T9OwDuZ+GxDlktNF90zX+9TAWhazv0joS7Cm6Nb7dZq/1Eb69p33NpUDUcnZpf+5i2+F675AOz3",
-	"XIUMiKTkrxyypmJsCjYi3/oHcrBgNXS69htQvL+b1K9gpZRQmVyRq6XMw0TobtPk8KXDZ9Ccpl+HOSj/",
-	"AVn6oHPefcb79nXj8hHrb6Wvorqazuvc6OQCXJF1+HrTginipevkpLeHjKBMDOs4jSpjkF5CISHFnLId",
-	"hS30ncwpTmCA9IC4/ViTbGXSLqcFqwRDyoQMmkhlcK2l43SulCwgTgck10RILMIXQg6l6GvDBo6ktMTa",
-	"VMIZyPD5pUBbDX/iRe8RV3KDkYgtIFXHE/pBrNH6oiwUCtqkynE0pVyhtSzOt6swCZmt5cadVeYygkUJ",
-	"xsMibzmdmwdA0hEX7lSRfimgOHg1nSFeTo/u8jha/+suuvKLlVthAHEThdb4UtRzRZIApOxs4czbt536",
-	"uVosutJK3pBEdleQ1snbhR6JmOAv8rhprJYZ3M1TD1nARvM1KhcsObreUmuqDGBOqegjrlZIwVmDukz2",
-	"YR0XpX9idFoDUtJYda9SF6T0BhuLMso92Gv+kfLibS/qGT0z0qa9cCVF3nlAwWV1AfODgV9whKiVk8yy",
-	"Q40OraSaCOEPBSvBeVcbuMfkxevL8Cdr9uw5c6hfWDQC5oM7C5Paj9khTxqbemW87LCnnpl1mbLUtRGk",
-	"88QU2rcUiwa7POgFeFVWEAXhLOTcQ41jH2vkV0UCJVIH3lcSTIOQ2/facSC3+wguWw6WLTeg0Q6Swqtr",
-	"eCpVVlhw3R5utIbOvYdV7n8NQ8BpqszlO719WRDF/ZpFNbzzl8iKi+wTszOVkrAvmdnbu0QvgWLCu8fe",
-	"dXVvmDGchwys3fs7xL43Oul81GF8ETKGAbtw4GSQFFb5DR7jKiifZNCcFxzc5b+elsf6X29e9ToSyNGe",
-	"qrLLBOWz1Vw7IcOtsJCG5EJ8s7+byeaikLhWZq1FZJAF82FQ5RCSnl9GacOWlt7nnCFjrhSUwG8X7Jm1",
-	"I1uCjbcQFUCeiGDSHjKzUBqZ4xEq+Ef0Z1URxJPXNUFsRPxcx45LLper72DD+WpKzzssm2B+BKvGlwot",
-	"AlMyczMn13HTHJzUb7LBOtWsX+uF8MZkTvSDvh2Jb0N2xSAknaCRwPPNXR3oKRMvplqt8kyBq3MeyQst",
-	"tKkkymiqp5rtPNYyFUqc3VBwP96X8hcPAtSJtLaMNTYDsaIfV2FbvP3MmTIuGzcDs3EIyA4IpvC7mJkU",
-	"J5WlBsc1IBVjD6hGxZIuqtXKIg8+wEadSHcWt+iTB/30+P6ZOBXfqYeE4ttOBC+vYKq1oYzmwRmFzdIN",
-	"P3NeZhlVhiaFD7DdHwsn+qfjrwcj0apnmOqyoCGq83a5vpHqGIIT/3DhAtPgVO8ULpSugtOT4+0yBTrV",
-	"cz6uuckys3aCKhZa51OyjngrLH6v8pZMplrqhi+AYQ/uRGJUq2Crxe9vYtFfUkpJRLenNDgXhSmnOswY",
-	"UUbsUOlQ9EO1RKUre0AYScp37QA5o4JNmdZIR2uh6Chdv8xUWH1SjaGl1VGaBIRaU82mvujvcahEO96U",
-	"wVlQn0K6b0dNVOBIfeYwA65CCp6liq0SJNcQLnTbqTUSb6iodjhkwFSaxDXYIrfqWnpAZhc83DygUV+F",
-	"+9/aSiv3OeB3cIHholTOFLIxVoBbL/+SRap8XPmjTsf3qcJWuBwS2nDTq4MsIT4yOWiZq9FGrjLGqfo3",
-	"4h4UfaqZRkCf0nWX59lmqk3Iu+YF2I+VqQQ0ZwYExv3y+auGG6Dkxuc/Pm+4aya98eh4NKbQLkPRm/Tu",
-	"j8aj+xyTWJKwbO0Xf1jAHo8FvYHyZcu7LL6nO21gXeGdSjn0RLRdYf9EnI6PK8ulGYUki7dKddIRHjgV",
-	"I011XQ4XDp3DmOHS+YQaCc+9Se+Fcp5Sp3vtcvif3rMY/KUATtXjw6RalFZ+f0Cw3uR4PKbIhlqhWnU8",
-	"pj+VDn926NRvt4pgT8bjA+nku2nkdzJMGmnhO5ZJR3kc3Rtoj8yDHOunDFTXEhXwR43yXRpyfPuQVgUE",
-	"Dbp/+6C6KBRHnNxhmY6KPRr6ze1DtytYbqLeg7scRru2kfTOYrWSdkMO8ASFALuOjUZbyMuFIzsavOy9",
-	"xddLMkuqGEAnnZ1vMf9IOBPYQ6l6JlKLDKQldkqFeip0W0BhIljba9PDt+BD7OFXYufB8EszxtGBhs8o",
-	"aUa5RqGrAy+KfPQFv7rwKygnyLWQq9T4xgddqigHsY2j6Hs5OodWSHFFPuw3Z6Wy2sozbWoKofiTGfIg",
-	"Iv2oEWwK8+zKBNQ7Sfy3RMBU30kGiA8XAd+Cfwm/Jbq/hH2FdXyqX7D6MNd8szRkRcgsY29ricV4GG0s",
-	"Jguygci7wp5aZvQ+h+ilkNgdhO6T4G6se3Ug4qZfsOJWXhe9b/lAfnqLvzRdOj+9bfNDRICWl6GBTIw6",
-	"b2+iHvKyjpKpzOhgxr++eCGU9qZMDAlO+K3MkIgjro4qksgBK3WKXBCtBCdOAm/b6tTCpoPiUBAuVHZH",
-	"0rBGm2mVS6qsTtDAVdqBdsqra8g2UaOqmj3ag5E4L0Nj7OLOQF5zo5Ol0oup5vqwkbjgPLtgHU44u49A",
-	"WCh/JvJMKk75E41mFcMh9cUYBnNryGlF7kyErDwaz0M5t65jLEmPeiTlEeJbc2NbF1XlsJHSQCtMdZ95",
-	"u7iCzSCYhGFeSMOcQzT/q1u759gd0KdMQ71Bi4FxesDnzN1fKM1nHirJKCHLjcQ5OxmgnT5Rm8ilNyIq",
-	"zc9IPPr2+/NXkciUvuKNRqLQ6pcCwl9TvSoyrxLpPD5Be5H6DkTCAjOBQdMr2KjRrcuZp1o5sZIpRMHF",
-	"wu4NZ7ICH+O8GTgn9lzWqHRzhd4I88LJjPMtT8djOvVNDqLVQYTOVRtfHnU81VVUkuvVNZf8pqEhV1nM",
-	"Tq0gQlsp3lHw3AzOplqKlczmxq6A8d5YpIJDkMwk3jKxFGo6MNVVSHXODmke/mB80m6VRR2sKMIaiKOP",
-	"6BYS/6c6rlPCaS+TJnOm+ndT6FT0n7169aM4HZ8O4kEUckZpUnJZVKDI0AxhJH7gEBikgWG4qkFXAuq6",
-	"Tk1rqTpdGgsnS4aUi3ACD026+WQaSyMj86btave2gJsd6Xn8SVfepy0FNruWJY6VXqxSYLbqul8YBmBf",
-	"SUx1o0gshU1gdLAJ180f2xgef337iK2WGDTsDsK7anuFA47vANl225I/j4KBo07ucPSNBls05vQOEJan",
-	"3lJtA0sQyPy0XFSsYVcviXo7Pvre5Ovjb06aD0JKWiDTbb346D2HyW4OWnrb/cZQCpYNQLh4SfTXS5Us",
-	"Q3zaiRn4NYBu55WX/ghyMpf98IilGl0meA86/Q8VX/uNzLFDLKaZZ/cHJ/g74FzVZun/IxX/W/BbGZPd",
-	"On7b19sFY/3KUei/ePN2L0kdNdMYO2mL1Sz2lpR185yJHdoTUPZNCHh2ZTmOOp3XD8t1P3RPze6Xn8cX",
-	"vS/jck8LpbCxX9VB6/4dyaTq+PWF6P+0dv2spoSS3kMy/m9K8Efv+X83e91O30JZovi70uhdSPMQKX4h",
-	"xC+EeFfpW/V//mSUGN36ZqN/+QfR7VGq5vP9YTZRaMJIqkKp29uswC5AzKSD0jUVMvPJJq2T8/vSTXXV",
-	"CyfETJqVmIMyNaPqaeRVPhKvSDXgFpNhrqlmtxX7D0/Hp+wrzMlnpZzAYyk8pDWQZTl5rrSukr+mutTR",
-	"SUVXvswjCU2s65bz5OiiltFsYHcHT/jcH+Mh/sb8zcM7f/RumJcduw82t+/qI+S/cLEvXOx2LtbqMMbk",
-	"RZ0dnW9Q9h+SuXFp3AFmFhMN0WtDdlDGyL/i4KWFNI5E7DY6+TkUGVR/lzUz8VT3pairfwbVC+QQicXO",
-	"U+QlP5e9K6a6H78PeUc3lDSVipgP+2e3VlRtEot+/B6ZWCS8uYkHZTsCcQWQy0xdA32GgRLqONvs5IFw",
-	"I/Go0eSTCnZlnkMqcrBlRgQxZy288TLrYmeXdCRP+BTvxo+aZ/kRTImGCx7+xefw5+QXnGYxdAEfQ+MA",
-	"2e2DQFr5bSySugh6b/T7sqxO/qP7CvZUaO+LnodG3vPtYOoXYf+FeO/iO6iq9j+H54DnPnpvjfEHvQaX",
-	"ofviH9RpEGi0W67RJr/Q3xf6u6vLgFn4bMMBp7rU/RPr2Vs9teWqst87y+zbHzUrP3c2CAn+cgVTHT6V",
-	"xXZzUGVjUa3O2fqT3a+bafqEBOmyoThrAR7t+vHez2qFIv0/7ke1DnE91Hvoy1EfxU73pWU9NTYpU0oo",
-	"RumX1hSL7bSqe1UQE2yop8HboL5M0tFXTZbGXIUveJUVzFRiVJX8hGLmkTjfitZSC7NQKR/iOFXOlwX+",
-	"QF+/3QIgfOlhtxvRVDcCsJQKtZScQmb0kGq7qUbYAtWuUBEZl29PROiBCFREVBbuK+3NSJyHCmiOjPFB",
-	"bamowhaaGktL6l14xvUUXG0WMp6sugYn0sJS2xPN36ILB43GXpiy0FUBmKWPCXFikvIjMgyX1mhTuEZ1",
-	"zpmI11L5/0NNvmJRZ8idIDxGJ9Bpq5GRSbHiLZzaqq2Xyjc+iUaA9svOV0hA9WfQtqo9EKjuYo9WbW3V",
-	"h+W3lbZ1v41bPtNRWurCcdnxvMgyjmefcHbDZ4ZnLV31/YWzUGQnyvScD8raoc+M/Gvk6/xragOfPYHm",
-	"IuCYbOforXcM7o9IkyGRdYs9TW98FoO4QW53C6ATw+cuZJXsc3Un2wfjwRd/059TZb7YutR2leXn8TUh",
-	"4h+953YLh41YhOGPIBe/YPufE9t/qHXWT4fa0fsu+yp0D7nrh2/Hw2/evj+Ojr+5+UBb6Dp0AO0M0pA3",
-	"uRHEpR6eVQtMtiaoNVM4lLMy91xmV06ERrI7ZEhNR/+wrqSqLeq+QrlGwPyLU+kLz7hLBHe9NFlIZDgQ",
-	"jfmUft7SiXC0UH5ZzIhddDotnmg5y6Bq9QdayKpHtYPEAn/vsu4lFJqxjE8H4ePtKWSKIh/KidaXTpA1",
-	"xH8bPitmw8vyg3rDkwdfxaL/7OX5o+Hls/OTB18Fn9dUW7nm3i1crxtavlGHjpGIc6UXTXv89ExIEeeF",
-	"W8Zlk3x2hEx18IT0OYmEwWgEYtAG/Rm5bByJ3dK1gQhNxNxUN/PNm/kuDW8AQoFAMAxaFPpKmzV1qA1N",
-	"JJotnaUO3UhCrJUmDV/Fh1TUJ1muhRultjAP6yY71PgBUuGNOBYv1UPR7+iZM5iIb5V/VsxEIql8bjPV",
-	"ORdDIOgnD8TLh5GYFb6Ev1q7b2Eelek69+rGdtVXnZsbYnY/VxnVgXluhsst8mFNrXqoNBH/WBY6Rfz5",
-	"Tj2MOH0o9P+o+ly7XUeZLr9lRS6b8/D91wbOVSlIx/fLmkP2PVHj7K4sIaKHN1WHwK5OG9vfx//bkM9y",
-	"SNH4wx/Iv22KxwHyj5xlh5gOzvP242uydnuWNd9/N1yv18O5sathYTP2SKftCdqN1QLudbdP217rZres",
-	"69M5i7Z7wO350n3lmKQMu9Csv1n3FdhEqI4+YfG3NU9YI6r6mHojUiP6yMyiJieIKsbRpK4dxvCvZyZ/",
-	"ZLHYv3bt18FGGoGtlzI6VGw2y7RK2b+nUut4fPr1g79+xc6mwi+PEpllM26IXf1GHfi2fuDPPeMv3DHs",
-	"n4ds7fCdut9QUQ8r7MuwtIYaqSlXNWv5+Mv/5Jf4Ql2DRvBya2Z7uqFQG91/7rXNLkKX3QRC4llDR2s4",
-	"IJeSP1hjXfjaSp+UpSoNOJQn76t/k+nm97lD3p43nPD7e1wgjrp/J65ZfYL58KVflP319t761vC7WRqU",
-	"8cXaC30hpXdEBnKYe6e/73azP/4MLDeoKVGoCocEvYPg2w1ZXzS7InBidvtrJGWsmGrddsdzChgB0Oy/",
-	"KVtC0HX5INj1UJrgzb6grhNOkuatfuEIcp87RlMsJyo/0lp91GHUdsZ0zsu815H2Pzd2ASVfdo3RFT/e",
-	"naHsjcr9T5vxYmqLmltzrVKw3MsIJTM3MKQEAEpE/fG7R08GrE77rt5II3H5+LuQcsonnRQ2Ew7InGk3",
-	"kJ1q6UR83lxpIh5yN8RpMR7fT/g1/C/EQmnnKyU7bJXa4Nx0y53T8Tdf3fy/AAAA//8=",
+	"7H15c9u4lu9XQenNq0h3KFl2nE2uqRln62Q66e6yk8mt18xtQuSRhGsKYAOgZXXK97O/wjkAF4mSnXQ6",
+	"vUz+SiySWA/O8jsLPvRStSyUBGlNb/KhtwCegcb/PnvD5+7fDEyqRWGFkr1J72UG0oqZAMPsAtilgBUz",
+	"khdmoSz+wqVZgWYrbti0FLllM62Wo17U0/BzKTRkvYnVJUQ9ky5gyV0Pdl1Ab9IzVgs5711fX0e9gmu+",
+	"BOuH8lhzmS6+40vYHhA9Y5Iv4YRx/JethF0wk3OzAMOEYQXoFKQdgkxVBhnjhikJrOB2EUsD8yVIy/rJ",
+	"DLgtNfzfo+dXyWDEXlq2LI1lUwjtzoVlqSrzjC34JbBUA7eQxbKf4JMFpBdDDbPhTOklt2w4nOLgksGE",
+	"ScVSJa1WOUsXXPPUzS1ipuApRLFM/sX+wSbsP9nf2I8sjpOIJaNRwpRmyX99SE7c5znwTMg5S4b4t2XJ",
+	"i2enT+kZzaTaSmYX3LqJw7Kw64gZy7U1tCwJNQsyq37IVXqB7cTSai5y7GWUnLBLnouMvX3zfPgwYtyy",
+	"pTKWHY6Pjtl0bcGM2Klc24V7HXIDbA7WxPJ4PI7YaqEMsAwsFzmuHZGLLnNHIRmTcAmaaSiAW09JPC9h",
+	"xN4sIJYFtxa0dDNwjwquLVMz939DbRjGmYZ5mXPN4KrQYIxQkhm+NsyIZZGvR7HsRT3hKMQtTi/qSSSf",
+	"Hm3JXnpc8qtXIOd20Zu4yUa9pZDVD442cXS9Se8fP/4jjq/G42EcXx2N4/jqwexf/5j859/i+Mc4juPR",
+	"wfD9/jfe/+3fetEW/Ue9l7PvlITX3KaLbYo/lcydTTxYjEsGXOcCtD95J2y1AMmEZcaKPGdL1wiYqHk4",
+	"hWF3x8ejsEB06Oslejkbuu6H1P++kxr1zqBQL59uD9L9boRVes1ExvpJrlKeJ2ymNBFC/dhYnl5kyDCQ",
+	"TiFjQg5G3bunqbt9u9fcntPh/+PDX8bDR+/r/45+Gr7/MI7u373uWvtr17QplDRArIdnZ/BzCca6v9wR",
+	"Bon/5UWRi5S76R4UWk1zWP77P42b+4fGYP5Nw6w36f2fg5rNHtBTc/ADfUWdtlfvDS4RdssyBQbPO+4k",
+	"rt7pDy+Jm/DUjnrXUe+JkrNcpF90jN/LqeLasaQJnsZqQ5Gr2IUwTGQRe3v2yvGbWZkTI2A818CzdSzh",
+	"ShhrRuwMluqS55NNwvCnf6X0hWMxjSdKxzKDNOcaiQVfS5WciTmbiRwi16GwSFLaNQ4ZWy1EDmwKQs5j",
+	"qWjokDkucR31noNNF8+5yB09fdldLgtjNfCllytun6fAZm5AkJ3gzDwX9cthuBRW/AIZSiPQWmkkgedK",
+	"T0WWgfySMziDWWkgo60rDbEWNwee52oF7uCHTs3BLIwwGSA3iqUqQOPImATIHFM3Yi4hGwpJrTlRgZMG",
+	"fUmNO9oZKpkTmcWSl3bB1Gy2t6fO733bzVEsS8stmFZb1QeuLaUZZ6lSFwKGrmenC6WkA5TS8Fl9anOe",
+	"XhiW/H14juxt+OT87DkK3lQ5YUi827FDEHPJlBZzIZ0iUXecGj1LBp5CX0rH03j+zO33l9zhU8lKCVcF",
+	"pI4xI7ltUiWupj+FfqFzNUeifC1MJjR++ztw0e8l4yxXqpjy9ILlwliQoFnfDRTlESuUcRqfp5IXTr0h",
+	"YUg6SywlCLvACaU8Xyhjo2aTPMuc6sGkl2rJcDjlBoalzhPm3p4wHssVTFnB58CUZFwqbA85Yf/pd+dM",
+	"w1RIx0UHLOXSnR0NvObzfv+/U/a5KuUXZU/fKWbKdNFgvBEJa0fGpEaN/Nheq8zZBNm2HuB4XGUfLDhx",
+	"h3TB5RwyZoRMAWc6F5dAao0T/B1WSNcc/GsH+A5O4Ae+zhXP3ij1ius5fGlmPlUZiq3cde5IgtOpqDjM",
+	"HcOSqyFpPMMlvxq6LxKnRzu9zLERZAzumyc07iEpnmwKjlcwHhRuz8qIJRlmlCMuQwwtF0uB6n+qlTFB",
+	"jKRKSkiRz5EokSzNlamEoD+gb8QSVGl/l6XLBElArrW4JDPO8xV87CbMMuBZLiSw/t0xM4OuuflpuUn9",
+	"TrPRMNNgFtWEZkIKs2hOyKxlyiyNjkaq1Gsu134XzBcdsVJsyeU6CC9DciosqZdWqNGluQBpN87oGVi9",
+	"Hp7OLOhtBnAOqXK2plVsxYUNhGz12pExn3MhR102hpAW5qDdeK+j3lsU9Eo7xecL80AyglMNiHzw3Dhj",
+	"XoIzszS0j7dXY+wClnQwY2dGoGnqWCZw7biCugBZWeiOOqgHbK4PV4Uza6IgKWIpjClBY3NlJkCm4GTQ",
+	"lGeoLCFiQZ1J9v2p04Z4mjqhhP14SzyW//3uTRBtiV0Xies74fbf/7myyYRE+Mun9I1h3HGaNIXCQjYg",
+	"S7qx3e/evRueNpSf9kJvGVS0e5dc5Hyaw5fdPBSm2ZqtwR2y60BmOI3TMhP2mbR6jVajdrtoBVl9PKUm",
+	"uqRZtdsvs9G2ARm5b0lF236CUyZwqDfpZdzC0LGArlbooHU2I7JWM0La+8d1E9W5iXpLsAuVdbahSusU",
+	"0c5nTt67B7LM/ZaRib1t/NdG+I9uVDjDsABRWMS6s/dVG2r6T0it64zgu44dcAS3vQFP1HIpLB0bJb3F",
+	"uFRuITVP0U4kzeSEueEjx1WlexfcZu2YUmPNprAQck/HBEPt6LQeFqrF8KmDSBcizzSZcsLC0nTuk/+B",
+	"a83X+BUNsZtqaYB3DFMryfybjE/VJTD3v4JrkDZiElbOepkJjaquh/zujRGOCSPZdxxpnbqGl0FhO9Cs",
+	"MWFCupQXETvEP7hXM7VSbhAyY0YxJUedRC7Mk1Jrf1baTb94dvqUFUpIN1VLuxL01qqpqVI5cNSAJN9x",
+	"IpCtnwGOqnt5af3uGGZFUdnATt1PwViliWyq7pFfZ2I2A10JV0dTqdIZZL4xpuFSONnRPVh6ad9o2ieh",
+	"WmVcUFpmT7UI2EjFFsIQIrdAYIVwHPfJHqqtF4k6PVelTjtg+neVtPSDS50FFHwDIMulYyK4wsIxkbnm",
+	"xUJYxxtpEfXaDULJJhtpdK5vlBNlngcb1AmCxQ5As8nTkCDo3cahDKTcpL0NGqkP48a6dLFAf2S2WSBq",
+	"PJ0EmXmxeztZ0j3XqGdKGsON60ALEF6Pwsj8OLrm9AJ4bjvYurHclvg/uOLLIsevLno3CRf/WVdPr6F7",
+	"5Spo5vF6mxoTR0jJhCF65Hj1bMb6bUigRZakxPWceHA63D5KhCUX+S3EpyNxVRbm43h8YFE3Nn77vW3t",
+	"anPVqhF2LXtQu7q8E2fPn7BHx/ceMK/ReazIrWh7n+j3NjVI1UR6455UBcS9LrIW0ljHG9rfH/BCHFwe",
+	"HmAjB+7rrm+9pfNyB2LhH98hCJubAG/9fehZyPDlUxb8BEGv3gArEQOLGiM7nt1Px3A4fcSPsuP0ATyc",
+	"3eX3pvfTB9lDeDQbH3Ye3e3zcjw+7pKDVth8Yymc/kuoUbSLsrZ2j709e+nMV9BA2IwzU9o+37CrroX2",
+	"DBfWFmZycEAAxyiDyxrOlMoOZ92D2aBIfBomFO07+02e3nEo2sQ25aZbugvzVPNZ86g0dYJyOQXdZZfS",
+	"yLqbrDZj60mp81vIHeq0a8pnMHtbBPbfniChah3MbqZ0CllCKL3KM6//7dRTwKmB6CHvc6ZhpYUFAr+R",
+	"HFqeCrNwCuV07bQJt7tOb+D5BevX7uJoPB4HlTNixqqiQNOfZXztOvSjcdKLTSFXq41xDkbsDGaGOs8U",
+	"9oxaHcPBkCrbX4LlGbecTXM1NQO0YZMSlypLyCdqF7D22GOTu3s3fi/q+dd7UY+WDEV9Du6nLlYvYXVO",
+	"ovVGdqzy7Lavog5zE4W4l6Kw4910QkbcBomQulIbXbsMBdbWnYMh41YRnwiDTD1dQIbePVQnl4K8UbdQ",
+	"FmdlnnfHc5z6Zu4YlqiVBH3gZF4SsVytQA9TbiBiq4VIF+wbYV+UU7aC6UKpC4QtYkn+7oxN1xPHuAlY",
+	"xoFXXj8Pb83EvESoBYMXCDnlxjK7ooAK5iND0OhzNPb27NWIvZXi5xIYR2y1FlUCTCz7qvKJMs7SnJuF",
+	"d7kbdjx+NBg1VPHasxnLhsBzQqRGlt6evfKgOUHxYUQjdu7PXSw3vKYaDKqa6MVqysJkEOHR8aLsUsCK",
+	"oJ0bN8vJN0+92/TiTy9Shes7v3RiQkVMzBiX61tRg+gGKS68Jb5PrXd0/q17Dw+IM8q7h1n5Wd+evYrI",
+	"tOFy3YT1gqt44hgiSrII/4liaczC0cxcWPqc0DaTFsNcXABL0NXjSCYZNQ6KxW0UJpZOWSRDludGVU89",
+	"iuAOE0fHtVkbC0skvohxlrjfJgcHSSy9F5234m2aGCJnEqwjqOCUmjR0kTsGY2oWhOxR7A0y7lsSgFnL",
+	"9LzSRPZtx3n9phODznjs3g8yRad18FYnluaI9H9Am04wzj8IMsvzto2QtP64QpwXQLgGxqVlqODfCKJ1",
+	"gVxIlmFy7THu4sRPUMSgaZJlwo2f5z80OPOM52ZLYdnNI2u+iLzEM0AKEBFyfsIymPEyt4i6o7dzJ1/z",
+	"XKZz9UWHdvy0q+Vmq41GK+BrNBfoM/hVoTk7yWlzSHSq7piwCtuYz5Y61m4wqLERM2YxOThgfaXr014a",
+	"0P9VnfiBZwzuNb+OjfCxo/Hxw83wsf2C3Q1oFxV924lM+tCqScMVgdJzO24mIpxfA89GLCEx64xgNnVs",
+	"Ic2dxudIywlPH5bV1JOwHzc//LBTI3Kj/B8Bq23NA2NBTz8CANeQgrT5+jXo+S7HMhLf0ZiO9dADS8RZ",
+	"Kn2ziWh+BhQzgOM3yaRet1uwlvOmwgRrXhXOS81vByNvaKQXbaRgLxNGDKpj8Jc1K/1YzqdpTn4kW9tT",
+	"tx1VW91Fxucoj56g8tWN25xVnXaGEpBt7XQidw4N63//8umTwUntlfF2Ago6NG6UXC9V6U14YQLAg746",
+	"xtkOB90O0LWc5iI9A56ZrpBHnjXH0W8qhxHKJeMjKEzkmZJ7kInZzDgtYy1TEzG4dJs5CLGa9QRSnueg",
+	"jUet1GwWsWQ4rOOTYqm0+4UGiQ9MQhJ+eybu6fcy78DGnl2CXlMolGMftXMTQw4w3qt7cYyQ8xyC4bFz",
+	"7/Afw+CKpzZfo5lZn4vuli93qQDYLMWPolBn/s3RjSBDNf+oTXXtPW5Nqh5HJ2UH58AG3/PbvGfsd0xF",
+	"DI5IEVwekqaidAY6QkfIR3Iwb+J1+mEao/hwO6lfjRXDinl6gbhYiOV1o7tJk3Mv7V+DZjP92ieFwSqO",
+	"pQ86292FtGxut+s+Iv0tAEvV1nRu51qmXXHNp+zt25dPLx+wPqKc9+4fDZqm6YTNczXleb5mJRqKpPbj",
+	"PkLGnAIRLDaMEAFzh9IIhJIRM4qYl1Eaz57IDAb1wBX9Zpyp6L9zMhohkz7aFJU9SrH+3mtfQ3Pjw0fj",
+	"6d30eHgvuw/DB7OH4+EjfjgdHqV3s2O4N7vPH0w3NDT3xnD2/sPD62H1/+Pr4YPqj7vXwx8fPuLT961f",
+	"wv8Pj7q1OLeyZ2DKvMPlkZXEa16bThl1s+cUQnxkB51VgbP4khO/nM0w6JfpUt4OtsA4Hsj2KDK3NHZv",
+	"MqJePkUPvsq6AD3SwIYYJewVv8q+XXFDoY4ZUR6GyiJs54Pu3As+vpj1pSJ7kmPIbm2ZuhbQzvy5dKax",
+	"+6mCZTTMzGDEEg2OiSYT/IGtnLGLEVro0MyEIU9j6KHV7Y64bp6v+NqcVFCSGxbS87AsWg6Z5gKgMuI6",
+	"7tRIfy6h3LtfneEPdPK70Hhtf93uV5hxmAoN0E2ilNK9FPVMmaYAGQGRFJX+vtMcEvN5V8jVO1SAzAVk",
+	"db5FKUcswfGXRdLEBkLSRXPVKUKfKUnbKIw3nHF7g5Ja4Q0UbtR3tFoRBUXUyorNZQQRGwwGqwcSDl61",
+	"r1yWaGN4kxaTQCzoS/oRoT3di3oeZ+v5LSmLzgXycO4ZzPYGRYBBQq0AZE1gMy5aODWRG7/PMfPAdo0n",
+	"HCLC3ef+TzKkCFU2Tp1DVG42uLXsrjH+DvHdmNQbZXmH+fpCrUI4X9dE3DlPVSltS49r8NC9oMubkPTn",
+	"dSHGZxZqGvtUTKXK6wlE7XlfODCNg9ze144FuRmSOW/hWRsQuZIG0tKKS3jORV5qMN3eH2d8nloLy8L+",
+	"Gobgmqmi+m/19nmJJ+7XdCrhyp47Vlzmn4mdbUgodwaEnCO64LlK4Buc6GcN1mcJBt5CIbPCKTnECkkN",
+	"bBwqn9jTYkcNaWNjWUsL0n88XxEZanw1i/Xj62AbHZEHgPEc22TRRVrviHGd+ujJbfraJ14qnfMm28Uf",
+	"Fv/B9jhcY5CWWti12+alt0XQvj0tKTCD/noetv2/373pdSR/OPO6igxlGItaS5XaieIDg92b/e0oVBP5",
+	"oNMQcRqhfe6tyUEV/4tmX4iw8FNaWFtQdJu6EBAGv5kDrFYGTUuy5b1HD1XkBdAccjUX0jHvA2fvHeCf",
+	"VZIhNV6nGZJN+VMd9xG4cCG+hTXFmgo56zB0vTXqjVwb7Bs3mCBs1Aw9CU10YFK/SfgFUjKFFlqlcsP6",
+	"3vyK2Dc+MmrgA8aczUjtzUztpA1BU7EUyyIXYGqvEjolmFSVxBvFMpZk9pNqLJxE3A7j6Ce7wnWTgR91",
+	"yrUOcQLNIArWT6qQC7f7zmTxjqikGVSR+GCKAY7J/86mKnON8qBhUv5WJXg8qWH+tYlqtbcsPCTcyPHq",
+	"zsBgfXSoHB/ePWHH7FvxGEl8E1Oy3FlvUmE2wuAEXd7Z2ptsluc5Jpunjsfh2O6OmWH94/HDwYi1cpFi",
+	"GZKRojrmnpgh5iB5n87+pCM6g7HcSjoKyNHx0eFmihGu6ikt10zluVoZhtlGrfUJrCPZCGm5U4Fnk1hy",
+	"2YCGaOweXUZGtfSme/LhOmH9BYaDRbh7QoIxkW8ylr7FCKPZh0L6hD3MAwyejQFSJBoHNR52glmnPKuJ",
+	"Dvtyoi14AoipkHonGp8GqyiYLN51TMgP6+/A16ItcG1w4tU7H6rfkc/oOVKfOMyAMgg90FixVRzJJfgN",
+	"3cQ4R+wd5ukPhzQwkaVJPWxWaHHJLThm5x0e9EEjN9LNf2MqrbwFT98eEXWdYiqi9x6j9736i5eZsEkF",
+	"Tx6P72LSPjMFpDjhJsjnWEJyoAqQvBCjNV/mRFP1b8g90BlZMw1PPgHJLYp8HUvlcyaoAxLvuUhBUlSP",
+	"Z9yvX75poEKBG5/+8LKB3k1649HhaIxhGTSK3qR3dzQe3SUAZIHCsjVf98McdgBY+IaTLxvOBvYd7mmD",
+	"6kprREaeSDzbFfVP2PH4sNKQmk5ptMirMEUZuQXHRMJY1qmsftHJq+03nVaokazQm/ReCWMx7aHXrrDx",
+	"4wcSgz+XQGG2tJiYR9bKzfEE1pscjsfo6BJLp2AdjvFPIf2fHTr/+428+qPxeE8qyHYKyK0Mp0ZKx5bl",
+	"1JHaivsG0jrmgX6WYxpUVxfV4A8aFQHwk8ObP2llL+FHd2/+qE7odl8c3aKbjmxb/PTRzZ9uZp9dR717",
+	"t1mMdl4y6p3lcsn1Gv0hqRMC5ElQ0tlqls8N2vlgee+9ez0cs7RyCXWes9MN5l9jpTyonimXLAeukZ1i",
+	"kq3wBVycMGGk7bXPwzdgvSvqV1LnXjSv6fLqIMMXGPAmTCNJ3YBlZTH6Sl9d9OWVE8e1HFep6Y0WOqgo",
+	"e6mNgip2cnTytKHi6viwXZ8EZbUVI97UFHziNjHkQYT6UcP36NvZlglO70Tx3xIBsbyVDGAfLwK+Afsa",
+	"fktyfw27kmJpVb9S9X6u+W6h0IrgeU5QRaBitxhtKkYLskHI28Ieq/D0voToRQ/pLYTuMw+H1uV/HOFm",
+	"X6niRl4XfWhhID++d780IZ0f37f5oSOAFsrQICYinffXUc/xso50x1xJb8a/PXvFhLQqxAl5OG8jUCgi",
+	"B7xBeA4BPi4zxwUp+vXI87aNGj9kOghyVbmOQsE1CStnMy0LjlURUmfgCmlAGmHFJeTrqFERgcDBwYid",
+	"Bn8eQfA58EuqnbTAMFvK7aSCQ7ayDicU7IlDmAt7woqcC4oAZY1CM8Mh1rQZenNrSFFm5oT5IE38nj6l",
+	"UMuOb1F61F9iWKl7a6Z0a6OqkMa6plEs+8Tb2QWsB94k9O1C5tscOvO/2rU7huCAPgaeyrWzGIimB7TO",
+	"VFAKo75mPgsUvb9mxE4JZIB2NE1tIgc0IgrmZ8SefPPd6ZuI5UJe0EQj7wL3f8VyWeZWpNxY98TZi1gz",
+	"JGIaiAkMmqhgIwq6LkUQS2HYkmcQeYiF4A2j8pI86KXMwRi2Y7NGAebydU1mpeE5hd8ej8e46usCWKv6",
+	"D66rVDYsdRLLymtKtSYkpetnvsZfKESBZVx8pTqakUduBiex5GzJ85nSS8hChSyR7R3JlLtdRpaCBUNi",
+	"Wbl8ZwRI0+f3xkft6ntYFA89wP5w9B25+ciAWCZ1OgfOZdJkzli7QpUyY/0Xb978wI7HxwOMI0ctBhtF",
+	"yKIaCveFTEbs+yranhiGqWr+pSAu60jFlqrTpbFQ7KyPwPEr8Fhl68+msTQCdK/bULvVJVxvSc/Dz9rz",
+	"Lm0peE14oLGAYgWB2arJ8ErRAHals22lB4z21vW7/mMbw+OHN3+xUc4GP7uF8K4q6bkPDm8xss2SQ38e",
+	"BcN9dXSLpW8Ux8Nvjm8xwrDqLdXWswTmmJ/k84o1bOslUW8Lo+9NHh4+Omo+8BGK/phu6sUHH8hNdk1H",
+	"IocuPyWWHkQe7Y8bSrsV1ocN7MsutCrnC5b88P35G9ZOqZnE0slN8k3XMV0ox1IuU8hzf3A5C05NJ29R",
+	"wfePnZKUMb7iwlJEDrrrUSJjLSmY2WbeHWbjobQm8lEazU3ri34K47SJubIWJGlc7lWsNuTT+yP8xc+3",
+	"aiOWpcy8PwWjIKonlOuFWXCsT56XxkPajFgGOaghVXMpDOmG2BPXF6AHxL68b4PlSs4DTJyNYvmOC4w3",
+	"8jGuQSHBkFg2B+skDymL22FDsewnw2G6ypJB5bAIMmdPlcgawX40caqRowRmySMdSjIEB6cPgJXGAs+6",
+	"hNRTXKBKSLXkxfGNTFlUyUd/dBjyNoe/qlX3STz3Twl0Iu1UTGSbd/hifvsZXZufRbvhqc1aq+6khPAJ",
+	"ypZmfcqQpKAfw6ZgVwCynRsVQFT0jIW6wKgHKhmSlAadoGk3nY+/iF7UjBX/i52V/yW4xDdgN6L+u4GJ",
+	"toOqa4z1Kwe+DvX1+516wEEzFL/zbJFtSBBvKNRD2US+HhIKWR+l0RWpP+r0uD0O/X7snJpVwL+MA21X",
+	"1sCOmo1+Yr+qZOfdWx6TqsTo10P/pwUjp/VJCOfdJ5T9pgf+4AP973onVv4NhJoIv+sZvc3R3HcUvx7E",
+	"rwfxttK3ugfjs53E6MY3G/e4fNS5PcjEbLY7NoCVEikSMylr420Jeg5syg0EPN1nl5ElWiWY9TnmVfni",
+	"e8FQbFQTGIR4sqqIohXFiL1B1cCX56C2vC1flfzwNmuBQLsz+tWyKJ0h3bAwqX5NIaSsIlZjGXR0VNGF",
+	"DcFv/jKP+uqdCq+oLOkufZ3W/albxN+Yv1m4sgdXwyLcXLL3kp+uwoX2Kxf7ysVu5mKtkqZ0vLCUtLGN",
+	"k/2HZG6U3r2HmSV4hvC1IXlVEse/Eu9agiyJWGLWMv3JZ25Vf4fsxCSWfc7qPMtB9QKiuAnbeup4yU+h",
+	"WFYs+8kHHyx57TG1hBb7J7MSmMKXsH7ywTGxiFl1nQxCSR12AVDwXFwCXkeFUcAUInt0j5kRe9KoKk4g",
+	"aVFAxgrQIYwLmbNkVlmed7Gzc1ySZ7SKt+NHzbX8BKaEnzP6/Cvm8OfkFxQbNjSeHn3xG96NQbiz8ttY",
+	"JHUhj50hO+ehwsYfHSvYUWVkV8iPvzlkthkB8lXYfz28t8EOqsozXwI5oLYPPmil7F7U4NyXe/6Dggb+",
+	"jHbLNZzk1/P39fzdFjIgFu7duo1yLZ9Zz964xIMvK/u9s1RM+3LXcO3rwGcl8SXE0l8ZSnazV2UTVvVO",
+	"KUaT7VteJd5Zhbqszyidg3V2/Xjn9aK+0Mwf93LRfVzP6T14g+YnsdNdsaTPFZYj5ZWPsukVrTWBO5UT",
+	"E7RPAnS7gbUFucFr1LDMKz0LZSEwL7Jy+/sKESN2uhFigmnlvvyI9+NUgaoa6KLifruuir9aaruiXqte",
+	"KwZELDjFvSo5xEx0LLygARPuMPOVamJMQvwDYOZjqIYipFUjdurLSpBnjBZqQ0VlupR4kwXHyj8nlARG",
+	"KbI+TFOLSzAsK3WINEGCpYV2xp5vspRV1qrG2wspmlLYERqGC62kKk0jpfCEJSsu7H9gocqE1WG9R248",
+	"SqbQaauhkYm+4g2a2ihYwoVtXA2LA+2H6o3uANXXwW6kqLlBdWeotQoWVLXEfltpW1c2uuFesGCpM0O1",
+	"HGZlnpM/+4hCsr7weFbcVBc+nfjMYBZiCj8q1BAjjf4aQYZ/TW3gi0f9nXka4+3A4tWWwf0JsX0ossze",
+	"XC5jlYasuttmywBtiB3jrwblxmJavWt86D9M6jOrJFZt9OzpcDyOWJGXBjMRfCSg0lURk8HmpUp08/wc",
+	"akY+Yu/qetFcY+17JyCIE7av7g657pwlr4S8CPUS/FXuGvL/iLG6S9xLJlRpDsPLQ1n/K0t991G2Jpjh",
+	"m2Ct6bTURulkMGLP8fijoKNSYPLCrZEttazLGZEwocvoqKa1yClto1pNX42FFLHqbqFSX6KMCpXqduUp",
+	"n+PO3iA4yGcwB2bEL7BLRuxJY773kVnM0b5rjebgL9qPavdO4pY8wTUMm1BouBSqxJLcbiesyjjVKREZ",
+	"vcNpk+4YKnBLiz2pe1moPDOhjCCSCFEMXTgq7KChnW6sBe1yazFuU4nuCyFKDXl1i/Rtf6nurKa47Wq/",
+	"TbkluopHJ3E5Ht9Nuw4JPoET1jpUkds/hBFXHWe22g+sDvnw6OHDwVcZ+Be0iH1q+w7C+zJQsuOPBx+o",
+	"BNT1Hn9Sw5jYuCrCWfJZg1m1RaWzVuoEvsoeI0uBB/5NV8QEu847o7elYF1Zsqo6qNDzIwxLvFsqqjME",
+	"sQxRLOOqnJJ/uyrlL3xMexDKcW8QsVJakeP3fgqxzLQqnG22wzHuOE7vj2ARfPUr/TkZwfe1tf75Tn30",
+	"oQtZ8sXe9mFLtxPlu3nKpS/d38lJ0IXWiFxB3aSqXU8QChb59OtxErIEeX5hmL8BYusE4m0Bf1j8vLrP",
+	"YFdJg0aU0Fck/Su7uE3Yymqhch+9tccF/TmdWwE5PZgLuyinCPF2IrXPJJ/mUBWNBsl4dbmMgVSDpSC2",
+	"quqjL5s3Pia4PZYZ5AItRGFY6z5JxxqSvw9flNPhebi2fHh0737C+i9enz4Znr84Pbp33yspsdR8RVX2",
+	"qLKKLx6MtdRGLCmEnDdByOMTZ8EWpVkk4SoyQn9j6eHffn0tmLOSK+/zrMzzn/wFY9tFBgbMl6M1lOcX",
+	"FJ1mkF8DAnWjcIOgMUhWygupVni1hC/31byLhUtfN84HmPgsQSjI01CvZOjLTRQL+D2uyyGibQsZs4od",
+	"stfiMet3VDccTMJVaSnHQgdrZ3ti2qob+tE99vpxxKZYmxXHX/Xd1zCLQozinbpEssfb2xMido+pdZ75",
+	"moG/2wpWWFQRi0i4PxalzBz9fCseRxQz6RW96oIasw3TyHBjMOLUpyzneg66QXNV3OXh3aApEuCud2Tt",
+	"fYPn4V1Va7qrJhrx6loM/31IaznEEKS9xl10UxNP/cg/sZWtw7S3nfefnj2/XV22+f7VcLVaDWdKL4el",
+	"zskNl7UbaJfA9bTXXeh2s6/r7QT8z4eQb1br7YQZNgyocMtWM0Pfswmfv9mZ8hn6iKqK+FaxTLG+Y2ZR",
+	"kxNEFeNonq4txjD46+WKflpa/187S39vybP2DZihtkYzoT7I/h059Yfj44f3HtwnhL20i4OU5/mUbrKp",
+	"fsNayRs/uMWnX6i26y/7omT8beC/oaLue9gVVq4VlrwVpiqr9+mb/9k38ZW4BOmGV2g13VG3Di9k+GWn",
+	"bXbm72tIge24WqOdIk8ofkhX9jpXMzd+wTGhmXIbUVftK0J9fJqErzkzGLHXlGofy51pz14zWKg8qysA",
+	"MyofVF2Iie4OAqAat35MfOCJyHO25DipjZrwVN8Gy0mTkpbUt6clrJ9gAfcJCwXpBzuQIFzB34dCafOs",
+	"Imjs9yBP99XdW8mESy7oQoD9JH1W7fIumt74/HZ2FEKHpJvhxY29AzT/fdtb92BsFp1G0vf4Y6uyw6jW",
+	"qnB8236es2Z1Lsq1aV+SGMJ/MH15+3uK6sUBNOvA85aIN10ICwErAWBo1qc3neNEXaV1+N2Q+3SzCoKm",
+	"UV0JxN81N2qjTJ3tkmTB6iJYYQSqe5cbX1fSZruFUKOf6vA3OQSW5y+0uhQZaKqp6fQOqrmBMV2IC//w",
+	"7ZNnAzIWbFeNzhE7f/qtzyKglU5LnTMDaKy1LzKIJTcsOW32NGGPqSo3OYToNfQAJe3CH36qWI7xuluq",
+	"Ho8f3b/+/wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

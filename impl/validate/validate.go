@@ -129,7 +129,7 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 func (v *Validator) Routes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rr := routable(r)
-		route, params, err := v.router.FindRoute(rr)
+		route, params, err := v.findRoute(rr)
 		if err != nil {
 			if v.opts.Passthrough(r.URL.Path) {
 				next.ServeHTTP(w, r)
@@ -182,6 +182,26 @@ func (v *Validator) Validate(next http.Handler) http.Handler {
 	})
 }
 
+// errEmptyParam: the router matched a path parameter to nothing.
+var errEmptyParam = errors.New("empty path parameter")
+
+// findRoute is the router's FindRoute, except that a path parameter is
+// never empty: kin-openapi's router matches DELETE /api/v1/repos to
+// /api/v1/repos/{repoID} with an empty repoID, which is no route (so the
+// answer is 405 with the methods of /api/v1/repos, not a 400).
+func (v *Validator) findRoute(r *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := v.router.FindRoute(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, val := range params {
+		if val == "" {
+			return nil, nil, errEmptyParam
+		}
+	}
+	return route, params, nil
+}
+
 // routable returns a copy of r whose URL.Path is the escaped path, so that a
 // percent-encoded slash in a branch name stays inside one path segment.
 func routable(r *http.Request) *http.Request {
@@ -198,7 +218,7 @@ func (v *Validator) allowed(r *http.Request) []string {
 	for _, m := range v.methods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, _, err := v.router.FindRoute(probe); err == nil {
+		if _, _, err := v.findRoute(probe); err == nil {
 			allow = append(allow, m)
 		}
 	}
