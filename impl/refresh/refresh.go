@@ -461,15 +461,14 @@ func (r *Refresher) execute(ru *run) {
 	var res Result
 	select {
 	case r.m.sem <- struct{}{}:
-		res = r.perform(ru)
+		if r.ctx.Err() == nil {
+			res = r.perform(ru)
+		} else {
+			res = r.cancelled(ru)
+		}
 		<-r.m.sem
 	case <-r.ctx.Done():
-		r.mu.Lock()
-		res = ru.result
-		r.mu.Unlock()
-		stop := r.stopErr()
-		end := opts.Now().UTC()
-		res.State, res.Err, res.Error, res.FinishedAt = Failed, stop, Public(stop), &end
+		res = r.cancelled(ru)
 	}
 	// The end is stored before anyone can see it, so that a caller who
 	// got the result finds the same in the history.
@@ -488,7 +487,9 @@ func (r *Refresher) execute(ru *run) {
 		r.status.ConsecutiveFailures++
 	}
 	r.current = nil
-	live := r.ctx.Err() == nil
+	// Not r.ctx.Err(): stop sets stopped under this lock and cancels
+	// after it, and no run may follow a stopped one.
+	live := !r.stopped && r.m.base.Err() == nil
 	var follow *run
 	if ru.followUp && live && r.next == nil {
 		follow = r.newRunLocked(Startup)
@@ -531,6 +532,18 @@ func (r *Refresher) execute(ru *run) {
 	} else {
 		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res.API()})
 	}
+}
+
+// cancelled is the result of a run that never started: its Refresher was
+// stopped or the manager closed first.
+func (r *Refresher) cancelled(ru *run) Result {
+	r.mu.Lock()
+	res := ru.result
+	r.mu.Unlock()
+	stop := r.stopErr()
+	end := r.m.opts.Now().UTC()
+	res.State, res.Err, res.Error, res.FinishedAt = Failed, stop, Public(stop), &end
+	return res
 }
 
 // perform runs one refresh with the timeout and records its result.
