@@ -185,6 +185,7 @@ func (e SyncResultTrigger) Valid() bool {
 
 // Defines values for SyncStatusState.
 const (
+	SyncStatusStateCloning SyncStatusState = "cloning"
 	SyncStatusStateIdle    SyncStatusState = "idle"
 	SyncStatusStateRunning SyncStatusState = "running"
 )
@@ -192,6 +193,8 @@ const (
 // Valid indicates whether the value is a known member of the SyncStatusState enum.
 func (e SyncStatusState) Valid() bool {
 	switch e {
+	case SyncStatusStateCloning:
+		return true
 	case SyncStatusStateIdle:
 		return true
 	case SyncStatusStateRunning:
@@ -338,6 +341,14 @@ type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
 	CurrentBranch *string `json:"currentBranch,omitempty"`
 
+	// FullName A mirror's `owner/name`, lower-case, which GitHub webhooks are
+	// matched by: as given when onboarded or configured, else the
+	// last two path segments of its URL. Unique across repositories
+	// (onboarding a clash answers 409). null for the working
+	// repository and where the URL has no such segments. Shown by
+	// the repository resources (`/api/v1/repos`), not in the view.
+	FullName *string `json:"fullName,omitempty"`
+
 	// HeadSha The commit HEAD resolves to, if any.
 	HeadSha *string `json:"headSha,omitempty"`
 	Id      string  `json:"id"`
@@ -423,6 +434,13 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+// the refreshes' creation, so that sorting ids as text sorts
+// refreshes by time (also across restarts).
+//
+// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+type SyncID = string
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -430,7 +448,14 @@ type SyncResult struct {
 	// Error The sanitized error of a failed run.
 	Error      *string    `json:"error,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	Id         string     `json:"id"`
+
+	// Id A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+	// the refreshes' creation, so that sorting ids as text sorts
+	// refreshes by time (also across restarts).
+	//
+	//
+	// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 	Mode      SyncResultMode  `json:"mode"`
@@ -463,15 +488,21 @@ type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.
 type SyncStatus struct {
-	ConsecutiveFailures int             `json:"consecutiveFailures"`
-	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
-	LastError           *string         `json:"lastError,omitempty"`
-	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
-	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
-	State               SyncStatusState `json:"state"`
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time `json:"lastAttemptAt,omitempty"`
+	LastError           *string    `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time `json:"nextScheduledAt,omitempty"`
+
+	// State `cloning`: a mirror without a view yet whose first refresh is
+	// running (its first clone, or its first read from disk at
+	// start-up).
+	State SyncStatusState `json:"state"`
 }
 
-// SyncStatusState defines model for SyncStatus.State.
+// SyncStatusState `cloning`: a mirror without a view yet whose first refresh is
+// running (its first clone, or its first read from disk at
+// start-up).
 type SyncStatusState string
 
 // WebhookAccepted defines model for WebhookAccepted.
@@ -581,6 +612,17 @@ type SyncRepoParams struct {
 	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// ListSyncsParams defines parameters for ListSyncs.
+type ListSyncsParams struct {
+	// Limit The page size.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor Where the page starts, from the `next` link of the previous
+	// page (today the id of that page's last result: the page holds
+	// the results older than it).
+	Cursor *SyncID `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // GetViewParams defines parameters for GetView.
 type GetViewParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -628,6 +670,9 @@ type ServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(w http.ResponseWriter, r *http.Request)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
@@ -654,10 +699,10 @@ type ServerInterface interface {
 	SyncRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params SyncRepoParams)
 	// ListSyncs Recent refreshes, newest first
 	// (GET /api/v1/repos/{repoID}/syncs)
-	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams)
 	// GetSync One refresh
 	// (GET /api/v1/repos/{repoID}/syncs/{syncID})
-	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string)
+	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID)
 	// GetView The whole view of a repository
 	// (GET /api/v1/repos/{repoID}/view)
 	GetView(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetViewParams)
@@ -761,6 +806,32 @@ func (siw *ServerInterfaceWrapper) CreateRepo(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.CreateRepo(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteRepo operation middleware
+func (siw *ServerInterfaceWrapper) DeleteRepo(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteRepo(w, r, repoID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1156,8 +1227,37 @@ func (siw *ServerInterfaceWrapper) ListSyncs(w http.ResponseWriter, r *http.Requ
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListSyncsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.ListSyncs(w, r, repoID)
+		siw.Handler.ListSyncs(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1183,7 +1283,7 @@ func (siw *ServerInterfaceWrapper) GetSync(w http.ResponseWriter, r *http.Reques
 	}
 
 	// ------------- Path parameter "syncID" -------------
-	var syncID string
+	var syncID SyncID
 
 	err = runtime.BindStyledParameterWithOptions("simple", "syncID", r.PathValue("syncID"), &syncID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
 	if err != nil {
@@ -1486,6 +1586,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/config", wrapper.GetConfig)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos", wrapper.ListRepos)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos", wrapper.CreateRepo)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.DeleteRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.GetRepo)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos/{repoID}/sync", wrapper.SyncRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/syncs", wrapper.ListSyncs)
@@ -2394,6 +2495,188 @@ func (response CreateRepo504ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(504)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepoRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+}
+
+type DeleteRepoResponseObject interface {
+	VisitDeleteRepoResponse(w http.ResponseWriter) error
+}
+
+type DeleteRepo204Response struct {
+}
+
+func (response DeleteRepo204Response) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteRepo400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo400ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo401ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo403ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo404ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo408ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo409ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo413ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo421ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo429ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo500ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3973,21 +4256,32 @@ func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 
 type ListSyncsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params ListSyncsParams
 }
 
 type ListSyncsResponseObject interface {
 	VisitListSyncsResponse(w http.ResponseWriter) error
 }
 
-type ListSyncs200JSONResponse []SyncResult
+type ListSyncs200ResponseHeaders struct {
+	Link *string
+}
+
+type ListSyncs200JSONResponse struct {
+	Body    []SyncResult
+	Headers ListSyncs200ResponseHeaders
+}
 
 func (response ListSyncs200JSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Link != nil {
+		w.Header().Set("Link", fmt.Sprint(*response.Headers.Link))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4145,7 +4439,7 @@ func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 
 type GetSyncRequestObject struct {
 	RepoID RepoID `json:"repoID"`
-	SyncID string `json:"syncID"`
+	SyncID SyncID `json:"syncID"`
 }
 
 type GetSyncResponseObject interface {
@@ -5014,6 +5308,9 @@ type StrictServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(ctx context.Context, request CreateRepoRequestObject) (CreateRepoResponseObject, error)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(ctx context.Context, request DeleteRepoRequestObject) (DeleteRepoResponseObject, error)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(ctx context.Context, request GetRepoRequestObject) (GetRepoResponseObject, error)
@@ -5219,6 +5516,32 @@ func (sh *strictHandler) CreateRepo(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(CreateRepoResponseObject); ok {
 		if err := validResponse.VisitCreateRepoResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteRepo operation middleware
+func (sh *strictHandler) DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+	var request DeleteRepoRequestObject
+
+	request.RepoID = repoID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRepo(ctx, request.(DeleteRepoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRepo")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteRepoResponseObject); ok {
+		if err := validResponse.VisitDeleteRepoResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -5444,10 +5767,11 @@ func (sh *strictHandler) SyncRepo(w http.ResponseWriter, r *http.Request, repoID
 }
 
 // ListSyncs operation middleware
-func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams) {
 	var request ListSyncsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.ListSyncs(ctx, request.(ListSyncsRequestObject))
@@ -5470,7 +5794,7 @@ func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoI
 }
 
 // GetSync operation middleware
-func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string) {
+func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID) {
 	var request GetSyncRequestObject
 
 	request.RepoID = repoID
@@ -5626,168 +5950,187 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H17cxu3ku9XQfHuLZPZIUXJchJTdeus/Iq9iZOUbB+fuhknA840SRwNAQbAiGJUOp99C93APMghRdtS",
-	"4rOlv2xxZvBoNPqF7h+uOqmaL5QEaU1ndNWZAc9A43+fv+VT928GJtViYYWSnVHnVQbSiokAw+wM2IWA",
-	"JTOSL8xMWfyFS7MEzZbcsHEhcssmWs0Hnaij4fdCaMg6I6sLiDomncGcux7sagGdUcdYLeS0c319HXUW",
-	"XPM5WD+UJ5rLdPYjn8PmgOgZk3wOJ4zjv2wp7IyZnJsZGCYMW4BOQdo+yFRlkDFumJLAFtzOYmlgOgdp",
-	"WTeZALeFhv979OIy6Q3YK8vmhbFsDKHdqbAsVUWesRm/AJZq4BayWHYTfDKD9LyvYdKfKD3nlvX7Yxxc",
-	"0hsxqViqpNUqZ+mMa566uUXMLHgKUSyTf7Ff2Yj9jX3FfmFxnEQsGQwSpjRL/usqOXGf58AzIacs6ePf",
-	"liUvn58+o2c0k3IpmZ1x6yYO84VdRcxYrq0hsiTULMis/CFX6Tm2E0urucixl0Fywi54LjL27u2L/rcR",
-	"45bNlbHscHh0zMYrC2bATuXKztzrkBtgU7AmlsfDYcSWM2WAZWC5yJF2xC66yB2HZEzCBWimYQHcek7i",
-	"eQED9nYGsVxwa0FLNwP3aMG1ZWri/m+oDcM40zAtcq4ZXC40GCOUZIavDDNivshXg1h2oo5wHOKI04k6",
-	"EtmnQ0uykx/n/PIHkFM764zcZKPOXMjyB8ebOLrOqPPrL7/G8eVw2I/jy6NhHF9+M/nXr6O/fRXHv8Rx",
-	"HA8O+h92v/Hhq//oRBv8H3VeTX5UEl5zm842Of5UMrc3cWMxLhlwnQvQfuedsOUMJBOWGSvynM1dI2Ci",
-	"+uYUhj0cHg8CgWjTVyR6Nem77vvU/66dGnXOYKFePdscpPvdCKv0iomMdZNcpTxP2ERpYoTqsbE8Pc9Q",
-	"YCCfQsaE7A3aV09Td7tWr748p/3/z/t/DPuPP1T/HfzW/3A1jL5+eN1G+2vXtFkoaYBED8/O4PcCjHV/",
-	"uS0MEv/LF4tcpNxN92Ch1TiH+X/+07i5X3Xgks8XOTUw5llfVy2YYj7neuWWkZVCjo018HPDhDXE3p2o",
-	"g/uB6Oo2kadE7ZvYs3LcGaE44H67jiuBOGIosKTlQhoWdwaDuIN0NZbL1M37gC/EwcXhAa7HAS7SATUA",
-	"5oAPBmNPajD2VdYZdY4nX6dDOBw/5kfZcfoNfDt5yB+Nv06/yb6Fx5PhoeMWy21hOiMnBzpW2Nz184Rn",
-	"LNCxJHqgmzmoE4mWYK4s9KWyfZ7naunWuU67n+RYcY3i0AkC9zJJCpWLdMU0TAqzhYo4R/+NYVwDy4Th",
-	"4xyyEYs7E5HD6ODgwOiLg6mwjjyDqbA7yfbnkKiFJMitFeP/h4ZJZ9T5PweVSj+gp+bgZ2qGPmnu1Le4",
-	"HbFflikwyEwoNZCkpz+/Is3FU6cjW9cs6UWxVDoi0aPKxYn8Xsf1EcavS8bGK3xgQF+AfmD8sjk9umu+",
-	"Sc8J9euo81TJSS7ST92Rae3zTf7gddmECtLOhHFCjOcaeLZicCmMNY5b+ELcGWc8rjijnG8LW5STuR1m",
-	"ON06e6XZu7Mf1ogwcMvxAmw6e8FFTrv0E1Zk4lroT8omNlcF32D0xsjbYI5P01xJGNUH7X6dqEJmrPvy",
-	"7duf2fHwuHcnS/RoeNTcvN9xC0u+alulxgRvb9sWC2M18HmNIGNg2BlkJ7jHvAmGltHSWYU0CCakV7wP",
-	"DFsqnfmlVHossgzkp24toyftC5hqZUxfaTEVshQ3aMHEnZm1CzM6OIALkQ98c3EnSIubFZZZyfRzttrD",
-	"ah0rArTtNTc7txKTOpk254pbhqepKiRa4aidSYYxJWlHkey7I9mx74SqeZDS5VlfyXy1bVZBYpMo9y+P",
-	"mCO/M/fWpvrlrFs1sdvZemfEmCPcYIUhgtQXua7HShonPVSHsVQL0LiVmATInCtjxFRC1heSWnMO0hZq",
-	"o0yOJS/sjKnJZGdPrd/7tuujmBeWO1uoqX39B64tpRlnqVLnAvquZ5DWCQPn+bpHUsnVXBWGFdLwSWVM",
-	"5Dw9Nyz5R/8NCpr+0zdnL9D3TJXzB8l9ieVEaRBTybxsqI/CbbhS67+Szqzn+XOtlf5E+SR8G+0cfipZ",
-	"IeFyAalzQsD1w1SaFloHaeopmqspm3FTE7BmcNfs/qhuKwZasDc0IKJJC+uXE74l82CTQg01IwxDLhNy",
-	"jVyoXV4LkwmN336eTzWvGqr7VlsksR+FLqQbHeMsV2ox5uk541mmwRjcFOQa+/FbxXDNZsrYaON9oC+c",
-	"tzbmBpxdRFR4qYxl5E37oAeXys5AM9fQ3Qj7o8OKLWoE3uVKtJHvdvjjpwZ5c2EsSNCs64hDjtdCGVto",
-	"8BJqg2CxlCCQYjX6t6yY9HGEpN93S9AvdJ4gkUdOpCxhzBZ8CrjcfgUwgNd99uMbpmEspHNPeizl0slt",
-	"Dbzydry4+VHZF86M/EQWdX7LJHy/yZhS1W3WuOPE8W7f3L3xOcryuGKTH5VlNLcW5qgGfjss8aNipkhn",
-	"telGZHlGIVKhNJoQrIt6xgdhyxCmmkwiaoEbtoTxTKlz0xv4JXqtMjER5DVs2sdlYNoJa3QXZlxOIWNG",
-	"yJQiBlNxARRPcxK8JfzdNm3/2gG+g3P+ma9yxbO3Sv3A9RQ+kWkW1ErfKtXPQzvtllhQsmOVrRyZ8HW3",
-	"JziJ3m/Z9+IJmZqVpudpCgtr7kYQHdbMMS982HNphV2xt0oxoksLw21O+vYcpG3UKUnywLDksk+eUH/O",
-	"L/vui4R1jx350DZhXNYoiFxp+TmGSbD53oCdouqAjEwatK6e0uL3KWzMxuCsHMZDuNybZGRaGWaUWxyy",
-	"J3IxF47xY4kuU7A8UiUlpDgGiopL5/sayLy48hR/K+agik/Vq37p+7ZqZQ/uywS5nlxrcUGHL0Kyh8M7",
-	"4rPht5t8Fqbdavw353TLzNU+eRseu1VmGfAsFxJY9+GQmV7bgvq1dCv5ZlZYK+T0mVp+qhteSH7BRc7H",
-	"OezjyxnfI8vUUp4wq1eMT7mQ5UmCcIZOen73Jm5NhDjLVqTA3tXm0rK89ane3tJuoQ2afWHFdSFRZU2E",
-	"FGbWw0VdKn1+Ektuzj0F+cSCZskZWL3qn7o/EmYgVTIz0Tp56ciqpoJqX23qtzfUijNVl1zYIGKsXmFU",
-	"3PW+16mr8xCmoB0lHPOtZPpXxvPw9xGreZlug4RJlCG9w10hPfzjcznxKOq4JvDDbzp/daAP7SPNiQF9",
-	"BG8MKS8MWTE7A4GDWLo2/BidxqOZJWWgIflBEaWTujGOj6izWJKFlnz3/C0bDAZIXnNwhQ09u06Ymaml",
-	"YcL2Npg4NN1uofm5uHY+MkfAM+vnKbydik7DRIOZMfdSxlRh/W4+mg/NCM9E4NJWwh0uU4Bsd9zrNjjz",
-	"eAtneq7cpQtvXwc2GDNIRpKIdV2Ir/newxn/Z7Aj8cufyGn/Vlz2mcz1l/JToMaerOTspbdKveZy5U1B",
-	"86lrpFR/zuUqBETMFsNJKeZeCxawD2MePj4aDAdHg29OmHZKmwnJDr2iv/M4+FHtqNB5Wo4arCRH27Jt",
-	"zPWWFnCDOBjsDXauCf4R2rsCpB3cvr1zg33zDkPnSos/Ptm4KdaaaDlCbrdeRhjnd6zBLTtwLx3kaiok",
-	"BkBAZoyzMXANmr16xqw6B3kz61wIWH6OL1ULHjZI025pV89vLTZEOSupBswr5LkZMakkONtYQ9NX98cl",
-	"dgZzcpxjaXzil9KBdEi3MnjkRAj1gM114XLhViIKUcFYCmMK0NhckQmQKURuHXiGi4WhKOpMsp9OCzvD",
-	"GIox1I/Pc4vlf79/G1RVYleLxPWdcPuf/1zaZEQh5bCmlHNCkRjIegN26nqLZWP8tVwJJRlcgF5VdIgC",
-	"WSRTEgwTMs2LjCIBjf30/v37/mntvAZzaHbquXdNx/EuXE+3ed2ODZlgE6GNLeW+mowYX4g1xseUgz/+",
-	"3R3LHynSnK3YCkh1vZOmWCyUtpC9hkzwtziIT6R72VR/7trqW99Ym8lRRW9GgW9DxMqNAeOltYMebILF",
-	"HWeKHCxyLuRdpb0cPqoLpHJKDMnDkD6ta9U6+dsN9TwwTRp58eKEVVNMYXhw0Kk6xwU6LTJhn0ur8Xh9",
-	"od37VtDi8XS73Vq2+yobbOYrRu5bOg7dfIIMRLnInVEn4xYwCtbWCunj1mZE1mhGSPv1cdVEqV6jzhzs",
-	"TGWtbajCpoqytzeeOZbBE5Mi92KDLPLNXNPKZv/FjQpnGAgQBSJWnX0o21Djf0JqXWeULd6yAm4XbC7A",
-	"UzWfCxsWupbN1reap+dOjtEhxglzw0c71ZnwSoJbrC1TqtFsDDMhd3RMWc9bOq2Gheeu8KmDSGcizzRl",
-	"swgLc9O6Tv4HrjVf4Vc0xHaupQE+MEwtJfNvMj5WF4DHpguuQdqISVhiHpDTAVWG+aMhnqaHkezat0Sn",
-	"tuFlsLAtydNDUjy6kOcRO8Q/OJ1HMa2UG4TMmFFMyUErkwvztNDa75Vm0y+fnz5jCyWkm6qlVSE61Joa",
-	"K5UDx5C95Ft2BNo5Z4Cjaicv0e+BYVYsyuQT54SnYKzSxDZl92jAZGIyAV3a4I6nUqUzyHxjTMOFcMZU",
-	"+2DppV2jae6EksoUskIye67FtEKp2EwYSgCfcQ2ZzzZ0n+zg2opI1OkbVei0pSrkfWk++sGlfA5lKQrI",
-	"Yu6ECFJYOCEy1XwxE9bJRiKiXrlBKFkXI7XO9Y0KpcjzcATvFMFsS/58XaYhQ9C7tU0ZWLnOe2s8Um3G",
-	"Nbq0iUC/ZTZFIFr3rQyZeeNxP13SPteoYwoaw410IAKE16MwMj+Otjm9BJ7bFrEe7IrSVnJfnXduUi7+",
-	"s7aeXkM75cqcqCerTW5MHCMlFNb2Z9qs28yHaLAleTUdpx6cU7CLE2GONt3VzRtmqlWxMB8n44OIurHx",
-	"/de2sap1qpUjbCN7sM/aimHOXjxlj48ffRMi3D4ZyVG0uU7BAK5zw9ZEjE07qLR2r7Zn0D8wWIvFui0l",
-	"ZxpSEBfk8+VLLFUCDIFUo2lN+WixmErjevdQhPN0TcjG+kffC6T+q2csFLkE838t5xBTtuoj28OI32SK",
-	"zd1HeSgbWjUEtK+2hZhtdYDhNhAfq8KOHP3oEI3jWzOtpCpMIygdSx/47T4aHkXs0fC4F4XEdmDGaQV8",
-	"3dNoI/RMTnVFh2/aJuo9ljpfteTYrG+zDVZm785eOU8YNFB6CrdMNOstAw1cCyPGidkKmYGOZS1xMomY",
-	"hpxbcQHMqvrCdjOVmvLFwTzDLC2KqvTWJ9uWFXST7LTeR0OSRLtEaV1FtsiY5t4dc9NuLAnzTPNJXfLU",
-	"TaxiPgbdFg2kkbU3WS7nxpNC53uoceq0bcpnMHm3CNq0OUFKTWrRHROlU8gSyjZWeebN6a1mHzirGt3S",
-	"LmcallpYoCReZKjGCaGZOft8vHLGmVtdZ4bx/Jx1q2LPaDgcBgs+YsaqxYLKrjK+ch360ThjgI0hV8u1",
-	"cfYG7AwmhjrPFPaMRjLDwZBn0J2D5Rm3nI1zNTY9jJElBZIqS2iP2xmsfAJXXVn6ItxO1PGvdzA/P8X/",
-	"ZJCD+6lNc0pYviFL5UbtpvJs31fRJLyJQ9xLUVjxdj4hn3iNRcj6q3zYbX4Xa7oiwS90VMQnwqCOTGeA",
-	"dT1knc+F1krvZXs70egJsjkEzxDYkQaj8gsnu1TExIRxudqrA9EeRjj3vvIuw9uR7nv3XllG2D7M8sj8",
-	"3dkPXiNwuapHotHrvoBs5PYY1qhE+E8US2MwbXEqLH1OAWKTLvq5OAeWYCaqk83JoEZ7i06JMLF05hy5",
-	"mjw3qnxaK5XjbCJyMCtjYY5SPmKcJb48MYnlu7MfqNd6AXY97M2ZBLtUusyZHTVq7rDIekbBaCrGRllA",
-	"GuBmc28l0zeldt+1HG+qN51kde5d+3qQs1grXm2Ndl0IWP4dtGkNl/kHQQz67dLEKPB7oZBW5Fg7SnHn",
-	"GTdsUYxzYdye4PjNgCRJM+x1UzSlLUyFbBsm35zDts3/FKUaOhdZJtz8eP5zTRhMeG42dOSkyPN2kAS1",
-	"lKAP8BTdbXafRktVnkJOT1gGE17k1gRrIefGMrskZAHmIRLKcNS7sx9aV0e0mHDP2lqut1prtAxdDaYC",
-	"LePPquXeym7rQ6Jd98AEKmxGbTYsgGaDoYAtYsbMRgcHmBdWSoPCgP6vUiL0vOBwr3k61vAGjobH367j",
-	"DezWJW5A27jo+9bYoq/FH9XC1kpTGSAGF+uZ2nh0pYFnA5aQgnBuLBs7sYG1l8yxFlb0UhJtXTVjP25+",
-	"+GGrEnaj/LuA5aayQ/CQ048IYTv3Stp89Rr0dFtCODLf0ZACjn0fGiLJU5o49ZjkLcQhQ3j7Jp3VaU+H",
-	"KF1TbsqoXpnW3g37pZLHlBmPa9H09XcKaYwitQz+ohK1Nx4AbNg4OCc/ko3lqdqOyqVuY2MqcHqq5ERM",
-	"2yMvZ2WnV9szOfFAy4A2rPvTq2dPeyfVuYo3TVERoj0dytmEj6z7EA0ePztPs/3MeUvY1OmU9Ax4Ztow",
-	"MnhWH0e3XG4BJkIdZHyxhAnVEu5BJiYTE1FOnokYXLjF7AVwj2oCKc9z0MbHnbCQIun3q9I+LN9L+n0a",
-	"JD4wCVkAmzNxT3/yxaHNaTzH42msInTiozoIq06x24ljhJzmEGzdrWuH/xgGlzy1+Qo9m2pftLd8sc1E",
-	"wGYJcMRxXcb8m4Mb/dpy/lGT65pr3JhUNY5Wzg7h/TW555d5x9gfmJIZHJNieLhP5+hKZ6AjPMr4SAnm",
-	"vYrWk5TaKK720/rlWBGHhqfnGIsK4C9udDdZeu6l3TSoN9OtTpWwPsKJ9N5gZ6zmhuV23Udkv4VYRrk0",
-	"rcuJVdCmyFtC61lBO+K1aZWkN5/QQah5baEGl8KKP6qC1YnzHSjmpQu5l7tFWXaQ7VC3n+qyzVXWFtQg",
-	"k6CPGcreEikdsiU3VDqYoYdEZc8YuvDVW+4Fn9vMulKRA8Sx/LpypVwL6Bj9Xjhfzv1EnT5AqWR6A5Zo",
-	"cLs6GeEPbOm8MyzYwDOyTBg6vAo9NLoN2f5Ng4lxDOyelO60GxaiGvWLRSPGXycAakfXcauJ9HsBxc6l",
-	"aT1RJ0ymtpCstp+30GXcLEyFBugmUUjpXoo6pkjLNFWfDP+h1T4X02lbst971MjmHLIKMaqQA5bg+ItF",
-	"UndmA2xUneoepURJWkZhyjwjnpVeRukgU0pX1/FqyRRUoSqDh0g2Lvc5ndVAwh4r15XLAo1e72NhmowF",
-	"fUE/IhiX7kQdD5LT8UtSLFoJ5ENaZzDZec7uC5LLIJqmgBsSLeyayI3fo+T54F6VfnWIUb4u93+SZU+R",
-	"NePTzzRMensrkyrO2aJPapN6qyxv8adeqmVIJG2biNvnCK7RMCxq4nJnlOBtgC30ytnnW4deuhQNc/9F",
-	"uzCUjgYZSdl34VthS9AyJzR6ZahN5LAOdEYtUd8rsKwbqgKxs2YEQkk6EryV+EMJmhb2mxfLYS/XZEyT",
-	"5VrW6ubwxZtGbGgtgqmkgbSw4gJecJEXGkx7cN45aqfWwnxhP0dWuWZKvIi93n5ToDD4nE4lXNo3TksU",
-	"+S1LWpGhHRLk7Id9zrEBswM2yd62dO9JZp365NTN9dulWbAUaJ/Yt2dG/8HmOFxjkBZa2JUj49zbxehr",
-	"nRZ0zE9/vQhk/e/3bzstWBXO1SsTbxmm+lYKJUWfstCQ+Wx092Z3M8nXRD6nNyT0Rugres+mVyadowsS",
-	"zuv9lGbWLihXSp0LCINfBzBVS4NuDvmV/kAjgKThHChPvJk2XiIkUuMVRiL5N79VWQRBAC/E9+AxcISc",
-	"tDhd3jPyDpcNtjZklZ5RE4x61z3VUfUm+dKxJNNfTplVKjes612BiH3n82x6Pv3I+S/U3sRUZ1QhBSeW",
-	"Yr7IBZgqHVz7xMtS2Q1iGUtyQckAFk4ZbiYFdJNtqbRJz4865VqHg9b6ITrrJuWRu1v93KjyvLh+qB7O",
-	"jHs4prMqy1Z4pEG0PgiGp9Q5ntUQPNZElcVbLHx4sgbVs61aHYP/x4cPTxjWrSOLr8c3LD+HWIai9RM8",
-	"8ctW9MxYnueIlJuW9UcPh8yw7vHw296ANWA9YhlwPaKq0IPwXhHOw58/7MbvoD0Yyw38jhDFOD46XEfr",
-	"QKqeErkmKs/V0jAE7mjQJ4iOZC2l4UEZyBnFslHTT2P3kU4UVHPvRiZX1wnrzjC5KMLVExKMiXyTsfQt",
-	"Rlgs0Bc+NZ/gnEKUvYccSQkfZWzmBM8eeFYxHfblVEd5YE+yj6Bmap8Ghyh4K8hasaQoBOtuifVEG4Ge",
-	"3kkoLKBKiBZYKi+RuiRhegQEtVajQiO5AL+g6/G2AXuPIMP9Pg1MZGlSDZsttLjgFpyw88F3+qAGceXm",
-	"vzaVRr61528fnXOdIpCkz6SZg5t6+IsXmbBJGSo7Hj7EakRmFpDihOsBJycSkgO1AMkXYrDi85x4qvoN",
-	"pYevfQ1Cw7NPiCouFvkqlgE5gjqgEFsuUpCU1OAF9+tXb2sRiiCNT39+VYskjTrDweFgiKfSNIrOqPNw",
-	"MBw8pOOSGSrLxnzdD1PYEkzBN5x+WQt8sx9xTWtcV1gjMjJqcW+X3D9ix8PD0qmqH6BSbk5IepORIzhi",
-	"8sSyQiTzRKcTWL/oRKFa6ntn1PlBGItJ9J0mPPgvV6QGfy+AkjaJmIij0SgI8wzWGR0Oh3joIubOrDoc",
-	"4p9C+j9bbOoPa6DAR8PhjjKNUJ5R9byXz1QrENhwmlqQuHDdQFonPDDmf0yDauuiHPxBDc4YPzm8+ZNG",
-	"XRh+9PDmjyo8Pvzi25u/WAMwcZ8d7tHROvCO++5oj1m1YJHhp49v/nS94PQ66jzah/ZNADs0c0tA4zM8",
-	"HfFBdCWxbJNPDUYUwPLOB/d62NVpeRrSuq1P13RNxIzy0ihYuimXLAeuUXojPJbwYPe+RHGwsf2+A+tP",
-	"YT5zM+w8iKqf9rRw/UtML6ow3fB/lhWLwT07fwHs7E0vJ5OdzKzY28MUeoWxk7kpfWGrvqIzLTTLAcGl",
-	"ToIp3sinrttBHuGN1E0vQuuvdsrn29nUeM6qRuOmoeBiuZeGYx+v4L4D+xrucne9hm31bUTV+030RemE",
-	"9zOE1HVrQ1H1sGkc7Zubhsouq32zaTmdlYWZd23H4NHnHhbMcx9Wri6CcPsku2fCL02SR1eN+NUvH9wv",
-	"9XDcLx+a0t7xWyNCVONd4tQP11HHSeqWwscca9pDQpiQVoV8I3+2s5ZwFNFBPl2egbF1zPoPcK5HXnKv",
-	"BePJ7RN0wug6Cjf9SFg6f3e+4BrQOzfQF9KANMKKC8hXUQ3Mjw5KsIbfn7jSyUkO/IIuUpgJOY0lVXkO",
-	"2Bmld3rPfkRJpTiEqbAnDCur8UdWw3ru0/0Hfe8q9/3VFSfMJ4Pi9/QppXS2fIu6sfoS01fdWxOlGwtV",
-	"pk6iBYY9xLJLmoudw6rn3fl+uJPBt9mfKV9E4Ij5wFAop0u4uivn7RFP94jOdLsEZo9NfD0o5vmZATst",
-	"IXbrWTlVeCNEkqIQOojY0+9+PH0bsVzIc5poxAopfi/A/xXLeZFbkXJj3RPn6yNmaMQ0kMzp1SO6NeiJ",
-	"CrsklsKwOc8g8uExCk0ZlRcEyVDIHIxhWxZrEEKUHgp1UhieU5rv8XCIVF8tgO2+/iKW5WE3IQZKQrLI",
-	"/OVSAU4Q0Wz9FUk0Ix91653EkrM5zydKz4H4Xmm3C3aNpH7Px4CdyliWJ/UTOkygzx8Nj5rXPm3cOYBH",
-	"awHfXyYfe4tD0ot8qjI2iuGmcijcY3AOmL8bBjIvMEx52RSWX5UZjw1Drs0eoxxcn8njKfBEZatbs8dq",
-	"ib7XzWMSqwu43lDWh7fa8zZb0IvZJQ88FiKQQT9/BOhWbUXdZil0CoPOTWBb//sCGcM9lHd5ycvnGBiH",
-	"j/YhQwvoyL+PdeK+Otpj3WoglvjNHhRtIK/iR8d7TKvEQIs2L6hiTtxKPi2F0aYlFHU2TnQ6o28PHx/V",
-	"H/jcSi8Y1g3/gys6VL3e6TmvX+yDl4358geq0mPd5UykM59oYdgY7BJANgsoQjgJjyTCbXIoxJUMlQq9",
-	"1vBRKUnvyL3dJdTqCaNfuIjZg+dKbPp7H+aufJjvwK5lGrc7Mc2DiLYxVq8c+MsSrz9s3cEH9fTf1q1M",
-	"diQFuwK8B1UweBQVzFrzp/Ft2cGD1pOVJ6Hfj51T/arKP+egZFum8hboJj+xz4L3f7jnriyvI7iXMfcy",
-	"Zr84ybjaeEG8+JqZO5UvB1f0v+utUcPvIFQa/6UiYR9JsGvn3+/7+33/hdoW5VXUt7bxoxvfrF2l/lFi",
-	"4iATk8n2I2dWSNwAWJtWYYzNQU+BLsnykUVfrxPuz/IlO11uYlkCkvkDvXr9di9kRZXAclYsBuwtGj4+",
-	"sZraimX9Nq/j4TGFehcYchSGObIUtnZZSwlCsRBSlnmXsQwOD/o7woYULn+fdnX7PcYp8fZqio+0n+wR",
-	"3Z85It6xOEWQzsv+IlwevvOe/TYwN3svNO+F5hcnNBuokrSbEfTb2Jog+SJlKdXn7pCdCW5ZfK1P4ezE",
-	"icvEx/QhSyK6JOE3X2tS/h2KUpJYdjmrShB75QsYAUvYxlMnun4LADux7CZXPsPwGtMjM5YQsX8zS4El",
-	"bwnrJldOZkbMquskoGhxdg6w4Lm4gFg6SeokNuWVHj1iZsCe1vDfETWALxaQsQXokIyEukAyqyzP26Tn",
-	"GyTJc6LifuKvTstPkIH4OaPP7+NF9+JpD/FEGU5949nfg6Xw9vgRXvhwJ+5dBfywNRPkTUBk+NLjPFtQ",
-	"KbZlklCZeQmYXAcIuDdl7mXFlxb3KYFR/oyoD7V9cKWVsjsjPm88nvAXGvDxImHLXVTu4f12v9/uX2i4",
-	"hxTUeEUnrxV4yS07LWuXjvB5GXtpBU5pAhUzk3MzA9PzdVF8DrHURQ4m3E/r/YKElb1TkdOIcbqmbSrq",
-	"IKMzjo6Br2mdgjXseDgkMx/LdhYcsc191Y6HXdl+O1sNK+1weHS8jpVWB4z7NY4vh8N+HF8eDeP48pvJ",
-	"v34d/e2rOP4ljuN4cND/sPuND1+1YMrtFLLOqsNbnD9Jem/LiHyhdBqyueimuJlWxXQ9o/FBeZoPOqrA",
-	"jRFpjxu8Ex2vzqZnAZMCKzPLSkkPTzFgp2tpCwha6bFP/AljmW6pAfG7WLcJ6uKvud3El4tlLRMBsxBn",
-	"nLI3lewjWgeiPmjAkj+svSVAjpG/KxXTucrhYIrogJ16TAs6sw2XCTUMcKYLiTczcESrPaEyNCrS9cmG",
-	"WlyAYVmhEchKAjEsEdp5zr7JgA3h3fFYUk6gsAP0sgMOdVXUeMKSJRf2/yFsY8Kq5NQjNx4lU2h1fNFj",
-	"x6SJNZ5aQ0vhwlY4KTTQbsAydBuoV9aKrxXJuUG118g1IAlKZK27Ve4VgtINtwOGsAczhNYwKfKcEjuO",
-	"KDfoTx7PkpvyRq8TX5vMQmbcRyXMEXT5/4pUuXvj48/Ldlu/tvlOM97q1+6uVzHSfuDNVN7lRujjE3Lb",
-	"6Mrh3ZENfONPCU3URMN+aSionAgDs9TTpsJZfzTs3Qca772JPbyJszUeatbt/zlBxsbl3zvDCeFm27/a",
-	"ZLjfXPeba4/N9VPlPdzeToqu2jxdD3+1y9etO7PD/uMPV4fR4ePrj/RKLzy6duvZI55a1FIhEB+7hJcm",
-	"vw5hDz1RTkIBDs/PDfMg7Ru7/u90KfEXGkMsIce31ULX0k7uo4n3IuoLzINYzlTus492HDLe5nlCiB4d",
-	"TIWdFWOUTq3RqueSj3MoUXvxbq5w3YSBVIOlJKwSe8+Dlw2PKeQYywxygQd6wrDGHXFOEiX/6L8sxv03",
-	"4W7u/tGjrxPWffn69Gn/zcvTo0df+2BnLDVfEtYZIUB49FZEtBqwZCHktB6IOT5hnCWLwsyScB8ORcBi",
-	"6UNgXcr8omHUzhcnRZ7/5oR6ErHNcuEe86CbJpb1ipt6klotDORG4QZBY5CskOdSLRFs3oMu1W9n4NKj",
-	"d/mMBWzUcQNFWytKhr7cRBFG7UkFSodASZAxq9ghey2esG4LxlxvxL4T9mUxZinHkuVVLBe0Cd3Qjx6x",
-	"108iNi5sGH/Zd1fDJAo5dg8qjFofc2xOiLTLRORYe2sJ155uw4ElQtthObj7Y1bIzPHP9+JJRDl/Hi+r",
-	"vLLCbEZIZbgFFGN1pyx30kPXeK7MGzx8GOq8KeiId2C0pfbhfnhfgv22IVORaqhU/z/6RMs+5rTsDPJE",
-	"NzXxzI/8E1vZ2Ew72/nw6XWwmxif9fcv+8vlsj9Ret4vdO7vTGw20AQi9bzXDje63tf1Zint7UUJ1zFT",
-	"27C66hFpTIv19+7Ua229mPAAGEekbdfa8X1EJSS5VSxTrOuEWVSXBFEpOOq7a0Mw3Mccivt628/BdfI6",
-	"ISh4X2Jfr3INhsOWQtfD4fG3j775msJ+hZ0dpDzPx3QxRvkbwt2u/eBWjn4heM4/doUh/PXAd+hU+B62",
-	"5VRrhailwtxDlX3pLP2DuADpFmuh1XgLVBleLvDHVq/6zN89kILPhK2Zu2t48AFxH235LiHPhzIIj66x",
-	"rZiaZ6u/hqNpelZRwcM9O38JZ0QP9yL/BReEOL97C5wFoOOte2Dt8/1cWMyQJbMYb9HrHGCgx7e9cQfE",
-	"OuoyegweSy9sqPKA1Ru0OL7NJJizOsQRlek0b6wL2SdY1735PaXM4gDqQOi8YV2ZtlgahdBCKKkO0G5a",
-	"x4lmYuNOGTfkLt0qgqfDEZsJQz36i78GzaBia7uklw26lROlpxB0tql9XerqzRYCSD0B0dczUBCffqHV",
-	"hchAE+yi2+KEJI0pRVgn8PP3T5/3yE+zbTCOA/bm2fe+IoAonRY6ZwbQT24i+ceSG5ac1nsasScESx0X",
-	"w+HDlF5z/4WECWls6b35qSKE3nW7TXI8fPz19f8EAAD//w==",
+	"7H37c9s2l+i/gtHdO5G+JWXZcZpEnp1dN0mbbJu24ySbb26ZlhB5JGFNASoAWlY93r/9Ds4B+JAo2Umc",
+	"fvl2/FNikcTj4OC8H1e9TC2WSoK0pje+6s2B56Dxvy/e8pn7NweTabG0QsneuPcqB2nFVIBhdg7sQsCK",
+	"GcmXZq4s/sKlWYFmK27YpBSFZVOtFsNe1NPwRyk05L2x1SVEPZPNYcHdDHa9hN64Z6wWcta7vr6Oekuu",
+	"+QKsX8q3msts/hNfwPaC6BmTfAEnjOO/bCXsnJmCmzkYJgxbgs5A2hhkpnLIGTdMSWBLbueJNDBbgLSs",
+	"n06B21LD/z367jIdDNkryxalsWwCYdyZsCxTZZGzOb8AlmngFvJE9lN8MofsPNYwjadKL7hlcTzBxaWD",
+	"MZOKZUparQqWzbnmmdtbxMySZxAlMv0f9hsbs39nf2O/siRJI5YOhylTmqX/cZWeuM8L4LmQM5bG+Ldl",
+	"6csXp8/pGe2kOkpm59y6jcNiadcRM5ZrawgsKQ0LMq9+KFR2juMk0mouCpxlmJ6wC16InL17+138JGLc",
+	"soUylh2Ojo7ZZG3BDNmpXNu5ex0KA2wG1iTyeDSK2GquDLAcLBcFwo7QRZeFw5CcSbgAzTQsgVuPSbwo",
+	"YcjeziGRS24taOl24B4tubZMTd3/DY1hGGcaZmXBNYPLpQZjhJLM8LVhRiyWxXqYyF7UEw5DHHB6UU8i",
+	"+vToSPbi44Jf/ghyZue9sdts1FsIWf3gcBNX1xv3fvv1tyS5HI3iJLk8GiXJ5ePp//w2/ve/JcmvSZIk",
+	"w4P4w/43PvztX3rRFv5HvVfTn5SE19xm822MP5XM3U28WIxLBlwXArS/eSdsNQfJhGXGiqJgCzcImKh5",
+	"OYVhD0fHwwAguvQ1iF5NYzd9TPPvu6lR7wyW6tXz7UW6342wSq+ZyFk/LVTGi5RNlSZEqB8by7PzHAkG",
+	"4inkTMjBsPv0NE237/Sax3Ma/z8e/zmKn36o/zv8Pf5wNYq+eXjdBftrN7RZKmmASA/Pz+CPEox1f7kr",
+	"DBL/y5fLQmTcbfdgqdWkgMW//rdxe7/qwSVfLAsaYMLzWNcjmHKx4HrtjpFVRI5NNPBzw4Q1hN69qIf3",
+	"geDqLpGHROObxKNy0hsjOeD+uk5qgjhmSLCk5UIalvSGw6SHcDWWy8zt+4AvxcHF4QGexwEe0gENAOaA",
+	"D4cTD2ow9lXeG/eOp99kIzicPOVH+XH2GJ5MH/JHk2+yx/kTeDodHTpssdyWpjd2dKBnhS3cPN/ynAU4",
+	"VkAPcDMHTSDRESyUhVgqG/OiUCt3zk3Y/Swnimskh44QuJeJUqhCZGumYVqaHVDEPfpvDOMaWC4MnxSQ",
+	"j1nSm4oCxgcHB0ZfHMyEdeAZzoTdC7a/BkQdIEFsrRH/XzRMe+Pe/zmoWfoBPTUHv9Aw9En7pr7F64jz",
+	"slyBQWRCqoEgPf3lFXEunjke2Xlm6SBKpNIRkR5VHU7k7zqejzD+XHI2WeMDA/oC9APjj83x0X37TQeO",
+	"qF9HvWdKTguRfeqNzBqfb+MHb9ImZJB2LowjYrzQwPM1g0thrHHYwpfii2HG0xozqv12oEW1mbtBhvpi",
+	"jdlOSETs3dmPToiYlgVx9wCbRBJwhuwMFuqCF+NNau9Z+krpc3d7G0+UTmQOWcE1cgB8ze1OzJi7lZGb",
+	"UFjkEw43LiBnq7kogE1AyFkiPdpB7rHkO7DZ/DsuCiIen4AoUzdCPK2G2EYWfIPRG2MvGrrrkxVKwri5",
+	"O/frVJUyZ/2Xb9/+wo5Hx4MvgjmPRkdtmvI9t7Di6y7kaW3w7qhJuTRWA180ADIBhpNBfoIH6yVDFNhW",
+	"TlilRbhzJ3nggXE4kpshHqXSE5HnID/1xhs97T7ATCtjYqXFTMiKCqJglfTm1i7N+OAALkQx9MMlvUDE",
+	"buajZi2zz6EAD+tzrAHQRQLc7txJTJtg2t4r3l6eZaqUqByg0ECklSlJl5tI8hciabfdUL0PkgV4HitZ",
+	"rHftKjAS4jD+5TFz4HdS6MZWv55zqzd2N1fvjBCTSG5pCCDNQ26y1wrG6QC5dCLVEjReJSYBcqdhGTGT",
+	"kMdC0mhOb9sBbWQPieSlnTM1ne6dqfN7P3ZzFYvScieitYUC/4EbS2nGWabUuYDYzQzSOmLgFHL3SCq5",
+	"XqjSsFIaPq1lnIJn54alf4/fIKGJn705+w5V4kw5NZW0qkROlQYxk8zThuYq3IWrhJFX0mkbvHihtdKf",
+	"SJ+EH6Mbw08lKyVcLiFzuhG4eZjKslLrQE09RAs1Y3NuGgTWDL80uj9qirABFuwNLYhg0oH61YbvBvM7",
+	"INRiM8IwxDIvVdTgQu7yWphcaPz281S9RT1QU+XbQYn9KnQp3eoYZ4VSywnPzhnPcw3G4KUgjd2v3yqG",
+	"ZzZXxkZb7wN94ZTICTfghDSCwktlLCMl39tiuFR2Dpq5gb4MsT86rNGiAeB9Gk4X+O5Kqm2CtxDGggTN",
+	"+g44pA8ulbGlBk+htgCWSAkCIdaAf8eJSW/eSOPYHUFc6iJFII8dSVnBhC35DPC4/Qmg9Nx//tMbpmEi",
+	"pJO8Byzj0tFtDbxWwjy5+UnZ75wY+Yko6tSpafh+GzGlasqsSc+R4/0mA/fG5zDL4xpNflKW0d46kKNe",
+	"+N2gxE+KmTKbN7YbkeQZBQOK0ihCsD7yGW8briyrajqNaARu2Aomc6XOzWDoj+i1ysVUkNawLR9X9nJH",
+	"rFFdmHM5g5wZITMyZMzEBZCZz1HwDqt817b9awf4Du75F74uFM/fKvUj1zP4RKRZ0iixVSouwjjdklhg",
+	"shOVo66Hr7s7wYn0PmE/iG9J1Kw5Pc8yWFrzZQjRYUMc88SHvZBW2DV7qxQjuHQg3Pam705B2gWdCiQP",
+	"DEsvY9KE4gW/jN0XKesfO/ChbMK4bEAQsdLyc7Te4PCDITtF1gE5iTQoXT2jw4/Jms0m4KQcxoMV34tk",
+	"JFoZZpQ7HJInCrEQDvETiSpTkDwyJSVkuAbS7KXTfU2lhHuIvxULUOWn8lV/9LGtR7kF9uWCVE+utbgg",
+	"n5CQ7OHoC+HZ6Mk2noVtdwr/7T3dMXJ1b96Gx+6UWQ48L4QE1n84YmbQdaD+LN1JvpmX1go5e65Wn6qG",
+	"l5JfcFHwSQG30eWMn5HlaiVPmNVrxmdcyMrBIZygk51/eRG3QUKcZCsyYO8ae+k43uZW7+5od8AGxb5w",
+	"4rqUyLKmQgozH1TWtpNEcnPuIcinFjRLz8DqdXzq/kiZgUzJ3ESb4CVPWoMFNb7a5m9vaBQnqq64sIHE",
+	"WL1GY72b/VbOYKchzEA7SDjkW8vsH2nPw9/HrKFlugsSNlGZ9A73mfTwj8/FxKOo54bADx/3/tGGPpSP",
+	"NCcE9Ba8CWS8NCTF7DUEDhPpxvBrdByPdpZWhob0R0WQTpvCOD6iyRJJElr6/Yu3bDgcInjNwRUO9Pw6",
+	"ZWauVoYJO9hC4jB0t4Tm9+LG+cjQBY+sn8fw9jI6DVMNZs7cSzlTpfW3+WgxMmN01cClrYk7XGYA+X67",
+	"111g5vEOzPRYuY8X3j0PbCFmoIxEEZu8EF/zs4fQg89AR8KXvxDT/qmw7DOR6x+KTwEat0QlJy+9Veo1",
+	"l2svCppPPSOl4gWX62AQMTsEJ6WYey1IwN6Mefj0aDgaHg0fnzDtmDYTkh16Rv/F7eBHDQ+m07QcNFgF",
+	"jq5j29rrHR3gFnDQ2BvkXBP0I5R3BUg7vHt55wb55h2azpUWf36ycFNuDNHh2e6WXsZo53eowS07cC8d",
+	"FGomJBpAQOaMswlwDZq9es6sOgd5M+pcCFh9ji7VMB62QNMtadfP78w2RKE0mQYMd+SFGTOpJDjZWENb",
+	"V/fuEjuHBSnOiTQ+Hk3pADqEW2U8ciSEZsDh+nC5dCcRBatgIoUxJWgcrswFyAwidw48x8NCUxRNJtnP",
+	"p6Wdow3FGJrHh98l8j/fvw2sKrXrZermTrn91/9e2XRMJuVwphQKQ5YYyAdDdupmS2Rr/Y0QDiUZXIBe",
+	"13CIAlgkUxIMEzIrSu+Ob92n9+/fx6cNfw2G9uzlc+/aiuOXUD3d5XU3NgSoTYU2tqL7ajpmfCk2EB9D",
+	"Hv78Z1csfyJLc75mayDW9U6acrlU2kL+GnLB3+IiPhHu1VDxwo0VWz9Yl8hRW2/GAW+DxcqtAe2lDUcP",
+	"DsGSnhNFDpYFF/JLReMcPmoSpGpLDMHDED6dZ9W5+bs19TwwbRh58uKIVZtMoXlw2KsnxwM6LXNhX0ir",
+	"0b2+1O59K+jweLZbbq3GfZUPt8MoI/ctuUO3nyACUYh0b9zLuQW0gnWNQvy4cxiRt4YR0n5zXA9Rsdeo",
+	"twA7V3nnGKq0maKg8q1nDmXQY1IWnmyQRL4dAlvL7L+6VeEOAwCiAMR6sg/VGGry35BZNxkFsXecgLsF",
+	"2wfwTC0WwoaDbgTZxVbzDAOryIlxwtzyUU51IryS4A5rx5YaMJvAXMg9E1Mw9o5J62Wh3xU+dRHZXBS5",
+	"pmgWYWFhOs/J/8C15mv8ipbYjbW0wAeGqZVk/k3GJ+oC0G265BqkjZiEFcYBOR5QB74/GqE3Paxk370l",
+	"OHUtL4el7YjpHhHj0aU8j9gh/sHJH8W0Um4RMmdGMSWHnUguzLNSa39X2kO/fHH6nC2VkG6rlk6F4NAY",
+	"aqJUARxN9pLvuBEo55wBrqobvAS/B4ZZsayCT5wSnoGxShPaVNOjAJOL6RR0JYM7nMqUziH3gzENF8IJ",
+	"U92LpZf2raZ9Eyook8kKweyxFiMcpWJzYSgufY6RiBT46D7Zg7U1kGjSN6rUWUeyyvtKfPSLy/gCqgwZ",
+	"kOXCERGEsHBEZKb5ci6so40ERL12i1CySUYak+sbGUpZFMEF7xjBfEdYf5OmIULQu41LGVC5iXsbOFJf",
+	"xg24dJFAf2W2SSBK950ImXvh8Xa8pHuvUc+UtIYb4UAACK9HYWV+HV17egm8sB1kPcgVlazkvjrv3cRc",
+	"/GddM72GbshVMVHfrrexMXWIlJJZ2/u0Wb8dD9FCS9Jqeo49OKVgHybCAmW6q5svzEyrcmk+jsYHEnXj",
+	"4Lc/29apNqFWrbAL7EE+68rROfvuGXt6/OhxsHD7YCQH0fY5BQG4iQ07AzG25aBK2r3aHdj/wGCKGOt3",
+	"ZMJpyEBckM5XrDCDCtAEUq+mM+SjQ2KqhOv9SxFO0zUhGuvvsSdI8avnLOTeBPF/I+YQQ7aaK7uFEL+N",
+	"FNu3j+JQtrhqMGhf7TIx29qB4S4Qn6jSjh38yInG8a25VlKVpmWUTqQ3/PYfjY4i9mh0PIhCjD0w47gC",
+	"vu5htGV6JqW6hsPjro16jaWJVx0xNpvXbAuV2buzV04TBg0UnsItE+000AADN8KYcUK2UuagE9kInEwj",
+	"pqHgVlwAs6p5sP1cZaZ6cbjIMUqLrCqDzc12RQXdRDut19EQJNE+UtpkkR00pn13J9x0C0vCPNd82qQ8",
+	"TRGrXExAd1kDaWXdQ1bHufWk1MUt2DhN2rXlM5i+WwZu2t4ghSZ18I6p0hnkKUUbqyL34vROsQ+cVI1q",
+	"aZ8zDSstLFAQLyJUy0No5k4+n6ydcOZO14lhvDhn/ToHNRqNRkGCj5ixarmkbLCcr92EfjVOGGATKNRq",
+	"Y52DITuDqaHJc4Uzo5DMcDGkGfQXYHnOLWeTQk3MAG1kaYmgylO643YOax/A1WSWPje4F/X86z2Mz8/w",
+	"PzkU4H7q4pwSVm9IUrmRu6kiv+2rKBLehCHupSiceDeekE68gSIk/dU67C69i7VVkaAXOijiE2GQR2Zz",
+	"yDG7CKXzhdBa6VvJ3tOyKLqTxE/9MA8MS9VKgj5wIkQasUKtQMcZNxCx1Vxkc/a9sC/LSRXS5448kZRE",
+	"m7PJeuw4F0XnNZPdaMWUrlSiKRczojHoquDGMruiLG3m081Rh3Y49u7sxyF7J8UfJTCOsVU15xdgEtlX",
+	"zWTHrOBmXkUFH4+eDoYNzabOrEpkQ35wXLS2XL87+9FHHlIAY1jRkL3x9y6RG1lbGgxK7hiN3xQG0kGE",
+	"V8fzqQsBK6LWNx6W42Mee7fxxd9exAo3d3HhGI2KmJgyLte3wgbRbfM594aNfVqSw/Mf3HtVKmr3Mqv4",
+	"hndnP3r2zeW66TYIqWpjRxAxoSjCf6JEGoMxpjNh6XOy5ptsGRfiHFiKYcMOZdJh46JYPEZhEulkb7IL",
+	"8MKo6mkj3ZJj4pxZGwsLRL6IcZb6FNc0kT6Lj7eS+Js+Cs4kWIdQIcB53MrbxET9OXkOKKEfCfctEcDJ",
+	"N28qUWzfcbyp33Rs0Oni3edBmn0jAbrTNOmQ9L9Am07bpn8QeJanbe06F55wldKKArMkyUng7tSynBTC",
+	"OFLB6TIQ2W/bKG8yfXXZFBFtw+bbe9hFqZ8hC0JNMM+F2x8vfmlQ7ikvzJZAs5uG1nQTaY0nkJQpLOTs",
+	"hOUw5WVhTRDtdtM9T4U6T0d0yNvPu0ZujtoYtLIzDmcC1ZjPqgewE902l0S37oEJUNg2sW2Ja+0BQ7Zh",
+	"xIyZjw8OMIivogalAf0fFUUYeMLhXvNwbNSsOBodP9msWbGf8bsF7cKiHzoNwb6ew7jhY0Duup3XG5Gf",
+	"UQPPhywlNpyO0ZmpgRJlmUMtzAqniOemHIXzuP3hh50Sk1vlfwlYbUsmWIDm9CP8DU4XlrZYvwY92xW9",
+	"j8h3NCLrcOzteER5Knm0aUC+A6Nx8EXcxLN63bErtRxgKhNslYPQD/elpseUxoBn0TbM7CXSaPLrWPxF",
+	"TWpv9NZsCaS4J7+SreOpx46qo+5CY8pGe4bCWbeZ7Kya9Gp32C16H40Tu/o/v3r+bHBSO8G8HoGMEJWf",
+	"kHsovBvE29MwVoBxtiNAYIeN2/GU7Ax4brrqrPC8uY5+U3iMkAcZn9liQmqLe5CL6dREFEBpIgYX7jAH",
+	"oUBMvYGMFwVo442EmPWSxnGdh4m5lmkc0yLxgUlJAtjeiXv6s8/kbW/jBcYSYMqnIx+117IOOegGjhFy",
+	"VkBQTHaeHf5jGFzyzBZrVEPre9E98sUuEQGHpaI1Duty5t8c3miEqPYftbGufcatTdXr6MTs4IvZoHv+",
+	"mPes/YGpkMEhKdryYwp6UDoHHaHf6SMpmFcBO91ejVVc3Y7rV2vFWkY8O0fDYSgg5FZ3k6TnXtoPg+Yw",
+	"/doFiMksjqQPhnsNazcct5s+IvktGJ6qo+k8Toxb7jTBvXv1/OIx66NR+dE3R4Om6jpms0JNeFGsWYmK",
+	"JKkFeI6QMydABI0OJVUwD6h2GUbtGEXEyyiNd0/kBpN+4JJ+M06V9N9h5RaxANZHnaPSV6nA2JahbnT4",
+	"dDR5mB3Hj/JvIH48fTKKn/LDSXyUPcyP4dH0G/54siGhuTfi6YerJ9dx9f/j6/hx9cfD6/jXJ0/55EPr",
+	"l/D/w6NuKe4NFgMwZdHhYcpLojWvTSePutlRDSH1uwPPuBRW/FnnbU+dVkamX13K25k1MNgU8j2CzC2V",
+	"4ZuUrFfPMWBC5V0GP5LAYoze94Jfpf+uuKG02pwwD0sCoFnPZza6F3zcP+tLRfomx9IEtebqRkA99I/S",
+	"qc7up8pso2FqBkOWanBENB3jD2zllGFMZkL/cS4MOXbDDK1pd9Sd4ej0OKlMTW5ZiM9xuWz5v5oAQGHE",
+	"Tdwpkf5RQrn3vDqjTejmd7krtP28069symErtEC3iVJK91LUM2VWhXD7RJEPneqQmM26AmHfowBkziGv",
+	"i7yVcshSXH+5TJu2g1DprQl1X11JSTpGYaoYPJ5XSl1lj6Bwx77D1QopKHtbVmQuJxMyxTvXCwkXrzpX",
+	"LkvUMbxKiyFkFvQF/YimP92Let4O1/NHUi47AeTNvWcw3RuD4pP1KwOzJmM0Ai3cmsit3xe29IbvOjTx",
+	"EC3gfe7/JEWKrM7Gh2ZqmA5uzbtrH0AH+25s6q2yvEN9falWIci6ayPunmPhmZYc16Che40yb0OlUS8L",
+	"+VyEMEufLMXuv8jJQlp1IJwUmRq+FbaqM+iIxqAyQ4sCNqtVeTMpzr0Gy/ohYxYnaxt8lCR3+Z2Ye6o6",
+	"h+G+ebIc7nKDxrRRruOsbrYWvWmZ4jas+0oayEorLuA7LopSg+l2XDm9+NRaWCzt59AqN0xVS+VWb78p",
+	"kRh8zqQSLu0bxyXK4o4o7QbzdNdTyBkaPjzBCySN1+hFVVPbocfCyV9EpUlCbdx3XxOtRSkbjNAmsmZk",
+	"JJp5kidyFEZr6u/X10HROmJQACN7ttGiC7XeE0099YHl2/i1j/NV4vBNapW/LP6D7XW4wSArtbBrd8wL",
+	"ryah6n1aUogO/fVdOPb/fP+211Fnxmn+VdA8wzD9muHV/h+fSeLe7G8H6JvIx+OHYPwITQde0R1UCSOo",
+	"kYZYG7+lubVLinNU5wLC4jdrIquVQa2XzAzeGRnqLuIeKMejnfJRFV2lweuyq6Tu/l5HAAUGsRQ/gK9f",
+	"JeS0Qwf3irLXv21QvSCv+aCaohOkabgY12+SaQUxmYJMrVKFYX2vGUbsex8jN/Chg06dpfGmpvYvh/C5",
+	"RIrFshBgaoeY9kHTFTMeJjKRZJEgqV04Zr0d0NNPd4XBpwO/6oxrHYIkmgEwrJ9W4TLu9J02FWI9mgEx",
+	"Id5jgGs6qyPkhS9eineeSmhVPNGjGtajNlEtkZdLb61ulNnaVWkCfUHHhw9PGNacQBTfNHdZ7hTLUHDi",
+	"BL31+dprk5YXBRbfzqrcwYcjZlj/ePRkMGStkjyJDDV5ojpJi4ghluLx7qj9tXfoDiZyq/ZOMGodHx1u",
+	"VtpBqJ4SuKaqKNTKMCy604JPIB3pRjjSg8quN05kqx4Hrd0bvpFQLbxVIb26Tll/joGBEZ6ekGBM5IdM",
+	"pB8xwkSfWPi0GirFFpwuA8RICtaqTHUn6IrieY10OJdjbVWwDdE+KhPV+DQobEGb8l5vMkqx/g7TX7Rl",
+	"9xuchKQgymLqKCnnKVKfKMyAirht5JfRSi7AH+im+XXI3mPd8jimhYk8S+tls6UWF9yCI3beF0MfNMrT",
+	"uf1vbKWVK+Hx2xtr3aRYm9Y7vjFwoPqLl7mwaWU5PR49xExiZpaQ4Yab9kdHEtIDtQTJl2K45ouCcKr+",
+	"DamHz1sPRMOjTzAyL5fFOpGh6gtNQOy9EBlICkjyhPv1q7cNg1Wgxqe/vGoYFse90fBwOMKIElpFb9x7",
+	"OBwNH5JtZo7MsrVf98MMdtjW8A3HXzb8IOwnPNMG1pXWiJyEbrzbFfaP2fHosJKQmv50iqsLAasycgDH",
+	"elqJrKsJeqCTQ94fOkGokbbSG/d+FMZiAkyv3XHg1ytig3+UQAHXBEysgdNK5vQI1hsfjkbogxMLJ2Ad",
+	"jvBPIf2fHTL/h40640ej0Z4Uq5BaVc98K52ukdyzpdR1VNHDcwNpHfFAF9AxLaprimrxB40K6fjJ4c2f",
+	"tHI68aOHN39U19LEL57c/MVG8SH32eEtJtosmuW+O7rFrjrqCOKnT2/+dDNZ/DrqPboN7NvFJ1HMrWqk",
+	"n6GzzPtUlMSUaz4zaPEAy3sf3OvhVmeVc6zzWp9u8JraasyDpJtxyQrgGqk3lrYTvn+GTy8ebl2/78F6",
+	"p9xnXoa9ds2m868D619iaGBdjxH/Z1m5HN6j81eAzl70cjTZ0cwavX2JUc8w9iI3RbPs5Ffk4kSxHLAw",
+	"3EkQxVu5EE05yFdnJHYziFD6azh9/TjbHM9J1SjctBhcIm/F4djHM7jvwb6GL3m7XsOu3FSC6v0l+qp4",
+	"wvs5lsN2Z0N2n3BpHOzbl4ZSput7sy05nVVJ1V9ajkFP+C0kmBfe7F33lnH3JL9Hwq+NkkdXLfvVrx/c",
+	"L01z3K8f2tTe4VvLQtTAXcLUD9dRz1HqjqTlAutRhPhAIa0K4WfeFLsRfxZRXAf140HjLGbshKDrI0+5",
+	"N5wFpPYJ8oC6iULzMAkrp+8ullwDaucGYiENSCOsuIBiHTUKcZJhF+tveDcxeXYK4BfUm2WO0d2UoU19",
+	"Nmyl2Y8pxhiXMBP2hGFVBPyRNeq0x9RSJfaqcuy74ZwwHxuM39OnFOHb8S3yxvpLjGZ2b02Vbh1UFUlb",
+	"t/JIZJ84FzuH9cCr83Fo8+LHjOfKJwA5YD4wZMrpU03stdP2CKcHBGdqWIPBhFOfy41BBWbITqvy2M0g",
+	"rdq8ESxJUTAdROzZ9z+dvo1YIeQ5bTTykRX+r0QuysKKjBvrnjhdH+v9RkwD0ZxB06LbCL6v6w4lUhi2",
+	"4DlE3jxGpimjipICM0pZgDFsx2ENg4nSlzGeloYXFPV9PBoh1NdLYPs76iSycsZTtU9JVWhy368ulALF",
+	"StS+6xrtyFvdBieJ5GzBi6nSC8hDYxiR711Js3XQkJ3KRFaRBFNyJtDnj0ZH7U5yW/1C0PUXenPI9GM7",
+	"sGD6AspoOCiam6qlcF8/d8h+rpI8iGCYqn8dpk5WAbAtQa5LHqOQbB/Y5SHwrcrXdyaPNeK+r9tuEqtL",
+	"uN5i1od3OvMuWTB4vHjAsWCBDPz5IwrmdWSlDHs3Fcr732fIGN2CeVd9oz5HwDh8dBswdBQM+ueRTtxX",
+	"R7c4t0YBWvzmFhBtVU3Gj45vsa2qfmG03fOOOXIr+awiRtuSUNTb8uj0xk8Onx41H/hQW08YNgX/gyty",
+	"ql7TJSygy6uNPb6QK/gLjvx1hd1VA8G0c63K2Zylv/z85i1r546NE+k4NUUy1MGJyDkzLjMoCk8qMN4C",
+	"XeCOw6MG4x87sSxnfMWFpdAyjMxAGQArrMPUNhNMMe0U5QPCOaVRfbd1yeOp0jNlLUiS8dyrmInty4JE",
+	"+IvfbzVGIjHZmXqOcMvrJ5TUiOmerE9+usZDOoxEBs6rIVMzKXyPPJyJ63PQA9/ZwzsqCyVnwamQDxP5",
+	"3hcv88HaQQTC2G42A+t4HYmn2/FvieyncZyt8nRQubcCl9vTjq32dzwdO2HMYQKzFL8QSrkEd7iP5JbG",
+	"As+72OJzBFDFFlsc6vhGNiCqLLuv3mh9i8tfNfj4Z2AO/5RmcUTVimZtkyrfcGU/XW2Tz2i3dXGzhyL2",
+	"ePWxPVSFgPUp85iC5QybgF0ByHbOYTC5o9s2NPFFQVfJkNw36DSxd1+r0V8i+DVzLO6v5r2d50Y7z/dg",
+	"N5Jzug09bWdt1xrrVw58j+rrDzulnINmxkznVSZdmxwCoXwZJf35KnEoQviIpa6EmmGn9/nbMO/H7qnZ",
+	"IfyvcSbvSu7ZUZrSb+yz2hc9vOWtrNot3dOYexpzO1vypL54gbz4NNMvSl8Oruh/1zs9K99DqKTyDyUJ",
+	"t6EE+27+/b2/v/dfqWwxCdfrzi5+dOObdGWwsMZHkYmDXEynu8NyWCnxAmA6d614L0DPgJqAeu+LT3EN",
+	"/UF9lmufY3KnL7galPxGyZNBiBytCudasRyytyj4+OQYGsvbYaq6RN7esES3jDDMgaW0jWZ0VZGtpZCy",
+	"ik1PZFB4UN8RNoS5UgUmU1UZqm1NlRWkS/khuD93QPzC5BSLkF/GuOEbKtpHncVq7T3RvCeaXx3RbFXN",
+	"ptuMTU2MbRCSr5KWUkmLPbQzxSuLr8Xk8ksduUy93xPyNKImUL/7fMHq75BYmCayz1mdWz6oXkAvQcq2",
+	"njrS9XsoIJjIfnrlo7Cvvfk1JWD/blYC05ZT1k+vHM2MmFXXaagSytk5wJIX4gIS6Sipo9gUe3/0iJkh",
+	"e9bob0P29OUScrYEHQI2kRdIZpXlRRf1fIMgeUFQvB35a8LyE2ggfs7o83t70T15ugV5oijQ2Hj09/XF",
+	"eLf9CBtafRH1rq6VtDNa7k0oYvS123l2FHLaFW1HlVmqhhDNmjr3osw9rfja7D5VLbG/wupDYx9caaXs",
+	"XovPG98v4Ss1+HiSsKPXpnt4f93vr/tXau4hBuXDKRr1vu5YadloqsYXle2ls9ZYuxEDMwU3czADnzvK",
+	"F5BIXRZgQv99rxekrJqdEkHHjFMb2ploFlGfc1QMfN7/DKxhx6MRifmY2rjk2LvFZzb6SmW7u882yose",
+	"jo6ON8uLNit4/ZYkl6NRnCSXR6MkuXw8/Z/fxv/+tyT5NUmSZHgQf9j/xoe/dRTw2ktknVQ3vvpU6r0r",
+	"avw7hfWu6/K+zfCAWs55UHnzQUd18wYsTstNIkMdcXoW6gph9noVbuNLDA3Z6UZoFxb/8PWrvIexCknX",
+	"gCUvWb9dmMu38d8uydoqCI6BSHNOEe5KxlgvBCv3aMC0aKxPQEWVxiHuCDA/PZTTEtKqITv1dYnIZxua",
+	"JbYEcKZLiZ2nOJaOO6FUXSpk4AOytbgAw/JShwgvRFgCtNOc/ZChvo9XxxNJcdPCDlHLDn026sTvE5au",
+	"uLD/hpWOU1YH8B+59SiZQafiixo7Bk1s4NRGxSsubF3rihbaD+V/3QUaVPU0NhKJ3aK684hbZWWqYpRf",
+	"lrnXpfFu6H4czB7MUMWdaVkUFNhxRPGTf/F6VtxUHUtPfP0GFqKHPyqomFqz/K8IJ74XPv66iGCHqn9Z",
+	"VLCbrDsy+MzfB95Od1htmT4+If4X2avZmz9rrNKQV33ztkwBDRZpqApjwY3FQi1u8Nh/mNb0RUksUexJ",
+	"6eFoFLFlURrMj/LRwkpXZbEGmw0bHQdZ8hnUTGfI3tfNE7jGRjCOmRHV9szZx9WF6imcpT8KeV41+0e7",
+	"a6qh+LcE64UlvXRMZVUx6SX0uLm0NHcf5YAUa0ak2HghK7VROh0M2XdIqpApU91Lee5gZEst69p9xPio",
+	"8zM1eBAFJZNV0PT1vUhorPoWlvoC+Wkoy7qr8sUbPNkbmBz5pmbAjPgTdvGzPYUxHn1kXYxoX8vEGRDv",
+	"N1HtRkwdyFOEYTiEpYYLoUrsT+FOwqqcU+UrkdM7nA7pgaFq7gTscT3LXBW5CTVzEUUIY9ynTgYbNCTp",
+	"DVjQKfeij+B2Tg79i2x7Dd56i4IgBAw1rTFuu7R9k8eKrk4JaVKORg+zrkuCT+CEtS5V5M4PDbqrjjtb",
+	"nQeWQn5y9OTJ4J5f3xsLPtdY4Iul7MDzv8aH4MjxwRXVMLze47ds6Fkb5UonayyRXtHGNmd2ilydxVyp",
+	"qqRE8cAuqD1bUHl9jMU2062rNlcVfRV6GIVhqXd/NjoaYh29RCZVPUD/tk98pgIsTggPMkDSG0S+w46t",
+	"mVsic62WTm3dEe/hCFzva1CW7v2X93TnFnTn59pucndEJrrqsvH54qj7rHy3E1R2k7AL34Wnk3Chq7YR",
+	"/4WSV9WGhoxZWK/bw+MkZGbz4tww38xp68Jj45+v1nFStSbaVSSnEWt370K5p05fYfDXaq4KH3K5J7Li",
+	"Lp2owWR+MBN2Xk7Qtt9pon8h+aSAqt0ENlwObekMZBosRZ5WRZl9VdvRMflZEplDIVDdFoa1Gn87SpT+",
+	"PX5ZTuI3Yia5LTXER4++SVn/5evTZ/Gbl6dHj77xIlgiNV9REVwqDebbDmCp0yFLl0LOmtbn4xPGWbos",
+	"zTwNTU7J7J9Ib/fv1w1HWdoIqpiWRfG7b126XUdmwHy1eEOJ1UGMa0bmNmzfbhVuEbQGyUp5LtUKm1L5",
+	"apzNLm5c+rKuPkzLp2XDklxMNSTDXG6jWF/327paMRoKIGdWsUP2WnzL+h3Fhwfj0IQ141jLZu0UebyE",
+	"bulHj9jrbyM2wdLpuP5q7r6GaRQCix/UzRW8o6W9IeIumMvsab0Z+K6ZsMKax1gnyP0xL2Xu8OcH8W1E",
+	"gc5ejK1a25ltmxd1SnTcTtghO2WFox66gXNVsPThwyAHk6dF70iT/h7vw/uqS0VXyVJiDTXX/3tMsIwx",
+	"kG+vphzdNMRzv/JPHGXrMu0d58OnF0jZLv7efP8yXq1W8VTpRVzqwjfCbw/QrlDvca+7Dv3mXNfbNVbu",
+	"zjWyWUy/02azoR6G/pzNIiyeTPiE+c4c+zBHVPXSsYrlivUdMYualCCqCEfzdm0RhsG9RnRfiOVzCn62",
+	"G3OH2kvN8idBcNhRAeVwdPzk0eNvyNdR2vlBxotiQg30qt+wD8LGD+7k6Beq2/7nvlCul/jKl7RB+Bl2",
+	"JZJoheXshbmvYfu1o/SP4gKkO6ylVpMdNWyxK9afO7XqM980KwO2o79Zu7wLeZdC7Qsvvjbrusw5Vseg",
+	"zHUU+/vUXSmkifkKbYMhe01lYhK5s4aGF7LmqsjrXgeMiu1VXcvRDUeWykbrtbEP3hJFwRYcN7XR/Yaq",
+	"wWHjDJJ307qFbcr6KbaqGbPQemeww2SIEPzH3Fc6PKvIhnp/Wb8Gt//DW4H/ggtqBLX/gp9VOL/rhm98",
+	"fjsFHS3uJPRjL/HeAZqx/Nhbrdk2m40gIfBm+1aNpmEtruP6tr2xZ83KnpR52e7bHQIKsVTH9veUBYEL",
+	"aPb/4S3Z0XRZCslAGAxlzb5EpnOdKAS3SKFbcp+a/aGvIaprevn2x8O2tbRzXJI6sE4Y1gqDIJGYxteV",
+	"JLI9QujNRP2XmvQS2zIttboQOWiqNu6uOFXPwihRdKf88sOzFwPSQm1X9fIhe/P8B5/kRZDOSl0wA2gF",
+	"aDewSiQ3LD1tzjRm31I3FnLb0mvop03bJbz8VrFy9HW3xHU8evrN9f8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

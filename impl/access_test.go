@@ -57,7 +57,7 @@ func accessPostures(t *testing.T, idp *mockoidc.MockOIDC, dir string) []accessPo
 			notOpen = append(notOpen, o.id)
 		}
 	}
-	mutations := []string{"createRepo", "syncRepo"}
+	mutations := []string{"createRepo", "deleteRepo", "syncRepo"}
 	needUser := []string{"getMe", "listAudit"}
 	return []accessPosture{
 		{name: "local", cfg: local, anonReads: true},

@@ -232,13 +232,13 @@ func TestReadOnlyRefusesEveryMutation(t *testing.T) {
 					t.Errorf("%s %s: %d %s", o.method, o.path, code, body)
 				}
 			}
-			if got := strings.Join(mutating, ","); got != "createRepo,syncRepo" {
+			if got := strings.Join(mutating, ","); got != "createRepo,deleteRepo,syncRepo" {
 				t.Fatalf("mutating operations = %s", got)
 			}
 			if _, ok := s.app.Registry().Get("x"); ok {
 				t.Fatal("a refused onboarding registered a repository")
 			}
-			hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local")
+			hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local", nil)
 			if hist.JSON200 == nil || len(*hist.JSON200) != 1 { // only the start-up read
 				t.Fatalf("a refused sync ran: %s", hist.Body)
 			}

@@ -643,7 +643,7 @@ func TestClientGoneDuringWaitingSync(t *testing.T) {
 		t.Fatalf("the staying client: %+v", resp)
 	}
 	// The run the first client left finished as well.
-	list, _ := s.c.ListSyncsWithResponse(ctx(t), "local")
+	list, _ := s.c.ListSyncsWithResponse(ctx(t), "local", nil)
 	for _, res := range *list.JSON200 {
 		if res.Trigger == client.Manual && res.State != client.SyncResultStateSucceeded {
 			t.Errorf("a manual run ended %s: %v", res.State, res.Error)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/stackd/stackd/gen"
@@ -14,6 +16,7 @@ import (
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/webhook"
 )
 
@@ -29,11 +32,20 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	}
 	if req.Params.Wait != nil && !*req.Params.Wait {
 		id := rf.Trigger(refresh.Manual)
+		if id == "" {
+			return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
+		}
 		res, _ := rf.Get(id)
 		loc := location("api", "v1", "repos", r.ID, "syncs", id)
 		return gen.SyncRepo202JSONResponse{Body: res.API(), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
 	}
 	res, err := rf.Sync(ctx, refresh.Manual)
+	if err == nil && errors.Is(res.Err, refresh.ErrRemoved) {
+		err = res.Err
+	}
+	if errors.Is(err, refresh.ErrRemoved) {
+		return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
+	}
 	if err != nil && ctx.Err() != nil {
 		// The client went away while waiting. The run goes on for
 		// whoever else waits on it (and for the view): nothing failed.
@@ -99,28 +111,54 @@ func shuttingDown() gen.ShuttingDownApplicationProblemPlusJSONResponse {
 	}
 }
 
-// ListSyncs lists recent refreshes, newest first.
+// ListSyncs pages through the stored refreshes, newest first; a Link
+// header names the next page.
 func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) (gen.ListSyncsResponseObject, error) {
 	rf, ok := s.refresherOf(req.RepoID)
 	if !ok {
 		return gen.ListSyncs404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	out := gen.ListSyncs200JSONResponse{}
-	for _, res := range rf.History() {
-		out = append(out, res.API())
+	limit := defaultSyncPage
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	cursor := ""
+	if req.Params.Cursor != nil {
+		cursor = *req.Params.Cursor
+	}
+	// One more than asked tells whether there is a next page.
+	page, err := rf.Page(ctx, limit+1, cursor)
+	if err != nil {
+		return nil, fmt.Errorf("sync history of %s: %w", rf.Repo().ID, err)
+	}
+	out := gen.ListSyncs200JSONResponse{Body: make([]gen.SyncResult, 0, min(len(page), limit))}
+	for _, res := range page[:min(len(page), limit)] {
+		out.Body = append(out.Body, res.API())
+	}
+	if len(page) > limit {
+		q := url.Values{"limit": {strconv.Itoa(limit)}, "cursor": {page[limit-1].ID}}
+		link := fmt.Sprintf("<%s?%s>; rel=\"next\"", location("api", "v1", "repos", rf.Repo().ID, "syncs"), q.Encode())
+		out.Headers.Link = &link
 	}
 	return out, nil
 }
 
-// GetSync returns one refresh.
+// defaultSyncPage is GET .../syncs' page size without limit (the spec's
+// default).
+const defaultSyncPage = 50
+
+// GetSync returns one refresh from the stored history.
 func (s *Server) GetSync(ctx context.Context, req gen.GetSyncRequestObject) (gen.GetSyncResponseObject, error) {
 	rf, ok := s.refresherOf(req.RepoID)
 	if !ok {
 		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	res, ok := rf.Get(req.SyncID)
-	if !ok {
-		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
+	res, err := rf.Lookup(ctx, req.SyncID)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (the history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sync %s of %s: %w", req.SyncID, rf.Repo().ID, err)
 	}
 	return gen.GetSync200JSONResponse(res.API()), nil
 }
@@ -140,7 +178,8 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case err == nil:
 		loc := location("api", "v1", "repos", repo.ID)
 		return gen.CreateRepo201JSONResponse{Body: s.repoResource(repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
-	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL):
+	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL),
+		errors.Is(err, registry.ErrDuplicateFullName), errors.Is(err, errRemovedWhileOnboarding):
 		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
 	case mirror.Refused(err):
@@ -159,6 +198,22 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case errors.Is(err, refresh.ErrFetch):
 		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadGateway, problem.FetchFailed, refresh.Public(err)))}, nil
+	default:
+		return nil, err
+	}
+}
+
+// DeleteRepo removes a mirror onboarded through the API.
+func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject) (gen.DeleteRepoResponseObject, error) {
+	err := s.deleteRepo(ctx, req.RepoID)
+	switch {
+	case err == nil:
+		return gen.DeleteRepo204Response{}, nil
+	case errors.Is(err, errNoRepo):
+		return gen.DeleteRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	case errors.Is(err, errNotRemovable):
+		return gen.DeleteRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
 	default:
 		return nil, err
 	}

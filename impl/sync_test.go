@@ -227,7 +227,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	syncOK(t, s, "widgets")
 
 	// History, newest first, and one sync by id.
-	hist, err := s.c.ListSyncsWithResponse(ctx(t), "widgets")
+	hist, err := s.c.ListSyncsWithResponse(ctx(t), "widgets", nil)
 	if err != nil || hist.JSON200 == nil || len(*hist.JSON200) < 5 || (*hist.JSON200)[0].State != client.SyncResultStateSucceeded {
 		t.Fatalf("history: %v %s", err, hist.Body)
 	}
@@ -642,9 +642,12 @@ func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 	}
 	s.start(t)
 	rf, _ := s.app.Refresh().Get("cfg")
-	res, err := rf.Wait(ctx(t), "1")
-	if err != nil || res.Trigger != refresh.Startup || res.Mode != refresh.ModeMirrorFetch || res.State != refresh.Succeeded {
-		t.Fatalf("background clone: %+v %v", res, err)
+	if err := rf.Idle(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	h := rf.History()
+	if res := h[len(h)-1]; len(h) != 1 || res.Trigger != refresh.Startup || res.Mode != refresh.ModeMirrorFetch || res.State != refresh.Succeeded {
+		t.Fatalf("background clone: %+v", h)
 	}
 	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
 		t.Fatalf("readyz after the clone: %d %s", code, body)

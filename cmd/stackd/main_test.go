@@ -72,6 +72,7 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 	yaml := `
 syncInterval: 10m
 syncWorkers: 2
+syncHistory: 7
 webhookSecret: from-file
 repos:
   - id: api
@@ -96,6 +97,9 @@ repos:
 	}
 	if cfg.SyncWorkers != 3 {
 		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
+	}
+	if cfg.SyncHistory != 7 {
+		t.Errorf("syncHistory from the file: %d", cfg.SyncHistory)
 	}
 	if cfg.WebhookSecret != "from-file" || len(cfg.Repos) != 1 || cfg.Repos[0].Trunk != "develop" {
 		t.Errorf("file settings: %+v", cfg)

@@ -26,6 +26,7 @@ type fileConfig struct {
 	SyncWorkers         *int                `yaml:"syncWorkers"`
 	SyncTimeout         string              `yaml:"syncTimeout"`
 	SyncInterval        string              `yaml:"syncInterval"`
+	SyncHistory         *int                `yaml:"syncHistory"`
 	AllowLocalRemotes   *bool               `yaml:"allowLocalRemotes"`
 	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
 	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
@@ -95,6 +96,7 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(intValue{&cfg.SyncWorkers}, "sync-workers", "repositories refreshed in parallel")
 	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")
 	s.value(durationValue{&cfg.SyncInterval}, "sync-interval", "mirror refresh interval, 0 disables")
+	s.value(intValue{&cfg.SyncHistory}, "sync-history", "finished syncs kept per repository in the database")
 	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
 	s.value(boolValue{&cfg.AllowPrivateRemotes}, "allow-private-remotes", "allow mirrors to connect to loopback, private and other non-public addresses, and plain http")
 	s.value(stringList{&cfg.AllowedRemoteHosts}, "allowed-remote-hosts", "the only hosts onboarding may clone from, e.g. github.com,*.example.com (comma-separated; recommended on a server)")
@@ -203,6 +205,12 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 				return nil
 			}
 			return durationValue{&cfg.SyncInterval}.Set(fc.SyncInterval)
+		}),
+		set("sync-history", func() error {
+			if fc.SyncHistory != nil {
+				cfg.SyncHistory = *fc.SyncHistory
+			}
+			return nil
 		}),
 		set("allow-local-remotes", func() error {
 			if fc.AllowLocalRemotes != nil {

@@ -178,6 +178,7 @@ func (e SyncResultTrigger) Valid() bool {
 
 // Defines values for SyncStatusState.
 const (
+	SyncStatusStateCloning SyncStatusState = "cloning"
 	SyncStatusStateIdle    SyncStatusState = "idle"
 	SyncStatusStateRunning SyncStatusState = "running"
 )
@@ -185,6 +186,8 @@ const (
 // Valid indicates whether the value is a known member of the SyncStatusState enum.
 func (e SyncStatusState) Valid() bool {
 	switch e {
+	case SyncStatusStateCloning:
+		return true
 	case SyncStatusStateIdle:
 		return true
 	case SyncStatusStateRunning:
@@ -331,6 +334,14 @@ type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
 	CurrentBranch *string `json:"currentBranch,omitempty"`
 
+	// FullName A mirror's `owner/name`, lower-case, which GitHub webhooks are
+	// matched by: as given when onboarded or configured, else the
+	// last two path segments of its URL. Unique across repositories
+	// (onboarding a clash answers 409). null for the working
+	// repository and where the URL has no such segments. Shown by
+	// the repository resources (`/api/v1/repos`), not in the view.
+	FullName *string `json:"fullName,omitempty"`
+
 	// HeadSha The commit HEAD resolves to, if any.
 	HeadSha *string `json:"headSha,omitempty"`
 	Id      string  `json:"id"`
@@ -416,6 +427,13 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+// the refreshes' creation, so that sorting ids as text sorts
+// refreshes by time (also across restarts).
+//
+// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+type SyncID = string
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -423,7 +441,14 @@ type SyncResult struct {
 	// Error The sanitized error of a failed run.
 	Error      *string    `json:"error,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	Id         string     `json:"id"`
+
+	// Id A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+	// the refreshes' creation, so that sorting ids as text sorts
+	// refreshes by time (also across restarts).
+	//
+	//
+	// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 	Mode      SyncResultMode  `json:"mode"`
@@ -456,15 +481,21 @@ type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.
 type SyncStatus struct {
-	ConsecutiveFailures int             `json:"consecutiveFailures"`
-	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
-	LastError           *string         `json:"lastError,omitempty"`
-	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
-	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
-	State               SyncStatusState `json:"state"`
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time `json:"lastAttemptAt,omitempty"`
+	LastError           *string    `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time `json:"nextScheduledAt,omitempty"`
+
+	// State `cloning`: a mirror without a view yet whose first refresh is
+	// running (its first clone, or its first read from disk at
+	// start-up).
+	State SyncStatusState `json:"state"`
 }
 
-// SyncStatusState defines model for SyncStatus.State.
+// SyncStatusState `cloning`: a mirror without a view yet whose first refresh is
+// running (its first clone, or its first read from disk at
+// start-up).
 type SyncStatusState string
 
 // WebhookAccepted defines model for WebhookAccepted.
@@ -572,6 +603,17 @@ type GetStackParams struct {
 type SyncRepoParams struct {
 	// Wait Wait for the result (default true).
 	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListSyncsParams defines parameters for ListSyncs.
+type ListSyncsParams struct {
+	// Limit The page size.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor Where the page starts, from the `next` link of the previous
+	// page (today the id of that page's last result: the page holds
+	// the results older than it).
+	Cursor *SyncID `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // GetViewParams defines parameters for GetView.
@@ -760,6 +802,21 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
 	CreateRepo(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteRepo Remove a mirror onboarded through the API
+	//
+	// Removes a mirror that was onboarded through `POST /api/v1/repos`:
+	// its queued refreshes are cancelled and a running one is cancelled
+	// and awaited (no run of it is left that could write its directory),
+	// then it is forgotten with its sync history, its mirror directory
+	// under the data directory is deleted (only a directory stackd
+	// cloned, recognised by its marker) and it is no longer served.
+	// Waiting callers of its syncs get 404. The working repository
+	// (`--cwd`) and the mirrors declared in the config file answer 409:
+	// remove those from the configuration instead.
+	//
+	// Corresponds with DELETE /api/v1/repos/{repoID} (the `DeleteRepo` operationId).
+	DeleteRepo(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetRepo Get one repository
 	//
 	// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
@@ -824,13 +881,27 @@ type ClientInterface interface {
 
 	// ListSyncs Recent refreshes, newest first
 	//
+	// The stored history of the repository's refreshes (the last
+	// `--sync-history` finished ones, default 100, plus any queued or
+	// running), newest first, one page at a time. When there are older
+	// results, the answer carries a `Link` header with `rel="next"`:
+	// the URL of the next page (same `limit`, a `cursor`). Following
+	// the links returns every result once, also while new refreshes
+	// start. The history survives restarts.
+	//
 	// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
-	ListSyncs(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ListSyncs(ctx context.Context, repoID RepoID, params *ListSyncsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetSync One refresh
 	//
+	// A refresh of the repository by id, from the stored history: it
+	// answers the same after a restart (a refresh that was queued or
+	// running when the server stopped is `failed`, with the error
+	// "stackd stopped before this sync finished"), until the history
+	// drops it.
+	//
 	// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
-	GetSync(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetSync(ctx context.Context, repoID RepoID, syncID SyncID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetView The whole view of a repository
 	//
@@ -906,7 +977,11 @@ type ClientInterface interface {
 
 	// GetReady Readiness probe
 	//
-	// Ready once every configured repository has a first view (or a recorded failure).
+	// Ready once the working repository (`--cwd`) and every mirror of the
+	// config file have a first view (or a recorded failure). Mirrors
+	// onboarded through the API never hold readiness back, also when
+	// restored at start-up: one still making its first clone says so in
+	// its `syncStatus` (`state: cloning`).
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1044,6 +1119,31 @@ func (c *Client) CreateRepoWithBody(ctx context.Context, contentType string, bod
 // Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
 func (c *Client) CreateRepo(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateRepoRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteRepo Remove a mirror onboarded through the API
+//
+// Removes a mirror that was onboarded through `POST /api/v1/repos`:
+// its queued refreshes are cancelled and a running one is cancelled
+// and awaited (no run of it is left that could write its directory),
+// then it is forgotten with its sync history, its mirror directory
+// under the data directory is deleted (only a directory stackd
+// cloned, recognised by its marker) and it is no longer served.
+// Waiting callers of its syncs get 404. The working repository
+// (`--cwd`) and the mirrors declared in the config file answer 409:
+// remove those from the configuration instead.
+//
+// Corresponds with DELETE /api/v1/repos/{repoID} (the `DeleteRepo` operationId).
+func (c *Client) DeleteRepo(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteRepoRequest(c.Server, repoID)
 	if err != nil {
 		return nil, err
 	}
@@ -1198,9 +1298,17 @@ func (c *Client) SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoPa
 
 // ListSyncs Recent refreshes, newest first
 //
+// The stored history of the repository's refreshes (the last
+// `--sync-history` finished ones, default 100, plus any queued or
+// running), newest first, one page at a time. When there are older
+// results, the answer carries a `Link` header with `rel="next"`:
+// the URL of the next page (same `limit`, a `cursor`). Following
+// the links returns every result once, also while new refreshes
+// start. The history survives restarts.
+//
 // Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
-func (c *Client) ListSyncs(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewListSyncsRequest(c.Server, repoID)
+func (c *Client) ListSyncs(ctx context.Context, repoID RepoID, params *ListSyncsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSyncsRequest(c.Server, repoID, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1213,8 +1321,14 @@ func (c *Client) ListSyncs(ctx context.Context, repoID RepoID, reqEditors ...Req
 
 // GetSync One refresh
 //
+// A refresh of the repository by id, from the stored history: it
+// answers the same after a restart (a refresh that was queued or
+// running when the server stopped is `failed`, with the error
+// "stackd stopped before this sync finished"), until the history
+// drops it.
+//
 // Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
-func (c *Client) GetSync(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+func (c *Client) GetSync(ctx context.Context, repoID RepoID, syncID SyncID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetSyncRequest(c.Server, repoID, syncID)
 	if err != nil {
 		return nil, err
@@ -1350,7 +1464,11 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 
 // GetReady Readiness probe
 //
-// Ready once every configured repository has a first view (or a recorded failure).
+// Ready once the working repository (`--cwd`) and every mirror of the
+// config file have a first view (or a recorded failure). Mirrors
+// onboarded through the API never hold readiness back, also when
+// restored at start-up: one still making its first clone says so in
+// its `syncStatus` (`state: cloning`).
 //
 // Corresponds with GET /readyz (the `GetReady` operationId).
 func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1536,6 +1654,40 @@ func NewCreateRepoRequestWithBody(server string, contentType string, body io.Rea
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteRepoRequest constructs an http.Request for the DeleteRepo method
+func NewDeleteRepoRequest(server string, repoID RepoID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "repoID", repoID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/repos/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -1936,7 +2088,7 @@ func NewSyncRepoRequest(server string, repoID RepoID, params *SyncRepoParams) (*
 }
 
 // NewListSyncsRequest constructs an http.Request for the ListSyncs method
-func NewListSyncsRequest(server string, repoID RepoID) (*http.Request, error) {
+func NewListSyncsRequest(server string, repoID RepoID, params *ListSyncsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -1961,6 +2113,45 @@ func NewListSyncsRequest(server string, repoID RepoID) (*http.Request, error) {
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
@@ -1970,7 +2161,7 @@ func NewListSyncsRequest(server string, repoID RepoID) (*http.Request, error) {
 }
 
 // NewGetSyncRequest constructs an http.Request for the GetSync method
-func NewGetSyncRequest(server string, repoID RepoID, syncID string) (*http.Request, error) {
+func NewGetSyncRequest(server string, repoID RepoID, syncID SyncID) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2335,6 +2526,23 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/repos (the `CreateRepo` operationId).
 	CreateRepoWithResponse(ctx context.Context, body CreateRepoJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRepoResponse, error)
 
+	// DeleteRepoWithResponse Remove a mirror onboarded through the API
+	//
+	// Removes a mirror that was onboarded through `POST /api/v1/repos`:
+	// its queued refreshes are cancelled and a running one is cancelled
+	// and awaited (no run of it is left that could write its directory),
+	// then it is forgotten with its sync history, its mirror directory
+	// under the data directory is deleted (only a directory stackd
+	// cloned, recognised by its marker) and it is no longer served.
+	// Waiting callers of its syncs get 404. The working repository
+	// (`--cwd`) and the mirrors declared in the config file answer 409:
+	// remove those from the configuration instead.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/repos/{repoID} (the `DeleteRepo` operationId).
+	DeleteRepoWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*DeleteRepoResponse, error)
+
 	// GetRepoWithResponse Get one repository
 	//
 	// The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
@@ -2415,17 +2623,31 @@ type ClientWithResponsesInterface interface {
 
 	// ListSyncsWithResponse Recent refreshes, newest first
 	//
+	// The stored history of the repository's refreshes (the last
+	// `--sync-history` finished ones, default 100, plus any queued or
+	// running), newest first, one page at a time. When there are older
+	// results, the answer carries a `Link` header with `rel="next"`:
+	// the URL of the next page (same `limit`, a `cursor`). Following
+	// the links returns every result once, also while new refreshes
+	// start. The history survives restarts.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
-	ListSyncsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error)
+	ListSyncsWithResponse(ctx context.Context, repoID RepoID, params *ListSyncsParams, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error)
 
 	// GetSyncWithResponse One refresh
+	//
+	// A refresh of the repository by id, from the stored history: it
+	// answers the same after a restart (a refresh that was queued or
+	// running when the server stopped is `failed`, with the error
+	// "stackd stopped before this sync finished"), until the history
+	// drops it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
-	GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*GetSyncResponse, error)
+	GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID SyncID, reqEditors ...RequestEditorFn) (*GetSyncResponse, error)
 
 	// GetViewWithResponse The whole view of a repository
 	//
@@ -2505,7 +2727,11 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadyWithResponse Readiness probe
 	//
-	// Ready once every configured repository has a first view (or a recorded failure).
+	// Ready once the working repository (`--cwd`) and every mirror of the
+	// config file have a first view (or a recorded failure). Mirrors
+	// onboarded through the API never hold readiness back, also when
+	// restored at start-up: one still making its first clone says so in
+	// its `syncStatus` (`state: cloning`).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3090,6 +3316,124 @@ func (r CreateRepoResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateRepoResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteRepoResponse401Headers the declared response headers of an HTTP 401 response for DeleteRepo
+type DeleteRepoResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// DeleteRepoResponse429Headers the declared response headers of an HTTP 429 response for DeleteRepo
+type DeleteRepoResponse429Headers struct {
+	RetryAfter *int
+}
+
+type DeleteRepoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *RequestTimeout
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *DeleteRepoResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteRepoResponse429Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON408() *RequestTimeout {
+	return r.ApplicationproblemJSON408
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteRepoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteRepoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteRepoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteRepoResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4152,6 +4496,11 @@ func (r SyncRepoResponse) ContentType() string {
 	return ""
 }
 
+// ListSyncsResponse200Headers the declared response headers of an HTTP 200 response for ListSyncs
+type ListSyncsResponse200Headers struct {
+	Link *string
+}
+
 // ListSyncsResponse401Headers the declared response headers of an HTTP 401 response for ListSyncs
 type ListSyncsResponse401Headers struct {
 	WWWAuthenticate *string
@@ -4185,6 +4534,8 @@ type ListSyncsResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListSyncsResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListSyncsResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
@@ -4986,6 +5337,29 @@ func (c *ClientWithResponses) CreateRepoWithResponse(ctx context.Context, body C
 	return ParseCreateRepoResponse(rsp)
 }
 
+// DeleteRepoWithResponse Remove a mirror onboarded through the API
+//
+// Removes a mirror that was onboarded through `POST /api/v1/repos`:
+// its queued refreshes are cancelled and a running one is cancelled
+// and awaited (no run of it is left that could write its directory),
+// then it is forgotten with its sync history, its mirror directory
+// under the data directory is deleted (only a directory stackd
+// cloned, recognised by its marker) and it is no longer served.
+// Waiting callers of its syncs get 404. The working repository
+// (`--cwd`) and the mirrors declared in the config file answer 409:
+// remove those from the configuration instead.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/repos/{repoID} (the `DeleteRepo` operationId).
+func (c *ClientWithResponses) DeleteRepoWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*DeleteRepoResponse, error) {
+	rsp, err := c.DeleteRepo(ctx, repoID, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteRepoResponse(rsp)
+}
+
 // GetRepoWithResponse Get one repository
 //
 // The repository with its refresh status (which changes between view snapshots, so this answer is not conditional).
@@ -5114,11 +5488,19 @@ func (c *ClientWithResponses) SyncRepoWithResponse(ctx context.Context, repoID R
 
 // ListSyncsWithResponse Recent refreshes, newest first
 //
+// The stored history of the repository's refreshes (the last
+// `--sync-history` finished ones, default 100, plus any queued or
+// running), newest first, one page at a time. When there are older
+// results, the answer carries a `Link` header with `rel="next"`:
+// the URL of the next page (same `limit`, a `cursor`). Following
+// the links returns every result once, also while new refreshes
+// start. The history survives restarts.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/repos/{repoID}/syncs (the `ListSyncs` operationId).
-func (c *ClientWithResponses) ListSyncsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error) {
-	rsp, err := c.ListSyncs(ctx, repoID, reqEditors...)
+func (c *ClientWithResponses) ListSyncsWithResponse(ctx context.Context, repoID RepoID, params *ListSyncsParams, reqEditors ...RequestEditorFn) (*ListSyncsResponse, error) {
+	rsp, err := c.ListSyncs(ctx, repoID, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5127,10 +5509,16 @@ func (c *ClientWithResponses) ListSyncsWithResponse(ctx context.Context, repoID 
 
 // GetSyncWithResponse One refresh
 //
+// A refresh of the repository by id, from the stored history: it
+// answers the same after a restart (a refresh that was queued or
+// running when the server stopped is `failed`, with the error
+// "stackd stopped before this sync finished"), until the history
+// drops it.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/repos/{repoID}/syncs/{syncID} (the `GetSync` operationId).
-func (c *ClientWithResponses) GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID string, reqEditors ...RequestEditorFn) (*GetSyncResponse, error) {
+func (c *ClientWithResponses) GetSyncWithResponse(ctx context.Context, repoID RepoID, syncID SyncID, reqEditors ...RequestEditorFn) (*GetSyncResponse, error) {
 	rsp, err := c.GetSync(ctx, repoID, syncID, reqEditors...)
 	if err != nil {
 		return nil, err
@@ -5246,7 +5634,11 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 
 // GetReadyWithResponse Readiness probe
 //
-// Ready once every configured repository has a first view (or a recorded failure).
+// Ready once the working repository (`--cwd`) and every mirror of the
+// config file have a first view (or a recorded failure). Mirrors
+// onboarded through the API never hold readiness back, also when
+// restored at start-up: one still making its first clone says so in
+// its `syncStatus` (`state: cloning`).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5813,6 +6205,121 @@ func ParseCreateRepoResponse(rsp *http.Response) (*CreateRepoResponse, error) {
 			headers.RetryAfter = value
 		}
 		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteRepoResponse parses an HTTP response from a DeleteRepoWithResponse call
+func ParseDeleteRepoResponse(rsp *http.Response) (*DeleteRepoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteRepoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest RequestTimeout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers DeleteRepoResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers DeleteRepoResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -6970,6 +7477,16 @@ func ParseListSyncsResponse(rsp *http.Response) (*ListSyncsResponse, error) {
 	}
 
 	switch {
+	case rsp.StatusCode == 200:
+		var headers ListSyncsResponse200Headers
+		if values := rsp.Header.Values("Link"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Link", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Link = &value
+		}
+		response.Headers200 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListSyncsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {

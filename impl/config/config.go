@@ -55,6 +55,9 @@ type Config struct {
 	SyncTimeout time.Duration
 	// SyncInterval is the mirrors' refresh period; 0 disables. Default 5m.
 	SyncInterval time.Duration
+	// SyncHistory is how many finished syncs of each repository the store
+	// keeps (GET .../syncs pages through them). Default 100.
+	SyncHistory int
 	// AllowLocalRemotes lets mirrors use file:// and plain paths.
 	AllowLocalRemotes bool
 	// AllowPrivateRemotes lets mirrors connect to addresses that are not
@@ -130,6 +133,10 @@ type RepoConfig struct {
 	SSHKey   string `yaml:"sshKey"`
 }
 
+// MaxSyncHistory bounds SyncHistory: every stored sync can hold up to 1,000
+// changed refs.
+const MaxSyncHistory = 100000
+
 // DefaultDataDir is $XDG_DATA_HOME/stackd, else ~/.local/share/stackd.
 func DefaultDataDir() string {
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
@@ -153,6 +160,7 @@ func Default() Config {
 		SyncWorkers:   4,
 		SyncTimeout:   2 * time.Minute,
 		SyncInterval:  5 * time.Minute,
+		SyncHistory:   100,
 		WatchDebounce: 100 * time.Millisecond,
 		RateLimit:     "20/40",
 		SyncRateLimit: "1/5",
@@ -218,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("--sync-interval %s: must be 0 (off) or positive", c.SyncInterval))
+	}
+	if c.SyncHistory < 1 || c.SyncHistory > MaxSyncHistory {
+		errs = append(errs, fmt.Errorf("--sync-history %d: must be 1 to %d", c.SyncHistory, MaxSyncHistory))
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		errs = append(errs, fmt.Errorf("--data-dir %q: must be an absolute path", c.DataDir))

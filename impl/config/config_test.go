@@ -82,3 +82,18 @@ func TestDefaultBaseURL(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateSyncHistory(t *testing.T) {
+	for _, tt := range []struct {
+		n  int
+		ok bool
+	}{{100, true}, {1, true}, {MaxSyncHistory, true}, {0, false}, {-3, false}, {MaxSyncHistory + 1, false}} {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.SyncHistory = tt.n
+		err := c.Validate()
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--sync-history")) {
+			t.Errorf("SyncHistory %d: Validate() = %v", tt.n, err)
+		}
+	}
+}
