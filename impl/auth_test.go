@@ -124,7 +124,7 @@ func specOperations(t *testing.T) ([]specOp, *openapi3.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fill := strings.NewReplacer("{repoID}", "local", "{branch}", "b", "{root}", "a", "{syncID}", "1")
+	fill := strings.NewReplacer("{repoID}", "local", "{branch}", "b", "{root}", "a", "{syncID}", "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")
 	var out []specOp
 	for p, item := range doc.Paths.Map() {
 		for m, op := range item.Operations() {
