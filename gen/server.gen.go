@@ -458,8 +458,11 @@ type SyncResult struct {
 	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
-	Mode      SyncResultMode  `json:"mode"`
-	QueuedAt  time.Time       `json:"queuedAt"`
+	Mode     SyncResultMode `json:"mode"`
+	QueuedAt time.Time      `json:"queuedAt"`
+
+	// Replica Which stackd process ran (or queued) the run: its `--replica-id` (default `<hostname>:<port>`). Null for runs recorded before replica ids existed.
+	Replica   *string         `json:"replica,omitempty"`
 	RepoID    string          `json:"repoID"`
 	StartedAt *time.Time      `json:"startedAt,omitempty"`
 	State     SyncResultState `json:"state"`
@@ -525,6 +528,9 @@ type BadRequest = Problem
 
 // Conflict An RFC 9457 problem detail.
 type Conflict = Problem
+
+// DatabaseUnavailable An RFC 9457 problem detail.
+type DatabaseUnavailable = Problem
 
 // FetchFailed An RFC 9457 problem detail.
 type FetchFailed = Problem
@@ -1607,6 +1613,15 @@ type BadRequestApplicationProblemPlusJSONResponse Problem
 
 type ConflictApplicationProblemPlusJSONResponse Problem
 
+type DatabaseUnavailableResponseHeaders struct {
+	RetryAfter int
+}
+type DatabaseUnavailableApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers DatabaseUnavailableResponseHeaders
+}
+
 type FetchFailedApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
@@ -1831,6 +1846,23 @@ func (response ListAudit500ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2113,6 +2145,23 @@ func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe503ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListReposRequestObject struct {
 }
 
@@ -2248,6 +2297,23 @@ func (response ListRepos500ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos503ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2681,6 +2747,23 @@ func (response DeleteRepo500ApplicationProblemPlusJSONResponse) VisitDeleteRepoR
 	return err
 }
 
+type DeleteRepo503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo503ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRepoRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 }
@@ -2849,6 +2932,23 @@ func (response GetRepo500ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo503ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3038,6 +3138,23 @@ func (response ListBranches500ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches503ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3232,6 +3349,23 @@ func (response GetBranch500ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch503ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranchDiffRequestObject struct {
 	RepoID RepoID     `json:"repoID"`
 	Branch BranchName `json:"branch"`
@@ -3422,6 +3556,23 @@ func (response GetBranchDiff500ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff503ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3627,6 +3778,23 @@ func (response StreamEvents500ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents503ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListStacksRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	Params ListStacksParams
@@ -3812,6 +3980,23 @@ func (response ListStacks500ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks503ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4002,6 +4187,23 @@ func (response GetStack500ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack503ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4437,6 +4639,23 @@ func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs503ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSyncRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	SyncID SyncID `json:"syncID"`
@@ -4606,6 +4825,23 @@ func (response GetSync500ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync503ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4795,6 +5031,23 @@ func (response GetView500ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetView503ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5950,187 +6203,194 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37c9s2l+i/gtHdO5G+JWXZcZpEnp1dN0mbbJu24ySbb26ZlhB5JGFNASoAWlY93r/9Ds4B+JAo2Umc",
-	"fvl2/FNikcTj4OC8H1e9TC2WSoK0pje+6s2B56Dxvy/e8pn7NweTabG0QsneuPcqB2nFVIBhdg7sQsCK",
-	"GcmXZq4s/sKlWYFmK27YpBSFZVOtFsNe1NPwRyk05L2x1SVEPZPNYcHdDHa9hN64Z6wWcta7vr6Oekuu",
-	"+QKsX8q3msts/hNfwPaC6BmTfAEnjOO/bCXsnJmCmzkYJgxbgs5A2hhkpnLIGTdMSWBLbueJNDBbgLSs",
-	"n06B21LD/z367jIdDNkryxalsWwCYdyZsCxTZZGzOb8AlmngFvJE9lN8MofsPNYwjadKL7hlcTzBxaWD",
-	"MZOKZUparQqWzbnmmdtbxMySZxAlMv0f9hsbs39nf2O/siRJI5YOhylTmqX/cZWeuM8L4LmQM5bG+Ldl",
-	"6csXp8/pGe2kOkpm59y6jcNiadcRM5ZrawgsKQ0LMq9+KFR2juMk0mouCpxlmJ6wC16InL17+138JGLc",
-	"soUylh2Ojo7ZZG3BDNmpXNu5ex0KA2wG1iTyeDSK2GquDLAcLBcFwo7QRZeFw5CcSbgAzTQsgVuPSbwo",
-	"YcjeziGRS24taOl24B4tubZMTd3/DY1hGGcaZmXBNYPLpQZjhJLM8LVhRiyWxXqYyF7UEw5DHHB6UU8i",
-	"+vToSPbi44Jf/ghyZue9sdts1FsIWf3gcBNX1xv3fvv1tyS5HI3iJLk8GiXJ5ePp//w2/ve/JcmvSZIk",
-	"w4P4w/43PvztX3rRFv5HvVfTn5SE19xm822MP5XM3U28WIxLBlwXArS/eSdsNQfJhGXGiqJgCzcImKh5",
-	"OYVhD0fHwwAguvQ1iF5NYzd9TPPvu6lR7wyW6tXz7UW6342wSq+ZyFk/LVTGi5RNlSZEqB8by7PzHAkG",
-	"4inkTMjBsPv0NE237/Sax3Ma/z8e/zmKn36o/zv8Pf5wNYq+eXjdBftrN7RZKmmASA/Pz+CPEox1f7kr",
-	"DBL/y5fLQmTcbfdgqdWkgMW//rdxe7/qwSVfLAsaYMLzWNcjmHKx4HrtjpFVRI5NNPBzw4Q1hN69qIf3",
-	"geDqLpGHROObxKNy0hsjOeD+uk5qgjhmSLCk5UIalvSGw6SHcDWWy8zt+4AvxcHF4QGexwEe0gENAOaA",
-	"D4cTD2ow9lXeG/eOp99kIzicPOVH+XH2GJ5MH/JHk2+yx/kTeDodHTpssdyWpjd2dKBnhS3cPN/ynAU4",
-	"VkAPcDMHTSDRESyUhVgqG/OiUCt3zk3Y/Swnimskh44QuJeJUqhCZGumYVqaHVDEPfpvDOMaWC4MnxSQ",
-	"j1nSm4oCxgcHB0ZfHMyEdeAZzoTdC7a/BkQdIEFsrRH/XzRMe+Pe/zmoWfoBPTUHv9Aw9En7pr7F64jz",
-	"slyBQWRCqoEgPf3lFXEunjke2Xlm6SBKpNIRkR5VHU7k7zqejzD+XHI2WeMDA/oC9APjj83x0X37TQeO",
-	"qF9HvWdKTguRfeqNzBqfb+MHb9ImZJB2LowjYrzQwPM1g0thrHHYwpfii2HG0xozqv12oEW1mbtBhvpi",
-	"jdlOSETs3dmPToiYlgVx9wCbRBJwhuwMFuqCF+NNau9Z+krpc3d7G0+UTmQOWcE1cgB8ze1OzJi7lZGb",
-	"UFjkEw43LiBnq7kogE1AyFkiPdpB7rHkO7DZ/DsuCiIen4AoUzdCPK2G2EYWfIPRG2MvGrrrkxVKwri5",
-	"O/frVJUyZ/2Xb9/+wo5Hx4MvgjmPRkdtmvI9t7Di6y7kaW3w7qhJuTRWA180ADIBhpNBfoIH6yVDFNhW",
-	"TlilRbhzJ3nggXE4kpshHqXSE5HnID/1xhs97T7ATCtjYqXFTMiKCqJglfTm1i7N+OAALkQx9MMlvUDE",
-	"buajZi2zz6EAD+tzrAHQRQLc7txJTJtg2t4r3l6eZaqUqByg0ECklSlJl5tI8hciabfdUL0PkgV4HitZ",
-	"rHftKjAS4jD+5TFz4HdS6MZWv55zqzd2N1fvjBCTSG5pCCDNQ26y1wrG6QC5dCLVEjReJSYBcqdhGTGT",
-	"kMdC0mhOb9sBbWQPieSlnTM1ne6dqfN7P3ZzFYvScieitYUC/4EbS2nGWabUuYDYzQzSOmLgFHL3SCq5",
-	"XqjSsFIaPq1lnIJn54alf4/fIKGJn705+w5V4kw5NZW0qkROlQYxk8zThuYq3IWrhJFX0mkbvHihtdKf",
-	"SJ+EH6Mbw08lKyVcLiFzuhG4eZjKslLrQE09RAs1Y3NuGgTWDL80uj9qirABFuwNLYhg0oH61YbvBvM7",
-	"INRiM8IwxDIvVdTgQu7yWphcaPz281S9RT1QU+XbQYn9KnQp3eoYZ4VSywnPzhnPcw3G4KUgjd2v3yqG",
-	"ZzZXxkZb7wN94ZTICTfghDSCwktlLCMl39tiuFR2Dpq5gb4MsT86rNGiAeB9Gk4X+O5Kqm2CtxDGggTN",
-	"+g44pA8ulbGlBk+htgCWSAkCIdaAf8eJSW/eSOPYHUFc6iJFII8dSVnBhC35DPC4/Qmg9Nx//tMbpmEi",
-	"pJO8Byzj0tFtDbxWwjy5+UnZ75wY+Yko6tSpafh+GzGlasqsSc+R4/0mA/fG5zDL4xpNflKW0d46kKNe",
-	"+N2gxE+KmTKbN7YbkeQZBQOK0ihCsD7yGW8briyrajqNaARu2Aomc6XOzWDoj+i1ysVUkNawLR9X9nJH",
-	"rFFdmHM5g5wZITMyZMzEBZCZz1HwDqt817b9awf4Du75F74uFM/fKvUj1zP4RKRZ0iixVSouwjjdklhg",
-	"shOVo66Hr7s7wYn0PmE/iG9J1Kw5Pc8yWFrzZQjRYUMc88SHvZBW2DV7qxQjuHQg3Pam705B2gWdCiQP",
-	"DEsvY9KE4gW/jN0XKesfO/ChbMK4bEAQsdLyc7Te4PCDITtF1gE5iTQoXT2jw4/Jms0m4KQcxoMV34tk",
-	"JFoZZpQ7HJInCrEQDvETiSpTkDwyJSVkuAbS7KXTfU2lhHuIvxULUOWn8lV/9LGtR7kF9uWCVE+utbgg",
-	"n5CQ7OHoC+HZ6Mk2noVtdwr/7T3dMXJ1b96Gx+6UWQ48L4QE1n84YmbQdaD+LN1JvpmX1go5e65Wn6qG",
-	"l5JfcFHwSQG30eWMn5HlaiVPmNVrxmdcyMrBIZygk51/eRG3QUKcZCsyYO8ae+k43uZW7+5od8AGxb5w",
-	"4rqUyLKmQgozH1TWtpNEcnPuIcinFjRLz8DqdXzq/kiZgUzJ3ESb4CVPWoMFNb7a5m9vaBQnqq64sIHE",
-	"WL1GY72b/VbOYKchzEA7SDjkW8vsH2nPw9/HrKFlugsSNlGZ9A73mfTwj8/FxKOo54bADx/3/tGGPpSP",
-	"NCcE9Ba8CWS8NCTF7DUEDhPpxvBrdByPdpZWhob0R0WQTpvCOD6iyRJJElr6/Yu3bDgcInjNwRUO9Pw6",
-	"ZWauVoYJO9hC4jB0t4Tm9+LG+cjQBY+sn8fw9jI6DVMNZs7cSzlTpfW3+WgxMmN01cClrYk7XGYA+X67",
-	"111g5vEOzPRYuY8X3j0PbCFmoIxEEZu8EF/zs4fQg89AR8KXvxDT/qmw7DOR6x+KTwEat0QlJy+9Veo1",
-	"l2svCppPPSOl4gWX62AQMTsEJ6WYey1IwN6Mefj0aDgaHg0fnzDtmDYTkh16Rv/F7eBHDQ+m07QcNFgF",
-	"jq5j29rrHR3gFnDQ2BvkXBP0I5R3BUg7vHt55wb55h2azpUWf36ycFNuDNHh2e6WXsZo53eowS07cC8d",
-	"FGomJBpAQOaMswlwDZq9es6sOgd5M+pcCFh9ji7VMB62QNMtadfP78w2RKE0mQYMd+SFGTOpJDjZWENb",
-	"V/fuEjuHBSnOiTQ+Hk3pADqEW2U8ciSEZsDh+nC5dCcRBatgIoUxJWgcrswFyAwidw48x8NCUxRNJtnP",
-	"p6Wdow3FGJrHh98l8j/fvw2sKrXrZermTrn91/9e2XRMJuVwphQKQ5YYyAdDdupmS2Rr/Y0QDiUZXIBe",
-	"13CIAlgkUxIMEzIrSu+Ob92n9+/fx6cNfw2G9uzlc+/aiuOXUD3d5XU3NgSoTYU2tqL7ajpmfCk2EB9D",
-	"Hv78Z1csfyJLc75mayDW9U6acrlU2kL+GnLB3+IiPhHu1VDxwo0VWz9Yl8hRW2/GAW+DxcqtAe2lDUcP",
-	"DsGSnhNFDpYFF/JLReMcPmoSpGpLDMHDED6dZ9W5+bs19TwwbRh58uKIVZtMoXlw2KsnxwM6LXNhX0ir",
-	"0b2+1O59K+jweLZbbq3GfZUPt8MoI/ctuUO3nyACUYh0b9zLuQW0gnWNQvy4cxiRt4YR0n5zXA9Rsdeo",
-	"twA7V3nnGKq0maKg8q1nDmXQY1IWnmyQRL4dAlvL7L+6VeEOAwCiAMR6sg/VGGry35BZNxkFsXecgLsF",
-	"2wfwTC0WwoaDbgTZxVbzDAOryIlxwtzyUU51IryS4A5rx5YaMJvAXMg9E1Mw9o5J62Wh3xU+dRHZXBS5",
-	"pmgWYWFhOs/J/8C15mv8ipbYjbW0wAeGqZVk/k3GJ+oC0G265BqkjZiEFcYBOR5QB74/GqE3Paxk370l",
-	"OHUtL4el7YjpHhHj0aU8j9gh/sHJH8W0Um4RMmdGMSWHnUguzLNSa39X2kO/fHH6nC2VkG6rlk6F4NAY",
-	"aqJUARxN9pLvuBEo55wBrqobvAS/B4ZZsayCT5wSnoGxShPaVNOjAJOL6RR0JYM7nMqUziH3gzENF8IJ",
-	"U92LpZf2raZ9Eyook8kKweyxFiMcpWJzYSgufY6RiBT46D7Zg7U1kGjSN6rUWUeyyvtKfPSLy/gCqgwZ",
-	"kOXCERGEsHBEZKb5ci6so40ERL12i1CySUYak+sbGUpZFMEF7xjBfEdYf5OmIULQu41LGVC5iXsbOFJf",
-	"xg24dJFAf2W2SSBK950ImXvh8Xa8pHuvUc+UtIYb4UAACK9HYWV+HV17egm8sB1kPcgVlazkvjrv3cRc",
-	"/GddM72GbshVMVHfrrexMXWIlJJZ2/u0Wb8dD9FCS9Jqeo49OKVgHybCAmW6q5svzEyrcmk+jsYHEnXj",
-	"4Lc/29apNqFWrbAL7EE+68rROfvuGXt6/OhxsHD7YCQH0fY5BQG4iQ07AzG25aBK2r3aHdj/wGCKGOt3",
-	"ZMJpyEBckM5XrDCDCtAEUq+mM+SjQ2KqhOv9SxFO0zUhGuvvsSdI8avnLOTeBPF/I+YQQ7aaK7uFEL+N",
-	"FNu3j+JQtrhqMGhf7TIx29qB4S4Qn6jSjh38yInG8a25VlKVpmWUTqQ3/PYfjY4i9mh0PIhCjD0w47gC",
-	"vu5htGV6JqW6hsPjro16jaWJVx0xNpvXbAuV2buzV04TBg0UnsItE+000AADN8KYcUK2UuagE9kInEwj",
-	"pqHgVlwAs6p5sP1cZaZ6cbjIMUqLrCqDzc12RQXdRDut19EQJNE+UtpkkR00pn13J9x0C0vCPNd82qQ8",
-	"TRGrXExAd1kDaWXdQ1bHufWk1MUt2DhN2rXlM5i+WwZu2t4ghSZ18I6p0hnkKUUbqyL34vROsQ+cVI1q",
-	"aZ8zDSstLFAQLyJUy0No5k4+n6ydcOZO14lhvDhn/ToHNRqNRkGCj5ixarmkbLCcr92EfjVOGGATKNRq",
-	"Y52DITuDqaHJc4Uzo5DMcDGkGfQXYHnOLWeTQk3MAG1kaYmgylO643YOax/A1WSWPje4F/X86z2Mz8/w",
-	"PzkU4H7q4pwSVm9IUrmRu6kiv+2rKBLehCHupSiceDeekE68gSIk/dU67C69i7VVkaAXOijiE2GQR2Zz",
-	"yDG7CKXzhdBa6VvJ3tOyKLqTxE/9MA8MS9VKgj5wIkQasUKtQMcZNxCx1Vxkc/a9sC/LSRXS5448kZRE",
-	"m7PJeuw4F0XnNZPdaMWUrlSiKRczojHoquDGMruiLG3m081Rh3Y49u7sxyF7J8UfJTCOsVU15xdgEtlX",
-	"zWTHrOBmXkUFH4+eDoYNzabOrEpkQ35wXLS2XL87+9FHHlIAY1jRkL3x9y6RG1lbGgxK7hiN3xQG0kGE",
-	"V8fzqQsBK6LWNx6W42Mee7fxxd9exAo3d3HhGI2KmJgyLte3wgbRbfM594aNfVqSw/Mf3HtVKmr3Mqv4",
-	"hndnP3r2zeW66TYIqWpjRxAxoSjCf6JEGoMxpjNh6XOy5ptsGRfiHFiKYcMOZdJh46JYPEZhEulkb7IL",
-	"8MKo6mkj3ZJj4pxZGwsLRL6IcZb6FNc0kT6Lj7eS+Js+Cs4kWIdQIcB53MrbxET9OXkOKKEfCfctEcDJ",
-	"N28qUWzfcbyp33Rs0Oni3edBmn0jAbrTNOmQ9L9Am07bpn8QeJanbe06F55wldKKArMkyUng7tSynBTC",
-	"OFLB6TIQ2W/bKG8yfXXZFBFtw+bbe9hFqZ8hC0JNMM+F2x8vfmlQ7ikvzJZAs5uG1nQTaY0nkJQpLOTs",
-	"hOUw5WVhTRDtdtM9T4U6T0d0yNvPu0ZujtoYtLIzDmcC1ZjPqgewE902l0S37oEJUNg2sW2Ja+0BQ7Zh",
-	"xIyZjw8OMIivogalAf0fFUUYeMLhXvNwbNSsOBodP9msWbGf8bsF7cKiHzoNwb6ew7jhY0Duup3XG5Gf",
-	"UQPPhywlNpyO0ZmpgRJlmUMtzAqniOemHIXzuP3hh50Sk1vlfwlYbUsmWIDm9CP8DU4XlrZYvwY92xW9",
-	"j8h3NCLrcOzteER5Knm0aUC+A6Nx8EXcxLN63bErtRxgKhNslYPQD/elpseUxoBn0TbM7CXSaPLrWPxF",
-	"TWpv9NZsCaS4J7+SreOpx46qo+5CY8pGe4bCWbeZ7Kya9Gp32C16H40Tu/o/v3r+bHBSO8G8HoGMEJWf",
-	"kHsovBvE29MwVoBxtiNAYIeN2/GU7Ax4brrqrPC8uY5+U3iMkAcZn9liQmqLe5CL6dREFEBpIgYX7jAH",
-	"oUBMvYGMFwVo442EmPWSxnGdh4m5lmkc0yLxgUlJAtjeiXv6s8/kbW/jBcYSYMqnIx+117IOOegGjhFy",
-	"VkBQTHaeHf5jGFzyzBZrVEPre9E98sUuEQGHpaI1Duty5t8c3miEqPYftbGufcatTdXr6MTs4IvZoHv+",
-	"mPes/YGpkMEhKdryYwp6UDoHHaHf6SMpmFcBO91ejVVc3Y7rV2vFWkY8O0fDYSgg5FZ3k6TnXtoPg+Yw",
-	"/doFiMksjqQPhnsNazcct5s+IvktGJ6qo+k8Toxb7jTBvXv1/OIx66NR+dE3R4Om6jpms0JNeFGsWYmK",
-	"JKkFeI6QMydABI0OJVUwD6h2GUbtGEXEyyiNd0/kBpN+4JJ+M06V9N9h5RaxANZHnaPSV6nA2JahbnT4",
-	"dDR5mB3Hj/JvIH48fTKKn/LDSXyUPcyP4dH0G/54siGhuTfi6YerJ9dx9f/j6/hx9cfD6/jXJ0/55EPr",
-	"l/D/w6NuKe4NFgMwZdHhYcpLojWvTSePutlRDSH1uwPPuBRW/FnnbU+dVkamX13K25k1MNgU8j2CzC2V",
-	"4ZuUrFfPMWBC5V0GP5LAYoze94Jfpf+uuKG02pwwD0sCoFnPZza6F3zcP+tLRfomx9IEtebqRkA99I/S",
-	"qc7up8pso2FqBkOWanBENB3jD2zllGFMZkL/cS4MOXbDDK1pd9Sd4ej0OKlMTW5ZiM9xuWz5v5oAQGHE",
-	"Tdwpkf5RQrn3vDqjTejmd7krtP28069symErtEC3iVJK91LUM2VWhXD7RJEPneqQmM26AmHfowBkziGv",
-	"i7yVcshSXH+5TJu2g1DprQl1X11JSTpGYaoYPJ5XSl1lj6Bwx77D1QopKHtbVmQuJxMyxTvXCwkXrzpX",
-	"LkvUMbxKiyFkFvQF/YimP92Let4O1/NHUi47AeTNvWcw3RuD4pP1KwOzJmM0Ai3cmsit3xe29IbvOjTx",
-	"EC3gfe7/JEWKrM7Gh2ZqmA5uzbtrH0AH+25s6q2yvEN9falWIci6ayPunmPhmZYc16Che40yb0OlUS8L",
-	"+VyEMEufLMXuv8jJQlp1IJwUmRq+FbaqM+iIxqAyQ4sCNqtVeTMpzr0Gy/ohYxYnaxt8lCR3+Z2Ye6o6",
-	"h+G+ebIc7nKDxrRRruOsbrYWvWmZ4jas+0oayEorLuA7LopSg+l2XDm9+NRaWCzt59AqN0xVS+VWb78p",
-	"kRh8zqQSLu0bxyXK4o4o7QbzdNdTyBkaPjzBCySN1+hFVVPbocfCyV9EpUlCbdx3XxOtRSkbjNAmsmZk",
-	"JJp5kidyFEZr6u/X10HROmJQACN7ttGiC7XeE0099YHl2/i1j/NV4vBNapW/LP6D7XW4wSArtbBrd8wL",
-	"ryah6n1aUogO/fVdOPb/fP+211Fnxmn+VdA8wzD9muHV/h+fSeLe7G8H6JvIx+OHYPwITQde0R1UCSOo",
-	"kYZYG7+lubVLinNU5wLC4jdrIquVQa2XzAzeGRnqLuIeKMejnfJRFV2lweuyq6Tu/l5HAAUGsRQ/gK9f",
-	"JeS0Qwf3irLXv21QvSCv+aCaohOkabgY12+SaQUxmYJMrVKFYX2vGUbsex8jN/Chg06dpfGmpvYvh/C5",
-	"RIrFshBgaoeY9kHTFTMeJjKRZJEgqV04Zr0d0NNPd4XBpwO/6oxrHYIkmgEwrJ9W4TLu9J02FWI9mgEx",
-	"Id5jgGs6qyPkhS9eineeSmhVPNGjGtajNlEtkZdLb61ulNnaVWkCfUHHhw9PGNacQBTfNHdZ7hTLUHDi",
-	"BL31+dprk5YXBRbfzqrcwYcjZlj/ePRkMGStkjyJDDV5ojpJi4ghluLx7qj9tXfoDiZyq/ZOMGodHx1u",
-	"VtpBqJ4SuKaqKNTKMCy604JPIB3pRjjSg8quN05kqx4Hrd0bvpFQLbxVIb26Tll/joGBEZ6ekGBM5IdM",
-	"pB8xwkSfWPi0GirFFpwuA8RICtaqTHUn6IrieY10OJdjbVWwDdE+KhPV+DQobEGb8l5vMkqx/g7TX7Rl",
-	"9xuchKQgymLqKCnnKVKfKMyAirht5JfRSi7AH+im+XXI3mPd8jimhYk8S+tls6UWF9yCI3beF0MfNMrT",
-	"uf1vbKWVK+Hx2xtr3aRYm9Y7vjFwoPqLl7mwaWU5PR49xExiZpaQ4Yab9kdHEtIDtQTJl2K45ouCcKr+",
-	"DamHz1sPRMOjTzAyL5fFOpGh6gtNQOy9EBlICkjyhPv1q7cNg1Wgxqe/vGoYFse90fBwOMKIElpFb9x7",
-	"OBwNH5JtZo7MsrVf98MMdtjW8A3HXzb8IOwnPNMG1pXWiJyEbrzbFfaP2fHosJKQmv50iqsLAasycgDH",
-	"elqJrKsJeqCTQ94fOkGokbbSG/d+FMZiAkyv3XHg1ytig3+UQAHXBEysgdNK5vQI1hsfjkbogxMLJ2Ad",
-	"jvBPIf2fHTL/h40640ej0Z4Uq5BaVc98K52ukdyzpdR1VNHDcwNpHfFAF9AxLaprimrxB40K6fjJ4c2f",
-	"tHI68aOHN39U19LEL57c/MVG8SH32eEtJtosmuW+O7rFrjrqCOKnT2/+dDNZ/DrqPboN7NvFJ1HMrWqk",
-	"n6GzzPtUlMSUaz4zaPEAy3sf3OvhVmeVc6zzWp9u8JraasyDpJtxyQrgGqk3lrYTvn+GTy8ebl2/78F6",
-	"p9xnXoa9ds2m868D619iaGBdjxH/Z1m5HN6j81eAzl70cjTZ0cwavX2JUc8w9iI3RbPs5Ffk4kSxHLAw",
-	"3EkQxVu5EE05yFdnJHYziFD6azh9/TjbHM9J1SjctBhcIm/F4djHM7jvwb6GL3m7XsOu3FSC6v0l+qp4",
-	"wvs5lsN2Z0N2n3BpHOzbl4ZSput7sy05nVVJ1V9ajkFP+C0kmBfe7F33lnH3JL9Hwq+NkkdXLfvVrx/c",
-	"L01z3K8f2tTe4VvLQtTAXcLUD9dRz1HqjqTlAutRhPhAIa0K4WfeFLsRfxZRXAf140HjLGbshKDrI0+5",
-	"N5wFpPYJ8oC6iULzMAkrp+8ullwDaucGYiENSCOsuIBiHTUKcZJhF+tveDcxeXYK4BfUm2WO0d2UoU19",
-	"Nmyl2Y8pxhiXMBP2hGFVBPyRNeq0x9RSJfaqcuy74ZwwHxuM39OnFOHb8S3yxvpLjGZ2b02Vbh1UFUlb",
-	"t/JIZJ84FzuH9cCr83Fo8+LHjOfKJwA5YD4wZMrpU03stdP2CKcHBGdqWIPBhFOfy41BBWbITqvy2M0g",
-	"rdq8ESxJUTAdROzZ9z+dvo1YIeQ5bTTykRX+r0QuysKKjBvrnjhdH+v9RkwD0ZxB06LbCL6v6w4lUhi2",
-	"4DlE3jxGpimjipICM0pZgDFsx2ENg4nSlzGeloYXFPV9PBoh1NdLYPs76iSycsZTtU9JVWhy368ulALF",
-	"StS+6xrtyFvdBieJ5GzBi6nSC8hDYxiR711Js3XQkJ3KRFaRBFNyJtDnj0ZH7U5yW/1C0PUXenPI9GM7",
-	"sGD6AspoOCiam6qlcF8/d8h+rpI8iGCYqn8dpk5WAbAtQa5LHqOQbB/Y5SHwrcrXdyaPNeK+r9tuEqtL",
-	"uN5i1od3OvMuWTB4vHjAsWCBDPz5IwrmdWSlDHs3Fcr732fIGN2CeVd9oz5HwDh8dBswdBQM+ueRTtxX",
-	"R7c4t0YBWvzmFhBtVU3Gj45vsa2qfmG03fOOOXIr+awiRtuSUNTb8uj0xk8Onx41H/hQW08YNgX/gyty",
-	"ql7TJSygy6uNPb6QK/gLjvx1hd1VA8G0c63K2Zylv/z85i1r546NE+k4NUUy1MGJyDkzLjMoCk8qMN4C",
-	"XeCOw6MG4x87sSxnfMWFpdAyjMxAGQArrMPUNhNMMe0U5QPCOaVRfbd1yeOp0jNlLUiS8dyrmInty4JE",
-	"+IvfbzVGIjHZmXqOcMvrJ5TUiOmerE9+usZDOoxEBs6rIVMzKXyPPJyJ63PQA9/ZwzsqCyVnwamQDxP5",
-	"3hcv88HaQQTC2G42A+t4HYmn2/FvieyncZyt8nRQubcCl9vTjq32dzwdO2HMYQKzFL8QSrkEd7iP5JbG",
-	"As+72OJzBFDFFlsc6vhGNiCqLLuv3mh9i8tfNfj4Z2AO/5RmcUTVimZtkyrfcGU/XW2Tz2i3dXGzhyL2",
-	"ePWxPVSFgPUp85iC5QybgF0ByHbOYTC5o9s2NPFFQVfJkNw36DSxd1+r0V8i+DVzLO6v5r2d50Y7z/dg",
-	"N5Jzug09bWdt1xrrVw58j+rrDzulnINmxkznVSZdmxwCoXwZJf35KnEoQviIpa6EmmGn9/nbMO/H7qnZ",
-	"IfyvcSbvSu7ZUZrSb+yz2hc9vOWtrNot3dOYexpzO1vypL54gbz4NNMvSl8Oruh/1zs9K99DqKTyDyUJ",
-	"t6EE+27+/b2/v/dfqWwxCdfrzi5+dOObdGWwsMZHkYmDXEynu8NyWCnxAmA6d614L0DPgJqAeu+LT3EN",
-	"/UF9lmufY3KnL7galPxGyZNBiBytCudasRyytyj4+OQYGsvbYaq6RN7esES3jDDMgaW0jWZ0VZGtpZCy",
-	"ik1PZFB4UN8RNoS5UgUmU1UZqm1NlRWkS/khuD93QPzC5BSLkF/GuOEbKtpHncVq7T3RvCeaXx3RbFXN",
-	"ptuMTU2MbRCSr5KWUkmLPbQzxSuLr8Xk8ksduUy93xPyNKImUL/7fMHq75BYmCayz1mdWz6oXkAvQcq2",
-	"njrS9XsoIJjIfnrlo7Cvvfk1JWD/blYC05ZT1k+vHM2MmFXXaagSytk5wJIX4gIS6Sipo9gUe3/0iJkh",
-	"e9bob0P29OUScrYEHQI2kRdIZpXlRRf1fIMgeUFQvB35a8LyE2ggfs7o83t70T15ugV5oijQ2Hj09/XF",
-	"eLf9CBtafRH1rq6VtDNa7k0oYvS123l2FHLaFW1HlVmqhhDNmjr3osw9rfja7D5VLbG/wupDYx9caaXs",
-	"XovPG98v4Ss1+HiSsKPXpnt4f93vr/tXau4hBuXDKRr1vu5YadloqsYXle2ls9ZYuxEDMwU3czADnzvK",
-	"F5BIXRZgQv99rxekrJqdEkHHjFMb2ploFlGfc1QMfN7/DKxhx6MRifmY2rjk2LvFZzb6SmW7u882yose",
-	"jo6ON8uLNit4/ZYkl6NRnCSXR6MkuXw8/Z/fxv/+tyT5NUmSZHgQf9j/xoe/dRTw2ktknVQ3vvpU6r0r",
-	"avw7hfWu6/K+zfCAWs55UHnzQUd18wYsTstNIkMdcXoW6gph9noVbuNLDA3Z6UZoFxb/8PWrvIexCknX",
-	"gCUvWb9dmMu38d8uydoqCI6BSHNOEe5KxlgvBCv3aMC0aKxPQEWVxiHuCDA/PZTTEtKqITv1dYnIZxua",
-	"JbYEcKZLiZ2nOJaOO6FUXSpk4AOytbgAw/JShwgvRFgCtNOc/ZChvo9XxxNJcdPCDlHLDn026sTvE5au",
-	"uLD/hpWOU1YH8B+59SiZQafiixo7Bk1s4NRGxSsubF3rihbaD+V/3QUaVPU0NhKJ3aK684hbZWWqYpRf",
-	"lrnXpfFu6H4czB7MUMWdaVkUFNhxRPGTf/F6VtxUHUtPfP0GFqKHPyqomFqz/K8IJ74XPv66iGCHqn9Z",
-	"VLCbrDsy+MzfB95Od1htmT4+If4X2avZmz9rrNKQV33ztkwBDRZpqApjwY3FQi1u8Nh/mNb0RUksUexJ",
-	"6eFoFLFlURrMj/LRwkpXZbEGmw0bHQdZ8hnUTGfI3tfNE7jGRjCOmRHV9szZx9WF6imcpT8KeV41+0e7",
-	"a6qh+LcE64UlvXRMZVUx6SX0uLm0NHcf5YAUa0ak2HghK7VROh0M2XdIqpApU91Lee5gZEst69p9xPio",
-	"8zM1eBAFJZNV0PT1vUhorPoWlvoC+Wkoy7qr8sUbPNkbmBz5pmbAjPgTdvGzPYUxHn1kXYxoX8vEGRDv",
-	"N1HtRkwdyFOEYTiEpYYLoUrsT+FOwqqcU+UrkdM7nA7pgaFq7gTscT3LXBW5CTVzEUUIY9ynTgYbNCTp",
-	"DVjQKfeij+B2Tg79i2x7Dd56i4IgBAw1rTFuu7R9k8eKrk4JaVKORg+zrkuCT+CEtS5V5M4PDbqrjjtb",
-	"nQeWQn5y9OTJ4J5f3xsLPtdY4Iul7MDzv8aH4MjxwRXVMLze47ds6Fkb5UonayyRXtHGNmd2ilydxVyp",
-	"qqRE8cAuqD1bUHl9jMU2062rNlcVfRV6GIVhqXd/NjoaYh29RCZVPUD/tk98pgIsTggPMkDSG0S+w46t",
-	"mVsic62WTm3dEe/hCFzva1CW7v2X93TnFnTn59pucndEJrrqsvH54qj7rHy3E1R2k7AL34Wnk3Chq7YR",
-	"/4WSV9WGhoxZWK/bw+MkZGbz4tww38xp68Jj45+v1nFStSbaVSSnEWt370K5p05fYfDXaq4KH3K5J7Li",
-	"Lp2owWR+MBN2Xk7Qtt9pon8h+aSAqt0ENlwObekMZBosRZ5WRZl9VdvRMflZEplDIVDdFoa1Gn87SpT+",
-	"PX5ZTuI3Yia5LTXER4++SVn/5evTZ/Gbl6dHj77xIlgiNV9REVwqDebbDmCp0yFLl0LOmtbn4xPGWbos",
-	"zTwNTU7J7J9Ib/fv1w1HWdoIqpiWRfG7b126XUdmwHy1eEOJ1UGMa0bmNmzfbhVuEbQGyUp5LtUKm1L5",
-	"apzNLm5c+rKuPkzLp2XDklxMNSTDXG6jWF/327paMRoKIGdWsUP2WnzL+h3Fhwfj0IQ141jLZu0UebyE",
-	"bulHj9jrbyM2wdLpuP5q7r6GaRQCix/UzRW8o6W9IeIumMvsab0Z+K6ZsMKax1gnyP0xL2Xu8OcH8W1E",
-	"gc5ejK1a25ltmxd1SnTcTtghO2WFox66gXNVsPThwyAHk6dF70iT/h7vw/uqS0VXyVJiDTXX/3tMsIwx",
-	"kG+vphzdNMRzv/JPHGXrMu0d58OnF0jZLv7efP8yXq1W8VTpRVzqwjfCbw/QrlDvca+7Dv3mXNfbNVbu",
-	"zjWyWUy/02azoR6G/pzNIiyeTPiE+c4c+zBHVPXSsYrlivUdMYualCCqCEfzdm0RhsG9RnRfiOVzCn62",
-	"G3OH2kvN8idBcNhRAeVwdPzk0eNvyNdR2vlBxotiQg30qt+wD8LGD+7k6Beq2/7nvlCul/jKl7RB+Bl2",
-	"JZJoheXshbmvYfu1o/SP4gKkO6ylVpMdNWyxK9afO7XqM980KwO2o79Zu7wLeZdC7Qsvvjbrusw5Vseg",
-	"zHUU+/vUXSmkifkKbYMhe01lYhK5s4aGF7LmqsjrXgeMiu1VXcvRDUeWykbrtbEP3hJFwRYcN7XR/Yaq",
-	"wWHjDJJ307qFbcr6KbaqGbPQemeww2SIEPzH3Fc6PKvIhnp/Wb8Gt//DW4H/ggtqBLX/gp9VOL/rhm98",
-	"fjsFHS3uJPRjL/HeAZqx/Nhbrdk2m40gIfBm+1aNpmEtruP6tr2xZ83KnpR52e7bHQIKsVTH9veUBYEL",
-	"aPb/4S3Z0XRZCslAGAxlzb5EpnOdKAS3SKFbcp+a/aGvIaprevn2x8O2tbRzXJI6sE4Y1gqDIJGYxteV",
-	"JLI9QujNRP2XmvQS2zIttboQOWiqNu6uOFXPwihRdKf88sOzFwPSQm1X9fIhe/P8B5/kRZDOSl0wA2gF",
-	"aDewSiQ3LD1tzjRm31I3FnLb0mvop03bJbz8VrFy9HW3xHU8evrN9f8PAAD//w==",
+	"7H17cxu3ku9X6eLdWybPDilKlmObqq2zih+xN7aTlez1qZtxMuAMSOJoCDAARhSj0vnst9ANzIMcUrIt",
+	"J05Wf0kkZzAYoNHv/vVlJ1XzhZJcWtMZXXZmnGVc47/P3rKp+5txk2qxsELJzqjzMuPSiongBuyMw7ng",
+	"SzCSLcxMWfyGSbPkGpbMwLgQuYWJVvNBJ+po/mshNM86I6sLHnVMOuNz5p5gVwveGXWM1UJOO1dXV1Fn",
+	"wTSbc+un8q1mMp29YXO+OSH6DSSb8yNg+BeWws7A5MzMuAFhYMF1yqXtc5mqjGfADCjJYcHsLJaGT+dc",
+	"WugmE85sofn/PXh+kfQG8NLCvDAWxjyMOxUWUlXkGczYOYdUc2Z5Fstugr/MeHrW13zSnyg9Zxb6/TFO",
+	"LumNQCpIlbRa5ZDOmGape7cIzIKlPIpl8i/4GUbwd/gb/ARxnESQDAYJKA3Jf14mR+72nLNMyCkkffxs",
+	"IXnx7Pgp/UZvUm4l2Bmz7sX5fGFXERjLtDW0LAkNy2VWfpGr9AzHiaXVTOT4lEFyBOcsFxm8e/u8/ygC",
+	"ZmGujIX94cEhjFeWmwEcy5Wduct5bjhMuTWxPBwOI1jOlOGQcctEjmtH5KKL3FFIBpKfcw2aLziznpJY",
+	"XvABvJ3xWC6YtVxL9wbupwXTFtTE/W9oDAMMNJ8WOdPALxaaGyOUBMNWBoyYL/LVIJadqCMchbjF6UQd",
+	"ieTToS3ZSY9zdvGKy6mddUbuZaPOXMjyC0ebOLvOqPPzTz/H8cVw2I/ji4NhHF88nPzr59Hf/xbHP8Vx",
+	"HA/2+h92X/Hhb//WiTboP+q8nLxRkr9mNp1tUvyxBHc28WABk8CZzgXX/uQdwXLGJQgLxoo8h7kbhJuo",
+	"fjiFgfvDw0FYIDr01RK9nPTd4/v0/F0nNeqc8IV6+XRzku57I6zSKxAZdJNcpSxPYKI0EUL1s7EsPcuQ",
+	"YSCd8gyE7A3ad0/T43btXn17jvv/j/V/G/Yff6j+HfzS/3A5jL65f9W29lduaLNQ0nBiPSw74b8W3Fj3",
+	"yR1hLvFftljkImXudfcWWo1zPv/3fxr37pcdfsHmi5wGGLOsr6sRTDGfM71y2wglk4Ox5uzMgLCGyLsT",
+	"dfA80Lq6Q+RXonZP7Ek57oyQHTB/XMcVQxwBMixpmZAG4s5gEHdwXY1lMnXvvccWYu98fw/3Yw83aY8G",
+	"4GaPDQZjv9Tc2JdZZ9Q5nHyTDvn++DE7yA7Th/zR5D57MP4mfZg94o8nw31HLZbZwnRGjg90rLC5e863",
+	"LIOwjuWih3Uze/VFoi2YK8v7Utk+y3O1dPtcX7sf5FgxjezQMQJ3MXEKlYt0BZpPCrNlFfEd/T0GmOaQ",
+	"CcPGOc9GEHcmIuejvb09o8/3psK65RlMhd25bL/PErUsCVJrRfj/pvmkM+r8n71KpO/Rr2bvRxqGbmme",
+	"1Ld4HPG5kClukJiQa+CSHv/4kiQXS52MbN2zpBfFUumIWI8qNyfyZx33Rxi/LxmMV/iD4fqc63vGb5uT",
+	"o7veN+k5pn4VdZ4oOclF+qknMq3dvkkfrM6bUEDamTCOibFcc5atgF8IY42jFrYQX4wyHleUUb5vC1mU",
+	"L3M7xFAdrBFsXYkI3p28ckrEpMhJuoe1iSUtzgBO+Fyds3y0zu29SF8qfeZOb+0XpWOZ8TRnGiUAXube",
+	"TkzBncrIPVBYlBOONs55BsuZyDmMuZDTWHqy45mnkqfMsjEz/J1k50zk7oh/IsFkfqR+0Rxqk3jcnMPV",
+	"7lULqTlLZ+6GI7B6BWzKhAQzU9rmq12s2H0wK5l+Bg09GN6vaOiU63ORcqivRgs51d/w9tjLliWBLimg",
+	"/X61wjpPRvCjMnaq+el/vwJhYpmppYxAc1QPHNUoDapAlRDH6qFK6dZeLbjG/QTJudP0hYUui6URU8mz",
+	"vpAw1mppkOkYUhqJRxmrHNnNhPtn5ZWlIhMWcjWNYtk4C1bR9XgElJ5y2xvAG0WasKPPdMbklGdHwMwZ",
+	"bXks2cQJ7eSEW73qH7sPCRieKpkZ1Ho9NwTtvpM8tcaxSWENzyekzNZss9oom6rXKY3qprlkwtkvEzdZ",
+	"q1coL910bmSPCWn5lGu3qVdR5zm36ew5EznJ4k84RhM3Qn9SDrF5fPAKoCtG3tJy0ijNleSj+ha4byeq",
+	"kBl0X7x9+yMcDg97X4QRPxgeNEX0d8zyJVu1HZ7GC97e6SkWxmrO5rUFGXPAhzkaQ55DhhbaP0tn+9Ek",
+	"HBsl9fqecSw3MwPHGZ8rPRZZxuWnClCjJ+0bmGplTF9pMRWyVCrQTok7M2sXZrS3x89FPvDDxZ2gE1yv",
+	"ljpu+DkCtcYMqwVok6ju7dxOTOrL1MbrhQGWpqqQaGujDk6aCihJspLO9BfSEG76QtV7kGrNsr6S+Wq7",
+	"BPOcCBU2f/EI3PI7o27tVb+efate7HaO3gkRJmkwhaEFqW9yXVst1zjpofCIZVMUGWBQCSEcLcisltVG",
+	"bSuWrLAzUJPJzie13u/Hrs9iXljmLJ6mju1vcGMpDQxSpc4E77snc2kdM+CZU+2BSSVXc1U4AW7YpDIZ",
+	"cpaeGUj+0T9FRtN/cnryHD1MqZpz450UsXQiSEwleN5Qn4U7cKVu/1I6453lz7RW+hP5k/BjtFP4sYRC",
+	"8osFTy3PgLvngErTQuvATf2K5moKM2ZqDNYMvjS5P6hbhGEt4JQmRGvSQvrlC98O5besUEPMCANIZV5J",
+	"r5YLpctrYTKh8d7P85zMq4HqHpQtnDioT4V0swMGuVKLMUvPgGWZ5sbgoSAHmJ+/VYB7NlPGRhvXc7pD",
+	"OEXM6a7vTl7RKrxQxgIpY961yaSyM67BDfRlmP3BfkUWtQXe5TBoW77bMhLry5sLY7nkGrpucci9slDG",
+	"Fpp7DrWxYLGUXOCK1da/Zcek9xYm/X5pHeAijxxLWfIxLNiU43b7HUBjtPv0zSloPhbSGbI9SJl0fBtt",
+	"heDT8OzmjbLPnRr5iSQqle1Pwv2bhClVXWeNO44d7/bAuSs+R1geVmTyRlmgd2shjmrit0MSbxSYIp3V",
+	"XjcizTMK/kilUYWALsoZH2opAxVqMoloBGZgycczpc5Mb+C36LXKxESQ1bCpH5fhJ8es0Vwg8wuMkCn5",
+	"BafinJPXfNA0pEKQq+21/WV7eA2+849slSuWvVXqFdPTT3UnLGiUvlWqn4dx2jWxIGTHKkPXCV7uzgQj",
+	"1vsIvhffkqpZSXqWpnxhzZdhRPs1dcwzH3gmrbAreKsU0Lq0ENzmS9+egbRtdcoluWcgueiTJdSfs4u+",
+	"uyOB7qFbPtRNgMnaCiJVWnaGzlAcvjeAYxQdPCOVBrWrJ7T5fQoOBUObhaCYV8lItTJglNsc0idyMRcW",
+	"nRtoMgXNw5v+bg7kKJPO9jWlT8uv+Fsx56r4VLnqt75vq1FuQH2ZINOTaS3OKcQqJNwffiE6Gz7apLPw",
+	"2q3Kf/Odbpm42l/ehp/dLkPGWZYLyaF7fwim17ahfi/dTp7OCmuFnD5VS/nncUv+kc7IqHOj96zMIeOX",
+	"GDK1lPX3DAFS4TS79OzL6/Rfix92y9qgnhtIXBcSZfRESGFmvdJbjxEe2EFJn+eEbXWw9m7qQY3W9/Rr",
+	"8JiermT6R3pN8fsR1Gx5tyfhJUrH6X7vJnGIz/SguiHwxoedP9qdilqoZkT13k865ikrDOmKO92tg1i6",
+	"MfwcnV5Bb5aU1J+8UrTSSd3kwZ/oYbEkPTj57tlbGAwGFObZu8SBnl4ljg0vDQjb2yDiMHS7HuzfxY3z",
+	"kflWnlg/T63YqU5oPtHczMBdlGHwhk7zwXxoRhhf5he2EqH8IkXW8aUp83ALZXqq3KVx3L6m0SDMwI6J",
+	"Ddc1DrzMPz3kS30GORK9/I6U9qeiss8krj+UnsJq3JCUnFb6VqnXTK68wm0+dY+U6s+ZXAW3k9mirSkF",
+	"7rJgZ3hn8f7jg8FwcDB4eATaCW0QEva9oP/i0YaDWtqFs2fdakC5HG3btvGut7SBG4uDLvVgTZhghaJV",
+	"Ibi0g9vXd67Rb95hgEJp8dsnKzfF2hAt6Tjt2ssIoymONJiFPXfRXq6mQqKbicsMGIw501zDy6dg1RmX",
+	"15POueDLz7FYay7axtK0q/fV77fmgaP8v1RzzNFmuRmBVJI73VjzFtUcPQxzck/E0qvi7pNfOly30kXn",
+	"WAg9AYfr8ouF24ko+F5jKYwpuMbhikxwmXKn149ZhpuFDj96mIQfjgs7Q0+VMfQcnzMcy/96/zaIqsSu",
+	"Fol7dsLsv/9zaZMROe7DnlL+Hvm7eNYbwLF7Wiwb86/lnSkJ/JzrVbUOUVgWCUpyA0KmeeFziBrn6f37",
+	"9/3jWlQM8xF3yrmvJO9oje4xTeu3r9yOd0zJcaKQLTwR2thSnqnJCNhCfHUvdjunGOMU2QpW3OJh2bG1",
+	"KLLfSVMsFkpbnr3mmWBvcZKfyI3LofpzN1bf+sHaVK3KNzgK5zX4Q90c0BtfCyPiEBB3nAq2t8idRf+F",
+	"Uif3H9QZcflKgMsDuD6te9n68rfrSLxnmmvk2apj0k32jM7nQad6OG7QcZEJ+0xajckbC+2ut4I2j6Xb",
+	"9fVy3JfZYDPnPXL3UrB98xckIKpn6YwcR+LoY20bhfSQ1mFE1hhGSPvNYTVEqVZEnTm3M5W1jqEKmyqq",
+	"ANr4zZEMxuOK3LMVskQ26xUqW+UnNyt8w7AAUVjE6mEfyjHU+J88te5hVHHUsgPuFGxuwBM1nwsbNrqW",
+	"Ed23mqWYBUshsiNw00f9HLMbJXebteWVams25jMhdzyYKme2PLSaFkb1+adOIp2JPNOUKyUsn5vWffJf",
+	"MK3ZCu+iKbZTLU3wngG1lOCvBDZW5xyD8gumubQRSL7ELDMnI6oqpQdDzNUIM9l1bmmd2qaX8YVtKcAZ",
+	"kmDShTyLYB8/MIp2glbKTUJmYBQoOWglcmGeFFr7s9Ic+sWz46ewUEK6V7W0K7QOtaHGSuWcYUBIsi0n",
+	"AvW7E46zal9eWr97BqxYlKlNEhwzNlZpIpvy8SiLMjGZcF3aHhyTVXXGMz8YaH4unBLZPlm6aNdsmieh",
+	"XGVy1eEye6rFxGGpQsIumBmmjVOWurtlB9VWi0QPPVWFTlsqC9+XarOfXMrmvCxn5LKYOyaCKywcE5lq",
+	"tpgJ63gjLaJeuUkoWWcjtYfrawVKkechwcMJgtmWGqw6T0OCoGtrhzKQcp321mikOoxr69LGAv2R2WSB",
+	"aNW0EmTmleabyZL2d406pqA5XLsOtADh8ijMzM+j7Z1ecJbbFrYe9IpSV3J3nXWuEy7+trYnvebtK1dm",
+	"3H272qTGxBFSQu58nzEB3Wa2TYMsyZrrOPHgjKFdlMjnqNNdXn9gploVC/NxPD6wqGsHv/neNna1vmrl",
+	"DNuWPehnbQWVJ8+fwOPDBw+DZ9+nurkVbe5TUIDr1LA1zWdTDyq13cvtVVj3DNbzQrelbFnzlItzsnXz",
+	"JZa7cnT9VLNpTShq0ZhK5Xr3VISz8E3I9ftH3zOk/sunEAolg/q/ltGKCYH1md1Aid8kis3TR1lOG1I1",
+	"OPIvt7nWbRW4cQeIjVVhR279KHjI8KqZVlIVpuGMj6V3eHcfDA8ieDA87EWhIIqDcVIBL/drtOFyJ2dC",
+	"tQ4P217UWyx1umrJ4Fo/ZhukDO9OXjpLmWtOyU/MgmjW7Ic1cCOMgBGxFTLjOpa1tNwkAs1zZsU5B6vq",
+	"G9vNVGrKCwfzDHMAyZvUW3/Ztpyz63in9TYaLkm0i5XWRWQLj2meXWdCt5sn5qlmkzrnqatYxXzMdZsX",
+	"lGbWPmS5nRu/FDq/gRinh7a98gmfvFsEadp8QUp8a5EdE6VTniWUy67yzKvTW9U+7rRqNEu7DDRfamF5",
+	"z7sjmG1GRs3M6efjlVPO3O46NYzlZ9CtAAOi4XAYNPgIjFWLBZXuZmzlHuhn45QBGPNcLdfm2RvACZ8Y",
+	"enim8MmoJANOhiyD7pxbljHLYJyrsemhbzApcKmyhM64nfGVTw+sC0sP5NCJOv7yDlZ/pPhPxnPuvmqT",
+	"nJIvT0lTuVa6qTy76aWoEl5HIe6iKOx4O52QTbxGIqT9VTbsNrsLmqZIsAvdKuIvwqCMTGc883VwwGAu",
+	"tFb6Rrr3pMjzdkSPYz/MPQOJWkqu95wKkUSQqyXX/ZQZHsFyJtIZfCfsi2JcJoy6LY8lIR5kMF6NnOSi",
+	"3M96ZTLNmGpLC3RhI3wFpvTlzFiwS4LUAI8Ngja0o7F3J68G8E6KXwsODDP3KskvuIllV9Ur09OcmVmZ",
+	"c344fNwb1Cybqgw2ljX9wUnRymP/7uSVz2ul9NgwowGc+nMXy7USW80Nau5Y61FXBpJehEfHy6lzwZfE",
+	"ra/dLCfHPPVu0os/vUgV7tn5uRM0KgIxASZXN6IG0e7zOfOOjV1WkqPz7911JW5A+zTLvI53J6+8+GZy",
+	"VQ+XhLrikWOIWK4W4Z8olsZgBvNUWLqdohgmXfRzccYhwaR0RzLJoHZQLG6jMLF0ujf5BVhuVPlrrTae",
+	"YZWzWRnL50h8ETBIPB5BEktfcs0aiCv12AwDya0jqJA+P2oU2SOqyowiJoS+goz7hgTg9JvTUhXbtR2n",
+	"1ZVODDpbvH0/yLKvoVW0uiYdkf4P16bVt+l/CDLL87YmKJFnXIW0IscsMwoiuDO1KMa5MI5VMDoMxPab",
+	"PsrrXF9tPkUk2/DyzXfYxqmfoAhCSzDLhHs/lv9Y49wTlpsNhWY7D634JvIazyAJ1kHI6RFkfMKK3Jqg",
+	"2m3ne54Lte6OaNG3n7aNXB+1NmjpZxxMBZoxnwXespXc1qdEp+6eCauw6WLbUNeaA4Za1giMmY329jBj",
+	"suQGheH6P0uO0POMw13m17EGMHQwPHy0DjC0W/C7CW2jou9bHcEefGdUizGgdN0EYYgovqo5ywaQkBhO",
+	"RhjE1ZzKsMGRFkJ4UD59XY/C57j3wxtbNSY3y/8RfLmpmSBa2PFHxBucLSxtvnrN9XRbbQgS38GQvMN9",
+	"78cjzlPqo3UH8i04jUMs4jqZ1WnP2an0AFO6YMsKl244LxU/piIZ3IumY2Ynk0aXX8vkzytWe220ZkMh",
+	"xXfyM9nYnmrsqNzqNjKmWscnqJy1u8lOyodebs9xxuijcWpX94eXT5/0jqogmLcjUBCi8RMqW4UPg3h/",
+	"GuZIAIMtiRFbfNxOpqQnnGWmDRSLZfV5dOvKY4QyyPi6KRMKp9wPmZhMTESJoyYCfu42sxfQvKoXSFme",
+	"c228kxBrqpJ+v6ryxRTupN+nSeIPJiENYPNN3K8/+Drx5ms8wxwKLChGNI4yalmlWrQvjhFymvNgmGzd",
+	"O/xjgF+w1OYrNEOrc9E+8vk2FQGHJYQxR3UZ+CsH1zohyvePmlTX3OPGS1XzaKXsEItZ43t+m3fM/Z4p",
+	"icERKfry+5QUoXTGdYRxp4/kYN4EbA171WZxeTOpX84VgedYeoaOw4D25mZ3nabnLtq9BvVhulUIEEul",
+	"HEvvDXY61q7Zbvf4iPS34Hgqt6Z1OzFfu9UF9+7l0/OH0EWn8oNvDnp103UE01yNWZ6voEBDkswC3Eee",
+	"gVMggkWHmio39whoErOVjCLmZRQh4YjMYEkZv6DvjDMl/X0IsyXmHLpoc5T2KqFBbjjqhvuPh+P76WH/",
+	"QfYN7z+cPBr2H7P9cf8gvZ8d8geTb9jD8ZqG5q7oTz5cPrrql/8fXvUflh/uX/V/evSYjT80vgn/7x+0",
+	"a3GnCDVhirwlwpQVxGtem1YZdX2gmgdggRY6Y1JY8VuFCjBxVhm5fnUhb+bWwCRbnu1QZG5oDF9nZL18",
+	"igkTKmtz+JEG1seqBa/4lfbvkhkq2s6I8hBwAt16vm7WXeDrHaArPa4RQ+CLynJ1I6Ad+mvhTGf3Vem2",
+	"0XxiegNINHdMNBnhF7B0xjCWymH8OBOGAruyhpxUPnYLSBjDoMdR6Wpy00J67heLRvyrvgCojLgHt2qk",
+	"vxa82LlfbdkmuUhZW8RYpLMgbhZaYXajZlRQRc/peRxUOUKHEopnHK0vsgS6wSBJ4mI4vJ86I8IxTPzE",
+	"R/TlQmlLXyS9AbwJ/iREPigD8j6l1w+OfAKh2Ug038AFGWA92yIy2n4egZdu87BbtDZunwop3UVRxxRp",
+	"mZ3va4A+tFp8Yjpty3F+jzqeOeNZBTpayAEkOP9ikdTdIwF5tE5YHu1PSaJUYco0RJaVdmvpcqFM1q47",
+	"jiXdE/yBLDl5Rl5ySmWvJhJ4S0m6TBZoRnmrHbPkLNfn9CV6N3Un6nhXY8dvSbFoXSDv0T7hk51pNh7t",
+	"ovSha/K346IFxhC5+XugZe/br7Iz99HJ32X+I9mK5Fg3PutW80nvxupJFeZo0VBqL/VWWdZiob9Qy5A/",
+	"3/YijpUhclNDVa2JiZ1+p7cB+dqre77MJDylS85w9y8K64BLEGQDJR2He4UtcW8dX+yVnnaR83X0RO8J",
+	"xmevuIVuKDnHhzV9WkpSRsCteLRK3N1w3rzkCWe5xkabJNeyV9c7xE4b3sa1AIaShqeFFef8ORN5oblp",
+	"j8050//YWj5f2M/hVW6YEozoRlefFsgMPuehkl/YUycIi/yWOO2afuCOp5BT9O14hhdYGqvIi1C8m9nX",
+	"wqmYxKVJCa+dd4/R2eCUNVlvY1nJatI+PcsTGerbFff382vhaC1pNhyTlzbJoo203hNPPfY1A5v0tUvy",
+	"lRr/dZajPyz+hs15uMF4WmhhV26b594SRO/CcUFZSPTpedj2/3r/ttMC1PTDy6dPynoIwAqMSuBVIS5f",
+	"JOSu7G7WXpjIl1qEOosIvSPelu+VtUBodId0Iv9KM2sXlMqpzgQPk1/H6Md679KT4uOtAQcY34HKd5rV",
+	"PCUIOA1ewYCTivVLleQUBMRCfM89AJyQkxY3g1fOvIvBBuuSZ5UcVBOM89R9M6PqSvIeISVTHq1VKjfQ",
+	"9cZvBN/5NMCeV8acxU7jTUwVQg8ZgrEU80UuuKliftrnhZfCeBDLWJLThQwT4YT1Zs5SN9mW6Z/0/KxT",
+	"pnXIA6nn+EA3KTOC3O47gzGks9RzfkJKSw/ndFIVAQgPpo1nnjDoSpnoSQ37I5ioMjqKhXfI13DqtkG1",
+	"YLjrcP/+ESBoC5L4ukfPMmc7B8SWI0xIyFbeYLYsz7EZRFqWhd4fgoHu4fBRbwANTKtYBlCrqKq/I2aI",
+	"WFY+4rYbvIrOYCw3wKuC3+7wYH8dqgpX9ZiWa6LyXC0NIGpVY30C60jWMq7ula7LUSwbgDY0d+/bR0Y1",
+	"946T5PIqge4Mcx8j3D0huTGRHzKWfsQIa7j6IuDlIpZDiCv1kCIpH630Rh5htI1lFdHhs5xoK/OJiPcR",
+	"zlrt1mCTBoPRB/bJ7wbdLd7NaMO12TsK9V5UoNaCyeg5Upc4TI9QENdKB2km59xv6LqHeQDvPYwxTUxk",
+	"aVJNGxZanDPLHbPz1h3dUMN3dO+/9iqNchBP394f7R6KWOk+to+5EeUnRC1OSufw4fC+hxde8BRfuO5i",
+	"dSwh2VMLLtlCDFZsnhNNVd8h9/CQBIFpePIJfvTFIl/FMsAm0QNIvOci5ZJyrjzjfv3ybc0nF7jx8Y8v",
+	"a77TUWc42B8MMWmGZtEZde4PhoP75H6aobBsvK/7Ysq3uA8rHOdmqAfe4J7WqK6wRmSkdOPZLql/BIfD",
+	"/VJDqqcMUOpgyMmVkVtwBKSLZQXH6Redcg78ptMK1SpzOqPOK2Es1vh0mh1wfrokMfhrwSmnnBYTQaQa",
+	"dbqewDqj/eEQw4xi7hSs/SF+FNJ/bNH5P6z1vTgYDndUkYXqserJN7LpavVLG0ZdCwwl7huX1jEPjHId",
+	"0qTaHlFOfq/WsQNv2b/+lka5Lt50//qbKjBavOPR9XesoXe52/Zv8KB11Dl338EN3qoFiBNvfXz9res4",
+	"AFdR58FN1r6J3op33eAF25D6UUUu+32cYCzRh5yUxEp8NjXoLeGWdT64ywNHSMvYYStLOF6TU5VTnQUt",
+	"OWUScs40cn7ElRS+F5SvOh9sHN3vuPUxy888SDvdvvXYaMuJeYGZkxUYKv5noVgM7o7CH3wUahaf4+eO",
+	"31bk7fF9vbDZSdyU7LNV1lEEGFV6jqiMR0GNb5SK1HUoD41KoqoXoeZYi4n7cTalpdPIUTFqCMdY3kg6",
+	"wscLx++4fc2/5Ol6zbeV7tKq3h2iv4w8eT9DHHu3r+RvCgfO7VvzwFE1enXmNjW2k7Je/UvrT5hkcAPN",
+	"6Zl3t1c91twZy+4I+M9OwHUJEl02fG4/fXDf1F2IP31oShlHqw2vVo3uico/XEUdJyFaaslzhEcJaZtC",
+	"WhWyAr37eC0tMKJ0G+pphw5lLKQKufAHXmKsBTjIVBUUmHYPCg04JV86G32+YJqjR8HwvpCGSyOsOOf5",
+	"Kqqh75IzGuFgfPSeolE5Z+fU32yGSfdUOE+9qmzpjRhR6jdOYSrsESBYBX4JteYMfWpL1vfmfd93lDsC",
+	"n7KN99OtlHjdci/K5OpOTDJ3V2E4t7ZRZYJz1Q4rltQ8icEZX/W8C6IfWqX5Mfsz5euy3GLeM+R+6hIQ",
+	"/spZqHQeerTO1PQNczwnvsQecz3MAI5LTPx67lzlkgneryi4OyJ48t2b47cR5EKe0YtGPuHFf4rlvMit",
+	"SJmx7hez4CmCfGOnJ+RXvboXulYTUcFgxVIYmLOMR96lR+40o/KC8mUKmXNjYMtmDYJb1WOXTwrDckrG",
+	"PxwOcdVXCw67u9LFssyRIIhfSaBIme/5GvB/EbbFdy6lN/Kewt5RLBnMWT5Res6z0FxNZDtnUm+/N4Bj",
+	"GcsywWNCARC6/cHwoNmNdaNJEIYrQ0MemXxs2yWsKkHdEAdFF1k5FeZBswfwQ1l7QwzDlD1gsaK1zEtu",
+	"KJBteiBlyvt8O78C36psdWt6YC0d/6oZ2rG64Fcbgn7/Vp+8TQcNUToWaCx4TYNs/wj8xpZioUHnOtzG",
+	"v57zZXgDwV/2Xvwc5WT/wU2WoQXH6c+l2RzcYN9qeMg31YYaUOl40+ENXquE04w2+8aCY7eSTUtmtKkJ",
+	"RZ2NKFRn9Gj/8UH9B58B7RnDutGwd0mB4Cs6hDlvi8Rjn0yUCv6Ao3xdYofywDDtTKtiOoPkxx9O30Kz",
+	"pG8USyepKfuiyhlFyZkymfI896wCc0QwbO8kPFo//menlmXAlkxYyvjDbBLUAbCtAp/Yet0vVgOjfkA0",
+	"pzS6DWyFwD1Reqqs5ZJ0PHcpFsiX7RXdN/59yzFiiTXoJeBZ9QvVmmIVLnQptlj7kTYjlkHyap6qqRS+",
+	"zyw+iekzrnu+nY8PruZKTkMgJBvE8r3HnPM59EEFwpR7mHLrZB2pp5tpibHsJv1+usySqhVlkHI7WppW",
+	"MZrHI6eMOUoASzkXAWEnhPB9gr00lrOsTSw+xQUqxWJDQh1eKwZEWfz41Tvab3D4y64+fwbh8L/OlY9k",
+	"XvK7TTbnOzTt5slN1htt94iu9zDGHus+l4mAJaBLxeSUHGhgzO2Sc9ksIw1hAgxThyb6qCQrGeo1e61h",
+	"gfYjOfxdlMZ62czdsb47pV/Uv/Qdt2u1Wu0OpmZgu22m1SVI3S+fdq4+bNWu9uoFVK1sgGx8CoAENDuq",
+	"AfWggai6+OyutvqqQWuk/tvw3I99p5eTN0ry18yms87vE3jfVuu1BanUv9hn9Uq7f8MTXfZ2u+NPd/zp",
+	"y/u/x9WhDazJVyx/Ud60d0n/XW2NJH3HAyjPH8pObsJFdnGNO55xxzP+gjrNOBzNW2Ma0bVX0nFDfJeP",
+	"YjF7mZhMtqc/QSHx8CCqQOVomHM95dTp2EebfKV1aILsi627DGuMfZlhcGrUkHd6Ibu3xG+2YjGAt6hw",
+	"+QImGsv7nUp4LO9fWWAYShhwy1LYWsfNEuttIaQs6wdiGYw0tNGEDanIBARmSrCryrdWen3aDDZa96du",
+	"Eb8wK0Ys/Is+vvA1DSWiVsxke8dw7xjuX4rhNoDfiRNgPyJja0zoq+TDhMqyg+8meNzxsj6FRxPHahMf",
+	"I+ZZElH/tl98PWj5ORSOJrHsMqjgEXrlBRhRSWDjV8f2fgkYmLHsJpc+y/7Ku6oTWuxfzFJg5X0C3eTS",
+	"8dsIrLpKAtAtgzPOFywX5zyWjgs7bk+1FQcPwAzgSa01FcUeFguewYLrkFSLckSCVZblbZz3FJfkGa3i",
+	"zVhnfS0/gX/i7UC33/nH7ljbF2ZtlOXbN/7oeHg91u4vwz52X8QkraDCtmY0ngYMr6/dr7UFx2xbRiQB",
+	"E5X9UOqQUncq1B2f+Sv5uUoYvt/Dy0Vj711qpexOD9epbzXylTq4PDvZ0p7X/XjHKu5YxV/QvUWC0afL",
+	"1GD2btnQWut1yOalr6kV4q/Z/wRMzsyMm56vZ2ZzHktd5JwQ8GY82DIJlE+n4uQRMOp6PRX13gUzhsaM",
+	"x6KYcmvgcDgk0wTLbRcMWyb5alsPELi92XUN1Xd/eHC4jupbB877OY4vhsN+HF8cDOP44uHkXz+P/v63",
+	"OP4pjuN4sNf/sPuKD39rwc3byaCdNjm6/FTOv60q4LlCmPkKVbuewlHpV/fKjAuuo6pnCmJCMxPLAN9P",
+	"vwWsK0RUKNOpPOzVAI7XUvcQkMbDxvlIbllyoDkizUK3iYfXO9qChNzA4cdEsxmjCgYl+4hhg2hSmmOp",
+	"PmJmENDXKOSVccRMCCh2Qlo1gGOPlUWx8dDDtKH4E3gblqBagfhabioEruET7rU45wayQocMPiRYWmhn",
+	"7fshA+aUdyHEkvLihR2gZyC0t6nACI4gWTJh/wMBxhOoCjQO3HyUTHmrsY5eBkxsWaOpNRQ2JmyFv0YT",
+	"LUHu3AHqlRgva8XtblLtte0NqKMSA/bLKgYVIuU1zdaDqwYMoUBNijyn5JsDyo/9neezZKZskHzkMUUg",
+	"ZId/VNI4dUT6S6SL3ykuv1/GtyPV3y3r2z2sPfP7xJ8H1ixnWW64XD4hvxvFq9lZl22s0jwr21VuuCBq",
+	"ItIQ+GnOjEXwIDd439+YVPxFSUQG96x0fziMYJEXBuvffDa40iVUW2+9T6qTIAs25ZXQGcD7qmcJ09h/",
+	"yQkz4tpeOPvcx4DowyB5JeRZQIUiX3Gief4fMWLYxZ1kRGjGWNQUWktdWHp2F/WABHFMEux3khbaKJ30",
+	"BvAcWRUKZYKblWdujWyhZYUnSYKPGs1TXxWRU7FguZoec46UxrJdaKHPUZ4GNORtaCynuLPXCDmKxU05",
+	"GPEb3ybPdoC1PPhIrJZoV6fSKSfZb6IqbJq4JU9wDcMmLDQ/F6rAtjBuJ6zKGKGxiYyuYbRJ9ww1UaDF",
+	"HlVPmak8MwGqGkmEKMbd6nSwXk2TXlsL2uVO9BHSzumhv5NPsSZbbwBSQ4uhJhXFbXaUqMtY0dagxMP9",
+	"th0SQvo9gsahitz+oSN52XJmy/1ABPJHB48e9e7k9Z28/iMdDR7AZ8sZ+X3iHo6V710SJufVjjhtzUZb",
+	"g98dr7CrQclXm1LdGYFVhXtp5pIBxoKooY6KwVz2+SibArsCWi8RqhVGVIWBxId7a01IERcylnGJb+mv",
+	"9kXxBArkFPigP8SdXuSbYtlKMMYy02rhTN4tuTGOOXa+BkPrLl57x7O+MM/6ofLX3B6Dii7bfIseKHiX",
+	"d/FmCtJ29nfum261Mj0MTdfy7FDjK7tOkRMNsev9ehyFin+Wnxnwvds2mAX2+fpqgz1lJ7JtoE+1nMa7",
+	"sM8dZ/uLJdktZyr3abE7slBuM2gc3Px7U2FnxRjjEa1hhWfSvWfZmQZ7s4cOloanmlvKDi7BzT069PCQ",
+	"YkOxzHgu0EUgDGLKcWkdk6CU4eQf/RfFuH8qppLZQvP+wYNvEui+eH38pH/64vjgwTde9YulZksCkyaY",
+	"PN++AyGDB5AshJzWPeaHR8AgWRRmloR+yBSqiKWPVXSr3sSQ1BJQJkWe/+K7HG9iG/XAd10wVOwf1Md6",
+	"9nTNX+9m4SZBc5BQyDOplti/zqPa1hs+MunhkX06nIcK4AsKi1UrGZ7lXhRxqr+tUL/RucEzsAr24bX4",
+	"FrotIN69UejXnDLEV1rFckEH2E394AG8/jaCMbYgwPmXz+5qPolC8ve9qkmJDw41X4gkE9bXezlher7B",
+	"Ll8idjhiV7kPs0Jmjn6+F99GlIzu1eeyC6bZ9NNRU1UnKYUdwDHkjvPoGs2VCe3794P+TdEhvaV0/zs8",
+	"D+/Lbi9t0L8kViqN4R99Wss+JkzutO6j64Z46mf+iaNsHKad43z4dNCezSYK9esv+svlsj9Ret4vdE4x",
+	"46w5QLPTg6e99n4O68+62sT9ub1wznpTilY/05pZGlr51oGBPJvwIA6tuA/hGVHZdssqyBR0HTOL6pwg",
+	"KhlH/XRtMIbenSV2Bw70OeC3zR7+AQ+sDskTFIctqDz7w8NHDx5+Q/GZws72UpbnY+q1WX6H/UTWvnA7",
+	"R99Q/4PfdqWuvcBLvqTvwz9hW7GPbycnzB2e89dO0q/EOZdusxZajbfgOWN3ud+2WuQnvvlcSnGdllaI",
+	"TcghiogFTBWvvtaxhmYMUVcI1QDV/i51KQulfB41sDeA1wRdFMut2CxeyZqpPKt6hgABQPpAHJcYOiQP",
+	"aa1L48gnnIk8hznDl1rrIkUIhdiAhvTdpOp2nUA3wZZPIwgtrHqDWL7xGNYr6D4Y3u/Vmqdl3oCCTBH0",
+	"Z9BiuwTFmfT74RLs0DKCH5WxU81P//sVZF5tVoWlCA9LZ70j/yQsS3JrlKJ+58aPak20vLuX4o4eepFW",
+	"zSlOhjYoPHqLtxWJ4I9hOUR/VpH7+Y7f/En8BTv9BGsRmXBstzGptdtv5mPAYAXZLYXOO6POHnrx/Ngb",
+	"XRrX+w4hL/MRjwb02aCyOHB+m0HwkzpgLhX4VnDEtdsJiWbzfip6wQnUW4Gxhvpr2hyl5B8NfsJ6izLT",
+	"Ok/U4xvc3E25S30/MUwTVVB5vtn7oOksbh2XFCeE30MIPh6UKlO7u1SmNkcIbdqoFVud5WOHtoVW5yJz",
+	"rDMccQKlw+RcjET9+P2TZz0ypG1bM4IBnD793tcD0kqnhc7BcHRkNHvZxZIZSI7rTxrBt9SYiaLldBk1",
+	"wm0i4/lXRTD3q3al8XD4+Jur/x8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

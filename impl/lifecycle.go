@@ -43,10 +43,11 @@ var (
 // or running.
 const unfinishedReason = "stackd stopped before this sync finished"
 
-// failUnfinished marks the syncs that a previous process left queued or
-// running as failed: no refresher of this process will finish them.
+// failUnfinished marks the syncs that a previous process of this replica
+// left queued or running as failed: no refresher of this process will
+// finish them. Other replicas' syncs (a shared database) are theirs.
 func (a *App) failUnfinished(ctx context.Context) error {
-	n, err := a.store.FailUnfinished(ctx, time.Now().UTC(), unfinishedReason)
+	n, err := a.store.FailUnfinished(ctx, a.replica, time.Now().UTC(), unfinishedReason)
 	if err != nil {
 		return err
 	}

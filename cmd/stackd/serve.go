@@ -17,6 +17,7 @@ import (
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/store"
 )
 
 // fileConfig is the YAML file given with --config.
@@ -115,6 +116,9 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	s.str(&cfg.RateLimit, "rate-limit", `per-client API requests, "<per-second>/<burst>" or "off"`)
 	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client syncs, onboardings and webhooks, "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.DatabaseURL, "database-url", "PostgreSQL URL (postgres://...) of the database replicas share; default: SQLite in --data-dir")
+	s.value(boolValue{&cfg.AllowLocalWithDatabase}, "allow-local-with-database", "serve the working repository also with --database-url (a single-replica feature)")
+	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
 	}
@@ -262,9 +266,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogFormat, stderr)
+	// Every line names the replica: several processes may share a
+	// database and a log pipeline.
+	log := newLogger(cfg.LogFormat, stderr).With("replica", cfg.ReplicaID)
+	if cfg.DatabaseURL != "" {
+		log.Info("database", "engine", "postgres", "url", store.DescribeURL(cfg.DatabaseURL))
+	}
 	app, err := impl.New(cfg, log, impl.Options{})
-	if errors.Is(err, impl.ErrPosture) || errors.Is(err, gitrepo.ErrNotRepository) {
+	if errors.Is(err, impl.ErrPosture) || errors.Is(err, gitrepo.ErrNotRepository) || errors.Is(err, impl.ErrLocalWithDatabase) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err != nil {

@@ -58,18 +58,33 @@ func OpenPostgres(ctx context.Context, rawURL string) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
+	desc := describe(cfg.ConnConfig.Config)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", describe(cfg.ConnConfig.Config), err)
+		return nil, openError{desc: desc, err: err}
 	}
-	p := &Postgres{pool: pool, desc: describe(cfg.ConnConfig.Config)}
+	p := &Postgres{pool: pool, desc: desc}
 	p.core = core{db: pgDB{p: p}}
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("store: %s: %w", p.desc, err)
+		return nil, openError{desc: desc, err: err}
 	}
 	return p, nil
 }
+
+// openError is why OpenPostgres failed, on one line, naming the database
+// without its password.
+type openError struct {
+	desc string
+	err  error
+}
+
+func (e openError) Error() string {
+	msg := strings.NewReplacer(":\n\t", ": ", "\n\t", "; ", "\n", "; ").Replace(e.err.Error())
+	return "database " + e.desc + ": " + msg
+}
+
+func (e openError) Unwrap() error { return e.err }
 
 // postgresConfig parses a database URL into a pool configuration.
 func postgresConfig(rawURL string) (*pgxpool.Config, error) {

@@ -79,8 +79,8 @@ func TestPostgresURLs(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://stackd:sekrit@db.example:5433/stackd?sslmode=require": "postgres://stackd@db.example:5433/stackd",
 		"postgresql://u:sekrit@/x?host=/run/pg&password=sekrit":           "postgres://u@/x?host=/run/pg&port=5432",
-		"postgres://[::1]/x?user=u":                                        "postgres://u@[::1]:5432/x",
-		"postgres://u:sekrit@db:notaport/x":                                "postgres (unparseable URL)",
+		"postgres://[::1]/x?user=u":                                       "postgres://u@[::1]:5432/x",
+		"postgres://u:sekrit@db:notaport/x":                               "postgres (unparseable URL)",
 	} {
 		if got := DescribeURL(in); got != want {
 			t.Errorf("DescribeURL(%q) = %q, want %q", in, got, want)

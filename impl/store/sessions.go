@@ -21,6 +21,7 @@ func HashID(rawID string) string {
 	sum := sha256.Sum256([]byte(rawID))
 	return hex.EncodeToString(sum[:])
 }
+
 // CreateSession stores sess under a new random id and returns the raw id,
 // which only the caller (the cookie) keeps. Subject and ExpiresAt are
 // required; ExpiresAt must be after CreatedAt.

@@ -361,7 +361,7 @@ func TestSeenDelivery(t *testing.T) {
 			{"d1", 0, false},
 			{"d1", 0, true},
 			{"d2", time.Minute, false},
-			{"d1", 59 * time.Minute, true}, // a repeat...
+			{"d1", 59 * time.Minute, true},  // a repeat...
 			{"d1", 60 * time.Minute, false}, // ...did not extend the first record
 			{"d1", 61 * time.Minute, true},
 			{"d2", 2 * time.Hour, false}, // expired long ago (and swept)
