@@ -513,6 +513,12 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if req.FullName != nil {
 		fullName = *req.FullName
 	}
+	// A clone that the database then cannot store would be cleaned up
+	// with the database's help: with it unreachable, refuse (503) before
+	// anything is cloned.
+	if err := a.store.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("onboard %s: %w", id, err)
+	}
 	// newMirror checks the URL; Add refuses a duplicate id or URL. Both
 	// happen before any clone. An onboarded mirror never gets operator
 	// credentials.

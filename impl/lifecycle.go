@@ -140,6 +140,12 @@ func (a *App) deleteRepo(ctx context.Context, id string) error {
 	}
 	// A client that goes away does not stop a removal halfway; the wait
 	// for the running refresh is bounded by the sync timeout.
+	// An unreachable database would fail the removal halfway (the
+	// refresher stopped, the repository still stored): ask first, and
+	// answer 503 with nothing changed.
+	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID, err)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
 	defer cancel()
 	if err := a.forget(ctx, r); err != nil {

@@ -255,3 +255,38 @@ func TestPostgresDownAndBack(t *testing.T) {
 		t.Fatalf("write after the database came back: %v", err)
 	}
 }
+
+// TestPostgresDropsBrokenConnections: the pool holds several idle
+// connections when the server goes down; the first call that finds it
+// down makes the pool drop them all, so that once it is back every call
+// gets a new connection instead of a broken one.
+func TestPostgresDropsBrokenConnections(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.Start(t)
+	s := openPostgres(t, c.NewDatabase(t))
+	const n = 4
+	var conns []interface{ Release() }
+	for range n {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	for _, conn := range conns {
+		conn.Release()
+	}
+	if idle := s.pool.Stat().IdleConns(); idle != n {
+		t.Fatalf("%d idle connections, want %d", idle, n)
+	}
+	c.Stop(t)
+	if err := s.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ping while down: %v", err)
+	}
+	c.Start(t)
+	for i := range n {
+		if _, err := s.AuditLog(ctx, 1); err != nil {
+			t.Fatalf("call %d after the server came back: %v", i, err)
+		}
+	}
+}
