@@ -75,6 +75,7 @@ const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
   STACKD_DEBUG                   any value: debug logging (every request)
   XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
   SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
+  PGPASSWORD, ~/.pgpass          the database password, when --database-url has none
 `
 
 // parseServe fills the Config from args, the environment and --config;

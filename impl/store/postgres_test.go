@@ -290,3 +290,24 @@ func TestPostgresDropsBrokenConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresRawIDNeverStored: PostgreSQL keeps the hash of a session
+// id, never the id (the same code as SQLite's, checked on the engine).
+func TestPostgresRawIDNeverStored(t *testing.T) {
+	ctx := context.Background()
+	s := openPostgres(t, pgtest.Shared(t).NewDatabase(t))
+	raw, err := s.CreateSession(ctx, Session{Subject: "s", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes, raws int
+	if err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT COUNT(*) FROM sessions WHERE id_hash = $1),
+		(SELECT COUNT(*) FROM sessions WHERE id_hash = $2 OR subject = $2 OR groups_json LIKE '%' || $2 || '%')`,
+		HashID(raw), raw).Scan(&hashes, &raws); err != nil {
+		t.Fatal(err)
+	}
+	if hashes != 1 || raws != 0 {
+		t.Fatalf("%d rows with the hash (want 1), %d with the raw id (want 0)", hashes, raws)
+	}
+}
