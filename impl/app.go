@@ -47,6 +47,7 @@ type App struct {
 	auth     *auth.Auth
 	store    *store.Store
 	mirrors  *mirror.Root
+	watcher  *watch.Watcher // of the local repository; Start runs it
 	cleanups []func()
 
 	runMu  sync.Mutex
@@ -315,6 +316,18 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 		return err
 	}
 	rf := a.refresh.Add(repo)
+	// The watches exist before the first read, so a change made between
+	// that read and Start is not lost: its events wait for Run.
+	w, err := watch.New(wt.GitDir(), wt.CommonDir(), watch.Options{
+		Debounce: cfg.WatchDebounce,
+		Trigger:  func() { rf.Trigger(refresh.Watcher) },
+		Log:      a.log.With("repo", repo.ID),
+	})
+	if err != nil {
+		return err
+	}
+	a.watcher = w
+	a.cleanups = append(a.cleanups, func() { _ = w.Close() })
 	res, err := rf.Sync(context.Background(), refresh.Onboard)
 	if err != nil {
 		return err
@@ -512,20 +525,15 @@ func (a *App) Start(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		switch src := r.Source().(type) {
-		case *source.Mirror:
+		if _, ok := r.Source().(*source.Mirror); ok {
 			// A mirror on disk is served before any network access; a
 			// second start-up run then fetches it (see refresh.Startup).
 			rf.Trigger(refresh.Startup)
 			a.startInterval(ctx, rf)
-		case *source.Local:
-			wt := src.Worktree()
-			w, err := watch.New(wt.GitDir(), wt.CommonDir(), a.cfg.WatchDebounce, func() { rf.Trigger(refresh.Watcher) }, a.log.With("repo", r.ID))
-			if err != nil {
-				return err
-			}
-			go w.Run(ctx)
 		}
+	}
+	if a.watcher != nil {
+		go a.watcher.Run(ctx)
 	}
 	return nil
 }

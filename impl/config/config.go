@@ -70,7 +70,8 @@ type Config struct {
 	AllowedRemoteHosts []string
 	// WebhookSecret enables the GitHub webhook receiver when set.
 	WebhookSecret string
-	// WatchDebounce is the watcher's quiet period. Default 100ms.
+	// WatchDebounce is the watcher's quiet period. Default 100ms. A steady
+	// stream of changes still triggers every 10 quiet periods.
 	WatchDebounce time.Duration
 
 	// Auth is "none" or "oidc". Empty: none. A non-loopback Addr needs oidc
