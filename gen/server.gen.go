@@ -248,6 +248,12 @@ type Branch struct {
 // BranchParentSource Where the parent came from.
 type BranchParentSource string
 
+// BranchSwitchedEvent The data of a `branch_switched` event (an empty name is a detached HEAD).
+type BranchSwitchedEvent struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // Commit defines model for Commit.
 type Commit struct {
 	Author  string    `json:"author"`
@@ -412,6 +418,14 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// StreamHello The data of the `connected` and `resync` events.
+type StreamHello struct {
+	RepoID string `json:"repoID"`
+
+	// ViewVersion The version of the view when the stream started.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -462,6 +476,11 @@ type SyncStatus struct {
 
 // SyncStatusState defines model for SyncStatus.State.
 type SyncStatusState string
+
+// ViewUpdatedEvent The data of a `view_updated` event.
+type ViewUpdatedEvent struct {
+	Version int64 `json:"version"`
+}
 
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
@@ -538,6 +557,15 @@ type GetBranchParams struct {
 type GetBranchDiffParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId The same as `Last-Event-ID`, for clients that cannot set headers; the header wins when both are sent.
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// LastEventID The id of the last event received on an earlier stream (SSE reconnection).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // ListStacksParams defines parameters for ListStacks.
@@ -619,7 +647,7 @@ type ServerInterface interface {
 	GetBranchDiff(w http.ResponseWriter, r *http.Request, repoID RepoID, branch BranchName, params GetBranchDiffParams)
 	// StreamEvents Server-sent events of a repository
 	// (GET /api/v1/repos/{repoID}/events)
-	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams)
 	// ListStacks List stacks
 	// (GET /api/v1/repos/{repoID}/stacks)
 	ListStacks(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListStacksParams)
@@ -956,8 +984,45 @@ func (siw *ServerInterfaceWrapper) StreamEvents(w http.ResponseWriter, r *http.R
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamEventsParams
+
+	// ------------- Optional query parameter "lastEventId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "lastEventId", r.URL.Query(), &params.LastEventId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "lastEventId"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "lastEventId", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Last-Event-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Last-Event-ID", Err: err})
+			return
+		}
+
+		params.LastEventID = &LastEventID
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.StreamEvents(w, r, repoID)
+		siw.Handler.StreamEvents(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2804,6 +2869,7 @@ func (response GetBranchDiff500ApplicationProblemPlusJSONResponse) VisitGetBranc
 
 type StreamEventsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params StreamEventsParams
 }
 
 type StreamEventsResponseObject interface {
@@ -4564,10 +4630,11 @@ func (sh *strictHandler) GetBranchDiff(w http.ResponseWriter, r *http.Request, r
 }
 
 // StreamEvents operation middleware
-func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams) {
 	var request StreamEventsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.StreamEvents(ctx, request.(StreamEventsRequestObject))
@@ -4854,143 +4921,156 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcxs3luhfQfHuLZOzTYqS5UxC1a1d+RV7YycpyV5P3dCTBrsPSYyaQAdAi+a4tL/91jkH/SKblOw4",
-	"TjLXn2yxG8ABcN6vft9LzCo3GrR3vcn73hJkCpb+++SVXOC/KbjEqtwro3uT3vMUtFdzBU74JYhrBWvh",
-	"tMzd0nj6RWq3BivW0olZoTIv5tasRr2oZ+GXQllIexNvC4h6LlnCSuIKfpNDb9Jz3iq96N3c3ES9XFq5",
-	"Ah9AeWilTpbfyxXsAsTPhJYrOBOS/hVr5ZfCZdItwQnlRA42Ae2HoBOTQiqkE0aDyKVfTrWDxQq0F/14",
-	"DtIXFv73ydN38WAknnuxKpwXMyjnXSgvElNkqVjKaxCJBekhnep+TE+WkFwNLcyHc2NX0ovhcEbAxYOJ",
-	"0EYkRntrMpEspZUJ7i0SLpcJRFMd/4/4u5iI/xB/ET+J6TSORDwaxcJYEf/n+/gMh2cgU6UXIh7S317E",
-	"z56cP+ZnvJPqKoVfSo8bh1XuN5FwXlrv+FhinhZ0Wv2QmeSK5plqb6XKaJVRfCauZaZS8frV0+HXkZBe",
-	"rIzz4nh8cipmGw9uJM71xi/xdcgciAV4N9Wn43Ek1kvjQKTgpcro7BhdbJEhhqRCwzVYYSEH6QMmyayA",
-	"kXi1hKnOpfdgNe4AH+XSemHm+H/HczghhYVFkUkr4F1uwTlltHBy44RTqzzbjKa6F/UUYggeTi/qaUKf",
-	"Hl/JQXxcyXcvQC/8sjfBzUa9ldLVD4ibBF1v0vv7T3+fTt+Nx8Pp9N3JeDp999f5//x98h9/mU5/mk6n",
-	"09HR8O3hN97+5d960Q7+R73n8++NhpfSJ8tdjD/XAmmTCEtILUDaTIENlHcm1kvQQnnhvMoyscJJwEVN",
-	"4lRO3B+fjsoDYqKvj+j5fIjLD3n9Q5Qa9S4gN88f7wKJvzvljd0IlYp+nJlEZrGYG8uIUD92XiZXKTEM",
-	"wlNIhdKDUfftWV7u0O01r+d8+H/l8J/j4Tdv6/+Ofh6+fT+Ovrp/03X2Nzi1y412wKxHphfwSwHO419I",
-	"wqDpvzLPM5VI3O5Rbs0sg9W//8Ph3t83gPk3C/PepPe/jmo2e8RP3dGPPIoXbZ/eKzoiWlakBhzRO90k",
-	"nd75j8+Zm8jEj3o3Ue+R0fNMJZ8VxvPmJRIn8Uvl8LaNFa8vXgiZWZDpRsA75bwjOJ+CT5ZPpcrw4j7v",
-	"cRa58xbkKjBwPNAZiDkCBOkZHWtgV4HrOKmVV/+ElNg+WGss78HYmUpT0J9zBxcwLxykE4KscEzDuAeZ",
-	"ZWYNSGHlou5oXkIYD4jsp9rkYAkyoQFS5J5OLTSkQ6V5NuTJtGmw1zw53t3Q6Izvdqpl4ZfCzOcHV+oc",
-	"H+ZuQrEqvPTgWnNVA3AuY4UUiTFXCoa4MiodCQvbQjs5r8kjk8mVE/HfhpfER4aPLi+ekoRLDEodZpLI",
-	"d0AttDBWLZRGiV0vnDg7jwcoMJDzamQeMnuC9/1ZyUmLQsO7HBLkgIRu21hJp6l086AzsyCkfKlcqiyN",
-	"/R3Y1Q9aSJEZk89kciUy5TxosKKPgBLjF7lxqFoFLHmGegRLHVYOplqD8kvaUCKzpXE+ak4p0xRlvNBB",
-	"fMTD4Uw6GBY2iwW+PRFyqtcwE7lcgDBaSG1oPtLb+o+/vxQWZkqjBjUQidRIOxZkzVDD/X9v/FNT6M/K",
-	"nr43whXJssFPI5aKiMasr4wCbC9Nisp3uitwkcdVivhSMndIllIvIBVO6QRopwt1Daw/oITtUPe79hBe",
-	"O6J3aAM/yk1mZPrKmBfSLuBzM/OZSTdIERkujighmSoqDnPPifjdkFWL4Uq+G+KIGBVWVICQjRBjwDGP",
-	"GO4ha3hiBsgrhCw128DKmCU54Qwil2OGlqmVIj07sca5UowkRmtIiM+xKNEiyYyDNKBYINBXagWm8L/L",
-	"0aWKJaC0Vl2zvRT4Cj3GDYsUZJopDaJ/fyzcoGtvYVu4qd9pNxbmFtyy2tBcaeWWzQ25jU6EZ+gYUmNe",
-	"Sr0Jt+A+K8TGiJXUm1J4OZZT5ZEGaUVqVJIp0H6LRi/A283wfO7B7jKAS0gMGnXeiLVUvkRkbzeIxnIh",
-	"lR51KfNKe1iARXhvot5rEvTGouLzmXkgW5uJBXIxyMyh1awB7RkLbfIOaoxfwooJE814tgGRZYK0yBXM",
-	"FejKFEbs4BVouj68y9F+iEpJMdXKuQIsTVekCnQCKINmMiVliVwDvJgWP5yjNiSTBIUSrRNM3qn+rzev",
-	"StEW+00e49qx9P/+j7WPJyzCnz/mMU5I5DRJArmHdMAma+O637x5MzxvKD/tg96xXPj2rqXK5CyDz3t5",
-	"JEzTjdgAEtlNiWa0jfMiVf6J9nZD5pnFW/SKzSuZ8BRd0qy67efpaNdSi3Asq2i7T2jL7IXpTXqp9DBE",
-	"FtA1CxNa5zQqbU2jtP/qtJ6iopuotwK/NGnnHKbwqIh2PkN5jw90kYUrY1t218qurd2fECraYXkAUXmI",
-	"9WJvqznM7B+QeFyM/WQdN4AIt3sBj8xqpTyTjdHBZl8ZPEgrkytkKayZnAkEnziuKfBdwMvas6XGmc1g",
-	"qfSBhdnfs2fRGixSi+FjgUiWKkstm3LKw8p13lP4QVorNzSKQezGWgbwnhNmrUV4U8iZuQaB/8ulBe0j",
-	"oWGN1stcWVJ1g2/twZj8HiUkh8iRz6kLvBRy3+E2GrPzxRb6KhLH9IcMaqY1BoHQqXBGGD3qRHLlHhXW",
-	"BlppT/3syfljkRulcaueb6XUW6upZsZkIEkD0nIPRRBbvwCCqvt4+fzuOeFVXtnAqO4n4LyxjDbV8sSv",
-	"UzWfg62EK+JUYmwKaZhMWLhWKDu6geWXDkHTpoTqlOlA+ZgD1pKXRBuxVI5dX0tpIQ3OExxyAGvrQ+JF",
-	"L01hkw5/+JtKWgbgErSASic86GKFTIROWCETWViZL5VH3siHaDcIhNFNNtJY3N4qJ4osK21QFATLPZ7D",
-	"Jk8jhOB3G0RZonIT97ZwpCbGrXPpYoGBZHZZIGk8nQiZBrF7N1nSvdeo5wqG4dZz4AMoX49KyAIcXXt6",
-	"BjLzHWzdeekL+h+8k6s8o1FXvduESxjWtdJL6D65yjXzcLOLjTEiUjwR5D1CXj2fi37bJdBCS1bieige",
-	"UIc7hImwkiq7g/hEFDdF7j6Mx5cs6tbJ7363rVttnloFYdexl2pXVxjg4ukj8c3pg7+KoNEFXxGeaPue",
-	"+Pc2NmjTdOBOe9rkMO11obXSziNvaI8/krk6uj4+okmOcHTX2GDpPN/jsQiP7zmhUBV3pXvrb8PAQobP",
-	"H4vSIV/q1VvOSvKBRQ3ITudfJWM4nn0jT9LT5K/w9fy+fDD7Kvlr+jV8Mx8fd5LuLr2cjk+75KBXPts6",
-	"CtR/2WsU7cOsndsTry+eo/kKFtg3g2ZKO7ha3irO0N7h0vvcTY6O2MExSuG6dmdq44fzbmC2MJKelhuK",
-	"DtF+k6d3EEUb2WbSdUt35R5bOW+SSlMnKFYzsF12KUPWPWV1GTtPCpvdQe7wol1bvoD567xk/+0Nslet",
-	"g9nNjU0gjdlLb7I06H979RRANZBC0X0pLKyt8sDOb0KHVqTCLVGhnG1Qm8DbRb1BZleiX8dlo/F4XKqc",
-	"kXDe5DmZ/iKVG1wwQIPSS8wgM+stOAcjcQFzx4unhlYmrU4QMKzK9lfgZSq9FLPMzNyAbNi4oKNKYw4+",
-	"+iVsgu+xyd1DvLwX9cLrvajHR0aiPgP8qYvVa1hfsmi9lR2bLL3rq6TD3IYh+FJU3ng3nrARt4UirK7U",
-	"Rtc+Q0G0defSkMFTpCfKEVNPlkBxNVYnV4qjUXdQFpFlhgPZBSEgBC1kwZnsGjmPiYSaC6k3d1pAddu9",
-	"V8G4O6Qp4tF9h+/RmaOd1w1mFbp7ffEiYm1Z6k3TU0Rm4jWkE6QxYo4R/RNNtXNLPLiF8jycHTguyYeZ",
-	"ugIRU/Qgl34Zjxpn70mLVm6qUf9g20hmzlRPg2GK9yPFXGXgNs7DijIxIiFFjL9Njo7iqX598YJXbeZK",
-	"NN1SUmjwa2OrOMekId7uOcqHWLKziPMmiBewu+h2/WSjk8tKuB26jsv6TeSsaI903wdbN7M68abTPXOt",
-	"YP3fYF2nfyc8KNlgIJetdKL+uHJiLoFNZcopSklnvNUv0+U3IbQsN9eGcR9xPyKuRdpumiqEX2Y/Noh9",
-	"LjO3IwPnRZZ15yuZtQZ7RGEpJOY1zJbGXHFwX+nFmUhhLovMkyOXAmjSeeHXnOQjQrZS5R95ffGi8/RV",
-	"h8L1uGvm5qyNSStfymihyA39q9Iq9qLTNkhMVfdceQq7boQdCd+esNSMIuHccnJ0JPrG1tReOLD/WVH8",
-	"IDAGfC2cYyP152R8+vV26s9hWYEA7cOi7zqdXSEtZtLwbht7zwlkBsgqmhFBch1bkOlIxCwA0K4SM2QL",
-	"SYZKBKJWiipCUAsbopfWwf3RwE4hi1D+t4L1rjCjPL7zD/CpWkhA+2zzEuxiX6ySkO9kzGQ9DL4K5iyV",
-	"CtN0kn0Cx1jpb71NJvW6I02VrSRd5WaqeVVJLzW/HYyC7ppctY3Pg0yY3BodwF/XrPRDOZ/lPQVIdq6n",
-	"njuqrroLjS9JHj0yeq4W3a6Ai2rRzug0m2tL6YgOnej/8Pzxo8FZ7egPqicJOtKXjd6sTBGsQuVKnwGF",
-	"f4QUe2I+e/x4xSxTyQXI1HWlq8m0CUe/um4FLiK55EJQ3kWBKeGDVM3nDrWMjU5cJOAaL3NQ5tnVG0hk",
-	"loF1wRFi5vNIxMNhnfIy1cbiLwwkPXAxS/jdneDTH3TW4W55cg12w9k1yD7qeBlFsSmFqPtwnNKLDEpd",
-	"du/d0T9OwDuZ+GxDlktNF90zX+9TAWhazv0joS7Cm6Nb7dZq/1Eb69p33NpUDUcnZpf+5i2+F675AOz3",
-	"XIUMiKTkrxyypmJsCjYi3/oHcrBgNXS69htQvL+b1K9gpZRQmVyRq6XMw0TobtPk8KXDZ9Ccpl+HOSj/",
-	"AVn6oHPefcb79nXj8hHrb6Wvorqazuvc6OQCXJF1+HrTginipevkpLeHjKBMDOs4jSpjkF5CISHFnLId",
-	"hS30ncwpTmCA9IC4/ViTbGXSLqcFqwRDyoQMmkhlcK2l43SulCwgTgck10RILMIXQg6l6GvDBo6ktMTa",
-	"VMIZyPD5pUBbDX/iRe8RV3KDkYgtIFXHE/pBrNH6oiwUCtqkynE0pVyhtSzOt6swCZmt5cadVeYygkUJ",
-	"xsMibzmdmwdA0hEX7lSRfimgOHg1nSFeTo/u8jha/+suuvKLlVthAHEThdb4UtRzRZIApOxs4czbt536",
-	"uVosutJK3pBEdleQ1snbhR6JmOAv8rhprJYZ3M1TD1nARvM1KhcsObreUmuqDGBOqegjrlZIwVmDukz2",
-	"YR0XpX9idFoDUtJYda9SF6T0BhuLMso92Gv+kfLibS/qGT0z0qa9cCVF3nlAwWV1AfODgV9whKiVk8yy",
-	"Q40OraSaCOEPBSvBeVcbuMfkxevL8Cdr9uw5c6hfWDQC5oM7C5Paj9khTxqbemW87LCnnpl1mbLUtRGk",
-	"88QU2rcUiwa7POgFeFVWEAXhLOTcQ41jH2vkV0UCJVIH3lcSTIOQ2/facSC3+wguWw6WLTeg0Q6Swqtr",
-	"eCpVVlhw3R5utIbOvYdV7n8NQ8BpqszlO719WRDF/ZpFNbzzl8iKi+wTszOVkrAvmdnbu0QvgWLCu8fe",
-	"dXVvmDGchwys3fs7xL43Oul81GF8ETKGAbtw4GSQFFb5DR7jKiifZNCcFxzc5b+elsf6X29e9ToSyNGe",
-	"qrLLBOWz1Vw7IcOtsJCG5EJ8s7+byeaikLhWZq1FZJAF82FQ5RCSnl9GacOWlt7nnCFjrhSUwG8X7Jm1",
-	"I1uCjbcQFUCeiGDSHjKzUBqZ4xEq+Ef0Z1URxJPXNUFsRPxcx45LLper72DD+WpKzzssm2B+BKvGlwot",
-	"AlMyczMn13HTHJzUb7LBOtWsX+uF8MZkTvSDvh2Jb0N2xSAknaCRwPPNXR3oKRMvplqt8kyBq3MeyQst",
-	"tKkkymiqp5rtPNYyFUqc3VBwP96X8hcPAtSJtLaMNTYDsaIfV2FbvP3MmTIuGzcDs3EIyA4IpvC7mJkU",
-	"J5WlBsc1IBVjD6hGxZIuqtXKIg8+wEadSHcWt+iTB/30+P6ZOBXfqYeE4ttOBC+vYKq1oYzmwRmFzdIN",
-	"P3NeZhlVhiaFD7DdHwsn+qfjrwcj0apnmOqyoCGq83a5vpHqGIIT/3DhAtPgVO8ULpSugtOT4+0yBTrV",
-	"cz6uuckys3aCKhZa51OyjngrLH6v8pZMplrqhi+AYQ/uRGJUq2Crxe9vYtFfUkpJRLenNDgXhSmnOswY",
-	"UUbsUOlQ9EO1RKUre0AYScp37QA5o4JNmdZIR2uh6Chdv8xUWH1SjaGl1VGaBIRaU82mvujvcahEO96U",
-	"wVlQn0K6b0dNVOBIfeYwA65CCp6liq0SJNcQLnTbqTUSb6iodjhkwFSaxDXYIrfqWnpAZhc83DygUV+F",
-	"+9/aSiv3OeB3cIHholTOFLIxVoBbL/+SRap8XPmjTsf3qcJWuBwS2nDTq4MsIT4yOWiZq9FGrjLGqfo3",
-	"4h4UfaqZRkCf0nWX59lmqk3Iu+YF2I+VqQQ0ZwYExv3y+auGG6Dkxuc/Pm+4aya98eh4NKbQLkPRm/Tu",
-	"j8aj+xyTWJKwbO0Xf1jAHo8FvYHyZcu7LL6nO21gXeGdSjn0RLRdYf9EnI6PK8ulGYUki7dKddIRHjgV",
-	"I011XQ4XDp3DmOHS+YQaCc+9Se+Fcp5Sp3vtcvif3rMY/KUATtXjw6RalFZ+f0Cw3uR4PKbIhlqhWnU8",
-	"pj+VDn926NRvt4pgT8bjA+nku2nkdzJMGmnhO5ZJR3kc3Rtoj8yDHOunDFTXEhXwR43yXRpyfPuQVgUE",
-	"Dbp/+6C6KBRHnNxhmY6KPRr6ze1DtytYbqLeg7scRru2kfTOYrWSdkMO8ASFALuOjUZbyMuFIzsavOy9",
-	"xddLMkuqGEAnnZ1vMf9IOBPYQ6l6JlKLDKQldkqFeip0W0BhIljba9PDt+BD7OFXYufB8EszxtGBhs8o",
-	"aUa5RqGrAy+KfPQFv7rwKygnyLWQq9T4xgddqigHsY2j6Hs5OodWSHFFPuw3Z6Wy2sozbWoKofiTGfIg",
-	"Iv2oEWwK8+zKBNQ7Sfy3RMBU30kGiA8XAd+Cfwm/Jbq/hH2FdXyqX7D6MNd8szRkRcgsY29ricV4GG0s",
-	"Jguygci7wp5aZvQ+h+ilkNgdhO6T4G6se3Ug4qZfsOJWXhe9b/lAfnqLvzRdOj+9bfNDRICWl6GBTIw6",
-	"b2+iHvKyjpKpzOhgxr++eCGU9qZMDAlO+K3MkIgjro4qksgBK3WKXBCtBCdOAm/b6tTCpoPiUBAuVHZH",
-	"0rBGm2mVS6qsTtDAVdqBdsqra8g2UaOqmj3ag5E4L0Nj7OLOQF5zo5Ol0oup5vqwkbjgPLtgHU44u49A",
-	"WCh/JvJMKk75E41mFcMh9cUYBnNryGlF7kyErDwaz0M5t65jLEmPeiTlEeJbc2NbF1XlsJHSQCtMdZ95",
-	"u7iCzSCYhGFeSMOcQzT/q1u759gd0KdMQ71Bi4FxesDnzN1fKM1nHirJKCHLjcQ5OxmgnT5Rm8ilNyIq",
-	"zc9IPPr2+/NXkciUvuKNRqLQ6pcCwl9TvSoyrxLpPD5Be5H6DkTCAjOBQdMr2KjRrcuZp1o5sZIpRMHF",
-	"wu4NZ7ICH+O8GTgn9lzWqHRzhd4I88LJjPMtT8djOvVNDqLVQYTOVRtfHnU81VVUkuvVNZf8pqEhV1nM",
-	"Tq0gQlsp3lHw3AzOplqKlczmxq6A8d5YpIJDkMwk3jKxFGo6MNVVSHXODmke/mB80m6VRR2sKMIaiKOP",
-	"6BYS/6c6rlPCaS+TJnOm+ndT6FT0n7169aM4HZ8O4kEUckZpUnJZVKDI0AxhJH7gEBikgWG4qkFXAuq6",
-	"Tk1rqTpdGgsnS4aUi3ACD026+WQaSyMj86btave2gJsd6Xn8SVfepy0FNruWJY6VXqxSYLbqul8YBmBf",
-	"SUx1o0gshU1gdLAJ180f2xgef337iK2WGDTsDsK7anuFA47vANl225I/j4KBo07ucPSNBls05vQOEJan",
-	"3lJtA0sQyPy0XFSsYVcviXo7Pvre5Ovjb06aD0JKWiDTbb346D2HyW4OWnrb/cZQCpYNQLh4SfTXS5Us",
-	"Q3zaiRn4NYBu55WX/ghyMpf98IilGl0meA86/Q8VX/uNzLFDLKaZZ/cHJ/g74FzVZun/IxX/W/BbGZPd",
-	"On7b19sFY/3KUei/ePN2L0kdNdMYO2mL1Sz2lpR185yJHdoTUPZNCHh2ZTmOOp3XD8t1P3RPze6Xn8cX",
-	"vS/jck8LpbCxX9VB6/4dyaTq+PWF6P+0dv2spoSS3kMy/m9K8Efv+X83e91O30JZovi70uhdSPMQKX4h",
-	"xC+EeFfpW/V//mSUGN36ZqN/+QfR7VGq5vP9YTZRaMJIqkKp29uswC5AzKSD0jUVMvPJJq2T8/vSTXXV",
-	"CyfETJqVmIMyNaPqaeRVPhKvSDXgFpNhrqlmtxX7D0/Hp+wrzMlnpZzAYyk8pDWQZTl5rrSukr+mutTR",
-	"SUVXvswjCU2s65bz5OiiltFsYHcHT/jcH+Mh/sb8zcM7f/RumJcduw82t+/qI+S/cLEvXOx2LtbqMMbk",
-	"RZ0dnW9Q9h+SuXFp3AFmFhMN0WtDdlDGyL/i4KWFNI5E7DY6+TkUGVR/lzUz8VT3pairfwbVC+QQicXO",
-	"U+QlP5e9K6a6H78PeUc3lDSVipgP+2e3VlRtEot+/B6ZWCS8uYkHZTsCcQWQy0xdA32GgRLqONvs5IFw",
-	"I/Go0eSTCnZlnkMqcrBlRgQxZy288TLrYmeXdCRP+BTvxo+aZ/kRTImGCx7+xefw5+QXnGYxdAEfQ+MA",
-	"2e2DQFr5bSySugh6b/T7sqxO/qP7CvZUaO+LnodG3vPtYOoXYf+FeO/iO6iq9j+H54DnPnpvjfEHvQaX",
-	"ofviH9RpEGi0W67RJr/Q3xf6u6vLgFn4bMMBp7rU/RPr2Vs9teWqst87y+zbHzUrP3c2CAn+cgVTHT6V",
-	"xXZzUGVjUa3O2fqT3a+bafqEBOmyoThrAR7t+vHez2qFIv0/7ke1DnE91Hvoy1EfxU73pWU9NTYpU0oo",
-	"RumX1hSL7bSqe1UQE2yop8HboL5M0tFXTZbGXIUveJUVzFRiVJX8hGLmkTjfitZSC7NQKR/iOFXOlwX+",
-	"QF+/3QIgfOlhtxvRVDcCsJQKtZScQmb0kGq7qUbYAtWuUBEZl29PROiBCFREVBbuK+3NSJyHCmiOjPFB",
-	"bamowhaaGktL6l14xvUUXG0WMp6sugYn0sJS2xPN36ILB43GXpiy0FUBmKWPCXFikvIjMgyX1mhTuEZ1",
-	"zpmI11L5/0NNvmJRZ8idIDxGJ9Bpq5GRSbHiLZzaqq2Xyjc+iUaA9svOV0hA9WfQtqo9EKjuYo9WbW3V",
-	"h+W3lbZ1v41bPtNRWurCcdnxvMgyjmefcHbDZ4ZnLV31/YWzUGQnyvScD8raoc+M/Gvk6/xragOfPYHm",
-	"IuCYbOforXcM7o9IkyGRdYs9TW98FoO4QW53C6ATw+cuZJXsc3Un2wfjwRd/059TZb7YutR2leXn8TUh",
-	"4h+953YLh41YhOGPIBe/YPufE9t/qHXWT4fa0fsu+yp0D7nrh2/Hw2/evj+Ojr+5+UBb6Dp0AO0M0pA3",
-	"uRHEpR6eVQtMtiaoNVM4lLMy91xmV06ERrI7ZEhNR/+wrqSqLeq+QrlGwPyLU+kLz7hLBHe9NFlIZDgQ",
-	"jfmUft7SiXC0UH5ZzIhddDotnmg5y6Bq9QdayKpHtYPEAn/vsu4lFJqxjE8H4ePtKWSKIh/KidaXTpA1",
-	"xH8bPitmw8vyg3rDkwdfxaL/7OX5o+Hls/OTB18Fn9dUW7nm3i1crxtavlGHjpGIc6UXTXv89ExIEeeF",
-	"W8Zlk3x2hEx18IT0OYmEwWgEYtAG/Rm5bByJ3dK1gQhNxNxUN/PNm/kuDW8AQoFAMAxaFPpKmzV1qA1N",
-	"JJotnaUO3UhCrJUmDV/Fh1TUJ1muhRultjAP6yY71PgBUuGNOBYv1UPR7+iZM5iIb5V/VsxEIql8bjPV",
-	"ORdDIOgnD8TLh5GYFb6Ev1q7b2Eelek69+rGdtVXnZsbYnY/VxnVgXluhsst8mFNrXqoNBH/WBY6Rfz5",
-	"Tj2MOH0o9P+o+ly7XUeZLr9lRS6b8/D91wbOVSlIx/fLmkP2PVHj7K4sIaKHN1WHwK5OG9vfx//bkM9y",
-	"SNH4wx/Iv22KxwHyj5xlh5gOzvP242uydnuWNd9/N1yv18O5sathYTP2SKftCdqN1QLudbdP217rZres",
-	"69M5i7Z7wO350n3lmKQMu9Csv1n3FdhEqI4+YfG3NU9YI6r6mHojUiP6yMyiJieIKsbRpK4dxvCvZyZ/",
-	"ZLHYv3bt18FGGoGtlzI6VGw2y7RK2b+nUut4fPr1g79+xc6mwi+PEpllM26IXf1GHfi2fuDPPeMv3DHs",
-	"n4ds7fCdut9QUQ8r7MuwtIYaqSlXNWv5+Mv/5Jf4Ql2DRvBya2Z7uqFQG91/7rXNLkKX3QRC4llDR2s4",
-	"IJeSP1hjXfjaSp+UpSoNOJQn76t/k+nm97lD3p43nPD7e1wgjrp/J65ZfYL58KVflP319t761vC7WRqU",
-	"8cXaC30hpXdEBnKYe6e/73azP/4MLDeoKVGoCocEvYPg2w1ZXzS7InBidvtrJGWsmGrddsdzChgB0Oy/",
-	"KVtC0HX5INj1UJrgzb6grhNOkuatfuEIcp87RlMsJyo/0lp91GHUdsZ0zsu815H2Pzd2ASVfdo3RFT/e",
-	"naHsjcr9T5vxYmqLmltzrVKw3MsIJTM3MKQEAEpE/fG7R08GrE77rt5II3H5+LuQcsonnRQ2Ew7InGk3",
-	"kJ1q6UR83lxpIh5yN8RpMR7fT/g1/C/EQmnnKyU7bJXa4Nx0y53T8Tdf3fy/AAAA//8=",
+	"7H39c9s2tui/gtG7byLtpWTZcbqtPG/udb6abJO2Y6ebnVdlS4g8krCmABUArWhT37/9zTkHICmJkp00",
+	"Tbv78kMmlkQAB8D5/uK7TmYWS6NBe9cZvevMQeZg6c8nr+QM/8/BZVYtvTK6M+o8z0F7NVXghJ+DuFaw",
+	"Ek7LpZsbT99I7VZgxUo6MSlV4cXUmsWgk3Qs/FwqC3ln5G0JScdlc1hIXMGvl9AZdZy3Ss86Nzc3SWcp",
+	"rVyAD6A8tFJn82/lAnYB4t+Elgs4E5L+Fyvl58IV0s3BCeXEEmwG2vdBZyaHXEgnjAaxlH4+1g5mC9Be",
+	"dNMpSF9a+N8nT9+mvYF47sWidF5MIM47U15kpixyMZfXIDIL0kM+1t2UfplDdtW3MO1PjV1IL/r9CQGX",
+	"9kZCG5EZ7a0pRDaXVma4t0S4pcwgGev0f8TfxUj8l/iT+FGMx2ki0sEgFcaK9L/fpWc4vACZKz0TaZ8+",
+	"e5E+e3L+mH/jnVRXKfxcetw4LJZ+nQjnpfWOjyXlaUHn1ReFya5onrH2VqqCVhmkZ+JaFioXP7x62v8y",
+	"EdKLhXFeHA9PTsVk7cENxLle+zk+DoUDMQPvxvp0OEzEam4ciBy8VAWdHaOLLQvEkFxouAYrLCxB+oBJ",
+	"sihhIF7NYayX0nuwGneAPy2l9cJM8W/HczghhYVZWUgr4O3SgnPKaOHk2gmnFstiPRjrTtJRiCF4OJ2k",
+	"owl9OnwlB/FxId++AD3z884IN5t0FkpXXyBuEnSdUefvP/59PH47HPbH47cnw/H47Z+n//P30X/9aTz+",
+	"cTwejwdH/TeHn3jzp//oJDv4n3SeT781Gl5Kn813Mf5cC6RNIiwhtQBpCwU2UN6ZWM1BC+WF86ooxAIn",
+	"AZc0iVM5cX94OogHxERfH9HzaR+X7/P6hyg16VzA0jx/vAskfu+UN3YtVC66aWEyWaRiaiwjQv2z8zK7",
+	"yolhEJ5CLpTuDdpvz/Jyh26veT3n/f8r+/8c9r96U/85+Kn/5t0w+eL+TdvZ3+DUbmm0A2Y9Mr+An0tw",
+	"Hj8hCYOmP+VyWahM4naPltZMClj85z8c7v1dA5j/sDDtjDr/66hms0f8qzv6nkfxopun94qOiJYVuQFH",
+	"9E43Sad3/v1z5iYy84POTdJ5ZPS0UNknhfG8eYnESfxcObxtY8UPFy+ELCzIfC3grXLeEZxPwWfzp1IV",
+	"eHGf9jjLpfMW5CIwcDzQCYgpAgT5GR1rYFeB6ziplVf/hJzYPlhrLO/B2InKc9CfcgcXMC0d5COCrHRM",
+	"w7gHWRRmBUhhcVF3NI0Qpj0i+7E2S7AEmdAAOXJPp2Ya8r7SPBvyZNo02GueHO+ub3TBdzvWsvRzYabT",
+	"gyu1jg9zN6FYlF56cBtzVQNwLmOFFJkxVwr6uDIqHRkL21I7Oa3Jo5DZlRPp3/qXxEf6jy4vnpKEywxK",
+	"HWaSyHdAzbQwVs2URoldL5w5O017KDCQ82pkHrJ4gvf9SclJi1LD2yVkyAEJ3baxkk5T6eZBF2ZGSPlS",
+	"uVxZGvs7sKvvtJCiMGY5kdmVKJTzoMGKLgJKjF8sjUPVKmDJM9QjWOqwcjDWGpSf04YyWcyN80lzSpnn",
+	"KOOFDuIj7fcn0kG/tEUq8OmRkGO9golYyhkIo4XUhuYjva37+NtLYWGiNGpQPZFJjbRjQdYMNdz/t8Y/",
+	"NaX+pOzpWyNcmc0b/DRhqYhozPrKIMD20uSofOe7Ahd5XKWIzyVzh2wu9Qxy4ZTOgHY6U9fA+gNK2BZ1",
+	"v20P4bEjeoY28L1cF0bmr4x5Ie0MPjUzn5h8jRRR4OKIEpKpouIw95xI3/ZZtegv5Ns+jkhRYUUFCNkI",
+	"MQYc84jh7rOGJyaAvELIqNkGVsYsyQlnELkcM7RCLRTp2Zk1zkUxkhmtISM+x6JEi6wwDvKAYoFAX6kF",
+	"mNL/LkeXK5aA0lp1zfZS4Cv0M25Y5CDzQmkQ3ftD4Xptewvbwk39TruxMLXg5tWGpkorN29uyK11JjxD",
+	"x5Aa81LqdbgF90khNkYspF5H4eVYTsUjDdKK1KisUKD9Fo1egLfr/vnUg91lAJeQGTTqvBErqXxEZG/X",
+	"iMZyJpUetCnzSnuYgUV4b5LODyTojUXF5xPzQLY2MwvkYpCFQ6tZA9ozFjbJO6gxfg4LJkw049kGRJYJ",
+	"0iJXMFegK1MYsYNXoOm68HaJ9kMSJcVYK+dKsDRdmSvQGaAMmsiclCVyDfBiWnx3jtqQzDIUSrROMHnH",
+	"+i+vX0XRlvr1MsW1U+n/8x8rn45YhD9/zGOckMhpsgyWHvIem6yN6379+nX/vKH8bB70juXCt3ctVSEn",
+	"BXzayyNhmq/FGpDIbiKa0TbOy1z5J9rbNZlnFm/RKzavZMZTtEmz6raf54NdSy3Bsayi7f5CW2YvTGfU",
+	"yaWHPrKAtlmY0FqnUfnGNEr7L07rKSq6SToL8HOTt85hSo+KaOtvKO/xB10W4crYlt21smtr90eEinYY",
+	"DyCJh1gv9qaaw0z+AZnHxdhP1nIDiHC7F/DILBbKM9kYHWz2hcGDtDK7QpbCmsmZQPCJ45oSnwW8rD1b",
+	"apzZBOZKH1iY/T17Fq3BIrUYPhSIbK6K3LIppzwsXOs9hS+ktXJNoxjEdqxlAO85YVZahCeFnJhrEPjX",
+	"UlrQPhEaVmi9TJUlVTf41h4Mye8RITlEjnxObeDlsPQtbqMhO19sqa8ScUwfZFAzrTEIhM6FM8LoQSuS",
+	"K/eotDbQyubUz56cPxZLozRu1fOtRL21mmpiTAGSNCAt91AEsfULIKjaj5fP754TXi0rGxjV/QycN5bR",
+	"plqe+HWuplOwlXBFnMqMzSEPkwkL1wplRzuw/NAhaDYpoTplOlA+5oC15CXRRsyVY9fXXFrIg/MEhxzA",
+	"2vqQeNFLU9qsxR/+upKWAbgMLaDohAddLpCJ0AkrZCIzK5dz5ZE38iHaNQJhdJONNBa3t8qJsiiiDYqC",
+	"YL7Hc9jkaYQQ/GyDKCMqN3FvC0dqYtw6l/0s8HKlyOfz5HrvtebSS8QkKVK+uZ9cGJQKuKZggdTsXGcD",
+	"UzkhyVDHZwSSAzkwNzkt3kE7fzG3nxANpkfbdhaYwS5zJ12uddE8KBR3k5Ltt5h0XMkw3Ao/X218PImQ",
+	"BTja9vQMZOFbBJbz0pf0F7yVi2VBo646t4nNMKxtpZfQfnKV0+nhehdPUiSRdCTIL4ZSaDoV3U1nxwbB",
+	"sXraQcGH2ukhGoOFVMUdFAMkXlMu3ftJr8h8b5387ne7cavNU6sgbDv2qFC2BTgunj4SX50++LMIumrw",
+	"gu0SFX+/iQ3aNF3T4442Sxh32tBaaeeR622OP5JLdXR9fESTHOHotrHBhnu+xxcTfr7nhEIjw0XH3d/6",
+	"gTn2nz8WMdQQLYYtNyx595IGZKfTL7IhHE++kif5afZn+HJ6Xz6YfJH9Of8SvpoOj1tJd5deToenbRLe",
+	"K19sHQVq9uwPS/Zh1s7tiR8unqNhDhbY64QG2GbYON4qzrC5w7n3Szc6OmLXzSCH69pRq43vT9uB2cJI",
+	"+jVuKDlE+01p1UIUm8g2ka5db1HusZXTJqk0tZ1yMQHbZnEzZO1TVpex80tpiztIVF60bcsXMP1hGdn/",
+	"5gbZX9jC7KbGZpCnHH8wRR40270aGKCCS0H2rhQWVlZ5YLc+ocNGDMbNUVWerFFPwttFjUgWV6JbR5yT",
+	"4XAYlelEOG+WS3JqiFyuccEADUovMYHCrLbg7A3EBUwdL54bWpn0VUHAsJLeXYCXJPonhZm4HlnnaUlH",
+	"laccVvVzWAevapO7h0yATtIJj3eSDh8ZKTEF4FdtrF7D6pJF663s2BT5XR8l7ew2DMGHknjj7XjC5ukW",
+	"irAiVpuT+0wgsWkVRBMNT5F+Ua7WmIwNivJCcZztDmowssxwILsgBISghSw4U1wj5zGJUFMh9fpOC6h2",
+	"i/4qmK2HdGA8um/wOTpztGDbwayCkj9cvEjYDpB63fSBkQF8DfkIaYyYY0L/JWPt3BwPbqY8D2fXlMuW",
+	"/UJdgUgpLrKUfp4OGmfvyT5QbqxR/2CrTxbOVL8Gk5t12qkqwK2dhwXlmCSoEuN3o6OjdKx/uHjBqzaz",
+	"QJoONyk0+JWxVQRn1BBv9xxleszZDcYZIcQL2BF2u36y1tllJdwOXcdl/SRyVrS02u+D7bZJnVLU6ni6",
+	"VrD6K1jX6rkKP0Q2GMhlK1GqO6zcs3NgJwBlS+WkM97qcWrzCBFaxs1twriPuB8R1yJtN88Vwi+L7xvE",
+	"PpWF25GB07Io2jOxzEqDPSJ7CIl5BZO5MVectqD07EzkMJVl4clFTaFB6bzwK05fEiEPq/L8/HDxovX0",
+	"VYvC9bht5uasjUkrL9FgpsjB/qsSRvai0zZITFX3XDyFXQfJjoTfnDBqRolwbj46OhJdY2tqLx3Y/64o",
+	"vhcYAz4WzrGR1HQyPP1yO6npsKxAgPZh0TetbryQ8DNq+O2NvecEMgNkFc1YJznFLch8IFIWAGhXiQmy",
+	"haxAJQJRK0cVIaiFDdFL6+D+aGCrkEUo/6pgtSvMKEPx/D28xRYy0L5YvwQ72xeFJeQ7GTJZ94MXhjlL",
+	"pcI03X8fweUXPcm3yaROewytspWkqxxoNa+K9FLz294g6K7Z1abxeZAJk8OmBfjrmpW+L+ezvKcAyc71",
+	"1HMn1VW3ofElyaNHRk/VrN0VcFEt2hp3Z3NtLh3RoRPd754/ftQ7q0MYQfUkQUf6stHrhSmDVahc9BlQ",
+	"YEtIsSeatcdDWU4KlV2AzF1bIp7Mm3B0q+tW4BKSSy6kG7gkMCX8IVfTqUMtY60zl7DbC3ViziCsN5DJ",
+	"ogDrgiPETKeJSPv9OplnrI3FbxhI+sGlLOF3d4K/fqeLFnfLk2uwa84bQvZRRwIpPk/JUe2H45SeFRB1",
+	"2b13R/85AW9l5os1WS41XbTPfL1PBaBpOauRhLoITw5utVur/SebWLd5xxubquFoxezoSd/ie+GaD8B+",
+	"z1XIgEhKntg+ayrG5mATihq8JwcLVkNr0KIBxbu7Sf0KVkp2ldkVuVpihilCd5smhw8dPoPmNN06gEOZ",
+	"HcjSe63z7jPet68bl09Yf4u+iupq2q8TrYVnUBTmsOeakqRCZgEar6jlpxaQmIML2+360myVy/t+Ki8u",
+	"fL2p9pK6W1kUwcgJ6b0fouJWeb+36bWo6l+AK4sWb3heMs946Vplze3hQohJgS34UmWL0kMcPZhSpquw",
+	"pb6TwcnJK5AfUEg+1GhdmLzNrcNKU5+yYIOuVpmkK+k4lS8n7OFUUHLehKQyfCDkz4quNmwCSkpJra8e",
+	"ZyDT8OcSrVn8ihe9R3zb9QaIl8j30hF9IVZon1IGEgXscuU4khZX2FgW59tVKYUsVnLtziqHAoJF2Ncv",
+	"lxtu+eYBkP6AC7cqkT+XUB68mtbw/h5yCpTway668hzGrTCAuIlSa3wo6bgyywBydkdx1vWbVgtGzWZt",
+	"KUWvSWdxV5DXifulHoiU4C+XadOcj+TdPPWQAW40X6Nywdal6416ZeUi4HSaLuJqhRScMapjohdbAagf",
+	"ZQZZWgQk0lh1r1KXZBYEK5SqCTzYa/6SaiJsJ+kYPTHS5p1wJeWy9YCCU+8CpgeD/uAIUSs3omWXIx1a",
+	"pJoE4Q/FSsG9WbsAjsnP2ZXhI9s+7Ft0yLUtmknT3p3Fbe3pbZG4jU29Ml62WJzPzCqmq7VtBOk8M6X2",
+	"G6pXg13eLjRQSkTJIaceahz7UDdIJSgiUgfeFwmmQcib99pyIHeTNrULastRarSDrPTqGp5KVZQWXHsM",
+	"AO3Fc+9hsfS/hiHgNFXW+p2eviyJ4n7Nohre+ktkxWXxkdmZykkdiszszV3iu0D5ALvH3nZ1f1WwYuK4",
+	"YyYA4sJPVTSAdKhdFepX2LKH1PjXzMXOQ6rgLrIdkjVrnbX+tE/FCgN24cDJICut8mu880WwJcg+PS85",
+	"Vs+fnsa9/+X1q05LpQOax1UapKDEy1rEZGSHlxbykAWLT3Z3Uy5dEjIsY3plQvZ1sAZ7VbIrmW0x6B62",
+	"NPd+yalc5kpBBH67stSsHJmGbIuHIA8ycAST9lCYmdLIyY/QXjuij1XpGk9eF6+xTfhTnQoQWfJSfQNr",
+	"TqxUetqi2gdrMhipPtonCEyUPGZKkYCmdT+qn2T/w1izuaRnwhtTONEN5lMivg5pQL2QHYU2H883dXXc",
+	"LmYIjbVaLAsFrk7OpaCC0KYSf4OxHms221klVigedyP73XRfbmraC1Bn0toYOm7G1UU3raLwePuFMzHM",
+	"njbj7GmIr/cIpvC9mJgcJ5VR3eRipUoKBVSjql6X1DpwuQwu3UZBU3u5gehSQOT0+P6ZOBXfqIeE4ts+",
+	"IS+vYKy1odT73hlFQfM1/+a8LAoqYc5KH2C7PxROdE+HX/YGYqPwZqxj5U1SJ5hzIS4V3ISYzOEKG6bB",
+	"sd6psImen9OT4+16GjrVcz6uqSkKs3KCSms2zieyjnQry+Fe5fwajbXUDdcOwx68w8SoFsH0Tt/dpKI7",
+	"pwyhhG5PaXAuCVOOdZgxodTtvtKhOo2K3mJkokcYSZZC7c86o8pimddIR2uhnIuefGYqrOupxtBoIkX7",
+	"hVBrrNlzI7p7/GPJjnOsdxZ0vZCX3lK8FzhSlzlMj8vlgqOwYqsEyTWEC932UQ7Ea6r+7vcZMJVnaQ22",
+	"WFp1LT0gswsBCx7QKAQkn8LmVjaS9AN+B48mLkp1dyG5ZgG49fhJlrnyaeVePB3ep1Jw4ZaQ0YabTjpk",
+	"CemRWYKWSzVYy0URHBzVd8Q9KJhYM42APtETu1wW67E2oUCAF2C3ZKEy0JzoERj3y+evGl6dyI3Pv3/e",
+	"8L6NOsPB8WBIkXqGojPq3B8MB/c5xDQnYbmxX/xiBns0D3oC5ctWsEB8S3fawLrSO5VzJJFou8L+kTgd",
+	"HldmVjOoTOZ5lbmmEzxwqpob67puMxw6R6XDpfMJNTLzO6POC+U85fh3Nvs2/PiOxeDPJXBOKR8mFU1t",
+	"FKIEBOuMjodDClSpBeqAx0P6qHT42KJBvdmq1j4ZDg/UPezWO9zJimrUL+yYUS11nHRvoD0yD4qTnDJQ",
+	"bUtUwB816sxpyPHtQzZKdWjQ/dsH1dXLOOLkDsu0lJbS0K9uH7pdanWTdB7c5TA2i3BJ7ywXC2nXFM/I",
+	"UAhwJMBoNNy8nDky+sHLzht8PJJZVoV0WunsfIv5J8KZwB6i6plJLQqQltgpVZSq0BYEhYlgbW+THr4G",
+	"H0JJvxI7D0bTmiGrFjR8RjlQyjUqsh14US4Hn/GrDb+CcoJcC7lKjW980FFFOYhtnBSxl6NzpIwUV+TD",
+	"fn0WldWNtOGmphCqlJkh9xLSjxqxwzDPrkxAvZPE/4YIGOs7yQDx/iLga/Av4bdE95ewrwKUT/UzVh/m",
+	"mq/nhqwIWRTsGo5YjIexicVkQTYQeVfYU2+XzqcQvRThvIPQfRJ8o3VTGUTc/DNW3MrrkncbPpAf3+A3",
+	"TZfOj282+SEiwIaXoYFMjDpvbpIO8rKW2r7C6GDG/3DxQijtTczzCRGDrUSfhAPojkrnyFssdY5cEK0E",
+	"J04Cb9tqKcSmg+K4FS4U23hpWKHNtFhKagGQoYGrtAPtlFfXUKyTRvk/u997A3Ee43jsjy9AXnNHnrnS",
+	"s7HmQsaBuOC0yWAdjjhZk0CYKX8mloVUnMEpGl1V+n1q4NIP5lafs8TcmQhJljSeh3KqZMtYkh71SEoL",
+	"xaemxm5cVJWSSEoDrTDWXebt4grWvWAShnkhD3P20fyvbu2eY3dAlxJH9RotBsbpHp8ztymirK1pKHmk",
+	"/Do3EOfsZIDNbJjaRI7eiCSan4l49PW3568SUSh9xRtNRKnVzyWET2O9KAuvMuk8/oL2IjXISIQFZgK9",
+	"plewUUxe192PtXJiIXNIgouF3RvOFCX+jPMW4JzYc1mD6OYKTTympZMFp8+eDod06usliI1WN3Su2vh4",
+	"1OlYVyFUbqyguTY9D53jYtcF6lkS+p/xjoLnpnc21lIsZDE1dgGM98YiFRyCZCLxlomlUHeMsa7iv1P2",
+	"nvPwB8OTzZ5u1GqNwsGBOLqIbqGOY6zTOsOf9jJqMmdq1GBKnYvus1evvhenw9Ne2ktCCjBNSi6LChQZ",
+	"unYMxHccr4M8MAxXdZLLQF3XmYYbqk6bxsK5ryGDJpzAQ5OvP5rG0kiwvdl0tXtbws2O9Dz+qCvv05YC",
+	"m13JiGPRixUF5kYDgheGAdhX4VTdKBJLaTMYHOwWd/PHNoaHX94+Yqt3Cw27g/Cu+rPhgOM7QLbdX+df",
+	"R8HAUSd3OPpGJzgac3oHCOOpb6i2gSUIZH5azirWsKuXJJ0dH31n9OXxVyfNH0KGYSDTbb346B2HyW4O",
+	"WnrbjfFQCsZONVyLJrqrucrmIZjuxAT8CkBvlglEfwQ5mWPjRmKpRsd8/V6r/6Hia7+ROXaIxTTTJv/g",
+	"BH8HnKv6gf1/pOJ/DX4rAbZdx9/09bbBWD9yFBqF3rzZS1JHzazUVtpiNYu9JbHBAyfWhz4alCoUAp5t",
+	"SauDVuf1w7ju++6p2ab10/ii9yXQ7un1FTb2q1q93b8jmVSt6T4T/b+sXT+pKSHSe6it+E0J/ugd/3Wz",
+	"1+30NcSK09+VRu9CmodI8TMhfibEu0rfqlH5R6PE5NYnG43234tuj3I1ne4Ps4lSE0ZSUVHdh2kBdgZi",
+	"Ih1E11QotCCbtK616Eo31lXTphAzaRbW9mJqRtV8y6vlQLwi1YB7oYa5xprdVuw/PB2esq9wST4r5QQe",
+	"S+khr4GM3QGWSusq+Wuso45OKrryMY8kdFuvayDI0UW9zdnAbg+e8Lk/xkP8jfmbh7f+6G1/GVvLH3wL",
+	"Q1vDK/+Zi33mYrdzsY1WeExe1ILU+QZl/yGZG1dHHWBmKdEQPdZnB2VadyuMFtM9F8usxBOZzcUCnJMz",
+	"QG5EUdxUUcaiFik9lrJnlpMMQaS59DIV1H7XTMVfLr/7djTWY/1LaD/2Cycm/8JB3F/G+pd+v1/9w+ea",
+	"xV+/iLRROIafg7lkdMg0aziYeXQsFdsdatVsHlMRm4tUFT/pC+l8n3KqKfXSURpFs+HL3GhTWshHwkJh",
+	"ZF5zy26VGrjWWWyT1wsw4Xc/hSIThqyq9cKPsulioddINIbF0qrD42K5zMZI8lEdHBc84DxoM038F5Fu",
+	"J5rzWA2rUCQnnaD4BxW38Bw7Ted+EWlL8zr8njqcBOxrKYSi3iEoHWM/9CBhfwnJudoLlZPY4x6BhH0O",
+	"mYfOoMrIXs1NUZX5xETYsVY6s4DSezVXBaAUtKV2Z9wkhy6Bu0E2Mj35W+rTo/RYL1RmDdfyRGcXEEBm",
+	"2nyziS01BXHcgoP9Mb5nphRpqHCw2yxz7FUvciAE5jRT8pqNAtYX0oMdayapHQquUlmVH4jzmA9E8hx1",
+	"EVrUhVCcj/DU3Sd4VsqgptAEKS7btNGlP7ll4VjTmz64e+UauSQU0zORUl0HPvY8T6PyQyl1IjwPwoWe",
+	"G2PNUIb4Wmhz7yA223e9UFk0Ax8Lipq7Ry2rfm2LFwvlHIfSloVcR61Iikk5nYKtt+vBeXHy4IvA8sa6",
+	"bt0kXqqH+CDyq55Ygt3o/ODrMsFrQNxzA/E6fBcuxlUp2dRGLAQNRWH0DJGxKOKZMFBV/S8FvsaaG8XC",
+	"Vi4U1Rt0tzAsbIcfonmoVH+suZdWL6nZYkSN7RLbRrEr6lxKl+Bob4OxPheuMKuIRxxMC882iuiopbpr",
+	"Yli84LFeyTVi4hXAUtKBoW6Kk/FNnjwQbiAeNdqJUwMNuVxCjicfsYOrJjdfAJLE3j1QxRNZC9fCGy+L",
+	"Nr2VBcMTFpc7YntXd2wlkIo66J0N1X2Eg+leXj6pz0KZxnuBtl9atEFZh19a1F6/uwAh3TaFJsQDb6Eq",
+	"bo0fWvitlA65VRPj58y2QqlQazZsTd0Hgb6jZt/USj5Avec74eGfvff/mpo3Jyz2XWAMoaOSbPfmIzv7",
+	"bXx7dXeYvXlkl7Ftyx/d676ndc2+PLTw7pZtheKz2fyZeO/kha/aGX0KHzzPffTOGuMP+t8vQ8PtP6j7",
+	"PdBou1yjTX6mv8/0d1fnO7NwNsOaPYA+ssdq6zUqqINGK6St/9Dme2zjG257oVSObITwdlQ2G4IjIRXV",
+	"6lz3Ntp9oa2mt4ZdAyXOUZkz2Yinw+HeN6mG7kV/3PeoHuJ6qPfQy0I/iJ3uS3B+amwWkzPJNeTn1pSz",
+	"+a5zMPYzsUltwVPDSunoRXZzY67CS1tj4xIq1q3MzNDDBA3CzbwnMntDg5xgYVfZ0xb4nczdzc4/4eVe",
+	"u20aNxwClFQ8l5yMbXSfWrpQaxALVAVK5djctWUkQnNooHLc2K9HaW8G4jw4BzjHhA9qS0UlTxI1EyJn",
+	"0RlXJnLddsgdtuoanMhLS/3gNL9+OBy0Kwsfpix1VUpt6f2R7E5QfiAu1zqbW6NN6Rp1rmciXUnl/w91",
+	"P01FnWt+gvAYnUGrMUy+Qcq6OmgIv5bKN96CS4B2Y0tQJKDePksRgWovm9xoqVE1qPttpW3dZuuWN7NF",
+	"zyt7V52blkXBmWEnnCf4ieFZSVe9cussOHJETHR9r/xX8lH/e2S+/ntqA588FfUi4JjczHZf7RjcH5Bw",
+	"SiLrFnuanvgkBnGD3O6WikYMn9uzVrLP1S3+Hwx7n/1N/5oq88XWpW72K/g0viZE/KN33LjosBGLMPwR",
+	"5OJnbP/XxPbvap3146F28q7Nvgp9uA5ZWE0Tatj/6s274+T4q5v3tIWuQ2v01nQH8iY30qEodFP1Bmdr",
+	"gjoyhkM5i1VcsrhyInTY3yFD6sb+h3UlVf3i95WcN1LPPjuVPvOMu+RCcQoFGeEHojEf088bnQhHM+Xn",
+	"5YTYRavT4omWkwKqDr+ghaxe3uEgs8CvOK+78oW2ZsNT9jyNdQ6FosiHcmLjFXDIGtK/9Z+Vk/5lfIdy",
+	"/+TBF6noPnt5/qh/+ez85MEXdfaBXHEXNO58ETq9Uq+rgUiXSs+a9vjpmZAiXZZunsa3B7EjZKyDJ6TL",
+	"6ZgMRiMQgzboT8hl00TsFoH3ROgd6sa6WbnVzBxteAMQCgSCYdCi1FfarKh1f2jH1Mx4kDr09QqxVpoU",
+	"sYGdbvVJxrVwo9Rg7WHdro5aKHFeDydYdFu6z/VG4mvln5UTkUkqRF+P9ZLLChH0kwfi5cNETEof4a/W",
+	"7lqYJjHx9V7dzza4njY3xOx+qgqqqPb8lgB+dxCsqOkdFfnjh3mpc8Sfb9TDhBNxQyet6gUgbtdRpuPr",
+	"S0MeDr/yv4FzVTLv8f1Yvc++J3qjSFu+LdHD66oxcFvPqu3sgr/1+Sw5M+C29ILDUzwOkH/gLDvEdHve",
+	"wIdVN+92/2w+/7a/Wq36U2MX/dIW7JHONyfYbFEacK+9Een2Wje7BdIfz1m03U21rYtX0zFJuerhLUbN",
+	"CurAJkKfkRMWf1vzhDWSqn25NyI3oovMLGlygqRiHE3q2mEM/35m8geWXf97V1EfbEkV2HqU0SGFqlnw",
+	"HGX/nprn4+Hplw/+/AU7m0o/P8pkUUz4TSHVd9TLdusLPHz+hntv/vOQrR1e4PsbKuphhX21CtZQS1Ll",
+	"qrZnH375H/0SX6hr0Aje0prJnr5i1D3/n3tts4vQXD+DOo076mgNB+Rc8pv8rAuvoeuSslQV1IRGH/sq",
+	"yWW+/n3ukLfnDadG/h4XiKPu34lrXkvF/c0PX/pF7FS799a3ht/N0qCML9Ze6NVxnSMykMPcO239t9vm",
+	"8pv/Q/5pQKEqHBL0DoJvN2R90ewvxCVOm69pi7FiqhrfHc8pYARAs5O13BCCrs0Hwa6HaII3O2y7VjhJ",
+	"mm9kxyPIXX5RBMVyklhwUL3tarDpjGmdl3mvI+1/auwMIl92jdEVP96dIXYZ507izXgxNRhfWnOtcrDc",
+	"FRAlM7cCpgQAai7x/TePnvRYnfZtXQYH4vLxN1UKKz6WlbYQDsic2WzFPtbSifS8udJIPOS+wuNyOLyf",
+	"8WP4J6RCaecrJTtslRrK3bTLndPhV1/c/L8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

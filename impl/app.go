@@ -175,8 +175,12 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
 		BeforeRefresh: opts.BeforeRefresh,
-		Publish:       a.broker.Publish,
-		Logger:        log,
+		Publish: func(repoID string, ev events.Event) {
+			if err := a.broker.Publish(repoID, ev); err != nil {
+				log.Error("event not published", "repo", repoID, "err", err)
+			}
+		},
+		Logger: log,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 

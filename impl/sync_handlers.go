@@ -180,7 +180,16 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	if !ok {
 		return gen.StreamEvents404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	sub, err := s.broker.Subscribe(r.ID, clientKeyFrom(ctx))
+	// A client that reconnects names the last event it saw; the header
+	// wins over the query parameter.
+	last := ""
+	if req.Params.LastEventId != nil {
+		last = *req.Params.LastEventId
+	}
+	if req.Params.LastEventID != nil {
+		last = *req.Params.LastEventID
+	}
+	sub, err := s.broker.Resume(r.ID, clientKeyFrom(ctx), last)
 	if errors.Is(err, events.ErrTooManyConnections) {
 		retry := 5
 		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: gen.TooManyRequestsApplicationProblemPlusJSONResponse{
@@ -191,6 +200,8 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	if err != nil {
 		return nil, err
 	}
-	hello := map[string]any{"repoID": r.ID, "viewVersion": r.Snapshot().Version()}
+	// Read after subscribing: a view published in between is announced
+	// by an event as well.
+	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}
 	return gen.StreamEvents200TexteventStreamResponse{Body: events.StreamBody(ctx, sub, hello, s.keepalive)}, nil
 }

@@ -241,6 +241,12 @@ type Branch struct {
 // BranchParentSource Where the parent came from.
 type BranchParentSource string
 
+// BranchSwitchedEvent The data of a `branch_switched` event (an empty name is a detached HEAD).
+type BranchSwitchedEvent struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // Commit defines model for Commit.
 type Commit struct {
 	Author  string    `json:"author"`
@@ -405,6 +411,14 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// StreamHello The data of the `connected` and `resync` events.
+type StreamHello struct {
+	RepoID string `json:"repoID"`
+
+	// ViewVersion The version of the view when the stream started.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -455,6 +469,11 @@ type SyncStatus struct {
 
 // SyncStatusState defines model for SyncStatus.State.
 type SyncStatusState string
+
+// ViewUpdatedEvent The data of a `view_updated` event.
+type ViewUpdatedEvent struct {
+	Version int64 `json:"version"`
+}
 
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
@@ -531,6 +550,15 @@ type GetBranchParams struct {
 type GetBranchDiffParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId The same as `Last-Event-ID`, for clients that cannot set headers; the header wins when both are sent.
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// LastEventID The id of the last event received on an earlier stream (SSE reconnection).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // ListStacksParams defines parameters for ListStacks.
@@ -768,13 +796,38 @@ type ClientInterface interface {
 
 	// StreamEvents Server-sent events of a repository
 	//
-	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-	// comment every 25 s. Connections are capped per client and in total.
+	// A `text/event-stream` of the repository's events. Each message has
+	// an `id`, an `event` type and one `data` line of JSON:
+	//
+	// | event | data | when |
+	// |---|---|---|
+	// | `connected` | `StreamHello` | first, on every connection |
+	// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+	// | `sync_started` | `SyncResult` | a refresh started |
+	// | `sync_finished` | `SyncResult` | a refresh succeeded |
+	// | `sync_failed` | `SyncResult` | a refresh failed |
+	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	//
+	// Event ids come from one sequence for the whole server and only
+	// increase while it runs; they start at the server's start time in
+	// microseconds, so the ids of an earlier run are smaller. The id of
+	// `connected` (and `resync`) is the stream's position: every later
+	// event of the repository follows it. A client that reconnects with
+	// the id of the last event it received in `Last-Event-ID` (EventSource
+	// does this by itself; `lastEventId` in the query does the same for
+	// clients that cannot set headers) first gets every event of the
+	// repository it missed, replayed from a buffer of the latest 256 events
+	// (at most 1 MiB of data) per repository, then the live ones. When the
+	// events after that id are no longer all in the buffer, or the id is
+	// not one this server issued (an earlier run of the server, or not a
+	// number), `resync` follows `connected` and the stream continues live.
+	// A slow client whose stream the server closes reconnects the same
+	// way. A keepalive comment every 25 s. Connections are capped per
+	// client (the signed-in user, else the address) and in total.
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-	StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StreamEvents(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListStacks List stacks
 	//
@@ -1102,14 +1155,39 @@ func (c *Client) GetBranchDiff(ctx context.Context, repoID RepoID, branch Branch
 
 // StreamEvents Server-sent events of a repository
 //
-// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-// comment every 25 s. Connections are capped per client and in total.
+// A `text/event-stream` of the repository's events. Each message has
+// an `id`, an `event` type and one `data` line of JSON:
+//
+// | event | data | when |
+// |---|---|---|
+// | `connected` | `StreamHello` | first, on every connection |
+// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+// | `sync_started` | `SyncResult` | a refresh started |
+// | `sync_finished` | `SyncResult` | a refresh succeeded |
+// | `sync_failed` | `SyncResult` | a refresh failed |
+// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+//
+// Event ids come from one sequence for the whole server and only
+// increase while it runs; they start at the server's start time in
+// microseconds, so the ids of an earlier run are smaller. The id of
+// `connected` (and `resync`) is the stream's position: every later
+// event of the repository follows it. A client that reconnects with
+// the id of the last event it received in `Last-Event-ID` (EventSource
+// does this by itself; `lastEventId` in the query does the same for
+// clients that cannot set headers) first gets every event of the
+// repository it missed, replayed from a buffer of the latest 256 events
+// (at most 1 MiB of data) per repository, then the live ones. When the
+// events after that id are no longer all in the buffer, or the id is
+// not one this server issued (an earlier run of the server, or not a
+// number), `resync` follows `connected` and the stream continues live.
+// A slow client whose stream the server closes reconnects the same
+// way. A keepalive comment every 25 s. Connections are capped per
+// client (the signed-in user, else the address) and in total.
 //
 // Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-func (c *Client) StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStreamEventsRequest(c.Server, repoID)
+func (c *Client) StreamEvents(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, repoID, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1713,7 +1791,7 @@ func NewGetBranchDiffRequest(server string, repoID RepoID, branch BranchName, pa
 }
 
 // NewStreamEventsRequest constructs an http.Request for the StreamEvents method
-func NewStreamEventsRequest(server string, repoID RepoID) (*http.Request, error) {
+func NewStreamEventsRequest(server string, repoID RepoID, params *StreamEventsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -1738,9 +1816,51 @@ func NewStreamEventsRequest(server string, repoID RepoID) (*http.Request, error)
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.LastEventId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "lastEventId", *params.LastEventId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2351,15 +2471,40 @@ type ClientWithResponsesInterface interface {
 
 	// StreamEventsWithResponse Server-sent events of a repository
 	//
-	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-	// comment every 25 s. Connections are capped per client and in total.
+	// A `text/event-stream` of the repository's events. Each message has
+	// an `id`, an `event` type and one `data` line of JSON:
+	//
+	// | event | data | when |
+	// |---|---|---|
+	// | `connected` | `StreamHello` | first, on every connection |
+	// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+	// | `sync_started` | `SyncResult` | a refresh started |
+	// | `sync_finished` | `SyncResult` | a refresh succeeded |
+	// | `sync_failed` | `SyncResult` | a refresh failed |
+	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	//
+	// Event ids come from one sequence for the whole server and only
+	// increase while it runs; they start at the server's start time in
+	// microseconds, so the ids of an earlier run are smaller. The id of
+	// `connected` (and `resync`) is the stream's position: every later
+	// event of the repository follows it. A client that reconnects with
+	// the id of the last event it received in `Last-Event-ID` (EventSource
+	// does this by itself; `lastEventId` in the query does the same for
+	// clients that cannot set headers) first gets every event of the
+	// repository it missed, replayed from a buffer of the latest 256 events
+	// (at most 1 MiB of data) per repository, then the live ones. When the
+	// events after that id are no longer all in the buffer, or the id is
+	// not one this server issued (an earlier run of the server, or not a
+	// number), `resync` follows `connected` and the stream continues live.
+	// A slow client whose stream the server closes reconnects the same
+	// way. A keepalive comment every 25 s. Connections are capped per
+	// client (the signed-in user, else the address) and in total.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-	StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+	StreamEventsWithResponse(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
 	// ListStacksWithResponse List stacks
 	//
@@ -4662,16 +4807,41 @@ func (c *ClientWithResponses) GetBranchDiffWithResponse(ctx context.Context, rep
 
 // StreamEventsWithResponse Server-sent events of a repository
 //
-// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-// comment every 25 s. Connections are capped per client and in total.
+// A `text/event-stream` of the repository's events. Each message has
+// an `id`, an `event` type and one `data` line of JSON:
+//
+// | event | data | when |
+// |---|---|---|
+// | `connected` | `StreamHello` | first, on every connection |
+// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+// | `sync_started` | `SyncResult` | a refresh started |
+// | `sync_finished` | `SyncResult` | a refresh succeeded |
+// | `sync_failed` | `SyncResult` | a refresh failed |
+// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+//
+// Event ids come from one sequence for the whole server and only
+// increase while it runs; they start at the server's start time in
+// microseconds, so the ids of an earlier run are smaller. The id of
+// `connected` (and `resync`) is the stream's position: every later
+// event of the repository follows it. A client that reconnects with
+// the id of the last event it received in `Last-Event-ID` (EventSource
+// does this by itself; `lastEventId` in the query does the same for
+// clients that cannot set headers) first gets every event of the
+// repository it missed, replayed from a buffer of the latest 256 events
+// (at most 1 MiB of data) per repository, then the live ones. When the
+// events after that id are no longer all in the buffer, or the id is
+// not one this server issued (an earlier run of the server, or not a
+// number), `resync` follows `connected` and the stream continues live.
+// A slow client whose stream the server closes reconnects the same
+// way. A keepalive comment every 25 s. Connections are capped per
+// client (the signed-in user, else the address) and in total.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
-	rsp, err := c.StreamEvents(ctx, repoID, reqEditors...)
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, repoID, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
@@ -381,9 +382,9 @@ func (r *Refresher) perform(ru *run) Result {
 			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
 			res.ViewVersion = cur.Version()
 			if changed {
-				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: map[string]int64{"version": cur.Version()}})
+				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: gen.ViewUpdatedEvent{Version: cur.Version()}})
 				if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
-					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: map[string]string{"from": from, "to": to}})
+					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: gen.BranchSwitchedEvent{From: from, To: to}})
 				}
 			}
 			st := out.stats
