@@ -135,9 +135,34 @@ type Options struct {
 	BeforeRefresh func(ctx context.Context, repoID string, mode Mode) error
 	// Publish receives the events of every repository (nil: none).
 	Publish func(repoID string, ev events.Event)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Debounce is the quiet window of TriggerDebounced: the run it queues
+	// starts once no debounced trigger joined it for this long. 0: none
+	// (TriggerDebounced is Trigger).
+	Debounce time.Duration
+	// MaxDelay caps that wait: the run starts at the latest MaxDelay after
+	// the debounced trigger that queued it. Default (and at least)
+	// Debounce.
+	MaxDelay time.Duration
+	// Clock times the debounce window (tests use a fake one). Default: the
+	// system clock.
+	Clock Clock
+	// Enqueued, when set, is called after each trigger has joined or
+	// created its run, with the run's id (tests synchronise on it).
+	Enqueued func(repoID, runID string)
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
+
+// Clock is the time source of the debounce window.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Manager owns the Refreshers and the worker pool.
 type Manager struct {
@@ -170,6 +195,16 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Publish == nil {
 		opts.Publish = func(string, events.Event) {}
+	}
+	if opts.Debounce < 0 {
+		opts.Debounce = 0
+	}
+	opts.MaxDelay = max(opts.MaxDelay, opts.Debounce)
+	if opts.Clock == nil {
+		opts.Clock = systemClock{}
+	}
+	if opts.Enqueued == nil {
+		opts.Enqueued = func(string, string) {}
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Manager{opts: opts, base: base, cancel: cancel, sem: make(chan struct{}, opts.Workers), byID: map[string]*Refresher{}}
@@ -219,8 +254,15 @@ type Refresher struct {
 	seq     int
 	current *run // running now
 	next    *run // queued to start when current ends; absorbs triggers
-	history []*run
-	status  Status
+	// held: next waits for its debounce window (TriggerDebounced) and does
+	// not start, even when nothing runs, until released (the window ends,
+	// or another trigger joins it). released is closed then.
+	held     bool
+	released chan struct{}
+	lastPoke time.Time // the latest debounced trigger that joined next
+	deadline time.Time // the debounced trigger that queued next + MaxDelay
+	history  []*run
+	status   Status
 }
 
 type run struct {
@@ -236,17 +278,47 @@ func (r *Refresher) Repo() *registry.Repo { return r.repo }
 // Trigger asks for a refresh and returns at once with the id of the run that
 // will serve it. Triggers during a run coalesce into one follow-up run.
 func (r *Refresher) Trigger(t Trigger) string {
+	id, _ := r.TriggerIf(t, nil)
+	return id
+}
+
+// TriggerIf is Trigger that calls admit (when not nil) before it creates a
+// new run, under the Refresher's lock; when admit fails, nothing is queued
+// and its error is returned. Joining a queued run does not call admit.
+func (r *Refresher) TriggerIf(t Trigger, admit func() error) (string, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.enqueueLocked(t).result.ID
+	ru, err := r.enqueueLocked(t, admit)
+	id := ""
+	if ru != nil {
+		id = ru.result.ID
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	r.m.opts.Enqueued(r.repo.ID, id)
+	return id, nil
 }
 
 // Sync asks for a refresh and waits for the result of a run that started
 // after this call. The run goes on if ctx ends first (others may wait on it).
 func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
+	return r.SyncIf(ctx, t, nil)
+}
+
+// SyncIf is Sync with admit, as in TriggerIf.
+func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (Result, error) {
 	r.mu.Lock()
-	ru := r.enqueueLocked(t)
+	ru, err := r.enqueueLocked(t, admit)
+	id := ""
+	if ru != nil {
+		id = ru.result.ID
+	}
 	r.mu.Unlock()
+	if err != nil {
+		return Result{}, err
+	}
+	r.m.opts.Enqueued(r.repo.ID, id)
 	select {
 	case <-ru.done:
 		return ru.result, nil
@@ -255,22 +327,136 @@ func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
 	}
 }
 
+// TriggerDebounced is Trigger for webhook pushes, which come in bursts. It
+// returns the id of the run that will serve the push, always one that has
+// not started yet: the queued run, when there is one, else a new one that
+// waits for the debounce window. That run starts once no debounced trigger
+// joined it for Options.Debounce, at the latest Options.MaxDelay after it
+// was queued, at once when another kind of trigger joins it, and in any
+// case only after the running run (if any) has ended.
+func (r *Refresher) TriggerDebounced(t Trigger) string {
+	opts := r.m.opts
+	if opts.Debounce <= 0 {
+		return r.Trigger(t)
+	}
+	r.mu.Lock()
+	ru := r.next
+	if ru != nil {
+		if r.held {
+			r.lastPoke = opts.Clock.Now()
+		}
+		r.joinLocked(t)
+	} else {
+		ru = r.newRunLocked(t)
+		r.next, r.held, r.released = ru, true, make(chan struct{})
+		r.lastPoke = opts.Clock.Now()
+		r.deadline = r.lastPoke.Add(opts.MaxDelay)
+		fire := opts.Clock.After(opts.Debounce)
+		r.m.wg.Add(1)
+		go r.hold(ru, r.released, fire)
+	}
+	id := ru.result.ID
+	r.mu.Unlock()
+	opts.Enqueued(r.repo.ID, id)
+	return id
+}
+
+// hold releases the waiting run ru when its debounce window ends, and
+// abandons it when the manager closes first. It returns as soon as ru is
+// released by another trigger (released is closed).
+func (r *Refresher) hold(ru *run, released <-chan struct{}, fire <-chan time.Time) {
+	defer r.m.wg.Done()
+	opts := r.m.opts
+	for {
+		select {
+		case <-released:
+			return
+		case <-r.m.base.Done():
+			r.mu.Lock()
+			mine := r.next == ru
+			if mine {
+				r.next = nil
+				r.unholdLocked()
+				ru.result.State, ru.result.Err, ru.result.Error = Failed, ErrClosed, ErrClosed.Error()
+			}
+			r.mu.Unlock()
+			if mine {
+				close(ru.done)
+			}
+			return
+		case <-fire:
+		}
+		r.mu.Lock()
+		if r.next != ru || !r.held {
+			r.mu.Unlock()
+			return
+		}
+		now := opts.Clock.Now()
+		wake := r.lastPoke.Add(opts.Debounce)
+		if r.deadline.Before(wake) {
+			wake = r.deadline
+		}
+		if !now.Before(wake) {
+			r.releaseLocked()
+			r.mu.Unlock()
+			return
+		}
+		fire = opts.Clock.After(wake.Sub(now))
+		r.mu.Unlock()
+	}
+}
+
+// unholdLocked ends the debounce wait of next, if any.
+func (r *Refresher) unholdLocked() {
+	if r.held {
+		r.held = false
+		close(r.released)
+		r.released = nil
+	}
+}
+
+// releaseLocked ends the debounce wait of next and starts it when nothing
+// runs (else it starts when the current run ends).
+func (r *Refresher) releaseLocked() {
+	r.unholdLocked()
+	if r.current == nil && r.next != nil && r.m.base.Err() == nil {
+		r.current, r.next = r.next, nil
+		r.startLocked(r.current)
+	}
+}
+
+// joinLocked makes the trigger t join the queued run next.
+func (r *Refresher) joinLocked(t Trigger) {
+	if r.next.result.Trigger == Interval && t != Interval {
+		// The result names the caller's trigger rather than the timer.
+		r.next.result.Trigger = t
+	}
+}
+
 // enqueueLocked returns a run that has not started yet: a new one started
-// now when idle, else the queued follow-up (created if needed).
-func (r *Refresher) enqueueLocked(t Trigger) *run {
+// now when idle, else the queued follow-up (created if needed). A queued
+// run waiting for its debounce window is released. admit (when not nil) is
+// called before a run is created; its error is returned.
+func (r *Refresher) enqueueLocked(t Trigger, admit func() error) (*run, error) {
+	if r.next != nil {
+		ru := r.next
+		r.joinLocked(t)
+		r.releaseLocked()
+		return ru, nil
+	}
+	if admit != nil {
+		if err := admit(); err != nil {
+			return nil, err
+		}
+	}
 	if r.current == nil {
 		ru := r.newRunLocked(t)
 		r.current = ru
 		r.startLocked(ru)
-		return ru
+		return ru, nil
 	}
-	if r.next == nil {
-		r.next = r.newRunLocked(t)
-	} else if r.next.result.Trigger == Interval && t != Interval {
-		// The result names the caller's trigger rather than the timer.
-		r.next.result.Trigger = t
-	}
-	return r.next
+	r.next = r.newRunLocked(t)
+	return r.next, nil
 }
 
 func (r *Refresher) newRunLocked(t Trigger) *run {
@@ -325,17 +511,22 @@ func (r *Refresher) execute(ru *run) {
 		r.status.ConsecutiveFailures++
 	}
 	r.current = nil
-	if ru.followUp && r.m.base.Err() == nil && r.next == nil {
-		r.next = r.newRunLocked(Startup)
+	if ru.followUp && r.m.base.Err() == nil {
+		if r.next == nil {
+			r.next = r.newRunLocked(Startup)
+		}
+		r.unholdLocked() // the mirror on disk must be fetched now
 	}
 	var abandoned *run
 	if r.next != nil {
-		if r.m.base.Err() == nil {
+		switch {
+		case r.m.base.Err() != nil:
+			abandoned, r.next = r.next, nil
+			r.unholdLocked()
+			abandoned.result.State, abandoned.result.Err, abandoned.result.Error = Failed, ErrClosed, ErrClosed.Error()
+		case !r.held: // a held run starts when its window ends
 			r.current, r.next = r.next, nil
 			r.startLocked(r.current)
-		} else {
-			abandoned, r.next = r.next, nil
-			abandoned.result.State, abandoned.result.Err, abandoned.result.Error = Failed, ErrClosed, ErrClosed.Error()
 		}
 	}
 	r.mu.Unlock()
