@@ -485,6 +485,10 @@ type ViewUpdatedEvent struct {
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
 	RepoID string `json:"repoID"`
+
+	// SyncID The run that will serve the push: queued when the answer is
+	// sent, it starts after the debounce window (see the operation)
+	// and fetches what the push changed.
 	SyncID string `json:"syncID"`
 }
 
@@ -592,14 +596,6 @@ type GetViewParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GithubWebhookJSONBody defines parameters for GithubWebhook.
-type GithubWebhookJSONBody = map[string]interface{}
-
-// GithubWebhookFormdataBody defines parameters for GithubWebhook.
-type GithubWebhookFormdataBody struct {
-	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
-}
-
 // GithubWebhookParams defines parameters for GithubWebhook.
 type GithubWebhookParams struct {
 	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
@@ -609,12 +605,6 @@ type GithubWebhookParams struct {
 
 // CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
 type CreateRepoJSONRequestBody = RepoCreate
-
-// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
-type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
-
-// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
-type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -3988,9 +3978,9 @@ func (response GetView500ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 }
 
 type GithubWebhookRequestObject struct {
-	Params       GithubWebhookParams
-	JSONBody     *GithubWebhookJSONRequestBody
-	FormdataBody *GithubWebhookFormdataRequestBody
+	Params      GithubWebhookParams
+	ContentType string
+	Body        io.Reader
 }
 
 type GithubWebhookResponseObject interface {
@@ -4823,30 +4813,9 @@ func (sh *strictHandler) GithubWebhook(w http.ResponseWriter, r *http.Request, p
 	var request GithubWebhookRequestObject
 
 	request.Params = params
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+	request.ContentType = r.Header.Get("Content-Type")
 
-		var body GithubWebhookJSONRequestBody
-		if err := runtime.BindJSONBody(r, &body); err != nil {
-			if !errors.Is(err, io.EOF) {
-				sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
-				return
-			}
-		} else {
-			request.JSONBody = &body
-		}
-	}
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		if err := r.ParseForm(); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode formdata: %w", err))
-			return
-		}
-		var body GithubWebhookFormdataRequestBody
-		if err := runtime.BindForm(&body, r.Form, nil, nil); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't bind formdata: %w", err))
-			return
-		}
-		request.FormdataBody = &body
-	}
+	request.Body = r.Body
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.GithubWebhook(ctx, request.(GithubWebhookRequestObject))
@@ -4921,156 +4890,168 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H39c9s2tui/gtG7byLtpWTZcbqtPG/udb6abJO2Y6ebnVdlS4g8krCmABUArWhT37/9zTkHICmJkp00",
-	"Tbv78kMmlkQAB8D5/uK7TmYWS6NBe9cZvevMQeZg6c8nr+QM/8/BZVYtvTK6M+o8z0F7NVXghJ+DuFaw",
-	"Ek7LpZsbT99I7VZgxUo6MSlV4cXUmsWgk3Qs/FwqC3ln5G0JScdlc1hIXMGvl9AZdZy3Ss86Nzc3SWcp",
-	"rVyAD6A8tFJn82/lAnYB4t+Elgs4E5L+Fyvl58IV0s3BCeXEEmwG2vdBZyaHXEgnjAaxlH4+1g5mC9Be",
-	"dNMpSF9a+N8nT9+mvYF47sWidF5MIM47U15kpixyMZfXIDIL0kM+1t2UfplDdtW3MO1PjV1IL/r9CQGX",
-	"9kZCG5EZ7a0pRDaXVma4t0S4pcwgGev0f8TfxUj8l/iT+FGMx2ki0sEgFcaK9L/fpWc4vACZKz0TaZ8+",
-	"e5E+e3L+mH/jnVRXKfxcetw4LJZ+nQjnpfWOjyXlaUHn1ReFya5onrH2VqqCVhmkZ+JaFioXP7x62v8y",
-	"EdKLhXFeHA9PTsVk7cENxLle+zk+DoUDMQPvxvp0OEzEam4ciBy8VAWdHaOLLQvEkFxouAYrLCxB+oBJ",
-	"sihhIF7NYayX0nuwGneAPy2l9cJM8W/HczghhYVZWUgr4O3SgnPKaOHk2gmnFstiPRjrTtJRiCF4OJ2k",
-	"owl9OnwlB/FxId++AD3z884IN5t0FkpXXyBuEnSdUefvP/59PH47HPbH47cnw/H47Z+n//P30X/9aTz+",
-	"cTwejwdH/TeHn3jzp//oJDv4n3SeT781Gl5Kn813Mf5cC6RNIiwhtQBpCwU2UN6ZWM1BC+WF86ooxAIn",
-	"AZc0iVM5cX94OogHxERfH9HzaR+X7/P6hyg16VzA0jx/vAskfu+UN3YtVC66aWEyWaRiaiwjQv2z8zK7",
-	"yolhEJ5CLpTuDdpvz/Jyh26veT3n/f8r+/8c9r96U/85+Kn/5t0w+eL+TdvZ3+DUbmm0A2Y9Mr+An0tw",
-	"Hj8hCYOmP+VyWahM4naPltZMClj85z8c7v1dA5j/sDDtjDr/66hms0f8qzv6nkfxopun94qOiJYVuQFH",
-	"9E43Sad3/v1z5iYy84POTdJ5ZPS0UNknhfG8eYnESfxcObxtY8UPFy+ELCzIfC3grXLeEZxPwWfzp1IV",
-	"eHGf9jjLpfMW5CIwcDzQCYgpAgT5GR1rYFeB6ziplVf/hJzYPlhrLO/B2InKc9CfcgcXMC0d5COCrHRM",
-	"w7gHWRRmBUhhcVF3NI0Qpj0i+7E2S7AEmdAAOXJPp2Ya8r7SPBvyZNo02GueHO+ub3TBdzvWsvRzYabT",
-	"gyu1jg9zN6FYlF56cBtzVQNwLmOFFJkxVwr6uDIqHRkL21I7Oa3Jo5DZlRPp3/qXxEf6jy4vnpKEywxK",
-	"HWaSyHdAzbQwVs2URoldL5w5O017KDCQ82pkHrJ4gvf9SclJi1LD2yVkyAEJ3baxkk5T6eZBF2ZGSPlS",
-	"uVxZGvs7sKvvtJCiMGY5kdmVKJTzoMGKLgJKjF8sjUPVKmDJM9QjWOqwcjDWGpSf04YyWcyN80lzSpnn",
-	"KOOFDuIj7fcn0kG/tEUq8OmRkGO9golYyhkIo4XUhuYjva37+NtLYWGiNGpQPZFJjbRjQdYMNdz/t8Y/",
-	"NaX+pOzpWyNcmc0b/DRhqYhozPrKIMD20uSofOe7Ahd5XKWIzyVzh2wu9Qxy4ZTOgHY6U9fA+gNK2BZ1",
-	"v20P4bEjeoY28L1cF0bmr4x5Ie0MPjUzn5h8jRRR4OKIEpKpouIw95xI3/ZZtegv5Ns+jkhRYUUFCNkI",
-	"MQYc84jh7rOGJyaAvELIqNkGVsYsyQlnELkcM7RCLRTp2Zk1zkUxkhmtISM+x6JEi6wwDvKAYoFAX6kF",
-	"mNL/LkeXK5aA0lp1zfZS4Cv0M25Y5CDzQmkQ3ftD4Xptewvbwk39TruxMLXg5tWGpkorN29uyK11JjxD",
-	"x5Aa81LqdbgF90khNkYspF5H4eVYTsUjDdKK1KisUKD9Fo1egLfr/vnUg91lAJeQGTTqvBErqXxEZG/X",
-	"iMZyJpUetCnzSnuYgUV4b5LODyTojUXF5xPzQLY2MwvkYpCFQ6tZA9ozFjbJO6gxfg4LJkw049kGRJYJ",
-	"0iJXMFegK1MYsYNXoOm68HaJ9kMSJcVYK+dKsDRdmSvQGaAMmsiclCVyDfBiWnx3jtqQzDIUSrROMHnH",
-	"+i+vX0XRlvr1MsW1U+n/8x8rn45YhD9/zGOckMhpsgyWHvIem6yN6379+nX/vKH8bB70juXCt3ctVSEn",
-	"BXzayyNhmq/FGpDIbiKa0TbOy1z5J9rbNZlnFm/RKzavZMZTtEmz6raf54NdSy3Bsayi7f5CW2YvTGfU",
-	"yaWHPrKAtlmY0FqnUfnGNEr7L07rKSq6SToL8HOTt85hSo+KaOtvKO/xB10W4crYlt21smtr90eEinYY",
-	"DyCJh1gv9qaaw0z+AZnHxdhP1nIDiHC7F/DILBbKM9kYHWz2hcGDtDK7QpbCmsmZQPCJ45oSnwW8rD1b",
-	"apzZBOZKH1iY/T17Fq3BIrUYPhSIbK6K3LIppzwsXOs9hS+ktXJNoxjEdqxlAO85YVZahCeFnJhrEPjX",
-	"UlrQPhEaVmi9TJUlVTf41h4Mye8RITlEjnxObeDlsPQtbqMhO19sqa8ScUwfZFAzrTEIhM6FM8LoQSuS",
-	"K/eotDbQyubUz56cPxZLozRu1fOtRL21mmpiTAGSNCAt91AEsfULIKjaj5fP754TXi0rGxjV/QycN5bR",
-	"plqe+HWuplOwlXBFnMqMzSEPkwkL1wplRzuw/NAhaDYpoTplOlA+5oC15CXRRsyVY9fXXFrIg/MEhxzA",
-	"2vqQeNFLU9qsxR/+upKWAbgMLaDohAddLpCJ0AkrZCIzK5dz5ZE38iHaNQJhdJONNBa3t8qJsiiiDYqC",
-	"YL7Hc9jkaYQQ/GyDKCMqN3FvC0dqYtw6l/0s8HKlyOfz5HrvtebSS8QkKVK+uZ9cGJQKuKZggdTsXGcD",
-	"UzkhyVDHZwSSAzkwNzkt3kE7fzG3nxANpkfbdhaYwS5zJ12uddE8KBR3k5Ltt5h0XMkw3Ao/X218PImQ",
-	"BTja9vQMZOFbBJbz0pf0F7yVi2VBo646t4nNMKxtpZfQfnKV0+nhehdPUiSRdCTIL4ZSaDoV3U1nxwbB",
-	"sXraQcGH2ukhGoOFVMUdFAMkXlMu3ftJr8h8b5387ne7cavNU6sgbDv2qFC2BTgunj4SX50++LMIumrw",
-	"gu0SFX+/iQ3aNF3T4442Sxh32tBaaeeR622OP5JLdXR9fESTHOHotrHBhnu+xxcTfr7nhEIjw0XH3d/6",
-	"gTn2nz8WMdQQLYYtNyx595IGZKfTL7IhHE++kif5afZn+HJ6Xz6YfJH9Of8SvpoOj1tJd5deToenbRLe",
-	"K19sHQVq9uwPS/Zh1s7tiR8unqNhDhbY64QG2GbYON4qzrC5w7n3Szc6OmLXzSCH69pRq43vT9uB2cJI",
-	"+jVuKDlE+01p1UIUm8g2ka5db1HusZXTJqk0tZ1yMQHbZnEzZO1TVpex80tpiztIVF60bcsXMP1hGdn/",
-	"5gbZX9jC7KbGZpCnHH8wRR40270aGKCCS0H2rhQWVlZ5YLc+ocNGDMbNUVWerFFPwttFjUgWV6JbR5yT",
-	"4XAYlelEOG+WS3JqiFyuccEADUovMYHCrLbg7A3EBUwdL54bWpn0VUHAsJLeXYCXJPonhZm4HlnnaUlH",
-	"laccVvVzWAevapO7h0yATtIJj3eSDh8ZKTEF4FdtrF7D6pJF663s2BT5XR8l7ew2DMGHknjj7XjC5ukW",
-	"irAiVpuT+0wgsWkVRBMNT5F+Ua7WmIwNivJCcZztDmowssxwILsgBISghSw4U1wj5zGJUFMh9fpOC6h2",
-	"i/4qmK2HdGA8um/wOTpztGDbwayCkj9cvEjYDpB63fSBkQF8DfkIaYyYY0L/JWPt3BwPbqY8D2fXlMuW",
-	"/UJdgUgpLrKUfp4OGmfvyT5QbqxR/2CrTxbOVL8Gk5t12qkqwK2dhwXlmCSoEuN3o6OjdKx/uHjBqzaz",
-	"QJoONyk0+JWxVQRn1BBv9xxleszZDcYZIcQL2BF2u36y1tllJdwOXcdl/SRyVrS02u+D7bZJnVLU6ni6",
-	"VrD6K1jX6rkKP0Q2GMhlK1GqO6zcs3NgJwBlS+WkM97qcWrzCBFaxs1twriPuB8R1yJtN88Vwi+L7xvE",
-	"PpWF25GB07Io2jOxzEqDPSJ7CIl5BZO5MVectqD07EzkMJVl4clFTaFB6bzwK05fEiEPq/L8/HDxovX0",
-	"VYvC9bht5uasjUkrL9FgpsjB/qsSRvai0zZITFX3XDyFXQfJjoTfnDBqRolwbj46OhJdY2tqLx3Y/64o",
-	"vhcYAz4WzrGR1HQyPP1yO6npsKxAgPZh0TetbryQ8DNq+O2NvecEMgNkFc1YJznFLch8IFIWAGhXiQmy",
-	"haxAJQJRK0cVIaiFDdFL6+D+aGCrkEUo/6pgtSvMKEPx/D28xRYy0L5YvwQ72xeFJeQ7GTJZ94MXhjlL",
-	"pcI03X8fweUXPcm3yaROewytspWkqxxoNa+K9FLz294g6K7Z1abxeZAJk8OmBfjrmpW+L+ezvKcAyc71",
-	"1HMn1VW3ofElyaNHRk/VrN0VcFEt2hp3Z3NtLh3RoRPd754/ftQ7q0MYQfUkQUf6stHrhSmDVahc9BlQ",
-	"YEtIsSeatcdDWU4KlV2AzF1bIp7Mm3B0q+tW4BKSSy6kG7gkMCX8IVfTqUMtY60zl7DbC3ViziCsN5DJ",
-	"ogDrgiPETKeJSPv9OplnrI3FbxhI+sGlLOF3d4K/fqeLFnfLk2uwa84bQvZRRwIpPk/JUe2H45SeFRB1",
-	"2b13R/85AW9l5os1WS41XbTPfL1PBaBpOauRhLoITw5utVur/SebWLd5xxubquFoxezoSd/ie+GaD8B+",
-	"z1XIgEhKntg+ayrG5mATihq8JwcLVkNr0KIBxbu7Sf0KVkp2ldkVuVpihilCd5smhw8dPoPmNN06gEOZ",
-	"HcjSe63z7jPet68bl09Yf4u+iupq2q8TrYVnUBTmsOeakqRCZgEar6jlpxaQmIML2+360myVy/t+Ki8u",
-	"fL2p9pK6W1kUwcgJ6b0fouJWeb+36bWo6l+AK4sWb3heMs946Vplze3hQohJgS34UmWL0kMcPZhSpquw",
-	"pb6TwcnJK5AfUEg+1GhdmLzNrcNKU5+yYIOuVpmkK+k4lS8n7OFUUHLehKQyfCDkz4quNmwCSkpJra8e",
-	"ZyDT8OcSrVn8ihe9R3zb9QaIl8j30hF9IVZon1IGEgXscuU4khZX2FgW59tVKYUsVnLtziqHAoJF2Ncv",
-	"lxtu+eYBkP6AC7cqkT+XUB68mtbw/h5yCpTway668hzGrTCAuIlSa3wo6bgyywBydkdx1vWbVgtGzWZt",
-	"KUWvSWdxV5DXifulHoiU4C+XadOcj+TdPPWQAW40X6Nywdal6416ZeUi4HSaLuJqhRScMapjohdbAagf",
-	"ZQZZWgQk0lh1r1KXZBYEK5SqCTzYa/6SaiJsJ+kYPTHS5p1wJeWy9YCCU+8CpgeD/uAIUSs3omWXIx1a",
-	"pJoE4Q/FSsG9WbsAjsnP2ZXhI9s+7Ft0yLUtmknT3p3Fbe3pbZG4jU29Ml62WJzPzCqmq7VtBOk8M6X2",
-	"G6pXg13eLjRQSkTJIaceahz7UDdIJSgiUgfeFwmmQcib99pyIHeTNrULastRarSDrPTqGp5KVZQWXHsM",
-	"AO3Fc+9hsfS/hiHgNFXW+p2eviyJ4n7Nohre+ktkxWXxkdmZykkdiszszV3iu0D5ALvH3nZ1f1WwYuK4",
-	"YyYA4sJPVTSAdKhdFepX2LKH1PjXzMXOQ6rgLrIdkjVrnbX+tE/FCgN24cDJICut8mu880WwJcg+PS85",
-	"Vs+fnsa9/+X1q05LpQOax1UapKDEy1rEZGSHlxbykAWLT3Z3Uy5dEjIsY3plQvZ1sAZ7VbIrmW0x6B62",
-	"NPd+yalc5kpBBH67stSsHJmGbIuHIA8ycAST9lCYmdLIyY/QXjuij1XpGk9eF6+xTfhTnQoQWfJSfQNr",
-	"TqxUetqi2gdrMhipPtonCEyUPGZKkYCmdT+qn2T/w1izuaRnwhtTONEN5lMivg5pQL2QHYU2H883dXXc",
-	"LmYIjbVaLAsFrk7OpaCC0KYSf4OxHms221klVigedyP73XRfbmraC1Bn0toYOm7G1UU3raLwePuFMzHM",
-	"njbj7GmIr/cIpvC9mJgcJ5VR3eRipUoKBVSjql6X1DpwuQwu3UZBU3u5gehSQOT0+P6ZOBXfqIeE4ts+",
-	"IS+vYKy1odT73hlFQfM1/+a8LAoqYc5KH2C7PxROdE+HX/YGYqPwZqxj5U1SJ5hzIS4V3ISYzOEKG6bB",
-	"sd6psImen9OT4+16GjrVcz6uqSkKs3KCSms2zieyjnQry+Fe5fwajbXUDdcOwx68w8SoFsH0Tt/dpKI7",
-	"pwyhhG5PaXAuCVOOdZgxodTtvtKhOo2K3mJkokcYSZZC7c86o8pimddIR2uhnIuefGYqrOupxtBoIkX7",
-	"hVBrrNlzI7p7/GPJjnOsdxZ0vZCX3lK8FzhSlzlMj8vlgqOwYqsEyTWEC932UQ7Ea6r+7vcZMJVnaQ22",
-	"WFp1LT0gswsBCx7QKAQkn8LmVjaS9AN+B48mLkp1dyG5ZgG49fhJlrnyaeVePB3ep1Jw4ZaQ0YabTjpk",
-	"CemRWYKWSzVYy0URHBzVd8Q9KJhYM42APtETu1wW67E2oUCAF2C3ZKEy0JzoERj3y+evGl6dyI3Pv3/e",
-	"8L6NOsPB8WBIkXqGojPq3B8MB/c5xDQnYbmxX/xiBns0D3oC5ctWsEB8S3fawLrSO5VzJJFou8L+kTgd",
-	"HldmVjOoTOZ5lbmmEzxwqpob67puMxw6R6XDpfMJNTLzO6POC+U85fh3Nvs2/PiOxeDPJXBOKR8mFU1t",
-	"FKIEBOuMjodDClSpBeqAx0P6qHT42KJBvdmq1j4ZDg/UPezWO9zJimrUL+yYUS11nHRvoD0yD4qTnDJQ",
-	"bUtUwB816sxpyPHtQzZKdWjQ/dsH1dXLOOLkDsu0lJbS0K9uH7pdanWTdB7c5TA2i3BJ7ywXC2nXFM/I",
-	"UAhwJMBoNNy8nDky+sHLzht8PJJZVoV0WunsfIv5J8KZwB6i6plJLQqQltgpVZSq0BYEhYlgbW+THr4G",
-	"H0JJvxI7D0bTmiGrFjR8RjlQyjUqsh14US4Hn/GrDb+CcoJcC7lKjW980FFFOYhtnBSxl6NzpIwUV+TD",
-	"fn0WldWNtOGmphCqlJkh9xLSjxqxwzDPrkxAvZPE/4YIGOs7yQDx/iLga/Av4bdE95ewrwKUT/UzVh/m",
-	"mq/nhqwIWRTsGo5YjIexicVkQTYQeVfYU2+XzqcQvRThvIPQfRJ8o3VTGUTc/DNW3MrrkncbPpAf3+A3",
-	"TZfOj282+SEiwIaXoYFMjDpvbpIO8rKW2r7C6GDG/3DxQijtTczzCRGDrUSfhAPojkrnyFssdY5cEK0E",
-	"J04Cb9tqKcSmg+K4FS4U23hpWKHNtFhKagGQoYGrtAPtlFfXUKyTRvk/u997A3Ee43jsjy9AXnNHnrnS",
-	"s7HmQsaBuOC0yWAdjjhZk0CYKX8mloVUnMEpGl1V+n1q4NIP5lafs8TcmQhJljSeh3KqZMtYkh71SEoL",
-	"xaemxm5cVJWSSEoDrTDWXebt4grWvWAShnkhD3P20fyvbu2eY3dAlxJH9RotBsbpHp8ztymirK1pKHmk",
-	"/Do3EOfsZIDNbJjaRI7eiCSan4l49PW3568SUSh9xRtNRKnVzyWET2O9KAuvMuk8/oL2IjXISIQFZgK9",
-	"plewUUxe192PtXJiIXNIgouF3RvOFCX+jPMW4JzYc1mD6OYKTTympZMFp8+eDod06usliI1WN3Su2vh4",
-	"1OlYVyFUbqyguTY9D53jYtcF6lkS+p/xjoLnpnc21lIsZDE1dgGM98YiFRyCZCLxlomlUHeMsa7iv1P2",
-	"nvPwB8OTzZ5u1GqNwsGBOLqIbqGOY6zTOsOf9jJqMmdq1GBKnYvus1evvhenw9Ne2ktCCjBNSi6LChQZ",
-	"unYMxHccr4M8MAxXdZLLQF3XmYYbqk6bxsK5ryGDJpzAQ5OvP5rG0kiwvdl0tXtbws2O9Dz+qCvv05YC",
-	"m13JiGPRixUF5kYDgheGAdhX4VTdKBJLaTMYHOwWd/PHNoaHX94+Yqt3Cw27g/Cu+rPhgOM7QLbdX+df",
-	"R8HAUSd3OPpGJzgac3oHCOOpb6i2gSUIZH5azirWsKuXJJ0dH31n9OXxVyfNH0KGYSDTbb346B2HyW4O",
-	"WnrbjfFQCsZONVyLJrqrucrmIZjuxAT8CkBvlglEfwQ5mWPjRmKpRsd8/V6r/6Hia7+ROXaIxTTTJv/g",
-	"BH8HnKv6gf1/pOJ/DX4rAbZdx9/09bbBWD9yFBqF3rzZS1JHzazUVtpiNYu9JbHBAyfWhz4alCoUAp5t",
-	"SauDVuf1w7ju++6p2ab10/ii9yXQ7un1FTb2q1q93b8jmVSt6T4T/b+sXT+pKSHSe6it+E0J/ugd/3Wz",
-	"1+30NcSK09+VRu9CmodI8TMhfibEu0rfqlH5R6PE5NYnG43234tuj3I1ne4Ps4lSE0ZSUVHdh2kBdgZi",
-	"Ih1E11QotCCbtK616Eo31lXTphAzaRbW9mJqRtV8y6vlQLwi1YB7oYa5xprdVuw/PB2esq9wST4r5QQe",
-	"S+khr4GM3QGWSusq+Wuso45OKrryMY8kdFuvayDI0UW9zdnAbg+e8Lk/xkP8jfmbh7f+6G1/GVvLH3wL",
-	"Q1vDK/+Zi33mYrdzsY1WeExe1ILU+QZl/yGZG1dHHWBmKdEQPdZnB2VadyuMFtM9F8usxBOZzcUCnJMz",
-	"QG5EUdxUUcaiFik9lrJnlpMMQaS59DIV1H7XTMVfLr/7djTWY/1LaD/2Cycm/8JB3F/G+pd+v1/9w+ea",
-	"xV+/iLRROIafg7lkdMg0aziYeXQsFdsdatVsHlMRm4tUFT/pC+l8n3KqKfXSURpFs+HL3GhTWshHwkJh",
-	"ZF5zy26VGrjWWWyT1wsw4Xc/hSIThqyq9cKPsulioddINIbF0qrD42K5zMZI8lEdHBc84DxoM038F5Fu",
-	"J5rzWA2rUCQnnaD4BxW38Bw7Ted+EWlL8zr8njqcBOxrKYSi3iEoHWM/9CBhfwnJudoLlZPY4x6BhH0O",
-	"mYfOoMrIXs1NUZX5xETYsVY6s4DSezVXBaAUtKV2Z9wkhy6Bu0E2Mj35W+rTo/RYL1RmDdfyRGcXEEBm",
-	"2nyziS01BXHcgoP9Mb5nphRpqHCw2yxz7FUvciAE5jRT8pqNAtYX0oMdayapHQquUlmVH4jzmA9E8hx1",
-	"EVrUhVCcj/DU3Sd4VsqgptAEKS7btNGlP7ll4VjTmz64e+UauSQU0zORUl0HPvY8T6PyQyl1IjwPwoWe",
-	"G2PNUIb4Wmhz7yA223e9UFk0Ax8Lipq7Ry2rfm2LFwvlHIfSloVcR61Iikk5nYKtt+vBeXHy4IvA8sa6",
-	"bt0kXqqH+CDyq55Ygt3o/ODrMsFrQNxzA/E6fBcuxlUp2dRGLAQNRWH0DJGxKOKZMFBV/S8FvsaaG8XC",
-	"Vi4U1Rt0tzAsbIcfonmoVH+suZdWL6nZYkSN7RLbRrEr6lxKl+Bob4OxPheuMKuIRxxMC882iuiopbpr",
-	"Yli84LFeyTVi4hXAUtKBoW6Kk/FNnjwQbiAeNdqJUwMNuVxCjicfsYOrJjdfAJLE3j1QxRNZC9fCGy+L",
-	"Nr2VBcMTFpc7YntXd2wlkIo66J0N1X2Eg+leXj6pz0KZxnuBtl9atEFZh19a1F6/uwAh3TaFJsQDb6Eq",
-	"bo0fWvitlA65VRPj58y2QqlQazZsTd0Hgb6jZt/USj5Avec74eGfvff/mpo3Jyz2XWAMoaOSbPfmIzv7",
-	"bXx7dXeYvXlkl7Ftyx/d676ndc2+PLTw7pZtheKz2fyZeO/kha/aGX0KHzzPffTOGuMP+t8vQ8PtP6j7",
-	"PdBou1yjTX6mv8/0d1fnO7NwNsOaPYA+ssdq6zUqqINGK6St/9Dme2zjG257oVSObITwdlQ2G4IjIRXV",
-	"6lz3Ntp9oa2mt4ZdAyXOUZkz2Yinw+HeN6mG7kV/3PeoHuJ6qPfQy0I/iJ3uS3B+amwWkzPJNeTn1pSz",
-	"+a5zMPYzsUltwVPDSunoRXZzY67CS1tj4xIq1q3MzNDDBA3CzbwnMntDg5xgYVfZ0xb4nczdzc4/4eVe",
-	"u20aNxwClFQ8l5yMbXSfWrpQaxALVAVK5djctWUkQnNooHLc2K9HaW8G4jw4BzjHhA9qS0UlTxI1EyJn",
-	"0RlXJnLddsgdtuoanMhLS/3gNL9+OBy0Kwsfpix1VUpt6f2R7E5QfiAu1zqbW6NN6Rp1rmciXUnl/w91",
-	"P01FnWt+gvAYnUGrMUy+Qcq6OmgIv5bKN96CS4B2Y0tQJKDePksRgWovm9xoqVE1qPttpW3dZuuWN7NF",
-	"zyt7V52blkXBmWEnnCf4ieFZSVe9cussOHJETHR9r/xX8lH/e2S+/ntqA588FfUi4JjczHZf7RjcH5Bw",
-	"SiLrFnuanvgkBnGD3O6WikYMn9uzVrLP1S3+Hwx7n/1N/5oq88XWpW72K/g0viZE/KN33LjosBGLMPwR",
-	"5OJnbP/XxPbvap3146F28q7Nvgp9uA5ZWE0Tatj/6s274+T4q5v3tIWuQ2v01nQH8iY30qEodFP1Bmdr",
-	"gjoyhkM5i1VcsrhyInTY3yFD6sb+h3UlVf3i95WcN1LPPjuVPvOMu+RCcQoFGeEHojEf088bnQhHM+Xn",
-	"5YTYRavT4omWkwKqDr+ghaxe3uEgs8CvOK+78oW2ZsNT9jyNdQ6FosiHcmLjFXDIGtK/9Z+Vk/5lfIdy",
-	"/+TBF6noPnt5/qh/+ez85MEXdfaBXHEXNO58ETq9Uq+rgUiXSs+a9vjpmZAiXZZunsa3B7EjZKyDJ6TL",
-	"6ZgMRiMQgzboT8hl00TsFoH3ROgd6sa6WbnVzBxteAMQCgSCYdCi1FfarKh1f2jH1Mx4kDr09QqxVpoU",
-	"sYGdbvVJxrVwo9Rg7WHdro5aKHFeDydYdFu6z/VG4mvln5UTkUkqRF+P9ZLLChH0kwfi5cNETEof4a/W",
-	"7lqYJjHx9V7dzza4njY3xOx+qgqqqPb8lgB+dxCsqOkdFfnjh3mpc8Sfb9TDhBNxQyet6gUgbtdRpuPr",
-	"S0MeDr/yv4FzVTLv8f1Yvc++J3qjSFu+LdHD66oxcFvPqu3sgr/1+Sw5M+C29ILDUzwOkH/gLDvEdHve",
-	"wIdVN+92/2w+/7a/Wq36U2MX/dIW7JHONyfYbFEacK+9Een2Wje7BdIfz1m03U21rYtX0zFJuerhLUbN",
-	"CurAJkKfkRMWf1vzhDWSqn25NyI3oovMLGlygqRiHE3q2mEM/35m8geWXf97V1EfbEkV2HqU0SGFqlnw",
-	"HGX/nprn4+Hplw/+/AU7m0o/P8pkUUz4TSHVd9TLdusLPHz+hntv/vOQrR1e4PsbKuphhX21CtZQS1Ll",
-	"qrZnH375H/0SX6hr0Aje0prJnr5i1D3/n3tts4vQXD+DOo076mgNB+Rc8pv8rAuvoeuSslQV1IRGH/sq",
-	"yWW+/n3ukLfnDadG/h4XiKPu34lrXkvF/c0PX/pF7FS799a3ht/N0qCML9Ze6NVxnSMykMPcO239t9vm",
-	"8pv/Q/5pQKEqHBL0DoJvN2R90ewvxCVOm69pi7FiqhrfHc8pYARAs5O13BCCrs0Hwa6HaII3O2y7VjhJ",
-	"mm9kxyPIXX5RBMVyklhwUL3tarDpjGmdl3mvI+1/auwMIl92jdEVP96dIXYZ507izXgxNRhfWnOtcrDc",
-	"FRAlM7cCpgQAai7x/TePnvRYnfZtXQYH4vLxN1UKKz6WlbYQDsic2WzFPtbSifS8udJIPOS+wuNyOLyf",
-	"8WP4J6RCaecrJTtslRrK3bTLndPhV1/c/L8AAAD//w==",
+	"7H17c9tGsu9XmeI9t0zuASlKlrMJVbfOUWwn9iZOUpKz3rqBNxgCTXJW4AwzMxDNdXw++63ungFAEqSU",
+	"l5Pd6z9SsQhgnv38TXfP215uliujQXvXm7ztLUAWYOmfT1/KOf6/AJdbtfLK6N6k97wA7dVMgRN+AeJW",
+	"wVo4LVduYTz9IrVbgxVr6cS0UqUXM2uWo17Ss/BDpSwUvYm3FSQ9ly9gKbEHv1lBb9Jz3io977179y7p",
+	"raSVS/BhKJ9aqfPFV3IJ+wPiZ0LLJVwISf8Xa+UXwpXSLcAJ5cQKbA7aD0HnpoBCSCeMBrGSfpFqB/Ml",
+	"aC/62Qykryz877PP3mSDkXjuxbJyXkwhtjtXXuSmKguxkLcgcgvSQ5HqfkZPFpDfDC3MhjNjl9KL4XBK",
+	"g8sGE6GNyI321pQiX0grc5xbItxK5pCkOvsf8XcxEf8l/iS+E2maJSIbjTJhrMj++212gZ+XIAul5yIb",
+	"0t9eZM+eXj7hZzyTeiuFX0iPE4flym8S4by03vGyZNws6KL+oTT5DbWTam+lKqmXUXYhbmWpCvHty8+G",
+	"HydCerE0zovT8dm5mG48uJG41Bu/wNehdCDm4F2qz8fjRKwXxoEowEtV0toxudiqRAophIZbsMLCCqQP",
+	"lCTLCkbi5QJSvZLeg9U4A3y0ktYLM8N/O27DCSkszKtSWgFvVhacU0YLJzdOOLVclZtRqntJTyGF4OL0",
+	"kp4m8unxlhylx6V88yXouV/0JjjZpLdUuv4BaZNG15v0/v7d39P0zXg8TNM3Z+M0ffPn2f/8ffJff0rT",
+	"79I0TUcnw9fH33j9p//oJXv0n/Sez74yGl5Iny/2Kf5SC+RNYiwhtQBpSwU2cN6FWC9AC+WF86osxRIb",
+	"AZe0mVM58XB8PooLxEzfLNHz2RC7H3L/xzg16V3Byjx/sj9I/N0pb+xGqEL0s9LksszEzFgmhOax8zK/",
+	"KUhgEJ1CIZQejLp3z3J3x3avvT2Xw/8rh/8cDz953fxz9P3w9dtx8tHDd11r/w6bdiujHbDokcUV/FCB",
+	"8/gXsjBo+qdcrUqVS5zuycqaaQnL//yHw7m/bQ3mPyzMepPe/zppxOwJP3Un3/BX3On26r2kJaJuRWHA",
+	"Eb/TTtLqXX7znKWJzP2o9y7pPTZ6Vqr8vY7xsr2JJEn8QjncbWPFt1dfCllakMVGwBvlvKNxfgY+X3wm",
+	"VYkb936Xs1o5b0EugwDHBZ2CmOGAoLigZQ3iKkgdJ7Xy6p9QkNgHa43lORg7VUUB+n3O4ApmlYNiQiOr",
+	"HPMwzkGWpVkDcljs1J3M4gizAbF9qs0KLI1MaIACpadTcw3FUGluDWUyTRrsLTeOezc0uuS9TbWs/EKY",
+	"2exoT53fh7bbo1hWXnpwW23VH2BbxgopcmNuFAyxZzQ6cla2lXZy1rBHKfMbJ7K/Da9JjgwfX199Rhou",
+	"N6h1WEii3AE118JYNVcaNXbTce7sLBugwkDJq1F4yPIp7vd7ZSctKg1vVpCjBCRy26VKWk2l2wtdmjkR",
+	"5QvlCmXp299BXH2thRSlMaupzG9EqZwHDVb0caAk+MXKODStApU8QzuCtQ4bB6nWoPyCJpTLcmGcT9pN",
+	"yqJAHS90UB/ZcDiVDoaVLTOBb0+ETPUapmIl5yCMFlIbao/stv6Tr66FhanSaEENRC418o4F2QjUsP9f",
+	"Gf+ZqfR7FU9fGeGqfNGSpwlrRSRjtldGYWwvTIHGd7GvcFHG1Yb4QrJ0yBdSz6EQTukcaKZzdQtsP6CG",
+	"7TD3u+YQXjuhd2gC38hNaWTx0pgvpZ3D+xbmU1NskCNK7BxJQjJX1BLmgRPZmyGbFsOlfDPELzI0WNEA",
+	"QjFCggG/eczjHrKFJ6aAskLIaNkGUcYiyQlnkLgcC7RSLRXZ2bk1zkU1khutISc5x6pEi7w0DopAYoFB",
+	"X6olmMr/LktXKNaA0lp1y/5SkCv0GCcsCpBFqTSI/sOxcIOuuYVp4aR+p9lYmFlwi3pCM6WVW7Qn5DY6",
+	"F55HxyM15oXUm7AL7j2bTNKDILJhVZ6XCrR/4Mikm1b5DXgWm9v6OWEHi4guyMJBIpR3PL34odFTIy3K",
+	"uKBBefLoDK7J6mGPFWWlrTSrWXILuMkHTszINmurXNzq2L5lKyTVuQXCAWTpErGG6cKYG3YnTeWFDI4j",
+	"zoE86sFF7CmXK2F0iu6f9sPaIotE5UYiQ2lT+sU/0Qcmo2CD/6Q1WUGO1kSqs5PC5O4kE9JC8CVpUZnH",
+	"tuTaFXi7GV7OPNh9oXkNuUFH2BuxlspH5vd2g6wv51LpUZcDpLSHOVjc43dJ71syjoxFY/E96w1e6NZ2",
+	"TIQ2GtAHtLAtEoPp5xewZOpI0cchvxnVDEiLktTcgK7hA+Qo7oGa68ObFfpcSdSuqVbOVWCpuapQoHNA",
+	"vT2Vrc3nzrT4+hItSJnnqMipnwATpPovr15GcyDzm1WGfWfS/+c/1j6bsNnz/Al/42jLsZWVh2Kwt92v",
+	"Xr0aXrYMxu2F3vP2ePdupSrltIT3u3lkgBQbsQEUTO8imdE0LqtC+afa2w25tBZ30St2SWXOTXRZAPVu",
+	"Py9G+95tgt+yWbv/hKbMyFVv0iukhyGKza5WWGp1NqOKrWaU9h+dN03UfJP0luAXpuhsw1QejffOZ2gj",
+	"4QNdlWHL2P/fRyYahOA7HBXNMC5AEhex6ex13YaZ/gNyj50xttixA0hw+xvw2CyXKJORbYwOOMfS4EJa",
+	"md+gSGFr7kLg8Gt5aTTgZh2YUmvNprBQ+kjHjJEd6LQZFrkS8HMHkS9UWVh2f5WHpevcp/CDtFZu6Cse",
+	"YjfV8gAfOGHWWoQ3hZyaWyAdt5IWtE+EhjV6fDNlyT0IeOSjMWFFcSTH2JHXqWt4Bax8B9Q2ZsDKVvom",
+	"Eaf0hwymuTUGB6EL4YwwetRJ5Mo9rqwNvLLd9LOnl0/EyiiNU/W8K9HWr5uaGlOCJKtRywMcQWL9CmhU",
+	"3cvL6/fACa9WNW6ALlIOzhvLZFN3T/K6ULMZ2OA+M03lxhZQhMaEhVuFuqN7sPzSsdFsc0K9yrSgvMyB",
+	"aglZ0kYslGO4cCEtFAFwwk+OUG2zSNzptals3nGG8KrWlmFwOXqN8eACdLVEIUIrrFCIzK1cLZRH2ciL",
+	"aDc4CKPbYqTVub1TT1RlGf12VASLA2hrW6YRQfC7LaaMpNymvR0aaZhxZ10Oi8DrtSKc7OntwW0tpJdI",
+	"SVJkvHPfu/BRJsjaE32p+UCCnXLlhCRwA98RyA4E+m5LWtyDbvli7l4h+phe7ZpZEAb7wp1suc5Oi2BQ",
+	"3E9Ldu9i0nMVj+HO8fPWxteTOLIwjq45PSPTeX9Ozktf0b/gjVyuSvrqpneX2gyfdfX0ArpXrgbqPt3s",
+	"00mGLJJNBGGJqIVmM9HfBoi2GI7N0x4qPrROj/EYLKUq72EYIPOaauV+mvaKwvfOxu+/t1u72l61eoRd",
+	"yx4Nyq5DoavPHotPzh/9WQRbNSCH+0zFv29TgzZtOD/tabOCtNdF1ko7j1Jv+/sTuVInt6cn1MgJft31",
+	"bQBtnx/Ar8LjB04odDJcBDv/NgzCcfj8iYjHM9Fj2IGuCRFNWiM7n32Uj+F0+ok8K87zP8PHs4fy0fSj",
+	"/M/Fx/DJbHzaybr7/HI+Pu/S8F75cmcp0LJnDDE5RFl7uye+vXouLMzAAiN16IBtH7XHXcUWtme48H7l",
+	"JicnDHeNCrhtwG1t/HDWPZgdiqSncULJMd5va6sOptgmtql03XaLck+snLVZpW3tVMsp2C6Pm0fW3WS9",
+	"GXtPKlveQ6Nyp11TvoLZt6so/rcnyBhrh7CbGZtDkTHQY8oiWLYHLTBAA5cCE/pSWFhb5SFiNNJvn1u5",
+	"BZrK0w3aSbi7aBHJ8kb0m1P6ZDweR2M6Ec6b1YpADVHIDXYYRoPaS0yhNOudcQ5G4gpmjjsvDPVM9qqg",
+	"wbCR3l+Cl6T6p6WZugF551lFS1VkfBTtF7AJSHRbuofoiV7SC6/3kh4vGRkxJeBPXaJew/qaVeud4tiU",
+	"xX1fJevsLgrBl5K44910wu7pDomwIda4k4dcILHtFUQXDVeRnijXWEzGBkN5qfhs8h5mMIrMsCD7QwgE",
+	"QR1ZcKa8RcljEqFmQurNvTpQ3R79TXBbj9nAuHRf4Hu05ujBdg+zPsj99urLhP0AqTdtDIwc4FsoJshj",
+	"JBwT+l+SaucWuHBz5flzhqZcvhqW6gZERmdJK+kX2ai19p78A+VSjfYHe32ydKZ+GlxutmlnqgS3cR6W",
+	"FJeToEmMv01OTrJUf3v1JffajpxpA25SaPBrY+tTr0lLvT1wFB2zcC3kk2QBA2F32ycbnV/Xyu3Ydlw3",
+	"b6JkRU+rez/Yb5s2YVidwNOtgvVfwbpO5Co8iGIwsMtOcFl/XMOzC2AQgCLMCrIZ70ScuhAhIss4ue0x",
+	"HmLuxyS1yNotCoXjl+U3LWafydLt6cBZVZbd0WtmrcGekD+EzBygdA71UHp+IQqYyar0BFHTcap0Xvg1",
+	"h3yJELtWIz/fXn3Zufqqw+B60tVyu9VWozVKNJorTwblLwmyOUhOu0Nirnrg4irsAyR7Gn67wWgZJcK5",
+	"xeTkRPSNbbi9cmD/u+b4QRAM+FpYx1Yg2Nn4/OPdQLDjugIHdIiKvuiE8UKQ1KSF2xv7wAkUBigq2ufD",
+	"BIpbkMVIZKwA0K8SUxQLeYlGBJJWgSZCMAtbqpf6wfnRh51KFkf5VwXrfWVGUZ2XPwEttpCD9uXmBdj5",
+	"oZNrIr6zMbP1MKAwLFlqE6YN//0KkF9Eku/SSb3uc8faV5KuBtAaWRX5pZG3g1GwXfObbefzqBAmwKZj",
+	"8LeNKP2pks/ynMJI9ranaTupt7qLjK9JHz02eqbm3VDAVd1pZ6wCu2sL6YgPneh//fzJ48FFc4QRTE9S",
+	"dGQvG71Zmip4hcpFzIAOtoQUB06zDiCU1bRU+RXIwnUFL8qiPY5+vd0KXEJ6yYUQDZcEoYQPCjWbObQy",
+	"Njp3CcNeaBNz1GUzgVyWJVgXgBAzmyUiGw6bAKhUG4u/8CDpgctYw+/PBJ9+rcsOuOXpLdgNx1qh+GhO",
+	"AimmgY5yuxfHKT0vIdqyB/eO/ucEvJG5LzfkuTR80d3y7SETgJrlSFBS6iK8ObrTb63nn2xT3fYeb02q",
+	"GUcnZUckfUfuhW0+MvYHriYGJFJCYodsqRhbgE3o1OAnSrDgNXQeWrRG8fZ+Wr8eKwUIy/yGoJYYlYuj",
+	"u8uSw5eOr0G7mX5zgEPRMCjSB53tHnLed7cbu0/YfotYRb013duJ3sIzKEtzHLmmwLIQi4DOK1r5mQVk",
+	"5gBhu30szdbxzz/N5MWOb7fNXjJ3a48iODkhJPrnmLh1rPRddi2a+lfgqrIDDS8qlhkvXKeuufu4EGIg",
+	"ZQe91BG29BKfHnAEirCVvpfDyQE/UBwxSH6u07o0RResw0bTkCKHg61Wu6Rr6Tj8sSDq4fBZAm9CIB6+",
+	"EGKORV8bdgElhfE2W48tkGv4Q4XeLP7EnT4gue0GI6RLlHvZhH4Qa/RPKWqLDuwK5fgkLfaw1S22t29S",
+	"Clmu5cZd1IACDouob1ittmD59gKQ/YAddxqRP1RQHd2azuP9A+wUOOGXbHSNHMap8ABxEpXW+FLSc1We",
+	"AxQMR3Gk+utOD0bN510hRa/IZnE3UDTJDpUeiYzGX62ytjsf2bu96iFq3mjeRuWCr0vbG+3KGiLgcJo+",
+	"0mpNFBxlq2NwHHsBaB/lBkVaHEjksXpfpa7ILQheKGVgeLC3/CPlkdhe0gtRZr2wJdWqc4ECqHcFs6OH",
+	"/uCIUGsY0TLkSIsWuSbB8YcErwBvNhDAKeGcfRn+ZN+HsUWHUtuimzQb3FvdNkhvh8ZtTeql8bLD43xm",
+	"1mIp9ebARJDPc1Npv2V6tcTl3UoDtUTUHHLmoaGxnwuD1IoiEnWQfZFhWoy8va8dC3I/bdNAUDtAqdEO",
+	"8sqrW/hMqrKy4LrPANBfvPQeliv/SwQCNlNH+t/r7euKOO6XdKrhjb9GUVyVv7I4UwWZQ1GYvb7P+S5Q",
+	"PMD+sndt3V8VrJk57hkJgLTwfX0aQDbUvgn1C3zZY2b8K5ZilyFUcJ/Yjumajc67stpeBn7mkFpVlizH",
+	"+XyucouJYE5pdHmdcZdqR0FMysd0zIZ5C5iaSucg1koXZi36DnaCNweppsgY0uGObYrYaZQuWw7iQWcp",
+	"sHqY4f7C4ewhr6zyGyTSZXB+yKG+rDi4gP/6LG7WX1697HWks6A/X8dtCooUbXRiTsBBZaEIMdD4Zn8/",
+	"RtQlISQ0xoMmBAgE93VQR+eSnxmjBMKUFt6vOPbM3CiIg99NHzZrR74sgwfhVAo1Dg6T5lCaudKoek7Q",
+	"wTyhP+v8RG68yVBkJ/b7JnYh6pCV+gI2HAmq9KzDFwnub/CqfXSocDBRVZoZHV204YhJ8yYDJqlm/07P",
+	"hTemdKIf/L1EfB7ilgYhnAudVG5v5pqDxhjSlGq1XJWKyC3ER9EpiNCm1tejVKeacQa24RXq8/1QhH52",
+	"KJg2G4RR59LaeNbdDgQQ/awOG8DdL52JcQFZOzAgCwEBAxpT+F1MTYGNymgfc0ZazXmB1Ch12yWN0V6t",
+	"AgbdylrrzikRfTrBOT99eCHOxRfqUyLxXRDLyxtItTaUXzG4oGPbYsPPnJdlSXnqeeXD2B6OhRP98/HH",
+	"g5HYyq5KdUyvSuIquZBtTVlV4RDpeBoV82Cq99Koorg6PzvdTZqiVb3k5ZqZsjRrJyh/amt9oujIdsIy",
+	"HtRo3QQlWQuL4rEHOJsE1TJgBdnbd5noczZAQrunNDiXhCZTHVpMKNZ8qHTIEqDMiXiUMiCKJNemAeAu",
+	"KH1cFg3RUV+omOPRAwsVNk5V69Po00WHi0gr1Qw1if4BQC/ZQ/MGF8E4DYH0HRmaQSL1WcIMOKMjIJu1",
+	"WKWR3ELY0F1QdSReUYr/cMgDU0WeNcMWK6tupQcUduGEhT9oZXsSCLI9lS3FFOg7QLDYKSVXhmigJVAW",
+	"R/hLVoXyWY2Hno8fUr5/yOvYQRVRJGQnZgVartRoI5dlQGTq30h60OlnIzQC+UToeLUqN6k2QWFzB6wm",
+	"S5WD5siUILhfPH/ZgqGiNL785nkLLpz0xqPT0ZhCC3gUvUnv4Wg8eshnYgtSllvzxR/mcMBUojdQv+yc",
+	"boivaE9bVFd5pwo2Coi3a+qfiPPxae0Xtk/ByQapQ+10ggtOqZGpbpJzw6LzMXrYdF6hVipBb9L7UjlP",
+	"SQm97eIc371lNfhDBRwEy4tJ2ThbmTOBwHqT0/GYTtbUEo3W0zH9qXT4s8Pke72Tkn82Hh9J1NhP0LiX",
+	"29dKuNjz+zoSuWjfQHsUHnSwc86D6uqiHvxJq5gAfXJ69ydbuUX00cO7P2pS1PGLs3t005E/TJ9+cven",
+	"u/l075Leo/ssxnamNdmd1XIp7YYOYHJUAnx0YTR6ml7OHaEU4GXvNb4e2Syvz6A6+exyR/gnwpkgHqLp",
+	"mUstSpCWxCmlDatQ+wWViWBrb5sfPgcfzr5+IXUePf5rn7F1kOEzCtpSrpV278CLajX6QF9d9BWME5Ra",
+	"KFUaeuOFjibKUWrjKI6DEp2P9shwRTnsNxfRWN2Kc25bCiEVnQXyICH7qHXYGdrZ1wlod5L631IBW8mZ",
+	"h3WA+Okq4HPwL+C3JPcXcCjNl1f1A1Ufl5qvFoa8CFmWjGVHKsbF2KZi8iBbhLyv7KmAT+99qF46kr2H",
+	"0n0awNymchASbvGBKu6UdcnbLQzku9f4SxvS+e71tjxEAthCGVrExKTz+l3SQ1nWkYxYGh3c+G+vvhRK",
+	"exMDk8IRx05kUsIn/o5y/Qjephxv9hKcOAuybaduFLsOig/asKNYq03DGn2m5UpSnYccHVylHWinvLqF",
+	"cpO0ajzwecFgJC7jwSMfIJQgb7ns0kLpeao583IkrjjOM3iHE44upSHMlb8Qq1IqDjkVrdI5wyFV6RkG",
+	"d2vIYW3uQoSoUPqeP+XYzo5vSXs0X1IcK741M3Zro+oYSjIaqIdU91m2ixvYDIJLGNqFIrQ5RPe/3rUH",
+	"juGAPkW66g16DEzTA15nrkVFYWazkKNJAYFuJC4ZZIDt8J3GRY5oRBLdz0Q8/vyry5eJKJW+4YkmotLq",
+	"hwrCX6leVqVXuXQen6C/SFVQEmGBhcCgjQq2st+b0gKpVk4sZQFJgFgY3nCmrPAxtluCc+LAZo0izBUq",
+	"tcwqJ0uO9z0fj2nVNysQW/WMaF218XGps1TXZ75cPUNzMn0RygPG0hpUmCYUueMZxaIPF6mWYinLmbFL",
+	"YLo3Frng2EimEneZRAqVQEl1fWA9Y7ifP380Ptsu3Ef19AhrDszRR3ILiSepzpqUBJrLpC2cqRqHqXQh",
+	"+s9evvxGnI/PB9kgCTHLEcBuDUWG0iwj8TUfMEIRBIarywXmoG6b0MgtU6fLYuFg3RDyE1bgU1NsfjWL",
+	"pRUR/G4bave2gnd72vP0V+35kLUUxOxaRhqLKFZUmFsVE740PIBDKVn1jiKzVDaH0dGSgO/+2M7w+OO7",
+	"v9gp0EOf3UN510X48IPTe4xst4jSv46BgV+d3WPpW+X+6Jvze4wwrvqWaRtEgkDhp+W8Fg37dknS28Po",
+	"e5OPTz85az8IIZGBTXft4pO3fEz27qint1v9ELVgLEfEyXOiv16oPJ7POTEFvwbQ23kNEY8gkDlW5ySR",
+	"anRMMBh04g+1XPuN3LFjIqYd5/kHZ/h70Fxd9O3/IxP/c/A7EbvdNv421ts1xuaVk1AN9t3rgyx10g6j",
+	"7eQtNrMYLYkVKTgTIBT+oNimcODZFWU76gSvP439/tQ5tWvxvh8s+lDE74GCbmFiv6ie38N7skldf/AD",
+	"0//L+vXThhMiv4dkkN+U4U/e8r/eHYSdPoeYIvu78uh9WPMYK35gxA+MeF/tW1ej/9U4MbnzzdZtCj+J",
+	"b08KNZsdPmYTlSaKpCyopnDUEuwcxFQ6iNBUyAwhn7RJDulLl+q6ylQ4M2lnAg9iaEZdLcyr1Ui8JNOA",
+	"C96GtjhWLuKH5+NzxgpXhFkpJ3BZKg9FM8hYzmCltK6Dv1IdbXQy0ZWPcSShpH6TtMHhgLJ2sLsPT3jd",
+	"n+Ai/sbyzcMbf/JmuIr3Bxy9aqOrQpf/IMU+SLG7pdhW7T5mL6qZ6nyLs/+Qwo3TuY4Is4x4qF2mNmvK",
+	"K0aP6YGLeWHiqcwXYgnOyTmgNKJT3ExRxKIWGb2WMTLLQYYgskJ6mQmqsWxm4i/XX381SXWqfwz10n7k",
+	"SOof+RD3x1T/OBwO6//wvXa22o8ia2W64d/BXTI6RJq1AGb+Oua27X9q1XwRQxHbndRhzdmX0vkhBYFT",
+	"6KWjMIp2hZqF0aayUEyEhdLIopGW/To0cKPzWNdvEMaEv30fsmJ4ZHVyGv4p2xAL3RXS+izmgh3/Lub3",
+	"bH1JGNXR7wICzh9tx7X/KLLdyHj+VsM6ZPVJJ+j8g7JxuI29Knk/iqyj2h7+TiVZAvV1ZG5RsRPUjrHo",
+	"fdCwP4bgXO2FKkjtcVFDoj6HwkPnUEdkrxemrPOSYiBsqpXOLaD2Xi9UCagFbaXdBVf1oU0QIRa9jvTk",
+	"X6mwkNKpXqrcGk4+imAX0IDMrH19ja00HeK4JR/2x/M9M6OThpoG++28zEF9WwcRMIeZEmo2CVRfSg82",
+	"FJze5+A6lFX5kbiM8UCkz9EWoU5dOIrzcTxNuQxulSKo6WiCDJdd3ujTP7nGYqrpOhcut7lBKQnl7EJk",
+	"lIiCrz0vsmj8UEidCO+DcKFISKp5lOF8Ldxl4CDeqOAGIRVqDj5mQLVnj1ZWczePF0vlHB+lrUq5iVaR",
+	"FNNqNgPbTNeD8+Ls0UdB5KW6qTUlXqhP8UWUVwOxArtVqsI3eY23gLTnRuJV+C1sTJMMQXXPwqGhKI2e",
+	"IzGWZVwTHlSdsEwHX6nmyrawEwtF+Qb9HQoL0+GXqB2qLZBqLv41SBqxGEljNye4lZ2LNpfSFTia2yjV",
+	"l8KVZh3piA/TwrutrD+qm+/aFBY3ONVruUFKvAFYSVowtE2xMd7Js0fCjcTjpmI6rVUuVysocOUjdRyv",
+	"Il+fJ7IVroU3XpZddisrhqesLvfU9r7t2MkgNXfQxRz1foSF6V9fP23WQpnW5U+7N1Ntcdbxm6m6E46X",
+	"IKTb5dCEZOAdXMX3H4Sag2ulQ2zV1PgFi62Q29QZDdtw99FB39Oyb1slP8O85z3hzz+g9/+aljcHLA5d",
+	"EAyhBJTsRvNRnP022F5TzuZgHNl1rDPzR0fdD9TaORSHFi7o2TUoPrjNH5j3Xih8XX/pfWDw3PbJW2uM",
+	"P4q/X4cK4X9Q+D3waLdeo0l+4L8P/Hdf8J1FOLth7aJFvzJitXPvC9qg0QvpKpi0fVlxvMZ4EFLlyEcI",
+	"V+Cy2xCAhEzUvXPe22T/1mJNV8PdAgXOUZoz+Yjn4/HB63JDuaU/7mW5x6Qe2j10I+zPEqeHApw/MzaP",
+	"wZkEDfmFNdV8sQ8OxgIsNmk8eKqwKR3dVkjXZvGzWGmFknVrNzMUXUGHcDvuidzeUNEneNh19LQFvni7",
+	"v12qKNzgtl9XcgsQoKDiheRgbKOHVIOGaplYoCxQSsfmMjMTEapZA6XjxgJDSnszEpcBHOAYE16oHROV",
+	"kCSqfkRg0QVnJnLedogdtuoWnCgqSwXsNN8xHRbaVaUPTcaSDAEUTDXDCcqPxPVG5wtrtKlcK8/1QmRr",
+	"qfz/oXKtmWhizc9wPEbnwZmv70+LFWW4M7ei+7NlSMKNMdcx96d1KVuq+9lwiD8MrfQwpMTILCGQpNM7",
+	"xwfBO78Q52efkJuZatXc5z24CGCH9OIfBj1RqeuyQaH+BBWdoYhubTR0OvaEc1IE2VGn/pVUvnVtMy16",
+	"P9ZjRWEwOOT14gJ3p4Bu1TOpqwP+tpZDU+PsjqsEI4rMSLFzs6osOcrtjGMe3/N41tLV951dBFBKxKDd",
+	"nxTLS2T57xHF++9p2bz3sNqrQGNyO3J/vQce/IzgWVK/d2AD9MZ7ce5b7Ha/sDpSXlwbt9bjrrlf4dF4",
+	"8AE7+9c0/692NnW79sL7wc2Q8E/echGm4w45juGPoBc/UPu/JrV/3djfvx5pJ2+7fMVQU+yYt9h2B8fD",
+	"T16/PU1OP3n3E/2621CXvjN0g5DxVmgXHUPVhdnZM6JymGFRLmJGmixvnAjXG+yxIZXC/8PCYnWx/kPp",
+	"860wug8A2QeZcZ+4Lg4HIUDhyMnSr4lZR0DkZK78opqSuOgEYJ5qOS2hLq8MWsj65hQHuQW+k7+pMBhK",
+	"tI3PGUVLdQGlolMc5cTW/XsoGrK/DZ9V0+F1vMB6ePboo0z0n724fDy8fnZ59uijJpJCrrmiG1fxCGV2",
+	"qW5X0sQKxIZoVAvgkn6Ugp7q+h6glbQuRHpgiyNxKW7Bhoja1nBDKmx9jzyhHboIvxfWrFZQTES2Unre",
+	"BjbOL4QU2apyiyzeG7WFKKW6z3GtvAatEy10gL9HEZ8lYj+bftAGT1Id0BOaPGERri1qJResnPG1S5W+",
+	"0WZNFzaEmlbtsBGpQ3E0PuBMmAYZtmwWJORPy3qxUt1U1gun+FPg1S1EvzTzOWWLc6rd2fic6tp9U5F1",
+	"L21Ti7OYBMQjekg08jClUMGTZqoNPUr1LBZQbBfVJgSLy15mw2Gg0mHsJBP9M+EGYQ6eY4xCqE3r9aV8",
+	"MyyglJtM9E/Hwg1aFQw51ocGp3yoAOfonpu4FYFDuLwzgwAMGylfKz+K7apvdW/hdTvhUrbSbjAS11TS",
+	"oaKUqxl1Di7gTUZDgAITsSorV5dsNhqdKssBZ+GTFsoXQT7lR6nO2JSoQ6HOxmeEZYcvbKUj9nhnvdW9",
+	"Yqu0VGFfeOFzqZFGGFqBIpSeu4/lnnFVxFiJsS7DhvKoLIchS79boJhYcifVa2sCvNkErZ/y3dIMNJI1",
+	"Q5diMzL4wKWaAxKHLfGljBbTqpiDF/1Q8m8YEvzb4CPhhzkgsfGtY9iJT8T52ScodY7PpRZmqQ6xMM1l",
+	"IrGuBg6UmJAeyYIW6dOmEGeQW8KbEDrW76irOZiIz5V/Vk1FLqnExibVK06YRpI6eyRefJqIKQ2QtrSW",
+	"CX0LsySG9D9oSosHebwtZZj+Z0j+wRRzg3CNG6ypnCeVL8E/FpUuUJt8oT5NWOaGGoH1XUxu/whAx5uk",
+	"Q4RhKe0cWawebb3jpw+b9atXLq6BQzJIdbZrIxIZbf36Zrher2m3hpUt+RCpyDgc7C/XX3+V6lg8Naxm",
+	"JmYKyiIcD8R98/IGpYYLg+lrw0VP5CARzkTa8a5bu3EVw640CFLtr+oC812lBHeDvv425EXggK27or6O",
+	"N/EkLPvPbGWPje8O5zpUdOJPJ3/qTd522+sNcbgWAVCgaX+fBJL70kBdRQfpgCJVIwkwlrXjn/x6YPdu",
+	"Ke6uiooty2DHMrkQjTpwMTI2HnLsVuJG/42g+vPOawZD2ZhYhcUbURjRR1sp2TY2dm2TrYjWPTsk2Sro",
+	"u2t2/PshhT+zisa/d1GMoxUGAxtHNyVExLbrV0T350AJi9Px+ceP/vwR4+2VX5zksiynfFNV/RuVJt/5",
+	"AReff+FSyv88BjeGC+R/Q6wi9HAo9cwaqjCtXF3F8udv/q++iV+qW9A4vJU10wNlIukY9p8H4amrcLlL",
+	"Dk1WTnRTW3b2QvJNsmhhc9IMCcY6PzKYdYcKg8hi8/vsIU/PG5bGv8cG4lcP7yU1b6Xi+zWOb/pVLDx+",
+	"cNd3Pr8f2EIBvGz10NWlvRPCCEPbe9fK7FZBZ+8gpBMEEqpPhIO9QuPbj0C6apeL44zV7WtCY+gPFQHZ",
+	"/54jemkA7YsJ5JaKdF0wLKOvEYVsX5jgOsdJXuhWshMOud/yZJOYP1bftjjaxqM722XZ68jamBk7hyiX",
+	"XevrWh7vtxAvjeCLIdrhP3RfxMqaW4WuUT9qZvbNKJ6LjLBvvnj8NFzp4buKxo7E9ZMv6owE8lErW5IX",
+	"IOTOzRqplk5kl+2eJuJTLhOfVuPxw5xfw38CetTOs0/WTJXqg77r1jvn408+evf/AgAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

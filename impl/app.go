@@ -70,8 +70,14 @@ type Options struct {
 	After func(time.Duration) <-chan time.Time
 	// Now overrides the clock of sessions and tokens.
 	Now func() time.Time
-	// RateLimits override the per-client token buckets (API, sync).
-	Rate, SyncRate auth.RateLimit
+	// RateLimits override the per-client token buckets (API, sync, failed
+	// authentication).
+	Rate, SyncRate, FailRate auth.RateLimit
+	// DebounceClock times the webhook debounce window (refresh.Clock).
+	DebounceClock refresh.Clock
+	// Enqueued is called after each trigger joined or created its run
+	// (refresh.Options.Enqueued).
+	Enqueued func(repoID, runID string)
 	// EventLimits override the event-stream connection caps.
 	EventLimits events.Limits
 	// BodyTimeout overrides the request body read deadline (30 s).
@@ -108,6 +114,7 @@ func AuthConfig(cfg config.Config) auth.Config {
 		TrustedProxies: cfg.Proxies(),
 		Rate:           rateLimit(cfg.RateLimit),
 		SyncRate:       rateLimit(cfg.SyncRateLimit),
+		FailRate:       rateLimit(cfg.AuthFailureRateLimit),
 	}
 }
 
@@ -137,6 +144,9 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	}
 	if opts.SyncRate != (auth.RateLimit{}) {
 		acfg.SyncRate = opts.SyncRate
+	}
+	if opts.FailRate != (auth.RateLimit{}) {
+		acfg.FailRate = opts.FailRate
 	}
 	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
 	if err != nil {
@@ -180,7 +190,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 				log.Error("event not published", "repo", repoID, "err", err)
 			}
 		},
-		Logger: log,
+		Debounce: cfg.WebhookDebounce,
+		MaxDelay: cfg.WebhookMaxDelay,
+		Clock:    opts.DebounceClock,
+		Enqueued: opts.Enqueued,
+		Logger:   log,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 

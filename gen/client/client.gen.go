@@ -478,6 +478,10 @@ type ViewUpdatedEvent struct {
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
 	RepoID string `json:"repoID"`
+
+	// SyncID The run that will serve the push: queued when the answer is
+	// sent, it starts after the debounce window (see the operation)
+	// and fetches what the push changed.
 	SyncID string `json:"syncID"`
 }
 
@@ -585,14 +589,6 @@ type GetViewParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GithubWebhookJSONBody defines parameters for GithubWebhook.
-type GithubWebhookJSONBody = map[string]interface{}
-
-// GithubWebhookFormdataBody defines parameters for GithubWebhook.
-type GithubWebhookFormdataBody struct {
-	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
-}
-
 // GithubWebhookParams defines parameters for GithubWebhook.
 type GithubWebhookParams struct {
 	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
@@ -602,12 +598,6 @@ type GithubWebhookParams struct {
 
 // CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
 type CreateRepoJSONRequestBody = RepoCreate
-
-// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
-type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
-
-// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
-type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -848,6 +838,9 @@ type ClientInterface interface {
 	// fetched into. At most one refresh of a repository runs at a time; a
 	// request that arrives during one gets the result of a run that started
 	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	// A sync that creates a run spends a token of the caller's sync bucket
+	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+	// it is empty); one that joins an already queued run costs none.
 	//
 	// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 	SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -873,61 +866,43 @@ type ClientInterface interface {
 	//
 	// Enabled only when a webhook secret is configured (else 404). The
 	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
+	// raw body), not by a session, and the signature is checked before
+	// anything parses the body. A verified delivery is never rate limited
+	// and never dropped: `ping` answers 204; a `push` for a managed mirror
+	// (matched by `repository.full_name`, case-insensitively) answers 202
+	// at once and queues a refresh; a push for an unknown or local
+	// repository, any other event, a repeated delivery id, and a verified
+	// body that cannot be parsed (logged) answer 204.
+	//
+	// Pushes are debounced: the refresh a push queues starts once no push
+	// for that repository arrived for `--webhook-debounce` (2 s), and at
+	// the latest `--webhook-max-delay` (10 s) after the first push it
+	// serves (or at once when a manual sync joins it; never while another
+	// refresh of the repository runs). So a burst of pushes costs one
+	// fetch, plus at most one more for pushes that arrive during it.
+	// `syncID` in the 202 names that run: it is queued when the answer is
+	// sent, starts after the push arrived, and can be followed at
+	// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+	//
+	// A request without a well-formed `X-Hub-Signature-256` or with a
+	// wrong one answers 401 and spends from its address's
+	// failed-authentication budget (`--auth-failure-rate-limit`); once
+	// that is spent, 429. A request without a well-formed signature
+	// header is refused before its body is read.
 	//
 	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
 	// repository, never file contents) is a few KiB to a few hundred KiB,
 	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
+	// delivery answers 413 before it is read. GitHub sends
+	// `application/json` or `application/x-www-form-urlencoded` (the JSON
+	// in the `payload` field); the body is taken as it is (no schema), so
+	// that its signature is checked first.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 	GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// GithubWebhook GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/json` content type.
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// GithubWebhookWithFormdataBody GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type.
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetHealth Liveness probe
 	//
@@ -1237,6 +1212,9 @@ func (c *Client) GetStack(ctx context.Context, repoID RepoID, root string, param
 // fetched into. At most one refresh of a repository runs at a time; a
 // request that arrives during one gets the result of a run that started
 // after it. Synchronous by default; `wait=false` answers 202 at once.
+// A sync that creates a run spends a token of the caller's sync bucket
+// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+// it is empty); one that joins an already queued run costs none.
 //
 // Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 func (c *Client) SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1302,82 +1280,44 @@ func (c *Client) GetView(ctx context.Context, repoID RepoID, params *GetViewPara
 //
 // Enabled only when a webhook secret is configured (else 404). The
 // delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
+// raw body), not by a session, and the signature is checked before
+// anything parses the body. A verified delivery is never rate limited
+// and never dropped: `ping` answers 204; a `push` for a managed mirror
+// (matched by `repository.full_name`, case-insensitively) answers 202
+// at once and queues a refresh; a push for an unknown or local
+// repository, any other event, a repeated delivery id, and a verified
+// body that cannot be parsed (logged) answer 204.
+//
+// Pushes are debounced: the refresh a push queues starts once no push
+// for that repository arrived for `--webhook-debounce` (2 s), and at
+// the latest `--webhook-max-delay` (10 s) after the first push it
+// serves (or at once when a manual sync joins it; never while another
+// refresh of the repository runs). So a burst of pushes costs one
+// fetch, plus at most one more for pushes that arrive during it.
+// `syncID` in the 202 names that run: it is queued when the answer is
+// sent, starts after the push arrived, and can be followed at
+// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+//
+// A request without a well-formed `X-Hub-Signature-256` or with a
+// wrong one answers 401 and spends from its address's
+// failed-authentication budget (`--auth-failure-rate-limit`); once
+// that is spent, 429. A request without a well-formed signature
+// header is refused before its body is read.
 //
 // Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 // payload at 25 MB, but a push delivery (ref, commits' metadata and the
 // repository, never file contents) is a few KiB to a few hundred KiB,
 // and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
+// delivery answers 413 before it is read. GitHub sends
+// `application/json` or `application/x-www-form-urlencoded` (the JSON
+// in the `payload` field); the body is taken as it is (no schema), so
+// that its signature is checked first.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 func (c *Client) GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGithubWebhookRequestWithBody(c.Server, params, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GithubWebhook GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *Client) GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGithubWebhookRequest(c.Server, params, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GithubWebhookWithFormdataBody GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type.
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *Client) GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGithubWebhookRequestWithFormdataBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2156,28 +2096,6 @@ func NewGetViewRequest(server string, repoID RepoID, params *GetViewParams) (*ht
 	return req, nil
 }
 
-// NewGithubWebhookRequest calls the generic GithubWebhook builder with application/json body
-func NewGithubWebhookRequest(server string, params *GithubWebhookParams, body GithubWebhookJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewGithubWebhookRequestWithBody(server, params, "application/json", bodyReader)
-}
-
-// NewGithubWebhookRequestWithFormdataBody calls the generic GithubWebhook builder with application/x-www-form-urlencoded body
-func NewGithubWebhookRequestWithFormdataBody(server string, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	bodyStr, err := runtime.MarshalForm(body, nil)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = strings.NewReader(bodyStr.Encode())
-	return NewGithubWebhookRequestWithBody(server, params, "application/x-www-form-urlencoded", bodyReader)
-}
-
 // NewGithubWebhookRequestWithBody constructs an http.Request for the GithubWebhook method, with any body, and a specified content type
 func NewGithubWebhookRequestWithBody(server string, params *GithubWebhookParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -2529,6 +2447,9 @@ type ClientWithResponsesInterface interface {
 	// fetched into. At most one refresh of a repository runs at a time; a
 	// request that arrives during one gets the result of a run that started
 	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	// A sync that creates a run spends a token of the caller's sync bucket
+	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+	// it is empty); one that joins an already queued run costs none.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2562,61 +2483,43 @@ type ClientWithResponsesInterface interface {
 	//
 	// Enabled only when a webhook secret is configured (else 404). The
 	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
+	// raw body), not by a session, and the signature is checked before
+	// anything parses the body. A verified delivery is never rate limited
+	// and never dropped: `ping` answers 204; a `push` for a managed mirror
+	// (matched by `repository.full_name`, case-insensitively) answers 202
+	// at once and queues a refresh; a push for an unknown or local
+	// repository, any other event, a repeated delivery id, and a verified
+	// body that cannot be parsed (logged) answer 204.
+	//
+	// Pushes are debounced: the refresh a push queues starts once no push
+	// for that repository arrived for `--webhook-debounce` (2 s), and at
+	// the latest `--webhook-max-delay` (10 s) after the first push it
+	// serves (or at once when a manual sync joins it; never while another
+	// refresh of the repository runs). So a burst of pushes costs one
+	// fetch, plus at most one more for pushes that arrive during it.
+	// `syncID` in the 202 names that run: it is queued when the answer is
+	// sent, starts after the push arrived, and can be followed at
+	// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+	//
+	// A request without a well-formed `X-Hub-Signature-256` or with a
+	// wrong one answers 401 and spends from its address's
+	// failed-authentication budget (`--auth-failure-rate-limit`); once
+	// that is spent, 429. A request without a well-formed signature
+	// header is refused before its body is read.
 	//
 	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
 	// repository, never file contents) is a few KiB to a few hundred KiB,
 	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
+	// delivery answers 413 before it is read. GitHub sends
+	// `application/json` or `application/x-www-form-urlencoded` (the JSON
+	// in the `payload` field); the body is taken as it is (no schema), so
+	// that its signature is checked first.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 	GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
-
-	// GithubWebhookWithResponse GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
-
-	// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
 
 	// GetHealthWithResponse Liveness probe
 	//
@@ -4883,6 +4786,9 @@ func (c *ClientWithResponses) GetStackWithResponse(ctx context.Context, repoID R
 // fetched into. At most one refresh of a repository runs at a time; a
 // request that arrives during one gets the result of a run that started
 // after it. Synchronous by default; `wait=false` answers 202 at once.
+// A sync that creates a run spends a token of the caller's sync bucket
+// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+// it is empty); one that joins an already queued run costs none.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -4940,74 +4846,44 @@ func (c *ClientWithResponses) GetViewWithResponse(ctx context.Context, repoID Re
 //
 // Enabled only when a webhook secret is configured (else 404). The
 // delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
+// raw body), not by a session, and the signature is checked before
+// anything parses the body. A verified delivery is never rate limited
+// and never dropped: `ping` answers 204; a `push` for a managed mirror
+// (matched by `repository.full_name`, case-insensitively) answers 202
+// at once and queues a refresh; a push for an unknown or local
+// repository, any other event, a repeated delivery id, and a verified
+// body that cannot be parsed (logged) answer 204.
+//
+// Pushes are debounced: the refresh a push queues starts once no push
+// for that repository arrived for `--webhook-debounce` (2 s), and at
+// the latest `--webhook-max-delay` (10 s) after the first push it
+// serves (or at once when a manual sync joins it; never while another
+// refresh of the repository runs). So a burst of pushes costs one
+// fetch, plus at most one more for pushes that arrive during it.
+// `syncID` in the 202 names that run: it is queued when the answer is
+// sent, starts after the push arrived, and can be followed at
+// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+//
+// A request without a well-formed `X-Hub-Signature-256` or with a
+// wrong one answers 401 and spends from its address's
+// failed-authentication budget (`--auth-failure-rate-limit`); once
+// that is spent, 429. A request without a well-formed signature
+// header is refused before its body is read.
 //
 // Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 // payload at 25 MB, but a push delivery (ref, commits' metadata and the
 // repository, never file contents) is a few KiB to a few hundred KiB,
 // and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
+// delivery answers 413 before it is read. GitHub sends
+// `application/json` or `application/x-www-form-urlencoded` (the JSON
+// in the `payload` field); the body is taken as it is (no schema), so
+// that its signature is checked first.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 func (c *ClientWithResponses) GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
 	rsp, err := c.GithubWebhookWithBody(ctx, params, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGithubWebhookResponse(rsp)
-}
-
-// GithubWebhookWithResponse GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *ClientWithResponses) GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
-	rsp, err := c.GithubWebhook(ctx, params, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGithubWebhookResponse(rsp)
-}
-
-// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *ClientWithResponses) GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
-	rsp, err := c.GithubWebhookWithFormdataBody(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
