@@ -106,7 +106,8 @@ type refusal struct {
 //   - a request whose credentials are refused spends from the failed
 //     authentication bucket of its address (Config.FailRate) and nothing
 //     else, never from a user's bucket;
-//   - the GitHub webhook spends nothing when its signature verifies: one
+//   - the GitHub webhook (whose session or bearer credentials, if any, are
+//     ignored) spends nothing when its signature verifies: one
 //     without a well-formed X-Hub-Signature-256 header spends a failed
 //     authentication token here, before its body is read; one whose
 //     signature is wrong is charged by the handler (Charge);
@@ -137,7 +138,16 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			}
 			r = r.WithContext(ctx)
 
-			p, f := a.identify(r)
+			var (
+				p *Principal
+				f *refusal
+			)
+			if opID != OpGitHubWebhook {
+				// The webhook is authenticated by its signature alone:
+				// credentials on it are not looked at (a bad one must not
+				// refuse a verified push).
+				p, f = a.identify(r)
+			}
 			if f != nil && opID == OpLogout {
 				// Signing out always works, even for a session the
 				// allowlists now refuse: the handler checks CSRF and

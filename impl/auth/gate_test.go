@@ -513,6 +513,21 @@ func TestRateLimits(t *testing.T) {
 		)
 		runSteps(t, e, clk, steps)
 	})
+
+	t.Run("credentials on a webhook are ignored", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeOIDC, clk: clk, cfg: func(c *Config) {
+			c.FailRate = RateLimit{PerSecond: 0.001, Burst: 1}
+			c.TrustedProxies = trust
+		}})
+		bad := map[string]string{"Authorization": "Bearer bad"}
+		signedBad := map[string]string{"X-Hub-Signature-256": "sha256=" + strings.Repeat("ab", 32), "X-Test-Signed": "1", "Authorization": "Bearer bad"}
+		runSteps(t, e, clk, []rlStep{
+			{name: "a bad token spends the address's failures", path: "/api/v1/private", from: a, header: bad, want: 401},
+			{name: "spent", path: "/api/v1/private", from: a, header: bad, want: 429, retryAfter: "1000"},
+			{name: "a verified delivery with a bad token", method: http.MethodPost, path: "/api/v1/webhooks/github", from: a, header: signedBad, want: 200},
+		})
+	})
 }
 
 func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
