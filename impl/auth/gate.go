@@ -161,7 +161,9 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			ctx = context.WithValue(r.Context(), clientKeyKey, key)
 			if opID != OpHealth && opID != OpReady {
 				var refused bool
-				if ctx, refused = a.limit(w, r.WithContext(ctx), opID, ip, key, f != nil); refused {
+				// A store failure (500) is not a failed authentication.
+				failed := f != nil && f.status != http.StatusInternalServerError
+				if ctx, refused = a.limit(w, r.WithContext(ctx), opID, ip, key, failed); refused {
 					return
 				}
 			}
