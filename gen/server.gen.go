@@ -185,6 +185,7 @@ func (e SyncResultTrigger) Valid() bool {
 
 // Defines values for SyncStatusState.
 const (
+	SyncStatusStateCloning SyncStatusState = "cloning"
 	SyncStatusStateIdle    SyncStatusState = "idle"
 	SyncStatusStateRunning SyncStatusState = "running"
 )
@@ -192,6 +193,8 @@ const (
 // Valid indicates whether the value is a known member of the SyncStatusState enum.
 func (e SyncStatusState) Valid() bool {
 	switch e {
+	case SyncStatusStateCloning:
+		return true
 	case SyncStatusStateIdle:
 		return true
 	case SyncStatusStateRunning:
@@ -286,7 +289,9 @@ type Problem struct {
 	// Detail Example: no repository "nope"
 	Detail *string `json:"detail,omitempty"`
 
-	// Instance Example: /api/v1/repos/nope
+	// Instance The request's path (percent-encoded as received). Always set.
+	//
+	// Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
 
 	// RequestId The request's id, as in the X-Request-ID response header and the server log.
@@ -297,12 +302,21 @@ type Problem struct {
 	// Status Example: 404
 	Status int `json:"status"`
 
+	// SyncId The sync the problem is about: set when a synchronous sync ran and
+	// failed (502, 504), with the same sync in the `Location` header.
+	//
+	//
+	// Example: 7
+	SyncId *string `json:"syncId,omitempty"`
+
 	// Title Example: Not Found
 	Title string `json:"title"`
 
-	// Type A URI reference that identifies the problem type.
+	// Type A URI reference that identifies the problem type: a path under
+	// `/problems/`, relative to the server (docs/problems.md lists them).
 	//
-	// Example: https://stackd.dev/problems/not-found
+	//
+	// Example: /problems/not-found
 	Type string `json:"type"`
 }
 
@@ -333,6 +347,14 @@ type Repo struct {
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
 	CurrentBranch *string `json:"currentBranch,omitempty"`
 
+	// FullName A mirror's `owner/name`, lower-case, which GitHub webhooks are
+	// matched by: as given when onboarded or configured, else the
+	// last two path segments of its URL. Unique across repositories
+	// (onboarding a clash answers 409). null for the working
+	// repository and where the URL has no such segments. Shown by
+	// the repository resources (`/api/v1/repos`), not in the view.
+	FullName *string `json:"fullName,omitempty"`
+
 	// HeadSha The commit HEAD resolves to, if any.
 	HeadSha *string `json:"headSha,omitempty"`
 	Id      string  `json:"id"`
@@ -351,8 +373,8 @@ type Repo struct {
 	// Trunk The trunk branch name.
 	Trunk string `json:"trunk"`
 
-	// ViewVersion Version of the current view snapshot (0 before the first build).
-	ViewVersion int64 `json:"viewVersion"`
+	// ViewVersion Version of the current view snapshot; null until a refresh has published a view.
+	ViewVersion *int64 `json:"viewVersion"`
 }
 
 // RepoCreate defines model for RepoCreate.
@@ -426,6 +448,13 @@ type StreamHello struct {
 	ViewVersion int64 `json:"viewVersion"`
 }
 
+// SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+// the refreshes' creation, so that sorting ids as text sorts
+// refreshes by time (also across restarts).
+//
+// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+type SyncID = string
+
 // SyncResult defines model for SyncResult.
 type SyncResult struct {
 	DurationMs *int64 `json:"durationMs,omitempty"`
@@ -433,7 +462,14 @@ type SyncResult struct {
 	// Error The sanitized error of a failed run.
 	Error      *string    `json:"error,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	Id         string     `json:"id"`
+
+	// Id A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
+	// the refreshes' creation, so that sorting ids as text sorts
+	// refreshes by time (also across restarts).
+	//
+	//
+	// Example: 0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b
+	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
 	Mode      SyncResultMode  `json:"mode"`
@@ -451,8 +487,8 @@ type SyncResult struct {
 	// UpdatedRefsTotal How many refs the run changed, all counted.
 	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
-	// ViewVersion The view version after the run.
-	ViewVersion int64 `json:"viewVersion"`
+	// ViewVersion The view version after the run (for a run that has not finished, the version it started from); null while the repository has no view yet (before a run has published one).
+	ViewVersion *int64 `json:"viewVersion"`
 }
 
 // SyncResultMode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
@@ -466,15 +502,21 @@ type SyncResultTrigger string
 
 // SyncStatus defines model for SyncStatus.
 type SyncStatus struct {
-	ConsecutiveFailures int             `json:"consecutiveFailures"`
-	LastAttemptAt       *time.Time      `json:"lastAttemptAt,omitempty"`
-	LastError           *string         `json:"lastError,omitempty"`
-	LastSuccessAt       *time.Time      `json:"lastSuccessAt,omitempty"`
-	NextScheduledAt     *time.Time      `json:"nextScheduledAt,omitempty"`
-	State               SyncStatusState `json:"state"`
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	LastAttemptAt       *time.Time `json:"lastAttemptAt,omitempty"`
+	LastError           *string    `json:"lastError,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	NextScheduledAt     *time.Time `json:"nextScheduledAt,omitempty"`
+
+	// State `cloning`: a mirror without a view yet whose first refresh is
+	// running (its first clone, or its first read from disk at
+	// start-up).
+	State SyncStatusState `json:"state"`
 }
 
-// SyncStatusState defines model for SyncStatus.State.
+// SyncStatusState `cloning`: a mirror without a view yet whose first refresh is
+// running (its first clone, or its first read from disk at
+// start-up).
 type SyncStatusState string
 
 // ViewUpdatedEvent The data of a `view_updated` event.
@@ -528,6 +570,15 @@ type PayloadTooLarge = Problem
 // RequestTimeout An RFC 9457 problem detail.
 type RequestTimeout = Problem
 
+// ShuttingDown An RFC 9457 problem detail.
+type ShuttingDown = Problem
+
+// SyncFetchFailed An RFC 9457 problem detail.
+type SyncFetchFailed = Problem
+
+// SyncTimeout An RFC 9457 problem detail.
+type SyncTimeout = Problem
+
 // Timeout An RFC 9457 problem detail.
 type Timeout = Problem
 
@@ -539,6 +590,9 @@ type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem detail.
 type Unavailable = Problem
+
+// UnsupportedMediaType An RFC 9457 problem detail.
+type UnsupportedMediaType = Problem
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -590,6 +644,17 @@ type SyncRepoParams struct {
 	Wait *bool `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// ListSyncsParams defines parameters for ListSyncs.
+type ListSyncsParams struct {
+	// Limit The page size.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor Where the page starts, from the `next` link of the previous
+	// page (today the id of that page's last result: the page holds
+	// the results older than it).
+	Cursor *SyncID `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // GetViewParams defines parameters for GetView.
 type GetViewParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -623,6 +688,9 @@ type ServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(w http.ResponseWriter, r *http.Request)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(w http.ResponseWriter, r *http.Request, repoID RepoID)
@@ -649,10 +717,10 @@ type ServerInterface interface {
 	SyncRepo(w http.ResponseWriter, r *http.Request, repoID RepoID, params SyncRepoParams)
 	// ListSyncs Recent refreshes, newest first
 	// (GET /api/v1/repos/{repoID}/syncs)
-	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams)
 	// GetSync One refresh
 	// (GET /api/v1/repos/{repoID}/syncs/{syncID})
-	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string)
+	GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID)
 	// GetView The whole view of a repository
 	// (GET /api/v1/repos/{repoID}/view)
 	GetView(w http.ResponseWriter, r *http.Request, repoID RepoID, params GetViewParams)
@@ -756,6 +824,32 @@ func (siw *ServerInterfaceWrapper) CreateRepo(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.CreateRepo(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteRepo operation middleware
+func (siw *ServerInterfaceWrapper) DeleteRepo(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "repoID" -------------
+	var repoID RepoID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "repoID", r.PathValue("repoID"), &repoID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "repoID", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteRepo(w, r, repoID)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1188,8 +1282,37 @@ func (siw *ServerInterfaceWrapper) ListSyncs(w http.ResponseWriter, r *http.Requ
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListSyncsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.ListSyncs(w, r, repoID)
+		siw.Handler.ListSyncs(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1215,7 +1338,7 @@ func (siw *ServerInterfaceWrapper) GetSync(w http.ResponseWriter, r *http.Reques
 	}
 
 	// ------------- Path parameter "syncID" -------------
-	var syncID string
+	var syncID SyncID
 
 	err = runtime.BindStyledParameterWithOptions("simple", "syncID", r.PathValue("syncID"), &syncID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
 	if err != nil {
@@ -1518,6 +1641,7 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/config", wrapper.GetConfig)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos", wrapper.ListRepos)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos", wrapper.CreateRepo)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.DeleteRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}", wrapper.GetRepo)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/repos/{repoID}/sync", wrapper.SyncRepo)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/repos/{repoID}/syncs", wrapper.ListSyncs)
@@ -1559,6 +1683,33 @@ type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
 
 type RequestTimeoutApplicationProblemPlusJSONResponse Problem
 
+type ShuttingDownResponseHeaders struct {
+	RetryAfter int
+}
+type ShuttingDownApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers ShuttingDownResponseHeaders
+}
+
+type SyncFetchFailedResponseHeaders struct {
+	Location string
+}
+type SyncFetchFailedApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers SyncFetchFailedResponseHeaders
+}
+
+type SyncTimeoutResponseHeaders struct {
+	Location string
+}
+type SyncTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers SyncTimeoutResponseHeaders
+}
+
 type TimeoutApplicationProblemPlusJSONResponse Problem
 
 type TooManyRequestsResponseHeaders struct {
@@ -1580,6 +1731,8 @@ type UnauthorizedApplicationProblemPlusJSONResponse struct {
 }
 
 type UnavailableApplicationProblemPlusJSONResponse Problem
+
+type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -1650,6 +1803,38 @@ func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit408ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit413ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -1761,6 +1946,38 @@ func (response GetConfig403ApplicationProblemPlusJSONResponse) VisitGetConfigRes
 	return err
 }
 
+type GetConfig408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig408ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConfig413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetConfig413ApplicationProblemPlusJSONResponse) VisitGetConfigResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConfig421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -1868,6 +2085,38 @@ func (response GetMe403ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe408ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe413ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -1971,6 +2220,38 @@ func (response ListRepos403ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos408ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos413ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2157,6 +2438,22 @@ func (response CreateRepo413ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo415ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -2224,6 +2521,23 @@ func (response CreateRepo502ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	return err
 }
 
+type CreateRepo503ApplicationProblemPlusJSONResponse struct {
+	ShuttingDownApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRepo503ApplicationProblemPlusJSONResponse) VisitCreateRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRepo504ApplicationProblemPlusJSONResponse struct {
 	TimeoutApplicationProblemPlusJSONResponse
 }
@@ -2236,6 +2550,188 @@ func (response CreateRepo504ApplicationProblemPlusJSONResponse) VisitCreateRepoR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(504)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepoRequestObject struct {
+	RepoID RepoID `json:"repoID"`
+}
+
+type DeleteRepoResponseObject interface {
+	VisitDeleteRepoResponse(w http.ResponseWriter) error
+}
+
+type DeleteRepo204Response struct {
+}
+
+func (response DeleteRepo204Response) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteRepo400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo400ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo401ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo403ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo404ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo408ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo409ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo413ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo421ApplicationProblemPlusJSONResponse struct {
+	MisdirectedRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo421ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo429ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRepo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo500ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2325,6 +2821,38 @@ func (response GetRepo404ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo408ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo413ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2482,6 +3010,38 @@ func (response ListBranches404ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches408ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches413ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2644,6 +3204,38 @@ func (response GetBranch404ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch408ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranch413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch413ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranch421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -2802,6 +3394,38 @@ func (response GetBranchDiff404ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff408ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff413ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2976,6 +3600,38 @@ func (response StreamEvents404ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents408ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type StreamEvents413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents413ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type StreamEvents421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -3129,6 +3785,38 @@ func (response ListStacks404ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks408ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks413ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3287,6 +3975,38 @@ func (response GetStack404ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack408ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack413ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3456,6 +4176,38 @@ func (response SyncRepo404ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 	return err
 }
 
+type SyncRepo408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo408ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRepo413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo413ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRepo421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -3508,32 +4260,51 @@ func (response SyncRepo500ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 }
 
 type SyncRepo502ApplicationProblemPlusJSONResponse struct {
-	FetchFailedApplicationProblemPlusJSONResponse
+	SyncFetchFailedApplicationProblemPlusJSONResponse
 }
 
 func (response SyncRepo502ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Location", fmt.Sprint(response.Headers.Location))
 	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
+type SyncRepo503ApplicationProblemPlusJSONResponse struct {
+	ShuttingDownApplicationProblemPlusJSONResponse
+}
+
+func (response SyncRepo503ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRepo504ApplicationProblemPlusJSONResponse struct {
-	TimeoutApplicationProblemPlusJSONResponse
+	SyncTimeoutApplicationProblemPlusJSONResponse
 }
 
 func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Location", fmt.Sprint(response.Headers.Location))
 	w.WriteHeader(504)
 	_, err := buf.WriteTo(w)
 	return err
@@ -3541,21 +4312,32 @@ func (response SyncRepo504ApplicationProblemPlusJSONResponse) VisitSyncRepoRespo
 
 type ListSyncsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params ListSyncsParams
 }
 
 type ListSyncsResponseObject interface {
 	VisitListSyncsResponse(w http.ResponseWriter) error
 }
 
-type ListSyncs200JSONResponse []SyncResult
+type ListSyncs200ResponseHeaders struct {
+	Link *string
+}
+
+type ListSyncs200JSONResponse struct {
+	Body    []SyncResult
+	Headers ListSyncs200ResponseHeaders
+}
 
 func (response ListSyncs200JSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.Link != nil {
+		w.Header().Set("Link", fmt.Sprint(*response.Headers.Link))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -3628,6 +4410,38 @@ func (response ListSyncs404ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs408ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListSyncs413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs413ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListSyncs421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -3681,7 +4495,7 @@ func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 
 type GetSyncRequestObject struct {
 	RepoID RepoID `json:"repoID"`
-	SyncID string `json:"syncID"`
+	SyncID SyncID `json:"syncID"`
 }
 
 type GetSyncResponseObject interface {
@@ -3765,6 +4579,38 @@ func (response GetSync404ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync408ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync413ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3922,6 +4768,38 @@ func (response GetView404ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetView408ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetView413ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4108,6 +4986,22 @@ func (response GithubWebhook413ApplicationProblemPlusJSONResponse) VisitGithubWe
 	return err
 }
 
+type GithubWebhook415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response GithubWebhook415ApplicationProblemPlusJSONResponse) VisitGithubWebhookResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GithubWebhook421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4180,6 +5074,73 @@ func (response GetHealth200JSONResponse) VisitGetHealthResponse(w http.ResponseW
 	return err
 }
 
+type GetHealth401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth401ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth403ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth408ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth413ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealth421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4192,6 +5153,25 @@ func (response GetHealth421ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetHealth429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetHealth429ApplicationProblemPlusJSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4233,6 +5213,73 @@ func (response GetReady200JSONResponse) VisitGetReadyResponse(w http.ResponseWri
 	return err
 }
 
+type GetReady401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady401ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady403ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady408ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady413ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetReady421ApplicationProblemPlusJSONResponse struct {
 	MisdirectedRequestApplicationProblemPlusJSONResponse
 }
@@ -4245,6 +5292,25 @@ func (response GetReady421ApplicationProblemPlusJSONResponse) VisitGetReadyRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(421)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetReady429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetReady429ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4298,6 +5364,9 @@ type StrictServerInterface interface {
 	// CreateRepo Onboard a managed mirror
 	// (POST /api/v1/repos)
 	CreateRepo(ctx context.Context, request CreateRepoRequestObject) (CreateRepoResponseObject, error)
+	// DeleteRepo Remove a mirror onboarded through the API
+	// (DELETE /api/v1/repos/{repoID})
+	DeleteRepo(ctx context.Context, request DeleteRepoRequestObject) (DeleteRepoResponseObject, error)
 	// GetRepo Get one repository
 	// (GET /api/v1/repos/{repoID})
 	GetRepo(ctx context.Context, request GetRepoRequestObject) (GetRepoResponseObject, error)
@@ -4503,6 +5572,32 @@ func (sh *strictHandler) CreateRepo(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(CreateRepoResponseObject); ok {
 		if err := validResponse.VisitCreateRepoResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteRepo operation middleware
+func (sh *strictHandler) DeleteRepo(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+	var request DeleteRepoRequestObject
+
+	request.RepoID = repoID
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRepo(ctx, request.(DeleteRepoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRepo")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteRepoResponseObject); ok {
+		if err := validResponse.VisitDeleteRepoResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -4729,10 +5824,11 @@ func (sh *strictHandler) SyncRepo(w http.ResponseWriter, r *http.Request, repoID
 }
 
 // ListSyncs operation middleware
-func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListSyncsParams) {
 	var request ListSyncsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.ListSyncs(ctx, request.(ListSyncsRequestObject))
@@ -4755,7 +5851,7 @@ func (sh *strictHandler) ListSyncs(w http.ResponseWriter, r *http.Request, repoI
 }
 
 // GetSync operation middleware
-func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID string) {
+func (sh *strictHandler) GetSync(w http.ResponseWriter, r *http.Request, repoID RepoID, syncID SyncID) {
 	var request GetSyncRequestObject
 
 	request.RepoID = repoID
@@ -4890,168 +5986,212 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H17c9tGsu9XmeI9t0zuASlKlrMJVbfOUWwn9iZOUpKz3rqBNxgCTXJW4AwzMxDNdXw++63ungFAEqSU",
-	"l5Pd6z9SsQhgnv38TXfP215uliujQXvXm7ztLUAWYOmfT1/KOf6/AJdbtfLK6N6k97wA7dVMgRN+AeJW",
-	"wVo4LVduYTz9IrVbgxVr6cS0UqUXM2uWo17Ss/BDpSwUvYm3FSQ9ly9gKbEHv1lBb9Jz3io977179y7p",
-	"raSVS/BhKJ9aqfPFV3IJ+wPiZ0LLJVwISf8Xa+UXwpXSLcAJ5cQKbA7aD0HnpoBCSCeMBrGSfpFqB/Ml",
-	"aC/62Qykryz877PP3mSDkXjuxbJyXkwhtjtXXuSmKguxkLcgcgvSQ5HqfkZPFpDfDC3MhjNjl9KL4XBK",
-	"g8sGE6GNyI321pQiX0grc5xbItxK5pCkOvsf8XcxEf8l/iS+E2maJSIbjTJhrMj++212gZ+XIAul5yIb",
-	"0t9eZM+eXj7hZzyTeiuFX0iPE4flym8S4by03vGyZNws6KL+oTT5DbWTam+lKqmXUXYhbmWpCvHty8+G",
-	"HydCerE0zovT8dm5mG48uJG41Bu/wNehdCDm4F2qz8fjRKwXxoEowEtV0toxudiqRAophIZbsMLCCqQP",
-	"lCTLCkbi5QJSvZLeg9U4A3y0ktYLM8N/O27DCSkszKtSWgFvVhacU0YLJzdOOLVclZtRqntJTyGF4OL0",
-	"kp4m8unxlhylx6V88yXouV/0JjjZpLdUuv4BaZNG15v0/v7d39P0zXg8TNM3Z+M0ffPn2f/8ffJff0rT",
-	"79I0TUcnw9fH33j9p//oJXv0n/Sez74yGl5Iny/2Kf5SC+RNYiwhtQBpSwU2cN6FWC9AC+WF86osxRIb",
-	"AZe0mVM58XB8PooLxEzfLNHz2RC7H3L/xzg16V3Byjx/sj9I/N0pb+xGqEL0s9LksszEzFgmhOax8zK/",
-	"KUhgEJ1CIZQejLp3z3J3x3avvT2Xw/8rh/8cDz953fxz9P3w9dtx8tHDd11r/w6bdiujHbDokcUV/FCB",
-	"8/gXsjBo+qdcrUqVS5zuycqaaQnL//yHw7m/bQ3mPyzMepPe/zppxOwJP3Un3/BX3On26r2kJaJuRWHA",
-	"Eb/TTtLqXX7znKWJzP2o9y7pPTZ6Vqr8vY7xsr2JJEn8QjncbWPFt1dfCllakMVGwBvlvKNxfgY+X3wm",
-	"VYkb936Xs1o5b0EugwDHBZ2CmOGAoLigZQ3iKkgdJ7Xy6p9QkNgHa43lORg7VUUB+n3O4ApmlYNiQiOr",
-	"HPMwzkGWpVkDcljs1J3M4gizAbF9qs0KLI1MaIACpadTcw3FUGluDWUyTRrsLTeOezc0uuS9TbWs/EKY",
-	"2exoT53fh7bbo1hWXnpwW23VH2BbxgopcmNuFAyxZzQ6cla2lXZy1rBHKfMbJ7K/Da9JjgwfX199Rhou",
-	"N6h1WEii3AE118JYNVcaNXbTce7sLBugwkDJq1F4yPIp7vd7ZSctKg1vVpCjBCRy26VKWk2l2wtdmjkR",
-	"5QvlCmXp299BXH2thRSlMaupzG9EqZwHDVb0caAk+MXKODStApU8QzuCtQ4bB6nWoPyCJpTLcmGcT9pN",
-	"yqJAHS90UB/ZcDiVDoaVLTOBb0+ETPUapmIl5yCMFlIbao/stv6Tr66FhanSaEENRC418o4F2QjUsP9f",
-	"Gf+ZqfR7FU9fGeGqfNGSpwlrRSRjtldGYWwvTIHGd7GvcFHG1Yb4QrJ0yBdSz6EQTukcaKZzdQtsP6CG",
-	"7TD3u+YQXjuhd2gC38hNaWTx0pgvpZ3D+xbmU1NskCNK7BxJQjJX1BLmgRPZmyGbFsOlfDPELzI0WNEA",
-	"QjFCggG/eczjHrKFJ6aAskLIaNkGUcYiyQlnkLgcC7RSLRXZ2bk1zkU1khutISc5x6pEi7w0DopAYoFB",
-	"X6olmMr/LktXKNaA0lp1y/5SkCv0GCcsCpBFqTSI/sOxcIOuuYVp4aR+p9lYmFlwi3pCM6WVW7Qn5DY6",
-	"F55HxyM15oXUm7AL7j2bTNKDILJhVZ6XCrR/4Mikm1b5DXgWm9v6OWEHi4guyMJBIpR3PL34odFTIy3K",
-	"uKBBefLoDK7J6mGPFWWlrTSrWXILuMkHTszINmurXNzq2L5lKyTVuQXCAWTpErGG6cKYG3YnTeWFDI4j",
-	"zoE86sFF7CmXK2F0iu6f9sPaIotE5UYiQ2lT+sU/0Qcmo2CD/6Q1WUGO1kSqs5PC5O4kE9JC8CVpUZnH",
-	"tuTaFXi7GV7OPNh9oXkNuUFH2BuxlspH5vd2g6wv51LpUZcDpLSHOVjc43dJ71syjoxFY/E96w1e6NZ2",
-	"TIQ2GtAHtLAtEoPp5xewZOpI0cchvxnVDEiLktTcgK7hA+Qo7oGa68ObFfpcSdSuqVbOVWCpuapQoHNA",
-	"vT2Vrc3nzrT4+hItSJnnqMipnwATpPovr15GcyDzm1WGfWfS/+c/1j6bsNnz/Al/42jLsZWVh2Kwt92v",
-	"Xr0aXrYMxu2F3vP2ePdupSrltIT3u3lkgBQbsQEUTO8imdE0LqtC+afa2w25tBZ30St2SWXOTXRZAPVu",
-	"Py9G+95tgt+yWbv/hKbMyFVv0iukhyGKza5WWGp1NqOKrWaU9h+dN03UfJP0luAXpuhsw1QejffOZ2gj",
-	"4QNdlWHL2P/fRyYahOA7HBXNMC5AEhex6ex13YaZ/gNyj50xttixA0hw+xvw2CyXKJORbYwOOMfS4EJa",
-	"md+gSGFr7kLg8Gt5aTTgZh2YUmvNprBQ+kjHjJEd6LQZFrkS8HMHkS9UWVh2f5WHpevcp/CDtFZu6Cse",
-	"YjfV8gAfOGHWWoQ3hZyaWyAdt5IWtE+EhjV6fDNlyT0IeOSjMWFFcSTH2JHXqWt4Bax8B9Q2ZsDKVvom",
-	"Eaf0hwymuTUGB6EL4YwwetRJ5Mo9rqwNvLLd9LOnl0/EyiiNU/W8K9HWr5uaGlOCJKtRywMcQWL9CmhU",
-	"3cvL6/fACa9WNW6ALlIOzhvLZFN3T/K6ULMZ2OA+M03lxhZQhMaEhVuFuqN7sPzSsdFsc0K9yrSgvMyB",
-	"aglZ0kYslGO4cCEtFAFwwk+OUG2zSNzptals3nGG8KrWlmFwOXqN8eACdLVEIUIrrFCIzK1cLZRH2ciL",
-	"aDc4CKPbYqTVub1TT1RlGf12VASLA2hrW6YRQfC7LaaMpNymvR0aaZhxZ10Oi8DrtSKc7OntwW0tpJdI",
-	"SVJkvHPfu/BRJsjaE32p+UCCnXLlhCRwA98RyA4E+m5LWtyDbvli7l4h+phe7ZpZEAb7wp1suc5Oi2BQ",
-	"3E9Ldu9i0nMVj+HO8fPWxteTOLIwjq45PSPTeX9Ozktf0b/gjVyuSvrqpneX2gyfdfX0ArpXrgbqPt3s",
-	"00mGLJJNBGGJqIVmM9HfBoi2GI7N0x4qPrROj/EYLKUq72EYIPOaauV+mvaKwvfOxu+/t1u72l61eoRd",
-	"yx4Nyq5DoavPHotPzh/9WQRbNSCH+0zFv29TgzZtOD/tabOCtNdF1ko7j1Jv+/sTuVInt6cn1MgJft31",
-	"bQBtnx/Ar8LjB04odDJcBDv/NgzCcfj8iYjHM9Fj2IGuCRFNWiM7n32Uj+F0+ok8K87zP8PHs4fy0fSj",
-	"/M/Fx/DJbHzaybr7/HI+Pu/S8F75cmcp0LJnDDE5RFl7uye+vXouLMzAAiN16IBtH7XHXcUWtme48H7l",
-	"JicnDHeNCrhtwG1t/HDWPZgdiqSncULJMd5va6sOptgmtql03XaLck+snLVZpW3tVMsp2C6Pm0fW3WS9",
-	"GXtPKlveQ6Nyp11TvoLZt6so/rcnyBhrh7CbGZtDkTHQY8oiWLYHLTBAA5cCE/pSWFhb5SFiNNJvn1u5",
-	"BZrK0w3aSbi7aBHJ8kb0m1P6ZDweR2M6Ec6b1YpADVHIDXYYRoPaS0yhNOudcQ5G4gpmjjsvDPVM9qqg",
-	"wbCR3l+Cl6T6p6WZugF551lFS1VkfBTtF7AJSHRbuofoiV7SC6/3kh4vGRkxJeBPXaJew/qaVeud4tiU",
-	"xX1fJevsLgrBl5K44910wu7pDomwIda4k4dcILHtFUQXDVeRnijXWEzGBkN5qfhs8h5mMIrMsCD7QwgE",
-	"QR1ZcKa8RcljEqFmQurNvTpQ3R79TXBbj9nAuHRf4Hu05ujBdg+zPsj99urLhP0AqTdtDIwc4FsoJshj",
-	"JBwT+l+SaucWuHBz5flzhqZcvhqW6gZERmdJK+kX2ai19p78A+VSjfYHe32ydKZ+GlxutmlnqgS3cR6W",
-	"FJeToEmMv01OTrJUf3v1JffajpxpA25SaPBrY+tTr0lLvT1wFB2zcC3kk2QBA2F32ycbnV/Xyu3Ydlw3",
-	"b6JkRU+rez/Yb5s2YVidwNOtgvVfwbpO5Co8iGIwsMtOcFl/XMOzC2AQgCLMCrIZ70ScuhAhIss4ue0x",
-	"HmLuxyS1yNotCoXjl+U3LWafydLt6cBZVZbd0WtmrcGekD+EzBygdA71UHp+IQqYyar0BFHTcap0Xvg1",
-	"h3yJELtWIz/fXn3Zufqqw+B60tVyu9VWozVKNJorTwblLwmyOUhOu0Nirnrg4irsAyR7Gn67wWgZJcK5",
-	"xeTkRPSNbbi9cmD/u+b4QRAM+FpYx1Yg2Nn4/OPdQLDjugIHdIiKvuiE8UKQ1KSF2xv7wAkUBigq2ufD",
-	"BIpbkMVIZKwA0K8SUxQLeYlGBJJWgSZCMAtbqpf6wfnRh51KFkf5VwXrfWVGUZ2XPwEttpCD9uXmBdj5",
-	"oZNrIr6zMbP1MKAwLFlqE6YN//0KkF9Eku/SSb3uc8faV5KuBtAaWRX5pZG3g1GwXfObbefzqBAmwKZj",
-	"8LeNKP2pks/ynMJI9ranaTupt7qLjK9JHz02eqbm3VDAVd1pZ6wCu2sL6YgPneh//fzJ48FFc4QRTE9S",
-	"dGQvG71Zmip4hcpFzIAOtoQUB06zDiCU1bRU+RXIwnUFL8qiPY5+vd0KXEJ6yYUQDZcEoYQPCjWbObQy",
-	"Njp3CcNeaBNz1GUzgVyWJVgXgBAzmyUiGw6bAKhUG4u/8CDpgctYw+/PBJ9+rcsOuOXpLdgNx1qh+GhO",
-	"AimmgY5yuxfHKT0vIdqyB/eO/ucEvJG5LzfkuTR80d3y7SETgJrlSFBS6iK8ObrTb63nn2xT3fYeb02q",
-	"GUcnZUckfUfuhW0+MvYHriYGJFJCYodsqRhbgE3o1OAnSrDgNXQeWrRG8fZ+Wr8eKwUIy/yGoJYYlYuj",
-	"u8uSw5eOr0G7mX5zgEPRMCjSB53tHnLed7cbu0/YfotYRb013duJ3sIzKEtzHLmmwLIQi4DOK1r5mQVk",
-	"5gBhu30szdbxzz/N5MWOb7fNXjJ3a48iODkhJPrnmLh1rPRddi2a+lfgqrIDDS8qlhkvXKeuufu4EGIg",
-	"ZQe91BG29BKfHnAEirCVvpfDyQE/UBwxSH6u07o0RResw0bTkCKHg61Wu6Rr6Tj8sSDq4fBZAm9CIB6+",
-	"EGKORV8bdgElhfE2W48tkGv4Q4XeLP7EnT4gue0GI6RLlHvZhH4Qa/RPKWqLDuwK5fgkLfaw1S22t29S",
-	"Clmu5cZd1IACDouob1ittmD59gKQ/YAddxqRP1RQHd2azuP9A+wUOOGXbHSNHMap8ABxEpXW+FLSc1We",
-	"AxQMR3Gk+utOD0bN510hRa/IZnE3UDTJDpUeiYzGX62ytjsf2bu96iFq3mjeRuWCr0vbG+3KGiLgcJo+",
-	"0mpNFBxlq2NwHHsBaB/lBkVaHEjksXpfpa7ILQheKGVgeLC3/CPlkdhe0gtRZr2wJdWqc4ECqHcFs6OH",
-	"/uCIUGsY0TLkSIsWuSbB8YcErwBvNhDAKeGcfRn+ZN+HsUWHUtuimzQb3FvdNkhvh8ZtTeql8bLD43xm",
-	"1mIp9ebARJDPc1Npv2V6tcTl3UoDtUTUHHLmoaGxnwuD1IoiEnWQfZFhWoy8va8dC3I/bdNAUDtAqdEO",
-	"8sqrW/hMqrKy4LrPANBfvPQeliv/SwQCNlNH+t/r7euKOO6XdKrhjb9GUVyVv7I4UwWZQ1GYvb7P+S5Q",
-	"PMD+sndt3V8VrJk57hkJgLTwfX0aQDbUvgn1C3zZY2b8K5ZilyFUcJ/Yjumajc67stpeBn7mkFpVlizH",
-	"+XyucouJYE5pdHmdcZdqR0FMysd0zIZ5C5iaSucg1koXZi36DnaCNweppsgY0uGObYrYaZQuWw7iQWcp",
-	"sHqY4f7C4ewhr6zyGyTSZXB+yKG+rDi4gP/6LG7WX1697HWks6A/X8dtCooUbXRiTsBBZaEIMdD4Zn8/",
-	"RtQlISQ0xoMmBAgE93VQR+eSnxmjBMKUFt6vOPbM3CiIg99NHzZrR74sgwfhVAo1Dg6T5lCaudKoek7Q",
-	"wTyhP+v8RG68yVBkJ/b7JnYh6pCV+gI2HAmq9KzDFwnub/CqfXSocDBRVZoZHV204YhJ8yYDJqlm/07P",
-	"hTemdKIf/L1EfB7ilgYhnAudVG5v5pqDxhjSlGq1XJWKyC3ER9EpiNCm1tejVKeacQa24RXq8/1QhH52",
-	"KJg2G4RR59LaeNbdDgQQ/awOG8DdL52JcQFZOzAgCwEBAxpT+F1MTYGNymgfc0ZazXmB1Ch12yWN0V6t",
-	"AgbdylrrzikRfTrBOT99eCHOxRfqUyLxXRDLyxtItTaUXzG4oGPbYsPPnJdlSXnqeeXD2B6OhRP98/HH",
-	"g5HYyq5KdUyvSuIquZBtTVlV4RDpeBoV82Cq99Koorg6PzvdTZqiVb3k5ZqZsjRrJyh/amt9oujIdsIy",
-	"HtRo3QQlWQuL4rEHOJsE1TJgBdnbd5noczZAQrunNDiXhCZTHVpMKNZ8qHTIEqDMiXiUMiCKJNemAeAu",
-	"KH1cFg3RUV+omOPRAwsVNk5V69Po00WHi0gr1Qw1if4BQC/ZQ/MGF8E4DYH0HRmaQSL1WcIMOKMjIJu1",
-	"WKWR3ELY0F1QdSReUYr/cMgDU0WeNcMWK6tupQcUduGEhT9oZXsSCLI9lS3FFOg7QLDYKSVXhmigJVAW",
-	"R/hLVoXyWY2Hno8fUr5/yOvYQRVRJGQnZgVartRoI5dlQGTq30h60OlnIzQC+UToeLUqN6k2QWFzB6wm",
-	"S5WD5siUILhfPH/ZgqGiNL785nkLLpz0xqPT0ZhCC3gUvUnv4Wg8eshnYgtSllvzxR/mcMBUojdQv+yc",
-	"boivaE9bVFd5pwo2Coi3a+qfiPPxae0Xtk/ByQapQ+10ggtOqZGpbpJzw6LzMXrYdF6hVipBb9L7UjlP",
-	"SQm97eIc371lNfhDBRwEy4tJ2ThbmTOBwHqT0/GYTtbUEo3W0zH9qXT4s8Pke72Tkn82Hh9J1NhP0LiX",
-	"29dKuNjz+zoSuWjfQHsUHnSwc86D6uqiHvxJq5gAfXJ69ydbuUX00cO7P2pS1PGLs3t005E/TJ9+cven",
-	"u/l075Leo/ssxnamNdmd1XIp7YYOYHJUAnx0YTR6ml7OHaEU4GXvNb4e2Syvz6A6+exyR/gnwpkgHqLp",
-	"mUstSpCWxCmlDatQ+wWViWBrb5sfPgcfzr5+IXUePf5rn7F1kOEzCtpSrpV278CLajX6QF9d9BWME5Ra",
-	"KFUaeuOFjibKUWrjKI6DEp2P9shwRTnsNxfRWN2Kc25bCiEVnQXyICH7qHXYGdrZ1wlod5L631IBW8mZ",
-	"h3WA+Okq4HPwL+C3JPcXcCjNl1f1A1Ufl5qvFoa8CFmWjGVHKsbF2KZi8iBbhLyv7KmAT+99qF46kr2H",
-	"0n0awNymchASbvGBKu6UdcnbLQzku9f4SxvS+e71tjxEAthCGVrExKTz+l3SQ1nWkYxYGh3c+G+vvhRK",
-	"exMDk8IRx05kUsIn/o5y/Qjephxv9hKcOAuybaduFLsOig/asKNYq03DGn2m5UpSnYccHVylHWinvLqF",
-	"cpO0ajzwecFgJC7jwSMfIJQgb7ns0kLpeao583IkrjjOM3iHE44upSHMlb8Qq1IqDjkVrdI5wyFV6RkG",
-	"d2vIYW3uQoSoUPqeP+XYzo5vSXs0X1IcK741M3Zro+oYSjIaqIdU91m2ixvYDIJLGNqFIrQ5RPe/3rUH",
-	"juGAPkW66g16DEzTA15nrkVFYWazkKNJAYFuJC4ZZIDt8J3GRY5oRBLdz0Q8/vyry5eJKJW+4YkmotLq",
-	"hwrCX6leVqVXuXQen6C/SFVQEmGBhcCgjQq2st+b0gKpVk4sZQFJgFgY3nCmrPAxtluCc+LAZo0izBUq",
-	"tcwqJ0uO9z0fj2nVNysQW/WMaF218XGps1TXZ75cPUNzMn0RygPG0hpUmCYUueMZxaIPF6mWYinLmbFL",
-	"YLo3Frng2EimEneZRAqVQEl1fWA9Y7ifP380Ptsu3Ef19AhrDszRR3ILiSepzpqUBJrLpC2cqRqHqXQh",
-	"+s9evvxGnI/PB9kgCTHLEcBuDUWG0iwj8TUfMEIRBIarywXmoG6b0MgtU6fLYuFg3RDyE1bgU1NsfjWL",
-	"pRUR/G4bave2gnd72vP0V+35kLUUxOxaRhqLKFZUmFsVE740PIBDKVn1jiKzVDaH0dGSgO/+2M7w+OO7",
-	"v9gp0EOf3UN510X48IPTe4xst4jSv46BgV+d3WPpW+X+6Jvze4wwrvqWaRtEgkDhp+W8Fg37dknS28Po",
-	"e5OPTz85az8IIZGBTXft4pO3fEz27qint1v9ELVgLEfEyXOiv16oPJ7POTEFvwbQ23kNEY8gkDlW5ySR",
-	"anRMMBh04g+1XPuN3LFjIqYd5/kHZ/h70Fxd9O3/IxP/c/A7EbvdNv421ts1xuaVk1AN9t3rgyx10g6j",
-	"7eQtNrMYLYkVKTgTIBT+oNimcODZFWU76gSvP439/tQ5tWvxvh8s+lDE74GCbmFiv6ie38N7skldf/AD",
-	"0//L+vXThhMiv4dkkN+U4U/e8r/eHYSdPoeYIvu78uh9WPMYK35gxA+MeF/tW1ej/9U4MbnzzdZtCj+J",
-	"b08KNZsdPmYTlSaKpCyopnDUEuwcxFQ6iNBUyAwhn7RJDulLl+q6ylQ4M2lnAg9iaEZdLcyr1Ui8JNOA",
-	"C96GtjhWLuKH5+NzxgpXhFkpJ3BZKg9FM8hYzmCltK6Dv1IdbXQy0ZWPcSShpH6TtMHhgLJ2sLsPT3jd",
-	"n+Ai/sbyzcMbf/JmuIr3Bxy9aqOrQpf/IMU+SLG7pdhW7T5mL6qZ6nyLs/+Qwo3TuY4Is4x4qF2mNmvK",
-	"K0aP6YGLeWHiqcwXYgnOyTmgNKJT3ExRxKIWGb2WMTLLQYYgskJ6mQmqsWxm4i/XX381SXWqfwz10n7k",
-	"SOof+RD3x1T/OBwO6//wvXa22o8ia2W64d/BXTI6RJq1AGb+Oua27X9q1XwRQxHbndRhzdmX0vkhBYFT",
-	"6KWjMIp2hZqF0aayUEyEhdLIopGW/To0cKPzWNdvEMaEv30fsmJ4ZHVyGv4p2xAL3RXS+izmgh3/Lub3",
-	"bH1JGNXR7wICzh9tx7X/KLLdyHj+VsM6ZPVJJ+j8g7JxuI29Knk/iqyj2h7+TiVZAvV1ZG5RsRPUjrHo",
-	"fdCwP4bgXO2FKkjtcVFDoj6HwkPnUEdkrxemrPOSYiBsqpXOLaD2Xi9UCagFbaXdBVf1oU0QIRa9jvTk",
-	"X6mwkNKpXqrcGk4+imAX0IDMrH19ja00HeK4JR/2x/M9M6OThpoG++28zEF9WwcRMIeZEmo2CVRfSg82",
-	"FJze5+A6lFX5kbiM8UCkz9EWoU5dOIrzcTxNuQxulSKo6WiCDJdd3ujTP7nGYqrpOhcut7lBKQnl7EJk",
-	"lIiCrz0vsmj8UEidCO+DcKFISKp5lOF8Ldxl4CDeqOAGIRVqDj5mQLVnj1ZWczePF0vlHB+lrUq5iVaR",
-	"FNNqNgPbTNeD8+Ls0UdB5KW6qTUlXqhP8UWUVwOxArtVqsI3eY23gLTnRuJV+C1sTJMMQXXPwqGhKI2e",
-	"IzGWZVwTHlSdsEwHX6nmyrawEwtF+Qb9HQoL0+GXqB2qLZBqLv41SBqxGEljNye4lZ2LNpfSFTia2yjV",
-	"l8KVZh3piA/TwrutrD+qm+/aFBY3ONVruUFKvAFYSVowtE2xMd7Js0fCjcTjpmI6rVUuVysocOUjdRyv",
-	"Il+fJ7IVroU3XpZddisrhqesLvfU9r7t2MkgNXfQxRz1foSF6V9fP23WQpnW5U+7N1Ntcdbxm6m6E46X",
-	"IKTb5dCEZOAdXMX3H4Sag2ulQ2zV1PgFi62Q29QZDdtw99FB39Oyb1slP8O85z3hzz+g9/+aljcHLA5d",
-	"EAyhBJTsRvNRnP022F5TzuZgHNl1rDPzR0fdD9TaORSHFi7o2TUoPrjNH5j3Xih8XX/pfWDw3PbJW2uM",
-	"P4q/X4cK4X9Q+D3waLdeo0l+4L8P/Hdf8J1FOLth7aJFvzJitXPvC9qg0QvpKpi0fVlxvMZ4EFLlyEcI",
-	"V+Cy2xCAhEzUvXPe22T/1mJNV8PdAgXOUZoz+Yjn4/HB63JDuaU/7mW5x6Qe2j10I+zPEqeHApw/MzaP",
-	"wZkEDfmFNdV8sQ8OxgIsNmk8eKqwKR3dVkjXZvGzWGmFknVrNzMUXUGHcDvuidzeUNEneNh19LQFvni7",
-	"v12qKNzgtl9XcgsQoKDiheRgbKOHVIOGaplYoCxQSsfmMjMTEapZA6XjxgJDSnszEpcBHOAYE16oHROV",
-	"kCSqfkRg0QVnJnLedogdtuoWnCgqSwXsNN8xHRbaVaUPTcaSDAEUTDXDCcqPxPVG5wtrtKlcK8/1QmRr",
-	"qfz/oXKtmWhizc9wPEbnwZmv70+LFWW4M7ei+7NlSMKNMdcx96d1KVuq+9lwiD8MrfQwpMTILCGQpNM7",
-	"xwfBO78Q52efkJuZatXc5z24CGCH9OIfBj1RqeuyQaH+BBWdoYhubTR0OvaEc1IE2VGn/pVUvnVtMy16",
-	"P9ZjRWEwOOT14gJ3p4Bu1TOpqwP+tpZDU+PsjqsEI4rMSLFzs6osOcrtjGMe3/N41tLV951dBFBKxKDd",
-	"nxTLS2T57xHF++9p2bz3sNqrQGNyO3J/vQce/IzgWVK/d2AD9MZ7ce5b7Ha/sDpSXlwbt9bjrrlf4dF4",
-	"8AE7+9c0/692NnW79sL7wc2Q8E/echGm4w45juGPoBc/UPu/JrV/3djfvx5pJ2+7fMVQU+yYt9h2B8fD",
-	"T16/PU1OP3n3E/2621CXvjN0g5DxVmgXHUPVhdnZM6JymGFRLmJGmixvnAjXG+yxIZXC/8PCYnWx/kPp",
-	"860wug8A2QeZcZ+4Lg4HIUDhyMnSr4lZR0DkZK78opqSuOgEYJ5qOS2hLq8MWsj65hQHuQW+k7+pMBhK",
-	"tI3PGUVLdQGlolMc5cTW/XsoGrK/DZ9V0+F1vMB6ePboo0z0n724fDy8fnZ59uijJpJCrrmiG1fxCGV2",
-	"qW5X0sQKxIZoVAvgkn6Ugp7q+h6glbQuRHpgiyNxKW7Bhoja1nBDKmx9jzyhHboIvxfWrFZQTES2Unre",
-	"BjbOL4QU2apyiyzeG7WFKKW6z3GtvAatEy10gL9HEZ8lYj+bftAGT1Id0BOaPGERri1qJResnPG1S5W+",
-	"0WZNFzaEmlbtsBGpQ3E0PuBMmAYZtmwWJORPy3qxUt1U1gun+FPg1S1EvzTzOWWLc6rd2fic6tp9U5F1",
-	"L21Ti7OYBMQjekg08jClUMGTZqoNPUr1LBZQbBfVJgSLy15mw2Gg0mHsJBP9M+EGYQ6eY4xCqE3r9aV8",
-	"MyyglJtM9E/Hwg1aFQw51ocGp3yoAOfonpu4FYFDuLwzgwAMGylfKz+K7apvdW/hdTvhUrbSbjAS11TS",
-	"oaKUqxl1Di7gTUZDgAITsSorV5dsNhqdKssBZ+GTFsoXQT7lR6nO2JSoQ6HOxmeEZYcvbKUj9nhnvdW9",
-	"Yqu0VGFfeOFzqZFGGFqBIpSeu4/lnnFVxFiJsS7DhvKoLIchS79boJhYcifVa2sCvNkErZ/y3dIMNJI1",
-	"Q5diMzL4wKWaAxKHLfGljBbTqpiDF/1Q8m8YEvzb4CPhhzkgsfGtY9iJT8T52ScodY7PpRZmqQ6xMM1l",
-	"IrGuBg6UmJAeyYIW6dOmEGeQW8KbEDrW76irOZiIz5V/Vk1FLqnExibVK06YRpI6eyRefJqIKQ2QtrSW",
-	"CX0LsySG9D9oSosHebwtZZj+Z0j+wRRzg3CNG6ypnCeVL8E/FpUuUJt8oT5NWOaGGoH1XUxu/whAx5uk",
-	"Q4RhKe0cWawebb3jpw+b9atXLq6BQzJIdbZrIxIZbf36Zrher2m3hpUt+RCpyDgc7C/XX3+V6lg8Naxm",
-	"JmYKyiIcD8R98/IGpYYLg+lrw0VP5CARzkTa8a5bu3EVw640CFLtr+oC812lBHeDvv425EXggK27or6O",
-	"N/EkLPvPbGWPje8O5zpUdOJPJ3/qTd522+sNcbgWAVCgaX+fBJL70kBdRQfpgCJVIwkwlrXjn/x6YPdu",
-	"Ke6uiooty2DHMrkQjTpwMTI2HnLsVuJG/42g+vPOawZD2ZhYhcUbURjRR1sp2TY2dm2TrYjWPTsk2Sro",
-	"u2t2/PshhT+zisa/d1GMoxUGAxtHNyVExLbrV0T350AJi9Px+ceP/vwR4+2VX5zksiynfFNV/RuVJt/5",
-	"AReff+FSyv88BjeGC+R/Q6wi9HAo9cwaqjCtXF3F8udv/q++iV+qW9A4vJU10wNlIukY9p8H4amrcLlL",
-	"Dk1WTnRTW3b2QvJNsmhhc9IMCcY6PzKYdYcKg8hi8/vsIU/PG5bGv8cG4lcP7yU1b6Xi+zWOb/pVLDx+",
-	"cNd3Pr8f2EIBvGz10NWlvRPCCEPbe9fK7FZBZ+8gpBMEEqpPhIO9QuPbj0C6apeL44zV7WtCY+gPFQHZ",
-	"/54jemkA7YsJ5JaKdF0wLKOvEYVsX5jgOsdJXuhWshMOud/yZJOYP1bftjjaxqM722XZ68jamBk7hyiX",
-	"XevrWh7vtxAvjeCLIdrhP3RfxMqaW4WuUT9qZvbNKJ6LjLBvvnj8NFzp4buKxo7E9ZMv6owE8lErW5IX",
-	"IOTOzRqplk5kl+2eJuJTLhOfVuPxw5xfw38CetTOs0/WTJXqg77r1jvn408+evf/AgAA//8=",
+	"7H37c9s2tvC/gtF3v4nUS8qy4zSJPHfudZO0ybZJO3ay2fnK7BIijySsKUALgJbVNPu3f4NzAD4kSnYS",
+	"p5u94x86jUUSj4OD836872VqsVQSpDW98fveHHgOGv/57DWfuf/nYDItllYo2Rv3XuQgrZgKMMzOgV0K",
+	"WDEj+dLMlcVfuDQr0GzFDZuUorBsqtVi2It6Gv5RCg15b2x1CVHPZHNYcDeDXS+hN+4Zq4Wc9T58+BD1",
+	"llzzBVi/lO80l9n8FV/A9oLoGZN8ASeM4//ZStg5MwU3czBMGLYEnYG0MchM5ZAzbpiSwJbczhNpYLYA",
+	"aVk/nQK3pYb/e/T9VToYsheWLUpj2QTCuDNhWabKImdzfgks08At5Insp/hkDtlFrGEaT5VecMvieIKL",
+	"SwdjJhXLlLRaFSybc80zt7eImSXPIEpk+k/2VzZm/82+Yb+yJEkjlg6HKVOapf/zPj1xnxfAcyFnLI3x",
+	"b8vS589On9Iz2kl1lMzOuXUbh8XSriNmLNfWEFhSGhZkXv1QqOwCx0mk1VwUOMswPWGXvBA5e/P6+/hR",
+	"xLhlC2UsOxwdHbPJ2oIZslO5tnP3OhQG2AysSeTxaBSx1VwZYDlYLgqEHaGLLguHITmTcAmaaVgCtx6T",
+	"eFHCkL2eQyKX3FrQ0u3APVpybZmaun8bGsMwzjTMyoJrBldLDcYIJZnha8OMWCyL9TCRvagnHIY44PSi",
+	"nkT06dGR7MXHBb/6CeTMzntjt9motxCy+sHhJq6uN+799de/JsnVaBQnydXRKEmuHk7/+dfxf3+TJL8m",
+	"SZIMD+J3+994981/9KIt/I96L6avlISX3GbzbYw/lczdTbxYjEsGXBcCtL95J2w1B8mEZcaKomALNwiY",
+	"qHk5hWH3R8fDACC69DWIXkxjN31M8++7qVHvDJbqxdPtRbrfjbBKr5nIWT8tVMaLlE2VJkSoHxvLs4sc",
+	"CQbiKeRMyMGw+/Q0Tbfv9JrHcxr/Px7/Noofv6v/Ofxb/O79KPr2/ocu2H9wQ5ulkgaI9PD8DP5RgrHu",
+	"L3eFQeI/+XJZiIy77R4stZoUsPjPvxu39/c9uOKLZUEDTHge63oEUy4WXK/dMbKKyLGJBn5hmLCG0LsX",
+	"9fA+EFzdJfKQaHyTeFROemMkB9xf10lNEMcMCZa0XEjDkt5wmPQQrsZymbl9H/ClOLg8PMDzOMBDOqAB",
+	"wBzw4XDiQQ3Gvsh7497x9NtsBIeTx/woP84ewqPpff5g8m32MH8Ej6ejQ4ctltvS9MaODvSssIWb5zue",
+	"swDHCugBbuagCSQ6goWyEEtlY14UauXOuQm7n+VEcY3k0BEC9zJRClWIbM00TEuzA4q4R/+NYVwDy4Xh",
+	"kwLyMUt6U1HA+ODgwOjLg5mwDjzDmbB7wfbHgKgDJIitNeL/h4Zpb9z7Pwc1Sz+gp+bgFxqGPmnf1Nd4",
+	"HXFeliswiExINRCkp7+8IM7FM8cjO88sHUSJVDoi0qOqw4n8XcfzEcafS84ma3xgQF+Cvmf8sTk+um+/",
+	"6cAR9Q9R74mS00Jkn3ojs8bn2/jBm7QJGaSdC+OIGC808HzN4EoYaxy28KX4YpjxuMaMar8daFFt5naQ",
+	"ob5YY7YTEhF7c/aTEyKmZUHcPcAmkQScITuDhbrkxXiT2nuWvlL6wt3exhOlE5lDVnCNHABfc7sTM+Zu",
+	"ZeQmFBb5hMONS8jZai4KYBMQcpZIj3aQeyz5Hmw2/56LgojHJyDK1I0QT6shtpEF32D0xtiLhu76ZIWS",
+	"MG7uzv06VaXMWf/569e/sOPR8eCLYM6D0VGbpvzALaz4ugt5Whu8PWpSLo3VwBcNgEyA4WSQn+DBeskQ",
+	"BbaVE1ZpEe7cSR64ZxyO5GaIR6n0ROQ5yE+98UZPuw8w08qYWGkxE7KigihYJb25tUszPjiAS1EM/XBJ",
+	"LxCx6/moWcvscyjA/focawB0kQC3O3cS0yaYtveKt5dnmSolKgcoNBBpZUrS5SaS/IVI2k03VO+DZAGe",
+	"x0oW6127CoyEOIx/ecwc+J0UurHVr+fc6o3dztU7I8QkklsaAkjzkJvstYJxOkAunUi1BI1XiUmA3GlY",
+	"Rswk5LGQNJrT23ZAG9lDInlp50xNp3tn6vzej91cxaK03IlobaHAf+DGUppxlil1ISB2M4O0jhg4hdw9",
+	"kkquF6o0rJSGT2sZp+DZhWHpX+JzJDTxk/Oz71ElzpRTU0mrSuRUaRAzyTxtaK7CXbhKGHkhnbbBi2da",
+	"K/2J9En4Mbox/FSyUsLVEjKnG4Gbh6ksK7UO1NRDtFAzNuemQWDN8Euj+4OmCBtgwc5pQQSTDtSvNnw7",
+	"mN8BoRabEYYhlnmpogYXcpeXwuRC47efp+ot6oGaKt8OSuxXoUvpVsc4K5RaTnh2wXieazAGLwVp7H79",
+	"VjE8s7kyNtp6H+gLp0ROuAEnpBEUnitjGSn53hbDpbJz0MwN9GWI/dFhjRYNAO/TcLrAd1tSbRO8hTAW",
+	"JGjWd8AhfXCpjC01eAq1BbBEShAIsQb8O05MevNGGsfuCOJSFykCeexIygombMlngMftTwCl5/7TV+dM",
+	"w0RIJ3kPWMalo9saeK2EeXLzStnvnRj5iSjq1Klp+H4bMaVqyqxJz5Hj/SYD98bnMMvjGk1eKctobx3I",
+	"US/8dlDilWKmzOaN7UYkeUbBgKI0ihCsj3zG24Yry6qaTiMagRu2gslcqQszGPojeqlyMRWkNWzLx5W9",
+	"3BFrVBfmXM4gZ0bIjAwZM3EJZOZzFLzDKt+1bf/aAb6De/6FrwvF89dK/cT1DD4RaZY0SmyVioswTrck",
+	"FpjsROWo6+Hr7k5wIr2P2I/iOxI1a07PswyW1nwZQnTYEMc88WHPpBV2zV4rxQguHQi3venbU5B2QacC",
+	"yT3D0quYNKF4wa9i90XK+scOfCibMC4bEESstPwCrTc4/GDITpF1QE4iDUpXT+jwY7Jmswk4KYfxYMX3",
+	"IhmJVoYZ5Q6H5IlCLIRD/ESiyhQkj0xJCRmugTR76XRfUynhHuKvxQJU+al81R99bOtRboB9uSDVk2st",
+	"LsknJCS7P/pCeDZ6tI1nYdudwn97T7eMXN2bt+GxO2WWA88LIYH174+YGXQdqD9Ld5Ln89JaIWdP1epT",
+	"1fBS8ksuCj4p4Ca6nPEzslyt5Amzes34jAtZOTiEE3Syiy8v4jZIiJNsRQbsTWMvHcfb3OrtHe0O2KDY",
+	"F05clxJZ1lRIYeaDytp2kkhuLjwE+dSCZukZWL2OT90fKTOQKZmbaBO85ElrsKDGV9v87ZxGcaLqigsb",
+	"SIzVazTWu9lv5Ax2GsIMtIOEQ761zP6V9jz8fcwaWqa7IGETlUnvcJ9JD//4XEw8inpuCPzwYe9fbehD",
+	"+UhzQkBvwZtAxktDUsxeQ+AwkW4Mv0bH8WhnaWVoSH9SBOm0KYzjI5oskSShpT88e82GwyGC1xy8x4Ge",
+	"fkiZmauVYcIOtpA4DN0tofm9uHE+MnTBI+vnMby9jE7DVIOZM/dSzlRp/W0+WozMGF01cGVr4g5XGUC+",
+	"3+51G5h5vAMzPVbu44W3zwNbiBkoI1HEJi/E1/zsIfTgM9CR8OUPxLR/Kyz7TOT6l+JTgMYNUcnJS6+V",
+	"esnl2ouC5lPPSKl4weU6GETMDsFJKeZeCxKwN2MePj4ajoZHw4cnTDumzYRkh57Rf3E7+FHDg+k0LQcN",
+	"VoGj69i29npL1kGmufUaDBnHs0KAtPcMOrcnZXYBloxBbYt3RGFNqDl5C88gQvsannb4sOnvRlsB4YJT",
+	"yVbI9yhOjPFE6lKS4RqDcWjIe8YTgXhDvAjje4eT07wAo+944aQ0b3NAJMT76eM/3B7QVjE4CTNlfMmU",
+	"TCRcOuWv4slB0jdDlh7MgRd2/lsasRTN7Gv3T4TJEjJHAxOZHuQqMwcpRk1QBBcClbS9W5cRr5EJ36C7",
+	"QWnx2ycLhOXGEB3RAN0S3xih7K4Tt+zAvXRQqJmQaDQCmTPOJsA1aPbiKbPqAuT11+1SwOpz9M+GwbUF",
+	"mm7tpH5+a/Y0Qr8Gko6ZVBKcPqGhbd/wLiY7hwXdmUQaH8OndAAdwq0yuDmySzPgcH24WrqTiIIlNZHC",
+	"mBI0DlfmAmQGkTsH3rgSNJlkP5+Wdo52J2NoHh+ymMg/vX0d2Htq18vUzZ1y+59/X9l0TGb4cKYUPkTW",
+	"K8gHQ3bqZktka/2NsBclmbs06xoOUQCLZEqCYUJmRZl33Ke3b9/Gpw0fF4ZD7ZUN3rSV7S+hrrvL625s",
+	"COqbCm1sxSvVdMz4UmwgPpGWf3dl/BVZ5/M1WwOx+zfSlMul0hbyl5AL/hoX8Ylwr4aKF26s2PrBusS0",
+	"2uI1DngbrHxuDWhjbjjHcAiW9Jz4drAsuJBfKoLp8EGTIFVbYggehvDpPKvOzd+ueeyeacPIkxdHrNpk",
+	"Ck2qw149OR7QaZkL+0xajSEJS+3et4IOj2e7Zf1q3Bf5cDv0NHLfkgt5+wkiEIWV98a9nFtAy2HXKCTc",
+	"dA4j8tYwQtpvj+shKvYa9RZg5yrvHEOVNlMUiL/1zKEMepnKwpMN0mK2w4ZrPedXtyrcYQBAFIBYT/au",
+	"GkNN/g6ZdZNR4H/HCbhbsH0AT9Ri4UQ3OuhGYGJsNc8wGI0cPyfMLb8Sq5QEd1g7ttSA2QTmQu6ZmALY",
+	"d0xaLwt91fCpi8jmosg1RQAJCwvTeU7+B641X+NXtMRurKUF3jNMrSTzbzI+UZeAovCSa5A2YhJWGDvl",
+	"eECdLPBghBEIYSX77i3BqWt5OSxtRxz8iBiPLuVFxA7xD04+PKaVcouQOTOKKTnsRHJhnpRa+7vSHvr5",
+	"s9OnbKmEdFu1dCoEh8ZQE6UK4OjmkHzHjUA55wxwVd3gJfjdM8yKZRWwI5kjxsYqTWhTTY8CTC6mU9Cm",
+	"8uswDZnSOeR+MKbhUjhhqnux9NK+1bRvQgVlMvMhmD3WYlSoVGwuDMXyzzF6k4JF3Sd7sLYGEk16rkqd",
+	"dST4vK3ER7+4jC+gyioCWS4cEUEIC0dEZpov58I62khA1Gu3CCWbZKQxub6WoZRFEcIWHCOY70iFaNI0",
+	"RAh6t3EpAyo3cW8DR+rLuAGX3STwfCXQoPrscuex5txyh0mcpXRyfzP+o5ShUsj6XFK2EBm1hGEco2fc",
+	"O8xdB8zIaFNadwbd9EVdDyH8GF/t2pknBtvEHfWWzklzLxbfjEt2n2LUMyWt4dr109GG16OwMr+Orj09",
+	"Rw17e09BYqqkQPfVRe86tuk/65rpJXRDroqQ+269jSepuyIpOTl8hAPrt6NjWheO9LWeY3xO3dl3x2CB",
+	"0ur760nBTKtyaT6OewXie+3gNz/b1qk2oVatsAvsQfLsytg6+/4Je3z84GHwd/jQtO1LFUT7JjbsDMvZ",
+	"lvAqOf797jSPewYTBlm/Iy9SQwbikrTZYoX5dE7DiRqr6QwA6pAFK7Vh/1KE0+FNiM37S+xJbfziKQuZ",
+	"WEGx2YhAxQC+5spuoJ5sI8X27aOopC15Ibg33u9yONjanYUEdKJKO3bwI5cqGQbnWklVmpaLIpHeDdB/",
+	"MDqK2IPR8SAKGRfAjCPI+LqH0ZYjgswFNRwedm3U62JNvOqIuNq8ZluozN6cvXA6PmigYCVumWgnBQcY",
+	"uBHGjBOylTIHnchGGG0aMQ0Ft+ISmFXNg+2jnTG8OFzkGLNH9qLB5ma7YsSuo53Wa58IkmgfKW0y/w4a",
+	"0767E266xUBhnmo+bVKepvBYLiagu+yctLLuIavj3HpS6uIGAgpN2rXlM5i+WQZu2t4gBap18I6p0hnk",
+	"KZnXVZF7RWGnQAtOX0CFu8+ZhpUWFoJlnNu2v9jMneYxWTux052uEzB5ccH6dUZyNBqNgm4SMWPVckm5",
+	"gTlfuwn9apwwwCZQqNXGOgdDdgZTQ5PnCmdG8Z/hYkjn6S/AcpSkJoWamAFa/9ISQZWndMftHNY+nK/J",
+	"LH2meC/q+dd7mK2R4T9yKMD91MU5JazOSVK5lrupIr/pqyjsXoch7qUonHg3npC2v4EiJNfW2vkujZK1",
+	"layg8Too4hNhagFUaa93LITWSt9Iq5iWRdFdMuDUD3PPsFStJOgDJ0KkESvUCnSccQMRW81FNmc/CPu8",
+	"nNTOFq4hkZRSnbPJeuw4F8VqNlMfacWUvFaikbp2JBXcWGZXlLPPfPEBtA44HHtz9tOQvZHiHyUwjpF2",
+	"NecXYBLZ8DYxzrKCm3kVI348ejwYNnS2Os8ukQ35wXHR2ib/5uwnH4dK4axhRUN27u9dIjdy+DQY1Ekw",
+	"N6MpDKSDCK+O51OXAlZEra89LMfHPPZu44u/vYgVbu7i0jEaFTExZVyub4QNotuadeFNNvv0P4fnP7r3",
+	"qsTk7mVW0S5vzn7y7JvLddMhEhIXx44gYnpZhP+LEmkMRhzPhKXPyU9hsmVciAtgKQaRO5RJh42LYvEY",
+	"hUmkk73J4sELo6qnjeRbjmmUZm0sLBD5IqcO+oTnNJE+p5O3Sjo0vS+cSbAOoYLnctzK4sWyDXPTcA4i",
+	"4b4hAjj55rwSxfYdx3n9pmODupQ7LCtks2ikw3caXR2S/hm06bTa+geBZ3na1q564glXKa0oMGeW3B/u",
+	"Ti3LSSGMIxWcLgOR/bb19TqjXpe1FNE2bL69h12U+gmyINQE81y4/fHilwblnvLCbAk0u2loTTeR1ngC",
+	"SXnjQs5OWA5TXhbWBNFuN93zVKjzdESHvP20a+TmqI1BKwvqcCZQjfms6hA70W1zSXTr7pkAhW3j4Za4",
+	"1h4w5J5GzJj5+OAAQzoralAa0P9TUYSBJxzuNQ/HRgWTo9Hxo80KJvsZv1vQLiz6sdPE7at7jBveE+Su",
+	"21neEXlQNfB8yFJiw+kY3bQaKG2aOdTCGgEU/96Uo3Aetz/8sFNicqv8s4DVtmSC5YhOP8KT4nRhaYv1",
+	"S9CzXbkciHxHI7J7x95CSZSnkkebpvFbMIcHL8t1PKvXHclUywGmMi5XGSn9cF9qekxJLXgWbcPMXiKN",
+	"xsyOxV/WpPZaP9SWQIp78ivZOp567Kg66i40ptzEJyicdZvJzqpJ3+8Owka/qnFiV//nF0+fDE5q957X",
+	"I5ARovITMlGFd/B4expGQTDOdoQ+7LDeO56SnQHPTVfVHZ4319FvCo8R8iDj85xMSHRyD3IxnZqIwmlN",
+	"RCZhp+BQuaB6AxkvCtDGGwkxByqN4zorFzNv0zimReIDk5IEsL0T9/Rnn9fd3sYzjJLABGBHPmp/bB1M",
+	"0Q0cI+SsgKCY7Dw7/J9hcMUzW6xRDa3vRffIl7tEBByWShg5rMuZf3N4rRGi2n/Uxrr2Gbc2Va+jE7OD",
+	"l2mD7vlj3rP2e6ZCBoek6KWIKZxD6Rx0hB61j6RgXgXsdOg1VvH+Zly/WitWtuLZBRoOQzkpt7rrJD33",
+	"0n4YNIfp185NTG1yJH0w3GtYu+a43fQRyW/B8FQdTfdxOm3iORSF2u/VQZugD+cDH7CcanCX2bt3zLad",
+	"WVeFuz5OJHYTX7bFYhSHK43DK0G+llenyHsDQo9Fvq6Ta88xzr/TSPnmxdPLh6yPZvcH3x4Nmsr9mM0K",
+	"NeFFsWYlqtqkOCGmQ86ciBV0XpTlwdyjGE6M2DKKyLtRGqmTyA0mycEV/Wacsu2/w0pHYgGsj1pZpdFT",
+	"Qb4tU+bo8PFocj87jh/k30L8cPpoFD/mh5P4KLufH8OD6bf84WRDhnVvxNN37x99iKt/H3+IH1Z/3P8Q",
+	"//roMZ+8a/0S/n141C3nnmPxDFMWHT64vCRq/NJ0cvHrgxQglErouIlcCit+q+scTJ3eSsZxXcqbGX4w",
+	"OBvyPaLeDc0F16mhL55isIzKu0yiJKPGmO3iRePKQrDihtLQc8I8LKGBhk+fCexe8HkyrC8VaeQcS3nU",
+	"N82NgJr6P0pekOm9MmxpmJrB0JEBx2bSMf7AVqCBkv8wdiAXhpz6YYbWtDvqNHF0C51Uxji3LMTnuFy2",
+	"PIRNAKC45ibulNn/UUK597w6I412UC9PeD7n9Cure9gKLdBtopTSvRT1TJlVKQ8+sepdp8IoZrOuIOi3",
+	"KCKaC8jrooilHLIU118u06Z1JVDTJtR9NTIl6RiFqeIveV6pvZXFhkJd+w5XK6SgageyInM5GdkpP6Be",
+	"SLh41blyWaIW5pV+DB+0oC/pRzSO6l7U85bKnj+SctkJIG8QP4Pp3vgjX9yiMsFrMtcj0MKtidz6fSFY",
+	"7xqow1IP0UfQ5/5PUjXJLm98WK6G6eDG0k3tJekQcBqbeq0s71Dwn6tVyNjo2oi751ioqSXpNmjo9Tza",
+	"MeXAqCl3J8zSJ1u6+ydyslCGIBBOikoO3wpb1eV0RGNQGepFAZvV3bwhGedeg2X9kGGOk7VNYkpSQMGt",
+	"GMQqkSHcN0+Ww11u0Jg2ynWc1c3kjtpYueH/UNJAVlpxCd9zUZQaTLdrr+DGnloLi6X9HFrlhqlqD93o",
+	"7fMSicHnTCrhyp47LlEWt0RpN5inu55CztA05AleI88loBdVGW6HnQuDaTbua5LhG/fd1xBsUcoGI7SJ",
+	"rBkZiWae5IkcxfWa+vv1dVC0jigdwKiubbToQq0/C1gRXblhPJcDxt8qJyRK+9vC/mdYXfYpnG+JAZz6",
+	"DIjty7CPTe+Q3V97IkX5U6IoiAVSYEFp5mNGN7kWg6qixok0GIoaKJZp0L0cJqqUGbCVkLlasb6BjWDv",
+	"QSIxvhHFH1+VMEwaCHPLlLFTrfekyO9wG3Bu95CVWti1u0QLr6aj6ee0pBAx+uv7cFh/evu611H16ucX",
+	"T59U6SgME2BqcaL2P/qEN/dmfzv1xUQ+0yWkuURouvKGlkGVioUWkRDr5bc0t3ZJEcTqQkBY/GaFdrUy",
+	"aHUhM5d3hocqsLgHyp5qJ1NVJaBp8LoINJlb/lZHoAX2uxQ/gq+mJ+S0Q2v2hhpv/7FB9Ye8ljLUFJ1w",
+	"TcPZuH6TTHtIJyh82ypVGNb3lomI/eCjTwc+KJcJ6cebmjq+IQSmJlIsloVAdPMOWe3TESpRZ5jIRJJF",
+	"jHQi4USh7YCyfrorwSQd+FVnXOsQpNMMwGL9tArXcqfvdNUQa9QMyArxRgNc01mdeyJ8KWWkqFTQr7p5",
+	"HtWwOr6Jan2nXHpvSaPo3666N+iLPD68f8KwAg6i+Ka51XKntofyNycYLZKvva5ueVFgK4CsymS+P2KG",
+	"9Y9HjwZD1ioQlshQISyq82mJ1WBhMO8O3V8JjO5gIrcqgQVydXx0uFn3C6F6SuCaqqJQK8OwBFgLPoF0",
+	"pBvhcPcqu/LYUbKG1ZTW7h0vSKgW3qqVvv+Qsj6lfkZ4ekKCMZEfMpF+xAhT6GLhE9YoTTY4/QaIkRQs",
+	"WJmKT9AVyvMa6XAuJzhUwV5E+6hoXePToA4HXdVHXZBRlPV3mJ6jLbvz4CSk21F+YEeBS0+R+kRhBpS+",
+	"u5G5SSu5BH+gm+b/IXuLXRTimBYm8iytl82WWlxyC47YeV8gfdAolonmuvZWWozJ47d3FrhJsVK2D7zA",
+	"wJXqL17mwqaV5f54dB/rGvgk3g37tyMJ6YFaguRLMVzzReFth9VvSD18FY1ANDz6BCfHclmsExlqUNEE",
+	"xCYLkYGkgDhPuF++eN0wmAZqfPrLi4Zhe9wbDQ+HI4xoolX0xr37w9HwPlm+5sgsW/t1P8xgh6iEbzj+",
+	"suGHY6/wTBtYV1ojchIK8G5X2D9mx6PDSv5sxnNQXGcImJaRAzhW90tkXdvUA50CQvyhE4QaCWG9ce8n",
+	"YSymlvXa/U9+fU9s8B8lUCoDARNTr1tp0h7BeuPD0Qh9wGLhxNfDEf4ppP+zQ+R7t9H14Gg02pO8GJIW",
+	"65lvpDE30ua2VOaOrH08N5DWEQ90QR7TorqmqBZ/0OjXgJ8cXv9JK1saP7p//Ud1ZV/84tH1X2yUQnOf",
+	"Hd5gos0Sfu67oxvsqqOqKX76+PpPN0tXfIh6D24C+3YpXBRzq44NZ+is9T49JbEABJ8ZtCeB5b137vVw",
+	"q7PKOdt5rU83eE1tk+dB0s24ZAVwjdQbC20K383HJ+4Pt67fD2C9U/gzL8Neq3HT+dyB9c8xNLWuDov/",
+	"sqxcDu/Q+StAZy96OZrsaGaN3r7gsWcYe5Gboql28itysaNYDlim8iSI4q1cnKYc5GvFErsZRCj9NYIO",
+	"/DjbHM9J1SjctBhcq87Ibg7HPp7B/QD2JXzJ2/USdmV9E1TvLtFXxRPezrE4vzsbsqqFS+Ng3740VIyg",
+	"vjfbktNZVa7gS8sxGIlxAwnmmXcq1J2u3D3J75Dwa6Pk0fuW/erXd+6Xpjnu13dtau/wrWUhauAuYeq7",
+	"D1HPUeqOcgAFVnoJ8alCWhXCH72heyP+MaK4IuoOhqZvzBgLQf9HnnJvuGJI7RPkX3YThVaGElZO310s",
+	"ucaaUtxALKQBaYQVl1Cso0ZZYDKbY2Ub74Qnv1kB/JI6Rc0xu4BqH1DXH1tp9mOKccclzIQ9YVhvBH9k",
+	"ja4RMTV4ir2qHPveXCfMx6bj9/QpRZh3fIu8sf4So+ndW1OlWwdVRXLXjYUS2SfOxS5gPfDqfByaTvkx",
+	"47nyCWgOmPcMmXL6VKF/7bQ9wukBwZnaZ2Ew69RXScCQDTNkp1Wx/maQYG3eCJakKJgOIvbkh1enryNW",
+	"CHlBG4183Ir/K5GLsrAi48a6J07Xx+rjEdNANGfQtOg2kj/qGmCJFIYteA6RN4+RacqooqSwl1IWYAzb",
+	"cVjDYKL0RdWnpeEFZR0cj0YI9fUS2P7+XomsQh2o9rCk+k65754ZChNjXXzfA5J2FKqznSSSswUvpkov",
+	"IA9tqkS+dyXNRmZDdioTWcVpTMlVQ58/GB21+1pudS9Cx2roFCTTj+0HhekzKKMF50NjKdxX8x6yn6sk",
+	"IyIYpuqmiam7VQB2S5DrkscoJcAHFnoIfKfy9a3JY428gw9tN4nVJXzYYtaHtzrzLlkw+BN5wLFggQz8",
+	"+SPKd3ZkRQ1715Xt/N9nyBjdgHlXXew+R8A4fHATMHSU4vr3kU7cV0c3OLdGOWz85gYQbdVwx4+Ob7Ct",
+	"qppqtN2BkzlyK/msIkbbklDU2/Lo9MaPDh8fNR/4UG9PGDYF/4P35FT9QJewgK6YAew4iFzBX3DyIGOv",
+	"50Aw7VyrcjZn6S8/n79m7dzFcSIdp/be5TqEExNTuMygKDypwGgWDDBwHB41GP+YXMh8xYWlwD10ZaMM",
+	"gP0eYGqbCc6Y9ozyAeGc0qi+27oA+1TpmbIWJMl4Ve1RX3CHqpH6/VZjJBKT7cnvzS2vn1BSLaYbsz75",
+	"6RoP6TASGTivhkzNpPAdO3Emri9AD3yfIe+oLJScBadCPkzkW18W0CcLBBEIcwvYDKzjdSSebkcXJrKf",
+	"xnG2ytNB5d4KXG5Pc8ja3/F47IQxhwnMUnRIKJIU3OE+k0AaCzzvYotPEUAVW2xxqONr2YCosjy/eqP1",
+	"DS5/1W7o34E5/FuaxRFVK5q1Tap8+6f9dLVNPqPd1sXNjq7YcdpHTlEVDNanzHeKeDFsAnYFINs5r8Hk",
+	"jm7b0FIcBV0lQ3LpoNPE3n2tRn+I4NfM8bm7mnd2nmvtPD+A3UgO6zb0tJ21XWusXznwHfM/vNsp5Rw0",
+	"M7Y6rzLp2uQQCIUBKenU119EEcJHLHUldA07vc/fhXk/dk8vpq+UhJfcZvPeH+NM3pVctqPoq9/YZzVT",
+	"u3/DW1k1f7ujMXc05ma25El98QJ58WnOX5S+HLynf33Y6Vn5AUIln38pSbgJJdh38+/u/d29/0pli0m4",
+	"Xrd28aNr36Qrg4VdPopMHORiOt0dlsNKiRcAywnUivcC9AyoJbH3vvgU69Ct2GdZ9zmmzvpSxkHJb5Tc",
+	"GYTI0aoktRXLIXuNgo9PPaKxvB2mqovl7Q1LdMsIwxxYSttojVkVeVsKKavY9EQGhQf1HWFDmCtVADN1",
+	"9nNla6qsIF3KD8H9qQPiFyanWN7/KsYNX9MrIuosA23viOYd0fzqiGarHj3dZmwXZGyDkHyVtJTKMOyh",
+	"nSle2WaHprRuGRDUz3sm1HNgz3g2Zwswhs+wyQdGfaUC8zckS/G1lHydlHIBLM255SnDhm1qyv50/vOr",
+	"cSIT+buvAf47WYt/p6Cv3xP5exzH1X/uvWaVid9Z2qhQ4f72umfV5qbhsqWvQ02K7U+1mM1DYkZzkirJ",
+	"K/2JGxtjShwmohiM8myWCZ0rqUrszaTB3Y+aOPerRImG6Xzg1+R++5tPcKWVVaUP3J+8aR7DJNjGZyFh",
+	"dv93IVG89SU6bvZ+533K9FE7y+93lm7mCdK3Ela+Gkcr1ZbG2Kr8/jtLOyrIu9+x1KLHvo4SAGjedsw4",
+	"dLH3DP13n6okLVbFyJQv1I/YZxzxkBnUtSnnqqgS3ENaUCKFzDQ4YYEyjAW2tDUnVFoVD4H5zLwq74V+",
+	"xUIbQiZyITKtqna2hmQGtyA1dXcDuC4EaHTNcA3MLCg4METMqCn67isc7DfrqQx8n2tf5oSSbtDiOfZY",
+	"X3AL2vda277BVWKPsEN2GsKVUXxwog9Oanxwiw3rqcvc0aiYT0Z1up2ctHk3+vhP6huQyFyhoCKMd+JA",
+	"MT1hKaYNu9de5GmQtTDBgPn3fd3pKcYR4Cp9xErGpbtxBqzPBjMDn087AxtS6Zu7bxUfFZYthDHkXloW",
+	"fB2EMM4m5XQKut6uBWPZ0YNvPclLZF3wl70U37kXHb0asCXoVok5WxfIuARsrDVkb/1v/mDq1FAsX+3D",
+	"cIIrixdFgAktqio0hKEkiay7BTVDtTH7sr+BYX479BKOgzXBEkkVmAdRTRYDamzW8mlU1XEinpAlGNzb",
+	"MJGnzBRqFfCIwlP8u43yEdjH2zQxLBxwIld87TDxAmDJEWBOFHaD0UkePWBmyJ7UzQK9Q3S5hNxBPmDH",
+	"/gaKVYQOCf2SWWV50SUmE2N4Ruxyi21vi6qdF6S6HUo2b7wHTP/8/FkNC6HkoEo1JYyuk2xaN2tvYEfU",
+	"Xc5mAYybzRsaIQ285lZRP3Zf+X4lpI/Fnig7J7LlM707c4Pq27130TdUJJpSySdoE3Qm9Pmd5+VO0L+B",
+	"oE/5FLHxdMhXiuXdnhhsVPtFDKV11cudcefnoRzl1+4x2VGSc1fcOtXY25Jf7owCd7Tia/SgVFVh/wj/",
+	"CY198F4rZff6Ts59T6+v1HXiScKOHvru4d11v7vuX6njhBiUD0xsVG69ZfPfRuNfJ9AHla6ramy7pRYz",
+	"BTdzMANfhQEVLl0WQCVD5xCsMimrZqeSCmPGqRPfTDTtXHN+CRjXjxV0UOE+Ho1Ij0JFYMmxv6DXA3zN",
+	"2XbcfVMhaBSKPxwdHW8Wim9WGv1rklyNRnGSXB2NkuTq4fSffx3/9zdJ8muSJMnwIH63/41333QUGt1L",
+	"ZJ1UN37/qdR7V/7V9wo7l9R2tmagXcvSGkKAdVSbQ7DNADeJDB1h6Fmof4h1YCqd3ZdCdNp1O0gabQi+",
+	"zqY3V1TJXRqweDnrtwuIDk52FNdvWVcwpHfOKVdMyRjrmmGFQQ1YYAQr/VDxx3GI4AWs9BLKfgpp1ZCd",
+	"eksLRT+Fht4tARzNcliTFC1vJ1T0gkoC+dQmLS7BsLzUIVYaEZYAbcrC+iFDtS9vYU0k2WaEHbLzRse0",
+	"uoTKCUtXXNj/wp4VKatT4Y7cepTMvGWEmrJxW9V5pMnMEiTWf6H6LiElLCRe42eTMrsAS+HI7odYcwsx",
+	"1txII7Q4dZo63ANv6jhhx0ePUWdPJEEa+2sOTrzliFv2d+XUei6rYp4h+LyULMOEM6kkdFpJ0GiMoZR7",
+	"LSRvubB1fVECej80pXDEYLDLhOAA3F1dpFXKryqR/mUFlboc8c7YTm819yZ5MrsbMy2LgsI9jyir4g9e",
+	"z4obrIC1xOqtZOFjIafoo1KNqGHg/4okoztB6o/LE3Ko+oflCrnJuvOFzvx94O0kyNWWGecTsoJQVDB7",
+	"q2oYqzTkVZ/qLsdqnfHTD9ZkLN+G1N9/mNb0RUlsnOFJ6eFoFLFlURrMmvZkXOmqFOlgs0G64wFLPoOa",
+	"gdY+Cg1o4FUFdswkqu0FDR9tH2qqcZb+JORFWpuJ7ZylGor/SrBGa9JLx+RHwlTY0HnxytLcfZRp0sDV",
+	"OEuzUhul08GQfY+kCgUMcqXICwcjW2pZ10smJi4ziELbMVFQinkFTV9TlQTgqk94qS9RNgil8HfVwzrH",
+	"k72BGwD3Y8RvsNMkvrtc1oOPrJYV7WtRPgNffDSqg4tSB3J0vFcWtaWGS6FK7JrmTsKqnK9Z0+PH6ZDu",
+	"GXJsELDH9SxzVeQm9ClAFCGMcZ86eXLQ0Ao2YEGn3ALGTUrd/0F2ygZvvUGZMAKGmtYYt91wqcljRVf/",
+	"rjQpR6P7WdclwSdwwlqXKnLnZ8jjtn1nq/PA9hOPjh49Gtzx6zvDx+caPnwJtR14/sf4Qxw5PnhPlY0/",
+	"7IlmauiMG/EPkzU27qloY5szO6W0rm1Sqd2kEPLALqhpcFDffeTlNtNt9KQJXRQUuq2FYamPwGn02cbq",
+	"uolMqirB/m1fDoV8/U4IDzJA0htEvu+jrZlbInOtlhjg0R0F6ghc72tQlu58sXd05wZ05+faBnR7RCZ6",
+	"32Wv9CXT91ksbyao7CZhl743ZCfhQrdzIyocJa+qOSIZ5rBHiofHSajXwosLw3yL0a0Lj+0ov1onUNUw",
+	"c1fpvEYE/p076I46fYUh4RRJiubzPVEit+kQDub/g5mw83KCfopOd8MzyScFVC2+QDJeNUs2kGmwlI9S",
+	"tWrwte5Hx+QzSmQOhUB1WxisrgnSuotOSSrpX+Ln5SQ+FzPJbakhPnrwbcr6z1+ePonPn58ePfi2DsLk",
+	"KyqNTwVDfasnLIAe1WGGYSBc1RyoNwIKQE4s863Bl1wbHyTqRhyyU3YJ2uf+NJbr61JxCwzV71AghX53",
+	"YtIS8jFLl0LOmmb84xPGWboszTwNff9b/pNE9use/CxtRKdMy6L4m+/mv13abtB0FSTS+wpw8yg9miZl",
+	"59T5Y0qd2Et5IdUKe7T64uDNiFMufZV5ClaKCAfJSVcDxBcz4xWwElm3KPABgBMg6OasX6jZDEu3kc3n",
+	"aHSMDQJ+KauyNKGpST5mjXaFYeV+S74VCu5UKnyUyGmoj9Ns7Ib+Guofksaxx9I4TJKy/hEzA78H681C",
+	"FKXbeH3Br+IcCr5OWf9wxMyg0QqCwoRxcU7M92Xo+9RDDhfobwi1GCNpm5wkwla8dk4FX3xV/92ahi6l",
+	"GQzZOdZXLDH1fYqTg/HeFSXBO76C8a7h9lo4od/Bwn/S8GkFlxaK+CkJLVUU9dHoCD23/gtdyuBpu7Zx",
+	"zVbXGgSVPxcCfMalwxFyJEDua/jfRFtLqb1EaGnR6Ke0gqKIfcm8boKiQnXfRK608s68Or3uEJfm3Woo",
+	"PAm3DfKD3TOJJGUrbpAvoSSblPkMLOv73gmxr7bXdLWhtyzDdpwcYegmsRE7PnrsqM7+vVTELJHePlr3",
+	"Dw5anVsoXkJ8hAWBEvld3dHE0y1mlY8673c0KBmM2Q/CPi8nLONY73KdyCWxZIdSRw/Yy+8iNsEF4pFW",
+	"NKGvYRqF5MN7dXs7T4/bVIbwH+sdecnPUO8NNoUV9kXBWqLuj3kpc8dNfhTfRURzvVJbtV832xZw6uZP",
+	"x+egWzhZQjc4UHXih/dr+FWQCzAwDg0SmW6KpIhGrV+v4tVqhacVl7qgkIk8Jfv7n85/fpXI0IXGQzNl",
+	"UwFF7p3h4dwsv3BUw/jF9KWiCqR8EDGjAu5Y083dyErYpaoja39bNTns6smwGS/+l5iAQLHe1wWM7x/i",
+	"qQf7J46ydY2vjwTfVQHym4NveuP33epBjRymgQCYo9LfRoHopjhQWWUcHmCSS0AB6ke/oQ7dnmt3s6dZ",
+	"t825kgw2JJMTVrMDE5Jqgkt/s6WZUxfRMd1RVezPXkSIqt6sVrFcsb6TlaK2sLEpm7SSYbbkkKjVGWlT",
+	"7BjcGYXuKlR+TicETwOCjuMzcZp1IYPutKM05OHo+NGDh9+Su7e084OMF8WEOttXv2GDuI0f3MnRL9TQ",
+	"6rd9kbnP8ZUvaYb1M+zKsNcK+3wJc9fc42tH6Z/EJUh3WEutJjuae2D81m87DYtnvldzBrtyatt1L8nB",
+	"HooCeg2+WfByzrFsIGlUlOVMTX1D/QwvTA+G7CXVz0zkzuKCXrKcqyKvm8AxqkLu/fogMRKBnDWNjt9j",
+	"H4vruNqCX5BW1Gq6SmWysaMgVVhFDkntc1PWT7FD6piFjq+DHV4ThOC/5r7S4VlFbPvusn4NkU/3bwT+",
+	"Sy6o//D+C35W4fyuG77x+c1slOh0JGWh1EVv3DtAS74fe6sj+GYXRlKqfQJvs3jtsBbzcX3bASlnzZYH",
+	"VJKmbijR+JxqGG5/T0ltuIBmY1TekixNl7OEfCTBV9Bs2Go614nGmxYpdEvuNwxAUV3smDIBB8O2w6hz",
+	"XJI6sIAyFlGGIJGYxteVJLI9QmhaS41pm/QS+9UutboUOWhqw+SuOJk0MOgfdZdffnzyzLcUtl1tnYbs",
+	"/OmPVQ4wmnZKXaDyzPhGZ99EcsPS0+ZMY/YdtamkyBV6DUNV0nZtY79VbKnzoVviOh49/vbD/w8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

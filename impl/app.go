@@ -45,13 +45,19 @@ type App struct {
 	handler  http.Handler
 	after    func(time.Duration) <-chan time.Time
 	auth     *auth.Auth
-	store    *store.Store
+	store    store.Store
 	mirrors  *mirror.Root
 	watcher  *watch.Watcher // of the local repository; Start runs it
 	cleanups []func()
 
 	runMu  sync.Mutex
 	runCtx context.Context // set by Start; loops of onboarded mirrors use it
+
+	// lifeMu serialises changes of the set of repositories (lifecycle.go).
+	lifeMu sync.Mutex
+	// unserved are the lower-case ids of stored repositories that are not
+	// served (see restore); their mirrors are not orphans.
+	unserved map[string]bool
 
 	// Where mirrors may connect (see newMirror).
 	remoteHosts   egress.Hosts
@@ -132,7 +138,7 @@ func rateLimit(v string) auth.RateLimit {
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After,
-		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver}
+		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}}
 	hosts, err := egress.ParseHosts(cfg.AllowedRemoteHosts)
 	if err != nil {
 		return nil, fmt.Errorf("--allowed-remote-hosts: %w", err)
@@ -162,6 +168,10 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		return nil, err
 	}
 	if err := a.openStore(); err != nil {
+		return nil, err
+	}
+	if err := a.failUnfinished(context.Background()); err != nil {
+		a.Close()
 		return nil, err
 	}
 	a.mirrors, err = mirror.NewRoot(cfg.DataDir)
@@ -195,6 +205,8 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Clock:    opts.DebounceClock,
 		Enqueued: opts.Enqueued,
 		Logger:   log,
+		Store:    a.store,
+		History:  cfg.SyncHistory,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
@@ -210,6 +222,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if err := a.restore(context.Background()); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.sweepOrphans(context.Background())
 
 	srv := NewServer(ServerDeps{
 		Registry: a.reg,
@@ -220,6 +237,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 		Onboard:       a.onboard,
+		Delete:        a.deleteRepo,
 		Keepalive:     opts.Keepalive,
 		Me:            a.me,
 		AuditLog:      a.auditLog,
@@ -238,7 +256,8 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	return a, nil
 }
 
-// openStore opens the SQLite database (sessions, audit log) in the data dir.
+// openStore opens the SQLite database (sessions, audit log, repositories
+// onboarded through the API, sync history) in the data dir.
 func (a *App) openStore() error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -397,7 +416,8 @@ type remoteSpec struct {
 	// auth is nil for onboarded mirrors: operator credentials belong to
 	// the repositories of the config file only.
 	auth transport.AuthMethod
-	// onboarded: added through the API, so restricted to --allowed-remote-hosts.
+	// onboarded: added through the API (stored), so restricted to
+	// --allowed-remote-hosts; else declared in the config file.
 	onboarded bool
 }
 
@@ -413,8 +433,10 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 		Resolver:     a.resolver,
 		Log:          a.log.With("repo", rs.id),
 	}
+	origin := registry.OriginConfig
 	if rs.onboarded {
 		mc.AllowedHosts = a.remoteHosts
+		origin = registry.OriginAPI
 	}
 	if err := mc.Check(); err != nil {
 		return nil, err
@@ -428,6 +450,7 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 		Config:   mc,
 		FullName: webhook.NormalizeFullName(fullName),
 		Trunk:    rs.trunk,
+		Origin:   origin,
 	}), nil
 }
 
@@ -487,19 +510,28 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if err != nil {
 		return nil, err
 	}
-	if err := a.reg.Add(r); err != nil {
+	rf, err := a.register(r)
+	if err != nil {
 		return nil, err
 	}
-	rf := a.refresh.Add(r)
 	res, err := rf.Sync(context.WithoutCancel(ctx), refresh.Onboard)
 	if err == nil {
 		err = res.Err
 	}
+	if err == nil {
+		// Stored only once cloned: a failed onboarding leaves nothing.
+		err = a.commitOnboarding(context.WithoutCancel(ctx), r)
+	}
 	if err != nil {
-		a.refresh.Remove(r.ID)
-		a.reg.Remove(r.ID)
-		if rerr := a.mirrors.Remove(r.ID); rerr != nil && !errors.Is(rerr, mirror.ErrNoMirror) {
-			a.log.Warn("cannot remove the mirror of a failed onboarding", "id", r.ID, "err", redact.Error(rerr))
+		// The refresher is stopped before the directory goes, so no run
+		// of it can clone it again.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
+		defer cancel()
+		if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, errNoRepo) {
+			a.log.Warn("cannot clean up a failed onboarding", "id", r.ID, "err", redact.Error(ferr))
+		}
+		if errors.Is(err, refresh.ErrRemoved) {
+			err = errRemovedWhileOnboarding
 		}
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func specOperations(t *testing.T) ([]specOp, *openapi3.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fill := strings.NewReplacer("{repoID}", "local", "{branch}", "b", "{root}", "a", "{syncID}", "1")
+	fill := strings.NewReplacer("{repoID}", "local", "{branch}", "b", "{root}", "a", "{syncID}", "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")
 	var out []specOp
 	for p, item := range doc.Paths.Map() {
 		for m, op := range item.Operations() {
@@ -232,13 +232,13 @@ func TestReadOnlyRefusesEveryMutation(t *testing.T) {
 					t.Errorf("%s %s: %d %s", o.method, o.path, code, body)
 				}
 			}
-			if got := strings.Join(mutating, ","); got != "createRepo,syncRepo" {
+			if got := strings.Join(mutating, ","); got != "createRepo,deleteRepo,syncRepo" {
 				t.Fatalf("mutating operations = %s", got)
 			}
 			if _, ok := s.app.Registry().Get("x"); ok {
 				t.Fatal("a refused onboarding registered a repository")
 			}
-			hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local")
+			hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local", nil)
 			if hist.JSON200 == nil || len(*hist.JSON200) != 1 { // only the start-up read
 				t.Fatalf("a refused sync ran: %s", hist.Body)
 			}

@@ -33,12 +33,28 @@ type testServer struct {
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
+	ch chan struct{} // closed by the next write (wrote)
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 	return s.b.Write(p)
+}
+
+// wrote returns a channel closed by the next write: take it, then look at
+// String, then wait on it.
+func (s *syncBuffer) wrote() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
 }
 
 func (s *syncBuffer) String() string {
@@ -190,3 +206,12 @@ func stackRepo(t testing.TB) *gittest.Repo {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// vv reads a nullable viewVersion; null (no view published yet) is -1, so
+// that it never equals a real version.
+func vv(v *int64) int64 {
+	if v == nil {
+		return -1
+	}
+	return *v
+}

@@ -92,17 +92,17 @@ func inlineHashes(re *regexp.Regexp, page string) string {
 	return b.String()
 }
 
-// stampProblems is a strict-handler middleware that puts the request id in
-// the problem of a handler's error response (handlers build problems with
-// problem.New, without the request); problem.Write does the same for the
-// middleware's answers.
+// stampProblems is a strict-handler middleware that puts the instance (the
+// request's path) and the request id in the problem of a handler's error
+// response (handlers build problems with problem.New, without the
+// request); problem.Write does the same for the middleware's answers.
 func stampProblems(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, req any) (any, error) {
 		resp, err := f(ctx, w, r, req)
 		if err != nil || resp == nil {
 			return resp, err
 		}
-		return withProblemID(ctx, resp), nil
+		return withProblem(r, resp), nil
 	}
 }
 
@@ -120,10 +120,10 @@ var (
 	problemPaths sync.Map
 )
 
-// withProblemID returns resp with its problem's requestId set from ctx, or
-// resp itself when it holds no problem. Generated error responses embed
+// withProblem returns resp with its problem stamped from r (instance and
+// requestId, problem.Stamp), or resp itself when it holds no problem. Generated error responses embed
 // gen.Problem (as a named type of the same structure) directly or as Body.
-func withProblemID(ctx context.Context, resp any) any {
+func withProblem(r *http.Request, resp any) any {
 	v := reflect.ValueOf(resp)
 	path, ok := problemPaths.Load(v.Type())
 	if !ok {
@@ -137,7 +137,7 @@ func withProblemID(ctx context.Context, resp any) any {
 	c := reflect.New(v.Type()).Elem()
 	c.Set(v)
 	p := c.FieldByIndex(idx[:len(idx)-len(requestIDIdx)])
-	stamped := problem.WithRequestID(ctx, p.Convert(problemType).Interface().(gen.Problem))
+	stamped := problem.Stamp(r, p.Convert(problemType).Interface().(gen.Problem))
 	p.Set(reflect.ValueOf(stamped).Convert(p.Type()))
 	return c.Interface()
 }

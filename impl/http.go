@@ -101,11 +101,18 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	strict := gen.NewStrictHandlerWithOptions(srv, []gen.StrictMiddlewareFunc{stampProblems}, gen.StrictHTTPServerOptions{
+	strict := gen.NewStrictHandlerWithOptions(srv, []gen.StrictMiddlewareFunc{stampProblems, markHead}, gen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
 			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
 		},
 		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+				// The client went away: nothing failed, and nobody reads
+				// an answer. The access log records 499.
+				log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", StatusClientClosedRequest, "requestId", requestid.From(r.Context()))
+				w.WriteHeader(StatusClientClosedRequest)
+				return
+			}
 			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
 			problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 		},
@@ -116,14 +123,14 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
 		},
 	})
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/openapi.json", onlyGet(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(specJSON)
-	})
-	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("/openapi.yaml", onlyGet(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(specYAML)
-	})
+	}))
 	ui := swgui5.NewWithConfig(swgui.Config{
 		Title:       "stackd API",
 		SwaggerJSON: "/openapi.json",
@@ -131,13 +138,12 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 		ShowTopBar:  false,
 		SettingsUI:  swaggerSettings,
 	})("stackd API", "/openapi.json", "/docs/")
-	mux.Handle("GET /docs/", ui)
-	mux.Handle("GET /docs", http.RedirectHandler("/docs/", http.StatusMovedPermanently))
-	// A path the validator's router accepts but no generated route takes
-	// (a trailing slash: /api/v1/repos/, .../branches/) is a 404 problem,
-	// not the mux's text/plain one.
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route")
+	mux.Handle("/docs/", onlyGet(notFoundAsProblem(ui).ServeHTTP))
+	mux.Handle("/docs", onlyGet(http.RedirectHandler("/docs/", http.StatusMovedPermanently).ServeHTTP))
+	// A path the validator's router accepts but no route of the mux takes
+	// (a lone %2F segment) is a 404 problem, never the mux's text/plain.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.EscapedPath())
 	})
 	d.Auth.Routes(mux)
 	docsCSP, err := docsPolicy(ui)
@@ -165,6 +171,72 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	h = requestid.Middleware(h)
 	return h, nil
 }
+
+// onlyGet serves GET and HEAD with h (the routes outside the contract);
+// any other method is a 405 problem.
+func onlyGet(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			problem.Write(w, r, http.StatusMethodNotAllowed, problem.MethodNotAllowed,
+				fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.EscapedPath()))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// notFoundAsProblem answers h's 404s (a file server's text/plain "404
+// page not found") as problems: every error stackd sends is one.
+func notFoundAsProblem(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&notFoundWriter{ResponseWriter: w, r: r}, r)
+	})
+}
+
+type notFoundWriter struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool // a problem was sent instead: drop h's body
+}
+
+func (n *notFoundWriter) WriteHeader(code int) {
+	if n.replaced {
+		return
+	}
+	if code == http.StatusNotFound {
+		n.replaced = true
+		n.Header().Del("Content-Length")
+		problem.Write(n.ResponseWriter, n.r, http.StatusNotFound, problem.NotFound, "no such file: "+n.r.URL.EscapedPath())
+		return
+	}
+	n.ResponseWriter.WriteHeader(code)
+}
+
+func (n *notFoundWriter) Write(b []byte) (int, error) {
+	if n.replaced {
+		return len(b), nil
+	}
+	return n.ResponseWriter.Write(b)
+}
+
+type headKey struct{}
+
+// markHead is a strict-handler middleware that tells handlers (isHead) a
+// request is a HEAD: the mux gives HEAD to the GET handler and net/http
+// drops the body, so only a handler whose body never ends (the event
+// stream) needs to know.
+func markHead(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, req any) (any, error) {
+		if r.Method == http.MethodHead {
+			ctx = context.WithValue(ctx, headKey{}, true)
+		}
+		return f(ctx, w, r, req)
+	}
+}
+
+// isHead reports whether the request of ctx is a HEAD (markHead).
+func isHead(ctx context.Context) bool { v, _ := ctx.Value(headKey{}).(bool); return v }
 
 func isDocs(p string) bool { return p == "/docs" || strings.HasPrefix(p, "/docs/") }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/stackd/stackd/impl/refname"
 )
 
-var syncIDPattern = regexp.MustCompile(`^[0-9]{1,19}$`)
+var syncIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // fixedDetailText is what the details of these answers say besides the
 // value: a fuzzed value found in it proves no echo.
@@ -58,6 +58,12 @@ func FuzzPathParameters(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(app.Close)
+	// The one sync of the local repository: its first read.
+	rf, _ := app.Refresh().Get("local")
+	firstID := rf.History()[0].ID
+	f.Add("local", "b", firstID)
+	f.Add("local", "b", "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b") // valid, unknown
+	f.Add("local", "b", strings.ToUpper(firstID))
 	h := app.Handler()
 	get := func(t *testing.T, path string) (int, gen.Problem) {
 		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+path, nil)
@@ -124,6 +130,6 @@ func FuzzPathParameters(f *testing.F) {
 			}
 		}
 
-		check(t, "/api/v1/repos/local/syncs/"+url.PathEscape(syncID), syncID, syncIDPattern.MatchString(syncID), syncID == "1")
+		check(t, "/api/v1/repos/local/syncs/"+url.PathEscape(syncID), syncID, syncIDPattern.MatchString(syncID), syncID == firstID)
 	})
 }

@@ -74,7 +74,7 @@ func TestDNSRebindingRefused(t *testing.T) {
 	if _, ok := s.app.Registry().Get("x"); ok {
 		t.Fatal("a refused onboarding registered a repository")
 	}
-	if hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local"); hist.JSON200 == nil || len(*hist.JSON200) != 1 {
+	if hist, _ := s.c.ListSyncsWithResponse(ctx(t), "local", nil); hist.JSON200 == nil || len(*hist.JSON200) != 1 {
 		t.Fatalf("a refused sync ran: %s", hist.Body)
 	}
 

@@ -27,8 +27,11 @@ func TestRestartServesTheMirrorOnDiskFirst(t *testing.T) {
 	cfg.Repos = []config.RepoConfig{{ID: "kept", URL: up.url}}
 	first := startServer(t, cfg, impl.Options{})
 	rf, _ := first.app.Refresh().Get("kept")
-	if res, err := rf.Wait(ctx(t), "1"); err != nil || res.State != refresh.Succeeded {
-		t.Fatalf("first clone: %+v %v", res, err)
+	if err := rf.Idle(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if h := rf.History(); len(h) != 1 || h[0].State != refresh.Succeeded {
+		t.Fatalf("first clone: %+v", h)
 	}
 	want, _ := first.c.GetViewWithResponse(ctx(t), "kept", nil)
 	first.cancel()
@@ -39,13 +42,18 @@ func TestRestartServesTheMirrorOnDiskFirst(t *testing.T) {
 	}
 	s := startServer(t, cfg, impl.Options{})
 	rf, _ = s.app.Refresh().Get("kept")
-	load, err := rf.Wait(ctx(t), "1")
-	if err != nil || load.Trigger != refresh.Startup || load.Mode != refresh.ModeReread || load.State != refresh.Succeeded {
-		t.Fatalf("start-up load = %+v %v", load, err)
+	if err := rf.Idle(ctx(t)); err != nil {
+		t.Fatal(err)
 	}
-	fetch, err := rf.Wait(ctx(t), "2")
-	if err != nil || fetch.Trigger != refresh.Startup || fetch.Mode != refresh.ModeMirrorFetch || fetch.State != refresh.Failed {
-		t.Fatalf("start-up fetch = %+v %v", fetch, err)
+	h := rf.History() // newest first: this start's fetch and load, then the first start's clone
+	if len(h) != 3 {
+		t.Fatalf("history after restart: %+v", h)
+	}
+	if load := h[1]; load.Trigger != refresh.Startup || load.Mode != refresh.ModeReread || load.State != refresh.Succeeded {
+		t.Fatalf("start-up load = %+v", load)
+	}
+	if fetch := h[0]; fetch.Trigger != refresh.Startup || fetch.Mode != refresh.ModeMirrorFetch || fetch.State != refresh.Failed {
+		t.Fatalf("start-up fetch = %+v", fetch)
 	}
 	got, _ := s.c.GetViewWithResponse(ctx(t), "kept", nil)
 	if got.JSON200 == nil || len(got.JSON200.Stacks) != len(want.JSON200.Stacks) || got.JSON200.Version != 1 {
@@ -173,7 +181,7 @@ func TestPanicInARunFailsOnlyThatRun(t *testing.T) {
 		t.Fatal("the panic and its stack were not logged")
 	}
 	v, _ := s.c.GetViewWithResponse(ctx(t), "panicky", nil)
-	if v.JSON200 == nil || v.JSON200.Version != repo.ViewVersion {
+	if v.JSON200 == nil || v.JSON200.Version != vv(repo.ViewVersion) {
 		t.Fatalf("view after the panic: %s", v.Body)
 	}
 	explode.Store(false)

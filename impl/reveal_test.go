@@ -235,7 +235,7 @@ func checkStatusHides(t *testing.T, s *testServer, id, path string) {
 	if got := *repo.JSON200.SyncStatus.LastError; got != refresh.InternalText {
 		t.Fatalf("lastError = %q", got)
 	}
-	hist, err := s.c.ListSyncsWithResponse(ctx(t), id)
+	hist, err := s.c.ListSyncsWithResponse(ctx(t), id, nil)
 	if err != nil || hist.JSON200 == nil || len(*hist.JSON200) == 0 {
 		t.Fatalf("history: %v %s", err, hist.Body)
 	}

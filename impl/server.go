@@ -45,6 +45,7 @@ type Server struct {
 	webhookSecret []byte
 	deliveries    *webhook.Deduper
 	onboard       func(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
+	deleteRepo    func(ctx context.Context, id string) error
 	keepalive     func() (<-chan time.Time, func())
 
 	diffs *diffCache
@@ -64,6 +65,9 @@ type ServerDeps struct {
 	WebhookSecret []byte
 	// Onboard registers and clones a new mirror (POST /api/v1/repos).
 	Onboard func(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
+	// Delete removes a mirror onboarded through the API (DELETE
+	// /api/v1/repos/{repoID}).
+	Delete func(ctx context.Context, id string) error
 	// Keepalive makes the ticker of SSE keepalive comments (default 25 s).
 	Keepalive func() (<-chan time.Time, func())
 	// Me returns the authenticated caller; false means anonymous.
@@ -86,6 +90,7 @@ func NewServer(d ServerDeps) *Server {
 		webhookSecret: d.WebhookSecret,
 		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),
 		onboard:       d.Onboard,
+		deleteRepo:    d.Delete,
 		keepalive:     ka,
 		diffs:         newDiffCache(64),
 		me:            d.Me,
@@ -129,18 +134,26 @@ func etagMatches(header *string, etag string) bool {
 }
 
 func (s *Server) repoResource(r *registry.Repo) gen.Repo {
-	out := r.Snapshot().Repo()
+	snap := r.Snapshot()
+	out := snap.Repo()
+	if r.FullName != "" && r.Kind == gen.Mirror {
+		fn := r.FullName
+		out.FullName = &fn
+	}
 	if rf, ok := s.refresh.Get(r.ID); ok {
 		st := rf.Status()
 		ss := gen.SyncStatus{
-			State:               "idle",
+			State:               gen.SyncStatusStateIdle,
 			LastAttemptAt:       st.LastAttemptAt,
 			LastSuccessAt:       st.LastSuccessAt,
 			ConsecutiveFailures: st.ConsecutiveFailures,
 			NextScheduledAt:     st.NextScheduledAt,
 		}
-		if st.Running {
-			ss.State = "running"
+		switch {
+		case st.Running && r.Kind == gen.Mirror && snap.Version() == 0:
+			ss.State = gen.SyncStatusStateCloning
+		case st.Running:
+			ss.State = gen.SyncStatusStateRunning
 		}
 		if st.LastError != "" {
 			e := st.LastError
@@ -156,11 +169,13 @@ func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (g
 	return gen.GetHealth200JSONResponse{Status: "ok"}, nil
 }
 
-// GetReady answers 200 once every repository had a first refresh.
+// GetReady answers 200 once the working repository and every mirror of the
+// config file had a first refresh. Mirrors onboarded through the API do
+// not count: their first clone shows in their syncStatus.
 func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
 	var waiting []string
 	for _, r := range s.reg.List() {
-		if !r.Ready() {
+		if r.Origin != registry.OriginAPI && !r.Ready() {
 			waiting = append(waiting, r.ID)
 		}
 	}

@@ -20,9 +20,10 @@ import (
 // security replaced by the requirements that apply under the posture
 // (auth.Config.ServedSecurity, the same rule the gate applies), and a
 // sentence on the posture appended to the description. With auth off there
-// are no users: the copy has no security requirements and no security
-// schemes. doc is raw loaded (impl.Spec); validation keeps using it, not
-// this copy. The copy is made once, at start-up.
+// are no users: every operation is just [{}] (anonymous) and the copy has
+// no global security and no security schemes. doc is raw loaded
+// (impl.Spec); validation keeps using it, not this copy. The copy is made
+// once, at start-up.
 //
 // The YAML is edited as a node tree so that it keeps the file's order,
 // comments and block texts; the JSON is that YAML, loaded and validated by
@@ -56,13 +57,9 @@ func servedSpec(raw []byte, doc *openapi3.T, posture auth.Config) (yamlOut, json
 			if op == nil {
 				return nil, nil, fmt.Errorf("served spec: %s %s not in the loaded spec", method, path)
 			}
-			reqs, users := posture.ServedSecurity(op, doc.Security)
+			reqs, users := posture.ServedSecurity(method, op, doc.Security)
 			hasUsers = users
-			if users {
-				setMapValue(item.Content[j+1], "security", securityNode(reqs), "responses")
-			} else {
-				deleteMapKey(item.Content[j+1], "security")
-			}
+			setMapValue(item.Content[j+1], "security", securityNode(reqs), "responses")
 		}
 	}
 	if !hasUsers {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
@@ -13,6 +16,8 @@ import (
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/webhook"
 )
 
@@ -35,6 +40,9 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 		if errors.As(err, &limited) {
 			return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
 		}
+		if errors.Is(err, refresh.ErrRemoved) {
+			return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("sync %s: %w", r.ID, err)
 		}
@@ -46,45 +54,125 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	if errors.As(err, &limited) {
 		return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
 	}
+	if err == nil && errors.Is(res.Err, refresh.ErrRemoved) {
+		err = res.Err
+	}
+	if errors.Is(err, refresh.ErrRemoved) {
+		return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
+	}
+	if err != nil && ctx.Err() != nil {
+		// The client went away while waiting. The run goes on for
+		// whoever else waits on it (and for the view): nothing failed.
+		s.log.Info("sync: client went away while waiting; the run goes on", "repo", r.ID, "status", StatusClientClosedRequest, "requestId", requestid.From(ctx))
+		return clientClosed{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", r.ID, err)
+	}
+	loc := location("api", "v1", "repos", r.ID, "syncs", res.ID)
+	failed := func(status int, slug string) gen.Problem {
+		p := problem.New(status, slug, res.Error)
+		id := res.ID
+		p.SyncId = &id
+		return p
 	}
 	switch {
 	case res.Err == nil:
 		return gen.SyncRepo200JSONResponse(res.API()), nil
+	case shutdown(res.Err):
+		return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
 	case errors.Is(res.Err, refresh.ErrTimeout):
-		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusGatewayTimeout, problem.Timeout, res.Error))}, nil
+		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{SyncTimeoutApplicationProblemPlusJSONResponse: gen.SyncTimeoutApplicationProblemPlusJSONResponse{
+			Body: failed(http.StatusGatewayTimeout, problem.Timeout), Headers: gen.SyncTimeoutResponseHeaders{Location: loc}}}, nil
 	case errors.Is(res.Err, refresh.ErrFetch), errors.Is(res.Err, mirror.ErrBadURL), errors.Is(res.Err, mirror.ErrLocalRemote):
-		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadGateway, problem.FetchFailed, res.Error))}, nil
+		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{SyncFetchFailedApplicationProblemPlusJSONResponse: gen.SyncFetchFailedApplicationProblemPlusJSONResponse{
+			Body: failed(http.StatusBadGateway, problem.FetchFailed), Headers: gen.SyncFetchFailedResponseHeaders{Location: loc}}}, nil
 	default:
 		return nil, fmt.Errorf("sync %s: %w", r.ID, res.Err)
 	}
 }
 
-// ListSyncs lists recent refreshes, newest first.
+// StatusClientClosedRequest is the status recorded (and logged) for a
+// request whose client went away before the answer: nginx's 499. It is
+// never received by anyone, so it is not in openapi.yaml.
+const StatusClientClosedRequest = 499
+
+// clientClosed answers a client that went away: the status only, for the
+// access log (the connection is gone).
+type clientClosed struct{}
+
+func (clientClosed) VisitSyncRepoResponse(w http.ResponseWriter) error {
+	w.WriteHeader(StatusClientClosedRequest)
+	return nil
+}
+
+// shutdownRetryAfter is the Retry-After, in seconds, of the 503 answered
+// while the server shuts down: about a restart's time.
+const shutdownRetryAfter = 10
+
+// shutdown reports whether a run failed because the server is shutting
+// down: it never started (refresh.ErrClosed), or the manager cancelled it
+// (its context derives from the manager's, plus a timeout that is
+// ErrTimeout).
+func shutdown(err error) bool {
+	return errors.Is(err, refresh.ErrClosed) || errors.Is(err, context.Canceled) && !errors.Is(err, refresh.ErrTimeout)
+}
+
+func shuttingDown() gen.ShuttingDownApplicationProblemPlusJSONResponse {
+	return gen.ShuttingDownApplicationProblemPlusJSONResponse{
+		Body:    problem.New(http.StatusServiceUnavailable, problem.Unavailable, "the server is shutting down; try again when it is back"),
+		Headers: gen.ShuttingDownResponseHeaders{RetryAfter: shutdownRetryAfter},
+	}
+}
+
+// ListSyncs pages through the stored refreshes, newest first; a Link
+// header names the next page.
 func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) (gen.ListSyncsResponseObject, error) {
 	rf, ok := s.refresherOf(req.RepoID)
 	if !ok {
 		return gen.ListSyncs404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	out := gen.ListSyncs200JSONResponse{}
-	for _, res := range rf.History() {
-		out = append(out, res.API())
+	limit := defaultSyncPage
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	cursor := ""
+	if req.Params.Cursor != nil {
+		cursor = *req.Params.Cursor
+	}
+	// One more than asked tells whether there is a next page.
+	page, err := rf.Page(ctx, limit+1, cursor)
+	if err != nil {
+		return nil, fmt.Errorf("sync history of %s: %w", rf.Repo().ID, err)
+	}
+	out := gen.ListSyncs200JSONResponse{Body: make([]gen.SyncResult, 0, min(len(page), limit))}
+	for _, res := range page[:min(len(page), limit)] {
+		out.Body = append(out.Body, res.API())
+	}
+	if len(page) > limit {
+		q := url.Values{"limit": {strconv.Itoa(limit)}, "cursor": {page[limit-1].ID}}
+		link := fmt.Sprintf("<%s?%s>; rel=\"next\"", location("api", "v1", "repos", rf.Repo().ID, "syncs"), q.Encode())
+		out.Headers.Link = &link
 	}
 	return out, nil
 }
 
-// GetSync returns one refresh.
+// defaultSyncPage is GET .../syncs' page size without limit (the spec's
+// default).
+const defaultSyncPage = 50
+
+// GetSync returns one refresh from the stored history.
 func (s *Server) GetSync(ctx context.Context, req gen.GetSyncRequestObject) (gen.GetSyncResponseObject, error) {
 	rf, ok := s.refresherOf(req.RepoID)
 	if !ok {
 		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
 	}
-	res, ok := rf.Get(req.SyncID)
-	if !ok {
-		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
+	res, err := rf.Lookup(ctx, req.SyncID)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetSync404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no sync %q of %q (the history keeps the most recent ones)", req.SyncID, req.RepoID))}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sync %s of %s: %w", req.SyncID, rf.Repo().ID, err)
 	}
 	return gen.GetSync200JSONResponse(res.API()), nil
 }
@@ -104,7 +192,8 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case err == nil:
 		loc := location("api", "v1", "repos", repo.ID)
 		return gen.CreateRepo201JSONResponse{Body: s.repoResource(repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
-	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL):
+	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL),
+		errors.Is(err, registry.ErrDuplicateFullName), errors.Is(err, errRemovedWhileOnboarding):
 		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
 	case mirror.Refused(err):
@@ -115,12 +204,30 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, errBadRepoID):
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	case shutdown(err):
+		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
 	case errors.Is(err, refresh.ErrTimeout):
 		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil
 	case errors.Is(err, refresh.ErrFetch):
 		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadGateway, problem.FetchFailed, refresh.Public(err)))}, nil
+	default:
+		return nil, err
+	}
+}
+
+// DeleteRepo removes a mirror onboarded through the API.
+func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject) (gen.DeleteRepoResponseObject, error) {
+	err := s.deleteRepo(ctx, req.RepoID)
+	switch {
+	case err == nil:
+		return gen.DeleteRepo204Response{}, nil
+	case errors.Is(err, errNoRepo):
+		return gen.DeleteRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	case errors.Is(err, errNotRemovable):
+		return gen.DeleteRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
 	default:
 		return nil, err
 	}
@@ -195,6 +302,10 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		return nil, fmt.Errorf("repository %q has no refresher", repo.ID)
 	}
 	id := rf.TriggerDebounced(refresh.Webhook)
+	if id == "" {
+		log.Info("webhook: push for a repository being removed; nothing fetched", "repo", repo.ID)
+		return gen.GithubWebhook204Response{}, nil
+	}
 	log.Info("webhook: refresh queued", "repo", repo.ID, "sync", id, "ref", push.Ref)
 	return gen.GithubWebhook202JSONResponse{RepoID: repo.ID, SyncID: id}, nil
 }
@@ -213,6 +324,10 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	r, ok := s.reg.Get(req.RepoID)
 	if !ok {
 		return gen.StreamEvents404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
+	if isHead(ctx) {
+		// The headers of the stream, without one: no subscription.
+		return gen.StreamEvents200TexteventStreamResponse{Body: strings.NewReader("")}, nil
 	}
 	// A client that reconnects names the last event it saw; the header
 	// wins over the query parameter.

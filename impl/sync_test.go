@@ -139,7 +139,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
 
 	repo := onboard(t, s, up.url)
-	if repo.Id != "widgets" || repo.Kind != client.Mirror || repo.Trunk != "main" || repo.ViewVersion < 1 {
+	if repo.Id != "widgets" || repo.Kind != client.Mirror || repo.Trunk != "main" || vv(repo.ViewVersion) < 1 {
 		t.Fatalf("onboarded repo = %+v", repo)
 	}
 	view, err := s.c.GetViewWithResponse(ctx(t), "widgets", nil)
@@ -184,7 +184,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	up.work.Commit("c2", map[string]string{"c.txt": "c2\n"})
 	up.push("c")
 	res := syncOK(t, s, "widgets")
-	if res.Mode != client.MirrorFetch || res.Trigger != client.Manual || change(res, "refs/heads/c") != "updated" || res.ViewVersion <= repo.ViewVersion {
+	if res.Mode != client.MirrorFetch || res.Trigger != client.Manual || change(res, "refs/heads/c") != "updated" || vv(res.ViewVersion) <= vv(repo.ViewVersion) {
 		t.Fatalf("sync after push = %+v", res)
 	}
 	// Force-push and deletion are followed and reported.
@@ -227,7 +227,7 @@ func TestMirrorOnboardingAndManualSync(t *testing.T) {
 	syncOK(t, s, "widgets")
 
 	// History, newest first, and one sync by id.
-	hist, err := s.c.ListSyncsWithResponse(ctx(t), "widgets")
+	hist, err := s.c.ListSyncsWithResponse(ctx(t), "widgets", nil)
 	if err != nil || hist.JSON200 == nil || len(*hist.JSON200) < 5 || (*hist.JSON200)[0].State != client.SyncResultStateSucceeded {
 		t.Fatalf("history: %v %s", err, hist.Body)
 	}
@@ -474,7 +474,7 @@ func TestIntervalLoop(t *testing.T) {
 	timer <- time.Now()
 	timer = <-waits
 	hist := rf.History()
-	if hist[0].Trigger != refresh.Interval || hist[0].State != refresh.Succeeded || len(hist[0].Changes) != 0 || hist[0].ViewVersion != repo.JSON200.ViewVersion {
+	if hist[0].Trigger != refresh.Interval || hist[0].State != refresh.Succeeded || len(hist[0].Changes) != 0 || hist[0].ViewVersion != vv(repo.JSON200.ViewVersion) {
 		t.Fatalf("unchanged interval run = %+v", hist[0])
 	}
 	if diffs := diffTrees(before, treeHash(t, mirrorDir)); len(diffs) > 0 {
@@ -486,7 +486,7 @@ func TestIntervalLoop(t *testing.T) {
 	timer <- time.Now()
 	<-waits
 	hist = rf.History()
-	if hist[0].Trigger != refresh.Interval || len(hist[0].Changes) != 1 || hist[0].ViewVersion <= repo.JSON200.ViewVersion {
+	if hist[0].Trigger != refresh.Interval || len(hist[0].Changes) != 1 || hist[0].ViewVersion <= vv(repo.JSON200.ViewVersion) {
 		t.Fatalf("interval run after a push = %+v", hist[0])
 	}
 }
@@ -648,20 +648,23 @@ func TestConfiguredMirrorsCloneInBackground(t *testing.T) {
 		t.Fatalf("readyz before the clone: %d %s", code, body)
 	}
 	list, _ := s.c.ListReposWithResponse(ctx(t))
-	if list.JSON200 == nil || len(*list.JSON200) != 1 || (*list.JSON200)[0].ViewVersion != 0 {
+	if list.JSON200 == nil || len(*list.JSON200) != 1 || (*list.JSON200)[0].ViewVersion != nil {
 		t.Fatalf("repos before the clone: %s", list.Body)
 	}
 	s.start(t)
 	rf, _ := s.app.Refresh().Get("cfg")
-	res, err := rf.Wait(ctx(t), "1")
-	if err != nil || res.Trigger != refresh.Startup || res.Mode != refresh.ModeMirrorFetch || res.State != refresh.Succeeded {
-		t.Fatalf("background clone: %+v %v", res, err)
+	if err := rf.Idle(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	h := rf.History()
+	if res := h[len(h)-1]; len(h) != 1 || res.Trigger != refresh.Startup || res.Mode != refresh.ModeMirrorFetch || res.State != refresh.Succeeded {
+		t.Fatalf("background clone: %+v", h)
 	}
 	if code, _, body := s.do("GET", "/readyz", nil); code != 200 {
 		t.Fatalf("readyz after the clone: %d %s", code, body)
 	}
 	r, _ := s.c.GetRepoWithResponse(ctx(t), "cfg")
-	if r.JSON200 == nil || r.JSON200.ViewVersion < 1 || r.JSON200.SyncStatus.LastSuccessAt == nil || r.JSON200.Remote == nil {
+	if r.JSON200 == nil || vv(r.JSON200.ViewVersion) < 1 || r.JSON200.SyncStatus.LastSuccessAt == nil || r.JSON200.Remote == nil {
 		t.Fatalf("repo after the clone: %s", r.Body)
 	}
 }

@@ -170,7 +170,7 @@ func (b *bench) onboardStackd(ctx context.Context, m *mirrorRun, i int, procDir 
 		fail(err)
 		return
 	}
-	m.sd, m.api, m.version = sd, api, repo.ViewVersion
+	m.sd, m.api, m.version = sd, api, viewVersion(repo.ViewVersion)
 	b.res.fact("onboard answered 201", m.n, true, "")
 	res.stackd.add(d.Seconds())
 	msg := fmt.Sprintf("onboarding run %d: stackd %s", i+1, fmtDuration(d))
@@ -213,9 +213,9 @@ func (b *bench) noopSync(ctx context.Context, m *mirrorRun) error {
 				sr, err := m.api.sync(octx, benchID)
 				d := time.Since(start)
 				cancel()
-				if err == nil && (len(sr.UpdatedRefs) != 0 || sr.ViewVersion != m.version) {
-					err = fmt.Errorf("no-op sync reported %d updated refs, view version %d -> %d", len(sr.UpdatedRefs), m.version, sr.ViewVersion)
-					m.version = sr.ViewVersion
+				if err == nil && (len(sr.UpdatedRefs) != 0 || viewVersion(sr.ViewVersion) != m.version) {
+					err = fmt.Errorf("no-op sync reported %d updated refs, view version %d -> %d", len(sr.UpdatedRefs), m.version, viewVersion(sr.ViewVersion))
+					m.version = viewVersion(sr.ViewVersion)
 				}
 				if err != nil {
 					res.stackd.fail(err)
@@ -273,7 +273,7 @@ func (b *bench) changedSync(ctx context.Context, m *mirrorRun) error {
 				d := time.Since(start)
 				cancel()
 				if err == nil {
-					m.version = sr.ViewVersion
+					m.version = viewVersion(sr.ViewVersion)
 					if len(sr.UpdatedRefs) != 1 || sr.UpdatedRefs[0].Ref != "refs/heads/"+branch ||
 						sr.UpdatedRefs[0].NewSha == nil || *sr.UpdatedRefs[0].NewSha != next {
 						err = fmt.Errorf("sync reported %s, want exactly refs/heads/%s -> %.8s", refList(sr.UpdatedRefs), branch, next)
@@ -529,4 +529,12 @@ func (b *bench) restartOnce(ctx context.Context, m *mirrorRun, dataDir, procDir,
 			return 0, sd, fmt.Errorf("%s; %w", last, err)
 		}
 	}
+}
+
+// viewVersion reads a nullable viewVersion (null, no view yet, is 0).
+func viewVersion(v *int64) int64 {
+	if v == nil {
+		return 0
+	}
+	return *v
 }

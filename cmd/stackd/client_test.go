@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -58,6 +60,21 @@ func TestClientCommands(t *testing.T) {
 	if !strings.Contains(out, "stack feature/a") || !strings.Contains(out, "feature/a") || !strings.Contains(out, "PR #12 OPEN") {
 		t.Fatalf("view output:\n%s", out)
 	}
+	// feature/a has one commit of its own.
+	if !strings.Contains(out, "(1 commit,") || strings.Contains(out, "1 commits") {
+		t.Fatalf("view output gets the plural wrong:\n%s", out)
+	}
+	// --server as host:port, as printed by "stackd listening".
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	out = runOK("repos", "--server", hostPort)
+	if !strings.Contains(out, "local  local  main") {
+		t.Fatalf("repos --server %s:\n%s", hostPort, out)
+	}
+	t.Setenv("STACKD_SERVER", hostPort)
+	out = runOK("sync", "local")
+	if !strings.Contains(out, "of local: succeeded") {
+		t.Fatalf("sync with STACKD_SERVER=%s:\n%s", hostPort, out)
+	}
 	out = runOK("sync", "--json", "--server", srv.URL, "local")
 	if !strings.Contains(out, `"mode": "reread"`) {
 		t.Fatalf("sync --json output:\n%s", out)
@@ -66,5 +83,52 @@ func TestClientCommands(t *testing.T) {
 	var errb bytes.Buffer
 	if code := run([]string{"view", "nope", "--server", srv.URL}, &bytes.Buffer{}, &errb); code != 1 || !strings.Contains(errb.String(), `404 Not Found: no repository "nope"`) {
 		t.Fatalf("unknown repo: exit %d %q", code, errb.String())
+	}
+}
+
+// TestClientWithoutServer: with nothing listening, every client command
+// fails in one line that says how to start stackd.
+func TestClientWithoutServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, args := range [][]string{{"repos", "--server", addr}, {"view", "local", "--server", "http://" + addr}, {"sync", "local", "--server", addr}} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		msg := errb.String()
+		if code != 1 || !strings.Contains(msg, "is stackd running? start it with `stackd serve`") ||
+			!strings.Contains(msg, "http://"+addr) || strings.Count(strings.TrimSpace(msg), "\n") > 0 {
+			t.Errorf("%v: exit %d: %q", args, code, msg)
+		}
+	}
+}
+
+// TestClientShowsNullViewVersion: a repository without a view yet (a
+// configured mirror before its first clone) shows "-" as its version.
+func TestClientShowsNullViewVersion(t *testing.T) {
+	up := gittest.New(t)
+	up.Commit("initial", map[string]string{"README": "x\n"})
+	cfg := config.Default()
+	cfg.Cwd = t.TempDir() // no local repository
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.SyncInterval = 0
+	cfg.AllowLocalRemotes = true
+	cfg.Repos = []config.RepoConfig{{ID: "later", URL: up.Dir}}
+	app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not started: the mirror is not cloned, so it has no view.
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(func() { srv.Close(); app.Close() })
+	var out, errb bytes.Buffer
+	if code := run([]string{"repos", "--server", srv.URL}, &out, &errb); code != 0 {
+		t.Fatalf("repos: exit %d %s", code, errb.String())
+	}
+	if !regexp.MustCompile(`(?m)^later\s+mirror\s+(\S+\s+)?-\s+-\s+idle`).MatchString(out.String()) {
+		t.Fatalf("repos output:\n%s", out.String())
 	}
 }

@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], stderr)
+		err = serve(ctx, args[1:], stdout, stderr)
 	case "sync":
 		err = clientCmd(ctx, "sync", args[1:], stdout, stderr)
 	case "repos":
@@ -77,5 +77,7 @@ commands:
   view REPO      show a repository's stacks
   version        print the version
 
-Run "stackd <command> -h" for the flags of a command.
+Run "stackd <command> -h" for the flags and environment variables of a
+command. The client commands (sync, repos, view) read STACKD_SERVER and
+STACKD_TOKEN; serve reads STACKD_<FLAG> for each of its flags.
 `

@@ -32,6 +32,13 @@ func TestCommandLineErrors(t *testing.T) {
 		{"oidc without issuer", []string{"serve", "--auth", "oidc", "--cwd", "."}, nil, 2, "auth oidc needs the issuer"},
 		{"oidc without allowlist", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
 			"--base-url", "https://stackd.invalid", "--cwd", "."}, nil, 2, "name who may sign in, or pass --allow-any-user"},
+		// On loopback the base URL is not needed: the next refusal is
+		// the allowlist's.
+		{"oidc on loopback without base URL", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
+			"--cwd", "."}, nil, 2, "name who may sign in, or pass --allow-any-user"},
+		{"oidc elsewhere without base URL", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
+			"--addr", "0.0.0.0:0", "--cwd", "."}, nil, 2, "auth oidc needs the base URL"},
+		{"server that is no URL", []string{"repos", "--server", "ftp://x"}, nil, 2, `--server "ftp://x": scheme "ftp": want http or https`},
 		{"oidc with allowlist and any user", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
 			"--base-url", "https://stackd.invalid", "--allowed-domains", "example.com", "--cwd", "."}, map[string]string{"STACKD_ALLOW_ANY_USER": "true"}, 2, "--allow-any-user contradicts"},
 	}
@@ -65,6 +72,7 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 	yaml := `
 syncInterval: 10m
 syncWorkers: 2
+syncHistory: 7
 webhookSecret: from-file
 repos:
   - id: api
@@ -90,6 +98,9 @@ repos:
 	if cfg.SyncWorkers != 3 {
 		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
 	}
+	if cfg.SyncHistory != 7 {
+		t.Errorf("syncHistory from the file: %d", cfg.SyncHistory)
+	}
 	if cfg.WebhookSecret != "from-file" || len(cfg.Repos) != 1 || cfg.Repos[0].Trunk != "develop" {
 		t.Errorf("file settings: %+v", cfg)
 	}
@@ -110,5 +121,52 @@ repos:
 	}
 	if _, err := parseServe([]string{"--config", file}, io.Discard); err == nil || !strings.Contains(err.Error(), "bogus") {
 		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// TestBaseURLDefaultsOnLoopback: with --auth oidc on a loopback address
+// and no --base-url, the base URL is http://<addr>; a set one is kept, and
+// elsewhere nothing is guessed.
+func TestBaseURLDefaultsOnLoopback(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	oidc := []string{"--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd", "--allow-any-user"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{oidc, "http://127.0.0.1:8080"},
+		{append([]string{"--addr", "localhost:18080"}, oidc...), "http://localhost:18080"},
+		{append([]string{"--base-url", "https://stackd.example"}, oidc...), "https://stackd.example"},
+		{append([]string{"--addr", "0.0.0.0:8080"}, oidc...), ""},
+	} {
+		cfg, err := parseServe(tc.args, io.Discard)
+		if err != nil || cfg.BaseURL != tc.want {
+			t.Errorf("%v: base URL %q (%v), want %q", tc.args, cfg.BaseURL, err, tc.want)
+		}
+	}
+}
+
+// TestHelpGoesToStdout: -h of every command prints its usage, flags and
+// the environment variables it reads to stdout, and exits 0.
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"sync", "-h"}, []string{"usage: stackd sync REPO", "-no-wait", "-server", "STACKD_SERVER", "STACKD_TOKEN"}},
+		{[]string{"repos", "--help"}, []string{"usage: stackd repos", "-json", "STACKD_SERVER", "STACKD_TOKEN"}},
+		{[]string{"view", "-h"}, []string{"usage: stackd view REPO", "STACKD_SERVER", "STACKD_TOKEN"}},
+		{[]string{"serve", "-h"}, []string{"usage: stackd serve", "-base-url", "STACKD_ADDR", "STACKD_WEBHOOK_SECRET", "STACKD_OIDC_CLIENT_SECRET", "STACKD_REPO_<ID>_USERNAME", "STACKD_DEBUG"}},
+		{[]string{"help"}, []string{"usage: stackd <command>", "STACKD_SERVER", "STACKD_TOKEN"}},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(tc.args, &out, &errb); code != 0 || errb.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, errb.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: stdout lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
 	}
 }

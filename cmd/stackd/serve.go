@@ -26,6 +26,7 @@ type fileConfig struct {
 	SyncWorkers         *int                `yaml:"syncWorkers"`
 	SyncTimeout         string              `yaml:"syncTimeout"`
 	SyncInterval        string              `yaml:"syncInterval"`
+	SyncHistory         *int                `yaml:"syncHistory"`
 	AllowLocalRemotes   *bool               `yaml:"allowLocalRemotes"`
 	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
 	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
@@ -65,7 +66,22 @@ func (s *serveFlags) value(v flag.Value, name, usage string) {
 	s.fs.Var(v, name, usage+" ("+envName(name)+")")
 }
 
-func parseServe(args []string, stderr io.Writer) (config.Config, error) {
+// serveEnv are the environment variables serve reads besides
+// STACKD_<FLAG>, for serve -h.
+const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
+  STACKD_WEBHOOK_SECRET          enables POST /api/v1/webhooks/github (or webhookSecret: in --config)
+  STACKD_OIDC_CLIENT_SECRET      the OIDC client secret (browser sign-in)
+  STACKD_REPO_<ID>_USERNAME      https credentials of the repository <ID> of the config file
+  STACKD_REPO_<ID>_PASSWORD      (only ever sent to that repository's origin)
+  STACKD_DEBUG                   any value: debug logging (every request)
+  XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
+  SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
+`
+
+// parseServe fills the Config from args, the environment and --config;
+// -h prints the flags and the environment to help (and returns
+// flag.ErrHelp).
+func parseServe(args []string, help io.Writer) (config.Config, error) {
 	cfg := config.Default()
 	cfg.Version = version
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -82,6 +98,7 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	s.value(intValue{&cfg.SyncWorkers}, "sync-workers", "repositories refreshed in parallel")
 	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")
 	s.value(durationValue{&cfg.SyncInterval}, "sync-interval", "mirror refresh interval, 0 disables")
+	s.value(intValue{&cfg.SyncHistory}, "sync-history", "finished syncs kept per repository in the database")
 	s.value(boolValue{&cfg.AllowLocalRemotes}, "allow-local-remotes", "allow file:// and plain-path mirror remotes")
 	s.value(boolValue{&cfg.AllowPrivateRemotes}, "allow-private-remotes", "allow mirrors to connect to loopback, private and other non-public addresses, and plain http")
 	s.value(stringList{&cfg.AllowedRemoteHosts}, "allowed-remote-hosts", "the only hosts onboarding may clone from, e.g. github.com,*.example.com (comma-separated; recommended on a server)")
@@ -109,9 +126,10 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 	cfg.OIDCClientSecret = os.Getenv("STACKD_OIDC_CLIENT_SECRET")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprintln(stderr, "usage: stackd serve [flags]")
+			fmt.Fprint(help, "usage: stackd serve [flags]\n\nServe the git repository of the current directory (and the mirrors of --config).\n\nflags:\n")
+			fs.SetOutput(help)
 			fs.PrintDefaults()
+			fmt.Fprint(help, "\n"+serveEnv)
 			return cfg, err
 		}
 		return cfg, fmt.Errorf("%w: %v (see stackd serve -h)", errUsage, err)
@@ -134,6 +152,7 @@ func parseServe(args []string, stderr io.Writer) (config.Config, error) {
 		cfg.Cwd = config.AbsPath(cfg.Cwd)
 	}
 	cfg.DataDir = config.AbsPath(cfg.DataDir)
+	cfg.ResolveDefaults()
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: %v", errUsage, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
@@ -192,6 +211,12 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 			}
 			return durationValue{&cfg.SyncInterval}.Set(fc.SyncInterval)
 		}),
+		set("sync-history", func() error {
+			if fc.SyncHistory != nil {
+				cfg.SyncHistory = *fc.SyncHistory
+			}
+			return nil
+		}),
 		set("allow-local-remotes", func() error {
 			if fc.AllowLocalRemotes != nil {
 				cfg.AllowLocalRemotes = *fc.AllowLocalRemotes
@@ -246,8 +271,8 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseServe(args, stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -261,6 +286,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.Auth == "oidc" {
+		// On loopback the base URL defaults to http://<addr>: say what
+		// the provider must have registered.
+		log.Info("sign-in redirect", "baseURL", cfg.BaseURL, "redirectURI", strings.TrimSuffix(cfg.BaseURL, "/")+"/auth/callback")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/stackd/stackd/impl/validate"
 )
 
 // Level is how open an operation of the contract is, read from its
@@ -132,23 +134,35 @@ func (c Config) Access(l Level) Access {
 // the posture c.
 func (c Config) ReadsAnonymous() bool { return c.Access(LevelRead) == AccessAnonymous }
 
-// ServedSecurity returns the security requirements of op as the served
-// spec shows them under the posture c, and whether the server has users at
-// all (hasUsers false: auth off, the served spec carries no security).
-// With users, the result lists op's declared schemes (the global ones when
-// it declares none), preceded by the empty requirement {} when anonymous
-// callers are admitted; an open operation is just [{}].
-func (c Config) ServedSecurity(op *openapi3.Operation, global openapi3.SecurityRequirements) (reqs openapi3.SecurityRequirements, hasUsers bool) {
-	if c.mode() == ModeNone {
-		return nil, false
+// ServedSecurity returns the security requirements of op (asked with
+// method) as the served spec shows them under the posture c, and whether
+// the server has users at all (hasUsers false: auth off, the served spec
+// carries no security schemes). One rule for every posture, so that Swagger
+// UI and a validating proxy reading the served spec agree with the gate:
+//
+//   - the empty requirement {} comes first exactly when credentials are not
+//     what decides: an anonymous caller passes (Access), or everyone is
+//     refused alike (a mutation on a read-only server, 403 read-only; an
+//     operation that needs a user where there are none, 403);
+//   - then op's declared schemes (the global ones when it declares none),
+//     where there are users and a credential can change the answer.
+//
+// So with auth off every operation is just [{}] (no padlock, no Authorize
+// button: there is nobody to sign in as), a read-only server's mutations are
+// [{}] too, and an operation that needs a session lists only the schemes.
+func (c Config) ServedSecurity(method string, op *openapi3.Operation, global openapi3.SecurityRequirements) (reqs openapi3.SecurityRequirements, hasUsers bool) {
+	hasUsers = c.mode() != ModeNone
+	refusedToAll := c.ReadOnly && Mutating(&validate.Route{Operation: op, Method: method})
+	reqs = openapi3.SecurityRequirements{}
+	if refusedToAll || c.Access(Classify(op, global)) != AccessSignIn {
+		reqs = append(reqs, openapi3.SecurityRequirement{})
+	}
+	if !hasUsers || refusedToAll {
+		return reqs, hasUsers
 	}
 	declared := global
 	if op != nil && op.Security != nil {
 		declared = *op.Security
-	}
-	reqs = openapi3.SecurityRequirements{}
-	if c.Access(Classify(op, global)) == AccessAnonymous {
-		reqs = append(reqs, openapi3.SecurityRequirement{})
 	}
 	for _, req := range declared {
 		if len(req) > 0 {

@@ -193,10 +193,16 @@ func ClientKey(ctx context.Context) string {
 	return s
 }
 
+// Store is what auth keeps in the store: sessions and the audit log.
+type Store interface {
+	store.SessionStore
+	store.AuditStore
+}
+
 // Auth holds the authentication state of a server.
 type Auth struct {
 	cfg   Config
-	store *store.Store
+	store Store
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -222,7 +228,7 @@ var ErrConfig = errors.New("auth: invalid configuration")
 // New prepares authentication. In Mode oidc it discovers the provider at
 // c.Issuer (an HTTP round trip bounded by ctx) and needs a store for sessions.
 // log may be nil; now may be nil (time.Now).
-func New(ctx context.Context, c Config, st *store.Store, log *slog.Logger, now func() time.Time) (*Auth, error) {
+func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() time.Time) (*Auth, error) {
 	if c.Mode == "" {
 		c.Mode = ModeNone
 	}

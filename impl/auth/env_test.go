@@ -149,7 +149,7 @@ func startIDP(t *testing.T) *mockoidc.MockOIDC { return authtest.StartIDP(t) }
 type env struct {
 	idp    *mockoidc.MockOIDC
 	auth   *Auth
-	st     *store.Store
+	st     *store.SQLite
 	dbPath string
 	srv    *httptest.Server
 	clk    *clock

@@ -225,19 +225,21 @@ func TestAccess(t *testing.T) {
 	}
 }
 
-// TestServedSecurity: what the served spec shows per posture.
+// TestServedSecurity: what the served spec shows per posture: {} first
+// where credentials do not decide (anonymous passes, or everyone is refused
+// alike), then the schemes where there are users.
 func TestServedSecurity(t *testing.T) {
 	doc := loadDoc(t)
-	op := func(id string) *openapi3.Operation {
+	op := func(id string) (string, *openapi3.Operation) {
 		for _, item := range doc.Paths.Map() {
-			for _, o := range item.Operations() {
+			for m, o := range item.Operations() {
 				if o.OperationID == id {
-					return o
+					return m, o
 				}
 			}
 		}
 		t.Fatalf("no operation %s", id)
-		return nil
+		return "", nil
 	}
 	show := func(reqs openapi3.SecurityRequirements) string {
 		var parts []string
@@ -248,24 +250,25 @@ func TestServedSecurity(t *testing.T) {
 		return strings.Join(parts, " ")
 	}
 	tests := []struct {
-		cfg                  Config
-		read, signedIn, open string
+		cfg                        Config
+		users                      bool
+		read, signedIn, sync, open string
 	}{
-		{Config{Mode: ModeOIDC}, "{cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
-		{Config{Mode: ModeOIDC, PublicReads: true}, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
-		{Config{Mode: ModeOIDC, ReadOnly: true}, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+		{Config{Mode: ModeOIDC}, true, "{cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+		{Config{Mode: ModeOIDC, PublicReads: true}, true, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}"},
+		// Read-only: a mutation is refused to everyone, credentials or not.
+		{Config{Mode: ModeOIDC, ReadOnly: true}, true, "{} {cookieAuth} {bearerAuth}", "{cookieAuth} {bearerAuth}", "{}", "{}"},
+		// Auth off: nobody to sign in as; every operation is just {}.
+		{Config{}, false, "{}", "{}", "{}", "{}"},
+		{Config{ReadOnly: true}, false, "{}", "{}", "{}", "{}"},
 	}
 	for _, tt := range tests {
-		for _, c := range []struct{ id, want string }{{"listRepos", tt.read}, {"getPrivate", tt.signedIn}, {"syncRepo", tt.signedIn}, {"getConfig", tt.open}} {
-			reqs, users := tt.cfg.ServedSecurity(op(c.id), doc.Security)
-			if got := show(reqs); !users || got != c.want {
-				t.Errorf("%+v %s: %q (users %v), want %q", tt.cfg, c.id, got, users, c.want)
+		for _, c := range []struct{ id, want string }{{"listRepos", tt.read}, {"getPrivate", tt.signedIn}, {"syncRepo", tt.sync}, {"getConfig", tt.open}} {
+			m, o := op(c.id)
+			reqs, users := tt.cfg.ServedSecurity(m, o, doc.Security)
+			if got := show(reqs); users != tt.users || got != c.want {
+				t.Errorf("%+v %s: %q (users %v), want %q (users %v)", tt.cfg, c.id, got, users, c.want, tt.users)
 			}
-		}
-	}
-	for _, cfg := range []Config{{}, {ReadOnly: true}} {
-		if reqs, users := cfg.ServedSecurity(op("listRepos"), doc.Security); users || reqs != nil {
-			t.Errorf("auth off: %v %v", reqs, users)
 		}
 	}
 }

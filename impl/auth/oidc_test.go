@@ -546,7 +546,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := e.st
+			var st Store = e.st
 			if tt.noStore {
 				st = nil
 			}

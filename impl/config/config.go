@@ -55,6 +55,9 @@ type Config struct {
 	SyncTimeout time.Duration
 	// SyncInterval is the mirrors' refresh period; 0 disables. Default 5m.
 	SyncInterval time.Duration
+	// SyncHistory is how many finished syncs of each repository the store
+	// keeps (GET .../syncs pages through them). Default 100.
+	SyncHistory int
 	// AllowLocalRemotes lets mirrors use file:// and plain paths.
 	AllowLocalRemotes bool
 	// AllowPrivateRemotes lets mirrors connect to addresses that are not
@@ -102,7 +105,8 @@ type Config struct {
 	AllowAnyUser bool
 	// OIDCIssuer, OIDCClientID and OIDCClientSecret (STACKD_OIDC_CLIENT_SECRET
 	// only) configure the provider; BaseURL is this server's external URL
-	// (redirects; cookies are Secure when it is https).
+	// (redirects; cookies are Secure when it is https). On a loopback Addr
+	// it defaults to http://<Addr> (ResolveDefaults).
 	OIDCIssuer, OIDCClientID, OIDCClientSecret, BaseURL string
 	// OIDCExtraAudiences are more accepted audiences of bearer ID tokens.
 	OIDCExtraAudiences []string
@@ -144,6 +148,10 @@ type RepoConfig struct {
 	SSHKey   string `yaml:"sshKey"`
 }
 
+// MaxSyncHistory bounds SyncHistory: every stored sync can hold up to 1,000
+// changed refs.
+const MaxSyncHistory = 100000
+
 // DefaultDataDir is $XDG_DATA_HOME/stackd, else ~/.local/share/stackd.
 func DefaultDataDir() string {
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
@@ -167,6 +175,7 @@ func Default() Config {
 		SyncWorkers:   4,
 		SyncTimeout:   2 * time.Minute,
 		SyncInterval:  5 * time.Minute,
+		SyncHistory:   100,
 		WatchDebounce: 100 * time.Millisecond,
 		RateLimit:     "20/40",
 		SyncRateLimit: "1/5",
@@ -175,6 +184,35 @@ func Default() Config {
 		WebhookMaxDelay:      10 * time.Second,
 		AuthFailureRateLimit: "1/10",
 	}
+}
+
+// ResolveDefaults fills the settings whose defaults depend on others, once
+// flags, environment and file have been applied: on a loopback Addr with a
+// fixed port, an empty BaseURL becomes DefaultBaseURL. It reports whether
+// it did.
+func (c *Config) ResolveDefaults() (baseURLDefaulted bool) {
+	if c.BaseURL == "" {
+		if u := c.DefaultBaseURL(); u != "" {
+			c.BaseURL = u
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultBaseURL is the base URL of a server listening on a loopback Addr:
+// http://<Addr>, the one way a browser on this machine reaches it. Empty
+// when Addr is not loopback (the external URL cannot be guessed there) or
+// its port is 0 (chosen when listening).
+func (c *Config) DefaultBaseURL() string {
+	if !c.Loopback() {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Validate checks the settings together and returns every problem found,
@@ -207,6 +245,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("--sync-interval %s: must be 0 (off) or positive", c.SyncInterval))
+	}
+	if c.SyncHistory < 1 || c.SyncHistory > MaxSyncHistory {
+		errs = append(errs, fmt.Errorf("--sync-history %d: must be 1 to %d", c.SyncHistory, MaxSyncHistory))
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		errs = append(errs, fmt.Errorf("--data-dir %q: must be an absolute path", c.DataDir))

@@ -86,3 +86,44 @@ func TestValidateWebhookDebounce(t *testing.T) {
 		t.Fatalf("bad failure rate: %v", err)
 	}
 }
+
+// TestDefaultBaseURL: a loopback address with a fixed port gives
+// http://<addr>; other addresses and port 0 give nothing, and a base URL
+// that is set is kept.
+func TestDefaultBaseURL(t *testing.T) {
+	for _, tc := range []struct {
+		addr, base, want string
+		defaulted        bool
+	}{
+		{"127.0.0.1:8080", "", "http://127.0.0.1:8080", true},
+		{"localhost:9000", "", "http://localhost:9000", true},
+		{"[::1]:8080", "", "http://[::1]:8080", true},
+		{"127.0.0.2:18080", "", "http://127.0.0.2:18080", true},
+		{"127.0.0.1:0", "", "", false},
+		{"0.0.0.0:8080", "", "", false},
+		{"192.0.2.1:8080", "", "", false},
+		{":8080", "", "", false},
+		{"127.0.0.1:8080", "https://stackd.example", "https://stackd.example", false},
+	} {
+		c := Default()
+		c.Addr, c.BaseURL = tc.addr, tc.base
+		if got := c.ResolveDefaults(); got != tc.defaulted || c.BaseURL != tc.want {
+			t.Errorf("%s with base %q: %q (defaulted %v), want %q (%v)", tc.addr, tc.base, c.BaseURL, got, tc.want, tc.defaulted)
+		}
+	}
+}
+
+func TestValidateSyncHistory(t *testing.T) {
+	for _, tt := range []struct {
+		n  int
+		ok bool
+	}{{100, true}, {1, true}, {MaxSyncHistory, true}, {0, false}, {-3, false}, {MaxSyncHistory + 1, false}} {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.SyncHistory = tt.n
+		err := c.Validate()
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--sync-history")) {
+			t.Errorf("SyncHistory %d: Validate() = %v", tt.n, err)
+		}
+	}
+}

@@ -652,6 +652,30 @@ func (r *Root) SweepTemp() ([]string, error) {
 	return removed, nil
 }
 
+// Mirrors returns the ids of the mirrors in the root: the entries
+// <id>.git that Open would accept (a valid id, a bare repository, and a
+// marker written by stackd that names this id). Everything else in the
+// root is skipped, never returned, so that a caller removing what belongs
+// to no repository (with Remove) only ever removes mirrors stackd cloned.
+func (r *Root) Mirrors() ([]string, error) {
+	entries, err := os.ReadDir(r.path)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: list: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".git")
+		if !ok || CheckID(id) != nil {
+			continue
+		}
+		if _, err := checkMirror(filepath.Join(r.path, e.Name()), id); err != nil {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
 // leftover reports whether name is a temporary directory of Clone or
 // Remove: "." + a valid id + infix + an alphanumeric suffix.
 func leftover(name string) bool {

@@ -710,6 +710,15 @@ func TestOpenRefusesWhatStackdDidNotClone(t *testing.T) {
 		})
 	}
 
+	// Mirrors lists only what Open accepts: none of the directories above,
+	// nor a directory that is not named <id>.git.
+	if err := os.MkdirAll(filepath.Join(r.Path(), "notes", "objects"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := r.Mirrors(); err != nil || !reflect.DeepEqual(ids, []string{"real"}) {
+		t.Fatalf("Mirrors = %v, %v; want [real]", ids, err)
+	}
+
 	// A marker whose id was fixed makes a (git-made) copy acceptable,
 	// which shows the refusal above was the marker's doing.
 	raw, _ := json.Marshal(marker{Format: 1, ID: "other", URL: f.url()})
@@ -717,6 +726,9 @@ func TestOpenRefusesWhatStackdDidNotClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	openOK(t, r, "other", f.url()).Close()
+	if ids, _ := r.Mirrors(); !reflect.DeepEqual(ids, []string{"other", "real"}) {
+		t.Fatalf("Mirrors = %v; want [other real]", ids)
+	}
 
 	if err := r.Remove("real"); err != nil {
 		t.Fatal(err)

@@ -5,9 +5,9 @@
 // declared error response build the body with New; middleware that answers
 // before a handler runs (validation, routing, auth) uses Write.
 //
-// Every problem carries the request id (requestId, from impl/requestid's
-// typed context key): Write takes it from the request, WithRequestID stamps
-// a problem that a handler built.
+// Every problem carries its instance (the request's path) and the request
+// id (requestId, from impl/requestid's typed context key): Write takes them
+// from the request, Stamp adds them to a problem that a handler built.
 package problem
 
 import (
@@ -67,13 +67,23 @@ func New(status int, slug, detail string) gen.Problem {
 func Write(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
 	p := New(status, slug, detail)
 	if r != nil {
+		p = Stamp(r, p)
+	}
+	WriteProblem(w, p)
+}
+
+// Stamp returns p with what every problem carries from its request: the
+// instance (the request's path) and the request id. Values p has already
+// are kept. Handlers build problems with New; the strict middleware stamps
+// them (impl's stampProblems), Write stamps its own.
+func Stamp(r *http.Request, p gen.Problem) gen.Problem {
+	if p.Instance == nil {
 		// The escaped form: a URI reference, which never carries raw
 		// control or format characters from the request path.
 		inst := r.URL.EscapedPath()
 		p.Instance = &inst
-		p = WithRequestID(r.Context(), p)
 	}
-	WriteProblem(w, p)
+	return WithRequestID(r.Context(), p)
 }
 
 // WithRequestID returns p with the id of the request whose context is ctx

@@ -21,9 +21,12 @@ func (res Result) API() gen.SyncResult {
 		StartedAt:        res.StartedAt,
 		FinishedAt:       res.FinishedAt,
 		DurationMs:       res.DurationMs,
-		ViewVersion:      res.ViewVersion,
 		UpdatedRefsTotal: max(res.ChangesTotal, len(res.Changes)),
 		UpdatedRefs:      make([]gen.RefUpdate, 0, min(len(res.Changes), MaxReportedChanges)),
+	}
+	if res.ViewVersion > 0 { // null until a view has been published
+		v := res.ViewVersion
+		out.ViewVersion = &v
 	}
 	if res.Error != "" {
 		e := res.Error

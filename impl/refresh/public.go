@@ -35,7 +35,7 @@ func Public(err error) string {
 		return ""
 	case errors.Is(err, ErrStorage):
 		return InternalText
-	case errors.Is(err, ErrFetch), errors.Is(err, ErrTimeout), errors.Is(err, ErrClosed), errors.Is(err, ErrPanic),
+	case errors.Is(err, ErrFetch), errors.Is(err, ErrTimeout), errors.Is(err, ErrClosed), errors.Is(err, ErrRemoved), errors.Is(err, ErrPanic),
 		errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, context.Canceled):
 		return ScrubPaths(redact.Error(err))
 	default:

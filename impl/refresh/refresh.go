@@ -8,6 +8,14 @@
 // different repositories share a bounded pool of workers, each run has a
 // timeout, and a panic in a run fails that run, not the process.
 //
+// Webhook pushes are debounced (TriggerDebounced): the run a push queues
+// waits until no push joined it for Options.Debounce, and at most
+// Options.MaxDelay, so a burst of pushes costs one refresh, plus at most one
+// for pushes that arrive while it runs. Any other trigger that joins a
+// waiting run starts it at once. A trigger that joins a queued run creates
+// nothing, so callers that pay for new runs (rate limits) pass an admit
+// function that is called only when a run is created (TriggerIf, SyncIf).
+//
 // What a run does is the repository's source's business (package source,
 // where the kind was decided once): a mirror lists its upstream and fetches
 // only what changed, a working repository has its refs re-read. The run
@@ -25,9 +33,10 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
@@ -36,6 +45,7 @@ import (
 	"github.com/stackd/stackd/impl/refs"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/source"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/view"
 )
 
@@ -85,11 +95,17 @@ var (
 	ErrClosed = errors.New("refresher closed")
 	// ErrPanic: the run panicked (a bug); the panic is logged.
 	ErrPanic = errors.New("refresh failed unexpectedly")
+	// ErrRemoved: the repository was removed; its queued run was
+	// cancelled, its running one stopped, and it takes no new ones.
+	ErrRemoved = errors.New("the repository was removed")
 )
 
 // Result is the record of one run. API converts it to the API's
 // SyncResult, for HTTP answers and events alike.
 type Result struct {
+	// ID is a UUIDv7 (RFC 9562) in text form: globally unique, and ordered
+	// like the runs' creation (also across restarts, while the clock does
+	// not go back), so that text order is time order.
 	ID         string
 	RepoID     string
 	Trigger    Trigger
@@ -108,7 +124,9 @@ type Result struct {
 	// Error is the sanitized text of Err.
 	Error string
 
-	// Err is the error the run ended with (nil on success).
+	// Err is the error the run ended with (nil on success). A result read
+	// back from the store has only the text: Err is then an error with
+	// Error's text.
 	Err error
 }
 
@@ -122,13 +140,24 @@ type Status struct {
 	NextScheduledAt     *time.Time
 }
 
+// DefaultHistory is how many finished results of a repository the store
+// keeps by default.
+const DefaultHistory = 100
+
+// recentRuns is how many finished runs a Refresher keeps in memory, with
+// their errors, for callers that wait on a run by id.
+const recentRuns = 16
+
 // Options configure a Manager.
 type Options struct {
 	// Workers bounds how many repositories refresh at once. Default 4.
 	Workers int
 	// Timeout bounds each run. Default 2m.
 	Timeout time.Duration
-	// History is how many results each repository keeps. Default 50.
+	// Store keeps the results (nil: only the recent ones in memory).
+	Store store.SyncStore
+	// History is how many finished results each repository keeps in the
+	// store. Default 100.
 	History int
 	// BeforeRefresh, when set, runs before each source refresh with the
 	// source's mode; an error fails the run. Tests hold runs with it.
@@ -185,7 +214,7 @@ func NewManager(opts Options) *Manager {
 		opts.Timeout = 2 * time.Minute
 	}
 	if opts.History <= 0 {
-		opts.History = 50
+		opts.History = DefaultHistory
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -223,16 +252,22 @@ func (m *Manager) Add(repo *registry.Repo) *Refresher {
 	log := m.opts.Logger.With("repo", repo.ID)
 	in := repo.Input()
 	in.Logger = log
-	r := &Refresher{m: m, repo: repo, log: log, builder: view.NewBuilder(in, nil)}
+	ctx, cancel := context.WithCancel(m.base)
+	r := &Refresher{m: m, repo: repo, log: log, builder: view.NewBuilder(in, nil), ctx: ctx, cancel: cancel}
 	m.byID[repo.ID] = r
 	return r
 }
 
-// Remove forgets a repository's Refresher.
+// Remove stops a repository's Refresher without waiting (see
+// Refresher.Stop) and forgets it.
 func (m *Manager) Remove(id string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	r, ok := m.byID[id]
 	delete(m.byID, id)
+	m.mu.Unlock()
+	if ok {
+		r.stop()
+	}
 }
 
 // Get returns the Refresher of a repository.
@@ -250,8 +285,14 @@ type Refresher struct {
 	log     *slog.Logger
 	builder *view.Builder // used by one run at a time
 
+	// ctx is the parent of its runs' contexts: Stop (and the manager's
+	// Close) cancel it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	runs   sync.WaitGroup // its run goroutines
+
 	mu      sync.Mutex
-	seq     int
+	stopped bool
 	current *run // running now
 	next    *run // queued to start when current ends; absorbs triggers
 	// held: next waits for its debounce window (TriggerDebounced) and does
@@ -261,12 +302,16 @@ type Refresher struct {
 	released chan struct{}
 	lastPoke time.Time // the latest debounced trigger that joined next
 	deadline time.Time // the debounced trigger that queued next + MaxDelay
-	history  []*run
+	recent   []*run    // the last finished runs, oldest first (recentRuns)
 	status   Status
 }
 
 type run struct {
-	done   chan struct{}
+	done chan struct{}
+	// stored is closed once the queued record was written (or failed to
+	// be): the run's id is handed out only after it, so that the id can
+	// be looked up in the store at once.
+	stored chan struct{}
 	result Result // guarded by Refresher.mu until done is closed
 	// followUp: the run loaded a mirror from disk; a refresh must follow.
 	followUp bool
@@ -276,49 +321,39 @@ type run struct {
 func (r *Refresher) Repo() *registry.Repo { return r.repo }
 
 // Trigger asks for a refresh and returns at once with the id of the run that
-// will serve it. Triggers during a run coalesce into one follow-up run.
+// will serve it, once that run is in the store. Triggers during a run
+// coalesce into one follow-up run. A stopped Refresher (a removed
+// repository) starts nothing and returns "".
 func (r *Refresher) Trigger(t Trigger) string {
-	id, _ := r.TriggerIf(t, nil)
+	_, id, err := r.enqueue(t, nil)
+	if err != nil {
+		return ""
+	}
 	return id
 }
 
 // TriggerIf is Trigger that calls admit (when not nil) before it creates a
 // new run, under the Refresher's lock; when admit fails, nothing is queued
-// and its error is returned. Joining a queued run does not call admit.
+// and its error is returned (ErrRemoved for a stopped Refresher). Joining
+// a queued run does not call admit.
 func (r *Refresher) TriggerIf(t Trigger, admit func() error) (string, error) {
-	r.mu.Lock()
-	ru, err := r.enqueueLocked(t, admit)
-	id := ""
-	if ru != nil {
-		id = ru.result.ID
-	}
-	r.mu.Unlock()
-	if err != nil {
-		return "", err
-	}
-	r.m.opts.Enqueued(r.repo.ID, id)
-	return id, nil
+	_, id, err := r.enqueue(t, admit)
+	return id, err
 }
 
 // Sync asks for a refresh and waits for the result of a run that started
-// after this call. The run goes on if ctx ends first (others may wait on it).
+// after this call. The run goes on if ctx ends first (others may wait on
+// it). A stopped Refresher answers ErrRemoved at once.
 func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
 	return r.SyncIf(ctx, t, nil)
 }
 
 // SyncIf is Sync with admit, as in TriggerIf.
 func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (Result, error) {
-	r.mu.Lock()
-	ru, err := r.enqueueLocked(t, admit)
-	id := ""
-	if ru != nil {
-		id = ru.result.ID
-	}
-	r.mu.Unlock()
+	ru, _, err := r.enqueue(t, admit)
 	if err != nil {
 		return Result{}, err
 	}
-	r.m.opts.Enqueued(r.repo.ID, id)
 	select {
 	case <-ru.done:
 		return ru.result, nil
@@ -327,27 +362,76 @@ func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (
 	}
 }
 
+// enqueue returns a run that has not started yet, and its id, once it is
+// stored: a new one started now when idle, else the queued follow-up
+// (created if needed). A queued run waiting for its debounce window is
+// released. admit (when not nil) is called before a run is created; its
+// error is returned.
+func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil, "", ErrRemoved
+	}
+	var ru *run
+	created := false
+	if r.next != nil {
+		ru = r.next
+		r.joinLocked(t)
+		r.releaseLocked()
+	} else {
+		if admit != nil {
+			if err := admit(); err != nil {
+				r.mu.Unlock()
+				return nil, "", err
+			}
+		}
+		ru, created = r.newRunLocked(t), true
+		if r.current == nil {
+			r.current = ru
+			r.startLocked(ru)
+		} else {
+			r.next = ru
+		}
+	}
+	res := ru.result
+	r.mu.Unlock()
+	if created {
+		r.record(res)
+		close(ru.stored)
+	}
+	<-ru.stored
+	r.m.opts.Enqueued(r.repo.ID, res.ID)
+	return ru, res.ID, nil
+}
+
 // TriggerDebounced is Trigger for webhook pushes, which come in bursts. It
 // returns the id of the run that will serve the push, always one that has
 // not started yet: the queued run, when there is one, else a new one that
 // waits for the debounce window. That run starts once no debounced trigger
 // joined it for Options.Debounce, at the latest Options.MaxDelay after it
 // was queued, at once when another kind of trigger joins it, and in any
-// case only after the running run (if any) has ended.
+// case only after the running run (if any) has ended. A stopped Refresher
+// returns "".
 func (r *Refresher) TriggerDebounced(t Trigger) string {
 	opts := r.m.opts
 	if opts.Debounce <= 0 {
 		return r.Trigger(t)
 	}
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return ""
+	}
 	ru := r.next
+	created := false
 	if ru != nil {
 		if r.held {
 			r.lastPoke = opts.Clock.Now()
 		}
 		r.joinLocked(t)
 	} else {
-		ru = r.newRunLocked(t)
+		ru, created = r.newRunLocked(t), true
 		r.next, r.held, r.released = ru, true, make(chan struct{})
 		r.lastPoke = opts.Clock.Now()
 		r.deadline = r.lastPoke.Add(opts.MaxDelay)
@@ -355,15 +439,21 @@ func (r *Refresher) TriggerDebounced(t Trigger) string {
 		r.m.wg.Add(1)
 		go r.hold(ru, r.released, fire)
 	}
-	id := ru.result.ID
+	res := ru.result
 	r.mu.Unlock()
-	opts.Enqueued(r.repo.ID, id)
-	return id
+	if created {
+		r.record(res)
+		close(ru.stored)
+	}
+	<-ru.stored
+	opts.Enqueued(r.repo.ID, res.ID)
+	return res.ID
 }
 
-// hold releases the waiting run ru when its debounce window ends, and
-// abandons it when the manager closes first. It returns as soon as ru is
-// released by another trigger (released is closed).
+// hold releases the waiting run ru when its debounce window ends. It
+// returns as soon as ru is released otherwise (released is closed: another
+// trigger joined it, or the Refresher was stopped), and fails ru when the
+// manager closes while ru still waits.
 func (r *Refresher) hold(ru *run, released <-chan struct{}, fire <-chan time.Time) {
 	defer r.m.wg.Done()
 	opts := r.m.opts
@@ -371,16 +461,23 @@ func (r *Refresher) hold(ru *run, released <-chan struct{}, fire <-chan time.Tim
 		select {
 		case <-released:
 			return
-		case <-r.m.base.Done():
+		case <-r.ctx.Done():
 			r.mu.Lock()
 			mine := r.next == ru
+			var res Result
 			if mine {
 				r.next = nil
 				r.unholdLocked()
-				ru.result.State, ru.result.Err, ru.result.Error = Failed, ErrClosed, ErrClosed.Error()
+				stop := r.stopErr()
+				end := opts.Now().UTC()
+				ru.result.State, ru.result.Err, ru.result.Error = Failed, stop, Public(stop)
+				ru.result.FinishedAt = &end
+				res = ru.result
 			}
 			r.mu.Unlock()
 			if mine {
+				r.record(res)
+				r.remember(ru)
 				close(ru.done)
 			}
 			return
@@ -419,7 +516,7 @@ func (r *Refresher) unholdLocked() {
 // runs (else it starts when the current run ends).
 func (r *Refresher) releaseLocked() {
 	r.unholdLocked()
-	if r.current == nil && r.next != nil && r.m.base.Err() == nil {
+	if r.current == nil && r.next != nil && !r.stopped && r.m.base.Err() == nil {
 		r.current, r.next = r.next, nil
 		r.startLocked(r.current)
 	}
@@ -433,36 +530,9 @@ func (r *Refresher) joinLocked(t Trigger) {
 	}
 }
 
-// enqueueLocked returns a run that has not started yet: a new one started
-// now when idle, else the queued follow-up (created if needed). A queued
-// run waiting for its debounce window is released. admit (when not nil) is
-// called before a run is created; its error is returned.
-func (r *Refresher) enqueueLocked(t Trigger, admit func() error) (*run, error) {
-	if r.next != nil {
-		ru := r.next
-		r.joinLocked(t)
-		r.releaseLocked()
-		return ru, nil
-	}
-	if admit != nil {
-		if err := admit(); err != nil {
-			return nil, err
-		}
-	}
-	if r.current == nil {
-		ru := r.newRunLocked(t)
-		r.current = ru
-		r.startLocked(ru)
-		return ru, nil
-	}
-	r.next = r.newRunLocked(t)
-	return r.next, nil
-}
-
 func (r *Refresher) newRunLocked(t Trigger) *run {
-	r.seq++
-	ru := &run{done: make(chan struct{}), result: Result{
-		ID:          strconv.Itoa(r.seq),
+	return &run{done: make(chan struct{}), stored: make(chan struct{}), result: Result{
+		ID:          newID(),
 		RepoID:      r.repo.ID,
 		Trigger:     t,
 		Mode:        r.repo.Source().Mode(),
@@ -470,33 +540,137 @@ func (r *Refresher) newRunLocked(t Trigger) *run {
 		QueuedAt:    r.m.opts.Now().UTC(),
 		ViewVersion: r.repo.Snapshot().Version(),
 	}}
-	r.history = append(r.history, ru)
-	if over := len(r.history) - r.m.opts.History; over > 0 {
-		r.history = append([]*run(nil), r.history[over:]...)
-	}
-	return ru
+}
+
+// newID is a UUIDv7: 48 bits of Unix milliseconds, then a counter that
+// keeps ids made in one process strictly increasing within a millisecond,
+// then random bits (google/uuid).
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }
 
 func (r *Refresher) startLocked(ru *run) {
 	r.m.wg.Add(1)
+	r.runs.Add(1)
 	go r.execute(ru)
+}
+
+// record writes res to the store. A failure is logged: the run goes on,
+// and callers that wait on it still get its result from memory.
+func (r *Refresher) record(res Result) {
+	st := r.m.opts.Store
+	if st == nil {
+		return
+	}
+	if err := st.PutSync(context.WithoutCancel(r.ctx), res.record(), r.m.opts.History); err != nil {
+		r.log.Error("sync not stored", "sync", res.ID, "state", res.State, "err", err)
+	}
+}
+
+// stopErr is why a run of a cancelled Refresher ends: the manager's
+// shutdown, or the repository's removal.
+func (r *Refresher) stopErr() error {
+	if r.m.base.Err() != nil {
+		return ErrClosed
+	}
+	return ErrRemoved
+}
+
+// Stop ends the Refresher of a repository that is being removed: no new
+// run starts (Trigger returns "", Sync ErrRemoved), the queued run fails
+// with ErrRemoved, and the running one is cancelled; Stop then waits until
+// it has ended, so that when Stop returns nil no run of this repository
+// is left that could still write its mirror directory. It returns early
+// with ctx's error (the running run stays cancelled). Stop is idempotent.
+func (r *Refresher) Stop(ctx context.Context) error {
+	r.stop()
+	done := make(chan struct{})
+	go func() {
+		r.runs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop refuses new runs, fails the queued one and cancels the running one.
+func (r *Refresher) stop() {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.stopped = true
+	queued := r.next
+	r.next = nil
+	r.unholdLocked()
+	var res Result
+	if queued != nil {
+		end := r.m.opts.Now().UTC()
+		queued.result.State, queued.result.Err, queued.result.Error = Failed, ErrRemoved, Public(ErrRemoved)
+		queued.result.FinishedAt = &end
+		res = queued.result
+	}
+	r.mu.Unlock()
+	r.cancel()
+	if queued != nil {
+		r.record(res)
+		r.remember(queued)
+		close(queued.done)
+	}
+}
+
+// Idle waits until the Refresher has no running or queued run.
+func (r *Refresher) Idle(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		ru := r.current
+		r.mu.Unlock()
+		if ru == nil {
+			return nil
+		}
+		select {
+		case <-ru.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// remember keeps a finished run in memory for Wait and Get.
+func (r *Refresher) remember(ru *run) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recent = append(r.recent, ru)
+	if over := len(r.recent) - recentRuns; over > 0 {
+		r.recent = append([]*run(nil), r.recent[over:]...)
+	}
 }
 
 func (r *Refresher) execute(ru *run) {
 	defer r.m.wg.Done()
+	defer r.runs.Done()
 	opts := r.m.opts
 
 	var res Result
 	select {
 	case r.m.sem <- struct{}{}:
-		res = r.perform(ru)
+		if r.ctx.Err() == nil {
+			res = r.perform(ru)
+		} else {
+			res = r.cancelled(ru)
+		}
 		<-r.m.sem
-	case <-r.m.base.Done():
-		r.mu.Lock()
-		res = ru.result
-		r.mu.Unlock()
-		res.State, res.Err, res.Error = Failed, ErrClosed, ErrClosed.Error()
+	case <-r.ctx.Done():
+		res = r.cancelled(ru)
 	}
+	// The end is stored before anyone can see it, so that a caller who
+	// got the result finds the same in the history.
+	r.record(res)
 
 	r.mu.Lock()
 	ru.result = res
@@ -511,27 +685,48 @@ func (r *Refresher) execute(ru *run) {
 		r.status.ConsecutiveFailures++
 	}
 	r.current = nil
-	if ru.followUp && r.m.base.Err() == nil {
+	// Not r.ctx.Err(): stop sets stopped under this lock and cancels
+	// after it, and no run may follow a stopped one.
+	live := !r.stopped && r.m.base.Err() == nil
+	var follow *run
+	if ru.followUp && live {
 		if r.next == nil {
-			r.next = r.newRunLocked(Startup)
+			follow = r.newRunLocked(Startup)
+			r.next = follow
 		}
 		r.unholdLocked() // the mirror on disk must be fetched now
 	}
 	var abandoned *run
 	if r.next != nil {
 		switch {
-		case r.m.base.Err() != nil:
+		case !live:
 			abandoned, r.next = r.next, nil
 			r.unholdLocked()
-			abandoned.result.State, abandoned.result.Err, abandoned.result.Error = Failed, ErrClosed, ErrClosed.Error()
+			stop := r.stopErr()
+			abandoned.result.State, abandoned.result.Err, abandoned.result.Error = Failed, stop, Public(stop)
+			abandoned.result.FinishedAt = &now
 		case !r.held: // a held run starts when its window ends
 			r.current, r.next = r.next, nil
 			r.startLocked(r.current)
 		}
 	}
+	var abandonedRes, followRes Result
+	if abandoned != nil {
+		abandonedRes = abandoned.result
+	}
+	if follow != nil {
+		followRes = follow.result
+	}
 	r.mu.Unlock()
+	if follow != nil {
+		r.record(followRes)
+		close(follow.stored)
+	}
+	r.remember(ru)
 	close(ru.done)
 	if abandoned != nil {
+		r.record(abandonedRes)
+		r.remember(abandoned)
 		close(abandoned.done)
 	}
 
@@ -540,6 +735,18 @@ func (r *Refresher) execute(ru *run) {
 	} else {
 		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res.API()})
 	}
+}
+
+// cancelled is the result of a run that never started: its Refresher was
+// stopped or the manager closed first.
+func (r *Refresher) cancelled(ru *run) Result {
+	r.mu.Lock()
+	res := ru.result
+	r.mu.Unlock()
+	stop := r.stopErr()
+	end := r.m.opts.Now().UTC()
+	res.State, res.Err, res.Error, res.FinishedAt = Failed, stop, Public(stop), &end
+	return res
 }
 
 // perform runs one refresh with the timeout and records its result.
@@ -552,16 +759,20 @@ func (r *Refresher) perform(ru *run) Result {
 	r.status.Running = true
 	res := ru.result
 	r.mu.Unlock()
+	r.record(res)
 	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res.API()})
 
-	ctx, cancel := context.WithTimeout(r.m.base, opts.Timeout)
+	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
 	defer cancel()
 	prev := r.repo.Snapshot()
 	out, err := r.work(ctx, res.Trigger)
 	res.Mode = out.mode
 	res.ViewVersion = prev.Version()
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		switch {
+		case r.ctx.Err() != nil:
+			err = fmt.Errorf("%w (%w)", r.stopErr(), err)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, opts.Timeout, err)
 		}
 		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
@@ -696,46 +907,135 @@ func (r *Refresher) SetNextScheduled(t *time.Time) {
 	r.status.NextScheduledAt = t
 }
 
-// History returns recent results, newest first.
+// Page reads a page of the repository's results from the store, newest
+// first: up to limit (<= 0: 50) results older than the run before (""
+// for the newest). Without a store it pages through the recent runs kept
+// in memory.
+func (r *Refresher) Page(ctx context.Context, limit int, before string) ([]Result, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	st := r.m.opts.Store
+	if st == nil {
+		var out []Result
+		for _, res := range r.memory() {
+			if (before == "" || res.ID < before) && len(out) < limit {
+				out = append(out, res)
+			}
+		}
+		return out, nil
+	}
+	list, err := st.ListSyncs(ctx, r.repo.ID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, 0, len(list))
+	for _, sy := range list {
+		out = append(out, resultOf(sy))
+	}
+	return out, nil
+}
+
+// History returns the newest page of results, with the live and recent
+// runs as this process knows them (their errors included). A store error
+// is logged and leaves only those.
 func (r *Refresher) History() []Result {
+	mem := r.memory()
+	page, err := r.Page(context.Background(), 0, "")
+	if err != nil {
+		r.log.Error("sync history unreadable", "err", err)
+		return mem
+	}
+	byID := make(map[string]Result, len(mem))
+	for _, res := range mem {
+		byID[res.ID] = res
+	}
+	for i, res := range page {
+		if m, ok := byID[res.ID]; ok {
+			page[i] = m
+		}
+	}
+	return page
+}
+
+// memory returns the runs this Refresher holds, newest first: queued,
+// running, then the recent finished ones.
+func (r *Refresher) memory() []Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Result, 0, len(r.history))
-	for i := len(r.history) - 1; i >= 0; i-- {
-		out = append(out, r.history[i].result)
+	var out []Result
+	for _, ru := range []*run{r.next, r.current} {
+		if ru != nil {
+			out = append(out, ru.result)
+		}
+	}
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		out = append(out, r.recent[i].result)
 	}
 	return out
 }
 
-// Wait waits for the run with this id to finish and returns its result.
-func (r *Refresher) Wait(ctx context.Context, id string) (Result, error) {
-	r.mu.Lock()
-	var ru *run
-	for _, h := range r.history {
-		if h.result.ID == id {
-			ru = h
-		}
-	}
-	r.mu.Unlock()
-	if ru == nil {
-		return Result{}, fmt.Errorf("no run %q", id)
-	}
-	select {
-	case <-ru.done:
-		return ru.result, nil
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	}
-}
-
-// Get returns one result by id.
-func (r *Refresher) Get(id string) (Result, bool) {
+// find returns the live or recent run with this id.
+func (r *Refresher) find(id string) *run {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, ru := range r.history {
-		if ru.result.ID == id {
-			return ru.result, true
+	for _, ru := range append([]*run{r.current, r.next}, r.recent...) {
+		if ru != nil && ru.result.ID == id {
+			return ru
 		}
 	}
-	return Result{}, false
+	return nil
+}
+
+// Wait waits for the run with this id to finish and returns its result:
+// a live run from memory, a finished one from memory or the store.
+func (r *Refresher) Wait(ctx context.Context, id string) (Result, error) {
+	if ru := r.find(id); ru != nil {
+		select {
+		case <-ru.done:
+			return ru.result, nil
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+	res, err := r.Lookup(ctx, id)
+	if err != nil {
+		return Result{}, err
+	}
+	if res.State == Queued || res.State == Running {
+		// Only a run of this process could be waited on; the store's
+		// unfinished runs of others are failed at start-up.
+		return Result{}, fmt.Errorf("run %q is not a run of this server", id)
+	}
+	return res, nil
+}
+
+// Get returns the live or recent result with this id, from memory.
+func (r *Refresher) Get(id string) (Result, bool) {
+	ru := r.find(id)
+	if ru == nil {
+		return Result{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ru.result, true
+}
+
+// Lookup returns one result by id from the store, or from memory when the
+// store does not have it (a failed write). It is store.ErrNotFound when
+// neither has it.
+func (r *Refresher) Lookup(ctx context.Context, id string) (Result, error) {
+	if st := r.m.opts.Store; st != nil {
+		sy, err := st.GetSync(ctx, r.repo.ID, id)
+		if err == nil {
+			return resultOf(sy), nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return Result{}, err
+		}
+	}
+	if res, ok := r.Get(id); ok {
+		return res, nil
+	}
+	return Result{}, fmt.Errorf("run %q: %w", id, store.ErrNotFound)
 }

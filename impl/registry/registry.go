@@ -26,8 +26,24 @@ import (
 
 // Errors returned by Add.
 var (
-	ErrDuplicateID  = errors.New("a repository with this id already exists")
-	ErrDuplicateURL = errors.New("a repository with this URL already exists")
+	ErrDuplicateID       = errors.New("a repository with this id already exists")
+	ErrDuplicateURL      = errors.New("a repository with this URL already exists")
+	ErrDuplicateFullName = errors.New("a repository with this full name already exists")
+)
+
+// Origin says where a repository was declared, which decides its
+// lifecycle: only repositories onboarded through the API can be removed
+// through it.
+type Origin string
+
+// The origins.
+const (
+	// OriginLocal: the operator's working repository (--cwd).
+	OriginLocal Origin = "local"
+	// OriginConfig: a mirror declared in the config file.
+	OriginConfig Origin = "config"
+	// OriginAPI: a mirror onboarded through POST /api/v1/repos (stored).
+	OriginAPI Origin = "api"
 )
 
 // Repo is one served repository. Its kind is decided once, here, by the
@@ -37,6 +53,7 @@ var (
 type Repo struct {
 	ID       string
 	Kind     gen.RepoKind
+	Origin   Origin
 	Remote   string // redacted upstream URL ("" if none)
 	URL      string // the mirror's upstream URL as configured (may hold credentials; never log it)
 	FullName string // owner/name, lower-case, for webhook matching ("" if unknown)
@@ -50,7 +67,7 @@ type Repo struct {
 
 // NewLocal describes the operator's working repository.
 func NewLocal(id string, wt *gitrepo.Worktree, trunk, remote string) *Repo {
-	r := &Repo{ID: id, Kind: gen.Local, Trunk: trunk, Remote: remote, src: source.NewLocal(wt)}
+	r := &Repo{ID: id, Kind: gen.Local, Origin: OriginLocal, Trunk: trunk, Remote: remote, src: source.NewLocal(wt)}
 	r.snap.Store(view.Empty(r.Input()))
 	return r
 }
@@ -61,13 +78,14 @@ type MirrorSpec struct {
 	Config   mirror.Config // upstream URL (may hold credentials), auth
 	FullName string
 	Trunk    string
+	Origin   Origin // OriginConfig or OriginAPI
 }
 
 // NewMirror describes the managed mirror spec.ID under root. Nothing is
 // cloned or fetched until its first refresh.
 func NewMirror(root *mirror.Root, spec MirrorSpec) *Repo {
 	r := &Repo{
-		ID: spec.ID, Kind: gen.Mirror, URL: spec.Config.URL, Remote: redact.URL(spec.Config.URL),
+		ID: spec.ID, Kind: gen.Mirror, Origin: spec.Origin, URL: spec.Config.URL, Remote: redact.URL(spec.Config.URL),
 		FullName: strings.ToLower(spec.FullName), Trunk: spec.Trunk,
 		src: source.NewMirror(root, spec.ID, spec.Config),
 	}
@@ -120,11 +138,12 @@ type Registry struct {
 // New returns an empty registry.
 func New() *Registry { return &Registry{byID: map[string]*Repo{}} }
 
-// Add registers r. Ids and mirror URLs are unique, compared case-insensitively.
+// Add registers r. Ids, mirror URLs and full names are unique, compared
+// case-insensitively.
 func (g *Registry) Add(r *Repo) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.checkLocked(r.ID, r.URL); err != nil {
+	if err := g.checkLocked(r.ID, r.URL, r.FullName); err != nil {
 		return err
 	}
 	g.byID[strings.ToLower(r.ID)] = r
@@ -133,26 +152,43 @@ func (g *Registry) Add(r *Repo) error {
 	return nil
 }
 
-func (g *Registry) checkLocked(id, url string) error {
+// Check reports the error Add would return for a repository with this id,
+// upstream URL and full name, without adding anything.
+func (g *Registry) Check(id, url, fullName string) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.checkLocked(id, url, fullName)
+}
+
+func (g *Registry) checkLocked(id, url, fullName string) error {
 	if _, ok := g.byID[strings.ToLower(id)]; ok {
 		return fmt.Errorf("%w: %q", ErrDuplicateID, id)
 	}
-	if url == "" {
-		return nil
+	fullName = strings.ToLower(strings.TrimSpace(fullName))
+	want := ""
+	if url != "" {
+		want = normalizeURL(url)
 	}
-	want := normalizeURL(url)
 	for _, other := range g.byID {
-		if other.URL != "" && normalizeURL(other.URL) == want {
+		if want != "" && other.URL != "" && normalizeURL(other.URL) == want {
 			return fmt.Errorf("%w: repository %q", ErrDuplicateURL, other.ID)
+		}
+		if fullName != "" && other.FullName == fullName {
+			return fmt.Errorf("%w: %q is repository %q's", ErrDuplicateFullName, fullName, other.ID)
 		}
 	}
 	return nil
 }
 
-// Remove forgets a repository (used when an onboarding clone fails).
-func (g *Registry) Remove(id string) {
+// Remove forgets the repository r, if it is still the one registered
+// under its id (a repository added again under the same id is kept).
+func (g *Registry) Remove(r *Repo) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.byID[strings.ToLower(r.ID)] != r {
+		return
+	}
+	id := r.ID
 	delete(g.byID, strings.ToLower(id))
 	for i, v := range g.order {
 		if v == id {

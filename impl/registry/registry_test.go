@@ -20,18 +20,23 @@ func TestAddRefusesDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		id, url string
-		want    error
+		id, url, fullName string
+		want              error
 	}{
-		{"API", "https://example.com/other.git", ErrDuplicateID},
-		{"other", "https://github.com/acme/api", ErrDuplicateURL},
-		{"other", "https://github.com/ACME/api.git/", ErrDuplicateURL},
-		{"other", "https://user:secret@github.com/acme/api.git", ErrDuplicateURL},
-		{"other", "https://github.com/acme/api2.git", nil},
+		{"API", "https://example.com/other.git", "", ErrDuplicateID},
+		{"other", "https://github.com/acme/api", "", ErrDuplicateURL},
+		{"other", "https://github.com/ACME/api.git/", "", ErrDuplicateURL},
+		{"other", "https://user:secret@github.com/acme/api.git", "", ErrDuplicateURL},
+		{"other", "https://gitlab.com/acme/api.git", "ACME/Api", ErrDuplicateFullName},
+		{"other", "https://github.com/acme/api2.git", "", nil},
+		{"third", "https://github.com/acme/api3.git", "", nil}, // no full name: no clash
 	}
 	for _, tc := range cases {
-		if err := g.Add(NewMirror(root, spec(tc.id, tc.url, ""))); !errors.Is(err, tc.want) {
-			t.Errorf("Add(%q, %q) = %v, want %v", tc.id, tc.url, err, tc.want)
+		if err := g.Check(tc.id, tc.url, tc.fullName); !errors.Is(err, tc.want) {
+			t.Errorf("Check(%q, %q, %q) = %v, want %v", tc.id, tc.url, tc.fullName, err, tc.want)
+		}
+		if err := g.Add(NewMirror(root, spec(tc.id, tc.url, tc.fullName))); !errors.Is(err, tc.want) {
+			t.Errorf("Add(%q, %q, %q) = %v, want %v", tc.id, tc.url, tc.fullName, err, tc.want)
 		}
 	}
 	if r, ok := g.Get("Api"); !ok || r.ID != "api" {
@@ -40,8 +45,21 @@ func TestAddRefusesDuplicates(t *testing.T) {
 	if r, ok := g.ByFullName(" ACME/Api "); !ok || r.ID != "api" {
 		t.Fatal("full-name lookup is not case-insensitive")
 	}
-	g.Remove("api")
-	g.Remove("other")
+	api, _ := g.Get("api")
+	// Remove forgets only the repository it is given: one added again
+	// under the same id stays.
+	g.Remove(api)
+	again := NewMirror(root, spec("API", "https://github.com/acme/api.git", "acme/api"))
+	if err := g.Add(again); err != nil {
+		t.Fatal(err)
+	}
+	g.Remove(api)
+	if r, ok := g.Get("api"); !ok || r != again {
+		t.Fatal("Remove of a stale repository forgot the new one")
+	}
+	for _, r := range g.List() {
+		g.Remove(r)
+	}
 	if len(g.List()) != 0 {
 		t.Fatal("Remove left the repositories")
 	}

@@ -17,8 +17,9 @@ type Mirror struct {
 	id   string
 	cfg  mirror.Config
 
-	mu sync.Mutex
-	m  *mirror.Mirror // nil until opened or cloned
+	mu     sync.Mutex
+	m      *mirror.Mirror // nil until opened or cloned
+	closed bool
 }
 
 var (
@@ -42,6 +43,9 @@ func (s *Mirror) Mode() Mode { return ModeMirrorFetch }
 func (s *Mirror) open() (*mirror.Mirror, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
 	if s.m != nil {
 		return s.m, nil
 	}
@@ -86,6 +90,14 @@ func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 			return Update{}, err
 		}
 		s.mu.Lock()
+		if s.closed {
+			// Closed during the clone: Close's caller waits for the runs
+			// to end before it removes the directory, so this one goes
+			// with the rest.
+			s.mu.Unlock()
+			_ = m.Close()
+			return Update{}, ErrClosed
+		}
 		s.m = m
 		s.mu.Unlock()
 		return Update{Repo: m.Reader(), Changes: changes, Changed: true}, nil
@@ -95,6 +107,22 @@ func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 		return Update{}, err
 	}
 	return Update{Repo: m.Reader(), Changes: res.Changes, Changed: len(res.Changes) > 0 || res.HeadChanged}, nil
+}
+
+// Close releases the mirror's open files; every later Load and Refresh
+// fails with ErrClosed, so the source never opens, clones or fetches into
+// its directory again. Close does not wait for a Refresh in progress: the
+// caller stops the repository's runs first (refresh.Refresher.Stop).
+func (s *Mirror) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.m == nil {
+		return nil
+	}
+	err := s.m.Close()
+	s.m = nil
+	return err
 }
 
 // Dir is the mirror's directory.

@@ -39,6 +39,10 @@ const (
 // yet.
 var ErrNotCloned = errors.New("mirror not cloned yet")
 
+// ErrClosed is returned by Load and Refresh of a mirror source that was
+// closed (its repository is being removed).
+var ErrClosed = errors.New("mirror source closed")
+
 // Source is one repository as a refresh sees it.
 type Source interface {
 	// Kind is gen.Local or gen.Mirror.

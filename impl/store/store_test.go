@@ -15,7 +15,7 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func openTemp(t *testing.T) (*Store, string) {
+func openTemp(t *testing.T) (*SQLite, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "stackd.db")
 	s, err := Open(context.Background(), path)

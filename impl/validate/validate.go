@@ -124,12 +124,34 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 // Routes finds the operation of each request (the body is not read): 404
 // for an unknown path, 405 with Allow for an undeclared method, the
-// passthrough paths go on without a route; otherwise the route goes in the
-// request context (RouteFrom).
+// passthrough paths go on without a route (their handlers answer other
+// methods); otherwise the route goes in the request context (RouteFrom).
+// HEAD takes the route of GET on the same path. A path with a trailing
+// slash is a 404 (no route has one) whose detail names the route without
+// it, when there is one.
 func (v *Validator) Routes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rr := routable(r)
-		route, params, err := v.router.FindRoute(rr)
+		if p := rr.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && !v.opts.Passthrough(r.URL.Path) {
+			// No route ends with a slash. The router would forgive it
+			// (and the mux would not): a 404 problem that names the
+			// route meant, rather than a redirect a POST cannot follow.
+			detail := "no such route: " + p
+			trimmed := rr.Clone(rr.Context())
+			trimmed.URL.Path = strings.TrimRight(p, "/")
+			if _, _, err := v.findRoute(withGet(trimmed)); (err == nil || v.opts.Passthrough(trimmed.URL.Path)) && trimmed.URL.Path != "" {
+				detail += " (routes have no trailing slash: " + trimmed.URL.Path + ")"
+			}
+			problem.Write(w, r, http.StatusNotFound, problem.NotFound, detail)
+			return
+		}
+		route, params, err := v.findRoute(rr)
+		if err != nil && r.Method == http.MethodHead {
+			// HEAD is GET without the body (RFC 9110, 9.3.2): every GET
+			// route takes it, with the GET operation's checks; the mux
+			// routes it to the GET handler and net/http drops the body.
+			route, params, err = v.findRoute(withGet(rr))
+		}
 		if err != nil {
 			if v.opts.Passthrough(r.URL.Path) {
 				next.ServeHTTP(w, r)
@@ -182,6 +204,38 @@ func (v *Validator) Validate(next http.Handler) http.Handler {
 	})
 }
 
+// errEmptySegment: a path template matched with an empty path parameter.
+var errEmptySegment = errors.New("empty path segment")
+
+// findRoute is the router's FindRoute, except that a path parameter never
+// matches an empty segment: kin-openapi's router would take /things (and
+// /things//x) for /things/{id} with id "", so that DELETE /things looked
+// like a malformed DELETE /things/{id} (400) instead of a method /things
+// does not have (405), and Allow listed DELETE.
+func (v *Validator) findRoute(r *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := v.router.FindRoute(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, val := range params {
+		if val == "" {
+			return nil, nil, errEmptySegment
+		}
+	}
+	return route, params, nil
+}
+
+// withGet returns r asking with GET when it is a HEAD (HEAD takes the GET
+// routes).
+func withGet(r *http.Request) *http.Request {
+	if r.Method != http.MethodHead {
+		return r
+	}
+	g := r.Clone(r.Context())
+	g.Method = http.MethodGet
+	return g
+}
+
 // routable returns a copy of r whose URL.Path is the escaped path, so that a
 // percent-encoded slash in a branch name stays inside one path segment.
 func routable(r *http.Request) *http.Request {
@@ -198,8 +252,11 @@ func (v *Validator) allowed(r *http.Request) []string {
 	for _, m := range v.methods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, _, err := v.router.FindRoute(probe); err == nil {
+		if _, _, err := v.findRoute(probe); err == nil {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
 		}
 	}
 	return allow

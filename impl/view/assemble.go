@@ -442,7 +442,7 @@ func (bd *build) recentlyMerged(s *Snapshot) error {
 func (s *Snapshot) computeHash() {
 	h := sha256.New()
 	repo := s.repo
-	repo.ViewVersion = 0
+	repo.ViewVersion = nil
 	js, _ := json.Marshal(repo) // plain values: cannot fail
 	h.Write(js)
 	h.Write(s.mergedJSON)

@@ -67,12 +67,17 @@ func Empty(in Input) *Snapshot {
 }
 
 // WithVersion returns a copy stamped with version v and build time
-// builtAt (Repo.ViewVersion, View.Version, View.BuiltAt).
+// builtAt (Repo.ViewVersion, View.Version, View.BuiltAt). Repo.ViewVersion
+// is null for version 0 (no view published yet).
 func (s *Snapshot) WithVersion(v int64, builtAt time.Time) *Snapshot {
 	c := *s
 	c.version = v
 	c.builtAt = builtAt.UTC()
-	c.repo.ViewVersion = v
+	if v > 0 {
+		c.repo.ViewVersion = &c.version // null in answers until a view is published
+	} else {
+		c.repo.ViewVersion = nil
+	}
 	c.out = &outputs{}
 	return &c
 }

@@ -606,11 +606,11 @@ func TestContentHashAndETag(t *testing.T) {
 	if v1.ETag() != `"1-`+s1.ContentHash()[:16]+`"` {
 		t.Errorf("etag = %s", v1.ETag())
 	}
-	if v2.Version() != 2 || v2.Repo().ViewVersion != 2 || v2.View().Version != 2 || v2.View().Repo.ViewVersion != 2 ||
+	if v2.Version() != 2 || v2.Repo().ViewVersion == nil || *v2.Repo().ViewVersion != 2 || v2.View().Version != 2 || v2.View().Repo.ViewVersion == nil || *v2.View().Repo.ViewVersion != 2 ||
 		!v2.View().BuiltAt.Equal(time.Unix(200, 0)) || v2.BuiltAt().Location() != time.UTC {
 		t.Errorf("v2 = %+v", v2.View())
 	}
-	if s1.Version() != 0 || s1.Repo().ViewVersion != 0 {
+	if s1.Version() != 0 || s1.Repo().ViewVersion != nil {
 		t.Error("WithVersion mutated the original")
 	}
 	changes := map[string]func(){

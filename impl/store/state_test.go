@@ -1,0 +1,326 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// The contract tests below take any Store: every engine must pass them
+// (a PostgreSQL engine runs the same functions against its database).
+var engines = []struct {
+	name string
+	open func(t *testing.T) Store
+}{
+	{"sqlite", func(t *testing.T) Store { s, _ := openTemp(t); return s }},
+}
+
+func forEachEngine(t *testing.T, test func(t *testing.T, s Store)) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { test(t, e.open(t)) })
+	}
+}
+
+func TestMigrationsAreNumberedInOrder(t *testing.T) {
+	for i, m := range migrations {
+		if m.version != i+1 {
+			t.Errorf("migrations[%d] has version %d", i, m.version)
+		}
+		if m.name == "" || m.sqliteText() == "" {
+			t.Errorf("migration %d has no name or no SQLite text", m.version)
+		}
+	}
+}
+
+// TestUpgradeFromFirstSchema: a database made by a release that had only
+// the first migration keeps its sessions and audit entries and gains the
+// new tables.
+func TestUpgradeFromFirstSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "stackd.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+		migrations[0].sqliteText(),
+		`INSERT INTO migrations (version, applied_at) VALUES (1, 0)`,
+		`INSERT INTO audit (at, action) VALUES (1, 'syncRepo')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != len(migrations) {
+		t.Fatalf("version after upgrade = %d, %v", v, err)
+	}
+	if log, err := s.AuditLog(ctx, 0); err != nil || len(log) != 1 || log[0].Action != "syncRepo" {
+		t.Fatalf("audit after upgrade = %+v, %v", log, err)
+	}
+	if err := s.AddRepo(ctx, Repo{ID: "a", URL: "https://x/a", CreatedAt: t0}); err != nil {
+		t.Fatalf("new table: %v", err)
+	}
+}
+
+func TestRepos(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		b := Repo{ID: "Beta", URL: "https://example.com/acme/beta.git", Trunk: "main", FullName: "acme/beta", CreatedAt: t0, CreatedBy: "ann@example.com"}
+		a := Repo{ID: "alpha", URL: "git://example.com/alpha", CreatedAt: t0.Add(time.Second)}
+		for _, r := range []Repo{b, a} {
+			if err := s.AddRepo(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Repos(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, []Repo{a, b}) {
+			t.Fatalf("repos = %+v", got)
+		}
+		if err := s.AddRepo(ctx, Repo{ID: "BETA", URL: "https://other/x", CreatedAt: t0}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("same id in other case: %v", err)
+		}
+		for _, bad := range []Repo{{URL: "u", CreatedAt: t0}, {ID: "x", CreatedAt: t0}, {ID: "x", URL: "u"}} {
+			if err := s.AddRepo(ctx, bad); !errors.Is(err, ErrInvalid) {
+				t.Errorf("AddRepo(%+v) = %v", bad, err)
+			}
+		}
+		putSync(t, s, "beta", "0001", StateSucceeded)
+		putSync(t, s, "alpha", "0002", StateSucceeded)
+		if err := s.DeleteRepo(ctx, "BETA"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteRepo(ctx, "never-there"); err != nil {
+			t.Fatalf("deleting a missing repo: %v", err)
+		}
+		got, _ = s.Repos(ctx)
+		if !reflect.DeepEqual(got, []Repo{a}) {
+			t.Fatalf("repos after delete = %+v", got)
+		}
+		if l, _ := s.ListSyncs(ctx, "Beta", "", 10); len(l) != 0 {
+			t.Fatalf("history of a deleted repo: %+v", l)
+		}
+		if l, _ := s.ListSyncs(ctx, "alpha", "", 10); len(l) != 1 {
+			t.Fatalf("history of another repo went too: %+v", l)
+		}
+	})
+}
+
+func syncAt(repo, id, state string) Sync {
+	sy := Sync{ID: id, RepoID: repo, Trigger: "manual", Mode: "mirror-fetch", State: state, QueuedAt: t0, ViewVersion: 1}
+	if state != StateQueued {
+		start := t0.Add(time.Second)
+		sy.StartedAt = &start
+	}
+	if state == StateSucceeded || state == StateFailed {
+		end := t0.Add(3 * time.Second)
+		d := int64(2000)
+		sy.FinishedAt, sy.DurationMs = &end, &d
+	}
+	return sy
+}
+
+func putSync(t *testing.T, s Store, repo, id, state string) {
+	t.Helper()
+	if err := s.PutSync(context.Background(), syncAt(repo, id, state), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncRoundTripAndStatesOnlyMoveForward(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		full := syncAt("api", "0190a", StateFailed)
+		full.Changes = []RefChange{{Ref: "refs/heads/a", New: "abc", Change: "created"}, {Ref: "refs/heads/b", Old: "1", New: "2", Change: "forced"}}
+		full.ChangesTotal = 7
+		full.Error = "could not fetch: connection refused"
+		full.Trigger, full.Mode = "webhook", "reread"
+
+		putSync(t, s, "api", "0190a", StateQueued)
+		if got, err := s.GetSync(ctx, "API", "0190a"); err != nil || got.State != StateQueued || got.StartedAt != nil || len(got.Changes) != 0 {
+			t.Fatalf("queued = %+v, %v", got, err)
+		}
+		if err := s.PutSync(ctx, full, 0); err != nil {
+			t.Fatal(err)
+		}
+		// A late write of an earlier state (a queued or running write that
+		// lost the race with the end of the run) changes nothing.
+		putSync(t, s, "api", "0190a", StateRunning)
+		putSync(t, s, "api", "0190a", StateQueued)
+		got, err := s.GetSync(ctx, "api", "0190a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, full) {
+			t.Fatalf("stored\n %+v\nwant\n %+v", got, full)
+		}
+		if _, err := s.GetSync(ctx, "other", "0190a"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a sync of another repository: %v", err)
+		}
+		if _, err := s.GetSync(ctx, "api", "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing sync: %v", err)
+		}
+		for _, bad := range []Sync{{RepoID: "a", QueuedAt: t0, State: StateQueued}, {ID: "x", QueuedAt: t0, State: StateQueued},
+			{ID: "x", RepoID: "a", State: StateQueued}, {ID: "x", RepoID: "a", QueuedAt: t0, State: "done"}} {
+			if err := s.PutSync(ctx, bad, 0); !errors.Is(err, ErrInvalid) {
+				t.Errorf("PutSync(%+v) = %v", bad, err)
+			}
+		}
+	})
+}
+
+func ids(list []Sync) []string {
+	out := []string{}
+	for _, s := range list {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+// TestSyncHistoryIsTrimmedButNeverItsLiveRuns: keep counts finished syncs;
+// queued and running ones stay whatever their age.
+func TestSyncHistoryIsTrimmedButNeverItsLiveRuns(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		putSync(t, s, "r", "00", StateRunning) // oldest, still running
+		for i := 1; i <= 6; i++ {
+			if err := s.PutSync(ctx, syncAt("r", fmt.Sprintf("%02d", i), StateSucceeded), 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		putSync(t, s, "other", "05x", StateSucceeded)
+		if err := s.PutSync(ctx, syncAt("r", "07", StateQueued), 3); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.ListSyncs(ctx, "r", "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ids(list), []string{"07", "06", "05", "04", "00"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("kept %v, want %v", got, want)
+		}
+		if l, _ := s.ListSyncs(ctx, "other", "", 100); len(l) != 1 {
+			t.Fatalf("trimming touched another repository: %v", ids(l))
+		}
+	})
+}
+
+// TestSyncPagesReturnEveryResultOnce: pages by the last id of the previous
+// page cover the history exactly once, also while new syncs arrive.
+func TestSyncPagesReturnEveryResultOnce(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		for i := 0; i < 23; i++ {
+			putSync(t, s, "r", fmt.Sprintf("%03d", i), StateSucceeded)
+		}
+		seen := map[string]int{}
+		var order []string
+		before := ""
+		for page := 0; ; page++ {
+			list, err := s.ListSyncs(ctx, "R", before, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page == 1 {
+				putSync(t, s, "r", "999", StateQueued) // newer than every page
+			}
+			for _, sy := range list {
+				seen[sy.ID]++
+				order = append(order, sy.ID)
+			}
+			if len(list) < 5 {
+				break
+			}
+			before = list[len(list)-1].ID
+		}
+		if len(seen) != 23 {
+			t.Fatalf("%d distinct results, want 23: %v", len(seen), order)
+		}
+		for i, id := range order {
+			if seen[id] != 1 {
+				t.Errorf("%s returned %d times", id, seen[id])
+			}
+			if want := fmt.Sprintf("%03d", 22-i); id != want {
+				t.Errorf("result %d is %s, want %s (newest first)", i, id, want)
+			}
+		}
+		if l, _ := s.ListSyncs(ctx, "r", "", 0); len(l) != 24 {
+			t.Fatalf("default page: %d", len(l))
+		}
+	})
+}
+
+func TestFailUnfinishedAndDeleteSyncs(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		putSync(t, s, "r", "1", StateSucceeded)
+		putSync(t, s, "r", "2", StateRunning)
+		putSync(t, s, "q", "3", StateQueued)
+		at := t0.Add(time.Minute)
+		n, err := s.FailUnfinished(ctx, at, "stackd restarted")
+		if err != nil || n != 2 {
+			t.Fatalf("FailUnfinished = %d, %v", n, err)
+		}
+		running, _ := s.GetSync(ctx, "r", "2")
+		if running.State != StateFailed || running.Error != "stackd restarted" || running.FinishedAt == nil || !running.FinishedAt.Equal(at) ||
+			running.DurationMs == nil || *running.DurationMs != 59000 {
+			t.Fatalf("running sync after restart = %+v", running)
+		}
+		queued, _ := s.GetSync(ctx, "q", "3")
+		if queued.State != StateFailed || queued.StartedAt != nil || queued.DurationMs != nil {
+			t.Fatalf("queued sync after restart = %+v", queued)
+		}
+		if done, _ := s.GetSync(ctx, "r", "1"); done.State != StateSucceeded || done.Error != "" {
+			t.Fatalf("a finished sync changed: %+v", done)
+		}
+		if err := s.DeleteSyncs(ctx, "R"); err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := s.ListSyncs(ctx, "r", "", 10); len(l) != 0 {
+			t.Fatalf("after DeleteSyncs: %v", ids(l))
+		}
+		if l, _ := s.ListSyncs(ctx, "q", "", 10); len(l) != 1 {
+			t.Fatalf("DeleteSyncs touched another repository: %v", ids(l))
+		}
+	})
+}
+
+// TestStateSurvivesReopen: repositories and syncs are in the file.
+func TestStateSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	if err := s.AddRepo(ctx, Repo{ID: "a", URL: "https://x/a", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	putSync(t, s, "a", "1", StateSucceeded)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s2.Close() }()
+	if r, _ := s2.Repos(ctx); len(r) != 1 || r[0].ID != "a" {
+		t.Fatalf("repos after reopen: %+v", r)
+	}
+	if sy, err := s2.GetSync(ctx, "a", "1"); err != nil || sy.State != StateSucceeded {
+		t.Fatalf("sync after reopen: %+v %v", sy, err)
+	}
+}
