@@ -328,3 +328,26 @@ func TestCloseAbandonsAWaitingRun(t *testing.T) {
 		t.Fatalf("%d refreshes", n)
 	}
 }
+
+// TestStopFailsAWaitingRun: removing the repository fails the run that
+// waits for its window (ErrRemoved); its timer starts nothing later, and
+// pushes after it queue nothing.
+func TestStopFailsAWaitingRun(t *testing.T) {
+	_, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
+	id := rf.TriggerDebounced(Webhook)
+	<-clk.armed
+	if err := rf.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rf.Wait(context.Background(), id)
+	if err != nil || res.State != Failed || !errors.Is(res.Err, ErrRemoved) {
+		t.Fatalf("waiting run after Stop = %+v %v", res, err)
+	}
+	clk.Advance(time.Minute)
+	if got := rf.TriggerDebounced(Webhook); got != "" {
+		t.Fatalf("a push after Stop queued run %q", got)
+	}
+	if n := rs.n.Load(); n != 0 {
+		t.Fatalf("%d refreshes", n)
+	}
+}
