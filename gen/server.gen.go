@@ -251,6 +251,12 @@ type Branch struct {
 // BranchParentSource Where the parent came from.
 type BranchParentSource string
 
+// BranchSwitchedEvent The data of a `branch_switched` event (an empty name is a detached HEAD).
+type BranchSwitchedEvent struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // Commit defines model for Commit.
 type Commit struct {
 	Author  string    `json:"author"`
@@ -434,6 +440,14 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// StreamHello The data of the `connected` and `resync` events.
+type StreamHello struct {
+	RepoID string `json:"repoID"`
+
+	// ViewVersion The version of the view when the stream started.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
 // SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
 // the refreshes' creation, so that sorting ids as text sorts
 // refreshes by time (also across restarts).
@@ -505,9 +519,18 @@ type SyncStatus struct {
 // start-up).
 type SyncStatusState string
 
+// ViewUpdatedEvent The data of a `view_updated` event.
+type ViewUpdatedEvent struct {
+	Version int64 `json:"version"`
+}
+
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
 	RepoID string `json:"repoID"`
+
+	// SyncID The run that will serve the push: queued when the answer is
+	// sent, it starts after the debounce window (see the operation)
+	// and fetches what the push changed.
 	SyncID string `json:"syncID"`
 }
 
@@ -594,6 +617,15 @@ type GetBranchDiffParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId The same as `Last-Event-ID`, for clients that cannot set headers; the header wins when both are sent.
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// LastEventID The id of the last event received on an earlier stream (SSE reconnection).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
+
 // ListStacksParams defines parameters for ListStacks.
 type ListStacksParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -629,14 +661,6 @@ type GetViewParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GithubWebhookJSONBody defines parameters for GithubWebhook.
-type GithubWebhookJSONBody = map[string]interface{}
-
-// GithubWebhookFormdataBody defines parameters for GithubWebhook.
-type GithubWebhookFormdataBody struct {
-	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
-}
-
 // GithubWebhookParams defines parameters for GithubWebhook.
 type GithubWebhookParams struct {
 	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
@@ -646,12 +670,6 @@ type GithubWebhookParams struct {
 
 // CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
 type CreateRepoJSONRequestBody = RepoCreate
-
-// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
-type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
-
-// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
-type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -687,7 +705,7 @@ type ServerInterface interface {
 	GetBranchDiff(w http.ResponseWriter, r *http.Request, repoID RepoID, branch BranchName, params GetBranchDiffParams)
 	// StreamEvents Server-sent events of a repository
 	// (GET /api/v1/repos/{repoID}/events)
-	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams)
 	// ListStacks List stacks
 	// (GET /api/v1/repos/{repoID}/stacks)
 	ListStacks(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListStacksParams)
@@ -1050,8 +1068,45 @@ func (siw *ServerInterfaceWrapper) StreamEvents(w http.ResponseWriter, r *http.R
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamEventsParams
+
+	// ------------- Optional query parameter "lastEventId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "lastEventId", r.URL.Query(), &params.LastEventId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "lastEventId"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "lastEventId", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Last-Event-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Last-Event-ID", Err: err})
+			return
+		}
+
+		params.LastEventID = &LastEventID
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.StreamEvents(w, r, repoID)
+		siw.Handler.StreamEvents(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -3428,6 +3483,7 @@ func (response GetBranchDiff500ApplicationProblemPlusJSONResponse) VisitGetBranc
 
 type StreamEventsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params StreamEventsParams
 }
 
 type StreamEventsResponseObject interface {
@@ -4800,9 +4856,9 @@ func (response GetView500ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 }
 
 type GithubWebhookRequestObject struct {
-	Params       GithubWebhookParams
-	JSONBody     *GithubWebhookJSONRequestBody
-	FormdataBody *GithubWebhookFormdataRequestBody
+	Params      GithubWebhookParams
+	ContentType string
+	Body        io.Reader
 }
 
 type GithubWebhookResponseObject interface {
@@ -5659,10 +5715,11 @@ func (sh *strictHandler) GetBranchDiff(w http.ResponseWriter, r *http.Request, r
 }
 
 // StreamEvents operation middleware
-func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams) {
 	var request StreamEventsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.StreamEvents(ctx, request.(StreamEventsRequestObject))
@@ -5852,30 +5909,9 @@ func (sh *strictHandler) GithubWebhook(w http.ResponseWriter, r *http.Request, p
 	var request GithubWebhookRequestObject
 
 	request.Params = params
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+	request.ContentType = r.Header.Get("Content-Type")
 
-		var body GithubWebhookJSONRequestBody
-		if err := runtime.BindJSONBody(r, &body); err != nil {
-			if !errors.Is(err, io.EOF) {
-				sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
-				return
-			}
-		} else {
-			request.JSONBody = &body
-		}
-	}
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		if err := r.ParseForm(); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode formdata: %w", err))
-			return
-		}
-		var body GithubWebhookFormdataRequestBody
-		if err := runtime.BindForm(&body, r.Form, nil, nil); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't bind formdata: %w", err))
-			return
-		}
-		request.FormdataBody = &body
-	}
+	request.Body = r.Body
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.GithubWebhook(ctx, request.(GithubWebhookRequestObject))
@@ -5950,187 +5986,212 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37c9s2l+i/gtHdO5G+JWXZcZpEnp1dN0mbbJu24ySbb26ZlhB5JGFNASoAWlY93r/9Ds4B+JAo2Umc",
-	"fvl2/FNikcTj4OC8H1e9TC2WSoK0pje+6s2B56Dxvy/e8pn7NweTabG0QsneuPcqB2nFVIBhdg7sQsCK",
-	"GcmXZq4s/sKlWYFmK27YpBSFZVOtFsNe1NPwRyk05L2x1SVEPZPNYcHdDHa9hN64Z6wWcta7vr6Oekuu",
-	"+QKsX8q3msts/hNfwPaC6BmTfAEnjOO/bCXsnJmCmzkYJgxbgs5A2hhkpnLIGTdMSWBLbueJNDBbgLSs",
-	"n06B21LD/z367jIdDNkryxalsWwCYdyZsCxTZZGzOb8AlmngFvJE9lN8MofsPNYwjadKL7hlcTzBxaWD",
-	"MZOKZUparQqWzbnmmdtbxMySZxAlMv0f9hsbs39nf2O/siRJI5YOhylTmqX/cZWeuM8L4LmQM5bG+Ldl",
-	"6csXp8/pGe2kOkpm59y6jcNiadcRM5ZrawgsKQ0LMq9+KFR2juMk0mouCpxlmJ6wC16InL17+138JGLc",
-	"soUylh2Ojo7ZZG3BDNmpXNu5ex0KA2wG1iTyeDSK2GquDLAcLBcFwo7QRZeFw5CcSbgAzTQsgVuPSbwo",
-	"YcjeziGRS24taOl24B4tubZMTd3/DY1hGGcaZmXBNYPLpQZjhJLM8LVhRiyWxXqYyF7UEw5DHHB6UU8i",
-	"+vToSPbi44Jf/ghyZue9sdts1FsIWf3gcBNX1xv3fvv1tyS5HI3iJLk8GiXJ5ePp//w2/ve/JcmvSZIk",
-	"w4P4w/43PvztX3rRFv5HvVfTn5SE19xm822MP5XM3U28WIxLBlwXArS/eSdsNQfJhGXGiqJgCzcImKh5",
-	"OYVhD0fHwwAguvQ1iF5NYzd9TPPvu6lR7wyW6tXz7UW6342wSq+ZyFk/LVTGi5RNlSZEqB8by7PzHAkG",
-	"4inkTMjBsPv0NE237/Sax3Ma/z8e/zmKn36o/zv8Pf5wNYq+eXjdBftrN7RZKmmASA/Pz+CPEox1f7kr",
-	"DBL/y5fLQmTcbfdgqdWkgMW//rdxe7/qwSVfLAsaYMLzWNcjmHKx4HrtjpFVRI5NNPBzw4Q1hN69qIf3",
-	"geDqLpGHROObxKNy0hsjOeD+uk5qgjhmSLCk5UIalvSGw6SHcDWWy8zt+4AvxcHF4QGexwEe0gENAOaA",
-	"D4cTD2ow9lXeG/eOp99kIzicPOVH+XH2GJ5MH/JHk2+yx/kTeDodHTpssdyWpjd2dKBnhS3cPN/ynAU4",
-	"VkAPcDMHTSDRESyUhVgqG/OiUCt3zk3Y/Swnimskh44QuJeJUqhCZGumYVqaHVDEPfpvDOMaWC4MnxSQ",
-	"j1nSm4oCxgcHB0ZfHMyEdeAZzoTdC7a/BkQdIEFsrRH/XzRMe+Pe/zmoWfoBPTUHv9Aw9En7pr7F64jz",
-	"slyBQWRCqoEgPf3lFXEunjke2Xlm6SBKpNIRkR5VHU7k7zqejzD+XHI2WeMDA/oC9APjj83x0X37TQeO",
-	"qF9HvWdKTguRfeqNzBqfb+MHb9ImZJB2LowjYrzQwPM1g0thrHHYwpfii2HG0xozqv12oEW1mbtBhvpi",
-	"jdlOSETs3dmPToiYlgVx9wCbRBJwhuwMFuqCF+NNau9Z+krpc3d7G0+UTmQOWcE1cgB8ze1OzJi7lZGb",
-	"UFjkEw43LiBnq7kogE1AyFkiPdpB7rHkO7DZ/DsuCiIen4AoUzdCPK2G2EYWfIPRG2MvGrrrkxVKwri5",
-	"O/frVJUyZ/2Xb9/+wo5Hx4MvgjmPRkdtmvI9t7Di6y7kaW3w7qhJuTRWA180ADIBhpNBfoIH6yVDFNhW",
-	"TlilRbhzJ3nggXE4kpshHqXSE5HnID/1xhs97T7ATCtjYqXFTMiKCqJglfTm1i7N+OAALkQx9MMlvUDE",
-	"buajZi2zz6EAD+tzrAHQRQLc7txJTJtg2t4r3l6eZaqUqByg0ECklSlJl5tI8hciabfdUL0PkgV4HitZ",
-	"rHftKjAS4jD+5TFz4HdS6MZWv55zqzd2N1fvjBCTSG5pCCDNQ26y1wrG6QC5dCLVEjReJSYBcqdhGTGT",
-	"kMdC0mhOb9sBbWQPieSlnTM1ne6dqfN7P3ZzFYvScieitYUC/4EbS2nGWabUuYDYzQzSOmLgFHL3SCq5",
-	"XqjSsFIaPq1lnIJn54alf4/fIKGJn705+w5V4kw5NZW0qkROlQYxk8zThuYq3IWrhJFX0mkbvHihtdKf",
-	"SJ+EH6Mbw08lKyVcLiFzuhG4eZjKslLrQE09RAs1Y3NuGgTWDL80uj9qirABFuwNLYhg0oH61YbvBvM7",
-	"INRiM8IwxDIvVdTgQu7yWphcaPz281S9RT1QU+XbQYn9KnQp3eoYZ4VSywnPzhnPcw3G4KUgjd2v3yqG",
-	"ZzZXxkZb7wN94ZTICTfghDSCwktlLCMl39tiuFR2Dpq5gb4MsT86rNGiAeB9Gk4X+O5Kqm2CtxDGggTN",
-	"+g44pA8ulbGlBk+htgCWSAkCIdaAf8eJSW/eSOPYHUFc6iJFII8dSVnBhC35DPC4/Qmg9Nx//tMbpmEi",
-	"pJO8Byzj0tFtDbxWwjy5+UnZ75wY+Yko6tSpafh+GzGlasqsSc+R4/0mA/fG5zDL4xpNflKW0d46kKNe",
-	"+N2gxE+KmTKbN7YbkeQZBQOK0ihCsD7yGW8briyrajqNaARu2Aomc6XOzWDoj+i1ysVUkNawLR9X9nJH",
-	"rFFdmHM5g5wZITMyZMzEBZCZz1HwDqt817b9awf4Du75F74uFM/fKvUj1zP4RKRZ0iixVSouwjjdklhg",
-	"shOVo66Hr7s7wYn0PmE/iG9J1Kw5Pc8yWFrzZQjRYUMc88SHvZBW2DV7qxQjuHQg3Pam705B2gWdCiQP",
-	"DEsvY9KE4gW/jN0XKesfO/ChbMK4bEAQsdLyc7Te4PCDITtF1gE5iTQoXT2jw4/Jms0m4KQcxoMV34tk",
-	"JFoZZpQ7HJInCrEQDvETiSpTkDwyJSVkuAbS7KXTfU2lhHuIvxULUOWn8lV/9LGtR7kF9uWCVE+utbgg",
-	"n5CQ7OHoC+HZ6Mk2noVtdwr/7T3dMXJ1b96Gx+6UWQ48L4QE1n84YmbQdaD+LN1JvpmX1go5e65Wn6qG",
-	"l5JfcFHwSQG30eWMn5HlaiVPmNVrxmdcyMrBIZygk51/eRG3QUKcZCsyYO8ae+k43uZW7+5od8AGxb5w",
-	"4rqUyLKmQgozH1TWtpNEcnPuIcinFjRLz8DqdXzq/kiZgUzJ3ESb4CVPWoMFNb7a5m9vaBQnqq64sIHE",
-	"WL1GY72b/VbOYKchzEA7SDjkW8vsH2nPw9/HrKFlugsSNlGZ9A73mfTwj8/FxKOo54bADx/3/tGGPpSP",
-	"NCcE9Ba8CWS8NCTF7DUEDhPpxvBrdByPdpZWhob0R0WQTpvCOD6iyRJJElr6/Yu3bDgcInjNwRUO9Pw6",
-	"ZWauVoYJO9hC4jB0t4Tm9+LG+cjQBY+sn8fw9jI6DVMNZs7cSzlTpfW3+WgxMmN01cClrYk7XGYA+X67",
-	"111g5vEOzPRYuY8X3j0PbCFmoIxEEZu8EF/zs4fQg89AR8KXvxDT/qmw7DOR6x+KTwEat0QlJy+9Veo1",
-	"l2svCppPPSOl4gWX62AQMTsEJ6WYey1IwN6Mefj0aDgaHg0fnzDtmDYTkh16Rv/F7eBHDQ+m07QcNFgF",
-	"jq5j29rrHR3gFnDQ2BvkXBP0I5R3BUg7vHt55wb55h2azpUWf36ycFNuDNHh2e6WXsZo53eowS07cC8d",
-	"FGomJBpAQOaMswlwDZq9es6sOgd5M+pcCFh9ji7VMB62QNMtadfP78w2RKE0mQYMd+SFGTOpJDjZWENb",
-	"V/fuEjuHBSnOiTQ+Hk3pADqEW2U8ciSEZsDh+nC5dCcRBatgIoUxJWgcrswFyAwidw48x8NCUxRNJtnP",
-	"p6Wdow3FGJrHh98l8j/fvw2sKrXrZermTrn91/9e2XRMJuVwphQKQ5YYyAdDdupmS2Rr/Y0QDiUZXIBe",
-	"13CIAlgkUxIMEzIrSu+Ob92n9+/fx6cNfw2G9uzlc+/aiuOXUD3d5XU3NgSoTYU2tqL7ajpmfCk2EB9D",
-	"Hv78Z1csfyJLc75mayDW9U6acrlU2kL+GnLB3+IiPhHu1VDxwo0VWz9Yl8hRW2/GAW+DxcqtAe2lDUcP",
-	"DsGSnhNFDpYFF/JLReMcPmoSpGpLDMHDED6dZ9W5+bs19TwwbRh58uKIVZtMoXlw2KsnxwM6LXNhX0ir",
-	"0b2+1O59K+jweLZbbq3GfZUPt8MoI/ctuUO3nyACUYh0b9zLuQW0gnWNQvy4cxiRt4YR0n5zXA9Rsdeo",
-	"twA7V3nnGKq0maKg8q1nDmXQY1IWnmyQRL4dAlvL7L+6VeEOAwCiAMR6sg/VGGry35BZNxkFsXecgLsF",
-	"2wfwTC0WwoaDbgTZxVbzDAOryIlxwtzyUU51IryS4A5rx5YaMJvAXMg9E1Mw9o5J62Wh3xU+dRHZXBS5",
-	"pmgWYWFhOs/J/8C15mv8ipbYjbW0wAeGqZVk/k3GJ+oC0G265BqkjZiEFcYBOR5QB74/GqE3Paxk370l",
-	"OHUtL4el7YjpHhHj0aU8j9gh/sHJH8W0Um4RMmdGMSWHnUguzLNSa39X2kO/fHH6nC2VkG6rlk6F4NAY",
-	"aqJUARxN9pLvuBEo55wBrqobvAS/B4ZZsayCT5wSnoGxShPaVNOjAJOL6RR0JYM7nMqUziH3gzENF8IJ",
-	"U92LpZf2raZ9Eyook8kKweyxFiMcpWJzYSgufY6RiBT46D7Zg7U1kGjSN6rUWUeyyvtKfPSLy/gCqgwZ",
-	"kOXCERGEsHBEZKb5ci6so40ERL12i1CySUYak+sbGUpZFMEF7xjBfEdYf5OmIULQu41LGVC5iXsbOFJf",
-	"xg24dJFAf2W2SSBK950ImXvh8Xa8pHuvUc+UtIYb4UAACK9HYWV+HV17egm8sB1kPcgVlazkvjrv3cRc",
-	"/GddM72GbshVMVHfrrexMXWIlJJZ2/u0Wb8dD9FCS9Jqeo49OKVgHybCAmW6q5svzEyrcmk+jsYHEnXj",
-	"4Lc/29apNqFWrbAL7EE+68rROfvuGXt6/OhxsHD7YCQH0fY5BQG4iQ07AzG25aBK2r3aHdj/wGCKGOt3",
-	"ZMJpyEBckM5XrDCDCtAEUq+mM+SjQ2KqhOv9SxFO0zUhGuvvsSdI8avnLOTeBPF/I+YQQ7aaK7uFEL+N",
-	"FNu3j+JQtrhqMGhf7TIx29qB4S4Qn6jSjh38yInG8a25VlKVpmWUTqQ3/PYfjY4i9mh0PIhCjD0w47gC",
-	"vu5htGV6JqW6hsPjro16jaWJVx0xNpvXbAuV2buzV04TBg0UnsItE+000AADN8KYcUK2UuagE9kInEwj",
-	"pqHgVlwAs6p5sP1cZaZ6cbjIMUqLrCqDzc12RQXdRDut19EQJNE+UtpkkR00pn13J9x0C0vCPNd82qQ8",
-	"TRGrXExAd1kDaWXdQ1bHufWk1MUt2DhN2rXlM5i+WwZu2t4ghSZ18I6p0hnkKUUbqyL34vROsQ+cVI1q",
-	"aZ8zDSstLFAQLyJUy0No5k4+n6ydcOZO14lhvDhn/ToHNRqNRkGCj5ixarmkbLCcr92EfjVOGGATKNRq",
-	"Y52DITuDqaHJc4Uzo5DMcDGkGfQXYHnOLWeTQk3MAG1kaYmgylO643YOax/A1WSWPje4F/X86z2Mz8/w",
-	"PzkU4H7q4pwSVm9IUrmRu6kiv+2rKBLehCHupSiceDeekE68gSIk/dU67C69i7VVkaAXOijiE2GQR2Zz",
-	"yDG7CKXzhdBa6VvJ3tOyKLqTxE/9MA8MS9VKgj5wIkQasUKtQMcZNxCx1Vxkc/a9sC/LSRXS5448kZRE",
-	"m7PJeuw4F0XnNZPdaMWUrlSiKRczojHoquDGMruiLG3m081Rh3Y49u7sxyF7J8UfJTCOsVU15xdgEtlX",
-	"zWTHrOBmXkUFH4+eDoYNzabOrEpkQ35wXLS2XL87+9FHHlIAY1jRkL3x9y6RG1lbGgxK7hiN3xQG0kGE",
-	"V8fzqQsBK6LWNx6W42Mee7fxxd9exAo3d3HhGI2KmJgyLte3wgbRbfM594aNfVqSw/Mf3HtVKmr3Mqv4",
-	"hndnP3r2zeW66TYIqWpjRxAxoSjCf6JEGoMxpjNh6XOy5ptsGRfiHFiKYcMOZdJh46JYPEZhEulkb7IL",
-	"8MKo6mkj3ZJj4pxZGwsLRL6IcZb6FNc0kT6Lj7eS+Js+Cs4kWIdQIcB53MrbxET9OXkOKKEfCfctEcDJ",
-	"N28qUWzfcbyp33Rs0Oni3edBmn0jAbrTNOmQ9L9Am07bpn8QeJanbe06F55wldKKArMkyUng7tSynBTC",
-	"OFLB6TIQ2W/bKG8yfXXZFBFtw+bbe9hFqZ8hC0JNMM+F2x8vfmlQ7ikvzJZAs5uG1nQTaY0nkJQpLOTs",
-	"hOUw5WVhTRDtdtM9T4U6T0d0yNvPu0ZujtoYtLIzDmcC1ZjPqgewE902l0S37oEJUNg2sW2Ja+0BQ7Zh",
-	"xIyZjw8OMIivogalAf0fFUUYeMLhXvNwbNSsOBodP9msWbGf8bsF7cKiHzoNwb6ew7jhY0Duup3XG5Gf",
-	"UQPPhywlNpyO0ZmpgRJlmUMtzAqniOemHIXzuP3hh50Sk1vlfwlYbUsmWIDm9CP8DU4XlrZYvwY92xW9",
-	"j8h3NCLrcOzteER5Knm0aUC+A6Nx8EXcxLN63bErtRxgKhNslYPQD/elpseUxoBn0TbM7CXSaPLrWPxF",
-	"TWpv9NZsCaS4J7+SreOpx46qo+5CY8pGe4bCWbeZ7Kya9Gp32C16H40Tu/o/v3r+bHBSO8G8HoGMEJWf",
-	"kHsovBvE29MwVoBxtiNAYIeN2/GU7Ax4brrqrPC8uY5+U3iMkAcZn9liQmqLe5CL6dREFEBpIgYX7jAH",
-	"oUBMvYGMFwVo442EmPWSxnGdh4m5lmkc0yLxgUlJAtjeiXv6s8/kbW/jBcYSYMqnIx+117IOOegGjhFy",
-	"VkBQTHaeHf5jGFzyzBZrVEPre9E98sUuEQGHpaI1Duty5t8c3miEqPYftbGufcatTdXr6MTs4IvZoHv+",
-	"mPes/YGpkMEhKdryYwp6UDoHHaHf6SMpmFcBO91ejVVc3Y7rV2vFWkY8O0fDYSgg5FZ3k6TnXtoPg+Yw",
-	"/doFiMksjqQPhnsNazcct5s+IvktGJ6qo+k8Toxb7jTBvXv1/OIx66NR+dE3R4Om6jpms0JNeFGsWYmK",
-	"JKkFeI6QMydABI0OJVUwD6h2GUbtGEXEyyiNd0/kBpN+4JJ+M06V9N9h5RaxANZHnaPSV6nA2JahbnT4",
-	"dDR5mB3Hj/JvIH48fTKKn/LDSXyUPcyP4dH0G/54siGhuTfi6YerJ9dx9f/j6/hx9cfD6/jXJ0/55EPr",
-	"l/D/w6NuKe4NFgMwZdHhYcpLojWvTSePutlRDSH1uwPPuBRW/FnnbU+dVkamX13K25k1MNgU8j2CzC2V",
-	"4ZuUrFfPMWBC5V0GP5LAYoze94Jfpf+uuKG02pwwD0sCoFnPZza6F3zcP+tLRfomx9IEtebqRkA99I/S",
-	"qc7up8pso2FqBkOWanBENB3jD2zllGFMZkL/cS4MOXbDDK1pd9Sd4ej0OKlMTW5ZiM9xuWz5v5oAQGHE",
-	"Tdwpkf5RQrn3vDqjTejmd7krtP28069symErtEC3iVJK91LUM2VWhXD7RJEPneqQmM26AmHfowBkziGv",
-	"i7yVcshSXH+5TJu2g1DprQl1X11JSTpGYaoYPJ5XSl1lj6Bwx77D1QopKHtbVmQuJxMyxTvXCwkXrzpX",
-	"LkvUMbxKiyFkFvQF/YimP92Let4O1/NHUi47AeTNvWcw3RuD4pP1KwOzJmM0Ai3cmsit3xe29IbvOjTx",
-	"EC3gfe7/JEWKrM7Gh2ZqmA5uzbtrH0AH+25s6q2yvEN9falWIci6ayPunmPhmZYc16Che40yb0OlUS8L",
-	"+VyEMEufLMXuv8jJQlp1IJwUmRq+FbaqM+iIxqAyQ4sCNqtVeTMpzr0Gy/ohYxYnaxt8lCR3+Z2Ye6o6",
-	"h+G+ebIc7nKDxrRRruOsbrYWvWmZ4jas+0oayEorLuA7LopSg+l2XDm9+NRaWCzt59AqN0xVS+VWb78p",
-	"kRh8zqQSLu0bxyXK4o4o7QbzdNdTyBkaPjzBCySN1+hFVVPbocfCyV9EpUlCbdx3XxOtRSkbjNAmsmZk",
-	"JJp5kidyFEZr6u/X10HROmJQACN7ttGiC7XeE0099YHl2/i1j/NV4vBNapW/LP6D7XW4wSArtbBrd8wL",
-	"ryah6n1aUogO/fVdOPb/fP+211Fnxmn+VdA8wzD9muHV/h+fSeLe7G8H6JvIx+OHYPwITQde0R1UCSOo",
-	"kYZYG7+lubVLinNU5wLC4jdrIquVQa2XzAzeGRnqLuIeKMejnfJRFV2lweuyq6Tu/l5HAAUGsRQ/gK9f",
-	"JeS0Qwf3irLXv21QvSCv+aCaohOkabgY12+SaQUxmYJMrVKFYX2vGUbsex8jN/Chg06dpfGmpvYvh/C5",
-	"RIrFshBgaoeY9kHTFTMeJjKRZJEgqV04Zr0d0NNPd4XBpwO/6oxrHYIkmgEwrJ9W4TLu9J02FWI9mgEx",
-	"Id5jgGs6qyPkhS9eineeSmhVPNGjGtajNlEtkZdLb61ulNnaVWkCfUHHhw9PGNacQBTfNHdZ7hTLUHDi",
-	"BL31+dprk5YXBRbfzqrcwYcjZlj/ePRkMGStkjyJDDV5ojpJi4ghluLx7qj9tXfoDiZyq/ZOMGodHx1u",
-	"VtpBqJ4SuKaqKNTKMCy604JPIB3pRjjSg8quN05kqx4Hrd0bvpFQLbxVIb26Tll/joGBEZ6ekGBM5IdM",
-	"pB8xwkSfWPi0GirFFpwuA8RICtaqTHUn6IrieY10OJdjbVWwDdE+KhPV+DQobEGb8l5vMkqx/g7TX7Rl",
-	"9xuchKQgymLqKCnnKVKfKMyAirht5JfRSi7AH+im+XXI3mPd8jimhYk8S+tls6UWF9yCI3beF0MfNMrT",
-	"uf1vbKWVK+Hx2xtr3aRYm9Y7vjFwoPqLl7mwaWU5PR49xExiZpaQ4Yab9kdHEtIDtQTJl2K45ouCcKr+",
-	"DamHz1sPRMOjTzAyL5fFOpGh6gtNQOy9EBlICkjyhPv1q7cNg1Wgxqe/vGoYFse90fBwOMKIElpFb9x7",
-	"OBwNH5JtZo7MsrVf98MMdtjW8A3HXzb8IOwnPNMG1pXWiJyEbrzbFfaP2fHosJKQmv50iqsLAasycgDH",
-	"elqJrKsJeqCTQ94fOkGokbbSG/d+FMZiAkyv3XHg1ytig3+UQAHXBEysgdNK5vQI1hsfjkbogxMLJ2Ad",
-	"jvBPIf2fHTL/h40640ej0Z4Uq5BaVc98K52ukdyzpdR1VNHDcwNpHfFAF9AxLaprimrxB40K6fjJ4c2f",
-	"tHI68aOHN39U19LEL57c/MVG8SH32eEtJtosmuW+O7rFrjrqCOKnT2/+dDNZ/DrqPboN7NvFJ1HMrWqk",
-	"n6GzzPtUlMSUaz4zaPEAy3sf3OvhVmeVc6zzWp9u8JraasyDpJtxyQrgGqk3lrYTvn+GTy8ebl2/78F6",
-	"p9xnXoa9ds2m868D619iaGBdjxH/Z1m5HN6j81eAzl70cjTZ0cwavX2JUc8w9iI3RbPs5Ffk4kSxHLAw",
-	"3EkQxVu5EE05yFdnJHYziFD6azh9/TjbHM9J1SjctBhcIm/F4djHM7jvwb6GL3m7XsOu3FSC6v0l+qp4",
-	"wvs5lsN2Z0N2n3BpHOzbl4ZSput7sy05nVVJ1V9ajkFP+C0kmBfe7F33lnH3JL9Hwq+NkkdXLfvVrx/c",
-	"L01z3K8f2tTe4VvLQtTAXcLUD9dRz1HqjqTlAutRhPhAIa0K4WfeFLsRfxZRXAf140HjLGbshKDrI0+5",
-	"N5wFpPYJ8oC6iULzMAkrp+8ullwDaucGYiENSCOsuIBiHTUKcZJhF+tveDcxeXYK4BfUm2WO0d2UoU19",
-	"Nmyl2Y8pxhiXMBP2hGFVBPyRNeq0x9RSJfaqcuy74ZwwHxuM39OnFOHb8S3yxvpLjGZ2b02Vbh1UFUlb",
-	"t/JIZJ84FzuH9cCr83Fo8+LHjOfKJwA5YD4wZMrpU03stdP2CKcHBGdqWIPBhFOfy41BBWbITqvy2M0g",
-	"rdq8ESxJUTAdROzZ9z+dvo1YIeQ5bTTykRX+r0QuysKKjBvrnjhdH+v9RkwD0ZxB06LbCL6v6w4lUhi2",
-	"4DlE3jxGpimjipICM0pZgDFsx2ENg4nSlzGeloYXFPV9PBoh1NdLYPs76iSycsZTtU9JVWhy368ulALF",
-	"StS+6xrtyFvdBieJ5GzBi6nSC8hDYxiR711Js3XQkJ3KRFaRBFNyJtDnj0ZH7U5yW/1C0PUXenPI9GM7",
-	"sGD6AspoOCiam6qlcF8/d8h+rpI8iGCYqn8dpk5WAbAtQa5LHqOQbB/Y5SHwrcrXdyaPNeK+r9tuEqtL",
-	"uN5i1od3OvMuWTB4vHjAsWCBDPz5IwrmdWSlDHs3Fcr732fIGN2CeVd9oz5HwDh8dBswdBQM+ueRTtxX",
-	"R7c4t0YBWvzmFhBtVU3Gj45vsa2qfmG03fOOOXIr+awiRtuSUNTb8uj0xk8Onx41H/hQW08YNgX/gyty",
-	"ql7TJSygy6uNPb6QK/gLjvx1hd1VA8G0c63K2Zylv/z85i1r546NE+k4NUUy1MGJyDkzLjMoCk8qMN4C",
-	"XeCOw6MG4x87sSxnfMWFpdAyjMxAGQArrMPUNhNMMe0U5QPCOaVRfbd1yeOp0jNlLUiS8dyrmInty4JE",
-	"+IvfbzVGIjHZmXqOcMvrJ5TUiOmerE9+usZDOoxEBs6rIVMzKXyPPJyJ63PQA9/ZwzsqCyVnwamQDxP5",
-	"3hcv88HaQQTC2G42A+t4HYmn2/FvieyncZyt8nRQubcCl9vTjq32dzwdO2HMYQKzFL8QSrkEd7iP5JbG",
-	"As+72OJzBFDFFlsc6vhGNiCqLLuv3mh9i8tfNfj4Z2AO/5RmcUTVimZtkyrfcGU/XW2Tz2i3dXGzhyL2",
-	"ePWxPVSFgPUp85iC5QybgF0ByHbOYTC5o9s2NPFFQVfJkNw36DSxd1+r0V8i+DVzLO6v5r2d50Y7z/dg",
-	"N5Jzug09bWdt1xrrVw58j+rrDzulnINmxkznVSZdmxwCoXwZJf35KnEoQviIpa6EmmGn9/nbMO/H7qnZ",
-	"IfyvcSbvSu7ZUZrSb+yz2hc9vOWtrNot3dOYexpzO1vypL54gbz4NNMvSl8Oruh/1zs9K99DqKTyDyUJ",
-	"t6EE+27+/b2/v/dfqWwxCdfrzi5+dOObdGWwsMZHkYmDXEynu8NyWCnxAmA6d614L0DPgJqAeu+LT3EN",
-	"/UF9lmufY3KnL7galPxGyZNBiBytCudasRyytyj4+OQYGsvbYaq6RN7esES3jDDMgaW0jWZ0VZGtpZCy",
-	"ik1PZFB4UN8RNoS5UgUmU1UZqm1NlRWkS/khuD93QPzC5BSLkF/GuOEbKtpHncVq7T3RvCeaXx3RbFXN",
-	"ptuMTU2MbRCSr5KWUkmLPbQzxSuLr8Xk8ksduUy93xPyNKImUL/7fMHq75BYmCayz1mdWz6oXkAvQcq2",
-	"njrS9XsoIJjIfnrlo7Cvvfk1JWD/blYC05ZT1k+vHM2MmFXXaagSytk5wJIX4gIS6Sipo9gUe3/0iJkh",
-	"e9bob0P29OUScrYEHQI2kRdIZpXlRRf1fIMgeUFQvB35a8LyE2ggfs7o83t70T15ugV5oijQ2Hj09/XF",
-	"eLf9CBtafRH1rq6VtDNa7k0oYvS123l2FHLaFW1HlVmqhhDNmjr3osw9rfja7D5VLbG/wupDYx9caaXs",
-	"XovPG98v4Ss1+HiSsKPXpnt4f93vr/tXau4hBuXDKRr1vu5YadloqsYXle2ls9ZYuxEDMwU3czADnzvK",
-	"F5BIXRZgQv99rxekrJqdEkHHjFMb2ploFlGfc1QMfN7/DKxhx6MRifmY2rjk2LvFZzb6SmW7u882yose",
-	"jo6ON8uLNit4/ZYkl6NRnCSXR6MkuXw8/Z/fxv/+tyT5NUmSZHgQf9j/xoe/dRTw2ktknVQ3vvpU6r0r",
-	"avw7hfWu6/K+zfCAWs55UHnzQUd18wYsTstNIkMdcXoW6gph9noVbuNLDA3Z6UZoFxb/8PWrvIexCknX",
-	"gCUvWb9dmMu38d8uydoqCI6BSHNOEe5KxlgvBCv3aMC0aKxPQEWVxiHuCDA/PZTTEtKqITv1dYnIZxua",
-	"JbYEcKZLiZ2nOJaOO6FUXSpk4AOytbgAw/JShwgvRFgCtNOc/ZChvo9XxxNJcdPCDlHLDn026sTvE5au",
-	"uLD/hpWOU1YH8B+59SiZQafiixo7Bk1s4NRGxSsubF3rihbaD+V/3QUaVPU0NhKJ3aK684hbZWWqYpRf",
-	"lrnXpfFu6H4czB7MUMWdaVkUFNhxRPGTf/F6VtxUHUtPfP0GFqKHPyqomFqz/K8IJ74XPv66iGCHqn9Z",
-	"VLCbrDsy+MzfB95Od1htmT4+If4X2avZmz9rrNKQV33ztkwBDRZpqApjwY3FQi1u8Nh/mNb0RUksUexJ",
-	"6eFoFLFlURrMj/LRwkpXZbEGmw0bHQdZ8hnUTGfI3tfNE7jGRjCOmRHV9szZx9WF6imcpT8KeV41+0e7",
-	"a6qh+LcE64UlvXRMZVUx6SX0uLm0NHcf5YAUa0ak2HghK7VROh0M2XdIqpApU91Lee5gZEst69p9xPio",
-	"8zM1eBAFJZNV0PT1vUhorPoWlvoC+Wkoy7qr8sUbPNkbmBz5pmbAjPgTdvGzPYUxHn1kXYxoX8vEGRDv",
-	"N1HtRkwdyFOEYTiEpYYLoUrsT+FOwqqcU+UrkdM7nA7pgaFq7gTscT3LXBW5CTVzEUUIY9ynTgYbNCTp",
-	"DVjQKfeij+B2Tg79i2x7Dd56i4IgBAw1rTFuu7R9k8eKrk4JaVKORg+zrkuCT+CEtS5V5M4PDbqrjjtb",
-	"nQeWQn5y9OTJ4J5f3xsLPtdY4Iul7MDzv8aH4MjxwRXVMLze47ds6Fkb5UonayyRXtHGNmd2ilydxVyp",
-	"qqRE8cAuqD1bUHl9jMU2062rNlcVfRV6GIVhqXd/NjoaYh29RCZVPUD/tk98pgIsTggPMkDSG0S+w46t",
-	"mVsic62WTm3dEe/hCFzva1CW7v2X93TnFnTn59pucndEJrrqsvH54qj7rHy3E1R2k7AL34Wnk3Chq7YR",
-	"/4WSV9WGhoxZWK/bw+MkZGbz4tww38xp68Jj45+v1nFStSbaVSSnEWt370K5p05fYfDXaq4KH3K5J7Li",
-	"Lp2owWR+MBN2Xk7Qtt9pon8h+aSAqt0ENlwObekMZBosRZ5WRZl9VdvRMflZEplDIVDdFoa1Gn87SpT+",
-	"PX5ZTuI3Yia5LTXER4++SVn/5evTZ/Gbl6dHj77xIlgiNV9REVwqDebbDmCp0yFLl0LOmtbn4xPGWbos",
-	"zTwNTU7J7J9Ib/fv1w1HWdoIqpiWRfG7b126XUdmwHy1eEOJ1UGMa0bmNmzfbhVuEbQGyUp5LtUKm1L5",
-	"apzNLm5c+rKuPkzLp2XDklxMNSTDXG6jWF/327paMRoKIGdWsUP2WnzL+h3Fhwfj0IQ141jLZu0UebyE",
-	"bulHj9jrbyM2wdLpuP5q7r6GaRQCix/UzRW8o6W9IeIumMvsab0Z+K6ZsMKax1gnyP0xL2Xu8OcH8W1E",
-	"gc5ejK1a25ltmxd1SnTcTtghO2WFox66gXNVsPThwyAHk6dF70iT/h7vw/uqS0VXyVJiDTXX/3tMsIwx",
-	"kG+vphzdNMRzv/JPHGXrMu0d58OnF0jZLv7efP8yXq1W8VTpRVzqwjfCbw/QrlDvca+7Dv3mXNfbNVbu",
-	"zjWyWUy/02azoR6G/pzNIiyeTPiE+c4c+zBHVPXSsYrlivUdMYualCCqCEfzdm0RhsG9RnRfiOVzCn62",
-	"G3OH2kvN8idBcNhRAeVwdPzk0eNvyNdR2vlBxotiQg30qt+wD8LGD+7k6Beq2/7nvlCul/jKl7RB+Bl2",
-	"JZJoheXshbmvYfu1o/SP4gKkO6ylVpMdNWyxK9afO7XqM980KwO2o79Zu7wLeZdC7Qsvvjbrusw5Vseg",
-	"zHUU+/vUXSmkifkKbYMhe01lYhK5s4aGF7LmqsjrXgeMiu1VXcvRDUeWykbrtbEP3hJFwRYcN7XR/Yaq",
-	"wWHjDJJ307qFbcr6KbaqGbPQemeww2SIEPzH3Fc6PKvIhnp/Wb8Gt//DW4H/ggtqBLX/gp9VOL/rhm98",
-	"fjsFHS3uJPRjL/HeAZqx/Nhbrdk2m40gIfBm+1aNpmEtruP6tr2xZ83KnpR52e7bHQIKsVTH9veUBYEL",
-	"aPb/4S3Z0XRZCslAGAxlzb5EpnOdKAS3SKFbcp+a/aGvIaprevn2x8O2tbRzXJI6sE4Y1gqDIJGYxteV",
-	"JLI9QujNRP2XmvQS2zIttboQOWiqNu6uOFXPwihRdKf88sOzFwPSQm1X9fIhe/P8B5/kRZDOSl0wA2gF",
-	"aDewSiQ3LD1tzjRm31I3FnLb0mvop03bJbz8VrFy9HW3xHU8evrN9f8PAAD//w==",
+	"7H37c9s2tvC/gtF3v4nUS8qy4zSJPHfudZO0ybZJO3ay2fnK7BIijySsKUALgJbVNPu3f4NzAD4kSnYS",
+	"p5u94x86jUUSj4OD836872VqsVQSpDW98fveHHgOGv/57DWfuf/nYDItllYo2Rv3XuQgrZgKMMzOgV0K",
+	"WDEj+dLMlcVfuDQr0GzFDZuUorBsqtVi2It6Gv5RCg15b2x1CVHPZHNYcDeDXS+hN+4Zq4Wc9T58+BD1",
+	"llzzBVi/lO80l9n8FV/A9oLoGZN8ASeM4//ZStg5MwU3czBMGLYEnYG0MchM5ZAzbpiSwJbczhNpYLYA",
+	"aVk/nQK3pYb/e/T9VToYsheWLUpj2QTCuDNhWabKImdzfgks08At5Insp/hkDtlFrGEaT5VecMvieIKL",
+	"SwdjJhXLlLRaFSybc80zt7eImSXPIEpk+k/2VzZm/82+Yb+yJEkjlg6HKVOapf/zPj1xnxfAcyFnLI3x",
+	"b8vS589On9Iz2kl1lMzOuXUbh8XSriNmLNfWEFhSGhZkXv1QqOwCx0mk1VwUOMswPWGXvBA5e/P6+/hR",
+	"xLhlC2UsOxwdHbPJ2oIZslO5tnP3OhQG2AysSeTxaBSx1VwZYDlYLgqEHaGLLguHITmTcAmaaVgCtx6T",
+	"eFHCkL2eQyKX3FrQ0u3APVpybZmaun8bGsMwzjTMyoJrBldLDcYIJZnha8OMWCyL9TCRvagnHIY44PSi",
+	"nkT06dGR7MXHBb/6CeTMzntjt9motxCy+sHhJq6uN+799de/JsnVaBQnydXRKEmuHk7/+dfxf3+TJL8m",
+	"SZIMD+J3+994981/9KIt/I96L6avlISX3GbzbYw/lczdTbxYjEsGXBcCtL95J2w1B8mEZcaKomALNwiY",
+	"qHk5hWH3R8fDACC69DWIXkxjN31M8++7qVHvDJbqxdPtRbrfjbBKr5nIWT8tVMaLlE2VJkSoHxvLs4sc",
+	"CQbiKeRMyMGw+/Q0Tbfv9JrHcxr/Px7/Noofv6v/Ofxb/O79KPr2/ocu2H9wQ5ulkgaI9PD8DP5RgrHu",
+	"L3eFQeI/+XJZiIy77R4stZoUsPjPvxu39/c9uOKLZUEDTHge63oEUy4WXK/dMbKKyLGJBn5hmLCG0LsX",
+	"9fA+EFzdJfKQaHyTeFROemMkB9xf10lNEMcMCZa0XEjDkt5wmPQQrsZymbl9H/ClOLg8PMDzOMBDOqAB",
+	"wBzw4XDiQQ3Gvsh7497x9NtsBIeTx/woP84ewqPpff5g8m32MH8Ej6ejQ4ctltvS9MaODvSssIWb5zue",
+	"swDHCugBbuagCSQ6goWyEEtlY14UauXOuQm7n+VEcY3k0BEC9zJRClWIbM00TEuzA4q4R/+NYVwDy4Xh",
+	"kwLyMUt6U1HA+ODgwOjLg5mwDjzDmbB7wfbHgKgDJIitNeL/h4Zpb9z7Pwc1Sz+gp+bgFxqGPmnf1Nd4",
+	"HXFeliswiExINRCkp7+8IM7FM8cjO88sHUSJVDoi0qOqw4n8XcfzEcafS84ma3xgQF+Cvmf8sTk+um+/",
+	"6cAR9Q9R74mS00Jkn3ojs8bn2/jBm7QJGaSdC+OIGC808HzN4EoYaxy28KX4YpjxuMaMar8daFFt5naQ",
+	"ob5YY7YTEhF7c/aTEyKmZUHcPcAmkQScITuDhbrkxXiT2nuWvlL6wt3exhOlE5lDVnCNHABfc7sTM+Zu",
+	"ZeQmFBb5hMONS8jZai4KYBMQcpZIj3aQeyz5Hmw2/56LgojHJyDK1I0QT6shtpEF32D0xtiLhu76ZIWS",
+	"MG7uzv06VaXMWf/569e/sOPR8eCLYM6D0VGbpvzALaz4ugt5Whu8PWpSLo3VwBcNgEyA4WSQn+DBeskQ",
+	"BbaVE1ZpEe7cSR64ZxyO5GaIR6n0ROQ5yE+98UZPuw8w08qYWGkxE7KigihYJb25tUszPjiAS1EM/XBJ",
+	"LxCx6/moWcvscyjA/focawB0kQC3O3cS0yaYtveKt5dnmSolKgcoNBBpZUrS5SaS/IVI2k03VO+DZAGe",
+	"x0oW6127CoyEOIx/ecwc+J0UurHVr+fc6o3dztU7I8QkklsaAkjzkJvstYJxOkAunUi1BI1XiUmA3GlY",
+	"Rswk5LGQNJrT23ZAG9lDInlp50xNp3tn6vzej91cxaK03IlobaHAf+DGUppxlil1ISB2M4O0jhg4hdw9",
+	"kkquF6o0rJSGT2sZp+DZhWHpX+JzJDTxk/Oz71ElzpRTU0mrSuRUaRAzyTxtaK7CXbhKGHkhnbbBi2da",
+	"K/2J9En4Mbox/FSyUsLVEjKnG4Gbh6ksK7UO1NRDtFAzNuemQWDN8Euj+4OmCBtgwc5pQQSTDtSvNnw7",
+	"mN8BoRabEYYhlnmpogYXcpeXwuRC47efp+ot6oGaKt8OSuxXoUvpVsc4K5RaTnh2wXieazAGLwVp7H79",
+	"VjE8s7kyNtp6H+gLp0ROuAEnpBEUnitjGSn53hbDpbJz0MwN9GWI/dFhjRYNAO/TcLrAd1tSbRO8hTAW",
+	"JGjWd8AhfXCpjC01eAq1BbBEShAIsQb8O05MevNGGsfuCOJSFykCeexIygombMlngMftTwCl5/7TV+dM",
+	"w0RIJ3kPWMalo9saeK2EeXLzStnvnRj5iSjq1Klp+H4bMaVqyqxJz5Hj/SYD98bnMMvjGk1eKctobx3I",
+	"US/8dlDilWKmzOaN7UYkeUbBgKI0ihCsj3zG24Yry6qaTiMagRu2gslcqQszGPojeqlyMRWkNWzLx5W9",
+	"3BFrVBfmXM4gZ0bIjAwZM3EJZOZzFLzDKt+1bf/aAb6De/6FrwvF89dK/cT1DD4RaZY0SmyVioswTrck",
+	"FpjsROWo6+Hr7k5wIr2P2I/iOxI1a07PswyW1nwZQnTYEMc88WHPpBV2zV4rxQguHQi3venbU5B2QacC",
+	"yT3D0quYNKF4wa9i90XK+scOfCibMC4bEESstPwCrTc4/GDITpF1QE4iDUpXT+jwY7Jmswk4KYfxYMX3",
+	"IhmJVoYZ5Q6H5IlCLIRD/ESiyhQkj0xJCRmugTR76XRfUynhHuKvxQJU+al81R99bOtRboB9uSDVk2st",
+	"LsknJCS7P/pCeDZ6tI1nYdudwn97T7eMXN2bt+GxO2WWA88LIYH174+YGXQdqD9Ld5Ln89JaIWdP1epT",
+	"1fBS8ksuCj4p4Ca6nPEzslyt5Amzes34jAtZOTiEE3Syiy8v4jZIiJNsRQbsTWMvHcfb3OrtHe0O2KDY",
+	"F05clxJZ1lRIYeaDytp2kkhuLjwE+dSCZukZWL2OT90fKTOQKZmbaBO85ElrsKDGV9v87ZxGcaLqigsb",
+	"SIzVazTWu9lv5Ax2GsIMtIOEQ761zP6V9jz8fcwaWqa7IGETlUnvcJ9JD//4XEw8inpuCPzwYe9fbehD",
+	"+UhzQkBvwZtAxktDUsxeQ+AwkW4Mv0bH8WhnaWVoSH9SBOm0KYzjI5oskSShpT88e82GwyGC1xy8x4Ge",
+	"fkiZmauVYcIOtpA4DN0tofm9uHE+MnTBI+vnMby9jE7DVIOZM/dSzlRp/W0+WozMGF01cGVr4g5XGUC+",
+	"3+51G5h5vAMzPVbu44W3zwNbiBkoI1HEJi/E1/zsIfTgM9CR8OUPxLR/Kyz7TOT6l+JTgMYNUcnJS6+V",
+	"esnl2ouC5lPPSKl4weU6GETMDsFJKeZeCxKwN2MePj4ajoZHw4cnTDumzYRkh57Rf3E7+FHDg+k0LQcN",
+	"VoGj69i29npL1kGmufUaDBnHs0KAtPcMOrcnZXYBloxBbYt3RGFNqDl5C88gQvsannb4sOnvRlsB4YJT",
+	"yVbI9yhOjPFE6lKS4RqDcWjIe8YTgXhDvAjje4eT07wAo+944aQ0b3NAJMT76eM/3B7QVjE4CTNlfMmU",
+	"TCRcOuWv4slB0jdDlh7MgRd2/lsasRTN7Gv3T4TJEjJHAxOZHuQqMwcpRk1QBBcClbS9W5cRr5EJ36C7",
+	"QWnx2ycLhOXGEB3RAN0S3xih7K4Tt+zAvXRQqJmQaDQCmTPOJsA1aPbiKbPqAuT11+1SwOpz9M+GwbUF",
+	"mm7tpH5+a/Y0Qr8Gko6ZVBKcPqGhbd/wLiY7hwXdmUQaH8OndAAdwq0yuDmySzPgcH24WrqTiIIlNZHC",
+	"mBI0DlfmAmQGkTsH3rgSNJlkP5+Wdo52J2NoHh+ymMg/vX0d2Htq18vUzZ1y+59/X9l0TGb4cKYUPkTW",
+	"K8gHQ3bqZktka/2NsBclmbs06xoOUQCLZEqCYUJmRZl33Ke3b9/Gpw0fF4ZD7ZUN3rSV7S+hrrvL625s",
+	"COqbCm1sxSvVdMz4UmwgPpGWf3dl/BVZ5/M1WwOx+zfSlMul0hbyl5AL/hoX8Ylwr4aKF26s2PrBusS0",
+	"2uI1DngbrHxuDWhjbjjHcAiW9Jz4drAsuJBfKoLp8EGTIFVbYggehvDpPKvOzd+ueeyeacPIkxdHrNpk",
+	"Ck2qw149OR7QaZkL+0xajSEJS+3et4IOj2e7Zf1q3Bf5cDv0NHLfkgt5+wkiEIWV98a9nFtAy2HXKCTc",
+	"dA4j8tYwQtpvj+shKvYa9RZg5yrvHEOVNlMUiL/1zKEMepnKwpMN0mK2w4ZrPedXtyrcYQBAFIBYT/au",
+	"GkNN/g6ZdZNR4H/HCbhbsH0AT9Ri4UQ3OuhGYGJsNc8wGI0cPyfMLb8Sq5QEd1g7ttSA2QTmQu6ZmALY",
+	"d0xaLwt91fCpi8jmosg1RQAJCwvTeU7+B641X+NXtMRurKUF3jNMrSTzbzI+UZeAovCSa5A2YhJWGDvl",
+	"eECdLPBghBEIYSX77i3BqWt5OSxtRxz8iBiPLuVFxA7xD04+PKaVcouQOTOKKTnsRHJhnpRa+7vSHvr5",
+	"s9OnbKmEdFu1dCoEh8ZQE6UK4OjmkHzHjUA55wxwVd3gJfjdM8yKZRWwI5kjxsYqTWhTTY8CTC6mU9Cm",
+	"8uswDZnSOeR+MKbhUjhhqnux9NK+1bRvQgVlMvMhmD3WYlSoVGwuDMXyzzF6k4JF3Sd7sLYGEk16rkqd",
+	"dST4vK3ER7+4jC+gyioCWS4cEUEIC0dEZpov58I62khA1Gu3CCWbZKQxub6WoZRFEcIWHCOY70iFaNI0",
+	"RAh6t3EpAyo3cW8DR+rLuAGX3STwfCXQoPrscuex5txyh0mcpXRyfzP+o5ShUsj6XFK2EBm1hGEco2fc",
+	"O8xdB8zIaFNadwbd9EVdDyH8GF/t2pknBtvEHfWWzklzLxbfjEt2n2LUMyWt4dr109GG16OwMr+Orj09",
+	"Rw17e09BYqqkQPfVRe86tuk/65rpJXRDroqQ+269jSepuyIpOTl8hAPrt6NjWheO9LWeY3xO3dl3x2CB",
+	"0ur760nBTKtyaT6OewXie+3gNz/b1qk2oVatsAvsQfLsytg6+/4Je3z84GHwd/jQtO1LFUT7JjbsDMvZ",
+	"lvAqOf797jSPewYTBlm/Iy9SQwbikrTZYoX5dE7DiRqr6QwA6pAFK7Vh/1KE0+FNiM37S+xJbfziKQuZ",
+	"WEGx2YhAxQC+5spuoJ5sI8X27aOopC15Ibg33u9yONjanYUEdKJKO3bwI5cqGQbnWklVmpaLIpHeDdB/",
+	"MDqK2IPR8SAKGRfAjCPI+LqH0ZYjgswFNRwedm3U62JNvOqIuNq8ZluozN6cvXA6PmigYCVumWgnBQcY",
+	"uBHGjBOylTIHnchGGG0aMQ0Ft+ISmFXNg+2jnTG8OFzkGLNH9qLB5ma7YsSuo53Wa58IkmgfKW0y/w4a",
+	"0767E266xUBhnmo+bVKepvBYLiagu+yctLLuIavj3HpS6uIGAgpN2rXlM5i+WQZu2t4gBap18I6p0hnk",
+	"KZnXVZF7RWGnQAtOX0CFu8+ZhpUWFoJlnNu2v9jMneYxWTux052uEzB5ccH6dUZyNBqNgm4SMWPVckm5",
+	"gTlfuwn9apwwwCZQqNXGOgdDdgZTQ5PnCmdG8Z/hYkjn6S/AcpSkJoWamAFa/9ISQZWndMftHNY+nK/J",
+	"LH2meC/q+dd7mK2R4T9yKMD91MU5JazOSVK5lrupIr/pqyjsXoch7qUonHg3npC2v4EiJNfW2vkujZK1",
+	"layg8Too4hNhagFUaa93LITWSt9Iq5iWRdFdMuDUD3PPsFStJOgDJ0KkESvUCnSccQMRW81FNmc/CPu8",
+	"nNTOFq4hkZRSnbPJeuw4F8VqNlMfacWUvFaikbp2JBXcWGZXlLPPfPEBtA44HHtz9tOQvZHiHyUwjpF2",
+	"NecXYBLZ8DYxzrKCm3kVI348ejwYNnS2Os8ukQ35wXHR2ib/5uwnH4dK4axhRUN27u9dIjdy+DQY1Ekw",
+	"N6MpDKSDCK+O51OXAlZEra89LMfHPPZu44u/vYgVbu7i0jEaFTExZVyub4QNotuadeFNNvv0P4fnP7r3",
+	"qsTk7mVW0S5vzn7y7JvLddMhEhIXx44gYnpZhP+LEmkMRhzPhKXPyU9hsmVciAtgKQaRO5RJh42LYvEY",
+	"hUmkk73J4sELo6qnjeRbjmmUZm0sLBD5IqcO+oTnNJE+p5O3Sjo0vS+cSbAOoYLnctzK4sWyDXPTcA4i",
+	"4b4hAjj55rwSxfYdx3n9pmODupQ7LCtks2ikw3caXR2S/hm06bTa+geBZ3na1q564glXKa0oMGeW3B/u",
+	"Ti3LSSGMIxWcLgOR/bb19TqjXpe1FNE2bL69h12U+gmyINQE81y4/fHilwblnvLCbAk0u2loTTeR1ngC",
+	"SXnjQs5OWA5TXhbWBNFuN93zVKjzdESHvP20a+TmqI1BKwvqcCZQjfms6hA70W1zSXTr7pkAhW3j4Za4",
+	"1h4w5J5GzJj5+OAAQzoralAa0P9TUYSBJxzuNQ/HRgWTo9Hxo80KJvsZv1vQLiz6sdPE7at7jBveE+Su",
+	"21neEXlQNfB8yFJiw+kY3bQaKG2aOdTCGgEU/96Uo3Aetz/8sFNicqv8s4DVtmSC5YhOP8KT4nRhaYv1",
+	"S9CzXbkciHxHI7J7x95CSZSnkkebpvFbMIcHL8t1PKvXHclUywGmMi5XGSn9cF9qekxJLXgWbcPMXiKN",
+	"xsyOxV/WpPZaP9SWQIp78ivZOp567Kg66i40ptzEJyicdZvJzqpJ3+8Owka/qnFiV//nF0+fDE5q957X",
+	"I5ARovITMlGFd/B4expGQTDOdoQ+7LDeO56SnQHPTVfVHZ4319FvCo8R8iDj85xMSHRyD3IxnZqIwmlN",
+	"RCZhp+BQuaB6AxkvCtDGGwkxByqN4zorFzNv0zimReIDk5IEsL0T9/Rnn9fd3sYzjJLABGBHPmp/bB1M",
+	"0Q0cI+SsgKCY7Dw7/J9hcMUzW6xRDa3vRffIl7tEBByWShg5rMuZf3N4rRGi2n/Uxrr2Gbc2Va+jE7OD",
+	"l2mD7vlj3rP2e6ZCBoek6KWIKZxD6Rx0hB61j6RgXgXsdOg1VvH+Zly/WitWtuLZBRoOQzkpt7rrJD33",
+	"0n4YNIfp185NTG1yJH0w3GtYu+a43fQRyW/B8FQdTfdxOm3iORSF2u/VQZugD+cDH7CcanCX2bt3zLad",
+	"WVeFuz5OJHYTX7bFYhSHK43DK0G+llenyHsDQo9Fvq6Ta88xzr/TSPnmxdPLh6yPZvcH3x4Nmsr9mM0K",
+	"NeFFsWYlqtqkOCGmQ86ciBV0XpTlwdyjGE6M2DKKyLtRGqmTyA0mycEV/Wacsu2/w0pHYgGsj1pZpdFT",
+	"Qb4tU+bo8PFocj87jh/k30L8cPpoFD/mh5P4KLufH8OD6bf84WRDhnVvxNN37x99iKt/H3+IH1Z/3P8Q",
+	"//roMZ+8a/0S/n141C3nnmPxDFMWHT64vCRq/NJ0cvHrgxQglErouIlcCit+q+scTJ3eSsZxXcqbGX4w",
+	"OBvyPaLeDc0F16mhL55isIzKu0yiJKPGmO3iRePKQrDihtLQc8I8LKGBhk+fCexe8HkyrC8VaeQcS3nU",
+	"N82NgJr6P0pekOm9MmxpmJrB0JEBx2bSMf7AVqCBkv8wdiAXhpz6YYbWtDvqNHF0C51Uxji3LMTnuFy2",
+	"PIRNAKC45ibulNn/UUK597w6I412UC9PeD7n9Cure9gKLdBtopTSvRT1TJlVKQ8+sepdp8IoZrOuIOi3",
+	"KCKaC8jrooilHLIU118u06Z1JVDTJtR9NTIl6RiFqeIveV6pvZXFhkJd+w5XK6SgageyInM5GdkpP6Be",
+	"SLh41blyWaIW5pV+DB+0oC/pRzSO6l7U85bKnj+SctkJIG8QP4Pp3vgjX9yiMsFrMtcj0MKtidz6fSFY",
+	"7xqow1IP0UfQ5/5PUjXJLm98WK6G6eDG0k3tJekQcBqbeq0s71Dwn6tVyNjo2oi751ioqSXpNmjo9Tza",
+	"MeXAqCl3J8zSJ1u6+ydyslCGIBBOikoO3wpb1eV0RGNQGepFAZvV3bwhGedeg2X9kGGOk7VNYkpSQMGt",
+	"GMQqkSHcN0+Ww11u0Jg2ynWc1c3kjtpYueH/UNJAVlpxCd9zUZQaTLdrr+DGnloLi6X9HFrlhqlqD93o",
+	"7fMSicHnTCrhyp47LlEWt0RpN5inu55CztA05AleI88loBdVGW6HnQuDaTbua5LhG/fd1xBsUcoGI7SJ",
+	"rBkZiWae5IkcxfWa+vv1dVC0jigdwKiubbToQq0/C1gRXblhPJcDxt8qJyRK+9vC/mdYXfYpnG+JAZz6",
+	"DIjty7CPTe+Q3V97IkX5U6IoiAVSYEFp5mNGN7kWg6qixok0GIoaKJZp0L0cJqqUGbCVkLlasb6BjWDv",
+	"QSIxvhHFH1+VMEwaCHPLlLFTrfekyO9wG3Bu95CVWti1u0QLr6aj6ee0pBAx+uv7cFh/evu611H16ucX",
+	"T59U6SgME2BqcaL2P/qEN/dmfzv1xUQ+0yWkuURouvKGlkGVioUWkRDr5bc0t3ZJEcTqQkBY/GaFdrUy",
+	"aHUhM5d3hocqsLgHyp5qJ1NVJaBp8LoINJlb/lZHoAX2uxQ/gq+mJ+S0Q2v2hhpv/7FB9Ye8ljLUFJ1w",
+	"TcPZuH6TTHtIJyh82ypVGNb3lomI/eCjTwc+KJcJ6cebmjq+IQSmJlIsloVAdPMOWe3TESpRZ5jIRJJF",
+	"jHQi4USh7YCyfrorwSQd+FVnXOsQpNMMwGL9tArXcqfvdNUQa9QMyArxRgNc01mdeyJ8KWWkqFTQr7p5",
+	"HtWwOr6Jan2nXHpvSaPo3666N+iLPD68f8KwAg6i+Ka51XKntofyNycYLZKvva5ueVFgK4CsymS+P2KG",
+	"9Y9HjwZD1ioQlshQISyq82mJ1WBhMO8O3V8JjO5gIrcqgQVydXx0uFn3C6F6SuCaqqJQK8OwBFgLPoF0",
+	"pBvhcPcqu/LYUbKG1ZTW7h0vSKgW3qqVvv+Qsj6lfkZ4ekKCMZEfMpF+xAhT6GLhE9YoTTY4/QaIkRQs",
+	"WJmKT9AVyvMa6XAuJzhUwV5E+6hoXePToA4HXdVHXZBRlPV3mJ6jLbvz4CSk21F+YEeBS0+R+kRhBpS+",
+	"u5G5SSu5BH+gm+b/IXuLXRTimBYm8iytl82WWlxyC47YeV8gfdAolonmuvZWWozJ47d3FrhJsVK2D7zA",
+	"wJXqL17mwqaV5f54dB/rGvgk3g37tyMJ6YFaguRLMVzzReFth9VvSD18FY1ANDz6BCfHclmsExlqUNEE",
+	"xCYLkYGkgDhPuF++eN0wmAZqfPrLi4Zhe9wbDQ+HI4xoolX0xr37w9HwPlm+5sgsW/t1P8xgh6iEbzj+",
+	"suGHY6/wTBtYV1ojchIK8G5X2D9mx6PDSv5sxnNQXGcImJaRAzhW90tkXdvUA50CQvyhE4QaCWG9ce8n",
+	"YSymlvXa/U9+fU9s8B8lUCoDARNTr1tp0h7BeuPD0Qh9wGLhxNfDEf4ppP+zQ+R7t9H14Gg02pO8GJIW",
+	"65lvpDE30ua2VOaOrH08N5DWEQ90QR7TorqmqBZ/0OjXgJ8cXv9JK1saP7p//Ud1ZV/84tH1X2yUQnOf",
+	"Hd5gos0Sfu67oxvsqqOqKX76+PpPN0tXfIh6D24C+3YpXBRzq44NZ+is9T49JbEABJ8ZtCeB5b137vVw",
+	"q7PKOdt5rU83eE1tk+dB0s24ZAVwjdQbC20K383HJ+4Pt67fD2C9U/gzL8Neq3HT+dyB9c8xNLWuDov/",
+	"sqxcDu/Q+StAZy96OZrsaGaN3r7gsWcYe5Gboql28itysaNYDlim8iSI4q1cnKYc5GvFErsZRCj9NYIO",
+	"/DjbHM9J1SjctBhcq87Ibg7HPp7B/QD2JXzJ2/USdmV9E1TvLtFXxRPezrE4vzsbsqqFS+Ng3740VIyg",
+	"vjfbktNZVa7gS8sxGIlxAwnmmXcq1J2u3D3J75Dwa6Pk0fuW/erXd+6Xpjnu13dtau/wrWUhauAuYeq7",
+	"D1HPUeqOcgAFVnoJ8alCWhXCH72heyP+MaK4IuoOhqZvzBgLQf9HnnJvuGJI7RPkX3YThVaGElZO310s",
+	"ucaaUtxALKQBaYQVl1Cso0ZZYDKbY2Ub74Qnv1kB/JI6Rc0xu4BqH1DXH1tp9mOKccclzIQ9YVhvBH9k",
+	"ja4RMTV4ir2qHPveXCfMx6bj9/QpRZh3fIu8sf4So+ndW1OlWwdVRXLXjYUS2SfOxS5gPfDqfByaTvkx",
+	"47nyCWgOmPcMmXL6VKF/7bQ9wukBwZnaZ2Ew69RXScCQDTNkp1Wx/maQYG3eCJakKJgOIvbkh1enryNW",
+	"CHlBG4183Ir/K5GLsrAi48a6J07Xx+rjEdNANGfQtOg2kj/qGmCJFIYteA6RN4+RacqooqSwl1IWYAzb",
+	"cVjDYKL0RdWnpeEFZR0cj0YI9fUS2P7+XomsQh2o9rCk+k65754ZChNjXXzfA5J2FKqznSSSswUvpkov",
+	"IA9tqkS+dyXNRmZDdioTWcVpTMlVQ58/GB21+1pudS9Cx2roFCTTj+0HhekzKKMF50NjKdxX8x6yn6sk",
+	"IyIYpuqmiam7VQB2S5DrkscoJcAHFnoIfKfy9a3JY428gw9tN4nVJXzYYtaHtzrzLlkw+BN5wLFggQz8",
+	"+SPKd3ZkRQ1715Xt/N9nyBjdgHlXXew+R8A4fHATMHSU4vr3kU7cV0c3OLdGOWz85gYQbdVwx4+Ob7Ct",
+	"qppqtN2BkzlyK/msIkbbklDU2/Lo9MaPDh8fNR/4UG9PGDYF/4P35FT9QJewgK6YAew4iFzBX3DyIGOv",
+	"50Aw7VyrcjZn6S8/n79m7dzFcSIdp/be5TqEExNTuMygKDypwGgWDDBwHB41GP+YXMh8xYWlwD10ZaMM",
+	"gP0eYGqbCc6Y9ozyAeGc0qi+27oA+1TpmbIWJMl4Ve1RX3CHqpH6/VZjJBKT7cnvzS2vn1BSLaYbsz75",
+	"6RoP6TASGTivhkzNpPAdO3Emri9AD3yfIe+oLJScBadCPkzkW18W0CcLBBEIcwvYDKzjdSSebkcXJrKf",
+	"xnG2ytNB5d4KXG5Pc8ja3/F47IQxhwnMUnRIKJIU3OE+k0AaCzzvYotPEUAVW2xxqONr2YCosjy/eqP1",
+	"DS5/1W7o34E5/FuaxRFVK5q1Tap8+6f9dLVNPqPd1sXNjq7YcdpHTlEVDNanzHeKeDFsAnYFINs5r8Hk",
+	"jm7b0FIcBV0lQ3LpoNPE3n2tRn+I4NfM8bm7mnd2nmvtPD+A3UgO6zb0tJ21XWusXznwHfM/vNsp5Rw0",
+	"M7Y6rzLp2uQQCIUBKenU119EEcJHLHUldA07vc/fhXk/dk8vpq+UhJfcZvPeH+NM3pVctqPoq9/YZzVT",
+	"u3/DW1k1f7ujMXc05ma25El98QJ58WnOX5S+HLynf33Y6Vn5AUIln38pSbgJJdh38+/u/d29/0pli0m4",
+	"Xrd28aNr36Qrg4VdPopMHORiOt0dlsNKiRcAywnUivcC9AyoJbH3vvgU69Ct2GdZ9zmmzvpSxkHJb5Tc",
+	"GYTI0aoktRXLIXuNgo9PPaKxvB2mqovl7Q1LdMsIwxxYSttojVkVeVsKKavY9EQGhQf1HWFDmCtVADN1",
+	"9nNla6qsIF3KD8H9qQPiFyanWN7/KsYNX9MrIuosA23viOYd0fzqiGarHj3dZmwXZGyDkHyVtJTKMOyh",
+	"nSle2WaHprRuGRDUz3sm1HNgz3g2Zwswhs+wyQdGfaUC8zckS/G1lHydlHIBLM255SnDhm1qyv50/vOr",
+	"cSIT+buvAf47WYt/p6Cv3xP5exzH1X/uvWaVid9Z2qhQ4f72umfV5qbhsqWvQ02K7U+1mM1DYkZzkirJ",
+	"K/2JGxtjShwmohiM8myWCZ0rqUrszaTB3Y+aOPerRImG6Xzg1+R++5tPcKWVVaUP3J+8aR7DJNjGZyFh",
+	"dv93IVG89SU6bvZ+533K9FE7y+93lm7mCdK3Ela+Gkcr1ZbG2Kr8/jtLOyrIu9+x1KLHvo4SAGjedsw4",
+	"dLH3DP13n6okLVbFyJQv1I/YZxzxkBnUtSnnqqgS3ENaUCKFzDQ4YYEyjAW2tDUnVFoVD4H5zLwq74V+",
+	"xUIbQiZyITKtqna2hmQGtyA1dXcDuC4EaHTNcA3MLCg4METMqCn67isc7DfrqQx8n2tf5oSSbtDiOfZY",
+	"X3AL2vda277BVWKPsEN2GsKVUXxwog9Oanxwiw3rqcvc0aiYT0Z1up2ctHk3+vhP6huQyFyhoCKMd+JA",
+	"MT1hKaYNu9de5GmQtTDBgPn3fd3pKcYR4Cp9xErGpbtxBqzPBjMDn087AxtS6Zu7bxUfFZYthDHkXloW",
+	"fB2EMM4m5XQKut6uBWPZ0YNvPclLZF3wl70U37kXHb0asCXoVok5WxfIuARsrDVkb/1v/mDq1FAsX+3D",
+	"cIIrixdFgAktqio0hKEkiay7BTVDtTH7sr+BYX479BKOgzXBEkkVmAdRTRYDamzW8mlU1XEinpAlGNzb",
+	"MJGnzBRqFfCIwlP8u43yEdjH2zQxLBxwIld87TDxAmDJEWBOFHaD0UkePWBmyJ7UzQK9Q3S5hNxBPmDH",
+	"/gaKVYQOCf2SWWV50SUmE2N4Ruxyi21vi6qdF6S6HUo2b7wHTP/8/FkNC6HkoEo1JYyuk2xaN2tvYEfU",
+	"Xc5mAYybzRsaIQ285lZRP3Zf+X4lpI/Fnig7J7LlM707c4Pq27130TdUJJpSySdoE3Qm9Pmd5+VO0L+B",
+	"oE/5FLHxdMhXiuXdnhhsVPtFDKV11cudcefnoRzl1+4x2VGSc1fcOtXY25Jf7owCd7Tia/SgVFVh/wj/",
+	"CY198F4rZff6Ts59T6+v1HXiScKOHvru4d11v7vuX6njhBiUD0xsVG69ZfPfRuNfJ9AHla6ramy7pRYz",
+	"BTdzMANfhQEVLl0WQCVD5xCsMimrZqeSCmPGqRPfTDTtXHN+CRjXjxV0UOE+Ho1Ij0JFYMmxv6DXA3zN",
+	"2XbcfVMhaBSKPxwdHW8Wim9WGv1rklyNRnGSXB2NkuTq4fSffx3/9zdJ8muSJMnwIH63/41333QUGt1L",
+	"ZJ1UN37/qdR7V/7V9wo7l9R2tmagXcvSGkKAdVSbQ7DNADeJDB1h6Fmof4h1YCqd3ZdCdNp1O0gabQi+",
+	"zqY3V1TJXRqweDnrtwuIDk52FNdvWVcwpHfOKVdMyRjrmmGFQQ1YYAQr/VDxx3GI4AWs9BLKfgpp1ZCd",
+	"eksLRT+Fht4tARzNcliTFC1vJ1T0gkoC+dQmLS7BsLzUIVYaEZYAbcrC+iFDtS9vYU0k2WaEHbLzRse0",
+	"uoTKCUtXXNj/wp4VKatT4Y7cepTMvGWEmrJxW9V5pMnMEiTWf6H6LiElLCRe42eTMrsAS+HI7odYcwsx",
+	"1txII7Q4dZo63ANv6jhhx0ePUWdPJEEa+2sOTrzliFv2d+XUei6rYp4h+LyULMOEM6kkdFpJ0GiMoZR7",
+	"LSRvubB1fVECej80pXDEYLDLhOAA3F1dpFXKryqR/mUFlboc8c7YTm819yZ5MrsbMy2LgsI9jyir4g9e",
+	"z4obrIC1xOqtZOFjIafoo1KNqGHg/4okoztB6o/LE3Ko+oflCrnJuvOFzvx94O0kyNWWGecTsoJQVDB7",
+	"q2oYqzTkVZ/qLsdqnfHTD9ZkLN+G1N9/mNb0RUlsnOFJ6eFoFLFlURrMmvZkXOmqFOlgs0G64wFLPoOa",
+	"gdY+Cg1o4FUFdswkqu0FDR9tH2qqcZb+JORFWpuJ7ZylGor/SrBGa9JLx+RHwlTY0HnxytLcfZRp0sDV",
+	"OEuzUhul08GQfY+kCgUMcqXICwcjW2pZ10smJi4ziELbMVFQinkFTV9TlQTgqk94qS9RNgil8HfVwzrH",
+	"k72BGwD3Y8RvsNMkvrtc1oOPrJYV7WtRPgNffDSqg4tSB3J0vFcWtaWGS6FK7JrmTsKqnK9Z0+PH6ZDu",
+	"GXJsELDH9SxzVeQm9ClAFCGMcZ86eXLQ0Ao2YEGn3ALGTUrd/0F2ygZvvUGZMAKGmtYYt91wqcljRVf/",
+	"rjQpR6P7WdclwSdwwlqXKnLnZ8jjtn1nq/PA9hOPjh49Gtzx6zvDx+caPnwJtR14/sf4Qxw5PnhPlY0/",
+	"7IlmauiMG/EPkzU27qloY5szO6W0rm1Sqd2kEPLALqhpcFDffeTlNtNt9KQJXRQUuq2FYamPwGn02cbq",
+	"uolMqirB/m1fDoV8/U4IDzJA0htEvu+jrZlbInOtlhjg0R0F6ghc72tQlu58sXd05wZ05+faBnR7RCZ6",
+	"32Wv9CXT91ksbyao7CZhl743ZCfhQrdzIyocJa+qOSIZ5rBHiofHSajXwosLw3yL0a0Lj+0ov1onUNUw",
+	"c1fpvEYE/p076I46fYUh4RRJiubzPVEit+kQDub/g5mw83KCfopOd8MzyScFVC2+QDJeNUs2kGmwlI9S",
+	"tWrwte5Hx+QzSmQOhUB1WxisrgnSuotOSSrpX+Ln5SQ+FzPJbakhPnrwbcr6z1+ePonPn58ePfi2DsLk",
+	"KyqNTwVDfasnLIAe1WGGYSBc1RyoNwIKQE4s863Bl1wbHyTqRhyyU3YJ2uf+NJbr61JxCwzV71AghX53",
+	"YtIS8jFLl0LOmmb84xPGWboszTwNff9b/pNE9use/CxtRKdMy6L4m+/mv13abtB0FSTS+wpw8yg9miZl",
+	"59T5Y0qd2Et5IdUKe7T64uDNiFMufZV5ClaKCAfJSVcDxBcz4xWwElm3KPABgBMg6OasX6jZDEu3kc3n",
+	"aHSMDQJ+KauyNKGpST5mjXaFYeV+S74VCu5UKnyUyGmoj9Ns7Ib+Guofksaxx9I4TJKy/hEzA78H681C",
+	"FKXbeH3Br+IcCr5OWf9wxMyg0QqCwoRxcU7M92Xo+9RDDhfobwi1GCNpm5wkwla8dk4FX3xV/92ahi6l",
+	"GQzZOdZXLDH1fYqTg/HeFSXBO76C8a7h9lo4od/Bwn/S8GkFlxaK+CkJLVUU9dHoCD23/gtdyuBpu7Zx",
+	"zVbXGgSVPxcCfMalwxFyJEDua/jfRFtLqb1EaGnR6Ke0gqKIfcm8boKiQnXfRK608s68Or3uEJfm3Woo",
+	"PAm3DfKD3TOJJGUrbpAvoSSblPkMLOv73gmxr7bXdLWhtyzDdpwcYegmsRE7PnrsqM7+vVTELJHePlr3",
+	"Dw5anVsoXkJ8hAWBEvld3dHE0y1mlY8673c0KBmM2Q/CPi8nLONY73KdyCWxZIdSRw/Yy+8iNsEF4pFW",
+	"NKGvYRqF5MN7dXs7T4/bVIbwH+sdecnPUO8NNoUV9kXBWqLuj3kpc8dNfhTfRURzvVJbtV832xZw6uZP",
+	"x+egWzhZQjc4UHXih/dr+FWQCzAwDg0SmW6KpIhGrV+v4tVqhacVl7qgkIk8Jfv7n85/fpXI0IXGQzNl",
+	"UwFF7p3h4dwsv3BUw/jF9KWiCqR8EDGjAu5Y083dyErYpaoja39bNTns6smwGS/+l5iAQLHe1wWM7x/i",
+	"qQf7J46ydY2vjwTfVQHym4NveuP33epBjRymgQCYo9LfRoHopjhQWWUcHmCSS0AB6ke/oQ7dnmt3s6dZ",
+	"t825kgw2JJMTVrMDE5Jqgkt/s6WZUxfRMd1RVezPXkSIqt6sVrFcsb6TlaK2sLEpm7SSYbbkkKjVGWlT",
+	"7BjcGYXuKlR+TicETwOCjuMzcZp1IYPutKM05OHo+NGDh9+Su7e084OMF8WEOttXv2GDuI0f3MnRL9TQ",
+	"6rd9kbnP8ZUvaYb1M+zKsNcK+3wJc9fc42tH6Z/EJUh3WEutJjuae2D81m87DYtnvldzBrtyatt1L8nB",
+	"HooCeg2+WfByzrFsIGlUlOVMTX1D/QwvTA+G7CXVz0zkzuKCXrKcqyKvm8AxqkLu/fogMRKBnDWNjt9j",
+	"H4vruNqCX5BW1Gq6SmWysaMgVVhFDkntc1PWT7FD6piFjq+DHV4ThOC/5r7S4VlFbPvusn4NkU/3bwT+",
+	"Sy6o//D+C35W4fyuG77x+c1slOh0JGWh1EVv3DtAS74fe6sj+GYXRlKqfQJvs3jtsBbzcX3bASlnzZYH",
+	"VJKmbijR+JxqGG5/T0ltuIBmY1TekixNl7OEfCTBV9Bs2Go614nGmxYpdEvuNwxAUV3smDIBB8O2w6hz",
+	"XJI6sIAyFlGGIJGYxteVJLI9QmhaS41pm/QS+9UutboUOWhqw+SuOJk0MOgfdZdffnzyzLcUtl1tnYbs",
+	"/OmPVQ4wmnZKXaDyzPhGZ99EcsPS0+ZMY/YdtamkyBV6DUNV0nZtY79VbKnzoVviOh49/vbD/w8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

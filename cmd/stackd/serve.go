@@ -31,6 +31,8 @@ type fileConfig struct {
 	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
 	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
 	WebhookSecret       string              `yaml:"webhookSecret"`
+	WebhookDebounce     string              `yaml:"webhookDebounce"`
+	WebhookMaxDelay     string              `yaml:"webhookMaxDelay"`
 	Repos               []config.RepoConfig `yaml:"repos"`
 }
 
@@ -114,7 +116,10 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(stringList{&cfg.CORSOrigins}, "cors-origins", "exact origins allowed cross-origin (comma-separated)")
 	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	s.str(&cfg.RateLimit, "rate-limit", `per-client API requests, "<per-second>/<burst>" or "off"`)
-	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client syncs, onboardings and webhooks, "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client new runs (onboardings, syncs that do not join a queued run), "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.AuthFailureRateLimit, "auth-failure-rate-limit", `per-address failed authentication (bad tokens, unsigned webhooks), "<per-second>/<burst>" or "off"`)
+	s.value(durationValue{&cfg.WebhookDebounce}, "webhook-debounce", "quiet window before the refresh a webhook push queues starts, 0 starts it at once")
+	s.value(durationValue{&cfg.WebhookMaxDelay}, "webhook-max-delay", "longest wait of a webhook push's refresh (at least --webhook-debounce)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
 	}
@@ -223,6 +228,18 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 				cfg.AllowPrivateRemotes = *fc.AllowPrivateRemotes
 			}
 			return nil
+		}),
+		set("webhook-debounce", func() error {
+			if fc.WebhookDebounce == "" {
+				return nil
+			}
+			return durationValue{&cfg.WebhookDebounce}.Set(fc.WebhookDebounce)
+		}),
+		set("webhook-max-delay", func() error {
+			if fc.WebhookMaxDelay == "" {
+				return nil
+			}
+			return durationValue{&cfg.WebhookMaxDelay}.Set(fc.WebhookMaxDelay)
 		}),
 		set("allowed-remote-hosts", func() error {
 			if fc.AllowedRemoteHosts != nil {
