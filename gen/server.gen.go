@@ -251,6 +251,12 @@ type Branch struct {
 // BranchParentSource Where the parent came from.
 type BranchParentSource string
 
+// BranchSwitchedEvent The data of a `branch_switched` event (an empty name is a detached HEAD).
+type BranchSwitchedEvent struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // Commit defines model for Commit.
 type Commit struct {
 	Author  string    `json:"author"`
@@ -434,6 +440,14 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// StreamHello The data of the `connected` and `resync` events.
+type StreamHello struct {
+	RepoID string `json:"repoID"`
+
+	// ViewVersion The version of the view when the stream started.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
 // SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
 // the refreshes' creation, so that sorting ids as text sorts
 // refreshes by time (also across restarts).
@@ -508,9 +522,18 @@ type SyncStatus struct {
 // start-up).
 type SyncStatusState string
 
+// ViewUpdatedEvent The data of a `view_updated` event.
+type ViewUpdatedEvent struct {
+	Version int64 `json:"version"`
+}
+
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
 	RepoID string `json:"repoID"`
+
+	// SyncID The run that will serve the push: queued when the answer is
+	// sent, it starts after the debounce window (see the operation)
+	// and fetches what the push changed.
 	SyncID string `json:"syncID"`
 }
 
@@ -600,6 +623,15 @@ type GetBranchDiffParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId The same as `Last-Event-ID`, for clients that cannot set headers; the header wins when both are sent.
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// LastEventID The id of the last event received on an earlier stream (SSE reconnection).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
+
 // ListStacksParams defines parameters for ListStacks.
 type ListStacksParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -635,14 +667,6 @@ type GetViewParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GithubWebhookJSONBody defines parameters for GithubWebhook.
-type GithubWebhookJSONBody = map[string]interface{}
-
-// GithubWebhookFormdataBody defines parameters for GithubWebhook.
-type GithubWebhookFormdataBody struct {
-	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
-}
-
 // GithubWebhookParams defines parameters for GithubWebhook.
 type GithubWebhookParams struct {
 	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
@@ -652,12 +676,6 @@ type GithubWebhookParams struct {
 
 // CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
 type CreateRepoJSONRequestBody = RepoCreate
-
-// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
-type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
-
-// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
-type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -693,7 +711,7 @@ type ServerInterface interface {
 	GetBranchDiff(w http.ResponseWriter, r *http.Request, repoID RepoID, branch BranchName, params GetBranchDiffParams)
 	// StreamEvents Server-sent events of a repository
 	// (GET /api/v1/repos/{repoID}/events)
-	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID)
+	StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams)
 	// ListStacks List stacks
 	// (GET /api/v1/repos/{repoID}/stacks)
 	ListStacks(w http.ResponseWriter, r *http.Request, repoID RepoID, params ListStacksParams)
@@ -1056,8 +1074,45 @@ func (siw *ServerInterfaceWrapper) StreamEvents(w http.ResponseWriter, r *http.R
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params StreamEventsParams
+
+	// ------------- Optional query parameter "lastEventId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "lastEventId", r.URL.Query(), &params.LastEventId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "lastEventId"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "lastEventId", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Last-Event-ID", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Last-Event-ID", Err: err})
+			return
+		}
+
+		params.LastEventID = &LastEventID
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.StreamEvents(w, r, repoID)
+		siw.Handler.StreamEvents(w, r, repoID, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -3579,6 +3634,7 @@ func (response GetBranchDiff503ApplicationProblemPlusJSONResponse) VisitGetBranc
 
 type StreamEventsRequestObject struct {
 	RepoID RepoID `json:"repoID"`
+	Params StreamEventsParams
 }
 
 type StreamEventsResponseObject interface {
@@ -5053,9 +5109,9 @@ func (response GetView503ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 }
 
 type GithubWebhookRequestObject struct {
-	Params       GithubWebhookParams
-	JSONBody     *GithubWebhookJSONRequestBody
-	FormdataBody *GithubWebhookFormdataRequestBody
+	Params      GithubWebhookParams
+	ContentType string
+	Body        io.Reader
 }
 
 type GithubWebhookResponseObject interface {
@@ -5912,10 +5968,11 @@ func (sh *strictHandler) GetBranchDiff(w http.ResponseWriter, r *http.Request, r
 }
 
 // StreamEvents operation middleware
-func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID) {
+func (sh *strictHandler) StreamEvents(w http.ResponseWriter, r *http.Request, repoID RepoID, params StreamEventsParams) {
 	var request StreamEventsRequestObject
 
 	request.RepoID = repoID
+	request.Params = params
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.StreamEvents(ctx, request.(StreamEventsRequestObject))
@@ -6105,30 +6162,9 @@ func (sh *strictHandler) GithubWebhook(w http.ResponseWriter, r *http.Request, p
 	var request GithubWebhookRequestObject
 
 	request.Params = params
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+	request.ContentType = r.Header.Get("Content-Type")
 
-		var body GithubWebhookJSONRequestBody
-		if err := runtime.BindJSONBody(r, &body); err != nil {
-			if !errors.Is(err, io.EOF) {
-				sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
-				return
-			}
-		} else {
-			request.JSONBody = &body
-		}
-	}
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		if err := r.ParseForm(); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode formdata: %w", err))
-			return
-		}
-		var body GithubWebhookFormdataRequestBody
-		if err := runtime.BindForm(&body, r.Form, nil, nil); err != nil {
-			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't bind formdata: %w", err))
-			return
-		}
-		request.FormdataBody = &body
-	}
+	request.Body = r.Body
 
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.GithubWebhook(ctx, request.(GithubWebhookRequestObject))
@@ -6203,194 +6239,219 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H17cxu3ku9X6eLdWybPDilKlmObqq2zih+xN7aTlez1qZtxMuAMSOJoCDAARhSj0vnst9ANzIMcUrIt",
-	"J05Wf0kkZzAYoNHv/vVlJ1XzhZJcWtMZXXZmnGVc47/P3rKp+5txk2qxsELJzqjzMuPSiongBuyMw7ng",
-	"SzCSLcxMWfyGSbPkGpbMwLgQuYWJVvNBJ+po/mshNM86I6sLHnVMOuNz5p5gVwveGXWM1UJOO1dXV1Fn",
-	"wTSbc+un8q1mMp29YXO+OSH6DSSb8yNg+BeWws7A5MzMuAFhYMF1yqXtc5mqjGfADCjJYcHsLJaGT+dc",
-	"WugmE85sofn/PXh+kfQG8NLCvDAWxjyMOxUWUlXkGczYOYdUc2Z5Fstugr/MeHrW13zSnyg9Zxb6/TFO",
-	"LumNQCpIlbRa5ZDOmGape7cIzIKlPIpl8i/4GUbwd/gb/ARxnESQDAYJKA3Jf14mR+72nLNMyCkkffxs",
-	"IXnx7Pgp/UZvUm4l2Bmz7sX5fGFXERjLtDW0LAkNy2VWfpGr9AzHiaXVTOT4lEFyBOcsFxm8e/u8/ygC",
-	"ZmGujIX94cEhjFeWmwEcy5Wduct5bjhMuTWxPBwOI1jOlOGQcctEjmtH5KKL3FFIBpKfcw2aLziznpJY",
-	"XvABvJ3xWC6YtVxL9wbupwXTFtTE/W9oDAMMNJ8WOdPALxaaGyOUBMNWBoyYL/LVIJadqCMchbjF6UQd",
-	"ieTToS3ZSY9zdvGKy6mddUbuZaPOXMjyC0ebOLvOqPPzTz/H8cVw2I/ji4NhHF88nPzr59Hf/xbHP8Vx",
-	"HA/2+h92X/Hhb//WiTboP+q8nLxRkr9mNp1tUvyxBHc28WABk8CZzgXX/uQdwXLGJQgLxoo8h7kbhJuo",
-	"fjiFgfvDw0FYIDr01RK9nPTd4/v0/F0nNeqc8IV6+XRzku57I6zSKxAZdJNcpSxPYKI0EUL1s7EsPcuQ",
-	"YSCd8gyE7A3ad0/T43btXn17jvv/j/V/G/Yff6j+HfzS/3A5jL65f9W29lduaLNQ0nBiPSw74b8W3Fj3",
-	"yR1hLvFftljkImXudfcWWo1zPv/3fxr37pcdfsHmi5wGGLOsr6sRTDGfM71y2wglk4Ox5uzMgLCGyLsT",
-	"dfA80Lq6Q+RXonZP7Ek57oyQHTB/XMcVQxwBMixpmZAG4s5gEHdwXY1lMnXvvccWYu98fw/3Yw83aY8G",
-	"4GaPDQZjv9Tc2JdZZ9Q5nHyTDvn++DE7yA7Th/zR5D57MP4mfZg94o8nw31HLZbZwnRGjg90rLC5e863",
-	"LIOwjuWih3Uze/VFoi2YK8v7Utk+y3O1dPtcX7sf5FgxjezQMQJ3MXEKlYt0BZpPCrNlFfEd/T0GmOaQ",
-	"CcPGOc9GEHcmIuejvb09o8/3psK65RlMhd25bL/PErUsCVJrRfj/pvmkM+r8n71KpO/Rr2bvRxqGbmme",
-	"1Ld4HPG5kClukJiQa+CSHv/4kiQXS52MbN2zpBfFUumIWI8qNyfyZx33Rxi/LxmMV/iD4fqc63vGb5uT",
-	"o7veN+k5pn4VdZ4oOclF+qknMq3dvkkfrM6bUEDamTCOibFcc5atgF8IY42jFrYQX4wyHleUUb5vC1mU",
-	"L3M7xFAdrBFsXYkI3p28ckrEpMhJuoe1iSUtzgBO+Fyds3y0zu29SF8qfeZOb+0XpWOZ8TRnGiUAXube",
-	"TkzBncrIPVBYlBOONs55BsuZyDmMuZDTWHqy45mnkqfMsjEz/J1k50zk7oh/IsFkfqR+0Rxqk3jcnMPV",
-	"7lULqTlLZ+6GI7B6BWzKhAQzU9rmq12s2H0wK5l+Bg09GN6vaOiU63ORcqivRgs51d/w9tjLliWBLimg",
-	"/X61wjpPRvCjMnaq+el/vwJhYpmppYxAc1QPHNUoDapAlRDH6qFK6dZeLbjG/QTJudP0hYUui6URU8mz",
-	"vpAw1mppkOkYUhqJRxmrHNnNhPtn5ZWlIhMWcjWNYtk4C1bR9XgElJ5y2xvAG0WasKPPdMbklGdHwMwZ",
-	"bXks2cQJ7eSEW73qH7sPCRieKpkZ1Ho9NwTtvpM8tcaxSWENzyekzNZss9oom6rXKY3qprlkwtkvEzdZ",
-	"q1coL910bmSPCWn5lGu3qVdR5zm36ew5EznJ4k84RhM3Qn9SDrF5fPAKoCtG3tJy0ijNleSj+ha4byeq",
-	"kBl0X7x9+yMcDg97X4QRPxgeNEX0d8zyJVu1HZ7GC97e6SkWxmrO5rUFGXPAhzkaQ55DhhbaP0tn+9Ek",
-	"HBsl9fqecSw3MwPHGZ8rPRZZxuWnClCjJ+0bmGplTF9pMRWyVCrQTok7M2sXZrS3x89FPvDDxZ2gE1yv",
-	"ljpu+DkCtcYMqwVok6ju7dxOTOrL1MbrhQGWpqqQaGujDk6aCihJspLO9BfSEG76QtV7kGrNsr6S+Wq7",
-	"BPOcCBU2f/EI3PI7o27tVb+efate7HaO3gkRJmkwhaEFqW9yXVst1zjpofCIZVMUGWBQCSEcLcisltVG",
-	"bSuWrLAzUJPJzie13u/Hrs9iXljmLJ6mju1vcGMpDQxSpc4E77snc2kdM+CZU+2BSSVXc1U4AW7YpDIZ",
-	"cpaeGUj+0T9FRtN/cnryHD1MqZpz450UsXQiSEwleN5Qn4U7cKVu/1I6453lz7RW+hP5k/BjtFP4sYRC",
-	"8osFTy3PgLvngErTQuvATf2K5moKM2ZqDNYMvjS5P6hbhGEt4JQmRGvSQvrlC98O5besUEPMCANIZV5J",
-	"r5YLpctrYTKh8d7P85zMq4HqHpQtnDioT4V0swMGuVKLMUvPgGWZ5sbgoSAHmJ+/VYB7NlPGRhvXc7pD",
-	"OEXM6a7vTl7RKrxQxgIpY961yaSyM67BDfRlmP3BfkUWtQXe5TBoW77bMhLry5sLY7nkGrpucci9slDG",
-	"Fpp7DrWxYLGUXOCK1da/Zcek9xYm/X5pHeAijxxLWfIxLNiU43b7HUBjtPv0zSloPhbSGbI9SJl0fBtt",
-	"heDT8OzmjbLPnRr5iSQqle1Pwv2bhClVXWeNO44d7/bAuSs+R1geVmTyRlmgd2shjmrit0MSbxSYIp3V",
-	"XjcizTMK/kilUYWALsoZH2opAxVqMoloBGZgycczpc5Mb+C36LXKxESQ1bCpH5fhJ8es0Vwg8wuMkCn5",
-	"BafinJPXfNA0pEKQq+21/WV7eA2+849slSuWvVXqFdPTT3UnLGiUvlWqn4dx2jWxIGTHKkPXCV7uzgQj",
-	"1vsIvhffkqpZSXqWpnxhzZdhRPs1dcwzH3gmrbAreKsU0Lq0ENzmS9+egbRtdcoluWcgueiTJdSfs4u+",
-	"uyOB7qFbPtRNgMnaCiJVWnaGzlAcvjeAYxQdPCOVBrWrJ7T5fQoOBUObhaCYV8lItTJglNsc0idyMRcW",
-	"nRtoMgXNw5v+bg7kKJPO9jWlT8uv+Fsx56r4VLnqt75vq1FuQH2ZINOTaS3OKcQqJNwffiE6Gz7apLPw",
-	"2q3Kf/Odbpm42l/ehp/dLkPGWZYLyaF7fwim17ahfi/dTp7OCmuFnD5VS/nncUv+kc7IqHOj96zMIeOX",
-	"GDK1lPX3DAFS4TS79OzL6/Rfix92y9qgnhtIXBcSZfRESGFmvdJbjxEe2EFJn+eEbXWw9m7qQY3W9/Rr",
-	"8JiermT6R3pN8fsR1Gx5tyfhJUrH6X7vJnGIz/SguiHwxoedP9qdilqoZkT13k865ikrDOmKO92tg1i6",
-	"MfwcnV5Bb5aU1J+8UrTSSd3kwZ/oYbEkPTj57tlbGAwGFObZu8SBnl4ljg0vDQjb2yDiMHS7HuzfxY3z",
-	"kflWnlg/T63YqU5oPtHczMBdlGHwhk7zwXxoRhhf5he2EqH8IkXW8aUp83ALZXqq3KVx3L6m0SDMwI6J",
-	"Ddc1DrzMPz3kS30GORK9/I6U9qeiss8krj+UnsJq3JCUnFb6VqnXTK68wm0+dY+U6s+ZXAW3k9mirSkF",
-	"7rJgZ3hn8f7jg8FwcDB4eATaCW0QEva9oP/i0YaDWtqFs2fdakC5HG3btvGut7SBG4uDLvVgTZhghaJV",
-	"Ibi0g9vXd67Rb95hgEJp8dsnKzfF2hAt6Tjt2ssIoymONJiFPXfRXq6mQqKbicsMGIw501zDy6dg1RmX",
-	"15POueDLz7FYay7axtK0q/fV77fmgaP8v1RzzNFmuRmBVJI73VjzFtUcPQxzck/E0qvi7pNfOly30kXn",
-	"WAg9AYfr8ouF24ko+F5jKYwpuMbhikxwmXKn149ZhpuFDj96mIQfjgs7Q0+VMfQcnzMcy/96/zaIqsSu",
-	"Fol7dsLsv/9zaZMROe7DnlL+Hvm7eNYbwLF7Wiwb86/lnSkJ/JzrVbUOUVgWCUpyA0KmeeFziBrn6f37",
-	"9/3jWlQM8xF3yrmvJO9oje4xTeu3r9yOd0zJcaKQLTwR2thSnqnJCNhCfHUvdjunGOMU2QpW3OJh2bG1",
-	"KLLfSVMsFkpbnr3mmWBvcZKfyI3LofpzN1bf+sHaVK3KNzgK5zX4Q90c0BtfCyPiEBB3nAq2t8idRf+F",
-	"Uif3H9QZcflKgMsDuD6te9n68rfrSLxnmmvk2apj0k32jM7nQad6OG7QcZEJ+0xajckbC+2ut4I2j6Xb",
-	"9fVy3JfZYDPnPXL3UrB98xckIKpn6YwcR+LoY20bhfSQ1mFE1hhGSPvNYTVEqVZEnTm3M5W1jqEKmyqq",
-	"ANr4zZEMxuOK3LMVskQ26xUqW+UnNyt8w7AAUVjE6mEfyjHU+J88te5hVHHUsgPuFGxuwBM1nwsbNrqW",
-	"Ed23mqWYBUshsiNw00f9HLMbJXebteWVams25jMhdzyYKme2PLSaFkb1+adOIp2JPNOUKyUsn5vWffJf",
-	"MK3ZCu+iKbZTLU3wngG1lOCvBDZW5xyD8gumubQRSL7ELDMnI6oqpQdDzNUIM9l1bmmd2qaX8YVtKcAZ",
-	"kmDShTyLYB8/MIp2glbKTUJmYBQoOWglcmGeFFr7s9Ic+sWz46ewUEK6V7W0K7QOtaHGSuWcYUBIsi0n",
-	"AvW7E46zal9eWr97BqxYlKlNEhwzNlZpIpvy8SiLMjGZcF3aHhyTVXXGMz8YaH4unBLZPlm6aNdsmieh",
-	"XGVy1eEye6rFxGGpQsIumBmmjVOWurtlB9VWi0QPPVWFTlsqC9+XarOfXMrmvCxn5LKYOyaCKywcE5lq",
-	"tpgJ63gjLaJeuUkoWWcjtYfrawVKkechwcMJgtmWGqw6T0OCoGtrhzKQcp321mikOoxr69LGAv2R2WSB",
-	"aNW0EmTmleabyZL2d406pqA5XLsOtADh8ijMzM+j7Z1ecJbbFrYe9IpSV3J3nXWuEy7+trYnvebtK1dm",
-	"3H272qTGxBFSQu58nzEB3Wa2TYMsyZrrOPHgjKFdlMjnqNNdXn9gploVC/NxPD6wqGsHv/neNna1vmrl",
-	"DNuWPehnbQWVJ8+fwOPDBw+DZ9+nurkVbe5TUIDr1LA1zWdTDyq13cvtVVj3DNbzQrelbFnzlItzsnXz",
-	"JZa7cnT9VLNpTShq0ZhK5Xr3VISz8E3I9ftH3zOk/sunEAolg/q/ltGKCYH1md1Aid8kis3TR1lOG1I1",
-	"OPIvt7nWbRW4cQeIjVVhR279KHjI8KqZVlIVpuGMj6V3eHcfDA8ieDA87EWhIIqDcVIBL/drtOFyJ2dC",
-	"tQ4P217UWyx1umrJ4Fo/ZhukDO9OXjpLmWtOyU/MgmjW7Ic1cCOMgBGxFTLjOpa1tNwkAs1zZsU5B6vq",
-	"G9vNVGrKCwfzDHMAyZvUW3/Ztpyz63in9TYaLkm0i5XWRWQLj2meXWdCt5sn5qlmkzrnqatYxXzMdZsX",
-	"lGbWPmS5nRu/FDq/gRinh7a98gmfvFsEadp8QUp8a5EdE6VTniWUy67yzKvTW9U+7rRqNEu7DDRfamF5",
-	"z7sjmG1GRs3M6efjlVPO3O46NYzlZ9CtAAOi4XAYNPgIjFWLBZXuZmzlHuhn45QBGPNcLdfm2RvACZ8Y",
-	"enim8MmoJANOhiyD7pxbljHLYJyrsemhbzApcKmyhM64nfGVTw+sC0sP5NCJOv7yDlZ/pPhPxnPuvmqT",
-	"nJIvT0lTuVa6qTy76aWoEl5HIe6iKOx4O52QTbxGIqT9VTbsNrsLmqZIsAvdKuIvwqCMTGc883VwwGAu",
-	"tFb6Rrr3pMjzdkSPYz/MPQOJWkqu95wKkUSQqyXX/ZQZHsFyJtIZfCfsi2JcJoy6LY8lIR5kMF6NnOSi",
-	"3M96ZTLNmGpLC3RhI3wFpvTlzFiwS4LUAI8Ngja0o7F3J68G8E6KXwsODDP3KskvuIllV9Ur09OcmVmZ",
-	"c344fNwb1Cybqgw2ljX9wUnRymP/7uSVz2ul9NgwowGc+nMXy7USW80Nau5Y61FXBpJehEfHy6lzwZfE",
-	"ra/dLCfHPPVu0os/vUgV7tn5uRM0KgIxASZXN6IG0e7zOfOOjV1WkqPz7911JW5A+zTLvI53J6+8+GZy",
-	"VQ+XhLrikWOIWK4W4Z8olsZgBvNUWLqdohgmXfRzccYhwaR0RzLJoHZQLG6jMLF0ujf5BVhuVPlrrTae",
-	"YZWzWRnL50h8ETBIPB5BEktfcs0aiCv12AwDya0jqJA+P2oU2SOqyowiJoS+goz7hgTg9JvTUhXbtR2n",
-	"1ZVODDpbvH0/yLKvoVW0uiYdkf4P16bVt+l/CDLL87YmKJFnXIW0IscsMwoiuDO1KMa5MI5VMDoMxPab",
-	"PsrrXF9tPkUk2/DyzXfYxqmfoAhCSzDLhHs/lv9Y49wTlpsNhWY7D634JvIazyAJ1kHI6RFkfMKK3Jqg",
-	"2m3ne54Lte6OaNG3n7aNXB+1NmjpZxxMBZoxnwXespXc1qdEp+6eCauw6WLbUNeaA4Za1giMmY329jBj",
-	"suQGheH6P0uO0POMw13m17EGMHQwPHy0DjC0W/C7CW2jou9bHcEefGdUizGgdN0EYYgovqo5ywaQkBhO",
-	"RhjE1ZzKsMGRFkJ4UD59XY/C57j3wxtbNSY3y/8RfLmpmSBa2PFHxBucLSxtvnrN9XRbbQgS38GQvMN9",
-	"78cjzlPqo3UH8i04jUMs4jqZ1WnP2an0AFO6YMsKl244LxU/piIZ3IumY2Ynk0aXX8vkzytWe220ZkMh",
-	"xXfyM9nYnmrsqNzqNjKmWscnqJy1u8lOyodebs9xxuijcWpX94eXT5/0jqogmLcjUBCi8RMqW4UPg3h/",
-	"GuZIAIMtiRFbfNxOpqQnnGWmDRSLZfV5dOvKY4QyyPi6KRMKp9wPmZhMTESJoyYCfu42sxfQvKoXSFme",
-	"c228kxBrqpJ+v6ryxRTupN+nSeIPJiENYPNN3K8/+Drx5ms8wxwKLChGNI4yalmlWrQvjhFymvNgmGzd",
-	"O/xjgF+w1OYrNEOrc9E+8vk2FQGHJYQxR3UZ+CsH1zohyvePmlTX3OPGS1XzaKXsEItZ43t+m3fM/Z4p",
-	"icERKfry+5QUoXTGdYRxp4/kYN4EbA171WZxeTOpX84VgedYeoaOw4D25mZ3nabnLtq9BvVhulUIEEul",
-	"HEvvDXY61q7Zbvf4iPS34Hgqt6Z1OzFfu9UF9+7l0/OH0EWn8oNvDnp103UE01yNWZ6voEBDkswC3Eee",
-	"gVMggkWHmio39whoErOVjCLmZRQh4YjMYEkZv6DvjDMl/X0IsyXmHLpoc5T2KqFBbjjqhvuPh+P76WH/",
-	"QfYN7z+cPBr2H7P9cf8gvZ8d8geTb9jD8ZqG5q7oTz5cPrrql/8fXvUflh/uX/V/evSYjT80vgn/7x+0",
-	"a3GnCDVhirwlwpQVxGtem1YZdX2gmgdggRY6Y1JY8VuFCjBxVhm5fnUhb+bWwCRbnu1QZG5oDF9nZL18",
-	"igkTKmtz+JEG1seqBa/4lfbvkhkq2s6I8hBwAt16vm7WXeDrHaArPa4RQ+CLynJ1I6Ad+mvhTGf3Vem2",
-	"0XxiegNINHdMNBnhF7B0xjCWymH8OBOGAruyhpxUPnYLSBjDoMdR6Wpy00J67heLRvyrvgCojLgHt2qk",
-	"vxa82LlfbdkmuUhZW8RYpLMgbhZaYXajZlRQRc/peRxUOUKHEopnHK0vsgS6wSBJ4mI4vJ86I8IxTPzE",
-	"R/TlQmlLXyS9AbwJ/iREPigD8j6l1w+OfAKh2Ug038AFGWA92yIy2n4egZdu87BbtDZunwop3UVRxxRp",
-	"mZ3va4A+tFp8Yjpty3F+jzqeOeNZBTpayAEkOP9ikdTdIwF5tE5YHu1PSaJUYco0RJaVdmvpcqFM1q47",
-	"jiXdE/yBLDl5Rl5ySmWvJhJ4S0m6TBZoRnmrHbPkLNfn9CV6N3Un6nhXY8dvSbFoXSDv0T7hk51pNh7t",
-	"ovSha/K346IFxhC5+XugZe/br7Iz99HJ32X+I9mK5Fg3PutW80nvxupJFeZo0VBqL/VWWdZiob9Qy5A/",
-	"3/YijpUhclNDVa2JiZ1+p7cB+dqre77MJDylS85w9y8K64BLEGQDJR2He4UtcW8dX+yVnnaR83X0RO8J",
-	"xmevuIVuKDnHhzV9WkpSRsCteLRK3N1w3rzkCWe5xkabJNeyV9c7xE4b3sa1AIaShqeFFef8ORN5oblp",
-	"j8050//YWj5f2M/hVW6YEozoRlefFsgMPuehkl/YUycIi/yWOO2afuCOp5BT9O14hhdYGqvIi1C8m9nX",
-	"wqmYxKVJCa+dd4/R2eCUNVlvY1nJatI+PcsTGerbFff382vhaC1pNhyTlzbJoo203hNPPfY1A5v0tUvy",
-	"lRr/dZajPyz+hs15uMF4WmhhV26b594SRO/CcUFZSPTpedj2/3r/ttMC1PTDy6dPynoIwAqMSuBVIS5f",
-	"JOSu7G7WXpjIl1qEOosIvSPelu+VtUBodId0Iv9KM2sXlMqpzgQPk1/H6Md679KT4uOtAQcY34HKd5rV",
-	"PCUIOA1ewYCTivVLleQUBMRCfM89AJyQkxY3g1fOvIvBBuuSZ5UcVBOM89R9M6PqSvIeISVTHq1VKjfQ",
-	"9cZvBN/5NMCeV8acxU7jTUwVQg8ZgrEU80UuuKliftrnhZfCeBDLWJLThQwT4YT1Zs5SN9mW6Z/0/KxT",
-	"pnXIA6nn+EA3KTOC3O47gzGks9RzfkJKSw/ndFIVAQgPpo1nnjDoSpnoSQ37I5ioMjqKhXfI13DqtkG1",
-	"YLjrcP/+ESBoC5L4ukfPMmc7B8SWI0xIyFbeYLYsz7EZRFqWhd4fgoHu4fBRbwANTKtYBlCrqKq/I2aI",
-	"WFY+4rYbvIrOYCw3wKuC3+7wYH8dqgpX9ZiWa6LyXC0NIGpVY30C60jWMq7ula7LUSwbgDY0d+/bR0Y1",
-	"946T5PIqge4Mcx8j3D0huTGRHzKWfsQIa7j6IuDlIpZDiCv1kCIpH630Rh5htI1lFdHhs5xoK/OJiPcR",
-	"zlrt1mCTBoPRB/bJ7wbdLd7NaMO12TsK9V5UoNaCyeg5Upc4TI9QENdKB2km59xv6LqHeQDvPYwxTUxk",
-	"aVJNGxZanDPLHbPz1h3dUMN3dO+/9iqNchBP394f7R6KWOk+to+5EeUnRC1OSufw4fC+hxde8BRfuO5i",
-	"dSwh2VMLLtlCDFZsnhNNVd8h9/CQBIFpePIJfvTFIl/FMsAm0QNIvOci5ZJyrjzjfv3ybc0nF7jx8Y8v",
-	"a77TUWc42B8MMWmGZtEZde4PhoP75H6aobBsvK/7Ysq3uA8rHOdmqAfe4J7WqK6wRmSkdOPZLql/BIfD",
-	"/VJDqqcMUOpgyMmVkVtwBKSLZQXH6Redcg78ptMK1SpzOqPOK2Es1vh0mh1wfrokMfhrwSmnnBYTQaQa",
-	"dbqewDqj/eEQw4xi7hSs/SF+FNJ/bNH5P6z1vTgYDndUkYXqserJN7LpavVLG0ZdCwwl7huX1jEPjHId",
-	"0qTaHlFOfq/WsQNv2b/+lka5Lt50//qbKjBavOPR9XesoXe52/Zv8KB11Dl338EN3qoFiBNvfXz9res4",
-	"AFdR58FN1r6J3op33eAF25D6UUUu+32cYCzRh5yUxEp8NjXoLeGWdT64ywNHSMvYYStLOF6TU5VTnQUt",
-	"OWUScs40cn7ElRS+F5SvOh9sHN3vuPUxy888SDvdvvXYaMuJeYGZkxUYKv5noVgM7o7CH3wUahaf4+eO",
-	"31bk7fF9vbDZSdyU7LNV1lEEGFV6jqiMR0GNb5SK1HUoD41KoqoXoeZYi4n7cTalpdPIUTFqCMdY3kg6",
-	"wscLx++4fc2/5Ol6zbeV7tKq3h2iv4w8eT9DHHu3r+RvCgfO7VvzwFE1enXmNjW2k7Je/UvrT5hkcAPN",
-	"6Zl3t1c91twZy+4I+M9OwHUJEl02fG4/fXDf1F2IP31oShlHqw2vVo3uico/XEUdJyFaaslzhEcJaZtC",
-	"WhWyAr37eC0tMKJ0G+pphw5lLKQKufAHXmKsBTjIVBUUmHYPCg04JV86G32+YJqjR8HwvpCGSyOsOOf5",
-	"Kqqh75IzGuFgfPSeolE5Z+fU32yGSfdUOE+9qmzpjRhR6jdOYSrsESBYBX4JteYMfWpL1vfmfd93lDsC",
-	"n7KN99OtlHjdci/K5OpOTDJ3V2E4t7ZRZYJz1Q4rltQ8icEZX/W8C6IfWqX5Mfsz5euy3GLeM+R+6hIQ",
-	"/spZqHQeerTO1PQNczwnvsQecz3MAI5LTPx67lzlkgneryi4OyJ48t2b47cR5EKe0YtGPuHFf4rlvMit",
-	"SJmx7hez4CmCfGOnJ+RXvboXulYTUcFgxVIYmLOMR96lR+40o/KC8mUKmXNjYMtmDYJb1WOXTwrDckrG",
-	"PxwOcdVXCw67u9LFssyRIIhfSaBIme/5GvB/EbbFdy6lN/Kewt5RLBnMWT5Res6z0FxNZDtnUm+/N4Bj",
-	"GcsywWNCARC6/cHwoNmNdaNJEIYrQ0MemXxs2yWsKkHdEAdFF1k5FeZBswfwQ1l7QwzDlD1gsaK1zEtu",
-	"KJBteiBlyvt8O78C36psdWt6YC0d/6oZ2rG64Fcbgn7/Vp+8TQcNUToWaCx4TYNs/wj8xpZioUHnOtzG",
-	"v57zZXgDwV/2Xvwc5WT/wU2WoQXH6c+l2RzcYN9qeMg31YYaUOl40+ENXquE04w2+8aCY7eSTUtmtKkJ",
-	"RZ2NKFRn9Gj/8UH9B58B7RnDutGwd0mB4Cs6hDlvi8Rjn0yUCv6Ao3xdYofywDDtTKtiOoPkxx9O30Kz",
-	"pG8USyepKfuiyhlFyZkymfI896wCc0QwbO8kPFo//menlmXAlkxYyvjDbBLUAbCtAp/Yet0vVgOjfkA0",
-	"pzS6DWyFwD1Reqqs5ZJ0PHcpFsiX7RXdN/59yzFiiTXoJeBZ9QvVmmIVLnQptlj7kTYjlkHyap6qqRS+",
-	"zyw+iekzrnu+nY8PruZKTkMgJBvE8r3HnPM59EEFwpR7mHLrZB2pp5tpibHsJv1+usySqhVlkHI7WppW",
-	"MZrHI6eMOUoASzkXAWEnhPB9gr00lrOsTSw+xQUqxWJDQh1eKwZEWfz41Tvab3D4y64+fwbh8L/OlY9k",
-	"XvK7TTbnOzTt5slN1htt94iu9zDGHus+l4mAJaBLxeSUHGhgzO2Sc9ksIw1hAgxThyb6qCQrGeo1e61h",
-	"gfYjOfxdlMZ62czdsb47pV/Uv/Qdt2u1Wu0OpmZgu22m1SVI3S+fdq4+bNWu9uoFVK1sgGx8CoAENDuq",
-	"AfWggai6+OyutvqqQWuk/tvw3I99p5eTN0ry18yms87vE3jfVuu1BanUv9hn9Uq7f8MTXfZ2u+NPd/zp",
-	"y/u/x9WhDazJVyx/Ud60d0n/XW2NJH3HAyjPH8pObsJFdnGNO55xxzP+gjrNOBzNW2Ma0bVX0nFDfJeP",
-	"YjF7mZhMtqc/QSHx8CCqQOVomHM95dTp2EebfKV1aILsi627DGuMfZlhcGrUkHd6Ibu3xG+2YjGAt6hw",
-	"+QImGsv7nUp4LO9fWWAYShhwy1LYWsfNEuttIaQs6wdiGYw0tNGEDanIBARmSrCryrdWen3aDDZa96du",
-	"Eb8wK0Ys/Is+vvA1DSWiVsxke8dw7xjuX4rhNoDfiRNgPyJja0zoq+TDhMqyg+8meNzxsj6FRxPHahMf",
-	"I+ZZElH/tl98PWj5ORSOJrHsMqjgEXrlBRhRSWDjV8f2fgkYmLHsJpc+y/7Ku6oTWuxfzFJg5X0C3eTS",
-	"8dsIrLpKAtAtgzPOFywX5zyWjgs7bk+1FQcPwAzgSa01FcUeFguewYLrkFSLckSCVZblbZz3FJfkGa3i",
-	"zVhnfS0/gX/i7UC33/nH7ljbF2ZtlOXbN/7oeHg91u4vwz52X8QkraDCtmY0ngYMr6/dr7UFx2xbRiQB",
-	"E5X9UOqQUncq1B2f+Sv5uUoYvt/Dy0Vj711qpexOD9epbzXylTq4PDvZ0p7X/XjHKu5YxV/QvUWC0afL",
-	"1GD2btnQWut1yOalr6kV4q/Z/wRMzsyMm56vZ2ZzHktd5JwQ8GY82DIJlE+n4uQRMOp6PRX13gUzhsaM",
-	"x6KYcmvgcDgk0wTLbRcMWyb5alsPELi92XUN1Xd/eHC4jupbB877OY4vhsN+HF8cDOP44uHkXz+P/v63",
-	"OP4pjuN4sNf/sPuKD39rwc3byaCdNjm6/FTOv60q4LlCmPkKVbuewlHpV/fKjAuuo6pnCmJCMxPLAN9P",
-	"vwWsK0RUKNOpPOzVAI7XUvcQkMbDxvlIbllyoDkizUK3iYfXO9qChNzA4cdEsxmjCgYl+4hhg2hSmmOp",
-	"PmJmENDXKOSVccRMCCh2Qlo1gGOPlUWx8dDDtKH4E3gblqBagfhabioEruET7rU45wayQocMPiRYWmhn",
-	"7fshA+aUdyHEkvLihR2gZyC0t6nACI4gWTJh/wMBxhOoCjQO3HyUTHmrsY5eBkxsWaOpNRQ2JmyFv0YT",
-	"LUHu3AHqlRgva8XtblLtte0NqKMSA/bLKgYVIuU1zdaDqwYMoUBNijyn5JsDyo/9neezZKZskHzkMUUg",
-	"ZId/VNI4dUT6S6SL3ykuv1/GtyPV3y3r2z2sPfP7xJ8H1ixnWW64XD4hvxvFq9lZl22s0jwr21VuuCBq",
-	"ItIQ+GnOjEXwIDd439+YVPxFSUQG96x0fziMYJEXBuvffDa40iVUW2+9T6qTIAs25ZXQGcD7qmcJ09h/",
-	"yQkz4tpeOPvcx4DowyB5JeRZQIUiX3Gief4fMWLYxZ1kRGjGWNQUWktdWHp2F/WABHFMEux3khbaKJ30",
-	"BvAcWRUKZYKblWdujWyhZYUnSYKPGs1TXxWRU7FguZoec46UxrJdaKHPUZ4GNORtaCynuLPXCDmKxU05",
-	"GPEb3ybPdoC1PPhIrJZoV6fSKSfZb6IqbJq4JU9wDcMmLDQ/F6rAtjBuJ6zKGKGxiYyuYbRJ9ww1UaDF",
-	"HlVPmak8MwGqGkmEKMbd6nSwXk2TXlsL2uVO9BHSzumhv5NPsSZbbwBSQ4uhJhXFbXaUqMtY0dagxMP9",
-	"th0SQvo9gsahitz+oSN52XJmy/1ABPJHB48e9e7k9Z28/iMdDR7AZ8sZ+X3iHo6V710SJufVjjhtzUZb",
-	"g98dr7CrQclXm1LdGYFVhXtp5pIBxoKooY6KwVz2+SibArsCWi8RqhVGVIWBxId7a01IERcylnGJb+mv",
-	"9kXxBArkFPigP8SdXuSbYtlKMMYy02rhTN4tuTGOOXa+BkPrLl57x7O+MM/6ofLX3B6Dii7bfIseKHiX",
-	"d/FmCtJ29nfum261Mj0MTdfy7FDjK7tOkRMNsev9ehyFin+Wnxnwvds2mAX2+fpqgz1lJ7JtoE+1nMa7",
-	"sM8dZ/uLJdktZyr3abE7slBuM2gc3Px7U2FnxRjjEa1hhWfSvWfZmQZ7s4cOloanmlvKDi7BzT069PCQ",
-	"YkOxzHgu0EUgDGLKcWkdk6CU4eQf/RfFuH8qppLZQvP+wYNvEui+eH38pH/64vjgwTde9YulZksCkyaY",
-	"PN++AyGDB5AshJzWPeaHR8AgWRRmloR+yBSqiKWPVXSr3sSQ1BJQJkWe/+K7HG9iG/XAd10wVOwf1Md6",
-	"9nTNX+9m4SZBc5BQyDOplti/zqPa1hs+MunhkX06nIcK4AsKi1UrGZ7lXhRxqr+tUL/RucEzsAr24bX4",
-	"FrotIN69UejXnDLEV1rFckEH2E394AG8/jaCMbYgwPmXz+5qPolC8ve9qkmJDw41X4gkE9bXezlher7B",
-	"Ll8idjhiV7kPs0Jmjn6+F99GlIzu1eeyC6bZ9NNRU1UnKYUdwDHkjvPoGs2VCe3794P+TdEhvaV0/zs8",
-	"D+/Lbi9t0L8kViqN4R99Wss+JkzutO6j64Z46mf+iaNsHKad43z4dNCezSYK9esv+svlsj9Ret4vdE4x",
-	"46w5QLPTg6e99n4O68+62sT9ub1wznpTilY/05pZGlr51oGBPJvwIA6tuA/hGVHZdssqyBR0HTOL6pwg",
-	"KhlH/XRtMIbenSV2Bw70OeC3zR7+AQ+sDskTFIctqDz7w8NHDx5+Q/GZws72UpbnY+q1WX6H/UTWvnA7",
-	"R99Q/4PfdqWuvcBLvqTvwz9hW7GPbycnzB2e89dO0q/EOZdusxZajbfgOWN3ud+2WuQnvvlcSnGdllaI",
-	"TcghiogFTBWvvtaxhmYMUVcI1QDV/i51KQulfB41sDeA1wRdFMut2CxeyZqpPKt6hgABQPpAHJcYOiQP",
-	"aa1L48gnnIk8hznDl1rrIkUIhdiAhvTdpOp2nUA3wZZPIwgtrHqDWL7xGNYr6D4Y3u/Vmqdl3oCCTBH0",
-	"Z9BiuwTFmfT74RLs0DKCH5WxU81P//sVZF5tVoWlCA9LZ70j/yQsS3JrlKJ+58aPak20vLuX4o4eepFW",
-	"zSlOhjYoPHqLtxWJ4I9hOUR/VpH7+Y7f/En8BTv9BGsRmXBstzGptdtv5mPAYAXZLYXOO6POHnrx/Ngb",
-	"XRrX+w4hL/MRjwb02aCyOHB+m0HwkzpgLhX4VnDEtdsJiWbzfip6wQnUW4Gxhvpr2hyl5B8NfsJ6izLT",
-	"Ok/U4xvc3E25S30/MUwTVVB5vtn7oOksbh2XFCeE30MIPh6UKlO7u1SmNkcIbdqoFVud5WOHtoVW5yJz",
-	"rDMccQKlw+RcjET9+P2TZz0ypG1bM4IBnD793tcD0kqnhc7BcHRkNHvZxZIZSI7rTxrBt9SYiaLldBk1",
-	"wm0i4/lXRTD3q3al8XD4+Jur/x8AAP//",
+	"7L19cxNHtjD+VU7pd3+FlDsjy8YEkOvWvQ6QwAZIrg3L1pNhd1ozLanXo25td4+FQtjP/lSf0z0v0kh2",
+	"wCQkj/+gsKSZfjl9+ry/vO9larFUkktreuP3vTlnOdf455NXbOb+z7nJtFhaoWRv3HuWc2nFVHADds7h",
+	"UvAVGMmWZq4sfsOkWXENK2ZgUorCwlSrxbAX9TT/Vyk0z3tjq0se9Uw25wvmZrDrJe+Ne8ZqIWe9Dx8+",
+	"RL0l02zBrV/KN5rJbP6SLfj2gug3kGzBT4Dh/7ASdg6mYGbODQgDS64zLm3MZaZyngMzoCSHJbPzRBo+",
+	"W3BpoZ9OObOl5v//0bfv0sEQnllYlMbChIdxZ8JCpsoihzm75JBpzizPE9lP8Zc5zy5izafxVOkFsxDH",
+	"E1xcOhiDVJApabUqIJszzTK3twjMkmU8SmT6b/g7jOG/4Sv4CZIkjSAdDlNQGtL/eZ+euNcLznIhZ5DG",
+	"+NlC+vTJ6WP6jXZSHSXYObNu43yxtOsIjGXaGgJLSsNymVdfFCq7wHESaTUTBc4yTE/gkhUih9evvo0f",
+	"RMAsLJSxcDg6OobJ2nIzhFO5tnP3OC8Mhxm3JpHHo1EEq7kyHHJumSgQdoQuuiwchuQg+SXXoPmSM+sx",
+	"iRUlH8KrOU/kklnLtXQ7cD8tmbagpu5vQ2MYYKD5rCyYBv5uqbkxQkkwbG3AiMWyWA8T2Yt6wmGIA04v",
+	"6klEnx4dyV58XLB3z7mc2Xlv7DYb9RZCVl843MTV9ca9v//09yR5NxrFSfLuaJQk7+5P//338X9/lSQ/",
+	"JUmSDA/it/ufePvVf/SiLfyPes+mL5XkL5jN5tsYfyrB3U28WMAkcKYLwbW/eSewmnMJwoKxoihg4Qbh",
+	"JmpeTmHg7uh4GABEl74G0bNp7KaPaf59NzXqnfGlevZ4e5HueyOs0msQOfTTQmWsSGGqNCFC/bOxLLvI",
+	"kWAgnvIchBwMu09P03T7Tq95PKfx/2Hxz6P44dv6z+E/4rfvR9HXdz90wf6DG9oslTScSA/Lz/i/Sm6s",
+	"++SuMJf4J1suC5Ext92DpVaTgi/+85/G7f19j79ji2VBA0xYHut6BFMuFkyv3TFCReRgojm7MCCsIfTu",
+	"RT28DwRXd4k8JBrvJB6Vk94YyQHz13VSE8QxIMGSlglpIOkNh0kP4Wosk5nb9wFbioPLwwM8jwM8pAMa",
+	"gJsDNhxOPKi5sc/y3rh3PP06G/HDyUN2lB9n9/mD6V12b/J1dj9/wB9OR4cOWyyzpemNHR3oWWELN883",
+	"LIcAxwroAW7moAkkOoKFsjyWysasKNTKnXMTdj/IiWIayaEjBO5hohSqENkaNJ+WZgcUcY/+HQNMc8iF",
+	"YZOC52NIelNR8PHBwYHRlwczYR14hjNh94LttwFRB0gQW2vE/w/Np71x7/87qFn6Af1qDn6kYeiV9k19",
+	"hdcR54VccYPIhFQDQXr64zPiXCxzPLLzzNJBlEilIyI9qjqcyN91PB9h/LnkMFnjD4brS67vGH9sjo/u",
+	"2286cET9Q9R7pOS0ENnH3sis8fo2frAmbUIGaefCOCLGCs1Zvgb+ThhrHLawpfhsmPGwxoxqvx1oUW3m",
+	"ZpChvlhj2AmJCF6fPXdCxLQsiLsH2CSSgDOEM75Ql6wYb1J7z9JXSl+429v4RelE5jwrmEYOgI+53YkZ",
+	"uFsZuQmFRT7hcOOS57Cai4LDhAs5S6RHO557LHnMLJsww19LdslE4a74RyJM7keKy/ZQ28jj1hyedlst",
+	"peYsm7sXTsDqNbAZExLMXGlbrPeRYvfBrGX2CTh0b3S3xqFzri9FxqEJjQ50au7w5sjLDpBAnwTQOK4h",
+	"rIt0DD8qY2ean//vcxAmkblayQg0R/HAYY3SoEoUCXGsAYqUDvZqyTWeJ0jOnaQvLPRZIo2YSZ7HQsJE",
+	"q5VBomNIaCQaZaxyaDcX7o+1F5bKXFgo1CxKZOsuWEXP4xVQesbtYAgvFUnCDj+zOZMznp8AMxd05Ilk",
+	"U8e00zNu9To+dR9SMDxTMjco9XpqCNp9J3lmjSOTwhpeTEmYbehmjVG2Ra9zGtUtc8WE01+mbrFWr5Ff",
+	"uuVcSx8T0vIZ1+5QP0S9b7nN5t8yURAv/ohrNHUjxNNqiO3rg08APTH2mpbjRlmhJB83j8B9O1WlzKH/",
+	"9NWrH+F4dDz4LIT43uiozaK/Y5av2Lrr8rQ2eHO3p1waqzlbNAAy4YCTORxDmkOKFuo/K6f70SIcGSXx",
+	"+o5xJDc3Q0cZv1V6IvKcy49loEZPuw8w08qYWGkxE7ISKlBPSXpza5dmfHDAL0Ux9MMlvSATXC2WOmr4",
+	"KQy1QQxrAHRxVLc7dxLTJpi6aL0wwLJMlRJ1bZTBSVIBJYlX0p3+TBLCdTdU74NEa5bHShbr3RzMUyIU",
+	"2PzDY3Dgd0rdxla/nHOrN3YzV++MEJMkmNIQQJqH3JRWKxinA2QeiWyzIgMMaiaEowWe1QFtlLYSyUo7",
+	"BzWd7p2p830/dnMVi9Iyp/G0ZWz/ghtLaWCQKXUheOxm5tI6YsBzJ9oDk0quF6p0DNywaa0yFCy7MJD+",
+	"LT5HQhM/Oj/7Fi1MmVpw440UiXQsSMwkeNrQXIW7cJVs/0w65Z0VT7RW+iPpk/BjdGP4qYRS8ndLnlme",
+	"A3fzgMqyUutATT1ECzWDOTMNAmuGnxvd7zU1wgALOKcFEUw6UL/a8M1gfgeEWmxGGEAs80J6DS7kLi+E",
+	"yYXGdz/NcrKoB2paUHZQ4iA+ldKtDhgUSi0nLLsAlueaG4OXggxgfv1WAZ7ZXBkbbT3P6Q3hBDEnu74+",
+	"e05QeKqMBRLGvGmTSWXnXIMb6PMQ+6PDGi0aAN5nMOgC300piU3wFsJYLrmGvgMOmVeWythSc0+htgCW",
+	"SMkFQqwB/44Tk95amMZxpR0gkMeOpKz4BJZsxvG4/QmgMtp//PIcNJ8I6RTZAWRMOrqNukKwaXhy81LZ",
+	"b50Y+ZEoKpWNp+H9bcSUqimzJj1Hjvdb4NwTn8Isj2s0eaks0N46kKNe+M2gxEsFpszmje1GJHlGwR6p",
+	"NIoQ0Ec+410tlaNCTacRjcAMrPhkrtSFGQz9Eb1QuZgK0hq25ePK/eSINaoLpH6BETIju+BMXHKymg/b",
+	"ilRwcnVt2z92gM/gnn9k60Kx/JVSz5mefaw5YUmjxFapuAjjdEtigclOVI6mE3zc3QlGpPcBfC++IVGz",
+	"5vQsy/jSms9DiA4b4pgnPvBEWmHX8EopILh0INz2pm9OQdoFnQokdwyk72LShOIFexe7N1LoHzvwoWwC",
+	"TDYgiFhp2QUaQ3H4wRBOkXXwnEQalK4e0eHH5BwKijYLTjEvkpFoZcAodzgkTxRiISwaN1BlCpKHV/3d",
+	"GshQJp3uayqblof4K7HgqvxYvuqPPrb1KNfAvlyQ6sm0FpfkYhUS7o4+E56NHmzjWdh2p/Df3tMNI1f3",
+	"5m342Z0y5JzlhZAc+ndHYAZdB+rP0p3k+by0VsjZY7WSfxyz5O9pjIx619pnrQ4ZD2LI1Uo29xkcpMJJ",
+	"dtnF55fpvxQ77A7YoJwbUFyXEnn0VEhh5oPKWo8eHtiDSZ9mhO00sA6ua0GNNs/0S7CYnq9l9ntaTfH7",
+	"MTR0eXcmYROV4fRwcB0/xCdaUN0Q+OL93u9tTkUpVDPCem8nnfCMlYZkxb3m1mEi3Rh+jU6uoJ2lFfan",
+	"zxVBOm2qPPgTTZZIkoPT7568guFwSG6eg/c40OMPqSPDKwPCDraQOAzdLQf7vbhxfmW8lUfWTxMr9ooT",
+	"mk81N3NwD+XovKHbfLQYmTH6l/k7W7NQ/i5D0vG5MfN4B2Z6rNwncdy8pNFCzECOiQw3JQ58zM8e4qU+",
+	"AR0JX35DTPtDYdknItfvik8BGtdEJSeVvlLqBZNrL3Cbjz0jpeIFk+tgdjI7pDWlwD0W9AxvLD58eDQc",
+	"DY+G909AO6YNQsKhZ/Sf3dtw1Ai7cPqsgwZU4Og6tq293pANFjSzXk8kF0RWCC7tHYMROZMyu+CWTG5t",
+	"v0JEsZion3o72iBCKyaednixGaSDFhnCBaf4rpDvUXArsETqUpJ7AJ3iNOQd44lAvCFehPG9W8/ptxxD",
+	"hlnhpDRv2UEkxPvpg9bcHtAiNDgJM2VsCUomkl86FbviyUGfMkNID+acFXb+cxpBis6MtfsTYbLkmaOB",
+	"iUwPcpWZgxRDvSjsFIFKOvWNy4hXyISv0amjtPj5owXCcmOIjhCmbolvjFB214lZOHAPHRRqJiSa5rjM",
+	"gcGEM801PHsMVl1wefV1uxR89SlafsOs3QJNt0pU/35jVktCvwaSjkEqyZ0+oXmHOoNWmQXdmUR69cV9",
+	"8qBDuFVmTUd2aQYcrs/fLd1JRMFenUhhTMk1DlfmgsuMO11owhpXgiaT8MNpaedo3TOG5vFx1on8y5tX",
+	"gb2ndr1M3dwps//5z5VNx+TsCGdKMY9kI+T5YAinbrZEttbfiNVTEtylWddwiAJYJCjJDQiZFWXecZ/e",
+	"vHkTnzY8iRjDuVc2+EJitTbwnijLF277cETJUaIQYT0V2thKBlDTMbCl+OI2djO3GH07+RrW3FaMasfR",
+	"opjzWppyuVTa8vwFzwV7hYv8SGpcDRUv3Fix9YN1iae1PXUc7muwIbs1oAej4XrFISDpObH1YFkwIT9X",
+	"uOnhvSYhrrYECB5A+HSeZefmb9b4ese0YeTJqiPSbfKMBvthr54cD+i0zIV9Iq3GgJelds9bQYfHst06",
+	"TjXus3y4nScQuXcpQGH7F0QgygHqjR1F4miX7hqFhLrOYUTeGkZI+/VxPUQlVkS9BbdzlXeOoUqbKcqa",
+	"2vrNoQz6MMvCkxXS3rZzPGr97ie3KtxhAEAUgFhP9rYaQ03+yTPrJqMsrY4TcLdg+wAeqcXCiax00I0o",
+	"8thqlmHkMLkVT8AtvxInleTusHZsqQGzCZ8LuWdiyjbaMWm9LIyE4B+7iGwuilxTfJmwfGE6z8l/wbRm",
+	"a3yLltiNtbTAOwbUSoJ/EthEXXJUAZZMc2kjkHyFkXmOR9SZXfdGGN8SVrLv3hKcupaX86XtSFoaEWPS",
+	"pbyI4BA/MPIQg1bKLULmYBQoOexEcmEelVr7u9Ie+umT08ewVEK6rVo6FYJDY6iJUgVn6ESTbMeNQPnu",
+	"jOOqusFL8LtjwIplFQ4mwRFjY5UmtKmmR16Ui+mUa1N5DTHAV+c894OB5pfCCZHdi6WH9q2mfRMqKJN5",
+	"E8HssRaDraUKQc5g5hhqT5H97pU9WFsDiSY9V6XOOrIx31Ris19cxha8SgHlslw4IoIQFo6IzDRbzoV1",
+	"tJGAqNduEUo2yUhjcn0lQymLIgTFOEYw35G31qRpiBD0bONSBlRu4t4GjtSXcQMuu0ng+UqgIfnJ5c5j",
+	"dZKLwyQGKZ3cP4x/KQVUhqHPJKV2kjFPGGAYm+WeAXcdMH2uTWndGXTTF3U1hPBlfLRrZ54YbBN31Nc6",
+	"J829OnA9Ltl9ilHPlLSGK9dPRxsej8LK/Dq69vQULQvbewoSUyUFurcuelexTf9a10wveDfkqvjLb9bb",
+	"eJK6K5KSc8fHz0C/HXvVunCkp/Yc43Nq3r47xhcorb6/mhTMtCqX5tdxr0B8rxz8+mfbOtUm1KoVdoE9",
+	"SJ5d6bVn3z6Ch8f37gc/jw983L5UQbRvYsPOoK9tCa+S49/vzsm7YzC7G/odSeyaZ1xckhZfrDD5mVs8",
+	"92o1neFlHbJgpTbsX4rIIzextx//LfakNn72GELabFBsNuKbMTy0ubJrqCfbSLF9+yjmbUteCG6d97sc",
+	"LbZ24yEBnajSjh38yJVMBtG5VlKVpuWaSaR3f/TvjY4iuDc6HkQhPY6DcQQZH/cw2nLAkJmkhsP9ro16",
+	"XayJVx3xfJvXbAuV4fXZM9B8yjWnUDhmQbQrOAQYuBHGwAjZSplznchGkHYageYFs+KSg1XNg+2jfTU8",
+	"OFzkGBFKdrLB5ma7IhCvop3Wa58IkmgfKW0y/w4a0767E2a6xUBhHms2bVKepvBYLiZcd9l3aWXdQ1bH",
+	"ufVLqYtrCCg0adeWz/j09TJw0/YGKQyyg3dMlc54npJbQRW5VxR2CrTc6QuocPcZaL7SwvLgEWC27Sc3",
+	"c6d5TNZO7HSn6wRMVlxAvy4fEY1Go6CbRGCsWi4pkTtnazehX40TBmDCC7XaWOdgCGd8amjyXOHMKP4D",
+	"LoZ0nv6CW4aS1KRQEzNAq2daIqjylO64nfO1DxZtMktf1qMX9fzjPcwFyvCPnBfcfdXFOSVfnZOkciV3",
+	"U0V+3UdR2L0KQ9xDUTjxbjwhbX8DRUiurbXzXRoltJWsoPE6KOIvwtQCKGVFAoOF0Frpa2kV07Iouuu7",
+	"nPph7hhI1UpyfeBEiDSCQq24jjNmeASrucjm8J2wT8tJ7WRimieS6l/kMFmPHeeiSOBmnjqtmDKNSzTO",
+	"1w60ghkLdkUFVsBXikHrgMOx12fPh/Bain+VHBjGcdacX3CTyIaXDRhkBTPzKgPhePRwMGzobHVSdCIb",
+	"8oPjorUv4vXZcx/lTMHSYUVDOPf3LpEbCdeaG9RJMPOnKQykgwivjudTl4KviFpfeViOj3ns3cYXf3sR",
+	"K9zcxaVjNCoCMQUm19fCBtFtzbrwJpt9+p/D8+/dc1UVie5lVlE+r8+ee/bN5LrpCApZ5mNHEDF5McL/",
+	"okQag/HsM2HpdfLPmGwZF+KCQ4opCg5l0mHjolg8RmES6WRvsniwwqjq10alBIY572ZtLF8g8kVOHfTV",
+	"KdJE+gR81qq/0/Q6MZDcOoQKHttxq+QC1tiZm4ZTFAn3NRHAyTfnlSi27zjO6ycdG9Sl3GFZIZtFo3ZJ",
+	"p9HVIelfuTadVlv/Q+BZnra1S1R5wlVKKwqMOST3iLtTy3JSCONIBaPLQGS/bX29yqjXZS1FtA2bb+9h",
+	"F6V+hCwINcE8F25/rPixQbmnrDBbAs1uGlrTTaQ1nkBSkQ8hZyeQ8ykrC2uCaLeb7nkq1Hk6okPeftw1",
+	"cnPUxqCVBXU4E6jGfFIpn53otrkkunV3TIDCtvFwS1xrDxgymyMwZj4+OMD42YoalIbr/6kowsATDveY",
+	"h2Oj3NTR6PjBZrmp/YzfLWgXFn3faeL2pZjGDe8JctftkhwReY41Z/kQUmLD6Rjd05pTUj441MKCLpRd",
+	"0ZSjcB63P3yxU2Jyq/yr4KttyQRrx53+Ck+K04WlLdYvuJ7tyhRC5Dsakd079hZKojyVPNo0jd+AOTx4",
+	"Wa7iWb3uCK5aDjCVcbnKd+qH+1LTY0qZwrNoG2b2Emk0ZnYs/rImtVf6obYEUtyTX8nW8dRjR9VRd6Ex",
+	"Zb4+QuGs20x2Vk36fnfEO/pVjRO7+j88e/xocFK797wegYwQlZ+Q5yy8g8fb0zD6AxjsCPnYYb13PCU7",
+	"4yw3XSXSWN5cR78pPEbIg4zPojMhjc79kIvp1EQURmwiMgk7BYdqu9UbyFhRcG28kRAz7NI4rnO+MaA/",
+	"jWNaJP5gUpIAtnfifv3BVw1ob+MJRodgejnWZqn8sXUQSTdwjJCzggfFZOfZ4X8G+DuW2WKNamh9L7pH",
+	"vtwlIuCwVG/OYV0O/snhlUaIav9RG+vaZ9zaVL2OTswOXqYNuuePec/a75gKGRySopcipnAPpXOuI/So",
+	"/UoK5lXATodeYxXvr8f1q7ViGUKWXaDhMNT+c6u7StJzD+2HQXOYfu3cxMQ5R9IHw72GtSuO200fkfwW",
+	"DE/V0XQfp9MmnvKiUPu9OmgT9GGM3Adqp5q7y+zdO2bbzqyrKou/TiR2E1+2xWIUhyuNwytBvvBip8h7",
+	"DUKPFRmvkmvPMb+h00j5+tnjy/vQR7P7va+PBk3lfgyzQk1YUayhRFWbFCfEdJ6DE7GCzouyPDd3KHYV",
+	"I9WMIvJuFFWOErnBFEz+jr4zTtn272FZOrHg0EetrNLoqXrqlilzdPhwNLmbHcf38q95fH/6YBQ/ZIeT",
+	"+Ci7mx/ze9Ov2f3Jhgzrnoinb98/+BBXfx9/iO9XH+5+iH968JBN3ra+CX8fHnXLuedYmsWURYcPLi+J",
+	"Gr8wnVz86iAFHgpxdNxEJoUVP9dVNKZObyXjuC7l9Qw/GJTO8z2i3jXNBVepoc8eY7CMyrtMoiSjxpjl",
+	"40XjykKwYoaKHOSEeVigBQ2fPs/cPeDzg6AvfR0whoVi6pvmRkBN/V8lK8j0Xhm2NJ+awdCRAcdm0jF+",
+	"ASuuOaWWYuxALgw59WWj0lg17Y6iegzdQieVMc4tC/E5LpctD2ETACiuuYk7ZfZ/lbzce15dkUaFyFhX",
+	"tIDI5oEhL7XCyFbNKAGR5hn4usFyjCY3FGBwtFjkKfSDypYm5Wh0N3NqlmMp+ImP6cul0pa+SAdDeBks",
+	"blgppArG8OHcfnCkE1jKkIjiNYy0Owm0p62fguCVYyGcFsHGnVMppXso6pkyq7JZfM7c206dWMxmXfHt",
+	"b1AKNhc8r4v0lnIIKa6/XKZNA1JgGE3E8tUxlSRMFaYKQWV5pdlXRimKYu6761jhPZULkRUlz8mPQKkf",
+	"9UICbalQl8kSFU1v18AIScv1JX2J9l/di3reGNvzR1IuOwHkbf5nfLo3xMpXh6m8DJo8Egi0QBgit35f",
+	"mNx7P+rI3EN0g/SZ/0jaNLkejI+41nw6uLYAVzuCOmS4xqZeKcs6bBhP1Sok43RtxJEyrHTWEuYbbOJq",
+	"McTJHUEWobSsMEuf3AXuT2TWoY5H4A0UcB7eFbaqE+3o4qDyRYiCb1Yb9bZynHvNLfRDiQacrG31U5Ji",
+	"Jm7E5ldJReG+ec4T7nKDjLZRruOsrida1fbYDRePkoZnpRWX/FsmilJz0+29LJixp9byxdJ+Cq1yw1TF",
+	"u6719HmJxOBTJpX8nT13jLAsbojSbsgH7noKOUPrlyd4jRSmgF5U9b4deS8MZlC5t0lNadx3X9O2RSkb",
+	"vN4msubVJH16kidy1Ehq6u/X10HROgKROAaubaNFF2r9VfAV0ZVrhqw5YPyj8rOiQrOtz3yCYWmfTv2G",
+	"GMCpT27Zvgz72PQO9eSVJ1KUGieKglggxU6UZj72gkot6VVF9hNpMNo2UCzToHs5n6hSZhxWQuZqBX3D",
+	"N+LZB4nEEE6U8HxZzzBpIMwta81Oy4UnRX6H24Bzu+dZqYVdu0u08JYItG6dlhQFR5++DYf1lzeveh1l",
+	"43549vhRlWkEmNtUixO1i9XnMron+9tZTSbySUwhgylC65y3JQ2qLDs0+oRwNr+lubVLCpJWF4KHxW92",
+	"DMHqE5Ulz/v7Q1Vy3AMlxrXz5KqWBDR43ZSABNh/1EF2gf0uxffcl6MUctphGPCirzdx2WDd4HktZagp",
+	"+hmbtsFx/SRZL5FOUIS6Vaow0PfGlwi+8wG2Ay/qgpB+vKmpQzhC7G0ixWJZCEQ373PWPuOiEnWGiUwk",
+	"Gf1I7RNOFNqOmeunu3Jo0oFfdca0DnFIzRgz6KdVRJo7faeOh3CqZsxZCKka4JrO6vQa4Uv7I0WlipjV",
+	"zfOoht1aTFSrdOXSO4QaVTN3FY5Cd+vx4d0TwBJSiOKbFmXLLngiQ/2oEwyIydfeHGFZUWBrmqxKUr87",
+	"AgP949GDwRBaFfYSGUrsRXWqNLEarKznPb77S+nRHUzkVim9QK6Ojw43C+chVE8JXFNVFGplAGvoteAT",
+	"SEe6EfF3pzKdjx0laxiGae3et4SEauENd+n7Dyn0Kas3wtMTkhsT+SET6UeMMDsyFqF6N2ZAB7/mADGS",
+	"4iEra/gJentZXiMdzuUEhyqejWgfVX1svBo0/qCO+8ASsvtCf4d1PdoyrQ9OQiYlpX52VIj1FKlPFGZA",
+	"mdkbSbm0kkvuD3TTwzGEN76oOi1M5FlaLxuWWlwyyx2x87ozvdCoNosWyfZWWozJ47f3h7hJsXODjy3B",
+	"2JzqE9ZQTyvnxPHori92jvnZGyZ+RxLSA7Xkki3FcM0WhTePVt8h9fAFUgLR8OgT/DjLZbFOZCjiRhMQ",
+	"myxExiXF/HnC/eLZq4ZNOFDj0x+fNWz3495oeDgcYdAWraI37t0djoZ3ybg3R2bZ2q/7YsZ3iEp1Vfm2",
+	"qxFe4pk2sK60RuQkFODdrrB/DMejw0r+bIasUOhqiAmXkQM4lsdMZF0c2AOdYl78oROEGjlvvXHvuTAW",
+	"s+d67X5cP70nNvivklO2BgETs+pbGfAewXrjw9EI3dxi4cTXwxF+FNJ/7BD53m504TkajfbkZ4a8zHrm",
+	"a2nMjczALZW5oyADnhuX1hEP9LIe06K6pqgWf9DoH4SvHF79SisRHl+6e/VLdWlsfOPB1W9s1BJ0rx1e",
+	"Y6LNGpjuvaNr7KqjLDC++vDqVzerknyIeveuA/t2LWl86xob7OobgiJy1X3oDH3Z3uWpJNYFYTODtihu",
+	"We+tezxQhKzyXXeShNMNPlW7LFiQkjMmoeBMI+XHKrfCd6bz9RyGW1f3O269z/wTL9Jeo3rTN99xY55i",
+	"5G5dmhn/slAuh7dX4Xe+Cg2Nz9FzR29r9PbVxj2z2YvcFGy2k9dRBAKK9BxrxJ4EMb6VqtSUoXyhZmJV",
+	"gwglx0ZMhh9nm1s6iRwFoxZzbJWf2c0d4dczx++4fcE/5+16wXclxRNUby/Rn4afvJljVw13rmTNCxfO",
+	"nVv7wlGdh/rObUtsZ1UliM8tP2GQyzUkpyfemVF3fHR3LL9F4D86Ajc5SPS+ZXP76a37pmlC/Oltm8s4",
+	"XG1ZtRp4T1j+9kPUcxyio0pDgYWHQtiwkFaFqFRvnN8IS40o3Is6bKK5HhP5Qi7GkecYG+4jUlUFuf3d",
+	"RKEdsOQrp6MvlkxjiTNmeCyk4dIIKy55sY4atcDJ1I+FlnxsBPn6Cs4uqdviHJM+qCQFdc6zlTViTKkH",
+	"uISZsCeAZWDwS2i0iompSWLs1fvY97c8AZ8ygO/TqxT43/Eu8uT6TUxycE+hs7xxUFWAfd2cL5HUyo3B",
+	"BV8PvAkiDo0b/ZjxXPm8QAfMO4bMT31qy7F2GirdhwHBmVpQYozx1BevwEgaM4TTqkNHM3azNskE61cU",
+	"zB0RPPru5emrCAohL2ijkQ8n8p8SuSgLKzJmrPvFLHmGLQew7xzSq0HTCt3IyalL0iVSGFiwnEfepEfm",
+	"NKOKkqKRSllwY2DHYQ2DWdV3UpiWhhWUDHI8GiHU10sO+3tkJrKKQKGC45LKjeW+A3WoRo4FkXwfZdpR",
+	"KBZ4kkgGC1ZMlV7wPLR6FPnelTSbgQ7hVCayCp+ZknuJXr83Omr3ht5qWYbO4NAeTKa/tgkcZjWhbBgc",
+	"Jo2lMF/Cfwg/VLlfRDBM1ZEaM6qruPiWANklB1Kmho/39BD4RuXrG5MDG+kgH9quHatL/mGL0R/e6My7",
+	"ZNDgA2UBx4LVNPD2X1FNtiNZbdi7qorsn8/4MroG4686wX6KcHJ47zpg6KiQ9seSbI6ucW6N6uzXlYZa",
+	"jRvwpeNrbKsq7httd7EGR24lm1XEaFsSinpbXqje+MHhw6PmDz4C3xOGTaXh4D05gj/QJSx4V5wDdu1F",
+	"ruAvOHm9mWkky9q5VuVsDumPP5y/gnZK6TiRjlN7j3gdWYv5QkxmvCg8qcAIHAyKcBwetR//M7m92YoJ",
+	"S/GU6H5HGQCbvPCpbeadYzY6ygeEc0qj2cDW/QCmSs+UtVySjFeVwq2avbpv/H6rMRKJNRCqUoL1L5Tr",
+	"jFng0CffYuNHOoxEBs6reaZmUviu1zgT0xdcD3xzMe9cLZScBUdIPkzkG1/N0edwBBEIUz5gxq3jdSSe",
+	"bgd9JrKfxnG2ytO6MW7gcnsaLNc+modjJ4w5TABLES2hdlVw4fsED2ksZ3kXW3yMAKrYYotDHV/JBkSV",
+	"fPvFG9qvcfmrHmN/BObw/5wpH9G8onfbZM73i9tPk9ukN9ptEd3sqO4udYgUo8Im0KdiBhThY2DC7Ypz",
+	"2U5jDm4CdFP7aCMSkpUM+cKDTrdA95Uc/SZCYzNt6/Za397Sz2pf+o7bjVzBbgNT27HdtdL6EcTuZ497",
+	"H97ulK4Omgl8nWSAdHxygIQ6kZSD7Mtxoujio7u68vuGnZ76b8K8v3ZPz6YvleQvmM3mvd/G8b4r13BH",
+	"DWC/sU/q3Hj3mje66jR5S59u6dPnt39P6ksbSJPPmP+stOngPf31Yacn6TseikL9ruTkOlRkH9W4pRm3",
+	"NONPKNNMwtW8MaIRXfkkXTesL/SrSMxBLqbT3eFPUEq8PFjVojY0LLieceq77r1NPtM/tGT3yf59hhnc",
+	"PokzGDUalZ8GIbq3qoxuxXIIr1Dg8ulhNJa3O1Xl2bx9ZYluKGHAgaW0jf6/Va3BpZCyyh9IZFDSUEcT",
+	"NoQiUyE6UyfhV7a1yurTpbAR3B87IH5mUoxdJt7FuOErWrVEndXI7S3BvSW4fyqC22qpQJQAO30Z2yBC",
+	"XyQdpkoie+huite92VwtrbteBJX5jgklSeAJy+aw4MawGfapwci8VGB+joQUH0vJL0wpNRzSnFmWAvZa",
+	"VFP4y/kPL8eJTOQvvoz9L2RZ/4UC835J5C9xHFf/3HPNQim/QNoosuI+e3256lDVcG/T26GsyvarWszm",
+	"IfGmOUmVxJc+Z8bGmPKIiUYGI3GblW7nSqoS26pp7u5WTdj7VSJMw80w8Gty3/3DJzDTyqrqHe4ja5oD",
+	"Mcm58VpIiN7/XigE0HoTnVx73/P+d3qpncX5C6SbeaD0ruQrX1CmlUpNY2w1L/gF0o4mCO57rBbqsa+j",
+	"igW6Ahwj923TgjDwi09FkxYLNmTK95pA7DOO8MiM1+VV56qoChiEtK9ECplp7gQNyiAX2ALbnFB1YDwE",
+	"8JmXVV4TfYu1YoRM5EJkWlWdqA3JG25BauruBme6EBwLTqAjzCwogDNEF6kpxjlUONhvlgTCZKa6Ug8l",
+	"VaGFd+yxvmCWa98mcfsGV4lbwg7hNISUo+jhxCac1PhAIBvWU1dqpFExX5BKzTsZa/Nu9PFPan2RyFyh",
+	"kCOMd3jxYnoCKaaFu8ee5WmQ0zCBBPzzvnT6FGMucJU+uidj0t04w63P9jMDny894zaUSmjuvlU/V1hY",
+	"CGPIFbcs2DoIcAwm5XTKdb1dy42Fo3tfe5KXyLpmNbwQ37gHHb0awJLrVpVEW9d4ueTYE28Ib/x3/mDq",
+	"1F+swO5DloLbjxVFgAktqqqVhWE3iawbXjXD6TG7tr+BYX479BCOg2XtEklFxAdRTRYDamyWo2oUhnLi",
+	"oZAlN7i3YSJPwRRqFfCIQnn8s43yIFmhDDdNDAsHnMgVWztMvOB8yRBgTox2g9FJHt0DM4RHdZ9P7zxe",
+	"LnnuIB+wY3/v0yqaiRQGCVZZVnSJ2MQYnhC73GLb22Ju5wWpboeSzRvvAdM/P39Sw0IoOahSiQmj6ySq",
+	"1s3aGwQTdVdkWnBgZvOGRkgDr7hVSPFC84aVkD5efqLsnMiWz+TvzP2qb/feRV9TCWlKJR+hidCZ0Ou3",
+	"nqZbJeEzKwmULxMbT8N8oWTW7XnC/tSfxbhbF33dmRtwHqqxfukeoh0VaXflFlCJyS3Z59YYcUtn/mwe",
+	"o6qg8m/hL6KxD95rpexeX9G5b4f3hbqKPDnplhZwk7ek4pZU/AkdRcQYfeBpo2DyDZssN/pxOyUkqKFd",
+	"xZrbnezAFMzMuRn4yiCoJOqy4FSpd86DJSmFanYq8zEGRg0wZ6Jpm5uzS455G1jVCY0Ex6MR6X6ovCwZ",
+	"tvX0uosv9dzOq2gqMY3+DIejo+PN/gzNAr9/T5J3o1GcJO+ORkny7v70338f//dXSfJTkiTJ8CB+u/+J",
+	"t1911PfdS6CdNDl+/7GUf1d+3bcKGwbVtsFmMGTLOhxCvHVUm3CwuwcziQyNmOi3UJMTaxNVdgZfnnMI",
+	"pxtB8Gj38OVtvYmlSt7THHsGQL9dt3dwsqOnRcsihCHbc0a5gErGWGsPq15qjkVvsPoUFSQdhwhtjtWH",
+	"QrVdIa0awqm3DlGUWeiz3xL8qcgsFnOwAuuAuqVQmSqfuqbFJTeQlzrEwiPCEqBNWVg/ZKhA563CiSR7",
+	"krBDOG80KqzL+pxAumLC/he2ikmhTnU8cutRMvPWHOqFyGxVe5QmM0susSYR1RwKKX8hoR9fm5TZBbcU",
+	"bu6+iDWzPMY6MGmEVrJO84z7wZtnTuD46CHaGRJJkMa2toMTb+1iFv6phMQCY6HAbEguKCVkmFAoleSd",
+	"lh00dGO4616rzhsmbF3zloBeFRZ2xGCwy+zhANxd8aZVXrLqTPB5hZy6CvjO+Ftv6fduBHIVGDMti4JC",
+	"co8oa+Y3Xs+KGazKtsSKwmSVhJAz9qtSyahP558iiexWCPvt8sAcqv5muWBusu58sDN/H1g7yXW1ZT76",
+	"iKwvFBXM3motxirN86o9fJczuM7o6gcLOJYUROrvX0xr+qIk9qvxpPRwNIpgWZQGs+I9GVe6Ko87aFdE",
+	"i5AHLNmM1wy09qtojkZpVWCjWqLaXtDwGRGhzh+D9LmQF2lt2rZzSDUv/ivBusFJLx2T7wtTnUPD03eW",
+	"5u6jTJMGrsYgzUptlE4HQ/gWSRUKGOT+kRcORrbUsq7hTUxcZjwK3f5EQSUEKmj6Or8kAFft+Ut9ibJB",
+	"6ECxq0bbOZ7sNVwXuB8jfuY7zfi7S7jd+5UV3KLt+vIhYZ6WgVuK6mCq1IEcgwUqS95S80uhSmxW6E7C",
+	"qpytoemlZHRIdww5YwjY43qWuSpyE9qDIIoQxrhXnTw5aGgFG7CgU24B4zodJn4j+2iDt16jdB0BQ01r",
+	"jNvuc9bksaKrbZ5vsdB1Sai7wgm0LlXkzs+Ql3D7zlbngV1fHhw9eDC45de3/Pr3NJr4sn477shv48Nx",
+	"pPzgPVXq/rAnequhb27Ee0zW2Guroqttru4U2rruTaWykzLJAquhPt9B9fdRqtsMu9FGKnQFUeimFwZS",
+	"H3HUaI2P1aITmVRVr/3TvlQOxTY4AT7ID0lvEPlWrbZmjInMtVpiQEt3xKwjjr0vQdG69T3f0qzPTLN+",
+	"qG1PN0egovdddlLfPmCfpfR6AtJu8nfpW8F2Ej10szei71Hiq3qhkkEQ+wV5eJyEOkCsuDDgOwpvEQvs",
+	"PvvFOq6q/ri7SkE2Mh1uXVi3lO1PFnpPEbto8t8TUXOTDvDgsjiYCTsvJ+hb6XSRPJFun1U3QC6BVX3V",
+	"Dc80t5QzVLU88T0jRsfk50pkzguBJgJhsNIsl9YRCUokSv8WPy0n8bmYSWZLzeOje1+n0H/64vRRfP70",
+	"9Oje13WwK1tRiwkqnutbpmEjgagO5wwD4armnHqMoODlxME1VYxbMm18MK4bcQincMm1z89qLNfXSmOW",
+	"A5oMQtEe+t6JZ0uejyFdCjlruh6OT4BBuizNPAXq+dX2+SSyT1lSBINGJM+0LIp/OEaURrBdbnHQdG8k",
+	"0vs3cPMotZomV2DUQQfnl1DKC6lW2M7ZF9lvRvYy6bs1UGBXRDhIjsUaIL7AHquAlci61YcPtJxwgm4O",
+	"/ULNZlhOkOxUR6NjbLTxY1mVSgrNgfIxNDqbhpX7LfmWQrhTqfCnRE5DzaZmD0j0MVEfnjSOPZbGYZIU",
+	"+kdgBn4P1puyKBq68fiCvYtzXrB1Cv3DEZhBo6UKhWPj4px64ds59KndJC7Q3xBq1UdSPjl2hK349JyK",
+	"EPnuGLs1HF1KMxjCOdb8LLEswhQn58Z7hJTk3lkXDI4NV93CKRsOFv6Vhh8uuOFQtUhJ4Kmi1Y9GR+ht",
+	"9m/4lpTuOlzZAGqr+xOCyp8LAT5j0uEIOT947nthXEdLTKlNS2gN0+hLtuJFEfsyjt0ERYVK14lcaeUd",
+	"kHUK5CEuzbsCUfASbhvku7tjEklKXtwgX0JJmJT5jFvo+x4ksa8A2XQPoocvw869DGHoJrERHB89dFRn",
+	"/14qYpZIb9OtW40HbdItFC8h/oRFqhL5Td0ZyNMtsMpH9/c7Gv0MxvCdsE/LCWQMa7CuE7kkdu5Q6uge",
+	"vPgmggkuEI+0ogl9zadRSBC9U7eJ9PS4TWUI/7EGl5caDfWwgSlfYX8hrG/rPsxLmTtu8r34JiKa65Vp",
+	"302H5Wbbao8xEv74HHQLJ4foBgeqTvzwbg2/CnIBBsahQSLTTXEW0aj17bt4tVrhacWlLijMI0/JZ/CX",
+	"8x9eJjJ0c/LQTGEqeJF7B344N8suHNUwfjF9qagqLhtEYFTAHWu6uRtZNrtMBMja31TNQrt6m2zG5f8t",
+	"JiBQTP1Vgfn7h3jswf6Ro2xd46sj7ndVJf3q4Kve+H23alEjh2kgAOYC9bdRILouDlTWIIcHmEwUUGAw",
+	"7G1XM705d/Rmb8BuO3klGWxIJidQswMTkpdCGMJma0CnaqIzvaPS3V+9iBBVbZytglxB38lKUVvY2JRN",
+	"WklHW3JI1Oowtil2DG6NUbdVUz+lK4inAUHH8RlPzVqlQXfaUa70cHT84N79r8lFXdr5QcaKYsKyC0eC",
+	"wnfYaHHjC3dy9A01hvt5XyTyU3zkc5p//Qy7qiD4LubC3Da6+dJR+rm45NId1lKryY5GNxhz9vNOo+SZ",
+	"73me8V25y+1arBQUEIpNeg2+WYR1zrAcJWlUlE1OzbFDjRMvTA+G8IJquiZyZ9FKL1nOVZHXzRSBKuP7",
+	"WAQuMXqCnEQhvjAul2MfP+y42oJdkFbUal5MpduxMydV/UUOSW2oU+in2Gl4DKFz8mCYyJe+uc8a+vdG",
+	"dweNnt25tyFRNjBmrJIS1afU5DSOwyPYunIMPypjZ5qf/+9zyD2TdJoCOrlZNh+c+JmwXoODUYZCrRs/",
+	"augV3uNFoRe+Jj1BLeh6PJFh6h0OJ0SC34fkEP5ZRZLHLb35g5hM95pKN5zS4druIlIbr1/PzIr+WtJ3",
+	"Sl30xr0DdGT4sTep3NPNhqxkF/C53s2a0MNaU8H1bccBnTU7iVDlo7pPS+N1KtG5/T7lMOICmj2SWUs4",
+	"Nl2+InIRBVdJs3ez6Vwn2p9a1Nwtud+wYUV1DXFK/BwM2/6yznFJcMK65FibnAehyjTeroSp7RFC/2rq",
+	"Ud0k+di6eqnVpcgd6QxXnKwymGuB6teP3z964ruL264ubUM4f/x9lS6O1qlSF6j/A9to8p1IZiA9bc40",
+	"hm+oYy0FDNFjGCGUtkuG+61il6sP3ULj8ejh1x/+bwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

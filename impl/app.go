@@ -48,6 +48,7 @@ type App struct {
 	store    store.Store
 	replica  string // --replica-id
 	mirrors  *mirror.Root
+	watcher  *watch.Watcher // of the local repository; Start runs it
 	cleanups []func()
 
 	runMu  sync.Mutex
@@ -76,8 +77,14 @@ type Options struct {
 	After func(time.Duration) <-chan time.Time
 	// Now overrides the clock of sessions and tokens.
 	Now func() time.Time
-	// RateLimits override the per-client token buckets (API, sync).
-	Rate, SyncRate auth.RateLimit
+	// RateLimits override the per-client token buckets (API, sync, failed
+	// authentication).
+	Rate, SyncRate, FailRate auth.RateLimit
+	// DebounceClock times the webhook debounce window (refresh.Clock).
+	DebounceClock refresh.Clock
+	// Enqueued is called after each trigger joined or created its run
+	// (refresh.Options.Enqueued).
+	Enqueued func(repoID, runID string)
 	// EventLimits override the event-stream connection caps.
 	EventLimits events.Limits
 	// BodyTimeout overrides the request body read deadline (30 s).
@@ -118,6 +125,7 @@ func AuthConfig(cfg config.Config) auth.Config {
 		TrustedProxies: cfg.Proxies(),
 		Rate:           rateLimit(cfg.RateLimit),
 		SyncRate:       rateLimit(cfg.SyncRateLimit),
+		FailRate:       rateLimit(cfg.AuthFailureRateLimit),
 	}
 }
 
@@ -150,6 +158,9 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	}
 	if opts.SyncRate != (auth.RateLimit{}) {
 		acfg.SyncRate = opts.SyncRate
+	}
+	if opts.FailRate != (auth.RateLimit{}) {
+		acfg.FailRate = opts.FailRate
 	}
 	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
 	if err != nil {
@@ -192,11 +203,19 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
 		BeforeRefresh: opts.BeforeRefresh,
-		Publish:       a.broker.Publish,
-		Logger:        log,
-		Store:         a.store,
-		History:       cfg.SyncHistory,
-		Replica:       a.replica,
+		Publish: func(repoID string, ev events.Event) {
+			if err := a.broker.Publish(repoID, ev); err != nil {
+				log.Error("event not published", "repo", repoID, "err", err)
+			}
+		},
+		Debounce: cfg.WebhookDebounce,
+		MaxDelay: cfg.WebhookMaxDelay,
+		Clock:    opts.DebounceClock,
+		Enqueued: opts.Enqueued,
+		Logger:   log,
+		Store:    a.store,
+		History:  cfg.SyncHistory,
+		Replica:  a.replica,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
@@ -378,6 +397,18 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 		return err
 	}
 	rf := a.refresh.Add(repo)
+	// The watches exist before the first read, so a change made between
+	// that read and Start is not lost: its events wait for Run.
+	w, err := watch.New(wt.GitDir(), wt.CommonDir(), watch.Options{
+		Debounce: cfg.WatchDebounce,
+		Trigger:  func() { rf.Trigger(refresh.Watcher) },
+		Log:      a.log.With("repo", repo.ID),
+	})
+	if err != nil {
+		return err
+	}
+	a.watcher = w
+	a.cleanups = append(a.cleanups, func() { _ = w.Close() })
 	res, err := rf.Sync(context.Background(), refresh.Onboard)
 	if err != nil {
 		return err
@@ -594,20 +625,15 @@ func (a *App) Start(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		switch src := r.Source().(type) {
-		case *source.Mirror:
+		if _, ok := r.Source().(*source.Mirror); ok {
 			// A mirror on disk is served before any network access; a
 			// second start-up run then fetches it (see refresh.Startup).
 			rf.Trigger(refresh.Startup)
 			a.startInterval(ctx, rf)
-		case *source.Local:
-			wt := src.Worktree()
-			w, err := watch.New(wt.GitDir(), wt.CommonDir(), a.cfg.WatchDebounce, func() { rf.Trigger(refresh.Watcher) }, a.log.With("repo", r.ID))
-			if err != nil {
-				return err
-			}
-			go w.Run(ctx)
 		}
+	}
+	if a.watcher != nil {
+		go a.watcher.Run(ctx)
 	}
 	return nil
 }

@@ -364,9 +364,11 @@ func TestLocalPostureSyncIsOpen(t *testing.T) {
 	}
 }
 
+// TestRateLimits: a sync that creates a run spends a sync token, and every
+// request an API token.
 func TestRateLimits(t *testing.T) {
 	s := startServer(t, baseConfig(t, stackRepo(t).Dir), impl.Options{
-		Rate:     auth.RateLimit{PerSecond: 0.001, Burst: 3},
+		Rate:     auth.RateLimit{PerSecond: 0.001, Burst: 5},
 		SyncRate: auth.RateLimit{PerSecond: 0.001, Burst: 1},
 	})
 	if code, _, _ := s.do("POST", "/api/v1/repos/local/sync", nil); code != 200 {

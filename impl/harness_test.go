@@ -72,6 +72,9 @@ func baseConfigB(t testing.TB, dir string) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.SyncInterval = 0
+	// Webhook runs start at once unless a test is about the debounce
+	// window (it sets one, with a fake clock).
+	cfg.WebhookDebounce = 0
 	if dir != "" {
 		cfg.Cwd, cfg.CwdExplicit = dir, true
 	} else {
@@ -100,6 +103,9 @@ func startServerNoStart(t *testing.T, cfg config.Config, opts impl.Options) *tes
 	}
 	if opts.SyncRate == (auth.RateLimit{}) {
 		opts.SyncRate = auth.RateLimit{PerSecond: -1}
+	}
+	if opts.FailRate == (auth.RateLimit{}) {
+		opts.FailRate = auth.RateLimit{PerSecond: -1}
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	if cfg.Auth == "oidc" && cfg.BaseURL == "" {

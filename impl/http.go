@@ -51,9 +51,12 @@ func rawBodyFrom(ctx context.Context) (rawBody, bool) {
 	return rawBody{body: b.Data, contentType: b.ContentType}, ok
 }
 
-// clientKeyFrom returns the client address the gate settled on (trusted
-// proxies considered), else "unknown".
+// clientKeyFrom returns the client the gate settled on: the signed-in
+// principal, else the address (trusted proxies considered), else "unknown".
 func clientKeyFrom(ctx context.Context) string {
+	if k := auth.ClientKey(ctx); k != "" {
+		return k
+	}
 	if ip := auth.ClientIP(ctx); ip != "" {
 		return ip
 	}

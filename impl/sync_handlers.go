@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/problem"
@@ -30,16 +31,29 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	if !ok {
 		return nil, fmt.Errorf("repository %q has no refresher", r.ID)
 	}
+	// A sync token is spent only when this sync creates a run: joining a
+	// queued run costs nothing (auth.Charge, the gate's deferred charge).
+	admit := func() error { return auth.Charge(ctx) }
+	var limited *auth.LimitError
 	if req.Params.Wait != nil && !*req.Params.Wait {
-		id := rf.Trigger(refresh.Manual)
-		if id == "" {
+		id, err := rf.TriggerIf(refresh.Manual, admit)
+		if errors.As(err, &limited) {
+			return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
+		}
+		if errors.Is(err, refresh.ErrRemoved) {
 			return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: %w", r.ID, err)
 		}
 		res, _ := rf.Get(id)
 		loc := location("api", "v1", "repos", r.ID, "syncs", id)
 		return gen.SyncRepo202JSONResponse{Body: res.API(), Headers: gen.SyncRepo202ResponseHeaders{Location: &loc}}, nil
 	}
-	res, err := rf.Sync(ctx, refresh.Manual)
+	res, err := rf.SyncIf(ctx, refresh.Manual, admit)
+	if errors.As(err, &limited) {
+		return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
+	}
 	if err == nil && errors.Is(res.Err, refresh.ErrRemoved) {
 		err = res.Err
 	}
@@ -219,7 +233,11 @@ func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject
 	}
 }
 
-// GithubWebhook receives GitHub deliveries.
+// GithubWebhook receives GitHub deliveries. The signature is checked
+// first, on the body as received; a verified delivery is never refused
+// (it answers 202 or 204), and the refresh it asks for is debounced
+// (refresh.Refresher.TriggerDebounced): the 202's syncID is the queued run
+// that will serve the push.
 func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequestObject) (gen.GithubWebhookResponseObject, error) {
 	if len(s.webhookSecret) == 0 {
 		return gen.GithubWebhook404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(
@@ -234,6 +252,12 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		sig = *req.Params.XHubSignature256
 	}
 	if err := webhook.Verify(s.webhookSecret, raw.body, sig); err != nil {
+		// A failed authentication: it spends from the address's bucket
+		// (the gate already did when the header was not even well-formed).
+		var limited *auth.LimitError
+		if errors.As(auth.Charge(ctx), &limited) {
+			return gen.GithubWebhook429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
+		}
 		challenge := `HMAC realm="github-webhook"`
 		return gen.GithubWebhook401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: gen.UnauthorizedApplicationProblemPlusJSONResponse{
 			Body:    problem.New(http.StatusUnauthorized, problem.Unauthorized, "bad or missing X-Hub-Signature-256"),
@@ -253,19 +277,20 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		log.Info("webhook: repeated delivery ignored")
 		return gen.GithubWebhook204Response{}, nil
 	}
-	if event != "push" {
+	if event != webhook.EventPush {
 		log.Info("webhook: event ignored")
 		return gen.GithubWebhook204Response{}, nil
 	}
 	payload, err := webhook.Payload(raw.contentType, raw.body)
-	if err != nil {
-		return gen.GithubWebhook400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	var push webhook.Push
+	if err == nil {
+		push, err = webhook.ParsePush(payload)
 	}
-	push, err := webhook.ParsePush(payload)
 	if err != nil {
-		return gen.GithubWebhook400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+		// Signed by GitHub, so answering 4xx would only make it show a
+		// failure nobody can fix; nothing is fetched.
+		log.Warn("webhook: a verified push delivery cannot be parsed; nothing fetched", "err", err)
+		return gen.GithubWebhook204Response{}, nil
 	}
 	repo, ok := s.reg.ByFullName(push.FullName)
 	if !ok || repo.Kind != gen.Mirror {
@@ -276,9 +301,22 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 	if !ok {
 		return nil, fmt.Errorf("repository %q has no refresher", repo.ID)
 	}
-	id := rf.Trigger(refresh.Webhook)
-	log.Info("webhook: refresh triggered", "repo", repo.ID, "sync", id, "ref", push.Ref)
+	id := rf.TriggerDebounced(refresh.Webhook)
+	if id == "" {
+		log.Info("webhook: push for a repository being removed; nothing fetched", "repo", repo.ID)
+		return gen.GithubWebhook204Response{}, nil
+	}
+	log.Info("webhook: refresh queued", "repo", repo.ID, "sync", id, "ref", push.Ref)
 	return gen.GithubWebhook202JSONResponse{RepoID: repo.ID, SyncID: id}, nil
+}
+
+// tooMany is the 429 problem of a rate limit refusal.
+func tooMany(err *auth.LimitError) gen.TooManyRequestsApplicationProblemPlusJSONResponse {
+	retry := err.RetrySeconds()
+	return gen.TooManyRequestsApplicationProblemPlusJSONResponse{
+		Body:    problem.New(http.StatusTooManyRequests, problem.TooManyRequests, err.Error()),
+		Headers: gen.TooManyRequestsResponseHeaders{RetryAfter: &retry},
+	}
 }
 
 // StreamEvents streams a repository's events.
@@ -291,7 +329,16 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 		// The headers of the stream, without one: no subscription.
 		return gen.StreamEvents200TexteventStreamResponse{Body: strings.NewReader("")}, nil
 	}
-	sub, err := s.broker.Subscribe(r.ID, clientKeyFrom(ctx))
+	// A client that reconnects names the last event it saw; the header
+	// wins over the query parameter.
+	last := ""
+	if req.Params.LastEventId != nil {
+		last = *req.Params.LastEventId
+	}
+	if req.Params.LastEventID != nil {
+		last = *req.Params.LastEventID
+	}
+	sub, err := s.broker.Resume(r.ID, clientKeyFrom(ctx), last)
 	if errors.Is(err, events.ErrTooManyConnections) {
 		retry := 5
 		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: gen.TooManyRequestsApplicationProblemPlusJSONResponse{
@@ -302,6 +349,8 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	if err != nil {
 		return nil, err
 	}
-	hello := map[string]any{"repoID": r.ID, "viewVersion": r.Snapshot().Version()}
+	// Read after subscribing: a view published in between is announced
+	// by an event as well.
+	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}
 	return gen.StreamEvents200TexteventStreamResponse{Body: events.StreamBody(ctx, sub, hello, s.keepalive)}, nil
 }

@@ -411,6 +411,14 @@ func TestWebhooks(t *testing.T) {
 		{"other event", "issues", "d-5", `{}`, sign("s3cret", `{}`), "application/json", 204},
 		{"unknown repository", "push", "d-6", unknownPush, sign("s3cret", unknownPush), "application/json", 204},
 		{"form encoded", "push", "d-7", form, sign("s3cret", form), "application/x-www-form-urlencoded", 202},
+		// Verified but unusable: accepted (GitHub could do nothing about
+		// a 4xx), logged, nothing fetched.
+		{"verified, not JSON", "push", "d-9", "not json", sign("s3cret", "not json"), "application/json", 204},
+		{"verified, a JSON array", "push", "d-10", "[1]", sign("s3cret", "[1]"), "application/json", 204},
+		{"verified, no repository", "push", "d-11", `{"ref":"x"}`, sign("s3cret", `{"ref":"x"}`), "application/json", 204},
+		{"verified, another content type", "push", "d-12", push, sign("s3cret", push), "text/plain", 204},
+		{"verified, no content type", "push", "d-13", push, sign("s3cret", push), "", 204},
+		{"bad signature, not JSON", "push", "d-14", "not json", sign("wrong", "not json"), "application/json", 401},
 	}
 	for _, tc := range cases {
 		if code, text := post(tc.event, tc.delivery, tc.body, tc.sig, tc.ctype); code != tc.want {
@@ -422,6 +430,9 @@ func TestWebhooks(t *testing.T) {
 	}
 	if got := cf.n.Load() - n; got != 1 {
 		t.Fatalf("fetches after the table = %d, want 1 (the form-encoded push only)", got)
+	}
+	if got := strings.Count(s.logs.String(), "a verified push delivery cannot be parsed"); got != 5 {
+		t.Fatalf("%d unparseable deliveries logged, want 5", got)
 	}
 	big := `{"pad":"` + strings.Repeat("x", 1<<20) + `"}`
 	if code, _ := post("push", "d-8", big, sign("s3cret", big), "application/json"); code != 413 {

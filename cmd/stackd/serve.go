@@ -32,6 +32,8 @@ type fileConfig struct {
 	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
 	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
 	WebhookSecret       string              `yaml:"webhookSecret"`
+	WebhookDebounce     string              `yaml:"webhookDebounce"`
+	WebhookMaxDelay     string              `yaml:"webhookMaxDelay"`
 	Repos               []config.RepoConfig `yaml:"repos"`
 }
 
@@ -116,7 +118,10 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(stringList{&cfg.CORSOrigins}, "cors-origins", "exact origins allowed cross-origin (comma-separated)")
 	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	s.str(&cfg.RateLimit, "rate-limit", `per-client API requests, "<per-second>/<burst>" or "off"`)
-	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client syncs, onboardings and webhooks, "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.SyncRateLimit, "sync-rate-limit", `per-client new runs (onboardings, syncs that do not join a queued run), "<per-second>/<burst>" or "off"`)
+	s.str(&cfg.AuthFailureRateLimit, "auth-failure-rate-limit", `per-address failed authentication (bad tokens, unsigned webhooks), "<per-second>/<burst>" or "off"`)
+	s.value(durationValue{&cfg.WebhookDebounce}, "webhook-debounce", "quiet window before the refresh a webhook push queues starts, 0 starts it at once")
+	s.value(durationValue{&cfg.WebhookMaxDelay}, "webhook-max-delay", "longest wait of a webhook push's refresh (at least --webhook-debounce)")
 	s.str(&cfg.DatabaseURL, "database-url", "PostgreSQL URL (postgres://...) of the database replicas share; default: SQLite in --data-dir")
 	s.value(boolValue{&cfg.AllowLocalWithDatabase}, "allow-local-with-database", "serve the working repository also with --database-url (a single-replica feature)")
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
@@ -228,6 +233,18 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 				cfg.AllowPrivateRemotes = *fc.AllowPrivateRemotes
 			}
 			return nil
+		}),
+		set("webhook-debounce", func() error {
+			if fc.WebhookDebounce == "" {
+				return nil
+			}
+			return durationValue{&cfg.WebhookDebounce}.Set(fc.WebhookDebounce)
+		}),
+		set("webhook-max-delay", func() error {
+			if fc.WebhookMaxDelay == "" {
+				return nil
+			}
+			return durationValue{&cfg.WebhookMaxDelay}.Set(fc.WebhookMaxDelay)
 		}),
 		set("allowed-remote-hosts", func() error {
 			if fc.AllowedRemoteHosts != nil {

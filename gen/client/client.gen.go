@@ -244,6 +244,12 @@ type Branch struct {
 // BranchParentSource Where the parent came from.
 type BranchParentSource string
 
+// BranchSwitchedEvent The data of a `branch_switched` event (an empty name is a detached HEAD).
+type BranchSwitchedEvent struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // Commit defines model for Commit.
 type Commit struct {
 	Author  string    `json:"author"`
@@ -427,6 +433,14 @@ type Stack struct {
 	Title string `json:"title"`
 }
 
+// StreamHello The data of the `connected` and `resync` events.
+type StreamHello struct {
+	RepoID string `json:"repoID"`
+
+	// ViewVersion The version of the view when the stream started.
+	ViewVersion int64 `json:"viewVersion"`
+}
+
 // SyncID A UUIDv7 (RFC 9562), lower-case: globally unique, and ordered like
 // the refreshes' creation, so that sorting ids as text sorts
 // refreshes by time (also across restarts).
@@ -501,9 +515,18 @@ type SyncStatus struct {
 // start-up).
 type SyncStatusState string
 
+// ViewUpdatedEvent The data of a `view_updated` event.
+type ViewUpdatedEvent struct {
+	Version int64 `json:"version"`
+}
+
 // WebhookAccepted defines model for WebhookAccepted.
 type WebhookAccepted struct {
 	RepoID string `json:"repoID"`
+
+	// SyncID The run that will serve the push: queued when the answer is
+	// sent, it starts after the debounce window (see the operation)
+	// and fetches what the push changed.
 	SyncID string `json:"syncID"`
 }
 
@@ -593,6 +616,15 @@ type GetBranchDiffParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// StreamEventsParams defines parameters for StreamEvents.
+type StreamEventsParams struct {
+	// LastEventId The same as `Last-Event-ID`, for clients that cannot set headers; the header wins when both are sent.
+	LastEventId *string `form:"lastEventId,omitempty" json:"lastEventId,omitempty"`
+
+	// LastEventID The id of the last event received on an earlier stream (SSE reconnection).
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
+
 // ListStacksParams defines parameters for ListStacks.
 type ListStacksParams struct {
 	// IfNoneMatch An ETag from an earlier answer; when it still matches, the answer is 304.
@@ -628,14 +660,6 @@ type GetViewParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GithubWebhookJSONBody defines parameters for GithubWebhook.
-type GithubWebhookJSONBody = map[string]interface{}
-
-// GithubWebhookFormdataBody defines parameters for GithubWebhook.
-type GithubWebhookFormdataBody struct {
-	Payload *string `form:"payload,omitempty" json:"payload,omitempty"`
-}
-
 // GithubWebhookParams defines parameters for GithubWebhook.
 type GithubWebhookParams struct {
 	XGitHubEvent     *string `json:"X-GitHub-Event,omitempty"`
@@ -645,12 +669,6 @@ type GithubWebhookParams struct {
 
 // CreateRepoJSONRequestBody defines body for CreateRepo for application/json ContentType.
 type CreateRepoJSONRequestBody = RepoCreate
-
-// GithubWebhookJSONRequestBody defines body for GithubWebhook for application/json ContentType.
-type GithubWebhookJSONRequestBody = GithubWebhookJSONBody
-
-// GithubWebhookFormdataRequestBody defines body for GithubWebhook for application/x-www-form-urlencoded ContentType.
-type GithubWebhookFormdataRequestBody GithubWebhookFormdataBody
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -854,13 +872,38 @@ type ClientInterface interface {
 
 	// StreamEvents Server-sent events of a repository
 	//
-	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-	// comment every 25 s. Connections are capped per client and in total.
+	// A `text/event-stream` of the repository's events. Each message has
+	// an `id`, an `event` type and one `data` line of JSON:
+	//
+	// | event | data | when |
+	// |---|---|---|
+	// | `connected` | `StreamHello` | first, on every connection |
+	// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+	// | `sync_started` | `SyncResult` | a refresh started |
+	// | `sync_finished` | `SyncResult` | a refresh succeeded |
+	// | `sync_failed` | `SyncResult` | a refresh failed |
+	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	//
+	// Event ids come from one sequence for the whole server and only
+	// increase while it runs; they start at the server's start time in
+	// microseconds, so the ids of an earlier run are smaller. The id of
+	// `connected` (and `resync`) is the stream's position: every later
+	// event of the repository follows it. A client that reconnects with
+	// the id of the last event it received in `Last-Event-ID` (EventSource
+	// does this by itself; `lastEventId` in the query does the same for
+	// clients that cannot set headers) first gets every event of the
+	// repository it missed, replayed from a buffer of the latest 256 events
+	// (at most 1 MiB of data) per repository, then the live ones. When the
+	// events after that id are no longer all in the buffer, or the id is
+	// not one this server issued (an earlier run of the server, or not a
+	// number), `resync` follows `connected` and the stream continues live.
+	// A slow client whose stream the server closes reconnects the same
+	// way. A keepalive comment every 25 s. Connections are capped per
+	// client (the signed-in user, else the address) and in total.
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-	StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	StreamEvents(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListStacks List stacks
 	//
@@ -881,6 +924,9 @@ type ClientInterface interface {
 	// fetched into. At most one refresh of a repository runs at a time; a
 	// request that arrives during one gets the result of a run that started
 	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	// A sync that creates a run spends a token of the caller's sync bucket
+	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+	// it is empty); one that joins an already queued run costs none.
 	//
 	// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 	SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -920,61 +966,43 @@ type ClientInterface interface {
 	//
 	// Enabled only when a webhook secret is configured (else 404). The
 	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
+	// raw body), not by a session, and the signature is checked before
+	// anything parses the body. A verified delivery is never rate limited
+	// and never dropped: `ping` answers 204; a `push` for a managed mirror
+	// (matched by `repository.full_name`, case-insensitively) answers 202
+	// at once and queues a refresh; a push for an unknown or local
+	// repository, any other event, a repeated delivery id, and a verified
+	// body that cannot be parsed (logged) answer 204.
+	//
+	// Pushes are debounced: the refresh a push queues starts once no push
+	// for that repository arrived for `--webhook-debounce` (2 s), and at
+	// the latest `--webhook-max-delay` (10 s) after the first push it
+	// serves (or at once when a manual sync joins it; never while another
+	// refresh of the repository runs). So a burst of pushes costs one
+	// fetch, plus at most one more for pushes that arrive during it.
+	// `syncID` in the 202 names that run: it is queued when the answer is
+	// sent, starts after the push arrived, and can be followed at
+	// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+	//
+	// A request without a well-formed `X-Hub-Signature-256` or with a
+	// wrong one answers 401 and spends from its address's
+	// failed-authentication budget (`--auth-failure-rate-limit`); once
+	// that is spent, 429. A request without a well-formed signature
+	// header is refused before its body is read.
 	//
 	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
 	// repository, never file contents) is a few KiB to a few hundred KiB,
 	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
+	// delivery answers 413 before it is read. GitHub sends
+	// `application/json` or `application/x-www-form-urlencoded` (the JSON
+	// in the `payload` field); the body is taken as it is (no schema), so
+	// that its signature is checked first.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 	GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// GithubWebhook GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/json` content type.
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// GithubWebhookWithFormdataBody GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type.
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetHealth Liveness probe
 	//
@@ -1235,14 +1263,39 @@ func (c *Client) GetBranchDiff(ctx context.Context, repoID RepoID, branch Branch
 
 // StreamEvents Server-sent events of a repository
 //
-// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-// comment every 25 s. Connections are capped per client and in total.
+// A `text/event-stream` of the repository's events. Each message has
+// an `id`, an `event` type and one `data` line of JSON:
+//
+// | event | data | when |
+// |---|---|---|
+// | `connected` | `StreamHello` | first, on every connection |
+// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+// | `sync_started` | `SyncResult` | a refresh started |
+// | `sync_finished` | `SyncResult` | a refresh succeeded |
+// | `sync_failed` | `SyncResult` | a refresh failed |
+// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+//
+// Event ids come from one sequence for the whole server and only
+// increase while it runs; they start at the server's start time in
+// microseconds, so the ids of an earlier run are smaller. The id of
+// `connected` (and `resync`) is the stream's position: every later
+// event of the repository follows it. A client that reconnects with
+// the id of the last event it received in `Last-Event-ID` (EventSource
+// does this by itself; `lastEventId` in the query does the same for
+// clients that cannot set headers) first gets every event of the
+// repository it missed, replayed from a buffer of the latest 256 events
+// (at most 1 MiB of data) per repository, then the live ones. When the
+// events after that id are no longer all in the buffer, or the id is
+// not one this server issued (an earlier run of the server, or not a
+// number), `resync` follows `connected` and the stream continues live.
+// A slow client whose stream the server closes reconnects the same
+// way. A keepalive comment every 25 s. Connections are capped per
+// client (the signed-in user, else the address) and in total.
 //
 // Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-func (c *Client) StreamEvents(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewStreamEventsRequest(c.Server, repoID)
+func (c *Client) StreamEvents(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStreamEventsRequest(c.Server, repoID, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1292,6 +1345,9 @@ func (c *Client) GetStack(ctx context.Context, repoID RepoID, root string, param
 // fetched into. At most one refresh of a repository runs at a time; a
 // request that arrives during one gets the result of a run that started
 // after it. Synchronous by default; `wait=false` answers 202 at once.
+// A sync that creates a run spends a token of the caller's sync bucket
+// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+// it is empty); one that joins an already queued run costs none.
 //
 // Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 func (c *Client) SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1371,82 +1427,44 @@ func (c *Client) GetView(ctx context.Context, repoID RepoID, params *GetViewPara
 //
 // Enabled only when a webhook secret is configured (else 404). The
 // delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
+// raw body), not by a session, and the signature is checked before
+// anything parses the body. A verified delivery is never rate limited
+// and never dropped: `ping` answers 204; a `push` for a managed mirror
+// (matched by `repository.full_name`, case-insensitively) answers 202
+// at once and queues a refresh; a push for an unknown or local
+// repository, any other event, a repeated delivery id, and a verified
+// body that cannot be parsed (logged) answer 204.
+//
+// Pushes are debounced: the refresh a push queues starts once no push
+// for that repository arrived for `--webhook-debounce` (2 s), and at
+// the latest `--webhook-max-delay` (10 s) after the first push it
+// serves (or at once when a manual sync joins it; never while another
+// refresh of the repository runs). So a burst of pushes costs one
+// fetch, plus at most one more for pushes that arrive during it.
+// `syncID` in the 202 names that run: it is queued when the answer is
+// sent, starts after the push arrived, and can be followed at
+// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+//
+// A request without a well-formed `X-Hub-Signature-256` or with a
+// wrong one answers 401 and spends from its address's
+// failed-authentication budget (`--auth-failure-rate-limit`); once
+// that is spent, 429. A request without a well-formed signature
+// header is refused before its body is read.
 //
 // Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 // payload at 25 MB, but a push delivery (ref, commits' metadata and the
 // repository, never file contents) is a few KiB to a few hundred KiB,
 // and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
+// delivery answers 413 before it is read. GitHub sends
+// `application/json` or `application/x-www-form-urlencoded` (the JSON
+// in the `payload` field); the body is taken as it is (no schema), so
+// that its signature is checked first.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 func (c *Client) GithubWebhookWithBody(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGithubWebhookRequestWithBody(c.Server, params, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GithubWebhook GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *Client) GithubWebhook(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGithubWebhookRequest(c.Server, params, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// GithubWebhookWithFormdataBody GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type.
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *Client) GithubWebhookWithFormdataBody(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGithubWebhookRequestWithFormdataBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1902,7 +1920,7 @@ func NewGetBranchDiffRequest(server string, repoID RepoID, branch BranchName, pa
 }
 
 // NewStreamEventsRequest constructs an http.Request for the StreamEvents method
-func NewStreamEventsRequest(server string, repoID RepoID) (*http.Request, error) {
+func NewStreamEventsRequest(server string, repoID RepoID, params *StreamEventsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -1927,9 +1945,51 @@ func NewStreamEventsRequest(server string, repoID RepoID) (*http.Request, error)
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.LastEventId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "lastEventId", *params.LastEventId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2264,28 +2324,6 @@ func NewGetViewRequest(server string, repoID RepoID, params *GetViewParams) (*ht
 	return req, nil
 }
 
-// NewGithubWebhookRequest calls the generic GithubWebhook builder with application/json body
-func NewGithubWebhookRequest(server string, params *GithubWebhookParams, body GithubWebhookJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewGithubWebhookRequestWithBody(server, params, "application/json", bodyReader)
-}
-
-// NewGithubWebhookRequestWithFormdataBody calls the generic GithubWebhook builder with application/x-www-form-urlencoded body
-func NewGithubWebhookRequestWithFormdataBody(server string, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	bodyStr, err := runtime.MarshalForm(body, nil)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = strings.NewReader(bodyStr.Encode())
-	return NewGithubWebhookRequestWithBody(server, params, "application/x-www-form-urlencoded", bodyReader)
-}
-
 // NewGithubWebhookRequestWithBody constructs an http.Request for the GithubWebhook method, with any body, and a specified content type
 func NewGithubWebhookRequestWithBody(server string, params *GithubWebhookParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
@@ -2596,15 +2634,40 @@ type ClientWithResponsesInterface interface {
 
 	// StreamEventsWithResponse Server-sent events of a repository
 	//
-	// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-	// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-	// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-	// comment every 25 s. Connections are capped per client and in total.
+	// A `text/event-stream` of the repository's events. Each message has
+	// an `id`, an `event` type and one `data` line of JSON:
+	//
+	// | event | data | when |
+	// |---|---|---|
+	// | `connected` | `StreamHello` | first, on every connection |
+	// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+	// | `sync_started` | `SyncResult` | a refresh started |
+	// | `sync_finished` | `SyncResult` | a refresh succeeded |
+	// | `sync_failed` | `SyncResult` | a refresh failed |
+	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	//
+	// Event ids come from one sequence for the whole server and only
+	// increase while it runs; they start at the server's start time in
+	// microseconds, so the ids of an earlier run are smaller. The id of
+	// `connected` (and `resync`) is the stream's position: every later
+	// event of the repository follows it. A client that reconnects with
+	// the id of the last event it received in `Last-Event-ID` (EventSource
+	// does this by itself; `lastEventId` in the query does the same for
+	// clients that cannot set headers) first gets every event of the
+	// repository it missed, replayed from a buffer of the latest 256 events
+	// (at most 1 MiB of data) per repository, then the live ones. When the
+	// events after that id are no longer all in the buffer, or the id is
+	// not one this server issued (an earlier run of the server, or not a
+	// number), `resync` follows `connected` and the stream continues live.
+	// A slow client whose stream the server closes reconnects the same
+	// way. A keepalive comment every 25 s. Connections are capped per
+	// client (the signed-in user, else the address) and in total.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-	StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
+	StreamEventsWithResponse(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
 	// ListStacksWithResponse List stacks
 	//
@@ -2629,6 +2692,9 @@ type ClientWithResponsesInterface interface {
 	// fetched into. At most one refresh of a repository runs at a time; a
 	// request that arrives during one gets the result of a run that started
 	// after it. Synchronous by default; `wait=false` answers 202 at once.
+	// A sync that creates a run spends a token of the caller's sync bucket
+	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+	// it is empty); one that joins an already queued run costs none.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2676,61 +2742,43 @@ type ClientWithResponsesInterface interface {
 	//
 	// Enabled only when a webhook secret is configured (else 404). The
 	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
+	// raw body), not by a session, and the signature is checked before
+	// anything parses the body. A verified delivery is never rate limited
+	// and never dropped: `ping` answers 204; a `push` for a managed mirror
+	// (matched by `repository.full_name`, case-insensitively) answers 202
+	// at once and queues a refresh; a push for an unknown or local
+	// repository, any other event, a repeated delivery id, and a verified
+	// body that cannot be parsed (logged) answer 204.
+	//
+	// Pushes are debounced: the refresh a push queues starts once no push
+	// for that repository arrived for `--webhook-debounce` (2 s), and at
+	// the latest `--webhook-max-delay` (10 s) after the first push it
+	// serves (or at once when a manual sync joins it; never while another
+	// refresh of the repository runs). So a burst of pushes costs one
+	// fetch, plus at most one more for pushes that arrive during it.
+	// `syncID` in the 202 names that run: it is queued when the answer is
+	// sent, starts after the push arrived, and can be followed at
+	// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+	//
+	// A request without a well-formed `X-Hub-Signature-256` or with a
+	// wrong one answers 401 and spends from its address's
+	// failed-authentication budget (`--auth-failure-rate-limit`); once
+	// that is spent, 429. A request without a well-formed signature
+	// header is refused before its body is read.
 	//
 	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
 	// repository, never file contents) is a few KiB to a few hundred KiB,
 	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
+	// delivery answers 413 before it is read. GitHub sends
+	// `application/json` or `application/x-www-form-urlencoded` (the JSON
+	// in the `payload` field); the body is taken as it is (no schema), so
+	// that its signature is checked first.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 	GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
-
-	// GithubWebhookWithResponse GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
-
-	// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
-	//
-	// Enabled only when a webhook secret is configured (else 404). The
-	// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-	// raw body), not by a session. `ping` answers 204; a `push` for a managed
-	// mirror (matched by `repository.full_name`, case-insensitively) triggers
-	// its refresh and answers 202 at once; a push for an unknown or local
-	// repository, any other event and a repeated delivery id answer 204.
-	//
-	// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-	// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-	// repository, never file contents) is a few KiB to a few hundred KiB,
-	// and stackd only reads the repository's name from it. A larger
-	// delivery answers 413 before it is read.
-	//
-	// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-	GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error)
 
 	// GetHealthWithResponse Liveness probe
 	//
@@ -5637,16 +5685,41 @@ func (c *ClientWithResponses) GetBranchDiffWithResponse(ctx context.Context, rep
 
 // StreamEventsWithResponse Server-sent events of a repository
 //
-// A `text/event-stream` of `connected`, `sync_started`, `sync_finished`
-// (a SyncResult), `sync_failed` (a SyncResult), `view_updated`
-// (`{version}`) and `branch_switched` (`{from, to}`), with a keepalive
-// comment every 25 s. Connections are capped per client and in total.
+// A `text/event-stream` of the repository's events. Each message has
+// an `id`, an `event` type and one `data` line of JSON:
+//
+// | event | data | when |
+// |---|---|---|
+// | `connected` | `StreamHello` | first, on every connection |
+// | `resync` | `StreamHello` | right after `connected` when the `Last-Event-ID` sent could not be honoured: reload the view (and the sync history) |
+// | `sync_started` | `SyncResult` | a refresh started |
+// | `sync_finished` | `SyncResult` | a refresh succeeded |
+// | `sync_failed` | `SyncResult` | a refresh failed |
+// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
+// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+//
+// Event ids come from one sequence for the whole server and only
+// increase while it runs; they start at the server's start time in
+// microseconds, so the ids of an earlier run are smaller. The id of
+// `connected` (and `resync`) is the stream's position: every later
+// event of the repository follows it. A client that reconnects with
+// the id of the last event it received in `Last-Event-ID` (EventSource
+// does this by itself; `lastEventId` in the query does the same for
+// clients that cannot set headers) first gets every event of the
+// repository it missed, replayed from a buffer of the latest 256 events
+// (at most 1 MiB of data) per repository, then the live ones. When the
+// events after that id are no longer all in the buffer, or the id is
+// not one this server issued (an earlier run of the server, or not a
+// number), `resync` follows `connected` and the stream continues live.
+// A slow client whose stream the server closes reconnects the same
+// way. A keepalive comment every 25 s. Connections are capped per
+// client (the signed-in user, else the address) and in total.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/repos/{repoID}/events (the `StreamEvents` operationId).
-func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, repoID RepoID, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
-	rsp, err := c.StreamEvents(ctx, repoID, reqEditors...)
+func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, repoID RepoID, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error) {
+	rsp, err := c.StreamEvents(ctx, repoID, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5688,6 +5761,9 @@ func (c *ClientWithResponses) GetStackWithResponse(ctx context.Context, repoID R
 // fetched into. At most one refresh of a repository runs at a time; a
 // request that arrives during one gets the result of a run that started
 // after it. Synchronous by default; `wait=false` answers 202 at once.
+// A sync that creates a run spends a token of the caller's sync bucket
+// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
+// it is empty); one that joins an already queued run costs none.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5759,74 +5835,44 @@ func (c *ClientWithResponses) GetViewWithResponse(ctx context.Context, repoID Re
 //
 // Enabled only when a webhook secret is configured (else 404). The
 // delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
+// raw body), not by a session, and the signature is checked before
+// anything parses the body. A verified delivery is never rate limited
+// and never dropped: `ping` answers 204; a `push` for a managed mirror
+// (matched by `repository.full_name`, case-insensitively) answers 202
+// at once and queues a refresh; a push for an unknown or local
+// repository, any other event, a repeated delivery id, and a verified
+// body that cannot be parsed (logged) answer 204.
+//
+// Pushes are debounced: the refresh a push queues starts once no push
+// for that repository arrived for `--webhook-debounce` (2 s), and at
+// the latest `--webhook-max-delay` (10 s) after the first push it
+// serves (or at once when a manual sync joins it; never while another
+// refresh of the repository runs). So a burst of pushes costs one
+// fetch, plus at most one more for pushes that arrive during it.
+// `syncID` in the 202 names that run: it is queued when the answer is
+// sent, starts after the push arrived, and can be followed at
+// `/api/v1/repos/{repoID}/syncs/{syncID}`.
+//
+// A request without a well-formed `X-Hub-Signature-256` or with a
+// wrong one answers 401 and spends from its address's
+// failed-authentication budget (`--auth-failure-rate-limit`); once
+// that is spent, 429. A request without a well-formed signature
+// header is refused before its body is read.
 //
 // Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
 // payload at 25 MB, but a push delivery (ref, commits' metadata and the
 // repository, never file contents) is a few KiB to a few hundred KiB,
 // and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
+// delivery answers 413 before it is read. GitHub sends
+// `application/json` or `application/x-www-form-urlencoded` (the JSON
+// in the `payload` field); the body is taken as it is (no schema), so
+// that its signature is checked first.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
 func (c *ClientWithResponses) GithubWebhookWithBodyWithResponse(ctx context.Context, params *GithubWebhookParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
 	rsp, err := c.GithubWebhookWithBody(ctx, params, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGithubWebhookResponse(rsp)
-}
-
-// GithubWebhookWithResponse GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *ClientWithResponses) GithubWebhookWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookJSONRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
-	rsp, err := c.GithubWebhook(ctx, params, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseGithubWebhookResponse(rsp)
-}
-
-// GithubWebhookWithFormdataBodyWithResponse GitHub webhook receiver
-//
-// Enabled only when a webhook secret is configured (else 404). The
-// delivery is authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the
-// raw body), not by a session. `ping` answers 204; a `push` for a managed
-// mirror (matched by `repository.full_name`, case-insensitively) triggers
-// its refresh and answers 202 at once; a push for an unknown or local
-// repository, any other event and a repeated delivery id answer 204.
-//
-// Bodies are limited to 1 MiB (`x-stackd-max-body`): GitHub caps any
-// payload at 25 MB, but a push delivery (ref, commits' metadata and the
-// repository, never file contents) is a few KiB to a few hundred KiB,
-// and stackd only reads the repository's name from it. A larger
-// delivery answers 413 before it is read.
-//
-// Takes a body of the `application/x-www-form-urlencoded` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /api/v1/webhooks/github (the `GithubWebhook` operationId).
-func (c *ClientWithResponses) GithubWebhookWithFormdataBodyWithResponse(ctx context.Context, params *GithubWebhookParams, body GithubWebhookFormdataRequestBody, reqEditors ...RequestEditorFn) (*GithubWebhookResponse, error) {
-	rsp, err := c.GithubWebhookWithFormdataBody(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,9 @@
 // sessions kept in the store behind an HttpOnly cookie, bearer ID tokens
 // verified against the issuer's keys, and the per-request Gate that runs
 // after the operation is found and before any body is read or validated:
-// client address, rate limits, principal, read-only, authentication, CSRF
-// and the audit log. Hosts refuses, on a loopback listener, requests whose
+// client address, principal, rate limits (per principal, else per address;
+// failed authentication in its own per-address bucket), read-only,
+// authentication, CSRF and the audit log. Hosts refuses, on a loopback listener, requests whose
 // Host is not a local name (DNS rebinding); CORS answers preflights before
 // routing.
 //
@@ -68,6 +69,7 @@ var (
 	DefaultSessionTTL = 12 * time.Hour
 	DefaultRate       = RateLimit{PerSecond: 20, Burst: 40}
 	DefaultSyncRate   = RateLimit{PerSecond: 1, Burst: 5}
+	DefaultFailRate   = RateLimit{PerSecond: 1, Burst: 10}
 )
 
 // loginTTL bounds the time between /auth/login and /auth/callback.
@@ -118,8 +120,19 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	SessionTTL time.Duration // default 12h
-	Rate       RateLimit     // API bucket per client, default 20/s burst 40
-	SyncRate   RateLimit     // sync, onboarding and webhook bucket, default 1/s burst 5
+	// Rate is the API bucket of each client (the signed-in principal, else
+	// the address): every request but health, readiness, the spec, /docs/
+	// and the GitHub webhook spends a token. Default 20/s burst 40.
+	Rate RateLimit
+	// SyncRate is the bucket of runs a client starts (per principal, else
+	// address): onboarding spends a token, a sync only when it creates a
+	// run (joining a queued run is free; see Charge). Default 1/s burst 5.
+	SyncRate RateLimit
+	// FailRate is the bucket of failed authentication per address: bad or
+	// refused bearer tokens and sessions, and GitHub webhooks without a
+	// valid signature. Once it is spent such requests answer 429; it is
+	// never a signed-in user's bucket. Default 1/s burst 10.
+	FailRate RateLimit
 }
 
 // Principal is the authenticated caller.
@@ -150,6 +163,8 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	clientIPKey
+	clientKeyKey
+	chargeKey
 )
 
 // PrincipalFrom returns the principal the gate found for a request.
@@ -166,6 +181,15 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 // ClientIP returns the client address the gate settled on ("" outside it).
 func ClientIP(ctx context.Context) string {
 	s, _ := ctx.Value(clientIPKey).(string)
+	return s
+}
+
+// ClientKey returns the key of the caller's rate-limit buckets as the gate
+// settled it: "user:<subject>" for a signed-in principal, else
+// "ip:<address>" ("" outside the gate). Per-client caps (event streams) use
+// it too.
+func ClientKey(ctx context.Context) string {
+	s, _ := ctx.Value(clientKeyKey).(string)
 	return s
 }
 
@@ -195,7 +219,7 @@ type Auth struct {
 
 	allowEmails, allowDomains, allowGroups map[string]bool
 
-	apiLimit, syncLimit *limiter
+	apiLimit, syncLimit, failLimit *limiter
 }
 
 // ErrConfig reports an unusable configuration.
@@ -231,6 +255,7 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		allowGroups:  set(c.AllowedGroups),
 		apiLimit:     newLimiter(c.Rate, DefaultRate),
 		syncLimit:    newLimiter(c.SyncRate, DefaultSyncRate),
+		failLimit:    newLimiter(c.FailRate, DefaultFailRate),
 	}
 	if c.BaseURL != "" {
 		origin, err := parseOrigin(c.BaseURL, true)

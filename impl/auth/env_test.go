@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/stackd/stackd/impl/auth/authtest"
+	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/validate"
 )
@@ -33,6 +36,11 @@ security:
   - cookieAuth: []
   - bearerAuth: []
 paths:
+  /healthz:
+    get:
+      operationId: getHealth
+      security: [{}]
+      responses: {"200": {description: ok}}
   /api/v1/config:
     get:
       operationId: getConfig
@@ -181,6 +189,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		BaseURL:  "http://" + srv.Listener.Addr().String(),
 		Rate:     RateLimit{PerSecond: -1},
 		SyncRate: RateLimit{PerSecond: -1},
+		FailRate: RateLimit{PerSecond: -1},
 	}
 	if o.mode == ModeOIDC {
 		e.idp = o.idp
@@ -236,13 +245,27 @@ type echoBody struct {
 	Groups  []string `json:"groups"`
 	Method  string   `json:"method"`
 	Client  string   `json:"client"`
+	Key     string   `json:"key"`
 }
 
+// echo answers what the gate let through. For a sync it plays a handler
+// that creates a run, and for the webhook one whose signature is wrong
+// unless the request carries X-Test-Signed: both call Charge and answer 429
+// when it refuses.
 func echo(w http.ResponseWriter, r *http.Request) {
 	var b echoBody
 	if route, ok := validate.RouteFrom(r.Context()); ok {
 		b.Op = route.Operation.OperationID
 	}
+	if b.Op == OpSyncRepo || b.Op == OpGitHubWebhook && r.Header.Get("X-Test-Signed") == "" {
+		var limited *LimitError
+		if err := Charge(r.Context()); errors.As(err, &limited) {
+			w.Header().Set("Retry-After", strconv.Itoa(limited.RetrySeconds()))
+			problem.Write(w, r, http.StatusTooManyRequests, problem.TooManyRequests, limited.Error())
+			return
+		}
+	}
+	b.Key = ClientKey(r.Context())
 	if p, ok := PrincipalFrom(r.Context()); ok {
 		b.Subject, b.Email, b.Name, b.Groups, b.Method = p.Subject, p.Email, p.Name, p.Groups, p.Method
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -17,6 +18,7 @@ import (
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/validate"
+	"github.com/stackd/stackd/impl/webhook"
 )
 
 // Operation ids with special treatment.
@@ -25,6 +27,8 @@ const (
 	OpCreateRepo    = "createRepo"
 	OpGitHubWebhook = "githubWebhook"
 	OpLogout        = "authLogout"
+	OpHealth        = "getHealth"
+	OpReady         = "getReady"
 )
 
 // MutatingExtension marks an operation that changes server state.
@@ -93,17 +97,32 @@ var databaseDown = &refusal{status: http.StatusServiceUnavailable, slug: problem
 
 // Gate returns the middleware that runs after the operation is found
 // (validate.Routes) and before the body is read or validated, in this order:
-// client address; rate limit (the stricter bucket for syncRepo, createRepo
-// and githubWebhook); principal from a bearer ID token or the session
-// cookie; read-only refusal of mutating operations; the posture's access
-// rule for anonymous callers (Config.Access of the operation's Level: 401
-// to sign in, or 403 where the posture has no users); CSRF on unsafe
-// cookie-authenticated or anonymous requests; and the audit of every
-// mutating operation. doc gives the global security that applies to
-// operations without their own.
+// client address; principal from a bearer ID token or the session cookie;
+// rate limits (see below); read-only refusal of mutating operations; a
+// refusal of bad credentials; the posture's access rule for anonymous
+// callers (Config.Access of the operation's Level: 401 to sign in, or 403
+// where the posture has no users); CSRF on unsafe cookie-authenticated or
+// anonymous requests; and the audit of every mutating operation (a 429 is
+// not audited). doc gives the global security that applies to operations
+// without their own.
 //
-// Requests outside the contract (no validated route: sign-in endpoints,
-// docs) get only the client address and the rate limit.
+// Rate limits, each a token bucket (answering 429 with Retry-After):
+//
+//   - not limited: /healthz and /readyz (getHealth, getReady) and the
+//     requests outside the contract (the spec, /docs/);
+//   - a request whose credentials are refused spends from the failed
+//     authentication bucket of its address (Config.FailRate) and nothing
+//     else, never from a user's bucket;
+//   - the GitHub webhook (whose session or bearer credentials, if any, are
+//     ignored) spends nothing when its signature verifies: one
+//     without a well-formed X-Hub-Signature-256 header spends a failed
+//     authentication token here, before its body is read; one whose
+//     signature is wrong is charged by the handler (Charge);
+//   - every other request spends from the API bucket (Config.Rate) of its
+//     client: the signed-in principal, else the address (ClientKey);
+//     onboarding also spends from the client's sync bucket
+//     (Config.SyncRate), and a sync is charged a sync token by the handler
+//     only when it creates a run (Charge; joining a queued run is free).
 func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 	var global openapi3.SecurityRequirements
 	if doc != nil {
@@ -113,32 +132,58 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ip := a.clientIP(r)
 			ctx := context.WithValue(r.Context(), clientIPKey, ip)
-			r = r.WithContext(ctx)
-
 			route, hasRoute := validate.RouteFrom(ctx)
+			if !hasRoute {
+				// Outside the contract: the spec and Swagger UI,
+				// precomputed or static. Not limited.
+				next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, clientKeyKey, addrKey(ip))))
+				return
+			}
 			opID := ""
-			if hasRoute && route.Operation != nil {
+			if route.Operation != nil {
 				opID = route.Operation.OperationID
 			}
-			lim := a.apiLimit
-			if opID == OpSyncRepo || opID == OpCreateRepo || opID == OpGitHubWebhook {
-				lim = a.syncLimit
-			}
-			if ok, wait := lim.take(ip, a.now()); !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				problem.Write(w, r, http.StatusTooManyRequests, problem.TooManyRequests,
-					fmt.Sprintf("too many requests from %s; retry in %s", ip, retryText(wait)))
-				return
-			}
-			if !hasRoute {
-				next.ServeHTTP(w, r)
-				return
-			}
+			r = r.WithContext(ctx)
 
 			var (
-				p   *Principal
-				rec *recorder
+				p *Principal
+				f *refusal
 			)
+			if opID != OpGitHubWebhook {
+				// The webhook is authenticated by its signature alone:
+				// credentials on it are not looked at (a bad one must not
+				// refuse a verified push).
+				p, f = a.identify(r)
+			}
+			if f == databaseDown && a.cfg.Access(Classify(route.Operation, global)) == AccessAnonymous {
+				// The session cannot be looked up, and an anonymous
+				// caller may do this anyway: go on without it (health,
+				// readiness, public reads keep working).
+				p, f = nil, nil
+			}
+			if f != nil && opID == OpLogout {
+				// Signing out always works, even for a session the
+				// allowlists now refuse: the handler checks CSRF and
+				// deletes whatever session the cookie names.
+				p, f = nil, nil
+			}
+			key := addrKey(ip)
+			if p != nil {
+				key = "user:" + p.Subject
+			}
+			ctx = context.WithValue(r.Context(), clientKeyKey, key)
+			if opID != OpHealth && opID != OpReady {
+				var refused bool
+				// A store failure (500, or 503: the database is
+				// unreachable) is not a failed authentication.
+				failed := f != nil && f.status < http.StatusInternalServerError
+				if ctx, refused = a.limit(w, r.WithContext(ctx), opID, ip, key, failed); refused {
+					return
+				}
+			}
+			r = r.WithContext(ctx)
+
+			var rec *recorder
 			if Mutating(route) {
 				rec = &recorder{ResponseWriter: w}
 				w = rec
@@ -155,20 +200,6 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 					w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
 				}
 				problem.Write(w, r, f.status, f.slug, f.detail)
-			}
-
-			p, f := a.identify(r)
-			if f == databaseDown && a.cfg.Access(Classify(route.Operation, global)) == AccessAnonymous {
-				// The session cannot be looked up, and an anonymous
-				// caller may do this anyway: go on without it (health,
-				// readiness, public reads keep working).
-				p, f = nil, nil
-			}
-			if f != nil && opID == OpLogout {
-				// Signing out always works, even for a session the
-				// allowlists now refuse: the handler checks CSRF and
-				// deletes whatever session the cookie names.
-				p, f = nil, nil
 			}
 			if f != nil {
 				refuse(f)
@@ -203,6 +234,104 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+func addrKey(ip string) string { return "ip:" + ip }
+
+// limit applies the rate limits of a request (see Gate) and returns the
+// context for the rest of the chain, with the deferred charge of a sync or
+// webhook (Charge). When a bucket is empty it writes the 429 and reports
+// refused.
+func (a *Auth) limit(w http.ResponseWriter, r *http.Request, opID, ip, key string, failed bool) (ctx context.Context, refused bool) {
+	ctx = r.Context()
+	refuse := func(err *LimitError) (context.Context, bool) {
+		w.Header().Set("Retry-After", strconv.Itoa(err.RetrySeconds()))
+		problem.Write(w, r, http.StatusTooManyRequests, problem.TooManyRequests, err.Error())
+		return ctx, true
+	}
+	failure := func() error {
+		return a.spend(a.failLimit, addrKey(ip), "too many failed authentications from "+ip)
+	}
+	who := "from " + ip
+	if key != addrKey(ip) {
+		who = "for this user"
+	}
+	switch {
+	case failed:
+		if err := failure(); err != nil {
+			return refuse(err.(*LimitError))
+		}
+	case opID == OpGitHubWebhook:
+		if !webhook.WellFormed(r.Header.Get(webhook.HeaderSignature)) {
+			// It cannot verify: charged now, before its body is read.
+			if err := failure(); err != nil {
+				return refuse(err.(*LimitError))
+			}
+			return context.WithValue(ctx, chargeKey, func() error { return nil }), false
+		}
+		return context.WithValue(ctx, chargeKey, failure), false
+	default:
+		if err := a.spend(a.apiLimit, key, "too many requests "+who); err != nil {
+			return refuse(err.(*LimitError))
+		}
+		switch opID {
+		case OpCreateRepo:
+			if err := a.spend(a.syncLimit, key, "too many onboardings and syncs "+who); err != nil {
+				return refuse(err.(*LimitError))
+			}
+		case OpSyncRepo:
+			return context.WithValue(ctx, chargeKey, func() error {
+				return a.spend(a.syncLimit, key, "too many new syncs "+who)
+			}), false
+		}
+	}
+	return ctx, false
+}
+
+// spend takes a token of l's bucket for key, or returns a *LimitError
+// saying what was refused and when to retry.
+func (a *Auth) spend(l *limiter, key, what string) error {
+	ok, wait := l.take(key, a.now())
+	if ok {
+		return nil
+	}
+	return &LimitError{RetryAfter: wait, Detail: what + "; retry in " + retryText(wait)}
+}
+
+// ErrRateLimited is matched (errors.Is) by every *LimitError.
+var ErrRateLimited = errors.New("rate limited")
+
+// LimitError is a refusal by a rate limit.
+type LimitError struct {
+	// RetryAfter is when a token is available again.
+	RetryAfter time.Duration
+	// Detail is a one-line text for the problem's detail.
+	Detail string
+}
+
+func (e *LimitError) Error() string { return e.Detail }
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *LimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// RetrySeconds is RetryAfter in whole seconds, rounded up, at least 1 (for
+// the Retry-After header).
+func (e *LimitError) RetrySeconds() int {
+	return max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+}
+
+// Charge spends the token the gate deferred to the handler, and must be
+// called at most once per request: for a sync, a token of the client's
+// sync bucket, to be spent only when the sync creates a run (pass it to
+// refresh.Refresher.SyncIf); for the GitHub webhook, a failed
+// authentication token of the address, to be spent only when the
+// signature is wrong. It returns nil when there is nothing to charge or
+// the token was spent, and a *LimitError when the bucket is empty.
+func Charge(ctx context.Context) error {
+	if f, ok := ctx.Value(chargeKey).(func() error); ok && f != nil {
+		return f()
+	}
+	return nil
 }
 
 // identify finds the principal of r. No credentials is no principal and no

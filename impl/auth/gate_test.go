@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/validate"
@@ -374,45 +375,30 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
-func TestRateLimits(t *testing.T) {
-	clk := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	e := newEnv(t, envOpts{mode: ModeNone, clk: clk, cfg: func(c *Config) {
-		c.Rate = RateLimit{PerSecond: 1, Burst: 2}
-		c.SyncRate = RateLimit{PerSecond: 0.25, Burst: 1}
-		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	}})
-	from := func(ip string) map[string]string { return map[string]string{"X-Forwarded-For": ip} }
-	get := func(ip string) result {
-		return e.do(t, call{method: http.MethodGet, path: "/api/v1/repos", header: from(ip)})
-	}
-	sync := func(ip string) result {
-		return e.do(t, call{method: http.MethodPost, path: "/api/v1/repos/r/sync", header: from(ip)})
-	}
-	steps := []struct {
-		name       string
-		advance    time.Duration
-		do         func(string) result
-		ip         string
-		want       int
-		retryAfter string
-	}{
-		{"api 1", 0, get, "198.51.100.1", 200, ""},
-		{"api 2 (burst)", 0, get, "198.51.100.1", 200, ""},
-		{"api 3 limited", 0, get, "198.51.100.1", 429, "1"},
-		{"other client unaffected", 0, get, "198.51.100.2", 200, ""},
-		{"sync uses its own bucket", 0, sync, "198.51.100.1", 200, ""},
-		{"sync limited", 0, sync, "198.51.100.1", 429, "4"},
-		{"half a second later", 500 * time.Millisecond, get, "198.51.100.1", 429, "1"},
-		{"a second later", 500 * time.Millisecond, get, "198.51.100.1", 200, ""},
-		{"sync still limited", time.Second, sync, "198.51.100.1", 429, "2"},
-		{"sync refilled", 2 * time.Second, sync, "198.51.100.1", 200, ""},
-		{"webhook shares the sync bucket", 0, func(ip string) result {
-			return e.do(t, call{method: http.MethodPost, path: "/api/v1/webhooks/github", header: from(ip)})
-		}, "198.51.100.1", 429, "4"},
-	}
+// rlStep is one request of a rate-limit scenario.
+type rlStep struct {
+	name       string
+	advance    time.Duration
+	method     string
+	path       string
+	from       string            // X-Forwarded-For (the proxy is trusted)
+	header     map[string]string // more headers
+	want       int
+	retryAfter string
+	key        string // the bucket key the handler saw (200 only)
+}
+
+func runSteps(t *testing.T, e *env, clk *clock, steps []rlStep) {
+	t.Helper()
 	for _, st := range steps {
 		clk.Advance(st.advance)
-		r := st.do(st.ip)
+		h := map[string]string{"X-Forwarded-For": st.from}
+		maps.Copy(h, st.header)
+		method := st.method
+		if method == "" {
+			method = http.MethodGet
+		}
+		r := e.do(t, call{method: method, path: st.path, header: h})
 		if r.status != st.want {
 			t.Fatalf("%s: status %d, want %d: %s", st.name, r.status, st.want, r.body)
 		}
@@ -422,7 +408,129 @@ func TestRateLimits(t *testing.T) {
 		if st.want == 429 && r.slug != "too-many-requests" {
 			t.Errorf("%s: slug %q", st.name, r.slug)
 		}
+		if st.key != "" && r.echo.Key != st.key {
+			t.Errorf("%s: bucket key %q, want %q", st.name, r.echo.Key, st.key)
+		}
 	}
+}
+
+func TestRateLimits(t *testing.T) {
+	const a, b = "198.51.100.1", "198.51.100.2"
+	trust := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	t.Run("by principal, else by address", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeOIDC, clk: clk, cfg: func(c *Config) {
+			c.Rate = RateLimit{PerSecond: 1, Burst: 2}
+			c.PublicReads = true
+			c.TrustedProxies = trust
+		}})
+		u := bearer(e.token(t, jwt.MapClaims{"sub": "u"}))
+		v := bearer(e.token(t, jwt.MapClaims{"sub": "v"}))
+		runSteps(t, e, clk, []rlStep{
+			{name: "anonymous 1", path: "/api/v1/repos", from: a, want: 200, key: "ip:" + a},
+			{name: "anonymous 2 (burst)", path: "/api/v1/repos", from: a, want: 200},
+			{name: "anonymous 3", path: "/api/v1/repos", from: a, want: 429, retryAfter: "1"},
+			{name: "another address", path: "/api/v1/repos", from: b, want: 200, key: "ip:" + b},
+			{name: "a user at the spent address", path: "/api/v1/repos", from: a, header: u, want: 200, key: "user:u"},
+			{name: "the user again", path: "/api/v1/repos", from: b, header: u, want: 200},
+			{name: "the user spent, wherever from", path: "/api/v1/repos", from: b, header: u, want: 429, retryAfter: "1"},
+			{name: "another user at the same address", path: "/api/v1/repos", from: a, header: v, want: 200, key: "user:v"},
+			{name: "health is never limited", path: "/healthz", from: a, want: 200},
+			{name: "a second later", advance: time.Second, path: "/api/v1/repos", from: a, want: 200},
+		})
+		for range 20 {
+			runSteps(t, e, clk, []rlStep{{name: "health", path: "/healthz", from: a, want: 200}})
+		}
+	})
+
+	t.Run("failed authentication has its own bucket per address", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeOIDC, clk: clk, cfg: func(c *Config) {
+			c.Rate = RateLimit{PerSecond: 1, Burst: 2}
+			c.FailRate = RateLimit{PerSecond: 0.5, Burst: 2}
+			c.PublicReads = true
+			c.TrustedProxies = trust
+		}})
+		bad := bearer("not-a-token")
+		u := bearer(e.token(t, jwt.MapClaims{"sub": "u"}))
+		runSteps(t, e, clk, []rlStep{
+			{name: "bad token 1", path: "/api/v1/repos", from: a, header: bad, want: 401},
+			{name: "bad token 2", path: "/api/v1/repos", from: a, header: bad, want: 401},
+			{name: "bad token 3", path: "/api/v1/repos", from: a, header: bad, want: 429, retryAfter: "2"},
+			{name: "bad token 4", path: "/api/v1/repos", from: a, header: bad, want: 429, retryAfter: "2"},
+			{name: "bad tokens spent nothing of the address's API bucket", path: "/api/v1/repos", from: a, want: 200},
+			{name: "nor of a user's there", path: "/api/v1/repos", from: a, header: u, want: 200, key: "user:u"},
+			{name: "the user's sync", method: http.MethodPost, path: "/api/v1/repos/r/sync", from: a, header: u, want: 200},
+			{name: "a bad token elsewhere", path: "/api/v1/repos", from: b, header: bad, want: 401},
+			{name: "refilled", advance: 2 * time.Second, path: "/api/v1/repos", from: a, header: bad, want: 401},
+			{name: "health answers bad tokens without limit", path: "/healthz", from: a, header: bad, want: 401},
+			{name: "health again", path: "/healthz", from: a, header: bad, want: 401},
+			{name: "health a third time", path: "/healthz", from: a, header: bad, want: 401},
+		})
+	})
+
+	t.Run("syncs and onboardings", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeOIDC, clk: clk, cfg: func(c *Config) {
+			c.Rate = RateLimit{PerSecond: -1}
+			c.SyncRate = RateLimit{PerSecond: 0.25, Burst: 1}
+			c.TrustedProxies = trust
+		}})
+		u := bearer(e.token(t, jwt.MapClaims{"sub": "u"}))
+		v := bearer(e.token(t, jwt.MapClaims{"sub": "v"}))
+		runSteps(t, e, clk, []rlStep{
+			{name: "a sync that creates a run", method: http.MethodPost, path: "/api/v1/repos/r/sync", from: a, header: u, want: 200},
+			{name: "another", method: http.MethodPost, path: "/api/v1/repos/r/sync", from: a, header: u, want: 429, retryAfter: "4"},
+			{name: "another user at the address", method: http.MethodPost, path: "/api/v1/repos/r/sync", from: a, header: v, want: 200},
+			{name: "onboarding shares the sync bucket", method: http.MethodPost, path: "/api/v1/repos", from: a, header: u, want: 429, retryAfter: "4"},
+			{name: "refilled", advance: 4 * time.Second, method: http.MethodPost, path: "/api/v1/repos", from: a, header: u, want: 200},
+		})
+	})
+
+	t.Run("webhooks", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeNone, clk: clk, cfg: func(c *Config) {
+			c.Rate = RateLimit{PerSecond: 0.001, Burst: 1}
+			c.FailRate = RateLimit{PerSecond: 0.5, Burst: 1}
+			c.TrustedProxies = trust
+		}})
+		wellFormed := map[string]string{"X-Hub-Signature-256": "sha256=" + strings.Repeat("ab", 32)}
+		signed := map[string]string{"X-Hub-Signature-256": wellFormed["X-Hub-Signature-256"], "X-Test-Signed": "1"}
+		const hook = "/api/v1/webhooks/github"
+		steps := []rlStep{
+			{name: "the API bucket", path: "/api/v1/repos", from: a, want: 200},
+			{name: "spent", path: "/api/v1/repos", from: a, want: 429, retryAfter: "1000"},
+		}
+		for i := range 8 {
+			steps = append(steps, rlStep{name: fmt.Sprint("verified delivery ", i), method: http.MethodPost, path: hook, from: a, header: signed, want: 200})
+		}
+		steps = append(steps,
+			rlStep{name: "a wrong signature is charged by the handler", method: http.MethodPost, path: hook, from: a, header: wellFormed, want: 200},
+			rlStep{name: "the next is refused", method: http.MethodPost, path: hook, from: a, header: wellFormed, want: 429, retryAfter: "2"},
+			rlStep{name: "no signature: refused by the gate", method: http.MethodPost, path: hook, from: a, want: 429, retryAfter: "2"},
+			rlStep{name: "verified deliveries still pass", method: http.MethodPost, path: hook, from: a, header: signed, want: 200},
+			rlStep{name: "no signature elsewhere: charged by the gate", method: http.MethodPost, path: hook, from: b, want: 200},
+			rlStep{name: "and not again by the handler", method: http.MethodPost, path: hook, from: b, header: map[string]string{"X-Hub-Signature-256": "sha1=x"}, want: 429, retryAfter: "2"},
+		)
+		runSteps(t, e, clk, steps)
+	})
+
+	t.Run("credentials on a webhook are ignored", func(t *testing.T) {
+		clk := newClock(start)
+		e := newEnv(t, envOpts{mode: ModeOIDC, clk: clk, cfg: func(c *Config) {
+			c.FailRate = RateLimit{PerSecond: 0.001, Burst: 1}
+			c.TrustedProxies = trust
+		}})
+		bad := map[string]string{"Authorization": "Bearer bad"}
+		signedBad := map[string]string{"X-Hub-Signature-256": "sha256=" + strings.Repeat("ab", 32), "X-Test-Signed": "1", "Authorization": "Bearer bad"}
+		runSteps(t, e, clk, []rlStep{
+			{name: "a bad token spends the address's failures", path: "/api/v1/private", from: a, header: bad, want: 401},
+			{name: "spent", path: "/api/v1/private", from: a, header: bad, want: 429, retryAfter: "1000"},
+			{name: "a verified delivery with a bad token", method: http.MethodPost, path: "/api/v1/webhooks/github", from: a, header: signedBad, want: 200},
+		})
+	})
 }
 
 func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {

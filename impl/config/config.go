@@ -75,7 +75,16 @@ type Config struct {
 	AllowedRemoteHosts []string
 	// WebhookSecret enables the GitHub webhook receiver when set.
 	WebhookSecret string
-	// WatchDebounce is the watcher's quiet period. Default 100ms.
+	// WebhookDebounce is the quiet window of webhook pushes: the refresh a
+	// push queues starts once no push for that repository arrived for this
+	// long (so a burst costs one fetch). 0 starts it at once. Default 2s.
+	WebhookDebounce time.Duration
+	// WebhookMaxDelay caps that wait: the refresh starts at the latest this
+	// long after the first push it serves. At least WebhookDebounce.
+	// Default 10s.
+	WebhookMaxDelay time.Duration
+	// WatchDebounce is the watcher's quiet period. Default 100ms. A steady
+	// stream of changes still triggers every 10 quiet periods.
 	WatchDebounce time.Duration
 
 	// Auth is "none" or "oidc". Empty: none. A non-loopback Addr needs oidc
@@ -114,9 +123,15 @@ type Config struct {
 	// RateLimit is the per-client bucket of API requests, as
 	// "<per-second>/<burst>" or "off". Default "20/40".
 	RateLimit string
-	// SyncRateLimit is the stricter per-client bucket of syncs, onboarding
-	// and webhooks, same syntax. Default "1/5".
+	// SyncRateLimit is the per-client bucket of new runs, same syntax:
+	// onboarding spends a token, a sync only when it creates a run (one that
+	// joins a queued run is free). Default "1/5".
 	SyncRateLimit string
+	// AuthFailureRateLimit is the per-address bucket of failed
+	// authentication (refused bearer tokens and sessions, webhooks without a
+	// valid signature), same syntax; never a signed-in user's bucket.
+	// Default "1/10".
+	AuthFailureRateLimit string
 
 	// DatabaseURL (--database-url, STACKD_DATABASE_URL) selects the
 	// PostgreSQL engine of the store: a postgres:// or postgresql:// URL.
@@ -184,6 +199,10 @@ func Default() Config {
 		WatchDebounce: 100 * time.Millisecond,
 		RateLimit:     "20/40",
 		SyncRateLimit: "1/5",
+
+		WebhookDebounce:      2 * time.Second,
+		WebhookMaxDelay:      10 * time.Second,
+		AuthFailureRateLimit: "1/10",
 	}
 }
 
@@ -284,7 +303,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, rl := range []struct{ flag, v string }{{"--rate-limit", c.RateLimit}, {"--sync-rate-limit", c.SyncRateLimit}} {
+	if c.WebhookDebounce < 0 {
+		errs = append(errs, fmt.Errorf("--webhook-debounce %s: must be 0 (off) or positive", c.WebhookDebounce))
+	}
+	if c.WebhookMaxDelay < c.WebhookDebounce {
+		errs = append(errs, fmt.Errorf("--webhook-max-delay %s: must be at least --webhook-debounce (%s)", c.WebhookMaxDelay, c.WebhookDebounce))
+	}
+	for _, rl := range []struct{ flag, v string }{{"--rate-limit", c.RateLimit}, {"--sync-rate-limit", c.SyncRateLimit}, {"--auth-failure-rate-limit", c.AuthFailureRateLimit}} {
 		if _, _, _, err := ParseRate(rl.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", rl.flag, rl.v, err))
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRate(t *testing.T) {
@@ -54,6 +55,35 @@ func TestValidateRates(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "--sync-rate-limit") {
 		t.Fatalf("Validate() = %v, off is a valid sync rate", err)
+	}
+}
+
+func TestValidateWebhookDebounce(t *testing.T) {
+	tests := []struct {
+		debounce, maxDelay time.Duration
+		want               string
+	}{
+		{2 * time.Second, 10 * time.Second, ""},
+		{0, 0, ""},
+		{0, 10 * time.Second, ""},
+		{2 * time.Second, 2 * time.Second, ""},
+		{-time.Second, 10 * time.Second, "--webhook-debounce"},
+		{5 * time.Second, 2 * time.Second, "--webhook-max-delay"},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.WebhookDebounce, c.WebhookMaxDelay = tt.debounce, tt.maxDelay
+		err := c.Validate()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("debounce %s, max %s: %v, want %q", tt.debounce, tt.maxDelay, err, tt.want)
+		}
+	}
+	c := Default()
+	c.DataDir = t.TempDir()
+	c.AuthFailureRateLimit = "often"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--auth-failure-rate-limit") {
+		t.Fatalf("bad failure rate: %v", err)
 	}
 }
 

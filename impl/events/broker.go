@@ -2,25 +2,44 @@
 // publish per-repository events (sync started/finished/failed, view updated,
 // branch switched) and API clients follow them over text/event-stream.
 //
-// Publish never blocks. Each subscription has a bounded buffer; a subscriber
-// that falls so far behind that its buffer is full when the next event
-// arrives is closed (not silently thinned): its stream ends, the browser's
-// EventSource reconnects, and the fresh "connected" event tells the client
-// to refetch state. Dropping individual events instead could lose a
-// sync_finished and leave a client showing a sync that never ends.
+// Every published event gets an id from one broker-wide sequence, monotonic
+// for the broker's (the server's) lifetime. The sequence starts at the
+// broker's creation time in microseconds, so the ids of an earlier run of
+// the server are smaller than every id of this one (as long as the clock
+// does not step back across a restart). Each repository keeps its latest
+// events in a bounded buffer (Limits.Replay events and Limits.ReplayBytes of
+// encoded data). A client that reconnects with the id of the last event it
+// saw (Last-Event-ID) gets what it missed from that buffer (Resume); when
+// the events after that id are no longer all buffered, or the id is not one
+// this broker could have issued, it is told to reload instead (a resync
+// event).
 //
-// Connections are limited per client key (typically the remote address) and
-// in total; see Limits.
+// Publish never blocks. Each subscription has a bounded channel; a
+// subscriber that falls so far behind that its channel is full when the
+// next event arrives is closed (not silently thinned): its stream ends, the
+// browser's EventSource reconnects with Last-Event-ID, and the buffer
+// replays what it missed (or tells it to resync). Dropping individual events
+// instead could lose a sync_finished and leave a client showing a sync that
+// never ends.
+//
+// Connections are limited per client key (the signed-in principal, else the
+// address) and in total; see Limits.
 package events
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Event type names sent by the server.
 const (
 	Connected      = "connected"
+	Resync         = "resync"
 	SyncStarted    = "sync_started"
 	SyncFinished   = "sync_finished"
 	SyncFailed     = "sync_failed"
@@ -32,8 +51,12 @@ const (
 const ContentType = "text/event-stream"
 
 // Event is one message for the subscribers of a repository. Data is
-// JSON-encoded into the event's data line.
+// JSON-encoded into the event's data line; Publish encodes it once, and the
+// events a subscription receives carry that encoding (a value whose
+// MarshalJSON returns it). ID is set by Publish (any value given is
+// ignored).
 type Event struct {
+	ID   uint64
 	Type string
 	Data any
 }
@@ -47,16 +70,22 @@ var (
 	// ErrSlowSubscriber is the reason a subscription was closed by the
 	// broker because its buffer was full when an event was published.
 	ErrSlowSubscriber = errors.New("events: subscriber too slow, closed")
+	// ErrBadEvent reports an event that cannot be framed: an empty type, a
+	// type containing a line break, or data that does not encode as JSON.
+	ErrBadEvent = errors.New("events: bad event")
 )
 
 // Default limits used for zero (or negative) Limits fields.
 const (
-	DefaultPerClient = 8
-	DefaultTotal     = 256
-	DefaultBuffer    = 64
+	DefaultPerClient   = 8
+	DefaultTotal       = 256
+	DefaultBuffer      = 64
+	DefaultReplay      = 256
+	DefaultReplayBytes = 1 << 20
 )
 
-// Limits bounds the broker's subscriptions. Zero fields take the defaults.
+// Limits bounds the broker's subscriptions and replay buffers. Zero fields
+// take the defaults.
 type Limits struct {
 	// PerClient is the maximum number of open subscriptions per client key.
 	PerClient int
@@ -65,6 +94,12 @@ type Limits struct {
 	// Buffer is the number of events buffered per subscription before the
 	// subscription is closed as too slow.
 	Buffer int
+	// Replay is the number of a repository's latest events kept for
+	// clients that reconnect (Resume).
+	Replay int
+	// ReplayBytes bounds the encoded data of the events kept per
+	// repository; the oldest go first (the latest event is always kept).
+	ReplayBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -77,26 +112,52 @@ func (l Limits) withDefaults() Limits {
 	if l.Buffer <= 0 {
 		l.Buffer = DefaultBuffer
 	}
+	if l.Replay <= 0 {
+		l.Replay = DefaultReplay
+	}
+	if l.ReplayBytes <= 0 {
+		l.ReplayBytes = DefaultReplayBytes
+	}
 	return l
 }
 
-// Broker fans events out to the subscribers of each repository. It is safe
-// for concurrent use.
+// Broker fans events out to the subscribers of each repository and keeps
+// each repository's latest events for replay. It is safe for concurrent use.
 type Broker struct {
 	limits Limits
 
+	start uint64 // ids issued by this broker are above it
+
 	mu      sync.Mutex
-	repos   map[string]map[*Subscription]struct{}
+	seq     uint64 // the last id issued (start before the first)
+	repos   map[string]*repoState
 	clients map[string]int
 	total   int
 	closed  bool
 }
 
-// NewBroker returns a broker enforcing l.
+// repoState is one repository's subscribers and replay buffer.
+type repoState struct {
+	subs map[*Subscription]struct{}
+	// ring holds the latest events, oldest first; every event of the
+	// repository with an id above floor is in it.
+	ring  []Event
+	bytes int
+	floor uint64
+}
+
+// NewBroker returns a broker enforcing l. Its ids start above the current
+// time in microseconds.
 func NewBroker(l Limits) *Broker {
+	return newBroker(l, uint64(time.Now().UnixMicro()))
+}
+
+func newBroker(l Limits, start uint64) *Broker {
 	return &Broker{
 		limits:  l.withDefaults(),
-		repos:   make(map[string]map[*Subscription]struct{}),
+		start:   start,
+		seq:     start,
+		repos:   make(map[string]*repoState),
 		clients: make(map[string]int),
 	}
 }
@@ -108,19 +169,80 @@ type Subscription struct {
 	client string
 	ch     chan Event
 
+	// Set at subscription, read only by the streamer.
+	position uint64  // the stream's position: every event after it is delivered
+	replay   []Event // buffered events after the client's last id, sent first
+	resync   bool    // the client's last id could not be honoured: reload
+
 	// Guarded by b.mu.
 	closed bool
 	reason error // nil for Close/Broker.Close, ErrSlowSubscriber on overflow
 }
 
+func (b *Broker) state(repoID string) *repoState {
+	st := b.repos[repoID]
+	if st == nil {
+		// No event of repoID was published before: all of them (none)
+		// are buffered.
+		st = &repoState{subs: make(map[*Subscription]struct{}), floor: b.start}
+		b.repos[repoID] = st
+	}
+	return st
+}
+
 // Subscribe opens a subscription to repoID's events for the client with key
-// client (an empty key is a key like any other). It returns an error wrapping
-// ErrTooManyConnections when the client already holds Limits.PerClient
-// subscriptions or the broker holds Limits.Total, and ErrClosed after Close.
-// The caller must Close the subscription (Stream and StreamBody do).
+// client (an empty key is a key like any other), starting with the next
+// event published. It returns an error wrapping ErrTooManyConnections when
+// the client already holds Limits.PerClient subscriptions or the broker
+// holds Limits.Total, and ErrClosed after Close. The caller must Close the
+// subscription (Stream and StreamBody do).
 func (b *Broker) Subscribe(repoID, client string) (*Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	s, err := b.subscribeLocked(repoID, client)
+	if err != nil {
+		return nil, err
+	}
+	s.position = b.seq
+	return s, nil
+}
+
+// Resume is Subscribe for a client that reconnects: lastID is the id of the
+// last event it received (the Last-Event-ID header; "" for none, which is
+// plain Subscribe). When every event of repoID published after lastID is
+// still buffered, the stream replays them before the live events and its
+// position is lastID. Otherwise (an id that does not parse, that this
+// broker has not issued, or whose successors were dropped from the buffer)
+// the stream starts live and tells the client to resync.
+func (b *Broker) Resume(repoID, client, lastID string) (*Subscription, error) {
+	if strings.TrimSpace(lastID) == "" {
+		return b.Subscribe(repoID, client)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, err := b.subscribeLocked(repoID, client)
+	if err != nil {
+		return nil, err
+	}
+	s.position = b.seq
+	last, perr := strconv.ParseUint(strings.TrimSpace(lastID), 10, 64)
+	st := b.repos[repoID]
+	switch {
+	case perr != nil, last > b.seq, last < st.floor:
+		s.resync = true
+	default:
+		s.position = last
+		for i, ev := range st.ring {
+			if ev.ID > last {
+				s.replay = append([]Event(nil), st.ring[i:]...)
+				break
+			}
+		}
+	}
+	return s, nil
+}
+
+func (b *Broker) subscribeLocked(repoID, client string) (*Subscription, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
@@ -131,30 +253,74 @@ func (b *Broker) Subscribe(repoID, client string) (*Subscription, error) {
 		return nil, ErrTooManyConnections
 	}
 	s := &Subscription{b: b, repo: repoID, client: client, ch: make(chan Event, b.limits.Buffer)}
-	subs := b.repos[repoID]
-	if subs == nil {
-		subs = make(map[*Subscription]struct{})
-		b.repos[repoID] = subs
-	}
-	subs[s] = struct{}{}
+	b.state(repoID).subs[s] = struct{}{}
 	b.clients[client]++
 	b.total++
 	return s, nil
 }
 
-// Publish delivers ev to every current subscriber of repoID without
-// blocking. A subscriber whose buffer is full is closed with
-// ErrSlowSubscriber (see the package documentation).
-func (b *Broker) Publish(repoID string, ev Event) {
+// Publish encodes ev once, gives it the next id, keeps it in repoID's
+// replay buffer and delivers it to every current subscriber of repoID
+// without blocking. A subscriber whose channel is full is closed with
+// ErrSlowSubscriber (see the package documentation). An event that cannot
+// be framed is refused with an error wrapping ErrBadEvent: nothing is
+// delivered and no id is used.
+func (b *Broker) Publish(repoID string, ev Event) error {
+	if ev.Type == "" || strings.ContainsAny(ev.Type, "\r\n") {
+		return fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
+	}
+	data, err := encode(ev.Data)
+	if err != nil {
+		return fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
+	}
+	ev.Data = data
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for s := range b.repos[repoID] {
+	b.seq++
+	ev.ID = b.seq
+	st := b.state(repoID)
+	st.ring = append(st.ring, ev)
+	st.bytes += len(data)
+	for len(st.ring) > 1 && (len(st.ring) > b.limits.Replay || st.bytes > b.limits.ReplayBytes) {
+		old := st.ring[0]
+		st.ring[0] = Event{}
+		st.ring = st.ring[1:]
+		st.bytes -= len(old.Data.(encoded))
+		st.floor = old.ID
+	}
+	for s := range st.subs {
 		select {
 		case s.ch <- ev:
 		default:
 			b.closeLocked(s, ErrSlowSubscriber)
 		}
 	}
+	return nil
+}
+
+// encoded is event data as Publish encoded it: one line of JSON.
+type encoded []byte
+
+// MarshalJSON returns the encoding itself.
+func (e encoded) MarshalJSON() ([]byte, error) { return e, nil }
+
+// encode returns data as one line of JSON: what Publish encoded as it is,
+// anything else through json.Marshal (which never emits raw line breaks;
+// a json.RawMessage is checked and compacted by it).
+func encode(data any) (encoded, error) {
+	if e, ok := data.(encoded); ok {
+		return e, nil
+	}
+	b, err := json.Marshal(data)
+	return encoded(b), err
+}
+
+// LastID returns the id of the latest event published (the start value
+// before the first).
+func (b *Broker) LastID() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seq
 }
 
 // Subscribers returns the number of open subscriptions.
@@ -171,8 +337,8 @@ func (b *Broker) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
-	for _, subs := range b.repos {
-		for s := range subs {
+	for _, st := range b.repos {
+		for s := range st.subs {
 			b.closeLocked(s, nil)
 		}
 	}
@@ -187,10 +353,8 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 	s.closed = true
 	s.reason = reason
 	close(s.ch)
-	subs := b.repos[s.repo]
-	delete(subs, s)
-	if len(subs) == 0 {
-		delete(b.repos, s.repo)
+	if st := b.repos[s.repo]; st != nil {
+		delete(st.subs, s)
 	}
 	if b.clients[s.client]--; b.clients[s.client] <= 0 {
 		delete(b.clients, s.client)
@@ -198,9 +362,20 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 	b.total--
 }
 
-// Events returns the channel of the subscription's events. It is closed when
-// the subscription is closed, after any events still buffered.
+// Events returns the channel of the subscription's live events. It is
+// closed when the subscription is closed, after any events still buffered.
 func (s *Subscription) Events() <-chan Event { return s.ch }
+
+// Position is the id the stream starts after: the client's last id when
+// Resume replays, else the latest id at subscription.
+func (s *Subscription) Position() uint64 { return s.position }
+
+// Replay returns the buffered events Resume found after the client's last
+// id, oldest first (they precede every event of Events).
+func (s *Subscription) Replay() []Event { return s.replay }
+
+// NeedsResync reports whether Resume could not honour the client's last id.
+func (s *Subscription) NeedsResync() bool { return s.resync }
 
 // Close ends the subscription and frees its connection slot. It is
 // idempotent and safe to call concurrently with Publish.

@@ -29,6 +29,15 @@ func assertEmpty(t *testing.T, s *Subscription) {
 	}
 }
 
+// testBroker is a broker whose ids start at 1.
+func testBroker(l Limits) *Broker { return newBroker(l, 0) }
+
+// dataOf is the encoded data of a received event.
+func dataOf(ev Event) string {
+	e, _ := ev.Data.(encoded)
+	return string(e)
+}
+
 func mustSubscribe(t *testing.T, b *Broker, repo, client string) *Subscription {
 	t.Helper()
 	s, err := b.Subscribe(repo, client)
@@ -39,7 +48,7 @@ func mustSubscribe(t *testing.T, b *Broker, repo, client string) *Subscription {
 }
 
 func TestPublishFanOutPerRepo(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	a1 := mustSubscribe(t, b, "a", "c1")
 	a2 := mustSubscribe(t, b, "a", "c2")
 	bb := mustSubscribe(t, b, "b", "c1")
@@ -49,12 +58,12 @@ func TestPublishFanOutPerRepo(t *testing.T) {
 	b.Publish("nobody", Event{Type: SyncFailed})
 
 	for _, s := range []*Subscription{a1, a2} {
-		if ev, _ := recvNow(t, s); ev.Type != SyncStarted || ev.Data != 1 {
+		if ev, _ := recvNow(t, s); ev.Type != SyncStarted || dataOf(ev) != "1" || ev.ID != 1 {
 			t.Fatalf("repo a got %+v", ev)
 		}
 		assertEmpty(t, s)
 	}
-	if ev, _ := recvNow(t, bb); ev.Type != ViewUpdated || ev.Data != 2 {
+	if ev, _ := recvNow(t, bb); ev.Type != ViewUpdated || dataOf(ev) != "2" || ev.ID != 2 {
 		t.Fatalf("repo b got %+v", ev)
 	}
 	assertEmpty(t, bb)
@@ -118,7 +127,7 @@ func TestLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := NewBroker(tt.limits)
+			b := testBroker(tt.limits)
 			var opened []*Subscription
 			for i, st := range tt.steps {
 				switch st.op {
@@ -150,7 +159,7 @@ func repeat[T any](v T, n int) []T {
 }
 
 func TestDefaultTotal(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	for i := range DefaultTotal {
 		mustSubscribe(t, b, "r", fmt.Sprint(i))
 	}
@@ -165,7 +174,7 @@ func TestDefaultTotal(t *testing.T) {
 // keeps up must get everything.
 func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 	const buffer, total = 4, 50
-	b := NewBroker(Limits{Buffer: buffer, PerClient: 2, Total: 2})
+	b := testBroker(Limits{Buffer: buffer, PerClient: 2, Total: 2})
 	slow := mustSubscribe(t, b, "r", "c")
 	fast := mustSubscribe(t, b, "r", "c")
 
@@ -175,7 +184,7 @@ func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 		defer close(done)
 		for i := range total {
 			b.Publish("r", Event{Type: ViewUpdated, Data: i})
-			got <- (<-fast.Events()).Data.(int) // keep up: drain what was just sent
+			got <- int((<-fast.Events()).ID) - 1 // keep up: drain what was just sent
 		}
 	}()
 	select {
@@ -197,7 +206,7 @@ func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 
 	for i := range buffer {
 		ev, ok := <-slow.Events()
-		if !ok || ev.Data != i {
+		if !ok || dataOf(ev) != fmt.Sprint(i) {
 			t.Fatalf("slow event %d = %+v, %v", i, ev, ok)
 		}
 	}
@@ -220,7 +229,7 @@ func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 
 // TestConcurrentPublishSubscribeClose is for the race detector.
 func TestConcurrentPublishSubscribeClose(t *testing.T) {
-	b := NewBroker(Limits{Buffer: 2, PerClient: 100, Total: 100})
+	b := testBroker(Limits{Buffer: 2, PerClient: 100, Total: 100})
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -254,7 +263,7 @@ func TestConcurrentPublishSubscribeClose(t *testing.T) {
 }
 
 func TestBrokerClose(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	s := mustSubscribe(t, b, "r", "c")
 	b.Publish("r", Event{Type: SyncStarted})
 	b.Close()

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +12,6 @@ import (
 	"sync"
 	"time"
 )
-
-// ErrBadEvent reports an event Stream cannot frame: an empty type, a type
-// containing a line break, or data that does not encode as JSON.
-var ErrBadEvent = errors.New("events: bad event")
 
 var keepaliveLine = []byte(": keepalive\n\n")
 
@@ -29,25 +24,28 @@ func SetHeaders(h http.Header) {
 }
 
 // Stream writes sub's events to w as server-sent events and closes sub when
-// it returns. It first writes a "connected" event whose data is hello, then
-// each event as
+// it returns. Each event is written as
 //
 //	id: <n>
 //	event: <type>
 //	data: <json>
 //
-// (followed by a blank line) where n numbers the events written on this
-// stream from 1 (the connected event), and a comment line ": keepalive"
-// (followed by a blank line) on each receive from keepalive (a nil channel
-// disables keepalives). It flushes after each write through
-// http.NewResponseController when w is an http.ResponseWriter, or through a
-// Flush method of w otherwise; writers that cannot flush are written to
-// without flushing.
+// followed by a blank line, where n is the broker-wide id of the event. It
+// first writes a "connected" event whose data is hello and whose id is the
+// subscription's position (Subscription.Position: the client's last id when
+// it resumed, else the latest id); then, when the client's last id could not
+// be honoured, a "resync" event with the same id and data (the client must
+// reload what it shows); then the events Resume replays; then live events.
+// A comment line ": keepalive" (followed by a blank line) is written on each
+// receive from keepalive (a nil channel disables keepalives). It flushes
+// after each write through http.NewResponseController when w is an
+// http.ResponseWriter, or through a Flush method of w otherwise; writers
+// that cannot flush are written to without flushing.
 //
 // Stream returns nil when ctx is done or the subscription is closed by Close
 // or Broker.Close, an error wrapping ErrSlowSubscriber when the broker
-// closed it for falling behind, an error wrapping ErrBadEvent for an event it
-// cannot encode, and the write or flush error otherwise.
+// closed it for falling behind, an error wrapping ErrBadEvent when hello
+// cannot be encoded, and the write or flush error otherwise.
 func Stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keepalive <-chan time.Time) error {
 	_, err := stream(ctx, w, sub, hello, keepalive)
 	return err
@@ -61,7 +59,6 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keep
 	flush := flusher(w)
 	var (
 		n   int64
-		seq uint64
 		buf bytes.Buffer
 	)
 	write := func(b []byte) error {
@@ -76,16 +73,28 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keep
 		return nil
 	}
 	send := func(ev Event) error {
-		seq++
 		buf.Reset()
-		if err := frame(&buf, seq, ev); err != nil {
+		if err := frame(&buf, ev); err != nil {
 			return err
 		}
 		return write(buf.Bytes())
 	}
 
-	if err := send(Event{Type: Connected, Data: hello}); err != nil {
+	if err := send(Event{ID: sub.Position(), Type: Connected, Data: hello}); err != nil {
 		return n, err
+	}
+	if sub.NeedsResync() {
+		if err := send(Event{ID: sub.Position(), Type: Resync, Data: hello}); err != nil {
+			return n, err
+		}
+	}
+	for _, ev := range sub.Replay() {
+		if ctx.Err() != nil {
+			return n, nil
+		}
+		if err := send(ev); err != nil {
+			return n, err
+		}
 	}
 	for {
 		select {
@@ -106,18 +115,18 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keep
 	}
 }
 
-// frame writes one SSE message for ev with id seq to buf.
-func frame(buf *bytes.Buffer, seq uint64, ev Event) error {
+// frame writes one SSE message for ev to buf. Published events carry their
+// data encoded already (a json.RawMessage).
+func frame(buf *bytes.Buffer, ev Event) error {
 	if ev.Type == "" || strings.ContainsAny(ev.Type, "\r\n") {
 		return fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
 	}
-	// json.Marshal never emits raw line breaks, so the data is one line.
-	data, err := json.Marshal(ev.Data)
+	data, err := encode(ev.Data)
 	if err != nil {
 		return fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
 	}
 	buf.WriteString("id: ")
-	buf.WriteString(strconv.FormatUint(seq, 10))
+	buf.WriteString(strconv.FormatUint(ev.ID, 10))
 	buf.WriteString("\nevent: ")
 	buf.WriteString(ev.Type)
 	buf.WriteString("\ndata: ")

@@ -44,7 +44,7 @@ func expectEOF(t *testing.T, br *bufio.Reader) {
 }
 
 const (
-	helloMsg     = "id: 1\nevent: connected\ndata: {\"repoID\":\"r1\"}\n\n"
+	helloMsg     = "id: 0\nevent: connected\ndata: {\"repoID\":\"r1\"}\n\n"
 	keepaliveMsg = ": keepalive\n\n"
 )
 
@@ -54,7 +54,7 @@ var hello = map[string]string{"repoID": "r1"}
 // the body line by line while the handler is still running (so every message
 // read proves a flush), and ends it by disconnecting the client.
 func TestStreamHTTP(t *testing.T) {
-	b := NewBroker(Limits{PerClient: 1})
+	b := testBroker(Limits{PerClient: 1})
 	ka := make(chan time.Time) // unbuffered: a send completes only when Stream takes it
 	handlerDone := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +122,7 @@ func TestStreamHTTP(t *testing.T) {
 // TestStreamHTTPServerClose ends the stream from the server side: the client
 // sees every buffered event and then a clean end of body.
 func TestStreamHTTPServerClose(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	subs := make(chan *Subscription, 1)
 	handlerDone := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -147,7 +147,7 @@ func TestStreamHTTPServerClose(t *testing.T) {
 	sub := <-subs
 	b.Publish("r1", Event{Type: SyncFailed, Data: map[string]string{"error": "fetch failed"}})
 	sub.Close()
-	expectMessage(t, br, "id: 2\nevent: sync_failed\ndata: {\"error\":\"fetch failed\"}\n\n")
+	expectMessage(t, br, "id: 1\nevent: sync_failed\ndata: {\"error\":\"fetch failed\"}\n\n")
 	expectEOF(t, br)
 	if err := <-handlerDone; err != nil {
 		t.Fatalf("Stream = %v", err)
@@ -179,6 +179,7 @@ func TestStreamEnds(t *testing.T) {
 		name    string
 		limits  Limits
 		setup   func(b *Broker, sub *Subscription, cancel context.CancelFunc, w *flushWriter)
+		hello   any // default hello
 		want    string
 		flushes int
 		wantErr error
@@ -193,7 +194,7 @@ func TestStreamEnds(t *testing.T) {
 				b.Publish("r1", Event{Type: SyncStarted, Data: map[string]string{"id": "s1"}})
 				sub.Close()
 			},
-			want:    helloMsg + "id: 2\nevent: sync_started\ndata: {\"id\":\"s1\"}\n\n",
+			want:    helloMsg + "id: 1\nevent: sync_started\ndata: {\"id\":\"s1\"}\n\n",
 			flushes: 2,
 		},
 		{
@@ -211,35 +212,15 @@ func TestStreamEnds(t *testing.T) {
 				b.Publish("r1", Event{Type: ViewUpdated, Data: 1})
 				b.Publish("r1", Event{Type: ViewUpdated, Data: 2})
 			},
-			want:    helloMsg + "id: 2\nevent: view_updated\ndata: 1\n\n",
+			want:    helloMsg + "id: 1\nevent: view_updated\ndata: 1\n\n",
 			flushes: 2,
 			wantErr: ErrSlowSubscriber,
 		},
 		{
-			name: "type with line break",
-			setup: func(b *Broker, _ *Subscription, _ context.CancelFunc, _ *flushWriter) {
-				b.Publish("r1", Event{Type: "x\ndata: injected"})
+			name: "hello not encodable",
+			setup: func(*Broker, *Subscription, context.CancelFunc, *flushWriter) {
 			},
-			want:    helloMsg,
-			flushes: 1,
-			wantErr: ErrBadEvent,
-		},
-		{
-			name: "empty type",
-			setup: func(b *Broker, _ *Subscription, _ context.CancelFunc, _ *flushWriter) {
-				b.Publish("r1", Event{})
-			},
-			want:    helloMsg,
-			flushes: 1,
-			wantErr: ErrBadEvent,
-		},
-		{
-			name: "data not encodable",
-			setup: func(b *Broker, _ *Subscription, _ context.CancelFunc, _ *flushWriter) {
-				b.Publish("r1", Event{Type: ViewUpdated, Data: make(chan int)})
-			},
-			want:    helloMsg,
-			flushes: 1,
+			hello:   make(chan int),
 			wantErr: ErrBadEvent,
 		},
 		{
@@ -252,13 +233,17 @@ func TestStreamEnds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := NewBroker(tt.limits)
+			b := testBroker(tt.limits)
 			sub := mustSubscribe(t, b, "r1", "c")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			w := &flushWriter{}
 			tt.setup(b, sub, cancel, w)
-			err := Stream(ctx, w, sub, hello, nil)
+			h := tt.hello
+			if h == nil {
+				h = hello
+			}
+			err := Stream(ctx, w, sub, h, nil)
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
 				t.Fatalf("Stream = %v, want %v", err, tt.wantErr)
 			}
@@ -279,7 +264,7 @@ func TestStreamEnds(t *testing.T) {
 // client that does not read must not hold up Publish; the subscription is
 // closed as slow and the stream ends with ErrSlowSubscriber once unblocked.
 func TestStreamBlockedWriterDoesNotBlockPublish(t *testing.T) {
-	b := NewBroker(Limits{Buffer: 2})
+	b := testBroker(Limits{Buffer: 2})
 	sub := mustSubscribe(t, b, "r1", "c")
 	pr, pw := io.Pipe()
 	streamDone := make(chan error, 1)
@@ -293,8 +278,8 @@ func TestStreamBlockedWriterDoesNotBlockPublish(t *testing.T) {
 	}
 	br := bufio.NewReader(pr)
 	expectMessage(t, br, helloMsg)
-	expectMessage(t, br, "id: 2\nevent: view_updated\ndata: 0\n\n")
-	expectMessage(t, br, "id: 3\nevent: view_updated\ndata: 1\n\n")
+	expectMessage(t, br, "id: 1\nevent: view_updated\ndata: 0\n\n")
+	expectMessage(t, br, "id: 2\nevent: view_updated\ndata: 1\n\n")
 	expectEOF(t, br)
 	if err := <-streamDone; !errors.Is(err, ErrSlowSubscriber) {
 		t.Fatalf("Stream = %v, want ErrSlowSubscriber", err)
@@ -314,7 +299,7 @@ func testKeepalive(ka chan time.Time, stopped chan struct{}) func() (<-chan time
 
 // TestStreamBodyCopy consumes StreamBody with io.Copy (the WriteTo path).
 func TestStreamBodyCopy(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	sub := mustSubscribe(t, b, "r1", "c")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -343,9 +328,9 @@ func TestStreamBodyCopy(t *testing.T) {
 		want string
 	}{
 		{func() {}, helloMsg},
-		{func() { b.Publish("r1", Event{Type: SyncStarted, Data: map[string]string{"id": "s1"}}) }, "id: 2\nevent: sync_started\ndata: {\"id\":\"s1\"}\n\n"},
+		{func() { b.Publish("r1", Event{Type: SyncStarted, Data: map[string]string{"id": "s1"}}) }, "id: 1\nevent: sync_started\ndata: {\"id\":\"s1\"}\n\n"},
 		{func() { ka <- time.Time{} }, keepaliveMsg},
-		{func() { b.Publish("r1", Event{Type: SyncFinished, Data: map[string]string{"id": "s1"}}) }, "id: 3\nevent: sync_finished\ndata: {\"id\":\"s1\"}\n\n"},
+		{func() { b.Publish("r1", Event{Type: SyncFinished, Data: map[string]string{"id": "s1"}}) }, "id: 2\nevent: sync_finished\ndata: {\"id\":\"s1\"}\n\n"},
 	} {
 		step.do()
 		expectMessage(t, br, step.want)
@@ -400,7 +385,7 @@ func visitLikeGenerated(w http.ResponseWriter, body io.Reader) error {
 // TestStreamBodyReadLoopHTTP serves StreamBody the way the generated strict
 // server does (Read + Flush loop) and ends it by client disconnect.
 func TestStreamBodyReadLoopHTTP(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	ka, stopped := make(chan time.Time), make(chan struct{})
 	handlerDone := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -428,7 +413,7 @@ func TestStreamBodyReadLoopHTTP(t *testing.T) {
 
 	expectMessage(t, br, helloMsg)
 	b.Publish("r1", Event{Type: ViewUpdated, Data: map[string]int64{"version": 7}})
-	expectMessage(t, br, "id: 2\nevent: view_updated\ndata: {\"version\":7}\n\n")
+	expectMessage(t, br, "id: 1\nevent: view_updated\ndata: {\"version\":7}\n\n")
 	ka <- time.Time{}
 	expectMessage(t, br, keepaliveMsg)
 	select {
@@ -451,7 +436,7 @@ func TestStreamBodyReadLoopHTTP(t *testing.T) {
 // stream is idle: Close must stop the goroutine (and the keepalive) and free
 // the slot before returning.
 func TestStreamBodyReadThenClose(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	sub := mustSubscribe(t, b, "r1", "c")
 	ka, stopped := make(chan time.Time), make(chan struct{})
 	body := StreamBody(context.Background(), sub, hello, testKeepalive(ka, stopped)).(io.ReadCloser)
@@ -481,7 +466,7 @@ func TestStreamBodyReadThenClose(t *testing.T) {
 }
 
 func TestStreamBodyCloseUnused(t *testing.T) {
-	b := NewBroker(Limits{})
+	b := testBroker(Limits{})
 	sub := mustSubscribe(t, b, "r1", "c")
 	body := StreamBody(context.Background(), sub, hello, nil).(io.ReadCloser)
 	if err := body.Close(); err != nil {

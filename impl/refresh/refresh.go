@@ -8,6 +8,14 @@
 // different repositories share a bounded pool of workers, each run has a
 // timeout, and a panic in a run fails that run, not the process.
 //
+// Webhook pushes are debounced (TriggerDebounced): the run a push queues
+// waits until no push joined it for Options.Debounce, and at most
+// Options.MaxDelay, so a burst of pushes costs one refresh, plus at most one
+// for pushes that arrive while it runs. Any other trigger that joins a
+// waiting run starts it at once. A trigger that joins a queued run creates
+// nothing, so callers that pay for new runs (rate limits) pass an admit
+// function that is called only when a run is created (TriggerIf, SyncIf).
+//
 // What a run does is the repository's source's business (package source,
 // where the kind was decided once): a mirror lists its upstream and fetches
 // only what changed, a working repository has its refs re-read. The run
@@ -30,6 +38,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
@@ -158,11 +167,36 @@ type Options struct {
 	BeforeRefresh func(ctx context.Context, repoID string, mode Mode) error
 	// Publish receives the events of every repository (nil: none).
 	Publish func(repoID string, ev events.Event)
+	// Debounce is the quiet window of TriggerDebounced: the run it queues
+	// starts once no debounced trigger joined it for this long. 0: none
+	// (TriggerDebounced is Trigger).
+	Debounce time.Duration
+	// MaxDelay caps that wait: the run starts at the latest MaxDelay after
+	// the debounced trigger that queued it. Default (and at least)
+	// Debounce.
+	MaxDelay time.Duration
+	// Clock times the debounce window (tests use a fake one). Default: the
+	// system clock.
+	Clock Clock
+	// Enqueued, when set, is called after each trigger has joined or
+	// created its run, with the run's id (tests synchronise on it).
+	Enqueued func(repoID, runID string)
 	// Replica names this process in every result (--replica-id).
-	Replica string
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Replica  string
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
+
+// Clock is the time source of the debounce window.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Manager owns the Refreshers and the worker pool.
 type Manager struct {
@@ -195,6 +229,16 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Publish == nil {
 		opts.Publish = func(string, events.Event) {}
+	}
+	if opts.Debounce < 0 {
+		opts.Debounce = 0
+	}
+	opts.MaxDelay = max(opts.MaxDelay, opts.Debounce)
+	if opts.Clock == nil {
+		opts.Clock = systemClock{}
+	}
+	if opts.Enqueued == nil {
+		opts.Enqueued = func(string, string) {}
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Manager{opts: opts, base: base, cancel: cancel, sem: make(chan struct{}, opts.Workers), byID: map[string]*Refresher{}}
@@ -254,10 +298,17 @@ type Refresher struct {
 
 	mu      sync.Mutex
 	stopped bool
-	current *run   // running now
-	next    *run   // queued to start when current ends; absorbs triggers
-	recent  []*run // the last finished runs, oldest first (recentRuns)
-	status  Status
+	current *run // running now
+	next    *run // queued to start when current ends; absorbs triggers
+	// held: next waits for its debounce window (TriggerDebounced) and does
+	// not start, even when nothing runs, until released (the window ends,
+	// or another trigger joins it). released is closed then.
+	held     bool
+	released chan struct{}
+	lastPoke time.Time // the latest debounced trigger that joined next
+	deadline time.Time // the debounced trigger that queued next + MaxDelay
+	recent   []*run    // the last finished runs, oldest first (recentRuns)
+	status   Status
 }
 
 type run struct {
@@ -279,18 +330,32 @@ func (r *Refresher) Repo() *registry.Repo { return r.repo }
 // coalesce into one follow-up run. A stopped Refresher (a removed
 // repository) starts nothing and returns "".
 func (r *Refresher) Trigger(t Trigger) string {
-	_, id, err := r.enqueue(t)
+	_, id, err := r.enqueue(t, nil)
 	if err != nil {
 		return ""
 	}
 	return id
 }
 
+// TriggerIf is Trigger that calls admit (when not nil) before it creates a
+// new run, under the Refresher's lock; when admit fails, nothing is queued
+// and its error is returned (ErrRemoved for a stopped Refresher). Joining
+// a queued run does not call admit.
+func (r *Refresher) TriggerIf(t Trigger, admit func() error) (string, error) {
+	_, id, err := r.enqueue(t, admit)
+	return id, err
+}
+
 // Sync asks for a refresh and waits for the result of a run that started
 // after this call. The run goes on if ctx ends first (others may wait on
 // it). A stopped Refresher answers ErrRemoved at once.
 func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
-	ru, _, err := r.enqueue(t)
+	return r.SyncIf(ctx, t, nil)
+}
+
+// SyncIf is Sync with admit, as in TriggerIf.
+func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (Result, error) {
+	ru, _, err := r.enqueue(t, admit)
 	if err != nil {
 		return Result{}, err
 	}
@@ -304,8 +369,10 @@ func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
 
 // enqueue returns a run that has not started yet, and its id, once it is
 // stored: a new one started now when idle, else the queued follow-up
-// (created if needed).
-func (r *Refresher) enqueue(t Trigger) (*run, string, error) {
+// (created if needed). A queued run waiting for its debounce window is
+// released. admit (when not nil) is called before a run is created; its
+// error is returned.
+func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error) {
 	r.mu.Lock()
 	if r.stopped {
 		r.mu.Unlock()
@@ -313,19 +380,23 @@ func (r *Refresher) enqueue(t Trigger) (*run, string, error) {
 	}
 	var ru *run
 	created := false
-	switch {
-	case r.current == nil:
-		ru, created = r.newRunLocked(t), true
-		r.current = ru
-		r.startLocked(ru)
-	case r.next == nil:
-		ru, created = r.newRunLocked(t), true
-		r.next = ru
-	default:
+	if r.next != nil {
 		ru = r.next
-		if ru.result.Trigger == Interval && t != Interval {
-			// The result names the caller's trigger rather than the timer.
-			ru.result.Trigger = t
+		r.joinLocked(t)
+		r.releaseLocked()
+	} else {
+		if admit != nil {
+			if err := admit(); err != nil {
+				r.mu.Unlock()
+				return nil, "", err
+			}
+		}
+		ru, created = r.newRunLocked(t), true
+		if r.current == nil {
+			r.current = ru
+			r.startLocked(ru)
+		} else {
+			r.next = ru
 		}
 	}
 	res := ru.result
@@ -335,7 +406,133 @@ func (r *Refresher) enqueue(t Trigger) (*run, string, error) {
 		close(ru.stored)
 	}
 	<-ru.stored
+	r.m.opts.Enqueued(r.repo.ID, res.ID)
 	return ru, res.ID, nil
+}
+
+// TriggerDebounced is Trigger for webhook pushes, which come in bursts. It
+// returns the id of the run that will serve the push, always one that has
+// not started yet: the queued run, when there is one, else a new one that
+// waits for the debounce window. That run starts once no debounced trigger
+// joined it for Options.Debounce, at the latest Options.MaxDelay after it
+// was queued, at once when another kind of trigger joins it, and in any
+// case only after the running run (if any) has ended. A stopped Refresher
+// returns "".
+func (r *Refresher) TriggerDebounced(t Trigger) string {
+	opts := r.m.opts
+	if opts.Debounce <= 0 {
+		return r.Trigger(t)
+	}
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return ""
+	}
+	ru := r.next
+	created := false
+	if ru != nil {
+		if r.held {
+			r.lastPoke = opts.Clock.Now()
+		}
+		r.joinLocked(t)
+	} else {
+		ru, created = r.newRunLocked(t), true
+		r.next, r.held, r.released = ru, true, make(chan struct{})
+		r.lastPoke = opts.Clock.Now()
+		r.deadline = r.lastPoke.Add(opts.MaxDelay)
+		fire := opts.Clock.After(opts.Debounce)
+		r.m.wg.Add(1)
+		go r.hold(ru, r.released, fire)
+	}
+	res := ru.result
+	r.mu.Unlock()
+	if created {
+		r.record(res)
+		close(ru.stored)
+	}
+	<-ru.stored
+	opts.Enqueued(r.repo.ID, res.ID)
+	return res.ID
+}
+
+// hold releases the waiting run ru when its debounce window ends. It
+// returns as soon as ru is released otherwise (released is closed: another
+// trigger joined it, or the Refresher was stopped), and fails ru when the
+// manager closes while ru still waits.
+func (r *Refresher) hold(ru *run, released <-chan struct{}, fire <-chan time.Time) {
+	defer r.m.wg.Done()
+	opts := r.m.opts
+	for {
+		select {
+		case <-released:
+			return
+		case <-r.ctx.Done():
+			r.mu.Lock()
+			mine := r.next == ru
+			var res Result
+			if mine {
+				r.next = nil
+				r.unholdLocked()
+				stop := r.stopErr()
+				end := opts.Now().UTC()
+				ru.result.State, ru.result.Err, ru.result.Error = Failed, stop, Public(stop)
+				ru.result.FinishedAt = &end
+				res = ru.result
+			}
+			r.mu.Unlock()
+			if mine {
+				r.record(res)
+				r.remember(ru)
+				close(ru.done)
+			}
+			return
+		case <-fire:
+		}
+		r.mu.Lock()
+		if r.next != ru || !r.held {
+			r.mu.Unlock()
+			return
+		}
+		now := opts.Clock.Now()
+		wake := r.lastPoke.Add(opts.Debounce)
+		if r.deadline.Before(wake) {
+			wake = r.deadline
+		}
+		if !now.Before(wake) {
+			r.releaseLocked()
+			r.mu.Unlock()
+			return
+		}
+		fire = opts.Clock.After(wake.Sub(now))
+		r.mu.Unlock()
+	}
+}
+
+// unholdLocked ends the debounce wait of next, if any.
+func (r *Refresher) unholdLocked() {
+	if r.held {
+		r.held = false
+		close(r.released)
+		r.released = nil
+	}
+}
+
+// releaseLocked ends the debounce wait of next and starts it when nothing
+// runs (else it starts when the current run ends).
+func (r *Refresher) releaseLocked() {
+	r.unholdLocked()
+	if r.current == nil && r.next != nil && !r.stopped && r.m.base.Err() == nil {
+		r.current, r.next = r.next, nil
+		r.startLocked(r.current)
+	}
+}
+
+// joinLocked makes the trigger t join the queued run next.
+func (r *Refresher) joinLocked(t Trigger) {
+	if r.next.result.Trigger == Interval && t != Interval {
+		// The result names the caller's trigger rather than the timer.
+		r.next.result.Trigger = t
+	}
 }
 
 func (r *Refresher) newRunLocked(t Trigger) *run {
@@ -416,6 +613,7 @@ func (r *Refresher) stop() {
 	r.stopped = true
 	queued := r.next
 	r.next = nil
+	r.unholdLocked()
 	var res Result
 	if queued != nil {
 		end := r.m.opts.Now().UTC()
@@ -497,20 +695,25 @@ func (r *Refresher) execute(ru *run) {
 	// after it, and no run may follow a stopped one.
 	live := !r.stopped && r.m.base.Err() == nil
 	var follow *run
-	if ru.followUp && live && r.next == nil {
-		follow = r.newRunLocked(Startup)
-		r.next = follow
+	if ru.followUp && live {
+		if r.next == nil {
+			follow = r.newRunLocked(Startup)
+			r.next = follow
+		}
+		r.unholdLocked() // the mirror on disk must be fetched now
 	}
 	var abandoned *run
 	if r.next != nil {
-		if live {
-			r.current, r.next = r.next, nil
-			r.startLocked(r.current)
-		} else {
+		switch {
+		case !live:
 			abandoned, r.next = r.next, nil
+			r.unholdLocked()
 			stop := r.stopErr()
 			abandoned.result.State, abandoned.result.Err, abandoned.result.Error = Failed, stop, Public(stop)
 			abandoned.result.FinishedAt = &now
+		case !r.held: // a held run starts when its window ends
+			r.current, r.next = r.next, nil
+			r.startLocked(r.current)
 		}
 	}
 	var abandonedRes, followRes Result
@@ -587,9 +790,9 @@ func (r *Refresher) perform(ru *run) Result {
 			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
 			res.ViewVersion = cur.Version()
 			if changed {
-				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: map[string]int64{"version": cur.Version()}})
+				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: gen.ViewUpdatedEvent{Version: cur.Version()}})
 				if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
-					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: map[string]string{"from": from, "to": to}})
+					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: gen.BranchSwitchedEvent{From: from, To: to}})
 				}
 			}
 			st := out.stats

@@ -81,6 +81,19 @@ func Verify(secret, body []byte, header string) error {
 	return nil
 }
 
+// WellFormed reports whether header, a value of X-Hub-Signature-256, has
+// the form of a signature ("sha256=" and 64 hex digits), the MAC not
+// checked. A request without a well-formed header can never verify, so it
+// can be refused before its body is read.
+func WellFormed(header string) bool {
+	hexSig, ok := strings.CutPrefix(header, sigPrefix)
+	if !ok || len(hexSig) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(hexSig)
+	return err == nil
+}
+
 // Sign returns the X-Hub-Signature-256 header value GitHub would send for
 // body with secret. It is the inverse of Verify, for tests and tooling.
 func Sign(secret, body []byte) string {
