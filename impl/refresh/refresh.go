@@ -182,9 +182,9 @@ type Options struct {
 	// created its run, with the run's id (tests synchronise on it).
 	Enqueued func(repoID, runID string)
 	// Replica names this process in every result (--replica-id).
-	Replica  string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Replica string
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Clock is the time source of the debounce window.
