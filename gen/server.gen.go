@@ -472,8 +472,11 @@ type SyncResult struct {
 	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
-	Mode      SyncResultMode  `json:"mode"`
-	QueuedAt  time.Time       `json:"queuedAt"`
+	Mode     SyncResultMode `json:"mode"`
+	QueuedAt time.Time      `json:"queuedAt"`
+
+	// Replica Which stackd process ran (or queued) the run: its `--replica-id` (default `<hostname>:<port>`). Null for runs recorded before replica ids existed.
+	Replica   *string         `json:"replica,omitempty"`
 	RepoID    string          `json:"repoID"`
 	StartedAt *time.Time      `json:"startedAt,omitempty"`
 	State     SyncResultState `json:"state"`
@@ -548,6 +551,9 @@ type BadRequest = Problem
 
 // Conflict An RFC 9457 problem detail.
 type Conflict = Problem
+
+// DatabaseUnavailable An RFC 9457 problem detail.
+type DatabaseUnavailable = Problem
 
 // FetchFailed An RFC 9457 problem detail.
 type FetchFailed = Problem
@@ -1662,6 +1668,15 @@ type BadRequestApplicationProblemPlusJSONResponse Problem
 
 type ConflictApplicationProblemPlusJSONResponse Problem
 
+type DatabaseUnavailableResponseHeaders struct {
+	RetryAfter int
+}
+type DatabaseUnavailableApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers DatabaseUnavailableResponseHeaders
+}
+
 type FetchFailedApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
@@ -1886,6 +1901,23 @@ func (response ListAudit500ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2168,6 +2200,23 @@ func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe503ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListReposRequestObject struct {
 }
 
@@ -2303,6 +2352,23 @@ func (response ListRepos500ApplicationProblemPlusJSONResponse) VisitListReposRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRepos503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListRepos503ApplicationProblemPlusJSONResponse) VisitListReposResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2736,6 +2802,23 @@ func (response DeleteRepo500ApplicationProblemPlusJSONResponse) VisitDeleteRepoR
 	return err
 }
 
+type DeleteRepo503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRepo503ApplicationProblemPlusJSONResponse) VisitDeleteRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRepoRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 }
@@ -2904,6 +2987,23 @@ func (response GetRepo500ApplicationProblemPlusJSONResponse) VisitGetRepoRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRepo503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRepo503ApplicationProblemPlusJSONResponse) VisitGetRepoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3093,6 +3193,23 @@ func (response ListBranches500ApplicationProblemPlusJSONResponse) VisitListBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBranches503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListBranches503ApplicationProblemPlusJSONResponse) VisitListBranchesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3287,6 +3404,23 @@ func (response GetBranch500ApplicationProblemPlusJSONResponse) VisitGetBranchRes
 	return err
 }
 
+type GetBranch503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranch503ApplicationProblemPlusJSONResponse) VisitGetBranchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetBranchDiffRequestObject struct {
 	RepoID RepoID     `json:"repoID"`
 	Branch BranchName `json:"branch"`
@@ -3477,6 +3611,23 @@ func (response GetBranchDiff500ApplicationProblemPlusJSONResponse) VisitGetBranc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBranchDiff503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetBranchDiff503ApplicationProblemPlusJSONResponse) VisitGetBranchDiffResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3683,6 +3834,23 @@ func (response StreamEvents500ApplicationProblemPlusJSONResponse) VisitStreamEve
 	return err
 }
 
+type StreamEvents503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response StreamEvents503ApplicationProblemPlusJSONResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListStacksRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	Params ListStacksParams
@@ -3868,6 +4036,23 @@ func (response ListStacks500ApplicationProblemPlusJSONResponse) VisitListStacksR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListStacks503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListStacks503ApplicationProblemPlusJSONResponse) VisitListStacksResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4058,6 +4243,23 @@ func (response GetStack500ApplicationProblemPlusJSONResponse) VisitGetStackRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetStack503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetStack503ApplicationProblemPlusJSONResponse) VisitGetStackResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4493,6 +4695,23 @@ func (response ListSyncs500ApplicationProblemPlusJSONResponse) VisitListSyncsRes
 	return err
 }
 
+type ListSyncs503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListSyncs503ApplicationProblemPlusJSONResponse) VisitListSyncsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetSyncRequestObject struct {
 	RepoID RepoID `json:"repoID"`
 	SyncID SyncID `json:"syncID"`
@@ -4662,6 +4881,23 @@ func (response GetSync500ApplicationProblemPlusJSONResponse) VisitGetSyncRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSync503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSync503ApplicationProblemPlusJSONResponse) VisitGetSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4851,6 +5087,23 @@ func (response GetView500ApplicationProblemPlusJSONResponse) VisitGetViewRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetView503ApplicationProblemPlusJSONResponse struct {
+	DatabaseUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetView503ApplicationProblemPlusJSONResponse) VisitGetViewResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5986,212 +6239,219 @@ func (sh *strictHandler) GetReady(w http.ResponseWriter, r *http.Request) {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37c9s2tvC/gtF3v4nUS8qy4zSJPHfudZO0ybZJO3ay2fnK7BIijySsKUALgJbVNPu3f4NzAD4kSnYS",
-	"p5u94x86jUUSj4OD836872VqsVQSpDW98fveHHgOGv/57DWfuf/nYDItllYo2Rv3XuQgrZgKMMzOgV0K",
-	"WDEj+dLMlcVfuDQr0GzFDZuUorBsqtVi2It6Gv5RCg15b2x1CVHPZHNYcDeDXS+hN+4Zq4Wc9T58+BD1",
-	"llzzBVi/lO80l9n8FV/A9oLoGZN8ASeM4//ZStg5MwU3czBMGLYEnYG0MchM5ZAzbpiSwJbczhNpYLYA",
-	"aVk/nQK3pYb/e/T9VToYsheWLUpj2QTCuDNhWabKImdzfgks08At5Insp/hkDtlFrGEaT5VecMvieIKL",
-	"SwdjJhXLlLRaFSybc80zt7eImSXPIEpk+k/2VzZm/82+Yb+yJEkjlg6HKVOapf/zPj1xnxfAcyFnLI3x",
-	"b8vS589On9Iz2kl1lMzOuXUbh8XSriNmLNfWEFhSGhZkXv1QqOwCx0mk1VwUOMswPWGXvBA5e/P6+/hR",
-	"xLhlC2UsOxwdHbPJ2oIZslO5tnP3OhQG2AysSeTxaBSx1VwZYDlYLgqEHaGLLguHITmTcAmaaVgCtx6T",
-	"eFHCkL2eQyKX3FrQ0u3APVpybZmaun8bGsMwzjTMyoJrBldLDcYIJZnha8OMWCyL9TCRvagnHIY44PSi",
-	"nkT06dGR7MXHBb/6CeTMzntjt9motxCy+sHhJq6uN+799de/JsnVaBQnydXRKEmuHk7/+dfxf3+TJL8m",
-	"SZIMD+J3+994981/9KIt/I96L6avlISX3GbzbYw/lczdTbxYjEsGXBcCtL95J2w1B8mEZcaKomALNwiY",
-	"qHk5hWH3R8fDACC69DWIXkxjN31M8++7qVHvDJbqxdPtRbrfjbBKr5nIWT8tVMaLlE2VJkSoHxvLs4sc",
-	"CQbiKeRMyMGw+/Q0Tbfv9JrHcxr/Px7/Noofv6v/Ofxb/O79KPr2/ocu2H9wQ5ulkgaI9PD8DP5RgrHu",
-	"L3eFQeI/+XJZiIy77R4stZoUsPjPvxu39/c9uOKLZUEDTHge63oEUy4WXK/dMbKKyLGJBn5hmLCG0LsX",
-	"9fA+EFzdJfKQaHyTeFROemMkB9xf10lNEMcMCZa0XEjDkt5wmPQQrsZymbl9H/ClOLg8PMDzOMBDOqAB",
-	"wBzw4XDiQQ3Gvsh7497x9NtsBIeTx/woP84ewqPpff5g8m32MH8Ej6ejQ4ctltvS9MaODvSssIWb5zue",
-	"swDHCugBbuagCSQ6goWyEEtlY14UauXOuQm7n+VEcY3k0BEC9zJRClWIbM00TEuzA4q4R/+NYVwDy4Xh",
-	"kwLyMUt6U1HA+ODgwOjLg5mwDjzDmbB7wfbHgKgDJIitNeL/h4Zpb9z7Pwc1Sz+gp+bgFxqGPmnf1Nd4",
-	"HXFeliswiExINRCkp7+8IM7FM8cjO88sHUSJVDoi0qOqw4n8XcfzEcafS84ma3xgQF+Cvmf8sTk+um+/",
-	"6cAR9Q9R74mS00Jkn3ojs8bn2/jBm7QJGaSdC+OIGC808HzN4EoYaxy28KX4YpjxuMaMar8daFFt5naQ",
-	"ob5YY7YTEhF7c/aTEyKmZUHcPcAmkQScITuDhbrkxXiT2nuWvlL6wt3exhOlE5lDVnCNHABfc7sTM+Zu",
-	"ZeQmFBb5hMONS8jZai4KYBMQcpZIj3aQeyz5Hmw2/56LgojHJyDK1I0QT6shtpEF32D0xtiLhu76ZIWS",
-	"MG7uzv06VaXMWf/569e/sOPR8eCLYM6D0VGbpvzALaz4ugt5Whu8PWpSLo3VwBcNgEyA4WSQn+DBeskQ",
-	"BbaVE1ZpEe7cSR64ZxyO5GaIR6n0ROQ5yE+98UZPuw8w08qYWGkxE7KigihYJb25tUszPjiAS1EM/XBJ",
-	"LxCx6/moWcvscyjA/focawB0kQC3O3cS0yaYtveKt5dnmSolKgcoNBBpZUrS5SaS/IVI2k03VO+DZAGe",
-	"x0oW6127CoyEOIx/ecwc+J0UurHVr+fc6o3dztU7I8QkklsaAkjzkJvstYJxOkAunUi1BI1XiUmA3GlY",
-	"Rswk5LGQNJrT23ZAG9lDInlp50xNp3tn6vzej91cxaK03IlobaHAf+DGUppxlil1ISB2M4O0jhg4hdw9",
-	"kkquF6o0rJSGT2sZp+DZhWHpX+JzJDTxk/Oz71ElzpRTU0mrSuRUaRAzyTxtaK7CXbhKGHkhnbbBi2da",
-	"K/2J9En4Mbox/FSyUsLVEjKnG4Gbh6ksK7UO1NRDtFAzNuemQWDN8Euj+4OmCBtgwc5pQQSTDtSvNnw7",
-	"mN8BoRabEYYhlnmpogYXcpeXwuRC47efp+ot6oGaKt8OSuxXoUvpVsc4K5RaTnh2wXieazAGLwVp7H79",
-	"VjE8s7kyNtp6H+gLp0ROuAEnpBEUnitjGSn53hbDpbJz0MwN9GWI/dFhjRYNAO/TcLrAd1tSbRO8hTAW",
-	"JGjWd8AhfXCpjC01eAq1BbBEShAIsQb8O05MevNGGsfuCOJSFykCeexIygombMlngMftTwCl5/7TV+dM",
-	"w0RIJ3kPWMalo9saeK2EeXLzStnvnRj5iSjq1Klp+H4bMaVqyqxJz5Hj/SYD98bnMMvjGk1eKctobx3I",
-	"US/8dlDilWKmzOaN7UYkeUbBgKI0ihCsj3zG24Yry6qaTiMagRu2gslcqQszGPojeqlyMRWkNWzLx5W9",
-	"3BFrVBfmXM4gZ0bIjAwZM3EJZOZzFLzDKt+1bf/aAb6De/6FrwvF89dK/cT1DD4RaZY0SmyVioswTrck",
-	"FpjsROWo6+Hr7k5wIr2P2I/iOxI1a07PswyW1nwZQnTYEMc88WHPpBV2zV4rxQguHQi3venbU5B2QacC",
-	"yT3D0quYNKF4wa9i90XK+scOfCibMC4bEESstPwCrTc4/GDITpF1QE4iDUpXT+jwY7Jmswk4KYfxYMX3",
-	"IhmJVoYZ5Q6H5IlCLIRD/ESiyhQkj0xJCRmugTR76XRfUynhHuKvxQJU+al81R99bOtRboB9uSDVk2st",
-	"LsknJCS7P/pCeDZ6tI1nYdudwn97T7eMXN2bt+GxO2WWA88LIYH174+YGXQdqD9Ld5Ln89JaIWdP1epT",
-	"1fBS8ksuCj4p4Ca6nPEzslyt5Amzes34jAtZOTiEE3Syiy8v4jZIiJNsRQbsTWMvHcfb3OrtHe0O2KDY",
-	"F05clxJZ1lRIYeaDytp2kkhuLjwE+dSCZukZWL2OT90fKTOQKZmbaBO85ElrsKDGV9v87ZxGcaLqigsb",
-	"SIzVazTWu9lv5Ax2GsIMtIOEQ761zP6V9jz8fcwaWqa7IGETlUnvcJ9JD//4XEw8inpuCPzwYe9fbehD",
-	"+UhzQkBvwZtAxktDUsxeQ+AwkW4Mv0bH8WhnaWVoSH9SBOm0KYzjI5oskSShpT88e82GwyGC1xy8x4Ge",
-	"fkiZmauVYcIOtpA4DN0tofm9uHE+MnTBI+vnMby9jE7DVIOZM/dSzlRp/W0+WozMGF01cGVr4g5XGUC+",
-	"3+51G5h5vAMzPVbu44W3zwNbiBkoI1HEJi/E1/zsIfTgM9CR8OUPxLR/Kyz7TOT6l+JTgMYNUcnJS6+V",
-	"esnl2ouC5lPPSKl4weU6GETMDsFJKeZeCxKwN2MePj4ajoZHw4cnTDumzYRkh57Rf3E7+FHDg+k0LQcN",
-	"VoGj69i29npL1kGmufUaDBnHs0KAtPcMOrcnZXYBloxBbYt3RGFNqDl5C88gQvsannb4sOnvRlsB4YJT",
-	"yVbI9yhOjPFE6lKS4RqDcWjIe8YTgXhDvAjje4eT07wAo+944aQ0b3NAJMT76eM/3B7QVjE4CTNlfMmU",
-	"TCRcOuWv4slB0jdDlh7MgRd2/lsasRTN7Gv3T4TJEjJHAxOZHuQqMwcpRk1QBBcClbS9W5cRr5EJ36C7",
-	"QWnx2ycLhOXGEB3RAN0S3xih7K4Tt+zAvXRQqJmQaDQCmTPOJsA1aPbiKbPqAuT11+1SwOpz9M+GwbUF",
-	"mm7tpH5+a/Y0Qr8Gko6ZVBKcPqGhbd/wLiY7hwXdmUQaH8OndAAdwq0yuDmySzPgcH24WrqTiIIlNZHC",
-	"mBI0DlfmAmQGkTsH3rgSNJlkP5+Wdo52J2NoHh+ymMg/vX0d2Htq18vUzZ1y+59/X9l0TGb4cKYUPkTW",
-	"K8gHQ3bqZktka/2NsBclmbs06xoOUQCLZEqCYUJmRZl33Ke3b9/Gpw0fF4ZD7ZUN3rSV7S+hrrvL625s",
-	"COqbCm1sxSvVdMz4UmwgPpGWf3dl/BVZ5/M1WwOx+zfSlMul0hbyl5AL/hoX8Ylwr4aKF26s2PrBusS0",
-	"2uI1DngbrHxuDWhjbjjHcAiW9Jz4drAsuJBfKoLp8EGTIFVbYggehvDpPKvOzd+ueeyeacPIkxdHrNpk",
-	"Ck2qw149OR7QaZkL+0xajSEJS+3et4IOj2e7Zf1q3Bf5cDv0NHLfkgt5+wkiEIWV98a9nFtAy2HXKCTc",
-	"dA4j8tYwQtpvj+shKvYa9RZg5yrvHEOVNlMUiL/1zKEMepnKwpMN0mK2w4ZrPedXtyrcYQBAFIBYT/au",
-	"GkNN/g6ZdZNR4H/HCbhbsH0AT9Ri4UQ3OuhGYGJsNc8wGI0cPyfMLb8Sq5QEd1g7ttSA2QTmQu6ZmALY",
-	"d0xaLwt91fCpi8jmosg1RQAJCwvTeU7+B641X+NXtMRurKUF3jNMrSTzbzI+UZeAovCSa5A2YhJWGDvl",
-	"eECdLPBghBEIYSX77i3BqWt5OSxtRxz8iBiPLuVFxA7xD04+PKaVcouQOTOKKTnsRHJhnpRa+7vSHvr5",
-	"s9OnbKmEdFu1dCoEh8ZQE6UK4OjmkHzHjUA55wxwVd3gJfjdM8yKZRWwI5kjxsYqTWhTTY8CTC6mU9Cm",
-	"8uswDZnSOeR+MKbhUjhhqnux9NK+1bRvQgVlMvMhmD3WYlSoVGwuDMXyzzF6k4JF3Sd7sLYGEk16rkqd",
-	"dST4vK3ER7+4jC+gyioCWS4cEUEIC0dEZpov58I62khA1Gu3CCWbZKQxub6WoZRFEcIWHCOY70iFaNI0",
-	"RAh6t3EpAyo3cW8DR+rLuAGX3STwfCXQoPrscuex5txyh0mcpXRyfzP+o5ShUsj6XFK2EBm1hGEco2fc",
-	"O8xdB8zIaFNadwbd9EVdDyH8GF/t2pknBtvEHfWWzklzLxbfjEt2n2LUMyWt4dr109GG16OwMr+Orj09",
-	"Rw17e09BYqqkQPfVRe86tuk/65rpJXRDroqQ+269jSepuyIpOTl8hAPrt6NjWheO9LWeY3xO3dl3x2CB",
-	"0ur760nBTKtyaT6OewXie+3gNz/b1qk2oVatsAvsQfLsytg6+/4Je3z84GHwd/jQtO1LFUT7JjbsDMvZ",
-	"lvAqOf797jSPewYTBlm/Iy9SQwbikrTZYoX5dE7DiRqr6QwA6pAFK7Vh/1KE0+FNiM37S+xJbfziKQuZ",
-	"WEGx2YhAxQC+5spuoJ5sI8X27aOopC15Ibg33u9yONjanYUEdKJKO3bwI5cqGQbnWklVmpaLIpHeDdB/",
-	"MDqK2IPR8SAKGRfAjCPI+LqH0ZYjgswFNRwedm3U62JNvOqIuNq8ZluozN6cvXA6PmigYCVumWgnBQcY",
-	"uBHGjBOylTIHnchGGG0aMQ0Ft+ISmFXNg+2jnTG8OFzkGLNH9qLB5ma7YsSuo53Wa58IkmgfKW0y/w4a",
-	"0767E266xUBhnmo+bVKepvBYLiagu+yctLLuIavj3HpS6uIGAgpN2rXlM5i+WQZu2t4gBap18I6p0hnk",
-	"KZnXVZF7RWGnQAtOX0CFu8+ZhpUWFoJlnNu2v9jMneYxWTux052uEzB5ccH6dUZyNBqNgm4SMWPVckm5",
-	"gTlfuwn9apwwwCZQqNXGOgdDdgZTQ5PnCmdG8Z/hYkjn6S/AcpSkJoWamAFa/9ISQZWndMftHNY+nK/J",
-	"LH2meC/q+dd7mK2R4T9yKMD91MU5JazOSVK5lrupIr/pqyjsXoch7qUonHg3npC2v4EiJNfW2vkujZK1",
-	"layg8Too4hNhagFUaa93LITWSt9Iq5iWRdFdMuDUD3PPsFStJOgDJ0KkESvUCnSccQMRW81FNmc/CPu8",
-	"nNTOFq4hkZRSnbPJeuw4F8VqNlMfacWUvFaikbp2JBXcWGZXlLPPfPEBtA44HHtz9tOQvZHiHyUwjpF2",
-	"NecXYBLZ8DYxzrKCm3kVI348ejwYNnS2Os8ukQ35wXHR2ib/5uwnH4dK4axhRUN27u9dIjdy+DQY1Ekw",
-	"N6MpDKSDCK+O51OXAlZEra89LMfHPPZu44u/vYgVbu7i0jEaFTExZVyub4QNotuadeFNNvv0P4fnP7r3",
-	"qsTk7mVW0S5vzn7y7JvLddMhEhIXx44gYnpZhP+LEmkMRhzPhKXPyU9hsmVciAtgKQaRO5RJh42LYvEY",
-	"hUmkk73J4sELo6qnjeRbjmmUZm0sLBD5IqcO+oTnNJE+p5O3Sjo0vS+cSbAOoYLnctzK4sWyDXPTcA4i",
-	"4b4hAjj55rwSxfYdx3n9pmODupQ7LCtks2ikw3caXR2S/hm06bTa+geBZ3na1q564glXKa0oMGeW3B/u",
-	"Ti3LSSGMIxWcLgOR/bb19TqjXpe1FNE2bL69h12U+gmyINQE81y4/fHilwblnvLCbAk0u2loTTeR1ngC",
-	"SXnjQs5OWA5TXhbWBNFuN93zVKjzdESHvP20a+TmqI1BKwvqcCZQjfms6hA70W1zSXTr7pkAhW3j4Za4",
-	"1h4w5J5GzJj5+OAAQzoralAa0P9TUYSBJxzuNQ/HRgWTo9Hxo80KJvsZv1vQLiz6sdPE7at7jBveE+Su",
-	"21neEXlQNfB8yFJiw+kY3bQaKG2aOdTCGgEU/96Uo3Aetz/8sFNicqv8s4DVtmSC5YhOP8KT4nRhaYv1",
-	"S9CzXbkciHxHI7J7x95CSZSnkkebpvFbMIcHL8t1PKvXHclUywGmMi5XGSn9cF9qekxJLXgWbcPMXiKN",
-	"xsyOxV/WpPZaP9SWQIp78ivZOp567Kg66i40ptzEJyicdZvJzqpJ3+8Owka/qnFiV//nF0+fDE5q957X",
-	"I5ARovITMlGFd/B4expGQTDOdoQ+7LDeO56SnQHPTVfVHZ4319FvCo8R8iDj85xMSHRyD3IxnZqIwmlN",
-	"RCZhp+BQuaB6AxkvCtDGGwkxByqN4zorFzNv0zimReIDk5IEsL0T9/Rnn9fd3sYzjJLABGBHPmp/bB1M",
-	"0Q0cI+SsgKCY7Dw7/J9hcMUzW6xRDa3vRffIl7tEBByWShg5rMuZf3N4rRGi2n/Uxrr2Gbc2Va+jE7OD",
-	"l2mD7vlj3rP2e6ZCBoek6KWIKZxD6Rx0hB61j6RgXgXsdOg1VvH+Zly/WitWtuLZBRoOQzkpt7rrJD33",
-	"0n4YNIfp185NTG1yJH0w3GtYu+a43fQRyW/B8FQdTfdxOm3iORSF2u/VQZugD+cDH7CcanCX2bt3zLad",
-	"WVeFuz5OJHYTX7bFYhSHK43DK0G+llenyHsDQo9Fvq6Ta88xzr/TSPnmxdPLh6yPZvcH3x4Nmsr9mM0K",
-	"NeFFsWYlqtqkOCGmQ86ciBV0XpTlwdyjGE6M2DKKyLtRGqmTyA0mycEV/Wacsu2/w0pHYgGsj1pZpdFT",
-	"Qb4tU+bo8PFocj87jh/k30L8cPpoFD/mh5P4KLufH8OD6bf84WRDhnVvxNN37x99iKt/H3+IH1Z/3P8Q",
-	"//roMZ+8a/0S/n141C3nnmPxDFMWHT64vCRq/NJ0cvHrgxQglErouIlcCit+q+scTJ3eSsZxXcqbGX4w",
-	"OBvyPaLeDc0F16mhL55isIzKu0yiJKPGmO3iRePKQrDihtLQc8I8LKGBhk+fCexe8HkyrC8VaeQcS3nU",
-	"N82NgJr6P0pekOm9MmxpmJrB0JEBx2bSMf7AVqCBkv8wdiAXhpz6YYbWtDvqNHF0C51Uxji3LMTnuFy2",
-	"PIRNAKC45ibulNn/UUK597w6I412UC9PeD7n9Cure9gKLdBtopTSvRT1TJlVKQ8+sepdp8IoZrOuIOi3",
-	"KCKaC8jrooilHLIU118u06Z1JVDTJtR9NTIl6RiFqeIveV6pvZXFhkJd+w5XK6SgageyInM5GdkpP6Be",
-	"SLh41blyWaIW5pV+DB+0oC/pRzSO6l7U85bKnj+SctkJIG8QP4Pp3vgjX9yiMsFrMtcj0MKtidz6fSFY",
-	"7xqow1IP0UfQ5/5PUjXJLm98WK6G6eDG0k3tJekQcBqbeq0s71Dwn6tVyNjo2oi751ioqSXpNmjo9Tza",
-	"MeXAqCl3J8zSJ1u6+ydyslCGIBBOikoO3wpb1eV0RGNQGepFAZvV3bwhGedeg2X9kGGOk7VNYkpSQMGt",
-	"GMQqkSHcN0+Ww11u0Jg2ynWc1c3kjtpYueH/UNJAVlpxCd9zUZQaTLdrr+DGnloLi6X9HFrlhqlqD93o",
-	"7fMSicHnTCrhyp47LlEWt0RpN5inu55CztA05AleI88loBdVGW6HnQuDaTbua5LhG/fd1xBsUcoGI7SJ",
-	"rBkZiWae5IkcxfWa+vv1dVC0jigdwKiubbToQq0/C1gRXblhPJcDxt8qJyRK+9vC/mdYXfYpnG+JAZz6",
-	"DIjty7CPTe+Q3V97IkX5U6IoiAVSYEFp5mNGN7kWg6qixok0GIoaKJZp0L0cJqqUGbCVkLlasb6BjWDv",
-	"QSIxvhHFH1+VMEwaCHPLlLFTrfekyO9wG3Bu95CVWti1u0QLr6aj6ee0pBAx+uv7cFh/evu611H16ucX",
-	"T59U6SgME2BqcaL2P/qEN/dmfzv1xUQ+0yWkuURouvKGlkGVioUWkRDr5bc0t3ZJEcTqQkBY/GaFdrUy",
-	"aHUhM5d3hocqsLgHyp5qJ1NVJaBp8LoINJlb/lZHoAX2uxQ/gq+mJ+S0Q2v2hhpv/7FB9Ye8ljLUFJ1w",
-	"TcPZuH6TTHtIJyh82ypVGNb3lomI/eCjTwc+KJcJ6cebmjq+IQSmJlIsloVAdPMOWe3TESpRZ5jIRJJF",
-	"jHQi4USh7YCyfrorwSQd+FVnXOsQpNMMwGL9tArXcqfvdNUQa9QMyArxRgNc01mdeyJ8KWWkqFTQr7p5",
-	"HtWwOr6Jan2nXHpvSaPo3666N+iLPD68f8KwAg6i+Ka51XKntofyNycYLZKvva5ueVFgK4CsymS+P2KG",
-	"9Y9HjwZD1ioQlshQISyq82mJ1WBhMO8O3V8JjO5gIrcqgQVydXx0uFn3C6F6SuCaqqJQK8OwBFgLPoF0",
-	"pBvhcPcqu/LYUbKG1ZTW7h0vSKgW3qqVvv+Qsj6lfkZ4ekKCMZEfMpF+xAhT6GLhE9YoTTY4/QaIkRQs",
-	"WJmKT9AVyvMa6XAuJzhUwV5E+6hoXePToA4HXdVHXZBRlPV3mJ6jLbvz4CSk21F+YEeBS0+R+kRhBpS+",
-	"u5G5SSu5BH+gm+b/IXuLXRTimBYm8iytl82WWlxyC47YeV8gfdAolonmuvZWWozJ47d3FrhJsVK2D7zA",
-	"wJXqL17mwqaV5f54dB/rGvgk3g37tyMJ6YFaguRLMVzzReFth9VvSD18FY1ANDz6BCfHclmsExlqUNEE",
-	"xCYLkYGkgDhPuF++eN0wmAZqfPrLi4Zhe9wbDQ+HI4xoolX0xr37w9HwPlm+5sgsW/t1P8xgh6iEbzj+",
-	"suGHY6/wTBtYV1ojchIK8G5X2D9mx6PDSv5sxnNQXGcImJaRAzhW90tkXdvUA50CQvyhE4QaCWG9ce8n",
-	"YSymlvXa/U9+fU9s8B8lUCoDARNTr1tp0h7BeuPD0Qh9wGLhxNfDEf4ppP+zQ+R7t9H14Gg02pO8GJIW",
-	"65lvpDE30ua2VOaOrH08N5DWEQ90QR7TorqmqBZ/0OjXgJ8cXv9JK1saP7p//Ud1ZV/84tH1X2yUQnOf",
-	"Hd5gos0Sfu67oxvsqqOqKX76+PpPN0tXfIh6D24C+3YpXBRzq44NZ+is9T49JbEABJ8ZtCeB5b137vVw",
-	"q7PKOdt5rU83eE1tk+dB0s24ZAVwjdQbC20K383HJ+4Pt67fD2C9U/gzL8Neq3HT+dyB9c8xNLWuDov/",
-	"sqxcDu/Q+StAZy96OZrsaGaN3r7gsWcYe5Gboql28itysaNYDlim8iSI4q1cnKYc5GvFErsZRCj9NYIO",
-	"/DjbHM9J1SjctBhcq87Ibg7HPp7B/QD2JXzJ2/USdmV9E1TvLtFXxRPezrE4vzsbsqqFS+Ng3740VIyg",
-	"vjfbktNZVa7gS8sxGIlxAwnmmXcq1J2u3D3J75Dwa6Pk0fuW/erXd+6Xpjnu13dtau/wrWUhauAuYeq7",
-	"D1HPUeqOcgAFVnoJ8alCWhXCH72heyP+MaK4IuoOhqZvzBgLQf9HnnJvuGJI7RPkX3YThVaGElZO310s",
-	"ucaaUtxALKQBaYQVl1Cso0ZZYDKbY2Ub74Qnv1kB/JI6Rc0xu4BqH1DXH1tp9mOKccclzIQ9YVhvBH9k",
-	"ja4RMTV4ir2qHPveXCfMx6bj9/QpRZh3fIu8sf4So+ndW1OlWwdVRXLXjYUS2SfOxS5gPfDqfByaTvkx",
-	"47nyCWgOmPcMmXL6VKF/7bQ9wukBwZnaZ2Ew69RXScCQDTNkp1Wx/maQYG3eCJakKJgOIvbkh1enryNW",
-	"CHlBG4183Ir/K5GLsrAi48a6J07Xx+rjEdNANGfQtOg2kj/qGmCJFIYteA6RN4+RacqooqSwl1IWYAzb",
-	"cVjDYKL0RdWnpeEFZR0cj0YI9fUS2P7+XomsQh2o9rCk+k65754ZChNjXXzfA5J2FKqznSSSswUvpkov",
-	"IA9tqkS+dyXNRmZDdioTWcVpTMlVQ58/GB21+1pudS9Cx2roFCTTj+0HhekzKKMF50NjKdxX8x6yn6sk",
-	"IyIYpuqmiam7VQB2S5DrkscoJcAHFnoIfKfy9a3JY428gw9tN4nVJXzYYtaHtzrzLlkw+BN5wLFggQz8",
-	"+SPKd3ZkRQ1715Xt/N9nyBjdgHlXXew+R8A4fHATMHSU4vr3kU7cV0c3OLdGOWz85gYQbdVwx4+Ob7Ct",
-	"qppqtN2BkzlyK/msIkbbklDU2/Lo9MaPDh8fNR/4UG9PGDYF/4P35FT9QJewgK6YAew4iFzBX3DyIGOv",
-	"50Aw7VyrcjZn6S8/n79m7dzFcSIdp/be5TqEExNTuMygKDypwGgWDDBwHB41GP+YXMh8xYWlwD10ZaMM",
-	"gP0eYGqbCc6Y9ozyAeGc0qi+27oA+1TpmbIWJMl4Ve1RX3CHqpH6/VZjJBKT7cnvzS2vn1BSLaYbsz75",
-	"6RoP6TASGTivhkzNpPAdO3Emri9AD3yfIe+oLJScBadCPkzkW18W0CcLBBEIcwvYDKzjdSSebkcXJrKf",
-	"xnG2ytNB5d4KXG5Pc8ja3/F47IQxhwnMUnRIKJIU3OE+k0AaCzzvYotPEUAVW2xxqONr2YCosjy/eqP1",
-	"DS5/1W7o34E5/FuaxRFVK5q1Tap8+6f9dLVNPqPd1sXNjq7YcdpHTlEVDNanzHeKeDFsAnYFINs5r8Hk",
-	"jm7b0FIcBV0lQ3LpoNPE3n2tRn+I4NfM8bm7mnd2nmvtPD+A3UgO6zb0tJ21XWusXznwHfM/vNsp5Rw0",
-	"M7Y6rzLp2uQQCIUBKenU119EEcJHLHUldA07vc/fhXk/dk8vpq+UhJfcZvPeH+NM3pVctqPoq9/YZzVT",
-	"u3/DW1k1f7ujMXc05ma25El98QJ58WnOX5S+HLynf33Y6Vn5AUIln38pSbgJJdh38+/u/d29/0pli0m4",
-	"Xrd28aNr36Qrg4VdPopMHORiOt0dlsNKiRcAywnUivcC9AyoJbH3vvgU69Ct2GdZ9zmmzvpSxkHJb5Tc",
-	"GYTI0aoktRXLIXuNgo9PPaKxvB2mqovl7Q1LdMsIwxxYSttojVkVeVsKKavY9EQGhQf1HWFDmCtVADN1",
-	"9nNla6qsIF3KD8H9qQPiFyanWN7/KsYNX9MrIuosA23viOYd0fzqiGarHj3dZmwXZGyDkHyVtJTKMOyh",
-	"nSle2WaHprRuGRDUz3sm1HNgz3g2Zwswhs+wyQdGfaUC8zckS/G1lHydlHIBLM255SnDhm1qyv50/vOr",
-	"cSIT+buvAf47WYt/p6Cv3xP5exzH1X/uvWaVid9Z2qhQ4f72umfV5qbhsqWvQ02K7U+1mM1DYkZzkirJ",
-	"K/2JGxtjShwmohiM8myWCZ0rqUrszaTB3Y+aOPerRImG6Xzg1+R++5tPcKWVVaUP3J+8aR7DJNjGZyFh",
-	"dv93IVG89SU6bvZ+533K9FE7y+93lm7mCdK3Ela+Gkcr1ZbG2Kr8/jtLOyrIu9+x1KLHvo4SAGjedsw4",
-	"dLH3DP13n6okLVbFyJQv1I/YZxzxkBnUtSnnqqgS3ENaUCKFzDQ4YYEyjAW2tDUnVFoVD4H5zLwq74V+",
-	"xUIbQiZyITKtqna2hmQGtyA1dXcDuC4EaHTNcA3MLCg4METMqCn67isc7DfrqQx8n2tf5oSSbtDiOfZY",
-	"X3AL2vda277BVWKPsEN2GsKVUXxwog9Oanxwiw3rqcvc0aiYT0Z1up2ctHk3+vhP6huQyFyhoCKMd+JA",
-	"MT1hKaYNu9de5GmQtTDBgPn3fd3pKcYR4Cp9xErGpbtxBqzPBjMDn087AxtS6Zu7bxUfFZYthDHkXloW",
-	"fB2EMM4m5XQKut6uBWPZ0YNvPclLZF3wl70U37kXHb0asCXoVok5WxfIuARsrDVkb/1v/mDq1FAsX+3D",
-	"cIIrixdFgAktqio0hKEkiay7BTVDtTH7sr+BYX479BKOgzXBEkkVmAdRTRYDamzW8mlU1XEinpAlGNzb",
-	"MJGnzBRqFfCIwlP8u43yEdjH2zQxLBxwIld87TDxAmDJEWBOFHaD0UkePWBmyJ7UzQK9Q3S5hNxBPmDH",
-	"/gaKVYQOCf2SWWV50SUmE2N4Ruxyi21vi6qdF6S6HUo2b7wHTP/8/FkNC6HkoEo1JYyuk2xaN2tvYEfU",
-	"Xc5mAYybzRsaIQ285lZRP3Zf+X4lpI/Fnig7J7LlM707c4Pq27130TdUJJpSySdoE3Qm9Pmd5+VO0L+B",
-	"oE/5FLHxdMhXiuXdnhhsVPtFDKV11cudcefnoRzl1+4x2VGSc1fcOtXY25Jf7owCd7Tia/SgVFVh/wj/",
-	"CY198F4rZff6Ts59T6+v1HXiScKOHvru4d11v7vuX6njhBiUD0xsVG69ZfPfRuNfJ9AHla6ramy7pRYz",
-	"BTdzMANfhQEVLl0WQCVD5xCsMimrZqeSCmPGqRPfTDTtXHN+CRjXjxV0UOE+Ho1Ij0JFYMmxv6DXA3zN",
-	"2XbcfVMhaBSKPxwdHW8Wim9WGv1rklyNRnGSXB2NkuTq4fSffx3/9zdJ8muSJMnwIH63/41333QUGt1L",
-	"ZJ1UN37/qdR7V/7V9wo7l9R2tmagXcvSGkKAdVSbQ7DNADeJDB1h6Fmof4h1YCqd3ZdCdNp1O0gabQi+",
-	"zqY3V1TJXRqweDnrtwuIDk52FNdvWVcwpHfOKVdMyRjrmmGFQQ1YYAQr/VDxx3GI4AWs9BLKfgpp1ZCd",
-	"eksLRT+Fht4tARzNcliTFC1vJ1T0gkoC+dQmLS7BsLzUIVYaEZYAbcrC+iFDtS9vYU0k2WaEHbLzRse0",
-	"uoTKCUtXXNj/wp4VKatT4Y7cepTMvGWEmrJxW9V5pMnMEiTWf6H6LiElLCRe42eTMrsAS+HI7odYcwsx",
-	"1txII7Q4dZo63ANv6jhhx0ePUWdPJEEa+2sOTrzliFv2d+XUei6rYp4h+LyULMOEM6kkdFpJ0GiMoZR7",
-	"LSRvubB1fVECej80pXDEYLDLhOAA3F1dpFXKryqR/mUFlboc8c7YTm819yZ5MrsbMy2LgsI9jyir4g9e",
-	"z4obrIC1xOqtZOFjIafoo1KNqGHg/4okoztB6o/LE3Ko+oflCrnJuvOFzvx94O0kyNWWGecTsoJQVDB7",
-	"q2oYqzTkVZ/qLsdqnfHTD9ZkLN+G1N9/mNb0RUlsnOFJ6eFoFLFlURrMmvZkXOmqFOlgs0G64wFLPoOa",
-	"gdY+Cg1o4FUFdswkqu0FDR9tH2qqcZb+JORFWpuJ7ZylGor/SrBGa9JLx+RHwlTY0HnxytLcfZRp0sDV",
-	"OEuzUhul08GQfY+kCgUMcqXICwcjW2pZ10smJi4ziELbMVFQinkFTV9TlQTgqk94qS9RNgil8HfVwzrH",
-	"k72BGwD3Y8RvsNMkvrtc1oOPrJYV7WtRPgNffDSqg4tSB3J0vFcWtaWGS6FK7JrmTsKqnK9Z0+PH6ZDu",
-	"GXJsELDH9SxzVeQm9ClAFCGMcZ86eXLQ0Ao2YEGn3ALGTUrd/0F2ygZvvUGZMAKGmtYYt91wqcljRVf/",
-	"rjQpR6P7WdclwSdwwlqXKnLnZ8jjtn1nq/PA9hOPjh49Gtzx6zvDx+caPnwJtR14/sf4Qxw5PnhPlY0/",
-	"7IlmauiMG/EPkzU27qloY5szO6W0rm1Sqd2kEPLALqhpcFDffeTlNtNt9KQJXRQUuq2FYamPwGn02cbq",
-	"uolMqirB/m1fDoV8/U4IDzJA0htEvu+jrZlbInOtlhjg0R0F6ghc72tQlu58sXd05wZ05+faBnR7RCZ6",
-	"32Wv9CXT91ksbyao7CZhl743ZCfhQrdzIyocJa+qOSIZ5rBHiofHSajXwosLw3yL0a0Lj+0ov1onUNUw",
-	"c1fpvEYE/p076I46fYUh4RRJiubzPVEit+kQDub/g5mw83KCfopOd8MzyScFVC2+QDJeNUs2kGmwlI9S",
-	"tWrwte5Hx+QzSmQOhUB1WxisrgnSuotOSSrpX+Ln5SQ+FzPJbakhPnrwbcr6z1+ePonPn58ePfi2DsLk",
-	"KyqNTwVDfasnLIAe1WGGYSBc1RyoNwIKQE4s863Bl1wbHyTqRhyyU3YJ2uf+NJbr61JxCwzV71AghX53",
-	"YtIS8jFLl0LOmmb84xPGWboszTwNff9b/pNE9use/CxtRKdMy6L4m+/mv13abtB0FSTS+wpw8yg9miZl",
-	"59T5Y0qd2Et5IdUKe7T64uDNiFMufZV5ClaKCAfJSVcDxBcz4xWwElm3KPABgBMg6OasX6jZDEu3kc3n",
-	"aHSMDQJ+KauyNKGpST5mjXaFYeV+S74VCu5UKnyUyGmoj9Ns7Ib+Guofksaxx9I4TJKy/hEzA78H681C",
-	"FKXbeH3Br+IcCr5OWf9wxMyg0QqCwoRxcU7M92Xo+9RDDhfobwi1GCNpm5wkwla8dk4FX3xV/92ahi6l",
-	"GQzZOdZXLDH1fYqTg/HeFSXBO76C8a7h9lo4od/Bwn/S8GkFlxaK+CkJLVUU9dHoCD23/gtdyuBpu7Zx",
-	"zVbXGgSVPxcCfMalwxFyJEDua/jfRFtLqb1EaGnR6Ke0gqKIfcm8boKiQnXfRK608s68Or3uEJfm3Woo",
-	"PAm3DfKD3TOJJGUrbpAvoSSblPkMLOv73gmxr7bXdLWhtyzDdpwcYegmsRE7PnrsqM7+vVTELJHePlr3",
-	"Dw5anVsoXkJ8hAWBEvld3dHE0y1mlY8673c0KBmM2Q/CPi8nLONY73KdyCWxZIdSRw/Yy+8iNsEF4pFW",
-	"NKGvYRqF5MN7dXs7T4/bVIbwH+sdecnPUO8NNoUV9kXBWqLuj3kpc8dNfhTfRURzvVJbtV832xZw6uZP",
-	"x+egWzhZQjc4UHXih/dr+FWQCzAwDg0SmW6KpIhGrV+v4tVqhacVl7qgkIk8Jfv7n85/fpXI0IXGQzNl",
-	"UwFF7p3h4dwsv3BUw/jF9KWiCqR8EDGjAu5Y083dyErYpaoja39bNTns6smwGS/+l5iAQLHe1wWM7x/i",
-	"qQf7J46ydY2vjwTfVQHym4NveuP33epBjRymgQCYo9LfRoHopjhQWWUcHmCSS0AB6ke/oQ7dnmt3s6dZ",
-	"t825kgw2JJMTVrMDE5Jqgkt/s6WZUxfRMd1RVezPXkSIqt6sVrFcsb6TlaK2sLEpm7SSYbbkkKjVGWlT",
-	"7BjcGYXuKlR+TicETwOCjuMzcZp1IYPutKM05OHo+NGDh9+Su7e084OMF8WEOttXv2GDuI0f3MnRL9TQ",
-	"6rd9kbnP8ZUvaYb1M+zKsNcK+3wJc9fc42tH6Z/EJUh3WEutJjuae2D81m87DYtnvldzBrtyatt1L8nB",
-	"HooCeg2+WfByzrFsIGlUlOVMTX1D/QwvTA+G7CXVz0zkzuKCXrKcqyKvm8AxqkLu/fogMRKBnDWNjt9j",
-	"H4vruNqCX5BW1Gq6SmWysaMgVVhFDkntc1PWT7FD6piFjq+DHV4ThOC/5r7S4VlFbPvusn4NkU/3bwT+",
-	"Sy6o//D+C35W4fyuG77x+c1slOh0JGWh1EVv3DtAS74fe6sj+GYXRlKqfQJvs3jtsBbzcX3bASlnzZYH",
-	"VJKmbijR+JxqGG5/T0ltuIBmY1TekixNl7OEfCTBV9Bs2Go614nGmxYpdEvuNwxAUV3smDIBB8O2w6hz",
-	"XJI6sIAyFlGGIJGYxteVJLI9QmhaS41pm/QS+9UutboUOWhqw+SuOJk0MOgfdZdffnzyzLcUtl1tnYbs",
-	"/OmPVQ4wmnZKXaDyzPhGZ99EcsPS0+ZMY/YdtamkyBV6DUNV0nZtY79VbKnzoVviOh49/vbD/w8AAP//",
+	"7L19cxNHtjD+VU7pd3+FlDsjy8YEkOvWvQ6QwAZIrg3L1pNhd1ozLanXo25td4+FQtjP/lSf0z0v0kh2",
+	"wCQkj/+gsKSZfjl9+ry/vO9larFUkktreuP3vTlnOdf455NXbOb+z7nJtFhaoWRv3HuWc2nFVHADds7h",
+	"UvAVGMmWZq4sfsOkWXENK2ZgUorCwlSrxbAX9TT/Vyk0z3tjq0se9Uw25wvmZrDrJe+Ne8ZqIWe9Dx8+",
+	"RL0l02zBrV/KN5rJbP6SLfj2gug3kGzBT4Dh/7ASdg6mYGbODQgDS64zLm3MZaZyngMzoCSHJbPzRBo+",
+	"W3BpoZ9OObOl5v//0bfv0sEQnllYlMbChIdxZ8JCpsoihzm75JBpzizPE9lP8Zc5zy5izafxVOkFsxDH",
+	"E1xcOhiDVJApabUqIJszzTK3twjMkmU8SmT6b/g7jOG/4Sv4CZIkjSAdDlNQGtL/eZ+euNcLznIhZ5DG",
+	"+NlC+vTJ6WP6jXZSHSXYObNu43yxtOsIjGXaGgJLSsNymVdfFCq7wHESaTUTBc4yTE/gkhUih9evvo0f",
+	"RMAsLJSxcDg6OobJ2nIzhFO5tnP3OC8Mhxm3JpHHo1EEq7kyHHJumSgQdoQuuiwchuQg+SXXoPmSM+sx",
+	"iRUlH8KrOU/kklnLtXQ7cD8tmbagpu5vQ2MYYKD5rCyYBv5uqbkxQkkwbG3AiMWyWA8T2Yt6wmGIA04v",
+	"6klEnx4dyV58XLB3z7mc2Xlv7DYb9RZCVl843MTV9ca9v//09yR5NxrFSfLuaJQk7+5P//338X9/lSQ/",
+	"JUmSDA/it/ufePvVf/SiLfyPes+mL5XkL5jN5tsYfyrB3U28WMAkcKYLwbW/eSewmnMJwoKxoihg4Qbh",
+	"JmpeTmHg7uh4GABEl74G0bNp7KaPaf59NzXqnfGlevZ4e5HueyOs0msQOfTTQmWsSGGqNCFC/bOxLLvI",
+	"kWAgnvIchBwMu09P03T7Tq95PKfx/2Hxz6P44dv6z+E/4rfvR9HXdz90wf6DG9oslTScSA/Lz/i/Sm6s",
+	"++SuMJf4J1suC5Ext92DpVaTgi/+85/G7f19j79ji2VBA0xYHut6BFMuFkyv3TFCReRgojm7MCCsIfTu",
+	"RT28DwRXd4k8JBrvJB6Vk94YyQHz13VSE8QxIMGSlglpIOkNh0kP4Wosk5nb9wFbioPLwwM8jwM8pAMa",
+	"gJsDNhxOPKi5sc/y3rh3PP06G/HDyUN2lB9n9/mD6V12b/J1dj9/wB9OR4cOWyyzpemNHR3oWWELN883",
+	"LIcAxwroAW7moAkkOoKFsjyWysasKNTKnXMTdj/IiWIayaEjBO5hohSqENkaNJ+WZgcUcY/+HQNMc8iF",
+	"YZOC52NIelNR8PHBwYHRlwczYR14hjNh94LttwFRB0gQW2vE/w/Np71x7/87qFn6Af1qDn6kYeiV9k19",
+	"hdcR54VccYPIhFQDQXr64zPiXCxzPLLzzNJBlEilIyI9qjqcyN91PB9h/LnkMFnjD4brS67vGH9sjo/u",
+	"2286cET9Q9R7pOS0ENnH3sis8fo2frAmbUIGaefCOCLGCs1Zvgb+ThhrHLawpfhsmPGwxoxqvx1oUW3m",
+	"ZpChvlhj2AmJCF6fPXdCxLQsiLsH2CSSgDOEM75Ql6wYb1J7z9JXSl+429v4RelE5jwrmEYOgI+53YkZ",
+	"uFsZuQmFRT7hcOOS57Cai4LDhAs5S6RHO557LHnMLJsww19LdslE4a74RyJM7keKy/ZQ28jj1hyedlst",
+	"peYsm7sXTsDqNbAZExLMXGlbrPeRYvfBrGX2CTh0b3S3xqFzri9FxqEJjQ50au7w5sjLDpBAnwTQOK4h",
+	"rIt0DD8qY2ean//vcxAmkblayQg0R/HAYY3SoEoUCXGsAYqUDvZqyTWeJ0jOnaQvLPRZIo2YSZ7HQsJE",
+	"q5VBomNIaCQaZaxyaDcX7o+1F5bKXFgo1CxKZOsuWEXP4xVQesbtYAgvFUnCDj+zOZMznp8AMxd05Ilk",
+	"U8e00zNu9To+dR9SMDxTMjco9XpqCNp9J3lmjSOTwhpeTEmYbehmjVG2Ra9zGtUtc8WE01+mbrFWr5Ff",
+	"uuVcSx8T0vIZ1+5QP0S9b7nN5t8yURAv/ohrNHUjxNNqiO3rg08APTH2mpbjRlmhJB83j8B9O1WlzKH/",
+	"9NWrH+F4dDz4LIT43uiozaK/Y5av2Lrr8rQ2eHO3p1waqzlbNAAy4YCTORxDmkOKFuo/K6f70SIcGSXx",
+	"+o5xJDc3Q0cZv1V6IvKcy49loEZPuw8w08qYWGkxE7ISKlBPSXpza5dmfHDAL0Ux9MMlvSATXC2WOmr4",
+	"KQy1QQxrAHRxVLc7dxLTJpi6aL0wwLJMlRJ1bZTBSVIBJYlX0p3+TBLCdTdU74NEa5bHShbr3RzMUyIU",
+	"2PzDY3Dgd0rdxla/nHOrN3YzV++MEJMkmNIQQJqH3JRWKxinA2QeiWyzIgMMaiaEowWe1QFtlLYSyUo7",
+	"BzWd7p2p830/dnMVi9Iyp/G0ZWz/ghtLaWCQKXUheOxm5tI6YsBzJ9oDk0quF6p0DNywaa0yFCy7MJD+",
+	"LT5HQhM/Oj/7Fi1MmVpw440UiXQsSMwkeNrQXIW7cJVs/0w65Z0VT7RW+iPpk/BjdGP4qYRS8ndLnlme",
+	"A3fzgMqyUutATT1ECzWDOTMNAmuGnxvd7zU1wgALOKcFEUw6UL/a8M1gfgeEWmxGGEAs80J6DS7kLi+E",
+	"yYXGdz/NcrKoB2paUHZQ4iA+ldKtDhgUSi0nLLsAlueaG4OXggxgfv1WAZ7ZXBkbbT3P6Q3hBDEnu74+",
+	"e05QeKqMBRLGvGmTSWXnXIMb6PMQ+6PDGi0aAN5nMOgC300piU3wFsJYLrmGvgMOmVeWythSc0+htgCW",
+	"SMkFQqwB/44Tk95amMZxpR0gkMeOpKz4BJZsxvG4/QmgMtp//PIcNJ8I6RTZAWRMOrqNukKwaXhy81LZ",
+	"b50Y+ZEoKpWNp+H9bcSUqimzJj1Hjvdb4NwTn8Isj2s0eaks0N46kKNe+M2gxEsFpszmje1GJHlGwR6p",
+	"NIoQ0Ec+410tlaNCTacRjcAMrPhkrtSFGQz9Eb1QuZgK0hq25ePK/eSINaoLpH6BETIju+BMXHKymg/b",
+	"ilRwcnVt2z92gM/gnn9k60Kx/JVSz5mefaw5YUmjxFapuAjjdEtigclOVI6mE3zc3QlGpPcBfC++IVGz",
+	"5vQsy/jSms9DiA4b4pgnPvBEWmHX8EopILh0INz2pm9OQdoFnQokdwyk72LShOIFexe7N1LoHzvwoWwC",
+	"TDYgiFhp2QUaQ3H4wRBOkXXwnEQalK4e0eHH5BwKijYLTjEvkpFoZcAodzgkTxRiISwaN1BlCpKHV/3d",
+	"GshQJp3uayqblof4K7HgqvxYvuqPPrb1KNfAvlyQ6sm0FpfkYhUS7o4+E56NHmzjWdh2p/Df3tMNI1f3",
+	"5m342Z0y5JzlhZAc+ndHYAZdB+rP0p3k+by0VsjZY7WSfxyz5O9pjIx619pnrQ4ZD2LI1Uo29xkcpMJJ",
+	"dtnF55fpvxQ77A7YoJwbUFyXEnn0VEhh5oPKWo8eHtiDSZ9mhO00sA6ua0GNNs/0S7CYnq9l9ntaTfH7",
+	"MTR0eXcmYROV4fRwcB0/xCdaUN0Q+OL93u9tTkUpVDPCem8nnfCMlYZkxb3m1mEi3Rh+jU6uoJ2lFfan",
+	"zxVBOm2qPPgTTZZIkoPT7568guFwSG6eg/c40OMPqSPDKwPCDraQOAzdLQf7vbhxfmW8lUfWTxMr9ooT",
+	"mk81N3NwD+XovKHbfLQYmTH6l/k7W7NQ/i5D0vG5MfN4B2Z6rNwncdy8pNFCzECOiQw3JQ58zM8e4qU+",
+	"AR0JX35DTPtDYdknItfvik8BGtdEJSeVvlLqBZNrL3Cbjz0jpeIFk+tgdjI7pDWlwD0W9AxvLD58eDQc",
+	"DY+G909AO6YNQsKhZ/Sf3dtw1Ai7cPqsgwZU4Og6tq293pANFjSzXk8kF0RWCC7tHYMROZMyu+CWTG5t",
+	"v0JEsZion3o72iBCKyaednixGaSDFhnCBaf4rpDvUXArsETqUpJ7AJ3iNOQd44lAvCFehPG9W8/ptxxD",
+	"hlnhpDRv2UEkxPvpg9bcHtAiNDgJM2VsCUomkl86FbviyUGfMkNID+acFXb+cxpBis6MtfsTYbLkmaOB",
+	"iUwPcpWZgxRDvSjsFIFKOvWNy4hXyISv0amjtPj5owXCcmOIjhCmbolvjFB214lZOHAPHRRqJiSa5rjM",
+	"gcGEM801PHsMVl1wefV1uxR89SlafsOs3QJNt0pU/35jVktCvwaSjkEqyZ0+oXmHOoNWmQXdmUR69cV9",
+	"8qBDuFVmTUd2aQYcrs/fLd1JRMFenUhhTMk1DlfmgsuMO11owhpXgiaT8MNpaedo3TOG5vFx1on8y5tX",
+	"gb2ndr1M3dwps//5z5VNx+TsCGdKMY9kI+T5YAinbrZEttbfiNVTEtylWddwiAJYJCjJDQiZFWXecZ/e",
+	"vHkTnzY8iRjDuVc2+EJitTbwnijLF277cETJUaIQYT0V2thKBlDTMbCl+OI2djO3GH07+RrW3FaMasfR",
+	"opjzWppyuVTa8vwFzwV7hYv8SGpcDRUv3Fix9YN1iae1PXUc7muwIbs1oAej4XrFISDpObH1YFkwIT9X",
+	"uOnhvSYhrrYECB5A+HSeZefmb9b4ese0YeTJqiPSbfKMBvthr54cD+i0zIV9Iq3GgJelds9bQYfHst06",
+	"TjXus3y4nScQuXcpQGH7F0QgygHqjR1F4miX7hqFhLrOYUTeGkZI+/VxPUQlVkS9BbdzlXeOoUqbKcqa",
+	"2vrNoQz6MMvCkxXS3rZzPGr97ie3KtxhAEAUgFhP9rYaQ03+yTPrJqMsrY4TcLdg+wAeqcXCiax00I0o",
+	"8thqlmHkMLkVT8AtvxInleTusHZsqQGzCZ8LuWdiyjbaMWm9LIyE4B+7iGwuilxTfJmwfGE6z8l/wbRm",
+	"a3yLltiNtbTAOwbUSoJ/EthEXXJUAZZMc2kjkHyFkXmOR9SZXfdGGN8SVrLv3hKcupaX86XtSFoaEWPS",
+	"pbyI4BA/MPIQg1bKLULmYBQoOexEcmEelVr7u9Ie+umT08ewVEK6rVo6FYJDY6iJUgVn6ESTbMeNQPnu",
+	"jOOqusFL8LtjwIplFQ4mwRFjY5UmtKmmR16Ui+mUa1N5DTHAV+c894OB5pfCCZHdi6WH9q2mfRMqKJN5",
+	"E8HssRaDraUKQc5g5hhqT5H97pU9WFsDiSY9V6XOOrIx31Ris19cxha8SgHlslw4IoIQFo6IzDRbzoV1",
+	"tJGAqNduEUo2yUhjcn0lQymLIgTFOEYw35G31qRpiBD0bONSBlRu4t4GjtSXcQMuu0ng+UqgIfnJ5c5j",
+	"dZKLwyQGKZ3cP4x/KQVUhqHPJKV2kjFPGGAYm+WeAXcdMH2uTWndGXTTF3U1hPBlfLRrZ54YbBN31Nc6",
+	"J829OnA9Ltl9ilHPlLSGK9dPRxsej8LK/Dq69vQULQvbewoSUyUFurcuelexTf9a10wveDfkqvjLb9bb",
+	"eJK6K5KSc8fHz0C/HXvVunCkp/Yc43Nq3r47xhcorb6/mhTMtCqX5tdxr0B8rxz8+mfbOtUm1KoVdoE9",
+	"SJ5d6bVn3z6Ch8f37gc/jw983L5UQbRvYsPOoK9tCa+S49/vzsm7YzC7G/odSeyaZ1xckhZfrDD5mVs8",
+	"92o1neFlHbJgpTbsX4rIIzextx//LfakNn72GELabFBsNuKbMTy0ubJrqCfbSLF9+yjmbUteCG6d97sc",
+	"LbZ24yEBnajSjh38yJVMBtG5VlKVpuWaSaR3f/TvjY4iuDc6HkQhPY6DcQQZH/cw2nLAkJmkhsP9ro16",
+	"XayJVx3xfJvXbAuV4fXZM9B8yjWnUDhmQbQrOAQYuBHGwAjZSplznchGkHYageYFs+KSg1XNg+2jfTU8",
+	"OFzkGBFKdrLB5ma7IhCvop3Wa58IkmgfKW0y/w4a0767E2a6xUBhHms2bVKepvBYLiZcd9l3aWXdQ1bH",
+	"ufVLqYtrCCg0adeWz/j09TJw0/YGKQyyg3dMlc54npJbQRW5VxR2CrTc6QuocPcZaL7SwvLgEWC27Sc3",
+	"c6d5TNZO7HSn6wRMVlxAvy4fEY1Go6CbRGCsWi4pkTtnazehX40TBmDCC7XaWOdgCGd8amjyXOHMKP4D",
+	"LoZ0nv6CW4aS1KRQEzNAq2daIqjylO64nfO1DxZtMktf1qMX9fzjPcwFyvCPnBfcfdXFOSVfnZOkciV3",
+	"U0V+3UdR2L0KQ9xDUTjxbjwhbX8DRUiurbXzXRoltJWsoPE6KOIvwtQCKGVFAoOF0Frpa2kV07Iouuu7",
+	"nPph7hhI1UpyfeBEiDSCQq24jjNmeASrucjm8J2wT8tJ7WRimieS6l/kMFmPHeeiSOBmnjqtmDKNSzTO",
+	"1w60ghkLdkUFVsBXikHrgMOx12fPh/Bain+VHBjGcdacX3CTyIaXDRhkBTPzKgPhePRwMGzobHVSdCIb",
+	"8oPjorUv4vXZcx/lTMHSYUVDOPf3LpEbCdeaG9RJMPOnKQykgwivjudTl4KviFpfeViOj3ns3cYXf3sR",
+	"K9zcxaVjNCoCMQUm19fCBtFtzbrwJpt9+p/D8+/dc1UVie5lVlE+r8+ee/bN5LrpCApZ5mNHEDF5McL/",
+	"okQag/HsM2HpdfLPmGwZF+KCQ4opCg5l0mHjolg8RmES6WRvsniwwqjq10alBIY572ZtLF8g8kVOHfTV",
+	"KdJE+gR81qq/0/Q6MZDcOoQKHttxq+QC1tiZm4ZTFAn3NRHAyTfnlSi27zjO6ycdG9Sl3GFZIZtFo3ZJ",
+	"p9HVIelfuTadVlv/Q+BZnra1S1R5wlVKKwqMOST3iLtTy3JSCONIBaPLQGS/bX29yqjXZS1FtA2bb+9h",
+	"F6V+hCwINcE8F25/rPixQbmnrDBbAs1uGlrTTaQ1nkBSkQ8hZyeQ8ykrC2uCaLeb7nkq1Hk6okPeftw1",
+	"cnPUxqCVBXU4E6jGfFIpn53otrkkunV3TIDCtvFwS1xrDxgymyMwZj4+OMD42YoalIbr/6kowsATDveY",
+	"h2Oj3NTR6PjBZrmp/YzfLWgXFn3faeL2pZjGDe8JctftkhwReY41Z/kQUmLD6Rjd05pTUj441MKCLpRd",
+	"0ZSjcB63P3yxU2Jyq/yr4KttyQRrx53+Ck+K04WlLdYvuJ7tyhRC5Dsakd079hZKojyVPNo0jd+AOTx4",
+	"Wa7iWb3uCK5aDjCVcbnKd+qH+1LTY0qZwrNoG2b2Emk0ZnYs/rImtVf6obYEUtyTX8nW8dRjR9VRd6Ex",
+	"Zb4+QuGs20x2Vk36fnfEO/pVjRO7+j88e/xocFK797wegYwQlZ+Q5yy8g8fb0zD6AxjsCPnYYb13PCU7",
+	"4yw3XSXSWN5cR78pPEbIg4zPojMhjc79kIvp1EQURmwiMgk7BYdqu9UbyFhRcG28kRAz7NI4rnO+MaA/",
+	"jWNaJP5gUpIAtnfifv3BVw1ob+MJRodgejnWZqn8sXUQSTdwjJCzggfFZOfZ4X8G+DuW2WKNamh9L7pH",
+	"vtwlIuCwVG/OYV0O/snhlUaIav9RG+vaZ9zaVL2OTswOXqYNuuePec/a75gKGRySopcipnAPpXOuI/So",
+	"/UoK5lXATodeYxXvr8f1q7ViGUKWXaDhMNT+c6u7StJzD+2HQXOYfu3cxMQ5R9IHw72GtSuO200fkfwW",
+	"DE/V0XQfp9MmnvKiUPu9OmgT9GGM3Adqp5q7y+zdO2bbzqyrKou/TiR2E1+2xWIUhyuNwytBvvBip8h7",
+	"DUKPFRmvkmvPMb+h00j5+tnjy/vQR7P7va+PBk3lfgyzQk1YUayhRFWbFCfEdJ6DE7GCzouyPDd3KHYV",
+	"I9WMIvJuFFWOErnBFEz+jr4zTtn272FZOrHg0EetrNLoqXrqlilzdPhwNLmbHcf38q95fH/6YBQ/ZIeT",
+	"+Ci7mx/ze9Ov2f3Jhgzrnoinb98/+BBXfx9/iO9XH+5+iH968JBN3ra+CX8fHnXLuedYmsWURYcPLi+J",
+	"Gr8wnVz86iAFHgpxdNxEJoUVP9dVNKZObyXjuC7l9Qw/GJTO8z2i3jXNBVepoc8eY7CMyrtMoiSjxpjl",
+	"40XjykKwYoaKHOSEeVigBQ2fPs/cPeDzg6AvfR0whoVi6pvmRkBN/V8lK8j0Xhm2NJ+awdCRAcdm0jF+",
+	"ASuuOaWWYuxALgw59WWj0lg17Y6iegzdQieVMc4tC/E5LpctD2ETACiuuYk7ZfZ/lbzce15dkUaFyFhX",
+	"tIDI5oEhL7XCyFbNKAGR5hn4usFyjCY3FGBwtFjkKfSDypYm5Wh0N3NqlmMp+ImP6cul0pa+SAdDeBks",
+	"blgppArG8OHcfnCkE1jKkIjiNYy0Owm0p62fguCVYyGcFsHGnVMppXso6pkyq7JZfM7c206dWMxmXfHt",
+	"b1AKNhc8r4v0lnIIKa6/XKZNA1JgGE3E8tUxlSRMFaYKQWV5pdlXRimKYu6761jhPZULkRUlz8mPQKkf",
+	"9UICbalQl8kSFU1v18AIScv1JX2J9l/di3reGNvzR1IuOwHkbf5nfLo3xMpXh6m8DJo8Egi0QBgit35f",
+	"mNx7P+rI3EN0g/SZ/0jaNLkejI+41nw6uLYAVzuCOmS4xqZeKcs6bBhP1Sok43RtxJEyrHTWEuYbbOJq",
+	"McTJHUEWobSsMEuf3AXuT2TWoY5H4A0UcB7eFbaqE+3o4qDyRYiCb1Yb9bZynHvNLfRDiQacrG31U5Ji",
+	"Jm7E5ldJReG+ec4T7nKDjLZRruOsrida1fbYDRePkoZnpRWX/FsmilJz0+29LJixp9byxdJ+Cq1yw1TF",
+	"u6719HmJxOBTJpX8nT13jLAsbojSbsgH7noKOUPrlyd4jRSmgF5U9b4deS8MZlC5t0lNadx3X9O2RSkb",
+	"vN4msubVJH16kidy1Ehq6u/X10HROgKROAaubaNFF2r9VfAV0ZVrhqw5YPyj8rOiQrOtz3yCYWmfTv2G",
+	"GMCpT27Zvgz72PQO9eSVJ1KUGieKglggxU6UZj72gkot6VVF9hNpMNo2UCzToHs5n6hSZhxWQuZqBX3D",
+	"N+LZB4nEEE6U8HxZzzBpIMwta81Oy4UnRX6H24Bzu+dZqYVdu0u08JYItG6dlhQFR5++DYf1lzeveh1l",
+	"43549vhRlWkEmNtUixO1i9XnMron+9tZTSbySUwhgylC65y3JQ2qLDs0+oRwNr+lubVLCpJWF4KHxW92",
+	"DMHqE5Ulz/v7Q1Vy3AMlxrXz5KqWBDR43ZSABNh/1EF2gf0uxffcl6MUctphGPCirzdx2WDd4HktZagp",
+	"+hmbtsFx/SRZL5FOUIS6Vaow0PfGlwi+8wG2Ay/qgpB+vKmpQzhC7G0ixWJZCEQ373PWPuOiEnWGiUwk",
+	"Gf1I7RNOFNqOmeunu3Jo0oFfdca0DnFIzRgz6KdVRJo7faeOh3CqZsxZCKka4JrO6vQa4Uv7I0WlipjV",
+	"zfOoht1aTFSrdOXSO4QaVTN3FY5Cd+vx4d0TwBJSiOKbFmXLLngiQ/2oEwyIydfeHGFZUWBrmqxKUr87",
+	"AgP949GDwRBaFfYSGUrsRXWqNLEarKznPb77S+nRHUzkVim9QK6Ojw43C+chVE8JXFNVFGplAGvoteAT",
+	"SEe6EfF3pzKdjx0laxiGae3et4SEauENd+n7Dyn0Kas3wtMTkhsT+SET6UeMMDsyFqF6N2ZAB7/mADGS",
+	"4iEra/gJentZXiMdzuUEhyqejWgfVX1svBo0/qCO+8ASsvtCf4d1PdoyrQ9OQiYlpX52VIj1FKlPFGZA",
+	"mdkbSbm0kkvuD3TTwzGEN76oOi1M5FlaLxuWWlwyyx2x87ozvdCoNosWyfZWWozJ47f3h7hJsXODjy3B",
+	"2JzqE9ZQTyvnxPHori92jvnZGyZ+RxLSA7Xkki3FcM0WhTePVt8h9fAFUgLR8OgT/DjLZbFOZCjiRhMQ",
+	"myxExiXF/HnC/eLZq4ZNOFDj0x+fNWz3495oeDgcYdAWraI37t0djoZ3ybg3R2bZ2q/7YsZ3iEp1Vfm2",
+	"qxFe4pk2sK60RuQkFODdrrB/DMejw0r+bIasUOhqiAmXkQM4lsdMZF0c2AOdYl78oROEGjlvvXHvuTAW",
+	"s+d67X5cP70nNvivklO2BgETs+pbGfAewXrjw9EI3dxi4cTXwxF+FNJ/7BD53m504TkajfbkZ4a8zHrm",
+	"a2nMjczALZW5oyADnhuX1hEP9LIe06K6pqgWf9DoH4SvHF79SisRHl+6e/VLdWlsfOPB1W9s1BJ0rx1e",
+	"Y6LNGpjuvaNr7KqjLDC++vDqVzerknyIeveuA/t2LWl86xob7OobgiJy1X3oDH3Z3uWpJNYFYTODtihu",
+	"We+tezxQhKzyXXeShNMNPlW7LFiQkjMmoeBMI+XHKrfCd6bz9RyGW1f3O269z/wTL9Jeo3rTN99xY55i",
+	"5G5dmhn/slAuh7dX4Xe+Cg2Nz9FzR29r9PbVxj2z2YvcFGy2k9dRBAKK9BxrxJ4EMb6VqtSUoXyhZmJV",
+	"gwglx0ZMhh9nm1s6iRwFoxZzbJWf2c0d4dczx++4fcE/5+16wXclxRNUby/Rn4afvJljVw13rmTNCxfO",
+	"nVv7wlGdh/rObUtsZ1UliM8tP2GQyzUkpyfemVF3fHR3LL9F4D86Ajc5SPS+ZXP76a37pmlC/Oltm8s4",
+	"XG1ZtRp4T1j+9kPUcxyio0pDgYWHQtiwkFaFqFRvnN8IS40o3Is6bKK5HhP5Qi7GkecYG+4jUlUFuf3d",
+	"RKEdsOQrp6MvlkxjiTNmeCyk4dIIKy55sY4atcDJ1I+FlnxsBPn6Cs4uqdviHJM+qCQFdc6zlTViTKkH",
+	"uISZsCeAZWDwS2i0iompSWLs1fvY97c8AZ8ygO/TqxT43/Eu8uT6TUxycE+hs7xxUFWAfd2cL5HUyo3B",
+	"BV8PvAkiDo0b/ZjxXPm8QAfMO4bMT31qy7F2GirdhwHBmVpQYozx1BevwEgaM4TTqkNHM3azNskE61cU",
+	"zB0RPPru5emrCAohL2ijkQ8n8p8SuSgLKzJmrPvFLHmGLQew7xzSq0HTCt3IyalL0iVSGFiwnEfepEfm",
+	"NKOKkqKRSllwY2DHYQ2DWdV3UpiWhhWUDHI8GiHU10sO+3tkJrKKQKGC45LKjeW+A3WoRo4FkXwfZdpR",
+	"KBZ4kkgGC1ZMlV7wPLR6FPnelTSbgQ7hVCayCp+ZknuJXr83Omr3ht5qWYbO4NAeTKa/tgkcZjWhbBgc",
+	"Jo2lMF/Cfwg/VLlfRDBM1ZEaM6qruPiWANklB1Kmho/39BD4RuXrG5MDG+kgH9quHatL/mGL0R/e6My7",
+	"ZNDgA2UBx4LVNPD2X1FNtiNZbdi7qorsn8/4MroG4686wX6KcHJ47zpg6KiQ9seSbI6ucW6N6uzXlYZa",
+	"jRvwpeNrbKsq7httd7EGR24lm1XEaFsSinpbXqje+MHhw6PmDz4C3xOGTaXh4D05gj/QJSx4V5wDdu1F",
+	"ruAvOHm9mWkky9q5VuVsDumPP5y/gnZK6TiRjlN7j3gdWYv5QkxmvCg8qcAIHAyKcBwetR//M7m92YoJ",
+	"S/GU6H5HGQCbvPCpbeadYzY6ygeEc0qj2cDW/QCmSs+UtVySjFeVwq2avbpv/H6rMRKJNRCqUoL1L5Tr",
+	"jFng0CffYuNHOoxEBs6reaZmUviu1zgT0xdcD3xzMe9cLZScBUdIPkzkG1/N0edwBBEIUz5gxq3jdSSe",
+	"bgd9JrKfxnG2ytO6MW7gcnsaLNc+modjJ4w5TABLES2hdlVw4fsED2ksZ3kXW3yMAKrYYotDHV/JBkSV",
+	"fPvFG9qvcfmrHmN/BObw/5wpH9G8onfbZM73i9tPk9ukN9ptEd3sqO4udYgUo8Im0KdiBhThY2DC7Ypz",
+	"2U5jDm4CdFP7aCMSkpUM+cKDTrdA95Uc/SZCYzNt6/Za397Sz2pf+o7bjVzBbgNT27HdtdL6EcTuZ497",
+	"H97ulK4Omgl8nWSAdHxygIQ6kZSD7Mtxoujio7u68vuGnZ76b8K8v3ZPz6YvleQvmM3mvd/G8b4r13BH",
+	"DWC/sU/q3Hj3mje66jR5S59u6dPnt39P6ksbSJPPmP+stOngPf31Yacn6TseikL9ruTkOlRkH9W4pRm3",
+	"NONPKNNMwtW8MaIRXfkkXTesL/SrSMxBLqbT3eFPUEq8PFjVojY0LLieceq77r1NPtM/tGT3yf59hhnc",
+	"PokzGDUalZ8GIbq3qoxuxXIIr1Dg8ulhNJa3O1Xl2bx9ZYluKGHAgaW0jf6/Va3BpZCyyh9IZFDSUEcT",
+	"NoQiUyE6UyfhV7a1yurTpbAR3B87IH5mUoxdJt7FuOErWrVEndXI7S3BvSW4fyqC22qpQJQAO30Z2yBC",
+	"XyQdpkoie+huite92VwtrbteBJX5jgklSeAJy+aw4MawGfapwci8VGB+joQUH0vJL0wpNRzSnFmWAvZa",
+	"VFP4y/kPL8eJTOQvvoz9L2RZ/4UC835J5C9xHFf/3HPNQim/QNoosuI+e3256lDVcG/T26GsyvarWszm",
+	"IfGmOUmVxJc+Z8bGmPKIiUYGI3GblW7nSqoS26pp7u5WTdj7VSJMw80w8Gty3/3DJzDTyqrqHe4ja5oD",
+	"Mcm58VpIiN7/XigE0HoTnVx73/P+d3qpncX5C6SbeaD0ruQrX1CmlUpNY2w1L/gF0o4mCO57rBbqsa+j",
+	"igW6Ahwj923TgjDwi09FkxYLNmTK95pA7DOO8MiM1+VV56qoChiEtK9ECplp7gQNyiAX2ALbnFB1YDwE",
+	"8JmXVV4TfYu1YoRM5EJkWlWdqA3JG25BauruBme6EBwLTqAjzCwogDNEF6kpxjlUONhvlgTCZKa6Ug8l",
+	"VaGFd+yxvmCWa98mcfsGV4lbwg7hNISUo+jhxCac1PhAIBvWU1dqpFExX5BKzTsZa/Nu9PFPan2RyFyh",
+	"kCOMd3jxYnoCKaaFu8ee5WmQ0zCBBPzzvnT6FGMucJU+uidj0t04w63P9jMDny894zaUSmjuvlU/V1hY",
+	"CGPIFbcs2DoIcAwm5XTKdb1dy42Fo3tfe5KXyLpmNbwQ37gHHb0awJLrVpVEW9d4ueTYE28Ib/x3/mDq",
+	"1F+swO5DloLbjxVFgAktqqqVhWE3iawbXjXD6TG7tr+BYX479BCOg2XtEklFxAdRTRYDamyWo2oUhnLi",
+	"oZAlN7i3YSJPwRRqFfCIQnn8s43yIFmhDDdNDAsHnMgVWztMvOB8yRBgTox2g9FJHt0DM4RHdZ9P7zxe",
+	"LnnuIB+wY3/v0yqaiRQGCVZZVnSJ2MQYnhC73GLb22Ju5wWpboeSzRvvAdM/P39Sw0IoOahSiQmj6ySq",
+	"1s3aGwQTdVdkWnBgZvOGRkgDr7hVSPFC84aVkD5efqLsnMiWz+TvzP2qb/feRV9TCWlKJR+hidCZ0Ou3",
+	"nqZbJeEzKwmULxMbT8N8oWTW7XnC/tSfxbhbF33dmRtwHqqxfukeoh0VaXflFlCJyS3Z59YYcUtn/mwe",
+	"o6qg8m/hL6KxD95rpexeX9G5b4f3hbqKPDnplhZwk7ek4pZU/AkdRcQYfeBpo2DyDZssN/pxOyUkqKFd",
+	"xZrbnezAFMzMuRn4yiCoJOqy4FSpd86DJSmFanYq8zEGRg0wZ6Jpm5uzS455G1jVCY0Ex6MR6X6ovCwZ",
+	"tvX0uosv9dzOq2gqMY3+DIejo+PN/gzNAr9/T5J3o1GcJO+ORkny7v70338f//dXSfJTkiTJ8CB+u/+J",
+	"t1911PfdS6CdNDl+/7GUf1d+3bcKGwbVtsFmMGTLOhxCvHVUm3CwuwcziQyNmOi3UJMTaxNVdgZfnnMI",
+	"pxtB8Gj38OVtvYmlSt7THHsGQL9dt3dwsqOnRcsihCHbc0a5gErGWGsPq15qjkVvsPoUFSQdhwhtjtWH",
+	"QrVdIa0awqm3DlGUWeiz3xL8qcgsFnOwAuuAuqVQmSqfuqbFJTeQlzrEwiPCEqBNWVg/ZKhA563CiSR7",
+	"krBDOG80KqzL+pxAumLC/he2ikmhTnU8cutRMvPWHOqFyGxVe5QmM0susSYR1RwKKX8hoR9fm5TZBbcU",
+	"bu6+iDWzPMY6MGmEVrJO84z7wZtnTuD46CHaGRJJkMa2toMTb+1iFv6phMQCY6HAbEguKCVkmFAoleSd",
+	"lh00dGO4616rzhsmbF3zloBeFRZ2xGCwy+zhANxd8aZVXrLqTPB5hZy6CvjO+Ftv6fduBHIVGDMti4JC",
+	"co8oa+Y3Xs+KGazKtsSKwmSVhJAz9qtSyahP558iiexWCPvt8sAcqv5muWBusu58sDN/H1g7yXW1ZT76",
+	"iKwvFBXM3motxirN86o9fJczuM7o6gcLOJYUROrvX0xr+qIk9qvxpPRwNIpgWZQGs+I9GVe6Ko87aFdE",
+	"i5AHLNmM1wy09qtojkZpVWCjWqLaXtDwGRGhzh+D9LmQF2lt2rZzSDUv/ivBusFJLx2T7wtTnUPD03eW",
+	"5u6jTJMGrsYgzUptlE4HQ/gWSRUKGOT+kRcORrbUsq7hTUxcZjwK3f5EQSUEKmj6Or8kAFft+Ut9ibJB",
+	"6ECxq0bbOZ7sNVwXuB8jfuY7zfi7S7jd+5UV3KLt+vIhYZ6WgVuK6mCq1IEcgwUqS95S80uhSmxW6E7C",
+	"qpytoemlZHRIdww5YwjY43qWuSpyE9qDIIoQxrhXnTw5aGgFG7CgU24B4zodJn4j+2iDt16jdB0BQ01r",
+	"jNvuc9bksaKrbZ5vsdB1Sai7wgm0LlXkzs+Ql3D7zlbngV1fHhw9eDC45de3/Pr3NJr4sn477shv48Nx",
+	"pPzgPVXq/rAnequhb27Ee0zW2Guroqttru4U2rruTaWykzLJAquhPt9B9fdRqtsMu9FGKnQFUeimFwZS",
+	"H3HUaI2P1aITmVRVr/3TvlQOxTY4AT7ID0lvEPlWrbZmjInMtVpiQEt3xKwjjr0vQdG69T3f0qzPTLN+",
+	"qG1PN0egovdddlLfPmCfpfR6AtJu8nfpW8F2Ej10szei71Hiq3qhkkEQ+wV5eJyEOkCsuDDgOwpvEQvs",
+	"PvvFOq6q/ri7SkE2Mh1uXVi3lO1PFnpPEbto8t8TUXOTDvDgsjiYCTsvJ+hb6XSRPJFun1U3QC6BVX3V",
+	"Dc80t5QzVLU88T0jRsfk50pkzguBJgJhsNIsl9YRCUokSv8WPy0n8bmYSWZLzeOje1+n0H/64vRRfP70",
+	"9Oje13WwK1tRiwkqnutbpmEjgagO5wwD4armnHqMoODlxME1VYxbMm18MK4bcQincMm1z89qLNfXSmOW",
+	"A5oMQtEe+t6JZ0uejyFdCjlruh6OT4BBuizNPAXq+dX2+SSyT1lSBINGJM+0LIp/OEaURrBdbnHQdG8k",
+	"0vs3cPMotZomV2DUQQfnl1DKC6lW2M7ZF9lvRvYy6bs1UGBXRDhIjsUaIL7AHquAlci61YcPtJxwgm4O",
+	"/ULNZlhOkOxUR6NjbLTxY1mVSgrNgfIxNDqbhpX7LfmWQrhTqfCnRE5DzaZmD0j0MVEfnjSOPZbGYZIU",
+	"+kdgBn4P1puyKBq68fiCvYtzXrB1Cv3DEZhBo6UKhWPj4px64ds59KndJC7Q3xBq1UdSPjl2hK349JyK",
+	"EPnuGLs1HF1KMxjCOdb8LLEswhQn58Z7hJTk3lkXDI4NV93CKRsOFv6Vhh8uuOFQtUhJ4Kmi1Y9GR+ht",
+	"9m/4lpTuOlzZAGqr+xOCyp8LAT5j0uEIOT947nthXEdLTKlNS2gN0+hLtuJFEfsyjt0ERYVK14lcaeUd",
+	"kHUK5CEuzbsCUfASbhvku7tjEklKXtwgX0JJmJT5jFvo+x4ksa8A2XQPoocvw869DGHoJrERHB89dFRn",
+	"/14qYpZIb9OtW40HbdItFC8h/oRFqhL5Td0ZyNMtsMpH9/c7Gv0MxvCdsE/LCWQMa7CuE7kkdu5Q6uge",
+	"vPgmggkuEI+0ogl9zadRSBC9U7eJ9PS4TWUI/7EGl5caDfWwgSlfYX8hrG/rPsxLmTtu8r34JiKa65Vp",
+	"302H5Wbbao8xEv74HHQLJ4foBgeqTvzwbg2/CnIBBsahQSLTTXEW0aj17bt4tVrhacWlLijMI0/JZ/CX",
+	"8x9eJjJ0c/LQTGEqeJF7B344N8suHNUwfjF9qagqLhtEYFTAHWu6uRtZNrtMBMja31TNQrt6m2zG5f8t",
+	"JiBQTP1Vgfn7h3jswf6Ro2xd46sj7ndVJf3q4Kve+H23alEjh2kgAOYC9bdRILouDlTWIIcHmEwUUGAw",
+	"7G1XM705d/Rmb8BuO3klGWxIJidQswMTkpdCGMJma0CnaqIzvaPS3V+9iBBVbZytglxB38lKUVvY2JRN",
+	"WklHW3JI1Oowtil2DG6NUbdVUz+lK4inAUHH8RlPzVqlQXfaUa70cHT84N79r8lFXdr5QcaKYsKyC0eC",
+	"wnfYaHHjC3dy9A01hvt5XyTyU3zkc5p//Qy7qiD4LubC3Da6+dJR+rm45NId1lKryY5GNxhz9vNOo+SZ",
+	"73me8V25y+1arBQUEIpNeg2+WYR1zrAcJWlUlE1OzbFDjRMvTA+G8IJquiZyZ9FKL1nOVZHXzRSBKuP7",
+	"WAQuMXqCnEQhvjAul2MfP+y42oJdkFbUal5MpduxMydV/UUOSW2oU+in2Gl4DKFz8mCYyJe+uc8a+vdG",
+	"dweNnt25tyFRNjBmrJIS1afU5DSOwyPYunIMPypjZ5qf/+9zyD2TdJoCOrlZNh+c+JmwXoODUYZCrRs/",
+	"augV3uNFoRe+Jj1BLeh6PJFh6h0OJ0SC34fkEP5ZRZLHLb35g5hM95pKN5zS4druIlIbr1/PzIr+WtJ3",
+	"Sl30xr0DdGT4sTep3NPNhqxkF/C53s2a0MNaU8H1bccBnTU7iVDlo7pPS+N1KtG5/T7lMOICmj2SWUs4",
+	"Nl2+InIRBVdJs3ez6Vwn2p9a1Nwtud+wYUV1DXFK/BwM2/6yznFJcMK65FibnAehyjTeroSp7RFC/2rq",
+	"Ud0k+di6eqnVpcgd6QxXnKwymGuB6teP3z964ruL264ubUM4f/x9lS6O1qlSF6j/A9to8p1IZiA9bc40",
+	"hm+oYy0FDNFjGCGUtkuG+61il6sP3ULj8ejh1x/+bwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -46,6 +46,7 @@ type App struct {
 	after    func(time.Duration) <-chan time.Time
 	auth     *auth.Auth
 	store    store.Store
+	replica  string // --replica-id
 	mirrors  *mirror.Root
 	watcher  *watch.Watcher // of the local repository; Start runs it
 	cleanups []func()
@@ -100,6 +101,10 @@ type Options struct {
 // example a non-loopback address with auth off): exit code 2.
 var ErrPosture = auth.ErrPosture
 
+// ErrLocalWithDatabase marks a start-up refused because --cwd came with
+// --database-url without --allow-local-with-database: exit code 2.
+var ErrLocalWithDatabase = errors.New("working repository refused")
+
 // AuthConfig is the auth package's view of the configuration.
 func AuthConfig(cfg config.Config) auth.Config {
 	return auth.Config{
@@ -138,7 +143,10 @@ func rateLimit(v string) auth.RateLimit {
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After,
-		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}}
+		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}, replica: cfg.ReplicaID}
+	if a.replica == "" {
+		a.replica = config.DefaultReplicaID(cfg.Addr)
+	}
 	hosts, err := egress.ParseHosts(cfg.AllowedRemoteHosts)
 	if err != nil {
 		return nil, fmt.Errorf("--allowed-remote-hosts: %w", err)
@@ -207,6 +215,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Logger:   log,
 		Store:    a.store,
 		History:  cfg.SyncHistory,
+		Replica:  a.replica,
 	})
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
@@ -241,6 +250,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Keepalive:     opts.Keepalive,
 		Me:            a.me,
 		AuditLog:      a.auditLog,
+		Database:      a.store,
 	})
 	h, err := NewHandler(srv, HandlerDeps{
 		Logger:      log,
@@ -256,20 +266,45 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	return a, nil
 }
 
-// openStore opens the SQLite database (sessions, audit log, repositories
-// onboarded through the API, sync history) in the data dir.
+// openStore opens the database (sessions, audit log, repositories
+// onboarded through the API, sync history, webhook deliveries): the
+// PostgreSQL of --database-url, else SQLite in the data dir. Missing
+// migrations are applied (and logged).
 func (a *App) openStore() error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	st, err := store.Open(context.Background(), filepath.Join(a.cfg.DataDir, "stackd.db"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := OpenStore(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
 	a.store = st
 	a.cleanups = append(a.cleanups, func() { _ = st.Close() })
+	for _, step := range st.Applied() {
+		a.log.Info("database migrated", "version", step.Version, "step", step.Name)
+	}
 	return nil
 }
+
+// OpenStore opens the store cfg selects and applies the migrations it
+// lacks: PostgreSQL at cfg.DatabaseURL, else SQLite at
+// <DataDir>/stackd.db (the data dir must exist). Errors never contain the
+// database URL's password.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if cfg.DatabaseURL != "" {
+		st, err := store.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	return store.Open(ctx, DatabasePath(cfg))
+}
+
+// DatabasePath is the SQLite file of a server without --database-url.
+func DatabasePath(cfg config.Config) string { return filepath.Join(cfg.DataDir, "stackd.db") }
 
 func (a *App) me(ctx context.Context) (gen.Me, bool) {
 	p, ok := auth.PrincipalFrom(ctx)
@@ -318,6 +353,15 @@ func (a *App) findLocal() (*gitrepo.Worktree, error) {
 	cfg := a.cfg
 	var wt *gitrepo.Worktree
 	var err error
+	if cfg.DatabaseURL != "" && !cfg.AllowLocalWithDatabase {
+		// The working repository is a single-replica feature: its view
+		// would differ between the replicas that share the database.
+		if cfg.CwdExplicit {
+			return nil, fmt.Errorf("%w: --cwd with --database-url: the working repository is a single-replica feature (--allow-local-with-database serves it anyway)", ErrLocalWithDatabase)
+		}
+		a.log.Info("not serving a working repository: with --database-url only mirrors are served (--allow-local-with-database serves the current directory's repository)")
+		return nil, nil
+	}
 	if cfg.CwdExplicit {
 		wt, err = gitrepo.Discover(cfg.Cwd)
 		if err != nil {
@@ -499,6 +543,12 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	}
 	if req.FullName != nil {
 		fullName = *req.FullName
+	}
+	// A clone that the database then cannot store would be cleaned up
+	// with the database's help: with it unreachable, refuse (503) before
+	// anything is cloned.
+	if err := a.store.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("onboard %s: %w", id, err)
 	}
 	// newMirror checks the URL; Add refuses a duplicate id or URL. Both
 	// happen before any clone. An onboarded mirror never gets operator

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"regexp"
@@ -25,6 +26,7 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/store/pgtest"
 )
 
 // rawCall is a request as sent on the wire (no redirects followed, event
@@ -484,6 +486,34 @@ func TestEveryAnswerDeclared(t *testing.T) {
 		if code, _, b := call(t, s, specOp{id: "getReady", method: "GET", path: "/readyz"}, nil); code != 503 {
 			t.Fatalf("readyz before the first clone: %d %s", code, b)
 		}
+	})
+
+	t.Run("database down", func(t *testing.T) {
+		// A server on PostgreSQL, signed in; then the database stops:
+		// everything a signed-in browser asks needs its session (and
+		// sign-in and sign-out need the database too).
+		c := pgtest.Start(t)
+		cfg := oidcConfig(t, idp, dir)
+		cfg.DatabaseURL, cfg.AllowLocalWithDatabase, cfg.WebhookSecret = c.NewDatabase(t), true, "s3cret"
+		s := startServer(t, cfg, impl.Options{})
+		cookie := signIn(t, s)
+		c.Stop(t)
+		for _, o := range ops {
+			call(t, s, o, func(c *rawCall) {
+				c.hdr = append(c.hdr, "Cookie", auth.SessionCookie+"="+cookie, "X-Stackd-CSRF", "1")
+			})
+		}
+		jar, _ := cookiejar.New(nil)
+		resp, err := (&http.Client{Jar: jar}).Get(s.srv.URL + "/auth/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Request.URL.Path != "/auth/callback" || resp.StatusCode != 503 {
+			t.Fatalf("sign-in with the database down: %s %d %s", resp.Request.URL.Path, resp.StatusCode, body)
+		}
+		record(t, &got, "authCallback", resp.Request.URL.Path, resp.StatusCode, resp.Header, string(body))
 	})
 
 	// What was seen must be declared, with an example of its type, and

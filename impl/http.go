@@ -18,6 +18,7 @@ import (
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/validate"
 )
 
@@ -111,6 +112,13 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 				// an answer. The access log records 499.
 				log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", StatusClientClosedRequest, "requestId", requestid.From(r.Context()))
 				w.WriteHeader(StatusClientClosedRequest)
+				return
+			}
+			if errors.Is(err, store.ErrUnavailable) {
+				// The database is down or out of reach: worth another
+				// try, not a bug.
+				log.Warn("request failed: the database is unreachable", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
+				writeDatabaseUnavailable(w, r)
 				return
 			}
 			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))

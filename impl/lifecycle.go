@@ -43,10 +43,11 @@ var (
 // or running.
 const unfinishedReason = "stackd stopped before this sync finished"
 
-// failUnfinished marks the syncs that a previous process left queued or
-// running as failed: no refresher of this process will finish them.
+// failUnfinished marks the syncs that a previous process of this replica
+// left queued or running as failed: no refresher of this process will
+// finish them. Other replicas' syncs (a shared database) are theirs.
 func (a *App) failUnfinished(ctx context.Context) error {
-	n, err := a.store.FailUnfinished(ctx, time.Now().UTC(), unfinishedReason)
+	n, err := a.store.FailUnfinished(ctx, a.replica, time.Now().UTC(), unfinishedReason)
 	if err != nil {
 		return err
 	}
@@ -139,6 +140,12 @@ func (a *App) deleteRepo(ctx context.Context, id string) error {
 	}
 	// A client that goes away does not stop a removal halfway; the wait
 	// for the running refresh is bounded by the sync timeout.
+	// An unreachable database would fail the removal halfway (the
+	// refresher stopped, the repository still stored): ask first, and
+	// answer 503 with nothing changed.
+	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("remove %s: %w", r.ID, err)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
 	defer cancel()
 	if err := a.forget(ctx, r); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/view"
 	"github.com/stackd/stackd/impl/webhook"
 )
@@ -52,6 +53,8 @@ type Server struct {
 
 	me       func(ctx context.Context) (gen.Me, bool)
 	auditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
+
+	db Database
 }
 
 // ServerDeps is what the API handlers need.
@@ -74,6 +77,17 @@ type ServerDeps struct {
 	Me func(ctx context.Context) (gen.Me, bool)
 	// AuditLog lists recent audit entries (nil: no audit store).
 	AuditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
+	// Database is asked by readiness and the webhook's deduplication
+	// (nil: no database; readiness does not wait for one, deliveries are
+	// deduplicated in memory).
+	Database Database
+}
+
+// Database is what handlers ask of the store directly.
+type Database interface {
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	store.DeliveryStore
 }
 
 // NewServer builds the API implementation.
@@ -95,6 +109,7 @@ func NewServer(d ServerDeps) *Server {
 		diffs:         newDiffCache(64),
 		me:            d.Me,
 		auditLog:      d.AuditLog,
+		db:            d.Database,
 	}
 }
 
@@ -170,9 +185,13 @@ func (s *Server) GetHealth(ctx context.Context, _ gen.GetHealthRequestObject) (g
 }
 
 // GetReady answers 200 once the working repository and every mirror of the
-// config file had a first refresh. Mirrors onboarded through the API do
+// config file had a first refresh, while the database answers. Mirrors onboarded through the API do
 // not count: their first clone shows in their syncStatus.
 func (s *Server) GetReady(ctx context.Context, _ gen.GetReadyRequestObject) (gen.GetReadyResponseObject, error) {
+	if err := s.pingDatabase(ctx); err != nil {
+		return gen.GetReady503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: gen.UnavailableApplicationProblemPlusJSONResponse(
+			problem.New(503, problem.Unavailable, "the database is unreachable"))}, nil
+	}
 	var waiting []string
 	for _, r := range s.reg.List() {
 		if r.Origin != registry.OriginAPI && !r.Ready() {

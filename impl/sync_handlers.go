@@ -273,7 +273,7 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		delivery = *req.Params.XGitHubDelivery
 	}
 	log := s.log.With("event", event, "delivery", delivery)
-	if s.deliveries.Seen(delivery) {
+	if s.seenDelivery(ctx, delivery) {
 		log.Info("webhook: repeated delivery ignored")
 		return gen.GithubWebhook204Response{}, nil
 	}

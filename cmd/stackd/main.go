@@ -2,6 +2,7 @@
 // OpenAPI-described HTTP API, and talks to such a server.
 //
 //	stackd serve [flags]        serve the current repository (and mirrors)
+//	stackd migrate [flags]      apply the database migrations and exit
 //	stackd sync REPO            refresh a repository now and show what changed
 //	stackd repos                list the repositories of a server
 //	stackd view REPO            show a repository's stacks
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		err = migrate(ctx, args[1:], stdout)
 	case "sync":
 		err = clientCmd(ctx, "sync", args[1:], stdout, stderr)
 	case "repos":
@@ -72,6 +75,7 @@ const usage = `usage: stackd <command> [flags]
 
 commands:
   serve          serve the current git repository (and configured mirrors)
+  migrate        apply the database migrations that are missing, and exit
   sync REPO      refresh a repository now and show what changed
   repos          list the repositories of a server
   view REPO      show a repository's stacks

@@ -41,6 +41,9 @@ func TestCommandLineErrors(t *testing.T) {
 		{"server that is no URL", []string{"repos", "--server", "ftp://x"}, nil, 2, `--server "ftp://x": scheme "ftp": want http or https`},
 		{"oidc with allowlist and any user", []string{"serve", "--auth", "oidc", "--oidc-issuer", "https://idp.invalid", "--oidc-client-id", "stackd",
 			"--base-url", "https://stackd.invalid", "--allowed-domains", "example.com", "--cwd", "."}, map[string]string{"STACKD_ALLOW_ANY_USER": "true"}, 2, "--allow-any-user contradicts"},
+		{"cwd with database", []string{"serve", "--cwd", ".", "--database-url", "postgres://u:sekrit@db/x"}, nil, 2, "--cwd with --database-url: the working repository is a single-replica feature"},
+		{"database URL not postgres", []string{"serve", "--database-url", "mysql://u:sekrit@db/x"}, nil, 2, "--database-url: want a postgres:// or postgresql:// URL"},
+		{"bad replica id", []string{"serve", "--replica-id", "a b"}, nil, 2, `--replica-id "a b"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +59,9 @@ func TestCommandLineErrors(t *testing.T) {
 			text := out.String() + errb.String()
 			if !strings.Contains(text, tc.want) {
 				t.Fatalf("output %q lacks %q", text, tc.want)
+			}
+			if strings.Contains(text, "sekrit") {
+				t.Fatalf("output shows the database password: %q", text)
 			}
 			if tc.code != 0 && tc.name != "no command" && tc.name != "unknown command" {
 				if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines > 0 {
@@ -156,8 +162,10 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"sync", "-h"}, []string{"usage: stackd sync REPO", "-no-wait", "-server", "STACKD_SERVER", "STACKD_TOKEN"}},
 		{[]string{"repos", "--help"}, []string{"usage: stackd repos", "-json", "STACKD_SERVER", "STACKD_TOKEN"}},
 		{[]string{"view", "-h"}, []string{"usage: stackd view REPO", "STACKD_SERVER", "STACKD_TOKEN"}},
-		{[]string{"serve", "-h"}, []string{"usage: stackd serve", "-base-url", "STACKD_ADDR", "STACKD_WEBHOOK_SECRET", "STACKD_OIDC_CLIENT_SECRET", "STACKD_REPO_<ID>_USERNAME", "STACKD_DEBUG"}},
-		{[]string{"help"}, []string{"usage: stackd <command>", "STACKD_SERVER", "STACKD_TOKEN"}},
+		{[]string{"serve", "-h"}, []string{"usage: stackd serve", "-base-url", "STACKD_ADDR", "STACKD_WEBHOOK_SECRET", "STACKD_OIDC_CLIENT_SECRET", "STACKD_REPO_<ID>_USERNAME", "STACKD_DEBUG",
+			"-database-url", "STACKD_DATABASE_URL", "-replica-id", "-allow-local-with-database"}},
+		{[]string{"migrate", "-h"}, []string{"usage: stackd migrate", "-database-url", "STACKD_DATABASE_URL", "-data-dir"}},
+		{[]string{"help"}, []string{"usage: stackd <command>", "migrate", "STACKD_SERVER", "STACKD_TOKEN"}},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != 0 || errb.Len() != 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/store"
 )
 
 // fileConfig is the YAML file given with --config.
@@ -76,6 +77,7 @@ const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
   STACKD_DEBUG                   any value: debug logging (every request)
   XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
   SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
+  PGPASSWORD, ~/.pgpass          the database password, when --database-url has none
 `
 
 // parseServe fills the Config from args, the environment and --config;
@@ -120,6 +122,9 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.str(&cfg.AuthFailureRateLimit, "auth-failure-rate-limit", `per-address failed authentication (bad tokens, unsigned webhooks), "<per-second>/<burst>" or "off"`)
 	s.value(durationValue{&cfg.WebhookDebounce}, "webhook-debounce", "quiet window before the refresh a webhook push queues starts, 0 starts it at once")
 	s.value(durationValue{&cfg.WebhookMaxDelay}, "webhook-max-delay", "longest wait of a webhook push's refresh (at least --webhook-debounce)")
+	s.str(&cfg.DatabaseURL, "database-url", "PostgreSQL URL (postgres://...) of the database replicas share; default: SQLite in --data-dir")
+	s.value(boolValue{&cfg.AllowLocalWithDatabase}, "allow-local-with-database", "serve the working repository also with --database-url (a single-replica feature)")
+	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
 	}
@@ -279,9 +284,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogFormat, stderr)
+	// Every line names the replica: several processes may share a
+	// database and a log pipeline.
+	log := newLogger(cfg.LogFormat, stderr).With("replica", cfg.ReplicaID)
+	if cfg.DatabaseURL != "" {
+		log.Info("database", "engine", "postgres", "url", store.DescribeURL(cfg.DatabaseURL))
+	}
 	app, err := impl.New(cfg, log, impl.Options{})
-	if errors.Is(err, impl.ErrPosture) || errors.Is(err, gitrepo.ErrNotRepository) {
+	if errors.Is(err, impl.ErrPosture) || errors.Is(err, gitrepo.ErrNotRepository) || errors.Is(err, impl.ErrLocalWithDatabase) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err != nil {

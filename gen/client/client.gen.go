@@ -465,8 +465,11 @@ type SyncResult struct {
 	Id SyncID `json:"id"`
 
 	// Mode `mirror-fetch`: the upstream was listed and only what changed was fetched (nothing at all when the listing equals the mirror's refs). `reread`: refs were read from disk and nothing was fetched (the working repository always; a mirror at start-up).
-	Mode      SyncResultMode  `json:"mode"`
-	QueuedAt  time.Time       `json:"queuedAt"`
+	Mode     SyncResultMode `json:"mode"`
+	QueuedAt time.Time      `json:"queuedAt"`
+
+	// Replica Which stackd process ran (or queued) the run: its `--replica-id` (default `<hostname>:<port>`). Null for runs recorded before replica ids existed.
+	Replica   *string         `json:"replica,omitempty"`
 	RepoID    string          `json:"repoID"`
 	StartedAt *time.Time      `json:"startedAt,omitempty"`
 	State     SyncResultState `json:"state"`
@@ -541,6 +544,9 @@ type BadRequest = Problem
 
 // Conflict An RFC 9457 problem detail.
 type Conflict = Problem
+
+// DatabaseUnavailable An RFC 9457 problem detail.
+type DatabaseUnavailable = Problem
 
 // FetchFailed An RFC 9457 problem detail.
 type FetchFailed = Problem
@@ -1010,6 +1016,10 @@ type ClientInterface interface {
 	// onboarded through the API never hold readiness back, also when
 	// restored at start-up: one still making its first clone says so in
 	// its `syncStatus` (`state: cloning`).
+	// Not ready (503) while the database does not answer (with
+	// `--database-url`: PostgreSQL down or out of reach); ready again
+	// once it does, without a restart. The detail never names the
+	// database.
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1487,6 +1497,10 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 // onboarded through the API never hold readiness back, also when
 // restored at start-up: one still making its first clone says so in
 // its `syncStatus` (`state: cloning`).
+// Not ready (503) while the database does not answer (with
+// `--database-url`: PostgreSQL down or out of reach); ready again
+// once it does, without a restart. The detail never names the
+// database.
 //
 // Corresponds with GET /readyz (the `GetReady` operationId).
 func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2780,6 +2794,10 @@ type ClientWithResponsesInterface interface {
 	// onboarded through the API never hold readiness back, also when
 	// restored at start-up: one still making its first clone says so in
 	// its `syncStatus` (`state: cloning`).
+	// Not ready (503) while the database does not answer (with
+	// `--database-url`: PostgreSQL down or out of reach); ready again
+	// once it does, without a restart. The detail never names the
+	// database.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2795,6 +2813,11 @@ type ListAuditResponse401Headers struct {
 // ListAuditResponse429Headers the declared response headers of an HTTP 429 response for ListAudit
 type ListAuditResponse429Headers struct {
 	RetryAfter *int
+}
+
+// ListAuditResponse503Headers the declared response headers of an HTTP 503 response for ListAudit
+type ListAuditResponse503Headers struct {
+	RetryAfter int
 }
 
 type ListAuditResponse struct {
@@ -2818,10 +2841,14 @@ type ListAuditResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListAuditResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListAuditResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2867,6 +2894,11 @@ func (r ListAuditResponse) GetApplicationproblemJSON429() *TooManyRequests {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListAuditResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3012,6 +3044,11 @@ type GetMeResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetMeResponse503Headers the declared response headers of an HTTP 503 response for GetMe
+type GetMeResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetMeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3031,10 +3068,14 @@ type GetMeResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMeResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetMeResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetMeResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3077,6 +3118,11 @@ func (r GetMeResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetMeResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r GetMeResponse) GetBody() []byte {
 	return r.Body
@@ -3116,6 +3162,11 @@ type ListReposResponse429Headers struct {
 	RetryAfter *int
 }
 
+// ListReposResponse503Headers the declared response headers of an HTTP 503 response for ListRepos
+type ListReposResponse503Headers struct {
+	RetryAfter int
+}
+
 type ListReposResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3135,10 +3186,14 @@ type ListReposResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListReposResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListReposResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListReposResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3179,6 +3234,11 @@ func (r ListReposResponse) GetApplicationproblemJSON429() *TooManyRequests {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListReposResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListReposResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3380,6 +3440,11 @@ type DeleteRepoResponse429Headers struct {
 	RetryAfter *int
 }
 
+// DeleteRepoResponse503Headers the declared response headers of an HTTP 503 response for DeleteRepo
+type DeleteRepoResponse503Headers struct {
+	RetryAfter int
+}
+
 type DeleteRepoResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3403,10 +3468,14 @@ type DeleteRepoResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteRepoResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteRepoResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteRepoResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -3459,6 +3528,11 @@ func (r DeleteRepoResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteRepoResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r DeleteRepoResponse) GetBody() []byte {
 	return r.Body
@@ -3498,6 +3572,11 @@ type GetRepoResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetRepoResponse503Headers the declared response headers of an HTTP 503 response for GetRepo
+type GetRepoResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetRepoResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3521,10 +3600,14 @@ type GetRepoResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetRepoResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetRepoResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetRepoResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3577,6 +3660,11 @@ func (r GetRepoResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetRepoResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r GetRepoResponse) GetBody() []byte {
 	return r.Body
@@ -3626,6 +3714,11 @@ type ListBranchesResponse429Headers struct {
 	RetryAfter *int
 }
 
+// ListBranchesResponse503Headers the declared response headers of an HTTP 503 response for ListBranches
+type ListBranchesResponse503Headers struct {
+	RetryAfter int
+}
+
 type ListBranchesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3649,6 +3742,8 @@ type ListBranchesResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListBranchesResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -3657,6 +3752,8 @@ type ListBranchesResponse struct {
 	Headers401 *ListBranchesResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListBranchesResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListBranchesResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3709,6 +3806,11 @@ func (r ListBranchesResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListBranchesResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r ListBranchesResponse) GetBody() []byte {
 	return r.Body
@@ -3758,6 +3860,11 @@ type GetBranchResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetBranchResponse503Headers the declared response headers of an HTTP 503 response for GetBranch
+type GetBranchResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetBranchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3781,6 +3888,8 @@ type GetBranchResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetBranchResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -3789,6 +3898,8 @@ type GetBranchResponse struct {
 	Headers401 *GetBranchResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetBranchResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetBranchResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3841,6 +3952,11 @@ func (r GetBranchResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetBranchResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r GetBranchResponse) GetBody() []byte {
 	return r.Body
@@ -3890,6 +4006,11 @@ type GetBranchDiffResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetBranchDiffResponse503Headers the declared response headers of an HTTP 503 response for GetBranchDiff
+type GetBranchDiffResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetBranchDiffResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3911,6 +4032,8 @@ type GetBranchDiffResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetBranchDiffResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -3919,6 +4042,8 @@ type GetBranchDiffResponse struct {
 	Headers401 *GetBranchDiffResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetBranchDiffResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetBranchDiffResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -3966,6 +4091,11 @@ func (r GetBranchDiffResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetBranchDiffResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r GetBranchDiffResponse) GetBody() []byte {
 	return r.Body
@@ -4005,6 +4135,11 @@ type StreamEventsResponse429Headers struct {
 	RetryAfter *int
 }
 
+// StreamEventsResponse503Headers the declared response headers of an HTTP 503 response for StreamEvents
+type StreamEventsResponse503Headers struct {
+	RetryAfter int
+}
+
 type StreamEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4026,10 +4161,14 @@ type StreamEventsResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *StreamEventsResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *StreamEventsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *StreamEventsResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -4075,6 +4214,11 @@ func (r StreamEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r StreamEventsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r StreamEventsResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4126,6 +4270,11 @@ type ListStacksResponse429Headers struct {
 	RetryAfter *int
 }
 
+// ListStacksResponse503Headers the declared response headers of an HTTP 503 response for ListStacks
+type ListStacksResponse503Headers struct {
+	RetryAfter int
+}
+
 type ListStacksResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4149,6 +4298,8 @@ type ListStacksResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListStacksResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -4157,6 +4308,8 @@ type ListStacksResponse struct {
 	Headers401 *ListStacksResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListStacksResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListStacksResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4209,6 +4362,11 @@ func (r ListStacksResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListStacksResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r ListStacksResponse) GetBody() []byte {
 	return r.Body
@@ -4258,6 +4416,11 @@ type GetStackResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetStackResponse503Headers the declared response headers of an HTTP 503 response for GetStack
+type GetStackResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetStackResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4281,6 +4444,8 @@ type GetStackResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetStackResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -4289,6 +4454,8 @@ type GetStackResponse struct {
 	Headers401 *GetStackResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetStackResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetStackResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4339,6 +4506,11 @@ func (r GetStackResponse) GetApplicationproblemJSON429() *TooManyRequests {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetStackResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetStackResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4559,6 +4731,11 @@ type ListSyncsResponse429Headers struct {
 	RetryAfter *int
 }
 
+// ListSyncsResponse503Headers the declared response headers of an HTTP 503 response for ListSyncs
+type ListSyncsResponse503Headers struct {
+	RetryAfter int
+}
+
 type ListSyncsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4582,12 +4759,16 @@ type ListSyncsResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListSyncsResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListSyncsResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListSyncsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListSyncsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4640,6 +4821,11 @@ func (r ListSyncsResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListSyncsResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r ListSyncsResponse) GetBody() []byte {
 	return r.Body
@@ -4679,6 +4865,11 @@ type GetSyncResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetSyncResponse503Headers the declared response headers of an HTTP 503 response for GetSync
+type GetSyncResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetSyncResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4702,10 +4893,14 @@ type GetSyncResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetSyncResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetSyncResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSyncResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4758,6 +4953,11 @@ func (r GetSyncResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSyncResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r GetSyncResponse) GetBody() []byte {
 	return r.Body
@@ -4807,6 +5007,11 @@ type GetViewResponse429Headers struct {
 	RetryAfter *int
 }
 
+// GetViewResponse503Headers the declared response headers of an HTTP 503 response for GetView
+type GetViewResponse503Headers struct {
+	RetryAfter int
+}
+
 type GetViewResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4830,6 +5035,8 @@ type GetViewResponse struct {
 	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *DatabaseUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetViewResponse200Headers
 	// Headers304 the parsed response headers for an HTTP 304 response
@@ -4838,6 +5045,8 @@ type GetViewResponse struct {
 	Headers401 *GetViewResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetViewResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetViewResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4888,6 +5097,11 @@ func (r GetViewResponse) GetApplicationproblemJSON429() *TooManyRequests {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetViewResponse) GetApplicationproblemJSON500() *InternalError {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetViewResponse) GetApplicationproblemJSON503() *DatabaseUnavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5685,6 +5899,10 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 // onboarded through the API never hold readiness back, also when
 // restored at start-up: one still making its first clone says so in
 // its `syncStatus` (`state: cloning`).
+// Not ready (503) while the database does not answer (with
+// `--database-url`: PostgreSQL down or out of reach); ready again
+// once it does, without a restart. The detail never names the
+// database.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5774,6 +5992,13 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -5797,6 +6022,16 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -5970,6 +6205,13 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -5993,6 +6235,16 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetMeResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6068,6 +6320,13 @@ func ParseListReposResponse(rsp *http.Response) (*ListReposResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6091,6 +6350,16 @@ func ParseListReposResponse(rsp *http.Response) (*ListReposResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListReposResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6343,6 +6612,13 @@ func ParseDeleteRepoResponse(rsp *http.Response) (*DeleteRepoResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6366,6 +6642,16 @@ func ParseDeleteRepoResponse(rsp *http.Response) (*DeleteRepoResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteRepoResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6455,6 +6741,13 @@ func ParseGetRepoResponse(rsp *http.Response) (*GetRepoResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6478,6 +6771,16 @@ func ParseGetRepoResponse(rsp *http.Response) (*GetRepoResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetRepoResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6570,6 +6873,13 @@ func ParseListBranchesResponse(rsp *http.Response) (*ListBranchesResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6613,6 +6923,16 @@ func ParseListBranchesResponse(rsp *http.Response) (*ListBranchesResponse, error
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListBranchesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6705,6 +7025,13 @@ func ParseGetBranchResponse(rsp *http.Response) (*GetBranchResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6748,6 +7075,16 @@ func ParseGetBranchResponse(rsp *http.Response) (*GetBranchResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetBranchResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6833,6 +7170,13 @@ func ParseGetBranchDiffResponse(rsp *http.Response) (*GetBranchDiffResponse, err
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6876,6 +7220,16 @@ func ParseGetBranchDiffResponse(rsp *http.Response) (*GetBranchDiffResponse, err
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetBranchDiffResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6958,6 +7312,13 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -6981,6 +7342,16 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers StreamEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7073,6 +7444,13 @@ func ParseListStacksResponse(rsp *http.Response) (*ListStacksResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7116,6 +7494,16 @@ func ParseListStacksResponse(rsp *http.Response) (*ListStacksResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListStacksResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7208,6 +7596,13 @@ func ParseGetStackResponse(rsp *http.Response) (*GetStackResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7251,6 +7646,16 @@ func ParseGetStackResponse(rsp *http.Response) (*GetStackResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetStackResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7520,6 +7925,13 @@ func ParseListSyncsResponse(rsp *http.Response) (*ListSyncsResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7553,6 +7965,16 @@ func ParseListSyncsResponse(rsp *http.Response) (*ListSyncsResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListSyncsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7642,6 +8064,13 @@ func ParseGetSyncResponse(rsp *http.Response) (*GetSyncResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7665,6 +8094,16 @@ func ParseGetSyncResponse(rsp *http.Response) (*GetSyncResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSyncResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7757,6 +8196,13 @@ func ParseGetViewResponse(rsp *http.Response) (*GetViewResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest DatabaseUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -7800,6 +8246,16 @@ func ParseGetViewResponse(rsp *http.Response) (*GetViewResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetViewResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -86,7 +86,14 @@ type refusal struct {
 	slug    string
 	detail  string
 	wwwAuth string
+	// retryAfter (seconds) is sent as Retry-After when positive.
+	retryAfter int
 }
+
+// databaseDown is the refusal of a request whose session cannot be looked
+// up because the database is unreachable.
+var databaseDown = &refusal{status: http.StatusServiceUnavailable, slug: problem.Unavailable,
+	detail: problem.DatabaseUnavailable, retryAfter: problem.DatabaseRetryAfter}
 
 // Gate returns the middleware that runs after the operation is found
 // (validate.Routes) and before the body is read or validated, in this order:
@@ -148,6 +155,12 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 				// refuse a verified push).
 				p, f = a.identify(r)
 			}
+			if f == databaseDown && a.cfg.Access(Classify(route.Operation, global)) == AccessAnonymous {
+				// The session cannot be looked up, and an anonymous
+				// caller may do this anyway: go on without it (health,
+				// readiness, public reads keep working).
+				p, f = nil, nil
+			}
 			if f != nil && opID == OpLogout {
 				// Signing out always works, even for a session the
 				// allowlists now refuse: the handler checks CSRF and
@@ -161,8 +174,9 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			ctx = context.WithValue(r.Context(), clientKeyKey, key)
 			if opID != OpHealth && opID != OpReady {
 				var refused bool
-				// A store failure (500) is not a failed authentication.
-				failed := f != nil && f.status != http.StatusInternalServerError
+				// A store failure (500, or 503: the database is
+				// unreachable) is not a failed authentication.
+				failed := f != nil && f.status < http.StatusInternalServerError
 				if ctx, refused = a.limit(w, r.WithContext(ctx), opID, ip, key, failed); refused {
 					return
 				}
@@ -181,6 +195,9 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 				}
 				if f.wwwAuth != "" {
 					w.Header().Set("WWW-Authenticate", f.wwwAuth)
+				}
+				if f.retryAfter > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
 				}
 				problem.Write(w, r, f.status, f.slug, f.detail)
 			}
@@ -361,6 +378,10 @@ func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
 	sess, err := a.store.Session(ctx, c.Value, a.now())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		a.log.Warn("session lookup failed: the database is unreachable", "err", err)
+		return nil, databaseDown
 	}
 	if err != nil {
 		a.log.Error("session lookup failed", "err", err)

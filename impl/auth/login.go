@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,6 +132,10 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		CreatedAt: now, ExpiresAt: now.Add(a.cfg.SessionTTL),
 	})
 	if err != nil {
+		if databaseUnavailable(w, r, err) {
+			a.log.Warn("sign-in: session not stored: the database is unreachable", "err", err)
+			return
+		}
 		a.log.Error("sign-in: create session", "err", err)
 		problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 		return
@@ -148,6 +153,10 @@ func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		if a.store != nil {
 			if err := a.store.DeleteSession(r.Context(), c.Value); err != nil {
+				if databaseUnavailable(w, r, err) {
+					a.log.Warn("sign-out: session not deleted: the database is unreachable", "err", err)
+					return
+				}
 				a.log.Error("sign-out: delete session", "err", err)
 				problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 				return
@@ -385,4 +394,15 @@ func (a *Auth) allowed(id *identity) bool {
 		}
 	}
 	return false
+}
+
+// databaseUnavailable answers 503 with Retry-After when err says the
+// database is unreachable, and reports whether it did.
+func databaseUnavailable(w http.ResponseWriter, r *http.Request, err error) bool {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(problem.DatabaseRetryAfter))
+	problem.Write(w, r, http.StatusServiceUnavailable, problem.Unavailable, problem.DatabaseUnavailable)
+	return true
 }

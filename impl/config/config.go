@@ -6,6 +6,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -130,6 +132,24 @@ type Config struct {
 	// valid signature), same syntax; never a signed-in user's bucket.
 	// Default "1/10".
 	AuthFailureRateLimit string
+
+	// DatabaseURL (--database-url, STACKD_DATABASE_URL) selects the
+	// PostgreSQL engine of the store: a postgres:// or postgresql:// URL.
+	// Empty (default): SQLite, stackd.db in DataDir. It may carry a
+	// password: it is never logged or shown (see store.DescribeURL).
+	DatabaseURL string
+	// AllowLocalWithDatabase (--allow-local-with-database) lets a server
+	// with DatabaseURL serve the working repository. The working
+	// repository is a single-replica feature: without it, an explicit
+	// Cwd is refused with DatabaseURL, and the repository of the current
+	// directory is not served. Default off.
+	AllowLocalWithDatabase bool
+	// ReplicaID (--replica-id) names this stackd process among the
+	// replicas sharing a database: every log line and every sync it
+	// records carry it. It must be stable across restarts (a replica
+	// fails its own unfinished syncs at start-up) and unique among the
+	// replicas. Default (ResolveDefaults): <hostname>:<port of Addr>.
+	ReplicaID string
 }
 
 // RepoConfig is one managed mirror from the config file. Credentials may
@@ -187,10 +207,14 @@ func Default() Config {
 }
 
 // ResolveDefaults fills the settings whose defaults depend on others, once
-// flags, environment and file have been applied: on a loopback Addr with a
-// fixed port, an empty BaseURL becomes DefaultBaseURL. It reports whether
-// it did.
+// flags, environment and file have been applied: an empty ReplicaID
+// becomes DefaultReplicaID; on a loopback Addr with a fixed port, an
+// empty BaseURL becomes DefaultBaseURL. It reports whether it set the
+// base URL.
 func (c *Config) ResolveDefaults() (baseURLDefaulted bool) {
+	if c.ReplicaID == "" {
+		c.ReplicaID = DefaultReplicaID(c.Addr)
+	}
 	if c.BaseURL == "" {
 		if u := c.DefaultBaseURL(); u != "" {
 			c.BaseURL = u
@@ -290,6 +314,19 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: %w", rl.flag, rl.v, err))
 		}
 	}
+	if c.DatabaseURL != "" {
+		// The message never repeats the URL: it may hold a password.
+		l := strings.ToLower(c.DatabaseURL)
+		if !strings.HasPrefix(l, "postgres://") && !strings.HasPrefix(l, "postgresql://") {
+			errs = append(errs, errors.New("--database-url: want a postgres:// or postgresql:// URL"))
+		}
+		if c.CwdExplicit && !c.AllowLocalWithDatabase {
+			errs = append(errs, errors.New("--cwd with --database-url: the working repository is a single-replica feature; serve it without --database-url, or add --allow-local-with-database"))
+		}
+	}
+	if c.ReplicaID != "" && !validReplicaID(c.ReplicaID) {
+		errs = append(errs, fmt.Errorf("--replica-id %q: use 1-128 letters, digits, '.', '_', ':' or '-'", c.ReplicaID))
+	}
 	if strings.ContainsAny(c.Trunk, " ~^:?*[\\") {
 		errs = append(errs, fmt.Errorf("--trunk %q: not a valid branch name", c.Trunk))
 	}
@@ -333,6 +370,35 @@ func (c *Config) Proxies() []netip.Prefix {
 		}
 	}
 	return out
+}
+
+func validReplicaID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultReplicaID is <hostname>:<port of addr>, stable across restarts
+// of one process on one machine. When the hostname is unknown or the port
+// is chosen at listen time (0), it is a random "replica-<8 hex digits>"
+// instead, which changes at every start.
+func DefaultReplicaID(addr string) string {
+	host, err := os.Hostname()
+	_, port, perr := net.SplitHostPort(addr)
+	if err == nil && perr == nil && port != "" && port != "0" {
+		if id := host + ":" + port; validReplicaID(id) {
+			return id
+		}
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "replica-" + hex.EncodeToString(b[:])
 }
 
 // ValidID reports whether id is a valid repository id.

@@ -25,27 +25,32 @@ const ContentType = "application/problem+json"
 
 // Problem type slugs. The type URI is TypePrefix + slug.
 const (
-	TypePrefix         = "/problems/"
-	BadRequest         = "bad-request"
-	NotFound           = "not-found"
-	MethodNotAllowed   = "method-not-allowed"
-	Conflict           = "conflict"
-	Internal           = "internal"
-	Unavailable        = "unavailable"
-	Unauthorized       = "unauthorized"
-	Forbidden          = "forbidden"
-	ReadOnly           = "read-only"
-	CSRF               = "csrf"
-	TooManyRequests    = "too-many-requests"
-	PayloadTooLarge    = "payload-too-large"
-	RequestTimeout     = "request-timeout"
-	Misdirected        = "misdirected-request"
-	FetchFailed        = "fetch-failed"
-	RemoteNotAllowed   = "remote-not-allowed"
-	Timeout            = "timeout"
-	UnsupportedMedia   = "unsupported-media-type"
-	NotAcceptable      = "not-acceptable"
-	GenericDetail      = "An unexpected error occurred; the server log has the details."
+	TypePrefix       = "/problems/"
+	BadRequest       = "bad-request"
+	NotFound         = "not-found"
+	MethodNotAllowed = "method-not-allowed"
+	Conflict         = "conflict"
+	Internal         = "internal"
+	Unavailable      = "unavailable"
+	Unauthorized     = "unauthorized"
+	Forbidden        = "forbidden"
+	ReadOnly         = "read-only"
+	CSRF             = "csrf"
+	TooManyRequests  = "too-many-requests"
+	PayloadTooLarge  = "payload-too-large"
+	RequestTimeout   = "request-timeout"
+	Misdirected      = "misdirected-request"
+	FetchFailed      = "fetch-failed"
+	RemoteNotAllowed = "remote-not-allowed"
+	Timeout          = "timeout"
+	UnsupportedMedia = "unsupported-media-type"
+	NotAcceptable    = "not-acceptable"
+	GenericDetail    = "An unexpected error occurred; the server log has the details."
+	// DatabaseUnavailable is the detail of a 503 for an operation that
+	// needed the unreachable database (it never names the database).
+	DatabaseUnavailable = "the database is unreachable; try again shortly"
+	// DatabaseRetryAfter is that 503's Retry-After, in seconds.
+	DatabaseRetryAfter = 5
 	maxDetailLineBytes = 1000
 )
 

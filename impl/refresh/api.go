@@ -32,6 +32,10 @@ func (res Result) API() gen.SyncResult {
 		e := res.Error
 		out.Error = &e
 	}
+	if res.Replica != "" {
+		r := res.Replica
+		out.Replica = &r
+	}
 	for _, c := range res.Changes[:min(len(res.Changes), MaxReportedChanges)] {
 		ru := gen.RefUpdate{Ref: c.Ref, Change: gen.RefUpdateChange(c.Kind)}
 		if !c.Old.IsZero() {

@@ -24,6 +24,7 @@ func (res Result) record() store.Sync {
 		ViewVersion:  res.ViewVersion,
 		ChangesTotal: max(res.ChangesTotal, len(res.Changes)),
 		Error:        res.Error,
+		Replica:      res.Replica,
 	}
 	changes := res.Changes[:min(len(res.Changes), MaxReportedChanges)]
 	sy.Changes = make([]store.RefChange, 0, len(changes))
@@ -56,6 +57,7 @@ func resultOf(sy store.Sync) Result {
 		ViewVersion:  sy.ViewVersion,
 		ChangesTotal: sy.ChangesTotal,
 		Error:        sy.Error,
+		Replica:      sy.Replica,
 	}
 	if res.State == Failed {
 		res.Err = errors.New(sy.Error)

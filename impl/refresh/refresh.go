@@ -123,6 +123,9 @@ type Result struct {
 	ViewVersion  int64
 	// Error is the sanitized text of Err.
 	Error string
+	// Replica is the id of the stackd process that ran the run
+	// (Options.Replica; "" in results stored before replica ids).
+	Replica string
 
 	// Err is the error the run ended with (nil on success). A result read
 	// back from the store has only the text: Err is then an error with
@@ -178,8 +181,10 @@ type Options struct {
 	// Enqueued, when set, is called after each trigger has joined or
 	// created its run, with the run's id (tests synchronise on it).
 	Enqueued func(repoID, runID string)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Replica names this process in every result (--replica-id).
+	Replica string
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Clock is the time source of the debounce window.
@@ -539,6 +544,7 @@ func (r *Refresher) newRunLocked(t Trigger) *run {
 		State:       Queued,
 		QueuedAt:    r.m.opts.Now().UTC(),
 		ViewVersion: r.repo.Snapshot().Version(),
+		Replica:     r.m.opts.Replica,
 	}}
 }
 
@@ -1022,13 +1028,20 @@ func (r *Refresher) Get(id string) (Result, bool) {
 }
 
 // Lookup returns one result by id from the store, or from memory when the
-// store does not have it (a failed write). It is store.ErrNotFound when
-// neither has it.
+// store does not have it (a failed write) or cannot be reached. It is
+// store.ErrNotFound when neither has it; the store's error when it cannot
+// be reached and memory does not have it.
 func (r *Refresher) Lookup(ctx context.Context, id string) (Result, error) {
 	if st := r.m.opts.Store; st != nil {
 		sy, err := st.GetSync(ctx, r.repo.ID, id)
 		if err == nil {
 			return resultOf(sy), nil
+		}
+		if errors.Is(err, store.ErrUnavailable) {
+			if res, ok := r.Get(id); ok {
+				return res, nil
+			}
+			return Result{}, err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return Result{}, err

@@ -4,13 +4,7 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -22,19 +16,17 @@ import (
 // busyTimeout is how long a connection waits for another writer's lock.
 const busyTimeout = 5 * time.Second
 
-// defaultAuditLimit is what AuditLog returns when asked for limit <= 0.
-const defaultAuditLimit = 100
-
 // SQLite is the Store on one SQLite file. It is safe for concurrent use,
-// also by several processes on the same file.
+// also by several processes on the same file (of one machine).
 type SQLite struct {
+	core
 	db *sql.DB
 }
 
 var _ Store = (*SQLite)(nil)
 
 // Open opens (creating when missing, with mode 0600) the database at path and
-// brings its schema up to date.
+// brings its schema up to date (Applied says which steps that took).
 func Open(ctx context.Context, path string) (*SQLite, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("store: open %q: %w: path must be a plain file name", path, ErrInvalid)
@@ -52,7 +44,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &SQLite{db: db}
+	s := &SQLite{core: core{db: sqliteDB{db}}, db: db}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -65,182 +57,71 @@ func (s *SQLite) Close() error {
 	return s.db.Close()
 }
 
-// SchemaVersion reports how many migrations the database has applied.
-func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM migrations`).Scan(&v)
-	if err != nil {
-		return 0, fmt.Errorf("store: schema version: %w", err)
-	}
-	return v, nil
+// sqliteDB adapts database/sql to engineDB. The SQL runs as written.
+type sqliteDB struct{ db *sql.DB }
+
+func (d sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqlExec(d.db.ExecContext(ctx, q, args...))
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (d sqliteDB) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return nil, err
 	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", have, len(migrations))
-	}
-	for i := have; i < len(migrations); i++ {
-		m := migrations[i]
-		if _, err := tx.ExecContext(ctx, m.sqliteText()); err != nil {
-			return fmt.Errorf("migrate: version %d (%s): %w", m.version, m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO migrations (version, applied_at) VALUES (?, ?)`,
-			m.version, time.Now().UnixNano()); err != nil {
-			return fmt.Errorf("migrate: version %d: %w", m.version, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
+	return sqlRows{rows}, nil
 }
 
-// HashID returns the stored form of a raw session id.
-func HashID(rawID string) string {
-	sum := sha256.Sum256([]byte(rawID))
-	return hex.EncodeToString(sum[:])
+func (d sqliteDB) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	return d.db.QueryRowContext(ctx, q, args...)
 }
 
-// CreateSession stores sess under a new random id and returns the raw id,
-// which only the caller (the cookie) keeps. Subject and ExpiresAt are
-// required; ExpiresAt must be after CreatedAt.
-func (s *SQLite) CreateSession(ctx context.Context, sess Session) (rawID string, err error) {
-	if sess.Subject == "" || sess.ExpiresAt.IsZero() || sess.CreatedAt.IsZero() || !sess.ExpiresAt.After(sess.CreatedAt) {
-		return "", fmt.Errorf("store: create session: %w: needs a subject, a creation time and a later expiry", ErrInvalid)
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("store: create session: %w", err)
-	}
-	rawID = base64.RawURLEncoding.EncodeToString(b[:])
-	groups := sess.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	gj, err := json.Marshal(groups)
+func (d sqliteDB) begin(ctx context.Context) (engineTx, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
-		return "", fmt.Errorf("store: create session: %w", err)
+		return nil, err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO sessions
-		(id_hash, subject, email, email_verified, name, groups_json, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		HashID(rawID), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, string(gj),
-		sess.CreatedAt.UnixNano(), sess.ExpiresAt.UnixNano())
-	if err != nil {
-		return "", fmt.Errorf("store: create session: %w", err)
-	}
-	return rawID, nil
+	return sqliteTx{tx}, nil
 }
 
-// Session returns the session for rawID, or ErrNotFound when there is none or
-// it has expired at now.
-func (s *SQLite) Session(ctx context.Context, rawID string, now time.Time) (Session, error) {
-	if rawID == "" {
-		return Session{}, ErrNotFound
-	}
-	var (
-		sess             Session
-		gj               string
-		created, expires int64
-	)
-	err := s.db.QueryRowContext(ctx, `SELECT id_hash, subject, email, email_verified, name, groups_json, created_at, expires_at
-		FROM sessions WHERE id_hash = ? AND expires_at > ?`, HashID(rawID), now.UnixNano()).
-		Scan(&sess.ID, &sess.Subject, &sess.Email, &sess.EmailVerified, &sess.Name, &gj, &created, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Session{}, ErrNotFound
-	}
-	if err != nil {
-		return Session{}, fmt.Errorf("store: session: %w", err)
-	}
-	if err := json.Unmarshal([]byte(gj), &sess.Groups); err != nil {
-		return Session{}, fmt.Errorf("store: session %s groups: %w", sess.ID, err)
-	}
-	sess.CreatedAt = time.Unix(0, created).UTC()
-	sess.ExpiresAt = time.Unix(0, expires).UTC()
-	return sess, nil
+func (d sqliteDB) ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
+// SQLite serialises writers: _txlock=immediate takes the write lock at
+// BEGIN.
+func (d sqliteDB) lockMigrations() string { return "" }
+
+func (d sqliteDB) stepText(m migration) string { return m.sqliteText() }
+
+func (d sqliteDB) close() { _ = d.db.Close() }
+
+type sqliteTx struct{ tx *sql.Tx }
+
+func (t sqliteTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqlExec(t.tx.ExecContext(ctx, q, args...))
 }
 
-// DeleteSession removes the session for rawID; deleting a missing session is
-// not an error.
-func (s *SQLite) DeleteSession(ctx context.Context, rawID string) error {
-	if rawID == "" {
-		return nil
+func (t sqliteTx) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, HashID(rawID)); err != nil {
-		return fmt.Errorf("store: delete session: %w", err)
-	}
-	return nil
+	return sqlRows{rows}, nil
 }
 
-// Sweep deletes the sessions expired at now and reports how many went.
-func (s *SQLite) Sweep(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.UnixNano())
-	if err != nil {
-		return 0, fmt.Errorf("store: sweep: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: sweep: %w", err)
-	}
-	return n, nil
+func (t sqliteTx) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
-// Audit appends e to the audit log. At and Action are required; ID is
-// assigned.
-func (s *SQLite) Audit(ctx context.Context, e AuditEntry) error {
-	if e.At.IsZero() || e.Action == "" {
-		return fmt.Errorf("store: audit: %w: needs a time and an action", ErrInvalid)
-	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, method, action, repo, outcome, client)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		e.At.UnixNano(), e.Actor, e.Method, e.Action, e.Repo, e.Outcome, e.Client)
+func (t sqliteTx) commit(context.Context) error   { return t.tx.Commit() }
+func (t sqliteTx) rollback(context.Context) error { return t.tx.Rollback() }
+
+func sqlExec(res sql.Result, err error) (int64, error) {
 	if err != nil {
-		return fmt.Errorf("store: audit: %w", err)
+		return 0, err
 	}
-	return nil
+	return res.RowsAffected()
 }
 
-// AuditLog returns up to limit entries, newest first (by time, then by
-// insertion order). limit <= 0 means 100.
-func (s *SQLite) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
-	if limit <= 0 {
-		limit = defaultAuditLimit
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, method, action, repo, outcome, client
-		FROM audit ORDER BY at DESC, id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: audit log: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
-	var out []AuditEntry
-	for rows.Next() {
-		var (
-			e  AuditEntry
-			at int64
-		)
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Method, &e.Action, &e.Repo, &e.Outcome, &e.Client); err != nil {
-			return nil, fmt.Errorf("store: audit log: %w", err)
-		}
-		e.At = time.Unix(0, at).UTC()
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: audit log: %w", err)
-	}
-	return out, nil
-}
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }

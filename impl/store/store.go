@@ -1,19 +1,32 @@
 // Package store keeps the state that users create and that must outlive a
 // process: browser sessions, the audit log, the repositories onboarded
-// through the API and the sync history of every repository.
+// through the API, the sync history of every repository and the webhook
+// deliveries already seen.
 //
-// The server depends on the Store interface only. Its engine is SQLite, one
-// file in the data directory (Open); the interface, the SQL and the
-// versioned migrations (migrations.go) are written so that a PostgreSQL
-// engine for replicas can implement the same contract with the same schema
-// steps: portable types (TEXT, BIGINT, BOOLEAN), times as Unix nanoseconds,
-// "?" placeholders (a PostgreSQL engine rebinds them to $n), INSERT ... ON
-// CONFLICT for upserts, and no engine-specific functions in queries.
+// The server depends on the Store interface only. Two engines implement
+// it with the same code (engine.go: one text of every statement, "?"
+// placeholders that the PostgreSQL engine rebinds to $n) and the same
+// versioned migrations (migrations.go: portable SQL, with an engine's own
+// text where it needs one):
+//
+//   - SQLite (Open), the default: one file in the data directory, created
+//     with mode 0600, opened in WAL mode with a busy timeout.
+//   - PostgreSQL (OpenPostgres) through a pgx connection pool, for several
+//     stackd processes sharing one database. Its Pool is there for what
+//     only PostgreSQL offers (LISTEN/NOTIFY, advisory locks). When the
+//     database cannot be reached, every method fails with an error that
+//     errors.Is ErrUnavailable, and the pool drops its idle connections,
+//     so the first call after the database is back opens a new one: no
+//     restart needed.
+//
+// Both engines keep portable types (TEXT, BIGINT, BOOLEAN), times as Unix
+// nanoseconds, INSERT ... ON CONFLICT for upserts and no engine-specific
+// functions in queries. The same contract tests (state_test.go) run
+// against both.
 //
 // A session is known to the browser by a random raw id (32 bytes, base64url)
 // that travels only in its cookie; the database keeps the SHA-256 of it, so a
-// copy of the file does not hand out live sessions. The SQLite file is
-// created with mode 0600, opened in WAL mode with a busy timeout.
+// copy of the database does not hand out live sessions.
 package store
 
 import (
@@ -31,6 +44,12 @@ var (
 	ErrInvalid = errors.New("store: invalid argument")
 	// ErrConflict: a repository whose id is already stored.
 	ErrConflict = errors.New("store: already exists")
+	// ErrUnavailable: the database cannot be reached (PostgreSQL down,
+	// restarting or unreachable). The call may succeed later, on the
+	// same Store: nothing needs reopening.
+	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrSchemaTooNew: the database was migrated by a newer stackd.
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
 )
 
 // Store is everything stackd keeps. Implementations are safe for
@@ -40,8 +59,14 @@ type Store interface {
 	AuditStore
 	RepoStore
 	SyncStore
+	DeliveryStore
 	// SchemaVersion reports how many migrations the database has applied.
 	SchemaVersion(ctx context.Context) (int, error)
+	// Applied returns the migration steps that opening the store applied
+	// (none when its schema was current).
+	Applied() []Step
+	// Ping checks that the database answers (readiness).
+	Ping(ctx context.Context) error
 	// Close releases the database.
 	Close() error
 }
@@ -101,13 +126,32 @@ type SyncStore interface {
 	// (by id, which is time-ordered), only those older than before when
 	// before is not empty: the page after the one that ended with before.
 	ListSyncs(ctx context.Context, repoID, before string, limit int) ([]Sync, error)
-	// FailUnfinished marks every queued or running sync failed at at with
-	// the error reason and reports how many it changed. A server calls it
-	// once at start-up, before its refreshers run: such a sync belonged to
-	// a process that ended without finishing it.
-	FailUnfinished(ctx context.Context, at time.Time, reason string) (int64, error)
+	// FailUnfinished marks every queued or running sync recorded by
+	// replica (or by no replica: before replica ids existed) failed at at
+	// with the error reason, and reports how many it changed. A server
+	// calls it once at start-up, before its refreshers run: such a sync
+	// belonged to an earlier process of the same replica that ended
+	// without finishing it. Other replicas' syncs are left alone.
+	FailUnfinished(ctx context.Context, replica string, at time.Time, reason string) (int64, error)
 	// DeleteSyncs forgets the sync history of one repository.
 	DeleteSyncs(ctx context.Context, repoID string) error
+}
+
+// DeliveryStore remembers the webhook deliveries already handled, for
+// every process that shares the database.
+type DeliveryStore interface {
+	// SeenDelivery records id (X-GitHub-Delivery) at now and reports
+	// whether it had been recorded within ttl before: a repeat is seen
+	// (and does not extend the first record's lifetime); of concurrent
+	// calls with one new id exactly one reports false. An empty id is
+	// never recorded and never seen.
+	SeenDelivery(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error)
+}
+
+// Step is one versioned migration of the schema.
+type Step struct {
+	Version int
+	Name    string
 }
 
 // Session is a signed-in browser's server-side state.
@@ -177,6 +221,9 @@ type Sync struct {
 	Changes      []RefChange
 	ChangesTotal int
 	Error        string // the sanitized error of a failed run
+	// Replica is the id of the stackd process that recorded the run
+	// (--replica-id); "" for runs stored before replica ids existed.
+	Replica string
 }
 
 // RefChange is one changed ref of a sync.

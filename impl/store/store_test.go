@@ -138,117 +138,121 @@ func TestSessionRoundTripAndRestart(t *testing.T) {
 }
 
 func TestSessionLookups(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	raw, err := s.CreateSession(ctx, Session{Subject: "x", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		raw     string
-		now     time.Time
-		wantErr error
-	}{
-		{"live", raw, t0.Add(59 * time.Minute), nil},
-		{"at expiry", raw, t0.Add(time.Hour), ErrNotFound},
-		{"after expiry", raw, t0.Add(2 * time.Hour), ErrNotFound},
-		{"unknown", "nope", t0, ErrNotFound},
-		{"empty", "", t0, ErrNotFound},
-		{"hash is not a raw id", HashID(raw), t0, ErrNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.Session(ctx, tt.raw, tt.now)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("err = %v, want %v", err, tt.wantErr)
-			}
-			if err == nil && got.Subject != "x" {
-				t.Errorf("subject = %q", got.Subject)
-			}
-			if err == nil && got.Groups == nil {
-				t.Errorf("groups nil, want empty")
-			}
-		})
-	}
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		raw, err := s.CreateSession(ctx, Session{Subject: "x", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name    string
+			raw     string
+			now     time.Time
+			wantErr error
+		}{
+			{"live", raw, t0.Add(59 * time.Minute), nil},
+			{"at expiry", raw, t0.Add(time.Hour), ErrNotFound},
+			{"after expiry", raw, t0.Add(2 * time.Hour), ErrNotFound},
+			{"unknown", "nope", t0, ErrNotFound},
+			{"empty", "", t0, ErrNotFound},
+			{"hash is not a raw id", HashID(raw), t0, ErrNotFound},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := s.Session(ctx, tt.raw, tt.now)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				if err == nil && got.Subject != "x" {
+					t.Errorf("subject = %q", got.Subject)
+				}
+				if err == nil && got.Groups == nil {
+					t.Errorf("groups nil, want empty")
+				}
+			})
+		}
+	})
 }
 
 func TestCreateSessionInvalid(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	tests := []struct {
-		name string
-		sess Session
-	}{
-		{"no subject", Session{CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
-		{"no expiry", Session{Subject: "s", CreatedAt: t0}},
-		{"no creation", Session{Subject: "s", ExpiresAt: t0}},
-		{"expiry before creation", Session{Subject: "s", CreatedAt: t0, ExpiresAt: t0.Add(-time.Second)}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.CreateSession(ctx, tt.sess); !errors.Is(err, ErrInvalid) {
-				t.Fatalf("err = %v, want ErrInvalid", err)
-			}
-		})
-	}
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		tests := []struct {
+			name string
+			sess Session
+		}{
+			{"no subject", Session{CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
+			{"no expiry", Session{Subject: "s", CreatedAt: t0}},
+			{"no creation", Session{Subject: "s", ExpiresAt: t0}},
+			{"expiry before creation", Session{Subject: "s", CreatedAt: t0, ExpiresAt: t0.Add(-time.Second)}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if _, err := s.CreateSession(ctx, tt.sess); !errors.Is(err, ErrInvalid) {
+					t.Fatalf("err = %v, want ErrInvalid", err)
+				}
+			})
+		}
+	})
 }
 
 func TestDeleteSession(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	raw, err := s.CreateSession(ctx, Session{Subject: "x", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteSession(ctx, raw); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Session(ctx, raw, t0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after delete: %v", err)
-	}
-	if err := s.DeleteSession(ctx, raw); err != nil {
-		t.Fatalf("second delete: %v", err)
-	}
-	if err := s.DeleteSession(ctx, ""); err != nil {
-		t.Fatalf("empty delete: %v", err)
-	}
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		raw, err := s.CreateSession(ctx, Session{Subject: "x", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteSession(ctx, raw); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Session(ctx, raw, t0); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+		if err := s.DeleteSession(ctx, raw); err != nil {
+			t.Fatalf("second delete: %v", err)
+		}
+		if err := s.DeleteSession(ctx, ""); err != nil {
+			t.Fatalf("empty delete: %v", err)
+		}
+	})
 }
 
 func TestSweep(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	var raws []string
-	for i := 1; i <= 4; i++ {
-		raw, err := s.CreateSession(ctx, Session{Subject: fmt.Sprint(i), CreatedAt: t0, ExpiresAt: t0.Add(time.Duration(i) * time.Hour)})
-		if err != nil {
-			t.Fatal(err)
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		var raws []string
+		for i := 1; i <= 4; i++ {
+			raw, err := s.CreateSession(ctx, Session{Subject: fmt.Sprint(i), CreatedAt: t0, ExpiresAt: t0.Add(time.Duration(i) * time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raws = append(raws, raw)
 		}
-		raws = append(raws, raw)
-	}
-	steps := []struct {
-		now  time.Time
-		want int64
-	}{
-		{t0, 0},
-		{t0.Add(2 * time.Hour), 2}, // expiring at 1h and exactly at 2h
-		{t0.Add(2 * time.Hour), 0},
-		{t0.Add(10 * time.Hour), 2},
-	}
-	for i, st := range steps {
-		n, err := s.Sweep(ctx, st.now)
-		if err != nil {
-			t.Fatal(err)
+		steps := []struct {
+			now  time.Time
+			want int64
+		}{
+			{t0, 0},
+			{t0.Add(2 * time.Hour), 2}, // expiring at 1h and exactly at 2h
+			{t0.Add(2 * time.Hour), 0},
+			{t0.Add(10 * time.Hour), 2},
 		}
-		if n != st.want {
-			t.Errorf("step %d: swept %d, want %d", i, n, st.want)
+		for i, st := range steps {
+			n, err := s.Sweep(ctx, st.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != st.want {
+				t.Errorf("step %d: swept %d, want %d", i, n, st.want)
+			}
 		}
-	}
-	for _, raw := range raws {
-		if _, err := s.Session(ctx, raw, t0); !errors.Is(err, ErrNotFound) {
-			t.Errorf("session survived sweep: %v", err)
+		for _, raw := range raws {
+			if _, err := s.Session(ctx, raw, t0); !errors.Is(err, ErrNotFound) {
+				t.Errorf("session survived sweep: %v", err)
+			}
 		}
-	}
+	})
 }
 
 func TestRawIDNeverStored(t *testing.T) {
@@ -318,54 +322,55 @@ func TestRawIDNeverStored(t *testing.T) {
 }
 
 func TestAuditOrderAndLimit(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	// Inserted out of time order; two share a timestamp.
-	ats := []time.Duration{3, 1, 2, 2, 5}
-	for i, d := range ats {
-		e := AuditEntry{At: t0.Add(d * time.Minute), Actor: fmt.Sprintf("u%d", i), Method: "session",
-			Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1"}
-		if err := s.Audit(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		limit int
-		want  []string
-	}{
-		{0, []string{"u4", "u0", "u3", "u2", "u1"}},
-		{2, []string{"u4", "u0"}},
-		{10, []string{"u4", "u0", "u3", "u2", "u1"}},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
-			got, err := s.AuditLog(ctx, tt.limit)
-			if err != nil {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		// Inserted out of time order; two share a timestamp.
+		ats := []time.Duration{3, 1, 2, 2, 5}
+		for i, d := range ats {
+			e := AuditEntry{At: t0.Add(d * time.Minute), Actor: fmt.Sprintf("u%d", i), Method: "session",
+				Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1"}
+			if err := s.Audit(ctx, e); err != nil {
 				t.Fatal(err)
 			}
-			var actors []string
-			for _, e := range got {
-				actors = append(actors, e.Actor)
-			}
-			if !reflect.DeepEqual(actors, tt.want) {
-				t.Errorf("actors = %v, want %v", actors, tt.want)
-			}
-		})
-	}
-	got, err := s.AuditLog(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := AuditEntry{ID: 5, At: t0.Add(5 * time.Minute), Actor: "u4", Method: "session", Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1"}
-	if !reflect.DeepEqual(got[0], want) {
-		t.Errorf("entry = %+v, want %+v", got[0], want)
-	}
-	if err := s.Audit(ctx, AuditEntry{Action: "x"}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("audit without time: %v", err)
-	}
-	if err := s.Audit(ctx, AuditEntry{At: t0}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("audit without action: %v", err)
-	}
+		}
+		tests := []struct {
+			limit int
+			want  []string
+		}{
+			{0, []string{"u4", "u0", "u3", "u2", "u1"}},
+			{2, []string{"u4", "u0"}},
+			{10, []string{"u4", "u0", "u3", "u2", "u1"}},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
+				got, err := s.AuditLog(ctx, tt.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var actors []string
+				for _, e := range got {
+					actors = append(actors, e.Actor)
+				}
+				if !reflect.DeepEqual(actors, tt.want) {
+					t.Errorf("actors = %v, want %v", actors, tt.want)
+				}
+			})
+		}
+		got, err := s.AuditLog(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := AuditEntry{ID: 5, At: t0.Add(5 * time.Minute), Actor: "u4", Method: "session", Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1"}
+		if !reflect.DeepEqual(got[0], want) {
+			t.Errorf("entry = %+v, want %+v", got[0], want)
+		}
+		if err := s.Audit(ctx, AuditEntry{Action: "x"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("audit without time: %v", err)
+		}
+		if err := s.Audit(ctx, AuditEntry{At: t0}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("audit without action: %v", err)
+		}
+	})
 }
 
 func TestConcurrentUse(t *testing.T) {

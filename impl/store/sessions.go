@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// defaultAuditLimit is what AuditLog returns when asked for limit <= 0.
+const defaultAuditLimit = 100
+
+// HashID returns the stored form of a raw session id.
+func HashID(rawID string) string {
+	sum := sha256.Sum256([]byte(rawID))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateSession stores sess under a new random id and returns the raw id,
+// which only the caller (the cookie) keeps. Subject and ExpiresAt are
+// required; ExpiresAt must be after CreatedAt.
+func (s *core) CreateSession(ctx context.Context, sess Session) (rawID string, err error) {
+	if sess.Subject == "" || sess.ExpiresAt.IsZero() || sess.CreatedAt.IsZero() || !sess.ExpiresAt.After(sess.CreatedAt) {
+		return "", fmt.Errorf("store: create session: %w: needs a subject, a creation time and a later expiry", ErrInvalid)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("store: create session: %w", err)
+	}
+	rawID = base64.RawURLEncoding.EncodeToString(b[:])
+	groups := sess.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	gj, err := json.Marshal(groups)
+	if err != nil {
+		return "", fmt.Errorf("store: create session: %w", err)
+	}
+	_, err = s.db.exec(ctx, `INSERT INTO sessions
+		(id_hash, subject, email, email_verified, name, groups_json, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		HashID(rawID), sess.Subject, sess.Email, sess.EmailVerified, sess.Name, string(gj),
+		sess.CreatedAt.UnixNano(), sess.ExpiresAt.UnixNano())
+	if err != nil {
+		return "", fmt.Errorf("store: create session: %w", err)
+	}
+	return rawID, nil
+}
+
+// Session returns the session for rawID, or ErrNotFound when there is none or
+// it has expired at now.
+func (s *core) Session(ctx context.Context, rawID string, now time.Time) (Session, error) {
+	if rawID == "" {
+		return Session{}, ErrNotFound
+	}
+	var (
+		sess             Session
+		gj               string
+		created, expires int64
+	)
+	err := s.db.queryRow(ctx, `SELECT id_hash, subject, email, email_verified, name, groups_json, created_at, expires_at
+		FROM sessions WHERE id_hash = ? AND expires_at > ?`, HashID(rawID), now.UnixNano()).
+		Scan(&sess.ID, &sess.Subject, &sess.Email, &sess.EmailVerified, &sess.Name, &gj, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, ErrNotFound
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("store: session: %w", err)
+	}
+	if err := json.Unmarshal([]byte(gj), &sess.Groups); err != nil {
+		return Session{}, fmt.Errorf("store: session %s groups: %w", sess.ID, err)
+	}
+	sess.CreatedAt = time.Unix(0, created).UTC()
+	sess.ExpiresAt = time.Unix(0, expires).UTC()
+	return sess, nil
+}
+
+// DeleteSession removes the session for rawID; deleting a missing session is
+// not an error.
+func (s *core) DeleteSession(ctx context.Context, rawID string) error {
+	if rawID == "" {
+		return nil
+	}
+	if _, err := s.db.exec(ctx, `DELETE FROM sessions WHERE id_hash = ?`, HashID(rawID)); err != nil {
+		return fmt.Errorf("store: delete session: %w", err)
+	}
+	return nil
+}
+
+// Sweep deletes the sessions expired at now and reports how many went.
+func (s *core) Sweep(ctx context.Context, now time.Time) (int64, error) {
+	n, err := s.db.exec(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("store: sweep: %w", err)
+	}
+	return n, nil
+}
+
+// Audit appends e to the audit log. At and Action are required; ID is
+// assigned.
+func (s *core) Audit(ctx context.Context, e AuditEntry) error {
+	if e.At.IsZero() || e.Action == "" {
+		return fmt.Errorf("store: audit: %w: needs a time and an action", ErrInvalid)
+	}
+	_, err := s.db.exec(ctx, `INSERT INTO audit (at, actor, method, action, repo, outcome, client)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.At.UnixNano(), e.Actor, e.Method, e.Action, e.Repo, e.Outcome, e.Client)
+	if err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	return nil
+}
+
+// AuditLog returns up to limit entries, newest first (by time, then by
+// insertion order). limit <= 0 means 100.
+func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	rows, err := s.db.query(ctx, `SELECT id, at, actor, method, action, repo, outcome, client
+		FROM audit ORDER BY at DESC, id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var (
+			e  AuditEntry
+			at int64
+		)
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Method, &e.Action, &e.Repo, &e.Outcome, &e.Client); err != nil {
+			return nil, fmt.Errorf("store: audit log: %w", err)
+		}
+		e.At = time.Unix(0, at).UTC()
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: audit log: %w", err)
+	}
+	return out, nil
+}
