@@ -181,6 +181,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -706,7 +707,33 @@ func (r *Root) Remove(id string) error {
 // SweepTemp removes what interrupted Clones and Removes left in the root
 // (.<id>.git.clone-* and .<id>.git.remove-* directories) and returns the
 // paths it removed. Call it when no Clone is running, e.g. at start-up.
-func (r *Root) SweepTemp() ([]string, error) {
+// (A root that other processes share is swept one id at a time, under
+// that id's lease: Leftovers, SweepTempOf.)
+func (r *Root) SweepTemp() ([]string, error) { return r.sweepTemp(func(string) bool { return true }) }
+
+// SweepTempOf is SweepTemp for the mirror id only. Call it when no Clone
+// or Remove of id runs (in a shared root: holding id's lease).
+func (r *Root) SweepTempOf(id string) ([]string, error) {
+	return r.sweepTemp(func(other string) bool { return other == id })
+}
+
+// Leftovers returns the ids (without duplicates) whose interrupted Clones
+// or Removes left temporary directories in the root.
+func (r *Root) Leftovers() ([]string, error) {
+	entries, err := os.ReadDir(r.path)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: list leftovers: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := leftover(e.Name()); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (r *Root) sweepTemp(of func(id string) bool) ([]string, error) {
 	entries, err := os.ReadDir(r.path)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: sweep: %w", err)
@@ -714,7 +741,7 @@ func (r *Root) SweepTemp() ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		if !leftover(e.Name()) {
+		if id, ok := leftover(e.Name()); !ok || !of(id) {
 			continue
 		}
 		p := filepath.Join(r.path, e.Name())
@@ -755,10 +782,11 @@ func (r *Root) Mirrors() ([]string, error) {
 }
 
 // leftover reports whether name is a temporary directory of Clone or
-// Remove: "." + a valid id + infix + an alphanumeric suffix.
-func leftover(name string) bool {
+// Remove, "." + a valid id + infix + an alphanumeric suffix, and of which
+// id.
+func leftover(name string) (string, bool) {
 	if !strings.HasPrefix(name, ".") {
-		return false
+		return "", false
 	}
 	for _, infix := range []string{cloneInfix, removeInfix} {
 		i := strings.LastIndex(name, infix)
@@ -770,8 +798,8 @@ func leftover(name string) bool {
 			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 		}) < 0
 		if alnum && CheckID(name[1:i]) == nil {
-			return true
+			return name[1:i], true
 		}
 	}
-	return false
+	return "", false
 }

@@ -197,6 +197,25 @@ func (r *Refresher) Follow() {
 	go r.followLoop()
 }
 
+// CatchUp is Follow, done now: it returns once this replica serves the
+// cluster's current view of the repository (or could not read it).
+func (r *Refresher) CatchUp() {
+	if !r.shared() {
+		return
+	}
+	r.mu.Lock()
+	if r.stopped || r.m.base.Err() != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.m.wg.Add(1)
+	r.runs.Add(1)
+	r.mu.Unlock()
+	defer r.m.wg.Done()
+	defer r.runs.Done()
+	r.follow()
+}
+
 func (r *Refresher) followLoop() {
 	defer r.m.wg.Done()
 	defer r.runs.Done()
