@@ -39,25 +39,25 @@ import (
 // App is an assembled stackd server: repositories, refreshers and the HTTP
 // handler. New builds it; Run serves it until its context ends.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	reg      *registry.Registry
-	refresh  *refresh.Manager
-	broker   *events.Broker
-	handler  http.Handler
-	after    func(time.Duration) <-chan time.Time
-	auth     *auth.Auth
-	store    store.Store
-	replica  string // --replica-id
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *registry.Registry
+	refresh *refresh.Manager
+	broker  *events.Broker
+	handler http.Handler
+	after   func(time.Duration) <-chan time.Time
+	auth    *auth.Auth
+	store   store.Store
+	replica string // --replica-id
 	// cluster is this server's membership of the replicas that share
 	// its PostgreSQL database (nil on SQLite); inbox queues what they
 	// say (replicas.go).
 	cluster      *cluster.Cluster
 	inbox        chan cluster.Message
 	catchUpLater atomic.Bool
-	mirrors  *mirror.Root
-	watcher  *watch.Watcher // of the local repository; Start runs it
-	cleanups []func()
+	mirrors      *mirror.Root
+	watcher      *watch.Watcher // of the local repository; Start runs it
+	cleanups     []func()
 
 	runMu  sync.Mutex
 	runCtx context.Context // set by Start; loops of onboarded mirrors use it
@@ -233,13 +233,13 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		BeforeRefresh: opts.BeforeRefresh,
 		Publish:       a.publishEvent,
 		Debounce:      cfg.WebhookDebounce,
-		MaxDelay: cfg.WebhookMaxDelay,
-		Clock:    opts.DebounceClock,
-		Enqueued: opts.Enqueued,
-		Logger:   log,
-		Store:    a.store,
-		History:  cfg.SyncHistory,
-		Replica:  a.replica,
+		MaxDelay:      cfg.WebhookMaxDelay,
+		Clock:         opts.DebounceClock,
+		Enqueued:      opts.Enqueued,
+		Logger:        log,
+		Store:         a.store,
+		History:       cfg.SyncHistory,
+		Replica:       a.replica,
 	}))
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
