@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
@@ -37,19 +39,25 @@ import (
 // App is an assembled stackd server: repositories, refreshers and the HTTP
 // handler. New builds it; Run serves it until its context ends.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	reg      *registry.Registry
-	refresh  *refresh.Manager
-	broker   *events.Broker
-	handler  http.Handler
-	after    func(time.Duration) <-chan time.Time
-	auth     *auth.Auth
-	store    store.Store
-	replica  string // --replica-id
-	mirrors  *mirror.Root
-	watcher  *watch.Watcher // of the local repository; Start runs it
-	cleanups []func()
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *registry.Registry
+	refresh *refresh.Manager
+	broker  *events.Broker
+	handler http.Handler
+	after   func(time.Duration) <-chan time.Time
+	auth    *auth.Auth
+	store   store.Store
+	replica string // --replica-id
+	// cluster is this server's membership of the replicas that share
+	// its PostgreSQL database (nil on SQLite); inbox queues what they
+	// say (replicas.go).
+	cluster      *cluster.Cluster
+	inbox        chan cluster.Message
+	catchUpLater atomic.Bool
+	mirrors      *mirror.Root
+	watcher      *watch.Watcher // of the local repository; Start runs it
+	cleanups     []func()
 
 	runMu  sync.Mutex
 	runCtx context.Context // set by Start; loops of onboarded mirrors use it
@@ -59,6 +67,10 @@ type App struct {
 	// unserved are the lower-case ids of stored repositories that are not
 	// served (see restore); their mirrors are not orphans.
 	unserved map[string]bool
+	// onboarding are the lower-case ids this replica is onboarding, with
+	// the actor (onboardMu).
+	onboardMu  sync.Mutex
+	onboarding map[string]string
 
 	// Where mirrors may connect (see newMirror).
 	remoteHosts   egress.Hosts
@@ -143,7 +155,8 @@ func rateLimit(v string) auth.RateLimit {
 // background once Run starts.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After,
-		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}, replica: cfg.ReplicaID}
+		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}, replica: cfg.ReplicaID,
+		onboarding: map[string]string{}}
 	if a.replica == "" {
 		a.replica = config.DefaultReplicaID(cfg.Addr)
 	}
@@ -182,41 +195,52 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	if err := a.joinCluster(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.mirrors, err = mirror.NewRoot(cfg.DataDir)
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	if removed, err := a.mirrors.SweepTemp(); err != nil {
-		log.Warn("cannot remove leftovers of interrupted clones", "err", redact.Error(err))
-	} else if len(removed) > 0 {
-		log.Info("removed leftovers of interrupted clones", "count", len(removed))
+	if a.cluster == nil {
+		// Replicas sweep under each mirror's lease instead (sweepShared).
+		if removed, err := a.mirrors.SweepTemp(); err != nil {
+			log.Warn("cannot remove leftovers of interrupted clones", "err", redact.Error(err))
+		} else if len(removed) > 0 {
+			log.Info("removed leftovers of interrupted clones", "count", len(removed))
+		}
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if acfg.Mode == auth.ModeOIDC {
+		// One sign-in cookie key for every process on this database, so
+		// that a sign-in may start and end on different replicas.
+		if acfg.LoginKey, err = a.store.SharedKey(actx, "login-cookie", 32); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("sign-in key: %w", err)
+		}
+	}
 	a.auth, err = auth.New(actx, acfg, a.store, log, opts.Now)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	a.refresh = refresh.NewManager(refresh.Options{
+	a.refresh = refresh.NewManager(a.clustered(refresh.Options{
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
 		BeforeRefresh: opts.BeforeRefresh,
-		Publish: func(repoID string, ev events.Event) {
-			if err := a.broker.Publish(repoID, ev); err != nil {
-				log.Error("event not published", "repo", repoID, "err", err)
-			}
-		},
-		Debounce: cfg.WebhookDebounce,
-		MaxDelay: cfg.WebhookMaxDelay,
-		Clock:    opts.DebounceClock,
-		Enqueued: opts.Enqueued,
-		Logger:   log,
-		Store:    a.store,
-		History:  cfg.SyncHistory,
-		Replica:  a.replica,
-	})
+		Publish:       a.publishEvent,
+		Debounce:      cfg.WebhookDebounce,
+		MaxDelay:      cfg.WebhookMaxDelay,
+		Clock:         opts.DebounceClock,
+		Enqueued:      opts.Enqueued,
+		Logger:        log,
+		Store:         a.store,
+		History:       cfg.SyncHistory,
+		Replica:       a.replica,
+	}))
 	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
 
 	if wt != nil {
@@ -235,7 +259,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	a.sweepOrphans(context.Background())
+	if a.cluster != nil {
+		a.sweepShared(context.Background())
+	} else {
+		a.sweepOrphans(context.Background())
+	}
 
 	srv := NewServer(ServerDeps{
 		Registry: a.reg,
@@ -495,6 +523,7 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 		FullName: webhook.NormalizeFullName(fullName),
 		Trunk:    rs.trunk,
 		Origin:   origin,
+		Shared:   a.cluster != nil,
 	}), nil
 }
 
@@ -560,6 +589,8 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if err != nil {
 		return nil, err
 	}
+	a.setOnboarding(id, actorOf(ctx), true)
+	defer a.setOnboarding(id, "", false)
 	rf, err := a.register(r)
 	if err != nil {
 		return nil, err
@@ -570,6 +601,8 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	}
 	if err == nil {
 		// Stored only once cloned: a failed onboarding leaves nothing.
+		// (Replicas store it in the run, under the mirror's lease:
+		// leaseOnboarded.)
 		err = a.commitOnboarding(context.WithoutCancel(ctx), r)
 	}
 	if err != nil {
@@ -577,13 +610,18 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 		// of it can clone it again.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
 		defer cancel()
-		if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, errNoRepo) {
+		if a.cluster != nil && !errors.Is(err, errRemovedWhileOnboarding) {
+			a.abandonOnboarding(fctx, r)
+		} else if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, errNoRepo) {
 			a.log.Warn("cannot clean up a failed onboarding", "id", r.ID, "err", redact.Error(ferr))
 		}
 		if errors.Is(err, refresh.ErrRemoved) {
 			err = errRemovedWhileOnboarding
 		}
 		return nil, err
+	}
+	if a.cluster != nil {
+		a.cluster.Notify(cluster.Message{Kind: cluster.KindAdded, Repo: r.ID})
 	}
 	a.log.Info("mirror onboarded", "id", r.ID, "url", r.Remote)
 	a.runMu.Lock()
@@ -634,6 +672,10 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	if a.watcher != nil {
 		go a.watcher.Run(ctx)
+	}
+	if a.cluster != nil {
+		go a.runInbox(ctx)
+		go a.cluster.Listen(ctx, clusterHandler{a: a})
 	}
 	return nil
 }

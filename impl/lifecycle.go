@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
@@ -114,15 +115,21 @@ func (a *App) sweepOrphans(ctx context.Context) {
 		if _, ok := a.reg.Get(id); ok || a.unserved[strings.ToLower(id)] {
 			continue
 		}
-		if err := a.mirrors.Remove(id); err != nil {
-			a.log.Warn("cannot remove a mirror that belongs to no repository", "id", id, "err", redact.Error(err))
-			continue
-		}
-		if err := a.store.DeleteSyncs(ctx, id); err != nil {
-			a.log.Warn("cannot forget the sync history of a removed mirror", "id", id, "err", err)
-		}
-		a.log.Info("removed a mirror that belongs to no repository", "id", id, "dir", a.mirrors.Dir(id))
+		a.removeOrphan(ctx, id)
 	}
+}
+
+// removeOrphan removes a mirror that belongs to no repository, with its
+// sync history.
+func (a *App) removeOrphan(ctx context.Context, id string) {
+	if err := a.mirrors.Remove(id); err != nil {
+		a.log.Warn("cannot remove a mirror that belongs to no repository", "id", id, "err", redact.Error(err))
+		return
+	}
+	if err := a.store.DeleteSyncs(ctx, id); err != nil {
+		a.log.Warn("cannot forget the sync history of a removed mirror", "id", id, "err", err)
+	}
+	a.log.Info("removed a mirror that belongs to no repository", "id", id, "dir", a.mirrors.Dir(id))
 }
 
 // deleteRepo removes a repository onboarded through the API (DELETE
@@ -175,18 +182,35 @@ func (a *App) forget(ctx context.Context, r *registry.Repo) error {
 	if err := a.store.DeleteRepo(ctx, r.ID); err != nil {
 		return fmt.Errorf("remove %s: %w", r.ID, err)
 	}
+	if a.cluster != nil {
+		// The others stop their refreshers and forget it; their runs
+		// end before the lease below is free.
+		a.cluster.Notify(cluster.Message{Kind: cluster.KindRemoved, Repo: r.ID})
+	}
 	if src, ok := r.Source().(*source.Mirror); ok {
 		if err := src.Close(); err != nil {
 			a.log.Warn("cannot close a removed mirror", "id", r.ID, "err", redact.Error(err))
 		}
 	}
-	switch err := a.mirrors.Remove(r.ID); {
-	case err == nil, errors.Is(err, mirror.ErrNoMirror):
-	case errors.Is(err, mirror.ErrNotMirror):
-		// Not a directory stackd cloned (replaced by hand): never removed.
-		a.log.Warn("the directory of a removed repository is not a stackd mirror; left alone", "id", r.ID, "err", redact.Error(err))
-	default:
-		return fmt.Errorf("remove %s: %w", r.ID, err)
+	remove := func() error {
+		switch err := a.mirrors.Remove(r.ID); {
+		case err == nil, errors.Is(err, mirror.ErrNoMirror):
+		case errors.Is(err, mirror.ErrNotMirror):
+			// Not a directory stackd cloned (replaced by hand): never removed.
+			a.log.Warn("the directory of a removed repository is not a stackd mirror; left alone", "id", r.ID, "err", redact.Error(err))
+		default:
+			return fmt.Errorf("remove %s: %w", r.ID, err)
+		}
+		return nil
+	}
+	var err error
+	if a.cluster != nil {
+		err = a.underLease(ctx, r.ID, remove) // no replica writes the directory while it goes
+	} else {
+		err = remove()
+	}
+	if err != nil {
+		return err
 	}
 	a.reg.Remove(r)
 	a.refresh.Remove(r.ID)
@@ -200,6 +224,9 @@ func (a *App) commitOnboarding(ctx context.Context, r *registry.Repo) error {
 	defer a.lifeMu.Unlock()
 	if cur, ok := a.reg.Get(r.ID); !ok || cur != r {
 		return errRemovedWhileOnboarding
+	}
+	if a.cluster != nil {
+		return nil // stored by its run, under the lease (leaseOnboarded)
 	}
 	return a.store.AddRepo(ctx, store.Repo{
 		ID: r.ID, URL: r.URL, Trunk: r.Trunk, FullName: r.FullName,

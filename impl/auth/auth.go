@@ -133,6 +133,11 @@ type Config struct {
 	// valid signature. Once it is spent such requests answer 429; it is
 	// never a signed-in user's bucket. Default 1/s burst 10.
 	FailRate RateLimit
+	// LoginKey is the HMAC key of the sign-in cookie (the state between
+	// /auth/login and /auth/callback). Replicas behind one load balancer
+	// share it (the store's shared key), so that a sign-in started on
+	// one can end on another. Empty: a random key of this process.
+	LoginKey []byte
 }
 
 // Principal is the authenticated caller.
@@ -215,7 +220,7 @@ type Auth struct {
 	verifier  *oidc.IDTokenVerifier
 	oauth     *oauth2.Config
 	audiences map[string]bool // accepted for bearer tokens
-	loginKey  []byte          // HMAC key of the login cookie
+	loginKey  []byte          // HMAC key of the login cookie (Config.LoginKey)
 
 	allowEmails, allowDomains, allowGroups map[string]bool
 
@@ -306,9 +311,12 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		RedirectURL:  a.baseURL + "/auth/callback",
 		Scopes:       scopes,
 	}
-	a.loginKey = make([]byte, 32)
-	if _, err := rand.Read(a.loginKey); err != nil {
-		return nil, fmt.Errorf("auth: login key: %w", err)
+	a.loginKey = append([]byte(nil), c.LoginKey...)
+	if len(a.loginKey) == 0 {
+		a.loginKey = make([]byte, 32)
+		if _, err := rand.Read(a.loginKey); err != nil {
+			return nil, fmt.Errorf("auth: login key: %w", err)
+		}
 	}
 	return a, nil
 }

@@ -38,7 +38,8 @@ func (a *Auth) IsAuthPath(path string) bool {
 }
 
 // loginState is what the login cookie carries between /auth/login and
-// /auth/callback. The cookie is HMAC-signed with a per-process key.
+// /auth/callback. The cookie is HMAC-signed with Config.LoginKey (shared by
+// replicas), else a per-process key.
 type loginState struct {
 	State    string `json:"s"`
 	Nonce    string `json:"n"`

@@ -149,6 +149,7 @@ func (o *objectStore) compact() (bool, error) {
 			}
 		}
 	}
+	o.packs = stampFile(packDir) // the new storage sees the merged pack; the deletions are its own
 	o.mu.Unlock()
 	_ = old.Close()
 	if rmErr != nil {

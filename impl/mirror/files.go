@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -40,6 +41,38 @@ type diskRefs struct {
 	peeled map[string]plumbing.Hash // namespace refs with a ^ line
 	extra  []packedRef              // packed refs outside the namespaces, kept verbatim, sorted
 	loose  map[string]bool          // namespace refs that exist as loose files
+}
+
+// fileStamp identifies a version of a file without reading it: a file
+// replaced by a rename has another inode, and a rewritten one another
+// size or modification time.
+type fileStamp struct {
+	exists bool
+	ino    uint64
+	size   int64
+	mtime  int64
+}
+
+func stampFile(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	st := fileStamp{exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = uint64(sys.Ino)
+	}
+	return st
+}
+
+// refStamps identify the files that hold a mirror's refs as stackd writes
+// them: packed-refs and HEAD.
+type refStamps struct {
+	packed, head fileStamp
+}
+
+func stampRefs(dir string) refStamps {
+	return refStamps{packed: stampFile(filepath.Join(dir, packedRefsFile)), head: stampFile(filepath.Join(dir, "HEAD"))}
 }
 
 // readRefs loads the mirror's refs in the namespaces (packed-refs, then

@@ -35,6 +35,21 @@
 // HEAD (the same way) only when the default branch moved. A restart reads
 // exactly what the last successful Sync wrote.
 //
+// # Shared mirrors
+//
+// Replicas of stackd that share a data directory share its mirrors. Each
+// opens them with [Root.OpenShared], which only reads; the replicas take
+// a cluster-wide lease per mirror (outside this package) around every
+// write: [Mirror.Repair] (remove what a writer that died left: lock
+// files, temporary packs), [Mirror.Reload] then [Mirror.Sync] (or
+// [Root.Clone]). Reload re-reads the refs when packed-refs or HEAD was
+// replaced since this Mirror last read or wrote them (a cheap check of
+// inode, size and modification time), so a replica never trusts its
+// in-memory table across another's writes, and its Sync of what another
+// already fetched is one listing that writes nothing. The object store
+// lists the packs again when an object is missing and the pack directory
+// changed (another replica's pack, or its merge of packs).
+//
 // # Sync: one listing, then only what changed
 //
 // [Mirror.Sync] opens one upload-pack session and reads the ref
@@ -115,7 +130,8 @@
 //
 // # Concurrency
 //
-// Callers serialise Clone, Sync, Close and Remove of one mirror. Refs,
+// Callers serialise Clone, Sync, Reload, Repair, Close and Remove of one
+// mirror. Refs,
 // Reader, Dir and URL may be called at any time, also during a Sync. A
 // [Reader] is a fixed table (the one current when it was made) over the
 // mirror's object store, which only ever grows (packs are only added), so
@@ -165,6 +181,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -300,11 +317,14 @@ type Mirror struct {
 	objs  *objectStore
 	table atomic.Pointer[refs.Table]
 
-	// Owned by Sync (callers serialise Syncs).
+	// Owned by Sync (callers serialise Syncs, Reloads and Repairs).
 	peeled map[string]plumbing.Hash // namespace refs that peel (annotated tags)
 	extra  []packedRef              // packed refs outside the namespaces, preserved
 	loose  map[string]bool          // namespace refs that still have a loose file
 	recent []plumbing.Hash          // branch tips written by recent Syncs, newest first
+	// disk identifies packed-refs and HEAD as this Mirror last read or
+	// wrote them (Reload compares it with the files).
+	disk refStamps
 }
 
 // Dir returns the bare repository directory.
@@ -333,9 +353,31 @@ func (m *Mirror) Close() error {
 
 // Open returns the existing mirror id. It fails with ErrNoMirror when
 // there is none and with ErrNotMirror when the directory is not a mirror
-// stackd cloned (see the package documentation). When cfg's redacted URL
-// differs from the stored one, the stored remote URL is updated.
+// stackd cloned (see the package documentation). It repairs what an
+// interrupted stackd left (see Repair): a mirror opened with Open belongs
+// to this process alone. Several processes that share a mirror open it
+// with OpenShared instead.
 func (r *Root) Open(id string, cfg Config) (*Mirror, error) {
+	m, err := r.open(id, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Repair(); err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// OpenShared is Open for a mirror that other processes (replicas sharing
+// the data directory) may be syncing at the same time: it only reads.
+// Repairs and writes wait for the caller to hold the mirror's cluster-wide
+// lease: Repair, Sync. Reload re-reads what the others wrote.
+func (r *Root) OpenShared(id string, cfg Config) (*Mirror, error) {
+	return r.open(id, cfg)
+}
+
+func (r *Root) open(id string, cfg Config) (*Mirror, error) {
 	if err := CheckID(id); err != nil {
 		return nil, fmt.Errorf("mirror: open: %w", err)
 	}
@@ -344,29 +386,65 @@ func (r *Root) Open(id string, cfg Config) (*Mirror, error) {
 		return nil, err
 	}
 	dir := r.Dir(id)
-	mk, err := checkMirror(dir, id)
-	if err != nil {
+	if _, err := checkMirror(dir, id); err != nil {
 		return nil, err
 	}
-	// Only an interrupted stackd leaves these; a mirror is opened by one
-	// process at a time.
-	for _, f := range []string{packedRefsFile, "HEAD", "config", markerFile} {
-		_ = os.Remove(filepath.Join(dir, f+lockSuffix))
-	}
-	removeTempPacks(dir)
+	stamps := stampRefs(dir)
 	disk, err := readRefs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: open %s: %w", id, err)
 	}
-	m := &Mirror{id: id, dir: dir, rem: rem, peeled: disk.peeled, extra: disk.extra, loose: disk.loose}
+	m := &Mirror{id: id, dir: dir, rem: rem, peeled: disk.peeled, extra: disk.extra, loose: disk.loose, disk: stamps}
 	m.table.Store(disk.table)
-	if mk.URL != rem.shown {
-		if err := storeURL(dir, id, rem.shown); err != nil {
-			return nil, err
-		}
-	}
 	m.objs = openObjects(dir)
 	return m, nil
+}
+
+// Repair removes what a writer that was interrupted (a crash, a kill)
+// left in the mirror: lock files (packed-refs.lock, HEAD.lock, ...) and
+// the temporary files of a pack transfer; and records the configured
+// upstream URL (redacted) in the mirror's config and marker when it
+// changed. Only the mirror's one writer may call it: Open does, for a
+// mirror of one process; for a shared mirror, the holder of its
+// cluster-wide lease, before it syncs. Callers serialise it with Sync.
+func (m *Mirror) Repair() error {
+	for _, f := range []string{packedRefsFile, "HEAD", "config", markerFile} {
+		_ = os.Remove(filepath.Join(m.dir, f+lockSuffix))
+	}
+	removeTempPacks(m.dir)
+	mk, err := checkMirror(m.dir, m.id)
+	if err != nil {
+		return err
+	}
+	if mk.URL != m.rem.shown {
+		if err := storeURL(m.dir, m.id, m.rem.shown); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reload re-reads the refs (packed-refs, loose refs, HEAD) when another
+// process replaced packed-refs or HEAD since this Mirror last read or
+// wrote them, and reports whether the ref table changed. The check is
+// cheap (the two files' inode, size and modification time): a Reload
+// that finds them as they were reads nothing. Objects another process
+// stored are found by the object store by itself (it lists the packs
+// again when an object is missing and the pack directory changed).
+// Callers serialise Reload with Sync.
+func (m *Mirror) Reload() (bool, error) {
+	stamps := stampRefs(m.dir)
+	if stamps == m.disk {
+		return false, nil
+	}
+	disk, err := readRefs(m.dir)
+	if err != nil {
+		return false, fmt.Errorf("mirror: reload %s: %w", m.id, err)
+	}
+	old := m.table.Load()
+	m.table.Store(disk.table)
+	m.peeled, m.extra, m.loose, m.disk = disk.peeled, disk.extra, disk.loose, stamps
+	return !refs.Equal(old, disk.table), nil
 }
 
 // checkMirror verifies that dir is a mirror stackd cloned for id.
@@ -597,6 +675,7 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, cha
 	m.dir = dir
 	m.objs = openObjects(dir)
 	m.table.Store(table)
+	m.disk = stampRefs(dir)
 	return m, refs.Diff(nil, table, InNamespaces), nil
 }
 
@@ -628,7 +707,33 @@ func (r *Root) Remove(id string) error {
 // SweepTemp removes what interrupted Clones and Removes left in the root
 // (.<id>.git.clone-* and .<id>.git.remove-* directories) and returns the
 // paths it removed. Call it when no Clone is running, e.g. at start-up.
-func (r *Root) SweepTemp() ([]string, error) {
+// (A root that other processes share is swept one id at a time, under
+// that id's lease: Leftovers, SweepTempOf.)
+func (r *Root) SweepTemp() ([]string, error) { return r.sweepTemp(func(string) bool { return true }) }
+
+// SweepTempOf is SweepTemp for the mirror id only. Call it when no Clone
+// or Remove of id runs (in a shared root: holding id's lease).
+func (r *Root) SweepTempOf(id string) ([]string, error) {
+	return r.sweepTemp(func(other string) bool { return other == id })
+}
+
+// Leftovers returns the ids (without duplicates) whose interrupted Clones
+// or Removes left temporary directories in the root.
+func (r *Root) Leftovers() ([]string, error) {
+	entries, err := os.ReadDir(r.path)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: list leftovers: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := leftover(e.Name()); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (r *Root) sweepTemp(of func(id string) bool) ([]string, error) {
 	entries, err := os.ReadDir(r.path)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: sweep: %w", err)
@@ -636,7 +741,7 @@ func (r *Root) SweepTemp() ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		if !leftover(e.Name()) {
+		if id, ok := leftover(e.Name()); !ok || !of(id) {
 			continue
 		}
 		p := filepath.Join(r.path, e.Name())
@@ -677,10 +782,11 @@ func (r *Root) Mirrors() ([]string, error) {
 }
 
 // leftover reports whether name is a temporary directory of Clone or
-// Remove: "." + a valid id + infix + an alphanumeric suffix.
-func leftover(name string) bool {
+// Remove, "." + a valid id + infix + an alphanumeric suffix, and of which
+// id.
+func leftover(name string) (string, bool) {
 	if !strings.HasPrefix(name, ".") {
-		return false
+		return "", false
 	}
 	for _, infix := range []string{cloneInfix, removeInfix} {
 		i := strings.LastIndex(name, infix)
@@ -692,8 +798,8 @@ func leftover(name string) bool {
 			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 		}) < 0
 		if alnum && CheckID(name[1:i]) == nil {
-			return true
+			return name[1:i], true
 		}
 	}
-	return false
+	return "", false
 }

@@ -769,7 +769,21 @@ func TestSweepTemp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := r.SweepTemp()
+	ids, err := r.Leftovers()
+	slices.Sort(ids)
+	if err != nil || !reflect.DeepEqual(ids, []string{"a", "b.c"}) {
+		t.Fatalf("Leftovers = %v, %v", ids, err)
+	}
+	// One id at a time (a shared root, under that id's lease).
+	removed, err := r.SweepTempOf("b.c")
+	if err != nil || len(removed) != 1 || removed[0] != filepath.Join(r.Path(), ".b.c.git.clone-9") {
+		t.Fatalf("SweepTempOf(b.c) = %v, %v", removed, err)
+	}
+	if ids, _ := r.Leftovers(); !reflect.DeepEqual(ids, []string{"a"}) {
+		t.Fatalf("Leftovers after SweepTempOf = %v", ids)
+	}
+	leftovers = slices.DeleteFunc(leftovers, func(n string) bool { return n == ".b.c.git.clone-9" })
+	removed, err = r.SweepTemp()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,15 +35,52 @@ const objectCacheSize = 32 * cache.MiByte
 // under mu, objects leave it fully read (see object), and a pack transfer
 // runs outside mu except for the two moments it touches shared state
 // (creating the writer and registering the finished pack's index).
+//
+// Other processes may add packs to the store (replicas sharing the data
+// directory) or merge and delete them (compact). go-git lists the packs
+// and loads their indexes once, so a storage opened before such a change
+// misses the new packs or looks for deleted ones. When a read does not
+// find an object and the pack directory changed since st was opened
+// (packs records its stamp), st is replaced by a fresh storage, which
+// lists the packs again, and the read is retried once.
 type objectStore struct {
 	dir    string
 	mu     sync.Mutex
 	st     *filesystem.Storage
+	packs  fileStamp // the pack directory when st was opened
 	closed bool
 }
 
 func openObjects(dir string) *objectStore {
-	return &objectStore{dir: dir, st: newStorage(dir)}
+	o := &objectStore{dir: dir}
+	o.reopenLocked()
+	return o
+}
+
+// reopenLocked replaces the storage with a fresh one (o.mu held, or
+// before o is shared).
+func (o *objectStore) reopenLocked() {
+	old := o.st
+	o.packs = stampFile(filepath.Join(o.dir, "objects", "pack"))
+	o.st = newStorage(o.dir)
+	if old != nil {
+		_ = old.Close()
+	}
+}
+
+// retryLocked tells whether a read that failed with err may succeed on a
+// fresh storage, and makes one (o.mu held): the object or its pack was
+// not found, and the pack directory changed since the storage was
+// opened.
+func (o *objectStore) retryLocked(err error) bool {
+	if !errors.Is(err, plumbing.ErrObjectNotFound) && !errors.Is(err, dotgit.ErrPackfileNotFound) && !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if stampFile(filepath.Join(o.dir, "objects", "pack")) == o.packs {
+		return false
+	}
+	o.reopenLocked()
+	return true
 }
 
 // newStorage opens go-git's storage of the repository in dir, keeping
@@ -73,6 +111,9 @@ func (o *objectStore) object(t plumbing.ObjectType, h plumbing.Hash) (plumbing.E
 		return nil, ErrClosed
 	}
 	obj, err := o.st.EncodedObject(t, h)
+	if err != nil && o.retryLocked(err) {
+		obj, err = o.st.EncodedObject(t, h)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +145,11 @@ func (o *objectStore) has(h plumbing.Hash) (bool, error) {
 	if o.closed {
 		return false, ErrClosed
 	}
-	switch err := o.st.HasEncodedObject(h); {
+	err := o.st.HasEncodedObject(h)
+	if err != nil && o.retryLocked(err) {
+		err = o.st.HasEncodedObject(h)
+	}
+	switch {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, plumbing.ErrObjectNotFound):
@@ -122,6 +167,9 @@ func (o *objectStore) isCommit(h plumbing.Hash) bool {
 		return false
 	}
 	_, err := o.st.EncodedObject(plumbing.CommitObject, h)
+	if err != nil && o.retryLocked(err) {
+		_, err = o.st.EncodedObject(plumbing.CommitObject, h)
+	}
 	return err == nil
 }
 

@@ -119,6 +119,7 @@ func (m *Mirror) Sync(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 
+	m.disk = stampRefs(m.dir)
 	m.table.Store(next)
 	m.peeled = peeled
 	for _, c := range changes {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/store"
 )
 
 // ErrStorage marks a failure to store what the upstream sent: a file
@@ -22,6 +23,11 @@ var ErrStorage = errors.New("storing fetched data failed")
 // error, with its paths, goes to the log only.
 const InternalText = "refresh failed: unexpected error (the server log has the details)"
 
+// DatabaseText is what clients see of a run that could not start because
+// the database that replicas share does not answer: the lease that lets
+// one replica at a time refresh a mirror lives there.
+const DatabaseText = "refresh failed: the database is unreachable, and replicas need it to take turns refreshing"
+
 // Public returns the text of err that clients may see: in SyncResult.error,
 // syncStatus.lastError, the event stream and the 502/504 problems.
 //
@@ -35,6 +41,10 @@ func Public(err error) string {
 		return ""
 	case errors.Is(err, ErrStorage):
 		return InternalText
+	case errors.Is(err, ErrLeaseLost):
+		return ErrLeaseLost.Error()
+	case errors.Is(err, store.ErrUnavailable):
+		return DatabaseText
 	case errors.Is(err, ErrFetch), errors.Is(err, ErrTimeout), errors.Is(err, ErrClosed), errors.Is(err, ErrRemoved), errors.Is(err, ErrPanic),
 		errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, context.Canceled):
 		return ScrubPaths(redact.Error(err))

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/store"
 )
 
 func TestPublic(t *testing.T) {
@@ -34,6 +35,8 @@ func TestPublic(t *testing.T) {
 		{"cancelled", fmt.Errorf("mirror: fetch https://h/x: %w", context.Canceled), "mirror: fetch https://h/x: context canceled"},
 		{"closed", ErrClosed, "refresher closed"},
 		{"panic", ErrPanic, "refresh failed unexpectedly"},
+		{"database unreachable for the lease", fmt.Errorf("refresh lease of api: %w: dial unix /tmp/pg/.s.PGSQL.5432: connect: refused", store.ErrUnavailable), DatabaseText},
+		{"lease lost", ErrLeaseLost, "the refresh lease was lost (its database connection broke): store: database unavailable"},
 	}
 	for _, tc := range cases {
 		if got := Public(tc.err); got != tc.want {

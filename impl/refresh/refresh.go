@@ -38,7 +38,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
@@ -183,8 +182,25 @@ type Options struct {
 	Enqueued func(repoID, runID string)
 	// Replica names this process in every result (--replica-id).
 	Replica string
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Cluster, when set, makes this Manager one replica of several that
+	// share a database and a data directory: see Cluster. Only shared
+	// mirrors (source.NewSharedMirror) use it.
+	Cluster Cluster
+	// LeaseGuard, when set, runs for a shared mirror while its lease is
+	// held, before the source refresh; an error fails the run and
+	// nothing is fetched (the server refuses the onboarding of an id
+	// another replica stored, and the refresh of a repository another
+	// replica removed).
+	LeaseGuard func(ctx context.Context, repoID string, t Trigger) error
+	// LeaseOnboarded, when set, runs for a shared mirror while its lease
+	// is held, after the source refresh of a run with trigger Onboard
+	// succeeded (the first clone is in place); an error fails the run.
+	// The server stores the onboarded repository there, so that no
+	// other replica sees a mirror directory without its stored
+	// repository while the lease is free.
+	LeaseOnboarded func(ctx context.Context, repoID string) error
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Clock is the time source of the debounce window.
@@ -288,7 +304,11 @@ type Refresher struct {
 	m       *Manager
 	repo    *registry.Repo
 	log     *slog.Logger
-	builder *view.Builder // used by one run at a time
+	builder *view.Builder // used by one run (or follow) at a time: busy
+
+	// busy is held by a run's work and publication, and by a follow
+	// (Follow): they use the builder and the source one at a time.
+	busy sync.Mutex
 
 	// ctx is the parent of its runs' contexts: Stop (and the manager's
 	// Close) cancel it.
@@ -309,6 +329,9 @@ type Refresher struct {
 	deadline time.Time // the debounced trigger that queued next + MaxDelay
 	recent   []*run    // the last finished runs, oldest first (recentRuns)
 	status   Status
+	// following: a follow goroutine runs; followAgain: a Follow came
+	// since it last started reading (it reads once more).
+	following, followAgain bool
 }
 
 type run struct {
@@ -770,12 +793,17 @@ func (r *Refresher) perform(ru *run) Result {
 
 	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
 	defer cancel()
+	r.busy.Lock()
+	defer r.busy.Unlock()
 	prev := r.repo.Snapshot()
 	out, err := r.work(ctx, res.Trigger)
+	defer out.lease.release() // after the publication
 	res.Mode = out.mode
 	res.ViewVersion = prev.Version()
 	if err != nil {
 		switch {
+		case out.lease.lost():
+			err = ErrLeaseLost // not the cancellation it caused: that would read as a shutdown
 		case r.ctx.Err() != nil:
 			err = fmt.Errorf("%w (%w)", r.stopErr(), err)
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
@@ -786,15 +814,20 @@ func (r *Refresher) perform(ru *run) Result {
 		res.ChangesTotal = len(out.changes)
 		// A copy: the full list of a first clone is not kept in history.
 		res.Changes = slices.Clone(out.changes[:min(len(out.changes), MaxReportedChanges)])
-		if out.snap != nil {
+		if out.shared {
+			cur, changed := r.publishShared(out.ctx, prev, out.snap)
+			res.ViewVersion = cur.Version()
+			if changed {
+				r.announce(prev, cur)
+			}
+		} else if out.snap != nil {
 			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
 			res.ViewVersion = cur.Version()
 			if changed {
-				opts.Publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: gen.ViewUpdatedEvent{Version: cur.Version()}})
-				if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
-					opts.Publish(r.repo.ID, events.Event{Type: events.BranchSwitched, Data: gen.BranchSwitchedEvent{From: from, To: to}})
-				}
+				r.announce(prev, cur)
 			}
+		}
+		if out.snap != nil {
 			st := out.stats
 			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
 				"branches", st.Branches, "recomputed", st.Recomputed,
@@ -826,6 +859,14 @@ type outcome struct {
 	stats      view.Stats
 	buildStart time.Time
 	loaded     bool // read from disk without refreshing; a refresh must follow
+	// shared: a shared mirror of a cluster; its view is published with
+	// the version the cluster agrees on (publishShared).
+	shared bool
+	// lease is the repository's cluster-wide lease, held from before the
+	// source refresh until the publication (nil when none was taken);
+	// ctx is the run's context, cancelled when the lease is lost.
+	lease *heldLease
+	ctx   context.Context
 }
 
 // work asks the source for what changed and rebuilds the view when
@@ -833,9 +874,12 @@ type outcome struct {
 func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error) {
 	src := r.repo.Source()
 	out.mode = src.Mode()
+	out.shared = r.shared()
+	out.ctx = ctx
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("refresh panicked", "panic", p, "stack", string(debug.Stack()))
+			out.lease.release()
 			out, err = outcome{mode: out.mode}, ErrPanic
 		}
 	}()
@@ -853,6 +897,21 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		}
 	}
 	if upd.Repo == nil {
+		if out.shared {
+			// One refresh of a repository at a time, cluster-wide: the
+			// source refresh (fetch and writes), the build and the
+			// publication happen under the repository's lease.
+			if out.lease, err = r.takeLease(ctx); err != nil {
+				return out, err
+			}
+			ctx = out.lease.ctx
+			out.ctx = ctx
+			if guard := r.m.opts.LeaseGuard; guard != nil {
+				if err := guard(ctx, r.repo.ID, t); err != nil {
+					return out, err
+				}
+			}
+		}
 		if hook := r.m.opts.BeforeRefresh; hook != nil {
 			if err := hook(ctx, r.repo.ID, src.Mode()); err != nil {
 				return out, err
@@ -860,6 +919,11 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		}
 		if upd, err = src.Refresh(ctx, r.builder.Cache()); err != nil {
 			return out, r.wrap(err)
+		}
+		if onboarded := r.m.opts.LeaseOnboarded; out.shared && t == Onboard && onboarded != nil {
+			if err := onboarded(ctx, r.repo.ID); err != nil {
+				return out, err
+			}
 		}
 	}
 	if err := refs.Classify(ctx, upd.Changes, r.builder.Cache().Commits(upd.Repo), 0); err != nil {

@@ -79,15 +79,22 @@ type MirrorSpec struct {
 	FullName string
 	Trunk    string
 	Origin   Origin // OriginConfig or OriginAPI
+	// Shared: other processes (replicas sharing the data directory)
+	// share the mirror (source.NewSharedMirror).
+	Shared bool
 }
 
 // NewMirror describes the managed mirror spec.ID under root. Nothing is
 // cloned or fetched until its first refresh.
 func NewMirror(root *mirror.Root, spec MirrorSpec) *Repo {
+	src := source.NewMirror(root, spec.ID, spec.Config)
+	if spec.Shared {
+		src = source.NewSharedMirror(root, spec.ID, spec.Config)
+	}
 	r := &Repo{
 		ID: spec.ID, Kind: gen.Mirror, Origin: spec.Origin, URL: spec.Config.URL, Remote: redact.URL(spec.Config.URL),
 		FullName: strings.ToLower(spec.FullName), Trunk: spec.Trunk,
-		src: source.NewMirror(root, spec.ID, spec.Config),
+		src: src,
 	}
 	r.snap.Store(view.Empty(r.Input()))
 	return r
@@ -123,6 +130,25 @@ func (r *Repo) Publish(s *view.Snapshot, now time.Time) (*view.Snapshot, bool) {
 		return cur, false
 	}
 	next := s.WithVersion(cur.Version()+1, now)
+	next.Prepare()
+	r.snap.Store(next)
+	return next, true
+}
+
+// PublishAt makes s the current snapshot as version v built at builtAt:
+// the version another replica published for it (replicas that share a
+// database serve one version for one content, with the same bytes). It
+// never goes back: a v below the current version changes nothing, and
+// so does the current version with the same content. It returns the
+// snapshot now current and whether it changed.
+func (r *Repo) PublishAt(s *view.Snapshot, v int64, builtAt time.Time) (*view.Snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := r.snap.Load()
+	if v <= 0 || v < cur.Version() || v == cur.Version() && cur.ContentHash() == s.ContentHash() {
+		return cur, false
+	}
+	next := s.WithVersion(v, builtAt)
 	next.Prepare()
 	r.snap.Store(next)
 	return next, true

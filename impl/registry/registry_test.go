@@ -3,8 +3,11 @@ package registry
 import (
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/view"
 )
 
 func TestAddRefusesDuplicates(t *testing.T) {
@@ -62,5 +65,44 @@ func TestAddRefusesDuplicates(t *testing.T) {
 	}
 	if len(g.List()) != 0 {
 		t.Fatal("Remove left the repositories")
+	}
+}
+
+// TestPublishAt: a snapshot published at a version another replica chose
+// takes that version and build time; versions never go back; the same
+// version with the same content changes nothing, with other content (a
+// replica that published early) replaces it.
+func TestPublishAt(t *testing.T) {
+	r := NewMirror(nil, MirrorSpec{ID: "m", Config: mirror.Config{URL: "https://example.com/a.git"}})
+	a := view.Empty(view.Input{RepoID: "m", Kind: gen.Mirror, Trunk: "main"})
+	b := view.Empty(view.Input{RepoID: "m", Kind: gen.Mirror, Trunk: "dev"})
+	if a.ContentHash() == b.ContentHash() {
+		t.Fatal("the fixtures have one content")
+	}
+	t0 := time.Unix(1700000000, 0).UTC()
+	steps := []struct {
+		name    string
+		snap    *view.Snapshot
+		v       int64
+		changed bool
+		want    int64
+		hash    string
+	}{
+		{"first", a, 3, true, 3, a.ContentHash()},
+		{"same version, same content", a, 3, false, 3, a.ContentHash()},
+		{"same version, other content", b, 3, true, 3, b.ContentHash()},
+		{"older version", a, 2, false, 3, b.ContentHash()},
+		{"newer version, same content", b, 5, true, 5, b.ContentHash()},
+		{"no version", a, 0, false, 5, b.ContentHash()},
+	}
+	for i, st := range steps {
+		at := t0.Add(time.Duration(i) * time.Second)
+		cur, changed := r.PublishAt(st.snap, st.v, at)
+		if changed != st.changed || cur.Version() != st.want || cur.ContentHash() != st.hash || r.Snapshot() != cur {
+			t.Fatalf("%s: version %d changed=%v hash %s", st.name, cur.Version(), changed, cur.ContentHash()[:8])
+		}
+		if changed && !cur.BuiltAt().Equal(at) {
+			t.Fatalf("%s: built at %v, want %v", st.name, cur.BuiltAt(), at)
+		}
 	}
 }

@@ -12,10 +12,18 @@ import (
 
 // Mirror is a managed mirror. It can only exist under the data directory's
 // mirror.Root, which refuses any directory stackd did not clone.
+//
+// A shared Mirror (NewSharedMirror) is one of several processes' views of
+// one mirror directory (replicas sharing a data directory): it opens the
+// mirror with mirror.Root.OpenShared, its Refresh expects the caller to
+// hold the mirror's cluster-wide lease (it repairs what a dead writer
+// left, re-reads what others wrote, then syncs), and Reread follows what
+// others wrote without fetching.
 type Mirror struct {
-	root *mirror.Root
-	id   string
-	cfg  mirror.Config
+	root   *mirror.Root
+	id     string
+	cfg    mirror.Config
+	shared bool
 
 	mu     sync.Mutex
 	m      *mirror.Mirror // nil until opened or cloned
@@ -33,50 +41,96 @@ func NewMirror(root *mirror.Root, id string, cfg mirror.Config) *Mirror {
 	return &Mirror{root: root, id: id, cfg: cfg}
 }
 
+// NewSharedMirror is NewMirror for a mirror that other processes share
+// (see Mirror).
+func NewSharedMirror(root *mirror.Root, id string, cfg mirror.Config) *Mirror {
+	return &Mirror{root: root, id: id, cfg: cfg, shared: true}
+}
+
+// Shared reports whether other processes share the mirror.
+func (s *Mirror) Shared() bool { return s.shared }
+
 // Kind is gen.Mirror.
 func (s *Mirror) Kind() gen.RepoKind { return gen.Mirror }
 
 // Mode is ModeMirrorFetch.
 func (s *Mirror) Mode() Mode { return ModeMirrorFetch }
 
-// open returns the mirror on disk (nil, nil when there is none).
-func (s *Mirror) open() (*mirror.Mirror, error) {
+// open returns the mirror on disk (nil, nil when there is none) and
+// whether this call opened it.
+func (s *Mirror) open() (*mirror.Mirror, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if s.m != nil {
-		return s.m, nil
+		return s.m, false, nil
 	}
-	m, err := s.root.Open(s.id, s.cfg)
+	open := s.root.Open
+	if s.shared {
+		open = s.root.OpenShared
+	}
+	m, err := open(s.id, s.cfg)
 	if errors.Is(err, mirror.ErrNoMirror) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.m = m
-	return m, nil
+	return m, true, nil
 }
 
-// Load opens the mirror on disk without network access.
+// Load opens the mirror on disk without network access (a shared mirror
+// already open re-reads its refs if another process changed them).
 func (s *Mirror) Load(ctx context.Context) (view.Repo, bool, error) {
-	m, err := s.open()
+	m, opened, err := s.open()
 	if err != nil {
 		return nil, false, err
 	}
 	if m == nil {
 		return nil, false, ErrNotCloned
 	}
+	if s.shared && !opened {
+		if _, err := m.Reload(); err != nil {
+			return nil, false, err
+		}
+	}
 	return m.Reader(), false, nil
+}
+
+// Reread follows what other processes wrote to a shared mirror, without
+// network access: it re-reads the refs if they changed on disk. Changed
+// reports whether they did (or the mirror was opened by this call);
+// Changes is empty (nothing was fetched). ErrNotCloned when there is no
+// mirror on disk.
+func (s *Mirror) Reread(ctx context.Context) (Update, error) {
+	m, opened, err := s.open()
+	if err != nil {
+		return Update{}, err
+	}
+	if m == nil {
+		return Update{}, ErrNotCloned
+	}
+	changed, err := m.Reload()
+	if err != nil {
+		return Update{}, err
+	}
+	return Update{Repo: m.Reader(), Changed: changed || opened}, nil
 }
 
 // Refresh clones the mirror on first use, else lists the upstream and
 // fetches only what changed; a listing equal to the mirror's refs fetches
 // and writes nothing and reports no change.
+//
+// A shared mirror's Refresh expects the caller to hold the mirror's
+// cluster-wide lease: it first repairs what a writer that died left and
+// re-reads the refs if another process changed them. Changes are only
+// what this Refresh fetched; Changed also reports refs that another
+// process had written since this one last looked.
 func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error) {
-	m, err := s.open()
+	m, _, err := s.open()
 	if err != nil {
 		return Update{}, err
 	}
@@ -102,11 +156,20 @@ func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 		s.mu.Unlock()
 		return Update{Repo: m.Reader(), Changes: changes, Changed: true}, nil
 	}
+	reloaded := false
+	if s.shared {
+		if err := m.Repair(); err != nil {
+			return Update{}, err
+		}
+		if reloaded, err = m.Reload(); err != nil {
+			return Update{}, err
+		}
+	}
 	res, err := m.Sync(ctx)
 	if err != nil {
 		return Update{}, err
 	}
-	return Update{Repo: m.Reader(), Changes: res.Changes, Changed: len(res.Changes) > 0 || res.HeadChanged}, nil
+	return Update{Repo: m.Reader(), Changes: res.Changes, Changed: len(res.Changes) > 0 || res.HeadChanged || reloaded}, nil
 }
 
 // Close releases the mirror's open files; every later Load and Refresh

@@ -165,4 +165,25 @@ var migrations = []migration{
 	);
 	CREATE INDEX deliveries_seen_at ON deliveries (seen_at);
 	ALTER TABLE syncs ADD COLUMN replica TEXT NOT NULL DEFAULT '';`},
+
+	// view_versions: the current view of every mirror, as replicas that
+	// share the database number it: the version, the content hash of
+	// the view it names, and its build time (Unix nanoseconds), so that
+	// every replica serves the same version with the same bytes.
+	// repo_key is the lower-case repository id.
+	//
+	// shared_keys: random keys that every replica must use alike (the
+	// HMAC key of the sign-in cookie), created by the first process
+	// that asks for one; value is hex.
+	{version: 4, name: "view versions and shared keys", portable: `CREATE TABLE view_versions (
+		repo_key     TEXT PRIMARY KEY,
+		repo_id      TEXT NOT NULL,
+		version      BIGINT NOT NULL,
+		content_hash TEXT NOT NULL,
+		built_at     BIGINT NOT NULL
+	);
+	CREATE TABLE shared_keys (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`},
 }

@@ -1,7 +1,8 @@
 // Package store keeps the state that users create and that must outlive a
 // process: browser sessions, the audit log, the repositories onboarded
 // through the API, the sync history of every repository and the webhook
-// deliveries already seen.
+// deliveries already seen; and what replicas sharing a database must agree
+// on: the version of every mirror's view and shared keys.
 //
 // The server depends on the Store interface only. Two engines implement
 // it with the same code (engine.go: one text of every statement, "?"
@@ -60,6 +61,8 @@ type Store interface {
 	RepoStore
 	SyncStore
 	DeliveryStore
+	ViewStore
+	KeyStore
 	// SchemaVersion reports how many migrations the database has applied.
 	SchemaVersion(ctx context.Context) (int, error)
 	// Applied returns the migration steps that opening the store applied
@@ -146,6 +149,31 @@ type DeliveryStore interface {
 	// calls with one new id exactly one reports false. An empty id is
 	// never recorded and never seen.
 	SeenDelivery(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error)
+}
+
+// ViewStore keeps, for replicas that share the database, the version of
+// every mirror's current view, so that they all serve the same version
+// for the same content (see View).
+type ViewStore interface {
+	// CommitView records hash as the repository's current view and
+	// returns the record now stored: for the stored hash, the stored
+	// version (raised to local if that is higher) with its build time;
+	// for another hash a new version, above both the stored one and
+	// local, built at builtAt. created reports a new version. One
+	// statement decides, also between processes.
+	CommitView(ctx context.Context, repoID, hash string, local int64, builtAt time.Time) (v View, created bool, err error)
+	// CurrentView returns the repository's current view record, or
+	// ErrNotFound when none was committed.
+	CurrentView(ctx context.Context, repoID string) (View, error)
+}
+
+// KeyStore keeps keys that every process sharing the database must use
+// alike.
+type KeyStore interface {
+	// SharedKey returns the key called name, created with size random
+	// bytes by the first process that asks: later calls, from any
+	// process, get the same bytes.
+	SharedKey(ctx context.Context, name string, size int) ([]byte, error)
 }
 
 // Step is one versioned migration of the schema.
