@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/store/pgtest"
 )
 
@@ -219,5 +221,83 @@ func TestWorkingRepositoryIsSingleReplica(t *testing.T) {
 	s = startServer(t, allowed, impl.Options{})
 	if got, err := s.c.GetRepoWithResponse(ctx(t), "local"); err != nil || got.JSON200 == nil || got.JSON200.Kind != client.Local {
 		t.Fatalf("--allow-local-with-database: %v %s", err, got.Body)
+	}
+}
+
+// TestReplicasShareTheIntervalRun: replicas of one mirror list its remote
+// about once per interval between them, not once each: a replica whose
+// interval timer fires after another replica's run started (while it
+// waited) runs nothing and waits again.
+func TestReplicasShareTheIntervalRun(t *testing.T) {
+	up := newUpstream(t, "acme/ticking.git")
+	cfg := pgConfig(t)
+	cfg.SyncInterval = time.Hour
+	never := func(time.Duration) <-chan time.Time { return nil }
+	a := startServer(t, cfg, impl.Options{After: never})
+	onboard(t, a, up.url)
+
+	// b shares a's database and data directory; it hands each timer of its
+	// interval loop to the test, so receiving the next one proves that
+	// the loop went round.
+	waits := make(chan chan time.Time)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	after := func(time.Duration) <-chan time.Time {
+		c := make(chan time.Time, 1)
+		select {
+		case waits <- c:
+		case <-done:
+		}
+		return c
+	}
+	cfgB := cfg
+	cfgB.ReplicaID = "replica-b"
+	cf := &countingFetch{}
+	b := startServer(t, cfgB, impl.Options{After: after, BeforeRefresh: cf.fetch})
+	rfB := idle(t, b, "ticking")
+	timer := <-waits
+	fetches := cf.n.Load()
+	intervalRuns := func() (n int) {
+		for _, r := range rfB.History() {
+			if r.Replica == "replica-b" && r.Trigger == refresh.Interval {
+				n++
+			}
+		}
+		return n
+	}
+
+	// A sync through a while b waits: b receives its relayed events (so it
+	// observed the run), then its timer fires and b skips the run.
+	stream := openStream(t, b, "/api/v1/repos/ticking/events")
+	res := syncOK(t, a, "ticking")
+	stream.untilFinished(t, 0, string(res.Id))
+	// Both replicas say the same last success: the run's end.
+	for _, s := range []*testServer{a, b} {
+		r, err := s.c.GetRepoWithResponse(ctx(t), "ticking")
+		if err != nil || r.JSON200 == nil {
+			t.Fatalf("get repo: %v", err)
+		}
+		if got := r.JSON200.SyncStatus.LastSuccessAt; got == nil || res.FinishedAt == nil || !got.Equal(*res.FinishedAt) {
+			t.Fatalf("lastSuccessAt = %v, want the run's end %v", got, res.FinishedAt)
+		}
+	}
+	timer <- time.Now()
+	timer = <-waits
+	if got := cf.n.Load() - fetches; got != 0 {
+		t.Fatalf("b fetched %d times after a's run, want 0", got)
+	}
+	if got := intervalRuns(); got != 0 {
+		t.Fatalf("b ran %d interval runs after a's run, want 0", got)
+	}
+
+	// Nothing else ran while b waited this time: its timer runs the
+	// interval run.
+	timer <- time.Now()
+	<-waits
+	if got := intervalRuns(); got != 1 {
+		t.Fatalf("b ran %d interval runs when nothing else ran, want 1", got)
+	}
+	if h := rfB.History(); h[0].Trigger != refresh.Interval || h[0].State != refresh.Succeeded {
+		t.Fatalf("b's interval run: %+v", h[0])
 	}
 }

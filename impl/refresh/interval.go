@@ -53,6 +53,11 @@ func (s Schedule) Delay(failures int) time.Duration {
 // RunInterval refreshes the repository every Interval until ctx ends. Each
 // run goes through the Refresher with trigger Interval, which lists the
 // remote first and neither fetches nor rebuilds when nothing changed.
+//
+// A mirror shared with other replicas skips its interval run when a run
+// of any replica (observed through Observe) started while it waited: the
+// replicas' loops then list the remote about once per interval between
+// them, not once each.
 func (r *Refresher) RunInterval(ctx context.Context, s Schedule) {
 	if s.Interval <= 0 {
 		return
@@ -60,13 +65,17 @@ func (r *Refresher) RunInterval(ctx context.Context, s Schedule) {
 	s.defaults()
 	for {
 		d := s.Delay(r.Status().ConsecutiveFailures)
-		at := r.m.opts.Now().Add(d).UTC()
+		waitFrom := r.m.opts.Now()
+		at := waitFrom.Add(d).UTC()
 		r.SetNextScheduled(&at)
 		select {
 		case <-ctx.Done():
 			r.SetNextScheduled(nil)
 			return
 		case <-s.After(d):
+		}
+		if last := r.Status().LastAttemptAt; r.shared() && last != nil && last.After(waitFrom) {
+			continue
 		}
 		if _, err := r.Sync(ctx, Interval); err != nil {
 			r.SetNextScheduled(nil)

@@ -703,10 +703,16 @@ func (r *Refresher) execute(ru *run) {
 
 	r.mu.Lock()
 	ru.result = res
+	// The success time is the run's end, as in the history and on the
+	// replicas that observe this run.
 	now := opts.Now().UTC()
+	end := now
+	if res.FinishedAt != nil {
+		end = *res.FinishedAt
+	}
 	r.status.LastAttemptAt = res.StartedAt
 	if res.Err == nil {
-		r.status.LastSuccessAt = &now
+		r.status.LastSuccessAt = &end
 		r.status.LastError = ""
 		r.status.ConsecutiveFailures = 0
 	} else {
