@@ -431,3 +431,77 @@ func waitForLeaseWaiter(t *testing.T, url string) {
 		return n > 0
 	})
 }
+
+// TestStartupSweepSparesAnotherReplicasClone: a replica that starts while
+// another one clones an onboarded repository into the shared data
+// directory leaves that clone alone (its lease is held elsewhere); once
+// the cloning replica is dead, the next replica to start removes what it
+// left.
+func TestStartupSweepSparesAnotherReplicasClone(t *testing.T) {
+	pg := pgtest.Shared(t)
+	up := newUpstream(t, "big.git")
+	// Enough data that the pack does not fit in one read of the proxy.
+	big := make([]byte, 256<<10)
+	for i := range big {
+		big[i] = byte(i*7 + i/251)
+	}
+	up.work.Commit("big", map[string]string{"big.bin": string(big)})
+	up.work.Git("push", "-q", "origin", "HEAD:refs/heads/main")
+	rc := replicaConfig{databaseURL: pg.NewDatabase(t), dataDir: filepath.Join(t.TempDir(), "shared")}
+	a := startReplica(t, "a", rc)
+
+	up.proxy.armed.Store(true)
+	onboarded := make(chan int, 1)
+	go func() {
+		// Never answered: a is killed in the middle of the clone.
+		req, _ := http.NewRequestWithContext(ctx(t), "POST", a.url+"/api/v1/repos",
+			strings.NewReader(`{"url":"`+up.url+`","id":"big"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			onboarded <- 0
+			return
+		}
+		resp.Body.Close()
+		onboarded <- resp.StatusCode
+	}()
+	select {
+	case <-up.proxy.stalled:
+	case <-time.After(30 * time.Second): // failure guard
+		t.Fatal("a's clone never reached the pack")
+	}
+	mirrors := filepath.Join(rc.dataDir, "mirrors")
+	clones := func() []string {
+		m, err := filepath.Glob(filepath.Join(mirrors, ".big*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if len(clones()) == 0 {
+		t.Fatal("no clone in progress in the shared directory")
+	}
+
+	b := startReplica(t, "b", rc) // its start-up sweep ran before it listened
+	if len(clones()) == 0 {
+		t.Fatal("b's start-up sweep deleted a's clone in progress")
+	}
+	if b.logs.count("not sweeping a mirror another replica is working on", "id", "big") != 1 {
+		t.Fatalf("b does not say why it left the clone alone:\n%s", b.logs.String())
+	}
+
+	a.kill()
+	if code := <-onboarded; code != 0 {
+		t.Fatalf("an onboarding whose replica was killed answered %d", code)
+	}
+	c := startReplica(t, "c", rc)
+	if left := clones(); len(left) != 0 {
+		t.Fatalf("the dead replica's clone is still there after c started: %v", left)
+	}
+	if c.logs.count("removed leftovers of interrupted clones", "id", "big") != 1 {
+		t.Fatalf("c does not log the leftovers it removed:\n%s", c.logs.String())
+	}
+	if code, _, _ := c.do(t, "GET", "/api/v1/repos/big", nil); code != 404 {
+		t.Fatalf("the repository whose onboarding died: %d on c, want 404", code)
+	}
+}
