@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/cluster"
+	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
@@ -214,7 +216,18 @@ func (a *App) forget(ctx context.Context, r *registry.Repo) error {
 	}
 	a.reg.Remove(r)
 	a.refresh.Remove(r.ID)
+	a.endStreams(r.ID)
 	return nil
+}
+
+// endStreams ends the event streams of a repository that this server no
+// longer serves: each gets a last repo_removed event, then its end. Call
+// it after the repository left the registry (StreamEvents checks again
+// after subscribing, so no stream outlives it).
+func (a *App) endStreams(id string) {
+	if err := a.broker.End(id, events.Event{Type: events.RepoRemoved, Data: gen.RepoRemovedEvent{Id: id}}); err != nil {
+		a.log.Error("the event streams of a removed repository were not ended", "id", id, "err", err)
+	}
 }
 
 // commitOnboarding stores a mirror whose first clone succeeded, unless it

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,10 +241,30 @@ func TestDeleteRepo(t *testing.T) {
 	onboard(t, s, other.url)
 	syncOK(t, s, "doomed")
 	idle(t, s, "declared")
+	stream := openStream(t, s, "/api/v1/repos/doomed/events")
+	connected := stream.next(t)
+	spared := openStream(t, s, "/api/v1/repos/spared/events")
+	spared.next(t) // connected
 
 	del, err := s.c.DeleteRepoWithResponse(ctx(t), "DOOMED") // ids are case-insensitive
 	if err != nil || del.StatusCode() != 204 {
 		t.Fatalf("DELETE: %v %d %s", err, del.StatusCode(), del.Body)
+	}
+	// The removed repository's event stream gets repo_removed, then ends;
+	// a reconnection with its id finds nothing. Other streams go on.
+	last := stream.next(t)
+	if last.typ != "repo_removed" || last.data != `{"id":"doomed"}` || last.id <= connected.id {
+		t.Fatalf("last event of a removed repository's stream: %+v", last)
+	}
+	if stream.sc.Scan() {
+		t.Fatalf("the stream went on after repo_removed: %q", stream.sc.Text())
+	}
+	if code, _, _ := s.do("GET", "/api/v1/repos/doomed/events", nil, "Last-Event-ID", strconv.FormatUint(last.id, 10)); code != 404 {
+		t.Fatalf("reconnecting to a removed repository's events: %d", code)
+	}
+	syncOK(t, s, "spared")
+	if ev := spared.next(t); ev.typ != "sync_started" {
+		t.Fatalf("another repository's stream after the removal: %+v", ev)
 	}
 	if exists(t, mirrorDir(cfg, "doomed")) {
 		t.Fatal("the mirror directory is still there")

@@ -205,6 +205,7 @@ func (a *App) abandonOnboarding(ctx context.Context, r *registry.Repo) {
 	}
 	a.reg.Remove(r)
 	a.refresh.Remove(r.ID)
+	a.endStreams(r.ID)
 	if err := a.underLease(ctx, r.ID, func() error {
 		if stored, err := a.storedRepo(ctx, r.ID); err != nil || stored {
 			return err
@@ -538,5 +539,6 @@ func (a *App) dropLocal(ctx context.Context, id string) {
 	}
 	a.reg.Remove(r)
 	a.refresh.Remove(r.ID)
+	a.endStreams(r.ID)
 	a.log.Info("repository removed by another replica", "id", r.ID)
 }

@@ -349,6 +349,12 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	if err != nil {
 		return nil, err
 	}
+	if cur, ok := s.reg.Get(req.RepoID); !ok || cur != r {
+		// Removed meanwhile: its streams were ended (or this one would
+		// never be), so answer as for a repository that is not there.
+		sub.Close()
+		return gen.StreamEvents404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("no repository %q", req.RepoID))}, nil
+	}
 	// Read after subscribing: a view published in between is announced
 	// by an event as well.
 	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}

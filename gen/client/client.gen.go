@@ -388,6 +388,12 @@ type RepoCreate struct {
 // RepoKind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
 type RepoKind string
 
+// RepoRemovedEvent The data of a `repo_removed` event.
+type RepoRemovedEvent struct {
+	// Id The id of the removed repository.
+	Id string `json:"id"`
+}
+
 // RepoView defines model for RepoView.
 type RepoView struct {
 	BuiltAt time.Time `json:"builtAt"`
@@ -884,6 +890,7 @@ type ClientInterface interface {
 	// | `sync_failed` | `SyncResult` | a refresh failed |
 	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
 	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	// | `repo_removed` | `RepoRemovedEvent` | the repository is no longer served (removed by `DELETE` through any replica, or its onboarding failed): the stream's last event; the server then ends the stream, and a reconnection answers 404 |
 	//
 	// Event ids come from one sequence for the whole server and only
 	// increase while it runs; they start at the server's start time in
@@ -1275,6 +1282,7 @@ func (c *Client) GetBranchDiff(ctx context.Context, repoID RepoID, branch Branch
 // | `sync_failed` | `SyncResult` | a refresh failed |
 // | `view_updated` | `ViewUpdatedEvent` | a new view was published |
 // | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+// | `repo_removed` | `RepoRemovedEvent` | the repository is no longer served (removed by `DELETE` through any replica, or its onboarding failed): the stream's last event; the server then ends the stream, and a reconnection answers 404 |
 //
 // Event ids come from one sequence for the whole server and only
 // increase while it runs; they start at the server's start time in
@@ -2646,6 +2654,7 @@ type ClientWithResponsesInterface interface {
 	// | `sync_failed` | `SyncResult` | a refresh failed |
 	// | `view_updated` | `ViewUpdatedEvent` | a new view was published |
 	// | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+	// | `repo_removed` | `RepoRemovedEvent` | the repository is no longer served (removed by `DELETE` through any replica, or its onboarding failed): the stream's last event; the server then ends the stream, and a reconnection answers 404 |
 	//
 	// Event ids come from one sequence for the whole server and only
 	// increase while it runs; they start at the server's start time in
@@ -5697,6 +5706,7 @@ func (c *ClientWithResponses) GetBranchDiffWithResponse(ctx context.Context, rep
 // | `sync_failed` | `SyncResult` | a refresh failed |
 // | `view_updated` | `ViewUpdatedEvent` | a new view was published |
 // | `branch_switched` | `BranchSwitchedEvent` | HEAD of the working repository moved to another branch |
+// | `repo_removed` | `RepoRemovedEvent` | the repository is no longer served (removed by `DELETE` through any replica, or its onboarding failed): the stream's last event; the server then ends the stream, and a reconnection answers 404 |
 //
 // Event ids come from one sequence for the whole server and only
 // increase while it runs; they start at the server's start time in

@@ -302,9 +302,25 @@ func TestReplicasActAsOne(t *testing.T) {
 	}
 
 	// A removal through B is gone from the others, and so is the
-	// directory.
+	// directory; the event streams of every replica get repo_removed and
+	// end.
+	streams := map[string]*eventStream{}
+	for _, r := range []*replica{a, b, c} {
+		streams[r.name] = r.events(t, "app")
+	}
 	if code, _, body := b.do(t, "DELETE", "/api/v1/repos/app", nil); code != 204 {
 		t.Fatalf("removal through b: %d %s", code, body)
+	}
+	for name, st := range streams {
+		st.waitFor(t, 5*time.Second, "repo_removed", `"id":"app"`)
+		select {
+		case ev, ok := <-st.ch:
+			if ok {
+				t.Fatalf("%s's stream went on after repo_removed: %+v", name, ev)
+			}
+		case <-time.After(5 * time.Second): // failure guard
+			t.Fatalf("%s's stream did not end after repo_removed", name)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(rc.dataDir, "mirrors", "app.git")); !os.IsNotExist(err) {
 		t.Fatalf("the mirror directory after the removal: %v", err)

@@ -45,6 +45,7 @@ const (
 	SyncFailed     = "sync_failed"
 	ViewUpdated    = "view_updated"
 	BranchSwitched = "branch_switched"
+	RepoRemoved    = "repo_removed"
 )
 
 // ContentType is the media type of an event stream.
@@ -266,21 +267,46 @@ func (b *Broker) subscribeLocked(repoID, client string) (*Subscription, error) {
 // be framed is refused with an error wrapping ErrBadEvent: nothing is
 // delivered and no id is used.
 func (b *Broker) Publish(repoID string, ev Event) error {
-	if ev.Type == "" || strings.ContainsAny(ev.Type, "\r\n") {
-		return fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
-	}
-	data, err := encode(ev.Data)
+	ev, err := prepare(ev)
 	if err != nil {
-		return fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
+		return err
 	}
-	ev.Data = data
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.publishLocked(repoID, ev)
+	return nil
+}
+
+// End publishes ev (encoded as by Publish) as the last event of repoID's
+// streams, then closes every subscription of repoID: each stream ends
+// after delivering it. The repository's replay buffer starts afresh, so
+// that a repository of the same id served later replays none of the
+// ended one's events (a client that resumes with an earlier id is told
+// to resync).
+func (b *Broker) End(repoID string, ev Event) error {
+	ev, err := prepare(ev)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.publishLocked(repoID, ev)
+	st := b.repos[repoID]
+	for s := range st.subs {
+		b.closeLocked(s, nil)
+	}
+	b.repos[repoID] = &repoState{subs: make(map[*Subscription]struct{}), floor: b.seq}
+	return nil
+}
+
+// publishLocked gives ev (its data encoded) the next id, buffers it and
+// delivers it; b.mu must be held.
+func (b *Broker) publishLocked(repoID string, ev Event) {
 	b.seq++
 	ev.ID = b.seq
 	st := b.state(repoID)
 	st.ring = append(st.ring, ev)
-	st.bytes += len(data)
+	st.bytes += len(ev.Data.(encoded))
 	for len(st.ring) > 1 && (len(st.ring) > b.limits.Replay || st.bytes > b.limits.ReplayBytes) {
 		old := st.ring[0]
 		st.ring[0] = Event{}
@@ -295,7 +321,19 @@ func (b *Broker) Publish(repoID string, ev Event) error {
 			b.closeLocked(s, ErrSlowSubscriber)
 		}
 	}
-	return nil
+}
+
+// prepare checks ev's type and encodes its data.
+func prepare(ev Event) (Event, error) {
+	if ev.Type == "" || strings.ContainsAny(ev.Type, "\r\n") {
+		return ev, fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
+	}
+	data, err := encode(ev.Data)
+	if err != nil {
+		return ev, fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
+	}
+	ev.Data = data
+	return ev, nil
 }
 
 // encoded is event data as Publish encoded it: one line of JSON.

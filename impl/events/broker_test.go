@@ -285,3 +285,62 @@ func TestBrokerClose(t *testing.T) {
 		t.Fatalf("Subscribers = %d", n)
 	}
 }
+
+// TestEnd: End delivers its event to every subscriber of the repository
+// as the last one, then closes their subscriptions (nil reason), frees
+// their connection slots and leaves other repositories alone; the
+// repository's buffer starts afresh: a later repository of the same id
+// replays nothing of the ended one, and an id from before End is told to
+// resync.
+func TestEnd(t *testing.T) {
+	b := testBroker(Limits{PerClient: 2, Total: 3})
+	s1 := mustSubscribe(t, b, "gone", "c1")
+	s2 := mustSubscribe(t, b, "gone", "c1")
+	other := mustSubscribe(t, b, "kept", "c2")
+	if err := b.Publish("gone", Event{Type: ViewUpdated, Data: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.End("gone", Event{Type: RepoRemoved, Data: map[string]string{"id": "gone"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Subscription{s1, s2} {
+		if ev, ok := recvNow(t, s); !ok || ev.Type != ViewUpdated || ev.ID != 1 {
+			t.Fatalf("first event = %+v, %v", ev, ok)
+		}
+		if ev, ok := recvNow(t, s); !ok || ev.Type != RepoRemoved || ev.ID != 2 || dataOf(ev) != `{"id":"gone"}` {
+			t.Fatalf("last event = %+v, %v", ev, ok)
+		}
+		if _, ok := recvNow(t, s); ok {
+			t.Fatal("the subscription is still open after End")
+		}
+		if s.Err() != nil {
+			t.Fatalf("reason = %v, want nil", s.Err())
+		}
+	}
+	assertEmpty(t, other)
+	if n := b.Subscribers(); n != 1 {
+		t.Fatalf("subscribers after End = %d, want 1", n)
+	}
+	// c1's slots are free again.
+	mustSubscribe(t, b, "gone", "c1").Close()
+
+	fresh, err := b.Resume("gone", "c3", "2") // the id of the last event
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if fresh.NeedsResync() || len(fresh.Replay()) != 0 {
+		t.Fatalf("resume at End's id: resync %v, replay %+v", fresh.NeedsResync(), fresh.Replay())
+	}
+	early, err := b.Resume("gone", "c3", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	if !early.NeedsResync() {
+		t.Fatal("resume at an id from before End: no resync")
+	}
+	if err := b.End("gone", Event{Type: ""}); !errors.Is(err, ErrBadEvent) {
+		t.Fatalf("End with a bad event: %v", err)
+	}
+}
