@@ -298,11 +298,11 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		return gen.GithubWebhook204Response{}, nil
 	}
 	rf, ok := s.refresh.Get(repo.ID)
-	if !ok {
-		return nil, fmt.Errorf("repository %q has no refresher", repo.ID)
+	id := ""
+	if ok {
+		id = rf.TriggerDebounced(refresh.Webhook)
 	}
-	id := rf.TriggerDebounced(refresh.Webhook)
-	if id == "" {
+	if id == "" { // removed since it was looked up, or being removed
 		log.Info("webhook: push for a repository being removed; nothing fetched", "repo", repo.ID)
 		return gen.GithubWebhook204Response{}, nil
 	}
