@@ -506,3 +506,98 @@ func serveSSH(c net.Conn, cfg *ssh.ServerConfig, root string) {
 		}()
 	}
 }
+
+// endlessAdvertisement writes a valid ref advertisement that never ends
+// (one ref after another, no flush) until w fails or stop is closed, and
+// returns how many bytes it wrote.
+func endlessAdvertisement(w io.Writer, stop <-chan struct{}) int64 {
+	const tip = "1111111111111111111111111111111111111111"
+	var n int64
+	pkt := func(s string) error {
+		k, err := fmt.Fprintf(w, "%04x%s", len(s)+4, s)
+		n += int64(k)
+		return err
+	}
+	if pkt(tip+" HEAD\x00multi_ack ofs-delta side-band-64k\n") != nil {
+		return n
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return n
+		default:
+		}
+		if pkt(fmt.Sprintf("%s refs/heads/b%09d\n", tip, i)) != nil {
+			return n
+		}
+	}
+}
+
+// TestHugeAdvertisementRefused: an upstream whose ref advertisement never
+// ends (over http and git://) is refused once it passed maxAdvertisement:
+// a FetchError matching ErrAdvertisementTooLarge that says so, after
+// reading about that much, and nothing is left behind.
+func TestHugeAdvertisementRefused(t *testing.T) {
+	defer func(n int64) { maxAdvertisement = n }(maxAdvertisement)
+	maxAdvertisement = 1 << 20
+	stop := make(chan struct{})
+	defer close(stop)
+
+	written := make(chan int64, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/info/refs") {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+		fmt.Fprintf(w, "001e# service=git-upload-pack\n0000")
+		written <- endlessAdvertisement(w, stop)
+	}))
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var n [4]byte // the request's pkt-line: its length, then itself
+				if _, err := io.ReadFull(c, n[:]); err != nil {
+					return
+				}
+				size, _ := strconv.ParseUint(string(n[:]), 16, 16)
+				if _, err := io.CopyN(io.Discard, c, int64(size)-4); err != nil {
+					return
+				}
+				written <- endlessAdvertisement(c, stop)
+			}()
+		}
+	}()
+
+	for _, url := range []string{srv.URL + "/r.git", "git://" + ln.Addr().String() + "/r.git"} {
+		t.Run(url[:strings.Index(url, ":")], func(t *testing.T) {
+			r := newRoot(t)
+			m, _, err := r.Clone(bg(), "m", Config{URL: url, AllowPrivate: true})
+			var fe *FetchError
+			if m != nil || !errors.As(err, &fe) || !errors.Is(err, ErrAdvertisementTooLarge) {
+				t.Fatalf("Clone = %v, %v", m, err)
+			}
+			if !strings.Contains(fe.Msg, "advertises more than 1 MiB of refs") {
+				t.Fatalf("message %q", fe.Msg)
+			}
+			// The server writes until the client hangs up: about the limit
+			// (plus what the connection buffers), never without end.
+			if n := <-written; n > 16<<20 {
+				t.Fatalf("the upstream wrote %d bytes before the client hung up", n)
+			}
+			assertEmptyDir(t, r.Path())
+		})
+	}
+}

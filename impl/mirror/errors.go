@@ -57,6 +57,10 @@ var (
 	ErrLocked = errors.New("mirror file is locked")
 	// ErrClosed reports a read from a mirror after Close.
 	ErrClosed = errors.New("mirror is closed")
+	// ErrAdvertisementTooLarge reports an upstream whose ref advertisement
+	// (the listing that starts every fetch) is larger than
+	// maxAdvertisement: it is refused rather than held in memory.
+	ErrAdvertisementTooLarge = errors.New("the upstream's ref advertisement is too large")
 	// ErrFetch matches (via errors.Is) every *FetchError.
 	ErrFetch = errors.New("fetch from remote failed")
 )
@@ -104,7 +108,8 @@ func (e *FetchError) Error() string {
 // transport errors (transport.ErrRepositoryNotFound,
 // ErrAuthenticationRequired, ErrAuthorizationFailed, ErrInvalidAuthMethod,
 // ErrEmptyRemoteRepository) or ErrForbiddenAddress, ErrHostNotAllowed,
-// ErrSSHKey. The raw go-git error is deliberately not exposed: its text
+// ErrSSHKey, ErrAdvertisementTooLarge. The raw go-git error is
+// deliberately not exposed: its text
 // may carry credentials and the upstream's words.
 func (e *FetchError) Unwrap() []error {
 	if e.kind == nil {

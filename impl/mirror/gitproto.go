@@ -86,7 +86,7 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	}
 	ar := packp.NewAdvRefs()
 	ar.References = make(map[string]plumbing.Hash, s.refsHint)
-	if err := ar.Decode(s.r); err != nil {
+	if err := ar.Decode(&capReader{r: s.r, n: maxAdvertisement}); err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {

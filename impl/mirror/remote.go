@@ -35,6 +35,33 @@ import (
 // status outside 2xx) is read: go-git reads error bodies whole.
 const maxErrorBody = 64 << 10
 
+// maxAdvertisement bounds the ref advertisement read from an upstream over
+// git:// and http(s), which is decoded into memory whole: 128 MiB, about
+// 1.4 million refs (GitHub advertises every refs/pull/* too; its largest
+// repositories advertise a few hundred thousand refs). An upstream that
+// sends more is refused with ErrAdvertisementTooLarge instead of
+// exhausting the server's memory. A variable for tests.
+var maxAdvertisement int64 = 128 << 20
+
+// capReader reads at most n more bytes of r; a read beyond them fails with
+// ErrAdvertisementTooLarge.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, fmt.Errorf("%w (more than %d MiB)", ErrAdvertisementTooLarge, maxAdvertisement>>20)
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	k, err := c.r.Read(p)
+	c.n -= int64(k)
+	return k, err
+}
+
 // remote is what a mirror needs to reach its upstream: the raw URL (it
 // may hold credentials and is never shown), the redacted one, the auth
 // method, the secrets to mask in error text, the connection policy and,
@@ -172,8 +199,12 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	switch {
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		resp.Body = &limitedBody{r: io.LimitReader(resp.Body, maxErrorBody), c: resp.Body}
+	case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/info/refs"):
+		// The ref advertisement: decoded whole, so bounded.
+		resp.Body = &limitedBody{r: &capReader{r: resp.Body, n: maxAdvertisement}, c: resp.Body}
 	}
 	return resp, nil
 }
@@ -392,6 +423,8 @@ func classify(err error, overHTTP bool) (string, error) {
 		return "the configured credentials do not suit this transport", transport.ErrInvalidAuthMethod
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return "the repository is empty", transport.ErrEmptyRemoteRepository
+	case errors.Is(err, ErrAdvertisementTooLarge):
+		return fmt.Sprintf("the upstream advertises more than %d MiB of refs", maxAdvertisement>>20), ErrAdvertisementTooLarge
 	case httpStatus(err) != 0:
 		return fmt.Sprintf("the upstream answered HTTP %d", httpStatus(err)), nil
 	case strings.Contains(err.Error(), "http redirect"):
