@@ -302,6 +302,14 @@ func (a *App) openStore() error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	switch release, err := lockDataDir(a.cfg.DataDir, a.cfg.DatabaseURL != ""); {
+	case errors.Is(err, ErrDataDirInUse):
+		return fmt.Errorf("--data-dir %s: %w", a.cfg.DataDir, err)
+	case err != nil:
+		a.log.Warn("the data directory is not locked: make sure no other stackd process uses it, except replicas on the same database", "err", err)
+	default:
+		a.cleanups = append(a.cleanups, release)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := OpenStore(ctx, a.cfg)

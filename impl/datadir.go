@@ -13,6 +13,18 @@ import (
 	"github.com/stackd/stackd/impl/gitrepo"
 )
 
+// dataDirLock is the file in the data directory that lockDataDir locks.
+const dataDirLock = "stackd.lock"
+
+// ErrDataDirInUse marks a start-up refused because another stackd process
+// uses the data directory in a way that excludes this one: a single
+// server (without --database-url) alongside any other process, or a
+// replica alongside a single server. Replicas on one database share it.
+var ErrDataDirInUse = errors.New("the data directory is in use by another stackd process; only replicas that share a database (--database-url) share a data directory")
+
+// errLocksUnsupported: the data directory's filesystem has no file locks.
+var errLocksUnsupported = errors.New("the data directory cannot be locked")
+
 // checkDataDir refuses (wrapping ErrPosture: exit code 2) a data dir that
 // is, or would be created, inside any directory of the served repository
 // (see repositoryDirs). Both sides are compared with symbolic links

@@ -3,6 +3,7 @@ package impl_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,5 +300,43 @@ func TestReplicasShareTheIntervalRun(t *testing.T) {
 	}
 	if h := rfB.History(); h[0].Trigger != refresh.Interval || h[0].State != refresh.Succeeded {
 		t.Fatalf("b's interval run: %+v", h[0])
+	}
+}
+
+// TestDataDirInUse: a server without a database owns its data directory:
+// a second server on it is refused (ErrDataDirInUse), and so is a replica
+// on PostgreSQL, until the first one is gone. Replicas on one database
+// share a data directory; a single server is refused beside them.
+func TestDataDirInUse(t *testing.T) {
+	up := newUpstream(t, "acme/owned.git")
+	single := mirrorConfig(t)
+	s := startServer(t, single, impl.Options{})
+	onboard(t, s, up.url)
+
+	replica := pgConfig(t)
+	replica.DataDir = single.DataDir
+	for name, cfg := range map[string]config.Config{"another single server": single, "a replica": replica} {
+		app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
+		if !errors.Is(err, impl.ErrDataDirInUse) || app != nil {
+			t.Fatalf("%s beside a single server: %v", name, err)
+		}
+		if strings.Contains(err.Error(), "postgres") {
+			t.Fatalf("the error names the database: %v", err)
+		}
+	}
+	s = restart(t, s, single, impl.Options{}) // the lock went with the first
+	idle(t, s, "owned")
+	s.app.Close()
+
+	// Replicas share it; a single server is refused beside them.
+	a := startServer(t, replica, impl.Options{})
+	other := replica
+	other.ReplicaID = "replica-b"
+	startServer(t, other, impl.Options{})
+	if app, err := impl.New(single, slog.New(slog.DiscardHandler), impl.Options{}); !errors.Is(err, impl.ErrDataDirInUse) || app != nil {
+		t.Fatalf("a single server beside replicas: %v", err)
+	}
+	if code, _, _ := a.do("GET", "/readyz", nil); code != 200 {
+		t.Fatalf("replica a: readyz %d", code)
 	}
 }
