@@ -272,8 +272,11 @@ func (r *Refresher) follow() {
 		return
 	}
 	snap := prev
-	if upd.Changed || prev.Version() == 0 {
-		if snap, _, err = r.builder.Build(ctx, upd.Repo, prev); err != nil {
+	if upd.Changed {
+		r.unbuilt = true // until a view of these refs is published
+	}
+	if r.unbuilt || prev.Version() == 0 {
+		if snap, _, err = r.buildView(ctx, upd.Repo, prev); err != nil {
 			r.log.Warn("cannot build the view another replica published", "err", err)
 			return
 		}
@@ -284,6 +287,7 @@ func (r *Refresher) follow() {
 		r.log.Debug("the mirror moved on since the cluster's version", "version", v.Version)
 	}
 	cur, changed := r.repo.PublishAt(snap, v.Version, v.BuiltAt)
+	r.unbuilt = false
 	r.repo.MarkReady()
 	if changed {
 		r.announce(prev, cur)

@@ -164,6 +164,9 @@ type Options struct {
 	// BeforeRefresh, when set, runs before each source refresh with the
 	// source's mode; an error fails the run. Tests hold runs with it.
 	BeforeRefresh func(ctx context.Context, repoID string, mode Mode) error
+	// BeforeBuild, when set, runs before each view build; an error fails
+	// the build. Tests make builds fail with it.
+	BeforeBuild func(ctx context.Context, repoID string) error
 	// Publish receives the events of every repository (nil: none).
 	Publish func(repoID string, ev events.Event)
 	// Debounce is the quiet window of TriggerDebounced: the run it queues
@@ -309,6 +312,10 @@ type Refresher struct {
 	// busy is held by a run's work and publication, and by a follow
 	// (Follow): they use the builder and the source one at a time.
 	busy sync.Mutex
+	// unbuilt: the source changed since the view was last built (that
+	// build failed or never published), so the next run or follow builds
+	// even when its source reports no change. Guarded by busy.
+	unbuilt bool
 
 	// ctx is the parent of its runs' contexts: Stop (and the manager's
 	// Close) cancel it.
@@ -817,6 +824,7 @@ func (r *Refresher) perform(ru *run) Result {
 		}
 		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
 	} else {
+		r.unbuilt = false // published below (or nothing to build)
 		res.ChangesTotal = len(out.changes)
 		// A copy: the full list of a first clone is not kept in history.
 		res.Changes = slices.Clone(out.changes[:min(len(out.changes), MaxReportedChanges)])
@@ -936,16 +944,33 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		return out, err
 	}
 	out.changes, out.loaded = upd.Changes, loaded
-	if !upd.Changed && prev.Version() > 0 {
+	if upd.Changed {
+		r.unbuilt = true // until a view of these refs is published
+	}
+	if !r.unbuilt && prev.Version() > 0 {
 		return out, nil // nothing changed: no rebuild
 	}
 	out.buildStart = time.Now()
-	snap, stats, err := r.builder.Build(ctx, upd.Repo, prev)
+	snap, stats, err := r.buildView(ctx, upd.Repo, prev)
 	if err != nil {
-		return out, fmt.Errorf("build view: %w", err)
+		return out, err
 	}
 	out.snap, out.stats = snap, stats
 	return out, nil
+}
+
+// buildView builds the view of repo from prev (BeforeBuild first).
+func (r *Refresher) buildView(ctx context.Context, repo view.Repo, prev *view.Snapshot) (*view.Snapshot, view.Stats, error) {
+	if hook := r.m.opts.BeforeBuild; hook != nil {
+		if err := hook(ctx, r.repo.ID); err != nil {
+			return nil, view.Stats{}, fmt.Errorf("build view: %w", err)
+		}
+	}
+	snap, stats, err := r.builder.Build(ctx, repo, prev)
+	if err != nil {
+		return nil, stats, fmt.Errorf("build view: %w", err)
+	}
+	return snap, stats, nil
 }
 
 // wrap marks upstream failures with ErrFetch (their text is stackd's own

@@ -1,0 +1,81 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stackd/stackd/impl/gitrepo/gittest"
+	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/mirror/mirrortest"
+	"github.com/stackd/stackd/impl/registry"
+)
+
+// TestFailedBuildIsRetried: when the view build of a mirror fails after
+// its fetch, the next run builds the view although its fetch finds
+// nothing new (the refs are already in the mirror): the view never stays
+// behind the mirror until the next upstream change.
+func TestFailedBuildIsRetried(t *testing.T) {
+	w := gittest.New(t)
+	w.Commit("initial", map[string]string{"README": "x\n"})
+	base := filepath.Join(t.TempDir(), "served")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(base, "up.git")
+	w.Run(base, "clone", "-q", "--bare", w.Dir, bare)
+	w.Git("remote", "add", "origin", bare)
+	url := "git://" + mirrortest.StartDaemon(t, base) + "/up.git"
+	root, err := mirror.NewRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var fail atomic.Bool
+	broken := errors.New("injected build failure")
+	m := NewManager(Options{BeforeBuild: func(context.Context, string) error {
+		if fail.Load() {
+			return broken
+		}
+		return nil
+	}})
+	t.Cleanup(m.Close)
+	rf := m.Add(registry.NewMirror(root, registry.MirrorSpec{ID: "m", Config: mirror.Config{URL: url, AllowPrivate: true}}))
+	ctx := context.Background()
+	if res, err := rf.Sync(ctx, Onboard); err != nil || res.Err != nil {
+		t.Fatalf("first build: %v %v", err, res.Err)
+	}
+	v1 := rf.Repo().Snapshot().Version()
+
+	w.Git("push", "-q", "origin", "HEAD:refs/heads/feature")
+	fail.Store(true)
+	res, err := rf.Sync(ctx, Manual)
+	if err != nil || !errors.Is(res.Err, broken) {
+		t.Fatalf("sync with a failing build: %+v %v", res, err)
+	}
+	if _, ok := rf.Repo().Snapshot().Branch("feature"); ok || rf.Repo().Snapshot().Version() != v1 {
+		t.Fatal("a failed build published a view")
+	}
+
+	fail.Store(false)
+	res, err = rf.Sync(ctx, Manual)
+	if err != nil || res.Err != nil {
+		t.Fatalf("sync after the failure: %+v %v", res, err)
+	}
+	if len(res.Changes) != 0 {
+		t.Fatalf("the fetch found changes again: %+v", res.Changes)
+	}
+	snap := rf.Repo().Snapshot()
+	if _, ok := snap.Branch("feature"); !ok || snap.Version() <= v1 || res.ViewVersion != snap.Version() {
+		t.Fatalf("the view after the retry: version %d (was %d), result %+v", snap.Version(), v1, res)
+	}
+
+	// Built and published: a run that finds nothing builds nothing.
+	fail.Store(true)
+	if res, err := rf.Sync(ctx, Manual); err != nil || res.Err != nil || res.ViewVersion != snap.Version() {
+		t.Fatalf("a run without changes after the retry: %+v %v", res, err)
+	}
+}
