@@ -37,8 +37,9 @@ var (
 )
 
 // gcStage, when set (by tests only), is called at each stage of a
-// collection that is about to write: "walked" (the reachable set is
-// known, nothing written yet) and "written" (the new pack is stored and
+// collection: "listed" (the packs are listed, the walk is next), then,
+// when it is about to write, "walked" (the reachable set is known,
+// nothing written yet) and "written" (the new pack is stored and
 // checked, no old pack deleted yet). An error it returns fails the
 // collection there, as a failure of that stage would.
 var gcStage func(stage string) error
@@ -263,6 +264,9 @@ func (o *objectStore) gc(ctx context.Context, tips []plumbing.Hash) (bool, error
 		stored += n
 	}
 
+	if err := gcAt("listed"); err != nil {
+		return false, err
+	}
 	src := newStorage(o.dir)
 	defer src.Close()
 	objs := ctxStorer{EncodedObjectStorer: src, ctx: ctx}

@@ -430,12 +430,35 @@ func TestGCSharedReader(t *testing.T) {
 		if changed, err := b.Reload(); err != nil || !changed {
 			t.Fatalf("b.Reload = %v, %v", changed, err)
 		}
+		// b's Reload released the packs a deleted, which b had open:
+		// their disk space is free.
+		if open := deletedPacksOpen(t, a.Dir()); len(open) != 0 {
+			t.Fatalf("deleted packs still open after b's Reload: %v", open)
+		}
 		readAll(b.Reader(), "current")
 	}
 	if collected == 0 {
 		t.Fatal("a never collected")
 	}
 	fsck(t, a.Dir())
+}
+
+// deletedPacksOpen returns the deleted files under dir that this process
+// still holds open (Linux: /proc/self/fd).
+func deletedPacksOpen(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list open files (not Linux?): %v", err)
+	}
+	var out []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, "(deleted)") {
+			out = append(out, target)
+		}
+	}
+	return out
 }
 
 // TestGCFailureLeavesConsistentMirror: a collection that fails or is
@@ -462,6 +485,12 @@ func TestGCFailureLeavesConsistentMirror(t *testing.T) {
 		{name: "failure before deleting", newPack: true, fail: func(s string, _ context.CancelFunc) error {
 			if s == "written" {
 				return injected
+			}
+			return nil
+		}},
+		{name: "cancelled during the walk", cancel: true, fail: func(s string, cancel context.CancelFunc) error {
+			if s == "listed" {
+				cancel()
 			}
 			return nil
 		}},

@@ -459,7 +459,10 @@ func (m *Mirror) Repair() error {
 // cheap (the two files' inode, size and modification time): a Reload
 // that finds them as they were reads nothing. Objects another process
 // stored are found by the object store by itself (it lists the packs
-// again when an object is missing and the pack directory changed).
+// again when an object is missing and the pack directory changed); a
+// Reload that read new refs also reopens the object store when the pack
+// directory changed, which releases packs another process deleted
+// (compaction, collection) that this one kept open.
 // Callers serialise Reload with Sync.
 func (m *Mirror) Reload() (bool, error) {
 	stamps := stampRefs(m.dir)
@@ -473,6 +476,7 @@ func (m *Mirror) Reload() (bool, error) {
 	old := m.table.Load()
 	m.table.Store(disk.table)
 	m.peeled, m.extra, m.loose, m.disk = disk.peeled, disk.extra, disk.loose, stamps
+	m.objs.follow()
 	return !refs.Equal(old, disk.table), nil
 }
 

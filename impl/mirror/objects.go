@@ -68,6 +68,19 @@ func (o *objectStore) reopenLocked() {
 	}
 }
 
+// follow replaces the storage with a fresh one when the pack directory
+// changed since it was opened (another process added, merged or
+// collected packs): the new storage lists the packs again, and closing
+// the old one releases the deleted packs it kept open, so that their
+// disk space is freed.
+func (o *objectStore) follow() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed && stampFile(filepath.Join(o.dir, "objects", "pack")) != o.packs {
+		o.reopenLocked()
+	}
+}
+
 // retryLocked tells whether a read that failed with err may succeed on a
 // fresh storage, and makes one (o.mu held): the object or its pack was
 // not found, and the pack directory changed since the storage was
