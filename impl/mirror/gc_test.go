@@ -1,9 +1,12 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -518,7 +521,13 @@ func TestGCFailureLeavesConsistentMirror(t *testing.T) {
 			c := newChurn(t, 3, 16<<10)
 			r0 := c.push(0)
 			r := newRoot(t)
-			m := cloneOK(t, r, "m", c.url())
+			var logged bytes.Buffer
+			var logMu sync.Mutex
+			m, _, err := r.Clone(bg(), "m", Config{AllowPrivate: true, URL: c.url(), Log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logged}, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.Close() })
 			r1 := c.push(1)
 			if _, err := m.Sync(bg()); err != nil {
 				t.Fatal(err)
@@ -545,6 +554,12 @@ func TestGCFailureLeavesConsistentMirror(t *testing.T) {
 			}
 			if tt.cancel != errors.Is(res.GCErr, context.Canceled) {
 				t.Fatalf("GCErr = %v", res.GCErr)
+			}
+			logMu.Lock()
+			line := logged.String()
+			logMu.Unlock()
+			if !strings.Contains(line, "mirror maintenance failed") || !strings.Contains(line, "op=gc") {
+				t.Fatalf("the failure was not logged: %q", line)
 			}
 			if tt.brokenRf {
 				if err := os.Remove(broken); err != nil {
@@ -581,4 +596,16 @@ func TestGCFailureLeavesConsistentMirror(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
