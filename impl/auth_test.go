@@ -426,6 +426,7 @@ func TestRefusedSessionCanSignOut(t *testing.T) {
 	if code != 204 || !strings.Contains(hdr.Get("Set-Cookie"), auth.SessionCookie+"=;") {
 		t.Fatalf("sign-out of a refused session: %d %q %s", code, hdr.Get("Set-Cookie"), body)
 	}
+	second.app.Close() // one server per data directory
 	cfg.AllowedDomains, cfg.AllowAnyUser = nil, true
 	third := startServer(t, cfg, impl.Options{})
 	if code, _, _ := third.do("GET", "/api/v1/me", nil, "Cookie", cookie); code != 401 {

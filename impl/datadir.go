@@ -20,7 +20,7 @@ const dataDirLock = "stackd.lock"
 // uses the data directory in a way that excludes this one: a single
 // server (without --database-url) alongside any other process, or a
 // replica alongside a single server. Replicas on one database share it.
-var ErrDataDirInUse = errors.New("the data directory is in use by another stackd process; only replicas that share a database (--database-url) share a data directory")
+var ErrDataDirInUse = errors.New("the data directory is in use by another stackd process: give this one its own --data-dir (only replicas that share a database, --database-url, share one)")
 
 // errLocksUnsupported: the data directory's filesystem has no file locks.
 var errLocksUnsupported = errors.New("the data directory cannot be locked")
