@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -133,14 +134,30 @@ func (m *Mirror) collect(ctx context.Context, prev *refs.Table) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := gcBudget(ctx)
+	defer cancel()
 	rewrote, err := m.objs.gc(ctx, tips)
 	if err != nil {
+		// A failure, or a collection that ran out of its time, is tried
+		// again after the next growth; a cancelled one (the Sync was
+		// cancelled: a shutdown) on the next fetch.
 		if !errors.Is(err, context.Canceled) {
 			_ = recordPackBytes(m.dir)
 		}
 		return rewrote, err
 	}
 	return rewrote, recordPackBytes(m.dir)
+}
+
+// gcBudget bounds a collection to half of the time left to the Sync that
+// runs it: the rest is for what follows the Sync (the view build), which
+// a slow collection must not starve.
+func gcBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 }
 
 // gcTips returns the objects a collection keeps with everything they

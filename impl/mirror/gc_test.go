@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -514,6 +515,12 @@ func TestGCFailureLeavesConsistentMirror(t *testing.T) {
 			}
 			return nil
 		}},
+		{name: "out of time during the walk", fail: func(s string, _ context.CancelFunc) error {
+			if s == "listed" {
+				return context.DeadlineExceeded
+			}
+			return nil
+		}},
 		{name: "missing object", brokenRf: true},
 	}
 	for _, tt := range tests {
@@ -608,4 +615,25 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestGCBudget: a collection gets half of the time left to its Sync, so
+// the view build that follows keeps the other half; without a deadline,
+// none.
+func TestGCBudget(t *testing.T) {
+	parent, cancel := context.WithTimeout(bg(), 10*time.Minute)
+	defer cancel()
+	before := time.Now()
+	ctx, stop := gcBudget(parent)
+	defer stop()
+	dl, ok := ctx.Deadline()
+	pdl, _ := parent.Deadline()
+	if !ok || !dl.Before(pdl) || dl.Before(before.Add(5*time.Minute-time.Second)) || dl.After(time.Now().Add(5*time.Minute)) {
+		t.Fatalf("budget deadline %v for a Sync deadline %v", dl, pdl)
+	}
+	free, stop2 := gcBudget(bg())
+	defer stop2()
+	if _, ok := free.Deadline(); ok {
+		t.Fatal("a deadline without one on the Sync")
+	}
 }
