@@ -48,7 +48,7 @@
 // in-memory table across another's writes, and its Sync of what another
 // already fetched is one listing that writes nothing. The object store
 // lists the packs again when an object is missing and the pack directory
-// changed (another replica's pack, or its merge of packs).
+// changed (another replica's pack, or its merge or collection of packs).
 //
 // # Sync: one listing, then only what changed
 //
@@ -71,6 +71,34 @@
 // most an unreferenced complete pack; leftover tmp_pack_* files are
 // deleted by the next Sync), and the next Sync reports every change since
 // the last successful one.
+//
+// # Compaction and garbage collection
+//
+// Every Sync that fetches adds a pack. After it, when there are more than
+// maxPacks packs, all but the largest are merged into one (compact); and
+// when the packs' total size has reached gcGrowth (1.5) times the size
+// recorded in stackd-gc.json after the previous collection (or the
+// clone), the store is collected: go-git's revlist.Objects walks
+// everything reachable from the refs of the new table and of the table
+// before the Sync (so that a Reader made before the Sync, or a replica one
+// Sync behind, still reads its tips), the packed refs outside the
+// namespaces and any loose ref; unless less than gcMinGarbage (10%) of
+// the stored objects is unreachable, those objects are written as one
+// new pack (go-git's encoder, indexed by receivePack), each is checked
+// against its index, the readers' storage is swapped under the lock, and
+// every other pack is deleted (.pack first); then the new size is
+// recorded (atomically, as the other files). A repository that only grows
+// pays one walk per 50% growth and is never rewritten; one whose branches
+// are rewritten all the time (restacks) keeps about two tables' worth of
+// objects. A mirror without stackd-gc.json (cloned before collections
+// existed) records its size on its next fetch. A no-op Sync never looks
+// at any of this. A failed collection leaves a consistent store (at worst
+// objects in two packs), does not fail the Sync (Result.GCErr, and a log
+// line to Config.Log) and is tried again after the next growth; a
+// cancelled one after the next fetch. Collections happen under the
+// mirror's write side (Sync, under the repository's lease for a shared
+// mirror); other processes reading the mirror find the objects of the
+// deleted packs in the new one (see Shared mirrors).
 //
 // # Clone
 //
@@ -134,9 +162,10 @@
 // mirror. Refs,
 // Reader, Dir and URL may be called at any time, also during a Sync. A
 // [Reader] is a fixed table (the one current when it was made) over the
-// mirror's object store, which only ever grows (packs are only added), so
-// a Reader made before a Sync keeps working, unchanged, during and after
-// it. The object store is one long-lived go-git filesystem storage per
+// mirror's object store. Objects leave the store only in a collection,
+// which keeps everything reachable from the current table and the one
+// before the Sync that ran it, so a Reader made before a Sync keeps
+// working, unchanged, during and after it (until a later Sync collects). The object store is one long-lived go-git filesystem storage per
 // mirror (pack indexes loaded once, pack files kept open); go-git's
 // storage is not safe for concurrent use, so every access goes through one
 // mutex, objects leave it fully read, and a Sync's transfer runs outside
@@ -408,7 +437,7 @@ func (r *Root) open(id string, cfg Config) (*Mirror, error) {
 // mirror of one process; for a shared mirror, the holder of its
 // cluster-wide lease, before it syncs. Callers serialise it with Sync.
 func (m *Mirror) Repair() error {
-	for _, f := range []string{packedRefsFile, "HEAD", "config", markerFile} {
+	for _, f := range []string{packedRefsFile, "HEAD", "config", markerFile, gcFile} {
 		_ = os.Remove(filepath.Join(m.dir, f+lockSuffix))
 	}
 	removeTempPacks(m.dir)
@@ -430,7 +459,10 @@ func (m *Mirror) Repair() error {
 // cheap (the two files' inode, size and modification time): a Reload
 // that finds them as they were reads nothing. Objects another process
 // stored are found by the object store by itself (it lists the packs
-// again when an object is missing and the pack directory changed).
+// again when an object is missing and the pack directory changed); a
+// Reload that read new refs also reopens the object store when the pack
+// directory changed, which releases packs another process deleted
+// (compaction, collection) that this one kept open.
 // Callers serialise Reload with Sync.
 func (m *Mirror) Reload() (bool, error) {
 	stamps := stampRefs(m.dir)
@@ -444,6 +476,7 @@ func (m *Mirror) Reload() (bool, error) {
 	old := m.table.Load()
 	m.table.Store(disk.table)
 	m.peeled, m.extra, m.loose, m.disk = disk.peeled, disk.extra, disk.loose, stamps
+	m.objs.follow()
 	return !refs.Equal(old, disk.table), nil
 }
 
@@ -655,6 +688,9 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, cha
 		}
 	}
 	if err := writeMarker(tmp, id, rem.shown); err != nil {
+		return nil, nil, err
+	}
+	if err := recordPackBytes(tmp); err != nil { // the base of the first collection
 		return nil, nil, err
 	}
 	for _, d := range []string{"objects", "refs", "."} {

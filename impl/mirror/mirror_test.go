@@ -1022,7 +1022,7 @@ func TestReaderDuringSync(t *testing.T) {
 	if h.String() != big {
 		t.Fatalf("new reader main = %s", h)
 	}
-	obj, err := old.Object(plumbing.CommitObject, h) // the store is shared and only grows
+	obj, err := old.Object(plumbing.CommitObject, h) // the store is shared and keeps the previous table's objects
 	if err != nil {
 		t.Fatal(err)
 	}

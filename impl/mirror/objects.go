@@ -37,7 +37,7 @@ const objectCacheSize = 32 * cache.MiByte
 // (creating the writer and registering the finished pack's index).
 //
 // Other processes may add packs to the store (replicas sharing the data
-// directory) or merge and delete them (compact). go-git lists the packs
+// directory) or merge and delete them (compact, gc). go-git lists the packs
 // and loads their indexes once, so a storage opened before such a change
 // misses the new packs or looks for deleted ones. When a read does not
 // find an object and the pack directory changed since st was opened
@@ -65,6 +65,19 @@ func (o *objectStore) reopenLocked() {
 	o.st = newStorage(o.dir)
 	if old != nil {
 		_ = old.Close()
+	}
+}
+
+// follow replaces the storage with a fresh one when the pack directory
+// changed since it was opened (another process added, merged or
+// collected packs): the new storage lists the packs again, and closing
+// the old one releases the deleted packs it kept open, so that their
+// disk space is freed.
+func (o *objectStore) follow() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed && stampFile(filepath.Join(o.dir, "objects", "pack")) != o.packs {
+		o.reopenLocked()
 	}
 }
 
@@ -267,7 +280,9 @@ func removeTempPacks(dir string) {
 }
 
 // Reader is read-only access to a mirror: a ref table fixed when the
-// Reader was made and the mirror's object store, which only ever grows.
+// Reader was made and the mirror's object store, which keeps the table's
+// objects at least until the Sync after the next one (see the package
+// documentation on garbage collection).
 // It has no method that fetches or writes. It is safe for concurrent use,
 // also while the mirror runs a Sync, and satisfies view.Repo.
 type Reader struct {

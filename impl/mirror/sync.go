@@ -43,6 +43,22 @@ type Result struct {
 	// and the merge is tried again after the next fetch; worth a log line,
 	// not a failed Sync.
 	CompactErr error
+	// Collected reports that the Sync collected garbage: the object store
+	// was rewritten to the objects reachable from the refs (see gcGrowth).
+	Collected bool
+	// GCErr is not nil when the garbage collection that followed the
+	// fetch failed. The mirror is consistent (at worst with objects in two
+	// packs) and the Sync succeeded; the error is also logged to
+	// Config.Log.
+	GCErr error
+}
+
+// logMaintenance logs a failed compaction or collection after a
+// successful Sync to Config.Log, if set.
+func (m *Mirror) logMaintenance(op string, err error) {
+	if m.rem.log != nil {
+		m.rem.log.Warn("mirror maintenance failed", "op", op, "url", m.rem.shown, "err", m.rem.sanitize(err))
+	}
 }
 
 // Sync brings the mirror up to date with its upstream (see the package
@@ -130,6 +146,13 @@ func (m *Mirror) Sync(ctx context.Context) (Result, error) {
 	if fetched {
 		if _, err := m.objs.compact(); err != nil {
 			res.CompactErr = err
+			m.logMaintenance("compact", err)
+		}
+		collected, err := m.collect(ctx, old)
+		res.Collected = collected
+		if err != nil {
+			res.GCErr = err
+			m.logMaintenance("gc", err)
 		}
 	}
 	return res, nil

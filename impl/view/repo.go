@@ -14,7 +14,10 @@ import (
 // that could fetch into it or change it.
 //
 // Implementations are safe for concurrent use. A Repo is a snapshot of the
-// refs (Refs never changes) over an object store that only grows.
+// refs (Refs never changes) over an object store that holds what they
+// reach while they are current; a managed mirror's garbage collection may
+// remove it from the second Sync after on (see package mirror), after
+// which a read of it fails with plumbing.ErrObjectNotFound.
 type Repo interface {
 	// Refs is the ref table this Repo was made with, HEAD included.
 	Refs() *refs.Table
