@@ -223,10 +223,51 @@ type Manager struct {
 	base   context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
-	wg     sync.WaitGroup
+	wg     goroutines // runs, holds and follows: Close waits for them
 
 	mu   sync.Mutex
 	byID map[string]*Refresher
+}
+
+// goroutines counts running goroutines like a sync.WaitGroup, except that
+// Add may be called while Wait waits with the count at zero: a trigger
+// that races with Close (a watcher event during shutdown) starts a run
+// that ends at once, cancelled, and Close waits for it too.
+type goroutines struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (g *goroutines) Add(d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 && d > 0 {
+		g.zero = make(chan struct{})
+	}
+	g.n += d
+	switch {
+	case g.n < 0:
+		panic("refresh: negative goroutine count")
+	case g.n == 0 && g.zero != nil:
+		close(g.zero)
+		g.zero = nil
+	}
+}
+
+func (g *goroutines) Done() { g.Add(-1) }
+
+// Wait returns once the count is zero.
+func (g *goroutines) Wait() {
+	for {
+		g.mu.Lock()
+		zero := g.zero
+		g.mu.Unlock()
+		if zero == nil {
+			return
+		}
+		<-zero
+	}
 }
 
 // NewManager starts a manager; Close stops it.
