@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
@@ -101,7 +103,23 @@ func (o *objectStore) compact() (bool, error) {
 
 	src := filesystem.NewStorageWithOptions(osfs.New(o.dir), cache.NewObjectLRU(16*cache.MiByte),
 		filesystem.Options{KeepDescriptors: true})
+	np, err := o.encodePack(context.Background(), "compact", src, hashes)
+	_ = src.Close()
+	if err != nil {
+		return false, err
+	}
+	return o.replacePacks("compact", small, np.hash)
+}
+
+// encodePack encodes hashes, read from src, into one new pack of the store
+// (go-git's encoder piped into receivePack) and checks that its index
+// holds every one of them. When ctx ends the transfer stops, and the
+// error is ctx's. On failure the temporary files are removed. op names
+// the caller in errors.
+func (o *objectStore) encodePack(ctx context.Context, op string, src storer.EncodedObjectStorer, hashes []plumbing.Hash) (newPack, error) {
 	pr, pw := io.Pipe()
+	stopOnCancel := context.AfterFunc(ctx, func() { _ = pr.CloseWithError(ctx.Err()) })
+	defer stopOnCancel()
 	encoded := make(chan error, 1)
 	go func() {
 		_, err := packfile.NewEncoder(pw, src, false).Encode(hashes, 10)
@@ -109,35 +127,43 @@ func (o *objectStore) compact() (bool, error) {
 		encoded <- err
 	}()
 	np, err := receivePack(o.dir, pr, nil)
-	_ = pr.CloseWithError(errors.New("mirror: compaction stopped")) // unblocks the encoder on failure
+	_ = pr.CloseWithError(fmt.Errorf("mirror: %s stopped", op)) // unblocks the encoder on failure
 	encErr := <-encoded
-	_ = src.Close()
 	if err == nil {
 		err = encErr
 	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		err = ctxErr // whatever the pipe reported, this is why
+	}
 	if err != nil {
 		removeTempPacks(o.dir)
-		return false, fmt.Errorf("mirror: compact: %w", err)
+		return newPack{}, fmt.Errorf("mirror: %s: %w", op, err)
 	}
 	for _, h := range hashes {
 		if ok, err := np.index.Contains(h); err != nil || !ok {
-			return false, fmt.Errorf("mirror: compact: merged pack lacks %s", h)
+			return newPack{}, fmt.Errorf("mirror: %s: new pack lacks %s", op, h)
 		}
 	}
+	return np, nil
+}
 
-	// Swap the storage and delete the old packs under the lock: the new
-	// storage lists the packs on its first read, which must not find a
-	// pack that is about to disappear.
+// replacePacks swaps the readers' storage for a new one and deletes the
+// packs in old but kept (the new pack), under the lock: the new storage
+// lists the packs on its first read, which must not find a pack that is
+// about to disappear. It reports that the store changed (also when a
+// deletion failed, which leaves duplicate objects only).
+func (o *objectStore) replacePacks(op string, old []packFile, kept plumbing.Hash) (bool, error) {
+	packDir := filepath.Join(o.dir, "objects", "pack")
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
 		return false, ErrClosed
 	}
-	old := o.st
+	prev := o.st
 	o.st = newStorage(o.dir)
 	var rmErr error
-	for _, p := range small {
-		if p.hash == np.hash {
+	for _, p := range old {
+		if p.hash == kept {
 			continue
 		}
 		base := filepath.Join(packDir, "pack-"+p.hash.String())
@@ -145,13 +171,13 @@ func (o *objectStore) compact() (bool, error) {
 		// file, so an .idx left alone by a crash is ignored.
 		for _, ext := range []string{".pack", ".idx", ".rev"} {
 			if err := os.Remove(base + ext); err != nil && !errors.Is(err, os.ErrNotExist) && rmErr == nil {
-				rmErr = fmt.Errorf("mirror: compact: %w", err)
+				rmErr = fmt.Errorf("mirror: %s: %w", op, err)
 			}
 		}
 	}
-	o.packs = stampFile(packDir) // the new storage sees the merged pack; the deletions are its own
+	o.packs = stampFile(packDir) // the new storage sees the new pack; the deletions are its own
 	o.mu.Unlock()
-	_ = old.Close()
+	_ = prev.Close()
 	if rmErr != nil {
 		return true, rmErr
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 
@@ -298,32 +296,9 @@ func (o *objectStore) gc(ctx context.Context, tips []plumbing.Hash) (bool, error
 		return false, err
 	}
 
-	pr, pw := io.Pipe()
-	stopOnCancel := context.AfterFunc(ctx, func() { _ = pr.CloseWithError(ctx.Err()) })
-	defer stopOnCancel()
-	encoded := make(chan error, 1)
-	go func() {
-		_, err := packfile.NewEncoder(pw, objs, false).Encode(keep, 10)
-		_ = pw.CloseWithError(err)
-		encoded <- err
-	}()
-	np, err := receivePack(o.dir, pr, nil)
-	_ = pr.CloseWithError(errors.New("mirror: gc stopped")) // unblocks the encoder on failure
-	encErr := <-encoded
-	if err == nil {
-		err = encErr
-	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		err = ctxErr // whatever the pipe reported, this is why
-	}
+	np, err := o.encodePack(ctx, "gc", objs, keep)
 	if err != nil {
-		removeTempPacks(o.dir)
-		return false, fmt.Errorf("mirror: gc: %w", err)
-	}
-	for _, h := range keep {
-		if ok, err := np.index.Contains(h); err != nil || !ok {
-			return false, fmt.Errorf("mirror: gc: new pack lacks %s", h)
-		}
+		return false, err
 	}
 	if err := gcAt("written"); err != nil {
 		return false, err // the new pack stays, a duplicate
@@ -331,33 +306,5 @@ func (o *objectStore) gc(ctx context.Context, tips []plumbing.Hash) (bool, error
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("mirror: gc: %w", err) // the new pack stays, a duplicate
 	}
-
-	// As in compact: swap the storage and delete the old packs under the
-	// lock, so that the new storage never lists a pack about to go.
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return false, ErrClosed
-	}
-	old := o.st
-	o.st = newStorage(o.dir)
-	var rmErr error
-	for _, p := range packs {
-		if p.hash == np.hash {
-			continue
-		}
-		base := filepath.Join(packDir, "pack-"+p.hash.String())
-		for _, ext := range []string{".pack", ".idx", ".rev"} {
-			if err := os.Remove(base + ext); err != nil && !errors.Is(err, os.ErrNotExist) && rmErr == nil {
-				rmErr = fmt.Errorf("mirror: gc: %w", err)
-			}
-		}
-	}
-	o.packs = stampFile(packDir)
-	o.mu.Unlock()
-	_ = old.Close()
-	if rmErr != nil {
-		return true, rmErr
-	}
-	return true, syncDir(packDir)
+	return o.replacePacks("gc", packs, np.hash)
 }
