@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -280,7 +278,7 @@ func within(t *testing.T, d time.Duration, what string, check func() bool) {
 type upstream struct {
 	work  *gittest.Repo
 	bare  string
-	proxy *proxy
+	proxy *mirrortest.Proxy
 	url   string // git://proxy/name
 }
 
@@ -296,8 +294,8 @@ func newUpstream(t *testing.T, name string) *upstream {
 	}
 	w.Run(base, "clone", "-q", "--bare", w.Dir, bare)
 	w.Git("remote", "add", "origin", bare)
-	p := startProxy(t, mirrortest.StartDaemon(t, base))
-	return &upstream{work: w, bare: bare, proxy: p, url: "git://" + p.addr() + "/" + name}
+	p := mirrortest.StartProxy(t, mirrortest.StartDaemon(t, base))
+	return &upstream{work: w, bare: bare, proxy: p, url: "git://" + p.Addr() + "/" + name}
 }
 
 // change commits on main and pushes it; it returns the new commit.
@@ -305,148 +303,6 @@ func (u *upstream) change(msg string) string {
 	id := u.work.Commit(msg, map[string]string{msg + ".txt": msg + "\n"})
 	u.work.Git("push", "-q", "origin", "HEAD:refs/heads/main")
 	return id
-}
-
-// proxy forwards TCP connections to git daemon and records every session:
-// when it was accepted and when its last bytes from the server were
-// passed on (the client closes after them, and only then does its replica
-// release its lease, so two sessions whose intervals overlap ran at once).
-// Armed, it stalls the next session that carries a pack shortly after
-// the pack's signature, holding it open until the test ends.
-type proxy struct {
-	ln      net.Listener
-	target  string
-	armed   atomic.Bool
-	stalled chan struct{}
-	quit    chan struct{}
-	wg      sync.WaitGroup
-
-	mu       sync.Mutex
-	sessions []*session
-	conns    []net.Conn
-}
-
-type session struct {
-	start time.Time
-	last  time.Time // the last server bytes passed on
-	pack  bool      // a pack went through
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, stalled: make(chan struct{}, 4), quit: make(chan struct{})}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) close() {
-	close(p.quit)
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-func (p *proxy) serve() {
-	defer p.wg.Done()
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s := &session{start: time.Now()}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.sessions = append(p.sessions, s)
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			_, _ = io.Copy(server, client)
-			_ = server.(*net.TCPConn).CloseWrite()
-		}()
-		go func() {
-			defer p.wg.Done()
-			defer client.Close()
-			p.down(s, client, server)
-		}()
-	}
-}
-
-// down passes the server's bytes on, recording them, and stalls after a
-// pack's signature when armed.
-func (p *proxy) down(s *session, client, server net.Conn) {
-	armed := p.armed.Load()
-	var seen []byte
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := server.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			seen = append(seen, chunk...)
-			if len(seen) > 64*1024 {
-				seen = seen[len(seen)-8:]
-			}
-			stall := false
-			if i := bytes.Index(seen, []byte("PACK")); i >= 0 {
-				p.mu.Lock()
-				s.pack = true
-				p.mu.Unlock()
-				stall = armed && p.armed.CompareAndSwap(true, false)
-			}
-			p.mu.Lock()
-			s.last = time.Now()
-			p.mu.Unlock()
-			if stall {
-				_, _ = client.Write(chunk[:min(n, bytes.Index(chunk, []byte("PACK"))+4+64)])
-				p.stalled <- struct{}{}
-				<-p.quit
-				return
-			}
-			if _, werr := client.Write(chunk); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// stats returns the number of sessions, of those that carried a pack, and
-// the most that overlapped.
-func (p *proxy) stats() (sessions, packs, concurrent int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, s := range p.sessions {
-		if s.pack {
-			packs++
-		}
-		n := 1
-		for j, o := range p.sessions {
-			if i != j && o.start.Before(s.start) && o.last.After(s.start) {
-				n++
-			}
-		}
-		concurrent = max(concurrent, n)
-	}
-	return len(p.sessions), packs, concurrent
 }
 
 // events follows a replica's event stream of one repository.

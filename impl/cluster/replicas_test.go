@@ -141,7 +141,7 @@ func TestReplicasActAsOne(t *testing.T) {
 		})
 	}
 	sameView(t, 5*time.Second, "app", all...)
-	if n, _, _ := up.proxy.stats(); n != 1 {
+	if n, _, _ := up.proxy.Stats(); n != 1 {
 		t.Fatalf("%d upload-pack sessions after the onboarding, want 1 (a's clone)", n)
 	}
 	for _, r := range []*replica{b, c} {
@@ -183,7 +183,7 @@ func TestReplicasActAsOne(t *testing.T) {
 	sameView(t, 5*time.Second, "app", all...)
 
 	// 50 concurrent syncs spread over the replicas.
-	before, beforePacks, _ := up.proxy.stats()
+	before, beforePacks, _ := up.proxy.Stats()
 	leasesBefore := 0
 	for _, r := range all {
 		leasesBefore += r.logs.count("refresh lease taken", "repo", "app")
@@ -217,7 +217,7 @@ func TestReplicasActAsOne(t *testing.T) {
 			fetched++
 		}
 	}
-	sessions, packs, concurrent := up.proxy.stats()
+	sessions, packs, concurrent := up.proxy.Stats()
 	t.Logf("50 syncs: %d upload-pack sessions, %d with a pack, %d reported the change", sessions-before, packs-beforePacks, fetched)
 	if concurrent != 1 {
 		t.Fatalf("%d upload-pack sessions ran at once, want 1", concurrent)
@@ -366,16 +366,16 @@ func TestReplicaKilledMidFetch(t *testing.T) {
 	}
 	up.work.Commit("big", map[string]string{"big.bin": string(big)})
 	tip := up.change("after-big")
-	up.proxy.armed.Store(true)
+	up.proxy.Arm()
 	if code, _, body := b.do(t, "POST", "/api/v1/repos/app/sync?wait=false", nil); code != 202 {
 		t.Fatalf("sync through b: %d %s", code, body)
 	}
 	select {
-	case <-up.proxy.stalled:
+	case <-up.proxy.Stalled:
 	case <-time.After(30 * time.Second): // failure guard
 		t.Fatal("b's fetch never reached the pack")
 	}
-	sessions, _, _ := up.proxy.stats()
+	sessions, _, _ := up.proxy.Stats()
 
 	code, _, body := a.do(t, "POST", "/api/v1/repos/app/sync?wait=false", nil)
 	if code != 202 {
@@ -386,7 +386,7 @@ func TestReplicaKilledMidFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForLeaseWaiter(t, dbURL)
-	if n, _, _ := up.proxy.stats(); n != sessions {
+	if n, _, _ := up.proxy.Stats(); n != sessions {
 		t.Fatalf("a connected to the upstream while b held the lease")
 	}
 
@@ -403,7 +403,7 @@ func TestReplicaKilledMidFetch(t *testing.T) {
 	if done.State != client.SyncResultStateSucceeded || !changed(done, "refs/heads/main", tip) || *done.Replica != "a" {
 		t.Fatalf("a's sync after b died: %+v", done)
 	}
-	if _, _, concurrent := up.proxy.stats(); concurrent != 1 {
+	if _, _, concurrent := up.proxy.Stats(); concurrent != 1 {
 		t.Fatalf("%d upload-pack sessions ran at once", concurrent)
 	}
 	dir := filepath.Join(rc.dataDir, "mirrors", "app.git")
@@ -466,7 +466,7 @@ func TestStartupSweepSparesAnotherReplicasClone(t *testing.T) {
 	rc := replicaConfig{databaseURL: pg.NewDatabase(t), dataDir: filepath.Join(t.TempDir(), "shared")}
 	a := startReplica(t, "a", rc)
 
-	up.proxy.armed.Store(true)
+	up.proxy.Arm()
 	onboarded := make(chan int, 1)
 	go func() {
 		// Never answered: a is killed in the middle of the clone.
@@ -482,7 +482,7 @@ func TestStartupSweepSparesAnotherReplicasClone(t *testing.T) {
 		onboarded <- resp.StatusCode
 	}()
 	select {
-	case <-up.proxy.stalled:
+	case <-up.proxy.Stalled:
 	case <-time.After(30 * time.Second): // failure guard
 		t.Fatal("a's clone never reached the pack")
 	}

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -14,8 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -269,6 +265,10 @@ func freePort(t *testing.T) int { return mirrortest.FreePort(t) }
 
 func startDaemon(t testing.TB, base string) string { return mirrortest.StartDaemon(t, base) }
 
+func startProxy(t *testing.T, target string) *mirrortest.Proxy {
+	return mirrortest.StartProxy(t, target)
+}
+
 // startHTTP serves the repositories under root with git http-backend via
 // CGI. If user is not empty, requests must carry that basic auth.
 func startHTTP(t *testing.T, root, user, pass string) string {
@@ -298,114 +298,6 @@ func startHTTP(t *testing.T, root, user, pass string) string {
 	return srv.Listener.Addr().String()
 }
 
-// stallProxy forwards TCP connections to target. While armed, it stops
-// forwarding a server-to-client stream shortly after the packfile
-// signature, reports that on Stalled, and holds the connection open until
-// the proxy is closed. This lets a test cancel a transfer that has
-// demonstrably started.
-type stallProxy struct {
-	ln      net.Listener
-	target  string
-	armed   atomic.Bool
-	Stalled chan struct{}
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target, Stalled: make(chan struct{}, 16), quit: make(chan struct{})}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *stallProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *stallProxy) track(c net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.conns = append(p.conns, c)
-}
-
-func (p *stallProxy) close() {
-	close(p.quit)
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-func (p *stallProxy) serve() {
-	defer p.wg.Done()
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		p.track(client)
-		p.track(server)
-		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			_, _ = io.Copy(server, client)
-		}()
-		go func() {
-			defer p.wg.Done()
-			defer client.Close()
-			p.pipeDown(client, server)
-		}()
-	}
-}
-
-// pipeDown copies server to client, stalling after the pack header when
-// armed.
-func (p *stallProxy) pipeDown(client, server net.Conn) {
-	const extra = 64 // bytes of pack data let through before stalling
-	armed := p.armed.Load()
-	var seen []byte
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := server.Read(buf)
-		chunk := buf[:n]
-		if armed && n > 0 {
-			prev := len(seen)
-			seen = append(seen, chunk...)
-			if i := bytes.Index(seen, []byte("PACK")); i >= 0 {
-				limit := i + 4 + extra - prev
-				limit = max(0, min(limit, n))
-				_, _ = client.Write(chunk[:limit])
-				p.Stalled <- struct{}{}
-				<-p.quit
-				return
-			}
-		}
-		if n > 0 {
-			if _, werr := client.Write(chunk); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // noiseFile returns n deterministic, incompressible bytes.
 func noiseFile(n int) []byte {
 	out := make([]byte, n)
@@ -421,7 +313,7 @@ func noiseFile(n int) []byte {
 
 // waitStalled waits for the proxy to stall; the timeout is a failure
 // guard only.
-func waitStalled(t *testing.T, p *stallProxy) {
+func waitStalled(t *testing.T, p *mirrortest.Proxy) {
 	t.Helper()
 	select {
 	case <-p.Stalled:

@@ -850,7 +850,7 @@ func TestCancelledCloneLeavesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.up.set("refs/heads/big", bigCommit(f.up, f.main, "big"))
 	p := startProxy(t, f.addr)
-	p.armed.Store(true)
+	p.Arm()
 	r := newRoot(t)
 
 	ctx, cancel := context.WithCancel(bg())
@@ -880,7 +880,7 @@ func TestCancelledSyncThenSync(t *testing.T) {
 	f.up.set("refs/heads/main", big)
 	f.up.set("refs/stackit/big", big)
 
-	p.armed.Store(true)
+	p.Arm()
 	ctx, cancel := context.WithCancel(bg())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -906,7 +906,6 @@ func TestCancelledSyncThenSync(t *testing.T) {
 	}
 	fsck(t, m.Dir())
 
-	p.armed.Store(false)
 	res, err := m.Sync(bg())
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,8 @@
 // Package mirrortest serves git repositories over a network protocol on
 // loopback for tests: git daemon (git://) started from the git CLI, and
 // git http-backend (smart HTTP, optionally TLS) behind httptest; and it
-// checks that no connection reached a listener.
+// checks that no connection reached a listener; Proxy forwards to such a
+// server, records its sessions and can stall a transfer mid-pack.
 package mirrortest
 
 import (
