@@ -3,62 +3,14 @@ package impl_test
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/refresh/refreshtest"
 )
-
-// fakeClock is a refresh.Clock moved by hand; every timer it makes is
-// reported on armed.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-	armed  chan time.Duration
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), armed: make(chan time.Duration, 1000)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	ch := make(chan time.Time, 1)
-	c.timers = append(c.timers, fakeTimer{c.now.Add(d), ch})
-	c.mu.Unlock()
-	c.armed <- d
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.timers[:0]
-	for _, tm := range c.timers {
-		if tm.at.After(c.now) {
-			kept = append(kept, tm)
-		} else {
-			tm.ch <- c.now
-		}
-	}
-	c.timers = kept
-}
 
 // productionLimits are the default rate limits (the harness turns them off).
 func productionLimits(o impl.Options) impl.Options {
@@ -75,7 +27,7 @@ func TestSignedPushBurst(t *testing.T) {
 	cfg := mirrorConfig(t)
 	cfg.WebhookSecret = "s3cret"
 	cfg.WebhookDebounce, cfg.WebhookMaxDelay = 2*time.Second, 10*time.Second
-	clk := newFakeClock()
+	clk := refreshtest.NewClock()
 	cf := &countingFetch{}
 	s := startServer(t, cfg, productionLimits(impl.Options{BeforeRefresh: cf.fetch, DebounceClock: clk}))
 	onboard(t, s, up.url)
@@ -104,7 +56,7 @@ func TestSignedPushBurst(t *testing.T) {
 	var id string
 	for id = range ids {
 	}
-	<-clk.armed // the window of the first push
+	<-clk.Armed // the window of the first push
 	code, _, text := s.do("GET", "/api/v1/repos/burst/syncs/"+id, nil)
 	if code != 200 || !strings.Contains(text, `"state":"queued"`) || cf.n.Load() != 0 {
 		t.Fatalf("before the window ended: %d %s, %d fetches", code, text, cf.n.Load())

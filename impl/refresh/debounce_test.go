@@ -10,61 +10,9 @@ import (
 
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
+	"github.com/stackd/stackd/impl/refresh/refreshtest"
 	"github.com/stackd/stackd/impl/registry"
 )
-
-// fakeClock is a Clock the test moves by hand. Each After is reported on
-// armed (buffered), so a test knows when a timer exists.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-	armed  chan time.Duration
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), armed: make(chan time.Duration, 1000)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	ch := make(chan time.Time, 1)
-	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
-	c.mu.Unlock()
-	c.armed <- d
-	return ch
-}
-
-// Advance moves the clock and fires the timers that are due; it returns
-// how many fired.
-func (c *fakeClock) Advance(d time.Duration) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	n := 0
-	kept := c.timers[:0]
-	for _, tm := range c.timers {
-		if tm.at.After(c.now) {
-			kept = append(kept, tm)
-			continue
-		}
-		tm.ch <- c.now
-		n++
-	}
-	c.timers = kept
-	return n
-}
 
 // runs counts the refreshes that reach the source and can hold them.
 type runs struct {
@@ -98,7 +46,7 @@ func (r *runs) setHold(h chan struct{}) {
 
 // newDebounced returns a manager with one local repository whose first
 // view is built, a fake clock, and the run counter (reset to 0).
-func newDebounced(t *testing.T, debounce, maxDelay time.Duration) (*Manager, *Refresher, *fakeClock, *runs) {
+func newDebounced(t *testing.T, debounce, maxDelay time.Duration) (*Manager, *Refresher, *refreshtest.Clock, *runs) {
 	t.Helper()
 	g := gittest.New(t)
 	g.Commit("initial", map[string]string{"README": "x\n"})
@@ -106,7 +54,7 @@ func newDebounced(t *testing.T, debounce, maxDelay time.Duration) (*Manager, *Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := newFakeClock()
+	clk := refreshtest.NewClock()
 	rs := &runs{started: make(chan string, 100)}
 	m := NewManager(Options{Debounce: debounce, MaxDelay: maxDelay, Clock: clk, BeforeRefresh: rs.before})
 	t.Cleanup(m.Close)
@@ -142,7 +90,7 @@ func waitOK(t *testing.T, rf *Refresher, id string) Result {
 func TestDebounceBurst(t *testing.T) {
 	_, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
 	first := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	for range 7 {
 		if id := rf.TriggerDebounced(Webhook); id != first {
 			t.Fatalf("a push of the burst went to run %s, not %s", id, first)
@@ -171,13 +119,13 @@ func TestDebounceBurst(t *testing.T) {
 func TestDebounceQuietWindowMoves(t *testing.T) {
 	_, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
 	id := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	clk.Advance(1500 * time.Millisecond)
 	rf.TriggerDebounced(Webhook) // the window now ends at 3.5 s
 	if clk.Advance(500*time.Millisecond) != 1 {
 		t.Fatal("first timer did not fire")
 	}
-	if d := <-clk.armed; d != 1500*time.Millisecond { // re-armed for the rest of the window
+	if d := <-clk.Armed; d != 1500*time.Millisecond { // re-armed for the rest of the window
 		t.Fatalf("re-armed for %s", d)
 	}
 	if st := state(t, rf, id); st != Queued {
@@ -195,7 +143,7 @@ func TestDebounceQuietWindowMoves(t *testing.T) {
 func TestDebounceMaxDelay(t *testing.T) {
 	_, rf, clk, rs := newDebounced(t, 2*time.Second, 5*time.Second)
 	id := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	for sec := 1; ; sec++ {
 		if sec > 5 {
 			t.Fatal("the run did not start at the maximum delay")
@@ -204,7 +152,7 @@ func TestDebounceMaxDelay(t *testing.T) {
 		if fired > 0 {
 			// The hold either re-arms or starts the run.
 			select {
-			case <-clk.armed:
+			case <-clk.Armed:
 			case <-rs.started:
 				if sec != 5 {
 					t.Fatalf("started after %d s, want 5 (the maximum delay)", sec)
@@ -224,7 +172,7 @@ func TestDebounceMaxDelay(t *testing.T) {
 func TestManualSyncStartsAWaitingRun(t *testing.T) {
 	_, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
 	id := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	res, err := rf.Sync(context.Background(), Manual)
 	if err != nil || res.ID != id || res.State != Succeeded {
 		t.Fatalf("manual sync = %+v %v, want the waiting run %s", res, err, id)
@@ -247,7 +195,7 @@ func TestPushesDuringARun(t *testing.T) {
 	running := rf.Trigger(Manual)
 	<-rs.started
 	next := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	for range 5 {
 		if id := rf.TriggerDebounced(Webhook); id != next || id == running {
 			t.Fatalf("push went to %s (running %s, next %s)", id, running, next)
@@ -318,7 +266,7 @@ func TestAdmitOnlyForNewRuns(t *testing.T) {
 func TestCloseAbandonsAWaitingRun(t *testing.T) {
 	m, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
 	id := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	m.Close()
 	res, err := rf.Wait(context.Background(), id)
 	if err != nil || res.State != Failed || !errors.Is(res.Err, ErrClosed) {
@@ -335,7 +283,7 @@ func TestCloseAbandonsAWaitingRun(t *testing.T) {
 func TestStopFailsAWaitingRun(t *testing.T) {
 	_, rf, clk, rs := newDebounced(t, 2*time.Second, 10*time.Second)
 	id := rf.TriggerDebounced(Webhook)
-	<-clk.armed
+	<-clk.Armed
 	if err := rf.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
