@@ -75,6 +75,36 @@ func stampRefs(dir string) refStamps {
 	return refStamps{packed: stampFile(filepath.Join(dir, packedRefsFile)), head: stampFile(filepath.Join(dir, "HEAD"))}
 }
 
+// walkLooseRefs calls fn with the name (relative to dir, with slashes)
+// and the value of every loose ref file under root, a directory of dir,
+// that holds an object id: lock files, symbolic refs and garbage are
+// skipped, and a missing root holds no ref.
+func walkLooseRefs(dir, root string, fn func(name string, h plumbing.Hash)) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), lockSuffix) {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if h, ok := parseHex(bytes.TrimSpace(raw)); ok {
+			fn(filepath.ToSlash(rel), h)
+		}
+		return nil
+	})
+}
+
 // readRefs loads the mirror's refs in the namespaces (packed-refs, then
 // loose refs, which win) and HEAD.
 func readRefs(dir string) (diskRefs, error) {
@@ -106,36 +136,13 @@ func readRefs(dir string) (diskRefs, error) {
 	slices.SortStableFunc(out.extra, func(a, b packedRef) int { return strings.Compare(a.name, b.name) })
 	for _, ns := range Namespaces {
 		root := filepath.Join(dir, filepath.FromSlash(strings.TrimSuffix(ns, "/")))
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), lockSuffix) {
-				return nil
-			}
-			rel, err := filepath.Rel(dir, path)
-			if err != nil {
-				return err
-			}
-			name := filepath.ToSlash(rel)
+		err := walkLooseRefs(dir, root, func(name string, h plumbing.Hash) {
 			if !validRefName(name) {
-				return nil
-			}
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			h, ok := parseHex(bytes.TrimSpace(raw))
-			if !ok {
-				return nil // symbolic or garbage: not a ref of the table
+				return
 			}
 			list = append(list, refs.Ref{Name: name, Hash: h})
 			out.loose[name] = true
 			delete(out.peeled, name) // the packed ^ line belonged to the packed value
-			return nil
 		})
 		if err != nil {
 			return out, fmt.Errorf("mirror: read loose refs: %w", err)

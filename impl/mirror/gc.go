@@ -1,15 +1,12 @@
 package mirror
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -186,25 +183,7 @@ func (m *Mirror) gcTips(prev *refs.Table) ([]plumbing.Hash, error) {
 	for _, p := range m.extra {
 		add(p.hash)
 	}
-	err := filepath.WalkDir(filepath.Join(m.dir, "refs"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), lockSuffix) {
-			return nil
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if h, ok := parseHex(bytes.TrimSpace(raw)); ok {
-			add(h)
-		}
-		return nil
-	})
+	err := walkLooseRefs(m.dir, filepath.Join(m.dir, "refs"), func(_ string, h plumbing.Hash) { add(h) })
 	if err != nil {
 		return nil, fmt.Errorf("mirror: gc: read loose refs: %w", err)
 	}
