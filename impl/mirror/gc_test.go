@@ -21,15 +21,7 @@ import (
 // seededNoise returns n deterministic, incompressible bytes that differ
 // for every seed (so that no two blobs deltify against each other).
 func seededNoise(seed uint64, n int) []byte {
-	out := make([]byte, n)
-	x := 0x9e3779b97f4a7c15 ^ (seed+1)*0xbf58476d1ce4e5b9
-	for i := range out {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		out[i] = byte(x)
-	}
-	return out
+	return xorshiftBytes(0x9e3779b97f4a7c15^(seed+1)*0xbf58476d1ce4e5b9, n)
 }
 
 // churn is an upstream whose branches are all rewritten on every round,

@@ -299,9 +299,11 @@ func startHTTP(t *testing.T, root, user, pass string) string {
 }
 
 // noiseFile returns n deterministic, incompressible bytes.
-func noiseFile(n int) []byte {
+func noiseFile(n int) []byte { return xorshiftBytes(0x9e3779b97f4a7c15, n) }
+
+// xorshiftBytes returns n bytes of the xorshift sequence from state x.
+func xorshiftBytes(x uint64, n int) []byte {
 	out := make([]byte, n)
-	x := uint64(0x9e3779b97f4a7c15)
 	for i := range out {
 		x ^= x << 13
 		x ^= x >> 7
