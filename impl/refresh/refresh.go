@@ -470,6 +470,13 @@ func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error)
 			r.next = ru
 		}
 	}
+	return ru, r.unlockStored(ru, created), nil
+}
+
+// unlockStored releases r.mu, which the caller holds, and returns ru's id
+// once ru is stored: a run the caller created is stored here, one it
+// joined by its creator. Options.Enqueued hears of it then.
+func (r *Refresher) unlockStored(ru *run, created bool) string {
 	res := ru.result
 	r.mu.Unlock()
 	if created {
@@ -478,7 +485,7 @@ func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error)
 	}
 	<-ru.stored
 	r.m.opts.Enqueued(r.repo.ID, res.ID)
-	return ru, res.ID, nil
+	return res.ID
 }
 
 // TriggerDebounced is Trigger for webhook pushes, which come in bursts. It
@@ -515,15 +522,7 @@ func (r *Refresher) TriggerDebounced(t Trigger) string {
 		r.m.wg.Add(1)
 		go r.hold(ru, r.released, fire)
 	}
-	res := ru.result
-	r.mu.Unlock()
-	if created {
-		r.record(res)
-		close(ru.stored)
-	}
-	<-ru.stored
-	opts.Enqueued(r.repo.ID, res.ID)
-	return res.ID
+	return r.unlockStored(ru, created)
 }
 
 // hold releases the waiting run ru when its debounce window ends. It
