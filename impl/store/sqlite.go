@@ -44,7 +44,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &SQLite{core: core{db: sqliteDB{db}}, db: db}
+	s := &SQLite{core: core{db: newSQLiteDB(db)}, db: db}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -57,31 +57,46 @@ func (s *SQLite) Close() error {
 	return s.db.Close()
 }
 
-// sqliteDB adapts database/sql to engineDB. The SQL runs as written.
-type sqliteDB struct{ db *sql.DB }
-
-func (d sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return sqlExec(d.db.ExecContext(ctx, q, args...))
+// sqlQueries runs statements on a database/sql connection pool or
+// transaction: what sqliteDB and sqliteTx have in common.
+type sqlQueries struct {
+	c interface {
+		ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+	}
 }
 
-func (d sqliteDB) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+func (s sqlQueries) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqlExec(s.c.ExecContext(ctx, q, args...))
+}
+
+func (s sqlQueries) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	rows, err := s.c.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	return sqlRows{rows}, nil
 }
 
-func (d sqliteDB) queryRow(ctx context.Context, q string, args ...any) rowScanner {
-	return d.db.QueryRowContext(ctx, q, args...)
+func (s sqlQueries) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	return s.c.QueryRowContext(ctx, q, args...)
 }
+
+// sqliteDB adapts database/sql to engineDB. The SQL runs as written.
+type sqliteDB struct {
+	sqlQueries
+	db *sql.DB
+}
+
+func newSQLiteDB(db *sql.DB) sqliteDB { return sqliteDB{sqlQueries{db}, db} }
 
 func (d sqliteDB) begin(ctx context.Context) (engineTx, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	return sqliteTx{tx}, nil
+	return sqliteTx{sqlQueries{tx}, tx}, nil
 }
 
 func (d sqliteDB) ping(ctx context.Context) error { return d.db.PingContext(ctx) }
@@ -94,22 +109,9 @@ func (d sqliteDB) stepText(m migration) string { return m.sqliteText() }
 
 func (d sqliteDB) close() { _ = d.db.Close() }
 
-type sqliteTx struct{ tx *sql.Tx }
-
-func (t sqliteTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return sqlExec(t.tx.ExecContext(ctx, q, args...))
-}
-
-func (t sqliteTx) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return sqlRows{rows}, nil
-}
-
-func (t sqliteTx) queryRow(ctx context.Context, q string, args ...any) rowScanner {
-	return t.tx.QueryRowContext(ctx, q, args...)
+type sqliteTx struct {
+	sqlQueries
+	tx *sql.Tx
 }
 
 func (t sqliteTx) commit(context.Context) error   { return t.tx.Commit() }
