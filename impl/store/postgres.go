@@ -64,7 +64,7 @@ func OpenPostgres(ctx context.Context, rawURL string) (*Postgres, error) {
 		return nil, openError{desc: desc, err: err}
 	}
 	p := &Postgres{pool: pool, desc: desc}
-	p.core = core{db: pgDB{p: p}}
+	p.core = core{db: newPgDB(p)}
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, openError{desc: desc, err: err}
@@ -235,35 +235,50 @@ func rebind(q string) string {
 	return b.String()
 }
 
-// pgDB adapts the pool to engineDB.
-type pgDB struct{ p *Postgres }
+// pgQueries runs statements (rebound to $n) on the pool or a
+// transaction, classifying errors: what pgDB and pgTx have in common.
+type pgQueries struct {
+	c interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
+	p *Postgres
+}
 
-func (d pgDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	tag, err := d.p.pool.Exec(ctx, rebind(q), args...)
+func (s pgQueries) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := s.c.Exec(ctx, rebind(q), args...)
 	if err != nil {
-		return 0, d.p.classify(err)
+		return 0, s.p.classify(err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-func (d pgDB) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
-	rows, err := d.p.pool.Query(ctx, rebind(q), args...)
+func (s pgQueries) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	rows, err := s.c.Query(ctx, rebind(q), args...)
 	if err != nil {
-		return nil, d.p.classify(err)
+		return nil, s.p.classify(err)
 	}
-	return pgRows{rows: rows, p: d.p}, nil
+	return pgRows{rows: rows, p: s.p}, nil
 }
 
-func (d pgDB) queryRow(ctx context.Context, q string, args ...any) rowScanner {
-	return pgRow{row: d.p.pool.QueryRow(ctx, rebind(q), args...), p: d.p}
+func (s pgQueries) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	return pgRow{row: s.c.QueryRow(ctx, rebind(q), args...), p: s.p}
 }
+
+// pgDB adapts the pool to engineDB.
+type pgDB struct {
+	pgQueries
+}
+
+func newPgDB(p *Postgres) pgDB { return pgDB{pgQueries{c: p.pool, p: p}} }
 
 func (d pgDB) begin(ctx context.Context) (engineTx, error) {
 	tx, err := d.p.pool.Begin(ctx)
 	if err != nil {
 		return nil, d.p.classify(err)
 	}
-	return pgTx{tx: tx, p: d.p}, nil
+	return pgTx{pgQueries{c: tx, p: d.p}, tx}, nil
 }
 
 func (d pgDB) ping(ctx context.Context) error { return d.p.classify(d.p.pool.Ping(ctx)) }
@@ -277,28 +292,8 @@ func (d pgDB) stepText(m migration) string { return m.postgresText() }
 func (d pgDB) close() { d.p.pool.Close() }
 
 type pgTx struct {
+	pgQueries
 	tx pgx.Tx
-	p  *Postgres
-}
-
-func (t pgTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	tag, err := t.tx.Exec(ctx, rebind(q), args...)
-	if err != nil {
-		return 0, t.p.classify(err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-func (t pgTx) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
-	rows, err := t.tx.Query(ctx, rebind(q), args...)
-	if err != nil {
-		return nil, t.p.classify(err)
-	}
-	return pgRows{rows: rows, p: t.p}, nil
-}
-
-func (t pgTx) queryRow(ctx context.Context, q string, args ...any) rowScanner {
-	return pgRow{row: t.tx.QueryRow(ctx, rebind(q), args...), p: t.p}
 }
 
 func (t pgTx) commit(ctx context.Context) error { return t.p.classify(t.tx.Commit(ctx)) }
