@@ -1,11 +1,9 @@
 package events
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"testing"
 )
@@ -157,15 +155,8 @@ func TestResumeAfterSlowClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		err := Stream(ctx, pw, again, hello, nil)
-		pw.Close()
-		done <- err
-	}()
-	br := bufio.NewReader(pr)
+	br, done := pipeStream(ctx, again)
 	expectMessage(t, br, "id: 2\nevent: connected\ndata: {\"repoID\":\"r1\"}\n\n")
 	for id := 3; id <= 5; id++ {
 		expectMessage(t, br, fmt.Sprintf("id: %d\nevent: view_updated\ndata: %d\n\n", id, id-1))
@@ -188,15 +179,8 @@ func TestStreamResync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		err := Stream(ctx, pw, sub, hello, nil)
-		pw.Close()
-		done <- err
-	}()
-	br := bufio.NewReader(pr)
+	br, done := pipeStream(ctx, sub)
 	expectMessage(t, br, "id: 12\nevent: connected\ndata: {\"repoID\":\"r1\"}\n\n")
 	expectMessage(t, br, "id: 12\nevent: resync\ndata: {\"repoID\":\"r1\"}\n\n")
 	mustPublish(t, b, "r", Event{Type: SyncStarted, Data: "s"})

@@ -266,17 +266,10 @@ func TestStreamEnds(t *testing.T) {
 func TestStreamBlockedWriterDoesNotBlockPublish(t *testing.T) {
 	b := testBroker(Limits{Buffer: 2})
 	sub := mustSubscribe(t, b, "r1", "c")
-	pr, pw := io.Pipe()
-	streamDone := make(chan error, 1)
-	go func() {
-		err := Stream(context.Background(), pw, sub, hello, nil)
-		pw.Close()
-		streamDone <- err
-	}()
+	br, streamDone := pipeStream(context.Background(), sub)
 	for i := range 10 { // Stream is blocked writing the connected event
 		b.Publish("r1", Event{Type: ViewUpdated, Data: i})
 	}
-	br := bufio.NewReader(pr)
 	expectMessage(t, br, helloMsg)
 	expectMessage(t, br, "id: 1\nevent: view_updated\ndata: 0\n\n")
 	expectMessage(t, br, "id: 2\nevent: view_updated\ndata: 1\n\n")
@@ -287,6 +280,21 @@ func TestStreamBlockedWriterDoesNotBlockPublish(t *testing.T) {
 	if n := b.Subscribers(); n != 0 {
 		t.Fatalf("Subscribers = %d", n)
 	}
+}
+
+// pipeStream runs Stream(ctx, sub) (no keepalives) into a pipe in the
+// background: it returns a reader of what the stream writes, and a channel
+// that receives Stream's result once it has ended (the pipe is closed
+// then).
+func pipeStream(ctx context.Context, sub *Subscription) (*bufio.Reader, <-chan error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := Stream(ctx, pw, sub, hello, nil)
+		pw.Close()
+		done <- err
+	}()
+	return bufio.NewReader(pr), done
 }
 
 // testKeepalive returns a keepalive factory driven by ka whose stop function
