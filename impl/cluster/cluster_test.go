@@ -53,6 +53,20 @@ func superuser(t *testing.T, url, q string, args ...any) {
 
 // TestLeaseIsExclusive: while one replica holds a lease, another's
 // TryLease fails and its Lease waits; it gets the lease once released.
+// leaseLater waits for c's lease name in the background; the channel
+// receives the lease once held (nil after an error, which fails the test).
+func leaseLater(t *testing.T, c *Cluster, name string) <-chan *Lease {
+	got := make(chan *Lease, 1)
+	go func() {
+		l, err := c.Lease(bg(t), LeaseName(name))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	return got
+}
+
 // Other names are independent.
 func TestLeaseIsExclusive(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
@@ -70,14 +84,7 @@ func TestLeaseIsExclusive(t *testing.T) {
 	}
 	other.Release()
 
-	got := make(chan *Lease)
-	go func() {
-		l, err := b.Lease(bg(t), LeaseName("api"))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- l
-	}()
+	got := leaseLater(t, b, "api")
 	waitForWaiter(t, url)
 	select {
 	case <-got:
@@ -133,14 +140,7 @@ func TestDeadHoldersLeaseIsTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan *Lease)
-	go func() {
-		l, err := b.Lease(bg(t), LeaseName("api"))
-		if err != nil {
-			t.Error(err)
-		}
-		got <- l
-	}()
+	got := leaseLater(t, b, "api")
 	waitForWaiter(t, url)
 	superuser(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'stackd a lease'`)
 	l := <-got
