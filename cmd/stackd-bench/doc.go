@@ -35,8 +35,8 @@ func (b *bench) docSection(rows []row) string {
 	if b.opt.runs == 1 {
 		runs = "1 run"
 	}
-	fmt.Fprintf(&s, "- %s branches; %s; GET loads of %s with %d clients\n",
-		strings.Join(sizes, ", "), runs, b.opt.duration, b.opt.clients)
+	fmt.Fprintf(&s, "- %s branches; %s; GET loads of %s with %d clients, %d rounds alternating stackd and the plain server (medians)\n",
+		strings.Join(sizes, ", "), runs, b.opt.duration, b.opt.clients, b.opt.getRounds)
 	if b.opt.smoke {
 		s.WriteString("- smoke run: tiny sizes, timings not judged\n")
 	}

@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	stackd-bench [-sizes 1000,10000,50000] [-runs 5] [-duration 5s]
+//	stackd-bench [-sizes 1000,10000,50000] [-runs 5] [-duration 5s] [-get-rounds 3]
 //	             [-stackd bin/stackd] [-work DIR] [-out docs/benchmarks.md]
 //	             [-only onboard,noop,changed,get,disk,restart,worktree,watcher]
 //	             [-smoke] [-timeout 3m] [-keep]
@@ -58,7 +58,10 @@ type options struct {
 	timeout  time.Duration // of one measured operation
 	keep     bool
 	clients  int
-	command  string // as given, for the document
+	// getRounds: GET loads run this many times, stackd and the plain
+	// server alternating, so that a drift of the machine weighs on both.
+	getRounds int
+	command   string // as given, for the document
 
 	// worktree is the shape of the working-repository figure.
 	worktree gittest.Shape
@@ -112,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&opt.timeout, "timeout", 3*time.Minute, "deadline of one measured operation")
 	fs.BoolVar(&opt.keep, "keep", false, "keep the scratch copies and data directories of the run")
 	fs.IntVar(&opt.clients, "clients", 8, "concurrent clients of the GET load")
+	fs.IntVar(&opt.getRounds, "get-rounds", 3, "rounds of GET loads, stackd and the plain server alternating (the medians are reported)")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
 	}
@@ -130,6 +134,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		if !set["duration"] {
 			opt.duration = 300 * time.Millisecond
+		}
+		if !set["get-rounds"] {
+			opt.getRounds = 1
 		}
 		if !set["out"] {
 			opt.out = ""
@@ -153,6 +160,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if opt.clients < 1 {
 		return opt, errors.New("-clients must be at least 1")
+	}
+	if opt.getRounds < 1 {
+		return opt, errors.New("-get-rounds must be at least 1")
 	}
 	opt.only = map[string]bool{}
 	if *only != "" {

@@ -398,14 +398,21 @@ func (b *bench) getLoad(ctx context.Context, m *mirrorRun) error {
 		}
 		b.logf("GET load %s: %.0f req/s, %s, %d failed", who, lr.rps(), lr.extra(), lr.failures)
 	}
-	measure(&res.stackd, m.sd.base+path, false, len(body), "stackd")
-	measure(&res.base, plainURL+path, false, len(body), "plain")
+	// Rounds alternate stackd and the plain server, so that a drift of
+	// the machine during the step weighs on both; each cell reports the
+	// median of its rounds.
+	for range b.opt.getRounds {
+		measure(&res.stackd, m.sd.base+path, false, len(body), "stackd")
+		measure(&res.base, plainURL+path, false, len(body), "plain")
+	}
 	if gzBody == nil {
 		gz.stackd.na = "no gzip answer"
 		return nil
 	}
-	measure(&gz.stackd, m.sd.base+path, true, len(gzBody), "stackd gzip")
-	measure(&gz.base, plainURL+path, true, len(gzBody), "plain gzip")
+	for range b.opt.getRounds {
+		measure(&gz.stackd, m.sd.base+path, true, len(gzBody), "stackd gzip")
+		measure(&gz.base, plainURL+path, true, len(gzBody), "plain gzip")
+	}
 	return nil
 }
 
