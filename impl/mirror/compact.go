@@ -112,8 +112,8 @@ func (o *objectStore) compact() (bool, error) {
 }
 
 // encodePack encodes hashes, read from src, into one new pack of the store
-// (go-git's encoder piped into receivePack) and checks that its index
-// holds every one of them. When ctx ends the transfer stops, and the
+// (go-git's encoder piped into receivePack, which checks that the pack
+// holds every one of them). When ctx ends the transfer stops, and the
 // error is ctx's. On failure the temporary files are removed. op names
 // the caller in errors.
 func (o *objectStore) encodePack(ctx context.Context, op string, src storer.EncodedObjectStorer, hashes []plumbing.Hash) (newPack, error) {
@@ -126,7 +126,9 @@ func (o *objectStore) encodePack(ctx context.Context, op string, src storer.Enco
 		_ = pw.CloseWithError(err)
 		encoded <- err
 	}()
-	np, err := receivePack(o.dir, pr, nil)
+	// The objects come from this store, checked when they arrived: only
+	// the index is made, and every one must be in the new pack.
+	np, err := receivePack(filepath.Join(o.dir, "objects", "pack"), pr, receiveOpts{lim: unlimited, wants: hashes})
 	_ = pr.CloseWithError(fmt.Errorf("mirror: %s stopped", op)) // unblocks the encoder on failure
 	encErr := <-encoded
 	if err == nil {
@@ -138,11 +140,6 @@ func (o *objectStore) encodePack(ctx context.Context, op string, src storer.Enco
 	if err != nil {
 		removeTempPacks(o.dir)
 		return newPack{}, fmt.Errorf("mirror: %s: %w", op, err)
-	}
-	for _, h := range hashes {
-		if ok, err := np.index.Contains(h); err != nil || !ok {
-			return newPack{}, fmt.Errorf("mirror: %s: new pack lacks %s", op, h)
-		}
 	}
 	return np, nil
 }

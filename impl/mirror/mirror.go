@@ -289,6 +289,9 @@ type Config struct {
 	// Log, when set, receives one line per failed transfer with the
 	// sanitized, truncated upstream error (FetchError.Detail).
 	Log *slog.Logger
+	// Limits bound what one clone or fetch may cost (zero fields: the
+	// defaults, DefaultLimits).
+	Limits Limits
 	// Seen, when set, is called by Clone with every received object that
 	// a ref points at (branch tips, metadata blobs) once its id is known,
 	// possibly from several goroutines at once, so that the caller can
@@ -343,6 +346,7 @@ type Mirror struct {
 	id    string
 	dir   string
 	rem   remote
+	lim   Limits
 	objs  *objectStore
 	table atomic.Pointer[refs.Table]
 
@@ -423,7 +427,7 @@ func (r *Root) open(id string, cfg Config) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror: open %s: %w", id, err)
 	}
-	m := &Mirror{id: id, dir: dir, rem: rem, peeled: disk.peeled, extra: disk.extra, loose: disk.loose, disk: stamps}
+	m := &Mirror{id: id, dir: dir, rem: rem, lim: cfg.Limits, peeled: disk.peeled, extra: disk.extra, loose: disk.loose, disk: stamps}
 	m.table.Store(disk.table)
 	m.objs = openObjects(dir)
 	return m, nil
@@ -604,51 +608,84 @@ func initBare(dir, shown string) error {
 }
 
 // Clone creates mirror id from cfg's upstream and returns it with the refs
-// it holds, each as refs.Created. It refuses (ErrExists) if the mirror's
-// directory exists. A failed or cancelled Clone leaves nothing behind.
-func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, changes []refs.Change, err error) {
+// it holds, each as refs.Created: BeginClone, then Commit. It refuses
+// (ErrExists) if the mirror's directory exists. A failed or cancelled
+// Clone leaves nothing behind.
+func (r *Root) Clone(ctx context.Context, id string, cfg Config) (*Mirror, []refs.Change, error) {
+	p, err := r.BeginClone(ctx, id, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := p.Commit()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, p.Changes(), nil
+}
+
+// PendingClone is a clone that was received and checked but is not in
+// place yet: it lives in a temporary directory of the root (its
+// quarantine), which Commit renames into place and Abort removes. Its
+// Reader reads it meanwhile. One of them must be called.
+type PendingClone struct {
+	r        *Root
+	m        *Mirror // in the temporary directory until Commit
+	table    *refs.Table
+	head     string
+	finished bool
+}
+
+// BeginClone clones mirror id from cfg's upstream into a temporary
+// directory of the root: a bare repository with the mirror's config, the
+// pack as received (checked: see receivePack) with its index, all refs
+// packed in one go, HEAD, the marker. Nothing is visible under the
+// mirror's name until Commit. On error nothing is left behind.
+func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *PendingClone, err error) {
 	const op = "clone"
 	if err := CheckID(id); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+		return nil, fmt.Errorf("mirror: clone: %w", err)
 	}
 	rem, err := newRemote(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
+		return nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
 	}
 	dir := r.Dir(id)
 	if _, err := os.Lstat(dir); err == nil {
-		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
+		return nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+		return nil, fmt.Errorf("mirror: clone: %w", err)
 	}
 	tmp, err := os.MkdirTemp(r.path, "."+id+cloneInfix)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+		return nil, fmt.Errorf("mirror: clone: %w", err)
 	}
+	m := &Mirror{id: id, dir: tmp, rem: rem, lim: cfg.Limits, loose: map[string]bool{}}
 	defer func() {
 		if err != nil {
+			if m.objs != nil {
+				_ = m.objs.close()
+			}
 			_ = os.RemoveAll(tmp)
 			rem.close()
-			m, changes = nil, nil
+			p = nil
 		}
 	}()
-	m = &Mirror{id: id, dir: tmp, rem: rem, loose: map[string]bool{}}
 	if err := initBare(tmp, rem.shown); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	sess, err := rem.session(ctx, 0)
 	if err != nil {
-		return nil, nil, rem.fail(ctx, op, err)
+		return nil, rem.fail(ctx, op, err)
 	}
 	closeSess := closeOnce(sess)
 	defer closeSess()
 	ls, err := rem.list(ctx, sess, op)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	head := ls.headTarget("")
 	if head == "" {
@@ -663,56 +700,99 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (m *Mirror, cha
 			wants = append(wants, ref.Hash)
 		}
 	}
+	var tags map[plumbing.Hash]plumbing.Hash
 	if len(wants) > 0 {
 		var obs *observer
 		if cfg.Seen != nil {
 			obs = &observer{wanted: seen, fn: cfg.Seen}
 		}
-		store := func(r io.Reader) (newPack, error) { return receivePack(tmp, r, obs) }
-		if err := m.fetch(ctx, sess, ls, wants, nil, op, store); err != nil {
-			return nil, nil, err
+		opts := receiveOpts{lim: cfg.Limits, obs: obs, verify: true, wants: wants}
+		packDir := filepath.Join(tmp, "objects", "pack")
+		store := func(r io.Reader) (newPack, error) { return receivePack(packDir, r, opts) }
+		np, err := m.fetch(ctx, sess, ls, wants, nil, op, store)
+		if err != nil {
+			return nil, err
 		}
+		tags = np.tags
 	}
 	closeSess()
 	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
+		return nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
 	}
-
-	m.peeled = ls.peeledOf(table, nil, m.peeled)
+	m.objs = openObjects(tmp)
+	m.peeled = m.peel(table, nil, nil, tags)
 	if err := writeLocked(filepath.Join(tmp, packedRefsFile), encodePackedRefs(table, m.peeled, nil)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if head != defaultBranch {
 		if err := writeHead(tmp, head); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := writeMarker(tmp, id, rem.shown); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := recordPackBytes(tmp); err != nil { // the base of the first collection
-		return nil, nil, err
+		return nil, err
 	}
+	m.table.Store(table)
+	return &PendingClone{r: r, m: m, table: table, head: head}, nil
+}
+
+// Reader reads the pending clone.
+func (p *PendingClone) Reader() *Reader { return p.m.Reader() }
+
+// Changes are the refs of the clone, each refs.Created.
+func (p *PendingClone) Changes() []refs.Change { return refs.Diff(nil, p.table, InNamespaces) }
+
+// Abort removes the pending clone. Abort after Commit does nothing.
+func (p *PendingClone) Abort() {
+	if p.finished {
+		return
+	}
+	p.finished = true
+	_ = p.m.objs.close()
+	p.m.rem.close()
+	_ = os.RemoveAll(p.m.dir)
+}
+
+// Commit renames the clone into place (after an fsync of everything) and
+// returns the mirror. Its Reader, and Readers made before, keep working.
+// It refuses (ErrExists) when the mirror's directory appeared meanwhile;
+// on error the clone is removed.
+func (p *PendingClone) Commit() (m *Mirror, err error) {
+	if p.finished {
+		return nil, errors.New("mirror: the clone was already committed or aborted")
+	}
+	p.finished = true
+	m = p.m
+	tmp, dir := m.dir, p.r.Dir(m.id)
+	defer func() {
+		if err != nil {
+			_ = m.objs.close()
+			m.rem.close()
+			_ = os.RemoveAll(tmp)
+		}
+	}()
 	for _, d := range []string{"objects", "refs", "."} {
 		if err := syncDir(filepath.Join(tmp, d)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if _, err := os.Lstat(dir); err == nil {
-		return nil, nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
+		return nil, fmt.Errorf("mirror: clone into %s: %w", dir, ErrExists)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, nil, fmt.Errorf("mirror: clone: %w", err)
+		return nil, fmt.Errorf("mirror: clone: %w", err)
 	}
-	if err := syncDir(r.path); err != nil {
+	if err := syncDir(p.r.path); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, err
 	}
 	m.dir = dir
-	m.objs = openObjects(dir)
-	m.table.Store(table)
+	m.objs.relocate(dir)
 	m.disk = stampRefs(dir)
-	return m, refs.Diff(nil, table, InNamespaces), nil
+	return m, nil
 }
 
 // Remove deletes mirror id. It removes only a directory Open would

@@ -14,8 +14,6 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 
@@ -49,6 +47,10 @@ type objectStore struct {
 	st     *filesystem.Storage
 	packs  fileStamp // the pack directory when st was opened
 	closed bool
+	// incoming is the storage of a quarantine whose pack passed its
+	// checks and is read, after st, by the Reader of a pending update
+	// (see quarantine.go); nil when there is none.
+	incoming *filesystem.Storage
 }
 
 func openObjects(dir string) *objectStore {
@@ -65,6 +67,17 @@ func (o *objectStore) reopenLocked() {
 	o.st = newStorage(o.dir)
 	if old != nil {
 		_ = old.Close()
+	}
+}
+
+// relocate points the store at dir, where its repository was renamed
+// (a clone moved into place), reopening the storage there.
+func (o *objectStore) relocate(dir string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dir = dir
+	if !o.closed {
+		o.reopenLocked()
 	}
 }
 
@@ -110,6 +123,10 @@ func (o *objectStore) close() error {
 		return nil
 	}
 	o.closed = true
+	if o.incoming != nil {
+		_ = o.incoming.Close()
+		o.incoming = nil
+	}
 	return o.st.Close()
 }
 
@@ -126,6 +143,9 @@ func (o *objectStore) object(t plumbing.ObjectType, h plumbing.Hash) (plumbing.E
 	obj, err := o.st.EncodedObject(t, h)
 	if err != nil && o.retryLocked(err) {
 		obj, err = o.st.EncodedObject(t, h)
+	}
+	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
+		obj, err = o.incoming.EncodedObject(t, h)
 	}
 	if err != nil {
 		return nil, err
@@ -162,6 +182,9 @@ func (o *objectStore) has(h plumbing.Hash) (bool, error) {
 	if err != nil && o.retryLocked(err) {
 		err = o.st.HasEncodedObject(h)
 	}
+	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
+		err = o.incoming.HasEncodedObject(h)
+	}
 	switch {
 	case err == nil:
 		return true, nil
@@ -183,89 +206,16 @@ func (o *objectStore) isCommit(h plumbing.Hash) bool {
 	if err != nil && o.retryLocked(err) {
 		_, err = o.st.EncodedObject(plumbing.CommitObject, h)
 	}
+	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
+		_, err = o.incoming.EncodedObject(plumbing.CommitObject, h)
+	}
 	return err == nil
 }
 
-// newPack is a pack written by writePack.
-type newPack struct {
-	hash  plumbing.Hash // the pack checksum: objects/pack/pack-<hash>.{pack,idx}
-	index *idxfile.MemoryIndex
-}
-
-// writePack stores the packfile read from r as objects/pack/pack-*.pack
-// with its .idx (go-git's pack writer: a temporary file renamed into
-// place once fully received and indexed), makes the pack visible to reads,
-// and fsyncs it. Nothing is made visible when r fails midway; go-git may
-// leave a tmp_pack_* file, which removeTempPacks deletes.
-func (o *objectStore) writePack(r io.Reader) (newPack, error) {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return newPack{}, ErrClosed
-	}
-	wc, err := o.st.PackfileWriter()
-	o.mu.Unlock()
-	if err != nil {
-		return newPack{}, fmt.Errorf("mirror: pack writer: %w", err)
-	}
-	pw, ok := wc.(*dotgit.PackWriter)
-	if !ok {
-		_ = wc.Close()
-		return newPack{}, fmt.Errorf("mirror: unexpected pack writer %T", wc)
-	}
-	// go-git registers the finished pack's index in the storage from
-	// Notify, at the end of Close: do that under the lock, and keep the
-	// index to check the wanted objects against.
-	var got newPack
-	register := pw.Notify
-	pw.Notify = func(h plumbing.Hash, w *idxfile.Writer) {
-		if idx, err := w.Index(); err == nil {
-			got = newPack{hash: h, index: idx}
-		}
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if register != nil && !o.closed {
-			register(h, w)
-		}
-	}
-	err = packfile.WritePackfileToObjectStorage(preparedWriter{pw}, r)
-	if err == nil && got.index == nil {
-		err = errors.New("received pack was not indexed")
-	}
-	if err == nil {
-		err = o.syncPack(got.hash)
-	}
-	if err != nil {
-		// The index may have been registered for a pack that did not
-		// reach the disk: forget all indexes; they are reloaded lazily.
-		o.mu.Lock()
-		o.st.Reindex()
-		o.mu.Unlock()
-		return newPack{}, err
-	}
-	return got, nil
-}
-
-// syncPack fsyncs a new pack, its index and the pack directory.
-func (o *objectStore) syncPack(h plumbing.Hash) error {
-	dir := filepath.Join(o.dir, "objects", "pack")
-	for _, ext := range []string{".pack", ".idx"} {
-		if err := syncFile(filepath.Join(dir, "pack-"+h.String()+ext)); err != nil {
-			return err
-		}
-	}
-	return syncDir(dir)
-}
-
-// preparedWriter hands an already created pack writer to
-// packfile.WritePackfileToObjectStorage.
-type preparedWriter struct{ w io.WriteCloser }
-
-func (p preparedWriter) PackfileWriter() (io.WriteCloser, error) { return p.w, nil }
-
-// removeTempPacks deletes the temporary files go-git leaves behind when a
-// transfer is interrupted. Safe because Syncs of one mirror are serialised
-// and nothing else writes there.
+// removeTempPacks deletes the temporary files an interrupted transfer or
+// index left, and quarantines a crash left (see quarantine.go). Safe
+// because Syncs of one mirror are serialised and nothing else writes
+// there.
 func removeTempPacks(dir string) {
 	packDir := filepath.Join(dir, "objects", "pack")
 	entries, err := os.ReadDir(packDir)
@@ -277,6 +227,49 @@ func removeTempPacks(dir string) {
 			_ = os.Remove(filepath.Join(packDir, n))
 		}
 	}
+	removeQuarantines(dir)
+}
+
+// maxTagChain bounds the annotated tags peeled through, one naming the
+// next.
+const maxTagChain = 64
+
+// peel follows h down annotated tags to the first object that is not a
+// tag, and reports whether h is a tag at all. tags names what the tags of
+// a received pack point at; other tags are read from the store.
+func (o *objectStore) peel(h plumbing.Hash, tags map[plumbing.Hash]plumbing.Hash) (plumbing.Hash, bool) {
+	peeled := false
+	for range maxTagChain {
+		next, ok := tags[h]
+		if !ok {
+			if next, ok = o.tagTarget(h); !ok {
+				return h, peeled
+			}
+		}
+		h, peeled = next, true
+	}
+	return h, false // a chain of tags that long is not peeled
+}
+
+// tagTarget returns the object that h names when h is a stored annotated
+// tag.
+func (o *objectStore) tagTarget(h plumbing.Hash) (plumbing.Hash, bool) {
+	obj, err := o.object(plumbing.TagObject, h)
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	r, err := obj.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	defer r.Close()
+	var head [48]byte
+	n, _ := io.ReadFull(r, head[:])
+	v, _, ok := header(head[:n], "object")
+	if !ok {
+		return plumbing.ZeroHash, false
+	}
+	return parseHex(v)
 }
 
 // Reader is read-only access to a mirror: a ref table fixed when the

@@ -62,25 +62,56 @@ func (m *Mirror) logMaintenance(op string, err error) {
 }
 
 // Sync brings the mirror up to date with its upstream (see the package
-// documentation). Callers serialise the Syncs of one mirror. On error the
-// mirror's refs, in memory and on disk, are those of the last successful
-// Sync.
+// documentation): Fetch, then Commit. Callers serialise the Syncs of one
+// mirror. On error the mirror's refs, in memory and on disk, are those of
+// the last successful Sync, and its files are as they were.
 func (m *Mirror) Sync(ctx context.Context) (Result, error) {
+	p, err := m.Fetch(ctx)
+	if err != nil || p == nil {
+		return Result{}, err
+	}
+	return p.Commit(ctx)
+}
+
+// Pending is an update of a mirror that was fetched and checked but is
+// not visible yet: its pack waits in a quarantine (see quarantine.go) and
+// no ref moved. Its Reader shows the new refs over the stored objects and
+// the quarantined ones, so that the caller can build (and check) what it
+// serves from them before anything is published. Commit publishes it;
+// Abort throws it away, leaving the mirror as it was. One of them must be
+// called, before the next Fetch, Sync, Reload or Close of the mirror.
+type Pending struct {
+	m        *Mirror
+	old      *refs.Table
+	next     *refs.Table
+	oldHead  string
+	head     string
+	changes  []refs.Change
+	peeled   map[string]plumbing.Hash
+	q        *quarantine // nil when nothing was fetched
+	finished bool
+}
+
+// Fetch lists the upstream and, when its refs differ from the mirror's,
+// fetches what is missing into a quarantine and checks it: it returns the
+// pending update, or nil when nothing changed (then nothing was written).
+// On error nothing is left behind.
+func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	const op = "fetch"
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
+		return nil, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
 	}
 	removeTempPacks(m.dir)
 	old := m.table.Load()
 	sess, err := m.rem.session(ctx, old.Len()+old.Len()/8)
 	if err != nil {
-		return Result{}, m.rem.fail(ctx, op, err)
+		return nil, m.rem.fail(ctx, op, err)
 	}
 	closeSess := closeOnce(sess)
 	defer closeSess()
 	ls, err := m.rem.list(ctx, sess, op)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 
 	oldHead, _, _ := old.Head()
@@ -89,36 +120,89 @@ func (m *Mirror) Sync(ctx context.Context) (Result, error) {
 		head = oldHead // not advertised: keep ours
 	}
 	if head == oldHead && ls.same(old) {
-		return Result{}, nil
+		return nil, nil
 	}
 	next := ls.table(head, old)
 	changes := refs.Diff(old, next, InNamespaces)
 	if len(changes) == 0 && head == oldHead {
-		return Result{}, nil
+		return nil, nil
 	}
 
 	wants, err := m.missing(changes)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	fetched := false
+	p := &Pending{m: m, old: old, next: next, oldHead: oldHead, head: head, changes: changes}
+	var tags map[plumbing.Hash]plumbing.Hash
 	if len(wants) > 0 {
-		if err := m.fetch(ctx, sess, ls, wants, m.haves(old, changes), op, m.objs.writePack); err != nil {
-			return Result{}, err
+		q, err := m.objs.newQuarantine()
+		if err != nil {
+			return nil, m.rem.fail(ctx, op, err)
 		}
-		fetched = true
+		opts := receiveOpts{lim: m.lim, verify: true, have: m.objs.has, wants: wants}
+		store := func(r io.Reader) (newPack, error) { return receivePack(q.packDir(), r, opts) }
+		if q.pack, err = m.fetch(ctx, sess, ls, wants, m.haves(old, changes), op, store); err != nil {
+			m.objs.discard(q)
+			return nil, err
+		}
+		p.q, tags = q, q.pack.tags
 	}
 	closeSess()
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
+		p.Abort()
+		return nil, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
 	}
+	if p.q != nil {
+		m.objs.admit(p.q)
+	}
+	p.peeled = m.peel(next, changes, m.peeled, tags)
+	return p, nil
+}
 
-	peeled := ls.peeledOf(next, changes, m.peeled)
-	if len(changes) > 0 {
-		if err := writeLocked(filepath.Join(m.dir, packedRefsFile), encodePackedRefs(next, peeled, m.extra)); err != nil {
+// Reader reads the pending update: its refs, over the stored objects and
+// the quarantined ones.
+func (p *Pending) Reader() *Reader { return &Reader{table: p.next, objs: p.m.objs} }
+
+// Changes are the refs the update changes (see Result.Changes).
+func (p *Pending) Changes() []refs.Change { return p.changes }
+
+// HeadChanged reports that the update moves HEAD to another branch.
+func (p *Pending) HeadChanged() bool { return p.head != p.oldHead }
+
+// Abort throws the update away: the quarantine is removed and the mirror
+// stays as it was. Abort after Commit does nothing.
+func (p *Pending) Abort() {
+	if p.finished {
+		return
+	}
+	p.finished = true
+	if p.q != nil {
+		p.m.objs.discard(p.q)
+	}
+}
+
+// Commit publishes the update: the pack moves into the store, then
+// packed-refs (and HEAD when the default branch moved) are rewritten with
+// git's lock-file protocol. Then the packs are merged or collected when
+// due (see Result). On error the refs are the old ones (at most an
+// unreferenced pack was added).
+func (p *Pending) Commit(ctx context.Context) (Result, error) {
+	if p.finished {
+		return Result{}, errors.New("mirror: the update was already committed or aborted")
+	}
+	p.finished = true
+	m := p.m
+	if p.q != nil {
+		if err := m.objs.publish(p.q); err != nil {
+			m.objs.discard(p.q)
+			return Result{}, fmt.Errorf("mirror: fetch %s: %w: %w", m.rem.shown, ErrStorage, err)
+		}
+	}
+	if len(p.changes) > 0 {
+		if err := writeLocked(filepath.Join(m.dir, packedRefsFile), encodePackedRefs(p.next, p.peeled, m.extra)); err != nil {
 			return Result{}, err
 		}
-		for _, c := range changes {
+		for _, c := range p.changes {
 			if m.loose[c.Ref] {
 				if err := removeLoose(m.dir, c.Ref); err != nil {
 					return Result{}, err
@@ -126,8 +210,8 @@ func (m *Mirror) Sync(ctx context.Context) (Result, error) {
 			}
 		}
 	}
-	if head != oldHead {
-		if err := writeHead(m.dir, head); err != nil {
+	if p.head != p.oldHead {
+		if err := writeHead(m.dir, p.head); err != nil {
 			return Result{}, err
 		}
 	}
@@ -136,19 +220,20 @@ func (m *Mirror) Sync(ctx context.Context) (Result, error) {
 	}
 
 	m.disk = stampRefs(m.dir)
-	m.table.Store(next)
-	m.peeled = peeled
-	for _, c := range changes {
+	m.table.Store(p.next)
+	m.peeled = p.peeled
+	for _, c := range p.changes {
 		delete(m.loose, c.Ref)
 	}
-	m.remember(changes)
-	res := Result{Changes: changes, HeadChanged: head != oldHead, Fetched: fetched}
+	m.remember(p.changes)
+	fetched := p.q != nil
+	res := Result{Changes: p.changes, HeadChanged: p.head != p.oldHead, Fetched: fetched}
 	if fetched {
 		if _, err := m.objs.compact(); err != nil {
 			res.CompactErr = err
 			m.logMaintenance("compact", err)
 		}
-		collected, err := m.collect(ctx, old)
+		collected, err := m.collect(ctx, p.old)
 		res.Collected = collected
 		if err != nil {
 			res.GCErr = err
@@ -224,23 +309,24 @@ func (m *Mirror) remember(changes []refs.Change) {
 }
 
 // fetch sends one upload-pack request on sess and stores the pack it
-// answers with (with store), checking that it holds every want.
+// answers with (with store, which checks it, and that it holds every
+// want).
 func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls *listing, wants, haves []plumbing.Hash,
-	op string, store func(io.Reader) (newPack, error)) error {
+	op string, store func(io.Reader) (newPack, error)) (newPack, error) {
 	req := packp.NewUploadPackRequestFromCapabilities(ls.caps)
 	// A thin pack would refer to objects outside it; go-git's pack writer
 	// cannot complete it, and the stored pack must stand alone.
 	req.Capabilities.Delete(capability.ThinPack)
 	if ls.caps.Supports(capability.NoProgress) {
 		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
-			return fmt.Errorf("mirror: %s: %w", op, err)
+			return newPack{}, fmt.Errorf("mirror: %s: %w", op, err)
 		}
 	}
 	req.Wants = wants
 	req.Haves = haves
 	resp, err := sess.UploadPack(ctx, req)
 	if err != nil {
-		return m.rem.fail(ctx, op, err)
+		return newPack{}, m.rem.fail(ctx, op, err)
 	}
 	defer resp.Close()
 	var r io.Reader = resp
@@ -252,15 +338,9 @@ func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls
 	}
 	pack, err := store(r)
 	if err != nil {
-		removeTempPacks(m.dir)
-		return m.rem.fail(ctx, op, err)
+		return newPack{}, m.rem.fail(ctx, op, err)
 	}
-	for _, w := range wants {
-		if ok, err := pack.index.Contains(w); err != nil || !ok {
-			return m.rem.fail(ctx, op, fmt.Errorf("the pack sent lacks wanted object %s", w))
-		}
-	}
-	return nil
+	return pack, nil
 }
 
 // closeOnce returns a function that closes sess the first time it is
@@ -278,7 +358,6 @@ func closeOnce(sess transport.UploadPackSession) func() {
 // listing is what a mirror uses of a ref advertisement.
 type listing struct {
 	refs     map[string]plumbing.Hash // every advertised ref; see wanted
-	peeled   map[string]plumbing.Hash // ref -> the object it peels to
 	head     string                   // HEAD's symref target, "" if not advertised
 	headHash *plumbing.Hash
 	caps     *capability.List
@@ -294,7 +373,7 @@ func (r remote) list(ctx context.Context, sess transport.UploadPackSession, op s
 	if err != nil {
 		return nil, r.fail(ctx, op, err)
 	}
-	ls := &listing{refs: ar.References, peeled: ar.Peeled, headHash: ar.Head, caps: ar.Capabilities}
+	ls := &listing{refs: ar.References, headHash: ar.Head, caps: ar.Capabilities}
 	for _, v := range ar.Capabilities.Get(capability.SymRef) {
 		if name, target, ok := strings.Cut(v, ":"); ok && name == refs.HEAD {
 			ls.head = target
@@ -384,30 +463,38 @@ func (ls *listing) table(head string, old *refs.Table) *refs.Table {
 	return refs.NewSortedTable(list)
 }
 
-// peeledOf returns the peeled values for packed-refs after changes
-// (every ref of t when changes is nil): prev, with the changed refs'
-// entries replaced by what the upstream advertised. prev is not modified.
-func (ls *listing) peeledOf(t *refs.Table, changes []refs.Change, prev map[string]plumbing.Hash) map[string]plumbing.Hash {
+// peel returns the peeled values for packed-refs after changes (every
+// ref of t when changes is nil): prev, with the entries of the changed
+// refs computed again from the objects themselves, never taken from the
+// upstream's advertisement. A ref that names an annotated tag peels to
+// the first object down its chain of tags that is not a tag; tags names
+// what the tags of the received pack point at, older ones are read from
+// the store. prev is not modified.
+func (m *Mirror) peel(t *refs.Table, changes []refs.Change, prev map[string]plumbing.Hash, tags map[plumbing.Hash]plumbing.Hash) map[string]plumbing.Hash {
 	out := maps.Clone(prev)
 	if out == nil {
 		out = map[string]plumbing.Hash{}
 	}
-	set := func(name string) {
+	set := func(name string, h plumbing.Hash) {
 		delete(out, name)
-		if p, ok := ls.peeled[name]; ok {
+		if p, ok := m.objs.peel(h, tags); ok {
 			out[name] = p
 		}
 	}
 	if changes == nil {
 		for _, r := range t.All() {
 			if !r.Symbolic() {
-				set(r.Name)
+				set(r.Name, r.Hash)
 			}
 		}
 		return out
 	}
 	for _, c := range changes {
-		set(c.Ref)
+		if c.Kind == refs.Deleted {
+			delete(out, c.Ref)
+			continue
+		}
+		set(c.Ref, c.New)
 	}
 	return out
 }
