@@ -428,7 +428,8 @@ func (a *App) findLocal() (*gitrepo.Worktree, error) {
 // addLocal registers the working repository and builds its first view.
 func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	cfg := a.cfg
-	repo := registry.NewLocal(cfg.RepoID, wt, cfg.Trunk, redact.URL(wt.RemoteURL()))
+	good := filepath.Join(cfg.DataDir, "local", cfg.RepoID+".refs")
+	repo := registry.NewLocal(cfg.RepoID, wt, cfg.Trunk, redact.URL(wt.RemoteURL()), good)
 	if err := a.reg.Add(repo); err != nil {
 		return err
 	}
@@ -448,6 +449,16 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	res, err := rf.Sync(context.Background(), refresh.Onboard)
 	if err != nil {
 		return err
+	}
+	if errors.Is(res.Err, refresh.ErrBuild) {
+		// Refs that make no view must not keep the server from starting
+		// (a supervisor would restart it forever): the repository is
+		// served as failed (its syncStatus says so), with the view of its
+		// last good refs when they were kept, and the next sync tries
+		// again.
+		a.log.Error("the working repository's refs make no view; it is served as failed", "id", repo.ID, "err", res.Err,
+			"version", repo.Snapshot().Version())
+		return nil
 	}
 	if res.Err != nil {
 		return fmt.Errorf("read repository %s: %w", wt.WorkDir(), res.Err)

@@ -84,12 +84,28 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	case errors.Is(res.Err, refresh.ErrTimeout):
 		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{SyncTimeoutApplicationProblemPlusJSONResponse: gen.SyncTimeoutApplicationProblemPlusJSONResponse{
 			Body: failed(http.StatusGatewayTimeout, problem.Timeout), Headers: gen.SyncTimeoutResponseHeaders{Location: loc}}}, nil
-	case errors.Is(res.Err, refresh.ErrFetch), errors.Is(res.Err, mirror.ErrBadURL), errors.Is(res.Err, mirror.ErrLocalRemote):
+	case errors.Is(res.Err, refresh.ErrFetch), errors.Is(res.Err, mirror.ErrBadURL), errors.Is(res.Err, mirror.ErrLocalRemote),
+		errors.Is(res.Err, refresh.ErrBuild):
 		return gen.SyncRepo502ApplicationProblemPlusJSONResponse{SyncFetchFailedApplicationProblemPlusJSONResponse: gen.SyncFetchFailedApplicationProblemPlusJSONResponse{
-			Body: failed(http.StatusBadGateway, problem.FetchFailed), Headers: gen.SyncFetchFailedResponseHeaders{Location: loc}}}, nil
+			Body: failed(http.StatusBadGateway, badGateway(res.Err)), Headers: gen.SyncFetchFailedResponseHeaders{Location: loc}}}, nil
 	default:
 		return nil, fmt.Errorf("sync %s: %w", r.ID, res.Err)
 	}
+}
+
+// badGateway is the problem type of a run that failed for what the
+// repository holds: an upstream over the fetch limits, an invalid pack,
+// refs that make no view, or another failure of the upstream.
+func badGateway(err error) string {
+	switch {
+	case errors.Is(err, refresh.ErrBuild):
+		return problem.ViewBuildFailed
+	case errors.Is(err, mirror.ErrTooLarge):
+		return problem.UpstreamTooLarge
+	case errors.Is(err, mirror.ErrCorrupt):
+		return problem.UpstreamInvalid
+	}
+	return problem.FetchFailed
 }
 
 // StatusClientClosedRequest is the status recorded (and logged) for a
@@ -209,9 +225,9 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	case errors.Is(err, refresh.ErrTimeout):
 		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil
-	case errors.Is(err, refresh.ErrFetch):
+	case errors.Is(err, refresh.ErrFetch), errors.Is(err, refresh.ErrBuild):
 		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadGateway, problem.FetchFailed, refresh.Public(err)))}, nil
+			problem.New(http.StatusBadGateway, badGateway(err), refresh.Public(err)))}, nil
 	default:
 		return nil, err
 	}

@@ -59,8 +59,9 @@ var (
 	ErrClosed = errors.New("mirror is closed")
 	// ErrAdvertisementTooLarge reports an upstream whose ref advertisement
 	// (the listing that starts every fetch) is larger than
-	// maxAdvertisement: it is refused rather than held in memory.
-	ErrAdvertisementTooLarge = errors.New("the upstream's ref advertisement is too large")
+	// maxAdvertisement: it is refused rather than held in memory. It
+	// matches ErrTooLarge too.
+	ErrAdvertisementTooLarge = fmt.Errorf("%w: the ref advertisement is too large", ErrTooLarge)
 	// ErrFetch matches (via errors.Is) every *FetchError.
 	ErrFetch = errors.New("fetch from remote failed")
 )
@@ -108,7 +109,8 @@ func (e *FetchError) Error() string {
 // transport errors (transport.ErrRepositoryNotFound,
 // ErrAuthenticationRequired, ErrAuthorizationFailed, ErrInvalidAuthMethod,
 // ErrEmptyRemoteRepository) or ErrForbiddenAddress, ErrHostNotAllowed,
-// ErrSSHKey, ErrAdvertisementTooLarge. The raw go-git error is
+// ErrSSHKey, ErrAdvertisementTooLarge, ErrTooLarge, ErrCorrupt. The raw
+// go-git error is
 // deliberately not exposed: its text
 // may carry credentials and the upstream's words.
 func (e *FetchError) Unwrap() []error {

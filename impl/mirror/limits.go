@@ -107,7 +107,27 @@ type limitError struct {
 }
 
 func (e *limitError) Error() string {
-	return fmt.Sprintf("%s: %s exceeds %s (%s)", ErrTooLarge, e.what, e.limit, formatBytes(e.limit, e.max))
+	return fmt.Sprintf("%s: %s exceeds %s", ErrTooLarge, e.what, e.describe())
+}
+
+// describe names the limit as an operator sets it: "4 MiB
+// (--fetch-max-commit-size)".
+func (e *limitError) describe() string {
+	s := formatBytes(e.limit, e.max)
+	if f := limitFlags[e.limit]; f != "" {
+		s += " (" + f + ")"
+	}
+	return s
+}
+
+// limitFlags are the stackd serve flags that set each limit.
+var limitFlags = map[string]string{
+	"MaxPackSize":   "--fetch-max-pack-size",
+	"MaxObjects":    "--fetch-max-objects",
+	"MaxInflated":   "--fetch-max-inflated",
+	"MaxMetaSize":   "--fetch-max-commit-size",
+	"MaxDeltaSize":  "--fetch-max-delta-size",
+	"MaxDeltaDepth": "",
 }
 
 func (e *limitError) Unwrap() error { return ErrTooLarge }

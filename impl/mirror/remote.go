@@ -405,6 +405,7 @@ func classify(err error, overHTTP bool) (string, error) {
 		invalid x509.CertificateInvalidError
 		badName x509.HostnameError
 		tlsErr  *tls.CertificateVerificationError
+		limit   *limitError
 	)
 	switch {
 	case errors.Is(err, ErrForbiddenAddress):
@@ -425,6 +426,10 @@ func classify(err error, overHTTP bool) (string, error) {
 		return "the repository is empty", transport.ErrEmptyRemoteRepository
 	case errors.Is(err, ErrAdvertisementTooLarge):
 		return fmt.Sprintf("the upstream advertises more than %d MiB of refs", maxAdvertisement>>20), ErrAdvertisementTooLarge
+	case errors.As(err, &limit):
+		return fmt.Sprintf("the upstream sent more than the limits allow: %s exceeds %s", limit.what, limit.describe()), ErrTooLarge
+	case errors.Is(err, ErrCorrupt):
+		return fmt.Sprintf("the upstream sent an invalid pack: %s", strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")), ErrCorrupt
 	case httpStatus(err) != 0:
 		return fmt.Sprintf("the upstream answered HTTP %d", httpStatus(err)), nil
 	case strings.Contains(err.Error(), "http redirect"):

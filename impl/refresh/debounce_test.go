@@ -58,7 +58,7 @@ func newDebounced(t *testing.T, debounce, maxDelay time.Duration) (*Manager, *Re
 	rs := &runs{started: make(chan string, 100)}
 	m := NewManager(Options{Debounce: debounce, MaxDelay: maxDelay, Clock: clk, BeforeRefresh: rs.before})
 	t.Cleanup(m.Close)
-	rf := m.Add(registry.NewLocal("local", wt, "", ""))
+	rf := m.Add(registry.NewLocal("local", wt, "", "", ""))
 	if res, err := rf.Sync(context.Background(), Onboard); err != nil || res.Err != nil {
 		t.Fatalf("first build: %v %v", err, res.Err)
 	}

@@ -23,6 +23,9 @@ var ErrStorage = errors.New("storing fetched data failed")
 // error, with its paths, goes to the log only.
 const InternalText = "refresh failed: unexpected error (the server log has the details)"
 
+// BuildText is what clients see of a run whose view could not be built.
+const BuildText = "refresh failed: the view could not be built from the repository's refs (the server log has the details); the last good view is still served"
+
 // DatabaseText is what clients see of a run that could not start because
 // the database that replicas share does not answer: the lease that lets
 // one replica at a time refresh a mirror lives there.
@@ -41,6 +44,10 @@ func Public(err error) string {
 		return ""
 	case errors.Is(err, ErrStorage):
 		return InternalText
+	case errors.Is(err, ErrBuild):
+		// The builder's words name branches and objects, which come from
+		// the repository: only the log has them.
+		return BuildText
 	case errors.Is(err, ErrLeaseLost):
 		return ErrLeaseLost.Error()
 	case errors.Is(err, store.ErrUnavailable):

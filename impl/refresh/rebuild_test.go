@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -15,9 +16,9 @@ import (
 )
 
 // TestFailedBuildIsRetried: when the view build of a mirror fails after
-// its fetch, the next run builds the view although its fetch finds
-// nothing new (the refs are already in the mirror): the view never stays
-// behind the mirror until the next upstream change.
+// its fetch, the fetch is thrown away (the mirror's refs and packs stay as
+// they were) and the next run fetches the same change again and builds
+// its view: the view never stays behind the mirror.
 func TestFailedBuildIsRetried(t *testing.T) {
 	w := gittest.New(t)
 	w.Commit("initial", map[string]string{"README": "x\n"})
@@ -59,14 +60,17 @@ func TestFailedBuildIsRetried(t *testing.T) {
 	if _, ok := rf.Repo().Snapshot().Branch("feature"); ok || rf.Repo().Snapshot().Version() != v1 {
 		t.Fatal("a failed build published a view")
 	}
+	if packed, err := os.ReadFile(filepath.Join(root.Dir("m"), "packed-refs")); err != nil || strings.Contains(string(packed), "refs/heads/feature") {
+		t.Fatalf("the failed run moved the mirror's refs: %v\n%s", err, packed)
+	}
 
 	fail.Store(false)
 	res, err = rf.Sync(ctx, Manual)
 	if err != nil || res.Err != nil {
 		t.Fatalf("sync after the failure: %+v %v", res, err)
 	}
-	if len(res.Changes) != 0 {
-		t.Fatalf("the fetch found changes again: %+v", res.Changes)
+	if len(res.Changes) != 1 || res.Changes[0].Ref != "refs/heads/feature" {
+		t.Fatalf("the retry fetched %+v, want the new branch again", res.Changes)
 	}
 	snap := rf.Repo().Snapshot()
 	if _, ok := snap.Branch("feature"); !ok || snap.Version() <= v1 || res.ViewVersion != snap.Version() {

@@ -97,6 +97,12 @@ var (
 	// ErrRemoved: the repository was removed; its queued run was
 	// cancelled, its running one stopped, and it takes no new ones.
 	ErrRemoved = errors.New("the repository was removed")
+	// ErrBuild: the view could not be built from the repository's refs
+	// (a branch that names a blob, a commit over the view's limits, a
+	// missing object). Nothing was published: a mirror's fetch was thrown
+	// away, and the last good view is still served. The next run tries
+	// again.
+	ErrBuild = errors.New("the view could not be built from the repository's refs")
 )
 
 // Result is the record of one run. API converts it to the API's
@@ -863,6 +869,14 @@ func (r *Refresher) perform(ru *run) Result {
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, opts.Timeout, err)
 		}
 		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
+		if out.snap != nil && !out.shared {
+			// The view of the last good refs (fallback).
+			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
+			res.ViewVersion = cur.Version()
+			if changed {
+				r.announce(prev, cur)
+			}
+		}
 	} else {
 		r.unbuilt = false // published below (or nothing to build)
 		res.ChangesTotal = len(out.changes)
@@ -980,6 +994,16 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 			}
 		}
 	}
+	// What the source fetched stays pending (a mirror's pack in its
+	// quarantine, its refs unmoved) until the view of it was built: a
+	// repository whose new refs cannot make a view keeps the mirror and
+	// the view it had.
+	finished := false
+	defer func() {
+		if !finished {
+			_ = upd.Finish(ctx, false)
+		}
+	}()
 	if err := refs.Classify(ctx, upd.Changes, r.builder.Cache().Commits(upd.Repo), 0); err != nil {
 		return out, err
 	}
@@ -993,10 +1017,42 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	out.buildStart = time.Now()
 	snap, stats, err := r.buildView(ctx, upd.Repo, prev)
 	if err != nil {
+		if errors.Is(err, ErrBuild) && prev.Version() == 0 {
+			out.snap, out.stats = r.fallback(ctx, src, prev)
+		}
 		return out, err
+	}
+	finished = true
+	if err := upd.Finish(ctx, true); err != nil {
+		return out, r.wrap(err)
 	}
 	out.snap, out.stats = snap, stats
 	return out, nil
+}
+
+// fallback builds the view of the refs of the source's last good view
+// (source.Fallback), when its current refs make no view and no view is
+// served yet (a start-up): the run still fails, but the repository is
+// served as it was. Nil when there is none, or it makes no view either.
+func (r *Refresher) fallback(ctx context.Context, src source.Source, prev *view.Snapshot) (*view.Snapshot, view.Stats) {
+	fb, ok := src.(source.Fallback)
+	if !ok || r.shared() {
+		return nil, view.Stats{}
+	}
+	repo, ok, err := fb.LastGood(ctx)
+	if err != nil || !ok {
+		if err != nil {
+			r.log.Warn("the last good refs could not be read", "err", redact.Error(err))
+		}
+		return nil, view.Stats{}
+	}
+	snap, stats, err := r.buildView(ctx, repo, prev)
+	if err != nil {
+		r.log.Warn("the last good refs make no view either", "err", redact.Error(err))
+		return nil, view.Stats{}
+	}
+	r.log.Warn("serving the view of the last good refs: the current ones make none")
+	return snap, stats
 }
 
 // buildView builds the view of repo from prev (BeforeBuild first).
@@ -1008,7 +1064,10 @@ func (r *Refresher) buildView(ctx context.Context, repo view.Repo, prev *view.Sn
 	}
 	snap, stats, err := r.builder.Build(ctx, repo, prev)
 	if err != nil {
-		return nil, stats, fmt.Errorf("build view: %w", err)
+		if ctx.Err() != nil {
+			return nil, stats, fmt.Errorf("build view: %w", err)
+		}
+		return nil, stats, fmt.Errorf("%w: %w", ErrBuild, err)
 	}
 	return snap, stats, nil
 }

@@ -65,9 +65,11 @@ type Repo struct {
 	ready atomic.Bool
 }
 
-// NewLocal describes the operator's working repository.
-func NewLocal(id string, wt *gitrepo.Worktree, trunk, remote string) *Repo {
-	r := &Repo{ID: id, Kind: gen.Local, Origin: OriginLocal, Trunk: trunk, Remote: remote, src: source.NewLocal(wt)}
+// NewLocal describes the operator's working repository. good is the file,
+// in stackd's data directory, that keeps the refs of its last good view
+// ("": none is kept; see source.Local).
+func NewLocal(id string, wt *gitrepo.Worktree, trunk, remote, good string) *Repo {
+	r := &Repo{ID: id, Kind: gen.Local, Origin: OriginLocal, Trunk: trunk, Remote: remote, src: source.NewLocal(wt, good)}
 	r.snap.Store(view.Empty(r.Input()))
 	return r
 }

@@ -45,7 +45,7 @@ func TestFollowerAfterCollection(t *testing.T) {
 	follower := source.NewSharedMirror(roots[1], "up", cfg)
 	t.Cleanup(func() { _ = writer.Close(); _ = follower.Close() })
 	ctx := context.Background()
-	if _, err := writer.Refresh(ctx, view.NewCache()); err != nil {
+	if u, err := writer.Refresh(ctx, view.NewCache()); err != nil || u.Finish(ctx, true) != nil {
 		t.Fatal(err)
 	}
 	repo0, _, err := follower.Load(ctx)
@@ -82,7 +82,7 @@ func TestFollowerAfterCollection(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "stackd-gc.json"), []byte(`{"format":1,"pack_bytes":1}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if u, err := writer.Refresh(ctx, view.NewCache()); err != nil || !u.Changed {
+		if u, err := writer.Refresh(ctx, view.NewCache()); err != nil || !u.Changed || u.Finish(ctx, true) != nil {
 			t.Fatalf("writer refresh: %+v, %v", u, err)
 		}
 	}

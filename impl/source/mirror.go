@@ -122,7 +122,9 @@ func (s *Mirror) Reread(ctx context.Context) (Update, error) {
 
 // Refresh clones the mirror on first use, else lists the upstream and
 // fetches only what changed; a listing equal to the mirror's refs fetches
-// and writes nothing and reports no change.
+// and writes nothing and reports no change. What it fetched is pending
+// (Update.Commit, Update.Abort): the clone or the new pack is checked but
+// not in place, and no ref moved, until the caller commits.
 //
 // A shared mirror's Refresh expects the caller to hold the mirror's
 // cluster-wide lease: it first repairs what a writer that died left and
@@ -139,22 +141,28 @@ func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 		if cache != nil {
 			cfg.Seen = cache.Add
 		}
-		m, changes, err := s.root.Clone(ctx, s.id, cfg)
+		p, err := s.root.BeginClone(ctx, s.id, cfg)
 		if err != nil {
 			return Update{}, err
 		}
-		s.mu.Lock()
-		if s.closed {
-			// Closed during the clone: Close's caller waits for the runs
-			// to end before it removes the directory, so this one goes
-			// with the rest.
-			s.mu.Unlock()
-			_ = m.Close()
-			return Update{}, ErrClosed
+		commit := func(context.Context) error {
+			m, err := p.Commit()
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.closed {
+				// Closed during the clone: Close's caller waits for the
+				// runs to end before it removes the directory, so this
+				// one goes with the rest.
+				_ = m.Close()
+				return ErrClosed
+			}
+			s.m = m
+			return nil
 		}
-		s.m = m
-		s.mu.Unlock()
-		return Update{Repo: m.Reader(), Changes: changes, Changed: true}, nil
+		return Update{Repo: p.Reader(), Changes: p.Changes(), Changed: true, Commit: commit, Abort: p.Abort}, nil
 	}
 	reloaded := false
 	if s.shared {
@@ -165,11 +173,18 @@ func (s *Mirror) Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 			return Update{}, err
 		}
 	}
-	res, err := m.Sync(ctx)
+	p, err := m.Fetch(ctx)
 	if err != nil {
 		return Update{}, err
 	}
-	return Update{Repo: m.Reader(), Changes: res.Changes, Changed: len(res.Changes) > 0 || res.HeadChanged || reloaded}, nil
+	if p == nil {
+		return Update{Repo: m.Reader(), Changed: reloaded}, nil
+	}
+	commit := func(ctx context.Context) error {
+		_, err := p.Commit(ctx)
+		return err
+	}
+	return Update{Repo: p.Reader(), Changes: p.Changes(), Changed: true, Commit: commit, Abort: p.Abort}, nil
 }
 
 // Close releases the mirror's open files; every later Load and Refresh

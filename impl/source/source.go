@@ -60,6 +60,16 @@ type Source interface {
 	Refresh(ctx context.Context, cache *view.Cache) (Update, error)
 }
 
+// Fallback is a source that keeps the refs of its last good view, for a
+// start-up whose current refs make no view: a working repository (a
+// mirror's refs on disk are always those of its last good view, since a
+// fetch is only committed once its view was built).
+type Fallback interface {
+	// LastGood returns the repository with the refs of its last good
+	// view; false when none were kept.
+	LastGood(ctx context.Context) (view.Repo, bool, error)
+}
+
 // Update is the outcome of one Refresh.
 type Update struct {
 	// Repo is the repository after the refresh.
@@ -71,6 +81,30 @@ type Update struct {
 	// Changed reports whether anything the view reads may have changed;
 	// when false the previous view still holds and need not be rebuilt.
 	Changed bool
+	// Commit, when not nil, publishes what Refresh fetched: until it is
+	// called, nothing is visible on disk (a mirror's new pack waits in a
+	// quarantine, its refs have not moved) and Repo reads the pending
+	// state. The caller builds the view of Repo first, and commits only
+	// when that succeeded; otherwise it calls Abort. Nil when there is
+	// nothing to publish (a working repository; a mirror that did not
+	// change).
+	Commit func(ctx context.Context) error
+	// Abort throws away what Refresh fetched, leaving the source as it
+	// was; nil when Commit is.
+	Abort func()
+}
+
+// Finish ends a pending update: Commit when commit is set and it has
+// one, else Abort. It is a no-op for an update with nothing pending.
+func (u Update) Finish(ctx context.Context, commit bool) error {
+	switch {
+	case u.Commit == nil:
+		return nil
+	case commit:
+		return u.Commit(ctx)
+	}
+	u.Abort()
+	return nil
 }
 
 // Namespaces are the refs a sync result reports: branches and the

@@ -25,7 +25,7 @@ func TestLocalReportsWhatChangedSinceTheLastRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := source.NewLocal(wt)
+	l := source.NewLocal(wt, "")
 	if l.Kind() != gen.Local || l.Mode() != source.ModeReread {
 		t.Fatalf("kind %s mode %s", l.Kind(), l.Mode())
 	}
@@ -71,6 +71,13 @@ func TestMirrorLoadsOnlyWhatIsOnDisk(t *testing.T) {
 	u, err := m.Refresh(context.Background(), cache)
 	if err != nil || !u.Changed || len(u.Changes) != 13 { // main, 6 branches, 6 metadata refs
 		t.Fatalf("first refresh (clone) = %d changes, %v", len(u.Changes), err)
+	}
+	// The clone is pending until committed: nothing is on disk yet.
+	if _, _, err := source.NewMirror(root, "up", mirror.Config{AllowPrivate: true, URL: url}).Load(context.Background()); !errors.Is(err, source.ErrNotCloned) {
+		t.Fatalf("Load of a pending clone = %v", err)
+	}
+	if err := u.Finish(context.Background(), true); err != nil {
+		t.Fatal(err)
 	}
 	// The clone handed the branch tips to the cache: a build reads none.
 	commits := cache.Commits(u.Repo)
