@@ -26,6 +26,7 @@ import (
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
@@ -72,6 +73,9 @@ type App struct {
 	onboardMu  sync.Mutex
 	onboarding map[string]string
 
+	// shortOfMemory refuses new fetches (Options.ShortOfMemory).
+	shortOfMemory func() bool
+
 	// Where mirrors may connect (see newMirror).
 	remoteHosts   egress.Hosts
 	remoteRootCAs *x509.CertPool
@@ -107,6 +111,11 @@ type Options struct {
 	// RemoteResolver resolves upstream host names (tests answer with
 	// their own DNS server).
 	RemoteResolver *net.Resolver
+	// ShortOfMemory says whether the server is short of memory, which
+	// refuses new fetches (memory.go); a fetch it refuses never reaches
+	// BeforeRefresh. Default: a memlimit.Monitor of the process's memory
+	// limit (tests force pressure with it).
+	ShortOfMemory func() bool
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -165,6 +174,10 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		return nil, fmt.Errorf("--allowed-remote-hosts: %w", err)
 	}
 	a.remoteHosts = hosts
+	a.shortOfMemory = opts.ShortOfMemory
+	if a.shortOfMemory == nil {
+		a.shortOfMemory = memlimit.NewMonitor(memlimit.Options{Logger: log}).Short
+	}
 	acfg := AuthConfig(cfg)
 	if opts.Rate != (auth.RateLimit{}) {
 		acfg.Rate = opts.Rate
@@ -230,7 +243,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	a.refresh = refresh.NewManager(a.clustered(refresh.Options{
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
-		BeforeRefresh: opts.BeforeRefresh,
+		BeforeRefresh: guardFetches(a.shortOfMemory, opts.BeforeRefresh),
 		Publish:       a.publishEvent,
 		Debounce:      cfg.WebhookDebounce,
 		MaxDelay:      cfg.WebhookMaxDelay,
@@ -279,6 +292,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Me:            a.me,
 		AuditLog:      a.auditLog,
 		Database:      a.store,
+		ShortOfMemory: a.shortOfMemory,
 	})
 	h, err := NewHandler(srv, HandlerDeps{
 		Logger:      log,
@@ -607,6 +621,10 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	}
 	if err != nil {
 		return nil, err
+	}
+	// No clone starts while the server is short of memory (memory.go).
+	if a.shortOfMemory() {
+		return nil, fmt.Errorf("onboard %s: %w", id, memlimit.ErrPressure)
 	}
 	a.setOnboarding(id, actorOf(ctx), true)
 	defer a.setOnboarding(id, "", false)

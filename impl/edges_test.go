@@ -433,7 +433,8 @@ func TestEveryAnswerDeclared(t *testing.T) {
 		cf := &countingFetch{}
 		cfg := mirrorConfig(t)
 		cfg.SyncTimeout = time.Second
-		s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch})
+		var short atomic.Bool
+		s := startServer(t, cfg, impl.Options{BeforeRefresh: cf.fetch, ShortOfMemory: short.Load})
 		createRepo, syncRepo := specOp{id: "createRepo", method: "POST", path: "/api/v1/repos"}, specOp{id: "syncRepo", method: "POST", path: "/api/v1/repos/edge/sync"}
 		body := func(u string) func(c *rawCall) {
 			return func(c *rawCall) { c.body, c.hdr = `{"url":"`+u+`"}`, []string{"Content-Type", "application/json"} }
@@ -458,6 +459,15 @@ func TestEveryAnswerDeclared(t *testing.T) {
 		if code, _, b := call(t, s, syncRepo, nil); code != 502 {
 			t.Fatalf("a sync of a vanished upstream: %d %s", code, b)
 		}
+		// Short of memory: no new fetch starts.
+		short.Store(true)
+		if code, _, b := call(t, s, syncRepo, nil); code != 503 {
+			t.Fatalf("a sync while short of memory: %d %s", code, b)
+		}
+		if code, _, b := call(t, s, createRepo, body("git://127.0.0.1:1/third.git")); code != 503 {
+			t.Fatalf("onboarding while short of memory: %d %s", code, b)
+		}
+		short.Store(false)
 		// Shutdown: the refresher closes under a waiting sync and a
 		// waiting onboarding, both held before any network access.
 		hold, started := make(chan struct{}), make(chan struct{}, 2)

@@ -55,6 +55,8 @@ type Server struct {
 	auditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 
 	db Database
+
+	shortOfMemory func() bool
 }
 
 // ServerDeps is what the API handlers need.
@@ -81,6 +83,9 @@ type ServerDeps struct {
 	// (nil: no database; readiness does not wait for one, deliveries are
 	// deduplicated in memory).
 	Database Database
+	// ShortOfMemory says whether the server is short of memory: a sync
+	// of a mirror that would start a fetch is refused (nil: never).
+	ShortOfMemory func() bool
 }
 
 // Database is what handlers ask of the store directly.
@@ -99,6 +104,10 @@ func NewServer(d ServerDeps) *Server {
 			return t.C, t.Stop
 		}
 	}
+	short := d.ShortOfMemory
+	if short == nil {
+		short = func() bool { return false }
+	}
 	return &Server{
 		reg: d.Registry, refresh: d.Refresh, broker: d.Broker, log: d.Logger, info: d.Info,
 		webhookSecret: d.WebhookSecret,
@@ -110,6 +119,7 @@ func NewServer(d ServerDeps) *Server {
 		me:            d.Me,
 		auditLog:      d.AuditLog,
 		db:            d.Database,
+		shortOfMemory: short,
 	}
 }
 

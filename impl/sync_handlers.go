@@ -12,6 +12,7 @@ import (
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/refresh"
@@ -33,12 +34,22 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	}
 	// A sync token is spent only when this sync creates a run: joining a
 	// queued run costs nothing (auth.Charge, the gate's deferred charge).
-	admit := func() error { return auth.Charge(ctx) }
+	// A new run of a mirror (a fetch) is refused first while the server is
+	// short of memory (memory.go).
+	admit := func() error {
+		if r.Kind == gen.Mirror && s.shortOfMemory() {
+			return memlimit.ErrPressure
+		}
+		return auth.Charge(ctx)
+	}
 	var limited *auth.LimitError
 	if req.Params.Wait != nil && !*req.Params.Wait {
 		id, err := rf.TriggerIf(refresh.Manual, admit)
 		if errors.As(err, &limited) {
 			return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
+		}
+		if errors.Is(err, memlimit.ErrPressure) {
+			return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shortOfMemory()}, nil
 		}
 		if errors.Is(err, refresh.ErrRemoved) {
 			return gen.SyncRepo404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(notFound("repository %q was removed", r.ID))}, nil
@@ -53,6 +64,9 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	res, err := rf.SyncIf(ctx, refresh.Manual, admit)
 	if errors.As(err, &limited) {
 		return gen.SyncRepo429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooMany(limited)}, nil
+	}
+	if errors.Is(err, memlimit.ErrPressure) {
+		return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shortOfMemory()}, nil
 	}
 	if err == nil && errors.Is(res.Err, refresh.ErrRemoved) {
 		err = res.Err
@@ -81,6 +95,9 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 		return gen.SyncRepo200JSONResponse(res.API()), nil
 	case shutdown(res.Err):
 		return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
+	case errors.Is(res.Err, memlimit.ErrPressure):
+		// Admitted, then short of memory when the fetch was to start.
+		return gen.SyncRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shortOfMemory()}, nil
 	case errors.Is(res.Err, refresh.ErrTimeout):
 		return gen.SyncRepo504ApplicationProblemPlusJSONResponse{SyncTimeoutApplicationProblemPlusJSONResponse: gen.SyncTimeoutApplicationProblemPlusJSONResponse{
 			Body: failed(http.StatusGatewayTimeout, problem.Timeout), Headers: gen.SyncTimeoutResponseHeaders{Location: loc}}}, nil
@@ -222,6 +239,8 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
 	case shutdown(err):
 		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
+	case errors.Is(err, memlimit.ErrPressure):
+		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shortOfMemory()}, nil
 	case errors.Is(err, refresh.ErrTimeout):
 		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil

@@ -163,7 +163,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"repos", "--help"}, []string{"usage: stackd repos", "-json", "STACKD_SERVER", "STACKD_TOKEN"}},
 		{[]string{"view", "-h"}, []string{"usage: stackd view REPO", "STACKD_SERVER", "STACKD_TOKEN"}},
 		{[]string{"serve", "-h"}, []string{"usage: stackd serve", "-base-url", "STACKD_ADDR", "STACKD_WEBHOOK_SECRET", "STACKD_OIDC_CLIENT_SECRET", "STACKD_REPO_<ID>_USERNAME", "STACKD_DEBUG",
-			"-database-url", "STACKD_DATABASE_URL", "-replica-id", "-allow-local-with-database"}},
+			"-database-url", "STACKD_DATABASE_URL", "-replica-id", "-allow-local-with-database", "-memory-limit", "STACKD_MEMORY_LIMIT", "GOMEMLIMIT"}},
 		{[]string{"migrate", "-h"}, []string{"usage: stackd migrate", "-database-url", "STACKD_DATABASE_URL", "-data-dir"}},
 		{[]string{"help"}, []string{"usage: stackd <command>", "migrate", "STACKD_SERVER", "STACKD_TOKEN"}},
 	} {

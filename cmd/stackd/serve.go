@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -17,6 +18,7 @@ import (
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/store"
 )
 
@@ -34,6 +36,7 @@ type fileConfig struct {
 	WebhookSecret       string              `yaml:"webhookSecret"`
 	WebhookDebounce     string              `yaml:"webhookDebounce"`
 	WebhookMaxDelay     string              `yaml:"webhookMaxDelay"`
+	MemoryLimit         string              `yaml:"memoryLimit"`
 	Repos               []config.RepoConfig `yaml:"repos"`
 }
 
@@ -76,6 +79,7 @@ const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
   STACKD_REPO_<ID>_PASSWORD      (only ever sent to that repository's origin)
   STACKD_DEBUG                   any value: debug logging (every request)
   XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
+  GOMEMLIMIT                     the memory limit when --memory-limit is auto (the default)
   SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
   PGPASSWORD, ~/.pgpass          the database password, when --database-url has none
 `
@@ -124,6 +128,7 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(durationValue{&cfg.WebhookMaxDelay}, "webhook-max-delay", "longest wait of a webhook push's refresh (at least --webhook-debounce)")
 	s.str(&cfg.DatabaseURL, "database-url", "PostgreSQL URL (postgres://...) of the database replicas share; default: SQLite in --data-dir")
 	s.value(boolValue{&cfg.AllowLocalWithDatabase}, "allow-local-with-database", "serve the working repository also with --database-url (a single-replica feature)")
+	s.str(&cfg.MemoryLimit, "memory-limit", `soft memory limit, e.g. 1GiB or 512MiB, "off", or "auto": GOMEMLIMIT when set, else 80% of the cgroup's limit, else 2GiB; near it new fetches are refused (503)`)
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v
@@ -246,6 +251,12 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 			}
 			return durationValue{&cfg.WebhookMaxDelay}.Set(fc.WebhookMaxDelay)
 		}),
+		set("memory-limit", func() error {
+			if fc.MemoryLimit != "" {
+				cfg.MemoryLimit = fc.MemoryLimit
+			}
+			return nil
+		}),
 		set("allowed-remote-hosts", func() error {
 			if fc.AllowedRemoteHosts != nil {
 				cfg.AllowedRemoteHosts = fc.AllowedRemoteHosts
@@ -263,6 +274,27 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// applyMemoryLimit sets the process's soft memory limit from the
+// validated --memory-limit (memlimit.Choose), and returns what to log
+// about it.
+func applyMemoryLimit(v string) []any {
+	setting, err := memlimit.Parse(v)
+	if err != nil { // not reached: Validate checked it
+		return []any{"limit", "unchanged", "err", err}
+	}
+	gomemlimit := os.Getenv("GOMEMLIMIT")
+	choice := memlimit.Choose(setting, gomemlimit, debug.SetMemoryLimit(-1), os.DirFS("/"))
+	memlimit.Apply(choice)
+	attrs := []any{"limit", memlimit.Format(choice.Bytes), "from", choice.From}
+	if choice.Cgroup > 0 {
+		attrs = append(attrs, "cgroup", memlimit.Format(choice.Cgroup))
+	}
+	if gomemlimit != "" && choice.From == memlimit.FromFlag {
+		attrs = append(attrs, "overrides", "GOMEMLIMIT", "gomemlimit", gomemlimit)
+	}
+	return attrs
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -287,6 +319,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Every line names the replica: several processes may share a
 	// database and a log pipeline.
 	log := newLogger(cfg.LogFormat, stderr).With("replica", cfg.ReplicaID)
+	// Set before anything is read; logged once start-up is not refused
+	// (a refusal is one line).
+	memAttrs := applyMemoryLimit(cfg.MemoryLimit)
 	if cfg.DatabaseURL != "" {
 		log.Info("database", "engine", "postgres", "url", store.DescribeURL(cfg.DatabaseURL))
 	}
@@ -297,6 +332,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	log.Info("memory limit", memAttrs...)
 	if cfg.Auth == "oidc" {
 		// On loopback the base URL defaults to http://<addr>: say what
 		// the provider must have registered.

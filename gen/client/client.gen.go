@@ -799,7 +799,8 @@ type ClientInterface interface {
 	// upstream failure is a 502 whose detail says what failed (for example
 	// `could not clone: repository not found (HTTP 404)`), never what the
 	// upstream answered. Onboarded mirrors never receive operator
-	// credentials.
+	// credentials. While the server is short of memory (near
+	// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -825,7 +826,8 @@ type ClientInterface interface {
 	// upstream failure is a 502 whose detail says what failed (for example
 	// `could not clone: repository not found (HTTP 404)`), never what the
 	// upstream answered. Onboarded mirrors never receive operator
-	// credentials.
+	// credentials. While the server is short of memory (near
+	// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -934,6 +936,9 @@ type ClientInterface interface {
 	// A sync that creates a run spends a token of the caller's sync bucket
 	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
 	// it is empty); one that joins an already queued run costs none.
+	// While the server is short of memory (near `--memory-limit`), a sync
+	// of a mirror that would create a run answers 503 with `Retry-After`
+	// and spends no token; a working repository's re-read is not refused.
 	//
 	// Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 	SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1121,7 +1126,8 @@ func (c *Client) ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (
 // upstream failure is a 502 whose detail says what failed (for example
 // `could not clone: repository not found (HTTP 404)`), never what the
 // upstream answered. Onboarded mirrors never receive operator
-// credentials.
+// credentials. While the server is short of memory (near
+// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1157,7 +1163,8 @@ func (c *Client) CreateRepoWithBody(ctx context.Context, contentType string, bod
 // upstream failure is a 502 whose detail says what failed (for example
 // `could not clone: repository not found (HTTP 404)`), never what the
 // upstream answered. Onboarded mirrors never receive operator
-// credentials.
+// credentials. While the server is short of memory (near
+// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1356,6 +1363,9 @@ func (c *Client) GetStack(ctx context.Context, repoID RepoID, root string, param
 // A sync that creates a run spends a token of the caller's sync bucket
 // (`--sync-rate-limit`, per signed-in user, else per address; 429 when
 // it is empty); one that joins an already queued run costs none.
+// While the server is short of memory (near `--memory-limit`), a sync
+// of a mirror that would create a run answers 503 with `Retry-After`
+// and spends no token; a working repository's re-read is not refused.
 //
 // Corresponds with POST /api/v1/repos/{repoID}/sync (the `SyncRepo` operationId).
 func (c *Client) SyncRepo(ctx context.Context, repoID RepoID, params *SyncRepoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2553,7 +2563,8 @@ type ClientWithResponsesInterface interface {
 	// upstream failure is a 502 whose detail says what failed (for example
 	// `could not clone: repository not found (HTTP 404)`), never what the
 	// upstream answered. Onboarded mirrors never receive operator
-	// credentials.
+	// credentials. While the server is short of memory (near
+	// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2579,7 +2590,8 @@ type ClientWithResponsesInterface interface {
 	// upstream failure is a 502 whose detail says what failed (for example
 	// `could not clone: repository not found (HTTP 404)`), never what the
 	// upstream answered. Onboarded mirrors never receive operator
-	// credentials.
+	// credentials. While the server is short of memory (near
+	// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2704,6 +2716,9 @@ type ClientWithResponsesInterface interface {
 	// A sync that creates a run spends a token of the caller's sync bucket
 	// (`--sync-rate-limit`, per signed-in user, else per address; 429 when
 	// it is empty); one that joins an already queued run costs none.
+	// While the server is short of memory (near `--memory-limit`), a sync
+	// of a mirror that would create a run answers 503 with `Retry-After`
+	// and spends no token; a working repository's re-read is not refused.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5563,7 +5578,8 @@ func (c *ClientWithResponses) ListReposWithResponse(ctx context.Context, reqEdit
 // upstream failure is a 502 whose detail says what failed (for example
 // `could not clone: repository not found (HTTP 404)`), never what the
 // upstream answered. Onboarded mirrors never receive operator
-// credentials.
+// credentials. While the server is short of memory (near
+// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5595,7 +5611,8 @@ func (c *ClientWithResponses) CreateRepoWithBodyWithResponse(ctx context.Context
 // upstream failure is a 502 whose detail says what failed (for example
 // `could not clone: repository not found (HTTP 404)`), never what the
 // upstream answered. Onboarded mirrors never receive operator
-// credentials.
+// credentials. While the server is short of memory (near
+// `--memory-limit`) nothing is cloned: 503 with `Retry-After`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5774,6 +5791,9 @@ func (c *ClientWithResponses) GetStackWithResponse(ctx context.Context, repoID R
 // A sync that creates a run spends a token of the caller's sync bucket
 // (`--sync-rate-limit`, per signed-in user, else per address; 429 when
 // it is empty); one that joins an already queued run costs none.
+// While the server is short of memory (near `--memory-limit`), a sync
+// of a mirror that would create a run answers 503 with `Retry-After`
+// and spends no token; a working repository's re-read is not refused.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/impl/egress"
+	"github.com/stackd/stackd/impl/memlimit"
 )
 
 // Config is the whole server configuration.
@@ -83,6 +84,14 @@ type Config struct {
 	// long after the first push it serves. At least WebhookDebounce.
 	// Default 10s.
 	WebhookMaxDelay time.Duration
+	// MemoryLimit (--memory-limit) is the process's soft memory limit
+	// (runtime/debug.SetMemoryLimit), in memlimit.Parse's syntax: "auto"
+	// (default), "off" (or "0": none), or a size such as 1GiB or 512MiB,
+	// at least 64MiB. Auto keeps the limit of a GOMEMLIMIT environment
+	// variable, else takes 80% of the cgroup's memory limit, else 2GiB
+	// (memlimit.Choose); an explicit size or "off" wins over GOMEMLIMIT.
+	// Near the limit the server refuses new fetches (memlimit.Monitor).
+	MemoryLimit string
 	// WatchDebounce is the watcher's quiet period. Default 100ms. A steady
 	// stream of changes still triggers every 10 quiet periods.
 	WatchDebounce time.Duration
@@ -199,6 +208,7 @@ func Default() Config {
 		WatchDebounce: 100 * time.Millisecond,
 		RateLimit:     "20/40",
 		SyncRateLimit: "1/5",
+		MemoryLimit:   "auto",
 
 		WebhookDebounce:      2 * time.Second,
 		WebhookMaxDelay:      10 * time.Second,
@@ -313,6 +323,9 @@ func (c *Config) Validate() error {
 		if _, _, _, err := ParseRate(rl.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", rl.flag, rl.v, err))
 		}
+	}
+	if _, err := memlimit.Parse(c.MemoryLimit); err != nil {
+		errs = append(errs, fmt.Errorf("--memory-limit %q: %w", c.MemoryLimit, err))
 	}
 	if c.DatabaseURL != "" {
 		// The message never repeats the URL: it may hold a password.

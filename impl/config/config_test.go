@@ -127,3 +127,22 @@ func TestValidateSyncHistory(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		v  string
+		ok bool
+	}{{"auto", true}, {"", true}, {"off", true}, {"0", true}, {"1GiB", true}, {"512MiB", true},
+		{"1MiB", false}, {"1.5GiB", false}, {"plenty", false}} {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.MemoryLimit = tt.v
+		err := c.Validate()
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--memory-limit")) {
+			t.Errorf("MemoryLimit %q: Validate() = %v", tt.v, err)
+		}
+	}
+	if d := Default(); d.MemoryLimit != "auto" {
+		t.Errorf("default MemoryLimit %q, want auto", d.MemoryLimit)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/store"
@@ -34,10 +35,11 @@ const DatabaseText = "refresh failed: the database is unreachable, and replicas 
 // Public returns the text of err that clients may see: in SyncResult.error,
 // syncStatus.lastError, the event stream and the 502/504 problems.
 //
-// Failures of the upstream (ErrFetch, a refused remote URL), timeouts and
-// shutdowns are described, with credentials removed and every filesystem
-// path (absolute paths, file:// URLs) replaced by "…". Anything else is
-// InternalText.
+// Failures of the upstream (ErrFetch, a refused remote URL), timeouts,
+// shutdowns and fetches refused for memory (memlimit.ErrPressure, which
+// the server's BeforeRefresh hook returns) are described, with
+// credentials removed and every filesystem path (absolute paths, file://
+// URLs) replaced by "…". Anything else is InternalText.
 func Public(err error) string {
 	switch {
 	case err == nil:
@@ -53,7 +55,8 @@ func Public(err error) string {
 	case errors.Is(err, store.ErrUnavailable):
 		return DatabaseText
 	case errors.Is(err, ErrFetch), errors.Is(err, ErrTimeout), errors.Is(err, ErrClosed), errors.Is(err, ErrRemoved), errors.Is(err, ErrPanic),
-		errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, context.Canceled):
+		errors.Is(err, mirror.ErrBadURL), errors.Is(err, mirror.ErrLocalRemote), errors.Is(err, context.Canceled),
+		errors.Is(err, memlimit.ErrPressure):
 		return ScrubPaths(redact.Error(err))
 	default:
 		return InternalText

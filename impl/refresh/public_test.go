@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/store"
 )
@@ -36,6 +37,7 @@ func TestPublic(t *testing.T) {
 		{"closed", ErrClosed, "refresher closed"},
 		{"panic", ErrPanic, "refresh failed unexpectedly"},
 		{"database unreachable for the lease", fmt.Errorf("refresh lease of api: %w: dial unix /tmp/pg/.s.PGSQL.5432: connect: refused", store.ErrUnavailable), DatabaseText},
+		{"short of memory", fmt.Errorf("fetch postponed: %w", memlimit.ErrPressure), "fetch postponed: the server is short of memory; try again shortly"},
 		{"lease lost", ErrLeaseLost, "the refresh lease was lost (its database connection broke): store: database unavailable"},
 	}
 	for _, tc := range cases {
