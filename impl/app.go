@@ -537,6 +537,13 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 		RootCAs:      a.remoteRootCAs,
 		Resolver:     a.resolver,
 		Log:          a.log.With("repo", rs.id),
+		Limits: mirror.Limits{
+			MaxPackSize:  a.cfg.FetchLimits.PackSize,
+			MaxObjects:   a.cfg.FetchLimits.Objects,
+			MaxInflated:  a.cfg.FetchLimits.Inflated,
+			MaxMetaSize:  a.cfg.FetchLimits.CommitSize,
+			MaxDeltaSize: a.cfg.FetchLimits.DeltaSize,
+		},
 	}
 	origin := registry.OriginConfig
 	if rs.onboarded {

@@ -4,7 +4,45 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackd/stackd/impl/bytesize"
 )
+
+// sizeValue is a size in bytes: 512MiB, 2GiB (bytesize).
+type sizeValue struct{ p *int64 }
+
+func (v sizeValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return bytesize.Format(*v.p)
+}
+func (v sizeValue) Set(s string) error {
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+// int64Value is a whole number.
+type int64Value struct{ p *int64 }
+
+func (v int64Value) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+func (v int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
 
 type intValue struct{ p *int }
 

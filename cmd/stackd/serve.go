@@ -129,6 +129,11 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.str(&cfg.DatabaseURL, "database-url", "PostgreSQL URL (postgres://...) of the database replicas share; default: SQLite in --data-dir")
 	s.value(boolValue{&cfg.AllowLocalWithDatabase}, "allow-local-with-database", "serve the working repository also with --database-url (a single-replica feature)")
 	s.str(&cfg.MemoryLimit, "memory-limit", `soft memory limit, e.g. 1GiB or 512MiB, "off", or "auto": GOMEMLIMIT when set, else 80% of the cgroup's limit, else 2GiB; near it new fetches are refused (503)`)
+	s.value(sizeValue{&cfg.FetchLimits.PackSize}, "fetch-max-pack-size", "largest pack one clone or fetch may receive, e.g. 4GiB (0: the default, 4GiB)")
+	s.value(int64Value{&cfg.FetchLimits.Objects}, "fetch-max-objects", "most objects one pack may hold (0: the default, 2000000)")
+	s.value(sizeValue{&cfg.FetchLimits.Inflated}, "fetch-max-inflated", "most bytes inflated to receive and check one pack (0: the default, 32GiB)")
+	s.value(sizeValue{&cfg.FetchLimits.CommitSize}, "fetch-max-commit-size", "largest commit, tree or tag a pack may hold (0: the default, 4MiB)")
+	s.value(sizeValue{&cfg.FetchLimits.DeltaSize}, "fetch-max-delta-size", "largest object held in memory to resolve a delta, a delta's base or result (0: the default, 64MiB)")
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v

@@ -23,6 +23,29 @@ import (
 	"github.com/stackd/stackd/impl/memlimit"
 )
 
+// FetchLimits are the budgets of one received pack (mirror.Limits). Zero
+// fields take the defaults given with each; operators of repositories
+// with larger objects or packs raise them.
+type FetchLimits struct {
+	// PackSize (--fetch-max-pack-size) bounds the bytes of one pack.
+	// Default 4 GiB.
+	PackSize int64
+	// Objects (--fetch-max-objects) bounds the objects of one pack; each
+	// costs about 40 bytes of memory while the pack is indexed. Default
+	// 2,000,000.
+	Objects int64
+	// Inflated (--fetch-max-inflated) bounds the bytes inflated and
+	// produced by deltas while one pack is received and checked. Default
+	// 32 GiB.
+	Inflated int64
+	// CommitSize (--fetch-max-commit-size) bounds every commit, tree and
+	// tag. Default 4 MiB.
+	CommitSize int64
+	// DeltaSize (--fetch-max-delta-size) bounds every object held in
+	// memory to resolve a delta: a delta's base or result. Default 64 MiB.
+	DeltaSize int64
+}
+
 // Config is the whole server configuration.
 type Config struct {
 	// Addr is the listen address. A loopback address selects the local
@@ -92,6 +115,11 @@ type Config struct {
 	// (memlimit.Choose); an explicit size or "off" wins over GOMEMLIMIT.
 	// Near the limit the server refuses new fetches (memlimit.Monitor).
 	MemoryLimit string
+	// FetchLimits bound what receiving one clone or fetch may cost (see
+	// FetchLimits); a zero field takes its default. Over a limit the
+	// transfer fails with 502 /problems/upstream-too-large and nothing is
+	// kept.
+	FetchLimits FetchLimits
 	// WatchDebounce is the watcher's quiet period. Default 100ms. A steady
 	// stream of changes still triggers every 10 quiet periods.
 	WatchDebounce time.Duration
@@ -322,6 +350,15 @@ func (c *Config) Validate() error {
 	for _, rl := range []struct{ flag, v string }{{"--rate-limit", c.RateLimit}, {"--sync-rate-limit", c.SyncRateLimit}, {"--auth-failure-rate-limit", c.AuthFailureRateLimit}} {
 		if _, _, _, err := ParseRate(rl.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", rl.flag, rl.v, err))
+		}
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"--fetch-max-pack-size", c.FetchLimits.PackSize}, {"--fetch-max-objects", c.FetchLimits.Objects}, {"--fetch-max-inflated", c.FetchLimits.Inflated},
+		{"--fetch-max-commit-size", c.FetchLimits.CommitSize}, {"--fetch-max-delta-size", c.FetchLimits.DeltaSize}} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", l.name))
 		}
 	}
 	if _, err := memlimit.Parse(c.MemoryLimit); err != nil {

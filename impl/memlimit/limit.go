@@ -20,6 +20,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/stackd/stackd/impl/bytesize"
 )
 
 // Setting is a parsed --memory-limit.
@@ -44,13 +46,6 @@ const DefaultLimit = 2 << 30
 // soft limit's overshoot.
 const CgroupFraction = 0.8
 
-// units are Parse's units, largest first: the lower-case suffix and how
-// Format writes it.
-var units = []struct {
-	suffix, name string
-	size         int64
-}{{"tib", "TiB", 1 << 40}, {"gib", "GiB", 1 << 30}, {"mib", "MiB", 1 << 20}, {"kib", "KiB", 1 << 10}, {"b", "B", 1}}
-
 // Parse reads a --memory-limit value: "auto" (or empty), "off" or "0" (no
 // limit), or a whole number of bytes with an optional unit B, KiB, MiB,
 // GiB or TiB (GOMEMLIMIT's syntax; case does not matter), at least
@@ -63,24 +58,17 @@ func Parse(s string) (Setting, error) {
 	case "off", "none", "0":
 		return Setting{}, nil
 	}
-	num, mult := v, int64(1)
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			num, mult = strings.TrimSpace(n), u.size
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
+	n, err := bytesize.Parse(v)
+	if errors.Is(err, bytesize.ErrSyntax) {
 		return Setting{}, errors.New(`want a size such as 512MiB or 2GiB, "auto" or "off"`)
 	}
-	if n > math.MaxInt64/mult {
-		return Setting{}, errors.New("too large")
+	if err != nil {
+		return Setting{}, err
 	}
-	if n*mult < MinLimit {
+	if n < MinLimit {
 		return Setting{}, fmt.Errorf("at least %s, or \"off\"", Format(MinLimit))
 	}
-	return Setting{Bytes: n * mult}, nil
+	return Setting{Bytes: n}, nil
 }
 
 // Format writes a number of bytes in the largest binary unit that divides
@@ -89,12 +77,7 @@ func Format(b int64) string {
 	if b <= 0 || b == math.MaxInt64 {
 		return "off"
 	}
-	for _, u := range units {
-		if b%u.size == 0 {
-			return strconv.FormatInt(b/u.size, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(b, 10) + "B" // not reached: B divides everything
+	return bytesize.Format(b)
 }
 
 // Where a Choice came from.
