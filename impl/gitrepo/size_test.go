@@ -14,7 +14,10 @@ import (
 
 	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
+	"github.com/stackd/stackd/impl/view"
 )
+
+var _ view.Sizer = (*gitrepo.Repo)(nil)
 
 // allObjects lists every object of r as git sees it: id → size and delta
 // base ("" when stored whole or loose).
