@@ -252,10 +252,18 @@ type BranchSwitchedEvent struct {
 
 // Commit defines model for Commit.
 type Commit struct {
-	Author  string    `json:"author"`
-	Date    time.Time `json:"date"`
-	Sha     string    `json:"sha"`
-	Subject string    `json:"subject"`
+	// Author The author's name, at most 256 bytes of UTF-8: a longer one is cut like a subject and ends with "…".
+	Author string `json:"author"`
+
+	// Date The author date, UTC.
+	Date time.Time `json:"date"`
+	Sha  string    `json:"sha"`
+
+	// Subject The first line of the commit message, at most 512 bytes of UTF-8: a longer one is cut on a character boundary and ends with "…" (U+2026, within the 512 bytes), and `subjectTruncated` is true.
+	Subject string `json:"subject"`
+
+	// SubjectTruncated Present (and true) only when `subject` was cut to 512 bytes.
+	SubjectTruncated *bool `json:"subjectTruncated,omitempty"`
 }
 
 // Health defines model for Health.

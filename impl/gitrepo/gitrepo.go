@@ -3,13 +3,14 @@
 // stackd serves the repository it was started in without ever changing it:
 // no refs, objects, index, config or working-tree file is written, and it is
 // never fetched into. The rule is enforced by types: the only thing this
-// package hands out is a [Repo] (Worktree.Read), which has exactly three
-// methods (Refs, Object, Config), all reads; no *git.Repository, remote or
-// storer ever leaves the package, so code holding the working repository has
-// nothing it could call Fetch (or any write) on. Underneath, the go-git
-// storage is built by hand (so linked worktrees, partial clones and
-// repositories with extensions.worktreeConfig open) and wrapped in a
-// [ReadOnlyStorer] whose every write method fails with [ErrReadOnly].
+// package hands out is a [Repo] (Worktree.Read), which has exactly four
+// methods (Refs, Object, ObjectSize, Config), all reads; no *git.Repository,
+// remote or storer ever leaves the package, so code holding the working
+// repository has nothing it could call Fetch (or any write) on.
+// Underneath, the go-git storage is built by hand (so linked worktrees,
+// partial clones and repositories with extensions.worktreeConfig open) and
+// wrapped in a [ReadOnlyStorer] whose every write method fails with
+// [ErrReadOnly].
 package gitrepo
 
 import (

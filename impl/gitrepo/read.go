@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/osfs"
@@ -51,11 +52,15 @@ func (w *Worktree) newStorer() *ReadOnlyStorer {
 type objects struct {
 	pool  chan *ReadOnlyStorer
 	packs []string
+
+	objectsDir string
+	sizesOnce  sync.Once
+	sizes      *sizeIndex // see Repo.ObjectSize
 }
 
 func (w *Worktree) newObjects(packs []string) *objects {
 	n := runtime.GOMAXPROCS(0)
-	o := &objects{pool: make(chan *ReadOnlyStorer, n), packs: packs}
+	o := &objects{pool: make(chan *ReadOnlyStorer, n), packs: packs, objectsDir: filepath.Join(w.commonDir, "objects")}
 	for range n {
 		o.pool <- w.newStorer()
 	}
@@ -159,8 +164,8 @@ func toRef(r *plumbing.Reference) refs.Ref {
 
 // Repo is the working repository as stackd may see it: the refs read by
 // one Worktree.Read, and read access to objects and config. It implements
-// view.Repo and has no other methods: nothing reachable from it can fetch,
-// push or write. It is safe for concurrent use.
+// view.Repo and view.Sizer and has no other methods: nothing reachable
+// from it can fetch, push or write. It is safe for concurrent use.
 type Repo struct {
 	refs *refs.Table
 	objs *objects

@@ -137,7 +137,11 @@ func (bd *build) commitVal(h plumbing.Hash) (gen.Commit, error) {
 	if err != nil {
 		return gen.Commit{}, err
 	}
-	return gen.Commit{Sha: h.String(), Subject: n.subject, Author: n.author, Date: n.date}, nil
+	c := gen.Commit{Sha: h.String(), Subject: n.subject, Author: n.author, Date: n.date}
+	if n.subjectCut {
+		c.SubjectTruncated = ptr(true)
+	}
+	return c, nil
 }
 
 func (bd *build) keyOf(bi *branchInfo) walkKey {

@@ -19,6 +19,10 @@ type Cache struct {
 	nodes  map[plumbing.Hash]*node
 	metas  map[plumbing.Hash]*metaEntry
 	stacks map[plumbing.Hash]*stackEntryMeta
+	// tooLarge holds the commits refused by size: an object's size never
+	// changes, so each is checked (and, from a Repo that is not a Sizer,
+	// read) once per process, not on every build.
+	tooLarge map[plumbing.Hash]error
 }
 
 // metaEntry is a parsed branch metadata blob, or why it is unusable.
@@ -39,6 +43,8 @@ func NewCache() *Cache {
 		nodes:  map[plumbing.Hash]*node{},
 		metas:  map[plumbing.Hash]*metaEntry{},
 		stacks: map[plumbing.Hash]*stackEntryMeta{},
+
+		tooLarge: map[plumbing.Hash]error{},
 	}
 }
 
@@ -46,11 +52,23 @@ func NewCache() *Cache {
 func (c *Cache) node(repo Repo, h plumbing.Hash) (*node, error) {
 	c.mu.Lock()
 	n, ok := c.nodes[h]
+	bad := c.tooLarge[h]
 	c.mu.Unlock()
 	if ok {
 		return n, nil
 	}
+	if bad != nil {
+		return nil, bad
+	}
 	n, err := loadNode(repo, h)
+	if errors.Is(err, ErrObjectTooLarge) {
+		c.mu.Lock()
+		if len(c.tooLarge) >= maxCachedCommits {
+			c.tooLarge = map[plumbing.Hash]error{}
+		}
+		c.tooLarge[h] = err
+		c.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -66,8 +84,14 @@ func (c *Cache) node(repo Repo, h plumbing.Hash) (*node, error) {
 // Add caches an object that was read elsewhere: a mirror's clone shows the
 // objects its refs point at as they arrive (mirror.Config.Seen), so a first
 // build need not read them back. Commits are decoded, blobs parsed as branch
-// metadata; other objects are ignored. content is not retained.
+// metadata; other objects are ignored. content is not retained. Content
+// over MaxCommitSize (a commit) or MaxMetadataSize (a blob) is not
+// decoded: a build meets the object, and refuses it, itself.
 func (c *Cache) Add(h plumbing.Hash, t plumbing.ObjectType, content []byte) {
+	if t == plumbing.CommitObject && len(content) > MaxCommitSize ||
+		t == plumbing.BlobObject && len(content) > MaxMetadataSize {
+		return
+	}
 	obj := &plumbing.MemoryObject{}
 	obj.SetType(t)
 	if _, err := obj.Write(content); err != nil {

@@ -61,6 +61,9 @@ func (o objectsOnly) HasEncodedObject(h plumbing.Hash) error {
 	return err
 }
 func (o objectsOnly) EncodedObjectSize(h plumbing.Hash) (int64, error) {
+	if s, ok := o.r.(Sizer); ok {
+		return s.ObjectSize(h)
+	}
 	obj, err := o.r.Object(plumbing.AnyObject, h)
 	if err != nil {
 		return 0, err

@@ -20,6 +20,8 @@ type node struct {
 	author  string
 	date    time.Time // author date, UTC
 	subject string
+	// subjectCut: the subject was cut to MaxSubjectBytes.
+	subjectCut bool
 }
 
 // errNotCommit reports an object that exists but is not a commit.
@@ -29,9 +31,10 @@ var errNotCommit = errors.New("not a commit")
 // over (commits are cheap to read again, and a bound keeps memory flat).
 const maxCachedCommits = 1 << 20
 
-// loadNode reads and decodes commit h.
+// loadNode reads and decodes commit h, refusing an object over
+// MaxCommitSize before reading it (see readObject).
 func loadNode(repo Repo, h plumbing.Hash) (*node, error) {
-	obj, err := repo.Object(plumbing.AnyObject, h)
+	obj, err := readObject(repo, h, MaxCommitSize)
 	if err != nil {
 		return nil, fmt.Errorf("view: commit %s: %w", h, err)
 	}
@@ -41,21 +44,32 @@ func loadNode(repo Repo, h plumbing.Hash) (*node, error) {
 	return decodeNode(h, obj)
 }
 
-// decodeNode decodes a commit object.
+// decodeNode decodes commit h (whose content is read only up to
+// MaxCommitSize bytes). The node keeps the subject and author name cut to
+// MaxSubjectBytes and MaxAuthorBytes, in strings of their own.
 func decodeNode(h plumbing.Hash, obj plumbing.EncodedObject) (*node, error) {
 	var c object.Commit
-	if err := c.Decode(obj); err != nil {
+	if err := c.Decode(capped{obj, h, MaxCommitSize}); err != nil {
 		return nil, fmt.Errorf("view: decode commit %s: %w", h, err)
 	}
 	subject, _, _ := strings.Cut(c.Message, "\n")
+	subject, cut := clip(strings.TrimRight(subject, "\r"), MaxSubjectBytes)
+	author, authorCut := clip(c.Author.Name, MaxAuthorBytes)
 	// Clones: the node outlives the decoded commit, whose message it must
-	// not keep alive.
+	// not keep alive (a cut string is already a copy).
+	if !cut {
+		subject = strings.Clone(subject)
+	}
+	if !authorCut {
+		author = strings.Clone(author)
+	}
 	return &node{
-		parents: c.ParentHashes,
-		when:    c.Committer.When.Unix(),
-		author:  strings.Clone(c.Author.Name),
-		date:    c.Author.When.UTC(),
-		subject: strings.Clone(strings.TrimRight(subject, "\r")),
+		parents:    c.ParentHashes,
+		when:       c.Committer.When.Unix(),
+		author:     author,
+		date:       c.Author.When.UTC(),
+		subject:    subject,
+		subjectCut: cut,
 	}, nil
 }
 

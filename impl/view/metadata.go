@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -17,9 +16,6 @@ const (
 	stackitStackPrefix = "refs/stackit/stacks/"
 	graphiteMetaPrefix = "refs/branch-metadata/"
 )
-
-// maxMetadataBlob bounds how much of a metadata blob is read.
-const maxMetadataBlob = 1 << 20
 
 // prInfo is the pull-request part of stackit and Graphite metadata.
 type prInfo struct {
@@ -50,26 +46,23 @@ type stackMeta struct {
 
 var errNotBlob = errors.New("metadata ref does not point to a blob")
 
-// readBlobJSON decodes the blob h as JSON into v.
+// readBlobJSON decodes the blob h as JSON into v. A blob over
+// MaxMetadataSize is not read (see readObject).
 func readBlobJSON(repo Repo, h plumbing.Hash, v any) error {
-	obj, err := repo.Object(plumbing.AnyObject, h)
+	obj, err := readObject(repo, h, MaxMetadataSize)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", h, err)
 	}
 	return decodeBlobJSON(h, obj, v)
 }
 
-// decodeBlobJSON decodes the blob object obj (id h) as JSON into v.
+// decodeBlobJSON decodes the blob object obj (id h) as JSON into v,
+// reading at most MaxMetadataSize bytes of it.
 func decodeBlobJSON(h plumbing.Hash, obj plumbing.EncodedObject, v any) error {
 	if obj.Type() != plumbing.BlobObject {
 		return fmt.Errorf("%s is a %s: %w", h, obj.Type(), errNotBlob)
 	}
-	rd, err := obj.Reader()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", h, err)
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(io.LimitReader(rd, maxMetadataBlob))
+	b, err := readAll(h, obj, MaxMetadataSize)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", h, err)
 	}
@@ -97,7 +90,7 @@ func (p *prInfo) pr() *gen.PullRequest {
 // branchMeta returns the parsed branch metadata blob h (parsed once).
 func (c *Cache) branchMeta(repo Repo, h plumbing.Hash) *metaEntry {
 	return cached(c, &c.metas, h, func() *metaEntry {
-		obj, err := repo.Object(plumbing.AnyObject, h)
+		obj, err := readObject(repo, h, MaxMetadataSize)
 		if err != nil {
 			return &metaEntry{err: fmt.Errorf("read %s: %w", h, err)}
 		}

@@ -60,6 +60,15 @@
 // branch of the build with the same parent (so the stacks on trunk share one
 // walk down trunk). Like git without a commit-graph file, the walks rely on
 // committer times that do not decrease along history.
+//
+// # Limits
+//
+// No object is read whole before its size is known to be within a limit
+// ([MaxCommitSize], [MaxMetadataSize]; see [Sizer]): a commit over it is
+// refused with [ErrObjectTooLarge] (a tip: the branch is left out; any
+// other commit a walk needs: the build fails), a metadata blob over it is
+// malformed metadata. Subjects and author names are cut to
+// [MaxSubjectBytes] and [MaxAuthorBytes].
 package view
 
 import (
@@ -162,7 +171,8 @@ func Build(ctx context.Context, repo Repo, in Input) (*Snapshot, error) {
 // Build reads refs, metadata and HEAD of repo and builds a snapshot (at
 // version 0), reusing what it can of prev (nil: none; a snapshot of another
 // builder is not reused). It fails only when refs or commits cannot be read
-// or ctx is cancelled; broken metadata is logged and ignored.
+// (a commit over MaxCommitSize: ErrObjectTooLarge) or ctx is cancelled;
+// broken metadata is logged and ignored.
 func (b *Builder) Build(ctx context.Context, repo Repo, prev *Snapshot) (*Snapshot, Stats, error) {
 	start := time.Now()
 	if prev != nil && prev.builder != b {
