@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -29,6 +30,7 @@ import (
 	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/source"
@@ -147,7 +149,20 @@ func AuthConfig(cfg config.Config) auth.Config {
 		Rate:           rateLimit(cfg.RateLimit),
 		SyncRate:       rateLimit(cfg.SyncRateLimit),
 		FailRate:       rateLimit(cfg.AuthFailureRateLimit),
+
+		IPv6ClientPrefix: cfg.IPv6ClientPrefix,
+		AuditMaxAge:      noneIfZero(cfg.AuditMaxAge),
+		AuditMaxEntries:  int(noneIfZero(int64(cfg.AuditMaxEntries))),
 	}
+}
+
+// noneIfZero turns the config's "0: no limit" into auth's (negative; 0
+// there is the default).
+func noneIfZero[T ~int64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // rateLimit converts a validated rate setting ("" or invalid: the default).
@@ -240,6 +255,9 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	// The audit aggregates still open are written before the store
+	// closes (cleanups run in reverse).
+	a.cleanups = append(a.cleanups, func() { a.auth.FlushAudit(true) })
 	a.refresh = refresh.NewManager(a.clustered(refresh.Options{
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
@@ -295,10 +313,11 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		ShortOfMemory: a.shortOfMemory,
 	})
 	h, err := NewHandler(srv, HandlerDeps{
-		Logger:      log,
-		Auth:        a.auth,
-		HSTS:        strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
-		BodyTimeout: opts.BodyTimeout,
+		Logger:            log,
+		Auth:              a.auth,
+		HSTS:              strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
+		BodyTimeout:       opts.BodyTimeout,
+		WriteStallTimeout: cfg.WriteStallTimeout,
 	})
 	if err != nil {
 		a.Close()
@@ -378,7 +397,12 @@ func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 	}
 	out := make([]gen.AuditEntry, 0, len(entries))
 	for _, e := range entries {
-		ge := gen.AuditEntry{Id: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome}
+		ge := gen.AuditEntry{Id: e.ID, At: e.At, LastAt: e.LastAt, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
+			Requests: max(e.Requests, 1)}
+		if e.Route != "" {
+			r := e.Route
+			ge.Route = &r
+		}
 		if e.Method != "" {
 			m := e.Method
 			ge.Method = &m
@@ -556,6 +580,12 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 	fullName := rs.fullName
 	if fullName == "" {
 		fullName = webhook.FullNameFromURL(rs.url)
+		if strings.ContainsFunc(fullName, unicode.IsControl) {
+			// Derived from a URL whose path decodes to control
+			// characters: no name to match webhooks by, rather than
+			// one that cannot be stored or shown.
+			fullName = ""
+		}
 	}
 	return registry.NewMirror(a.mirrors, registry.MirrorSpec{
 		ID:       rs.id,
@@ -609,9 +639,15 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	trunk, fullName := "", ""
 	if req.Trunk != nil {
 		trunk = *req.Trunk
+		if err := refname.Check(trunk); err != nil {
+			return nil, badField{field: "trunk", err: err}
+		}
 	}
 	if req.FullName != nil {
 		fullName = *req.FullName
+		if err := webhook.CheckFullName(fullName); err != nil {
+			return nil, badField{field: "fullName", err: err}
+		}
 	}
 	// A clone that the database then cannot store would be cleaned up
 	// with the database's help: with it unreachable, refuse (503) before
@@ -701,7 +737,8 @@ func (a *App) Start(ctx context.Context) error {
 	a.runMu.Lock()
 	a.runCtx = ctx
 	a.runMu.Unlock()
-	go a.auth.Sweeper(ctx, hourly(ctx))
+	go a.auth.Sweeper(ctx, every(ctx, time.Hour))
+	go a.auth.AuditFlusher(ctx, every(ctx, time.Minute))
 	for _, r := range a.reg.List() {
 		rf, ok := a.refresh.Get(r.ID)
 		if !ok {
@@ -724,9 +761,9 @@ func (a *App) Start(ctx context.Context) error {
 	return nil
 }
 
-// hourly ticks every hour until ctx ends.
-func hourly(ctx context.Context) <-chan time.Time {
-	t := time.NewTicker(time.Hour)
+// every ticks every d until ctx ends.
+func every(ctx context.Context, d time.Duration) <-chan time.Time {
+	t := time.NewTicker(d)
 	context.AfterFunc(ctx, t.Stop)
 	return t.C
 }
@@ -755,7 +792,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// No ReadTimeout or WriteTimeout: they would cut the event streams.
 	// Request bodies get their own read deadline (validate.Bodies, after
-	// the access gate) and a size limit from the spec.
+	// the access gate) and a size limit from the spec; every response
+	// write its own deadline (deadline.Middleware, --write-stall-timeout).
 	hs := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/deadline"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/requestid"
@@ -37,6 +38,10 @@ type HandlerDeps struct {
 	// BodyTimeout bounds the time to receive a request body
 	// (validate.DefaultBodyTimeout when 0).
 	BodyTimeout time.Duration
+	// WriteStallTimeout bounds each write of a response (of at most
+	// deadline.ChunkSize bytes) to a client that does not read
+	// (deadline.DefaultBudget when 0).
+	WriteStallTimeout time.Duration
 }
 
 type rawBody struct {
@@ -65,10 +70,25 @@ func clientKeyFrom(ctx context.Context) string {
 
 var errBadRepoID = errors.New("bad repository id")
 
+// badField is a request field that breaks its rule: a 400 whose detail
+// names the field and the rule (err's text, which never repeats the
+// value).
+type badField struct {
+	field string
+	err   error
+}
+
+func (e badField) Error() string { return e.field + ": " + e.err.Error() }
+
+func (e badField) Unwrap() error { return e.err }
+
 func redactErr(err error) string { return redact.Error(err) }
 
 // NewHandler assembles the HTTP stack, outermost first:
 //
+//  0. a deadline on every write of the response (deadline.Middleware):
+//     a client that stops reading is cut after WriteStallTimeout, one
+//     that reads on is not;
 //  1. request id and security headers (every response carries them);
 //  2. recovery and access log;
 //  3. a request refused before its body was read has its connection
@@ -106,24 +126,7 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
 			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
 		},
-		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
-				// The client went away: nothing failed, and nobody reads
-				// an answer. The access log records 499.
-				log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", StatusClientClosedRequest, "requestId", requestid.From(r.Context()))
-				w.WriteHeader(StatusClientClosedRequest)
-				return
-			}
-			if errors.Is(err, store.ErrUnavailable) {
-				// The database is down or out of reach: worth another
-				// try, not a bug.
-				log.Warn("request failed: the database is unreachable", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
-				writeDatabaseUnavailable(w, r)
-				return
-			}
-			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
-			problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
-		},
+		ResponseErrorHandlerFunc: answerError(log),
 	})
 	gen.HandlerWithOptions(strict, gen.StdHTTPServerOptions{
 		BaseRouter: mux,
@@ -177,7 +180,44 @@ func NewHandler(srv *Server, d HandlerDeps) (http.Handler, error) {
 	h = accessLog(log, h)
 	h = securityHeaders(h, headerPolicy{hsts: d.HSTS, docsCSP: docsCSP})
 	h = requestid.Middleware(h)
+	h = deadline.Middleware(d.WriteStallTimeout)(h)
 	return h, nil
+}
+
+// answerError is the one error hook of the strict handlers: it answers an
+// error a handler returned instead of a typed response. A client that
+// went away is logged (499) and gets nothing; text with a NUL byte that
+// the store refused (store.ErrNUL) is the request's fault: 400; an
+// unreachable database is a 503 worth retrying; anything else is logged
+// and answered 500 with the generic detail.
+func answerError(log *slog.Logger) func(w http.ResponseWriter, r *http.Request, err error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			// The client went away: nothing failed, and nobody reads
+			// an answer. The access log records 499.
+			log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", StatusClientClosedRequest, "requestId", requestid.From(r.Context()))
+			w.WriteHeader(StatusClientClosedRequest)
+			return
+		}
+		if errors.Is(err, store.ErrNUL) {
+			// Text with a NUL byte that no rule of the contract
+			// caught: every engine refuses it before the database
+			// sees it, so nothing was stored, and the request is at
+			// fault, not the server.
+			log.Info("request refused: a text value contains a NUL byte", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()))
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, "a text value of the request contains a NUL byte, which is not stored")
+			return
+		}
+		if errors.Is(err, store.ErrUnavailable) {
+			// The database is down or out of reach: worth another
+			// try, not a bug.
+			log.Warn("request failed: the database is unreachable", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
+			writeDatabaseUnavailable(w, r)
+			return
+		}
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "err", redact.Error(err))
+		problem.Write(w, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
+	}
 }
 
 // onlyGet serves GET and HEAD with h (the routes outside the contract);

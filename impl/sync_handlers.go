@@ -234,7 +234,7 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 		// resolved to a private address): nothing was cloned.
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.RemoteNotAllowed, redactErr(err)))}, nil
-	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, errBadRepoID):
+	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, errBadRepoID), errors.As(err, new(badField)):
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
 	case shutdown(err):

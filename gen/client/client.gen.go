@@ -200,14 +200,44 @@ func (e SyncStatusState) Valid() bool {
 // AuditEntry defines model for AuditEntry.
 type AuditEntry struct {
 	// Action The operationId.
-	Action  string    `json:"action"`
-	Actor   string    `json:"actor"`
-	At      time.Time `json:"at"`
-	Client  *string   `json:"client,omitempty"`
-	Id      int64     `json:"id"`
-	Method  *string   `json:"method,omitempty"`
-	Outcome string    `json:"outcome"`
-	Repo    *string   `json:"repo,omitempty"`
+	Action string `json:"action"`
+
+	// Actor The signed-in user's e-mail address or subject (at most 256 bytes), or `anonymous`.
+	Actor string `json:"actor"`
+
+	// At The time of the request (of an aggregate, its first request).
+	At time.Time `json:"at"`
+
+	// Client The client address; of an aggregate, the address group (an
+	// IPv4 address or an IPv6 prefix such as `2001:db8:1:2::/64`),
+	// or `*` for the groups past the 1,024 told apart in a minute.
+	Client *string `json:"client,omitempty"`
+	Id     int64   `json:"id"`
+
+	// LastAt The time of the last request of an aggregate; `at` for a single request.
+	LastAt time.Time `json:"lastAt"`
+
+	// Method How the actor was authenticated, `session`, `bearer` or `anonymous`.
+	Method *string `json:"method,omitempty"`
+
+	// Outcome The final status, with the problem type of a refusal by the gate, e.g. `200` or `401 unauthorized`.
+	Outcome string `json:"outcome"`
+
+	// Repo The `repoID` path parameter as received, when the route has
+	// one: characters that are not printable (control and format
+	// characters, bytes that are not UTF-8) are escaped as in a Go
+	// string literal (`\x00`, `\n`, `\u202e`, a backslash as
+	// `\\`) and the result is cut to 128 bytes, ending in `…` when
+	// cut. Of an aggregate, the first request's.
+	Repo *string `json:"repo,omitempty"`
+
+	// Requests How many requests the entry stands for; more than 1 only for an aggregate of failed anonymous requests.
+	Requests int64 `json:"requests"`
+
+	// Route The route template of the operation, e.g.
+	// `/api/v1/repos/{repoID}/sync`; absent from entries written
+	// before stackd recorded it.
+	Route *string `json:"route,omitempty"`
 }
 
 // Branch defines model for Branch.
@@ -380,13 +410,26 @@ type Repo struct {
 
 // RepoCreate defines model for RepoCreate.
 type RepoCreate struct {
-	// FullName owner/name for webhook matching; defaults to the last two path segments of the URL.
+	// FullName owner/name for webhook matching, as GitHub spells them: an
+	// owner of 1-39 letters, digits, `-` or `_` starting with a
+	// letter or digit, `/`, and a name of 1-100 letters, digits,
+	// `.`, `-` or `_` that is not `.` or `..`. Compared
+	// case-insensitively. Defaults to the last two path segments of
+	// the URL. Anything else is a 400 whose detail names the rule
+	// and never repeats the value.
 	FullName *string `json:"fullName,omitempty"`
 
 	// Id Defaults to the last path segment of the URL without .git.
 	Id *string `json:"id,omitempty"`
 
-	// Trunk Defaults to the remote's default branch.
+	// Trunk Defaults to the remote's default branch. A branch name git
+	// could have created (`git check-ref-format --branch`), with the
+	// rules of the `branch` path parameter: no control characters,
+	// space, `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not
+	// `HEAD`; no path component that is empty, starts with `.` or
+	// ends with `.lock`; no trailing `.`; at most 1024 bytes. Anything
+	// else is a 400 whose detail names the rule and never repeats
+	// the value.
 	Trunk *string `json:"trunk,omitempty"`
 
 	// Url https://, ssh:// (or scp-like user@host:path) or git:// URL.
@@ -764,6 +807,21 @@ type ClientInterface interface {
 	// posture: 401 without credentials when auth is on, 403 on a
 	// read-only server with auth off.
 	//
+	// Every mutating operation is audited (a 429 is not). A request of
+	// a signed-in user, and a successful one, is an entry of its own
+	// (`requests` 1). Failed anonymous requests (no valid credentials,
+	// status 400 or more) are aggregated: one entry per address group
+	// (the IPv4 address, or the IPv6 prefix of `--ipv6-client-prefix`,
+	// /64 by default), operation, route and outcome per minute, whose
+	// `requests` counts them, `at` is the first and `lastAt` the last;
+	// it is written when its minute is over, so it appears up to a
+	// minute later. `repo` of an aggregate is the first request's.
+	// Past 1,024 address groups in one minute, the others are counted
+	// together under the client `*`.
+	//
+	// The log keeps entries for `--audit-max-age` (90 days) and at most
+	// `--audit-max-entries` (100,000, the newest) of them.
+	//
 	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1050,6 +1108,21 @@ type ClientInterface interface {
 // The audit log, newest first. Never anonymous outside the local
 // posture: 401 without credentials when auth is on, 403 on a
 // read-only server with auth off.
+//
+// Every mutating operation is audited (a 429 is not). A request of
+// a signed-in user, and a successful one, is an entry of its own
+// (`requests` 1). Failed anonymous requests (no valid credentials,
+// status 400 or more) are aggregated: one entry per address group
+// (the IPv4 address, or the IPv6 prefix of `--ipv6-client-prefix`,
+// /64 by default), operation, route and outcome per minute, whose
+// `requests` counts them, `at` is the first and `lastAt` the last;
+// it is written when its minute is over, so it appears up to a
+// minute later. `repo` of an aggregate is the first request's.
+// Past 1,024 address groups in one minute, the others are counted
+// together under the client `*`.
+//
+// The log keeps entries for `--audit-max-age` (90 days) and at most
+// `--audit-max-entries` (100,000, the newest) of them.
 //
 // Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
 func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2519,6 +2592,21 @@ type ClientWithResponsesInterface interface {
 	// The audit log, newest first. Never anonymous outside the local
 	// posture: 401 without credentials when auth is on, 403 on a
 	// read-only server with auth off.
+	//
+	// Every mutating operation is audited (a 429 is not). A request of
+	// a signed-in user, and a successful one, is an entry of its own
+	// (`requests` 1). Failed anonymous requests (no valid credentials,
+	// status 400 or more) are aggregated: one entry per address group
+	// (the IPv4 address, or the IPv6 prefix of `--ipv6-client-prefix`,
+	// /64 by default), operation, route and outcome per minute, whose
+	// `requests` counts them, `at` is the first and `lastAt` the last;
+	// it is written when its minute is over, so it appears up to a
+	// minute later. `repo` of an aggregate is the first request's.
+	// Past 1,024 address groups in one minute, the others are counted
+	// together under the client `*`.
+	//
+	// The log keeps entries for `--audit-max-age` (90 days) and at most
+	// `--audit-max-entries` (100,000, the newest) of them.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5510,6 +5598,21 @@ func (r GetReadyResponse) ContentType() string {
 // The audit log, newest first. Never anonymous outside the local
 // posture: 401 without credentials when auth is on, 403 on a
 // read-only server with auth off.
+//
+// Every mutating operation is audited (a 429 is not). A request of
+// a signed-in user, and a successful one, is an entry of its own
+// (`requests` 1). Failed anonymous requests (no valid credentials,
+// status 400 or more) are aggregated: one entry per address group
+// (the IPv4 address, or the IPv6 prefix of `--ipv6-client-prefix`,
+// /64 by default), operation, route and outcome per minute, whose
+// `requests` counts them, `at` is the first and `lastAt` the last;
+// it is written when its minute is over, so it appears up to a
+// minute later. `repo` of an aggregate is the first request's.
+// Past 1,024 address groups in one minute, the others are counted
+// together under the client `*`.
+//
+// The log keeps entries for `--audit-max-age` (90 days) and at most
+// `--audit-max-entries` (100,000, the newest) of them.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -36,6 +36,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -118,6 +120,13 @@ type Config struct {
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// IPv6ClientPrefix groups anonymous IPv6 clients: the addresses of
+	// one prefix of this length share one client key (rate limits, the
+	// failed-authentication bucket, event-stream caps, audit
+	// aggregates). IPv4 clients (IPv4-mapped IPv6 included) are keyed
+	// per address. 0 means DefaultIPv6ClientPrefix (64); 128 keys every
+	// IPv6 address apart.
+	IPv6ClientPrefix int
 
 	SessionTTL time.Duration // default 12h
 	// Rate is the API bucket of each client (the signed-in principal, else
@@ -133,6 +142,12 @@ type Config struct {
 	// valid signature. Once it is spent such requests answer 429; it is
 	// never a signed-in user's bucket. Default 1/s burst 10.
 	FailRate RateLimit
+	// AuditMaxAge is how long audit entries are kept (0: 90 days,
+	// DefaultAuditMaxAge; negative: any age).
+	AuditMaxAge time.Duration
+	// AuditMaxEntries is how many audit entries are kept, the newest (0:
+	// 100,000, DefaultAuditMaxEntries; negative: no count limit).
+	AuditMaxEntries int
 	// LoginKey is the HMAC key of the sign-in cookie (the state between
 	// /auth/login and /auth/callback). Replicas behind one load balancer
 	// share it (the store's shared key), so that a sign-in started on
@@ -191,8 +206,9 @@ func ClientIP(ctx context.Context) string {
 
 // ClientKey returns the key of the caller's rate-limit buckets as the gate
 // settled it: "user:<subject>" for a signed-in principal, else
-// "ip:<address>" ("" outside the gate). Per-client caps (event streams) use
-// it too.
+// "ip:<address group>" (an IPv4 address, or an IPv6 prefix such as
+// 2001:db8:1:2::/64: see AddressGroup) ("" outside the gate). Per-client
+// caps (event streams) use it too.
 func ClientKey(ctx context.Context) string {
 	s, _ := ctx.Value(clientKeyKey).(string)
 	return s
@@ -225,6 +241,16 @@ type Auth struct {
 	allowEmails, allowDomains, allowGroups map[string]bool
 
 	apiLimit, syncLimit, failLimit *limiter
+
+	// The aggregates of failed anonymous requests of the current minute
+	// (audit.go).
+	aggMu     sync.Mutex
+	aggWindow time.Time // start of the current minute; zero: none open
+	aggs      map[aggKey]*store.AuditEntry
+	// bg runs the audit writes and prunes no request waits for.
+	bg      sync.WaitGroup
+	audited atomic.Int64 // entries this process stored
+	pruning atomic.Bool  // a prune is running
 }
 
 // ErrConfig reports an unusable configuration.
@@ -242,6 +268,18 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.AuditMaxAge == 0 {
+		c.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if c.AuditMaxEntries == 0 {
+		c.AuditMaxEntries = DefaultAuditMaxEntries
+	}
+	if c.IPv6ClientPrefix == 0 {
+		c.IPv6ClientPrefix = DefaultIPv6ClientPrefix
+	}
+	if c.IPv6ClientPrefix < 1 || c.IPv6ClientPrefix > 128 {
+		return nil, fmt.Errorf("%w: the IPv6 client prefix must be 1 to 128 bits, not %d", ErrConfig, c.IPv6ClientPrefix)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -261,6 +299,7 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		apiLimit:     newLimiter(c.Rate, DefaultRate),
 		syncLimit:    newLimiter(c.SyncRate, DefaultSyncRate),
 		failLimit:    newLimiter(c.FailRate, DefaultFailRate),
+		aggs:         map[aggKey]*store.AuditEntry{},
 	}
 	if c.BaseURL != "" {
 		origin, err := parseOrigin(c.BaseURL, true)
@@ -326,8 +365,11 @@ func (a *Auth) Me(ctx context.Context) (*Principal, bool) {
 	return PrincipalFrom(ctx)
 }
 
-// Sweeper deletes expired sessions on each tick of every until ctx is done.
+// Sweeper deletes expired sessions and applies the audit log's retention
+// (PruneAudit) once at once, then on each tick of every, until ctx is
+// done.
 func (a *Auth) Sweeper(ctx context.Context, every <-chan time.Time) {
+	a.PruneAudit(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -339,14 +381,12 @@ func (a *Auth) Sweeper(ctx context.Context, every <-chan time.Time) {
 			if a.store == nil {
 				continue
 			}
-			n, err := a.store.Sweep(ctx, a.now())
-			if err != nil {
+			if n, err := a.store.Sweep(ctx, a.now()); err != nil {
 				a.log.Error("session sweep failed", "err", err)
-				continue
-			}
-			if n > 0 {
+			} else if n > 0 {
 				a.log.Debug("expired sessions deleted", "count", n)
 			}
+			a.PruneAudit(ctx)
 		}
 	}
 }

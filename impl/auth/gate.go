@@ -136,7 +136,7 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			if !hasRoute {
 				// Outside the contract: the spec and Swagger UI,
 				// precomputed or static. Not limited.
-				next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, clientKeyKey, addrKey(ip))))
+				next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, clientKeyKey, a.addrKey(ip))))
 				return
 			}
 			opID := ""
@@ -167,7 +167,7 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 				// deletes whatever session the cookie names.
 				p, f = nil, nil
 			}
-			key := addrKey(ip)
+			key := a.addrKey(ip)
 			if p != nil {
 				key = "user:" + p.Subject
 			}
@@ -236,8 +236,6 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 	}
 }
 
-func addrKey(ip string) string { return "ip:" + ip }
-
 // limit applies the rate limits of a request (see Gate) and returns the
 // context for the rest of the chain, with the deferred charge of a sync or
 // webhook (Charge). When a bucket is empty it writes the 429 and reports
@@ -250,10 +248,10 @@ func (a *Auth) limit(w http.ResponseWriter, r *http.Request, opID, ip, key strin
 		return ctx, true
 	}
 	failure := func() error {
-		return a.spend(a.failLimit, addrKey(ip), "too many failed authentications from "+ip)
+		return a.spend(a.failLimit, a.addrKey(ip), "too many failed authentications from "+a.group(ip))
 	}
-	who := "from " + ip
-	if key != addrKey(ip) {
+	who := "from " + a.group(ip)
+	if key != a.addrKey(ip) {
 		who = "for this user"
 	}
 	switch {
@@ -437,47 +435,6 @@ func opName(route *validate.Route) string {
 	return route.Method + " " + route.Path
 }
 
-// audit records a mutating operation in the server log and the store.
-func (a *Auth) audit(r *http.Request, route *validate.Route, p *Principal, ip string, rec *recorder) {
-	e := store.AuditEntry{
-		At:      a.now(),
-		Actor:   MethodAnonymous,
-		Method:  MethodAnonymous,
-		Action:  opName(route),
-		Repo:    pathParam(route.Path, r.URL.EscapedPath(), "repoID"),
-		Outcome: rec.outcome(),
-		Client:  ip,
-	}
-	if p != nil {
-		e.Actor, e.Method = p.actor(), p.Method
-	}
-	a.log.Info("audit", "actor", e.Actor, "method", e.Method, "action", e.Action, "repo", e.Repo,
-		"outcome", e.Outcome, "client", e.Client)
-	if a.store == nil {
-		return
-	}
-	if err := a.store.Audit(context.WithoutCancel(r.Context()), e); err != nil {
-		a.log.Error("audit entry not stored", "err", err, "action", e.Action)
-	}
-}
-
-// pathParam extracts the named parameter from an escaped path by its
-// template, e.g. repoID from /api/v1/repos/{repoID}/sync.
-func pathParam(template, path, name string) string {
-	want := "{" + name + "}"
-	tsegs := strings.Split(template, "/")
-	psegs := strings.Split(path, "/")
-	for i, s := range tsegs {
-		if s == want && i < len(psegs) {
-			if v, err := url.PathUnescape(psegs[i]); err == nil {
-				return v
-			}
-			return psegs[i]
-		}
-	}
-	return ""
-}
-
 // recorder keeps the final status of a response for the audit log.
 type recorder struct {
 	http.ResponseWriter
@@ -512,11 +469,16 @@ func (rw *recorder) Flush() {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
 
-func (rw *recorder) outcome() string {
-	status := rw.status
-	if status == 0 {
-		status = http.StatusOK
+// final is the status the response had (200 when nothing was written).
+func (rw *recorder) final() int {
+	if rw.status == 0 {
+		return http.StatusOK
 	}
+	return rw.status
+}
+
+func (rw *recorder) outcome() string {
+	status := rw.final()
 	if rw.note != "" {
 		return strconv.Itoa(status) + " " + rw.note
 	}

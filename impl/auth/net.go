@@ -53,6 +53,38 @@ func parseHost(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// DefaultIPv6ClientPrefix is the prefix length that groups IPv6 clients
+// (Config.IPv6ClientPrefix): a /64 is what one subscriber, or one LAN,
+// usually gets, and picking new addresses inside it costs nothing.
+const DefaultIPv6ClientPrefix = 64
+
+// AddressGroup returns the group an anonymous client's address counts in,
+// in its display form: an IPv4 address (an IPv4-mapped IPv6 address is
+// the IPv4 address) stays itself; an IPv6 address becomes its prefix of
+// ipv6Bits bits (1-128; 128 is the address itself), e.g.
+// 2001:db8:1:2::/64. A string that is not an address is returned as it is.
+func AddressGroup(ip string, ipv6Bits int) string {
+	addr, ok := parseHost(ip)
+	if !ok {
+		return ip
+	}
+	if addr.Is4() || ipv6Bits >= 128 || ipv6Bits < 1 {
+		return addr.String()
+	}
+	p, err := addr.Prefix(ipv6Bits)
+	if err != nil {
+		return addr.String()
+	}
+	return p.String()
+}
+
+// group is AddressGroup with this server's IPv6 prefix.
+func (a *Auth) group(ip string) string { return AddressGroup(ip, a.cfg.IPv6ClientPrefix) }
+
+// addrKey is the client key of an anonymous request from ip: its address
+// group (see AddressGroup), for the rate limits and the event-stream caps.
+func (a *Auth) addrKey(ip string) string { return "ip:" + a.group(ip) }
+
 func (a *Auth) trusted(ip netip.Addr) bool {
 	for _, p := range a.cfg.TrustedProxies {
 		if p.Contains(ip) {

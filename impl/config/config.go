@@ -170,6 +170,28 @@ type Config struct {
 	// Default "1/10".
 	AuthFailureRateLimit string
 
+	// IPv6ClientPrefix (--ipv6-client-prefix) is the prefix length, in
+	// bits, that groups anonymous IPv6 clients: every address of one such
+	// prefix is one client for the rate limits, the failed-authentication
+	// bucket, the event-stream caps and the audit log's aggregates (a
+	// client picks addresses inside its /64 at will). IPv4 clients, IPv4-
+	// mapped IPv6 included, are one client per address. 1 to 128 (128:
+	// every address apart). Default 64.
+	IPv6ClientPrefix int
+	// WriteStallTimeout (--write-stall-timeout) is how long one write of
+	// a response (at most 32 KiB) may wait for a client that does not
+	// read: past it the response is cut, its handler ends and the
+	// connection is closed. A client that keeps reading is never cut,
+	// however long the whole response takes, and an event stream stays
+	// open between events. Default 30s.
+	WriteStallTimeout time.Duration
+	// AuditMaxAge (--audit-max-age) is how long audit entries are kept;
+	// 0 keeps them whatever their age. Default 2160h (90 days).
+	AuditMaxAge time.Duration
+	// AuditMaxEntries (--audit-max-entries) is how many audit entries are
+	// kept (the newest); 0: no count limit. Default 100000.
+	AuditMaxEntries int
+
 	// DatabaseURL (--database-url, STACKD_DATABASE_URL) selects the
 	// PostgreSQL engine of the store: a postgres:// or postgresql:// URL.
 	// Empty (default): SQLite, stackd.db in DataDir. It may carry a
@@ -241,6 +263,10 @@ func Default() Config {
 		WebhookDebounce:      2 * time.Second,
 		WebhookMaxDelay:      10 * time.Second,
 		AuthFailureRateLimit: "1/10",
+		IPv6ClientPrefix:     64,
+		WriteStallTimeout:    30 * time.Second,
+		AuditMaxAge:          90 * 24 * time.Hour,
+		AuditMaxEntries:      100000,
 	}
 }
 
@@ -363,6 +389,18 @@ func (c *Config) Validate() error {
 	}
 	if _, err := memlimit.Parse(c.MemoryLimit); err != nil {
 		errs = append(errs, fmt.Errorf("--memory-limit %q: %w", c.MemoryLimit, err))
+	}
+	if c.IPv6ClientPrefix < 1 || c.IPv6ClientPrefix > 128 {
+		errs = append(errs, fmt.Errorf("--ipv6-client-prefix %d: must be 1 to 128 bits", c.IPv6ClientPrefix))
+	}
+	if c.WriteStallTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--write-stall-timeout %s: must be positive", c.WriteStallTimeout))
+	}
+	if c.AuditMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("--audit-max-age %s: must be 0 (any age) or positive", c.AuditMaxAge))
+	}
+	if c.AuditMaxEntries < 0 {
+		errs = append(errs, fmt.Errorf("--audit-max-entries %d: must be 0 (no limit) or positive", c.AuditMaxEntries))
 	}
 	if c.DatabaseURL != "" {
 		// The message never repeats the URL: it may hold a password.

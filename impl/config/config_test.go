@@ -146,3 +146,36 @@ func TestValidateMemoryLimit(t *testing.T) {
 		t.Errorf("default MemoryLimit %q, want auto", d.MemoryLimit)
 	}
 }
+
+// TestValidateHostileClientSettings: the IPv6 client prefix, the write
+// stall timeout and the audit retention, at and past their bounds.
+func TestValidateHostileClientSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		set  func(*Config)
+		flag string // "" = valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"/128", func(c *Config) { c.IPv6ClientPrefix = 128 }, ""},
+		{"/1", func(c *Config) { c.IPv6ClientPrefix = 1 }, ""},
+		{"/0", func(c *Config) { c.IPv6ClientPrefix = 0 }, "--ipv6-client-prefix"},
+		{"/129", func(c *Config) { c.IPv6ClientPrefix = 129 }, "--ipv6-client-prefix"},
+		{"no write budget", func(c *Config) { c.WriteStallTimeout = 0 }, "--write-stall-timeout"},
+		{"any age", func(c *Config) { c.AuditMaxAge = 0 }, ""},
+		{"negative age", func(c *Config) { c.AuditMaxAge = -time.Hour }, "--audit-max-age"},
+		{"no count limit", func(c *Config) { c.AuditMaxEntries = 0 }, ""},
+		{"negative count", func(c *Config) { c.AuditMaxEntries = -1 }, "--audit-max-entries"},
+	} {
+		c := Default()
+		c.DataDir = t.TempDir()
+		tt.set(&c)
+		err := c.Validate()
+		if (err == nil) != (tt.flag == "") || (err != nil && !strings.Contains(err.Error(), tt.flag)) {
+			t.Errorf("%s: Validate() = %v", tt.name, err)
+		}
+	}
+	d := Default()
+	if d.IPv6ClientPrefix != 64 || d.WriteStallTimeout != 30*time.Second || d.AuditMaxAge != 90*24*time.Hour || d.AuditMaxEntries != 100000 {
+		t.Errorf("defaults: %+v", d)
+	}
+}

@@ -75,7 +75,7 @@ func FuzzReceivePack(f *testing.F) {
 // other than the header declares, and agrees with go-git's where both
 // accept a delta.
 func FuzzApplyDelta(f *testing.F) {
-	f.Add([]byte("hello, world\n"), []byte{13, 13, 0x90, 13})              // copy all
+	f.Add([]byte("hello, world\n"), []byte{13, 13, 0x90, 13})                         // copy all
 	f.Add([]byte("hello, world\n"), []byte{13, 5, 4, 'a', 'b', 'c', 'd', 0x91, 1, 1}) // insert, copy at 1
 	f.Add([]byte("abc"), []byte{3, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
 	f.Fuzz(func(t *testing.T, base, delta []byte) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,39 @@ import (
 // mean. An engine only adapts its driver: database/sql for SQLite, a pgx
 // pool for PostgreSQL, and says how its errors read (sql.ErrNoRows for
 // "no row"; ErrUnavailable when the database cannot be reached).
+
+// checkText refuses a statement whose arguments hold a NUL byte in text
+// (ErrNUL), before it reaches the database. Both engines call it on every
+// statement: PostgreSQL cannot store NUL in TEXT (it would fail with an
+// error of its own, a 500), and SQLite, which could, refuses it too, so
+// the engines agree whatever field a value came from.
+func checkText(args []any) error {
+	for i, a := range args {
+		var s string
+		switch v := a.(type) {
+		case string:
+			s = v
+		case *string:
+			if v == nil {
+				continue
+			}
+			s = *v
+		case []byte:
+			s = string(v)
+		default:
+			continue
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%w (argument %d)", ErrNUL, i+1)
+		}
+	}
+	return nil
+}
+
+// errRow is the row of a statement refused before it ran.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // querier runs statements, in or outside a transaction.
 type querier interface {

@@ -186,4 +186,26 @@ var migrations = []migration{
 		name  TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`},
+
+	// audit.route: the route template of the operation
+	// (/api/v1/repos/{repoID}/sync), '' for entries written before this
+	// step. audit.requests: how many requests the entry stands for (an
+	// aggregate of failed anonymous requests counts them; every other
+	// entry is 1). audit.last_at: the time of the last of them (Unix
+	// nanoseconds; 0 for entries written before this step: the same as
+	// at). The repository parameter of older entries, stored raw, is cut
+	// to 128 characters. The index on (at, id) is the order of the log
+	// and of its retention (Store.PruneAudit); it replaces the index on
+	// at alone.
+	{version: 5, name: "bounded audit entries", sqlite: `ALTER TABLE audit ADD COLUMN route TEXT NOT NULL DEFAULT '';
+	ALTER TABLE audit ADD COLUMN requests BIGINT NOT NULL DEFAULT 1;
+	ALTER TABLE audit ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
+	UPDATE audit SET repo = substr(repo, 1, 128) WHERE length(repo) > 128;
+	CREATE INDEX audit_at_id ON audit (at, id);
+	DROP INDEX audit_at;`, postgres: `ALTER TABLE audit ADD COLUMN route TEXT NOT NULL DEFAULT '';
+	ALTER TABLE audit ADD COLUMN requests BIGINT NOT NULL DEFAULT 1;
+	ALTER TABLE audit ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
+	UPDATE audit SET repo = substr(repo, 1, 128) WHERE length(repo) > 128;
+	CREATE INDEX audit_at_id ON audit (at, id);
+	DROP INDEX audit_at;`},
 }

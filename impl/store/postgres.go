@@ -247,6 +247,9 @@ type pgQueries struct {
 }
 
 func (s pgQueries) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if err := checkText(args); err != nil {
+		return 0, err
+	}
 	tag, err := s.c.Exec(ctx, rebind(q), args...)
 	if err != nil {
 		return 0, s.p.classify(err)
@@ -255,6 +258,9 @@ func (s pgQueries) exec(ctx context.Context, q string, args ...any) (int64, erro
 }
 
 func (s pgQueries) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	if err := checkText(args); err != nil {
+		return nil, err
+	}
 	rows, err := s.c.Query(ctx, rebind(q), args...)
 	if err != nil {
 		return nil, s.p.classify(err)
@@ -263,6 +269,9 @@ func (s pgQueries) query(ctx context.Context, q string, args ...any) (rowsIter, 
 }
 
 func (s pgQueries) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	if err := checkText(args); err != nil {
+		return errRow{err}
+	}
 	return pgRow{row: s.c.QueryRow(ctx, rebind(q), args...), p: s.p}
 }
 

@@ -105,12 +105,17 @@ func (s *core) Sweep(ctx context.Context, now time.Time) (int64, error) {
 // Audit appends e to the audit log. At and Action are required; ID is
 // assigned.
 func (s *core) Audit(ctx context.Context, e AuditEntry) error {
-	if e.At.IsZero() || e.Action == "" {
-		return fmt.Errorf("store: audit: %w: needs a time and an action", ErrInvalid)
+	if e.At.IsZero() || e.Action == "" || e.Requests < 0 {
+		return fmt.Errorf("store: audit: %w: needs a time, an action and a count that is not negative", ErrInvalid)
 	}
-	_, err := s.db.exec(ctx, `INSERT INTO audit (at, actor, method, action, repo, outcome, client)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		e.At.UnixNano(), e.Actor, e.Method, e.Action, e.Repo, e.Outcome, e.Client)
+	requests := max(e.Requests, 1)
+	last := e.LastAt
+	if last.IsZero() {
+		last = e.At
+	}
+	_, err := s.db.exec(ctx, `INSERT INTO audit (at, actor, method, action, route, repo, outcome, client, requests, last_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.At.UnixNano(), e.Actor, e.Method, e.Action, e.Route, e.Repo, e.Outcome, e.Client, requests, last.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: audit: %w", err)
 	}
@@ -123,7 +128,7 @@ func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 	if limit <= 0 {
 		limit = defaultAuditLimit
 	}
-	rows, err := s.db.query(ctx, `SELECT id, at, actor, method, action, repo, outcome, client
+	rows, err := s.db.query(ctx, `SELECT id, at, actor, method, action, route, repo, outcome, client, requests, last_at
 		FROM audit ORDER BY at DESC, id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: audit log: %w", err)
@@ -132,17 +137,63 @@ func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 	var out []AuditEntry
 	for rows.Next() {
 		var (
-			e  AuditEntry
-			at int64
+			e        AuditEntry
+			at, last int64
 		)
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Method, &e.Action, &e.Repo, &e.Outcome, &e.Client); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Method, &e.Action, &e.Route, &e.Repo, &e.Outcome, &e.Client, &e.Requests, &last); err != nil {
 			return nil, fmt.Errorf("store: audit log: %w", err)
 		}
 		e.At = time.Unix(0, at).UTC()
+		e.LastAt = e.At
+		if last != 0 {
+			e.LastAt = time.Unix(0, last).UTC()
+		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: audit log: %w", err)
 	}
 	return out, nil
+}
+
+// PruneAudit deletes the entries older than before, then all but the
+// newest keep, in batches (see AuditStore).
+func (s *core) PruneAudit(ctx context.Context, before time.Time, keep int) (int64, error) {
+	var total int64
+	// deleteWhere deletes, oldest first, the rows that cond selects,
+	// AuditPruneBatch at a time, until a batch comes back short.
+	deleteWhere := func(cond string, args ...any) error {
+		for {
+			n, err := s.db.exec(ctx, `DELETE FROM audit WHERE id IN
+				(SELECT id FROM audit WHERE `+cond+` ORDER BY at, id LIMIT ?)`, append(args, AuditPruneBatch)...)
+			if err != nil {
+				return err
+			}
+			total += n
+			if n < AuditPruneBatch {
+				return nil
+			}
+		}
+	}
+	if !before.IsZero() {
+		if err := deleteWhere(`at < ?`, before.UnixNano()); err != nil {
+			return total, fmt.Errorf("store: prune audit log: %w", err)
+		}
+	}
+	if keep > 0 {
+		// The newest entry beyond the keep newest: it and every older
+		// one go.
+		var at, id int64
+		err := s.db.queryRow(ctx, `SELECT at, id FROM audit ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?`, keep).Scan(&at, &id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return total, fmt.Errorf("store: prune audit log: %w", err)
+		default:
+			if err := deleteWhere(`at < ? OR (at = ? AND id <= ?)`, at, at, id); err != nil {
+				return total, fmt.Errorf("store: prune audit log: %w", err)
+			}
+		}
+	}
+	return total, nil
 }

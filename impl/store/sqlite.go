@@ -68,10 +68,16 @@ type sqlQueries struct {
 }
 
 func (s sqlQueries) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if err := checkText(args); err != nil {
+		return 0, err
+	}
 	return sqlExec(s.c.ExecContext(ctx, q, args...))
 }
 
 func (s sqlQueries) query(ctx context.Context, q string, args ...any) (rowsIter, error) {
+	if err := checkText(args); err != nil {
+		return nil, err
+	}
 	rows, err := s.c.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -80,6 +86,9 @@ func (s sqlQueries) query(ctx context.Context, q string, args ...any) (rowsIter,
 }
 
 func (s sqlQueries) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	if err := checkText(args); err != nil {
+		return errRow{err}
+	}
 	return s.c.QueryRowContext(ctx, q, args...)
 }
 

@@ -33,6 +33,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -51,6 +52,11 @@ var (
 	ErrUnavailable = errors.New("store: database unavailable")
 	// ErrSchemaTooNew: the database was migrated by a newer stackd.
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
+	// ErrNUL: a text value holds a NUL byte. Every engine refuses it
+	// before the statement runs (PostgreSQL cannot store one in TEXT,
+	// SQLite could), so the engines agree and no caller's value reaches
+	// the database with one. It also matches ErrInvalid.
+	ErrNUL = fmt.Errorf("%w: a text value contains a NUL byte", ErrInvalid)
 )
 
 // Store is everything stackd keeps. Implementations are safe for
@@ -96,7 +102,16 @@ type AuditStore interface {
 	// AuditLog returns up to limit entries, newest first (by time, then by
 	// insertion order). limit <= 0 means 100.
 	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error)
+	// PruneAudit deletes the entries older than before (zero: none for
+	// their age) and then all but the newest keep (keep <= 0: no count
+	// limit), oldest first, in statements of at most AuditPruneBatch rows
+	// each (so other writers are never held up long), and reports how
+	// many went.
+	PruneAudit(ctx context.Context, before time.Time, keep int) (int64, error)
 }
+
+// AuditPruneBatch is the most rows one statement of PruneAudit deletes.
+const AuditPruneBatch = 1000
 
 // RepoStore keeps the repositories onboarded through the API. Repositories
 // of the config file and the working repository are not stored: they come
@@ -196,16 +211,25 @@ type Session struct {
 	ExpiresAt     time.Time
 }
 
-// AuditEntry is one audited operation.
+// AuditEntry is one audited operation, or an aggregate of requests
+// (Requests > 1). The store keeps the values as given: the caller bounds
+// and escapes them (auth does).
 type AuditEntry struct {
 	ID      int64
-	At      time.Time
-	Actor   string // e-mail or subject of the principal; empty when anonymous
-	Method  string // session | bearer | anonymous
-	Action  string // the operationId
-	Repo    string // the repository id, when the operation names one
-	Outcome string // the final status, e.g. "200" or "403 read-only"
-	Client  string // the client address
+	At      time.Time // the request, or the first of an aggregate
+	Actor   string    // e-mail or subject of the principal; "anonymous" when there is none
+	Method  string    // session | bearer | anonymous
+	Action  string    // the operationId
+	Route   string    // the route template, e.g. /api/v1/repos/{repoID}/sync ("" in entries older than the column)
+	Repo    string    // the repository parameter (escaped, cut), when the route has one
+	Outcome string    // the final status, e.g. "200" or "403 read-only"
+	Client  string    // the client address (of an aggregate: the address group)
+	// Requests is how many requests the entry stands for: 1 for one
+	// request (0 is stored as 1), more for an aggregate.
+	Requests int64
+	// LastAt is the time of the last request of an aggregate; zero is
+	// stored as At, and AuditLog always sets it.
+	LastAt time.Time
 }
 
 // Repo is a repository onboarded through the API: what it takes to serve

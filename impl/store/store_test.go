@@ -360,7 +360,8 @@ func TestAuditOrderAndLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := AuditEntry{ID: 5, At: t0.Add(5 * time.Minute), Actor: "u4", Method: "session", Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1"}
+		want := AuditEntry{ID: 5, At: t0.Add(5 * time.Minute), Actor: "u4", Method: "session", Action: "syncRepo", Repo: "r", Outcome: "200", Client: "127.0.0.1",
+			Requests: 1, LastAt: t0.Add(5 * time.Minute)}
 		if !reflect.DeepEqual(got[0], want) {
 			t.Errorf("entry = %+v, want %+v", got[0], want)
 		}
