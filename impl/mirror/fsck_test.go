@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/impl/gitrepo/gittest"
 )
 
 const (
@@ -154,4 +156,28 @@ func gitHashObject(t *testing.T, dir, typ string, body []byte) string {
 		t.Fatalf("hash-object: %v %s", err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestReaderObjectSize: a mirror tells every object's size as git does,
+// deltas included, without reading it; a missing object is
+// plumbing.ErrObjectNotFound.
+func TestReaderObjectSize(t *testing.T) {
+	_, url := stacksFixture(t, gittest.Shape{Branches: 20, MetadataEvery: 1, Bare: true})
+	r := newRoot(t)
+	m := cloneOK(t, r, "m", url)
+	rd := m.Reader()
+	lines := strings.Split(runGit(t, m.Dir(), nil, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objectsize)"), "\n")
+	if len(lines) < 40 {
+		t.Fatalf("only %d objects", len(lines))
+	}
+	for _, l := range lines {
+		id, size, _ := strings.Cut(l, " ")
+		got, err := rd.ObjectSize(plumbing.NewHash(id))
+		if err != nil || fmt.Sprint(got) != size {
+			t.Fatalf("%s: ObjectSize = %d, %v; git says %s", id, got, err, size)
+		}
+	}
+	if _, err := rd.ObjectSize(plumbing.NewHash(idA)); !errors.Is(err, plumbing.ErrObjectNotFound) {
+		t.Fatalf("missing object: %v", err)
+	}
 }

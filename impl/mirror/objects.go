@@ -195,6 +195,26 @@ func (o *objectStore) has(h plumbing.Hash) (bool, error) {
 	}
 }
 
+// size returns the size of object h's content without reading it:
+// go-git reads the object's header (for a delta, the delta, whose size the
+// fetch limits bound: every object of a mirror was checked when it
+// arrived).
+func (o *objectStore) size(h plumbing.Hash) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, ErrClosed
+	}
+	n, err := o.st.EncodedObjectSize(h)
+	if err != nil && o.retryLocked(err) {
+		n, err = o.st.EncodedObjectSize(h)
+	}
+	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
+		n, err = o.incoming.EncodedObjectSize(h)
+	}
+	return n, err
+}
+
 // isCommit reports whether h is a stored commit.
 func (o *objectStore) isCommit(h plumbing.Hash) bool {
 	o.mu.Lock()
@@ -293,6 +313,10 @@ func (r *Reader) Refs() *refs.Table { return r.table }
 func (r *Reader) Object(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
 	return r.objs.object(t, h)
 }
+
+// ObjectSize returns the size of object h's content without reading the
+// content (view.Sizer). A missing object wraps plumbing.ErrObjectNotFound.
+func (r *Reader) ObjectSize(h plumbing.Hash) (int64, error) { return r.objs.size(h) }
 
 // Config returns the mirror's git config, freshly read (changing it
 // changes nothing on disk).

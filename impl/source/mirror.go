@@ -31,8 +31,9 @@ type Mirror struct {
 }
 
 var (
-	_ Source    = (*Mirror)(nil)
-	_ view.Repo = (*mirror.Reader)(nil)
+	_ Source     = (*Mirror)(nil)
+	_ view.Repo  = (*mirror.Reader)(nil)
+	_ view.Sizer = (*mirror.Reader)(nil)
 )
 
 // NewMirror describes the mirror id of root; nothing is opened or fetched
