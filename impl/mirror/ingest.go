@@ -2,14 +2,12 @@ package mirror
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -37,6 +35,8 @@ type newPack struct {
 	// tags maps every annotated tag of the pack to the object it names
 	// (for peeled refs).
 	tags map[plumbing.Hash]plumbing.Hash
+	// wanted are the types of the wanted objects.
+	wanted map[plumbing.Hash]plumbing.ObjectType
 }
 
 // receivePack stores the pack read from r in packDir as
@@ -63,9 +63,16 @@ func receivePack(packDir string, r io.Reader, opts receiveOpts) (newPack, error)
 		}
 	}()
 
+	var chk *checker
+	if opts.verify {
+		if chk, err = newChecker(packDir); err != nil {
+			return newPack{}, err
+		}
+		defer chk.close()
+	}
 	spend := newBudget(lim.MaxInflated)
 	bw := bufio.NewWriterSize(f, 1<<20)
-	s, err := scanPack(r, bw, lim, spend, opts.obs)
+	s, err := scanPack(r, bw, lim, spend, opts.obs, chk)
 	if err != nil {
 		return newPack{}, err
 	}
@@ -79,7 +86,11 @@ func receivePack(packDir string, r io.Reader, opts receiveOpts) (newPack, error)
 		return newPack{}, fmt.Errorf("mirror: store pack: %w", err)
 	}
 
-	c := newChains(tmp, s, lim, spend)
+	c, err := newChains(tmp, s, lim, spend, chk)
+	if err != nil {
+		return newPack{}, fmt.Errorf("mirror: store pack: %w", err)
+	}
+	defer c.close()
 	if err := resolvePack(c, opts.obs); err != nil {
 		return newPack{}, err
 	}
@@ -87,17 +98,20 @@ func receivePack(packDir string, r io.Reader, opts receiveOpts) (newPack, error)
 	if err != nil {
 		return newPack{}, err
 	}
-	np := newPack{hash: s.checksum}
-	ix := packIndex{objs: &s.objs, order: order}
+	np := newPack{hash: s.checksum, wanted: make(map[plumbing.Hash]plumbing.ObjectType, len(opts.wants))}
+	ix := newPackIndex(&s.objs, order)
 	for _, w := range opts.wants {
-		if _, ok := ix.find(w); !ok {
+		e, ok := ix.find(w)
+		if !ok {
 			return newPack{}, corrupt("the pack lacks the wanted object %s", w)
 		}
+		np.wanted[w] = e.typ
 	}
-	if opts.verify {
-		if np.tags, err = verifyPack(c, ix, opts.have); err != nil {
+	if chk != nil {
+		if err := chk.checkLinks(ix, opts.have); err != nil {
 			return newPack{}, err
 		}
+		np.tags = chk.tags
 	}
 
 	base := filepath.Join(packDir, "pack-"+s.checksum.String())
@@ -119,7 +133,8 @@ func receivePack(packDir string, r io.Reader, opts receiveOpts) (newPack, error)
 }
 
 // resolvePack computes the id of every delta of a scanned pack (see
-// resolve.go). A delta left unresolved names a base the pack does not
+// resolve.go), and checks the commits, trees and tags among them when
+// c has a checker. A delta left unresolved names a base the pack does not
 // hold (a thin pack) or one that cannot be read.
 func resolvePack(c *chains, obs *observer) error {
 	var roots []int32
@@ -132,13 +147,19 @@ func resolvePack(c *chains, obs *observer) error {
 			roots = append(roots, int32(i))
 		}
 	}
-	show := func(_ int32, t plumbing.ObjectType, content []byte, h plumbing.Hash) error {
-		if content != nil {
-			obs.show(h, t, content)
+	show := func(w *walker, _ int32, t plumbing.ObjectType, content []byte, h plumbing.Hash) error {
+		if content == nil {
+			return nil
+		}
+		obs.show(h, t, content)
+		if w.log != nil && isMeta(t) {
+			return c.chk.check(w.log, t, content, h)
 		}
 		return nil
 	}
-	hold := func(t plumbing.ObjectType, size uint64) bool { return obs.wants(t, int64(size)) }
+	hold := func(t plumbing.ObjectType, size uint64) bool {
+		return obs.wants(t, int64(size)) || (c.chk != nil && isMeta(t))
+	}
 	if err := c.walk(roots, show, false, hold); err != nil {
 		return err
 	}
@@ -150,48 +171,12 @@ func resolvePack(c *chains, obs *observer) error {
 	return nil
 }
 
-// packIndex finds the objects of a pack by id.
-type packIndex struct {
-	objs  *entries
-	order []int32 // entry indexes sorted by id
-}
-
-func (x packIndex) find(h plumbing.Hash) (*entry, bool) {
-	i, ok := slices.BinarySearchFunc(x.order, h, func(i int32, h plumbing.Hash) int {
-		e := x.objs.at(i)
-		return bytes.Compare(e.hash[:], h[:])
-	})
-	if !ok {
-		return nil, false
-	}
-	return x.objs.at(x.order[i]), true
-}
-
-// sortByID orders the entries by id and refuses duplicates: an index
-// cannot hold two entries of one id, and git reads such a pack wrong.
-func sortByID(objs *entries) ([]int32, error) {
-	order := make([]int32, objs.len())
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(a, b int32) int {
-		ha, hb := objs.at(a).hash, objs.at(b).hash
-		return bytes.Compare(ha[:], hb[:])
-	})
-	for i := 1; i < len(order); i++ {
-		if objs.at(order[i]).hash == objs.at(order[i-1]).hash {
-			return nil, corrupt("the pack holds object %s twice", objs.at(order[i]).hash)
-		}
-	}
-	return order, nil
-}
-
 // writeIndex writes a version 2 pack index, what git index-pack writes:
 // header, fan-out, ids, CRCs, 31-bit offsets (with the top bit naming an
 // entry of the 64-bit table for larger ones), the pack checksum and the
 // index's own checksum. It is written atomically (temporary file, fsync,
 // rename).
-func writeIndex(path string, ix packIndex, packSum plumbing.Hash) error {
+func writeIndex(path string, ix *packIndex, packSum plumbing.Hash) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "tmp_idx_")
 	if err != nil {
 		return fmt.Errorf("mirror: write index: %w", err)

@@ -700,7 +700,7 @@ func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *Pendin
 			wants = append(wants, ref.Hash)
 		}
 	}
-	var tags map[plumbing.Hash]plumbing.Hash
+	var np *newPack
 	if len(wants) > 0 {
 		var obs *observer
 		if cfg.Seen != nil {
@@ -709,18 +709,18 @@ func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *Pendin
 		opts := receiveOpts{lim: cfg.Limits, obs: obs, verify: true, wants: wants}
 		packDir := filepath.Join(tmp, "objects", "pack")
 		store := func(r io.Reader) (newPack, error) { return receivePack(packDir, r, opts) }
-		np, err := m.fetch(ctx, sess, ls, wants, nil, op, store)
+		pack, err := m.fetch(ctx, sess, ls, wants, nil, op, store)
 		if err != nil {
 			return nil, err
 		}
-		tags = np.tags
+		np = &pack
 	}
 	closeSess()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
 	}
 	m.objs = openObjects(tmp)
-	m.peeled = m.peel(table, nil, nil, tags)
+	m.peeled = m.peel(table, nil, nil, np)
 	if err := writeLocked(filepath.Join(tmp, packedRefsFile), encodePackedRefs(table, m.peeled, nil)); err != nil {
 		return nil, err
 	}

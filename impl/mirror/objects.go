@@ -243,7 +243,7 @@ func removeTempPacks(dir string) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, "tmp_pack_") || strings.HasPrefix(n, "tmp_idx_") || strings.HasPrefix(n, "tmp_obj_") {
+		if n := e.Name(); strings.HasPrefix(n, "tmp_pack_") || strings.HasPrefix(n, "tmp_idx_") || strings.HasPrefix(n, "tmp_obj_") || strings.HasPrefix(n, "tmp_links_") {
 			_ = os.Remove(filepath.Join(packDir, n))
 		}
 	}
@@ -255,12 +255,22 @@ func removeTempPacks(dir string) {
 const maxTagChain = 64
 
 // peel follows h down annotated tags to the first object that is not a
-// tag, and reports whether h is a tag at all. tags names what the tags of
-// a received pack point at; other tags are read from the store.
-func (o *objectStore) peel(h plumbing.Hash, tags map[plumbing.Hash]plumbing.Hash) (plumbing.Hash, bool) {
+// tag, and reports whether h is a tag at all. np, when not nil, is the
+// pack just received: the types of its wanted objects and what its tags
+// point at are known without a read; other objects are read from the
+// store.
+func (o *objectStore) peel(h plumbing.Hash, np *newPack) (plumbing.Hash, bool) {
 	peeled := false
 	for range maxTagChain {
-		next, ok := tags[h]
+		var next plumbing.Hash
+		ok := false
+		if np != nil {
+			if next, ok = np.tags[h]; !ok {
+				if t, known := np.wanted[h]; known && t != plumbing.TagObject {
+					return h, peeled
+				}
+			}
+		}
 		if !ok {
 			if next, ok = o.tagTarget(h); !ok {
 				return h, peeled

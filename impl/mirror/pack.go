@@ -376,8 +376,9 @@ func (l *Limits) sizeLimit(t plumbing.ObjectType, size uint64, held bool) error 
 // is read: it records every entry (offset, CRC, the base of each delta),
 // hashes every whole object as it streams, checks every size and the
 // checksum, and refuses data after the pack. obs, when not nil, is shown
-// the whole objects it wants.
-func scanPack(r io.Reader, out io.Writer, lim Limits, spend *budget, obs *observer) (*scanned, error) {
+// the whole objects it wants; chk, when not nil, checks every whole
+// commit, tree and tag (see verify.go).
+func scanPack(r io.Reader, out io.Writer, lim Limits, spend *budget, obs *observer, chk *checker) (*scanned, error) {
 	in := newPackIn(r, out, lim.MaxPackSize)
 	var hdr [12]byte
 	if _, err := io.ReadFull(in, hdr[:]); err != nil {
@@ -442,7 +443,8 @@ func scanPack(r io.Reader, out io.Writer, lim Limits, spend *budget, obs *observ
 			h := plumbing.NewHasher(t, int64(size))
 			var w io.Writer = h
 			show := obs.wants(t, int64(size))
-			if show {
+			check := chk != nil && isMeta(t)
+			if show || check {
 				content = content[:0]
 				w = io.MultiWriter(h, appender{&content})
 			}
@@ -452,6 +454,11 @@ func scanPack(r io.Reader, out io.Writer, lim Limits, spend *budget, obs *observ
 			e.hash = h.Sum()
 			if show {
 				obs.show(e.hash, t, content)
+			}
+			if check {
+				if err := chk.check(chk.log, t, content, e.hash); err != nil {
+					return nil, err
+				}
 			}
 		} else {
 			// The delta's header says what it makes: refuse an

@@ -2,12 +2,16 @@ package mirror
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -30,7 +34,7 @@ var errOverBudget = errors.New("delta chain over the walker's memory share")
 
 // chains are the delta chains of a scanned pack.
 type chains struct {
-	path  string
+	data  []byte // the stored pack, mapped read-only
 	objs  *entries
 	start []int32 // kids[start[i]:start[i+1]] are the OFS_DELTAs based on entry i
 	kids  []int32
@@ -39,11 +43,18 @@ type chains struct {
 	byBase map[plumbing.Hash][]int32
 	lim    Limits
 	spend  *budget
+	chk    *checker // nil: objects are not checked
 }
 
-func newChains(path string, s *scanned, lim Limits, spend *budget) *chains {
+// newChains maps the stored pack at path and indexes its delta chains.
+// The caller unmaps it with close.
+func newChains(path string, s *scanned, lim Limits, spend *budget, chk *checker) (*chains, error) {
+	data, err := mapFile(path)
+	if err != nil {
+		return nil, err
+	}
 	n := s.objs.len()
-	c := &chains{path: path, objs: &s.objs, start: make([]int32, n+1), lim: lim, spend: spend}
+	c := &chains{data: data, objs: &s.objs, start: make([]int32, n+1), lim: lim, spend: spend, chk: chk}
 	for i := range n {
 		if e := s.objs.at(int32(i)); e.kind == kindOfs {
 			c.start[e.base+1]++
@@ -67,7 +78,38 @@ func newChains(path string, s *scanned, lim Limits, spend *budget) *chains {
 			c.byBase[r.base] = append(c.byBase[r.base], r.idx)
 		}
 	}
-	return c
+	return c, nil
+}
+
+// close unmaps the pack.
+func (c *chains) close() {
+	if c.data != nil {
+		_ = syscall.Munmap(c.data)
+		c.data = nil
+	}
+}
+
+// mapFile maps a file read-only: the walkers read objects at random
+// offsets, thousands of them, which through read(2) would cost a system
+// call and a buffer fill each.
+func mapFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 || fi.Size() != int64(int(fi.Size())) {
+		return nil, fmt.Errorf("mirror: map %s: size %d", filepath.Base(path), fi.Size())
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	return data, nil
 }
 
 // kidsOf returns the deltas based on entry i, whose id is h (zero when
@@ -93,7 +135,7 @@ func (c *chains) hasKids(i int32) bool {
 // visit is called with every object of a walked chain: its entry, type
 // and, when the walk holds it, its content (nil for a result that was
 // only hashed). It may record the object's id (resolvePack) or check it.
-type visit func(i int32, t plumbing.ObjectType, content []byte, h plumbing.Hash) error
+type visit func(w *walker, i int32, t plumbing.ObjectType, content []byte, h plumbing.Hash) error
 
 // walk resolves the chains rooted at roots, calling v for every object
 // below a root, and for each root too when rootsToo. hold says whether
@@ -177,11 +219,10 @@ func firstErr(errs []error) error {
 	return nil
 }
 
-// walker resolves chains with its own view of the pack file.
+// walker resolves chains, reading the mapped pack.
 type walker struct {
 	c        *chains
-	f        *os.File
-	br       *bufio.Reader
+	br       bytes.Reader
 	z        inflater
 	ops      *bufio.Reader
 	held     int64
@@ -190,42 +231,46 @@ type walker struct {
 	rootsToo bool
 	hold     func(plumbing.ObjectType, uint64) bool
 	free     [][]byte
+	log      *links // where the objects it checks record their links
 }
 
 func (c *chains) walker(share int64, v visit, rootsToo bool, hold func(plumbing.ObjectType, uint64) bool) (*walker, error) {
-	f, err := os.Open(c.path)
-	if err != nil {
-		return nil, err
+	w := &walker{c: c, z: inflater{spend: c.spend}, ops: bufio.NewReaderSize(nil, 16<<10),
+		share: share, v: v, rootsToo: rootsToo, hold: hold}
+	if c.chk != nil {
+		var err error
+		if w.log, err = c.chk.newLog(); err != nil {
+			return nil, err
+		}
 	}
-	return &walker{c: c, f: f, br: bufio.NewReaderSize(f, 32<<10), z: inflater{spend: c.spend},
-		ops: bufio.NewReaderSize(nil, 16<<10), share: share, v: v, rootsToo: rootsToo, hold: hold}, nil
+	return w, nil
 }
 
-func (w *walker) close() { _ = w.f.Close() }
+func (w *walker) close() {}
 
 // open positions the walker at entry i's data and returns its declared
 // size; the inflater is ready to read it.
 func (w *walker) open(i int32) (uint64, error) {
 	e := w.c.objs.at(i)
-	if _, err := w.f.Seek(int64(e.off), io.SeekStart); err != nil {
-		return 0, err
+	if e.off >= uint64(len(w.c.data)) {
+		return 0, corrupt("an object lies outside the pack")
 	}
-	w.br.Reset(w.f)
-	_, size, err := objectHeader(w.br)
+	w.br.Reset(w.c.data[e.off:])
+	_, size, err := objectHeader(&w.br)
 	if err != nil {
 		return 0, truncated(err)
 	}
 	switch e.kind {
 	case kindOfs:
-		if _, err := ofsDistance(w.br); err != nil {
+		if _, err := ofsDistance(&w.br); err != nil {
 			return 0, truncated(err)
 		}
 	case kindRef:
-		if _, err := w.br.Discard(20); err != nil {
-			return 0, truncated(err)
+		if _, err := w.br.Seek(20, io.SeekCurrent); err != nil || w.br.Len() == 0 {
+			return 0, corrupt("the pack is truncated")
 		}
 	}
-	if err := w.z.reset(w.br, size); err != nil {
+	if err := w.z.reset(&w.br, size); err != nil {
 		return 0, truncated(err)
 	}
 	return size, nil
@@ -284,7 +329,7 @@ func (w *walker) root(i int32) (err error) {
 		}
 	}
 	if w.rootsToo {
-		if err := w.v(i, e.typ, content, e.hash); err != nil {
+		if err := w.v(w, i, e.typ, content, e.hash); err != nil {
 			return err
 		}
 	}
@@ -372,7 +417,7 @@ func (w *walker) apply(k int32, t plumbing.ObjectType, base []byte) ([]byte, plu
 	case e.hash != id:
 		return out, plumbing.ZeroHash, corrupt("a delta resolves to another object than before")
 	}
-	if err := w.v(k, t, out, id); err != nil {
+	if err := w.v(w, k, t, out, id); err != nil {
 		return out, plumbing.ZeroHash, err
 	}
 	return out, id, nil

@@ -133,7 +133,7 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 		return nil, err
 	}
 	p := &Pending{m: m, old: old, next: next, oldHead: oldHead, head: head, changes: changes}
-	var tags map[plumbing.Hash]plumbing.Hash
+	var np *newPack
 	if len(wants) > 0 {
 		q, err := m.objs.newQuarantine()
 		if err != nil {
@@ -145,7 +145,7 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 			m.objs.discard(q)
 			return nil, err
 		}
-		p.q, tags = q, q.pack.tags
+		p.q, np = q, &q.pack
 	}
 	closeSess()
 	if err := ctx.Err(); err != nil {
@@ -155,7 +155,7 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	if p.q != nil {
 		m.objs.admit(p.q)
 	}
-	p.peeled = m.peel(next, changes, m.peeled, tags)
+	p.peeled = m.peel(next, changes, m.peeled, np)
 	return p, nil
 }
 
@@ -467,17 +467,18 @@ func (ls *listing) table(head string, old *refs.Table) *refs.Table {
 // ref of t when changes is nil): prev, with the entries of the changed
 // refs computed again from the objects themselves, never taken from the
 // upstream's advertisement. A ref that names an annotated tag peels to
-// the first object down its chain of tags that is not a tag; tags names
-// what the tags of the received pack point at, older ones are read from
-// the store. prev is not modified.
-func (m *Mirror) peel(t *refs.Table, changes []refs.Change, prev map[string]plumbing.Hash, tags map[plumbing.Hash]plumbing.Hash) map[string]plumbing.Hash {
+// the first object down its chain of tags that is not a tag; np (nil when
+// nothing was fetched) tells the types of the received tips and what the
+// received tags point at without a read, other objects are read from the
+// store. prev is not modified.
+func (m *Mirror) peel(t *refs.Table, changes []refs.Change, prev map[string]plumbing.Hash, np *newPack) map[string]plumbing.Hash {
 	out := maps.Clone(prev)
 	if out == nil {
 		out = map[string]plumbing.Hash{}
 	}
 	set := func(name string, h plumbing.Hash) {
 		delete(out, name)
-		if p, ok := m.objs.peel(h, tags); ok {
+		if p, ok := m.objs.peel(h, np); ok {
 			out[name] = p
 		}
 	}
