@@ -132,9 +132,11 @@ const (
 
 // LyingPktLine returns Valid(parents...) whose advertisement (raw,
 // Built.Advert) starts correctly (HEAD and refs/heads/main, with
-// capabilities) and then carries a pkt-line that lies (see PktLie). A
-// client must fail cleanly: no allocation by the declared length, no
-// hang beyond its timeout.
+// capabilities) and then carries a pkt-line that lies (see PktLie); the
+// server hangs up after it (Built.HangUp). A client must fail cleanly:
+// no allocation by the declared length. To make it wait instead (for
+// bytes that never come), add a Stall (StallAdvert, after the whole
+// advertisement) and clear HangUp.
 func LyingPktLine(lie PktLie, parents ...plumbing.Hash) Built {
 	b := Valid(parents...)
 	var a bytes.Buffer
@@ -165,6 +167,7 @@ func LyingPktLine(lie PktLie, parents ...plumbing.Hash) Built {
 	}
 	raw := a.Bytes()
 	b.Advert = func() io.Reader { return bytes.NewReader(raw) }
+	b.HangUp = true
 	return b
 }
 

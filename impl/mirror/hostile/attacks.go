@@ -26,8 +26,9 @@ type Built struct {
 	// advertisement (ManyRefs, EndlessRefs).
 	MoreRefs iter.Seq[Ref]
 	// Advert, when not nil, is the raw advertisement, replacing Refs and
-	// MoreRefs (LyingPktLine).
+	// MoreRefs (LyingPktLine); HangUp ends a git:// session after it.
 	Advert func() io.Reader
+	HangUp bool
 }
 
 // Branch returns b with its branch (Refs[0]) renamed refs/heads/<name>.
@@ -40,7 +41,7 @@ func (b Built) Branch(name string) Built {
 // Scenario serves b alone: Refs (HEAD pointing at Refs[0]), MoreRefs or
 // Advert, and the pack as the answer to any request.
 func (b Built) Scenario() Scenario {
-	return Scenario{Refs: b.Refs, MoreRefs: b.MoreRefs, Advert: b.Advert, Head: b.Refs[0].Name, Pack: b.Pack}
+	return Scenario{Refs: b.Refs, MoreRefs: b.MoreRefs, Advert: b.Advert, HangUp: b.HangUp, Head: b.Refs[0].Name, Pack: b.Pack}
 }
 
 // Hybrid serves b over the real repository at dir: dir's refs with b's

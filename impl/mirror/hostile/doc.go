@@ -26,6 +26,21 @@
 // an existing mirror's sync). [Server.Requests] records what clients
 // asked for.
 //
+// An attack on a clone, over either transport:
+//
+//	srv := hostile.Start(t)
+//	srv.Set("app.git", hostile.DeltaBomb(hostile.Bomb558MB).Scenario())
+//	_, _, err := root.Clone(ctx, "app", mirror.Config{URL: srv.GitURL("app.git"), AllowPrivate: true})
+//
+// An attack on the sync of an existing mirror: onboard a real
+// repository through the server, then switch the same URL to a hybrid
+// whose crafted pack builds on the mirror's tip:
+//
+//	srv.Set("app.git", hostile.Scenario{Passthrough: workDir})
+//	m, _, _ := root.Clone(ctx, "app", mirror.Config{URL: srv.HTTPURL("app.git"), AllowPrivate: true})
+//	srv.Set("app.git", hostile.DeltaBomb(hostile.Bomb1GiB, tip).Hybrid(workDir))
+//	_, err := m.Sync(ctx)
+//
 // Large outputs (a 100 MB advertisement, an endless one, a 256 MiB commit)
 // are streamed or built from small compressed pieces: nothing here holds
 // more than a few MiB, and nothing inflates a bomb.

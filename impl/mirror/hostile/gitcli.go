@@ -43,6 +43,9 @@ func gitOutput(dir string, args ...string) ([]byte, error) {
 // baseRefs returns the refs of the repository at dir, with their peeled
 // values (git show-ref -d), and HEAD's symref target ("" if detached).
 func baseRefs(dir string) ([]Ref, string, error) {
+	if _, err := gitOutput(dir, "rev-parse", "--git-dir"); err != nil {
+		return nil, "", err
+	}
 	out, err := gitOutput(dir, "show-ref", "-d")
 	if err != nil && len(out) > 0 {
 		return nil, "", err
@@ -147,7 +150,7 @@ func (s *Server) quitContext() (context.Context, context.CancelFunc) {
 func (s *Server) passGit(conn net.Conn, br *bufio.Reader, repo, dir string) error {
 	ctx, cancel := s.quitContext()
 	defer cancel()
-	cmd := s.uploadPack(ctx, dir, "--strict")
+	cmd := s.uploadPack(ctx, dir)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 // testEnv isolates the git commands of the tests from the machine's
 // configuration and makes commits reproducible.
 func testEnv(home string) []string {
-	return append(gitEnv(), "HOME="+home,
+	return append(gitEnv(), "HOME="+home, "NO_PROXY=*", "no_proxy=*",
 		"GIT_AUTHOR_NAME=Fixture", "GIT_AUTHOR_EMAIL=fixture@example.com", "GIT_AUTHOR_DATE=2020-01-01T00:00:00Z",
 		"GIT_COMMITTER_NAME=Fixture", "GIT_COMMITTER_EMAIL=fixture@example.com", "GIT_COMMITTER_DATE=2020-01-01T00:00:00Z")
 }

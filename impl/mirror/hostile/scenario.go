@@ -46,6 +46,12 @@ type Scenario struct {
 	// Caps. Over HTTP it follows the "# service=git-upload-pack"
 	// preamble, which the server always sends.
 	Advert func() io.Reader
+	// HangUp closes a git:// connection right after the advertisement
+	// (over HTTP the advertisement is a response of its own anyway):
+	// for a raw Advert that lies about its length, so that the client
+	// sees the end of the stream instead of waiting for bytes that never
+	// come (a Stall does that).
+	HangUp bool
 	// Common are the objects a scripted server claims to have: a have
 	// naming one is acknowledged.
 	Common []plumbing.Hash

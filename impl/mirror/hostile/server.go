@@ -79,7 +79,8 @@ func (s *Server) Set(repo string, sc Scenario) {
 	s.scenarios[repoKey(repo)] = sc
 }
 
-// Remove makes repo unknown again: git:// hangs up, HTTP answers 404.
+// Remove makes repo unknown again: git:// answers "ERR no such
+// repository", HTTP 404.
 func (s *Server) Remove(repo string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,7 +188,10 @@ func (s *Server) serveGit(conn net.Conn) error {
 	repo := repoKey(path)
 	sc, ok := s.scenario(repo, true)
 	if !ok {
-		return nil // git daemon hangs up on a repository it does not serve
+		// As git daemon --informative-errors does (without it, the
+		// daemon hangs up without a word: Advert returning nothing).
+		_, err := conn.Write(PktLine("ERR no such repository: " + path))
+		return err
 	}
 	if sc.Passthrough != "" {
 		return s.passGit(conn, br, repo, sc.Passthrough)
@@ -196,13 +200,14 @@ func (s *Server) serveGit(conn net.Conn) error {
 	c := &conversation{r: br, w: bw, flush: bw.Flush, quit: s.quit}
 	h, err := s.hybrid(sc)
 	if err != nil {
+		_, _ = conn.Write(PktLine("ERR hostile: hybrid base unreadable"))
 		return err
 	}
 	defer h.close()
 	if err := s.advertise(advertWriter(bw, bw.Flush, sc.Stall, s.quit, nil), h.sc); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := bw.Flush(); err != nil || sc.HangUp {
 		return err
 	}
 	p := &reqParser{req: Request{Transport: "git"}}
