@@ -129,7 +129,7 @@ func HeaderOnly(count uint32) Built {
 // and 1 GiB.
 const (
 	Bomb558MB = 8515 << 16  // 558,039,040 bytes
-	Bomb2GB   = 31586 << 16 // 2,069,495,808 bytes
+	Bomb2GB   = 31586 << 16 // 2,070,020,096 bytes
 	Bomb1GiB  = 1 << 30
 )
 
@@ -150,8 +150,8 @@ const bombBase = 0x10000
 // more to hash it). It must refuse the pack by its budget (the declared
 // result size against what it allows), before allocating.
 //
-// Bomb558MB (~315-byte pack) and Bomb2GB (~330 bytes) reproduce the
-// clone findings; Bomb1GiB, with the mirror's tip as parent and served
+// Bomb558MB (a 342-byte pack) and Bomb2GB (366 bytes) reproduce the
+// clone findings (~315 and ~328 bytes there, without a commit); Bomb1GiB, with the mirror's tip as parent and served
 // with Built.Hybrid, reaches a sync (the bomb refers to nothing outside
 // the pack, which a mirror that asks for no thin pack would refuse).
 func DeltaBomb(size int64, parents ...plumbing.Hash) Built {
@@ -179,7 +179,7 @@ const (
 // (at least 64 KiB + 8): the first is based on a 64 KiB blob of zeros,
 // every other on the one before (ofs-deltas). Delta i inserts its number
 // (8 bytes) and copies the start of its base in 64 KiB copies, so every
-// result is a distinct blob. ChainBomb(ChainLength, ChainEach) is ~6 KB
+// result is a distinct blob. ChainBomb(ChainLength, ChainEach) is 6.7 KB
 // and resolves to 1.6 GB of blobs, 8 MiB at a time: a resolver that keeps
 // every result (or every base of the chain) in memory holds all of it.
 // Tip is a commit over the empty tree, with parents.
