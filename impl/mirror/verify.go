@@ -201,9 +201,9 @@ func (x *packIndex) find(h plumbing.Hash) (*entry, bool) {
 // cannot hold two entries of one id, and git reads such a pack wrong.
 func sortByID(objs *entries) ([]int32, error) {
 	type key struct {
-		hi  uint64
+		hi   uint64
 		rest [12]byte
-		i   int32
+		i    int32
 	}
 	keys := make([]key, objs.len())
 	for i := range keys {
