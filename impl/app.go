@@ -567,6 +567,7 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 			MaxInflated:  a.cfg.FetchLimits.Inflated,
 			MaxMetaSize:  a.cfg.FetchLimits.CommitSize,
 			MaxDeltaSize: a.cfg.FetchLimits.DeltaSize,
+			MaxRefs:      a.cfg.FetchLimits.Refs,
 		},
 	}
 	origin := registry.OriginConfig

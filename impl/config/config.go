@@ -44,6 +44,9 @@ type FetchLimits struct {
 	// DeltaSize (--fetch-max-delta-size) bounds every object held in
 	// memory to resolve a delta: a delta's base or result. Default 64 MiB.
 	DeltaSize int64
+	// Refs (--fetch-max-refs) bounds the refs of the mirrored namespaces
+	// an upstream may advertise. Default 500,000.
+	Refs int64
 }
 
 // Config is the whole server configuration.
@@ -382,7 +385,8 @@ func (c *Config) Validate() error {
 		name string
 		v    int64
 	}{{"--fetch-max-pack-size", c.FetchLimits.PackSize}, {"--fetch-max-objects", c.FetchLimits.Objects}, {"--fetch-max-inflated", c.FetchLimits.Inflated},
-		{"--fetch-max-commit-size", c.FetchLimits.CommitSize}, {"--fetch-max-delta-size", c.FetchLimits.DeltaSize}} {
+		{"--fetch-max-commit-size", c.FetchLimits.CommitSize}, {"--fetch-max-delta-size", c.FetchLimits.DeltaSize},
+		{"--fetch-max-refs", c.FetchLimits.Refs}} {
 		if l.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", l.name))
 		}

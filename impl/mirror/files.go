@@ -1,19 +1,23 @@
 package mirror
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refs"
 )
 
@@ -237,12 +241,12 @@ func readHead(dir string) (refs.Ref, error) {
 	return refs.Ref{}, nil
 }
 
-// encodePackedRefs renders the namespace refs of t (with their peeled
-// values) merged with the extra refs, sorted, in git's packed-refs format.
-func encodePackedRefs(t *refs.Table, peeled map[string]plumbing.Hash, extra []packedRef) []byte {
+// writePackedRefs writes the namespace refs of t (with their peeled
+// values) merged with the extra refs, sorted, in git's packed-refs
+// format, to w as it goes: a table of long ref names is never held twice.
+func writePackedRefs(w io.Writer, t *refs.Table, peeled map[string]plumbing.Hash, extra []packedRef) error {
 	all := t.All()
-	var b bytes.Buffer
-	b.Grow(len(packedRefsHeader) + (len(all)+len(extra))*96)
+	b := bufio.NewWriterSize(w, 256<<10)
 	b.WriteString(packedRefsHeader)
 	var hexbuf [40]byte
 	line := func(p packedRef) {
@@ -272,14 +276,28 @@ func encodePackedRefs(t *refs.Table, peeled map[string]plumbing.Hash, extra []pa
 			j++
 		}
 	}
-	return b.Bytes()
+	return b.Flush()
+}
+
+// writePackedRefsLocked replaces path's packed-refs as writeLocked does,
+// writing the refs as they are rendered.
+func writePackedRefsLocked(path string, t *refs.Table, peeled map[string]plumbing.Hash, extra []packedRef) error {
+	return writeLockedFunc(path, func(w io.Writer) error { return writePackedRefs(w, t, peeled, extra) })
 }
 
 // writeLocked replaces path atomically with git's lock-file protocol:
 // create path.lock exclusively (an existing lock is someone else's:
 // ErrLocked, and it is left alone), write, fsync, rename over path. On
 // failure the lock this call created is removed.
-func writeLocked(path string, data []byte) (err error) {
+func writeLocked(path string, data []byte) error {
+	return writeLockedFunc(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeLockedFunc is writeLocked with the content written by write.
+func writeLockedFunc(path string, write func(io.Writer) error) (err error) {
 	lock := path + lockSuffix
 	f, err := os.OpenFile(lock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
@@ -294,7 +312,7 @@ func writeLocked(path string, data []byte) (err error) {
 			_ = os.Remove(lock)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = write(f); err != nil {
 		return fmt.Errorf("mirror: write %s: %w", lock, err)
 	}
 	if err = f.Sync(); err != nil {
@@ -357,12 +375,17 @@ func removeLoose(dir, name string) error {
 }
 
 // validRefName reports whether name is a ref name git accepts (the rules
-// of git check-ref-format), so that it can be written to packed-refs and
-// mapped to a path inside the repository. Refs with other names are
+// of git check-ref-format, and git branch's for refs/heads/*), so that it
+// can be written to packed-refs and mapped to a path inside the
+// repository, and that stackd can serve: valid UTF-8 (for JSON), each
+// component a file name (at most 255 bytes). Refs with other names are
 // ignored, as git itself refuses them.
 func validRefName(name string) bool {
 	if len(name) == 0 || len(name) > 1024 || name[len(name)-1] == '/' || name[len(name)-1] == '.' ||
-		strings.Contains(name, "..") || strings.Contains(name, "@{") {
+		strings.Contains(name, "..") || strings.Contains(name, "@{") || !utf8.ValidString(name) {
+		return false
+	}
+	if branch, ok := strings.CutPrefix(name, "refs/heads/"); ok && !refname.Valid(branch) {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -374,7 +397,7 @@ func validRefName(name string) bool {
 		}
 	}
 	for comp := range strings.SplitSeq(name, "/") {
-		if comp == "" || comp[0] == '.' || strings.HasSuffix(comp, lockSuffix) {
+		if comp == "" || comp[0] == '.' || strings.HasSuffix(comp, lockSuffix) || len(comp) > 255 {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,4 +145,12 @@ func TestWriteLocked(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dir, "sub.lock")); !os.IsNotExist(err) {
 		t.Fatalf("our lock left behind: %v", err)
 	}
+}
+
+// encodePackedRefs returns what writePackedRefs writes: renders the namespace refs of t (with their peeled
+// values) merged with the extra refs, sorted, in git's packed-refs format.
+func encodePackedRefs(t *refs.Table, peeled map[string]plumbing.Hash, extra []packedRef) []byte {
+	var b bytes.Buffer
+	_ = writePackedRefs(&b, t, peeled, extra)
+	return b.Bytes()
 }

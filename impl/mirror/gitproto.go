@@ -33,7 +33,8 @@ import (
 // The session is bound to the context it was opened with: when that ends,
 // every pending and later read or write fails at once.
 type gitSession struct {
-	refsHint int // expected number of advertised refs, to size the map
+	refsHint int   // expected number of advertised refs, to size the map
+	maxRefs  int64 // Limits.MaxRefs
 	conn     net.Conn
 	r        *bufio.Reader
 	adv      *packp.AdvRefs
@@ -44,7 +45,7 @@ type gitSession struct {
 
 const gitDaemonPort = 9418
 
-func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int) (*gitSession, error) {
+func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int, maxRefs int64) (*gitSession, error) {
 	if auth != nil {
 		return nil, transport.ErrInvalidAuthMethod // the protocol has no authentication
 	}
@@ -56,7 +57,7 @@ func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, 
 	if err != nil {
 		return nil, err
 	}
-	s := &gitSession{refsHint: refsHint, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	s := &gitSession{refsHint: refsHint, maxRefs: maxRefs, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
 	s.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	host := ep.Host
 	if port != gitDaemonPort {
@@ -86,7 +87,7 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	}
 	ar := packp.NewAdvRefs()
 	ar.References = make(map[string]plumbing.Hash, s.refsHint)
-	if err := ar.Decode(&capReader{r: s.r, n: maxAdvertisement}); err != nil {
+	if err := ar.Decode(newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.maxRefs)); err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {

@@ -105,8 +105,9 @@ func FuzzApplyDelta(f *testing.F) {
 }
 
 // FuzzAdvertisement: a ref advertisement, however malformed, read as a
-// git:// session reads it, never panics; the table made from it holds only
-// refs in the namespaces with names git accepts, and HEAD only a branch.
+// session reads it (through advertFilter, then go-git's decoder), never
+// panics; the table made from it holds only refs in the namespaces with
+// names git accepts, at most the filter's maximum, and HEAD only a branch.
 func FuzzAdvertisement(f *testing.F) {
 	f.Add([]byte("00a3" + idA + " HEAD\x00multi_ack side-band-64k ofs-delta symref=HEAD:refs/heads/main agent=git/2.39\n" +
 		"003f" + idA + " refs/heads/main\n" + "0041" + idB + " refs/tags/v1^{}\n" + "0000"))
@@ -115,7 +116,7 @@ func FuzzAdvertisement(f *testing.F) {
 	f.Add([]byte("0045" + idA + " refs/heads/../../../etc\x00\n0000"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ar := packp.NewAdvRefs()
-		if err := ar.Decode(&capReader{r: bytes.NewReader(data), n: 1 << 20}); err != nil {
+		if err := ar.Decode(newAdvertFilter(&capReader{r: bytes.NewReader(data), n: 1 << 20}, 1000)); err != nil {
 			return
 		}
 		ls := &listing{refs: ar.References, headHash: ar.Head, caps: ar.Capabilities}
@@ -125,6 +126,9 @@ func FuzzAdvertisement(f *testing.F) {
 		head := ls.headTarget("")
 		if head != "" && !(validRefName(head) && len(head) > len("refs/heads/") && head[:len("refs/heads/")] == "refs/heads/") {
 			t.Fatalf("HEAD target %q", head)
+		}
+		if n := len(ls.refs); n > 1002 { // the kept refs, HEAD and the first line
+			t.Fatalf("%d refs decoded", n)
 		}
 		for _, r := range ls.table(head, nil).All() {
 			if r.Symbolic() {

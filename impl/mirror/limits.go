@@ -37,6 +37,10 @@ type Limits struct {
 	MaxDeltaSize int64
 	// MaxDeltaDepth bounds the length of a delta chain. Default 10,000.
 	MaxDeltaDepth int
+	// MaxRefs bounds the refs of the mirrored namespaces an upstream may
+	// advertise (the others are dropped as the advertisement is read,
+	// before anything keeps them). Default 500,000.
+	MaxRefs int64
 }
 
 // DefaultLimits are the limits a zero Limits field takes.
@@ -47,6 +51,7 @@ var DefaultLimits = Limits{
 	MaxMetaSize:   4 << 20,
 	MaxDeltaSize:  64 << 20,
 	MaxDeltaDepth: 10_000,
+	MaxRefs:       500_000,
 }
 
 // orDefault returns l with every zero (or negative) field set to its
@@ -71,6 +76,9 @@ func (l Limits) orDefault() Limits {
 	if l.MaxDeltaDepth > 0 {
 		d.MaxDeltaDepth = l.MaxDeltaDepth
 	}
+	if l.MaxRefs > 0 {
+		d.MaxRefs = l.MaxRefs
+	}
 	return d
 }
 
@@ -84,6 +92,7 @@ var unlimited = Limits{
 	MaxMetaSize:   1 << 40,
 	MaxDeltaSize:  1 << 40,
 	MaxDeltaDepth: 1 << 20,
+	MaxRefs:       1 << 40,
 }
 
 var (
@@ -128,6 +137,7 @@ var limitFlags = map[string]string{
 	"MaxMetaSize":   "--fetch-max-commit-size",
 	"MaxDeltaSize":  "--fetch-max-delta-size",
 	"MaxDeltaDepth": "",
+	"MaxRefs":       "--fetch-max-refs",
 }
 
 func (e *limitError) Unwrap() error { return ErrTooLarge }
@@ -142,7 +152,7 @@ func tooLarge(what, limit string, max int64) error {
 // formatBytes shows a limit: counts as numbers, sizes in MiB or GiB.
 func formatBytes(limit string, n int64) string {
 	switch {
-	case limit == "MaxObjects" || limit == "MaxDeltaDepth":
+	case limit == "MaxObjects" || limit == "MaxDeltaDepth" || limit == "MaxRefs":
 		return fmt.Sprintf("%d", n)
 	case n >= 1<<30 && n%(1<<30) == 0:
 		return fmt.Sprintf("%d GiB", n>>30)

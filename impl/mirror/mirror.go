@@ -720,8 +720,11 @@ func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *Pendin
 		return nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
 	}
 	m.objs = openObjects(tmp)
+	if err := m.objs.checkBranches(refs.Diff(nil, table, InNamespaces), np); err != nil {
+		return nil, rem.fail(ctx, op, err)
+	}
 	m.peeled = m.peel(table, nil, nil, np)
-	if err := writeLocked(filepath.Join(tmp, packedRefsFile), encodePackedRefs(table, m.peeled, nil)); err != nil {
+	if err := writePackedRefsLocked(filepath.Join(tmp, packedRefsFile), table, m.peeled, nil); err != nil {
 		return nil, err
 	}
 	if head != defaultBranch {

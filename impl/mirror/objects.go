@@ -250,6 +250,50 @@ func removeTempPacks(dir string) {
 	removeQuarantines(dir)
 }
 
+// checkBranches refuses changes that move a branch (refs/heads/*) to an
+// object that is not a commit: git fsck reports such a branch as an
+// error. np, when not nil, is the pack just received, whose tips' types
+// are known; other tips are looked up in the store.
+func (o *objectStore) checkBranches(changes []refs.Change, np *newPack) error {
+	for _, c := range changes {
+		if c.Kind == refs.Deleted || !strings.HasPrefix(c.Ref, "refs/heads/") {
+			continue
+		}
+		t, ok := plumbing.InvalidObject, false
+		if np != nil {
+			t, ok = np.wanted[c.New]
+		}
+		if !ok {
+			t = o.typeOf(c.New)
+		}
+		if t != plumbing.CommitObject {
+			return corrupt("a branch names a %s, not a commit", t)
+		}
+	}
+	return nil
+}
+
+// typeOf returns the type of stored object h, without reading its
+// content (InvalidObject when it is not stored).
+func (o *objectStore) typeOf(h plumbing.Hash) plumbing.ObjectType {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return plumbing.InvalidObject
+	}
+	obj, err := o.st.EncodedObject(plumbing.AnyObject, h)
+	if err != nil && o.retryLocked(err) {
+		obj, err = o.st.EncodedObject(plumbing.AnyObject, h)
+	}
+	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
+		obj, err = o.incoming.EncodedObject(plumbing.AnyObject, h)
+	}
+	if err != nil {
+		return plumbing.InvalidObject
+	}
+	return obj.Type()
+}
+
 // maxTagChain bounds the annotated tags peeled through, one naming the
 // next.
 const maxTagChain = 64

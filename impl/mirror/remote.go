@@ -67,6 +67,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 // method, the secrets to mask in error text, the connection policy and,
 // for http(s), the mirror's own HTTP client.
 type remote struct {
+	maxRefs int64 // Limits.MaxRefs
 	url     string
 	shown   string
 	auth    transport.AuthMethod
@@ -85,7 +86,7 @@ func newRemote(cfg Config) (remote, error) {
 	if err != nil {
 		return remote{}, err
 	}
-	r := remote{url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log}
+	r := remote{maxRefs: cfg.Limits.orDefault().MaxRefs, url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log}
 	if ep.Protocol == "http" || ep.Protocol == "https" {
 		r.httpc, r.tr = newHTTP(cfg, ep)
 	}
@@ -125,7 +126,7 @@ func newHTTP(cfg Config, ep *transport.Endpoint) (transport.Transport, *http.Tra
 	}
 	hosts := cfg.AllowedHosts
 	hc := &http.Client{
-		Transport: &boundTransport{base: tr, origin: originOf(ep.Protocol, ep.Host, ep.Port)},
+		Transport: &boundTransport{base: tr, origin: originOf(ep.Protocol, ep.Host, ep.Port), maxRefs: cfg.Limits.orDefault().MaxRefs},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			return hosts.Check(req.URL.Host)
 		},
@@ -184,8 +185,9 @@ func originOfURL(u *url.URL) origin {
 // are read through a limit of maxErrorBody bytes, then the connection is
 // dropped.
 type boundTransport struct {
-	base   http.RoundTripper
-	origin origin
+	base    http.RoundTripper
+	origin  origin
+	maxRefs int64
 }
 
 func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -203,8 +205,9 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		resp.Body = &limitedBody{r: io.LimitReader(resp.Body, maxErrorBody), c: resp.Body}
 	case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/info/refs"):
-		// The ref advertisement: decoded whole, so bounded.
-		resp.Body = &limitedBody{r: &capReader{r: resp.Body, n: maxAdvertisement}, c: resp.Body}
+		// The ref advertisement: decoded whole, so bounded, and only what
+		// a mirror keeps of it reaches the decoder.
+		resp.Body = &limitedBody{r: newAdvertFilter(&capReader{r: resp.Body, n: maxAdvertisement}, t.maxRefs), c: resp.Body}
 	}
 	return resp, nil
 }
@@ -231,7 +234,7 @@ func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPack
 	ep.Protocol = strings.ToLower(ep.Protocol)
 	switch ep.Protocol {
 	case "git":
-		return openGitSession(ctx, r.policy.Dialer(), ep, r.auth, refsHint)
+		return openGitSession(ctx, r.policy.Dialer(), ep, r.auth, refsHint, r.maxRefs)
 	case "http", "https":
 		if r.httpc == nil {
 			return nil, fmt.Errorf("%w: no http client", ErrBadURL)

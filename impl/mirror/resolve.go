@@ -292,13 +292,19 @@ func (w *walker) get(n uint64) ([]byte, error) {
 	return make([]byte, 0, n), nil
 }
 
-// put returns a buffer to the walker, keeping a few for reuse.
+// put returns a buffer to the walker, keeping a few for reuse (as many
+// as fit in half its share): a chain of large deltas reuses two or three
+// buffers instead of allocating one per delta.
 func (w *walker) put(b []byte) {
 	if b == nil {
 		return
 	}
 	w.held -= int64(cap(b))
-	if len(w.free) < 4 && cap(b) <= 4<<20 {
+	var kept int64
+	for _, f := range w.free {
+		kept += int64(cap(f))
+	}
+	if len(w.free) < 4 && kept+int64(cap(b)) <= w.share/2 {
 		w.free = append(w.free, b)
 	}
 }

@@ -152,6 +152,10 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 		p.Abort()
 		return nil, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
 	}
+	if err := m.objs.checkBranches(changes, np); err != nil {
+		p.Abort()
+		return nil, m.rem.fail(ctx, op, err)
+	}
 	if p.q != nil {
 		m.objs.admit(p.q)
 	}
@@ -199,7 +203,7 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		}
 	}
 	if len(p.changes) > 0 {
-		if err := writeLocked(filepath.Join(m.dir, packedRefsFile), encodePackedRefs(p.next, p.peeled, m.extra)); err != nil {
+		if err := writePackedRefsLocked(filepath.Join(m.dir, packedRefsFile), p.next, p.peeled, m.extra); err != nil {
 			return Result{}, err
 		}
 		for _, c := range p.changes {

@@ -1,0 +1,113 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// advertFilter is read in place of an upstream's ref advertisement: it
+// passes on, pkt-line by pkt-line, only what a mirror uses of it (the
+// first line, which carries the capabilities, HEAD, and the refs of the
+// namespaces whose names git accepts) and drops the rest (tags, pull
+// requests, peeled lines, names git refuses) before go-git decodes and
+// keeps any of it. Kept refs are counted against max. It never reads past
+// the advertisement's end (the flush-pkt after a ref), since the same
+// connection then carries the pack, and it checks every pkt-line's length
+// before reading it: a malformed line is ErrCorrupt, not whatever go-git
+// would make of it.
+type advertFilter struct {
+	r       io.Reader
+	max     int64
+	kept    int64
+	refs    int // ref lines seen
+	done    bool
+	out     []byte // what is left to pass on
+	buf     [65520]byte
+	pending error
+}
+
+func newAdvertFilter(r io.Reader, max int64) *advertFilter { return &advertFilter{r: r, max: max} }
+
+func (f *advertFilter) Read(p []byte) (int, error) {
+	for len(f.out) == 0 {
+		if f.pending != nil {
+			return 0, f.pending
+		}
+		if f.done {
+			return 0, io.EOF
+		}
+		if err := f.next(); err != nil {
+			f.pending = err
+		}
+	}
+	n := copy(p, f.out)
+	f.out = f.out[n:]
+	return n, nil
+}
+
+// next reads one pkt-line and queues it if it is kept.
+func (f *advertFilter) next() error {
+	var head [4]byte
+	if _, err := io.ReadFull(f.r, head[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return corrupt("the ref advertisement is truncated")
+		}
+		return err // io.EOF: go-git reports an empty answer as it should
+	}
+	n, err := strconv.ParseUint(string(head[:]), 16, 16)
+	if err != nil {
+		return corrupt("the ref advertisement has a malformed pkt-line length")
+	}
+	switch {
+	case n == 0: // flush-pkt
+		if f.refs > 0 {
+			f.done = true
+		}
+		f.out = append(f.buf[:0], head[:]...)
+		return nil
+	case n < 4 || n > uint64(len(f.buf)):
+		return corrupt("the ref advertisement has a pkt-line of length %d", n)
+	}
+	line := f.buf[:n]
+	copy(line, head[:])
+	if _, err := io.ReadFull(f.r, line[4:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return corrupt("the ref advertisement is truncated")
+		}
+		return err
+	}
+	payload := line[4:]
+	if len(payload) < 41 || payload[40] != ' ' || !isHex(payload[:40]) {
+		f.out = line // the service line of smart HTTP, "shallow", an ERR line: go-git's business
+		return nil
+	}
+	f.refs++
+	name := string(payload[41:])
+	if i := strings.IndexAny(name, "\x00\n"); i >= 0 {
+		name = name[:i]
+	}
+	if f.refs == 1 || name == "HEAD" {
+		f.out = line // the capabilities ride on the first line
+		return nil
+	}
+	if strings.HasSuffix(name, "^{}") || !wanted(name) {
+		return nil // peeled values are computed, not taken; other refs are not mirrored
+	}
+	if f.kept++; f.kept > f.max {
+		return tooLarge(fmt.Sprintf("the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefs", f.max)
+	}
+	f.out = line
+	return nil
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

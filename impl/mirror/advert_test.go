@@ -1,0 +1,55 @@
+package mirror
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stackd/stackd/impl/mirror/hostile"
+)
+
+// TestAdvertFilter: the advertisement reaches go-git with the first line,
+// HEAD and the refs a mirror keeps only, stops at its end, and malformed
+// pkt-lines and too many refs are refused.
+func TestAdvertFilter(t *testing.T) {
+	pkt := func(s string) string { return string(hostile.PktLine(s)) }
+	first := pkt(idA + " HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n")
+	tests := []struct {
+		name, in, out string
+		max           int64
+		err           error
+	}{
+		{"keeps what a mirror uses", first + pkt(idA+" refs/heads/main\n") + pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") +
+			pkt(idB+" refs/pull/1/head\n") + pkt(idB+" refs/stackit/metadata/main\n") + pkt(idB+" refs/heads/bad name\n") + "0000",
+			first + pkt(idA+" refs/heads/main\n") + pkt(idB+" refs/stackit/metadata/main\n") + "0000", 10, nil},
+		{"smart HTTP preamble", pkt("# service=git-upload-pack\n") + "0000" + first + "0000" + "0032NAK-what-follows-is-not-read",
+			pkt("# service=git-upload-pack\n") + "0000" + first + "0000", 10, nil},
+		{"empty answer", "", "", 10, io.EOF},
+		{"too many refs", first + pkt(idA+" refs/heads/a\n") + pkt(idA+" refs/heads/b\n") + "0000", "", 1, ErrTooLarge},
+		{"length not hex", first + "00zz", "", 10, ErrCorrupt},
+		{"length too short", first + "0003", "", 10, ErrCorrupt},
+		{"length over the maximum", first + "fff5", "", 10, ErrCorrupt},
+		{"truncated", first + "0040" + idA, "", 10, ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := io.ReadAll(newAdvertFilter(strings.NewReader(tt.in), tt.max))
+			if tt.err == io.EOF {
+				if err != nil || len(got) != 0 {
+					t.Fatalf("got %q, %v", got, err)
+				}
+				return
+			}
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.out {
+				t.Fatalf("got %q, %v\nwant %q", got, err, tt.out)
+			}
+		})
+	}
+}
