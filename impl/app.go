@@ -32,6 +32,7 @@ import (
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
+	"github.com/stackd/stackd/impl/view"
 	"github.com/stackd/stackd/impl/watch"
 	"github.com/stackd/stackd/impl/webhook"
 )
@@ -107,6 +108,10 @@ type Options struct {
 	// RemoteResolver resolves upstream host names (tests answer with
 	// their own DNS server).
 	RemoteResolver *net.Resolver
+	// DiffLimits override the limits of a branch's patch
+	// (view.DefaultDiffLimits); DiffHooks observe their computations.
+	DiffLimits view.DiffLimits
+	DiffHooks  view.DiffHooks
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -279,6 +284,8 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Me:            a.me,
 		AuditLog:      a.auditLog,
 		Database:      a.store,
+		DiffLimits:    opts.DiffLimits,
+		DiffHooks:     opts.DiffHooks,
 	})
 	h, err := NewHandler(srv, HandlerDeps{
 		Logger:      log,

@@ -178,6 +178,17 @@ func (r *Repo) Object(t plumbing.ObjectType, h plumbing.Hash) (obj plumbing.Enco
 	return obj, err
 }
 
+// ObjectSize returns an object's size without reading its content (only
+// its header, or its delta's), so that a reader can refuse a large blob
+// before reading it (view.ObjectSizer).
+func (r *Repo) ObjectSize(h plumbing.Hash) (size int64, err error) {
+	err = r.objs.with(func(s *ReadOnlyStorer) error {
+		size, err = s.EncodedObjectSize(h)
+		return err
+	})
+	return size, err
+}
+
 // Config reads the repository's config (with the harmless extensions
 // hidden, see ReadOnlyStorer.Config).
 func (r *Repo) Config() (cfg *config.Config, err error) {
