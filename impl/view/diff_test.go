@@ -475,19 +475,12 @@ func TestDiffCancelled(t *testing.T) {
 	}
 }
 
-// rewriteFixture commits a file of lines lines on main, each one of 13
-// numbers at random (446 KB for 200,000 lines), and on feat rewrites
-// every line to another of the 13: the hard case of a line diff.
+// rewriteFixture commits gittest.NumberRewrite's text on main and its
+// rewrite on feat.
 func rewriteFixture(t testing.TB, lines int) (*gittest.Repo, plumbing.Hash, plumbing.Hash) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(1, 2))
-	var a, b strings.Builder
-	for range lines {
-		v := rng.IntN(13)
-		a.WriteString(strconv.Itoa(v) + "\n")
-		b.WriteString(strconv.Itoa((v+1+rng.IntN(12))%13) + "\n")
-	}
-	return twoCommits(t, map[string]*fiFile{"numbers.txt": regular(a.String())}, map[string]*fiFile{"numbers.txt": regular(b.String())})
+	a, b := gittest.NumberRewrite(lines)
+	return twoCommits(t, map[string]*fiFile{"numbers.txt": regular(a)}, map[string]*fiFile{"numbers.txt": regular(b)})
 }
 
 // TestDiffLargeRewrite diffs the 200,000-line rewrite with the default
