@@ -877,7 +877,7 @@ type ClientInterface interface {
 	// identical content, full object ids in index lines, paths quoted as
 	// git quotes them). A patch is bounded: a file whose old or new side
 	// is larger than 1 MiB, or that would take the blobs read for the
-	// patch past 16 MiB, or whose hunks would take the patch past 8 MiB,
+	// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
 	// is shown too large: its `diff --git` and `index` lines, then
 	// `Binary files <a> and <b> differ` and a marker line
 	// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
@@ -1282,7 +1282,7 @@ func (c *Client) GetBranch(ctx context.Context, repoID RepoID, branch BranchName
 // identical content, full object ids in index lines, paths quoted as
 // git quotes them). A patch is bounded: a file whose old or new side
 // is larger than 1 MiB, or that would take the blobs read for the
-// patch past 16 MiB, or whose hunks would take the patch past 8 MiB,
+// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
 // is shown too large: its `diff --git` and `index` lines, then
 // `Binary files <a> and <b> differ` and a marker line
 // `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
@@ -2685,7 +2685,7 @@ type ClientWithResponsesInterface interface {
 	// identical content, full object ids in index lines, paths quoted as
 	// git quotes them). A patch is bounded: a file whose old or new side
 	// is larger than 1 MiB, or that would take the blobs read for the
-	// patch past 16 MiB, or whose hunks would take the patch past 8 MiB,
+	// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
 	// is shown too large: its `diff --git` and `index` lines, then
 	// `Binary files <a> and <b> differ` and a marker line
 	// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
@@ -5754,7 +5754,7 @@ func (c *ClientWithResponses) GetBranchWithResponse(ctx context.Context, repoID 
 // identical content, full object ids in index lines, paths quoted as
 // git quotes them). A patch is bounded: a file whose old or new side
 // is larger than 1 MiB, or that would take the blobs read for the
-// patch past 16 MiB, or whose hunks would take the patch past 8 MiB,
+// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
 // is shown too large: its `diff --git` and `index` lines, then
 // `Binary files <a> and <b> differ` and a marker line
 // `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new

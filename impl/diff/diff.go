@@ -267,7 +267,7 @@ func (r *Result) compare(o Options, budget *Budget) (bool, error) {
 	}
 	inA, inB := count(a[x0:x1]), count(b[y0:y1])
 	// The lines the search sees, by their index in the text.
-	var keepA, keepB []int32
+	keepA, keepB := make([]int32, 0, x1-x0), make([]int32, 0, y1-y0)
 	for i := x0; i < x1; i++ {
 		if inB[a[i]] == 0 {
 			r.a.setChanged(i, true)

@@ -42,17 +42,19 @@ type DiffLimits struct {
 }
 
 // The defaults. A source file of 1 MiB is some 30,000 lines, beyond what
-// anyone reviews as a diff; comparing it takes at most a few tens of
-// megabytes. 16 MiB of blobs per patch is sixteen such files, read and
-// inflated in well under a second; 8 MiB of patch is about 100,000
-// changed lines and what the diff cache (DefaultDiffCacheBytes) keeps
-// eight of. 100 million steps are about half a CPU-second; the worst
-// case measured, a 200,000-line file whose every line was rewritten from
-// 13 distinct ones, spends about half of it (the cost limit of a split
-// is lowered to what the budget affords).
+// anyone reviews as a diff; comparing one takes a few tens of megabytes
+// at most. 8 MiB of blobs read per patch is four such files changed
+// through and through; 8 MiB of patch is about 100,000 changed lines, and
+// the diff cache (DefaultDiffCacheBytes) keeps eight such patches. 100
+// million steps of comparison are about half a CPU-second. Measured
+// (BenchmarkDiffRewrite200k, BenchmarkDiffWorstCase,
+// BenchmarkDiffManyFiles): the 200,000-line rewrite of issue 14 costs
+// about 0.3 CPU-seconds; a patch at every limit (files of 1 MiB, every
+// line rewritten from two distinct ones) about 0.9; 40,000 small changed
+// files (cut at 8 MiB of patch) about 1.
 const (
 	DefaultDiffFileBytes  = 1 << 20
-	DefaultDiffReadBytes  = 16 << 20
+	DefaultDiffReadBytes  = 8 << 20
 	DefaultDiffPatchBytes = 8 << 20
 	DefaultDiffWork       = 100_000_000
 )
@@ -337,11 +339,13 @@ func (p *patchWriter) file(f filePair, left int) (bool, error) {
 		return false, err
 	}
 	old.lines, new.lines = r.Lines()
-	var hunks bytes.Buffer
-	r.WriteHunks(&hunks)
-	if hunks.Len() > 0 {
-		fmt.Fprintf(&p.out, "--- %s%s\n+++ %s%s\n", la, tabIfSpace(la), lb, tabIfSpace(lb))
-		p.out.Write(hunks.Bytes())
+	labels := p.out.Len()
+	fmt.Fprintf(&p.out, "--- %s%s\n+++ %s%s\n", la, tabIfSpace(la), lb, tabIfSpace(lb))
+	hunks := p.out.Len()
+	r.WriteHunks(&p.out)
+	if p.out.Len() == hunks {
+		// No hunks (two empty sides): no labels either, as git.
+		p.out.Truncate(labels)
 	}
 	if int64(p.out.Len()) <= p.lim.PatchBytes {
 		return true, nil
@@ -494,15 +498,14 @@ func readBlob(repo Repo, h plumbing.Hash, size int64) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer r.Close()
-	data := make([]byte, 0, size)
-	buf := bytes.NewBuffer(data)
-	if _, err := io.Copy(buf, io.LimitReader(r, size+1)); err != nil {
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
 		return nil, fmt.Errorf("blob %s: %w", h, err)
 	}
-	if int64(buf.Len()) != size {
-		return nil, fmt.Errorf("blob %s: read %d bytes, its size is %d", h, buf.Len(), size)
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("blob %s: more than its size, %d bytes", h, size)
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // isBinary is git's test: a NUL byte in the first 8,000.
