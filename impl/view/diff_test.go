@@ -449,14 +449,16 @@ func tryApply(t testing.TB, r *gittest.Repo, base plumbing.Hash, tipTree string,
 	return nil
 }
 
-// TestDiffWithinLimitsApplies gives every limit room for the whole patch
-// of TestDiffLimits's commits, but a work budget that runs out: the patch
-// is whole (no marker) and git applies it.
+// TestDiffWithinLimitsApplies gives the comparison of two unrelated
+// 3,000-line texts a work budget that runs out at once: the patch is
+// coarser (more changed lines than with the default budget) but whole (no
+// marker), and git applies it.
 func TestDiffWithinLimitsApplies(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	old := randomText(rng, 3000)
 	r, b, tip := twoCommits(t, map[string]*fiFile{"f.txt": regular(old)}, map[string]*fiFile{"f.txt": regular(randomText(rng, 3000))})
-	patch, err := view.Diff(context.Background(), openRepo(t, r.Dir), b, tip, view.DiffLimits{Work: 1000})
+	repo := openRepo(t, r.Dir)
+	patch, err := view.Diff(context.Background(), repo, b, tip, view.DiffLimits{Work: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,6 +466,46 @@ func TestDiffWithinLimitsApplies(t *testing.T) {
 		t.Fatalf("a marker in a patch within its limits:\n%.500s", patch)
 	}
 	applies(t, r, b, tip, patch)
+	full, err := view.Diff(context.Background(), repo, b, tip, view.DiffLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed(patch) <= changed(full) {
+		t.Errorf("%d changed lines with a spent budget, %d with the default one", changed(patch), changed(full))
+	}
+}
+
+// changed counts the deleted and inserted lines of a patch.
+func changed(patch []byte) int {
+	n := 0
+	for _, l := range bytes.Split(patch, []byte("\n")) {
+		if (bytes.HasPrefix(l, []byte("-")) || bytes.HasPrefix(l, []byte("+"))) && !bytes.HasPrefix(l, []byte("---")) && !bytes.HasPrefix(l, []byte("+++")) {
+			n++
+		}
+	}
+	return n
+}
+
+// sizeless hides a Repo's ObjectSize.
+type sizeless struct{ view.Repo }
+
+// TestDiffWithoutSizeLookup: on a Repo that cannot look a size up alone,
+// the limits hold all the same (the object is opened for its size).
+func TestDiffWithoutSizeLookup(t *testing.T) {
+	big := numbered(300, "line ")
+	r, b, tip := twoCommits(t, map[string]*fiFile{"big.txt": regular(big), "s.txt": regular("a\n")}, map[string]*fiFile{"big.txt": regular(big + "x\n"), "s.txt": regular("b\n")})
+	var repo view.Repo = sizeless{openRepo(t, r.Dir)}
+	if _, ok := repo.(view.ObjectSizer); ok {
+		t.Fatal("the wrapper still has ObjectSize")
+	}
+	patch, err := view.Diff(context.Background(), repo, b, tip, view.DiffLimits{FileBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("stackd: diff not shown, file larger than 1000 bytes: old %d bytes; new %d bytes\n", len(big), len(big)+2)
+	if !bytes.Contains(patch, []byte(want)) || !bytes.Contains(patch, []byte("-a\n+b\n")) {
+		t.Fatalf("patch:\n%s\nwant %q and s.txt's hunk", patch, want)
+	}
 }
 
 func TestDiffCancelled(t *testing.T) {

@@ -93,7 +93,8 @@ func NewDiffs(limits DiffLimits, cacheBytes int64, hooks DiffHooks) *Diffs {
 // Get returns the patch from base to tip of repository id, whose objects
 // repo reads: from the cache, from a computation under way, or from a new
 // one. When ctx is done first it returns ctx's error, and the computation
-// stops if no other request waits for it.
+// stops if no other request waits for it. The patch is shared: callers
+// must not change it.
 func (d *Diffs) Get(ctx context.Context, id string, repo Repo, base, tip plumbing.Hash) ([]byte, error) {
 	key := diffKey{id, base, tip}
 	d.mu.Lock()
