@@ -35,6 +35,7 @@ import (
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
+	"github.com/stackd/stackd/impl/view"
 	"github.com/stackd/stackd/impl/watch"
 	"github.com/stackd/stackd/impl/webhook"
 )
@@ -118,6 +119,10 @@ type Options struct {
 	// BeforeRefresh. Default: a memlimit.Monitor of the process's memory
 	// limit (tests force pressure with it).
 	ShortOfMemory func() bool
+	// DiffLimits override the limits of a branch's patch
+	// (view.DefaultDiffLimits); DiffHooks observe their computations.
+	DiffLimits view.DiffLimits
+	DiffHooks  view.DiffHooks
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
@@ -311,6 +316,8 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		AuditLog:      a.auditLog,
 		Database:      a.store,
 		ShortOfMemory: a.shortOfMemory,
+		DiffLimits:    opts.DiffLimits,
+		DiffHooks:     opts.DiffHooks,
 	})
 	h, err := NewHandler(srv, HandlerDeps{
 		Logger:            log,

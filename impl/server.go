@@ -10,6 +10,7 @@
 package impl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -49,7 +49,7 @@ type Server struct {
 	deleteRepo    func(ctx context.Context, id string) error
 	keepalive     func() (<-chan time.Time, func())
 
-	diffs *diffCache
+	diffs *view.Diffs
 
 	me       func(ctx context.Context) (gen.Me, bool)
 	auditLog func(ctx context.Context, limit int) ([]gen.AuditEntry, error)
@@ -86,6 +86,10 @@ type ServerDeps struct {
 	// ShortOfMemory says whether the server is short of memory: a sync
 	// of a mirror that would start a fetch is refused (nil: never).
 	ShortOfMemory func() bool
+	// DiffLimits bound each patch (zero fields: view.DefaultDiffLimits);
+	// DiffHooks observe their computations (tests).
+	DiffLimits view.DiffLimits
+	DiffHooks  view.DiffHooks
 }
 
 // Database is what handlers ask of the store directly.
@@ -115,7 +119,7 @@ func NewServer(d ServerDeps) *Server {
 		onboard:       d.Onboard,
 		deleteRepo:    d.Delete,
 		keepalive:     ka,
-		diffs:         newDiffCache(64),
+		diffs:         view.NewDiffs(d.DiffLimits, view.DefaultDiffCacheBytes, d.DiffHooks),
 		me:            d.Me,
 		auditLog:      d.AuditLog,
 		db:            d.Database,
@@ -326,7 +330,8 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 }
 
 // GetBranchDiff returns the branch's patch against its parent, computed
-// from the commits the snapshot pinned (cached per commit pair).
+// from the commits the snapshot pinned, within view.DiffLimits, once per
+// commit pair however many requests want it (view.Diffs).
 func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequestObject) (gen.GetBranchDiffResponseObject, error) {
 	if p := badBranch("branch", req.Branch); p != nil {
 		return gen.GetBranchDiff400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
@@ -346,9 +351,7 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.GetBranchDiff304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
-	patch, err := s.diffs.get(base, tip, func() (string, error) {
-		return view.Diff(ctx, snap.Objects(), base, tip)
-	})
+	patch, err := s.diffs.Get(ctx, req.RepoID, snap.Objects(), base, tip)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return gen.GetBranchDiff404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: gen.NotFoundApplicationProblemPlusJSONResponse(
 			notFound("objects of branch %s are not in the local object store (a partial clone, or the branch moved on)", refname.Quote(req.Branch)))}, nil
@@ -356,43 +359,7 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	if err != nil {
 		return nil, fmt.Errorf("diff %s %s..%s: %w", req.RepoID, base, tip, err)
 	}
-	return gen.GetBranchDiff200TextxPatchResponse{Body: strings.NewReader(patch), ContentLength: int64(len(patch)), Headers: gen.GetBranchDiff200ResponseHeaders{ETag: snap.ETag()}}, nil
-}
-
-// diffCache keeps recent patches by commit pair; the pair pins the content,
-// so entries never go stale.
-type diffCache struct {
-	mu    sync.Mutex
-	max   int
-	order []string
-	byKey map[string]string
-}
-
-func newDiffCache(max int) *diffCache { return &diffCache{max: max, byKey: map[string]string{}} }
-
-func (c *diffCache) get(base, tip plumbing.Hash, compute func() (string, error)) (string, error) {
-	key := base.String() + ".." + tip.String()
-	c.mu.Lock()
-	if p, ok := c.byKey[key]; ok {
-		c.mu.Unlock()
-		return p, nil
-	}
-	c.mu.Unlock()
-	p, err := compute()
-	if err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.byKey[key]; !ok {
-		c.byKey[key] = p
-		c.order = append(c.order, key)
-		if len(c.order) > c.max {
-			delete(c.byKey, c.order[0])
-			c.order = c.order[1:]
-		}
-	}
-	return p, nil
+	return gen.GetBranchDiff200TextxPatchResponse{Body: bytes.NewReader(patch), ContentLength: int64(len(patch)), Headers: gen.GetBranchDiff200ResponseHeaders{ETag: snap.ETag()}}, nil
 }
 
 // location builds a path from escaped segments.

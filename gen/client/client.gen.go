@@ -941,6 +941,29 @@ type ClientInterface interface {
 	// and answers 404. The patch is computed from the commits pinned by the
 	// snapshot, so it always matches the view that was served.
 	//
+	// The format is that of `git diff --full-index -M100%` (renames of
+	// identical content, full object ids in index lines, paths quoted as
+	// git quotes them). A patch is bounded: a file whose old or new side
+	// is larger than 1 MiB, or that would take the blobs read for the
+	// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
+	// is shown too large: its `diff --git` and `index` lines, then
+	// `Binary files <a> and <b> differ` and a marker line
+	// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
+	// <n> bytes[, <n> lines]` (the reason: `file larger than N bytes`,
+	// `patch reads more than N bytes of files` or `patch larger than N
+	// bytes`; a created file has no old part, a deleted one no new part).
+	// When not even that fits, the patch ends with a section for the first
+	// file left out: `diff --git` and `index` lines, then `stackd: diff
+	// not shown, <n> more changed files, patch larger than 8388608 bytes`.
+	// git apply takes a too-large file's content from the objects its
+	// index line names, or refuses the patch; it refuses a patch cut
+	// short. The line comparison has a work budget (about half a
+	// CPU-second per patch): past it, changed regions are shown replaced
+	// whole, a longer but still correct patch.
+	//
+	// Concurrent requests for the same patch share one computation, which
+	// stops when the last of them hangs up; finished patches are cached.
+	//
 	// Corresponds with GET /api/v1/repos/{repoID}/branches/{branch}/diff (the `GetBranchDiff` operationId).
 	GetBranchDiff(ctx context.Context, repoID RepoID, branch BranchName, params *GetBranchDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1342,6 +1365,29 @@ func (c *Client) GetBranch(ctx context.Context, repoID RepoID, branch BranchName
 // recorded in the current view) to the branch's tip. Trunk has no parent
 // and answers 404. The patch is computed from the commits pinned by the
 // snapshot, so it always matches the view that was served.
+//
+// The format is that of `git diff --full-index -M100%` (renames of
+// identical content, full object ids in index lines, paths quoted as
+// git quotes them). A patch is bounded: a file whose old or new side
+// is larger than 1 MiB, or that would take the blobs read for the
+// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
+// is shown too large: its `diff --git` and `index` lines, then
+// `Binary files <a> and <b> differ` and a marker line
+// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
+// <n> bytes[, <n> lines]` (the reason: `file larger than N bytes`,
+// `patch reads more than N bytes of files` or `patch larger than N
+// bytes`; a created file has no old part, a deleted one no new part).
+// When not even that fits, the patch ends with a section for the first
+// file left out: `diff --git` and `index` lines, then `stackd: diff
+// not shown, <n> more changed files, patch larger than 8388608 bytes`.
+// git apply takes a too-large file's content from the objects its
+// index line names, or refuses the patch; it refuses a patch cut
+// short. The line comparison has a work budget (about half a
+// CPU-second per patch): past it, changed regions are shown replaced
+// whole, a longer but still correct patch.
+//
+// Concurrent requests for the same patch share one computation, which
+// stops when the last of them hangs up; finished patches are cached.
 //
 // Corresponds with GET /api/v1/repos/{repoID}/branches/{branch}/diff (the `GetBranchDiff` operationId).
 func (c *Client) GetBranchDiff(ctx context.Context, repoID RepoID, branch BranchName, params *GetBranchDiffParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2742,6 +2788,29 @@ type ClientWithResponsesInterface interface {
 	// recorded in the current view) to the branch's tip. Trunk has no parent
 	// and answers 404. The patch is computed from the commits pinned by the
 	// snapshot, so it always matches the view that was served.
+	//
+	// The format is that of `git diff --full-index -M100%` (renames of
+	// identical content, full object ids in index lines, paths quoted as
+	// git quotes them). A patch is bounded: a file whose old or new side
+	// is larger than 1 MiB, or that would take the blobs read for the
+	// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
+	// is shown too large: its `diff --git` and `index` lines, then
+	// `Binary files <a> and <b> differ` and a marker line
+	// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
+	// <n> bytes[, <n> lines]` (the reason: `file larger than N bytes`,
+	// `patch reads more than N bytes of files` or `patch larger than N
+	// bytes`; a created file has no old part, a deleted one no new part).
+	// When not even that fits, the patch ends with a section for the first
+	// file left out: `diff --git` and `index` lines, then `stackd: diff
+	// not shown, <n> more changed files, patch larger than 8388608 bytes`.
+	// git apply takes a too-large file's content from the objects its
+	// index line names, or refuses the patch; it refuses a patch cut
+	// short. The line comparison has a work budget (about half a
+	// CPU-second per patch): past it, changed regions are shown replaced
+	// whole, a longer but still correct patch.
+	//
+	// Concurrent requests for the same patch share one computation, which
+	// stops when the last of them hangs up; finished patches are cached.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5808,6 +5877,29 @@ func (c *ClientWithResponses) GetBranchWithResponse(ctx context.Context, repoID 
 // recorded in the current view) to the branch's tip. Trunk has no parent
 // and answers 404. The patch is computed from the commits pinned by the
 // snapshot, so it always matches the view that was served.
+//
+// The format is that of `git diff --full-index -M100%` (renames of
+// identical content, full object ids in index lines, paths quoted as
+// git quotes them). A patch is bounded: a file whose old or new side
+// is larger than 1 MiB, or that would take the blobs read for the
+// patch past 8 MiB, or whose hunks would take the patch past 8 MiB,
+// is shown too large: its `diff --git` and `index` lines, then
+// `Binary files <a> and <b> differ` and a marker line
+// `stackd: diff not shown, <reason>: old <n> bytes[, <n> lines]; new
+// <n> bytes[, <n> lines]` (the reason: `file larger than N bytes`,
+// `patch reads more than N bytes of files` or `patch larger than N
+// bytes`; a created file has no old part, a deleted one no new part).
+// When not even that fits, the patch ends with a section for the first
+// file left out: `diff --git` and `index` lines, then `stackd: diff
+// not shown, <n> more changed files, patch larger than 8388608 bytes`.
+// git apply takes a too-large file's content from the objects its
+// index line names, or refuses the patch; it refuses a patch cut
+// short. The line comparison has a work budget (about half a
+// CPU-second per patch): past it, changed regions are shown replaced
+// whole, a longer but still correct patch.
+//
+// Concurrent requests for the same patch share one computation, which
+// stops when the last of them hangs up; finished patches are cached.
 //
 // Returns a wrapper object for the known response body format(s).
 //

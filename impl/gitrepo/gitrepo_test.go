@@ -207,7 +207,7 @@ func TestPartialCloneMissingBlob(t *testing.T) {
 	if _, err := repo.Object(plumbing.CommitObject, tip); err != nil {
 		t.Fatalf("commit objects must be present: %v", err)
 	}
-	if _, err := view.Diff(context.Background(), repo, parent, tip); !errors.Is(err, plumbing.ErrObjectNotFound) {
+	if _, err := view.Diff(context.Background(), repo, parent, tip, view.DiffLimits{}); !errors.Is(err, plumbing.ErrObjectNotFound) {
 		t.Fatalf("diff over missing blobs = %v, want ErrObjectNotFound", err)
 	}
 }

@@ -94,7 +94,7 @@ func TestServingWritesNothing(t *testing.T) {
 					continue
 				}
 				diffs++
-				_, err := view.Diff(ctx, repo, base, tip)
+				_, err := view.Diff(ctx, repo, base, tip, view.DiffLimits{})
 				if tt.diffMissing != (err != nil) {
 					t.Errorf("Diff(%s) err = %v, want error: %v", b.Name, err, tt.diffMissing)
 				}

@@ -18,6 +18,10 @@ import (
 // reach while they are current; a managed mirror's garbage collection may
 // remove it from the second Sync after on (see package mirror), after
 // which a read of it fails with plumbing.ErrObjectNotFound.
+//
+// A Repo that can tell an object's size without reading it implements
+// Sizer too: the build then leaves commits and metadata beyond its limits
+// unread, and the diff blobs beyond its own (see DiffLimits).
 type Repo interface {
 	// Refs is the ref table this Repo was made with, HEAD included.
 	Refs() *refs.Table

@@ -642,10 +642,11 @@ func TestDiff(t *testing.T) {
 	if !ok {
 		t.Fatal("no diff range")
 	}
-	patch, err := view.Diff(context.Background(), repo, base, tip)
+	patchBytes, err := view.Diff(context.Background(), repo, base, tip, view.DiffLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	patch := string(patchBytes)
 	for _, want := range []string{
 		"diff --git a/file.txt b/file.txt", "-two", "+TWO",
 		"diff --git a/new.txt b/new.txt", "new file mode 100644", "+new",
@@ -657,7 +658,7 @@ func TestDiff(t *testing.T) {
 	if strings.Contains(patch, "keep.txt") {
 		t.Errorf("patch mentions unchanged file:\n%s", patch)
 	}
-	if _, err := view.Diff(context.Background(), repo, plumbing.NewHash("1111111111111111111111111111111111111111"), tip); !errors.Is(err, plumbing.ErrObjectNotFound) {
+	if _, err := view.Diff(context.Background(), repo, plumbing.NewHash("1111111111111111111111111111111111111111"), tip, view.DiffLimits{}); !errors.Is(err, plumbing.ErrObjectNotFound) {
 		t.Errorf("Diff(missing base) = %v", err)
 	}
 }
