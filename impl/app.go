@@ -575,6 +575,7 @@ func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
 			MaxMetaSize:  a.cfg.FetchLimits.CommitSize,
 			MaxDeltaSize: a.cfg.FetchLimits.DeltaSize,
 			MaxRefs:      a.cfg.FetchLimits.Refs,
+			MaxRefBytes:  a.cfg.FetchLimits.RefBytes,
 		},
 	}
 	origin := registry.OriginConfig

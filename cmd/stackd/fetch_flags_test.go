@@ -19,8 +19,8 @@ func TestFetchLimitFlags(t *testing.T) {
 		t.Fatalf("default: %+v %v", cfg.FetchLimits, err)
 	}
 	cfg, err = parseServe([]string{"--fetch-max-pack-size", "8GiB", "--fetch-max-objects", "5000000", "--fetch-max-inflated", "64GiB",
-		"--fetch-max-commit-size", "16MiB", "--fetch-max-delta-size", "256MiB", "--fetch-max-refs", "1000000"}, io.Discard)
-	want := config.FetchLimits{PackSize: 8 << 30, Objects: 5_000_000, Inflated: 64 << 30, CommitSize: 16 << 20, DeltaSize: 256 << 20, Refs: 1_000_000}
+		"--fetch-max-commit-size", "16MiB", "--fetch-max-delta-size", "256MiB", "--fetch-max-refs", "1000000", "--fetch-max-ref-bytes", "32MiB"}, io.Discard)
+	want := config.FetchLimits{PackSize: 8 << 30, Objects: 5_000_000, Inflated: 64 << 30, CommitSize: 16 << 20, DeltaSize: 256 << 20, Refs: 1_000_000, RefBytes: 32 << 20}
 	if err != nil || cfg.FetchLimits != want {
 		t.Fatalf("flags: %+v %v", cfg.FetchLimits, err)
 	}

@@ -137,7 +137,8 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(int64Value{&cfg.FetchLimits.Objects}, "fetch-max-objects", "most objects one pack may hold (0: the default, 2000000)")
 	s.value(sizeValue{&cfg.FetchLimits.Inflated}, "fetch-max-inflated", "most bytes inflated to receive and check one pack (0: the default, 32GiB)")
 	s.value(sizeValue{&cfg.FetchLimits.CommitSize}, "fetch-max-commit-size", "largest commit, tree or tag a pack may hold (0: the default, 4MiB)")
-	s.value(int64Value{&cfg.FetchLimits.Refs}, "fetch-max-refs", "most refs of refs/heads, refs/stackit and refs/branch-metadata an upstream may advertise (0: the default, 500000)")
+	s.value(int64Value{&cfg.FetchLimits.Refs}, "fetch-max-refs", "most refs of refs/heads, refs/stackit and refs/branch-metadata an upstream may advertise (0: the default, 150000)")
+	s.value(sizeValue{&cfg.FetchLimits.RefBytes}, "fetch-max-ref-bytes", "most bytes of the names of those refs (0: the default, 8MiB)")
 	s.value(sizeValue{&cfg.FetchLimits.DeltaSize}, "fetch-max-delta-size", "largest object held in memory to resolve a delta, a delta's base or result (0: the default, 64MiB)")
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {

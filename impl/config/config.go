@@ -45,8 +45,11 @@ type FetchLimits struct {
 	// memory to resolve a delta: a delta's base or result. Default 64 MiB.
 	DeltaSize int64
 	// Refs (--fetch-max-refs) bounds the refs of the mirrored namespaces
-	// an upstream may advertise. Default 500,000.
+	// an upstream may advertise. Default 150,000.
 	Refs int64
+	// RefBytes (--fetch-max-ref-bytes) bounds the bytes of those refs'
+	// names. Default 8 MiB.
+	RefBytes int64
 }
 
 // Config is the whole server configuration.
@@ -386,7 +389,7 @@ func (c *Config) Validate() error {
 		v    int64
 	}{{"--fetch-max-pack-size", c.FetchLimits.PackSize}, {"--fetch-max-objects", c.FetchLimits.Objects}, {"--fetch-max-inflated", c.FetchLimits.Inflated},
 		{"--fetch-max-commit-size", c.FetchLimits.CommitSize}, {"--fetch-max-delta-size", c.FetchLimits.DeltaSize},
-		{"--fetch-max-refs", c.FetchLimits.Refs}} {
+		{"--fetch-max-refs", c.FetchLimits.Refs}, {"--fetch-max-ref-bytes", c.FetchLimits.RefBytes}} {
 		if l.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", l.name))
 		}

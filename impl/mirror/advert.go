@@ -13,15 +13,17 @@ import (
 // first line, which carries the capabilities, HEAD, and the refs of the
 // namespaces whose names git accepts) and drops the rest (tags, pull
 // requests, peeled lines, names git refuses) before go-git decodes and
-// keeps any of it. Kept refs are counted against max. It never reads past
+// keeps any of it. Kept refs are counted against MaxRefs, and their
+// names against MaxRefBytes. It never reads past
 // the advertisement's end (the flush-pkt after a ref), since the same
 // connection then carries the pack, and it checks every pkt-line's length
 // before reading it: a malformed line is ErrCorrupt, not whatever go-git
 // would make of it.
 type advertFilter struct {
 	r       io.Reader
-	max     int64
+	lim     Limits // MaxRefs, MaxRefBytes
 	kept    int64
+	names   int64 // bytes of the kept refs' names
 	refs    int // ref lines seen
 	done    bool
 	out     []byte // what is left to pass on
@@ -29,7 +31,7 @@ type advertFilter struct {
 	pending error
 }
 
-func newAdvertFilter(r io.Reader, max int64) *advertFilter { return &advertFilter{r: r, max: max} }
+func newAdvertFilter(r io.Reader, lim Limits) *advertFilter { return &advertFilter{r: r, lim: lim} }
 
 func (f *advertFilter) Read(p []byte) (int, error) {
 	for len(f.out) == 0 {
@@ -96,8 +98,11 @@ func (f *advertFilter) next() error {
 	if strings.HasSuffix(name, "^{}") || !wanted(name) {
 		return nil // peeled values are computed, not taken; other refs are not mirrored
 	}
-	if f.kept++; f.kept > f.max {
-		return tooLarge(fmt.Sprintf("the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefs", f.max)
+	if f.kept++; f.kept > f.lim.MaxRefs {
+		return tooLarge(fmt.Sprintf("the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefs", f.lim.MaxRefs)
+	}
+	if f.names += int64(len(name)); f.names > f.lim.MaxRefBytes {
+		return tooLarge(fmt.Sprintf("the names of the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefBytes", f.lim.MaxRefBytes)
 	}
 	f.out = line
 	return nil

@@ -27,6 +27,7 @@ func TestAdvertFilter(t *testing.T) {
 			pkt("# service=git-upload-pack\n") + "0000" + first + "0000", 10, nil},
 		{"empty answer", "", "", 10, io.EOF},
 		{"too many refs", first + pkt(idA+" refs/heads/a\n") + pkt(idA+" refs/heads/b\n") + "0000", "", 1, ErrTooLarge},
+		{"names too long", first + pkt(idA+" refs/heads/"+strings.Repeat("a", 40)+"\n") + pkt(idA+" refs/heads/"+strings.Repeat("b", 40)+"\n") + "0000", "", 10, ErrTooLarge},
 		{"length not hex", first + "00zz", "", 10, ErrCorrupt},
 		{"length too short", first + "0003", "", 10, ErrCorrupt},
 		{"length over the maximum", first + "fff5", "", 10, ErrCorrupt},
@@ -34,7 +35,7 @@ func TestAdvertFilter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := io.ReadAll(newAdvertFilter(strings.NewReader(tt.in), tt.max))
+			got, err := io.ReadAll(newAdvertFilter(strings.NewReader(tt.in), Limits{MaxRefs: tt.max, MaxRefBytes: 64}))
 			if tt.err == io.EOF {
 				if err != nil || len(got) != 0 {
 					t.Fatalf("got %q, %v", got, err)

@@ -34,7 +34,7 @@ import (
 // every pending and later read or write fails at once.
 type gitSession struct {
 	refsHint int   // expected number of advertised refs, to size the map
-	maxRefs  int64 // Limits.MaxRefs
+	lim      Limits // with defaults: MaxRefs, MaxRefBytes
 	conn     net.Conn
 	r        *bufio.Reader
 	adv      *packp.AdvRefs
@@ -45,7 +45,7 @@ type gitSession struct {
 
 const gitDaemonPort = 9418
 
-func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int, maxRefs int64) (*gitSession, error) {
+func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int, lim Limits) (*gitSession, error) {
 	if auth != nil {
 		return nil, transport.ErrInvalidAuthMethod // the protocol has no authentication
 	}
@@ -57,7 +57,7 @@ func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, 
 	if err != nil {
 		return nil, err
 	}
-	s := &gitSession{refsHint: refsHint, maxRefs: maxRefs, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	s := &gitSession{refsHint: refsHint, lim: lim, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
 	s.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	host := ep.Host
 	if port != gitDaemonPort {
@@ -87,7 +87,7 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	}
 	ar := packp.NewAdvRefs()
 	ar.References = make(map[string]plumbing.Hash, s.refsHint)
-	if err := ar.Decode(newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.maxRefs)); err != nil {
+	if err := ar.Decode(newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)); err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {

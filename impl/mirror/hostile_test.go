@@ -322,10 +322,8 @@ func rawAdvert(t *testing.T, tip plumbing.Hash, n, nameLen int) (func() io.Reade
 	caps := strings.Join(append(hostile.DefaultCaps(), "symref=HEAD:refs/heads/main"), " ")
 	w.Write(hostile.PktLine(tip.String() + " HEAD\x00" + caps + "\n"))
 	w.Write(hostile.PktLine(tip.String() + " refs/heads/main\n"))
-	for i := range n {
-		name := fmt.Sprintf("refs/heads/many/%012d-", i)
-		name += strings.Repeat("x", max(0, nameLen-len(name)))
-		w.Write(hostile.PktLine(tip.String() + " " + name + "\n"))
+	for ref := range hostile.SplitRefStream(n, nameLen, tip) {
+		w.Write(hostile.PktLine(tip.String() + " " + ref.Name + "\n"))
 	}
 	w.WriteString(hostile.FlushPkt)
 	if err := w.Flush(); err != nil {
@@ -378,14 +376,17 @@ func (e *endlessAdvert) Read(p []byte) (int, error) {
 }
 
 // TestHostileAdvertisements: an endless advertisement stops at its cap,
-// within the allocation bound; a large one (100,000 refs of 1 KiB names,
-// about 107 MB) costs a small multiple of its size; refs whose names git
-// refuses never reach the mirror (skipped, or the fetch fails); lying
-// pkt-lines fail the fetch.
+// within the allocation bound; one of 100,000 refs of 1 KiB names (about
+// 107 MB) is refused by the bound on the names' bytes (MaxRefBytes), a
+// large one within the limits costs a small multiple of its size (the
+// allocations in all, garbage included, at most 8 times); refs
+// whose names git refuses never reach the mirror (skipped, or the fetch
+// fails); lying pkt-lines fail the fetch.
 func TestHostileAdvertisements(t *testing.T) {
 	srv := hostile.Start(t)
 	valid := hostile.Valid()
-	many, manySize := rawAdvert(t, valid.Tip, hostile.ManyRefsCount, hostile.ManyRefsNameLen)
+	many, _ := rawAdvert(t, valid.Tip, hostile.ManyRefsCount, hostile.ManyRefsNameLen)
+	large, largeSize := rawAdvert(t, valid.Tip, 50_000, 150)
 	cases := []struct {
 		name string
 		sc   hostile.Scenario
@@ -393,7 +394,8 @@ func TestHostileAdvertisements(t *testing.T) {
 		max  uint64
 	}{
 		{"endless", hostile.Scenario{Advert: func() io.Reader { return newEndlessAdvert(valid.Tip) }, Pack: valid.Pack}, overLimit, maxAttackAllocs},
-		{"100,000 refs of 1 KiB", hostile.Scenario{Advert: many, Pack: valid.Pack}, accepted, 3 * uint64(manySize)},
+		{"100,000 refs of 1 KiB", hostile.Scenario{Advert: many, Pack: valid.Pack}, overLimit, maxAttackAllocs},
+		{"50,000 refs of 150 bytes", hostile.Scenario{Advert: large, Pack: valid.Pack}, accepted, 8 * uint64(largeSize)},
 		{"pkt-line longer than sent", hostile.LyingPktLine(hostile.PktLongerThanSent).Scenario(), failed, maxAttackAllocs},
 		{"pkt-line over the maximum", hostile.LyingPktLine(hostile.PktOverMax).Scenario(), failed, maxAttackAllocs},
 		{"pkt-line too short", hostile.LyingPktLine(hostile.PktTooShort).Scenario(), failed, maxAttackAllocs},

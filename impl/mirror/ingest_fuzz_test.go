@@ -116,7 +116,7 @@ func FuzzAdvertisement(f *testing.F) {
 	f.Add([]byte("0045" + idA + " refs/heads/../../../etc\x00\n0000"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ar := packp.NewAdvRefs()
-		if err := ar.Decode(newAdvertFilter(&capReader{r: bytes.NewReader(data), n: 1 << 20}, 1000)); err != nil {
+		if err := ar.Decode(newAdvertFilter(&capReader{r: bytes.NewReader(data), n: 1 << 20}, Limits{MaxRefs: 1000, MaxRefBytes: 1 << 20})); err != nil {
 			return
 		}
 		ls := &listing{refs: ar.References, headHash: ar.Head, caps: ar.Capabilities}

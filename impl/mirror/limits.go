@@ -39,8 +39,18 @@ type Limits struct {
 	MaxDeltaDepth int
 	// MaxRefs bounds the refs of the mirrored namespaces an upstream may
 	// advertise (the others are dropped as the advertisement is read,
-	// before anything keeps them). Default 500,000.
+	// before anything keeps them). A repository's view costs memory in
+	// proportion to its branches (about 4 KiB each, measured at 50,000
+	// branches). Default 150,000: half again the largest repository
+	// stackd is measured with (50,000 branches, each with its metadata
+	// ref).
 	MaxRefs int64
+	// MaxRefBytes bounds the bytes of the names of those refs. Every
+	// byte of a branch name is held several times over by the view built
+	// from it (its JSON, its stack's id, root and title), about 15 bytes
+	// in all: this bound keeps long names from multiplying memory.
+	// Default 8 MiB: 100,000 refs of 80-byte names.
+	MaxRefBytes int64
 }
 
 // DefaultLimits are the limits a zero Limits field takes.
@@ -51,7 +61,8 @@ var DefaultLimits = Limits{
 	MaxMetaSize:   4 << 20,
 	MaxDeltaSize:  64 << 20,
 	MaxDeltaDepth: 10_000,
-	MaxRefs:       500_000,
+	MaxRefs:       150_000,
+	MaxRefBytes:   8 << 20,
 }
 
 // orDefault returns l with every zero (or negative) field set to its
@@ -79,6 +90,9 @@ func (l Limits) orDefault() Limits {
 	if l.MaxRefs > 0 {
 		d.MaxRefs = l.MaxRefs
 	}
+	if l.MaxRefBytes > 0 {
+		d.MaxRefBytes = l.MaxRefBytes
+	}
 	return d
 }
 
@@ -93,6 +107,7 @@ var unlimited = Limits{
 	MaxDeltaSize:  1 << 40,
 	MaxDeltaDepth: 1 << 20,
 	MaxRefs:       1 << 40,
+	MaxRefBytes:   1 << 62,
 }
 
 var (
@@ -138,6 +153,7 @@ var limitFlags = map[string]string{
 	"MaxDeltaSize":  "--fetch-max-delta-size",
 	"MaxDeltaDepth": "",
 	"MaxRefs":       "--fetch-max-refs",
+	"MaxRefBytes":   "--fetch-max-ref-bytes",
 }
 
 func (e *limitError) Unwrap() error { return ErrTooLarge }

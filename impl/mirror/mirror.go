@@ -630,8 +630,7 @@ func (r *Root) Clone(ctx context.Context, id string, cfg Config) (*Mirror, []ref
 type PendingClone struct {
 	r        *Root
 	m        *Mirror // in the temporary directory until Commit
-	table    *refs.Table
-	head     string
+	changes  []refs.Change
 	finished bool
 }
 
@@ -720,7 +719,8 @@ func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *Pendin
 		return nil, fmt.Errorf("mirror: clone %s: %w", rem.shown, err)
 	}
 	m.objs = openObjects(tmp)
-	if err := m.objs.checkBranches(refs.Diff(nil, table, InNamespaces), np); err != nil {
+	changes := refs.Diff(nil, table, InNamespaces)
+	if err := m.objs.checkBranches(changes, np); err != nil {
 		return nil, rem.fail(ctx, op, err)
 	}
 	m.peeled = m.peel(table, nil, nil, np)
@@ -739,14 +739,14 @@ func (r *Root) BeginClone(ctx context.Context, id string, cfg Config) (p *Pendin
 		return nil, err
 	}
 	m.table.Store(table)
-	return &PendingClone{r: r, m: m, table: table, head: head}, nil
+	return &PendingClone{r: r, m: m, changes: changes}, nil
 }
 
 // Reader reads the pending clone.
 func (p *PendingClone) Reader() *Reader { return p.m.Reader() }
 
 // Changes are the refs of the clone, each refs.Created.
-func (p *PendingClone) Changes() []refs.Change { return refs.Diff(nil, p.table, InNamespaces) }
+func (p *PendingClone) Changes() []refs.Change { return p.changes }
 
 // Abort removes the pending clone. Abort after Commit does nothing.
 func (p *PendingClone) Abort() {

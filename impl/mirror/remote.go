@@ -67,7 +67,7 @@ func (c *capReader) Read(p []byte) (int, error) {
 // method, the secrets to mask in error text, the connection policy and,
 // for http(s), the mirror's own HTTP client.
 type remote struct {
-	maxRefs int64 // Limits.MaxRefs
+	lim     Limits // with defaults
 	url     string
 	shown   string
 	auth    transport.AuthMethod
@@ -86,7 +86,7 @@ func newRemote(cfg Config) (remote, error) {
 	if err != nil {
 		return remote{}, err
 	}
-	r := remote{maxRefs: cfg.Limits.orDefault().MaxRefs, url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log}
+	r := remote{lim: cfg.Limits.orDefault(), url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log}
 	if ep.Protocol == "http" || ep.Protocol == "https" {
 		r.httpc, r.tr = newHTTP(cfg, ep)
 	}
@@ -126,7 +126,7 @@ func newHTTP(cfg Config, ep *transport.Endpoint) (transport.Transport, *http.Tra
 	}
 	hosts := cfg.AllowedHosts
 	hc := &http.Client{
-		Transport: &boundTransport{base: tr, origin: originOf(ep.Protocol, ep.Host, ep.Port), maxRefs: cfg.Limits.orDefault().MaxRefs},
+		Transport: &boundTransport{base: tr, origin: originOf(ep.Protocol, ep.Host, ep.Port), lim: cfg.Limits.orDefault()},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			return hosts.Check(req.URL.Host)
 		},
@@ -185,9 +185,9 @@ func originOfURL(u *url.URL) origin {
 // are read through a limit of maxErrorBody bytes, then the connection is
 // dropped.
 type boundTransport struct {
-	base    http.RoundTripper
-	origin  origin
-	maxRefs int64
+	base   http.RoundTripper
+	origin origin
+	lim    Limits // with defaults
 }
 
 func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -207,7 +207,7 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/info/refs"):
 		// The ref advertisement: decoded whole, so bounded, and only what
 		// a mirror keeps of it reaches the decoder.
-		resp.Body = &limitedBody{r: newAdvertFilter(&capReader{r: resp.Body, n: maxAdvertisement}, t.maxRefs), c: resp.Body}
+		resp.Body = &limitedBody{r: newAdvertFilter(&capReader{r: resp.Body, n: maxAdvertisement}, t.lim), c: resp.Body}
 	}
 	return resp, nil
 }
@@ -234,7 +234,7 @@ func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPack
 	ep.Protocol = strings.ToLower(ep.Protocol)
 	switch ep.Protocol {
 	case "git":
-		return openGitSession(ctx, r.policy.Dialer(), ep, r.auth, refsHint, r.maxRefs)
+		return openGitSession(ctx, r.policy.Dialer(), ep, r.auth, refsHint, r.lim)
 	case "http", "https":
 		if r.httpc == nil {
 			return nil, fmt.Errorf("%w: no http client", ErrBadURL)

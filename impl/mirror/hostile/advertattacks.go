@@ -35,6 +35,33 @@ func RefStream(n, nameLen int, target plumbing.Hash) iter.Seq[Ref] {
 	}
 }
 
+// SplitRefStream is RefStream with the padding split into components of
+// at most 200 bytes (refs/heads/many/<number>-/xxx.../xxx...), so that
+// every name is one git and a file system accept, however long.
+func SplitRefStream(n, nameLen int, target plumbing.Hash) iter.Seq[Ref] {
+	return func(yield func(Ref) bool) {
+		for i := 0; n < 0 || i < n; i++ {
+			var b strings.Builder
+			b.WriteString(fmt.Sprintf("refs/heads/many/%012d-", i))
+			for b.Len() < nameLen {
+				b.WriteByte('/')
+				b.WriteString(strings.Repeat("x", min(200, max(1, nameLen-b.Len()))))
+			}
+			if !yield(Ref{Name: b.String(), Hash: target}) {
+				return
+			}
+		}
+	}
+}
+
+// ManySplitRefs is ManyRefs with SplitRefStream's names: refs a mirror
+// keeps, all n of them.
+func ManySplitRefs(n, nameLen int, parents ...plumbing.Hash) Built {
+	b := Valid(parents...)
+	b.MoreRefs = SplitRefStream(n, nameLen, b.Tip)
+	return b
+}
+
 // ManyRefs returns Valid(parents...) advertised with n more refs of
 // nameLen-byte names, all at Tip (RefStream). ManyRefs(ManyRefsCount,
 // ManyRefsNameLen) advertises about 107 MB (nameLen+46 bytes a ref): a
