@@ -24,7 +24,7 @@ type advertFilter struct {
 	lim     Limits // MaxRefs, MaxRefBytes
 	kept    int64
 	names   int64 // bytes of the kept refs' names
-	refs    int // ref lines seen
+	refs    int   // ref lines seen
 	done    bool
 	out     []byte // what is left to pass on
 	buf     [65520]byte

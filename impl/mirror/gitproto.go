@@ -33,7 +33,7 @@ import (
 // The session is bound to the context it was opened with: when that ends,
 // every pending and later read or write fails at once.
 type gitSession struct {
-	refsHint int   // expected number of advertised refs, to size the map
+	refsHint int    // expected number of advertised refs, to size the map
 	lim      Limits // with defaults: MaxRefs, MaxRefBytes
 	conn     net.Conn
 	r        *bufio.Reader
