@@ -63,14 +63,33 @@
 // the old tips of the changed refs, and a few branch tips written by
 // recent Syncs), with neither thin-pack nor include-tag, so that the
 // stored pack is self-contained. With no wants (deletions only, or tips
-// already stored) no request is sent. The pack goes straight into the
-// object store with go-git's pack writer (pack and .idx, renamed into
-// place once complete, then fsynced); every want is checked against the
-// new index before any ref moves. A Sync that fails or is cancelled leaves
-// the old refs on disk and in memory and a consistent object store (at
-// most an unreferenced complete pack; leftover tmp_pack_* files are
-// deleted by the next Sync), and the next Sync reports every change since
-// the last successful one.
+// already stored) no request is sent. Sync is [Mirror.Fetch] then
+// [Pending.Commit]; a caller that must check what it serves before it is
+// visible (the view build) calls them itself, and [Pending.Abort] when
+// the check fails.
+//
+// # Hostile upstreams: budgets, quarantine, verification
+//
+// Nothing an upstream sends is trusted. The advertisement is filtered as
+// it is read (advert.go): only the refs a mirror keeps reach go-git's
+// decoder, within Limits.MaxRefs and MaxRefBytes, and its pkt-lines are
+// checked. The pack is read by this package's parser, once, as it
+// streams (pack.go): no size or count it declares is used before it is
+// checked against what arrived and against the [Limits]; delta chains are
+// resolved on all cores within a memory budget (resolve.go); every
+// commit, tree and tag is checked as git fsck would, and every object one
+// names must be in the pack or already stored (fsck.go, verify.go: git's
+// connectivity check); the index is this package's, byte for byte what
+// git index-pack writes (ingest.go). A fetched pack is received into a
+// quarantine, objects/incoming-* (quarantine.go), which only the pending
+// update's Reader reads; Commit moves it into objects/pack and then writes
+// the refs, Abort removes it. Over a limit the fetch fails with
+// ErrTooLarge, on a check with ErrCorrupt (both also ErrFetch), and the
+// mirror is byte for byte what it was. A Sync that fails or is cancelled
+// leaves the old refs on disk and in memory and a consistent object store
+// (at most an unreferenced complete pack; leftover temporary files and
+// quarantines are deleted by the next Sync), and the next Sync reports
+// every change since the last successful one.
 //
 // # Compaction and garbage collection
 //
@@ -106,14 +125,12 @@
 // with a config git understands (remote "origin" with the redacted URL,
 // the three forced refspecs and tagOpt --no-tags, core.bare), asks for
 // every wanted tip in one upload-pack session (no haves), stores the pack
-// as received with its index, writes all refs packed in one go, HEAD and
-// the marker, fsyncs, and renames the directory into place. The clone's
-// pack is indexed by this package (see receivePack: one inflation per
-// object while the pack streams in, delta chains resolved on all cores,
-// the .idx written with go-git's idxfile encoder, byte for byte what git
-// index-pack writes), because go-git's pack writer takes longer than the
-// whole transfer at 10,000 branches. A failed or cancelled Clone leaves
-// nothing behind; [Root.SweepTemp] removes what a crash left.
+// as received (checked as a fetch's, see above) with its index, writes all
+// refs packed in one go, HEAD and the marker, fsyncs, and renames the
+// directory into place: [Root.BeginClone] does all but the rename, which
+// [PendingClone.Commit] does (the temporary directory is the clone's
+// quarantine). A failed or cancelled Clone leaves nothing behind;
+// [Root.SweepTemp] removes what a crash left.
 //
 // # Transports, and where a mirror may connect
 //

@@ -318,8 +318,8 @@ func (m *Mirror) remember(changes []refs.Change) {
 func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls *listing, wants, haves []plumbing.Hash,
 	op string, store func(io.Reader) (newPack, error)) (newPack, error) {
 	req := packp.NewUploadPackRequestFromCapabilities(ls.caps)
-	// A thin pack would refer to objects outside it; go-git's pack writer
-	// cannot complete it, and the stored pack must stand alone.
+	// A thin pack would refer to objects outside it: the stored pack must
+	// stand alone (receivePack refuses a delta whose base it lacks).
 	req.Capabilities.Delete(capability.ThinPack)
 	if ls.caps.Supports(capability.NoProgress) {
 		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
