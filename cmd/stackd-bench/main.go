@@ -18,7 +18,7 @@
 //
 //	stackd-bench [-sizes 1000,10000,50000] [-runs 5] [-duration 5s] [-get-rounds 3]
 //	             [-stackd bin/stackd] [-work DIR] [-out docs/benchmarks.md]
-//	             [-only onboard,noop,changed,get,disk,restart,worktree,watcher]
+//	             [-only onboard,noop,changed,get,disk,restart,worktree,watcher,diff]
 //	             [-smoke] [-timeout 3m] [-keep]
 //
 // -smoke runs tiny sizes once, writes no document unless -out is given, and
@@ -68,7 +68,7 @@ type options struct {
 }
 
 // steps are what -only selects.
-var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "worktree", "watcher"}
+var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "worktree", "watcher", "diff"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
@@ -303,6 +303,11 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	if b.opt.wants("worktree") {
 		if err := b.worktreeFigures(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opt.wants("diff") {
+		if err := b.diffFigure(ctx); err != nil {
 			return err
 		}
 	}

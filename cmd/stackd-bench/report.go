@@ -131,6 +131,8 @@ var figures = []figure{
 		target: always(target{below, 0.5})},
 	{key: "watcher", step: "watcher", name: "watcher: commit to view", unit: unitSeconds,
 		target: always(target{atMost, 0.5})},
+	{key: "diff", step: "diff", name: "branch diff: CPU time", unit: unitSeconds, baseline: "`git diff`, CPU time",
+		target: always(target{atMost, 2})},
 }
 
 func figureByKey(key string) *figure {

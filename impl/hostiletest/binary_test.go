@@ -178,6 +178,27 @@ func (s *server) ready(t *testing.T) {
 	}
 }
 
+// loaded waits until repository id serves a view: /readyz does not wait
+// for repositories onboarded through the API.
+func (s *server) loaded(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // failure guard
+	for {
+		r, err := s.c.GetRepoWithResponse(context.Background(), id)
+		if err == nil && r.JSON200 != nil && r.JSON200.ViewVersion != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s serves no view: %v\n%s", id, err, s.log())
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("stackd died:\n%s", s.log())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // alive fails the test when the process is gone.
 func (s *server) alive(t *testing.T) {
 	t.Helper()
@@ -519,6 +540,7 @@ func TestAttacksAgainstTheBinary(t *testing.T) {
 	s.stop()
 	s = start(t, data)
 	s.ready(t)
+	s.loaded(t, "good")
 	if _, v := goodView(); withoutBuildTime(t, v) != withoutBuildTime(t, view) {
 		t.Fatalf("after a restart the view is\n%s\nwas\n%s", v, view)
 	}
