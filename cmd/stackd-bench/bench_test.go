@@ -68,7 +68,7 @@ func requireGitDaemon(t *testing.T) {
 // server and checks functional facts only: every figure has its rows, the
 // onboarding answered 201, a no-op sync updated nothing, the changed
 // branch was reported, the watcher saw the commit and the restart served
-// the full view. It asserts no timing.
+// the full view, the diff was answered. It asserts no timing.
 func TestSmoke(t *testing.T) {
 	requireGitDaemon(t)
 	bin := buildStackd(t)
@@ -94,8 +94,11 @@ func TestSmoke(t *testing.T) {
 	logged := map[string]bool{"fullbuild": true, "incbuild": true, "wtcold": true} // need the server's "view built" line
 	for _, f := range figures {
 		sizes := mirrorSizes
-		if f.step == "worktree" {
+		switch f.step {
+		case "worktree":
 			sizes = worktree
+		case "diff":
+			sizes = []int{diffLines}
 		}
 		for _, n := range sizes {
 			r := res.cells[f.key][n]

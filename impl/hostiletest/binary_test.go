@@ -10,11 +10,9 @@ package hostiletest
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -265,33 +263,6 @@ func problemOf(t *testing.T, body []byte) problem {
 	return p
 }
 
-// digest maps every file under dir to its mode and content hash.
-func digest(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if d.IsDir() {
-			out[rel] = "dir"
-			return nil
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		info, _ := d.Info()
-		out[rel] = fmt.Sprintf("%s %x", info.Mode(), sha256.Sum256(raw))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func git(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
@@ -422,7 +393,7 @@ func TestAttacksAgainstTheBinary(t *testing.T) {
 		t.Fatalf("the good view lacks its branch: %s", view)
 	}
 	mirrorDir := filepath.Join(data, "mirrors", "good.git")
-	before := digest(t, mirrorDir)
+	before := hostile.Digest(t, mirrorDir)
 
 	for i, a := range attacks {
 		if !a.clone {
@@ -517,17 +488,7 @@ func TestAttacksAgainstTheBinary(t *testing.T) {
 				t.Errorf("peak memory grew by %d MiB", growth>>20)
 			}
 			t.Logf("%s: peak memory grew by %d MiB", p.Detail, growth>>20)
-			after := digest(t, mirrorDir)
-			for f, d := range before {
-				if after[f] != d {
-					t.Errorf("%s changed", f)
-				}
-			}
-			for f := range after {
-				if _, ok := before[f]; !ok {
-					t.Errorf("%s appeared", f)
-				}
-			}
+			hostile.SameDigest(t, before, hostile.Digest(t, mirrorDir))
 			fsck(t, mirrorDir)
 			if e, v := goodView(); e != etag || string(v) != string(view) {
 				t.Fatalf("the view changed: %s\n%s", e, v)

@@ -3,11 +3,9 @@ package mirror
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -73,50 +71,6 @@ func allocated(fn func()) uint64 {
 	fn()
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
-}
-
-// digest maps every file under dir to its mode and content hash.
-func digest(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			out[rel] = "dir " + info.Mode().String()
-			return nil
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		out[rel] = fmt.Sprintf("%s %x", info.Mode(), sha256.Sum256(raw))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sameFiles(t *testing.T, want, got map[string]string) {
-	t.Helper()
-	for p, w := range want {
-		if got[p] != w {
-			t.Errorf("%s: %q, was %q", p, got[p], w)
-		}
-	}
-	for p := range got {
-		if _, ok := want[p]; !ok {
-			t.Errorf("%s: new", p)
-		}
-	}
 }
 
 type attack struct {
@@ -224,7 +178,7 @@ func TestHostileSync(t *testing.T) {
 			}
 			r := newRoot(t)
 			m := cloneOK(t, r, "m", url)
-			before := digest(t, m.Dir())
+			before := hostile.Digest(t, m.Dir())
 			refsBefore := m.Refs()
 			for _, a := range packAttacks(readme) {
 				if a.want == accepted {
@@ -238,7 +192,7 @@ func TestHostileSync(t *testing.T) {
 					if n > maxAttackAllocs {
 						t.Errorf("allocated %d MiB", n>>20)
 					}
-					sameFiles(t, before, digest(t, m.Dir()))
+					hostile.SameDigest(t, before, hostile.Digest(t, m.Dir()))
 					if m.Refs() != refsBefore {
 						t.Fatal("the refs in memory moved")
 					}

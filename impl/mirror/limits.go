@@ -69,31 +69,24 @@ var DefaultLimits = Limits{
 // default.
 func (l Limits) orDefault() Limits {
 	d := DefaultLimits
-	if l.MaxPackSize > 0 {
-		d.MaxPackSize = l.MaxPackSize
+	return Limits{
+		MaxPackSize:   positive(l.MaxPackSize, d.MaxPackSize),
+		MaxObjects:    positive(l.MaxObjects, d.MaxObjects),
+		MaxInflated:   positive(l.MaxInflated, d.MaxInflated),
+		MaxMetaSize:   positive(l.MaxMetaSize, d.MaxMetaSize),
+		MaxDeltaSize:  positive(l.MaxDeltaSize, d.MaxDeltaSize),
+		MaxDeltaDepth: positive(l.MaxDeltaDepth, d.MaxDeltaDepth),
+		MaxRefs:       positive(l.MaxRefs, d.MaxRefs),
+		MaxRefBytes:   positive(l.MaxRefBytes, d.MaxRefBytes),
 	}
-	if l.MaxObjects > 0 {
-		d.MaxObjects = l.MaxObjects
+}
+
+// positive returns v when it is positive, else def.
+func positive[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	if l.MaxInflated > 0 {
-		d.MaxInflated = l.MaxInflated
-	}
-	if l.MaxMetaSize > 0 {
-		d.MaxMetaSize = l.MaxMetaSize
-	}
-	if l.MaxDeltaSize > 0 {
-		d.MaxDeltaSize = l.MaxDeltaSize
-	}
-	if l.MaxDeltaDepth > 0 {
-		d.MaxDeltaDepth = l.MaxDeltaDepth
-	}
-	if l.MaxRefs > 0 {
-		d.MaxRefs = l.MaxRefs
-	}
-	if l.MaxRefBytes > 0 {
-		d.MaxRefBytes = l.MaxRefBytes
-	}
-	return d
+	return def
 }
 
 // unlimited are the limits of packs this package encodes itself from
