@@ -185,7 +185,7 @@ type Config struct {
 	// every address apart). Default 64.
 	IPv6ClientPrefix int
 	// WriteStallTimeout (--write-stall-timeout) is how long one write of
-	// a response (at most 32 KiB) may wait for a client that does not
+	// a response (at most 256 KiB) may wait for a client that does not
 	// read: past it the response is cut, its handler ends and the
 	// connection is closed. A client that keeps reading is never cut,
 	// however long the whole response takes, and an event stream stays

@@ -23,8 +23,11 @@ import (
 
 // ChunkSize is the most bytes one write passes to the connection under
 // one deadline: a large body is written in chunks, each with the whole
-// budget.
-const ChunkSize = 32 << 10
+// budget. A client that reads ChunkSize bytes within the budget is never
+// cut (about 9 KB/s with the default budget). Each chunk is a write of its
+// own: smaller chunks cost a small view's rate a fifth (32 KiB: 0.69x a
+// plain server on 1,000 branches, 256 KiB: 0.87x, make bench).
+const ChunkSize = 256 << 10
 
 // DefaultBudget is the budget of Middleware(0).
 const DefaultBudget = 30 * time.Second

@@ -74,7 +74,7 @@ func TestStalledClientIsCut(t *testing.T) {
 // under test, not synchronisation.)
 func TestSlowReaderGetsEverything(t *testing.T) {
 	const budget = 500 * time.Millisecond
-	want := body(512 << 10)
+	want := body(4 * deadline.ChunkSize)
 	ended := make(chan error, 1)
 	srv, _ := serve(t, budget, func(w http.ResponseWriter, r *http.Request) {
 		_, err := w.Write(want)
@@ -93,12 +93,14 @@ func TestSlowReaderGetsEverything(t *testing.T) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	var got bytes.Buffer
-	buf := make([]byte, 4096)
+	// A chunk takes 16 ticks (160 ms, within the budget); the body, 64
+	// (640 ms, longer than the budget).
+	buf := make([]byte, deadline.ChunkSize/16)
 	for {
 		<-tick.C
-		n, err := resp.Body.Read(buf)
+		n, err := io.ReadFull(resp.Body, buf)
 		got.Write(buf[:n])
-		if err == io.EOF {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
 		if err != nil {

@@ -1,10 +1,16 @@
 package mirror
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 )
 
 // A fetched pack is received into a quarantine, a directory inside the
@@ -70,7 +76,9 @@ func (o *objectStore) publish(q *quarantine) error {
 	}
 	o.mu.Lock()
 	if !o.closed {
-		o.st.Reindex()
+		if err := o.registerLocked(q.pack.hash); err != nil {
+			o.st.Reindex() // every index is read again on the next read
+		}
 		o.packs = stampFile(packDir)
 	}
 	if o.incoming != nil {
@@ -79,6 +87,62 @@ func (o *objectStore) publish(q *quarantine) error {
 	}
 	o.mu.Unlock()
 	_ = os.RemoveAll(q.root)
+	return nil
+}
+
+// registerLocked makes the pack h, in place in objects/pack, readable
+// through the storage without reading the other packs' indexes again (o.mu
+// held). go-git registers a pack's index only through the Notify hook of a
+// pack writer it creates, as it does for a pack it wrote itself: one is
+// created and closed without data (which removes its temporary file), and
+// its hook is given the new pack's index.
+func (o *objectStore) registerLocked(h plumbing.Hash) error {
+	idx, err := readIndex(filepath.Join(o.dir, "objects", "pack", "pack-"+h.String()+".idx"))
+	if err != nil {
+		return err
+	}
+	n, err := idx.Count()
+	if err != nil {
+		return err
+	}
+	w := new(idxfile.Writer)
+	if err := w.OnHeader(uint32(n)); err != nil {
+		return err
+	}
+	iter, err := idx.Entries()
+	if err != nil {
+		return err
+	}
+	for {
+		e, err := iter.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			_ = iter.Close()
+			return err
+		}
+		w.Add(e.Hash, e.Offset, e.CRC32)
+	}
+	_ = iter.Close()
+	if err := w.OnFooter(h); err != nil {
+		return err
+	}
+	wc, err := o.st.PackfileWriter()
+	if err != nil {
+		return err
+	}
+	pw, ok := wc.(*dotgit.PackWriter)
+	if !ok {
+		_ = wc.Close()
+		return fmt.Errorf("mirror: unexpected pack writer %T", wc)
+	}
+	notify := pw.Notify
+	pw.Notify = nil
+	if err := pw.Close(); err != nil || notify == nil {
+		return fmt.Errorf("mirror: register pack: %v", err)
+	}
+	notify(h, w)
 	return nil
 }
 
