@@ -27,6 +27,9 @@ type receiveOpts struct {
 	have func(plumbing.Hash) (bool, error)
 	// wants must all be in the pack.
 	wants []plumbing.Hash
+	// keepIDs returns the pack's object ids (newPack.ids): a quarantine
+	// reads only what it holds.
+	keepIDs bool
 }
 
 // newPack is a pack received by receivePack: stored, indexed and checked.
@@ -37,6 +40,8 @@ type newPack struct {
 	tags map[plumbing.Hash]plumbing.Hash
 	// wanted are the types of the wanted objects.
 	wanted map[plumbing.Hash]plumbing.ObjectType
+	// ids are the pack's objects, sorted, with receiveOpts.keepIDs.
+	ids []plumbing.Hash
 }
 
 // receivePack stores the pack read from r in packDir as
@@ -112,6 +117,12 @@ func receivePack(packDir string, r io.Reader, opts receiveOpts) (newPack, error)
 			return newPack{}, err
 		}
 		np.tags = chk.tags
+	}
+	if opts.keepIDs {
+		np.ids = make([]plumbing.Hash, len(order))
+		for n, i := range order {
+			np.ids[n] = s.objs.at(i).hash
+		}
 	}
 
 	base := filepath.Join(packDir, "pack-"+s.checksum.String())

@@ -1,12 +1,14 @@
 package mirror
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -51,6 +53,8 @@ type objectStore struct {
 	// checks and is read, after st, by the Reader of a pending update
 	// (see quarantine.go); nil when there is none.
 	incoming *filesystem.Storage
+	// incomingIDs are the objects of the quarantine's pack, sorted.
+	incomingIDs []plumbing.Hash
 }
 
 func openObjects(dir string) *objectStore {
@@ -130,6 +134,28 @@ func (o *objectStore) close() error {
 	return o.st.Close()
 }
 
+// withLocked runs read on the storage that holds h (o.mu held): the
+// quarantine's when h is one of the objects of its pack (so that neither
+// storage is asked for what it does not hold: a miss costs go-git a look
+// for a loose object and for alternates), else the store's, opened again
+// and read once more when the pack directory changed (retryLocked).
+func (o *objectStore) withLocked(h plumbing.Hash, read func(*filesystem.Storage) error) error {
+	if o.incoming != nil && o.incomingHas(h) {
+		return read(o.incoming)
+	}
+	err := read(o.st)
+	if err != nil && o.retryLocked(err) {
+		err = read(o.st)
+	}
+	return err
+}
+
+// incomingHas reports whether h is an object of the quarantine's pack.
+func (o *objectStore) incomingHas(h plumbing.Hash) bool {
+	_, ok := slices.BinarySearchFunc(o.incomingIDs, h, func(a, b plumbing.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return ok
+}
+
 // object reads one object. The result is safe to share between goroutines:
 // small objects are go-git's in-memory objects with their hash computed
 // here, under the lock; larger ones (which go-git reads lazily from the
@@ -140,13 +166,11 @@ func (o *objectStore) object(t plumbing.ObjectType, h plumbing.Hash) (plumbing.E
 	if o.closed {
 		return nil, ErrClosed
 	}
-	obj, err := o.st.EncodedObject(t, h)
-	if err != nil && o.retryLocked(err) {
-		obj, err = o.st.EncodedObject(t, h)
-	}
-	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
-		obj, err = o.incoming.EncodedObject(t, h)
-	}
+	var obj plumbing.EncodedObject
+	err := o.withLocked(h, func(st *filesystem.Storage) (err error) {
+		obj, err = st.EncodedObject(t, h)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +202,7 @@ func (o *objectStore) has(h plumbing.Hash) (bool, error) {
 	if o.closed {
 		return false, ErrClosed
 	}
-	err := o.st.HasEncodedObject(h)
-	if err != nil && o.retryLocked(err) {
-		err = o.st.HasEncodedObject(h)
-	}
-	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
-		err = o.incoming.HasEncodedObject(h)
-	}
+	err := o.withLocked(h, func(st *filesystem.Storage) error { return st.HasEncodedObject(h) })
 	switch {
 	case err == nil:
 		return true, nil
@@ -205,13 +223,11 @@ func (o *objectStore) size(h plumbing.Hash) (int64, error) {
 	if o.closed {
 		return 0, ErrClosed
 	}
-	n, err := o.st.EncodedObjectSize(h)
-	if err != nil && o.retryLocked(err) {
-		n, err = o.st.EncodedObjectSize(h)
-	}
-	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
-		n, err = o.incoming.EncodedObjectSize(h)
-	}
+	var n int64
+	err := o.withLocked(h, func(st *filesystem.Storage) (err error) {
+		n, err = st.EncodedObjectSize(h)
+		return err
+	})
 	return n, err
 }
 
@@ -222,13 +238,10 @@ func (o *objectStore) isCommit(h plumbing.Hash) bool {
 	if o.closed {
 		return false
 	}
-	_, err := o.st.EncodedObject(plumbing.CommitObject, h)
-	if err != nil && o.retryLocked(err) {
-		_, err = o.st.EncodedObject(plumbing.CommitObject, h)
-	}
-	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
-		_, err = o.incoming.EncodedObject(plumbing.CommitObject, h)
-	}
+	err := o.withLocked(h, func(st *filesystem.Storage) error {
+		_, err := st.EncodedObject(plumbing.CommitObject, h)
+		return err
+	})
 	return err == nil
 }
 
@@ -281,17 +294,15 @@ func (o *objectStore) typeOf(h plumbing.Hash) plumbing.ObjectType {
 	if o.closed {
 		return plumbing.InvalidObject
 	}
-	obj, err := o.st.EncodedObject(plumbing.AnyObject, h)
-	if err != nil && o.retryLocked(err) {
-		obj, err = o.st.EncodedObject(plumbing.AnyObject, h)
-	}
-	if err != nil && o.incoming != nil && errors.Is(err, plumbing.ErrObjectNotFound) {
-		obj, err = o.incoming.EncodedObject(plumbing.AnyObject, h)
-	}
-	if err != nil {
-		return plumbing.InvalidObject
-	}
-	return obj.Type()
+	t := plumbing.InvalidObject
+	_ = o.withLocked(h, func(st *filesystem.Storage) error {
+		obj, err := st.EncodedObject(plumbing.AnyObject, h)
+		if err == nil {
+			t = obj.Type()
+		}
+		return err
+	})
+	return t
 }
 
 // maxTagChain bounds the annotated tags peeled through, one naming the

@@ -57,7 +57,7 @@ func (o *objectStore) admit(q *quarantine) {
 	if o.incoming != nil {
 		_ = o.incoming.Close()
 	}
-	o.incoming = newStorage(q.root)
+	o.incoming, o.incomingIDs = newStorage(q.root), q.pack.ids
 }
 
 // publish moves the quarantine's pack into the store (the .pack first,
@@ -83,7 +83,7 @@ func (o *objectStore) publish(q *quarantine) error {
 	}
 	if o.incoming != nil {
 		_ = o.incoming.Close()
-		o.incoming = nil
+		o.incoming, o.incomingIDs = nil, nil
 	}
 	o.mu.Unlock()
 	_ = os.RemoveAll(q.root)
@@ -151,7 +151,7 @@ func (o *objectStore) discard(q *quarantine) {
 	o.mu.Lock()
 	if o.incoming != nil {
 		_ = o.incoming.Close()
-		o.incoming = nil
+		o.incoming, o.incomingIDs = nil, nil
 	}
 	o.mu.Unlock()
 	_ = os.RemoveAll(q.root)

@@ -139,7 +139,7 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 		if err != nil {
 			return nil, m.rem.fail(ctx, op, err)
 		}
-		opts := receiveOpts{lim: m.lim, verify: true, have: m.objs.has, wants: wants}
+		opts := receiveOpts{lim: m.lim, verify: true, have: m.objs.has, wants: wants, keepIDs: true}
 		store := func(r io.Reader) (newPack, error) { return receivePack(q.packDir(), r, opts) }
 		if q.pack, err = m.fetch(ctx, sess, ls, wants, m.haves(old, changes), op, store); err != nil {
 			m.objs.discard(q)

@@ -899,7 +899,8 @@ func (r *Refresher) perform(ru *run) Result {
 			st := out.stats
 			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
 				"branches", st.Branches, "recomputed", st.Recomputed,
-				"ms", float64(time.Since(out.buildStart).Microseconds())/1000)
+				"ms", float64((time.Since(out.buildStart)-out.commit).Microseconds())/1000,
+				"commitMs", float64(out.commit.Microseconds())/1000)
 		}
 	}
 	r.repo.MarkReady()
@@ -926,6 +927,10 @@ type outcome struct {
 	snap       *view.Snapshot // nil: nothing to publish
 	stats      view.Stats
 	buildStart time.Time
+	// commit is how long publishing what the source fetched took (a
+	// mirror's pack moved into place, its refs written, fsynced), between
+	// the build and the view's publication: not part of the build.
+	commit time.Duration
 	loaded     bool // read from disk without refreshing; a refresh must follow
 	// shared: a shared mirror of a cluster; its view is published with
 	// the version the cluster agrees on (publishShared).
@@ -1023,9 +1028,11 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		return out, err
 	}
 	finished = true
+	commitStart := time.Now()
 	if err := upd.Finish(ctx, true); err != nil {
 		return out, r.wrap(err)
 	}
+	out.commit = time.Since(commitStart)
 	out.snap, out.stats = snap, stats
 	return out, nil
 }
