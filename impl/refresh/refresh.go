@@ -931,7 +931,7 @@ type outcome struct {
 	// mirror's pack moved into place, its refs written, fsynced), between
 	// the build and the view's publication: not part of the build.
 	commit time.Duration
-	loaded     bool // read from disk without refreshing; a refresh must follow
+	loaded bool // read from disk without refreshing; a refresh must follow
 	// shared: a shared mirror of a cluster; its view is published with
 	// the version the cluster agrees on (publishShared).
 	shared bool
