@@ -29,9 +29,10 @@ build:
 test:
 	$(GO) test -race ./...
 
-## lint: go vet, gofmt and a kin-openapi load+validate of openapi.yaml
+## lint: go vet, staticcheck (pinned in tools.go), gofmt and a kin-openapi load+validate of openapi.yaml
 lint:
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) run ./cmd/speccheck openapi.yaml
 

@@ -219,10 +219,10 @@ func checkProblemSchema(doc *openapi3.T) error {
 	}
 	typ := doc.Components.Schemas["Problem"].Value.Properties["type"]
 	if typ == nil || typ.Value == nil {
-		return errors.New("Problem schema has no type")
+		return errors.New("the Problem schema has no type")
 	}
 	if ex, ok := typ.Value.Example.(string); !ok || !problemType.MatchString(ex) {
-		return fmt.Errorf("Problem schema: type example %v is not /problems/<slug>", typ.Value.Example)
+		return fmt.Errorf("the Problem schema's type example %v is not /problems/<slug>", typ.Value.Example)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -205,7 +204,6 @@ func TestLeaseWithoutDatabase(t *testing.T) {
 
 // recorder is a Handler that records what it is told.
 type recorder struct {
-	mu        sync.Mutex
 	msgs      chan Message
 	connected chan bool
 }

@@ -26,8 +26,6 @@ import (
 	"github.com/stackd/stackd/impl/store/pgtest"
 )
 
-func boolp(b bool) *bool { return &b }
-
 // idToken is an ID token of an allowed user, signed by the provider.
 func idToken(t *testing.T, idp *mockoidc.MockOIDC) string {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -23,7 +22,10 @@ func TestFetchIntoWorkingRepositoryDoesNotCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds programs with the go command")
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command: %v", err)
+	}
 	build := func(dir string) (string, error) {
 		cmd := exec.Command(gobin, "build", "-o", filepath.Join(t.TempDir(), "out"), "./testdata/nofetch/"+dir)
 		out, err := cmd.CombinedOutput()

@@ -341,19 +341,6 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// syncFile fsyncs one file.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("mirror: sync %s: %w", filepath.Base(path), err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("mirror: sync %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
 // removeLoose deletes the loose file of ref name (if it is a regular
 // file), then the directories above it that became empty, up to the
 // namespace directory.
