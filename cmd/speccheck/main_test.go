@@ -37,7 +37,7 @@ func TestRulesCatchMistakes(t *testing.T) {
 			"the Problem schema's example type",
 			"          example: /problems/not-found\n",
 			"          example: https://stackd.dev/problems/not-found\n",
-			"Problem schema: type example",
+			"Problem schema's type example",
 		},
 		{
 			"an example of another status",
