@@ -33,7 +33,13 @@ type Options struct {
 	// BeforeBuild, when set, runs before each view build; an error fails
 	// the build. Tests make builds fail with it.
 	BeforeBuild func(ctx context.Context, repoID string) error
-	// Publish receives the events of every repository (nil: none).
+	// Publish receives the events of every repository (nil: none). A
+	// run's sync_finished or sync_failed is published after its status
+	// is updated, before the callers that wait for the run get its
+	// result and before the next run of the repository starts (its
+	// sync_started). Publish is called without the Refresher's lock, but
+	// it must not wait for a run of the repository (Sync, Wait, Idle):
+	// the run it reports has not ended yet.
 	Publish func(repoID string, ev events.Event)
 	// Debounce is the quiet window of TriggerDebounced: the run it queues
 	// starts once no debounced trigger joined it for this long. 0: none

@@ -95,7 +95,9 @@ func (r *Refresher) TriggerIf(t Trigger, admit func() error) (string, error) {
 
 // Sync asks for a refresh and waits for the result of a run that started
 // after this call. The run goes on if ctx ends first (others may wait on
-// it). A stopped Refresher answers ErrRemoved at once.
+// it). A stopped Refresher answers ErrRemoved at once. The result comes
+// after the run's sync_finished or sync_failed event was published (a run
+// failed while still queued, by Stop or Close, publishes none).
 func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
 	return r.SyncIf(ctx, t, nil)
 }
@@ -376,7 +378,13 @@ func (r *Refresher) stop() {
 	}
 }
 
-// Idle waits until the Refresher has no running or queued run.
+// Idle waits until no run of the Refresher is running: it waits for the
+// running run, and for each run that starts as one ends (the queued
+// follow-up), and returns when a run ends with none started after it, or
+// when ctx ends. A queued run that still waits for its debounce window
+// (TriggerDebounced) has not started, so Idle does not wait for it, nor
+// for a follow of another replica's view (Follow). The runs Idle waited
+// for have published their sync_finished or sync_failed event.
 func (r *Refresher) Idle(ctx context.Context) error {
 	for {
 		r.mu.Lock()

@@ -4,9 +4,11 @@
 // start-up) calls the repository's Refresher. A Refresher runs at most one
 // refresh of its repository at a time; triggers that arrive during a run
 // coalesce into exactly one follow-up run, and a caller that waits (Sync)
-// always gets the result of a run that started after its request. Runs of
-// different repositories share a bounded pool of workers, each run has a
-// timeout, and a panic in a run fails that run, not the process.
+// always gets the result of a run that started after its request. A run's
+// end (its sync_finished or sync_failed event) is published once its status
+// is updated, and before its waiters get its result and the next run starts.
+// Runs of different repositories share a bounded pool of workers, each run
+// has a timeout, and a panic in a run fails that run, not the process.
 //
 // Webhook pushes are debounced (TriggerDebounced): the run a push queues
 // waits until no push joined it for Options.Debounce, and at most

@@ -55,6 +55,22 @@ func (r *Refresher) execute(ru *run) {
 		r.status.LastError = res.Error
 		r.status.ConsecutiveFailures++
 	}
+	r.mu.Unlock()
+
+	// The run's end is published after its status is updated (a
+	// subscriber that reads the status sees this run), and before its
+	// waiters are released and the next run starts: a client that waited
+	// for the run gets its answer after its sync_finished (or
+	// sync_failed), and the next run's sync_started comes after it.
+	// r.current is still this run meanwhile, so triggers that arrive now
+	// join next, which starts only below.
+	if res.Err == nil {
+		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFinished, Data: res.API()})
+	} else {
+		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res.API()})
+	}
+
+	r.mu.Lock()
 	r.current = nil
 	// Not r.ctx.Err(): stop sets stopped under this lock and cancels
 	// after it, and no run may follow a stopped one.
@@ -99,12 +115,6 @@ func (r *Refresher) execute(ru *run) {
 		r.record(abandonedRes)
 		r.remember(abandoned)
 		close(abandoned.done)
-	}
-
-	if res.Err == nil {
-		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFinished, Data: res.API()})
-	} else {
-		opts.Publish(r.repo.ID, events.Event{Type: events.SyncFailed, Data: res.API()})
 	}
 }
 
