@@ -24,6 +24,7 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/datadir"
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo"
@@ -128,6 +129,10 @@ type Options struct {
 // ErrPosture marks a start-up refused for its security posture (for
 // example a non-loopback address with auth off): exit code 2.
 var ErrPosture = auth.ErrPosture
+
+// ErrDataDirInUse marks a start-up refused because another stackd process
+// uses the data directory (datadir.ErrInUse).
+var ErrDataDirInUse = datadir.ErrInUse
 
 // ErrLocalWithDatabase marks a start-up refused because --cwd came with
 // --database-url without --allow-local-with-database: exit code 2.
@@ -342,7 +347,7 @@ func (a *App) openStore() error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	switch release, err := lockDataDir(a.cfg.DataDir, a.cfg.DatabaseURL != ""); {
+	switch release, err := datadir.Lock(a.cfg.DataDir, a.cfg.DatabaseURL != ""); {
 	case errors.Is(err, ErrDataDirInUse):
 		return fmt.Errorf("--data-dir %s: %w", a.cfg.DataDir, err)
 	case err != nil:
@@ -429,7 +434,7 @@ func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error)
 
 // findLocal discovers the operator's working repository (nil if none) and
 // checks that the data dir is not inside it, nor inside any other worktree
-// of the same repository, symbolic links resolved (see checkDataDir).
+// of the same repository, symbolic links resolved (datadir.Check).
 func (a *App) findLocal() (*gitrepo.Worktree, error) {
 	cfg := a.cfg
 	var wt *gitrepo.Worktree
@@ -464,7 +469,9 @@ func (a *App) findLocal() (*gitrepo.Worktree, error) {
 			return nil, fmt.Errorf("open repository at %s: %w", dir, err)
 		}
 	}
-	if err := checkDataDir(cfg.DataDir, wt); err != nil {
+	if err := datadir.Check(cfg.DataDir, wt.Dirs()); errors.Is(err, datadir.ErrInsideRepository) {
+		return nil, fmt.Errorf("%w: %w", ErrPosture, err)
+	} else if err != nil {
 		return nil, err
 	}
 	return wt, nil
@@ -481,7 +488,8 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	rf := a.refresh.Add(repo)
 	// The watches exist before the first read, so a change made between
 	// that read and Start is not lost: its events wait for Run.
-	w, err := watch.New(wt.GitDir(), wt.CommonDir(), watch.Options{
+	dirs := wt.RefDirs()
+	w, err := watch.New(dirs.Head, dirs.Common, watch.Options{
 		Debounce: cfg.WatchDebounce,
 		Trigger:  func() { rf.Trigger(refresh.Watcher) },
 		Log:      a.log.With("repo", repo.ID),
@@ -510,13 +518,6 @@ func (a *App) addLocal(wt *gitrepo.Worktree) error {
 	}
 	a.log.Info("serving local repository", "id", repo.ID, "dir", wt.WorkDir(), "trunk", repo.Snapshot().Repo().Trunk, "branches", len(repo.Snapshot().Branches()))
 	return nil
-}
-
-// within reports whether path is dir or inside it, lexically: resolve
-// both first (resolvePath).
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // credentials are the https credentials of a repository declared in the
