@@ -28,6 +28,7 @@ import (
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/httpstack"
 	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
@@ -324,8 +325,9 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
 	})
-	h, err := NewHandler(srv, HandlerDeps{
+	h, err := httpstack.New(httpstack.Deps{
 		Logger:            log,
+		API:               srv,
 		Auth:              a.auth,
 		HSTS:              strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
 		BodyTimeout:       opts.BodyTimeout,

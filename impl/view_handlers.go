@@ -15,19 +15,6 @@ import (
 // unchanged), written with their ETag. GET .../view also has a gzip form,
 // sent to clients that accept it.
 
-// acceptsGzipKey marks a request whose Accept-Encoding allows gzip.
-type acceptsGzipKey struct{}
-
-// negotiate records whether the client accepts gzip.
-func negotiate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
-			r = r.WithContext(context.WithValue(r.Context(), acceptsGzipKey{}, true))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // acceptsGzip reads Accept-Encoding: gzip (or *) with a non-zero q.
 func acceptsGzip(values []string) bool {
 	for _, v := range values {
@@ -89,8 +76,7 @@ func (j jsonBytes) write(w http.ResponseWriter) error {
 
 func viewAnswer(ctx context.Context, snap *view.Snapshot) jsonBytes {
 	js := snap.ViewJSON()
-	gz, _ := ctx.Value(acceptsGzipKey{}).(bool)
-	return jsonBytes{body: js[:len(js)-1], gzip: snap.ViewGzip(), etag: snap.ETag(), sendGzip: gz}
+	return jsonBytes{body: js[:len(js)-1], gzip: snap.ViewGzip(), etag: snap.ETag(), sendGzip: acceptsGzipFrom(ctx)}
 }
 
 type viewResponse struct{ jsonBytes }
