@@ -21,6 +21,7 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/api"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/config"
@@ -35,6 +36,7 @@ import (
 	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/repos"
 	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/view"
@@ -307,20 +309,18 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		a.sweepOrphans(context.Background())
 	}
 
-	srv := NewServer(ServerDeps{
-		Registry: a.reg,
-		Refresh:  a.refresh,
-		Broker:   a.broker,
-		Logger:   log,
+	srv := api.New(api.Deps{
+		Repos:      a.reg,
+		Lifecycle:  a,
+		Refreshers: api.RefreshersOf(a.refresh),
+		Streams:    a.broker,
+		Database:   a.store,
+		Audit:      a.store,
+		Logger:     log,
 		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
 			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
-		Onboard:       a.onboard,
-		Delete:        a.deleteRepo,
 		Keepalive:     opts.Keepalive,
-		Me:            a.me,
-		AuditLog:      a.auditLog,
-		Database:      a.store,
 		ShortOfMemory: a.shortOfMemory,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
@@ -388,51 +388,6 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 
 // DatabasePath is the SQLite file of a server without --database-url.
 func DatabasePath(cfg config.Config) string { return filepath.Join(cfg.DataDir, "stackd.db") }
-
-func (a *App) me(ctx context.Context) (gen.Me, bool) {
-	p, ok := auth.PrincipalFrom(ctx)
-	if !ok {
-		return gen.Me{}, false
-	}
-	me := gen.Me{Subject: p.Subject, AuthenticatedBy: gen.MeAuthenticatedBy(p.Method), Groups: append([]string{}, p.Groups...)}
-	if p.Email != "" {
-		me.Email = &p.Email
-	}
-	if p.Name != "" {
-		me.Name = &p.Name
-	}
-	return me, true
-}
-
-func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error) {
-	entries, err := a.store.AuditLog(ctx, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]gen.AuditEntry, 0, len(entries))
-	for _, e := range entries {
-		ge := gen.AuditEntry{Id: e.ID, At: e.At, LastAt: e.LastAt, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
-			Requests: max(e.Requests, 1)}
-		if e.Route != "" {
-			r := e.Route
-			ge.Route = &r
-		}
-		if e.Method != "" {
-			m := e.Method
-			ge.Method = &m
-		}
-		if e.Repo != "" {
-			r := e.Repo
-			ge.Repo = &r
-		}
-		if e.Client != "" {
-			c := e.Client
-			ge.Client = &c
-		}
-		out = append(out, ge)
-	}
-	return out, nil
-}
 
 // findLocal discovers the operator's working repository (nil if none) and
 // checks that the data dir is not inside it, nor inside any other worktree
@@ -637,8 +592,8 @@ func (a *App) addConfiguredMirror(rc config.RepoConfig) error {
 	return nil
 }
 
-// onboard registers and clones a mirror for POST /api/v1/repos.
-func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error) {
+// Onboard registers and clones a mirror for POST /api/v1/repos.
+func (a *App) Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error) {
 	id := ""
 	if req.Id != nil {
 		id = *req.Id
@@ -646,19 +601,19 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 		id = defaultRepoID(req.Url)
 	}
 	if !config.ValidID(id) {
-		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", errBadRepoID, id)
+		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", repos.ErrBadID, id)
 	}
 	trunk, fullName := "", ""
 	if req.Trunk != nil {
 		trunk = *req.Trunk
 		if err := refname.Check(trunk); err != nil {
-			return nil, badField{field: "trunk", err: err}
+			return nil, repos.FieldError{Field: "trunk", Err: err}
 		}
 	}
 	if req.FullName != nil {
 		fullName = *req.FullName
 		if err := webhook.CheckFullName(fullName); err != nil {
-			return nil, badField{field: "fullName", err: err}
+			return nil, repos.FieldError{Field: "fullName", Err: err}
 		}
 	}
 	// A clone that the database then cannot store would be cleaned up
@@ -702,13 +657,13 @@ func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 		// of it can clone it again.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
 		defer cancel()
-		if a.cluster != nil && !errors.Is(err, errRemovedWhileOnboarding) {
+		if a.cluster != nil && !errors.Is(err, repos.ErrRemovedWhileOnboarding) {
 			a.abandonOnboarding(fctx, r)
-		} else if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, errNoRepo) {
+		} else if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, repos.ErrNotFound) {
 			a.log.Warn("cannot clean up a failed onboarding", "id", r.ID, "err", redact.Error(ferr))
 		}
 		if errors.Is(err, refresh.ErrRemoved) {
-			err = errRemovedWhileOnboarding
+			err = repos.ErrRemovedWhileOnboarding
 		}
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/repos"
 	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
 )
@@ -30,17 +31,6 @@ import (
 // directory), then the stored row goes (from here on a restart treats the
 // directory as an orphan and removes it), then the directory, then the
 // in-memory registration.
-
-// Errors of the lifecycle, mapped to problems by the handlers.
-var (
-	// errNoRepo: no such repository (404).
-	errNoRepo = errors.New("no such repository")
-	// errNotRemovable: the working repository or one declared in the
-	// config file (409).
-	errNotRemovable = errors.New("repository cannot be removed through the API")
-	// errRemovedWhileOnboarding: a DELETE ended the onboarding (409).
-	errRemovedWhileOnboarding = errors.New("the repository was removed while it was being onboarded")
-)
 
 // unfinishedReason is the error of the syncs a previous process left queued
 // or running.
@@ -134,18 +124,18 @@ func (a *App) removeOrphan(ctx context.Context, id string) {
 	a.log.Info("removed a mirror that belongs to no repository", "id", id, "dir", a.mirrors.Dir(id))
 }
 
-// deleteRepo removes a repository onboarded through the API (DELETE
+// Remove removes a repository onboarded through the API (DELETE
 // /api/v1/repos/{repoID}).
-func (a *App) deleteRepo(ctx context.Context, id string) error {
+func (a *App) Remove(ctx context.Context, id string) error {
 	r, ok := a.reg.Get(id)
 	if !ok {
-		return fmt.Errorf("%w: %q", errNoRepo, id)
+		return fmt.Errorf("%w: %q", repos.ErrNotFound, id)
 	}
 	switch r.Origin {
 	case registry.OriginLocal:
-		return fmt.Errorf("%w: %q is the working repository stackd serves (--cwd); it is only ever read, and goes when the server runs without it", errNotRemovable, r.ID)
+		return fmt.Errorf("%w: %q is the working repository stackd serves (--cwd); it is only ever read, and goes when the server runs without it", repos.ErrNotRemovable, r.ID)
 	case registry.OriginConfig:
-		return fmt.Errorf("%w: %q is declared in the config file; remove it there and restart", errNotRemovable, r.ID)
+		return fmt.Errorf("%w: %q is declared in the config file; remove it there and restart", repos.ErrNotRemovable, r.ID)
 	}
 	// A client that goes away does not stop a removal halfway; the wait
 	// for the running refresh is bounded by the sync timeout.
@@ -168,13 +158,13 @@ func (a *App) deleteRepo(ctx context.Context, id string) error {
 // stopped (queued runs cancelled, the running one cancelled and awaited),
 // then it is forgotten in the store with its sync history, its mirror
 // directory is removed, and it leaves the registry. It is the removal
-// (deleteRepo) and the clean-up of a failed onboarding. A repository
-// that is no longer registered (removed meanwhile) is errNoRepo.
+// (Remove) and the clean-up of a failed onboarding. A repository
+// that is no longer registered (removed meanwhile) is repos.ErrNotFound.
 func (a *App) forget(ctx context.Context, r *registry.Repo) error {
 	a.lifeMu.Lock()
 	defer a.lifeMu.Unlock()
 	if cur, ok := a.reg.Get(r.ID); !ok || cur != r {
-		return fmt.Errorf("%w: %q", errNoRepo, r.ID)
+		return fmt.Errorf("%w: %q", repos.ErrNotFound, r.ID)
 	}
 	if rf, ok := a.refresh.Get(r.ID); ok {
 		if err := rf.Stop(ctx); err != nil {
@@ -236,7 +226,7 @@ func (a *App) commitOnboarding(ctx context.Context, r *registry.Repo) error {
 	a.lifeMu.Lock()
 	defer a.lifeMu.Unlock()
 	if cur, ok := a.reg.Get(r.ID); !ok || cur != r {
-		return errRemovedWhileOnboarding
+		return repos.ErrRemovedWhileOnboarding
 	}
 	if a.cluster != nil {
 		return nil // stored by its run, under the lease (leaseOnboarded)

@@ -15,6 +15,7 @@ import (
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/repos"
 	"github.com/stackd/stackd/impl/source"
 	"github.com/stackd/stackd/impl/store"
 )
@@ -146,7 +147,7 @@ func (a *App) leaseGuard(ctx context.Context, repoID string, t refresh.Trigger) 
 func (a *App) leaseOnboarded(ctx context.Context, repoID string) error {
 	r, ok := a.reg.Get(repoID)
 	if !ok {
-		return errRemovedWhileOnboarding
+		return repos.ErrRemovedWhileOnboarding
 	}
 	err := a.store.AddRepo(ctx, store.Repo{
 		ID: r.ID, URL: r.URL, Trunk: r.Trunk, FullName: r.FullName,
