@@ -275,7 +275,7 @@ func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 		Workers:       cfg.SyncWorkers,
 		Timeout:       cfg.SyncTimeout,
 		BeforeRefresh: guardFetches(a.shortOfMemory, opts.BeforeRefresh),
-		Publish:       a.publishEvent,
+		Events:        relay{a},
 		Debounce:      cfg.WebhookDebounce,
 		MaxDelay:      cfg.WebhookMaxDelay,
 		Clock:         opts.DebounceClock,

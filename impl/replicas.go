@@ -57,6 +57,7 @@ var errStoredElsewhere = errors.New("another replica onboarded it meanwhile")
 type replicaCluster struct {
 	c  *cluster.Cluster
 	st store.ViewStore
+	a  *App
 }
 
 func (rc replicaCluster) Lease(ctx context.Context, repoID string) (refresh.Lease, error) {
@@ -77,6 +78,14 @@ func (rc replicaCluster) Current(ctx context.Context, repoID string) (store.View
 
 func (rc replicaCluster) Published(repoID string, version int64) {
 	rc.c.Notify(cluster.Message{Kind: cluster.KindView, Repo: repoID, Version: version})
+}
+
+func (rc replicaCluster) Guard(ctx context.Context, repoID string, t refresh.Trigger) error {
+	return rc.a.leaseGuard(ctx, repoID, t)
+}
+
+func (rc replicaCluster) Onboarded(ctx context.Context, repoID string) error {
+	return rc.a.leaseOnboarded(ctx, repoID)
 }
 
 // joinCluster makes this server a replica when its store is PostgreSQL.
@@ -101,9 +110,7 @@ func (a *App) clustered(opts refresh.Options) refresh.Options {
 	if a.cluster == nil {
 		return opts
 	}
-	opts.Cluster = replicaCluster{c: a.cluster, st: a.store}
-	opts.LeaseGuard = a.leaseGuard
-	opts.LeaseOnboarded = a.leaseOnboarded
+	opts.Cluster = replicaCluster{c: a.cluster, st: a.store, a: a}
 	return opts
 }
 
@@ -301,33 +308,35 @@ func (a *App) tryUnderLease(ctx context.Context, id string, fn func()) {
 	}
 }
 
-// publishEvent publishes an event to this server's event streams and, for
-// the events of a mirror's syncs, relays it to the other replicas.
-func (a *App) publishEvent(repoID string, ev events.Event) {
-	if err := a.broker.Publish(repoID, ev); err != nil {
-		a.log.Error("event not published", "repo", repoID, "err", err)
-	}
+// relay publishes an event to this server's event streams and, for the
+// events of a mirror's syncs, relays it to the other replicas.
+type relay struct{ a *App }
+
+func (rl relay) Publish(repoID string, ev events.Event) error {
+	a := rl.a
+	err := a.broker.Publish(repoID, ev)
 	if a.cluster == nil {
-		return
+		return err
 	}
 	switch ev.Type {
 	case events.SyncStarted, events.SyncFinished, events.SyncFailed:
 	default:
-		return // views are followed, not relayed
+		return err // views are followed, not relayed
 	}
 	r, ok := a.reg.Get(repoID)
 	if !ok || r.Kind != gen.Mirror {
-		return // the working repository is this replica's own
+		return err // the working repository is this replica's own
 	}
 	res, ok := ev.Data.(gen.SyncResult)
 	if !ok {
-		return
+		return err
 	}
-	data, err := json.Marshal(res)
-	if err != nil {
-		return
+	data, merr := json.Marshal(res)
+	if merr != nil {
+		return err
 	}
 	a.cluster.Notify(cluster.Message{Kind: cluster.KindEvent, Repo: repoID, Event: ev.Type, Sync: res.Id, Data: data})
+	return err
 }
 
 // clusterHandler hands the listener's messages to the inbox.

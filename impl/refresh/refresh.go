@@ -173,8 +173,9 @@ type Options struct {
 	// BeforeBuild, when set, runs before each view build; an error fails
 	// the build. Tests make builds fail with it.
 	BeforeBuild func(ctx context.Context, repoID string) error
-	// Publish receives the events of every repository (nil: none).
-	Publish func(repoID string, ev events.Event)
+	// Events receives the events of every repository (nil: none); see
+	// Options.Publish.
+	Events events.Publisher
 	// Debounce is the quiet window of TriggerDebounced: the run it queues
 	// starts once no debounced trigger joined it for this long. 0: none
 	// (TriggerDebounced is Trigger).
@@ -195,21 +196,8 @@ type Options struct {
 	// share a database and a data directory: see Cluster. Only shared
 	// mirrors (source.NewSharedMirror) use it.
 	Cluster Cluster
-	// LeaseGuard, when set, runs for a shared mirror while its lease is
-	// held, before the source refresh; an error fails the run and
-	// nothing is fetched (the server refuses the onboarding of an id
-	// another replica stored, and the refresh of a repository another
-	// replica removed).
-	LeaseGuard func(ctx context.Context, repoID string, t Trigger) error
-	// LeaseOnboarded, when set, runs for a shared mirror while its lease
-	// is held, after the source refresh of a run with trigger Onboard
-	// succeeded (the first clone is in place); an error fails the run.
-	// The server stores the onboarded repository there, so that no
-	// other replica sees a mirror directory without its stored
-	// repository while the lease is free.
-	LeaseOnboarded func(ctx context.Context, repoID string) error
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Clock is the time source of the debounce window.
@@ -292,9 +280,6 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Publish == nil {
-		opts.Publish = func(string, events.Event) {}
 	}
 	if opts.Debounce < 0 {
 		opts.Debounce = 0
@@ -979,10 +964,8 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 			}
 			ctx = out.lease.ctx
 			out.ctx = ctx
-			if guard := r.m.opts.LeaseGuard; guard != nil {
-				if err := guard(ctx, r.repo.ID, t); err != nil {
-					return out, err
-				}
+			if err := r.m.opts.Cluster.Guard(ctx, r.repo.ID, t); err != nil {
+				return out, err
 			}
 		}
 		if hook := r.m.opts.BeforeRefresh; hook != nil {
@@ -993,8 +976,8 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		if upd, err = src.Refresh(ctx, r.builder.Cache()); err != nil {
 			return out, r.wrap(err)
 		}
-		if onboarded := r.m.opts.LeaseOnboarded; out.shared && t == Onboard && onboarded != nil {
-			if err := onboarded(ctx, r.repo.ID); err != nil {
+		if out.shared && t == Onboard {
+			if err := r.m.opts.Cluster.Onboarded(ctx, r.repo.ID); err != nil {
 				return out, err
 			}
 		}
