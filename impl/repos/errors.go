@@ -1,5 +1,3 @@
-// Package repos is the set of repositories stackd serves.
-
 package repos
 
 import "errors"
