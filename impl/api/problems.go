@@ -72,17 +72,17 @@ func badGateway(err error) string {
 	return problem.FetchFailed
 }
 
-// StatusClientClosedRequest is the status recorded (and logged) for a
+// statusClientClosedRequest is the status recorded (and logged) for a
 // request whose client went away before the answer: nginx's 499. It is
 // never received by anyone, so it is not in openapi.yaml.
-const StatusClientClosedRequest = 499
+const statusClientClosedRequest = 499
 
 // clientClosed answers a client that went away: the status only, for the
 // access log (the connection is gone).
 type clientClosed struct{}
 
 func (clientClosed) VisitSyncRepoResponse(w http.ResponseWriter) error {
-	w.WriteHeader(StatusClientClosedRequest)
+	w.WriteHeader(statusClientClosedRequest)
 	return nil
 }
 
@@ -133,8 +133,8 @@ func answerError(log *slog.Logger) func(w http.ResponseWriter, r *http.Request, 
 		if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 			// The client went away: nothing failed, and nobody reads
 			// an answer. The access log records 499.
-			log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", StatusClientClosedRequest, "requestId", requestid.From(r.Context()))
-			w.WriteHeader(StatusClientClosedRequest)
+			log.Info("client went away before the answer", "method", r.Method, "path", r.URL.Path, "status", statusClientClosedRequest, "requestId", requestid.From(r.Context()))
+			w.WriteHeader(statusClientClosedRequest)
 			return
 		}
 		if errors.Is(err, store.ErrNUL) {

@@ -70,7 +70,7 @@ func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (g
 	case err != nil && ctx.Err() != nil:
 		// The client went away while waiting. The run goes on for
 		// whoever else waits on it (and for the view): nothing failed.
-		s.log.Info("sync: client went away while waiting; the run goes on", "repo", r.ID, "status", StatusClientClosedRequest, "requestId", requestid.From(ctx))
+		s.log.Info("sync: client went away while waiting; the run goes on", "repo", r.ID, "status", statusClientClosedRequest, "requestId", requestid.From(ctx))
 		return clientClosed{}, nil
 	case err != nil:
 		return nil, fmt.Errorf("sync %s: %w", r.ID, err)

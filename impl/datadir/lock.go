@@ -17,8 +17,8 @@ const lockFile = "stackd.lock"
 // alongside a single server. Replicas on one database share it.
 var ErrInUse = errors.New("the data directory is in use by another stackd process: give this one its own --data-dir (only replicas that share a database, --database-url, share one)")
 
-// ErrLocksUnsupported: the data directory's filesystem has no file locks.
-var ErrLocksUnsupported = errors.New("the data directory cannot be locked")
+// errLocksUnsupported: the data directory's filesystem has no file locks.
+var errLocksUnsupported = errors.New("the data directory cannot be locked")
 
 // Lock takes the data directory's lock (an flock on <dir>/stackd.lock,
 // held until release): exclusive for a server on SQLite, which owns its
@@ -26,7 +26,7 @@ var ErrLocksUnsupported = errors.New("the data directory cannot be locked")
 // guarded by leases. So two single servers, or a single server and
 // replicas, never write one data directory at once: the second one finds
 // it in use (ErrInUse). A lock dies with its process, SIGKILL included.
-// On a filesystem without locks the error wraps ErrLocksUnsupported: the
+// On a filesystem without locks the error wraps errLocksUnsupported: the
 // caller warns and goes on.
 func Lock(dir string, shared bool) (release func(), err error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
@@ -51,6 +51,6 @@ func Lock(dir string, shared bool) (release func(), err error) {
 		return nil, ErrInUse
 	default: // ENOLCK, EOPNOTSUPP: a filesystem without locks
 		_ = f.Close()
-		return nil, fmt.Errorf("%w: %w", ErrLocksUnsupported, err)
+		return nil, fmt.Errorf("%w: %w", errLocksUnsupported, err)
 	}
 }

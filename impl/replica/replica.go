@@ -49,10 +49,10 @@ import (
 	"github.com/stackd/stackd/impl/store"
 )
 
-// ErrStoredElsewhere: the onboarding found the id (or URL, or full name)
+// errStoredElsewhere: the onboarding found the id (or URL, or full name)
 // stored by another replica, under the lease: 409, and nothing of the
 // other's is touched.
-var ErrStoredElsewhere = errors.New("another replica onboarded it meanwhile")
+var errStoredElsewhere = errors.New("another replica onboarded it meanwhile")
 
 // Served is what the replicas' coordination needs from this server's set
 // of repositories (repos.Set).
@@ -195,7 +195,7 @@ func (r *Replica) Guard(ctx context.Context, repoID string, _ refresh.Trigger) e
 			_ = probe.Add(registry.NewMirror(nil, registry.MirrorSpec{ID: sr.ID, Config: mirror.Config{URL: sr.URL}, FullName: sr.FullName}))
 		}
 		if err := probe.Check(repo.ID, repo.URL, repo.FullName); err != nil {
-			return fmt.Errorf("%w: %w", ErrStoredElsewhere, err)
+			return fmt.Errorf("%w: %w", errStoredElsewhere, err)
 		}
 		return nil
 	}
@@ -214,7 +214,7 @@ func (r *Replica) Guard(ctx context.Context, repoID string, _ refresh.Trigger) e
 func (r *Replica) Onboarded(ctx context.Context, repoID string) error {
 	err := r.served.Store(ctx, repoID)
 	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("%w: %w: %q", ErrStoredElsewhere, registry.ErrDuplicateID, repoID)
+		return fmt.Errorf("%w: %w: %q", errStoredElsewhere, registry.ErrDuplicateID, repoID)
 	}
 	return err
 }
