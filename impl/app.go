@@ -251,6 +251,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		HSTS:              strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
 		BodyTimeout:       opts.BodyTimeout,
 		WriteStallTimeout: cfg.WriteStallTimeout,
+		AccessLog:         cfg.AccessLog,
 	})
 	return err
 }

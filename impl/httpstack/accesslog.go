@@ -1,14 +1,71 @@
 package httpstack
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/validate"
 )
+
+// The access log: one line per request, at info level, written when the
+// answer is complete: method, route (the path template of the operation,
+// e.g. /api/v1/repos/{repoID}/view, or the path of a route outside the
+// contract; "" when no route matched), status, bytes, duration, request
+// id, principal (the signed-in user's e-mail, else subject; "" when
+// anonymous) and client address (trusted proxies considered). What the
+// chain learns inside (the route, the principal) it notes for the log
+// (noteRoute, notePrincipal): an outer middleware cannot see the
+// contexts of the inner ones.
+
+// requestNote is what the access log learns from inside the chain.
+type requestNote struct {
+	route     string
+	principal string
+}
+
+type noteKey struct{}
+
+func noteFrom(ctx context.Context) *requestNote {
+	n, _ := ctx.Value(noteKey{}).(*requestNote)
+	return n
+}
+
+// noteRoute notes the route the validator's router found (it runs just
+// inside it).
+func noteRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := noteFrom(r.Context()); n != nil {
+			if route, ok := validate.RouteFrom(r.Context()); ok {
+				n.route = route.Path
+			} else if outsideContract(r.URL.Path) {
+				n.route = r.URL.Path
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notePrincipal notes the principal the gate admitted (it runs just
+// inside it).
+func notePrincipal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := noteFrom(r.Context()); n != nil {
+			if p, ok := auth.PrincipalFrom(r.Context()); ok {
+				n.principal = p.Email
+				if n.principal == "" {
+					n.principal = p.Subject
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // statusRecorder remembers the status for the access log; Unwrap keeps
 // http.ResponseController (flushing SSE) working through it.
@@ -42,12 +99,15 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// accessLog logs each request and turns a panic into a 500 problem.
-func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+// accessLog turns a panic into a 500 problem and, when on, logs each
+// request (see above). client says who the client is (auth's reading of
+// the peer and the trusted proxies).
+func accessLog(log *slog.Logger, on bool, client func(*http.Request) string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			rec := &statusRecorder{ResponseWriter: w}
+			note := &requestNote{}
 			defer func() {
 				if v := recover(); v != nil {
 					if v == http.ErrAbortHandler {
@@ -58,9 +118,13 @@ func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
 						problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
 					}
 				}
-				log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr, "requestId", requestid.From(r.Context()))
+				if on {
+					log.Info("request", "method", r.Method, "route", note.route, "status", rec.status, "bytes", rec.bytes,
+						"durationMs", time.Since(start).Milliseconds(), "requestId", requestid.From(r.Context()),
+						"principal", note.principal, "client", client(r))
+				}
 			}()
-			next.ServeHTTP(rec, r)
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
 		})
 	}
 }

@@ -49,6 +49,8 @@ type Deps struct {
 	// deadline.ChunkSize bytes) to a client that does not read
 	// (deadline.DefaultBudget when 0).
 	WriteStallTimeout time.Duration
+	// AccessLog writes one line per request (--access-log).
+	AccessLog bool
 }
 
 // New assembles the HTTP stack, outermost first:
@@ -56,14 +58,16 @@ type Deps struct {
 //  0. a deadline on every write of the response (deadline.Middleware):
 //     a client that stops reading is cut after WriteStallTimeout, one
 //     that reads on is not;
-//  1. request id and security headers (every response carries them);
-//  2. recovery and access log;
+//  1. request id, then security headers (every response carries them);
+//  2. recovery and the access log (accesslog.go);
 //  3. a request refused before its body was read has its connection
 //     closed after the answer, not drained;
 //  4. the Host check of the loopback posture (421), then CORS;
-//  5. route finding (404/405; the body is not read);
+//  5. route finding (404/405; the body is not read), noted for the
+//     access log;
 //  6. the auth gate: client address, rate limit, identity, read-only,
-//     authentication, CSRF/Origin, audit;
+//     authentication, CSRF/Origin, audit; the principal it admitted is
+//     noted for the access log;
 //  7. the body: at most the operation's x-stackd-max-body, within a read
 //     deadline (413/408), kept for the webhook's HMAC;
 //  8. kin-openapi validation of parameters and body;
@@ -105,12 +109,14 @@ func New(d Deps) (http.Handler, error) {
 		deadline.Middleware(d.WriteStallTimeout), // 0
 		requestid.Middleware,                     // 1
 		securityHeaders(headerPolicy{hsts: d.HSTS, docsCSP: docsCSP}),
-		accessLog(d.Logger),  // 2
-		validate.CloseUnread, // 3
-		d.Auth.Hosts,         // 4
+		accessLog(d.Logger, d.AccessLog, d.Auth.ClientAddress), // 2
+		validate.CloseUnread,                                   // 3
+		d.Auth.Hosts,                                           // 4
 		d.Auth.CORS,
-		v.Routes,         // 5
+		v.Routes, // 5
+		noteRoute,
 		d.Auth.Gate(doc), // 6
+		notePrincipal,
 		validate.Bodies(validate.BodyOptions{Limits: limits, Timeout: d.BodyTimeout}), // 7
 		v.Validate, // 8
 	}
