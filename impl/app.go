@@ -158,7 +158,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := failUnfinished(st, replicaID, log); err != nil {
+	if err := refresh.FailUnfinished(context.Background(), st, replicaID, log); err != nil {
 		return err
 	}
 	broker := events.NewBroker(opts.EventLimits)
@@ -283,24 +283,6 @@ func (a *App) openStore(cfg config.Config) (store.Store, error) {
 		a.log.Info("database migrated", "version", step.Version, "step", step.Name)
 	}
 	return st, nil
-}
-
-// unfinishedReason is the error of the syncs a previous process left
-// queued or running.
-const unfinishedReason = "stackd stopped before this sync finished"
-
-// failUnfinished marks the syncs that a previous process of this replica
-// left queued or running as failed: no refresher of this process will
-// finish them. Other replicas' syncs (a shared database) are theirs.
-func failUnfinished(st store.Store, replicaID string, log *slog.Logger) error {
-	n, err := st.FailUnfinished(context.Background(), replicaID, time.Now().UTC(), unfinishedReason)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		log.Info("syncs left unfinished by the previous run marked failed", "count", n)
-	}
-	return nil
 }
 
 // Handler is the server's HTTP handler (Serve serves it).
