@@ -18,6 +18,7 @@ import (
 
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/httpstack"
 )
 
 // accessPosture is one way to run a server, with what an anonymous caller
@@ -300,7 +301,7 @@ func TestServedSpecSecurity(t *testing.T) {
 	}
 	// The embedded file, which validation uses, is unchanged: reads carry
 	// {} next to the schemes.
-	doc, err := impl.Spec()
+	doc, err := httpstack.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,16 @@
+// Package impl assembles the stackd server: New wires the concern
+// packages together, Start launches the background work, Serve serves
+// HTTP until its context ends, Close stops everything. Nothing else lives
+// here; docs/architecture.md draws the two paths (a request, a refresh)
+// through the packages:
+//
+//   - httpstack: the middleware chain, the spec and docs routes;
+//   - api: the strict handlers, one file per OpenAPI tag;
+//   - repos: the set of served repositories and their lifecycle;
+//   - replica: the coordination of replicas that share a database;
+//   - datadir: the data directory's lock and its place;
+//   - refresh, registry, source, view, events, auth, store, ...: the
+//     concerns they are made of.
 package impl
 
 import (
@@ -11,78 +24,36 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-	"unicode"
-
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/api"
 	"github.com/stackd/stackd/impl/auth"
-	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/datadir"
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
-	"github.com/stackd/stackd/impl/gitrepo"
+	"github.com/stackd/stackd/impl/httpstack"
 	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
-	"github.com/stackd/stackd/impl/redact"
-	"github.com/stackd/stackd/impl/refname"
 	"github.com/stackd/stackd/impl/refresh"
-	"github.com/stackd/stackd/impl/registry"
-	"github.com/stackd/stackd/impl/source"
+	"github.com/stackd/stackd/impl/replica"
+	"github.com/stackd/stackd/impl/repos"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/view"
-	"github.com/stackd/stackd/impl/watch"
-	"github.com/stackd/stackd/impl/webhook"
 )
 
-// App is an assembled stackd server: repositories, refreshers and the HTTP
-// handler. New builds it; Run serves it until its context ends.
+// App is an assembled stackd server. New builds it; Serve serves it until
+// its context ends (or Start and Handler, for a caller with its own HTTP
+// server); Close stops it.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	reg     *registry.Registry
-	refresh *refresh.Manager
-	broker  *events.Broker
-	handler http.Handler
-	after   func(time.Duration) <-chan time.Time
-	auth    *auth.Auth
-	store   store.Store
-	replica string // --replica-id
-	// cluster is this server's membership of the replicas that share
-	// its PostgreSQL database (nil on SQLite); inbox queues what they
-	// say (replicas.go).
-	cluster      *cluster.Cluster
-	inbox        chan cluster.Message
-	catchUpLater atomic.Bool
-	mirrors      *mirror.Root
-	watcher      *watch.Watcher // of the local repository; Start runs it
-	cleanups     []func()
-
-	runMu  sync.Mutex
-	runCtx context.Context // set by Start; loops of onboarded mirrors use it
-
-	// lifeMu serialises changes of the set of repositories (lifecycle.go).
-	lifeMu sync.Mutex
-	// unserved are the lower-case ids of stored repositories that are not
-	// served (see restore); their mirrors are not orphans.
-	unserved map[string]bool
-	// onboarding are the lower-case ids this replica is onboarding, with
-	// the actor (onboardMu).
-	onboardMu  sync.Mutex
-	onboarding map[string]string
-
-	// shortOfMemory refuses new fetches (Options.ShortOfMemory).
-	shortOfMemory func() bool
-
-	// Where mirrors may connect (see newMirror).
-	remoteHosts   egress.Hosts
-	remoteRootCAs *x509.CertPool
-	resolver      *net.Resolver
+	log      *slog.Logger
+	repos    *repos.Set
+	refresh  *refresh.Manager
+	auth     *auth.Auth
+	replica  *replica.Replica // nil without --database-url
+	handler  http.Handler
+	cleanups []func() // run in reverse by Close
 }
 
 // Options are test seams of New; the zero value is production.
@@ -96,8 +67,8 @@ type Options struct {
 	After func(time.Duration) <-chan time.Time
 	// Now overrides the clock of sessions and tokens.
 	Now func() time.Time
-	// RateLimits override the per-client token buckets (API, sync, failed
-	// authentication).
+	// Rate, SyncRate and FailRate override the per-client token buckets
+	// (API, sync, failed authentication).
 	Rate, SyncRate, FailRate auth.RateLimit
 	// DebounceClock times the webhook debounce window (refresh.Clock).
 	DebounceClock refresh.Clock
@@ -115,9 +86,9 @@ type Options struct {
 	// their own DNS server).
 	RemoteResolver *net.Resolver
 	// ShortOfMemory says whether the server is short of memory, which
-	// refuses new fetches (memory.go); a fetch it refuses never reaches
-	// BeforeRefresh. Default: a memlimit.Monitor of the process's memory
-	// limit (tests force pressure with it).
+	// refuses new fetches (repos.GuardFetches); a fetch it refuses never
+	// reaches BeforeRefresh. Default: a memlimit.Monitor of the process's
+	// memory limit (tests force pressure with it).
 	ShortOfMemory func() bool
 	// DiffLimits override the limits of a branch's patch
 	// (view.DefaultDiffLimits); DiffHooks observe their computations.
@@ -126,225 +97,176 @@ type Options struct {
 }
 
 // ErrPosture marks a start-up refused for its security posture (for
-// example a non-loopback address with auth off): exit code 2.
+// example a non-loopback address with auth off, or a data directory
+// inside the served repository): exit code 2.
 var ErrPosture = auth.ErrPosture
+
+// ErrDataDirInUse marks a start-up refused because another stackd process
+// uses the data directory (datadir.ErrInUse).
+var ErrDataDirInUse = datadir.ErrInUse
 
 // ErrLocalWithDatabase marks a start-up refused because --cwd came with
 // --database-url without --allow-local-with-database: exit code 2.
-var ErrLocalWithDatabase = errors.New("working repository refused")
+var ErrLocalWithDatabase = repos.ErrLocalWithDatabase
 
-// AuthConfig is the auth package's view of the configuration.
-func AuthConfig(cfg config.Config) auth.Config {
-	return auth.Config{
-		Mode:           auth.Mode(cfg.Auth),
-		ReadOnly:       cfg.ReadOnly,
-		PublicReads:    cfg.PublicReads,
-		AllowAnyUser:   cfg.AllowAnyUser,
-		Loopback:       cfg.Loopback(),
-		Issuer:         cfg.OIDCIssuer,
-		ClientID:       cfg.OIDCClientID,
-		ClientSecret:   cfg.OIDCClientSecret,
-		BaseURL:        cfg.BaseURL,
-		ExtraAudiences: cfg.OIDCExtraAudiences,
-		AllowedEmails:  cfg.AllowedEmails,
-		AllowedDomains: cfg.AllowedDomains,
-		AllowedGroups:  cfg.AllowedGroups,
-		CORSOrigins:    cfg.CORSOrigins,
-		TrustedProxies: cfg.Proxies(),
-		Rate:           rateLimit(cfg.RateLimit),
-		SyncRate:       rateLimit(cfg.SyncRateLimit),
-		FailRate:       rateLimit(cfg.AuthFailureRateLimit),
-
-		IPv6ClientPrefix: cfg.IPv6ClientPrefix,
-		AuditMaxAge:      noneIfZero(cfg.AuditMaxAge),
-		AuditMaxEntries:  int(noneIfZero(int64(cfg.AuditMaxEntries))),
-	}
-}
-
-// noneIfZero turns the config's "0: no limit" into auth's (negative; 0
-// there is the default).
-func noneIfZero[T ~int64](v T) T {
-	if v == 0 {
-		return -1
-	}
-	return v
-}
-
-// rateLimit converts a validated rate setting ("" or invalid: the default).
-func rateLimit(v string) auth.RateLimit {
-	perSecond, burst, _, err := config.ParseRate(v)
-	if err != nil {
-		return auth.RateLimit{}
-	}
-	return auth.RateLimit{PerSecond: perSecond, Burst: burst}
-}
-
-// New assembles the server from a validated Config. The local repository (if
-// any) gets its first view before New returns; mirrors clone in the
-// background once Run starts.
+// New assembles the server from a validated Config. The working
+// repository (if any) gets its first view before New returns; mirrors
+// are fetched in the background once Start runs.
 func New(cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
-	a := &App{cfg: cfg, log: log, reg: registry.New(), broker: events.NewBroker(opts.EventLimits), after: opts.After,
-		remoteRootCAs: opts.RemoteRootCAs, resolver: opts.RemoteResolver, unserved: map[string]bool{}, replica: cfg.ReplicaID,
-		onboarding: map[string]string{}}
-	if a.replica == "" {
-		a.replica = config.DefaultReplicaID(cfg.Addr)
+	a := &App{log: log}
+	if err := a.assemble(cfg, opts); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) assemble(cfg config.Config, opts Options) error {
+	log := a.log
+	replicaID := cfg.ReplicaID
+	if replicaID == "" {
+		replicaID = config.DefaultReplicaID(cfg.Addr)
 	}
 	hosts, err := egress.ParseHosts(cfg.AllowedRemoteHosts)
 	if err != nil {
-		return nil, fmt.Errorf("--allowed-remote-hosts: %w", err)
+		return fmt.Errorf("--allowed-remote-hosts: %w", err)
 	}
-	a.remoteHosts = hosts
-	a.shortOfMemory = opts.ShortOfMemory
-	if a.shortOfMemory == nil {
-		a.shortOfMemory = memlimit.NewMonitor(memlimit.Options{Logger: log}).Short
+	short := opts.ShortOfMemory
+	if short == nil {
+		short = memlimit.NewMonitor(memlimit.Options{Logger: log}).Short
 	}
-	acfg := AuthConfig(cfg)
-	if opts.Rate != (auth.RateLimit{}) {
-		acfg.Rate = opts.Rate
-	}
-	if opts.SyncRate != (auth.RateLimit{}) {
-		acfg.SyncRate = opts.SyncRate
-	}
-	if opts.FailRate != (auth.RateLimit{}) {
-		acfg.FailRate = opts.FailRate
+	acfg := auth.FromConfig(cfg)
+	for _, o := range []struct{ to, from *auth.RateLimit }{{&acfg.Rate, &opts.Rate}, {&acfg.SyncRate, &opts.SyncRate}, {&acfg.FailRate, &opts.FailRate}} {
+		if *o.from != (auth.RateLimit{}) {
+			*o.to = *o.from
+		}
 	}
 	warnings, err := auth.CheckPosture(cfg.Loopback(), acfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, w := range warnings {
 		log.Warn(w)
 	}
 	// Find the working repository first: nothing may be created (the
 	// data dir included) before we know it is not inside it.
-	wt, err := a.findLocal()
+	wt, err := repos.FindLocal(cfg, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := a.openStore(); err != nil {
-		return nil, err
-	}
-	if err := a.failUnfinished(context.Background()); err != nil {
-		a.Close()
-		return nil, err
-	}
-	if err := a.joinCluster(); err != nil {
-		a.Close()
-		return nil, err
-	}
-	a.mirrors, err = mirror.NewRoot(cfg.DataDir)
+	st, err := a.openStore(cfg)
 	if err != nil {
-		a.Close()
-		return nil, fmt.Errorf("--data-dir: %w", err)
+		return err
 	}
-	if a.cluster == nil {
-		// Replicas sweep under each mirror's lease instead (sweepShared).
-		if removed, err := a.mirrors.SweepTemp(); err != nil {
-			log.Warn("cannot remove leftovers of interrupted clones", "err", redact.Error(err))
-		} else if len(removed) > 0 {
-			log.Info("removed leftovers of interrupted clones", "count", len(removed))
+	if err := refresh.FailUnfinished(context.Background(), st, replicaID, log); err != nil {
+		return err
+	}
+	broker := events.NewBroker(opts.EventLimits)
+	if pg, ok := st.(*store.Postgres); ok {
+		if a.replica, err = replica.New(pg, replica.Options{Replica: replicaID, Leases: cfg.SyncWorkers + 4, Streams: broker, Logger: log}); err != nil {
+			return err
 		}
+		a.cleanups = append(a.cleanups, a.replica.Close)
+	}
+	mirrors, err := mirror.NewRoot(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if acfg.Mode == auth.ModeOIDC {
 		// One sign-in cookie key for every process on this database, so
 		// that a sign-in may start and end on different replicas.
-		if acfg.LoginKey, err = a.store.SharedKey(actx, "login-cookie", 32); err != nil {
-			a.Close()
-			return nil, fmt.Errorf("sign-in key: %w", err)
+		if acfg.LoginKey, err = st.SharedKey(actx, "login-cookie", 32); err != nil {
+			return fmt.Errorf("sign-in key: %w", err)
 		}
 	}
-	a.auth, err = auth.New(actx, acfg, a.store, log, opts.Now)
-	if err != nil {
-		a.Close()
-		return nil, err
+	if a.auth, err = auth.New(actx, acfg, st, log, opts.Now); err != nil {
+		return err
 	}
 	// The audit aggregates still open are written before the store
 	// closes (cleanups run in reverse).
 	a.cleanups = append(a.cleanups, func() { a.auth.FlushAudit(true) })
-	a.refresh = refresh.NewManager(a.clustered(refresh.Options{
-		Workers:       cfg.SyncWorkers,
-		Timeout:       cfg.SyncTimeout,
-		BeforeRefresh: guardFetches(a.shortOfMemory, opts.BeforeRefresh),
-		Publish:       a.publishEvent,
-		Debounce:      cfg.WebhookDebounce,
-		MaxDelay:      cfg.WebhookMaxDelay,
-		Clock:         opts.DebounceClock,
-		Enqueued:      opts.Enqueued,
-		Logger:        log,
-		Store:         a.store,
-		History:       cfg.SyncHistory,
-		Replica:       a.replica,
-	}))
-	a.cleanups = append(a.cleanups, a.refresh.Close, a.broker.Close)
+
+	ropts := refresh.Options{
+		Workers: cfg.SyncWorkers, Timeout: cfg.SyncTimeout, Store: st, History: cfg.SyncHistory,
+		BeforeRefresh: repos.GuardFetches(short, opts.BeforeRefresh),
+		Events:        broker,
+		Debounce:      cfg.WebhookDebounce, MaxDelay: cfg.WebhookMaxDelay, Clock: opts.DebounceClock,
+		Enqueued: opts.Enqueued, Logger: log, Replica: replicaID,
+	}
+	sopts := repos.Options{
+		Store: st, Mirrors: mirrors, Streams: broker, Logger: log,
+		Remotes: repos.Remotes{
+			AllowLocal: cfg.AllowLocalRemotes, AllowPrivate: cfg.AllowPrivateRemotes, AllowedHosts: hosts,
+			RootCAs: opts.RemoteRootCAs, Resolver: opts.RemoteResolver, Limits: cfg.FetchLimits,
+		},
+		SyncTimeout: cfg.SyncTimeout, SyncInterval: cfg.SyncInterval, After: opts.After, ShortOfMemory: short,
+	}
+	if a.replica != nil {
+		// The replica relays the events of syncs, guards and stores the
+		// runs of shared mirrors, and holds their leases.
+		ropts.Cluster, ropts.Events, sopts.Replicas = a.replica, a.replica, a.replica
+	}
+	a.refresh = refresh.NewManager(ropts)
+	a.cleanups = append(a.cleanups, a.refresh.Close, broker.Close)
+	sopts.Refresh = a.refresh
+	a.repos = repos.New(sopts)
+	a.cleanups = append(a.cleanups, a.repos.Close)
+	if a.replica != nil {
+		a.replica.Serve(a.repos)
+	}
 
 	if wt != nil {
-		if err := a.addLocal(wt); err != nil {
-			a.Close()
-			return nil, err
+		local := repos.Local{ID: cfg.RepoID, Trunk: cfg.Trunk, Good: filepath.Join(cfg.DataDir, "local", cfg.RepoID+".refs"), WatchDebounce: cfg.WatchDebounce}
+		if err := a.repos.AddLocal(wt, local); err != nil {
+			return err
 		}
 	}
 	for _, rc := range cfg.Repos {
-		if err := a.addConfiguredMirror(rc); err != nil {
-			a.Close()
-			return nil, err
+		if err := a.repos.AddConfigured(rc); err != nil {
+			return err
 		}
 	}
-	if err := a.restore(context.Background()); err != nil {
-		a.Close()
-		return nil, err
+	if err := a.repos.Restore(context.Background()); err != nil {
+		return err
 	}
-	if a.cluster != nil {
-		a.sweepShared(context.Background())
-	} else {
-		a.sweepOrphans(context.Background())
-	}
+	a.repos.Sweep(context.Background())
 
-	srv := NewServer(ServerDeps{
-		Registry: a.reg,
-		Refresh:  a.refresh,
-		Broker:   a.broker,
-		Logger:   log,
+	srv := api.New(api.Deps{
+		Repos: a.repos, Lifecycle: a.repos, Refreshers: api.RefreshersOf(a.refresh), Streams: broker,
+		Database: st, Audit: st, Logger: log,
 		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
-			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.reg.List()) == 1, Version: cfg.Version},
+			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.repos.List()) == 1, Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
-		Onboard:       a.onboard,
-		Delete:        a.deleteRepo,
 		Keepalive:     opts.Keepalive,
-		Me:            a.me,
-		AuditLog:      a.auditLog,
-		Database:      a.store,
-		ShortOfMemory: a.shortOfMemory,
+		ShortOfMemory: short,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
 	})
-	h, err := NewHandler(srv, HandlerDeps{
+	a.handler, err = httpstack.New(httpstack.Deps{
 		Logger:            log,
+		API:               srv,
 		Auth:              a.auth,
 		HSTS:              strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://"),
 		BodyTimeout:       opts.BodyTimeout,
 		WriteStallTimeout: cfg.WriteStallTimeout,
+		AccessLog:         cfg.AccessLog,
 	})
-	if err != nil {
-		a.Close()
-		return nil, err
-	}
-	a.handler = h
-	return a, nil
+	return err
 }
 
 // openStore opens the database (sessions, audit log, repositories
 // onboarded through the API, sync history, webhook deliveries): the
-// PostgreSQL of --database-url, else SQLite in the data dir. Missing
-// migrations are applied (and logged).
-func (a *App) openStore() error {
-	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+// PostgreSQL of --database-url, else SQLite in the data dir, which is
+// locked first. Missing migrations are applied (and logged).
+func (a *App) openStore(cfg config.Config) (store.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	switch release, err := lockDataDir(a.cfg.DataDir, a.cfg.DatabaseURL != ""); {
-	case errors.Is(err, ErrDataDirInUse):
-		return fmt.Errorf("--data-dir %s: %w", a.cfg.DataDir, err)
+	switch release, err := datadir.Lock(cfg.DataDir, cfg.DatabaseURL != ""); {
+	case errors.Is(err, datadir.ErrInUse):
+		return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
 	case err != nil:
 		a.log.Warn("the data directory is not locked: make sure no other stackd process uses it, except replicas on the same database", "err", err)
 	default:
@@ -352,420 +274,30 @@ func (a *App) openStore() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := OpenStore(ctx, a.cfg)
+	st, err := store.OpenFor(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a.store = st
 	a.cleanups = append(a.cleanups, func() { _ = st.Close() })
 	for _, step := range st.Applied() {
 		a.log.Info("database migrated", "version", step.Version, "step", step.Name)
 	}
-	return nil
+	return st, nil
 }
 
-// OpenStore opens the store cfg selects and applies the migrations it
-// lacks: PostgreSQL at cfg.DatabaseURL, else SQLite at
-// <DataDir>/stackd.db (the data dir must exist). Errors never contain the
-// database URL's password.
-func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
-	if cfg.DatabaseURL != "" {
-		st, err := store.OpenPostgres(ctx, cfg.DatabaseURL)
-		if err != nil {
-			return nil, err
-		}
-		return st, nil
-	}
-	return store.Open(ctx, DatabasePath(cfg))
-}
-
-// DatabasePath is the SQLite file of a server without --database-url.
-func DatabasePath(cfg config.Config) string { return filepath.Join(cfg.DataDir, "stackd.db") }
-
-func (a *App) me(ctx context.Context) (gen.Me, bool) {
-	p, ok := auth.PrincipalFrom(ctx)
-	if !ok {
-		return gen.Me{}, false
-	}
-	me := gen.Me{Subject: p.Subject, AuthenticatedBy: gen.MeAuthenticatedBy(p.Method), Groups: append([]string{}, p.Groups...)}
-	if p.Email != "" {
-		me.Email = &p.Email
-	}
-	if p.Name != "" {
-		me.Name = &p.Name
-	}
-	return me, true
-}
-
-func (a *App) auditLog(ctx context.Context, limit int) ([]gen.AuditEntry, error) {
-	entries, err := a.store.AuditLog(ctx, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]gen.AuditEntry, 0, len(entries))
-	for _, e := range entries {
-		ge := gen.AuditEntry{Id: e.ID, At: e.At, LastAt: e.LastAt, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
-			Requests: max(e.Requests, 1)}
-		if e.Route != "" {
-			r := e.Route
-			ge.Route = &r
-		}
-		if e.Method != "" {
-			m := e.Method
-			ge.Method = &m
-		}
-		if e.Repo != "" {
-			r := e.Repo
-			ge.Repo = &r
-		}
-		if e.Client != "" {
-			c := e.Client
-			ge.Client = &c
-		}
-		out = append(out, ge)
-	}
-	return out, nil
-}
-
-// findLocal discovers the operator's working repository (nil if none) and
-// checks that the data dir is not inside it, nor inside any other worktree
-// of the same repository, symbolic links resolved (see checkDataDir).
-func (a *App) findLocal() (*gitrepo.Worktree, error) {
-	cfg := a.cfg
-	var wt *gitrepo.Worktree
-	var err error
-	if cfg.DatabaseURL != "" && !cfg.AllowLocalWithDatabase {
-		// The working repository is a single-replica feature: its view
-		// would differ between the replicas that share the database.
-		if cfg.CwdExplicit {
-			return nil, fmt.Errorf("%w: --cwd with --database-url: the working repository is a single-replica feature (--allow-local-with-database serves it anyway)", ErrLocalWithDatabase)
-		}
-		a.log.Info("not serving a working repository: with --database-url only mirrors are served (--allow-local-with-database serves the current directory's repository)")
-		return nil, nil
-	}
-	if cfg.CwdExplicit {
-		wt, err = gitrepo.Discover(cfg.Cwd)
-		if err != nil {
-			return nil, fmt.Errorf("--cwd %s: %w", cfg.Cwd, err)
-		}
-	} else {
-		dir := cfg.Cwd
-		if dir == "" {
-			if dir, err = os.Getwd(); err != nil {
-				return nil, fmt.Errorf("current directory: %w", err)
-			}
-		}
-		wt, err = gitrepo.Discover(dir)
-		if errors.Is(err, gitrepo.ErrNotRepository) {
-			a.log.Info("no git repository here; serving without a local repository", "dir", dir)
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("open repository at %s: %w", dir, err)
-		}
-	}
-	if err := checkDataDir(cfg.DataDir, wt); err != nil {
-		return nil, err
-	}
-	return wt, nil
-}
-
-// addLocal registers the working repository and builds its first view.
-func (a *App) addLocal(wt *gitrepo.Worktree) error {
-	cfg := a.cfg
-	good := filepath.Join(cfg.DataDir, "local", cfg.RepoID+".refs")
-	repo := registry.NewLocal(cfg.RepoID, wt, cfg.Trunk, redact.URL(wt.RemoteURL()), good)
-	if err := a.reg.Add(repo); err != nil {
-		return err
-	}
-	rf := a.refresh.Add(repo)
-	// The watches exist before the first read, so a change made between
-	// that read and Start is not lost: its events wait for Run.
-	w, err := watch.New(wt.GitDir(), wt.CommonDir(), watch.Options{
-		Debounce: cfg.WatchDebounce,
-		Trigger:  func() { rf.Trigger(refresh.Watcher) },
-		Log:      a.log.With("repo", repo.ID),
-	})
-	if err != nil {
-		return err
-	}
-	a.watcher = w
-	a.cleanups = append(a.cleanups, func() { _ = w.Close() })
-	res, err := rf.Sync(context.Background(), refresh.Onboard)
-	if err != nil {
-		return err
-	}
-	if errors.Is(res.Err, refresh.ErrBuild) {
-		// Refs that make no view must not keep the server from starting
-		// (a supervisor would restart it forever): the repository is
-		// served as failed (its syncStatus says so), with the view of its
-		// last good refs when they were kept, and the next sync tries
-		// again.
-		a.log.Error("the working repository's refs make no view; it is served as failed", "id", repo.ID, "err", res.Err,
-			"version", repo.Snapshot().Version())
-		return nil
-	}
-	if res.Err != nil {
-		return fmt.Errorf("read repository %s: %w", wt.WorkDir(), res.Err)
-	}
-	a.log.Info("serving local repository", "id", repo.ID, "dir", wt.WorkDir(), "trunk", repo.Snapshot().Repo().Trunk, "branches", len(repo.Snapshot().Branches()))
-	return nil
-}
-
-// within reports whether path is dir or inside it, lexically: resolve
-// both first (resolvePath).
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
-}
-
-// credentials are the https credentials of a repository declared in the
-// config file: STACKD_REPO_<ID>_USERNAME / _PASSWORD, else the file's
-// username/password. Only configured repositories ever get credentials
-// (an onboarded mirror never does, whatever its id), and the mirror sends
-// them only to the origin of the configured URL.
-func credentials(id, user, pass string) transport.AuthMethod {
-	key := strings.ToUpper(strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, id))
-	if v := os.Getenv("STACKD_REPO_" + key + "_USERNAME"); v != "" {
-		user = v
-	}
-	if v := os.Getenv("STACKD_REPO_" + key + "_PASSWORD"); v != "" {
-		pass = v
-	}
-	if user == "" && pass == "" {
-		return nil
-	}
-	if user == "" {
-		user = "x-access-token"
-	}
-	return &githttp.BasicAuth{Username: user, Password: pass}
-}
-
-// remoteSpec says how a mirror reaches its upstream.
-type remoteSpec struct {
-	id, url, trunk, fullName string
-	// auth is nil for onboarded mirrors: operator credentials belong to
-	// the repositories of the config file only.
-	auth transport.AuthMethod
-	// onboarded: added through the API (stored), so restricted to
-	// --allowed-remote-hosts; else declared in the config file.
-	onboarded bool
-}
-
-// newMirror checks the upstream (mirror.Config.Check: URL, private
-// addresses, allowed hosts, ssh key) and builds the repository.
-func (a *App) newMirror(rs remoteSpec) (*registry.Repo, error) {
-	mc := mirror.Config{
-		URL:          rs.url,
-		Auth:         rs.auth,
-		AllowLocal:   a.cfg.AllowLocalRemotes,
-		AllowPrivate: a.cfg.AllowPrivateRemotes,
-		RootCAs:      a.remoteRootCAs,
-		Resolver:     a.resolver,
-		Log:          a.log.With("repo", rs.id),
-		Limits: mirror.Limits{
-			MaxPackSize:  a.cfg.FetchLimits.PackSize,
-			MaxObjects:   a.cfg.FetchLimits.Objects,
-			MaxInflated:  a.cfg.FetchLimits.Inflated,
-			MaxMetaSize:  a.cfg.FetchLimits.CommitSize,
-			MaxDeltaSize: a.cfg.FetchLimits.DeltaSize,
-			MaxRefs:      a.cfg.FetchLimits.Refs,
-			MaxRefBytes:  a.cfg.FetchLimits.RefBytes,
-		},
-	}
-	origin := registry.OriginConfig
-	if rs.onboarded {
-		mc.AllowedHosts = a.remoteHosts
-		origin = registry.OriginAPI
-	}
-	if err := mc.Check(); err != nil {
-		return nil, err
-	}
-	fullName := rs.fullName
-	if fullName == "" {
-		fullName = webhook.FullNameFromURL(rs.url)
-		if strings.ContainsFunc(fullName, unicode.IsControl) {
-			// Derived from a URL whose path decodes to control
-			// characters: no name to match webhooks by, rather than
-			// one that cannot be stored or shown.
-			fullName = ""
-		}
-	}
-	return registry.NewMirror(a.mirrors, registry.MirrorSpec{
-		ID:       rs.id,
-		Config:   mc,
-		FullName: webhook.NormalizeFullName(fullName),
-		Trunk:    rs.trunk,
-		Origin:   origin,
-		Shared:   a.cluster != nil,
-	}), nil
-}
-
-func (a *App) addConfiguredMirror(rc config.RepoConfig) error {
-	var auth transport.AuthMethod
-	if rc.SSHKey != "" {
-		key, err := gitssh.NewPublicKeysFromFile("git", rc.SSHKey, "")
-		if err != nil {
-			return fmt.Errorf("repos %s: sshKey: %w", rc.ID, err)
-		}
-		auth = key
-	} else {
-		auth = credentials(rc.ID, rc.Username, rc.Password)
-	}
-	r, err := a.newMirror(remoteSpec{id: rc.ID, url: rc.URL, trunk: rc.Trunk, fullName: rc.FullName, auth: auth})
-	if errors.Is(err, mirror.ErrSSHKey) {
-		return fmt.Errorf("repos %s: %w: set sshKey to the path of a private key", rc.ID, err)
-	}
-	if errors.Is(err, mirror.ErrForbiddenAddress) || errors.Is(err, mirror.ErrPlainHTTP) {
-		return fmt.Errorf("repos %s: %w (--allow-private-remotes permits it)", rc.ID, err)
-	}
-	if err != nil {
-		return fmt.Errorf("repos %s: %w", rc.ID, err)
-	}
-	if err := a.reg.Add(r); err != nil {
-		return fmt.Errorf("repos %s: %w", rc.ID, err)
-	}
-	a.refresh.Add(r)
-	return nil
-}
-
-// onboard registers and clones a mirror for POST /api/v1/repos.
-func (a *App) onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error) {
-	id := ""
-	if req.Id != nil {
-		id = *req.Id
-	} else {
-		id = defaultRepoID(req.Url)
-	}
-	if !config.ValidID(id) {
-		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", errBadRepoID, id)
-	}
-	trunk, fullName := "", ""
-	if req.Trunk != nil {
-		trunk = *req.Trunk
-		if err := refname.Check(trunk); err != nil {
-			return nil, badField{field: "trunk", err: err}
-		}
-	}
-	if req.FullName != nil {
-		fullName = *req.FullName
-		if err := webhook.CheckFullName(fullName); err != nil {
-			return nil, badField{field: "fullName", err: err}
-		}
-	}
-	// A clone that the database then cannot store would be cleaned up
-	// with the database's help: with it unreachable, refuse (503) before
-	// anything is cloned.
-	if err := a.store.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("onboard %s: %w", id, err)
-	}
-	// newMirror checks the URL; Add refuses a duplicate id or URL. Both
-	// happen before any clone. An onboarded mirror never gets operator
-	// credentials.
-	r, err := a.newMirror(remoteSpec{id: id, url: req.Url, trunk: trunk, fullName: fullName, onboarded: true})
-	if errors.Is(err, mirror.ErrSSHKey) {
-		return nil, fmt.Errorf("%w: ssh remotes can only be declared in the config file, with an sshKey", mirror.ErrSSHKey)
-	}
-	if err != nil {
-		return nil, err
-	}
-	// No clone starts while the server is short of memory (memory.go).
-	if a.shortOfMemory() {
-		return nil, fmt.Errorf("onboard %s: %w", id, memlimit.ErrPressure)
-	}
-	a.setOnboarding(id, actorOf(ctx), true)
-	defer a.setOnboarding(id, "", false)
-	rf, err := a.register(r)
-	if err != nil {
-		return nil, err
-	}
-	res, err := rf.Sync(context.WithoutCancel(ctx), refresh.Onboard)
-	if err == nil {
-		err = res.Err
-	}
-	if err == nil {
-		// Stored only once cloned: a failed onboarding leaves nothing.
-		// (Replicas store it in the run, under the mirror's lease:
-		// leaseOnboarded.)
-		err = a.commitOnboarding(context.WithoutCancel(ctx), r)
-	}
-	if err != nil {
-		// The refresher is stopped before the directory goes, so no run
-		// of it can clone it again.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.SyncTimeout)
-		defer cancel()
-		if a.cluster != nil && !errors.Is(err, errRemovedWhileOnboarding) {
-			a.abandonOnboarding(fctx, r)
-		} else if ferr := a.forget(fctx, r); ferr != nil && !errors.Is(ferr, errNoRepo) {
-			a.log.Warn("cannot clean up a failed onboarding", "id", r.ID, "err", redact.Error(ferr))
-		}
-		if errors.Is(err, refresh.ErrRemoved) {
-			err = errRemovedWhileOnboarding
-		}
-		return nil, err
-	}
-	if a.cluster != nil {
-		a.cluster.Notify(cluster.Message{Kind: cluster.KindAdded, Repo: r.ID})
-	}
-	a.log.Info("mirror onboarded", "id", r.ID, "url", r.Remote)
-	a.runMu.Lock()
-	if a.runCtx != nil {
-		a.startInterval(a.runCtx, rf)
-	}
-	a.runMu.Unlock()
-	return r, nil
-}
-
-// defaultRepoID is the URL's last path segment without .git.
-func defaultRepoID(url string) string {
-	u := strings.TrimSuffix(strings.TrimRight(url, "/"), ".git")
-	if i := strings.LastIndexAny(u, "/:"); i >= 0 {
-		u = u[i+1:]
-	}
-	return u
-}
-
-// Handler is the server's HTTP handler.
+// Handler is the server's HTTP handler (Serve serves it).
 func (a *App) Handler() http.Handler { return a.handler }
 
-// Registry exposes the repositories (tests and the watcher).
-func (a *App) Registry() *registry.Registry { return a.reg }
-
-// Refresh exposes the refresh manager.
-func (a *App) Refresh() *refresh.Manager { return a.refresh }
-
-// Start launches the background work and returns at once: the first clone
-// of configured mirrors and their interval loops, and the watcher of the
-// local repository. It all stops when ctx ends.
+// Start launches the background work and returns at once: the first
+// fetch of every mirror and its interval loop, the watcher of the working
+// repository, the sweeps of sessions and audit entries, and on a replica
+// the listening to the others. It all stops when ctx ends.
 func (a *App) Start(ctx context.Context) error {
-	a.runMu.Lock()
-	a.runCtx = ctx
-	a.runMu.Unlock()
 	go a.auth.Sweeper(ctx, every(ctx, time.Hour))
 	go a.auth.AuditFlusher(ctx, every(ctx, time.Minute))
-	for _, r := range a.reg.List() {
-		rf, ok := a.refresh.Get(r.ID)
-		if !ok {
-			continue
-		}
-		if _, ok := r.Source().(*source.Mirror); ok {
-			// A mirror on disk is served before any network access; a
-			// second start-up run then fetches it (see refresh.Startup).
-			rf.Trigger(refresh.Startup)
-			a.startInterval(ctx, rf)
-		}
-	}
-	if a.watcher != nil {
-		go a.watcher.Run(ctx)
-	}
-	if a.cluster != nil {
-		go a.runInbox(ctx)
-		go a.cluster.Listen(ctx, clusterHandler{a: a})
+	a.repos.Start(ctx)
+	if a.replica != nil {
+		a.replica.Start(ctx)
 	}
 	return nil
 }
@@ -777,22 +309,17 @@ func every(ctx context.Context, d time.Duration) <-chan time.Time {
 	return t.C
 }
 
-func (a *App) startInterval(ctx context.Context, rf *refresh.Refresher) {
-	if a.cfg.SyncInterval <= 0 {
-		return
-	}
-	go rf.RunInterval(ctx, refresh.Schedule{Interval: a.cfg.SyncInterval, After: a.after})
-}
-
-// Close stops the background work.
+// Close stops the background work and closes the database and the data
+// directory's lock.
 func (a *App) Close() {
 	for i := len(a.cleanups) - 1; i >= 0; i-- {
 		a.cleanups[i]()
 	}
+	a.cleanups = nil
 }
 
-// Serve listens on cfg.Addr and serves until ctx ends, then shuts down
-// gracefully.
+// Serve starts the background work (Start), serves HTTP on ln until ctx
+// ends, then shuts down gracefully and closes the App.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

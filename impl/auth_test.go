@@ -22,6 +22,7 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/auth/authtest"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/httpstack"
 	"github.com/stackd/stackd/impl/validate"
 )
 
@@ -120,7 +121,7 @@ type specOp struct {
 
 func specOperations(t *testing.T) ([]specOp, *openapi3.T) {
 	t.Helper()
-	doc, err := impl.Spec()
+	doc, err := httpstack.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}

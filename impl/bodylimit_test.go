@@ -19,6 +19,7 @@ import (
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
+	"github.com/stackd/stackd/impl/httpstack"
 	"github.com/stackd/stackd/impl/validate"
 	"github.com/stackd/stackd/impl/webhook"
 )
@@ -192,7 +193,7 @@ func TestHugeBodiesRefusedEarly(t *testing.T) {
 // refused with 413 before validation and the webhook still verifies its
 // HMAC over the raw body under the limit.
 func TestBodyLimitsFromSpec(t *testing.T) {
-	doc, err := impl.Spec()
+	doc, err := httpstack.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ func isReset(err error) bool {
 // the Host check; every operation that takes a body declares its limit,
 // 413 and 408; all through the shared component responses.
 func TestSpecDeclaresBodyAndHostProblems(t *testing.T) {
-	doc, err := impl.Spec()
+	doc, err := httpstack.Spec()
 	if err != nil {
 		t.Fatal(err)
 	}

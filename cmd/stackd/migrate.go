@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/store"
 )
@@ -54,13 +53,13 @@ func migrate(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%w: %s", errUsage, strings.Join(only, "; "))
 		}
 	}
-	where := "sqlite " + impl.DatabasePath(cfg)
+	where := "sqlite " + store.SQLitePath(cfg.DataDir)
 	if cfg.DatabaseURL != "" {
 		where = store.DescribeURL(cfg.DatabaseURL)
 	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	st, err := impl.OpenStore(ctx, cfg)
+	st, err := store.OpenFor(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return err
 	}

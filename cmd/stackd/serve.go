@@ -77,7 +77,7 @@ const serveEnv = `environment (besides STACKD_<FLAG> for each flag above):
   STACKD_OIDC_CLIENT_SECRET      the OIDC client secret (browser sign-in)
   STACKD_REPO_<ID>_USERNAME      https credentials of the repository <ID> of the config file
   STACKD_REPO_<ID>_PASSWORD      (only ever sent to that repository's origin)
-  STACKD_DEBUG                   any value: debug logging (every request)
+  STACKD_DEBUG                   any value: debug logging
   XDG_DATA_HOME                  the default --data-dir is $XDG_DATA_HOME/stackd
   GOMEMLIMIT                     the memory limit when --memory-limit is auto (the default)
   SSH_KNOWN_HOSTS                known_hosts for ssh mirrors (default ~/.ssh/known_hosts)
@@ -100,6 +100,7 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.str(&cfg.RepoID, "repo-id", "id of the local repository")
 	s.str(&cfg.Trunk, "trunk", "trunk branch (default: remote HEAD, init.defaultBranch, main, master)")
 	s.str(&cfg.LogFormat, "log-format", "log format: text or json")
+	s.value(boolValue{&cfg.AccessLog}, "access-log", "one info line per request: method, route, status, bytes, duration, request id, principal, client address (--access-log=false: none)")
 	s.str(&cfg.DataDir, "data-dir", "stackd's own data (mirrors, database)")
 	s.value(intValue{&cfg.SyncWorkers}, "sync-workers", "repositories refreshed in parallel")
 	s.value(durationValue{&cfg.SyncTimeout}, "sync-timeout", "timeout of one refresh")

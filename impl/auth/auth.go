@@ -193,11 +193,6 @@ func PrincipalFrom(ctx context.Context) (*Principal, bool) {
 	return p, ok && p != nil
 }
 
-// WithPrincipal returns ctx carrying p, as the gate does (for handler tests).
-func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey, p)
-}
-
 // ClientIP returns the client address the gate settled on ("" outside it).
 func ClientIP(ctx context.Context) string {
 	s, _ := ctx.Value(clientIPKey).(string)
@@ -358,11 +353,6 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		}
 	}
 	return a, nil
-}
-
-// Me returns the principal of the request whose context is ctx.
-func (a *Auth) Me(ctx context.Context) (*Principal, bool) {
-	return PrincipalFrom(ctx)
 }
 
 // Sweeper deletes expired sessions and applies the audit log's retention

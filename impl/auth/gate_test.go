@@ -791,14 +791,13 @@ func TestLogoutInEveryPosture(t *testing.T) {
 }
 
 func TestMe(t *testing.T) {
-	a := &Auth{}
-	if _, ok := a.Me(context.Background()); ok {
+	if _, ok := PrincipalFrom(context.Background()); ok {
 		t.Error("principal in empty context")
 	}
 	p := &Principal{Subject: "s", Method: MethodBearer}
-	got, ok := a.Me(WithPrincipal(context.Background(), p))
+	got, ok := PrincipalFrom(WithPrincipal(context.Background(), p))
 	if !ok || got != p {
-		t.Errorf("Me = %v %v", got, ok)
+		t.Errorf("PrincipalFrom = %v %v", got, ok)
 	}
 	if ClientIP(context.Background()) != "" {
 		t.Error("client IP in empty context")

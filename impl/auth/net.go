@@ -12,6 +12,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// ClientAddress is the address of r's client as the gate sees it (the
+// peer, or what trusted proxies forwarded), for the access log.
+func (a *Auth) ClientAddress(r *http.Request) string { return a.clientIP(r) }
+
 // clientIP returns the address of the client: the peer, unless the peer is a
 // trusted proxy, in which case X-Forwarded-For is walked from the right and
 // the first address that is not a trusted proxy wins. An unparsable entry

@@ -69,6 +69,9 @@ type Config struct {
 	Trunk string
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
+	// AccessLog (--access-log) writes one line per request at info
+	// level. Default on.
+	AccessLog bool
 	// Version is the build version reported by /api/v1/config.
 	Version string
 
@@ -255,6 +258,7 @@ func Default() Config {
 		Addr:          "127.0.0.1:8080",
 		RepoID:        "local",
 		LogFormat:     "text",
+		AccessLog:     true,
 		Version:       "dev",
 		DataDir:       DefaultDataDir(),
 		SyncWorkers:   4,

@@ -260,6 +260,14 @@ func (b *Broker) subscribeLocked(repoID, client string) (*Subscription, error) {
 	return s, nil
 }
 
+// Publisher publishes a repository's events: the Broker, or a wrapper of
+// it (package replica relays the events of syncs to the other replicas).
+type Publisher interface {
+	Publish(repoID string, ev Event) error
+}
+
+var _ Publisher = (*Broker)(nil)
+
 // Publish encodes ev once, gives it the next id, keeps it in repoID's
 // replay buffer and delivers it to every current subscriber of repoID
 // without blocking. A subscriber whose channel is full is closed with

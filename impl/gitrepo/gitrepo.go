@@ -26,9 +26,12 @@ import (
 var ErrNotRepository = errors.New("not a git repository")
 
 // Worktree locates one checkout of a repository: its work tree, its
-// per-worktree git directory and the common git directory. A bare
-// repository has an empty WorkDir and GitDir == CommonDir. It is safe for
-// concurrent use.
+// per-worktree git directory (where HEAD and the index live; for a linked
+// worktree <common>/worktrees/<name>) and the common git directory (refs/,
+// packed-refs, config and objects/). A bare repository has an empty
+// WorkDir and one git directory. Neither git directory is handed out as
+// such: Dirs lists them for the data-dir check, RefDirs for the watcher.
+// It is safe for concurrent use.
 type Worktree struct {
 	workDir   string
 	gitDir    string
@@ -159,16 +162,6 @@ func newWorktree(workDir, gitDir string) (*Worktree, error) {
 
 // WorkDir is the work tree root; "" for a bare repository.
 func (w *Worktree) WorkDir() string { return w.workDir }
-
-// GitDir is the per-worktree git directory, where HEAD and the index live
-// (for a linked worktree: <common>/worktrees/<name>).
-func (w *Worktree) GitDir() string { return w.gitDir }
-
-// CommonDir is where refs/, packed-refs, config and objects/ live.
-func (w *Worktree) CommonDir() string { return w.commonDir }
-
-// IsBare reports whether the repository has no work tree.
-func (w *Worktree) IsBare() bool { return w.workDir == "" }
 
 // RemoteURL returns the first URL of remote "origin", or of the only
 // remote when there is exactly one; "" otherwise. The URL is raw: it may

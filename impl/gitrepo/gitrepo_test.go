@@ -137,8 +137,8 @@ func TestOpenCheckoutKinds(t *testing.T) {
 			if w.IsBare() != tt.bare {
 				t.Errorf("IsBare = %v, want %v", w.IsBare(), tt.bare)
 			}
-			if (w.GitDir() != w.CommonDir()) != tt.linked {
-				t.Errorf("GitDir %q CommonDir %q, linked want %v", w.GitDir(), w.CommonDir(), tt.linked)
+			if (w.RefDirs().Head != w.RefDirs().Common) != tt.linked {
+				t.Errorf("GitDir %q CommonDir %q, linked want %v", w.RefDirs().Head, w.RefDirs().Common, tt.linked)
 			}
 			repo, err := w.Read()
 			if err != nil {
@@ -171,11 +171,11 @@ func TestLinkedWorktreeLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	mainGit := filepath.Join(r.Dir, ".git")
-	if w.CommonDir() != mainGit {
-		t.Errorf("CommonDir = %q, want %q", w.CommonDir(), mainGit)
+	if w.RefDirs().Common != mainGit {
+		t.Errorf("CommonDir = %q, want %q", w.RefDirs().Common, mainGit)
 	}
-	if w.GitDir() != filepath.Join(mainGit, "worktrees", "wt") {
-		t.Errorf("GitDir = %q", w.GitDir())
+	if w.RefDirs().Head != filepath.Join(mainGit, "worktrees", "wt") {
+		t.Errorf("GitDir = %q", w.RefDirs().Head)
 	}
 	if w.WorkDir() != wt {
 		t.Errorf("WorkDir = %q, want %q", w.WorkDir(), wt)

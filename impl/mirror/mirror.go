@@ -233,7 +233,6 @@ import (
 
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/refs"
@@ -284,12 +283,10 @@ type Config struct {
 	// URL is the upstream. It may carry credentials; they are never
 	// written to disk by this package nor shown in errors.
 	URL string
-	// Auth is nil or, for http(s), a *http.BasicAuth (from
-	// github.com/go-git/go-git/v5/plumbing/transport/http), sent only to
-	// the origin (scheme, host, port) of URL; for ssh it must be a
-	// *ssh.PublicKeys (plumbing/transport/ssh): ssh without a key is
-	// refused (ErrSSHKey), the ssh agent is never used.
-	Auth transport.AuthMethod
+	// Auth is nil or, for http(s), BasicAuth, sent only to the origin
+	// (scheme, host, port) of URL; for ssh it must be SSHKeyFile's: ssh
+	// without a key is refused (ErrSSHKey), the ssh agent is never used.
+	Auth Credentials
 	// AllowLocal permits file:// URLs and plain paths.
 	AllowLocal bool
 	// AllowPrivate permits connections to addresses that are not public

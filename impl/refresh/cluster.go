@@ -53,6 +53,17 @@ type Cluster interface {
 	// Published tells the other replicas that this one published a new
 	// version of the repository's view (they Follow).
 	Published(repoID string, version int64)
+	// Guard runs while the run's lease is held, before the source
+	// refresh; an error fails the run and nothing is fetched (the
+	// server refuses the onboarding of an id another replica stored,
+	// and the refresh of a repository another replica removed).
+	Guard(ctx context.Context, repoID string, t Trigger) error
+	// Onboarded runs while the lease is held, after the source refresh
+	// of a run with trigger Onboard succeeded (the first clone is in
+	// place); an error fails the run. The server stores the onboarded
+	// repository there, so that no other replica sees a mirror
+	// directory without its stored repository while the lease is free.
+	Onboarded(ctx context.Context, repoID string) error
 }
 
 // Lease is a held cluster-wide lease.

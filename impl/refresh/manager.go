@@ -33,14 +33,14 @@ type Options struct {
 	// BeforeBuild, when set, runs before each view build; an error fails
 	// the build. Tests make builds fail with it.
 	BeforeBuild func(ctx context.Context, repoID string) error
-	// Publish receives the events of every repository (nil: none). A
-	// run's sync_finished or sync_failed is published after its status
-	// is updated, before the callers that wait for the run get its
-	// result and before the next run of the repository starts (its
-	// sync_started). Publish is called without the Refresher's lock, but
-	// it must not wait for a run of the repository (Sync, Wait, Idle):
-	// the run it reports has not ended yet.
-	Publish func(repoID string, ev events.Event)
+	// Events receives the events of every repository (nil: none; see
+	// Options.Publish). A run's sync_finished or sync_failed is published
+	// after its status is updated, before the callers that wait for the
+	// run get its result and before the next run of the repository starts
+	// (its sync_started). Events is called without the Refresher's lock,
+	// but it must not wait for a run of the repository (Sync, Wait,
+	// Idle): the run it reports has not ended yet.
+	Events events.Publisher
 	// Debounce is the quiet window of TriggerDebounced: the run it queues
 	// starts once no debounced trigger joined it for this long. 0: none
 	// (TriggerDebounced is Trigger).
@@ -61,21 +61,8 @@ type Options struct {
 	// share a database and a data directory: see Cluster. Only shared
 	// mirrors (source.NewSharedMirror) use it.
 	Cluster Cluster
-	// LeaseGuard, when set, runs for a shared mirror while its lease is
-	// held, before the source refresh; an error fails the run and
-	// nothing is fetched (the server refuses the onboarding of an id
-	// another replica stored, and the refresh of a repository another
-	// replica removed).
-	LeaseGuard func(ctx context.Context, repoID string, t Trigger) error
-	// LeaseOnboarded, when set, runs for a shared mirror while its lease
-	// is held, after the source refresh of a run with trigger Onboard
-	// succeeded (the first clone is in place); an error fails the run.
-	// The server stores the onboarded repository there, so that no
-	// other replica sees a mirror directory without its stored
-	// repository while the lease is free.
-	LeaseOnboarded func(ctx context.Context, repoID string) error
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Clock is the time source of the debounce window.
@@ -158,9 +145,6 @@ func NewManager(opts Options) *Manager {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Publish == nil {
-		opts.Publish = func(string, events.Event) {}
 	}
 	if opts.Debounce < 0 {
 		opts.Debounce = 0

@@ -24,10 +24,11 @@ type published struct {
 	onEnd func(res gen.SyncResult)
 }
 
-func (p *published) publish(_ string, ev events.Event) {
+// Publish records ev (events.Publisher).
+func (p *published) Publish(_ string, ev events.Event) error {
 	res, ok := ev.Data.(gen.SyncResult)
 	if !ok {
-		return // view_updated, branch_switched
+		return nil // view_updated, branch_switched
 	}
 	p.mu.Lock()
 	onEnd := p.onEnd
@@ -38,6 +39,7 @@ func (p *published) publish(_ string, ev events.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.evs = append(p.evs, ev.Type+" "+res.Id)
+	return nil
 }
 
 // reset forgets what was recorded and sets onEnd.
@@ -73,7 +75,7 @@ func newOrderFixture(t *testing.T) *orderFixture {
 	}
 	f := &orderFixture{pub: &published{}, runs: &runs{started: make(chan string, 100)}, enqueued: make(chan string, 100)}
 	m := NewManager(Options{
-		Publish: f.pub.publish,
+		Events:  f.pub,
 		BeforeRefresh: func(ctx context.Context, repoID string, mode Mode) error {
 			if err := f.runs.before(ctx, repoID, mode); err != nil {
 				return err

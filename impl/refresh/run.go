@@ -272,10 +272,8 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 			}
 			ctx = out.lease.ctx
 			out.ctx = ctx
-			if guard := r.m.opts.LeaseGuard; guard != nil {
-				if err := guard(ctx, r.repo.ID, t); err != nil {
-					return out, err
-				}
+			if err := r.m.opts.Cluster.Guard(ctx, r.repo.ID, t); err != nil {
+				return out, err
 			}
 		}
 		if hook := r.m.opts.BeforeRefresh; hook != nil {
@@ -286,8 +284,8 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		if upd, err = src.Refresh(ctx, r.builder.Cache()); err != nil {
 			return out, r.wrap(err)
 		}
-		if onboarded := r.m.opts.LeaseOnboarded; out.shared && t == Onboard && onboarded != nil {
-			if err := onboarded(ctx, r.repo.ID); err != nil {
+		if out.shared && t == Onboard {
+			if err := r.m.opts.Cluster.Onboarded(ctx, r.repo.ID); err != nil {
 				return out, err
 			}
 		}

@@ -52,9 +52,6 @@ func (l *Local) Kind() gen.RepoKind { return gen.Local }
 // Mode is ModeReread.
 func (l *Local) Mode() Mode { return ModeReread }
 
-// Worktree is the working repository's location (for the watcher).
-func (l *Local) Worktree() *gitrepo.Worktree { return l.wt }
-
 // Load re-reads the repository; a working repository's disk is always
 // fresh.
 func (l *Local) Load(ctx context.Context) (view.Repo, bool, error) {

@@ -60,12 +60,6 @@ func RouteFrom(ctx context.Context) (*Route, bool) {
 	return f.pub, true
 }
 
-// WithRoute returns ctx carrying route, as Routes does (for tests of later
-// middleware).
-func WithRoute(ctx context.Context, route *Route) context.Context {
-	return context.WithValue(ctx, routeKey{}, &found{pub: route})
-}
-
 // Options configure the middleware.
 type Options struct {
 	// Passthrough reports whether a path outside the document is still served
@@ -114,12 +108,6 @@ func New(doc *openapi3.T, opts Options) (*Validator, error) {
 		filter:  fopts,
 		methods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
 	}, nil
-}
-
-// Middleware returns next wrapped with Routes and Validate, with nothing
-// in between: for chains without an access gate or body limit.
-func (v *Validator) Middleware(next http.Handler) http.Handler {
-	return v.Routes(v.Validate(next))
 }
 
 // Routes finds the operation of each request (the body is not read): 404

@@ -28,11 +28,11 @@ func TestWatchLinkedWorktree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wt.GitDir() == wt.CommonDir() {
+	if wt.RefDirs().Head == wt.RefDirs().Common {
 		t.Fatal("a linked worktree should have its own git dir")
 	}
 	fired := make(chan struct{}, 16)
-	w, err := New(wt.GitDir(), wt.CommonDir(), Options{Debounce: 20 * time.Millisecond, Trigger: func() { fired <- struct{}{} }, Log: slog.New(slog.DiscardHandler)})
+	w, err := New(wt.RefDirs().Head, wt.RefDirs().Common, Options{Debounce: 20 * time.Millisecond, Trigger: func() { fired <- struct{}{} }, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestChangesBeforeRunAreNotLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	fired := make(chan struct{}, 16)
-	w, err := New(wt.GitDir(), wt.CommonDir(), Options{Debounce: 20 * time.Millisecond, Trigger: func() { fired <- struct{}{} }})
+	w, err := New(wt.RefDirs().Head, wt.RefDirs().Common, Options{Debounce: 20 * time.Millisecond, Trigger: func() { fired <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestCloseWithoutRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(wt.GitDir(), wt.CommonDir(), Options{})
+	w, err := New(wt.RefDirs().Head, wt.RefDirs().Common, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package impl
+package httpstack
 
 import (
 	"bytes"
@@ -12,8 +12,23 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
 )
+
+// Spec loads openapi.yaml exactly as written (gen.SpecYAML). The
+// generator's own embedded copy (gen.GetSwagger) is not used: it renames
+// operation ids and drops the operations excluded from generation.
+func Spec() (*openapi3.T, error) {
+	doc, err := openapi3.NewLoader().LoadFromData(gen.SpecYAML)
+	if err != nil {
+		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("embedded openapi.yaml: %w", err)
+	}
+	return doc, nil
+}
 
 // servedSpec is the spec a server serves at /openapi.yaml and /openapi.json:
 // openapi.yaml (raw, the embedded gen.SpecYAML) with every operation's
@@ -22,7 +37,7 @@ import (
 // sentence on the posture appended to the description. With auth off there
 // are no users: every operation is just [{}] (anonymous) and the copy has
 // no global security and no security schemes. doc is raw loaded
-// (impl.Spec); validation keeps using it, not this copy. The copy is made
+// (Spec); validation keeps using it, not this copy. The copy is made
 // once, at start-up.
 //
 // The YAML is edited as a node tree so that it keeps the file's order,

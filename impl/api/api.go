@@ -1,0 +1,236 @@
+// Package api implements the stackd API (gen.StrictServerInterface), one
+// file per OpenAPI tag: repos, views (tag stacks), syncs and events (tag
+// sync), webhooks, meta, and me (tag auth).
+//
+// Handlers are thin. They depend on small interfaces declared here and
+// implemented elsewhere: Repos and Lifecycle (the served set, package
+// repos), Refreshers (package refresh, the one way into a refresh),
+// Streams (package events), Database and Audit (package store). The
+// repository a path names is looked up in one place (find), which also
+// makes the operation's 404. Expected failures are the typed responses
+// declared in openapi.yaml, matched with errors.Is against the sentinels
+// of the packages that return them; an unexpected error is returned as is
+// and the error hook (answerError) logs it and answers a generic 500
+// problem.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/store"
+	"github.com/stackd/stackd/impl/view"
+	"github.com/stackd/stackd/impl/webhook"
+)
+
+// Repos is the set of served repositories, as the handlers read it
+// (repos.Set).
+type Repos interface {
+	// Get finds a repository by id (ids match case-insensitively).
+	Get(id string) (*registry.Repo, bool)
+	// List returns every repository, in id order.
+	List() []*registry.Repo
+	// ByFullName finds a repository by its forge full name (owner/name).
+	ByFullName(fullName string) (*registry.Repo, bool)
+}
+
+// Lifecycle changes the set of served repositories (repos.Set). Its
+// failures are the sentinels of package repos (ErrNotFound,
+// ErrNotRemovable, ErrRemovedWhileOnboarding, ErrBadID, FieldError), of
+// registry (duplicates), mirror (refused remotes), refresh (the first
+// clone's failure) and memlimit.
+type Lifecycle interface {
+	// Onboard registers and clones a mirror (POST /api/v1/repos).
+	Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, error)
+	// Remove removes a mirror onboarded through the API (DELETE
+	// /api/v1/repos/{repoID}).
+	Remove(ctx context.Context, id string) error
+}
+
+// Refreshers finds the refresher of a repository (RefreshersOf a
+// refresh.Manager).
+type Refreshers interface {
+	Refresher(id string) (Refresher, bool)
+}
+
+// Refresher is what the handlers ask of a repository's refreshes
+// (*refresh.Refresher).
+type Refresher interface {
+	Status() refresh.Status
+	TriggerIf(t refresh.Trigger, admit func() error) (string, error)
+	SyncIf(ctx context.Context, t refresh.Trigger, admit func() error) (refresh.Result, error)
+	TriggerDebounced(t refresh.Trigger) string
+	Get(runID string) (refresh.Result, bool)
+	Page(ctx context.Context, limit int, before string) ([]refresh.Result, error)
+	Lookup(ctx context.Context, syncID string) (refresh.Result, error)
+}
+
+// RefreshersOf is the Refreshers of a refresh manager.
+func RefreshersOf(m *refresh.Manager) Refreshers { return managerRefreshers{m} }
+
+type managerRefreshers struct{ m *refresh.Manager }
+
+func (m managerRefreshers) Refresher(id string) (Refresher, bool) {
+	rf, ok := m.m.Get(id)
+	if !ok {
+		return nil, false
+	}
+	return rf, true
+}
+
+// Streams subscribes event streams (*events.Broker).
+type Streams interface {
+	Resume(repoID, client, lastID string) (*events.Subscription, error)
+}
+
+// Database is what handlers ask of the store directly: readiness follows
+// it, and webhook deliveries are deduplicated in it.
+type Database interface {
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	store.DeliveryStore
+}
+
+// Audit reads the audit log (store.AuditStore).
+type Audit interface {
+	AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error)
+}
+
+var _ gen.StrictServerInterface = (*Server)(nil)
+
+// Server implements the API.
+type Server struct {
+	repos      Repos
+	lifecycle  Lifecycle
+	refreshers Refreshers
+	streams    Streams
+	db         Database
+	audit      Audit
+	log        *slog.Logger
+	info       gen.ServerConfig
+
+	webhookSecret []byte
+	deliveries    *webhook.Deduper
+	keepalive     func() (<-chan time.Time, func())
+	diffs         *view.Diffs
+	shortOfMemory func() bool
+}
+
+// Deps is what the handlers need.
+type Deps struct {
+	Repos      Repos
+	Lifecycle  Lifecycle
+	Refreshers Refreshers
+	Streams    Streams
+	// Database is asked by readiness and the webhook's deduplication
+	// (nil: no database; readiness does not wait for one, deliveries are
+	// deduplicated in memory).
+	Database Database
+	// Audit lists recent audit entries (nil: none).
+	Audit  Audit
+	Logger *slog.Logger
+	Info   gen.ServerConfig
+	// WebhookSecret enables POST /api/v1/webhooks/github when set.
+	WebhookSecret []byte
+	// Keepalive makes the ticker of SSE keepalive comments (default 25 s).
+	Keepalive func() (<-chan time.Time, func())
+	// ShortOfMemory says whether the server is short of memory: a sync
+	// of a mirror that would start a fetch is refused (nil: never).
+	ShortOfMemory func() bool
+	// DiffLimits bound each patch (zero fields: view.DefaultDiffLimits);
+	// DiffHooks observe their computations (tests).
+	DiffLimits view.DiffLimits
+	DiffHooks  view.DiffHooks
+}
+
+// New builds the API implementation.
+func New(d Deps) *Server {
+	ka := d.Keepalive
+	if ka == nil {
+		ka = func() (<-chan time.Time, func()) {
+			t := time.NewTicker(25 * time.Second)
+			return t.C, t.Stop
+		}
+	}
+	short := d.ShortOfMemory
+	if short == nil {
+		short = func() bool { return false }
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		repos: d.Repos, lifecycle: d.Lifecycle, refreshers: d.Refreshers, streams: d.Streams, db: d.Database, audit: d.Audit,
+		log: log, info: d.Info,
+		webhookSecret: d.WebhookSecret,
+		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),
+		keepalive:     ka,
+		diffs:         view.NewDiffs(d.DiffLimits, view.DefaultDiffCacheBytes, d.DiffHooks),
+		shortOfMemory: short,
+	}
+}
+
+// Routes puts the strict handlers on mux: every request gets the facts
+// handlers read from its context (markRequest), and every problem they
+// answer its instance and request id (stampProblems); an error a handler
+// returns is answered by answerError.
+func (s *Server) Routes(mux *http.ServeMux) {
+	strict := gen.NewStrictHandlerWithOptions(s, []gen.StrictMiddlewareFunc{stampProblems, markRequest}, gen.StrictHTTPServerOptions{
+		RequestErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
+		},
+		ResponseErrorHandlerFunc: answerError(s.log),
+	})
+	gen.HandlerWithOptions(strict, gen.StdHTTPServerOptions{
+		BaseRouter: mux,
+		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			problem.Write(w, r, http.StatusBadRequest, problem.BadRequest, err.Error())
+		},
+	})
+}
+
+// notFound404 is an operation's 404 response: every one embeds the
+// same problem.
+type notFound404 interface {
+	~struct {
+		gen.NotFoundApplicationProblemPlusJSONResponse
+	}
+}
+
+// notFoundAs is the operation's 404 response (T) with problem p.
+func notFoundAs[T notFound404](p gen.Problem) T {
+	return T{gen.NotFoundApplicationProblemPlusJSONResponse(p)}
+}
+
+// find looks up the repository a path's repoID names. When there is
+// none, it returns nil and the operation's 404 response (T), the one
+// answer of every operation for an unknown repository.
+func find[T notFound404](s *Server, id string) (*registry.Repo, T) {
+	r, ok := s.repos.Get(id)
+	if !ok {
+		return nil, notFoundAs[T](noRepo(id))
+	}
+	return r, T{}
+}
+
+// findRefresher is find, for the operations on a repository's syncs: a
+// repository without a refresher (being removed) is not there either.
+func findRefresher[T notFound404](s *Server, id string) (*registry.Repo, Refresher, T) {
+	r, missing := find[T](s, id)
+	if r == nil {
+		return nil, nil, missing
+	}
+	rf, ok := s.refreshers.Refresher(r.ID)
+	if !ok {
+		return nil, nil, notFoundAs[T](noRepo(id))
+	}
+	return r, rf, T{}
+}

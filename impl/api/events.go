@@ -1,0 +1,56 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/problem"
+)
+
+// Tag sync, continued: a repository's event stream.
+
+// StreamEvents streams a repository's events.
+func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestObject) (gen.StreamEventsResponseObject, error) {
+	r, missing := find[gen.StreamEvents404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	if r == nil {
+		return missing, nil
+	}
+	if isHead(ctx) {
+		// The headers of the stream, without one: no subscription.
+		return gen.StreamEvents200TexteventStreamResponse{Body: strings.NewReader("")}, nil
+	}
+	// A client that reconnects names the last event it saw; the header
+	// wins over the query parameter.
+	last := ""
+	if req.Params.LastEventId != nil {
+		last = *req.Params.LastEventId
+	}
+	if req.Params.LastEventID != nil {
+		last = *req.Params.LastEventID
+	}
+	sub, err := s.streams.Resume(r.ID, clientKeyFrom(ctx), last)
+	if errors.Is(err, events.ErrTooManyConnections) {
+		retry := 5
+		return gen.StreamEvents429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: gen.TooManyRequestsApplicationProblemPlusJSONResponse{
+			Body:    problem.New(http.StatusTooManyRequests, problem.TooManyRequests, err.Error()),
+			Headers: gen.TooManyRequestsResponseHeaders{RetryAfter: &retry},
+		}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cur, ok := s.repos.Get(req.RepoID); !ok || cur != r {
+		// Removed meanwhile: its streams were ended (or this one would
+		// never be), so answer as for a repository that is not there.
+		sub.Close()
+		return notFoundAs[gen.StreamEvents404ApplicationProblemPlusJSONResponse](noRepo(req.RepoID)), nil
+	}
+	// Read after subscribing: a view published in between is announced
+	// by an event as well.
+	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}
+	return gen.StreamEvents200TexteventStreamResponse{Body: events.StreamBody(ctx, sub, hello, s.keepalive)}, nil
+}

@@ -1,0 +1,128 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/memlimit"
+	"github.com/stackd/stackd/impl/mirror"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/redact"
+	"github.com/stackd/stackd/impl/refresh"
+	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/repos"
+)
+
+// Tag repos: the served repositories, onboarding and removal.
+
+// ListRepos lists every repository.
+func (s *Server) ListRepos(ctx context.Context, _ gen.ListReposRequestObject) (gen.ListReposResponseObject, error) {
+	out := gen.ListRepos200JSONResponse{}
+	for _, r := range s.repos.List() {
+		out = append(out, s.repoResource(r))
+	}
+	return out, nil
+}
+
+// GetRepo returns one repository.
+func (s *Server) GetRepo(ctx context.Context, req gen.GetRepoRequestObject) (gen.GetRepoResponseObject, error) {
+	r, missing := find[gen.GetRepo404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	if r == nil {
+		return missing, nil
+	}
+	return gen.GetRepo200JSONResponse(s.repoResource(r)), nil
+}
+
+// CreateRepo onboards a managed mirror.
+func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject) (gen.CreateRepoResponseObject, error) {
+	repo, err := s.lifecycle.Onboard(ctx, *req.Body)
+	switch {
+	case err == nil:
+		loc := location("api", "v1", "repos", repo.ID)
+		return gen.CreateRepo201JSONResponse{Body: s.repoResource(repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
+	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL),
+		errors.Is(err, registry.ErrDuplicateFullName), errors.Is(err, repos.ErrRemovedWhileOnboarding):
+		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
+	case mirror.Refused(err):
+		// A policy refusal, before or while connecting (a name that
+		// resolved to a private address): nothing was cloned.
+		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.RemoteNotAllowed, redact.Error(err)))}, nil
+	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, repos.ErrBadID), errors.As(err, new(repos.FieldError)):
+		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil
+	case shutdown(err):
+		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shuttingDown()}, nil
+	case errors.Is(err, memlimit.ErrPressure):
+		return gen.CreateRepo503ApplicationProblemPlusJSONResponse{ShuttingDownApplicationProblemPlusJSONResponse: shortOfMemory()}, nil
+	case errors.Is(err, refresh.ErrTimeout):
+		return gen.CreateRepo504ApplicationProblemPlusJSONResponse{TimeoutApplicationProblemPlusJSONResponse: gen.TimeoutApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusGatewayTimeout, problem.Timeout, refresh.Public(err)))}, nil
+	case errors.Is(err, refresh.ErrFetch), errors.Is(err, refresh.ErrBuild):
+		return gen.CreateRepo502ApplicationProblemPlusJSONResponse{FetchFailedApplicationProblemPlusJSONResponse: gen.FetchFailedApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusBadGateway, badGateway(err), refresh.Public(err)))}, nil
+	default:
+		return nil, err
+	}
+}
+
+// DeleteRepo removes a mirror onboarded through the API.
+func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject) (gen.DeleteRepoResponseObject, error) {
+	err := s.lifecycle.Remove(ctx, req.RepoID)
+	switch {
+	case err == nil:
+		return gen.DeleteRepo204Response{}, nil
+	case errors.Is(err, repos.ErrNotFound):
+		return notFoundAs[gen.DeleteRepo404ApplicationProblemPlusJSONResponse](noRepo(req.RepoID)), nil
+	case errors.Is(err, repos.ErrNotRemovable):
+		return gen.DeleteRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
+			problem.New(http.StatusConflict, problem.Conflict, err.Error()))}, nil
+	default:
+		return nil, err
+	}
+}
+
+// repoResource is a repository as the API shows it: its snapshot's
+// description, its full name, and its refresher's status.
+func (s *Server) repoResource(r *registry.Repo) gen.Repo {
+	snap := r.Snapshot()
+	out := snap.Repo()
+	if r.FullName != "" && r.Kind == gen.Mirror {
+		fn := r.FullName
+		out.FullName = &fn
+	}
+	if rf, ok := s.refreshers.Refresher(r.ID); ok {
+		st := rf.Status()
+		ss := gen.SyncStatus{
+			State:               gen.SyncStatusStateIdle,
+			LastAttemptAt:       st.LastAttemptAt,
+			LastSuccessAt:       st.LastSuccessAt,
+			ConsecutiveFailures: st.ConsecutiveFailures,
+			NextScheduledAt:     st.NextScheduledAt,
+		}
+		switch {
+		case st.Running && r.Kind == gen.Mirror && snap.Version() == 0:
+			ss.State = gen.SyncStatusStateCloning
+		case st.Running:
+			ss.State = gen.SyncStatusStateRunning
+		}
+		ss.LastError = optional(st.LastError)
+		out.SyncStatus = &ss
+	}
+	return out
+}
+
+// location builds a path from escaped segments.
+func location(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteString("/")
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}

@@ -1,0 +1,130 @@
+package httpstack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/problem"
+	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/validate"
+)
+
+// The access log: one line per request, at info level, written when the
+// answer is complete: method, route (the path template of the operation,
+// e.g. /api/v1/repos/{repoID}/view, or the path of a route outside the
+// contract; "" when no route matched), status, bytes, duration, request
+// id, principal (the signed-in user's e-mail, else subject; "" when
+// anonymous) and client address (trusted proxies considered). What the
+// chain learns inside (the route, the principal) it notes for the log
+// (noteRoute, notePrincipal): an outer middleware cannot see the
+// contexts of the inner ones.
+
+// requestNote is what the access log learns from inside the chain.
+type requestNote struct {
+	route     string
+	principal string
+}
+
+type noteKey struct{}
+
+func noteFrom(ctx context.Context) *requestNote {
+	n, _ := ctx.Value(noteKey{}).(*requestNote)
+	return n
+}
+
+// noteRoute notes the route the validator's router found (it runs just
+// inside it).
+func noteRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := noteFrom(r.Context()); n != nil {
+			if route, ok := validate.RouteFrom(r.Context()); ok {
+				n.route = route.Path
+			} else if outsideContract(r.URL.Path) {
+				n.route = r.URL.Path
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notePrincipal notes the principal the gate admitted (it runs just
+// inside it).
+func notePrincipal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := noteFrom(r.Context()); n != nil {
+			if p, ok := auth.PrincipalFrom(r.Context()); ok {
+				n.principal = p.Email
+				if n.principal == "" {
+					n.principal = p.Subject
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status for the access log; Unwrap keeps
+// http.ResponseController (flushing SSE) working through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accessLog turns a panic into a 500 problem and, when on, logs each
+// request (see above). client says who the client is (auth's reading of
+// the peer and the trusted proxies).
+func accessLog(log *slog.Logger, on bool, client func(*http.Request) string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w}
+			note := &requestNote{}
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "panic", fmt.Sprint(v))
+					if rec.status == 0 {
+						problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
+					}
+				}
+				if on {
+					log.Info("request", "method", r.Method, "route", note.route, "status", rec.status, "bytes", rec.bytes,
+						"durationMs", time.Since(start).Milliseconds(), "requestId", requestid.From(r.Context()),
+						"principal", note.principal, "client", client(r))
+				}
+			}()
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
+		})
+	}
+}
