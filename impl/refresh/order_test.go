@@ -75,7 +75,7 @@ func newOrderFixture(t *testing.T) *orderFixture {
 	}
 	f := &orderFixture{pub: &published{}, runs: &runs{started: make(chan string, 100)}, enqueued: make(chan string, 100)}
 	m := NewManager(Options{
-		Events:  f.pub,
+		Events: f.pub,
 		BeforeRefresh: func(ctx context.Context, repoID string, mode Mode) error {
 			if err := f.runs.before(ctx, repoID, mode); err != nil {
 				return err
