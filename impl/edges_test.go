@@ -116,10 +116,12 @@ func checkProblem(t *testing.T, what string, code int, hdr http.Header, body, pa
 	return p
 }
 
-// TestEveryErrorIsAProblem: unknown paths, trailing slashes, other methods,
-// files Swagger UI does not have: every error is a problem+json whose
-// instance is the request's path. A trailing slash is a 404 that names the
-// route without it (no redirect: a POST could not follow one).
+// TestEveryErrorIsAProblem: unknown API and server paths, trailing
+// slashes, other methods, files Swagger UI or the dashboard does not have:
+// every error is a problem+json whose instance is the request's path. A
+// trailing slash is a 404 that names the route without it (no redirect: a
+// POST could not follow one). (Any other path is the dashboard's and
+// answers its shell: TestDashboardRoutes.)
 func TestEveryErrorIsAProblem(t *testing.T) {
 	s := startServer(t, baseConfig(t, stackRepo(t).Dir), impl.Options{})
 	for _, tc := range []struct {
@@ -128,8 +130,14 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 		typ, detail  string
 		allow        string
 	}{
-		{"GET", "/", 404, "/problems/not-found", "no such route: /", ""},
-		{"GET", "/nope", 404, "/problems/not-found", "no such route: /nope", ""},
+		{"GET", "/api/nope", 404, "/problems/not-found", "no such route: /api/nope", ""},
+		{"GET", "/openapi.xml", 404, "/problems/not-found", "no such route: /openapi.xml", ""},
+		{"GET", "/healthz/x", 404, "/problems/not-found", "no such route: /healthz/x", ""},
+		{"GET", "/auth/nope", 404, "/problems/not-found", "no such route: /auth/nope", ""},
+		{"GET", "/assets", 404, "/problems/not-found", "no such route: /assets", ""},
+		{"GET", "/assets/nope.js", 404, "/problems/not-found", "no such asset: /assets/nope.js", ""},
+		{"GET", "/assets/app.0123456789abcdef.js", 404, "/problems/not-found", "no such asset: /assets/app.0123456789abcdef.js", ""},
+		{"HEAD", "/assets/nope.js", 404, "", "", ""},
 		{"GET", "/api", 404, "/problems/not-found", "", ""},
 		{"GET", "/api/", 404, "/problems/not-found", "", ""},
 		{"GET", "/api/v2/repos", 404, "/problems/not-found", "", ""},
@@ -154,6 +162,9 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 		{"DELETE", "/openapi.yaml", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"PUT", "/docs/", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"POST", "/docs", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
+		{"POST", "/", 405, "/problems/method-not-allowed", "POST is not allowed on /", "GET, HEAD"},
+		{"PUT", "/r/local/b/feature/login", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
+		{"DELETE", "/assets/app.js", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"DELETE", "/api/v1/repos/local/view", 405, "/problems/method-not-allowed", "", "GET, HEAD"},
 		{"OPTIONS", "/api/v1/repos", 405, "/problems/method-not-allowed", "", "GET, HEAD, POST"},
 		{"GET", "/api/v1/repos/local/sync", 405, "/problems/method-not-allowed", "", "POST"},
@@ -208,7 +219,8 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
-			paths := []string{"/openapi.yaml", "/openapi.json", "/docs/", "/docs/swagger-ui.css", "/api/v1/repos/local/view?x=1"}
+			paths := []string{"/openapi.yaml", "/openapi.json", "/docs/", "/docs/swagger-ui.css", "/api/v1/repos/local/view?x=1",
+				"/", "/r/local/b/feature/login", "/assets/app.js", dashboardAsset(t, "app.js")}
 			for _, o := range ops {
 				if o.method == "GET" {
 					paths = append(paths, o.path)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stackd/stackd/impl"
+	"github.com/stackd/stackd/impl/dashboard"
 	"github.com/stackd/stackd/impl/requestid"
 )
 
@@ -41,9 +42,9 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header, hsts bool) {
 
 // TestSecurityHeadersOnEveryResponse walks answers of every kind — API
 // success and errors, the spec, Swagger UI and its assets, redirects,
-// /auth/*, 404, 405, 413, 421, CORS preflights, the event stream — on a
-// server whose base URL is https (HSTS) and on one whose base URL is http
-// (no HSTS).
+// /auth/*, the dashboard's shell and assets, 404, 405, 413, 421, CORS
+// preflights, the event stream — on a server whose base URL is https
+// (HSTS) and on one whose base URL is http (no HSTS).
 func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 	idp := startIDP(t)
 	dir := stackRepo(t).Dir
@@ -74,7 +75,13 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 				{"GET", "/api/v1/audit?limit=0", "", nil},
 				{"POST", "/api/v1/repos/local/sync", "", nil},
 				{"DELETE", "/api/v1/repos", "", nil},
+				{"GET", "/api/nowhere", "", nil},
+				{"GET", "/", "", nil},
 				{"GET", "/nowhere", "", nil},
+				{"GET", "/r/local/b/feature/login", "", nil},
+				{"POST", "/r/local", "", nil},
+				{"GET", dashboardAsset(t, "app.js"), "", nil},
+				{"GET", "/assets/nope.css", "", nil},
 				{"POST", "/api/v1/repos", strings.Repeat(" ", 64<<10), []string{"Content-Type", "application/json"}},
 				{"GET", "/openapi.json", "", nil},
 				{"GET", "/openapi.yaml", "", nil},
@@ -110,8 +117,20 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 				resp.Body.Close()
 				what := rq.method + " " + rq.path + " (" + resp.Status + ")"
 				checkSecurityHeaders(t, what, resp.Header, p.hsts)
-				docs := strings.HasPrefix(rq.path, "/docs")
-				if csp := resp.Header.Get("Content-Security-Policy"); docs != strings.Contains(csp, "script-src") {
+				// Swagger UI's policy allows its inline scripts by hash;
+				// the dashboard's shell allows this origin's scripts; the
+				// rest (the assets included) allows no script.
+				csp := resp.Header.Get("Content-Security-Policy")
+				switch {
+				case strings.HasPrefix(rq.path, "/docs"):
+					if !strings.Contains(csp, "script-src 'self' 'sha256-") {
+						t.Errorf("%s: Content-Security-Policy %q", what, csp)
+					}
+				case dashboard.IsAppPath(rq.path):
+					if csp != dashboard.CSP {
+						t.Errorf("%s: Content-Security-Policy %q, want the dashboard's", what, csp)
+					}
+				case strings.Contains(csp, "script-src"):
 					t.Errorf("%s: Content-Security-Policy %q", what, csp)
 				}
 			}
@@ -193,7 +212,9 @@ func TestRequestIDs(t *testing.T) {
 		hdr          []string
 		status       int
 	}{
-		{"router 404", s, "GET", "/nowhere", "", nil, 404},
+		{"router 404", s, "GET", "/api/nowhere", "", nil, 404},
+		{"dashboard 404", s, "GET", "/assets/nowhere.js", "", nil, 404},
+		{"dashboard 405", s, "POST", "/r/local", "", nil, 405},
 		{"router 405", s, "DELETE", "/api/v1/repos", "", nil, 405},
 		{"validation 400", s, "GET", "/api/v1/audit?limit=0", "", nil, 400},
 		{"validation 415", s, "POST", "/api/v1/repos", "x", []string{"Content-Type", "text/plain"}, 415},

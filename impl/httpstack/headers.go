@@ -9,11 +9,14 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/stackd/stackd/impl/dashboard"
 )
 
-// Content-Security-Policy of everything but Swagger UI: the API answers
-// JSON, patches and problems, which need nothing at all, and may not be
-// framed.
+// Content-Security-Policy of everything but Swagger UI and the dashboard's
+// shell: the API answers JSON, patches and problems, which need nothing at
+// all, and may not be framed (the dashboard's assets, scripts, styles and
+// images, need no policy of their own either).
 const apiCSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 // headerPolicy are the security headers of every response.
@@ -24,8 +27,9 @@ type headerPolicy struct {
 
 // securityHeaders sets, before anything else writes, the headers every
 // response carries: nosniff, no referrer, no framing (X-Frame-Options and
-// frame-ancestors), a Content-Security-Policy (the strict one, or Swagger
-// UI's under /docs), and HSTS when the base URL is https.
+// frame-ancestors), a Content-Security-Policy (the strict one, Swagger
+// UI's under /docs, the dashboard's on its app paths), and HSTS when the
+// base URL is https.
 func securityHeaders(p headerPolicy) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,9 +37,12 @@ func securityHeaders(p headerPolicy) func(http.Handler) http.Handler {
 			h.Set("X-Content-Type-Options", "nosniff")
 			h.Set("Referrer-Policy", "no-referrer")
 			h.Set("X-Frame-Options", "DENY")
-			if isDocs(r.URL.Path) {
+			switch path := r.URL.Path; {
+			case isDocs(path):
 				h.Set("Content-Security-Policy", p.docsCSP)
-			} else {
+			case dashboard.IsAppPath(path):
+				h.Set("Content-Security-Policy", dashboard.CSP)
+			default:
 				h.Set("Content-Security-Policy", apiCSP)
 			}
 			if p.hsts {

@@ -1,8 +1,8 @@
 // Package httpstack is the server's HTTP stack: the middleware chain
 // around the API's strict handlers (New, in this file, outermost first),
-// the routes outside the contract (the served spec and Swagger UI), the
-// security headers and their Content-Security-Policies, and the access
-// log.
+// the routes outside the contract (the served spec, Swagger UI and the
+// dashboard), the security headers and their Content-Security-Policies,
+// and the access log.
 //
 // It knows the API only as something that puts its routes on a mux
 // (Routes): package api.
@@ -19,8 +19,8 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/dashboard"
 	"github.com/stackd/stackd/impl/deadline"
-	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/validate"
 )
@@ -72,7 +72,9 @@ type Deps struct {
 //     deadline (413/408), kept for the webhook's HMAC;
 //  8. kin-openapi validation of parameters and body;
 //  9. the mux: the API's strict handlers, /auth/*, and the routes outside
-//     the contract (the spec and Swagger UI).
+//     the contract (the spec, Swagger UI, and the dashboard on every other
+//     path: its assets, its shell on the app paths, a 404 problem on the
+//     server's paths no route took).
 //
 // So no request body is read before the gate, and none past its limit.
 func New(d Deps) (http.Handler, error) {
@@ -95,9 +97,13 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	dash, err := dashboard.New(dashboard.Build())
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	d.API.Routes(mux)
-	specRoutes(mux, specYAML, specJSON, ui)
+	specRoutes(mux, specYAML, specJSON, ui, dash)
 	d.Auth.Routes(mux)
 	v, err := validate.New(doc, validate.Options{Passthrough: outsideContract})
 	if err != nil {
@@ -128,9 +134,10 @@ func New(d Deps) (http.Handler, error) {
 }
 
 // outsideContract reports whether a path is served outside openapi.yaml
-// (the spec itself and Swagger UI): the validator lets it through.
+// (the spec itself, Swagger UI, the dashboard's assets and app paths): the
+// validator lets it through.
 func outsideContract(p string) bool {
-	return p == "/openapi.json" || p == "/openapi.yaml" || isDocs(p)
+	return p == "/openapi.json" || p == "/openapi.yaml" || isDocs(p) || dashboard.IsAssetPath(p) || dashboard.IsAppPath(p)
 }
 
 func isDocs(p string) bool { return p == "/docs" || strings.HasPrefix(p, "/docs/") }
@@ -156,8 +163,9 @@ var swaggerSettings = map[string]string{
 }
 
 // specRoutes serves the spec (as served: servedSpec) and Swagger UI, and
-// answers any path no other route takes with a 404 problem.
-func specRoutes(mux *http.ServeMux, specYAML, specJSON []byte, ui http.Handler) {
+// gives every path no other route takes to the dashboard: its assets, its
+// shell on an app path, a 404 problem on any other.
+func specRoutes(mux *http.ServeMux, specYAML, specJSON []byte, ui, dash http.Handler) {
 	mux.Handle("/openapi.json", onlyGet(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(specJSON)
@@ -168,9 +176,8 @@ func specRoutes(mux *http.ServeMux, specYAML, specJSON []byte, ui http.Handler) 
 	}))
 	mux.Handle("/docs/", onlyGet(notFoundAsProblem(ui).ServeHTTP))
 	mux.Handle("/docs", onlyGet(http.RedirectHandler("/docs/", http.StatusMovedPermanently).ServeHTTP))
-	// A path the validator's router accepts but no route of the mux takes
-	// (a lone %2F segment) is a 404 problem, never the mux's text/plain.
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, r, http.StatusNotFound, problem.NotFound, "no such route: "+r.URL.EscapedPath())
-	})
+	// The dashboard takes the rest. A path the validator's router accepts
+	// but no route of the mux takes (a lone %2F segment under /api/) is
+	// not an app path: its 404 problem, never the mux's text/plain.
+	mux.Handle("/", dash)
 }
