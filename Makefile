@@ -6,8 +6,10 @@ LDFLAGS   := -X main.version=$(VERSION)
 ARGS      ?=
 BENCH_ARGS ?=
 FUZZTIME  ?= 30s
+# The dashboard's TypeScript sources; its build output (impl/dashboard/dist) is committed.
+WEB       := impl/dashboard/web
 
-.PHONY: all generate check-generated build test lint run bench bench-micro fuzz
+.PHONY: all generate check-generated dashboard check-dashboard build test lint run bench bench-micro fuzz
 
 all: build
 
@@ -20,6 +22,20 @@ generate:
 check-generated: generate
 	git diff --exit-code -- gen/
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked generated files"; exit 1; }
+
+## dashboard: rebuild the web dashboard into impl/dashboard/dist, the only target that needs Node
+## and npm: the pinned tools (npm ci, package-lock.json), src/api.d.ts regenerated from openapi.yaml
+## (openapi-typescript), a strict type-check (tsc --noEmit), the bundle (esbuild). Commit the result.
+dashboard:
+	@test -f $(WEB)/package.json || { echo "$(WEB)/package.json is missing: no dashboard sources to build"; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run gen && npm run check && npm run build
+
+## check-dashboard: fail when the committed dashboard build or src/api.d.ts is stale against
+## the sources and openapi.yaml (as check-generated for gen/)
+check-dashboard: dashboard
+	@out=$$(git status --porcelain -- impl/dashboard/dist $(WEB)/src/api.d.ts); test -z "$$out" || { \
+		echo "$$out"; git --no-pager diff --stat -- impl/dashboard/dist $(WEB)/src/api.d.ts; \
+		echo "impl/dashboard/dist or $(WEB)/src/api.d.ts is stale: run make dashboard and commit"; exit 1; }
 
 ## build: write bin/stackd
 build:

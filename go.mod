@@ -76,3 +76,7 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0
 )
+
+// The npm packages of the dashboard's build tools (make dashboard), some of
+// which ship Go files: not part of the module.
+ignore ./impl/dashboard/web/node_modules
