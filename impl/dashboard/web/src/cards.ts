@@ -81,15 +81,10 @@ export function branchCard(repoID: string, b: BranchRow, hit: boolean | null, st
       b.isCurrent ? headMarker() : null,
       b.needsRestack ? badge("needs restack", "restack", { testid: "needs-restack" }) : null,
       sourceChip(b.parentSource),
+      h("span", { class: "card-stats" }, h("span", { testid: "commit-count" }, count(b.commitCount, "commit", "commits")), aheadBehind(b.ahead, b.behind)),
     ),
     stackRoot !== null ? h("div", { class: "in-stack muted" }, "in stack ", link(branchPath(repoID, stackRoot), null, stackRoot)) : null,
     prLine(b.pr),
-    h(
-      "div",
-      { class: "card-stats" },
-      h("span", { testid: "commit-count" }, count(b.commitCount, "commit", "commits")),
-      aheadBehind(b.ahead, b.behind),
-    ),
     commitLine(b.newest),
   );
 }

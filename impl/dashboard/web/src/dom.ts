@@ -3,7 +3,7 @@
 // and PR titles come from remotes anyone may push to).
 
 import { ApiError } from "./client";
-import { httpURL } from "./safe";
+import { httpURL, visible } from "./safe";
 import { absoluteTime, parseTime, relativeTime } from "./time";
 
 export type Child = Node | string | number | null | undefined | false | Child[];
@@ -46,7 +46,8 @@ export function append(el: Node, children: Child[]): void {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
-    else if (typeof c === "string" || typeof c === "number") el.appendChild(document.createTextNode(String(c)));
+    else if (typeof c === "string") el.appendChild(document.createTextNode(visible(c)));
+    else if (typeof c === "number") el.appendChild(document.createTextNode(String(c)));
     else el.appendChild(c);
   }
 }

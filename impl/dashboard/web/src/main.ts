@@ -14,7 +14,7 @@ import { repoPage } from "./pages/repo";
 import { reposPage } from "./pages/repos";
 import { syncsPage } from "./pages/syncs";
 import { parseRoute, reposPath } from "./routes";
-import { safeReturnPath } from "./safe";
+import { safeReturnPath, visible } from "./safe";
 import { installShortcuts, setGlobalShortcuts, setPageShortcuts, showShortcuts } from "./shortcuts";
 
 interface Session {
@@ -50,7 +50,7 @@ function shell(): void {
 }
 
 function setTrail(title: string, crumbs: Crumb[]): void {
-  document.title = title ? `${title} · stackd` : "stackd";
+  document.title = title ? `${visible(title)} · stackd` : "stackd";
   if (crumbs.length === 0) {
     replace(trail);
     return;

@@ -98,3 +98,24 @@ export function retryAfterSeconds(v: string | null, now: number): number | null 
   if (Number.isNaN(t)) return null;
   return Math.max(0, Math.min(Math.ceil((t - now) / 1000), 24 * 3600));
 }
+
+// Characters that are invisible or reorder the text around them: C0 and C1
+// controls (but tab), zero-width characters, bidirectional overrides and
+// isolates, the byte order mark.
+const invisible = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+const invisibleAll = new RegExp(invisible.source, "g");
+
+/**
+ * s with its invisible and direction-changing characters spelled out
+ * (\n, \u202e), so that a branch name such as "evil/<U+202E>txt.exe" cannot
+ * pass for "evil/exe.txt", nor a diff line hide what it does (Trojan Source).
+ * Every text node the app makes goes through it (dom.ts).
+ */
+export function visible(s: string): string {
+  if (!invisible.test(s)) return s;
+  return s.replace(invisibleAll, (ch) => {
+    if (ch === "\n") return "\\n";
+    if (ch === "\r") return "\\r";
+    return `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
+}

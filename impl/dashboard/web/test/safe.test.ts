@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { httpURL, nextLink, retryAfterSeconds, safeReturnPath } from "../src/safe";
+import { httpURL, nextLink, retryAfterSeconds, safeReturnPath, visible } from "../src/safe";
 
 test("httpURL links only http(s)", () => {
   assert.equal(httpURL("https://github.com/o/r/pull/1"), "https://github.com/o/r/pull/1");
@@ -71,4 +71,16 @@ test("retryAfterSeconds", () => {
   assert.equal(retryAfterSeconds("soon", now), null);
   assert.equal(retryAfterSeconds(null, now), null);
   assert.equal(retryAfterSeconds("999999999", now), 86400);
+});
+
+test("visible spells out invisible and bidi characters", () => {
+  assert.equal(visible("feat/x"), "feat/x");
+  assert.equal(visible("evil/\u202etxt.exe"), "evil/\\u202etxt.exe");
+  assert.equal(visible("a\u200bb\u2066c\ufeff"), "a\\u200bb\\u2066c\\ufeff");
+  assert.equal(visible("line\nbreak\r"), "line\\nbreak\\r");
+  assert.equal(visible("keep\ttabs"), "keep\ttabs");
+  assert.equal(visible("\u0000\u001b[31m"), "\\u0000\\u001b[31m");
+  assert.equal(visible("café ünïcode 日本"), "café ünïcode 日本");
+  // Twice gives the same: the answer has nothing left to spell out.
+  assert.equal(visible(visible("x\u202ey")), "x\\u202ey");
 });

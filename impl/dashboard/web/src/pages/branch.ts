@@ -163,6 +163,8 @@ export function branchPage(root: HTMLElement, repoID: string, branch: string, ct
     files.forEach((f, i) => parts.push(renderFile(f, budget.shown[i] ?? 0)));
     replace(box, ...parts);
   }
+
+  void load();
 }
 
 function renderFile(f: DiffFile, budget: number): HTMLElement {

@@ -7,7 +7,7 @@ import { branchCard, headMarker, kindLabel } from "../cards";
 import { ApiError, call, type Repo, type RepoView } from "../client";
 import { measure, type Ctx } from "../ctx";
 import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, shaButton, timeEl } from "../dom";
-import { LazyList, type Block } from "../lazylist";
+import { focusKey, LazyList, restoreFocus, type Block } from "../lazylist";
 import { Live } from "../live";
 import {
   buildModel,
@@ -26,7 +26,7 @@ import { SyncControl } from "../sync";
 
 // Estimated heights (px) of a block's parts before it was ever rendered.
 const headHeight = 64;
-const cardHeight = 118;
+const cardHeight = 96;
 const authorPart = 100;
 
 type GroupBy = "stack" | "author";
@@ -350,10 +350,19 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
       : `${count(m.stacks.length, "stack", "stacks")} · ${count(m.branchCount, "branch", "branches")} · ${m.restackCount.toLocaleString()} need${m.restackCount === 1 ? "s" : ""} restack`;
     const stickyBottom = toolbar.getBoundingClientRect().bottom;
     const anchor = opts.keep ? list.anchor(Math.max(0, stickyBottom)) : null;
+    // The focus inside the list: its element and the block that holds it.
+    const active = document.activeElement;
+    const inList = active instanceof HTMLElement && listEl.contains(active);
+    const fk = inList ? focusKey() : null;
+    const focusBlock = inList ? (active.closest<HTMLElement>("[data-key]")?.dataset["key"] ?? null) : null;
     list.setBlocks(blocks, 1);
     if (anchor) {
       const el = list.elementOf(anchor.key);
       if (el) window.scrollBy(0, el.getBoundingClientRect().top - anchor.top);
+    }
+    if (focusBlock !== null) {
+      list.elementOf(focusBlock);
+      restoreFocus(listEl, fk);
     }
     listEl.dataset["version"] = String(m.version);
     listEl.dataset["ready"] = "true";
