@@ -74,14 +74,15 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
   const sync = ctx.canMutate ? new SyncControl(repoID, ctx.signal, () => void loadRepo()) : null;
   const live = new Live(repoID, {
     connected: (d) => {
-      if (model && d.viewVersion > model.version) void refetch(performance.now());
+      // Versions start again at a server restart: any difference reloads (a 304 when it is the same view).
+      if (model && d.viewVersion !== model.version) void refetch(performance.now());
     },
     resync: () => {
       void refetch(performance.now());
       void loadRepo();
     },
     viewUpdated: (d) => {
-      if (model && d.version <= model.version) return;
+      if (model && d.version === model.version) return;
       void refetch(performance.now());
     },
     branchSwitched: (d) => {
@@ -330,10 +331,14 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
     return model?.stackByKey.get(b.stackKey)?.root ?? null;
   }
 
+  // toggleStack folds or unfolds a stack; the focus goes to its toggle (a
+  // focused card of a folded stack is gone).
   function toggleStack(key: string): void {
     if (collapsed.has(key)) collapsed.delete(key);
     else collapsed.add(key);
     renderList({ keep: true });
+    const el = list.elementOf(`s:${key}`);
+    if (el) restoreFocus(el, `t:${key}`);
   }
 
   // renderList rebuilds the blocks from the model, the filter and the grouping.

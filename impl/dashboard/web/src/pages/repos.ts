@@ -221,6 +221,8 @@ function confirmRemove(ctx: Ctx, r: Repo, status: HTMLElement, done: () => void)
         dialog.close();
         status.textContent = `${r.id} was removed.`;
         done();
+        // The row and its button are gone: the focus goes to the page's heading.
+        document.querySelector<HTMLElement>("main h1")?.focus();
       })
       .catch((e: unknown) => {
         if (isAbort(e)) return;

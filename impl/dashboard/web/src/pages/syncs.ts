@@ -9,7 +9,11 @@ import { nextLink } from "../safe";
 import { refLists } from "../sync";
 import { formatDuration } from "../time";
 
-const pageSize = 50;
+/** The page size: ?limit= of the page's URL (1-1000), else 50. */
+function pageSize(): number {
+  const n = Number(new URLSearchParams(location.search).get("limit"));
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 50;
+}
 
 export function syncsPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
   ctx.setTrail(`Sync history of ${repoID}`, [{ label: "Repositories", href: reposPath() }, { label: repoID, href: repoPath(repoID) }, { label: "Sync history" }]);
@@ -86,7 +90,7 @@ export function syncsPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
 
   async function loadFirst(): Promise<void> {
     try {
-      const a = await call("get", "/api/v1/repos/{repoID}/syncs", { path: { repoID }, query: { limit: pageSize }, signal: ctx.signal });
+      const a = await call("get", "/api/v1/repos/{repoID}/syncs", { path: { repoID }, query: { limit: pageSize() }, signal: ctx.signal });
       const list = a.data ?? [];
       next = nextLink(a.headers.get("Link"), location.origin);
       if (list.length === 0) {
