@@ -387,15 +387,15 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
       "div",
       { class: "empty", testid: "empty-state" },
       h("h2", null, "No stacks yet"),
-      h("p", null, "A stack is a chain of branches, each on top of the one before, starting from trunk. stackd finds them in three ways:"),
+      h("p", null, "This repository has no branch besides trunk. A stack is a chain of branches, each on top of the one below it, down to trunk. stackd finds a branch's parent in:"),
       h(
         "ul",
         null,
-        h("li", null, h("strong", null, "stackit"), " metadata (refs under ", h("code", null, "refs/stackit/"), "): create branches with ", h("code", null, "stackit create"), "."),
-        h("li", null, h("strong", null, "Graphite"), " metadata (refs under ", h("code", null, "refs/branch-metadata/"), "): create branches with ", h("code", null, "gt create"), "."),
-        h("li", null, h("strong", null, "Plain stacked branches"), ": a branch made on top of another branch (not trunk) joins its stack through the commit ancestry."),
+        h("li", null, h("strong", null, "stackit"), " metadata: ", h("code", null, "refs/stackit/metadata/<branch>"), " (and stack titles in ", h("code", null, "refs/stackit/stacks/<id>"), ");"),
+        h("li", null, h("strong", null, "Graphite"), " metadata: ", h("code", null, "refs/branch-metadata/<branch>"), ";"),
+        h("li", null, h("strong", null, "plain stacked branches"), ": without metadata, the nearest other branch tip (or trunk) below the branch is its parent."),
       ),
-      h("p", null, "Push such branches (and their metadata refs) and sync to see them here."),
+      h("p", null, "Create branches with stackit or Graphite, or branch off trunk and off each other with git, then push them (with their metadata refs) and sync."),
     );
   }
 
