@@ -28,7 +28,7 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props?: Props |
       for (const [k, v] of Object.entries(props.attrs)) {
         if (v === null || v === undefined || v === false) continue;
         if (/^on/i.test(k) || k.toLowerCase() === "style") throw new Error(`attribute ${k} is not allowed`);
-        el.setAttribute(k, v === true ? "" : String(v));
+        el.setAttribute(k, v === true ? "" : typeof v === "string" ? visible(v) : String(v));
       }
     }
     if (props.data) for (const [k, v] of Object.entries(props.data)) el.dataset[k] = v;

@@ -85,9 +85,10 @@ export function showShortcuts(): void {
     page.length > 0 ? [h("h3", null, "This page"), h("dl", null, rows(page))] : null,
     h("h3", null, "Everywhere"),
     h("dl", null, rows(global)),
-    h("form", { attrs: { method: "dialog" } }, close),
+    h("div", { class: "dialog-actions" }, close),
   );
   const d = dialog;
+  close.addEventListener("click", () => d.close());
   d.addEventListener("close", () => d.remove());
   document.body.appendChild(d);
   d.showModal();

@@ -27,7 +27,6 @@ import { SyncControl } from "../sync";
 // Estimated heights (px) of a block's parts before it was ever rendered.
 const headHeight = 64;
 const cardHeight = 96;
-const authorPart = 100;
 
 type GroupBy = "stack" | "author";
 
@@ -173,6 +172,7 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
   );
 
   function renderFacts(): void {
+    const focus = facts.contains(document.activeElement) ? focusKey() : null;
     const r = repo;
     const m = model;
     const current = m ? m.currentBranch : (r?.currentBranch ?? null);
@@ -186,12 +186,13 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
             "div",
             null,
             h("dt", null, "HEAD"),
-            h("dd", { testid: "repo-head" }, current ? link(branchPath(repoID, current), { testid: "current-branch" }, current) : "detached"),
+            h("dd", { testid: "repo-head" }, current ? link(branchPath(repoID, current), { testid: "current-branch", data: { focusKey: "head" } }, current) : "detached"),
           )
         : null,
       m ? h("div", null, h("dt", null, "View"), h("dd", { testid: "view-version" }, `version ${m.version}, built `, timeEl(m.builtAt))) : null,
     );
     if (r) replace(syncState, syncStateLine(r));
+    restoreFocus(facts, focus);
   }
 
   function renderTrunk(): void {

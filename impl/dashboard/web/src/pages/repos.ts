@@ -5,7 +5,7 @@
 import { cachedCounts, forget, storeCounts } from "../cache";
 import { ApiError, call, type Repo, type RepoCreate } from "../client";
 import type { Ctx } from "../ctx";
-import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, timeEl } from "../dom";
+import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace } from "../dom";
 import { restoreFocus, focusKey } from "../lazylist";
 import { countView, type Counts } from "../model";
 import { repoPath } from "../routes";
