@@ -128,9 +128,16 @@ export function isAbort(err: unknown): boolean {
   return err instanceof DOMException && err.name === "AbortError";
 }
 
+const numberFormat = new Intl.NumberFormat();
+
+/** A number with the reader's grouping ("50,000"); one formatter for all (toLocaleString makes one per call). */
+export function num(n: number): string {
+  return numberFormat.format(n);
+}
+
 /** "1 branch", "3 branches". */
 export function count(n: number, one: string, many: string): string {
-  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+  return `${num(n)} ${n === 1 ? one : many}`;
 }
 
 /** A badge (a short label with a class for its colour). */

@@ -4,7 +4,7 @@
 // out Retry-After.
 
 import { ApiError, call, type RefUpdate, type SyncResult } from "./client";
-import { describe, h, isAbort, link, replace } from "./dom";
+import { describe, h, isAbort, link, replace, num } from "./dom";
 import { branchOfRef, branchPath } from "./routes";
 import { formatDuration } from "./time";
 
@@ -128,7 +128,7 @@ export function syncSummary(repoID: string, r: SyncResult): HTMLElement[] {
     h(
       "p",
       { testid: "sync-summary" },
-      r.updatedRefsTotal === 0 ? `Synced${took}: nothing changed.` : `Synced${took}: ${r.updatedRefsTotal.toLocaleString()} ref${r.updatedRefsTotal === 1 ? "" : "s"} changed.`,
+      r.updatedRefsTotal === 0 ? `Synced${took}: nothing changed.` : `Synced${took}: ${num(r.updatedRefsTotal)} ref${r.updatedRefsTotal === 1 ? "" : "s"} changed.`,
     ),
   );
   const refs = refLists(repoID, r);
@@ -153,7 +153,7 @@ export function refLists(repoID: string, r: SyncResult): HTMLElement | null {
       h(
         "section",
         { class: `ref-group ref-${change}`, testid: `refs-${change}` },
-        h("h4", null, `${change[0]?.toUpperCase() ?? ""}${change.slice(1)} (${g.length.toLocaleString()})`),
+        h("h4", null, `${change[0]?.toUpperCase() ?? ""}${change.slice(1)} (${num(g.length)})`),
         h(
           "ul",
           null,
@@ -170,6 +170,6 @@ export function refLists(repoID: string, r: SyncResult): HTMLElement | null {
     );
   }
   const missing = r.updatedRefsTotal - r.updatedRefs.length;
-  if (missing > 0) wrap.appendChild(h("p", { class: "muted" }, `and ${missing.toLocaleString()} more, not listed.`));
+  if (missing > 0) wrap.appendChild(h("p", { class: "muted" }, `and ${num(missing)} more, not listed.`));
   return wrap;
 }

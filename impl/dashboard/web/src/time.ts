@@ -37,11 +37,15 @@ function plural(n: number, unit: string): string {
   return `${n} ${unit}${n === 1 ? "" : "s"}`;
 }
 
+// One formatter for every absolute time (Date.toLocaleString makes one per call).
+let localFormat: Intl.DateTimeFormat | null = null;
+
 /** The absolute time shown on hover: local time and the UTC instant. */
 export function absoluteTime(t: number): string {
   if (!Number.isFinite(t)) return "unknown time";
+  localFormat ??= new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "long" });
   const d = new Date(t);
-  return `${d.toLocaleString()} (${d.toISOString()})`;
+  return `${localFormat.format(d)} (${d.toISOString()})`;
 }
 
 /** A duration in milliseconds as "850 ms", "4.2 s", "3 min 5 s", "2 h 3 min". */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatDuration, parseTime, relativeTime } from "../src/time";
+import { absoluteTime, formatDuration, parseTime, relativeTime } from "../src/time";
 
 const now = Date.parse("2026-01-10T12:00:00Z");
 
@@ -41,4 +41,9 @@ test("formatDuration", () => {
     [2 * 3600_000 + 3 * 60_000, "2 h 3 min"],
   ];
   for (const [ms, want] of cases) assert.equal(formatDuration(ms), want, String(ms));
+});
+
+test("absoluteTime ends with the UTC instant", () => {
+  assert.match(absoluteTime(now), /\(2026-01-10T12:00:00\.000Z\)$/);
+  assert.equal(absoluteTime(NaN), "unknown time");
 });

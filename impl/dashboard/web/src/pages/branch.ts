@@ -5,7 +5,7 @@
 import { aheadBehind, headMarker, prLine, sourceChip } from "../cards";
 import { call, callText, diffURL, type Branch } from "../client";
 import type { Ctx } from "../ctx";
-import { badge, count, errorBox, h, isAbort, link, loading, replace, shaButton, timeEl } from "../dom";
+import { badge, count, errorBox, h, isAbort, link, loading, replace, shaButton, timeEl, num } from "../dom";
 import { budgetLines, displayPath, parsePatch, type DiffFile, type Hunk } from "../diff";
 import { branchPath, repoPath, reposPath } from "../routes";
 
@@ -154,7 +154,7 @@ export function branchPage(root: HTMLElement, repoID: string, branch: string, ct
         h(
           "p",
           { class: "notice", testid: "diff-cut", attrs: { role: "note" } },
-          `This diff is large: ${budget.shownLines.toLocaleString()} of its ${budget.totalLines.toLocaleString()} lines are shown. `,
+          `This diff is large: ${num(budget.shownLines)} of its ${num(budget.totalLines)} lines are shown. `,
           h("a", { attrs: { href: diffURL(repoID, branch) } }, "Open the whole patch"),
           ".",
         ),
@@ -197,7 +197,7 @@ function renderFile(f: DiffFile, budget: number): HTMLElement {
     left = renderHunk(table, hk, left);
   }
   details.appendChild(h("div", { class: "diff-scroll" }, table));
-  if (budget < total) details.appendChild(h("p", { class: "notice", testid: "diff-file-cut" }, `${(total - budget).toLocaleString()} more lines of this file are not shown.`));
+  if (budget < total) details.appendChild(h("p", { class: "notice", testid: "diff-file-cut" }, `${num((total - budget))} more lines of this file are not shown.`));
   return details;
 }
 

@@ -6,7 +6,7 @@ import { cachedModel, storeModel } from "../cache";
 import { branchCard, headMarker, kindLabel } from "../cards";
 import { ApiError, call, type Repo, type RepoView } from "../client";
 import { measure, type Ctx } from "../ctx";
-import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, shaButton, timeEl } from "../dom";
+import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, shaButton, timeEl, num } from "../dom";
 import { focusKey, LazyList, restoreFocus, type Block } from "../lazylist";
 import { Live } from "../live";
 import {
@@ -353,7 +353,7 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
     const shownBranches = hits ? hitCount : m.branchCount;
     summary.textContent = hits
       ? `${count(shownBranches, "branch matches", "branches match")} in ${count(stacks.length, "stack", "stacks")}`
-      : `${count(m.stacks.length, "stack", "stacks")} · ${count(m.branchCount, "branch", "branches")} · ${m.restackCount.toLocaleString()} need${m.restackCount === 1 ? "s" : ""} restack`;
+      : `${count(m.stacks.length, "stack", "stacks")} · ${count(m.branchCount, "branch", "branches")} · ${num(m.restackCount)} need${m.restackCount === 1 ? "s" : ""} restack`;
     const stickyBottom = toolbar.getBoundingClientRect().bottom;
     const anchor = opts.keep ? list.anchor(Math.max(0, stickyBottom)) : null;
     // The focus inside the list: its element and the block that holds it.
@@ -517,7 +517,17 @@ export function repoPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
     renderList({ keep: true });
   });
 
+  // saveURL keeps the filter and grouping in the address (replaceState),
+  // once typing pauses: replaceState costs milliseconds per call.
+  let urlTimer = 0;
   function saveURL(): void {
+    window.clearTimeout(urlTimer);
+    urlTimer = window.setTimeout(writeURL, 400);
+  }
+  ctx.signal.addEventListener("abort", () => window.clearTimeout(urlTimer));
+
+  function writeURL(): void {
+    if (ctx.signal.aborted) return;
     const sp = new URLSearchParams();
     if (query) sp.set("q", query);
     if (groupBy === "author") sp.set("by", "author");

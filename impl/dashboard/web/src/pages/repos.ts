@@ -5,7 +5,7 @@
 import { cachedCounts, forget, storeCounts } from "../cache";
 import { ApiError, call, type Repo, type RepoCreate } from "../client";
 import type { Ctx } from "../ctx";
-import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace } from "../dom";
+import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, num } from "../dom";
 import { restoreFocus, focusKey } from "../lazylist";
 import { countView, type Counts } from "../model";
 import { repoPath } from "../routes";
@@ -122,7 +122,7 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
       " · ",
       h("span", { testid: "count-branches" }, count(c.branches, "branch", "branches")),
       " · ",
-      h("span", { testid: "count-restack", class: c.needsRestack > 0 ? "warn" : "" }, `${c.needsRestack.toLocaleString()} need${c.needsRestack === 1 ? "s" : ""} restack`),
+      h("span", { testid: "count-restack", class: c.needsRestack > 0 ? "warn" : "" }, `${num(c.needsRestack)} need${c.needsRestack === 1 ? "s" : ""} restack`),
     );
   }
 

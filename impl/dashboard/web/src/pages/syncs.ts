@@ -3,7 +3,7 @@
 
 import { callURL, call, type SyncResult } from "../client";
 import type { Ctx } from "../ctx";
-import { badge, errorBox, h, isAbort, link, loading, refreshTimes, replace, timeEl } from "../dom";
+import { badge, errorBox, h, isAbort, link, loading, refreshTimes, replace, timeEl, num } from "../dom";
 import { repoPath, reposPath } from "../routes";
 import { nextLink } from "../safe";
 import { refLists } from "../sync";
@@ -72,8 +72,8 @@ export function syncsPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
         r.updatedRefsTotal === 0
           ? h("span", { class: "muted" }, "none")
           : refs
-            ? h("details", null, h("summary", null, `${r.updatedRefsTotal.toLocaleString()} ref${r.updatedRefsTotal === 1 ? "" : "s"}`), refs)
-            : `${r.updatedRefsTotal.toLocaleString()} refs`,
+            ? h("details", null, h("summary", null, `${num(r.updatedRefsTotal)} ref${r.updatedRefsTotal === 1 ? "" : "s"}`), refs)
+            : `${num(r.updatedRefsTotal)} refs`,
       ),
     );
   }
