@@ -75,7 +75,10 @@ function renderAccount(s: Session): void {
       out.addEventListener("click", () => void signOut(out));
       parts.push(h("span", { class: "user", testid: "user", attrs: { title: s.me.subject } }, who), out);
     } else {
-      parts.push(h("a", { class: "button-link", testid: "signin-link", attrs: { href: loginURL(currentPath()) } }, "Sign in"));
+      const a = h("a", { class: "button-link", testid: "signin-link", attrs: { href: loginURL(currentPath()) } }, "Sign in");
+      // The header outlives navigations: the return path is the page's at the click.
+      a.addEventListener("click", () => a.setAttribute("href", loginURL(currentPath())));
+      parts.push(a);
     }
   }
   replace(account, ...parts);
