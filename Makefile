@@ -28,7 +28,7 @@ check-generated: generate
 ## (openapi-typescript), a strict type-check (tsc --noEmit), the bundle (esbuild). Commit the result.
 dashboard:
 	@test -f $(WEB)/package.json || { echo "$(WEB)/package.json is missing: no dashboard sources to build"; exit 1; }
-	cd $(WEB) && npm ci --no-audit --no-fund && npm run gen && npm run check && npm run build
+	cd $(WEB) && npm ci --no-audit --no-fund && npm run gen && npm run check && npm test && npm run build
 
 ## check-dashboard: fail when the committed dashboard build or src/api.d.ts is stale against
 ## the sources and openapi.yaml (as check-generated for gen/)

@@ -229,9 +229,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		text string // shown once the app ran ("" for any text)
 	}{
 		{"/", "local"},
-		{"/r/local", ""},
-		{"/r/local/b/feature/login", ""},
-		{"/r/local/syncs", ""},
+		{"/r/local", "Login flow"},    // the fixture's stack title
+		{"/r/local/b/b", "b2"},        // a branch of it, with its commits
+		{"/r/local/syncs", "onboard"}, // the history: the first read
 		{"/no/such/page", ""},
 	} {
 		wait := `document.body.innerText.trim().length > 0`
