@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -64,11 +65,29 @@ func requireGitDaemon(t *testing.T) {
 	}
 }
 
+// haveBrowser reports whether the dashboard figures can be measured:
+// chromium is installed, or STACKD_BROWSER=require (.ci/run) fails the test
+// without it.
+func haveBrowser(t *testing.T, path string) bool {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("STACKD_BROWSER") == "require" {
+			t.Fatalf("chromium not installed, and STACKD_BROWSER=require (.ci/run): %v", err)
+		}
+		t.Logf("chromium not installed (%v): the dashboard figures are checked to be n/a", err)
+		return false
+	}
+	return true
+}
+
 // TestSmoke runs the whole harness in smoke mode against a freshly built
 // server and checks functional facts only: every figure has its rows, the
 // onboarding answered 201, a no-op sync updated nothing, the changed
 // branch was reported, the watcher saw the commit and the restart served
-// the full view, the diff was answered. It asserts no timing.
+// the full view, the diff was answered, and in headless Chromium the
+// dashboard showed the first stacks, held a bounded number of cards while
+// scrolling and re-rendered the new view after a sync. It asserts no
+// timing.
 func TestSmoke(t *testing.T) {
 	requireGitDaemon(t)
 	bin := buildStackd(t)
@@ -76,6 +95,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	browser := haveBrowser(t, opt.chromium)
 	if opt.out != "" {
 		t.Fatalf("smoke mode writes %q without -out", opt.out)
 	}
@@ -106,14 +126,19 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s at %d: no result", f.key, n)
 				continue
 			}
+			noBrowser := f.step == "dashboard" && !browser
 			switch {
+			case noBrowser:
+				if r.stackd.ok() || !strings.Contains(r.stackd.na, "no browser") {
+					t.Errorf("%s at %d without chromium: %s, want n/a (no browser)", f.key, n, r.stackd.text(f.unit))
+				}
 			case r.stackd.ok():
 			case logged[f.key] && r.stackd.na == noBuildLog:
 			case f.key == "getgz" && r.stackd.na != "":
 			default:
 				t.Errorf("%s at %d: stackd: %s", f.key, n, r.stackd.text(f.unit))
 			}
-			if f.baseline != "" && f.key != "incbuild" && f.key != "getgz" && !r.base.ok() {
+			if f.baseline != "" && f.key != "incbuild" && f.key != "getgz" && !noBrowser && !r.base.ok() {
 				t.Errorf("%s at %d: baseline: %s", f.key, n, r.base.text(f.unit))
 			}
 		}
@@ -131,6 +156,11 @@ func TestSmoke(t *testing.T) {
 		"restart served the full view": mirrorSizes,
 		"watcher saw the commit":       mirrorSizes,
 		"re-read reported the commit":  worktree,
+	}
+	if browser {
+		want["dashboard showed the first stacks"] = mirrorSizes
+		want["dashboard held few cards"] = mirrorSizes
+		want["dashboard re-rendered the new view"] = mirrorSizes
 	}
 	seen := map[string]map[int]bool{}
 	for _, f := range res.facts {
@@ -151,6 +181,87 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "smoke") {
 		t.Errorf("the table judges timings in smoke mode:\n%s", stdout.String())
+	}
+}
+
+// TestDashboardNoBrowser: without a browser the dashboard step records its
+// figures as n/a with the reason, and the run goes on without an error.
+func TestDashboardNoBrowser(t *testing.T) {
+	requireGitDaemon(t)
+	bin := buildStackd(t)
+	missing := filepath.Join(t.TempDir(), "no-chromium")
+	opt, err := parseFlags([]string{"-smoke", "-sizes", "30", "-only", "dashboard", "-chromium", missing, "-stackd", bin, "-work", t.TempDir()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // failure guard
+	defer cancel()
+	var stdout, progress bytes.Buffer
+	res, err := run(ctx, opt, []string{os.Args[0]}, &stdout, &progress)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, f := range figures {
+		r := res.cells[f.key][30]
+		if f.step != "dashboard" {
+			if r != nil {
+				t.Errorf("%s measured with -only dashboard", f.key)
+			}
+			continue
+		}
+		if r == nil {
+			t.Errorf("%s: no result", f.key)
+			continue
+		}
+		for side, c := range map[string]cell{"stackd": r.stackd, "baseline": r.base} {
+			if c.ok() || !strings.Contains(c.na, "no browser") || !strings.Contains(c.na, missing) {
+				t.Errorf("%s %s: %s, want n/a naming the missing browser", f.key, side, c.text(f.unit))
+			}
+		}
+	}
+	for _, rw := range res.rows(true) {
+		if rw.result != "n/a" {
+			t.Errorf("row %s %s: %s, want n/a", rw.figure, rw.size, rw.result)
+		}
+	}
+	if !strings.Contains(stdout.String(), "n/a (no browser") {
+		t.Errorf("the table does not say why:\n%s", stdout.String())
+	}
+}
+
+// TestFilterKeys: the typed name exists, the keystrokes narrow to it and
+// come back to the empty filter.
+func TestFilterKeys(t *testing.T) {
+	for _, n := range []int{30, 31, 120, 10_000, 50_000} {
+		typed, keys, queries := filterKeys(n)
+		var s, level int
+		if _, err := fmt.Sscanf(typed, "st%05d-%d", &s, &level); err != nil || s*3+level > n {
+			t.Errorf("n=%d: %s does not exist", n, typed)
+		}
+		if len(keys) != 2*len(typed) || len(queries) != len(keys) {
+			t.Errorf("n=%d: %d keys, %d queries for %q", n, len(keys), len(queries), typed)
+			continue
+		}
+		if queries[len(typed)-1] != typed || queries[len(queries)-1] != "" {
+			t.Errorf("n=%d: queries %q", n, queries)
+		}
+	}
+}
+
+// TestGCPeak reads the largest start_object_size of V8's GC events.
+func TestGCPeak(t *testing.T) {
+	nvp := func(start int) string {
+		v, _ := json.Marshal(fmt.Sprintf(`{"pause":1.2,"gc":"s","start_object_size":%d,"end_object_size":10}`, start))
+		return `{"name":"V8.GCTraceGCNVP","cat":"disabled-by-default-v8.gc","args":{"value":` + string(v) + `}}`
+	}
+	raw := `{"traceEvents":[` + nvp(100) + `,{"name":"ObservablePause","args":{}},{"name":"Other","args":{"value":{"x":1}}},` + nvp(300) + `,` + nvp(200) + `]}`
+	peak, gcs, err := gcPeak([]byte(raw))
+	if err != nil || peak != 300 || gcs != 3 {
+		t.Errorf("gcPeak = %v, %d, %v; want 300, 3, nil", peak, gcs, err)
+	}
+	if _, _, err := gcPeak([]byte(`{"traceEvents":[{"name":"V8.GCTraceGCNVP","args":{"value":"{}"}}]}`)); err == nil {
+		t.Error("an NVP event without start_object_size was accepted")
 	}
 }
 

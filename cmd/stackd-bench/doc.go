@@ -27,6 +27,9 @@ func (b *bench) docSection(rows []row) string {
 	for _, m := range machine(b.opt.stackd) {
 		fmt.Fprintf(&s, "- %s\n", m)
 	}
+	if b.browser != "" {
+		fmt.Fprintf(&s, "- browser (dashboard figures): headless %s, 1280x1024\n", b.browser)
+	}
 	sizes := make([]string, len(b.opt.sizes))
 	for i, n := range b.opt.sizes {
 		sizes[i] = fmtCount(n)

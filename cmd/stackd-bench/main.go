@@ -11,15 +11,17 @@
 // served by git daemon on loopback; stackd runs as a child process (the
 // -stackd binary) with a fresh data directory; git's baselines (clone
 // --mirror, ls-remote, fetch --prune into a twin mirror, for-each-ref) run
-// against the same upstream, interleaved with stackd's runs. Values are
-// medians of -runs runs.
+// against the same upstream, interleaved with stackd's runs. The dashboard
+// figures (issue 16, dashboard.go) drive the web app in headless Chromium
+// through the DevTools protocol, next to floors measured in the same
+// browser. Values are medians of -runs runs.
 //
 // Usage:
 //
 //	stackd-bench [-sizes 1000,10000,50000] [-runs 5] [-duration 5s] [-get-rounds 3]
 //	             [-stackd bin/stackd] [-work DIR] [-out docs/benchmarks.md]
-//	             [-only onboard,noop,changed,get,disk,restart,worktree,watcher,diff]
-//	             [-smoke] [-timeout 3m] [-keep]
+//	             [-only onboard,noop,changed,get,disk,restart,dashboard,worktree,watcher,diff]
+//	             [-chromium /usr/bin/chromium] [-smoke] [-timeout 3m] [-keep]
 //
 // -smoke runs tiny sizes once, writes no document unless -out is given, and
 // judges no timing ("smoke" in the result column). The hidden mode
@@ -62,13 +64,17 @@ type options struct {
 	// server alternating, so that a drift of the machine weighs on both.
 	getRounds int
 	command   string // as given, for the document
+	chromium  string // the browser of the dashboard figures
 
 	// worktree is the shape of the working-repository figure.
 	worktree gittest.Shape
 }
 
 // steps are what -only selects.
-var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "worktree", "watcher", "diff"}
+var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "dashboard", "worktree", "watcher", "diff"}
+
+// mirrorSteps are the steps measured on the onboarded mirror of each size.
+var mirrorSteps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "dashboard"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
@@ -115,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&opt.timeout, "timeout", 3*time.Minute, "deadline of one measured operation")
 	fs.BoolVar(&opt.keep, "keep", false, "keep the scratch copies and data directories of the run")
 	fs.IntVar(&opt.clients, "clients", 8, "concurrent clients of the GET load")
+	fs.StringVar(&opt.chromium, "chromium", defaultChromium, "headless Chromium of the dashboard figures (missing: they are n/a)")
 	fs.IntVar(&opt.getRounds, "get-rounds", 3, "rounds of GET loads, stackd and the plain server alternating (the medians are reported)")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
@@ -212,7 +219,8 @@ type bench struct {
 	daemon  string   // git daemon host:port
 	upBase  string   // git daemon's base path
 	stderr  io.Writer
-	logsVB  *bool // whether the server logs "view built" lines (nil: unknown yet)
+	logsVB  *bool  // whether the server logs "view built" lines (nil: unknown yet)
+	browser string // the dashboard's browser version, once started
 	started time.Time
 }
 
@@ -275,7 +283,6 @@ func run(ctx context.Context, opt options, self []string, stdout, stderr io.Writ
 // out is recorded in its cell; an error here (a fixture that cannot be
 // built, an interrupt) ends the run.
 func (b *bench) measure(ctx context.Context) error {
-	mirrorSteps := []string{"onboard", "noop", "changed", "get", "disk", "restart"}
 	mirrors := slices.ContainsFunc(mirrorSteps, b.opt.wants)
 	if mirrors {
 		b.upBase = filepath.Join(b.runDir, "upstreams")
@@ -290,7 +297,7 @@ func (b *bench) measure(ctx context.Context) error {
 		b.logf("git daemon on %s", addr)
 	}
 	for _, n := range b.opt.sizes {
-		if mirrors {
+		if mirrors && b.mirrorsAt(n) {
 			if err := b.mirrorFigures(ctx, n); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,7 +65,8 @@ func (b *bench) mirrorFigures(ctx context.Context, n int) error {
 		b.logf("no server holds the mirror at %s branches; skipping its other figures", fmtCount(n))
 		skipped := errors.New("skipped: no onboarded mirror")
 		for _, f := range figures {
-			if f.step != "onboard" && f.step != "worktree" && f.step != "watcher" && b.opt.wants(f.step) {
+			if f.step != "onboard" && slices.Contains(mirrorSteps, f.step) && b.opt.wants(f.step) &&
+				(f.step != "dashboard" || b.dashAt(n)) {
 				b.res.at(f.key, n).stackd.fail(skipped)
 			}
 		}
@@ -79,6 +81,7 @@ func (b *bench) mirrorFigures(ctx context.Context, n int) error {
 		{"get", b.getLoad},
 		{"disk", b.mirrorDisk},
 		{"restart", b.restart},
+		{"dashboard", b.dashboard},
 	} {
 		if !b.opt.wants(step.name) {
 			continue
@@ -91,6 +94,17 @@ func (b *bench) mirrorFigures(ctx context.Context, n int) error {
 		}
 	}
 	return nil
+}
+
+// mirrorsAt reports whether a selected mirror step runs at size n (the
+// dashboard runs at some sizes only): else the size needs no mirror.
+func (b *bench) mirrorsAt(n int) bool {
+	for _, s := range mirrorSteps {
+		if b.opt.wants(s) && (s != "dashboard" || b.dashAt(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 // onboarding times POST /api/v1/repos on a fresh server and data directory

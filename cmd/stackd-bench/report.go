@@ -133,6 +133,26 @@ var figures = []figure{
 		target: always(target{atMost, 0.5})},
 	{key: "diff", step: "diff", name: "branch diff: CPU time", unit: unitSeconds, baseline: "`git diff`, CPU time",
 		target: always(target{atMost, 2})},
+	{key: "dashfirst", step: "dashboard", name: "dashboard: first stacks", unit: unitSeconds, baseline: "`fetch` + `JSON.parse` of the view, same browser",
+		target: func(n int) target {
+			if n <= 10_000 {
+				return target{atMost, 1}
+			}
+			return target{atMost, 3}
+		}},
+	{key: "dashfilter", step: "dashboard", name: "dashboard: filter keystroke", unit: unitSeconds, baseline: "plain JS filter of the names + next frame",
+		target: always(target{atMost, 0.1})},
+	{key: "dashrerender", step: "dashboard", name: "dashboard: `view_updated` re-render", unit: unitSeconds, baseline: "`fetch` + `JSON.parse` of the view, same browser",
+		target: func(n int) target {
+			if n <= 10_000 {
+				return target{atMost, 0.2}
+			}
+			return target{}
+		}},
+	{key: "dashheap", step: "dashboard", name: "dashboard: JS heap after GC", unit: unitBytes, baseline: "a page holding only the parsed view",
+		target: always(target{atMost, 200 << 20})},
+	{key: "dashpeak", step: "dashboard", name: "dashboard: JS heap peak", unit: unitBytes, baseline: "the same page's fetch + parse",
+		target: always(target{atMost, 200 << 20})},
 }
 
 func figureByKey(key string) *figure {
