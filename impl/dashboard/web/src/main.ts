@@ -244,7 +244,10 @@ async function boot(): Promise<void> {
     return;
   }
   let me: Me | null = null;
-  if (config.authRequired) {
+  // Where the server has users, ask who is calling, unless the answer is
+  // known: a caller the server refuses onboarding on a server that is not
+  // read-only is anonymous (and /api/v1/me would answer 401).
+  if (config.authRequired && (config.onboarding || config.readOnly)) {
     try {
       me = (await call("get", "/api/v1/me", {})).data ?? null;
     } catch (e) {
