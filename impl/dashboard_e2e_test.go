@@ -441,11 +441,16 @@ func hostileFixture(t testing.TB) *teamRepo {
 	return r
 }
 
-// screenshotDir is where the screenshots go: STACKD_SCREENSHOTS, else a
-// new directory under os.TempDir (kept, and logged).
+// screenshotDir is where the screenshots go: STACKD_SCREENSHOTS (a
+// relative path is taken from the repository's root, e.g.
+// docs/screenshots), else a new directory under os.TempDir (kept, and
+// logged).
 func screenshotDir(t *testing.T) string {
 	t.Helper()
 	if d := os.Getenv("STACKD_SCREENSHOTS"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join("..", d) // the tests run in impl/
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -657,7 +662,7 @@ func e2eScreenshots(t *testing.T, tab *e2eTab, dir string) {
 		{"repositories", "/", `__e2e.all("repo-row").length === 2`, "", ""},
 		{"repository", "/r/local", `__e2e.one("stack-list")?.dataset.ready === "true" && __e2e.one("live-indicator")?.dataset.state === "live"`, "", ""},
 		{"branch", branchPath("local", "auth/login"), `__e2e.one("load-diff") !== null`, `__e2e.one("load-diff")`, `__e2e.all("diff-file").length >= 3`},
-		{"history", "/r/local/syncs", `__e2e.one("history-end") !== null`, "", ""},
+		{"history", "/r/local/syncs", `__e2e.one("history-end") !== null`, `document.querySelector('[data-testid="sync-rows"] details summary')`, `document.querySelector('[data-testid="sync-rows"] details').open && __e2e.one("ref-link") !== null`},
 	}
 	devices := []struct {
 		name          string
