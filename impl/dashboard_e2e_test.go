@@ -61,6 +61,8 @@ window.__e2e = {
 
 // e2eTab is one tab on one server, with what its pages did.
 type e2eTab struct {
+	// t is the (sub)test the tab's steps report to; a tab that lives
+	// through several subtests is handed to each in turn.
 	t       *testing.T
 	ctx     context.Context // the tab, under the subtest's deadline
 	base    string          // the server's URL
@@ -88,6 +90,29 @@ func newTab(t *testing.T, browser context.Context, base string, allowedOrigins .
 	if err := chromedp.Do(run); err != nil { // opens the tab
 		t.Fatalf("open a tab: %v", err)
 	}
+	// After a failure, the page as it was (in a directory that outlives
+	// the test).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		shot, cancel := context.WithTimeout(tabCtx, 10*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(shot, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Logf("screenshot of the tab on %s: %v", base, err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "stackd-e2e-failure-")
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "tab.png"), png, 0o644)
+		}
+		if err != nil {
+			t.Logf("screenshot of the tab on %s: %v", base, err)
+			return
+		}
+		t.Logf("screenshot of the tab on %s: %s", base, filepath.Join(dir, "tab.png"))
+	})
 	// A dialog (alert, confirm) would block the page: it is recorded and
 	// dismissed from another goroutine (a listener must not send commands).
 	opened := make(chan string, 16)
@@ -354,14 +379,11 @@ func dashboardFixture(t testing.TB) *teamRepo {
 		"cmd/shop/main.go": "package main\n\nfunc main() {}\n",
 	})
 	r.commit(alan, 6*24*time.Hour, "Add the CI workflow", map[string]string{".github/workflows/ci.yml": "on: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: go test ./...\n"})
-	base := r.git("rev-parse", "HEAD")
-
 	r.git("checkout", "-q", "-b", "search/index")
 	r.commit(grace, 4*24*time.Hour, "Index products by name", map[string]string{"search/index.go": "package search\n\n// Index maps words to product ids.\ntype Index map[string][]int\n"})
 	r.git("checkout", "-q", "-b", "search/api")
 	r.commit(alan, 26*time.Hour, "Add the search endpoint", map[string]string{"search/api.go": "package search\n\n// Handler answers GET /search?q=.\nfunc Handler() {}\n"})
 	r.blobRef("refs/branch-metadata/search/api", `{"parentBranchName":"search/index","prInfo":{"number":98,"title":"Search endpoint","state":"OPEN","url":"https://github.com/acme/shop/pull/98","isDraft":false,"base":"search/index"}}`)
-	_ = base
 
 	r.git("checkout", "-q", "main")
 	r.commit(grace, 3*time.Hour, "Update dependencies", map[string]string{"go.mod": "module example.com/shop\n\ngo 1.26.1\n"})
@@ -534,6 +556,8 @@ func TestDashboardEndToEnd(t *testing.T) {
 // lines; the sync history shows the first read.
 func e2ePages(t *testing.T, tab *e2eTab) {
 	tab.visit("/", `__e2e.row("local") && __e2e.row("upstream")`)
+	// Marks the document: the app's links below must not reload it.
+	tab.do("mark the document", chromedp.Evaluate[chromedp.Void](`window.__firstDocument = true`))
 	type row struct {
 		Kind, Trunk, Stacks, Branches, Restack string
 		Remove                                 bool
@@ -635,6 +659,9 @@ func e2ePages(t *testing.T, tab *e2eTab) {
 	tab.wait("the history", `location.pathname === "/r/local/syncs" && __e2e.all("sync-row").length > 0 && __e2e.one("history-end") !== null`)
 	if got := eval[[]string](tab, `(() => { const r = __e2e.all("sync-row").at(-1); return [r.dataset.state, __e2e.text("sync-trigger", r), __e2e.text("sync-outcome", r)]; })()`); strings.Join(got, ",") != "succeeded,onboard,succeeded" {
 		t.Errorf("the first sync: %q", got)
+	}
+	if !eval[bool](tab, `window.__firstDocument === true`) {
+		t.Error("following the app's links reloaded the page")
 	}
 	// A deep link, loaded as such, and the app's own not-found.
 	tab.visit(branchPath("local", "search/api"), `__e2e.text("branch-title") === "search/api" && __e2e.text("parent-link") === "search/index"`)
