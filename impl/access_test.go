@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/httpstack"
@@ -181,6 +182,10 @@ func TestAccessPerPosture(t *testing.T) {
 				t.Errorf("security schemes served: %v, want %v", has, p.users)
 			}
 
+			// Whether each operation passed the gate, anonymously and
+			// with the bearer token.
+			passed := map[string]bool{}
+			passedTok := map[string]bool{}
 			for _, o := range ops {
 				want := "pass"
 				switch {
@@ -199,6 +204,7 @@ func TestAccessPerPosture(t *testing.T) {
 				if got != want {
 					t.Errorf("anonymous %s %s: %s, want %s: %s", o.method, o.path, got, want, body)
 				}
+				passed[o.id] = got == "pass"
 				if code == 401 && hdr.Get("WWW-Authenticate") != "Bearer" {
 					t.Errorf("anonymous %s: 401 without the Bearer challenge", o.id)
 				}
@@ -230,6 +236,35 @@ func TestAccessPerPosture(t *testing.T) {
 				}
 				if got != wantTok {
 					t.Errorf("%s %s with a bearer token: %s, want %s: %s", o.method, o.path, got, wantTok, body)
+				}
+				passedTok[o.id] = got == "pass"
+			}
+
+			// config's onboarding is the gate's answer to the same
+			// caller for createRepo (and the other mutations), read
+			// through the generated client.
+			onboarding := func(edit ...client.RequestEditorFn) bool {
+				t.Helper()
+				resp, err := s.c.GetConfigWithResponse(ctx(t), edit...)
+				if err != nil || resp.JSON200 == nil {
+					t.Fatalf("config: %v %d %s", err, resp.StatusCode(), resp.Body)
+				}
+				return resp.JSON200.Onboarding
+			}
+			for _, m := range []string{"createRepo", "deleteRepo", "syncRepo"} {
+				if got := onboarding(); got != passed[m] {
+					t.Errorf("anonymous: config onboarding %v, but %s passed the gate: %v", got, m, passed[m])
+				}
+			}
+			if p.users {
+				bearer := func(_ context.Context, r *http.Request) error {
+					r.Header.Set("Authorization", "Bearer "+tok)
+					return nil
+				}
+				for _, m := range []string{"createRepo", "deleteRepo", "syncRepo"} {
+					if got := onboarding(bearer); got != passedTok[m] {
+						t.Errorf("bearer: config onboarding %v, but %s passed the gate: %v", got, m, passedTok[m])
+					}
 				}
 			}
 

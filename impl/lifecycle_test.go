@@ -704,3 +704,120 @@ func TestReadyzIgnoresOnboardedClones(t *testing.T) {
 		t.Fatalf("view after the clone: %s", v.Body)
 	}
 }
+
+// TestRepoOriginAndCounts: through the generated client, each repository
+// resource says where it was declared (the working repository local, a
+// mirror of the config file config, an onboarded one api), which decides
+// whether DELETE removes it (only api), and what its current view holds:
+// stacks, their branches and how many need a restack, counted as the
+// view itself shows them, moving with the view; a repository without a
+// view has no counts, and the view's own repo carries neither field.
+func TestRepoOriginAndCounts(t *testing.T) {
+	configured, onboarded := newUpstream(t, "acme/configured.git"), newUpstream(t, "acme/onboarded.git")
+	work := stackRepo(t)
+	// Trunk moves on: a (whose stackit parent revision is the old main)
+	// needs a restack; b and c do not. A plain branch off trunk is a
+	// second stack.
+	work.Git("checkout", "-q", "main")
+	work.Commit("main2", map[string]string{"README": "hello again\n"})
+	work.Branch("solo", "main")
+	work.Commit("solo1", map[string]string{"solo.txt": "solo\n"})
+	cfg := mirrorConfig(t)
+	cfg.Cwd, cfg.CwdExplicit = work.Dir, true
+	cfg.Repos = []config.RepoConfig{{ID: "configured", URL: configured.url}}
+	s := startServer(t, cfg, impl.Options{})
+	onboard(t, s, onboarded.url)
+	syncOK(t, s, "local")
+	syncOK(t, s, "configured")
+
+	// countView counts a view as the dashboard would.
+	countView := func(id string) client.RepoCounts {
+		t.Helper()
+		v, err := s.c.GetViewWithResponse(ctx(t), id, nil)
+		if err != nil || v.JSON200 == nil {
+			t.Fatalf("view %s: %v %d", id, err, v.StatusCode())
+		}
+		if v.JSON200.Repo.Origin != nil || v.JSON200.Repo.Counts != nil {
+			t.Errorf("the view of %s carries origin %v or counts %v", id, v.JSON200.Repo.Origin, v.JSON200.Repo.Counts)
+		}
+		var c client.RepoCounts
+		for _, st := range v.JSON200.Stacks {
+			c.Stacks++
+			for _, b := range st.Branches {
+				c.Branches++
+				if b.NeedsRestack {
+					c.NeedsRestack++
+				}
+			}
+		}
+		return c
+	}
+	listed := func() map[string]client.Repo {
+		t.Helper()
+		list, err := s.c.ListReposWithResponse(ctx(t))
+		if err != nil || list.JSON200 == nil {
+			t.Fatalf("list: %v", err)
+		}
+		out := map[string]client.Repo{}
+		for _, r := range *list.JSON200 {
+			out[r.Id] = r
+		}
+		return out
+	}
+	want := map[string]struct {
+		origin client.RepoOrigin
+		counts client.RepoCounts
+		delete int
+	}{
+		"local":      {client.OriginLocal, client.RepoCounts{Stacks: 2, Branches: 4, NeedsRestack: 1}, 409},
+		"configured": {client.OriginConfig, client.RepoCounts{Stacks: 1, Branches: 3}, 409},
+		"onboarded":  {client.OriginAPI, client.RepoCounts{Stacks: 1, Branches: 3}, 204},
+	}
+	repos := listed()
+	if len(repos) != len(want) {
+		t.Fatalf("listed %v", repos)
+	}
+	for id, w := range want {
+		r := repos[id]
+		one, err := s.c.GetRepoWithResponse(ctx(t), id)
+		if err != nil || one.JSON200 == nil {
+			t.Fatalf("get %s: %v", id, err)
+		}
+		for _, got := range []client.Repo{r, *one.JSON200} {
+			if got.Origin == nil || *got.Origin != w.origin {
+				t.Errorf("%s: origin %v, want %s", id, got.Origin, w.origin)
+			}
+			if got.Counts == nil || *got.Counts != w.counts {
+				t.Errorf("%s: counts %+v, want %+v", id, got.Counts, w.counts)
+			}
+		}
+		if c := countView(id); c != w.counts {
+			t.Errorf("%s: the view counts %+v, the fixture %+v", id, c, w.counts)
+		}
+	}
+	for id, w := range want {
+		resp, err := s.c.DeleteRepoWithResponse(ctx(t), id)
+		if err != nil || resp.StatusCode() != w.delete {
+			t.Errorf("DELETE %s (origin %s): %v %d, want %d", id, w.origin, err, resp.StatusCode(), w.delete)
+		}
+	}
+
+	// The counts follow the view: a new branch on solo joins its stack.
+	work.Git("checkout", "-q", "solo")
+	work.Branch("solo2", "solo")
+	work.Commit("solo2 work", map[string]string{"solo2.txt": "x\n"})
+	syncOK(t, s, "local")
+	got := listed()["local"].Counts
+	if w := (client.RepoCounts{Stacks: 2, Branches: 5, NeedsRestack: 1}); got == nil || *got != w || countView("local") != w {
+		t.Errorf("after a new branch: counts %+v, want %+v", got, w)
+	}
+
+	// A repository without a view yet has no counts.
+	cfg2 := mirrorConfig(t)
+	cfg2.Repos = []config.RepoConfig{{ID: "pending", URL: configured.url}}
+	empty := startServerNoStart(t, cfg2, impl.Options{})
+	r, err := empty.c.GetRepoWithResponse(ctx(t), "pending")
+	if err != nil || r.JSON200 == nil || r.JSON200.ViewVersion != nil || r.JSON200.Counts != nil || r.JSON200.Origin == nil || *r.JSON200.Origin != client.OriginConfig {
+		t.Fatalf("a mirror not cloned yet: %v %s", err, r.Body)
+	}
+}

@@ -104,6 +104,27 @@ func (e RepoKind) Valid() bool {
 	}
 }
 
+// Defines values for RepoOrigin.
+const (
+	OriginAPI    RepoOrigin = "api"
+	OriginConfig RepoOrigin = "config"
+	OriginLocal  RepoOrigin = "local"
+)
+
+// Valid indicates whether the value is a known member of the RepoOrigin enum.
+func (e RepoOrigin) Valid() bool {
+	switch e {
+	case OriginAPI:
+		return true
+	case OriginConfig:
+		return true
+	case OriginLocal:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SyncResultMode.
 const (
 	MirrorFetch SyncResultMode = "mirror-fetch"
@@ -375,6 +396,13 @@ type RefUpdateChange string
 
 // Repo defines model for Repo.
 type Repo struct {
+	// Counts What the current view holds, counted by the server: its stacks, the
+	// branches in them (trunk and branches not connected to it are not
+	// counted), and how many of those need a restack. Shown by the
+	// repository resources (`/api/v1/repos`) once a view is published
+	// (absent while `viewVersion` is null), not in the view.
+	Counts *RepoCounts `json:"counts,omitempty"`
+
 	// CurrentBranch The branch HEAD points at; null when HEAD is detached or for a mirror.
 	CurrentBranch *string `json:"currentBranch,omitempty"`
 
@@ -393,6 +421,14 @@ type Repo struct {
 	// Kind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
 	Kind RepoKind `json:"kind"`
 
+	// Origin Where the repository was declared, which decides its lifecycle:
+	// `local`, the operator's working repository (`--cwd`); `config`, a
+	// mirror of the config file; `api`, a mirror onboarded through `POST
+	// /api/v1/repos`, the only kind `DELETE /api/v1/repos/{repoID}`
+	// removes (the others answer 409). Shown by the repository resources
+	// (`/api/v1/repos`), not in the view.
+	Origin *RepoOrigin `json:"origin,omitempty"`
+
 	// Remote The upstream URL, with any credentials removed: an https, http,
 	// ssh or git URL, or an scp-like `host:path`. null when there is
 	// none, and also when the remote is a filesystem path, a `file://`
@@ -406,6 +442,17 @@ type Repo struct {
 
 	// ViewVersion Version of the current view snapshot; null until a refresh has published a view.
 	ViewVersion *int64 `json:"viewVersion"`
+}
+
+// RepoCounts What the current view holds, counted by the server: its stacks, the
+// branches in them (trunk and branches not connected to it are not
+// counted), and how many of those need a restack. Shown by the
+// repository resources (`/api/v1/repos`) once a view is published
+// (absent while `viewVersion` is null), not in the view.
+type RepoCounts struct {
+	Branches     int64 `json:"branches"`
+	NeedsRestack int64 `json:"needsRestack"`
+	Stacks       int64 `json:"stacks"`
 }
 
 // RepoCreate defines model for RepoCreate.
@@ -439,6 +486,14 @@ type RepoCreate struct {
 // RepoKind `local`: the operator's working repository, only read. `mirror`: a bare clone owned by stackd.
 type RepoKind string
 
+// RepoOrigin Where the repository was declared, which decides its lifecycle:
+// `local`, the operator's working repository (`--cwd`); `config`, a
+// mirror of the config file; `api`, a mirror onboarded through `POST
+// /api/v1/repos`, the only kind `DELETE /api/v1/repos/{repoID}`
+// removes (the others answer 409). Shown by the repository resources
+// (`/api/v1/repos`), not in the view.
+type RepoOrigin string
+
 // RepoRemovedEvent The data of a `repo_removed` event.
 type RepoRemovedEvent struct {
 	// Id The id of the removed repository.
@@ -460,6 +515,16 @@ type RepoView struct {
 type ServerConfig struct {
 	// AuthRequired The server has users (OIDC); operations that are not anonymous in this posture need a session or bearer token.
 	AuthRequired bool `json:"authRequired"`
+
+	// Onboarding Whether the caller may onboard a repository (`POST
+	// /api/v1/repos`) as far as the server's posture decides, as the
+	// gate decides it for this request's credentials: false on a
+	// read-only server; with auth on, true only for a signed-in
+	// allowed user (session cookie or bearer ID token); true in the
+	// local posture (auth off, not read-only). The same rule admits
+	// the other mutations (sync, removal). Rate limits and the body's
+	// validity are not part of it.
+	Onboarding bool `json:"onboarding"`
 
 	// PublicReads Read operations (repositories, views, stacks, branches, diffs,
 	// syncs, events) answer anonymous callers: auth off, `--read-only`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/registry"
@@ -59,9 +60,12 @@ func (s *Server) pingDatabase(ctx context.Context) error {
 	return err
 }
 
-// GetConfig describes the server's posture.
+// GetConfig describes the server's posture, and whether the caller may
+// onboard (the gate's answer for its credentials).
 func (s *Server) GetConfig(ctx context.Context, _ gen.GetConfigRequestObject) (gen.GetConfigResponseObject, error) {
-	return gen.GetConfig200JSONResponse(s.info), nil
+	info := s.info
+	info.Onboarding = auth.Admits(ctx, auth.OpCreateRepo)
+	return gen.GetConfig200JSONResponse(info), nil
 }
 
 // ListAudit returns recent audit entries, newest first.

@@ -88,13 +88,20 @@ func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject
 }
 
 // repoResource is a repository as the API shows it: its snapshot's
-// description, its full name, and its refresher's status.
+// description and counts, its full name and origin, and its refresher's
+// status.
 func (s *Server) repoResource(r *registry.Repo) gen.Repo {
 	snap := r.Snapshot()
 	out := snap.Repo()
 	if r.FullName != "" && r.Kind == gen.Mirror {
 		fn := r.FullName
 		out.FullName = &fn
+	}
+	origin := gen.RepoOrigin(r.Origin)
+	out.Origin = &origin
+	if snap.Version() > 0 {
+		c := snap.Counts()
+		out.Counts = &gen.RepoCounts{Stacks: int64(c.Stacks), Branches: int64(c.Branches), NeedsRestack: int64(c.NeedsRestack)}
 	}
 	if rf, ok := s.refreshers.Refresher(r.ID); ok {
 		st := rf.Status()

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"context"
+
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/stackd/stackd/impl/validate"
@@ -128,6 +130,30 @@ func (c Config) Access(l Level) Access {
 		return AccessAnonymous
 	}
 	return AccessSignIn
+}
+
+// Admits is the gate's rule for a caller that presented no bad
+// credentials: whether the posture c lets it through to an operation of
+// level l that is (mutating) or is not a mutation. A read-only server
+// refuses every mutation to everyone; otherwise a signed-in allowed user
+// (signedIn) passes, and an anonymous caller where Access(l) is
+// AccessAnonymous. Rate limits, CSRF and validation come on top.
+func (c Config) Admits(l Level, mutating, signedIn bool) bool {
+	if c.ReadOnly && mutating {
+		return false
+	}
+	return signedIn || c.Access(l) == AccessAnonymous
+}
+
+// Admits reports whether the gate, which admitted the request of ctx,
+// would admit the same caller (with the same credentials) to the
+// operation opID of the contract: Config.Admits of its level and
+// mutating flag. /api/v1/config tells the dashboard this way whether to
+// offer onboarding. False outside the gate and for an operation the
+// contract does not have.
+func Admits(ctx context.Context, opID string) bool {
+	f, ok := ctx.Value(admitsKey).(func(string) bool)
+	return ok && f(opID)
 }
 
 // ReadsAnonymous reports whether read operations answer anonymous callers in

@@ -185,6 +185,7 @@ const (
 	clientIPKey
 	clientKeyKey
 	chargeKey
+	admitsKey
 )
 
 // PrincipalFrom returns the principal the gate found for a request.

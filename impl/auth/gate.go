@@ -128,6 +128,7 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 	if doc != nil {
 		global = doc.Security
 	}
+	ops := operationsOf(doc)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ip := a.clientIP(r)
@@ -205,22 +206,20 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 				refuse(f)
 				return
 			}
-			if a.cfg.ReadOnly && rec != nil {
-				refuse(&refusal{status: http.StatusForbidden, slug: problem.ReadOnly,
-					detail: fmt.Sprintf("the server is read-only: %s is not allowed", opName(route))})
-				return
-			}
-			if p == nil {
-				switch a.cfg.Access(Classify(route.Operation, global)) {
-				case AccessSignIn:
-					refuse(&refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized, wwwAuth: "Bearer",
-						detail: "authentication required: sign in at /auth/login or send a bearer ID token"})
-					return
-				case AccessNoUsers:
+			level := Classify(route.Operation, global)
+			if !a.cfg.Admits(level, rec != nil, p != nil) {
+				switch {
+				case a.cfg.ReadOnly && rec != nil:
+					refuse(&refusal{status: http.StatusForbidden, slug: problem.ReadOnly,
+						detail: fmt.Sprintf("the server is read-only: %s is not allowed", opName(route))})
+				case a.cfg.Access(level) == AccessNoUsers:
 					refuse(&refusal{status: http.StatusForbidden, slug: problem.Forbidden,
 						detail: fmt.Sprintf("%s needs a signed-in user, and this read-only server runs with auth off", opName(route))})
-					return
+				default:
+					refuse(&refusal{status: http.StatusUnauthorized, slug: problem.Unauthorized, wwwAuth: "Bearer",
+						detail: "authentication required: sign in at /auth/login or send a bearer ID token"})
 				}
+				return
 			}
 			if !safeMethod(r.Method) && (p == nil || p.Method == MethodSession) {
 				if slug, detail := a.csrfRefusal(r, p != nil); slug != "" {
@@ -228,12 +227,33 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 					return
 				}
 			}
+			signedIn := p != nil
+			ctx = context.WithValue(r.Context(), admitsKey, func(opID string) bool {
+				op, ok := ops[opID]
+				return ok && a.cfg.Admits(Classify(op.Operation, global), Mutating(op), signedIn)
+			})
 			if p != nil {
-				r = r.WithContext(context.WithValue(r.Context(), principalKey, p))
+				ctx = context.WithValue(ctx, principalKey, p)
 			}
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// operationsOf indexes the operations of doc by operation id.
+func operationsOf(doc *openapi3.T) map[string]*validate.Route {
+	out := map[string]*validate.Route{}
+	if doc == nil || doc.Paths == nil {
+		return out
+	}
+	for _, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op != nil && op.OperationID != "" {
+				out[op.OperationID] = &validate.Route{Operation: op, Method: method}
+			}
+		}
+	}
+	return out
 }
 
 // limit applies the rate limits of a request (see Gate) and returns the

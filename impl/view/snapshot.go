@@ -112,6 +112,35 @@ type values struct {
 	once     sync.Once
 	branches []gen.Branch
 	stacks   []gen.Stack
+
+	countsOnce sync.Once
+	counts     Counts
+}
+
+// Counts is what a snapshot holds: its stacks, the branches in them, and
+// how many of those need a restack.
+type Counts struct {
+	Stacks, Branches, NeedsRestack int
+}
+
+// Counts counts the stacks, their branches and those that need a restack
+// (once per snapshot; trunk and branches outside every stack are not
+// counted).
+func (s *Snapshot) Counts() Counts {
+	v := s.vals
+	v.countsOnce.Do(func() {
+		c := Counts{Stacks: len(s.stackRecs)}
+		for _, sr := range s.stackRecs {
+			c.Branches += len(sr.branches)
+			for _, b := range sr.branches {
+				if b.val.NeedsRestack {
+					c.NeedsRestack++
+				}
+			}
+		}
+		v.counts = c
+	})
+	return v.counts
 }
 
 func (s *Snapshot) values() *values {

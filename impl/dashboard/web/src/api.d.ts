@@ -703,6 +703,16 @@ export interface components {
             publicReads: boolean;
             /** @description The server serves exactly one repository. */
             singleRepo: boolean;
+            /** @description Whether the caller may onboard a repository (`POST
+             *     /api/v1/repos`) as far as the server's posture decides, as the
+             *     gate decides it for this request's credentials: false on a
+             *     read-only server; with auth on, true only for a signed-in
+             *     allowed user (session cookie or bearer ID token); true in the
+             *     local posture (auth off, not read-only). The same rule admits
+             *     the other mutations (sync, removal). Rate limits and the body's
+             *     validity are not part of it.
+             *      */
+            onboarding: boolean;
             /** @description The stackd build version. */
             version: string;
         };
@@ -796,7 +806,34 @@ export interface components {
              *     the repository resources (`/api/v1/repos`), not in the view.
              *      */
             fullName?: string | null;
+            origin?: components["schemas"]["RepoOrigin"];
+            counts?: components["schemas"]["RepoCounts"];
             syncStatus?: components["schemas"]["SyncStatus"];
+        };
+        /**
+         * @description Where the repository was declared, which decides its lifecycle:
+         *     `local`, the operator's working repository (`--cwd`); `config`, a
+         *     mirror of the config file; `api`, a mirror onboarded through `POST
+         *     /api/v1/repos`, the only kind `DELETE /api/v1/repos/{repoID}`
+         *     removes (the others answer 409). Shown by the repository resources
+         *     (`/api/v1/repos`), not in the view.
+         *
+         * @enum {string}
+         */
+        RepoOrigin: "local" | "config" | "api";
+        /** @description What the current view holds, counted by the server: its stacks, the
+         *     branches in them (trunk and branches not connected to it are not
+         *     counted), and how many of those need a restack. Shown by the
+         *     repository resources (`/api/v1/repos`) once a view is published
+         *     (absent while `viewVersion` is null), not in the view.
+         *      */
+        RepoCounts: {
+            /** Format: int64 */
+            stacks: number;
+            /** Format: int64 */
+            branches: number;
+            /** Format: int64 */
+            needsRestack: number;
         };
         RepoCreate: {
             /** @description Defaults to the last path segment of the URL without .git. */

@@ -1,8 +1,7 @@
-// What the app keeps between pages: the model of the last repository page
-// (with its ETag, so that coming back costs a 304) and the counts of every
-// repository (for the repositories page).
+// What the app keeps between pages: the model of the last repository page,
+// with its ETag, so that coming back costs a 304.
 
-import type { Counts, Model } from "./model";
+import type { Model } from "./model";
 
 export interface CachedModel {
   repoID: string;
@@ -11,7 +10,6 @@ export interface CachedModel {
 }
 
 let last: CachedModel | null = null;
-const counts = new Map<string, { etag: string | null; counts: Counts }>();
 
 export function cachedModel(repoID: string): CachedModel | null {
   return last !== null && last.repoID === repoID ? last : null;
@@ -19,21 +17,8 @@ export function cachedModel(repoID: string): CachedModel | null {
 
 export function storeModel(c: CachedModel): void {
   last = c;
-  counts.set(c.repoID, {
-    etag: c.etag,
-    counts: { stacks: c.model.stacks.length, branches: c.model.branchCount, needsRestack: c.model.restackCount },
-  });
-}
-
-export function cachedCounts(repoID: string): { etag: string | null; counts: Counts } | null {
-  return counts.get(repoID) ?? null;
-}
-
-export function storeCounts(repoID: string, etag: string | null, c: Counts): void {
-  counts.set(repoID, { etag, counts: c });
 }
 
 export function forget(repoID: string): void {
-  counts.delete(repoID);
   if (last?.repoID === repoID) last = null;
 }

@@ -13,7 +13,7 @@ export interface Ctx {
   config: ServerConfig;
   /** The signed-in user; null when anonymous (or in the local posture, where there are no users). */
   me: Me | null;
-  /** Mutating controls are shown: the server is not read-only and the caller may mutate. */
+  /** Mutating controls are shown: the server says this caller may onboard (config.onboarding), and mutate alike. */
   canMutate: boolean;
   /** Aborted when the page is left: fetches stop, streams close. */
   signal: AbortSignal;

@@ -101,9 +101,13 @@ function currentPath(): string {
   return safeReturnPath(location.pathname + location.search + location.hash, location.origin);
 }
 
-/** Mutating controls: never on a read-only server; with users, only for a signed-in one. */
+/**
+ * Mutating controls (onboarding, sync, removal): where the server said the
+ * caller may onboard (config.onboarding, the gate's own answer for this
+ * caller's credentials), while the session that answer was for lasts.
+ */
 function canMutate(s: Session): boolean {
-  if (s.config.readOnly) return false;
+  if (!s.config.onboarding) return false;
   if (s.config.authRequired) return s.me !== null;
   return true;
 }
@@ -240,7 +244,10 @@ async function boot(): Promise<void> {
     return;
   }
   let me: Me | null = null;
-  if (config.authRequired) {
+  // Where the server has users, ask who is calling, unless the answer is
+  // known: a caller the server refuses onboarding on a server that is not
+  // read-only is anonymous (and /api/v1/me would answer 401).
+  if (config.authRequired && (config.onboarding || config.readOnly)) {
     try {
       me = (await call("get", "/api/v1/me", {})).data ?? null;
     } catch (e) {

@@ -274,23 +274,6 @@ function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Counts for the repositories page. */
-export interface Counts {
-  stacks: number;
-  branches: number;
-  needsRestack: number;
-}
-
-export function countView(view: RepoView): Counts {
-  let branches = 0;
-  let needsRestack = 0;
-  for (const s of view.stacks) {
-    branches += s.branches.length;
-    for (const b of s.branches) if (b.needsRestack) needsRestack++;
-  }
-  return { stacks: view.stacks.length, branches, needsRestack };
-}
-
 /** Moves HEAD in the model (branch_switched): from loses the marker, to gets it. */
 export function switchHead(m: Model, from: string, to: string): void {
   for (const b of m.byName.values()) if (b.isCurrent && b.name !== to) b.isCurrent = false;

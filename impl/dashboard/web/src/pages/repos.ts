@@ -1,13 +1,13 @@
 // The repositories page: every repository the caller may read, with its kind,
-// trunk, remote, sync state and counts; onboarding and removal where the
-// posture allows them.
+// trunk, remote, sync state and counts (all from GET /api/v1/repos);
+// onboarding where the caller may onboard (config.onboarding), removal of the
+// mirrors onboarded through the API (origin "api").
 
-import { cachedCounts, forget, storeCounts } from "../cache";
-import { ApiError, call, type Repo, type RepoCreate } from "../client";
+import { forget } from "../cache";
+import { call, type Repo, type RepoCreate } from "../client";
 import type { Ctx } from "../ctx";
 import { badge, count, errorBox, h, isAbort, link, loading, refreshTimes, replace, num } from "../dom";
 import { restoreFocus, focusKey } from "../lazylist";
-import { countView, type Counts } from "../model";
 import { repoPath } from "../routes";
 import { syncStateLine } from "./repo";
 
@@ -27,14 +27,12 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
   ctx.setShortcuts([]);
 
   let repos: Repo[] = [];
-  const countEls = new Map<string, HTMLElement>();
 
   async function load(): Promise<void> {
     try {
       const a = await call("get", "/api/v1/repos", { signal: ctx.signal });
       repos = a.data ?? [];
       render();
-      void loadCounts();
     } catch (e) {
       if (isAbort(e)) return;
       replace(listEl, errorBox(e, () => void load()));
@@ -43,7 +41,6 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
 
   function render(): void {
     const focus = focusKey();
-    countEls.clear();
     if (repos.length === 0) {
       replace(
         listEl,
@@ -63,12 +60,9 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
   }
 
   function repoRow(r: Repo): HTMLElement {
-    const countsEl = h("span", { testid: "repo-counts" });
-    const c = cachedCounts(r.id);
-    fillCounts(countsEl, c ? c.counts : null, r);
-    countEls.set(r.id, countsEl);
     const actions = h("div", { class: "repo-actions" });
-    if (ctx.canMutate && r.kind === "mirror") {
+    // Only a mirror onboarded through the API can be removed through it.
+    if (ctx.canMutate && r.origin === "api") {
       actions.appendChild(
         h(
           "button",
@@ -100,55 +94,9 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
         h("div", null, h("dt", null, "Remote"), h("dd", { testid: "repo-remote" }, r.remote ? h("code", null, r.remote) : "none")),
         r.fullName ? h("div", null, h("dt", null, "Name"), h("dd", null, r.fullName)) : null,
         h("div", null, h("dt", null, "Sync"), h("dd", { testid: "repo-sync" }, syncStateLine(r))),
-        h("div", null, h("dt", null, "Stacks"), h("dd", null, countsEl)),
+        h("div", null, h("dt", null, "Stacks"), h("dd", null, counts(r))),
       ),
     );
-  }
-
-  function fillCounts(el: HTMLElement, c: Counts | null, r: Repo): void {
-    if (r.viewVersion === null || r.viewVersion === undefined) {
-      replace(el, "no view yet");
-      return;
-    }
-    if (c === null) {
-      replace(el, "counting…");
-      el.dataset["state"] = "loading";
-      return;
-    }
-    el.dataset["state"] = "done";
-    replace(
-      el,
-      h("span", { testid: "count-stacks" }, count(c.stacks, "stack", "stacks")),
-      " · ",
-      h("span", { testid: "count-branches" }, count(c.branches, "branch", "branches")),
-      " · ",
-      h("span", { testid: "count-restack", class: c.needsRestack > 0 ? "warn" : "" }, `${num(c.needsRestack)} need${c.needsRestack === 1 ? "s" : ""} restack`),
-    );
-  }
-
-  // Counts come from each repository's view, one at a time (a view of 50,000
-  // branches is large), with its ETag: an unchanged view answers 304.
-  async function loadCounts(): Promise<void> {
-    for (const r of repos) {
-      if (ctx.signal.aborted) return;
-      if (r.viewVersion === null || r.viewVersion === undefined) continue;
-      const el = countEls.get(r.id);
-      if (!el) continue;
-      const c = cachedCounts(r.id);
-      try {
-        const a = await call("get", "/api/v1/repos/{repoID}/view", { path: { repoID: r.id }, etag: c?.etag ?? null, signal: ctx.signal });
-        let counts: Counts | null = c?.counts ?? null;
-        if (a.status !== 304 && a.data) {
-          counts = countView(a.data);
-          storeCounts(r.id, a.etag, counts);
-        }
-        fillCounts(el, counts, r);
-      } catch (e) {
-        if (isAbort(e)) return;
-        el.dataset["state"] = "error";
-        replace(el, h("span", { class: "warn" }, e instanceof ApiError ? `counts unavailable: ${e.title}` : "counts unavailable"));
-      }
-    }
   }
 
   void load();
@@ -158,6 +106,23 @@ export function reposPage(root: HTMLElement, ctx: Ctx): void {
     refreshTimes(root);
   }, 15_000);
   ctx.signal.addEventListener("abort", () => window.clearInterval(timer));
+}
+
+/** What the repository's view holds, as the server counted it; none before a first view. */
+function counts(r: Repo): HTMLElement {
+  const c = r.counts;
+  if (!c || r.viewVersion === null || r.viewVersion === undefined) {
+    return h("span", { testid: "repo-counts", data: { state: "none" } }, "no view yet");
+  }
+  return h(
+    "span",
+    { testid: "repo-counts", data: { state: "done" } },
+    h("span", { testid: "count-stacks" }, count(c.stacks, "stack", "stacks")),
+    " · ",
+    h("span", { testid: "count-branches" }, count(c.branches, "branch", "branches")),
+    " · ",
+    h("span", { testid: "count-restack", class: c.needsRestack > 0 ? "warn" : "" }, `${num(c.needsRestack)} need${c.needsRestack === 1 ? "s" : ""} restack`),
+  );
 }
 
 function addForm(ctx: Ctx, done: () => void): HTMLElement {

@@ -61,14 +61,14 @@ export function syncsPage(root: HTMLElement, repoID: string, ctx: Ctx): void {
     return h(
       "tr",
       { testid: "sync-row", data: { state: r.state, id: r.id } },
-      h("td", null, timeEl(r.queuedAt)),
-      h("td", { testid: "sync-trigger" }, r.trigger),
-      h("td", { testid: "sync-mode" }, r.mode),
-      h("td", null, outcome),
-      h("td", { testid: "sync-duration" }, formatDuration(r.durationMs)),
+      h("td", { data: { label: "Queued" } }, timeEl(r.queuedAt)),
+      h("td", { testid: "sync-trigger", data: { label: "Trigger" } }, r.trigger),
+      h("td", { testid: "sync-mode", data: { label: "Mode" } }, r.mode),
+      h("td", { data: { label: "Outcome" } }, outcome),
+      h("td", { testid: "sync-duration", data: { label: "Duration" } }, formatDuration(r.durationMs)),
       h(
         "td",
-        null,
+        { data: { label: "Changes" } },
         r.updatedRefsTotal === 0
           ? h("span", { class: "muted" }, "none")
           : refs
