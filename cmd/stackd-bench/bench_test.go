@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackd/stackd/impl/stackdbin"
 )
 
 // TestMain lets the test binary stand in for the harness binary as the
@@ -31,28 +33,7 @@ func TestMain(m *testing.M) {
 // directory, with the race detector when this test has it (the packages
 // are then shared with the rest of `go test -race ./...` in the build
 // cache).
-func buildStackd(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "stackd")
-	args := []string{"build"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "-o", bin, "./cmd/stackd")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return bin
-}
+func buildStackd(t *testing.T) string { return stackdbin.Path(t, raceEnabled) }
 
 func requireGitDaemon(t *testing.T) {
 	t.Helper()

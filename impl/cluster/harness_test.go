@@ -20,6 +20,7 @@ import (
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
+	"github.com/stackd/stackd/impl/stackdbin"
 )
 
 // The end-to-end tests of replicas run the real binary: several `stackd
@@ -28,45 +29,10 @@ import (
 // mirroring an upstream that git daemon serves through a TCP proxy that
 // records every upload-pack session and can stall a transfer.
 
-var built struct {
-	once sync.Once
-	bin  string
-	err  error
-	dir  string
-}
-
 // stackdBinary builds cmd/stackd once per test binary (with the race
 // detector when the tests have it: the packages are then shared with `go
 // test -race ./...` in the build cache).
-func stackdBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		root, err := filepath.Abs(filepath.Join("..", ".."))
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.dir, built.err = os.MkdirTemp("", "stackd-bin-")
-		if built.err != nil {
-			return
-		}
-		built.bin = filepath.Join(built.dir, "stackd")
-		args := []string{"build"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", built.bin, "./cmd/stackd")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
-}
+func stackdBinary(t *testing.T) string { return stackdbin.Path(t, raceEnabled) }
 
 // logBuffer collects a replica's log lines (JSON).
 type logBuffer struct {

@@ -29,45 +29,16 @@ import (
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl/mirror/hostile"
 	"github.com/stackd/stackd/impl/mirror/mirrortest"
+	"github.com/stackd/stackd/impl/stackdbin"
 )
 
 // maxGrowth bounds the growth of the server's peak resident memory during
 // one attack.
 const maxGrowth = 256 << 20
 
-var built struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-// stackdBinary builds cmd/stackd once, without the race detector, whose
+// stackdBinary is cmd/stackd built without the race detector, whose
 // shadow memory would hide what the binary as shipped uses.
-func stackdBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		root, err := filepath.Abs(filepath.Join("..", ".."))
-		if err != nil {
-			built.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "stackd-hostile-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.bin = filepath.Join(dir, "stackd")
-		cmd := exec.Command("go", "build", "-o", built.bin, "./cmd/stackd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
-}
+func stackdBinary(t *testing.T) string { return stackdbin.Path(t, false) }
 
 // server is one `stackd serve` process.
 type server struct {
