@@ -479,7 +479,11 @@ type RepoCreate struct {
 	// the value.
 	Trunk *string `json:"trunk,omitempty"`
 
-	// Url https://, ssh:// (or scp-like user@host:path) or git:// URL.
+	// Url An https:// or git:// URL (plain http://, file:// and paths only
+	// with the flags named in createRepo). ssh:// and scp-like
+	// user@host:path URLs are refused with 400
+	// `/problems/remote-not-allowed`: an ssh mirror needs a key, so it
+	// can only be declared in the config file.
 	Url string `json:"url"`
 }
 

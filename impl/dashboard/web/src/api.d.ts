@@ -838,7 +838,12 @@ export interface components {
         RepoCreate: {
             /** @description Defaults to the last path segment of the URL without .git. */
             id?: string;
-            /** @description https://, ssh:// (or scp-like user@host:path) or git:// URL. */
+            /** @description An https:// or git:// URL (plain http://, file:// and paths only
+             *     with the flags named in createRepo). ssh:// and scp-like
+             *     user@host:path URLs are refused with 400
+             *     `/problems/remote-not-allowed`: an ssh mirror needs a key, so it
+             *     can only be declared in the config file.
+             *      */
             url: string;
             /** @description Defaults to the remote's default branch. A branch name git
              *     could have created (`git check-ref-format --branch`), with the
