@@ -334,6 +334,9 @@ func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls
 	}
 	defer resp.Close()
 	var r io.Reader = resp
+	if m.rem.transfers != nil {
+		r = counted{r: resp, t: m.rem.transfers}
+	}
 	switch {
 	case req.Capabilities.Supports(capability.Sideband64k):
 		r = sideband.NewDemuxer(sideband.Sideband64k, resp)
