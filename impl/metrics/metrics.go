@@ -66,8 +66,8 @@ type Metrics struct {
 	webhooks   *prometheus.CounterVec
 	rateLimits *prometheus.CounterVec
 
-	leaseWait *prometheus.HistogramVec
-	leasesGot *prometheus.CounterVec
+	leaseWait prometheus.Histogram
+	leasesGot prometheus.Counter
 	leaseHeld prometheus.Gauge
 
 	storeQuery *prometheus.HistogramVec
@@ -121,10 +121,10 @@ func New(version string) *Metrics {
 		rateLimits: f.counter("stackd_rate_limit_refusals_total",
 			"Requests refused (429) by a rate limit, by bucket (api, sync, auth_failure).", "bucket"),
 
-		leaseWait: f.histogram("stackd_lease_wait_seconds",
-			"Time this replica waited for a repository's lease (PostgreSQL replicas), by how (wait, try).", slowBuckets, "how"),
-		leasesGot: f.counter("stackd_lease_acquisitions_total",
-			"Repository leases this replica took (PostgreSQL replicas), by how (wait: blocked until free; try: taken when free).", "how"),
+		leaseWait: f.plainHistogram("stackd_lease_wait_seconds",
+			"Time this replica waited for a repository's lease before holding it (PostgreSQL replicas).", slowBuckets),
+		leasesGot: f.plainCounter("stackd_lease_holds_total",
+			"Repository leases this replica took and held (PostgreSQL replicas)."),
 		leaseHeld: f.gauge("stackd_leases_held", "Repository leases this replica holds now (PostgreSQL replicas)."),
 
 		storeQuery: f.histogram("stackd_store_query_duration_seconds",
@@ -146,6 +146,18 @@ func (f factory) counter(name, help string, labels ...string) *prometheus.Counte
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	f.reg.MustRegister(c)
 	return c
+}
+
+func (f factory) plainCounter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) plainHistogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	f.reg.MustRegister(h)
+	return h
 }
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
@@ -334,14 +346,14 @@ func (m *Metrics) RateLimited(bucket string) {
 	m.rateLimits.WithLabelValues(bucket).Inc()
 }
 
-// LeaseTaken observes a lease taken after waiting wait (how: wait or
-// try); call the function it returns when the lease is released.
-func (m *Metrics) LeaseTaken(how string, wait time.Duration) (released func()) {
+// LeaseTaken observes a lease taken after waiting wait; call the
+// function it returns when the lease is released.
+func (m *Metrics) LeaseTaken(wait time.Duration) (released func()) {
 	if m == nil {
 		return func() {}
 	}
-	m.leaseWait.WithLabelValues(how).Observe(wait.Seconds())
-	m.leasesGot.WithLabelValues(how).Inc()
+	m.leaseWait.Observe(wait.Seconds())
+	m.leasesGot.Inc()
 	m.leaseHeld.Inc()
 	return m.leaseHeld.Dec
 }

@@ -142,7 +142,7 @@ func (r *Replica) Lease(ctx context.Context, repoID string) (refresh.Lease, erro
 	if err != nil {
 		return nil, err
 	}
-	return r.held(l, "wait", start), nil
+	return r.held(l, start), nil
 }
 
 // TryLease takes the repository's lease when it is free.
@@ -152,16 +152,16 @@ func (r *Replica) TryLease(ctx context.Context, repoID string) (refresh.Lease, b
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	return r.held(l, "try", start), true, nil
+	return r.held(l, start), true, nil
 }
 
 // held counts a lease taken in the metrics (its wait since start; one
 // more held until its Release).
-func (r *Replica) held(l *cluster.Lease, how string, start time.Time) refresh.Lease {
+func (r *Replica) held(l *cluster.Lease, start time.Time) refresh.Lease {
 	if r.metrics == nil {
 		return l
 	}
-	return &countedLease{Lease: l, released: r.metrics.LeaseTaken(how, time.Since(start))}
+	return &countedLease{Lease: l, released: r.metrics.LeaseTaken(time.Since(start))}
 }
 
 // countedLease is a lease whose Release the metrics count (once).
