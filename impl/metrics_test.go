@@ -359,7 +359,7 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 			List []struct {
 				Name  string `json:"name"`
 				Type  string `json:"type"`
-				Query string `json:"query"`
+				Query json.RawMessage `json:"query"`
 			} `json:"list"`
 		} `json:"templating"`
 	}
@@ -368,7 +368,7 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 	}
 	hasDatasource := false
 	for _, v := range dash.Templating.List {
-		if v.Type == "datasource" && v.Query == "prometheus" {
+		if v.Type == "datasource" && string(v.Query) == `"prometheus"` {
 			hasDatasource = true
 		}
 	}
