@@ -1,7 +1,6 @@
 package impl_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,106 +8,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/metrics/metricstest"
 )
-
-// scrape is one parsed answer of /metrics, and its text.
-type scrape struct {
-	text     string
-	families map[string]*dto.MetricFamily
-}
-
-// scrapeMetrics GETs /metrics from the metrics listener at addr.
-func scrapeMetrics(t *testing.T, addr string) scrape {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
-		t.Fatalf("GET /metrics: Content-Type %q, want the text format", ct)
-	}
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse the scrape: %v\n%s", err, body)
-	}
-	return scrape{text: string(body), families: fams}
-}
-
-// value sums the samples of a family whose labels include want (a
-// histogram's or summary's count; a counter's, gauge's or untyped value).
-// A family or series absent from the scrape is 0.
-func (s scrape) value(name string, want map[string]string) float64 {
-	f, ok := s.families[name]
-	if !ok {
-		return 0
-	}
-	var sum float64
-	for _, m := range f.Metric {
-		if !hasLabels(m, want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		case m.Summary != nil:
-			sum += float64(m.Summary.GetSampleCount())
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	for k, v := range want {
-		found := false
-		for _, l := range m.Label {
-			if l.GetName() == k && l.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-// labelValues lists the values a family's series have for a label.
-func (s scrape) labelValues(name, label string) []string {
-	var out []string
-	if f, ok := s.families[name]; ok {
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if l.GetName() == label && !slices.Contains(out, l.GetValue()) {
-					out = append(out, l.GetValue())
-				}
-			}
-		}
-	}
-	return out
-}
 
 // TestMetricsScrape runs a server with --metrics-addr through what an
 // operator wants to watch (real git repositories behind git daemon, an
@@ -131,7 +40,7 @@ func TestMetricsScrape(t *testing.T) {
 	if addr == "" {
 		t.Fatal("no metrics listener with --metrics-addr")
 	}
-	before := scrapeMetrics(t, addr)
+	before := metricstest.Get(t, addr)
 
 	// An onboarding: a clone (an upload-pack session, pack bytes), a run
 	// of trigger onboard, a view built and served.
@@ -181,7 +90,7 @@ func TestMetricsScrape(t *testing.T) {
 	if resp, err := s.c.GetViewWithResponse(ctx(t), "metered", nil); err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("view: %v", err)
 	}
-	after := scrapeMetrics(t, addr)
+	after := metricstest.Get(t, addr)
 
 	t.Run("series moved", func(t *testing.T) {
 		repo := map[string]string{"repo": "metered"}
@@ -219,28 +128,28 @@ func TestMetricsScrape(t *testing.T) {
 			{"process_cpu_seconds_total", nil},
 		}
 		for _, m := range moved {
-			if b, a := before.value(m.name, m.labels), after.value(m.name, m.labels); !(a > b) {
+			if b, a := before.Value(m.name, m.labels), after.Value(m.name, m.labels); !(a > b) {
 				t.Errorf("%s%v: %v before, %v after: did not move", m.name, m.labels, b, a)
 			}
 		}
-		if got := after.value("stackd_build_info", map[string]string{"version": "v1.2.3-test"}); got != 1 {
+		if got := after.Value("stackd_build_info", map[string]string{"version": "v1.2.3-test"}); got != 1 {
 			t.Errorf("stackd_build_info{version=v1.2.3-test} = %v, want 1", got)
 		}
 		// Present from the start, whether or not they moved.
 		for _, name := range []string{"stackd_sync_runs_queued", "stackd_sync_runs_running", "stackd_leases_held", "stackd_lease_wait_seconds", "stackd_lease_holds_total"} {
-			if _, ok := before.families[name]; !ok {
+			if _, ok := before.Families[name]; !ok {
 				t.Errorf("%s is not in the scrape", name)
 			}
 		}
 		// Route templates, never raw paths: no label value names the
 		// repository.
-		for _, route := range after.labelValues("stackd_http_requests_total", "route") {
+		for _, route := range after.LabelValues("stackd_http_requests_total", "route") {
 			if strings.Contains(route, "metered") {
 				t.Errorf("route label %q is a raw path", route)
 			}
 		}
 		// The repository id is the only unbounded label.
-		for name, f := range after.families {
+		for name, f := range after.Families {
 			for _, m := range f.Metric {
 				for _, l := range m.Label {
 					if strings.Contains(l.GetValue(), "metered") && l.GetName() != "repo" {
@@ -252,7 +161,7 @@ func TestMetricsScrape(t *testing.T) {
 	})
 
 	t.Run("promtool", func(t *testing.T) {
-		promtoolCheck(t, after.text)
+		promtoolCheck(t, after.Text)
 	})
 
 	t.Run("grafana dashboard", func(t *testing.T) {
@@ -405,13 +314,13 @@ func seriesNames(expr string) []string {
 
 // inScrape reports whether a series name is in the scrape: a family's
 // name, or a histogram's _bucket, _sum or _count.
-func inScrape(s scrape, name string) bool {
-	if _, ok := s.families[name]; ok {
+func inScrape(s metricstest.Scrape, name string) bool {
+	if _, ok := s.Families[name]; ok {
 		return true
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
-			if f, ok := s.families[base]; ok && (f.GetType() == dto.MetricType_HISTOGRAM || suffix != "_bucket" && f.GetType() == dto.MetricType_SUMMARY) {
+			if f, ok := s.Families[base]; ok && (f.GetType() == dto.MetricType_HISTOGRAM || suffix != "_bucket" && f.GetType() == dto.MetricType_SUMMARY) {
 				return true
 			}
 		}
