@@ -266,8 +266,8 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 		} `json:"panels"`
 		Templating struct {
 			List []struct {
-				Name  string `json:"name"`
-				Type  string `json:"type"`
+				Name  string          `json:"name"`
+				Type  string          `json:"type"`
 				Query json.RawMessage `json:"query"`
 			} `json:"list"`
 		} `json:"templating"`

@@ -120,8 +120,8 @@ func New(d Deps) (http.Handler, error) {
 		requestid.Middleware,                     // 1
 		securityHeaders(headerPolicy{hsts: d.HSTS, docsCSP: docsCSP}),
 		accessLog(d.Logger, d.AccessLog, d.Auth.ClientAddress, d.Metrics), // 2
-		validate.CloseUnread,                                   // 3
-		d.Auth.Hosts,                                           // 4
+		validate.CloseUnread,                                              // 3
+		d.Auth.Hosts,                                                      // 4
 		d.Auth.CORS,
 		v.Routes, // 5
 		noteRoute,
