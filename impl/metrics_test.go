@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl"
@@ -178,6 +179,44 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	})
 
+	t.Run("alert rules", func(t *testing.T) {
+		rules := filepath.Join("..", "docs", "prometheus-alerts.yml")
+		raw, err := os.ReadFile(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var file struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `yaml:"alert"`
+					Expr  string `yaml:"expr"`
+				} `yaml:"rules"`
+			} `yaml:"groups"`
+		}
+		if err := yaml.Unmarshal(raw, &file); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, g := range file.Groups {
+			for _, r := range g.Rules {
+				n++
+				names := seriesNames(r.Expr)
+				if len(names) == 0 {
+					t.Errorf("alert %s: expr %q queries no series", r.Alert, r.Expr)
+				}
+				for _, name := range names {
+					if !inScrape(after, name) {
+						t.Errorf("alert %s: %s is not in a real scrape", r.Alert, name)
+					}
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatal("no alert rules")
+		}
+		promtoolRun(t, nil, "check", "rules", rules)
+	})
+
 	t.Run("not on the API listener", func(t *testing.T) {
 		for _, p := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/cmdline"} {
 			code, h, body := s.do("GET", p, nil)
@@ -228,10 +267,16 @@ func TestNoMetricsListenerByDefault(t *testing.T) {
 	}
 }
 
-// promtoolCheck lints a scrape with `promtool check metrics`: skipped when
+// promtoolCheck lints a scrape with `promtool check metrics`.
+func promtoolCheck(t *testing.T, text string) {
+	t.Helper()
+	promtoolRun(t, strings.NewReader(text), "check", "metrics")
+}
+
+// promtoolRun runs promtool with args, stdin from in: skipped when
 // promtool is not installed, unless STACKD_PROMTOOL=require (CI), which
 // fails instead.
-func promtoolCheck(t *testing.T, text string) {
+func promtoolRun(t *testing.T, in io.Reader, args ...string) {
 	t.Helper()
 	path, err := exec.LookPath("promtool")
 	if err != nil {
@@ -240,10 +285,10 @@ func promtoolCheck(t *testing.T, text string) {
 		}
 		t.Skip("promtool is not on PATH (Debian's prometheus package ships it); STACKD_PROMTOOL=require makes this fail")
 	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
+	cmd := exec.Command(path, args...)
+	cmd.Stdin = in
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
