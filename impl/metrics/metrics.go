@@ -114,7 +114,7 @@ func New(version string) *Metrics {
 		viewBytes: f.gaugeVec("stackd_view_bytes",
 			"Size of the JSON of the view currently served, by repository.", "repo"),
 		viewBranches: f.gaugeVec("stackd_view_branches",
-			"Branches in the view currently served, by repository.", "repo"),
+			"Branches in the stacks of the view currently served, by repository.", "repo"),
 
 		webhooks: f.counter("stackd_webhook_deliveries_total",
 			"GitHub webhook deliveries, by outcome (accepted, duplicate, bad_signature, unparseable, ignored).", "outcome"),
