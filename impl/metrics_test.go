@@ -237,6 +237,22 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatalf("GET /debug/pprof/ without --metrics-pprof: %d, want 404", resp.StatusCode)
 		}
 	})
+	// Last: it removes the repository.
+	t.Run("a removed repository's series go", func(t *testing.T) {
+		if resp, err := s.c.DeleteRepoWithResponse(ctx(t), "metered"); err != nil || resp.StatusCode() != 204 {
+			t.Fatalf("delete: %v", err)
+		}
+		gone := metricstest.Get(t, addr)
+		for name, f := range gone.Families {
+			for _, m := range f.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "repo" && l.GetValue() == "metered" {
+						t.Errorf("%s{repo=metered} is still exported after the removal", name)
+					}
+				}
+			}
+		}
+	})
 }
 
 // TestMetricsPprof: with --metrics-pprof, pprof answers on the metrics
