@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/stackd/stackd/impl/auth"
@@ -32,6 +31,7 @@ import (
 // requestNote is what the access log learns from inside the chain.
 type requestNote struct {
 	route     string
+	template  bool // route is an operation's path template
 	principal string
 }
 
@@ -48,7 +48,7 @@ func noteRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n := noteFrom(r.Context()); n != nil {
 			if route, ok := validate.RouteFrom(r.Context()); ok {
-				n.route = route.Path
+				n.route, n.template = route.Path, true
 			} else if outsideContract(r.URL.Path) {
 				n.route = r.URL.Path
 			}
@@ -116,7 +116,7 @@ func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *
 			rec := &statusRecorder{ResponseWriter: w}
 			note := &requestNote{}
 			// Runs last, also when an aborted handler's panic goes on up.
-			defer func() { done(routeLabel(note.route), methodLabel(r.Method), rec.status) }()
+			defer func() { done(routeLabel(note.route, note.template), methodLabel(r.Method), rec.status) }()
 			defer func() {
 				if v := recover(); v != nil {
 					if v == http.ErrAbortHandler {
@@ -139,19 +139,21 @@ func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *
 }
 
 // routeLabel is the route label of the HTTP metrics: the operation's path
-// template, or the path of a route outside the contract, with the
-// dashboard's many paths folded into two ("/assets/" and "/" for its app
-// paths) and Swagger UI's into "/docs/"; "unmatched" when no route did.
-// So the label's values are bounded whatever paths clients send.
-func routeLabel(route string) string {
+// template (template), or the path of a route outside the contract, with
+// the dashboard's many paths folded into two ("/assets/" and "/" for its
+// app paths) and Swagger UI's into "/docs/"; "unmatched" when no route
+// did. So the label's values are bounded whatever paths clients send.
+func routeLabel(route string, template bool) string {
 	switch {
+	case template:
+		return route
 	case route == "":
 		return "unmatched"
 	case isDocs(route):
 		return "/docs/"
 	case dashboard.IsAssetPath(route):
 		return dashboard.AssetPrefix
-	case route == "/openapi.json" || route == "/openapi.yaml" || strings.HasPrefix(route, "/api/") || strings.HasPrefix(route, "/auth/"):
+	case route == "/openapi.json" || route == "/openapi.yaml":
 		return route
 	default:
 		return "/"
