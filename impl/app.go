@@ -9,6 +9,7 @@
 //   - repos: the set of served repositories and their lifecycle;
 //   - replica: the coordination of replicas that share a database;
 //   - datadir: the data directory's lock and its place;
+//   - metrics: the Prometheus series and the metrics listener's handler;
 //   - refresh, registry, source, view, events, auth, store, ...: the
 //     concerns they are made of.
 package impl
