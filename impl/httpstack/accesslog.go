@@ -105,9 +105,9 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// accessLog turns a panic into a 500 problem and, when on, logs each
-// request (see above). client says who the client is (auth's reading of
-// the peer and the trusted proxies).
+// accessLog turns a panic into a 500 problem, counts each request in m
+// (nil: not counted) and, when on, logs it (see above). client says who
+// the client is (auth's reading of the peer and the trusted proxies).
 func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *metrics.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
