@@ -245,6 +245,18 @@ func TestReplicasActAsOne(t *testing.T) {
 			return metricstest.Get(t, r.metricsAddr).Value("stackd_leases_held", nil) == 0
 		})
 	}
+	// And time their PostgreSQL store's operations.
+	putSyncs := 0.0
+	for _, r := range all {
+		sc := metricstest.Get(t, r.metricsAddr)
+		if n := sc.Value("stackd_store_query_duration_seconds", map[string]string{"engine": "postgres"}); n == 0 {
+			t.Fatalf("%s timed no store operation on postgres", r.name)
+		}
+		putSyncs += sc.Value("stackd_store_query_duration_seconds", map[string]string{"engine": "postgres", "operation": "put_sync"})
+	}
+	if putSyncs == 0 {
+		t.Fatal("no replica timed a put_sync on postgres")
+	}
 	sameView(t, 5*time.Second, "app", all...)
 
 	// A browser session made through one replica is valid on another.
