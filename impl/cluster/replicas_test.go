@@ -101,7 +101,8 @@ func changed(res client.SyncResult, ref, sha string) bool {
 //     the repository at once (at most one upload-pack session at a time
 //     at the remote; exactly one fetched the change), each answers with
 //     a run that started after it, and the replicas' logs name the lease
-//     holders;
+//     holders, which their metrics count (stackd_lease_holds_total, one
+//     wait each, none held after);
 //   - a browser session made through one replica is valid on another, a
 //     sign-in may start on one and end on another, a sign-out on one
 //     ends the session on all;
