@@ -217,6 +217,27 @@ func TestMetricsScrape(t *testing.T) {
 		promtoolRun(t, nil, "check", "rules", rules)
 	})
 
+	t.Run("the README lists every series", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, m := range regexp.MustCompile("(?m)^\\| `(stackd_[a-z_]+)` \\|").FindAllStringSubmatch(string(raw), -1) {
+			listed[m[1]] = true
+		}
+		for name := range after.Families {
+			if strings.HasPrefix(name, "stackd_") && !listed[name] {
+				t.Errorf("%s is not in the README's table of series", name)
+			}
+		}
+		for name := range listed {
+			if _, ok := after.Families[name]; !ok {
+				t.Errorf("the README lists %s, which a scrape does not have", name)
+			}
+		}
+	})
+
 	t.Run("not on the API listener", func(t *testing.T) {
 		for _, p := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/cmdline"} {
 			code, h, body := s.do("GET", p, nil)
