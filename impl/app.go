@@ -9,6 +9,7 @@
 //   - repos: the set of served repositories and their lifecycle;
 //   - replica: the coordination of replicas that share a database;
 //   - datadir: the data directory's lock and its place;
+//   - metrics: the Prometheus series and the metrics listener's handler;
 //   - refresh, registry, source, view, events, auth, store, ...: the
 //     concerns they are made of.
 package impl
@@ -35,6 +36,7 @@ import (
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/httpstack"
 	"github.com/stackd/stackd/impl/memlimit"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/replica"
@@ -54,6 +56,12 @@ type App struct {
 	replica  *replica.Replica // nil without --database-url
 	handler  http.Handler
 	cleanups []func() // run in reverse by Close
+
+	// metrics are the series (nil without --metrics-addr); metricsLn is
+	// their listener, bound by New, served from Start.
+	metrics      *metrics.Metrics
+	metricsLn    net.Listener
+	metricsPprof bool
 }
 
 // Options are test seams of New; the zero value is production.
@@ -154,16 +162,24 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := a.listenMetrics(cfg); err != nil {
+		return err
+	}
 	st, err := a.openStore(cfg)
 	if err != nil {
 		return err
+	}
+	if a.metrics != nil {
+		st.Observe(a.metrics)
 	}
 	if err := refresh.FailUnfinished(context.Background(), st, replicaID, log); err != nil {
 		return err
 	}
 	broker := events.NewBroker(opts.EventLimits)
+	a.metrics.GaugeFunc(metrics.EventStreams, "Event streams (GET /api/v1/repos/{repoID}/events) open on this process.",
+		func() float64 { return float64(broker.Subscribers()) })
 	if pg, ok := st.(*store.Postgres); ok {
-		if a.replica, err = replica.New(pg, replica.Options{Replica: replicaID, Leases: cfg.SyncWorkers + 4, Streams: broker, Logger: log}); err != nil {
+		if a.replica, err = replica.New(pg, replica.Options{Replica: replicaID, Leases: cfg.SyncWorkers + 4, Streams: broker, Logger: log, Metrics: a.metrics}); err != nil {
 			return err
 		}
 		a.cleanups = append(a.cleanups, a.replica.Close)
@@ -181,6 +197,9 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 			return fmt.Errorf("sign-in key: %w", err)
 		}
 	}
+	if a.metrics != nil {
+		acfg.Refusals = a.metrics
+	}
 	if a.auth, err = auth.New(actx, acfg, st, log, opts.Now); err != nil {
 		return err
 	}
@@ -193,7 +212,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		BeforeRefresh: repos.GuardFetches(short, opts.BeforeRefresh),
 		Events:        broker,
 		Debounce:      cfg.WebhookDebounce, MaxDelay: cfg.WebhookMaxDelay, Clock: opts.DebounceClock,
-		Enqueued: opts.Enqueued, Logger: log, Replica: replicaID,
+		Enqueued: opts.Enqueued, Logger: log, Replica: replicaID, Metrics: a.metrics,
 	}
 	sopts := repos.Options{
 		Store: st, Mirrors: mirrors, Streams: broker, Logger: log,
@@ -202,6 +221,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 			RootCAs: opts.RemoteRootCAs, Resolver: opts.RemoteResolver, Limits: cfg.FetchLimits,
 		},
 		SyncTimeout: cfg.SyncTimeout, SyncInterval: cfg.SyncInterval, After: opts.After, ShortOfMemory: short,
+		Metrics: a.metrics,
 	}
 	if a.replica != nil {
 		// The replica relays the events of syncs, guards and stores the
@@ -210,6 +230,17 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	}
 	a.refresh = refresh.NewManager(ropts)
 	a.cleanups = append(a.cleanups, a.refresh.Close, broker.Close)
+	runs := func(running bool) func() float64 {
+		return func() float64 {
+			q, r := a.refresh.Runs()
+			if running {
+				return float64(r)
+			}
+			return float64(q)
+		}
+	}
+	a.metrics.GaugeFunc(metrics.SyncQueued, "Sync runs queued on this process, waiting for their start (a debounce window, a worker).", runs(false))
+	a.metrics.GaugeFunc(metrics.SyncRunning, "Sync runs running on this process.", runs(true))
 	sopts.Refresh = a.refresh
 	a.repos = repos.New(sopts)
 	a.cleanups = append(a.cleanups, a.repos.Close)
@@ -243,6 +274,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		ShortOfMemory: short,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
+		Metrics:       a.metrics,
 	})
 	a.handler, err = httpstack.New(httpstack.Deps{
 		Logger:            log,
@@ -252,8 +284,58 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		BodyTimeout:       opts.BodyTimeout,
 		WriteStallTimeout: cfg.WriteStallTimeout,
 		AccessLog:         cfg.AccessLog,
+		Metrics:           a.metrics,
 	})
 	return err
+}
+
+// listenMetrics makes the series and binds the metrics listener of
+// --metrics-addr (none without it): its own listener, never the API's,
+// so that the API's exposure (the gate, the postures) and the operator's
+// scrapes stay apart. Start serves it; Close closes it.
+func (a *App) listenMetrics(cfg config.Config) error {
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	a.metrics, a.metricsLn, a.metricsPprof = metrics.New(cfg.Version), ln, cfg.MetricsPprof
+	a.cleanups = append(a.cleanups, func() { _ = ln.Close() })
+	return nil
+}
+
+// MetricsAddr is the address the metrics listener is bound to ("" without
+// --metrics-addr).
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// serveMetrics serves /metrics (and with --metrics-pprof
+// /debug/pprof/) on the metrics listener until ctx ends or Close.
+func (a *App) serveMetrics(ctx context.Context) {
+	if a.metricsLn == nil {
+		return
+	}
+	hs := &http.Server{
+		Handler:           a.metrics.Handler(a.metricsPprof),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ln := a.metricsLn
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			a.log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = hs.Close() })
+	a.cleanups = append(a.cleanups, func() { stop(); _ = hs.Close() })
+	a.log.Info("metrics listening", "addr", ln.Addr().String(), "pprof", a.metricsPprof)
 }
 
 // openStore opens the database (sessions, audit log, repositories
@@ -290,9 +372,11 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 // Start launches the background work and returns at once: the first
 // fetch of every mirror and its interval loop, the watcher of the working
-// repository, the sweeps of sessions and audit entries, and on a replica
-// the listening to the others. It all stops when ctx ends.
+// repository, the sweeps of sessions and audit entries, the metrics
+// listener (--metrics-addr), and on a replica the listening to the
+// others. It all stops when ctx ends.
 func (a *App) Start(ctx context.Context) error {
+	a.serveMetrics(ctx)
 	go a.auth.Sweeper(ctx, every(ctx, time.Hour))
 	go a.auth.AuditFlusher(ctx, every(ctx, time.Minute))
 	a.repos.Start(ctx)

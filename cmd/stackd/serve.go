@@ -141,6 +141,8 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(int64Value{&cfg.FetchLimits.Refs}, "fetch-max-refs", "most refs of refs/heads, refs/stackit and refs/branch-metadata an upstream may advertise (0: the default, 150000)")
 	s.value(sizeValue{&cfg.FetchLimits.RefBytes}, "fetch-max-ref-bytes", "most bytes of the names of those refs (0: the default, 8MiB)")
 	s.value(sizeValue{&cfg.FetchLimits.DeltaSize}, "fetch-max-delta-size", "largest object held in memory to resolve a delta, a delta's base or result (0: the default, 64MiB)")
+	s.str(&cfg.MetricsAddr, "metrics-addr", "listen address of /metrics (Prometheus), a listener of its own, never --addr; default: none")
+	s.value(boolValue{&cfg.MetricsPprof}, "metrics-pprof", "also serve net/http/pprof at /debug/pprof/ on the metrics listener (needs --metrics-addr)")
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
 	if v, ok := os.LookupEnv("STACKD_WEBHOOK_SECRET"); ok {
 		cfg.WebhookSecret = v

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
@@ -118,6 +119,7 @@ type Server struct {
 
 	webhookSecret []byte
 	deliveries    *webhook.Deduper
+	metrics       *metrics.Metrics
 	keepalive     func() (<-chan time.Time, func())
 	diffs         *view.Diffs
 	shortOfMemory func() bool
@@ -148,6 +150,8 @@ type Deps struct {
 	// DiffHooks observe their computations (tests).
 	DiffLimits view.DiffLimits
 	DiffHooks  view.DiffHooks
+	// Metrics counts the webhook deliveries by outcome (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // New builds the API implementation.
@@ -172,6 +176,7 @@ func New(d Deps) *Server {
 		log: log, info: d.Info,
 		webhookSecret: d.WebhookSecret,
 		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),
+		metrics:       d.Metrics,
 		keepalive:     ka,
 		diffs:         view.NewDiffs(d.DiffLimits, view.DefaultDiffCacheBytes, d.DiffHooks),
 		shortOfMemory: short,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
@@ -35,6 +36,7 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		sig = *req.Params.XHubSignature256
 	}
 	if err := webhook.Verify(s.webhookSecret, raw.Data, sig); err != nil {
+		s.metrics.WebhookDelivery(metrics.WebhookBadSignature)
 		// A failed authentication: it spends from the address's bucket
 		// (the gate already did when the header was not even well-formed).
 		var limited *auth.LimitError
@@ -58,10 +60,12 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 	log := s.log.With("event", event, "delivery", delivery)
 	if s.seenDelivery(ctx, delivery) {
 		log.Info("webhook: repeated delivery ignored")
+		s.metrics.WebhookDelivery(metrics.WebhookDuplicate)
 		return gen.GithubWebhook204Response{}, nil
 	}
 	if event != webhook.EventPush {
 		log.Info("webhook: event ignored")
+		s.metrics.WebhookDelivery(metrics.WebhookIgnored)
 		return gen.GithubWebhook204Response{}, nil
 	}
 	payload, err := webhook.Payload(raw.ContentType, raw.Data)
@@ -73,11 +77,13 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 		// Signed by GitHub, so answering 4xx would only make it show a
 		// failure nobody can fix; nothing is fetched.
 		log.Warn("webhook: a verified push delivery cannot be parsed; nothing fetched", "err", err)
+		s.metrics.WebhookDelivery(metrics.WebhookUnparseable)
 		return gen.GithubWebhook204Response{}, nil
 	}
 	repo, ok := s.repos.ByFullName(push.FullName)
 	if !ok || repo.Kind != gen.Mirror {
 		log.Info("webhook: push for a repository that is not a managed mirror; nothing fetched", "fullName", push.FullName)
+		s.metrics.WebhookDelivery(metrics.WebhookIgnored)
 		return gen.GithubWebhook204Response{}, nil
 	}
 	id := ""
@@ -86,9 +92,11 @@ func (s *Server) GithubWebhook(ctx context.Context, req gen.GithubWebhookRequest
 	}
 	if id == "" { // removed since it was looked up, or being removed
 		log.Info("webhook: push for a repository being removed; nothing fetched", "repo", repo.ID)
+		s.metrics.WebhookDelivery(metrics.WebhookIgnored)
 		return gen.GithubWebhook204Response{}, nil
 	}
 	log.Info("webhook: refresh queued", "repo", repo.ID, "sync", id, "ref", push.Ref)
+	s.metrics.WebhookDelivery(metrics.WebhookAccepted)
 	return gen.GithubWebhook202JSONResponse{RepoID: repo.ID, SyncID: id}, nil
 }
 

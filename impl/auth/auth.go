@@ -43,6 +43,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/store"
 )
 
@@ -153,6 +154,9 @@ type Config struct {
 	// share it (the store's shared key), so that a sign-in started on
 	// one can end on another. Empty: a random key of this process.
 	LoginKey []byte
+	// Refusals counts the requests a rate limit refused, by bucket
+	// (package metrics: metrics.Bucket*); nil: not counted.
+	Refusals interface{ RateLimited(bucket string) }
 }
 
 // Principal is the authenticated caller.
@@ -292,9 +296,9 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		allowEmails:  lowerSet(c.AllowedEmails),
 		allowDomains: lowerSet(c.AllowedDomains),
 		allowGroups:  set(c.AllowedGroups),
-		apiLimit:     newLimiter(c.Rate, DefaultRate),
-		syncLimit:    newLimiter(c.SyncRate, DefaultSyncRate),
-		failLimit:    newLimiter(c.FailRate, DefaultFailRate),
+		apiLimit:     newLimiter(metrics.BucketAPI, c.Rate, DefaultRate),
+		syncLimit:    newLimiter(metrics.BucketSync, c.SyncRate, DefaultSyncRate),
+		failLimit:    newLimiter(metrics.BucketAuthFailure, c.FailRate, DefaultFailRate),
 		aggs:         map[aggKey]*store.AuditEntry{},
 	}
 	if c.BaseURL != "" {

@@ -313,6 +313,9 @@ func (a *Auth) spend(l *limiter, key, what string) error {
 	if ok {
 		return nil
 	}
+	if a.cfg.Refusals != nil {
+		a.cfg.Refusals.RateLimited(l.bucket)
+	}
 	return &LimitError{RetryAfter: wait, Detail: what + "; retry in " + retryText(wait)}
 }
 

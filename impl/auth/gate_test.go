@@ -536,7 +536,7 @@ func TestRateLimits(t *testing.T) {
 
 func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLimiter(RateLimit{PerSecond: 1, Burst: 1}, DefaultRate)
+	l := newLimiter("api", RateLimit{PerSecond: 1, Burst: 1}, DefaultRate)
 	for i := 0; i < maxClients; i++ {
 		if ok, _ := l.take(fmt.Sprint(i), now); !ok {
 			t.Fatal("fresh client limited")
@@ -556,7 +556,7 @@ func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
 	if len(l.clients) != 1 {
 		t.Fatalf("%d buckets after prune, want 1", len(l.clients))
 	}
-	if ok, _ := newLimiter(RateLimit{PerSecond: -1}, DefaultRate).take("x", now); !ok {
+	if ok, _ := newLimiter("api", RateLimit{PerSecond: -1}, DefaultRate).take("x", now); !ok {
 		t.Fatal("unlimited limiter limited")
 	}
 }

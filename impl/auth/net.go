@@ -104,6 +104,7 @@ const maxClients = 10000
 
 // limiter keeps one token bucket per client address.
 type limiter struct {
+	bucket    string // its name in the metrics (metrics.Bucket*)
 	unlimited bool
 	limit     rate.Limit
 	burst     int
@@ -112,12 +113,12 @@ type limiter struct {
 	clients map[string]*rate.Limiter
 }
 
-func newLimiter(c, def RateLimit) *limiter {
+func newLimiter(bucket string, c, def RateLimit) *limiter {
 	if c.PerSecond == 0 && c.Burst == 0 {
 		c = def
 	}
 	if c.PerSecond < 0 {
-		return &limiter{unlimited: true}
+		return &limiter{bucket: bucket, unlimited: true}
 	}
 	if c.PerSecond == 0 {
 		c.PerSecond = def.PerSecond
@@ -125,7 +126,7 @@ func newLimiter(c, def RateLimit) *limiter {
 	if c.Burst <= 0 {
 		c.Burst = max(1, int(math.Ceil(c.PerSecond)))
 	}
-	return &limiter{limit: rate.Limit(c.PerSecond), burst: c.Burst, clients: map[string]*rate.Limiter{}}
+	return &limiter{bucket: bucket, limit: rate.Limit(c.PerSecond), burst: c.Burst, clients: map[string]*rate.Limiter{}}
 }
 
 // take spends a token of client's bucket at now, or reports how long until

@@ -88,6 +88,8 @@ type replica struct {
 	c    *client.ClientWithResponses
 	// token, when set, is sent as a bearer token by c and do.
 	token string
+	// metricsAddr is its metrics listener (replicaConfig.metrics).
+	metricsAddr string
 }
 
 // replicaConfig is what every replica of one test shares.
@@ -99,6 +101,8 @@ type replicaConfig struct {
 	// oidc: the replicas sign users in (--base-url is each replica's own
 	// URL; extra holds the provider's flags).
 	oidc bool
+	// metrics: each replica gets a metrics listener (--metrics-addr).
+	metrics bool
 }
 
 // startReplica starts a replica and waits for its "stackd listening" line.
@@ -113,6 +117,11 @@ func startReplica(t *testing.T, name string, rc replicaConfig) *replica {
 	if rc.oidc {
 		args = append(args, "--base-url", "http://"+addr)
 	}
+	metricsAddr := ""
+	if rc.metrics {
+		metricsAddr = fmt.Sprintf("127.0.0.1:%d", mirrortest.FreePort(t))
+		args = append(args, "--metrics-addr", metricsAddr)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir() // no repository here
 	cmd.Env = append(os.Environ(), "STACKD_DATABASE_URL="+rc.databaseURL, "STACKD_DEBUG=1")
@@ -126,7 +135,7 @@ func startReplica(t *testing.T, name string, rc replicaConfig) *replica {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{name: name, url: "http://" + addr, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	r := &replica{name: name, url: "http://" + addr, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{}), metricsAddr: metricsAddr}
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stackd/stackd/gen/client"
 	"github.com/stackd/stackd/impl/auth/authtest"
+	"github.com/stackd/stackd/impl/metrics/metricstest"
 	"github.com/stackd/stackd/impl/store/pgtest"
 )
 
@@ -100,7 +101,8 @@ func changed(res client.SyncResult, ref, sha string) bool {
 //     the repository at once (at most one upload-pack session at a time
 //     at the remote; exactly one fetched the change), each answers with
 //     a run that started after it, and the replicas' logs name the lease
-//     holders;
+//     holders, which their metrics count (stackd_lease_holds_total, one
+//     wait each, none held after);
 //   - a browser session made through one replica is valid on another, a
 //     sign-in may start on one and end on another, a sign-out on one
 //     ends the session on all;
@@ -116,7 +118,8 @@ func TestReplicasActAsOne(t *testing.T) {
 		oidc:        true,
 		extra: []string{"--auth", "oidc", "--oidc-issuer", idp.Issuer(), "--oidc-client-id", idp.ClientID,
 			"--allowed-domains", "example.com"},
-		env: []string{"STACKD_OIDC_CLIENT_SECRET=" + idp.ClientSecret},
+		env:     []string{"STACKD_OIDC_CLIENT_SECRET=" + idp.ClientSecret},
+		metrics: true,
 	}
 	a := startReplica(t, "a", rc)
 	b := startReplica(t, "b", rc)
@@ -186,6 +189,7 @@ func TestReplicasActAsOne(t *testing.T) {
 	for _, r := range all {
 		leasesBefore += r.logs.count("refresh lease taken", "repo", "app")
 	}
+	holdsBefore, waitsBefore := leaseMetrics(t, all)
 	third := up.change("third")
 	var wg sync.WaitGroup
 	results := make([]client.SyncResult, 50)
@@ -229,6 +233,30 @@ func TestReplicasActAsOne(t *testing.T) {
 	}
 	if leases < sessions-before {
 		t.Fatalf("%d lease holders logged for %d sessions", leases, sessions-before)
+	}
+	// The replicas' metrics count those leases: every hold with its wait,
+	// and none held once the runs ended.
+	holds, waits := leaseMetrics(t, all)
+	if holds-holdsBefore < float64(leases) || waits-waitsBefore != holds-holdsBefore {
+		t.Fatalf("stackd_lease_holds_total moved by %v and stackd_lease_wait_seconds_count by %v, for %d leases logged",
+			holds-holdsBefore, waits-waitsBefore, leases)
+	}
+	for _, r := range all {
+		within(t, 10*time.Second, "no lease held by "+r.name, func() bool {
+			return metricstest.Get(t, r.metricsAddr).Value("stackd_leases_held", nil) == 0
+		})
+	}
+	// And time their PostgreSQL store's operations.
+	putSyncs := 0.0
+	for _, r := range all {
+		sc := metricstest.Get(t, r.metricsAddr)
+		if n := sc.Value("stackd_store_query_duration_seconds", map[string]string{"engine": "postgres"}); n == 0 {
+			t.Fatalf("%s timed no store operation on postgres", r.name)
+		}
+		putSyncs += sc.Value("stackd_store_query_duration_seconds", map[string]string{"engine": "postgres", "operation": "put_sync"})
+	}
+	if putSyncs == 0 {
+		t.Fatal("no replica timed a put_sync on postgres")
 	}
 	sameView(t, 5*time.Second, "app", all...)
 
@@ -518,4 +546,16 @@ func TestStartupSweepSparesAnotherReplicasClone(t *testing.T) {
 	if code, _, _ := c.do(t, "GET", "/api/v1/repos/big", nil); code != 404 {
 		t.Fatalf("the repository whose onboarding died: %d on c, want 404", code)
 	}
+}
+
+// leaseMetrics sums stackd_lease_holds_total and the count of
+// stackd_lease_wait_seconds over the replicas' metrics listeners.
+func leaseMetrics(t *testing.T, rs []*replica) (holds, waits float64) {
+	t.Helper()
+	for _, r := range rs {
+		sc := metricstest.Get(t, r.metricsAddr)
+		holds += sc.Value("stackd_lease_holds_total", nil)
+		waits += sc.Value("stackd_lease_wait_seconds", nil)
+	}
+	return holds, waits
 }

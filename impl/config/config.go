@@ -218,6 +218,15 @@ type Config struct {
 	// fails its own unfinished syncs at start-up) and unique among the
 	// replicas. Default (ResolveDefaults): <hostname>:<port of Addr>.
 	ReplicaID string
+	// MetricsAddr (--metrics-addr) is the listen address of /metrics
+	// (Prometheus text format), a listener of its own that never serves
+	// the API, and the API's never serves it. Empty (the default): no
+	// metrics listener. It must differ from Addr.
+	MetricsAddr string
+	// MetricsPprof (--metrics-pprof) also serves net/http/pprof at
+	// /debug/pprof/ on the metrics listener (never on the API's). It needs
+	// MetricsAddr. Default off.
+	MetricsPprof bool
 }
 
 // RepoConfig is one managed mirror from the config file. Credentials may
@@ -413,6 +422,7 @@ func (c *Config) Validate() error {
 	if c.AuditMaxEntries < 0 {
 		errs = append(errs, fmt.Errorf("--audit-max-entries %d: must be 0 (no limit) or positive", c.AuditMaxEntries))
 	}
+	errs = append(errs, c.validateMetrics()...)
 	if c.DatabaseURL != "" {
 		// The message never repeats the URL: it may hold a password.
 		l := strings.ToLower(c.DatabaseURL)
@@ -537,4 +547,37 @@ func ParseRate(v string) (perSecond float64, burst int, isDefault bool, err erro
 		}
 	}
 	return perSecond, burst, false, nil
+}
+
+// validateMetrics checks --metrics-addr and --metrics-pprof: the metrics
+// listener is never the API's (the same address, or the same port with
+// either host a wildcard), and pprof only ever comes with it.
+func (c *Config) validateMetrics() []error {
+	if c.MetricsAddr == "" {
+		if c.MetricsPprof {
+			return []error{errors.New("--metrics-pprof needs --metrics-addr: pprof is served on the metrics listener only")}
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.MetricsAddr)
+	if err != nil {
+		return []error{fmt.Errorf("--metrics-addr %q: %w", c.MetricsAddr, err)}
+	}
+	apiHost, apiPort, err := net.SplitHostPort(c.Addr)
+	if err != nil || port != apiPort || port == "0" {
+		return nil // --addr's own error, or another port
+	}
+	if host == apiHost || wildcardHost(host) || wildcardHost(apiHost) || strings.EqualFold(host, apiHost) {
+		return []error{fmt.Errorf("--metrics-addr %q: must not be the API's address (--addr %q): metrics get a listener of their own", c.MetricsAddr, c.Addr)}
+	}
+	return nil
+}
+
+// wildcardHost reports whether a listen host means every address.
+func wildcardHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsUnspecified()
 }

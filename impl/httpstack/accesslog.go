@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/impl/auth"
+	"github.com/stackd/stackd/impl/dashboard"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/validate"
@@ -22,10 +24,14 @@ import (
 // chain learns inside (the route, the principal) it notes for the log
 // (noteRoute, notePrincipal): an outer middleware cannot see the
 // contexts of the inner ones.
+//
+// The same middleware counts the request in the HTTP metrics, labelled
+// with its route template (routeLabel), never its raw path.
 
 // requestNote is what the access log learns from inside the chain.
 type requestNote struct {
 	route     string
+	template  bool // route is an operation's path template
 	principal string
 }
 
@@ -42,7 +48,7 @@ func noteRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n := noteFrom(r.Context()); n != nil {
 			if route, ok := validate.RouteFrom(r.Context()); ok {
-				n.route = route.Path
+				n.route, n.template = route.Path, true
 			} else if outsideContract(r.URL.Path) {
 				n.route = r.URL.Path
 			}
@@ -99,15 +105,18 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// accessLog turns a panic into a 500 problem and, when on, logs each
-// request (see above). client says who the client is (auth's reading of
-// the peer and the trusted proxies).
-func accessLog(log *slog.Logger, on bool, client func(*http.Request) string) func(http.Handler) http.Handler {
+// accessLog turns a panic into a 500 problem, counts each request in m
+// (nil: not counted) and, when on, logs it (see above). client says who
+// the client is (auth's reading of the peer and the trusted proxies).
+func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *metrics.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
+			done := m.HTTPStarted()
 			rec := &statusRecorder{ResponseWriter: w}
 			note := &requestNote{}
+			// Runs last, also when an aborted handler's panic goes on up.
+			defer func() { done(routeLabel(note.route, note.template), methodLabel(r.Method), rec.status) }()
 			defer func() {
 				if v := recover(); v != nil {
 					if v == http.ErrAbortHandler {
@@ -127,4 +136,36 @@ func accessLog(log *slog.Logger, on bool, client func(*http.Request) string) fun
 			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
 		})
 	}
+}
+
+// routeLabel is the route label of the HTTP metrics: the operation's path
+// template (template), or the path of a route outside the contract, with
+// the dashboard's many paths folded into two ("/assets/" and "/" for its
+// app paths) and Swagger UI's into "/docs/"; "unmatched" when no route
+// did. So the label's values are bounded whatever paths clients send.
+func routeLabel(route string, template bool) string {
+	switch {
+	case template:
+		return route
+	case route == "":
+		return "unmatched"
+	case isDocs(route):
+		return "/docs/"
+	case dashboard.IsAssetPath(route):
+		return dashboard.AssetPrefix
+	case route == "/openapi.json" || route == "/openapi.yaml":
+		return route
+	default:
+		return "/"
+	}
+}
+
+// methodLabel is the method label: the methods the server answers, every
+// other one as "other" (a client chooses it freely).
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/dashboard"
 	"github.com/stackd/stackd/impl/deadline"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/validate"
 )
@@ -51,6 +52,9 @@ type Deps struct {
 	WriteStallTimeout time.Duration
 	// AccessLog writes one line per request (--access-log).
 	AccessLog bool
+	// Metrics counts requests by route template, method and status, and
+	// times them (nil: not counted).
+	Metrics *metrics.Metrics
 }
 
 // New assembles the HTTP stack, outermost first:
@@ -59,7 +63,7 @@ type Deps struct {
 //     a client that stops reading is cut after WriteStallTimeout, one
 //     that reads on is not;
 //  1. request id, then security headers (every response carries them);
-//  2. recovery and the access log (accesslog.go);
+//  2. recovery, the access log and the HTTP metrics (accesslog.go);
 //  3. a request refused before its body was read has its connection
 //     closed after the answer, not drained;
 //  4. the Host check of the loopback posture (421), then CORS;
@@ -115,9 +119,9 @@ func New(d Deps) (http.Handler, error) {
 		deadline.Middleware(d.WriteStallTimeout), // 0
 		requestid.Middleware,                     // 1
 		securityHeaders(headerPolicy{hsts: d.HSTS, docsCSP: docsCSP}),
-		accessLog(d.Logger, d.AccessLog, d.Auth.ClientAddress), // 2
-		validate.CloseUnread,                                   // 3
-		d.Auth.Hosts,                                           // 4
+		accessLog(d.Logger, d.AccessLog, d.Auth.ClientAddress, d.Metrics), // 2
+		validate.CloseUnread,                                              // 3
+		d.Auth.Hosts,                                                      // 4
 		d.Auth.CORS,
 		v.Routes, // 5
 		noteRoute,

@@ -312,6 +312,17 @@ type Config struct {
 	// cache what it is about to read without reading it back from disk.
 	// content is only valid during the call.
 	Seen func(h plumbing.Hash, t plumbing.ObjectType, content []byte)
+	// Transfers, when set, counts the upload-pack sessions opened with
+	// the upstream and the pack bytes received (package metrics).
+	Transfers Transfers
+}
+
+// Transfers observes what a mirror transfers (metrics.Transfers).
+type Transfers interface {
+	// SessionOpened: an upload-pack session with the upstream opened.
+	SessionOpened()
+	// Received: n more bytes of a pack arrived.
+	Received(n int)
 }
 
 // Root is the directory that holds the mirrors, <data-dir>/mirrors.

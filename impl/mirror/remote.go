@@ -43,6 +43,18 @@ const maxErrorBody = 64 << 10
 // exhausting the server's memory. A variable for tests.
 var maxAdvertisement int64 = 128 << 20
 
+// counted counts what is read through it (Transfers.Received).
+type counted struct {
+	r io.Reader
+	t Transfers
+}
+
+func (c counted) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.t.Received(n)
+	return n, err
+}
+
 // capReader reads at most n more bytes of r; a read beyond them fails with
 // ErrAdvertisementTooLarge.
 type capReader struct {
@@ -79,6 +91,8 @@ type remote struct {
 	// pool.
 	httpc transport.Transport
 	tr    *http.Transport
+	// transfers counts sessions and pack bytes (nil: nothing).
+	transfers Transfers
 }
 
 func newRemote(cfg Config) (remote, error) {
@@ -86,7 +100,7 @@ func newRemote(cfg Config) (remote, error) {
 	if err != nil {
 		return remote{}, err
 	}
-	r := remote{lim: cfg.Limits.orDefault(), url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log}
+	r := remote{lim: cfg.Limits.orDefault(), url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log, transfers: cfg.Transfers}
 	if ep.Protocol == "http" || ep.Protocol == "https" {
 		r.httpc, r.tr = newHTTP(cfg, ep)
 	}
@@ -227,6 +241,14 @@ func (b *limitedBody) Close() error               { return b.c.Close() }
 //
 // refsHint is the number of refs the upstream is expected to advertise.
 func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPackSession, error) {
+	sess, err := r.open(ctx, refsHint)
+	if err == nil && r.transfers != nil {
+		r.transfers.SessionOpened()
+	}
+	return sess, err
+}
+
+func (r remote) open(ctx context.Context, refsHint int) (transport.UploadPackSession, error) {
 	ep, err := transport.NewEndpoint(r.url)
 	if err != nil {
 		return nil, err

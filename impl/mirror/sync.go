@@ -334,11 +334,14 @@ func (m *Mirror) fetch(ctx context.Context, sess transport.UploadPackSession, ls
 	}
 	defer resp.Close()
 	var r io.Reader = resp
+	if m.rem.transfers != nil {
+		r = counted{r: resp, t: m.rem.transfers} // what came over the wire
+	}
 	switch {
 	case req.Capabilities.Supports(capability.Sideband64k):
-		r = sideband.NewDemuxer(sideband.Sideband64k, resp)
+		r = sideband.NewDemuxer(sideband.Sideband64k, r)
 	case req.Capabilities.Supports(capability.Sideband):
-		r = sideband.NewDemuxer(sideband.Sideband, resp)
+		r = sideband.NewDemuxer(sideband.Sideband, r)
 	}
 	pack, err := store(r)
 	if err != nil {

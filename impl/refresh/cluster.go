@@ -168,6 +168,7 @@ func (r *Refresher) publishShared(ctx context.Context, prev, snap *view.Snapshot
 
 // announce publishes the events of a new view.
 func (r *Refresher) announce(prev, cur *view.Snapshot) {
+	r.m.opts.Metrics.ViewServed(r.repo.ID, len(cur.ViewJSON()), cur.Counts().Branches)
 	publish := r.m.opts.Publish
 	publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: gen.ViewUpdatedEvent{Version: cur.Version()}})
 	if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {

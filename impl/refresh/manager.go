@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/store"
 	"github.com/stackd/stackd/impl/view"
@@ -61,6 +62,10 @@ type Options struct {
 	// share a database and a data directory: see Cluster. Only shared
 	// mirrors (source.NewSharedMirror) use it.
 	Cluster Cluster
+	// Metrics counts the runs that end on this process, their queue
+	// waits and durations, the refs they changed, the views' builds and
+	// sizes (nil: none).
+	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -188,7 +193,35 @@ func (m *Manager) Remove(id string) {
 	m.mu.Unlock()
 	if ok {
 		r.stop()
+		m.opts.Metrics.Forget(id)
 	}
+}
+
+// Runs counts the runs queued (waiting for their start: a debounce
+// window, a worker slot) and running, over every repository.
+func (m *Manager) Runs() (queued, running int) {
+	m.mu.Lock()
+	rs := make([]*Refresher, 0, len(m.byID))
+	for _, r := range m.byID {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rs {
+		r.mu.Lock()
+		for _, ru := range []*run{r.current, r.next} {
+			if ru == nil {
+				continue
+			}
+			switch ru.result.State {
+			case Queued:
+				queued++
+			case Running:
+				running++
+			}
+		}
+		r.mu.Unlock()
+	}
+	return queued, running
 }
 
 // Get returns the Refresher of a repository.

@@ -36,6 +36,7 @@ func (r *Refresher) execute(ru *run) {
 	// The end is stored before anyone can see it, so that a caller who
 	// got the result finds the same in the history.
 	r.record(res)
+	r.count(res)
 
 	r.mu.Lock()
 	ru.result = res
@@ -113,6 +114,7 @@ func (r *Refresher) execute(ru *run) {
 	close(ru.done)
 	if abandoned != nil {
 		r.record(abandonedRes)
+		r.count(abandonedRes)
 		r.remember(abandoned)
 		close(abandoned.done)
 	}
@@ -140,6 +142,7 @@ func (r *Refresher) perform(ru *run) Result {
 	r.status.Running = true
 	res := ru.result
 	r.mu.Unlock()
+	opts.Metrics.SyncQueued(string(res.Trigger), start.Sub(res.QueuedAt))
 	r.record(res)
 	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res.API()})
 
@@ -190,9 +193,11 @@ func (r *Refresher) perform(ru *run) Result {
 		}
 		if out.snap != nil {
 			st := out.stats
+			built := time.Since(out.buildStart) - out.commit
+			opts.Metrics.ViewBuilt(buildKind(st), built)
 			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
 				"branches", st.Branches, "recomputed", st.Recomputed,
-				"ms", float64((time.Since(out.buildStart)-out.commit).Microseconds())/1000,
+				"ms", float64(built.Microseconds())/1000,
 				"commitMs", float64(out.commit.Microseconds())/1000)
 		}
 	}
@@ -211,6 +216,54 @@ func (r *Refresher) perform(ru *run) Result {
 	r.status.Running = false
 	r.mu.Unlock()
 	return res
+}
+
+// count counts a run that ended on this process in the metrics.
+func (r *Refresher) count(res Result) {
+	ran := time.Duration(-1) // never started
+	if res.StartedAt != nil && res.FinishedAt != nil {
+		ran = res.FinishedAt.Sub(*res.StartedAt)
+	}
+	changed := 0
+	if res.Err == nil {
+		changed = res.ChangesTotal
+	}
+	r.m.opts.Metrics.SyncEnded(r.repo.ID, string(res.Trigger), string(res.Mode), Outcome(res.Err), ran, changed)
+}
+
+// Outcome is the outcome label of a run's metrics: succeeded, or why it
+// failed (one word of a bounded set).
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return "succeeded"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrFetch):
+		return "fetch_failed"
+	case errors.Is(err, ErrBuild):
+		return "build_failed"
+	case errors.Is(err, ErrLeaseLost):
+		return "lease_lost"
+	case errors.Is(err, ErrStorage):
+		return "storage_failed"
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrRemoved):
+		return "cancelled"
+	case errors.Is(err, ErrPanic):
+		return "panic"
+	}
+	return "failed"
+}
+
+// buildKind is the kind label of a view build's metrics.
+func buildKind(st view.Stats) string {
+	switch {
+	case st.Full:
+		return "full"
+	case st.Patched:
+		return "patched"
+	}
+	return "incremental"
 }
 
 // outcome is what a run's work produced.

@@ -37,12 +37,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/cluster"
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
@@ -86,6 +88,9 @@ type Options struct {
 	// Streams are this server's event streams (*events.Broker).
 	Streams events.Publisher
 	Logger  *slog.Logger
+	// Metrics times the waits for leases and counts those held (nil:
+	// none).
+	Metrics *metrics.Metrics
 }
 
 // Replica is this server's membership of the replicas that share its
@@ -96,6 +101,7 @@ type Replica struct {
 	streams events.Publisher
 	log     *slog.Logger
 	served  Served
+	metrics *metrics.Metrics
 
 	// inbox queues what the other replicas say (runInbox).
 	inbox        chan cluster.Message
@@ -114,7 +120,7 @@ func New(pg *store.Postgres, o Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Replica{c: c, st: pg, streams: o.Streams, log: o.Logger, inbox: make(chan cluster.Message, 1024)}, nil
+	return &Replica{c: c, st: pg, streams: o.Streams, log: o.Logger, metrics: o.Metrics, inbox: make(chan cluster.Message, 1024)}, nil
 }
 
 // Serve names the set of repositories this replica serves.
@@ -131,20 +137,43 @@ func (r *Replica) Close() { r.c.Close() }
 
 // Lease blocks until this process holds the repository's lease.
 func (r *Replica) Lease(ctx context.Context, repoID string) (refresh.Lease, error) {
+	start := time.Now()
 	l, err := r.c.Lease(ctx, cluster.LeaseName(repoID))
 	if err != nil {
 		return nil, err
 	}
-	return l, nil
+	return r.held(l, start), nil
 }
 
 // TryLease takes the repository's lease when it is free.
 func (r *Replica) TryLease(ctx context.Context, repoID string) (refresh.Lease, bool, error) {
+	start := time.Now()
 	l, ok, err := r.c.TryLease(ctx, cluster.LeaseName(repoID))
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	return l, true, nil
+	return r.held(l, start), true, nil
+}
+
+// held counts a lease taken in the metrics (its wait since start; one
+// more held until its Release).
+func (r *Replica) held(l *cluster.Lease, start time.Time) refresh.Lease {
+	if r.metrics == nil {
+		return l
+	}
+	return &countedLease{Lease: l, released: r.metrics.LeaseTaken(time.Since(start))}
+}
+
+// countedLease is a lease whose Release the metrics count (once).
+type countedLease struct {
+	*cluster.Lease
+	once     sync.Once
+	released func()
+}
+
+func (c *countedLease) Release() {
+	c.Lease.Release()
+	c.once.Do(c.released)
 }
 
 // Commit records a view's content hash (refresh.Cluster).

@@ -38,6 +38,7 @@ func (s *Set) newMirror(rm remote) (*registry.Repo, error) {
 		RootCAs:      s.remotes.RootCAs,
 		Resolver:     s.remotes.Resolver,
 		Log:          s.log.With("repo", rm.id),
+		Transfers:    s.metrics.Transfers(rm.id),
 		Limits: mirror.Limits{
 			MaxPackSize: lim.PackSize, MaxObjects: lim.Objects, MaxInflated: lim.Inflated, MaxMetaSize: lim.CommitSize,
 			MaxDeltaSize: lim.DeltaSize, MaxRefs: lim.Refs, MaxRefBytes: lim.RefBytes,

@@ -80,6 +80,7 @@ func (s *Set) Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if err == nil {
 		err = s.commit(context.WithoutCancel(ctx), r)
 	}
+	s.metrics.Onboarded(err == nil)
 	if err != nil {
 		// The refresher is stopped before the directory goes, so no run
 		// of it can clone it again.

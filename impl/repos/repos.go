@@ -32,6 +32,7 @@ import (
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
@@ -109,6 +110,9 @@ type Options struct {
 	After        func(time.Duration) <-chan time.Time
 	// ShortOfMemory refuses onboardings (nil: never).
 	ShortOfMemory func() bool
+	// Metrics counts the onboardings' clones and every mirror's
+	// transfers (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Set is the set of served repositories. It is safe for concurrent use.
@@ -121,6 +125,7 @@ type Set struct {
 	replicas Replicas
 	remotes  Remotes
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 
 	syncTimeout, syncInterval time.Duration
 	after                     func(time.Duration) <-chan time.Time
@@ -153,7 +158,7 @@ func New(o Options) *Set {
 	s := &Set{
 		reg: registry.New(), refresh: o.Refresh, store: o.Store, mirrors: o.Mirrors, streams: o.Streams, replicas: o.Replicas,
 		remotes: o.Remotes, log: o.Logger, syncTimeout: o.SyncTimeout, syncInterval: o.SyncInterval, after: o.After,
-		shortOfMemory: short, unserved: map[string]bool{}, onboarding: map[string]string{},
+		shortOfMemory: short, metrics: o.Metrics, unserved: map[string]bool{}, onboarding: map[string]string{},
 	}
 	if s.replicas == nil {
 		if removed, err := s.mirrors.SweepTemp(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -95,12 +96,37 @@ type rowScanner interface {
 // core implements Store over an engine.
 type core struct {
 	db engineDB
+	// engine names it in the metrics: sqlite or postgres.
+	engine string
 	// applied are the migration steps the last migrate applied.
 	applied []Step
+	// observer times each operation (Observe); nil: none.
+	observer atomic.Pointer[QueryObserver]
+}
+
+// QueryObserver is told the time of each operation of a store (package
+// metrics: metrics.Metrics.StoreQuery); operation is the method's name in
+// snake case (put_sync, seen_delivery, ...).
+type QueryObserver interface {
+	StoreQuery(engine, operation string, d time.Duration)
+}
+
+// Observe makes o time every operation of the store from now on.
+func (c *core) Observe(o QueryObserver) { c.observer.Store(&o) }
+
+// timed starts timing an operation; call what it returns at its end.
+func (c *core) timed(operation string) func() {
+	o := c.observer.Load()
+	if o == nil {
+		return func() {}
+	}
+	start := time.Now()
+	return func() { (*o).StoreQuery(c.engine, operation, time.Since(start)) }
 }
 
 // SchemaVersion reports how many migrations the database has applied.
 func (c *core) SchemaVersion(ctx context.Context) (int, error) {
+	defer c.timed("schema_version")()
 	var v int
 	if err := c.db.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM migrations`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: schema version: %w", err)
@@ -110,6 +136,7 @@ func (c *core) SchemaVersion(ctx context.Context) (int, error) {
 
 // Ping checks that the database answers.
 func (c *core) Ping(ctx context.Context) error {
+	defer c.timed("ping")()
 	if err := c.db.ping(ctx); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}

@@ -64,7 +64,7 @@ func OpenPostgres(ctx context.Context, rawURL string) (*Postgres, error) {
 		return nil, openError{desc: desc, err: err}
 	}
 	p := &Postgres{pool: pool, desc: desc}
-	p.core = core{db: newPgDB(p)}
+	p.core = core{db: newPgDB(p), engine: "postgres"}
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, openError{desc: desc, err: err}

@@ -26,6 +26,7 @@ func HashID(rawID string) string {
 // which only the caller (the cookie) keeps. Subject and ExpiresAt are
 // required; ExpiresAt must be after CreatedAt.
 func (s *core) CreateSession(ctx context.Context, sess Session) (rawID string, err error) {
+	defer s.timed("create_session")()
 	if sess.Subject == "" || sess.ExpiresAt.IsZero() || sess.CreatedAt.IsZero() || !sess.ExpiresAt.After(sess.CreatedAt) {
 		return "", fmt.Errorf("store: create session: %w: needs a subject, a creation time and a later expiry", ErrInvalid)
 	}
@@ -56,6 +57,7 @@ func (s *core) CreateSession(ctx context.Context, sess Session) (rawID string, e
 // Session returns the session for rawID, or ErrNotFound when there is none or
 // it has expired at now.
 func (s *core) Session(ctx context.Context, rawID string, now time.Time) (Session, error) {
+	defer s.timed("session")()
 	if rawID == "" {
 		return Session{}, ErrNotFound
 	}
@@ -84,6 +86,7 @@ func (s *core) Session(ctx context.Context, rawID string, now time.Time) (Sessio
 // DeleteSession removes the session for rawID; deleting a missing session is
 // not an error.
 func (s *core) DeleteSession(ctx context.Context, rawID string) error {
+	defer s.timed("delete_session")()
 	if rawID == "" {
 		return nil
 	}
@@ -95,6 +98,7 @@ func (s *core) DeleteSession(ctx context.Context, rawID string) error {
 
 // Sweep deletes the sessions expired at now and reports how many went.
 func (s *core) Sweep(ctx context.Context, now time.Time) (int64, error) {
+	defer s.timed("sweep")()
 	n, err := s.db.exec(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("store: sweep: %w", err)
@@ -105,6 +109,7 @@ func (s *core) Sweep(ctx context.Context, now time.Time) (int64, error) {
 // Audit appends e to the audit log. At and Action are required; ID is
 // assigned.
 func (s *core) Audit(ctx context.Context, e AuditEntry) error {
+	defer s.timed("audit")()
 	if e.At.IsZero() || e.Action == "" || e.Requests < 0 {
 		return fmt.Errorf("store: audit: %w: needs a time, an action and a count that is not negative", ErrInvalid)
 	}
@@ -125,6 +130,7 @@ func (s *core) Audit(ctx context.Context, e AuditEntry) error {
 // AuditLog returns up to limit entries, newest first (by time, then by
 // insertion order). limit <= 0 means 100.
 func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	defer s.timed("audit_log")()
 	if limit <= 0 {
 		limit = defaultAuditLimit
 	}
@@ -159,6 +165,7 @@ func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 // PruneAudit deletes the entries older than before, then all but the
 // newest keep, in batches (see AuditStore).
 func (s *core) PruneAudit(ctx context.Context, before time.Time, keep int) (int64, error) {
+	defer s.timed("prune_audit")()
 	var total int64
 	// deleteWhere deletes, oldest first, the rows that cond selects,
 	// AuditPruneBatch at a time, until a batch comes back short.

@@ -44,7 +44,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &SQLite{core: core{db: newSQLiteDB(db)}, db: db}
+	s := &SQLite{core: core{db: newSQLiteDB(db), engine: "sqlite"}, db: db}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

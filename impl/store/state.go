@@ -13,6 +13,7 @@ const defaultSyncPage = 50
 
 // Repos returns every stored repository, ordered by id.
 func (s *core) Repos(ctx context.Context) ([]Repo, error) {
+	defer s.timed("repos")()
 	rows, err := s.db.query(ctx, `SELECT id, url, trunk, full_name, created_at, created_by
 		FROM repos ORDER BY id_key`)
 	if err != nil {
@@ -39,6 +40,7 @@ func (s *core) Repos(ctx context.Context) ([]Repo, error) {
 
 // AddRepo stores r; an id already stored is ErrConflict.
 func (s *core) AddRepo(ctx context.Context, r Repo) error {
+	defer s.timed("add_repo")()
 	if r.ID == "" || r.URL == "" || r.CreatedAt.IsZero() {
 		return fmt.Errorf("store: add repo: %w: needs an id, a URL and a creation time", ErrInvalid)
 	}
@@ -59,6 +61,7 @@ func (s *core) AddRepo(ctx context.Context, r Repo) error {
 
 // DeleteRepo forgets a repository and its sync history.
 func (s *core) DeleteRepo(ctx context.Context, id string) error {
+	defer s.timed("delete_repo")()
 	tx, err := s.db.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("store: delete repo: %w", err)
@@ -94,6 +97,7 @@ var putSyncQuery = `INSERT INTO syncs (id, repo_key, repo_id, trigger_kind, mode
 // PutSync inserts or updates s, never moving it back, then trims the
 // repository's finished syncs to the keep newest.
 func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
+	defer s.timed("put_sync")()
 	switch {
 	case sy.ID == "" || sy.RepoID == "" || sy.QueuedAt.IsZero():
 		return fmt.Errorf("store: put sync: %w: needs an id, a repository and a queue time", ErrInvalid)
@@ -138,6 +142,7 @@ const syncColumns = `id, repo_id, trigger_kind, mode, state, queued_at, started_
 
 // GetSync returns one sync of the repository.
 func (s *core) GetSync(ctx context.Context, repoID, id string) (Sync, error) {
+	defer s.timed("get_sync")()
 	rows, err := s.db.query(ctx, `SELECT `+syncColumns+` FROM syncs WHERE id = ? AND repo_key = ?`,
 		id, strings.ToLower(repoID))
 	if err != nil {
@@ -155,6 +160,7 @@ func (s *core) GetSync(ctx context.Context, repoID, id string) (Sync, error) {
 
 // ListSyncs returns a page of the repository's syncs, newest first.
 func (s *core) ListSyncs(ctx context.Context, repoID, before string, limit int) ([]Sync, error) {
+	defer s.timed("list_syncs")()
 	if limit <= 0 {
 		limit = defaultSyncPage
 	}
@@ -179,6 +185,7 @@ func (s *core) ListSyncs(ctx context.Context, repoID, before string, limit int) 
 // FailUnfinished marks every queued or running sync of replica (and those
 // recorded without a replica) failed.
 func (s *core) FailUnfinished(ctx context.Context, replica string, at time.Time, reason string) (int64, error) {
+	defer s.timed("fail_unfinished")()
 	n, err := s.db.exec(ctx, `UPDATE syncs SET state = 'failed', finished_at = ?, error = ?,
 		duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE (? - started_at) / 1000000 END
 		WHERE state IN ('queued', 'running') AND replica IN (?, '')`, at.UnixNano(), reason, at.UnixNano(), replica)
@@ -190,6 +197,7 @@ func (s *core) FailUnfinished(ctx context.Context, replica string, at time.Time,
 
 // DeleteSyncs forgets the sync history of one repository.
 func (s *core) DeleteSyncs(ctx context.Context, repoID string) error {
+	defer s.timed("delete_syncs")()
 	if _, err := s.db.exec(ctx, `DELETE FROM syncs WHERE repo_key = ?`, strings.ToLower(repoID)); err != nil {
 		return fmt.Errorf("store: delete syncs: %w", err)
 	}
@@ -202,6 +210,7 @@ func (s *core) DeleteSyncs(ctx context.Context, repoID string) error {
 // exactly one is told it is new. A record older than ttl counts as absent
 // and is replaced; expired records are deleted on the way.
 func (s *core) SeenDelivery(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error) {
+	defer s.timed("seen_delivery")()
 	if id == "" {
 		return false, nil
 	}

@@ -76,6 +76,8 @@ type Store interface {
 	Applied() []Step
 	// Ping checks that the database answers (readiness).
 	Ping(ctx context.Context) error
+	// Observe makes o time every operation from now on (metrics).
+	Observe(o QueryObserver)
 	// Close releases the database.
 	Close() error
 }

@@ -45,6 +45,7 @@ const commitViewQuery = `INSERT INTO view_versions (repo_key, repo_id, version, 
 
 // CommitView records hash as the repository's current view.
 func (s *core) CommitView(ctx context.Context, repoID, hash string, local int64, builtAt time.Time) (View, bool, error) {
+	defer s.timed("commit_view")()
 	if repoID == "" || hash == "" || local < 0 || builtAt.IsZero() {
 		return View{}, false, fmt.Errorf("store: commit view: %w: needs a repository, a hash, a version >= 0 and a build time", ErrInvalid)
 	}
@@ -65,6 +66,7 @@ func (s *core) CommitView(ctx context.Context, repoID, hash string, local int64,
 
 // CurrentView returns the repository's current view record.
 func (s *core) CurrentView(ctx context.Context, repoID string) (View, error) {
+	defer s.timed("current_view")()
 	var (
 		v  View
 		at int64
@@ -85,6 +87,7 @@ func (s *core) CurrentView(ctx context.Context, repoID string) (View, error) {
 // when no process has yet: every process sharing the database gets the
 // same bytes.
 func (s *core) SharedKey(ctx context.Context, name string, size int) ([]byte, error) {
+	defer s.timed("shared_key")()
 	if name == "" || size <= 0 {
 		return nil, fmt.Errorf("store: shared key: %w: needs a name and a size", ErrInvalid)
 	}
