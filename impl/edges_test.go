@@ -813,3 +813,71 @@ func TestViewVersionNullUntilPublished(t *testing.T) {
 		t.Fatalf("after the first view: sync %s, repo %s", done.Body, repo.Body)
 	}
 }
+
+// TestSyncViewVersionNullUntilItsRunEnds: a sync's viewVersion is null
+// while it is queued or running, even though the repository already has a
+// view; once its run has ended it is the version that run published (a
+// new commit upstream: a new view), and a follow-up that changed nothing
+// carries the version served when it ended.
+func TestSyncViewVersionNullUntilItsRunEnds(t *testing.T) {
+	up := newUpstream(t, "acme/versioned.git")
+	cf := &countingFetch{}
+	s := startServer(t, mirrorConfig(t), impl.Options{BeforeRefresh: cf.fetch})
+	onboard(t, s, up.url)
+	before, _ := s.c.GetRepoWithResponse(ctx(t), "versioned")
+	if before.JSON200 == nil || vv(before.JSON200.ViewVersion) < 1 {
+		t.Fatalf("the onboarded repository has no view: %s", before.Body)
+	}
+	rf, _ := s.app.Refresh().Get("versioned")
+	hold, started := make(chan struct{}), make(chan struct{}, 2)
+	cf.set(hold, started)
+	first := rf.Trigger(refresh.Manual)
+	<-started // the first run is running, its fetch held
+	up.work.Commit("later", map[string]string{"later": "l\n"})
+	up.push("main")
+
+	wait := false
+	queued, err := s.c.SyncRepoWithResponse(ctx(t), "versioned", &client.SyncRepoParams{Wait: &wait})
+	if err != nil || queued.JSON202 == nil || queued.JSON202.Id == first {
+		t.Fatalf("a sync while one runs: %v %s", err, queued.Body)
+	}
+	second := queued.JSON202.Id
+	for _, tc := range []struct {
+		id    string
+		state client.SyncResultState
+	}{
+		{first, client.SyncResultStateRunning},
+		{second, client.SyncResultStateQueued},
+	} {
+		got, err := s.c.GetSyncWithResponse(ctx(t), "versioned", tc.id)
+		if err != nil || got.JSON200 == nil || got.JSON200.State != tc.state {
+			t.Fatalf("sync %s: %v %s", tc.id, err, got.Body)
+		}
+		if got.JSON200.ViewVersion != nil || !strings.Contains(string(got.Body), `"viewVersion":null`) {
+			t.Errorf("a %s sync shows a view version: %s", tc.state, got.Body)
+		}
+	}
+	if queued.JSON202.ViewVersion != nil {
+		t.Errorf("the 202 of a queued sync shows a view version: %s", queued.Body)
+	}
+
+	close(hold)
+	for _, id := range []string{first, second} {
+		if res, err := rf.Wait(ctx(t), id); err != nil || res.State != refresh.Succeeded {
+			t.Fatalf("sync %s: %+v %v", id, res, err)
+		}
+	}
+	repo, _ := s.c.GetRepoWithResponse(ctx(t), "versioned")
+	one, _ := s.c.GetSyncWithResponse(ctx(t), "versioned", first)
+	two, _ := s.c.GetSyncWithResponse(ctx(t), "versioned", second)
+	if repo.JSON200 == nil || one.JSON200 == nil || two.JSON200 == nil {
+		t.Fatalf("after the runs: %s %s %s", repo.Body, one.Body, two.Body)
+	}
+	v := vv(repo.JSON200.ViewVersion)
+	if change(*one.JSON200, "refs/heads/main") != "updated" || vv(one.JSON200.ViewVersion) != v || v <= vv(before.JSON200.ViewVersion) {
+		t.Errorf("the run that fetched the commit: %s; repository at %d, was %d", one.Body, v, vv(before.JSON200.ViewVersion))
+	}
+	if len(two.JSON200.UpdatedRefs) != 0 || vv(two.JSON200.ViewVersion) != v {
+		t.Errorf("the follow-up that changed nothing: %s; repository at %d", two.Body, v)
+	}
+}

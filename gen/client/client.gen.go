@@ -605,7 +605,7 @@ type SyncResult struct {
 	// UpdatedRefsTotal How many refs the run changed, all counted.
 	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
-	// ViewVersion The view version after the run (for a run that has not finished, the version it started from); null while the repository has no view yet (before a run has published one).
+	// ViewVersion Null while the run is queued or running. Once it has ended: the version of the view it published, or, when it published none (nothing changed, or it failed), the version the repository served when it ended; null while the repository has no view yet.
 	ViewVersion *int64 `json:"viewVersion"`
 }
 
