@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -118,8 +119,8 @@ func checkProblem(t *testing.T, what string, code int, hdr http.Header, body, pa
 
 // TestEveryErrorIsAProblem: unknown API and server paths, trailing
 // slashes, other methods, files Swagger UI or the dashboard does not have:
-// every error is a problem+json whose instance is the request's path. A
-// trailing slash is a 404 that names the route without it (no redirect: a
+// every error is a problem+json whose instance is the request's path (the
+// route's template for a refused path parameter). A trailing slash is a 404 that names the route without it (no redirect: a
 // POST could not follow one). (Any other path is the dashboard's and
 // answers its shell: TestDashboardRoutes.)
 func TestEveryErrorIsAProblem(t *testing.T) {
@@ -184,7 +185,13 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 				}
 				return
 			}
-			p := checkProblem(t, tc.path, code, hdr, body, tc.path)
+			inst := tc.path
+			if tc.status == http.StatusBadRequest {
+				// A refused path parameter is not repeated: the
+				// instance is the route's template.
+				inst = "/api/v1/repos/{repoID}/view"
+			}
+			p := checkProblem(t, tc.path, code, hdr, body, inst)
 			if p.Type != tc.typ {
 				t.Errorf("type %q, want %q", p.Type, tc.typ)
 			}
@@ -879,5 +886,103 @@ func TestSyncViewVersionNullUntilItsRunEnds(t *testing.T) {
 	}
 	if len(two.JSON200.UpdatedRefs) != 0 || vv(two.JSON200.ViewVersion) != v {
 		t.Errorf("the follow-up that changed nothing: %s; repository at %d", two.Body, v)
+	}
+}
+
+// TestLongBranchComponentRefused: a branch name with a '/'-separated
+// component over 255 bytes (which git cannot store as a loose ref) is a
+// 400 problem on every route that takes a branch name, whose answer
+// repeats no part of the name in any field or header; a name whose
+// components are at most 255 bytes is looked up as usual (404).
+func TestLongBranchComponentRefused(t *testing.T) {
+	r := stackRepo(t)
+	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
+	type answer struct {
+		code int
+		hdr  http.Header
+		body []byte
+		p    *client.Problem
+	}
+	routes := []struct {
+		name string
+		call func(name string) (answer, error)
+	}{
+		{"getBranch", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getBranchDiff", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchDiffWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getStack", func(n string) (answer, error) {
+			resp, err := s.c.GetStackWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getBranch of an unknown repository", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchWithResponse(ctx(t), "nope", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"createRepo trunk", func(n string) (answer, error) {
+			resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "https://example.com/acme/x.git", Trunk: &n})
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+	}
+	names := []struct {
+		name, chunk string // chunk: a part of the name no answer may carry
+	}{
+		{strings.Repeat("x", 300), strings.Repeat("x", 16)},
+		{strings.Repeat("q", 256), strings.Repeat("q", 16)},
+		{"feature/" + strings.Repeat("k", 256) + "/tail", strings.Repeat("k", 16)},
+		{strings.Repeat("é", 128), strings.Repeat("é", 8)},   // 256 bytes, 128 runes
+		{strings.Repeat("v", 1100), strings.Repeat("v", 16)}, // over 1024 bytes: refused by the validator
+	}
+	for _, rt := range routes {
+		for _, nm := range names {
+			t.Run(fmt.Sprintf("%s/%d-bytes", rt.name, len(nm.name)), func(t *testing.T) {
+				a, err := rt.call(nm.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.code != 400 || a.hdr.Get("Content-Type") != "application/problem+json" || a.p == nil {
+					t.Fatalf("%d %s", a.code, a.body)
+				}
+				if a.p.Type != "/problems/bad-request" || a.p.Detail == nil || (len(nm.name) <= 1024 && !strings.Contains(*a.p.Detail, "longer than 255 bytes")) {
+					t.Errorf("problem: %s", a.body)
+				}
+				if strings.Contains(string(a.body), nm.chunk) {
+					t.Errorf("the answer repeats the name: %s", a.body)
+				}
+				esc := url.PathEscape(nm.chunk)
+				for k, vs := range a.hdr {
+					for _, v := range vs {
+						if strings.Contains(v, nm.chunk) || strings.Contains(v, esc) {
+							t.Errorf("header %s repeats the name: %q", k, v)
+						}
+					}
+				}
+			})
+		}
+	}
+	// At the limit, a name is looked up: 404, not 400.
+	limit := strings.Repeat("z", 255) + "/" + strings.Repeat("z", 255)
+	resp, err := s.c.GetBranchWithResponse(ctx(t), "local", limit, nil)
+	if err != nil || resp.StatusCode() != 404 {
+		t.Fatalf("a name with 255-byte components: %v %d %s", err, resp.StatusCode(), resp.Body)
 	}
 }

@@ -341,7 +341,7 @@ type Problem struct {
 	// Detail Example: no repository "nope"
 	Detail *string `json:"detail,omitempty"`
 
-	// Instance The request's path (percent-encoded as received). Always set.
+	// Instance The request's path (percent-encoded as received); for a refused path parameter, the operation's path template (`/api/v1/repos/{repoID}/branches/{branch}`), so that no field repeats the refused value. Always set.
 	//
 	// Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
@@ -473,8 +473,9 @@ type RepoCreate struct {
 	// could have created (`git check-ref-format --branch`), with the
 	// rules of the `branch` path parameter: no control characters,
 	// space, `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not
-	// `HEAD`; no path component that is empty, starts with `.` or
-	// ends with `.lock`; no trailing `.`; at most 1024 bytes. Anything
+	// `HEAD`; no path component that is empty, starts with `.`, ends
+	// with `.lock` or is longer than 255 bytes; no trailing `.`; at
+	// most 1024 bytes. Anything
 	// else is a 400 whose detail names the rule and never repeats
 	// the value.
 	Trunk *string `json:"trunk,omitempty"`
