@@ -821,3 +821,49 @@ func TestRepoOriginAndCounts(t *testing.T) {
 		t.Fatalf("a mirror not cloned yet: %v %s", err, r.Body)
 	}
 }
+
+// TestRepoIDHistoryStartsEmpty: a failed onboarding (a real unreachable
+// remote) leaves no sync rows in the store, and a later successful
+// onboarding under the same id (of another URL) lists only its own syncs,
+// on SQLite and on PostgreSQL.
+func TestRepoIDHistoryStartsEmpty(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			cfg := mirrorConfig(t)
+			if engine == "postgres" {
+				cfg = pgConfig(t)
+			}
+			up := newUpstream(t, "acme/hello-good.git")
+			s := startServer(t, cfg, impl.Options{})
+			st, err := store.OpenFor(ctx(t), cfg.DatabaseURL, cfg.DataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+
+			id := "hello"
+			bad, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "git://127.0.0.1:1/hello.git", Id: &id})
+			if err != nil || bad.StatusCode() != 502 || bad.ApplicationproblemJSON502 == nil {
+				t.Fatalf("unreachable onboarding: %v %d %s", err, bad.StatusCode(), bad.Body)
+			}
+			if rows, err := st.ListSyncs(ctx(t), id, "", 100); err != nil || len(rows) != 0 {
+				t.Fatalf("a failed onboarding left %d sync rows: %+v %v", len(rows), rows, err)
+			}
+			if repos, err := st.Repos(ctx(t)); err != nil || len(repos) != 0 {
+				t.Fatalf("a failed onboarding left repository rows: %+v %v", repos, err)
+			}
+
+			good, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url, Id: &id})
+			if err != nil || good.JSON201 == nil {
+				t.Fatalf("onboarding: %v %d %s", err, good.StatusCode(), good.Body)
+			}
+			hist := allSyncs(t, s, id, 100)
+			if len(hist) != 1 || hist[0].Trigger != client.Onboard || hist[0].State != client.SyncResultStateSucceeded || hist[0].Error != nil {
+				t.Fatalf("the history of the new %q: %+v", id, hist)
+			}
+			if rows, err := st.ListSyncs(ctx(t), id, "", 100); err != nil || len(rows) != 1 || rows[0].ID != hist[0].Id {
+				t.Fatalf("stored syncs of the new %q: %+v %v", id, rows, err)
+			}
+		})
+	}
+}
