@@ -867,3 +867,66 @@ func TestRepoIDHistoryStartsEmpty(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditNamesTheRepository: the audit entry of an onboarding names the
+// repository (the id given, or the one derived from the URL), whether the
+// onboarding succeeded or failed, as the entries of routes with a repoID
+// parameter do; an onboarding refused for its id names none.
+func TestAuditNamesTheRepository(t *testing.T) {
+	// Signed in: a failed request gets its own entry at once (an
+	// anonymous one is counted in its minute's aggregate).
+	idp := startIDP(t)
+	up := newUpstream(t, "acme/audited.git")
+	cfg := oidcConfig(t, idp, "")
+	cfg.AllowPrivateRemotes = true
+	s := startServer(t, cfg, impl.Options{})
+	tok := idToken(t, idp, nil)
+	bearer := func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url}, bearer); err != nil || resp.StatusCode() != 201 {
+		t.Fatalf("onboarding: %v %d %s", err, resp.StatusCode(), resp.Body) // id "audited", from the URL
+	}
+	id := "hello"
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "git://127.0.0.1:1/x.git", Id: &id}, bearer); err != nil || resp.StatusCode() != 502 {
+		t.Fatalf("unreachable onboarding: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	bad := "-bad"
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url, Id: &bad}, bearer); err != nil || resp.StatusCode() != 400 {
+		t.Fatalf("onboarding with a bad id: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	if resp, err := s.c.SyncRepoWithResponse(ctx(t), "audited", nil, bearer); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("sync: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+
+	audit, err := s.c.ListAuditWithResponse(ctx(t), nil, bearer)
+	if err != nil || audit.JSON200 == nil {
+		t.Fatalf("audit: %v %s", err, audit.Body)
+	}
+	repoOf := func(action, outcome string) []string {
+		var out []string
+		for _, e := range *audit.JSON200 {
+			if e.Action == action && e.Outcome == outcome {
+				out = append(out, deref(e.Repo))
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		action, outcome string
+		want            []string
+	}{
+		{"createRepo", "201", []string{"audited"}},
+		{"createRepo", "502", []string{"hello"}},
+		{"createRepo", "400", []string{"<nil>"}},
+		{"syncRepo", "200", []string{"audited"}},
+	} {
+		if got := repoOf(tc.action, tc.outcome); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s: repo %q, want %q", tc.action, tc.outcome, got, tc.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("audit: %s", audit.Body)
+	}
+}

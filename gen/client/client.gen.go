@@ -244,8 +244,11 @@ type AuditEntry struct {
 	// Outcome The final status, with the problem type of a refusal by the gate, e.g. `200` or `401 unauthorized`.
 	Outcome string `json:"outcome"`
 
-	// Repo The `repoID` path parameter as received, when the route has
-	// one: characters that are not printable (control and format
+	// Repo The repository: the `repoID` path parameter as received, when
+	// the route has one; for an onboarding (`createRepo`), the id it
+	// was given or derived from its URL, once that id passed its rule
+	// (whether the onboarding then succeeded or failed); null
+	// otherwise. Characters that are not printable (control and format
 	// characters, bytes that are not UTF-8) are escaped as in a Go
 	// string literal (`\x00`, `\n`, `\u202e`, a backslash as
 	// `\\`) and the result is cut to 128 bytes, ending in `…` when

@@ -34,6 +34,7 @@ func (s *Set) Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if !config.ValidID(id) {
 		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", ErrBadID, id)
 	}
+	auth.NoteAuditRepo(ctx, id) // the audit entry names the repository
 	trunk, fullName := "", ""
 	if req.Trunk != nil {
 		trunk = *req.Trunk
