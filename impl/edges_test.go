@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -91,8 +92,9 @@ func (s *testServer) onWire(t *testing.T, method, path, headers, extra string) (
 }
 
 // checkProblem fails unless an answer is an RFC 9457 problem of status code
-// whose instance is path (escaped, without the query) and that carries a
-// request id; it returns the problem.
+// whose instance is path (escaped, without the query; for a 400, which may
+// refuse a path parameter, path or the route template path matches) and
+// that carries a request id; it returns the problem.
 func checkProblem(t *testing.T, what string, code int, hdr http.Header, body, path string) client.Problem {
 	t.Helper()
 	if ct := hdr.Get("Content-Type"); ct != "application/problem+json" {
@@ -107,7 +109,7 @@ func checkProblem(t *testing.T, what string, code int, hdr http.Header, body, pa
 	if p.Status != code || p.Title != http.StatusText(code) || !strings.HasPrefix(p.Type, "/problems/") {
 		t.Errorf("%s: %d: problem %+v", what, code, p)
 	}
-	if p.Instance == nil || *p.Instance != path {
+	if p.Instance == nil || (*p.Instance != path && !(code == http.StatusBadRequest && templateOf(*p.Instance, path))) {
 		t.Errorf("%s: %d: instance %v, want %q", what, code, p.Instance, path)
 	}
 	if p.RequestId == nil || *p.RequestId == "" || *p.RequestId != hdr.Get("X-Request-ID") {
@@ -116,11 +118,22 @@ func checkProblem(t *testing.T, what string, code int, hdr http.Header, body, pa
 	return p
 }
 
+// templateOf reports whether tmpl is a path template with parameters
+// (/api/v1/repos/{repoID}/view) that path matches.
+func templateOf(tmpl, path string) bool {
+	if !strings.Contains(tmpl, "{") {
+		return false
+	}
+	re := regexp.MustCompile(`\\\{[A-Za-z]+\\\}`).ReplaceAllString(regexp.QuoteMeta(tmpl), `[^/]+`)
+	return regexp.MustCompile("^" + re + "$").MatchString(path)
+}
+
 // TestEveryErrorIsAProblem: unknown API and server paths, trailing
 // slashes, other methods, files Swagger UI or the dashboard does not have:
-// every error is a problem+json whose instance is the request's path. A
-// trailing slash is a 404 that names the route without it (no redirect: a
-// POST could not follow one). (Any other path is the dashboard's and
+// every error is a problem+json whose instance is the request's path (the
+// route's template for a refused path parameter). A trailing slash is a
+// 404 that names the route without it (no redirect: a POST could not
+// follow one). (Any other path is the dashboard's and
 // answers its shell: TestDashboardRoutes.)
 func TestEveryErrorIsAProblem(t *testing.T) {
 	s := startServer(t, baseConfig(t, stackRepo(t).Dir), impl.Options{})
@@ -811,5 +824,171 @@ func TestViewVersionNullUntilPublished(t *testing.T) {
 	repo, _ = s.c.GetRepoWithResponse(ctx(t), "fresh")
 	if done.JSON200 == nil || vv(done.JSON200.ViewVersion) < 1 || repo.JSON200 == nil || vv(repo.JSON200.ViewVersion) != vv(done.JSON200.ViewVersion) {
 		t.Fatalf("after the first view: sync %s, repo %s", done.Body, repo.Body)
+	}
+}
+
+// TestSyncViewVersionNullUntilItsRunEnds: a sync's viewVersion is null
+// while it is queued or running, even though the repository already has a
+// view; once its run has ended it is the version that run published (a
+// new commit upstream: a new view), and a follow-up that changed nothing
+// carries the version served when it ended.
+func TestSyncViewVersionNullUntilItsRunEnds(t *testing.T) {
+	up := newUpstream(t, "acme/versioned.git")
+	cf := &countingFetch{}
+	s := startServer(t, mirrorConfig(t), impl.Options{BeforeRefresh: cf.fetch})
+	onboard(t, s, up.url)
+	before, _ := s.c.GetRepoWithResponse(ctx(t), "versioned")
+	if before.JSON200 == nil || vv(before.JSON200.ViewVersion) < 1 {
+		t.Fatalf("the onboarded repository has no view: %s", before.Body)
+	}
+	rf, _ := s.app.Refresh().Get("versioned")
+	hold, started := make(chan struct{}), make(chan struct{}, 2)
+	cf.set(hold, started)
+	first := rf.Trigger(refresh.Manual)
+	<-started // the first run is running, its fetch held
+	up.work.Commit("later", map[string]string{"later": "l\n"})
+	up.push("main")
+
+	wait := false
+	queued, err := s.c.SyncRepoWithResponse(ctx(t), "versioned", &client.SyncRepoParams{Wait: &wait})
+	if err != nil || queued.JSON202 == nil || queued.JSON202.Id == first {
+		t.Fatalf("a sync while one runs: %v %s", err, queued.Body)
+	}
+	second := queued.JSON202.Id
+	for _, tc := range []struct {
+		id    string
+		state client.SyncResultState
+	}{
+		{first, client.SyncResultStateRunning},
+		{second, client.SyncResultStateQueued},
+	} {
+		got, err := s.c.GetSyncWithResponse(ctx(t), "versioned", tc.id)
+		if err != nil || got.JSON200 == nil || got.JSON200.State != tc.state {
+			t.Fatalf("sync %s: %v %s", tc.id, err, got.Body)
+		}
+		if got.JSON200.ViewVersion != nil || !strings.Contains(string(got.Body), `"viewVersion":null`) {
+			t.Errorf("a %s sync shows a view version: %s", tc.state, got.Body)
+		}
+	}
+	if queued.JSON202.ViewVersion != nil {
+		t.Errorf("the 202 of a queued sync shows a view version: %s", queued.Body)
+	}
+
+	close(hold)
+	for _, id := range []string{first, second} {
+		if res, err := rf.Wait(ctx(t), id); err != nil || res.State != refresh.Succeeded {
+			t.Fatalf("sync %s: %+v %v", id, res, err)
+		}
+	}
+	repo, _ := s.c.GetRepoWithResponse(ctx(t), "versioned")
+	one, _ := s.c.GetSyncWithResponse(ctx(t), "versioned", first)
+	two, _ := s.c.GetSyncWithResponse(ctx(t), "versioned", second)
+	if repo.JSON200 == nil || one.JSON200 == nil || two.JSON200 == nil {
+		t.Fatalf("after the runs: %s %s %s", repo.Body, one.Body, two.Body)
+	}
+	v := vv(repo.JSON200.ViewVersion)
+	if change(*one.JSON200, "refs/heads/main") != "updated" || vv(one.JSON200.ViewVersion) != v || v <= vv(before.JSON200.ViewVersion) {
+		t.Errorf("the run that fetched the commit: %s; repository at %d, was %d", one.Body, v, vv(before.JSON200.ViewVersion))
+	}
+	if len(two.JSON200.UpdatedRefs) != 0 || vv(two.JSON200.ViewVersion) != v {
+		t.Errorf("the follow-up that changed nothing: %s; repository at %d", two.Body, v)
+	}
+}
+
+// TestLongBranchComponentRefused: a branch name with a '/'-separated
+// component over 255 bytes (which git cannot store as a loose ref) is a
+// 400 problem on every route that takes a branch name, whose answer
+// repeats no part of the name in any field or header; a name whose
+// components are at most 255 bytes is looked up as usual (404).
+func TestLongBranchComponentRefused(t *testing.T) {
+	r := stackRepo(t)
+	s := startServer(t, baseConfig(t, r.Dir), impl.Options{})
+	type answer struct {
+		code int
+		hdr  http.Header
+		body []byte
+		p    *client.Problem
+	}
+	routes := []struct {
+		name string
+		call func(name string) (answer, error)
+	}{
+		{"getBranch", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getBranchDiff", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchDiffWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getStack", func(n string) (answer, error) {
+			resp, err := s.c.GetStackWithResponse(ctx(t), "local", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"getBranch of an unknown repository", func(n string) (answer, error) {
+			resp, err := s.c.GetBranchWithResponse(ctx(t), "nope", n, nil)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+		{"createRepo trunk", func(n string) (answer, error) {
+			resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "https://example.com/acme/x.git", Trunk: &n})
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{resp.StatusCode(), resp.HTTPResponse.Header, resp.Body, resp.ApplicationproblemJSON400}, nil
+		}},
+	}
+	names := []struct {
+		name, chunk string // chunk: a part of the name no answer may carry
+	}{
+		{strings.Repeat("x", 300), strings.Repeat("x", 16)},
+		{strings.Repeat("q", 256), strings.Repeat("q", 16)},
+		{"feature/" + strings.Repeat("k", 256) + "/tail", strings.Repeat("k", 16)},
+		{strings.Repeat("é", 128), strings.Repeat("é", 8)},   // 256 bytes, 128 runes
+		{strings.Repeat("v", 1100), strings.Repeat("v", 16)}, // over 1024 bytes: refused by the validator
+	}
+	for _, rt := range routes {
+		for _, nm := range names {
+			t.Run(fmt.Sprintf("%s/%d-bytes", rt.name, len(nm.name)), func(t *testing.T) {
+				a, err := rt.call(nm.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.code != 400 || a.hdr.Get("Content-Type") != "application/problem+json" || a.p == nil {
+					t.Fatalf("%d %s", a.code, a.body)
+				}
+				if a.p.Type != "/problems/bad-request" || a.p.Detail == nil || (len(nm.name) <= 1024 && !strings.Contains(*a.p.Detail, "longer than 255 bytes")) {
+					t.Errorf("problem: %s", a.body)
+				}
+				if strings.Contains(string(a.body), nm.chunk) {
+					t.Errorf("the answer repeats the name: %s", a.body)
+				}
+				esc := url.PathEscape(nm.chunk)
+				for k, vs := range a.hdr {
+					for _, v := range vs {
+						if strings.Contains(v, nm.chunk) || strings.Contains(v, esc) {
+							t.Errorf("header %s repeats the name: %q", k, v)
+						}
+					}
+				}
+			})
+		}
+	}
+	// At the limit, a name is looked up: 404, not 400.
+	limit := strings.Repeat("z", 255) + "/" + strings.Repeat("z", 255)
+	resp, err := s.c.GetBranchWithResponse(ctx(t), "local", limit, nil)
+	if err != nil || resp.StatusCode() != 404 {
+		t.Fatalf("a name with 255-byte components: %v %d %s", err, resp.StatusCode(), resp.Body)
 	}
 }

@@ -296,3 +296,50 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestRefusalsNameTheFlag: an onboarding refused by the remote policy says
+// which serve flag would allow it (--allow-local-remotes,
+// --allow-private-remotes, --allowed-remote-hosts), and its detail repeats
+// nothing of the request: not the URL, its host or path, nor the address a
+// name resolved to.
+func TestRefusalsNameTheFlag(t *testing.T) {
+	ln := mirrortest.Listen(t, "127.0.0.1:0")
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	resolver, _ := mirrortest.DNS(t, netip.MustParseAddr("127.0.0.1"))
+	dir := filepath.Join(t.TempDir(), "zzlocalpath")
+	for _, tc := range []struct {
+		name    string
+		hosts   []string
+		url     string
+		flag    string
+		private []string // parts of the request the answer must not carry
+	}{
+		{"file URL", nil, "file://" + dir, "--allow-local-remotes", []string{"zzlocalpath"}},
+		{"plain path", nil, dir, "--allow-local-remotes", []string{"zzlocalpath"}},
+		{"loopback literal", nil, "git://127.0.0.1:" + port + "/zzrepo.git", "--allow-private-remotes", []string{"127.0.0.1", "zzrepo"}},
+		{"private literal", nil, "https://10.9.8.7/zzrepo.git", "--allow-private-remotes", []string{"10.9.8.7", "zzrepo"}},
+		{"name resolving to loopback", nil, "git://zzname.rebind.test:" + port + "/zzrepo.git", "--allow-private-remotes", []string{"zzname", "127.0.0.1", "zzrepo"}},
+		{"plain http", nil, "http://zzname.example.com/zzrepo.git", "--allow-private-remotes", []string{"zzname", "zzrepo"}},
+		{"host not allowed", []string{"github.com"}, "https://zzname.example.org/zzrepo.git", "--allowed-remote-hosts", []string{"zzname", "zzrepo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t, "") // local and private remotes not allowed: the default
+			cfg.AllowedRemoteHosts = tc.hosts
+			s := startServer(t, cfg, impl.Options{RemoteResolver: resolver})
+			refusedOnboarding(t, s, cfg.DataDir, tc.url, strptr("zzid"))
+			resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: tc.url, Id: strptr("zzid")})
+			if err != nil || resp.ApplicationproblemJSON400 == nil || resp.ApplicationproblemJSON400.Detail == nil {
+				t.Fatalf("%v %s", err, resp.Body)
+			}
+			if d := *resp.ApplicationproblemJSON400.Detail; !strings.Contains(d, tc.flag) {
+				t.Errorf("the detail does not name %s: %q", tc.flag, d)
+			}
+			for _, p := range append(tc.private, "zzid") {
+				if strings.Contains(string(resp.Body), p) {
+					t.Errorf("the answer repeats %q: %s", p, resp.Body)
+				}
+			}
+		})
+	}
+	mirrortest.NoConnection(t, ln)
+}

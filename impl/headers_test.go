@@ -42,7 +42,8 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header, hsts bool) {
 
 // TestSecurityHeadersOnEveryResponse walks answers of every kind — API
 // success and errors, the spec, Swagger UI and its assets, redirects,
-// /auth/*, the dashboard's shell and assets, 404, 405, 413, 421, CORS
+// /auth/*, the dashboard's shell and assets, the problem type pages, 404,
+// 405, 413, 421, CORS
 // preflights, the event stream — on a server whose base URL is https
 // (HSTS) and on one whose base URL is http (no HSTS).
 func TestSecurityHeadersOnEveryResponse(t *testing.T) {
@@ -93,6 +94,11 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 				{"POST", "/auth/logout", "", nil},
 				{"OPTIONS", "/api/v1/repos/local/sync", "", []string{"Origin", "https://ui.example", "Access-Control-Request-Method", "POST"}},
 				{"GET", "/healthz", "", []string{"Host", "evil.example"}},
+				{"GET", "/problems/", "", nil},
+				{"GET", "/problems/not-found", "", nil},
+				{"HEAD", "/problems/remote-not-allowed", "", nil},
+				{"GET", "/problems/nope", "", nil},
+				{"POST", "/problems/not-found", "", nil},
 			} {
 				var body io.Reader
 				if rq.body != "" {

@@ -821,3 +821,112 @@ func TestRepoOriginAndCounts(t *testing.T) {
 		t.Fatalf("a mirror not cloned yet: %v %s", err, r.Body)
 	}
 }
+
+// TestRepoIDHistoryStartsEmpty: a failed onboarding (a real unreachable
+// remote) leaves no sync rows in the store, and a later successful
+// onboarding under the same id (of another URL) lists only its own syncs,
+// on SQLite and on PostgreSQL.
+func TestRepoIDHistoryStartsEmpty(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			cfg := mirrorConfig(t)
+			if engine == "postgres" {
+				cfg = pgConfig(t)
+			}
+			up := newUpstream(t, "acme/hello-good.git")
+			s := startServer(t, cfg, impl.Options{})
+			st, err := store.OpenFor(ctx(t), cfg.DatabaseURL, cfg.DataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+
+			id := "hello"
+			bad, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "git://127.0.0.1:1/hello.git", Id: &id})
+			if err != nil || bad.StatusCode() != 502 || bad.ApplicationproblemJSON502 == nil {
+				t.Fatalf("unreachable onboarding: %v %d %s", err, bad.StatusCode(), bad.Body)
+			}
+			if rows, err := st.ListSyncs(ctx(t), id, "", 100); err != nil || len(rows) != 0 {
+				t.Fatalf("a failed onboarding left %d sync rows: %+v %v", len(rows), rows, err)
+			}
+			if repos, err := st.Repos(ctx(t)); err != nil || len(repos) != 0 {
+				t.Fatalf("a failed onboarding left repository rows: %+v %v", repos, err)
+			}
+
+			good, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url, Id: &id})
+			if err != nil || good.JSON201 == nil {
+				t.Fatalf("onboarding: %v %d %s", err, good.StatusCode(), good.Body)
+			}
+			hist := allSyncs(t, s, id, 100)
+			if len(hist) != 1 || hist[0].Trigger != client.Onboard || hist[0].State != client.SyncResultStateSucceeded || hist[0].Error != nil {
+				t.Fatalf("the history of the new %q: %+v", id, hist)
+			}
+			if rows, err := st.ListSyncs(ctx(t), id, "", 100); err != nil || len(rows) != 1 || rows[0].ID != hist[0].Id {
+				t.Fatalf("stored syncs of the new %q: %+v %v", id, rows, err)
+			}
+		})
+	}
+}
+
+// TestAuditNamesTheRepository: the audit entry of an onboarding names the
+// repository (the id given, or the one derived from the URL), whether the
+// onboarding succeeded or failed, as the entries of routes with a repoID
+// parameter do; an onboarding refused for its id names none.
+func TestAuditNamesTheRepository(t *testing.T) {
+	// Signed in: a failed request gets its own entry at once (an
+	// anonymous one is counted in its minute's aggregate).
+	idp := startIDP(t)
+	up := newUpstream(t, "acme/audited.git")
+	cfg := oidcConfig(t, idp, "")
+	cfg.AllowPrivateRemotes = true
+	s := startServer(t, cfg, impl.Options{})
+	tok := idToken(t, idp, nil)
+	bearer := func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url}, bearer); err != nil || resp.StatusCode() != 201 {
+		t.Fatalf("onboarding: %v %d %s", err, resp.StatusCode(), resp.Body) // id "audited", from the URL
+	}
+	id := "hello"
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: "git://127.0.0.1:1/x.git", Id: &id}, bearer); err != nil || resp.StatusCode() != 502 {
+		t.Fatalf("unreachable onboarding: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	bad := "-bad"
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url, Id: &bad}, bearer); err != nil || resp.StatusCode() != 400 {
+		t.Fatalf("onboarding with a bad id: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	if resp, err := s.c.SyncRepoWithResponse(ctx(t), "audited", nil, bearer); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("sync: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+
+	audit, err := s.c.ListAuditWithResponse(ctx(t), nil, bearer)
+	if err != nil || audit.JSON200 == nil {
+		t.Fatalf("audit: %v %s", err, audit.Body)
+	}
+	repoOf := func(action, outcome string) []string {
+		var out []string
+		for _, e := range *audit.JSON200 {
+			if e.Action == action && e.Outcome == outcome {
+				out = append(out, deref(e.Repo))
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		action, outcome string
+		want            []string
+	}{
+		{"createRepo", "201", []string{"audited"}},
+		{"createRepo", "502", []string{"hello"}},
+		{"createRepo", "400", []string{"<nil>"}},
+		{"syncRepo", "200", []string{"audited"}},
+	} {
+		if got := repoOf(tc.action, tc.outcome); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s: repo %q, want %q", tc.action, tc.outcome, got, tc.want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("audit: %s", audit.Body)
+	}
+}

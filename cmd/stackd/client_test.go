@@ -132,3 +132,62 @@ func TestClientShowsNullViewVersion(t *testing.T) {
 		t.Fatalf("repos output:\n%s", out.String())
 	}
 }
+
+// TestClientFlagsBeforeOrAfterCommand: the client flags work before the
+// command as after it (stackd --server HOST repos), against a real
+// server; flags before a command that is not a client command stay an
+// unknown command.
+func TestClientFlagsBeforeOrAfterCommand(t *testing.T) {
+	r := gittest.New(t)
+	r.Commit("initial", map[string]string{"README": "x\n"})
+	cfg := config.Default()
+	cfg.Cwd, cfg.CwdExplicit = r.Dir, true
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.SyncInterval = 0
+	app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(func() { cancel(); srv.Close(); app.Close() })
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("STACKD_SERVER", "127.0.0.1:1") // nothing there: only the flag can reach the server
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server", hostPort, "repos"}, "local  local  main"},
+		{[]string{"repos", "--server", hostPort}, "local  local  main"},
+		{[]string{"--server=" + srv.URL, "repos"}, "local  local  main"},
+		{[]string{"-server", hostPort, "--json", "repos"}, `"id": "local"`},
+		{[]string{"--json", "--server", hostPort, "repos"}, `"id": "local"`},
+		{[]string{"--server", hostPort, "view", "local"}, "local"},
+		{[]string{"--server", hostPort, "sync", "local"}, "of local: succeeded"},
+		{[]string{"--server", hostPort, "sync", "--json", "local"}, `"state": "succeeded"`},
+		{[]string{"--server", hostPort, "--no-wait", "sync", "local"}, "local"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(tc.args, &out, &errb); code != 0 || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("stackd %q: exit %d, want %q in:\n%s%s", tc.args, code, tc.want, out.String(), errb.String())
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server", hostPort}, `unknown command "--server"`},
+		{[]string{"--port", "8080", "serve"}, `unknown command "--port"`},
+		{[]string{"--server", hostPort, "repos", "extra"}, "stackd repos takes no arguments"},
+		{[]string{"--server", hostPort, "view"}, "stackd view REPO"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("stackd %q: exit %d, want 2 and %q: %s", tc.args, code, tc.want, errb.String())
+		}
+	}
+}

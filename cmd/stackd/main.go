@@ -8,6 +8,9 @@
 //	stackd view REPO            show a repository's stacks
 //	stackd version              print the version
 //
+// The client commands (sync, repos, view) take their flags before or after
+// the command: stackd --server HOST repos is stackd repos --server HOST.
+//
 // Every serve flag can also come from STACKD_<FLAG> (dashes become
 // underscores: --sync-workers is STACKD_SYNC_WORKERS).
 package main
@@ -19,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -37,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	args = hoistClientFlags(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -71,6 +76,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// clientCommands are the commands that talk to a server.
+var clientCommands = map[string]bool{"sync": true, "repos": true, "view": true}
+
+// clientValueFlags are the client flags that take a value (--server X);
+// the others (--json, --no-wait) are booleans.
+var clientValueFlags = map[string]bool{"server": true}
+
+// hoistClientFlags moves the flags written before a client command after
+// it, so that client flags go before or after the command alike: stackd
+// --server HOST repos is stackd repos --server HOST. Anything else is
+// left as it is (a flag before serve or migrate is still an unknown
+// command).
+func hoistClientFlags(args []string) []string {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" && args[i] != "--" {
+		name := strings.TrimLeft(args[i], "-")
+		if clientValueFlags[name] && i+1 < len(args) { // --server X (not --server=X)
+			i++
+		}
+		i++
+	}
+	if i == 0 || i == len(args) || !clientCommands[args[i]] {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	out = append(out, args[i])
+	out = append(out, args[:i]...)
+	return append(out, args[i+1:]...)
+}
+
 const usage = `usage: stackd <command> [flags]
 
 commands:
@@ -82,6 +117,8 @@ commands:
   version        print the version
 
 Run "stackd <command> -h" for the flags and environment variables of a
-command. The client commands (sync, repos, view) read STACKD_SERVER and
-STACKD_TOKEN; serve reads STACKD_<FLAG> for each of its flags.
+command. The client commands (sync, repos, view) take their flags before
+or after the command (stackd --server HOST repos, stackd repos --server
+HOST) and read STACKD_SERVER and STACKD_TOKEN; serve reads STACKD_<FLAG>
+for each of its flags.
 `

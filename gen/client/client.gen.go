@@ -244,8 +244,11 @@ type AuditEntry struct {
 	// Outcome The final status, with the problem type of a refusal by the gate, e.g. `200` or `401 unauthorized`.
 	Outcome string `json:"outcome"`
 
-	// Repo The `repoID` path parameter as received, when the route has
-	// one: characters that are not printable (control and format
+	// Repo The repository: the `repoID` path parameter as received, when
+	// the route has one; for an onboarding (`createRepo`), the id it
+	// was given or derived from its URL, once that id passed its rule
+	// (whether the onboarding then succeeded or failed); null
+	// otherwise. Characters that are not printable (control and format
 	// characters, bytes that are not UTF-8) are escaped as in a Go
 	// string literal (`\x00`, `\n`, `\u202e`, a backslash as
 	// `\\`) and the result is cut to 128 bytes, ending in `…` when
@@ -341,7 +344,7 @@ type Problem struct {
 	// Detail Example: no repository "nope"
 	Detail *string `json:"detail,omitempty"`
 
-	// Instance The request's path (percent-encoded as received). Always set.
+	// Instance The request's path (percent-encoded as received); for a refused path parameter, the operation's path template (`/api/v1/repos/{repoID}/branches/{branch}`), so that no field repeats the refused value. Always set.
 	//
 	// Example: /api/v1/repos/nope
 	Instance *string `json:"instance,omitempty"`
@@ -473,8 +476,9 @@ type RepoCreate struct {
 	// could have created (`git check-ref-format --branch`), with the
 	// rules of the `branch` path parameter: no control characters,
 	// space, `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not
-	// `HEAD`; no path component that is empty, starts with `.` or
-	// ends with `.lock`; no trailing `.`; at most 1024 bytes. Anything
+	// `HEAD`; no path component that is empty, starts with `.`, ends
+	// with `.lock` or is longer than 255 bytes; no trailing `.`; at
+	// most 1024 bytes. Anything
 	// else is a 400 whose detail names the rule and never repeats
 	// the value.
 	Trunk *string `json:"trunk,omitempty"`
@@ -609,7 +613,7 @@ type SyncResult struct {
 	// UpdatedRefsTotal How many refs the run changed, all counted.
 	UpdatedRefsTotal int `json:"updatedRefsTotal"`
 
-	// ViewVersion The view version after the run (for a run that has not finished, the version it started from); null while the repository has no view yet (before a run has published one).
+	// ViewVersion Null while the run is queued or running. Once it has ended: the version of the view it published, or, when it published none (nothing changed, or it failed), the version the repository served when it ended; null while the repository has no view yet.
 	ViewVersion *int64 `json:"viewVersion"`
 }
 

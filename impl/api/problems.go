@@ -38,13 +38,16 @@ func noRepo(id string) gen.Problem { return notFound("no repository %q", id) }
 
 // badBranch checks a branch-name path parameter (param is its name in the
 // spec) by git's rules. The 400 body names the rule that failed and never
-// repeats the value.
-func badBranch(param, name string) *gen.Problem {
+// repeats the value, not even in its instance: that is route, the
+// operation's path template (as for the path parameters the validator
+// refuses).
+func badBranch(route, param, name string) *gen.Problem {
 	err := refname.Check(name)
 	if err == nil {
 		return nil
 	}
 	p := problem.New(http.StatusBadRequest, problem.BadRequest, fmt.Sprintf("path parameter %q: %v", param, err))
+	p.Instance = &route
 	return &p
 }
 

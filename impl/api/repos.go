@@ -11,7 +11,6 @@ import (
 	"github.com/stackd/stackd/impl/memlimit"
 	"github.com/stackd/stackd/impl/mirror"
 	"github.com/stackd/stackd/impl/problem"
-	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/repos"
@@ -52,7 +51,7 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 		// A policy refusal, before or while connecting (a name that
 		// resolved to a private address): nothing was cloned.
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
-			problem.New(http.StatusBadRequest, problem.RemoteNotAllowed, redact.Error(err)))}, nil
+			problem.New(http.StatusBadRequest, problem.RemoteNotAllowed, repos.RefusalDetail(err)))}, nil
 	case errors.Is(err, mirror.ErrBadURL), errors.Is(err, repos.ErrBadID), errors.As(err, new(repos.FieldError)):
 		return gen.CreateRepo400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(
 			problem.New(http.StatusBadRequest, problem.BadRequest, err.Error()))}, nil

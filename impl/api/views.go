@@ -54,7 +54,7 @@ func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject
 
 // GetStack returns one stack by its root branch.
 func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (gen.GetStackResponseObject, error) {
-	if p := badBranch("root", req.Root); p != nil {
+	if p := badBranch("/api/v1/repos/{repoID}/stacks/{root}", "root", req.Root); p != nil {
 		return gen.GetStack400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
 	r, missing := find[gen.GetStack404ApplicationProblemPlusJSONResponse](s, req.RepoID)
@@ -88,7 +88,7 @@ func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestOb
 
 // GetBranch returns one branch.
 func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) (gen.GetBranchResponseObject, error) {
-	if p := badBranch("branch", req.Branch); p != nil {
+	if p := badBranch("/api/v1/repos/{repoID}/branches/{branch}", "branch", req.Branch); p != nil {
 		return gen.GetBranch400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
 	r, missing := find[gen.GetBranch404ApplicationProblemPlusJSONResponse](s, req.RepoID)
@@ -111,7 +111,7 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 // commit pair however many requests want it (view.Diffs).
 func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequestObject) (gen.GetBranchDiffResponseObject, error) {
 	type diff404 = gen.GetBranchDiff404ApplicationProblemPlusJSONResponse
-	if p := badBranch("branch", req.Branch); p != nil {
+	if p := badBranch("/api/v1/repos/{repoID}/branches/{branch}/diff", "branch", req.Branch); p != nil {
 		return gen.GetBranchDiff400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
 	r, missing := find[diff404](s, req.RepoID)

@@ -5,7 +5,7 @@ package auth
 //
 //   - Every value an entry stores is bounded and escaped (auditText): the
 //     route is the operation's template from the contract, the repository
-//     parameter is cut to MaxAuditParam bytes with non-printable bytes
+//     (the repoID parameter, or the id a handler noted: NoteAuditRepo) is cut to MaxAuditParam bytes with non-printable bytes
 //     escaped, the actor to maxAuditActor.
 //   - A failed anonymous request (no principal, status 400 or more) is not
 //     written on its own: it is counted in an aggregate of its minute,
@@ -123,6 +123,9 @@ func (a *Auth) audit(r *http.Request, route *validate.Route, p *Principal, ip st
 		Outcome:  rec.outcome(),
 		Client:   auditText(ip, maxAuditClient),
 		Requests: 1,
+	}
+	if e.Repo == "" && rec.repo != "" {
+		e.Repo = auditText(rec.repo, MaxAuditParam)
 	}
 	if p != nil {
 		e.Actor, e.Method = auditText(p.actor(), maxAuditActor), p.Method

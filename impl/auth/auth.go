@@ -190,6 +190,7 @@ const (
 	clientKeyKey
 	chargeKey
 	admitsKey
+	auditKey
 )
 
 // PrincipalFrom returns the principal the gate found for a request.
@@ -212,6 +213,17 @@ func ClientIP(ctx context.Context) string {
 func ClientKey(ctx context.Context) string {
 	s, _ := ctx.Value(clientKeyKey).(string)
 	return s
+}
+
+// NoteAuditRepo names the repository a mutating request is about, for its
+// audit entry, when the route has no repoID path parameter (an
+// onboarding: the id it was given or derived from its URL). It does
+// nothing outside an audited request. The entry stores it bounded and
+// escaped, as it stores the path parameter.
+func NoteAuditRepo(ctx context.Context, repoID string) {
+	if rec, ok := ctx.Value(auditKey).(*recorder); ok {
+		rec.repo = repoID
+	}
 }
 
 // Store is what auth keeps in the store: sessions and the audit log.

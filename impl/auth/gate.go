@@ -188,6 +188,7 @@ func (a *Auth) Gate(doc *openapi3.T) func(http.Handler) http.Handler {
 			if Mutating(route) {
 				rec = &recorder{ResponseWriter: w}
 				w = rec
+				r = r.WithContext(context.WithValue(r.Context(), auditKey, rec))
 				defer func() { a.audit(r, route, p, ip, rec) }()
 			}
 			refuse := func(f *refusal) {
@@ -463,6 +464,7 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	note   string // problem slug of a gate refusal
+	repo   string // the repository the handler named (NoteAuditRepo)
 }
 
 func (rw *recorder) WriteHeader(code int) {

@@ -6,17 +6,18 @@ import "strings"
 const AssetPrefix = "/assets/"
 
 // serverSegments are the first path segments of the routes that are not
-// the app's: the API, sign-in, Swagger UI, health, readiness, and the
-// assets. A path under one of them never answers the shell; one that no
+// the app's: the API, sign-in, Swagger UI, health, readiness, the problem
+// type pages, and the assets. A path under one of them never answers the shell; one that no
 // route takes is a 404 problem. The spec (/openapi.yaml, /openapi.json) is
 // any first segment starting with "openapi." (isServerSegment).
 var serverSegments = map[string]bool{
-	"api":     true,
-	"auth":    true,
-	"docs":    true,
-	"healthz": true,
-	"readyz":  true,
-	"assets":  true,
+	"api":      true,
+	"auth":     true,
+	"docs":     true,
+	"healthz":  true,
+	"readyz":   true,
+	"assets":   true,
+	"problems": true,
 }
 
 func isServerSegment(seg string) bool {
@@ -26,7 +27,7 @@ func isServerSegment(seg string) bool {
 // IsAppPath reports whether the dashboard answers path (the decoded
 // r.URL.Path) with its shell: every absolute path whose first segment is
 // not one of the server's (/api, /auth, /docs, /openapi.*, /healthz,
-// /readyz, /assets). So /, /r/{repoID}, /r/{repoID}/b/{branch...},
+// /readyz, /problems, /assets). So /, /r/{repoID}, /r/{repoID}/b/{branch...},
 // /r/{repoID}/syncs, and any path the app does not know (it shows its own
 // not-found page) can be reloaded and linked.
 func IsAppPath(path string) bool {

@@ -22,6 +22,7 @@ import (
 	"github.com/stackd/stackd/impl/dashboard"
 	"github.com/stackd/stackd/impl/deadline"
 	"github.com/stackd/stackd/impl/metrics"
+	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/requestid"
 	"github.com/stackd/stackd/impl/validate"
 )
@@ -76,7 +77,8 @@ type Deps struct {
 //     deadline (413/408), kept for the webhook's HMAC;
 //  8. kin-openapi validation of parameters and body;
 //  9. the mux: the API's strict handlers, /auth/*, and the routes outside
-//     the contract (the spec, Swagger UI, and the dashboard on every other
+//     the contract (the spec, Swagger UI, the problem type pages under
+//     /problems/, and the dashboard on every other
 //     path: its assets, its shell on the app paths, a 404 problem on the
 //     server's paths no route took).
 //
@@ -105,9 +107,15 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	pages, err := problem.Pages()
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	d.API.Routes(mux)
 	specRoutes(mux, specYAML, specJSON, ui, dash)
+	// The problem types' pages: a problem's type URI leads to its page.
+	mux.Handle(problem.TypePrefix, pages)
 	d.Auth.Routes(mux)
 	v, err := validate.New(doc, validate.Options{Passthrough: outsideContract})
 	if err != nil {
@@ -141,8 +149,12 @@ func New(d Deps) (http.Handler, error) {
 // (the spec itself, Swagger UI, the dashboard's assets and app paths): the
 // validator lets it through.
 func outsideContract(p string) bool {
-	return p == "/openapi.json" || p == "/openapi.yaml" || isDocs(p) || dashboard.IsAssetPath(p) || dashboard.IsAppPath(p)
+	return p == "/openapi.json" || p == "/openapi.yaml" || isDocs(p) || isProblemPage(p) || dashboard.IsAssetPath(p) || dashboard.IsAppPath(p)
 }
+
+// isProblemPage reports whether p is under the problem type pages
+// (problem.Pages).
+func isProblemPage(p string) bool { return strings.HasPrefix(p, problem.TypePrefix) }
 
 func isDocs(p string) bool { return p == "/docs" || strings.HasPrefix(p, "/docs/") }
 

@@ -434,9 +434,9 @@ func classify(err error, overHTTP bool) (string, error) {
 	)
 	switch {
 	case errors.Is(err, ErrForbiddenAddress):
-		return "the upstream's address is not public (loopback, private, link-local or reserved) and private remotes are not allowed", ErrForbiddenAddress
+		return "the upstream's address is not public (loopback, private, link-local or reserved) and private remotes are not allowed (--allow-private-remotes allows them)", ErrForbiddenAddress
 	case errors.Is(err, ErrHostNotAllowed):
-		return "redirected to a host that is not in the allowed remote hosts", ErrHostNotAllowed
+		return "redirected to a host that is not in the allowed remote hosts (--allowed-remote-hosts)", ErrHostNotAllowed
 	case errors.Is(err, ErrSSHKey):
 		return "ssh needs a configured private key", ErrSSHKey
 	case errors.Is(err, transport.ErrAuthenticationRequired):

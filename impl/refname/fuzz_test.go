@@ -26,6 +26,7 @@ func init() {
 		`it contains ".."`, `it contains "@{"`, "it ends with '.'",
 		"it has an empty path component (a leading, trailing or double '/')",
 		"a path component starts with '.'", `a path component ends with ".lock"`,
+		"a path component is longer than 255 bytes",
 	} {
 		reasons["not a valid branch name: "+r] = true
 	}
@@ -98,7 +99,8 @@ func FuzzCheck(f *testing.F) {
 
 // FuzzAgreesWithGit: on every name git can take as an argument, Check
 // agrees with git check-ref-format --branch, except where stackd is
-// stricter on purpose (invalid UTF-8, longer than MaxLen).
+// stricter on purpose (invalid UTF-8, longer than MaxLen, a component
+// longer than MaxComponentLen).
 func FuzzAgreesWithGit(f *testing.F) {
 	git, err := exec.LookPath("git")
 	if err != nil {
@@ -111,6 +113,11 @@ func FuzzAgreesWithGit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string) {
 		if strings.ContainsRune(name, 0) || !utf8.ValidString(name) || len(name) > MaxLen {
 			return
+		}
+		for comp := range strings.SplitSeq(name, "/") {
+			if len(comp) > MaxComponentLen {
+				return
+			}
 		}
 		cmd := exec.Command(git, "check-ref-format", "--branch", name)
 		cmd.Dir = dir

@@ -3,8 +3,10 @@
 //
 // The rules are git's (git check-ref-format applied to refs/heads/<name>,
 // plus the two extra rules of git branch: no leading '-' and not "HEAD"),
-// with two additions of stackd's: a name is valid UTF-8 and at most MaxLen
-// bytes long. A name git could not have created is refused, so a name that
+// with three additions of stackd's: a name is valid UTF-8, at most MaxLen
+// bytes long, and none of its '/'-separated components is longer than
+// MaxComponentLen bytes (git stores a branch as a file named by each
+// component: a longer one cannot be a loose ref). A name git could not have created is refused, so a name that
 // passes is safe to quote back to a client (see Quote).
 //
 // Errors say which rule failed and never contain the name itself.
@@ -22,6 +24,11 @@ import (
 // path component of a loose ref is a file name (at most 255 bytes on common
 // file systems); 1024 leaves room for several of them.
 const MaxLen = 1024
+
+// MaxComponentLen bounds each '/'-separated component of a branch name in
+// bytes: the longest file name of common file systems, which git cannot
+// exceed when it writes the branch as a loose ref.
+const MaxComponentLen = 255
 
 // ErrInvalid is wrapped by every error of Check.
 var ErrInvalid = errors.New("not a valid branch name")
@@ -79,6 +86,8 @@ func check(name string) string {
 		switch {
 		case comp == "":
 			return "it has an empty path component (a leading, trailing or double '/')"
+		case len(comp) > MaxComponentLen:
+			return fmt.Sprintf("a path component is longer than %d bytes", MaxComponentLen)
 		case comp[0] == '.':
 			return "a path component starts with '.'"
 		case strings.HasSuffix(comp, ".lock"):

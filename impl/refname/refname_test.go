@@ -28,10 +28,16 @@ var cases = []struct {
 	{"a{b}", true},
 	{"a-", true},
 	{"a/-b", true},
-	{strings.Repeat("a", MaxLen), true},
+	{strings.Repeat(strings.Repeat("a", MaxComponentLen)+"/", 3) + strings.Repeat("c", MaxComponentLen-1) + "/b", true}, // MaxLen bytes
+	{strings.Repeat("é", MaxComponentLen/2) + "a", true},
 
 	{"", false},
 	{strings.Repeat("a", MaxLen+1), false},
+	{strings.Repeat(strings.Repeat("a", MaxComponentLen)+"/", 3) + strings.Repeat("c", MaxComponentLen-1) + "/bb", false},
+	{strings.Repeat("a", MaxComponentLen+1), false},
+	{strings.Repeat("x", 300), false},
+	{"feature/" + strings.Repeat("a", MaxComponentLen+1) + "/x", false},
+	{strings.Repeat("é", MaxComponentLen/2+1), false}, // 256 bytes, 128 runes
 	{"--upload-pack=evil", false},
 	{"-", false},
 	{"HEAD", false},

@@ -285,14 +285,13 @@ func (r *Refresher) joinLocked(t Trigger) {
 
 func (r *Refresher) newRunLocked(t Trigger) *run {
 	return &run{done: make(chan struct{}), stored: make(chan struct{}), result: Result{
-		ID:          newID(),
-		RepoID:      r.repo.ID,
-		Trigger:     t,
-		Mode:        r.repo.Source().Mode(),
-		State:       Queued,
-		QueuedAt:    r.m.opts.Now().UTC(),
-		ViewVersion: r.repo.Snapshot().Version(),
-		Replica:     r.m.opts.Replica,
+		ID:       newID(),
+		RepoID:   r.repo.ID,
+		Trigger:  t,
+		Mode:     r.repo.Source().Mode(),
+		State:    Queued,
+		QueuedAt: r.m.opts.Now().UTC(),
+		Replica:  r.m.opts.Replica, // ViewVersion: 0 (null) until the run ends
 	}}
 }
 

@@ -113,7 +113,11 @@ type Result struct {
 	Changes []refs.Change
 	// ChangesTotal counts every changed ref.
 	ChangesTotal int
-	ViewVersion  int64
+	// ViewVersion is 0 (null in answers) while the run is queued or
+	// running; once it has ended, the version of the view it published, or
+	// when it published none (nothing changed, or it failed), the version
+	// the repository served when it ended (0 while there is no view yet).
+	ViewVersion int64
 	// Error is the sanitized text of Err.
 	Error string
 	// Replica is the id of the stackd process that ran the run

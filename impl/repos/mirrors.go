@@ -92,6 +92,9 @@ func (s *Set) AddConfigured(rc config.RepoConfig) error {
 	if errors.Is(err, mirror.ErrForbiddenAddress) || errors.Is(err, mirror.ErrPlainHTTP) {
 		return fmt.Errorf("repos %s: %w (--allow-private-remotes permits it)", rc.ID, err)
 	}
+	if errors.Is(err, mirror.ErrLocalRemote) {
+		return fmt.Errorf("repos %s: %w (--allow-local-remotes permits it)", rc.ID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("repos %s: %w", rc.ID, err)
 	}

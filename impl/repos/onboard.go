@@ -34,6 +34,7 @@ func (s *Set) Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	if !config.ValidID(id) {
 		return nil, fmt.Errorf("%w: %q (give an id of 1-64 letters, digits, '.', '_' or '-')", ErrBadID, id)
 	}
+	auth.NoteAuditRepo(ctx, id) // the audit entry names the repository
 	trunk, fullName := "", ""
 	if req.Trunk != nil {
 		trunk = *req.Trunk
@@ -159,9 +160,9 @@ func (s *Set) Store(ctx context.Context, id string) error {
 
 // abandon cleans up an onboarding that failed on a replica: its refresher
 // stops and it leaves this replica; under the mirror's lease, its
-// directory goes only when no replica stored the repository (a clone that
-// was not stored; another replica's onboarding of the same id keeps its
-// directory).
+// directory and its sync history go only when no replica stored the
+// repository (a clone that was not stored; another replica's onboarding
+// of the same id keeps its directory).
 func (s *Set) abandon(ctx context.Context, r *registry.Repo) {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
@@ -178,6 +179,12 @@ func (s *Set) abandon(ctx context.Context, r *registry.Repo) {
 		}
 		if err := s.mirrors.Remove(r.ID); err != nil && !errors.Is(err, mirror.ErrNoMirror) {
 			return err
+		}
+		// The failed attempt's syncs go too: the history of a repository
+		// id starts with the onboarding that stores it. (A run of another
+		// replica's onboarding of the id records its result again.)
+		if err := s.store.DeleteSyncs(ctx, r.ID); err != nil {
+			return fmt.Errorf("forget the syncs of a failed onboarding: %w", err)
 		}
 		return nil
 	}); err != nil {

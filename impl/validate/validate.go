@@ -183,7 +183,14 @@ func (v *Validator) Validate(next http.Handler) http.Handler {
 			if status == http.StatusUnsupportedMediaType {
 				slug = problem.UnsupportedMedia
 			}
-			problem.Write(w, r, status, slug, detail)
+			p := problem.New(status, slug, detail)
+			if reqErr, ok := errors.AsType[*openapi3filter.RequestError](err); ok && reqErr.Parameter != nil && reqErr.Parameter.In == openapi3.ParameterInPath {
+				// A refused path parameter is not repeated, not even in
+				// the instance: that is the route's template.
+				inst := f.pub.Path
+				p.Instance = &inst
+			}
+			problem.WriteProblem(w, problem.Stamp(r, p))
 			return
 		}
 		// ValidateRequest may have replaced the body with a re-readable copy.

@@ -91,7 +91,7 @@ func (bd *build) branchConfig() map[string]trackCfg {
 	out := map[string]trackCfg{}
 	cfg, err := bd.repo.Config()
 	if err != nil {
-		bd.log.Warn("view: cannot read repository config; ahead/behind use origin", "repo", bd.b.in.RepoID, "err", err)
+		bd.log.Warn("view: cannot read repository config; ahead/behind use origin", "err", err)
 		return out
 	}
 	for name, br := range cfg.Branches {
@@ -362,7 +362,7 @@ func (bd *build) stackRecord(root string, recs []*branchRec, table *refs.Table) 
 			e := bd.b.cache.stackMeta(bd.repo, h)
 			if e.err != nil {
 				bd.log.Warn("view: malformed stack metadata ignored",
-					"repo", bd.b.in.RepoID, "ref", stackitStackPrefix+id, "err", e.err)
+					"ref", stackitStackPrefix+id, "err", e.err)
 			} else {
 				if e.meta.Title != "" {
 					sr.title = e.meta.Title

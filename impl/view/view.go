@@ -115,6 +115,9 @@ type Input struct {
 	// Remote is the already redacted upstream URL ("" for none).
 	Remote string
 	// Logger receives warnings about malformed metadata; nil discards.
+	// Its lines do not name the repository (each key appears once in a
+	// line): give a logger that does, as the refresher's
+	// (With("repo", id)).
 	Logger *slog.Logger
 }
 
@@ -336,7 +339,6 @@ func (bd *build) detectTrunk() string {
 
 func (bd *build) run() (*Snapshot, error) {
 	table := bd.repo.Refs()
-	in := bd.b.in
 	bd.prefetch(table)
 	for _, r := range table.Prefix("refs/heads/") {
 		if r.Symbolic() {
@@ -348,7 +350,7 @@ func (bd *build) run() (*Snapshot, error) {
 				return nil, fmt.Errorf("view: build: %w", e)
 			}
 			bd.log.Warn("view: branch tip is not a readable commit; branch skipped",
-				"repo", in.RepoID, "branch", name, "err", err)
+				"branch", name, "err", err)
 			continue
 		}
 		bd.heads[name] = r.Hash
@@ -462,7 +464,7 @@ func (bd *build) resolveParents(table *refs.Table) error {
 		}
 		bi := bd.infos[victim]
 		bd.log.Warn("view: metadata parent cycle; branch falls back to ancestry",
-			"repo", bd.b.in.RepoID, "branch", victim, "parent", bi.parent, "cycle", cycle)
+			"branch", victim, "parent", bi.parent, "cycle", cycle)
 		bi.meta = nil
 		if err := bd.setAncestryParent(bi); err != nil {
 			return err
@@ -496,7 +498,7 @@ func (bd *build) applyMetadata(bi *branchInfo, table *refs.Table) {
 		if e.err != nil {
 			if !quiet {
 				bd.log.Warn("view: malformed branch metadata ignored",
-					"repo", bd.b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name, "err", e.err)
+					"branch", bi.name, "ref", s.ref+bi.name, "err", e.err)
 			}
 			continue
 		}
@@ -525,7 +527,7 @@ func (bd *build) applyMetadata(bi *branchInfo, table *refs.Table) {
 		if problem != "" {
 			if !quiet || prevInfo.parent != "" && prevInfo.source == s.src {
 				bd.log.Warn("view: unusable metadata parent ignored",
-					"repo", bd.b.in.RepoID, "branch", bi.name, "ref", s.ref+bi.name,
+					"branch", bi.name, "ref", s.ref+bi.name,
 					"parent", m.ParentBranchName, "problem", problem)
 			}
 			continue

@@ -571,9 +571,11 @@ export interface paths {
                  *     segment (`feature%2Fx`). It must be a name git could have created
                  *     (`git check-ref-format --branch`): no control characters, space,
                  *     `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not `HEAD`; no path
-                 *     component that is empty, starts with `.` or ends with `.lock`; no
-                 *     trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
-                 *     400, whose detail names the rule and never repeats the value. The
+                 *     component that is empty, starts with `.`, ends with `.lock` or is
+                 *     longer than 255 bytes (git stores a branch as a file per component);
+                 *     no trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
+                 *     400, whose detail names the rule and never repeats the value (nor
+                 *     does any other field of the answer). The
                  *     pattern is the part of these rules a regular expression says simply.
                  *      */
                 branch: components["parameters"]["BranchName"];
@@ -601,9 +603,11 @@ export interface paths {
                  *     segment (`feature%2Fx`). It must be a name git could have created
                  *     (`git check-ref-format --branch`): no control characters, space,
                  *     `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not `HEAD`; no path
-                 *     component that is empty, starts with `.` or ends with `.lock`; no
-                 *     trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
-                 *     400, whose detail names the rule and never repeats the value. The
+                 *     component that is empty, starts with `.`, ends with `.lock` or is
+                 *     longer than 255 bytes (git stores a branch as a file per component);
+                 *     no trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
+                 *     400, whose detail names the rule and never repeats the value (nor
+                 *     does any other field of the answer). The
                  *     pattern is the part of these rules a regular expression says simply.
                  *      */
                 branch: components["parameters"]["BranchName"];
@@ -670,7 +674,7 @@ export interface components {
             /** @example no repository "nope" */
             detail?: string;
             /**
-             * @description The request's path (percent-encoded as received). Always set.
+             * @description The request's path (percent-encoded as received); for a refused path parameter, the operation's path template (`/api/v1/repos/{repoID}/branches/{branch}`), so that no field repeats the refused value. Always set.
              * @example /api/v1/repos/nope
              */
             instance?: string;
@@ -751,8 +755,11 @@ export interface components {
              *     before stackd recorded it.
              *      */
             route?: string;
-            /** @description The `repoID` path parameter as received, when the route has
-             *     one: characters that are not printable (control and format
+            /** @description The repository: the `repoID` path parameter as received, when
+             *     the route has one; for an onboarding (`createRepo`), the id it
+             *     was given or derived from its URL, once that id passed its rule
+             *     (whether the onboarding then succeeded or failed); null
+             *     otherwise. Characters that are not printable (control and format
              *     characters, bytes that are not UTF-8) are escaped as in a Go
              *     string literal (`\x00`, `\n`, `\u202e`, a backslash as
              *     `\\`) and the result is cut to 128 bytes, ending in `…` when
@@ -849,8 +856,9 @@ export interface components {
              *     could have created (`git check-ref-format --branch`), with the
              *     rules of the `branch` path parameter: no control characters,
              *     space, `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not
-             *     `HEAD`; no path component that is empty, starts with `.` or
-             *     ends with `.lock`; no trailing `.`; at most 1024 bytes. Anything
+             *     `HEAD`; no path component that is empty, starts with `.`, ends
+             *     with `.lock` or is longer than 255 bytes; no trailing `.`; at
+             *     most 1024 bytes. Anything
              *     else is a 400 whose detail names the rule and never repeats
              *     the value.
              *      */
@@ -920,7 +928,7 @@ export interface components {
             updatedRefsTotal: number;
             /**
              * Format: int64
-             * @description The view version after the run (for a run that has not finished, the version it started from); null while the repository has no view yet (before a run has published one).
+             * @description Null while the run is queued or running. Once it has ended: the version of the view it published, or, when it published none (nothing changed, or it failed), the version the repository served when it ended; null while the repository has no view yet.
              */
             viewVersion: number | null;
             /** @description The sanitized error of a failed run. */
@@ -1288,9 +1296,11 @@ export interface components {
          *     segment (`feature%2Fx`). It must be a name git could have created
          *     (`git check-ref-format --branch`): no control characters, space,
          *     `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not `HEAD`; no path
-         *     component that is empty, starts with `.` or ends with `.lock`; no
-         *     trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
-         *     400, whose detail names the rule and never repeats the value. The
+         *     component that is empty, starts with `.`, ends with `.lock` or is
+         *     longer than 255 bytes (git stores a branch as a file per component);
+         *     no trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
+         *     400, whose detail names the rule and never repeats the value (nor
+         *     does any other field of the answer). The
          *     pattern is the part of these rules a regular expression says simply.
          *      */
         BranchName: string;
@@ -2052,9 +2062,11 @@ export interface operations {
                  *     segment (`feature%2Fx`). It must be a name git could have created
                  *     (`git check-ref-format --branch`): no control characters, space,
                  *     `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not `HEAD`; no path
-                 *     component that is empty, starts with `.` or ends with `.lock`; no
-                 *     trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
-                 *     400, whose detail names the rule and never repeats the value. The
+                 *     component that is empty, starts with `.`, ends with `.lock` or is
+                 *     longer than 255 bytes (git stores a branch as a file per component);
+                 *     no trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
+                 *     400, whose detail names the rule and never repeats the value (nor
+                 *     does any other field of the answer). The
                  *     pattern is the part of these rules a regular expression says simply.
                  *      */
                 branch: components["parameters"]["BranchName"];
@@ -2100,9 +2112,11 @@ export interface operations {
                  *     segment (`feature%2Fx`). It must be a name git could have created
                  *     (`git check-ref-format --branch`): no control characters, space,
                  *     `~ ^ : ? * [ \`, `..` or `@{`; no leading `-`; not `HEAD`; no path
-                 *     component that is empty, starts with `.` or ends with `.lock`; no
-                 *     trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
-                 *     400, whose detail names the rule and never repeats the value. The
+                 *     component that is empty, starts with `.`, ends with `.lock` or is
+                 *     longer than 255 bytes (git stores a branch as a file per component);
+                 *     no trailing `.`; valid UTF-8, at most 1024 bytes. Anything else gets
+                 *     400, whose detail names the rule and never repeats the value (nor
+                 *     does any other field of the answer). The
                  *     pattern is the part of these rules a regular expression says simply.
                  *      */
                 branch: components["parameters"]["BranchName"];
