@@ -244,6 +244,10 @@ type Repo struct {
 	FullName  string // owner/name, lower-case ("" if none)
 	CreatedAt time.Time
 	CreatedBy string // the actor who onboarded it ("" when anonymous)
+	// AddedBySubject and AddedByEmail are the principal who onboarded it
+	// (its subject and e-mail; both "" when anonymous): its owner, for
+	// per-user visibility.
+	AddedBySubject, AddedByEmail string
 }
 
 // The states of a stored sync, in the order a sync goes through them.
