@@ -243,6 +243,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		ShortOfMemory: short,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
+		PerUser:       acfg.PerUserVisibility(),
 	})
 	a.handler, err = httpstack.New(httpstack.Deps{
 		Logger:            log,

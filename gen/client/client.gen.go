@@ -396,6 +396,15 @@ type RefUpdateChange string
 
 // Repo defines model for Repo.
 type Repo struct {
+	// AddedBy Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+	// signed-in principal's OIDC subject and e-mail address. Shown only
+	// to that principal and to admins (`--admins`); absent for everybody
+	// else, for anonymous callers always, for repositories of the
+	// operator (`origin` `local` or `config`) and for mirrors onboarded
+	// while auth was off. Shown by the repository resources
+	// (`/api/v1/repos`), not in the view.
+	AddedBy *RepoAddedBy `json:"addedBy,omitempty"`
+
 	// Counts What the current view holds, counted by the server: its stacks, the
 	// branches in them (trunk and branches not connected to it are not
 	// counted), and how many of those need a restack. Shown by the
@@ -442,6 +451,21 @@ type Repo struct {
 
 	// ViewVersion Version of the current view snapshot; null until a refresh has published a view.
 	ViewVersion *int64 `json:"viewVersion"`
+}
+
+// RepoAddedBy Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+// signed-in principal's OIDC subject and e-mail address. Shown only
+// to that principal and to admins (`--admins`); absent for everybody
+// else, for anonymous callers always, for repositories of the
+// operator (`origin` `local` or `config`) and for mirrors onboarded
+// while auth was off. Shown by the repository resources
+// (`/api/v1/repos`), not in the view.
+type RepoAddedBy struct {
+	// Email The principal's e-mail address, when its ID token had one.
+	Email *string `json:"email,omitempty"`
+
+	// Subject The `sub` claim of the principal's ID token.
+	Subject string `json:"subject"`
 }
 
 // RepoCounts What the current view holds, counted by the server: its stacks, the
@@ -908,6 +932,17 @@ type ClientInterface interface {
 
 	// ListRepos List repositories
 	//
+	// The repositories the caller may see, in id order. With auth on
+	// (and on a read-only server with auth off that is not on loopback),
+	// a signed-in user sees the operator's repositories (`--cwd` and the
+	// config file's) and the mirrors they onboarded; admins (`--admins`)
+	// see every one; an anonymous reader (`--public-reads`,
+	// `--read-only`) sees the operator's repositories only. For anybody
+	// else a repository is not there: every route of it answers exactly
+	// as for an id that does not exist (404 `/problems/not-found`).
+	// With auth off on loopback (the local posture) everybody sees every
+	// repository.
+	//
 	// Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 	ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1262,6 +1297,17 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 }
 
 // ListRepos List repositories
+//
+// The repositories the caller may see, in id order. With auth on
+// (and on a read-only server with auth off that is not on loopback),
+// a signed-in user sees the operator's repositories (`--cwd` and the
+// config file's) and the mirrors they onboarded; admins (`--admins`)
+// see every one; an anonymous reader (`--public-reads`,
+// `--read-only`) sees the operator's repositories only. For anybody
+// else a repository is not there: every route of it answers exactly
+// as for an id that does not exist (404 `/problems/not-found`).
+// With auth off on loopback (the local posture) everybody sees every
+// repository.
 //
 // Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 func (c *Client) ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2745,6 +2791,17 @@ type ClientWithResponsesInterface interface {
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
 
 	// ListReposWithResponse List repositories
+	//
+	// The repositories the caller may see, in id order. With auth on
+	// (and on a read-only server with auth off that is not on loopback),
+	// a signed-in user sees the operator's repositories (`--cwd` and the
+	// config file's) and the mirrors they onboarded; admins (`--admins`)
+	// see every one; an anonymous reader (`--public-reads`,
+	// `--read-only`) sees the operator's repositories only. For anybody
+	// else a repository is not there: every route of it answers exactly
+	// as for an id that does not exist (404 `/problems/not-found`).
+	// With auth off on loopback (the local posture) everybody sees every
+	// repository.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5792,6 +5849,17 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 }
 
 // ListReposWithResponse List repositories
+//
+// The repositories the caller may see, in id order. With auth on
+// (and on a read-only server with auth off that is not on loopback),
+// a signed-in user sees the operator's repositories (`--cwd` and the
+// config file's) and the mirrors they onboarded; admins (`--admins`)
+// see every one; an anonymous reader (`--public-reads`,
+// `--read-only`) sees the operator's repositories only. For anybody
+// else a repository is not there: every route of it answers exactly
+// as for an id that does not exist (404 `/problems/not-found`).
+// With auth off on loopback (the local posture) everybody sees every
+// repository.
 //
 // Returns a wrapper object for the known response body format(s).
 //

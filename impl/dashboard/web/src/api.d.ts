@@ -198,7 +198,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List repositories */
+        /**
+         * List repositories
+         * @description The repositories the caller may see, in id order. With auth on
+         *     (and on a read-only server with auth off that is not on loopback),
+         *     a signed-in user sees the operator's repositories (`--cwd` and the
+         *     config file's) and the mirrors they onboarded; admins (`--admins`)
+         *     see every one; an anonymous reader (`--public-reads`,
+         *     `--read-only`) sees the operator's repositories only. For anybody
+         *     else a repository is not there: every route of it answers exactly
+         *     as for an id that does not exist (404 `/problems/not-found`).
+         *     With auth off on loopback (the local posture) everybody sees every
+         *     repository.
+         *
+         */
         get: operations["listRepos"];
         put?: never;
         /**
@@ -809,6 +822,21 @@ export interface components {
             origin?: components["schemas"]["RepoOrigin"];
             counts?: components["schemas"]["RepoCounts"];
             syncStatus?: components["schemas"]["SyncStatus"];
+            addedBy?: components["schemas"]["RepoAddedBy"];
+        };
+        /** @description Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+         *     signed-in principal's OIDC subject and e-mail address. Shown only
+         *     to that principal and to admins (`--admins`); absent for everybody
+         *     else, for anonymous callers always, for repositories of the
+         *     operator (`origin` `local` or `config`) and for mirrors onboarded
+         *     while auth was off. Shown by the repository resources
+         *     (`/api/v1/repos`), not in the view.
+         *      */
+        RepoAddedBy: {
+            /** @description The `sub` claim of the principal's ID token. */
+            subject: string;
+            /** @description The principal's e-mail address, when its ID token had one. */
+            email?: string;
         };
         /**
          * @description Where the repository was declared, which decides its lifecycle:
