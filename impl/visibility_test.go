@@ -453,3 +453,55 @@ func TestRepoOwnerOnPostgres(t *testing.T) {
 	check(a, "first")
 	check(a, "second")
 }
+
+// TestAuditLogPerUser: the audit log records who did what (the actor's
+// e-mail and subject, the operation, the repository), and shows the
+// whole log to admins only: any other user reads their own entries.
+func TestAuditLogPerUser(t *testing.T) {
+	idp := startIDP(t)
+	ann := idToken(t, idp, jwt.MapClaims{"sub": "ann-sub", "email": "ann@example.com"})
+	bob := idToken(t, idp, jwt.MapClaims{"sub": "bob-sub", "email": "bob@example.com"})
+	root := idToken(t, idp, jwt.MapClaims{"sub": "root-sub", "email": "root@example.com"})
+	up := newUpstream(t, "acme/audited.git")
+	cfg := mirrorConfig(t)
+	cfg.Auth = "oidc"
+	cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = idp.Issuer(), idp.ClientID, idp.ClientSecret
+	cfg.AllowAnyUser = true
+	cfg.Admins = []string{"root@example.com"}
+	s := startServer(t, cfg, impl.Options{})
+	id := "audited"
+	if resp, err := s.c.CreateRepoWithResponse(ctx(t), client.RepoCreate{Url: up.url, Id: &id}, bearerEditor(ann)); err != nil || resp.JSON201 == nil {
+		t.Fatalf("onboard: %v %s", err, resp.Body)
+	}
+	if resp, err := s.c.SyncRepoWithResponse(ctx(t), id, nil, bearerEditor(ann)); err != nil || resp.JSON200 == nil {
+		t.Fatalf("owner's sync: %v %s", err, resp.Body)
+	}
+	if resp, err := s.c.SyncRepoWithResponse(ctx(t), id, nil, bearerEditor(bob)); err != nil || resp.StatusCode() != 404 {
+		t.Fatalf("another user's sync: %v %d %s", err, resp.StatusCode(), resp.Body)
+	}
+	type entry struct{ actor, subject, action, repo, outcome string }
+	read := func(token string) []entry {
+		t.Helper()
+		resp, err := s.c.ListAuditWithResponse(ctx(t), nil, bearerEditor(token))
+		if err != nil || resp.JSON200 == nil {
+			t.Fatalf("audit: %v %s", err, resp.Body)
+		}
+		var out []entry
+		for _, e := range *resp.JSON200 {
+			out = append(out, entry{e.Actor, deref(e.Subject), e.Action, deref(e.Repo), e.Outcome})
+		}
+		return out
+	}
+	annSync := entry{"ann@example.com", "ann-sub", "syncRepo", id, "200"}
+	bobSync := entry{"bob@example.com", "bob-sub", "syncRepo", id, "404"}
+	all := read(root)
+	if len(all) != 3 || all[0] != bobSync || all[1] != annSync || all[2].subject != "ann-sub" || all[2].action != "createRepo" {
+		t.Fatalf("the admin's audit log = %+v", all)
+	}
+	if got := read(bob); !slices.Equal(got, []entry{bobSync}) {
+		t.Errorf("bob's audit log = %+v, want only his own entry", got)
+	}
+	if got := read(ann); len(got) != 2 || got[0] != annSync || got[1].action != "createRepo" {
+		t.Errorf("ann's audit log = %+v, want only her own entries", got)
+	}
+}

@@ -259,6 +259,12 @@ type AuditEntry struct {
 	// `/api/v1/repos/{repoID}/sync`; absent from entries written
 	// before stackd recorded it.
 	Route *string `json:"route,omitempty"`
+
+	// Subject The signed-in user's OIDC subject (at most 256 bytes), which
+	// tells apart users an e-mail address does not; absent for
+	// anonymous callers and from entries written before stackd
+	// recorded it.
+	Subject *string `json:"subject,omitempty"`
 }
 
 // Branch defines model for Branch.
@@ -908,6 +914,12 @@ type ClientInterface interface {
 	// Past 1,024 address groups in one minute, the others are counted
 	// together under the client `*`.
 	//
+	// With auth on, the whole log is the admins' (`--admins`): any
+	// other user reads the entries of their own requests only (those
+	// of their OIDC subject), so that it shows nobody else's
+	// repositories. In the local posture (auth off on loopback) it is
+	// shown whole.
+	//
 	// The log keeps entries for `--audit-max-age` (90 days) and at most
 	// `--audit-max-entries` (100,000, the newest) of them.
 	//
@@ -1243,6 +1255,12 @@ type ClientInterface interface {
 // minute later. `repo` of an aggregate is the first request's.
 // Past 1,024 address groups in one minute, the others are counted
 // together under the client `*`.
+//
+// With auth on, the whole log is the admins' (`--admins`): any
+// other user reads the entries of their own requests only (those
+// of their OIDC subject), so that it shows nobody else's
+// repositories. In the local posture (auth off on loopback) it is
+// shown whole.
 //
 // The log keeps entries for `--audit-max-age` (90 days) and at most
 // `--audit-max-entries` (100,000, the newest) of them.
@@ -2761,6 +2779,12 @@ type ClientWithResponsesInterface interface {
 	// minute later. `repo` of an aggregate is the first request's.
 	// Past 1,024 address groups in one minute, the others are counted
 	// together under the client `*`.
+	//
+	// With auth on, the whole log is the admins' (`--admins`): any
+	// other user reads the entries of their own requests only (those
+	// of their OIDC subject), so that it shows nobody else's
+	// repositories. In the local posture (auth off on loopback) it is
+	// shown whole.
 	//
 	// The log keeps entries for `--audit-max-age` (90 days) and at most
 	// `--audit-max-entries` (100,000, the newest) of them.
@@ -5801,6 +5825,12 @@ func (r GetReadyResponse) ContentType() string {
 // minute later. `repo` of an aggregate is the first request's.
 // Past 1,024 address groups in one minute, the others are counted
 // together under the client `*`.
+//
+// With auth on, the whole log is the admins' (`--admins`): any
+// other user reads the entries of their own requests only (those
+// of their OIDC subject), so that it shows nobody else's
+// repositories. In the local posture (auth off on loopback) it is
+// shown whole.
 //
 // The log keeps entries for `--audit-max-age` (90 days) and at most
 // `--audit-max-entries` (100,000, the newest) of them.

@@ -101,9 +101,11 @@ type Database interface {
 	store.DeliveryStore
 }
 
-// Audit reads the audit log (store.AuditStore).
+// Audit reads the audit log (store.AuditStore): whole, or the entries of
+// one subject.
 type Audit interface {
 	AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error)
+	AuditLogOf(ctx context.Context, subject string, limit int) ([]store.AuditEntry, error)
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)

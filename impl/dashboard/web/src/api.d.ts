@@ -158,6 +158,12 @@ export interface paths {
          *     Past 1,024 address groups in one minute, the others are counted
          *     together under the client `*`.
          *
+         *     With auth on, the whole log is the admins' (`--admins`): any
+         *     other user reads the entries of their own requests only (those
+         *     of their OIDC subject), so that it shows nobody else's
+         *     repositories. In the local posture (auth off on loopback) it is
+         *     shown whole.
+         *
          *     The log keeps entries for `--audit-max-age` (90 days) and at most
          *     `--audit-max-entries` (100,000, the newest) of them.
          *
@@ -755,6 +761,12 @@ export interface components {
             lastAt: string;
             /** @description The signed-in user's e-mail address or subject (at most 256 bytes), or `anonymous`. */
             actor: string;
+            /** @description The signed-in user's OIDC subject (at most 256 bytes), which
+             *     tells apart users an e-mail address does not; absent for
+             *     anonymous callers and from entries written before stackd
+             *     recorded it.
+             *      */
+            subject?: string;
             /** @description How the actor was authenticated, `session`, `bearer` or `anonymous`. */
             method?: string;
             /** @description The operationId. */
