@@ -80,6 +80,7 @@ syncInterval: 10m
 syncWorkers: 2
 syncHistory: 7
 webhookSecret: from-file
+admins: [root@example.com, "group:platform"]
 repos:
   - id: api
     url: https://github.com/acme/api.git
@@ -103,6 +104,9 @@ repos:
 	}
 	if cfg.SyncWorkers != 3 {
 		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
+	}
+	if strings.Join(cfg.Admins, "|") != "root@example.com|group:platform" {
+		t.Errorf("admins from the file: %q", cfg.Admins)
 	}
 	if cfg.SyncHistory != 7 {
 		t.Errorf("syncHistory from the file: %d", cfg.SyncHistory)
