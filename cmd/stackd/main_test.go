@@ -92,7 +92,7 @@ repos:
 	}
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("STACKD_SYNC_WORKERS", "3")
-	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m", "--allowed-emails", " a@x.com, ,b@y.com "}, io.Discard)
+	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m", "--auth", "oidc", "--allowed-emails", " a@x.com, ,b@y.com "}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
