@@ -379,6 +379,10 @@ func checkVisibleList(t *testing.T, s *testServer, p visPosture, u visUser) {
 	if !slices.Equal(got, want) {
 		t.Errorf("list = %v, want %v", got, want)
 	}
+	// singleRepo counts what the caller sees, too.
+	if c, err := s.c.GetConfigWithResponse(ctx(t), bearerEditor(u.token)); err != nil || c.JSON200 == nil || c.JSON200.SingleRepo != (len(want) == 1) {
+		t.Errorf("config: %v %s, want singleRepo %v", err, c.Body, len(want) == 1)
+	}
 	if !showsNoUser(string(resp.Body)) && !(p.users && (u.owner || u.admin)) {
 		t.Errorf("list shows a user: %s", resp.Body)
 	}

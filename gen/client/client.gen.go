@@ -564,7 +564,8 @@ type ServerConfig struct {
 	// ReadOnly Every mutating operation is refused.
 	ReadOnly bool `json:"readOnly"`
 
-	// SingleRepo The server serves exactly one repository.
+	// SingleRepo The caller sees exactly one repository (now; see `GET
+	// /api/v1/repos` for who sees which).
 	SingleRepo bool `json:"singleRepo"`
 
 	// Version The stackd build version.

@@ -61,11 +61,21 @@ func (s *Server) pingDatabase(ctx context.Context) error {
 	return err
 }
 
-// GetConfig describes the server's posture, and whether the caller may
-// onboard (the gate's answer for its credentials).
+// GetConfig describes the server's posture, whether the caller may
+// onboard (the gate's answer for its credentials), and whether it sees
+// exactly one repository.
 func (s *Server) GetConfig(ctx context.Context, _ gen.GetConfigRequestObject) (gen.GetConfigResponseObject, error) {
 	info := s.info
 	info.Onboarding = auth.Admits(ctx, auth.OpCreateRepo)
+	// Counted among the repositories the caller sees: the others are
+	// not there for them.
+	v, n := s.viewer(ctx), 0
+	for _, r := range s.repos.List() {
+		if r.VisibleTo(v) {
+			n++
+		}
+	}
+	info.SingleRepo = n == 1
 	return gen.GetConfig200JSONResponse(info), nil
 }
 

@@ -720,7 +720,9 @@ export interface components {
              *     or `--public-reads`.
              *      */
             publicReads: boolean;
-            /** @description The server serves exactly one repository. */
+            /** @description The caller sees exactly one repository (now; see `GET
+             *     /api/v1/repos` for who sees which).
+             *      */
             singleRepo: boolean;
             /** @description Whether the caller may onboard a repository (`POST
              *     /api/v1/repos`) as far as the server's posture decides, as the
