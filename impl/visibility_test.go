@@ -280,6 +280,12 @@ func TestVisibilityMatrix(t *testing.T) {
 			for _, u := range users {
 				t.Run(u.name, func(t *testing.T) {
 					checkVisibleList(t, s, p, u)
+					if p.users && u.token != "" {
+						me, err := s.c.GetMeWithResponse(ctx(t), bearerEditor(u.token))
+						if err != nil || me.JSON200 == nil || me.JSON200.Admin == nil || *me.JSON200.Admin != u.admin {
+							t.Errorf("me: %v %s, want admin %v", err, me.Body, u.admin)
+						}
+					}
 					for _, r := range routes {
 						gate, sees := p.gateAnswer(u, r), p.sees(u)
 						if r.ok == 0 && gate == 0 && sees {

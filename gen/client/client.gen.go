@@ -331,6 +331,11 @@ type Health struct {
 
 // Me defines model for Me.
 type Me struct {
+	// Admin The caller is one of the admins (`--admins`: a verified e-mail
+	// address or a value of the groups claim listed there), who see
+	// and manage every repository. Absent when auth is off.
+	Admin *bool `json:"admin,omitempty"`
+
 	// AuthenticatedBy `none`: auth is off (local posture).
 	AuthenticatedBy MeAuthenticatedBy `json:"authenticatedBy"`
 	Email           *string           `json:"email,omitempty"`

@@ -747,6 +747,11 @@ export interface components {
              * @enum {string}
              */
             authenticatedBy: "session" | "bearer" | "none";
+            /** @description The caller is one of the admins (`--admins`: a verified e-mail
+             *     address or a value of the groups claim listed there), who see
+             *     and manage every repository. Absent when auth is off.
+             *      */
+            admin?: boolean;
         };
         AuditEntry: {
             /** Format: int64 */
