@@ -6,14 +6,14 @@
 // implemented elsewhere: Repos and Lifecycle (the served set, package
 // repos), Refreshers (package refresh, the one way into a refresh),
 // Streams (package events), Database and Audit (package store). The
-// repository a path names is looked up in one place (find), which also
-// makes the operation's 404, and which decides whether the caller may see
-// it (per-user visibility: a repository the caller may not see gets the
-// very answer of one that does not exist). Expected failures are the typed responses
-// declared in openapi.yaml, matched with errors.Is against the sentinels
-// of the packages that return them; an unexpected error is returned as is
-// and the error hook (answerError) logs it and answers a generic 500
-// problem.
+// repository a path names is looked up in one place (find, through
+// lookup), which also makes the operation's 404 and decides whether the
+// caller may see it (per-user visibility: a repository the caller may not
+// see gets the very answer of one that does not exist). Expected failures
+// are the typed responses declared in openapi.yaml, matched with
+// errors.Is against the sentinels of the packages that return them; an
+// unexpected error is returned as is and the error hook (answerError)
+// logs it and answers a generic 500 problem.
 package api
 
 import (
