@@ -268,13 +268,14 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		Repos: a.repos, Lifecycle: a.repos, Refreshers: api.RefreshersOf(a.refresh), Streams: broker,
 		Database: st, Audit: st, Logger: log,
 		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
-			PublicReads: acfg.ReadsAnonymous(), SingleRepo: len(a.repos.List()) == 1, Version: cfg.Version},
+			PublicReads: acfg.ReadsAnonymous(), Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 		Keepalive:     opts.Keepalive,
 		ShortOfMemory: short,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
 		Metrics:       a.metrics,
+		PerUser:       acfg.PerUserVisibility(),
 	})
 	a.handler, err = httpstack.New(httpstack.Deps{
 		Logger:            log,

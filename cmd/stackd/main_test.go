@@ -80,6 +80,7 @@ syncInterval: 10m
 syncWorkers: 2
 syncHistory: 7
 webhookSecret: from-file
+admins: [root@example.com, "group:platform"]
 repos:
   - id: api
     url: https://github.com/acme/api.git
@@ -91,7 +92,7 @@ repos:
 	}
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("STACKD_SYNC_WORKERS", "3")
-	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m", "--allowed-emails", " a@x.com, ,b@y.com "}, io.Discard)
+	cfg, err := parseServe([]string{"--config", file, "--sync-interval", "1m", "--auth", "oidc", "--allowed-emails", " a@x.com, ,b@y.com "}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +104,9 @@ repos:
 	}
 	if cfg.SyncWorkers != 3 {
 		t.Errorf("environment should beat the file: %d", cfg.SyncWorkers)
+	}
+	if strings.Join(cfg.Admins, "|") != "root@example.com|group:platform" {
+		t.Errorf("admins from the file: %q", cfg.Admins)
 	}
 	if cfg.SyncHistory != 7 {
 		t.Errorf("syncHistory from the file: %d", cfg.SyncHistory)

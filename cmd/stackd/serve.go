@@ -33,6 +33,7 @@ type fileConfig struct {
 	AllowLocalRemotes   *bool               `yaml:"allowLocalRemotes"`
 	AllowPrivateRemotes *bool               `yaml:"allowPrivateRemotes"`
 	AllowedRemoteHosts  []string            `yaml:"allowedRemoteHosts"`
+	Admins              []string            `yaml:"admins"`
 	WebhookSecret       string              `yaml:"webhookSecret"`
 	WebhookDebounce     string              `yaml:"webhookDebounce"`
 	WebhookMaxDelay     string              `yaml:"webhookMaxDelay"`
@@ -120,6 +121,7 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(stringList{&cfg.AllowedEmails}, "allowed-emails", "verified e-mail addresses allowed in (comma-separated)")
 	s.value(stringList{&cfg.AllowedDomains}, "allowed-domains", "verified e-mail domains allowed in (comma-separated)")
 	s.value(stringList{&cfg.AllowedGroups}, "allowed-groups", "groups-claim values allowed in (comma-separated)")
+	s.value(stringList{&cfg.Admins}, "admins", "admins, who see and manage every repository: verified e-mail addresses and group:<name> for groups-claim values (comma-separated; needs --auth oidc)")
 	s.value(stringList{&cfg.CORSOrigins}, "cors-origins", "exact origins allowed cross-origin (comma-separated)")
 	s.value(stringList{&cfg.TrustedProxies}, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	s.str(&cfg.RateLimit, "rate-limit", `per-client API requests, "<per-second>/<burst>" or "off"`)
@@ -274,6 +276,12 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 		set("allowed-remote-hosts", func() error {
 			if fc.AllowedRemoteHosts != nil {
 				cfg.AllowedRemoteHosts = fc.AllowedRemoteHosts
+			}
+			return nil
+		}),
+		set("admins", func() error {
+			if fc.Admins != nil {
+				cfg.Admins = fc.Admins
 			}
 			return nil
 		}),

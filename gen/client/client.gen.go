@@ -262,6 +262,12 @@ type AuditEntry struct {
 	// `/api/v1/repos/{repoID}/sync`; absent from entries written
 	// before stackd recorded it.
 	Route *string `json:"route,omitempty"`
+
+	// Subject The signed-in user's OIDC subject (at most 256 bytes), which
+	// tells apart users an e-mail address does not; absent for
+	// anonymous callers and from entries written before stackd
+	// recorded it.
+	Subject *string `json:"subject,omitempty"`
 }
 
 // Branch defines model for Branch.
@@ -328,6 +334,11 @@ type Health struct {
 
 // Me defines model for Me.
 type Me struct {
+	// Admin The caller is one of the admins (`--admins`: a verified e-mail
+	// address or a value of the groups claim listed there), who see
+	// and manage every repository. Absent when auth is off.
+	Admin *bool `json:"admin,omitempty"`
+
 	// AuthenticatedBy `none`: auth is off (local posture).
 	AuthenticatedBy MeAuthenticatedBy `json:"authenticatedBy"`
 	Email           *string           `json:"email,omitempty"`
@@ -399,6 +410,15 @@ type RefUpdateChange string
 
 // Repo defines model for Repo.
 type Repo struct {
+	// AddedBy Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+	// signed-in principal's OIDC subject and e-mail address. Shown only
+	// to that principal and to admins (`--admins`); absent for everybody
+	// else, for anonymous callers always, for repositories of the
+	// operator (`origin` `local` or `config`) and for mirrors onboarded
+	// while auth was off. Shown by the repository resources
+	// (`/api/v1/repos`), not in the view.
+	AddedBy *RepoAddedBy `json:"addedBy,omitempty"`
+
 	// Counts What the current view holds, counted by the server: its stacks, the
 	// branches in them (trunk and branches not connected to it are not
 	// counted), and how many of those need a restack. Shown by the
@@ -445,6 +465,21 @@ type Repo struct {
 
 	// ViewVersion Version of the current view snapshot; null until a refresh has published a view.
 	ViewVersion *int64 `json:"viewVersion"`
+}
+
+// RepoAddedBy Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+// signed-in principal's OIDC subject and e-mail address. Shown only
+// to that principal and to admins (`--admins`); absent for everybody
+// else, for anonymous callers always, for repositories of the
+// operator (`origin` `local` or `config`) and for mirrors onboarded
+// while auth was off. Shown by the repository resources
+// (`/api/v1/repos`), not in the view.
+type RepoAddedBy struct {
+	// Email The principal's e-mail address, when its ID token had one.
+	Email *string `json:"email,omitempty"`
+
+	// Subject The `sub` claim of the principal's ID token.
+	Subject string `json:"subject"`
 }
 
 // RepoCounts What the current view holds, counted by the server: its stacks, the
@@ -542,7 +577,8 @@ type ServerConfig struct {
 	// ReadOnly Every mutating operation is refused.
 	ReadOnly bool `json:"readOnly"`
 
-	// SingleRepo The server serves exactly one repository.
+	// SingleRepo The caller sees exactly one repository (now; see `GET
+	// /api/v1/repos` for who sees which).
 	SingleRepo bool `json:"singleRepo"`
 
 	// Version The stackd build version.
@@ -892,6 +928,12 @@ type ClientInterface interface {
 	// Past 1,024 address groups in one minute, the others are counted
 	// together under the client `*`.
 	//
+	// With auth on, the whole log is the admins' (`--admins`): any
+	// other user reads the entries of their own requests only (those
+	// of their OIDC subject), so that it shows nobody else's
+	// repositories. In the local posture (auth off on loopback) it is
+	// shown whole.
+	//
 	// The log keeps entries for `--audit-max-age` (90 days) and at most
 	// `--audit-max-entries` (100,000, the newest) of them.
 	//
@@ -915,6 +957,17 @@ type ClientInterface interface {
 	GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListRepos List repositories
+	//
+	// The repositories the caller may see, in id order. With auth on
+	// (and on a read-only server with auth off that is not on loopback),
+	// a signed-in user sees the operator's repositories (`--cwd` and the
+	// config file's) and the mirrors they onboarded; admins (`--admins`)
+	// see every one; an anonymous reader (`--public-reads`,
+	// `--read-only`) sees the operator's repositories only. For anybody
+	// else a repository is not there: every route of it answers exactly
+	// as for an id that does not exist (404 `/problems/not-found`).
+	// With auth off on loopback (the local posture) everybody sees every
+	// repository.
 	//
 	// Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 	ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1217,6 +1270,12 @@ type ClientInterface interface {
 // Past 1,024 address groups in one minute, the others are counted
 // together under the client `*`.
 //
+// With auth on, the whole log is the admins' (`--admins`): any
+// other user reads the entries of their own requests only (those
+// of their OIDC subject), so that it shows nobody else's
+// repositories. In the local posture (auth off on loopback) it is
+// shown whole.
+//
 // The log keeps entries for `--audit-max-age` (90 days) and at most
 // `--audit-max-entries` (100,000, the newest) of them.
 //
@@ -1270,6 +1329,17 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 }
 
 // ListRepos List repositories
+//
+// The repositories the caller may see, in id order. With auth on
+// (and on a read-only server with auth off that is not on loopback),
+// a signed-in user sees the operator's repositories (`--cwd` and the
+// config file's) and the mirrors they onboarded; admins (`--admins`)
+// see every one; an anonymous reader (`--public-reads`,
+// `--read-only`) sees the operator's repositories only. For anybody
+// else a repository is not there: every route of it answers exactly
+// as for an id that does not exist (404 `/problems/not-found`).
+// With auth off on loopback (the local posture) everybody sees every
+// repository.
 //
 // Corresponds with GET /api/v1/repos (the `ListRepos` operationId).
 func (c *Client) ListRepos(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2724,6 +2794,12 @@ type ClientWithResponsesInterface interface {
 	// Past 1,024 address groups in one minute, the others are counted
 	// together under the client `*`.
 	//
+	// With auth on, the whole log is the admins' (`--admins`): any
+	// other user reads the entries of their own requests only (those
+	// of their OIDC subject), so that it shows nobody else's
+	// repositories. In the local posture (auth off on loopback) it is
+	// shown whole.
+	//
 	// The log keeps entries for `--audit-max-age` (90 days) and at most
 	// `--audit-max-entries` (100,000, the newest) of them.
 	//
@@ -2753,6 +2829,17 @@ type ClientWithResponsesInterface interface {
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
 
 	// ListReposWithResponse List repositories
+	//
+	// The repositories the caller may see, in id order. With auth on
+	// (and on a read-only server with auth off that is not on loopback),
+	// a signed-in user sees the operator's repositories (`--cwd` and the
+	// config file's) and the mirrors they onboarded; admins (`--admins`)
+	// see every one; an anonymous reader (`--public-reads`,
+	// `--read-only`) sees the operator's repositories only. For anybody
+	// else a repository is not there: every route of it answers exactly
+	// as for an id that does not exist (404 `/problems/not-found`).
+	// With auth off on loopback (the local posture) everybody sees every
+	// repository.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5753,6 +5840,12 @@ func (r GetReadyResponse) ContentType() string {
 // Past 1,024 address groups in one minute, the others are counted
 // together under the client `*`.
 //
+// With auth on, the whole log is the admins' (`--admins`): any
+// other user reads the entries of their own requests only (those
+// of their OIDC subject), so that it shows nobody else's
+// repositories. In the local posture (auth off on loopback) it is
+// shown whole.
+//
 // The log keeps entries for `--audit-max-age` (90 days) and at most
 // `--audit-max-entries` (100,000, the newest) of them.
 //
@@ -5800,6 +5893,17 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 }
 
 // ListReposWithResponse List repositories
+//
+// The repositories the caller may see, in id order. With auth on
+// (and on a read-only server with auth off that is not on loopback),
+// a signed-in user sees the operator's repositories (`--cwd` and the
+// config file's) and the mirrors they onboarded; admins (`--admins`)
+// see every one; an anonymous reader (`--public-reads`,
+// `--read-only`) sees the operator's repositories only. For anybody
+// else a repository is not there: every route of it answers exactly
+// as for an id that does not exist (404 `/problems/not-found`).
+// With auth off on loopback (the local posture) everybody sees every
+// repository.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -6,12 +6,14 @@
 // implemented elsewhere: Repos and Lifecycle (the served set, package
 // repos), Refreshers (package refresh, the one way into a refresh),
 // Streams (package events), Database and Audit (package store). The
-// repository a path names is looked up in one place (find), which also
-// makes the operation's 404. Expected failures are the typed responses
-// declared in openapi.yaml, matched with errors.Is against the sentinels
-// of the packages that return them; an unexpected error is returned as is
-// and the error hook (answerError) logs it and answers a generic 500
-// problem.
+// repository a path names is looked up in one place (find, through
+// lookup), which also makes the operation's 404 and decides whether the
+// caller may see it (per-user visibility: a repository the caller may not
+// see gets the very answer of one that does not exist). Expected failures
+// are the typed responses declared in openapi.yaml, matched with
+// errors.Is against the sentinels of the packages that return them; an
+// unexpected error is returned as is and the error hook (answerError)
+// logs it and answers a generic 500 problem.
 package api
 
 import (
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/gen"
+	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/problem"
@@ -99,9 +102,11 @@ type Database interface {
 	store.DeliveryStore
 }
 
-// Audit reads the audit log (store.AuditStore).
+// Audit reads the audit log (store.AuditStore): whole, or the entries of
+// one subject.
 type Audit interface {
 	AuditLog(ctx context.Context, limit int) ([]store.AuditEntry, error)
+	AuditLogOf(ctx context.Context, subject string, limit int) ([]store.AuditEntry, error)
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -123,6 +128,7 @@ type Server struct {
 	keepalive     func() (<-chan time.Time, func())
 	diffs         *view.Diffs
 	shortOfMemory func() bool
+	perUser       bool
 }
 
 // Deps is what the handlers need.
@@ -152,6 +158,10 @@ type Deps struct {
 	DiffHooks  view.DiffHooks
 	// Metrics counts the webhook deliveries by outcome (nil: none).
 	Metrics *metrics.Metrics
+	// PerUser shows each caller only the repositories it may see
+	// (registry.Repo.VisibleTo; auth.Config.PerUserVisibility). Off:
+	// every caller sees every repository (the local posture).
+	PerUser bool
 }
 
 // New builds the API implementation.
@@ -180,6 +190,7 @@ func New(d Deps) *Server {
 		keepalive:     ka,
 		diffs:         view.NewDiffs(d.DiffLimits, view.DefaultDiffCacheBytes, d.DiffHooks),
 		shortOfMemory: short,
+		perUser:       d.PerUser,
 	}
 }
 
@@ -215,11 +226,34 @@ func notFoundAs[T notFound404](p gen.Problem) T {
 	return T{gen.NotFoundApplicationProblemPlusJSONResponse(p)}
 }
 
-// find looks up the repository a path's repoID names. When there is
-// none, it returns nil and the operation's 404 response (T), the one
-// answer of every operation for an unknown repository.
-func find[T notFound404](s *Server, id string) (*registry.Repo, T) {
+// viewer is the caller, as the visibility rule sees it.
+func (s *Server) viewer(ctx context.Context) registry.Viewer {
+	if !s.perUser {
+		return registry.Viewer{All: true}
+	}
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok {
+		return registry.Viewer{}
+	}
+	return registry.Viewer{Subject: p.Subject, Email: p.Email, EmailVerified: p.EmailVerified, Admin: p.Admin}
+}
+
+// lookup finds the repository a path's repoID names, if the caller may see
+// it: the one place a request reaches a repository by id.
+func (s *Server) lookup(ctx context.Context, id string) (*registry.Repo, bool) {
 	r, ok := s.repos.Get(id)
+	if !ok || !r.VisibleTo(s.viewer(ctx)) {
+		return nil, false
+	}
+	return r, true
+}
+
+// find looks up the repository a path's repoID names (lookup). When there
+// is none, or the caller may not see it, it returns nil and the
+// operation's 404 response (T), the one answer of every operation for an
+// unknown repository.
+func find[T notFound404](ctx context.Context, s *Server, id string) (*registry.Repo, T) {
+	r, ok := s.lookup(ctx, id)
 	if !ok {
 		return nil, notFoundAs[T](noRepo(id))
 	}
@@ -228,8 +262,8 @@ func find[T notFound404](s *Server, id string) (*registry.Repo, T) {
 
 // findRefresher is find, for the operations on a repository's syncs: a
 // repository without a refresher (being removed) is not there either.
-func findRefresher[T notFound404](s *Server, id string) (*registry.Repo, Refresher, T) {
-	r, missing := find[T](s, id)
+func findRefresher[T notFound404](ctx context.Context, s *Server, id string) (*registry.Repo, Refresher, T) {
+	r, missing := find[T](ctx, s, id)
 	if r == nil {
 		return nil, nil, missing
 	}

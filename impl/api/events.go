@@ -15,7 +15,7 @@ import (
 
 // StreamEvents streams a repository's events.
 func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestObject) (gen.StreamEventsResponseObject, error) {
-	r, missing := find[gen.StreamEvents404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.StreamEvents404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -43,7 +43,7 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	if err != nil {
 		return nil, err
 	}
-	if cur, ok := s.repos.Get(req.RepoID); !ok || cur != r {
+	if cur, ok := s.lookup(ctx, req.RepoID); !ok || cur != r {
 		// Removed meanwhile: its streams were ended (or this one would
 		// never be), so answer as for a repository that is not there.
 		sub.Close()

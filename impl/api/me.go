@@ -19,5 +19,7 @@ func (s *Server) GetMe(ctx context.Context, _ gen.GetMeRequestObject) (gen.GetMe
 	me := gen.Me{Subject: p.Subject, AuthenticatedBy: gen.MeAuthenticatedBy(p.Method), Groups: append([]string{}, p.Groups...)}
 	me.Email = optional(p.Email)
 	me.Name = optional(p.Name)
+	admin := p.Admin
+	me.Admin = &admin
 	return gen.GetMe200JSONResponse(me), nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/requestid"
+	"github.com/stackd/stackd/impl/store"
 )
 
 // Tag meta: health, readiness, the server's posture and the audit log.
@@ -60,15 +61,27 @@ func (s *Server) pingDatabase(ctx context.Context) error {
 	return err
 }
 
-// GetConfig describes the server's posture, and whether the caller may
-// onboard (the gate's answer for its credentials).
+// GetConfig describes the server's posture, whether the caller may
+// onboard (the gate's answer for its credentials), and whether it sees
+// exactly one repository.
 func (s *Server) GetConfig(ctx context.Context, _ gen.GetConfigRequestObject) (gen.GetConfigResponseObject, error) {
 	info := s.info
 	info.Onboarding = auth.Admits(ctx, auth.OpCreateRepo)
+	// Counted among the repositories the caller sees: the others are
+	// not there for them.
+	v, n := s.viewer(ctx), 0
+	for _, r := range s.repos.List() {
+		if r.VisibleTo(v) {
+			n++
+		}
+	}
+	info.SingleRepo = n == 1
 	return gen.GetConfig200JSONResponse(info), nil
 }
 
-// ListAudit returns recent audit entries, newest first.
+// ListAudit returns recent audit entries, newest first: all of them to
+// admins (and where visibility does not apply), a user's own to anybody
+// else.
 func (s *Server) ListAudit(ctx context.Context, req gen.ListAuditRequestObject) (gen.ListAuditResponseObject, error) {
 	limit := 100
 	if req.Params.Limit != nil {
@@ -77,7 +90,19 @@ func (s *Server) ListAudit(ctx context.Context, req gen.ListAuditRequestObject) 
 	if s.audit == nil {
 		return gen.ListAudit200JSONResponse{}, nil
 	}
-	entries, err := s.audit.AuditLog(ctx, limit)
+	var (
+		entries []store.AuditEntry
+		err     error
+	)
+	switch v := s.viewer(ctx); {
+	case v.All || v.Admin:
+		entries, err = s.audit.AuditLog(ctx, limit)
+	case v.Anonymous():
+		// Not reached: with visibility on, the gate refuses anonymous
+		// callers the audit log.
+	default:
+		entries, err = s.audit.AuditLogOf(ctx, v.Subject, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -86,6 +111,7 @@ func (s *Server) ListAudit(ctx context.Context, req gen.ListAuditRequestObject) 
 		ge := gen.AuditEntry{Id: e.ID, At: e.At, LastAt: e.LastAt, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
 			Requests: max(e.Requests, 1)}
 		ge.Route = optional(e.Route)
+		ge.Subject = optional(e.Subject)
 		ge.Method = optional(e.Method)
 		ge.Repo = optional(e.Repo)
 		ge.Client = optional(e.Client)

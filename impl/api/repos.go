@@ -18,22 +18,25 @@ import (
 
 // Tag repos: the served repositories, onboarding and removal.
 
-// ListRepos lists every repository.
+// ListRepos lists the repositories the caller may see.
 func (s *Server) ListRepos(ctx context.Context, _ gen.ListReposRequestObject) (gen.ListReposResponseObject, error) {
 	out := gen.ListRepos200JSONResponse{}
+	v := s.viewer(ctx)
 	for _, r := range s.repos.List() {
-		out = append(out, s.repoResource(r))
+		if r.VisibleTo(v) {
+			out = append(out, s.repoResource(v, r))
+		}
 	}
 	return out, nil
 }
 
 // GetRepo returns one repository.
 func (s *Server) GetRepo(ctx context.Context, req gen.GetRepoRequestObject) (gen.GetRepoResponseObject, error) {
-	r, missing := find[gen.GetRepo404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.GetRepo404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
-	return gen.GetRepo200JSONResponse(s.repoResource(r)), nil
+	return gen.GetRepo200JSONResponse(s.repoResource(s.viewer(ctx), r)), nil
 }
 
 // CreateRepo onboards a managed mirror.
@@ -42,7 +45,7 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	switch {
 	case err == nil:
 		loc := location("api", "v1", "repos", repo.ID)
-		return gen.CreateRepo201JSONResponse{Body: s.repoResource(repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
+		return gen.CreateRepo201JSONResponse{Body: s.repoResource(s.viewer(ctx), repo), Headers: gen.CreateRepo201ResponseHeaders{Location: &loc}}, nil
 	case errors.Is(err, registry.ErrDuplicateID), errors.Is(err, registry.ErrDuplicateURL),
 		errors.Is(err, registry.ErrDuplicateFullName), errors.Is(err, repos.ErrRemovedWhileOnboarding):
 		return gen.CreateRepo409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: gen.ConflictApplicationProblemPlusJSONResponse(
@@ -70,9 +73,14 @@ func (s *Server) CreateRepo(ctx context.Context, req gen.CreateRepoRequestObject
 	}
 }
 
-// DeleteRepo removes a mirror onboarded through the API.
+// DeleteRepo removes a mirror onboarded through the API. One the caller
+// may not see is not there.
 func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject) (gen.DeleteRepoResponseObject, error) {
-	err := s.lifecycle.Remove(ctx, req.RepoID)
+	r, missing := find[gen.DeleteRepo404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
+	if r == nil {
+		return missing, nil
+	}
+	err := s.lifecycle.Remove(ctx, r.ID)
 	switch {
 	case err == nil:
 		return gen.DeleteRepo204Response{}, nil
@@ -86,10 +94,10 @@ func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject
 	}
 }
 
-// repoResource is a repository as the API shows it: its snapshot's
-// description and counts, its full name and origin, and its refresher's
-// status.
-func (s *Server) repoResource(r *registry.Repo) gen.Repo {
+// repoResource is a repository as the API shows it to v: its snapshot's
+// description and counts, its full name and origin, its refresher's
+// status, and who onboarded it when v may know.
+func (s *Server) repoResource(v registry.Viewer, r *registry.Repo) gen.Repo {
 	snap := r.Snapshot()
 	out := snap.Repo()
 	if r.FullName != "" && r.Kind == gen.Mirror {
@@ -98,6 +106,9 @@ func (s *Server) repoResource(r *registry.Repo) gen.Repo {
 	}
 	origin := gen.RepoOrigin(r.Origin)
 	out.Origin = &origin
+	if r.OwnerShownTo(v) {
+		out.AddedBy = &gen.RepoAddedBy{Subject: r.AddedBy.Subject, Email: optional(r.AddedBy.Email)}
+	}
 	if snap.Version() > 0 {
 		c := snap.Counts()
 		out.Counts = &gen.RepoCounts{Stacks: int64(c.Stacks), Branches: int64(c.Branches), NeedsRestack: int64(c.NeedsRestack)}

@@ -23,7 +23,7 @@ import (
 
 // SyncRepo forces a refresh through the repository's refresher.
 func (s *Server) SyncRepo(ctx context.Context, req gen.SyncRepoRequestObject) (gen.SyncRepoResponseObject, error) {
-	r, missing := find[gen.SyncRepo404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.SyncRepo404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -109,7 +109,7 @@ const defaultSyncPage = 50
 // ListSyncs pages through the stored refreshes, newest first; a Link
 // header names the next page.
 func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) (gen.ListSyncsResponseObject, error) {
-	r, rf, missing := findRefresher[gen.ListSyncs404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, rf, missing := findRefresher[gen.ListSyncs404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -140,7 +140,7 @@ func (s *Server) ListSyncs(ctx context.Context, req gen.ListSyncsRequestObject) 
 
 // GetSync returns one refresh from the stored history.
 func (s *Server) GetSync(ctx context.Context, req gen.GetSyncRequestObject) (gen.GetSyncResponseObject, error) {
-	r, rf, missing := findRefresher[gen.GetSync404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, rf, missing := findRefresher[gen.GetSync404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}

@@ -25,7 +25,7 @@ import (
 
 // GetView returns the whole current view.
 func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen.GetViewResponseObject, error) {
-	r, missing := find[gen.GetView404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.GetView404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -41,7 +41,7 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 
 // ListStacks returns every stack.
 func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject) (gen.ListStacksResponseObject, error) {
-	r, missing := find[gen.ListStacks404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.ListStacks404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -57,7 +57,7 @@ func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (g
 	if p := badBranch("/api/v1/repos/{repoID}/stacks/{root}", "root", req.Root); p != nil {
 		return gen.GetStack400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
-	r, missing := find[gen.GetStack404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.GetStack404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -74,7 +74,7 @@ func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (g
 
 // ListBranches returns every branch.
 func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestObject) (gen.ListBranchesResponseObject, error) {
-	r, missing := find[gen.ListBranches404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.ListBranches404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -91,7 +91,7 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 	if p := badBranch("/api/v1/repos/{repoID}/branches/{branch}", "branch", req.Branch); p != nil {
 		return gen.GetBranch400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
-	r, missing := find[gen.GetBranch404ApplicationProblemPlusJSONResponse](s, req.RepoID)
+	r, missing := find[gen.GetBranch404ApplicationProblemPlusJSONResponse](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}
@@ -114,7 +114,7 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	if p := badBranch("/api/v1/repos/{repoID}/branches/{branch}/diff", "branch", req.Branch); p != nil {
 		return gen.GetBranchDiff400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: gen.BadRequestApplicationProblemPlusJSONResponse(*p)}, nil
 	}
-	r, missing := find[diff404](s, req.RepoID)
+	r, missing := find[diff404](ctx, s, req.RepoID)
 	if r == nil {
 		return missing, nil
 	}

@@ -128,7 +128,7 @@ func (a *Auth) audit(r *http.Request, route *validate.Route, p *Principal, ip st
 		e.Repo = auditText(rec.repo, MaxAuditParam)
 	}
 	if p != nil {
-		e.Actor, e.Method = auditText(p.actor(), maxAuditActor), p.Method
+		e.Actor, e.Subject, e.Method = auditText(p.actor(), maxAuditActor), auditText(p.Subject, maxAuditActor), p.Method
 	}
 	if p == nil && rec.final() >= http.StatusBadRequest {
 		e.Client = auditText(a.group(ip), maxAuditClient)

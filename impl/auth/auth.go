@@ -118,6 +118,11 @@ type Config struct {
 	AllowedDomains []string // verified e-mail domains allowed in
 	AllowedGroups  []string // values of the groups claim allowed in
 	CORSOrigins    []string // exact origins allowed cross-origin, e.g. https://ui.example.com
+	// AdminEmails and AdminGroups are the admins (--admins): a signed-in
+	// user with one of these verified e-mail addresses, or one of these
+	// values in the groups claim, sees and manages every repository
+	// (Principal.Admin). Admins must be allowed in as well.
+	AdminEmails, AdminGroups []string
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
@@ -166,6 +171,11 @@ type Principal struct {
 	Name    string
 	Groups  []string
 	Method  string // "session" or "bearer"
+	// EmailVerified is the ID token's email_verified claim.
+	EmailVerified bool
+	// Admin: the principal is one of the admins (Config.AdminEmails,
+	// AdminGroups), decided on every request.
+	Admin bool
 }
 
 // Authentication methods, as in Principal.Method and the audit log.
@@ -251,6 +261,7 @@ type Auth struct {
 	loginKey  []byte          // HMAC key of the login cookie (Config.LoginKey)
 
 	allowEmails, allowDomains, allowGroups map[string]bool
+	adminEmails, adminGroups               map[string]bool
 
 	apiLimit, syncLimit, failLimit *limiter
 
@@ -263,6 +274,15 @@ type Auth struct {
 	bg      sync.WaitGroup
 	audited atomic.Int64 // entries this process stored
 	pruning atomic.Bool  // a prune is running
+}
+
+// PerUserVisibility reports whether repositories are shown per user
+// (registry.Repo.VisibleTo): with OIDC, and with auth off on a listener
+// that is not on the loopback interface (read-only, anonymous readers).
+// In the local posture (auth off on loopback) every caller sees every
+// repository.
+func (c Config) PerUserVisibility() bool {
+	return c.Mode == ModeOIDC || !c.Loopback
 }
 
 // ErrConfig reports an unusable configuration.
@@ -308,6 +328,8 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 		allowEmails:  lowerSet(c.AllowedEmails),
 		allowDomains: lowerSet(c.AllowedDomains),
 		allowGroups:  set(c.AllowedGroups),
+		adminEmails:  lowerSet(c.AdminEmails),
+		adminGroups:  set(c.AdminGroups),
 		apiLimit:     newLimiter(metrics.BucketAPI, c.Rate, DefaultRate),
 		syncLimit:    newLimiter(metrics.BucketSync, c.SyncRate, DefaultSyncRate),
 		failLimit:    newLimiter(metrics.BucketAuthFailure, c.FailRate, DefaultFailRate),
@@ -352,7 +374,7 @@ func New(ctx context.Context, c Config, st Store, log *slog.Logger, now func() t
 	a.verifier = provider.Verifier(&oidc.Config{SkipClientIDCheck: true, Now: now})
 	a.audiences = set(append([]string{c.ClientID}, c.ExtraAudiences...))
 	scopes := []string{oidc.ScopeOpenID, "email", "profile"}
-	if len(c.AllowedGroups) > 0 {
+	if len(c.AllowedGroups)+len(c.AdminGroups) > 0 {
 		scopes = append(scopes, "groups")
 	}
 	a.oauth = &oauth2.Config{

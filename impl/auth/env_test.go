@@ -244,6 +244,7 @@ type echoBody struct {
 	Name    string   `json:"name"`
 	Groups  []string `json:"groups"`
 	Method  string   `json:"method"`
+	Admin   bool     `json:"admin"`
 	Client  string   `json:"client"`
 	Key     string   `json:"key"`
 }
@@ -267,7 +268,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	}
 	b.Key = ClientKey(r.Context())
 	if p, ok := PrincipalFrom(r.Context()); ok {
-		b.Subject, b.Email, b.Name, b.Groups, b.Method = p.Subject, p.Email, p.Name, p.Groups, p.Method
+		b.Subject, b.Email, b.Name, b.Groups, b.Method, b.Admin = p.Subject, p.Email, p.Name, p.Groups, p.Method, p.Admin
 	}
 	b.Client = ClientIP(r.Context())
 	w.Header().Set("Content-Type", "application/json")

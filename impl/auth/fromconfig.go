@@ -19,6 +19,8 @@ func FromConfig(cfg config.Config) Config {
 		AllowedDomains: cfg.AllowedDomains,
 		AllowedGroups:  cfg.AllowedGroups,
 		CORSOrigins:    cfg.CORSOrigins,
+		AdminEmails:    cfg.AdminEmails(),
+		AdminGroups:    cfg.AdminGroups(),
 		TrustedProxies: cfg.Proxies(),
 		Rate:           rateLimit(cfg.RateLimit),
 		SyncRate:       rateLimit(cfg.SyncRateLimit),

@@ -389,9 +389,9 @@ func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
 			return nil, &refusal{status: http.StatusForbidden, slug: problem.Forbidden,
 				detail: "this account is not allowed on this server"}
 		}
-		p := id.Principal
+		p := a.principal(id)
 		p.Method = MethodBearer
-		return &p, nil
+		return p, nil
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" || a.store == nil {
@@ -419,8 +419,18 @@ func (a *Auth) identify(r *http.Request) (*Principal, *refusal) {
 		return nil, &refusal{status: http.StatusForbidden, slug: problem.Forbidden,
 			detail: "this account is not allowed on this server"}
 	}
+	return a.principal(id), nil
+}
+
+// principal is the principal of a verified, allowed identity, with what
+// visibility needs: whether its e-mail is verified and whether it is an
+// admin (decided on every request, so that changing --admins applies to
+// existing sessions).
+func (a *Auth) principal(id *identity) *Principal {
 	p := id.Principal
-	return &p, nil
+	p.EmailVerified = id.emailVerified
+	p.Admin = a.admin(id)
+	return &p
 }
 
 // csrfRefusal checks an unsafe request that is not bearer-authenticated: an

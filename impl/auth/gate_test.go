@@ -682,9 +682,9 @@ func TestAudit(t *testing.T) {
 		return es
 	}
 	want := []store.AuditEntry{
-		{Actor: "robot@example.com", Method: "bearer", Action: "deleteRepo", Route: "/api/v1/repos/{repoID}", Repo: "r2", Outcome: "200", Client: "127.0.0.1", Requests: 1},
+		{Actor: "robot@example.com", Subject: "bearer-sub", Method: "bearer", Action: "deleteRepo", Route: "/api/v1/repos/{repoID}", Repo: "r2", Outcome: "200", Client: "127.0.0.1", Requests: 1},
 		{Actor: "anonymous", Method: "anonymous", Action: "createRepo", Route: "/api/v1/repos", Repo: "", Outcome: "401 unauthorized", Client: "127.0.0.1", Requests: 1},
-		{Actor: "robot@example.com", Method: "bearer", Action: "syncRepo", Route: "/api/v1/repos/{repoID}/sync", Repo: "team/one", Outcome: "200", Client: "127.0.0.1", Requests: 1},
+		{Actor: "robot@example.com", Subject: "bearer-sub", Method: "bearer", Action: "syncRepo", Route: "/api/v1/repos/{repoID}/sync", Repo: "team/one", Outcome: "200", Client: "127.0.0.1", Requests: 1},
 	}
 	if got := strip(log); !slices.Equal(got, want) {
 		t.Errorf("audit log:\n got %+v\nwant %+v", got, want)

@@ -397,6 +397,20 @@ func (a *Auth) allowed(id *identity) bool {
 	return false
 }
 
+// admin reports whether id is one of the admins: a verified e-mail
+// address of AdminEmails, or a groups-claim value of AdminGroups.
+func (a *Auth) admin(id *identity) bool {
+	if email := strings.ToLower(id.Email); email != "" && id.emailVerified && a.adminEmails[email] {
+		return true
+	}
+	for _, g := range id.Groups {
+		if a.adminGroups[g] {
+			return true
+		}
+	}
+	return false
+}
+
 // databaseUnavailable answers 503 with Retry-After when err says the
 // database is unreachable, and reports whether it did.
 func databaseUnavailable(w http.ResponseWriter, r *http.Request, err error) bool {

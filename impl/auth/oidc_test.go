@@ -362,6 +362,48 @@ func TestAllowlistsAtSignIn(t *testing.T) {
 	}
 }
 
+// TestAdminsAtSignIn: a signed-in user is an admin by a verified e-mail
+// address of AdminEmails or a groups-claim value of AdminGroups, decided
+// on every request of the session. The groups scope is asked for when
+// only AdminGroups needs it (mockoidc sends the claim only then).
+func TestAdminsAtSignIn(t *testing.T) {
+	idp := startIDP(t)
+	user := func(email string, verified bool, groups ...string) *mockoidc.MockUser {
+		return &mockoidc.MockUser{Subject: "s-" + email, Email: email, EmailVerified: verified, PreferredUsername: "u", Groups: groups}
+	}
+	tests := []struct {
+		name  string
+		cfg   func(*Config)
+		user  *mockoidc.MockUser
+		admin bool
+	}{
+		{"no admins", nil, user("root@x.example", true, "ops"), false},
+		{"admin e-mail", func(c *Config) { c.AdminEmails = []string{"Root@X.example"} }, user("root@x.example", true), true},
+		{"admin e-mail unverified", func(c *Config) { c.AdminEmails = []string{"root@x.example"} }, user("root@x.example", false), false},
+		{"other e-mail", func(c *Config) { c.AdminEmails = []string{"root@x.example"} }, user("ann@x.example", true), false},
+		{"admin group", func(c *Config) { c.AdminGroups = []string{"ops"} }, user("ann@x.example", false, "dev", "ops"), true},
+		{"other group", func(c *Config) { c.AdminGroups = []string{"ops"} }, user("ann@x.example", true, "dev"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOpts{mode: ModeOIDC, idp: idp, cfg: tt.cfg})
+			idp.QueueUser(tt.user)
+			b := newBrowser(t)
+			res := e.signIn(t, b, "/api/v1/config")
+			if res.status != http.StatusOK || res.echo.Subject != tt.user.Subject {
+				t.Fatalf("sign-in: %d %+v %s", res.status, res.echo, res.body)
+			}
+			if res.echo.Admin != tt.admin {
+				t.Errorf("admin = %v, want %v (principal %+v)", res.echo.Admin, tt.admin, res.echo)
+			}
+			again := e.do(t, call{method: http.MethodGet, path: "/api/v1/private", client: b.Client})
+			if again.status != http.StatusOK || again.echo.Admin != tt.admin {
+				t.Errorf("next request of the session: %d admin %v, want %v", again.status, again.echo.Admin, tt.admin)
+			}
+		})
+	}
+}
+
 func TestSessionsSurviveRestart(t *testing.T) {
 	idp := startIDP(t)
 	first := newEnv(t, envOpts{mode: ModeOIDC, idp: idp})

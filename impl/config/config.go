@@ -162,6 +162,13 @@ type Config struct {
 	// verified e-mail address, its domain, or a groups-claim value); Auth
 	// oidc needs at least one of them unless AllowAnyUser is set.
 	AllowedEmails, AllowedDomains, AllowedGroups []string
+	// Admins (--admins, admins: in the config file) see and manage every
+	// repository, whoever onboarded it (everybody else sees the
+	// operator's repositories and their own). Each entry is a verified
+	// e-mail address (ann@example.com) or a groups-claim value prefixed
+	// with "group:" (group:platform). They need Auth oidc, and must be
+	// allowed in by the allowlists like everybody else.
+	Admins []string
 	// CORSOrigins is the exact allowlist of cross-origin callers.
 	CORSOrigins []string
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
@@ -379,6 +386,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--auth %q: want none or oidc", c.Auth))
 	}
+	errs = append(errs, c.validateAdmins()...)
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			if _, err2 := netip.ParseAddr(p); err2 != nil {
@@ -440,6 +448,49 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--trunk %q: not a valid branch name", c.Trunk))
 	}
 	return errors.Join(errs...)
+}
+
+// adminGroupPrefix marks an Admins entry that names a group.
+const adminGroupPrefix = "group:"
+
+// validateAdmins checks Admins: e-mail addresses or group:<name>, with
+// Auth oidc.
+func (c *Config) validateAdmins() []error {
+	var errs []error
+	for _, a := range c.Admins {
+		switch name, group := strings.CutPrefix(a, adminGroupPrefix); {
+		case group && strings.TrimSpace(name) == "":
+			errs = append(errs, fmt.Errorf("--admins %q: name the group after %q", a, adminGroupPrefix))
+		case !group && (strings.Count(a, "@") != 1 || strings.HasPrefix(a, "@") || strings.HasSuffix(a, "@") || strings.ContainsAny(a, " \t,")):
+			errs = append(errs, fmt.Errorf("--admins %q: want an e-mail address or group:<name>", a))
+		}
+	}
+	if len(c.Admins) > 0 && c.Auth != "oidc" {
+		errs = append(errs, errors.New("--admins needs --auth oidc: without sign-in there is nobody to be an admin"))
+	}
+	return errs
+}
+
+// AdminEmails are the e-mail addresses of Admins.
+func (c *Config) AdminEmails() []string {
+	var out []string
+	for _, a := range c.Admins {
+		if !strings.HasPrefix(a, adminGroupPrefix) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// AdminGroups are the groups of Admins (without the group: prefix).
+func (c *Config) AdminGroups() []string {
+	var out []string
+	for _, a := range c.Admins {
+		if name, ok := strings.CutPrefix(a, adminGroupPrefix); ok {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Loopback reports whether Addr listens on a loopback address only.

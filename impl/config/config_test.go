@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,46 @@ func TestValidateHostileClientSettings(t *testing.T) {
 	d := Default()
 	if d.IPv6ClientPrefix != 64 || d.WriteStallTimeout != 30*time.Second || d.AuditMaxAge != 90*24*time.Hour || d.AuditMaxEntries != 100000 {
 		t.Errorf("defaults: %+v", d)
+	}
+}
+
+func TestValidateAdmins(t *testing.T) {
+	tests := []struct {
+		name    string
+		auth    string
+		admins  []string
+		wantErr string // "" for valid
+		emails  []string
+		groups  []string
+	}{
+		{name: "none", auth: "oidc"},
+		{name: "e-mails and groups", auth: "oidc", admins: []string{"ann@example.com", "group:platform", "group:ops team"},
+			emails: []string{"ann@example.com"}, groups: []string{"platform", "ops team"}},
+		{name: "not an address", auth: "oidc", admins: []string{"ann"}, wantErr: `--admins "ann"`},
+		{name: "empty local part", auth: "oidc", admins: []string{"@example.com"}, wantErr: `--admins "@example.com"`},
+		{name: "space", auth: "oidc", admins: []string{"ann @example.com"}, wantErr: `--admins "ann @example.com"`},
+		{name: "empty group", auth: "oidc", admins: []string{"group:"}, wantErr: `--admins "group:"`},
+		{name: "auth off", auth: "none", admins: []string{"ann@example.com"}, wantErr: "--admins needs --auth oidc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.DataDir = t.TempDir()
+			c.Auth = tt.auth
+			c.Admins = tt.admins
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				if !slices.Equal(c.AdminEmails(), tt.emails) || !slices.Equal(c.AdminGroups(), tt.groups) {
+					t.Fatalf("admins = %q, %q; want %q, %q", c.AdminEmails(), c.AdminGroups(), tt.emails, tt.groups)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want %s", err, tt.wantErr)
+			}
+		})
 	}
 }

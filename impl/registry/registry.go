@@ -58,6 +58,9 @@ type Repo struct {
 	URL      string // the mirror's upstream URL as configured (may hold credentials; never log it)
 	FullName string // owner/name, lower-case, for webhook matching ("" if unknown)
 	Trunk    string // configured trunk ("" = detect)
+	// AddedBy is who onboarded it through the API ("": nobody known; see
+	// VisibleTo).
+	AddedBy Owner
 
 	src   source.Source
 	mu    sync.Mutex // serialises Publish
@@ -81,6 +84,8 @@ type MirrorSpec struct {
 	FullName string
 	Trunk    string
 	Origin   Origin // OriginConfig or OriginAPI
+	// AddedBy is who onboarded it (OriginAPI).
+	AddedBy Owner
 	// Shared: other processes (replicas sharing the data directory)
 	// share the mirror (source.NewSharedMirror).
 	Shared bool
@@ -95,7 +100,7 @@ func NewMirror(root *mirror.Root, spec MirrorSpec) *Repo {
 	}
 	r := &Repo{
 		ID: spec.ID, Kind: gen.Mirror, Origin: spec.Origin, URL: spec.Config.URL, Remote: redact.URL(spec.Config.URL),
-		FullName: strings.ToLower(spec.FullName), Trunk: spec.Trunk,
+		FullName: strings.ToLower(spec.FullName), Trunk: spec.Trunk, AddedBy: spec.AddedBy,
 		src: src,
 	}
 	r.snap.Store(view.Empty(r.Input()))

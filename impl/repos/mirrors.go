@@ -22,6 +22,8 @@ type remote struct {
 	// onboarded: added through the API (stored), so restricted to
 	// Remotes.AllowedHosts; else declared in the config file.
 	onboarded bool
+	// addedBy is who onboarded it (onboarded mirrors only).
+	addedBy registry.Owner
 }
 
 // newMirror checks the upstream (mirror.Config.Check: URL, private
@@ -68,6 +70,7 @@ func (s *Set) newMirror(rm remote) (*registry.Repo, error) {
 		FullName: webhook.NormalizeFullName(fullName),
 		Trunk:    rm.trunk,
 		Origin:   origin,
+		AddedBy:  rm.addedBy,
 		Shared:   s.replicas != nil,
 	}), nil
 }

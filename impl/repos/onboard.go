@@ -57,7 +57,7 @@ func (s *Set) Onboard(ctx context.Context, req gen.RepoCreate) (*registry.Repo, 
 	// newMirror checks the URL; Add refuses a duplicate id or URL. Both
 	// happen before any clone. An onboarded mirror never gets operator
 	// credentials.
-	r, err := s.newMirror(remote{id: id, url: req.Url, trunk: trunk, fullName: fullName, onboarded: true})
+	r, err := s.newMirror(remote{id: id, url: req.Url, trunk: trunk, fullName: fullName, onboarded: true, addedBy: ownerFrom(ctx)})
 	if errors.Is(err, mirror.ErrSSHKey) {
 		return nil, fmt.Errorf("%w: ssh remotes can only be declared in the config file, with an sshKey", mirror.ErrSSHKey)
 	}
@@ -136,12 +136,17 @@ func (s *Set) commit(ctx context.Context, r *registry.Repo) error {
 	if s.replicas != nil {
 		return nil
 	}
-	return s.store.AddRepo(ctx, stored(r, actorOf(ctx)))
+	return s.store.AddRepo(ctx, stored(r))
 }
 
-// stored is the row of an onboarded repository.
-func stored(r *registry.Repo, actor string) store.Repo {
-	return store.Repo{ID: r.ID, URL: r.URL, Trunk: r.Trunk, FullName: r.FullName, CreatedAt: time.Now().UTC(), CreatedBy: actor}
+// stored is the row of an onboarded repository, with its owner.
+func stored(r *registry.Repo) store.Repo {
+	actor := r.AddedBy.Email
+	if actor == "" {
+		actor = r.AddedBy.Subject
+	}
+	return store.Repo{ID: r.ID, URL: r.URL, Trunk: r.Trunk, FullName: r.FullName, CreatedAt: time.Now().UTC(), CreatedBy: actor,
+		AddedBySubject: r.AddedBy.Subject, AddedByEmail: r.AddedBy.Email}
 }
 
 // Store stores a repository this replica is onboarding, once its first
@@ -154,8 +159,7 @@ func (s *Set) Store(ctx context.Context, id string) error {
 	if !ok {
 		return ErrRemovedWhileOnboarding
 	}
-	actor, _ := s.Onboarding(r.ID)
-	return s.store.AddRepo(ctx, stored(r, actor))
+	return s.store.AddRepo(ctx, stored(r))
 }
 
 // abandon cleans up an onboarding that failed on a replica: its refresher
@@ -190,6 +194,16 @@ func (s *Set) abandon(ctx context.Context, r *registry.Repo) {
 	}); err != nil {
 		s.log.Warn("cannot remove the directory of a failed onboarding; the next start-up removes it", "id", r.ID, "err", redact.Error(err))
 	}
+}
+
+// ownerFrom is the owner of a repository the caller onboards: the
+// signed-in principal (none when anonymous).
+func ownerFrom(ctx context.Context) registry.Owner {
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok {
+		return registry.Owner{}
+	}
+	return registry.Owner{Subject: p.Subject, Email: p.Email}
 }
 
 // actorOf names the signed-in caller ("" when anonymous).

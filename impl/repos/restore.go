@@ -7,6 +7,7 @@ import (
 
 	"github.com/stackd/stackd/impl/redact"
 	"github.com/stackd/stackd/impl/registry"
+	"github.com/stackd/stackd/impl/store"
 )
 
 // Restore serves the repositories onboarded through the API in earlier
@@ -36,7 +37,7 @@ func (s *Set) Restore(ctx context.Context) error {
 			}
 			continue
 		}
-		r, err := s.newMirror(remote{id: sr.ID, url: sr.URL, trunk: sr.Trunk, fullName: sr.FullName, onboarded: true})
+		r, err := s.newMirror(remote{id: sr.ID, url: sr.URL, trunk: sr.Trunk, fullName: sr.FullName, onboarded: true, addedBy: ownerOf(sr)})
 		if err != nil {
 			log.Warn("stored repository not served: the current settings refuse its remote", "err", redact.Error(err))
 			s.unserved[strings.ToLower(sr.ID)] = true
@@ -72,7 +73,7 @@ func (s *Set) Adopt(ctx context.Context, id string) error {
 			continue
 		}
 		log := s.log.With("id", sr.ID, "url", redact.URL(sr.URL))
-		r, err := s.newMirror(remote{id: sr.ID, url: sr.URL, trunk: sr.Trunk, fullName: sr.FullName, onboarded: true})
+		r, err := s.newMirror(remote{id: sr.ID, url: sr.URL, trunk: sr.Trunk, fullName: sr.FullName, onboarded: true, addedBy: ownerOf(sr)})
 		if err != nil {
 			log.Warn("repository onboarded by another replica not served: the current settings refuse its remote", "err", redact.Error(err))
 			s.unserved[strings.ToLower(sr.ID)] = true
@@ -89,4 +90,9 @@ func (s *Set) Adopt(ctx context.Context, id string) error {
 		return nil
 	}
 	return nil
+}
+
+// ownerOf is the owner of a stored repository.
+func ownerOf(sr store.Repo) registry.Owner {
+	return registry.Owner{Subject: sr.AddedBySubject, Email: sr.AddedByEmail}
 }

@@ -38,7 +38,7 @@ func TestAuditAggregateRoundTrip(t *testing.T) {
 		agg := AuditEntry{At: t0, Actor: "anonymous", Method: "anonymous", Action: "syncRepo",
 			Route: "/api/v1/repos/{repoID}/sync", Repo: `x\x00y`, Outcome: "401 unauthorized",
 			Client: "2001:db8::/64", Requests: 7, LastAt: t0.Add(59 * time.Second)}
-		one := AuditEntry{At: t0.Add(time.Minute), Actor: "a@example.com", Method: "bearer", Action: "createRepo",
+		one := AuditEntry{At: t0.Add(time.Minute), Actor: "a@example.com", Subject: "sub-a", Method: "bearer", Action: "createRepo",
 			Route: "/api/v1/repos", Outcome: "201", Client: "192.0.2.1"}
 		for _, e := range []AuditEntry{agg, one} {
 			if err := s.Audit(ctx, e); err != nil {
@@ -72,6 +72,35 @@ func auditActors(t *testing.T, s Store) []string {
 		out = append(out, log[i].Actor)
 	}
 	return out
+}
+
+// TestAuditLogOf: the entries of one subject, newest first, and only
+// theirs (another subject's and anonymous ones are left out).
+func TestAuditLogOf(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		var mine []AuditEntry
+		for i, sub := range []string{"sub-a", "sub-b", "", "sub-a", "sub-a"} {
+			e := AuditEntry{At: t0.Add(time.Duration(i) * time.Second), Actor: "x", Subject: sub, Action: "syncRepo", Outcome: "202"}
+			if err := s.Audit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			if sub == "sub-a" {
+				e.ID, e.Requests, e.LastAt = int64(i+1), 1, e.At
+				mine = append([]AuditEntry{e}, mine...)
+			}
+		}
+		got, err := s.AuditLogOf(ctx, "sub-a", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, mine[:2]) {
+			t.Errorf("AuditLogOf(sub-a, 2):\n got %+v\nwant %+v", got, mine[:2])
+		}
+		if got, err := s.AuditLogOf(ctx, "nobody", 0); err != nil || len(got) != 0 {
+			t.Errorf("AuditLogOf(nobody) = %+v, %v", got, err)
+		}
+	})
 }
 
 // TestPruneAudit: the age limit goes first, then the count limit keeps the

@@ -208,4 +208,22 @@ var migrations = []migration{
 	UPDATE audit SET repo = substr(repo, 1, 128) WHERE length(repo) > 128;
 	CREATE INDEX audit_at_id ON audit (at, id);
 	DROP INDEX audit_at;`},
+
+	// repos.added_by_subject and repos.added_by_email: who onboarded the
+	// repository (the principal's subject and e-mail), which decides who
+	// sees it (per-user visibility). Rows written before this step keep
+	// created_by, the actor's e-mail or subject: an actor with an @ is
+	// taken for the e-mail, any other for the subject.
+	//
+	// audit.subject: the OIDC subject of the entry's principal ('' when
+	// anonymous, and in entries written before this step), which the
+	// actor (an e-mail when there is one) does not always tell apart; a
+	// user who is not an admin reads the entries of their subject
+	// (Store.AuditLogOf, by the index).
+	{version: 6, name: "repository owners and audit subjects", portable: `ALTER TABLE repos ADD COLUMN added_by_subject TEXT NOT NULL DEFAULT '';
+	ALTER TABLE repos ADD COLUMN added_by_email TEXT NOT NULL DEFAULT '';
+	UPDATE repos SET added_by_email = created_by WHERE created_by LIKE '%@%';
+	UPDATE repos SET added_by_subject = created_by WHERE created_by <> '' AND created_by NOT LIKE '%@%';
+	ALTER TABLE audit ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+	CREATE INDEX audit_subject_at_id ON audit (subject, at, id);`},
 }

@@ -118,9 +118,9 @@ func (s *core) Audit(ctx context.Context, e AuditEntry) error {
 	if last.IsZero() {
 		last = e.At
 	}
-	_, err := s.db.exec(ctx, `INSERT INTO audit (at, actor, method, action, route, repo, outcome, client, requests, last_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.At.UnixNano(), e.Actor, e.Method, e.Action, e.Route, e.Repo, e.Outcome, e.Client, requests, last.UnixNano())
+	_, err := s.db.exec(ctx, `INSERT INTO audit (at, actor, subject, method, action, route, repo, outcome, client, requests, last_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.At.UnixNano(), e.Actor, e.Subject, e.Method, e.Action, e.Route, e.Repo, e.Outcome, e.Client, requests, last.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: audit: %w", err)
 	}
@@ -130,12 +130,30 @@ func (s *core) Audit(ctx context.Context, e AuditEntry) error {
 // AuditLog returns up to limit entries, newest first (by time, then by
 // insertion order). limit <= 0 means 100.
 func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	return s.auditLog(ctx, false, "", limit)
+}
+
+// AuditLogOf is AuditLog, of the entries of one subject.
+func (s *core) AuditLogOf(ctx context.Context, subject string, limit int) ([]AuditEntry, error) {
+	return s.auditLog(ctx, true, subject, limit)
+}
+
+// auditLog reads the newest entries, of one subject when of.
+func (s *core) auditLog(ctx context.Context, of bool, subject string, limit int) ([]AuditEntry, error) {
 	defer s.timed("audit_log")()
 	if limit <= 0 {
 		limit = defaultAuditLimit
 	}
-	rows, err := s.db.query(ctx, `SELECT id, at, actor, method, action, route, repo, outcome, client, requests, last_at
-		FROM audit ORDER BY at DESC, id DESC LIMIT ?`, limit)
+	const cols = `SELECT id, at, actor, subject, method, action, route, repo, outcome, client, requests, last_at FROM audit`
+	var (
+		rows rowsIter
+		err  error
+	)
+	if of {
+		rows, err = s.db.query(ctx, cols+` WHERE subject = ? ORDER BY at DESC, id DESC LIMIT ?`, subject, limit)
+	} else {
+		rows, err = s.db.query(ctx, cols+` ORDER BY at DESC, id DESC LIMIT ?`, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: audit log: %w", err)
 	}
@@ -146,7 +164,7 @@ func (s *core) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 			e        AuditEntry
 			at, last int64
 		)
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Method, &e.Action, &e.Route, &e.Repo, &e.Outcome, &e.Client, &e.Requests, &last); err != nil {
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Subject, &e.Method, &e.Action, &e.Route, &e.Repo, &e.Outcome, &e.Client, &e.Requests, &last); err != nil {
 			return nil, fmt.Errorf("store: audit log: %w", err)
 		}
 		e.At = time.Unix(0, at).UTC()

@@ -14,7 +14,7 @@ const defaultSyncPage = 50
 // Repos returns every stored repository, ordered by id.
 func (s *core) Repos(ctx context.Context) ([]Repo, error) {
 	defer s.timed("repos")()
-	rows, err := s.db.query(ctx, `SELECT id, url, trunk, full_name, created_at, created_by
+	rows, err := s.db.query(ctx, `SELECT id, url, trunk, full_name, created_at, created_by, added_by_subject, added_by_email
 		FROM repos ORDER BY id_key`)
 	if err != nil {
 		return nil, fmt.Errorf("store: repos: %w", err)
@@ -26,7 +26,7 @@ func (s *core) Repos(ctx context.Context) ([]Repo, error) {
 			r  Repo
 			at int64
 		)
-		if err := rows.Scan(&r.ID, &r.URL, &r.Trunk, &r.FullName, &at, &r.CreatedBy); err != nil {
+		if err := rows.Scan(&r.ID, &r.URL, &r.Trunk, &r.FullName, &at, &r.CreatedBy, &r.AddedBySubject, &r.AddedByEmail); err != nil {
 			return nil, fmt.Errorf("store: repos: %w", err)
 		}
 		r.CreatedAt = time.Unix(0, at).UTC()
@@ -47,9 +47,9 @@ func (s *core) AddRepo(ctx context.Context, r Repo) error {
 	// The primary key decides, also between processes: a clash inserts
 	// nothing, and that is ErrConflict rather than an engine's own
 	// constraint error.
-	n, err := s.db.exec(ctx, `INSERT INTO repos (id_key, id, url, trunk, full_name, created_at, created_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id_key) DO NOTHING`,
-		strings.ToLower(r.ID), r.ID, r.URL, r.Trunk, r.FullName, r.CreatedAt.UnixNano(), r.CreatedBy)
+	n, err := s.db.exec(ctx, `INSERT INTO repos (id_key, id, url, trunk, full_name, created_at, created_by, added_by_subject, added_by_email)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id_key) DO NOTHING`,
+		strings.ToLower(r.ID), r.ID, r.URL, r.Trunk, r.FullName, r.CreatedAt.UnixNano(), r.CreatedBy, r.AddedBySubject, r.AddedByEmail)
 	if err != nil {
 		return fmt.Errorf("store: add repo: %w", err)
 	}

@@ -98,7 +98,8 @@ func TestUpgradeFromFirstSchema(t *testing.T) {
 func TestRepos(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
-		b := Repo{ID: "Beta", URL: "https://example.com/acme/beta.git", Trunk: "main", FullName: "acme/beta", CreatedAt: t0, CreatedBy: "ann@example.com"}
+		b := Repo{ID: "Beta", URL: "https://example.com/acme/beta.git", Trunk: "main", FullName: "acme/beta", CreatedAt: t0, CreatedBy: "ann@example.com",
+			AddedBySubject: "sub-ann", AddedByEmail: "ann@example.com"}
 		a := Repo{ID: "alpha", URL: "git://example.com/alpha", CreatedAt: t0.Add(time.Second)}
 		for _, r := range []Repo{b, a} {
 			if err := s.AddRepo(ctx, r); err != nil {
@@ -318,6 +319,50 @@ func TestFailUnfinishedAndDeleteSyncs(t *testing.T) {
 			t.Fatalf("DeleteSyncs touched another repository: %v", ids(l))
 		}
 	})
+}
+
+// TestUpgradeKeepsRepoOwners: the repositories stored before owners had
+// columns of their own (migration 6) keep their onboarder: an actor with
+// an @ becomes the owner's e-mail, any other its subject, none stays none.
+func TestUpgradeKeepsRepoOwners(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "stackd.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := []string{`CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`}
+	for _, m := range migrations[:5] {
+		qs = append(qs, m.sqliteText(), fmt.Sprintf(`INSERT INTO migrations (version, applied_at) VALUES (%d, 0)`, m.version))
+	}
+	qs = append(qs, `INSERT INTO repos (id_key, id, url, created_at, created_by) VALUES
+		('a', 'a', 'https://x/a', 1, 'ann@example.com'), ('b', 'b', 'https://x/b', 1, 'sub-bob'), ('c', 'c', 'https://x/c', 1, '')`)
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	got, err := s.Repos(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type owner struct{ id, subject, email string }
+	var owners []owner
+	for _, r := range got {
+		owners = append(owners, owner{r.ID, r.AddedBySubject, r.AddedByEmail})
+	}
+	want := []owner{{"a", "", "ann@example.com"}, {"b", "sub-bob", ""}, {"c", "", ""}}
+	if !reflect.DeepEqual(owners, want) {
+		t.Fatalf("owners after upgrade = %+v, want %+v", owners, want)
+	}
 }
 
 // TestStateSurvivesReopen: repositories and syncs are in the file.

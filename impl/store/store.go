@@ -104,6 +104,8 @@ type AuditStore interface {
 	// AuditLog returns up to limit entries, newest first (by time, then by
 	// insertion order). limit <= 0 means 100.
 	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error)
+	// AuditLogOf is AuditLog, of the entries of one subject.
+	AuditLogOf(ctx context.Context, subject string, limit int) ([]AuditEntry, error)
 	// PruneAudit deletes the entries older than before (zero: none for
 	// their age) and then all but the newest keep (keep <= 0: no count
 	// limit), oldest first, in statements of at most AuditPruneBatch rows
@@ -220,6 +222,7 @@ type AuditEntry struct {
 	ID      int64
 	At      time.Time // the request, or the first of an aggregate
 	Actor   string    // e-mail or subject of the principal; "anonymous" when there is none
+	Subject string    // the principal's OIDC subject ("" when anonymous)
 	Method  string    // session | bearer | anonymous
 	Action  string    // the operationId
 	Route   string    // the route template, e.g. /api/v1/repos/{repoID}/sync ("" in entries older than the column)
@@ -246,6 +249,10 @@ type Repo struct {
 	FullName  string // owner/name, lower-case ("" if none)
 	CreatedAt time.Time
 	CreatedBy string // the actor who onboarded it ("" when anonymous)
+	// AddedBySubject and AddedByEmail are the principal who onboarded it
+	// (its subject and e-mail; both "" when anonymous): its owner, for
+	// per-user visibility.
+	AddedBySubject, AddedByEmail string
 }
 
 // The states of a stored sync, in the order a sync goes through them.

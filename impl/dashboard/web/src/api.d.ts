@@ -158,6 +158,12 @@ export interface paths {
          *     Past 1,024 address groups in one minute, the others are counted
          *     together under the client `*`.
          *
+         *     With auth on, the whole log is the admins' (`--admins`): any
+         *     other user reads the entries of their own requests only (those
+         *     of their OIDC subject), so that it shows nobody else's
+         *     repositories. In the local posture (auth off on loopback) it is
+         *     shown whole.
+         *
          *     The log keeps entries for `--audit-max-age` (90 days) and at most
          *     `--audit-max-entries` (100,000, the newest) of them.
          *
@@ -198,7 +204,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List repositories */
+        /**
+         * List repositories
+         * @description The repositories the caller may see, in id order. With auth on
+         *     (and on a read-only server with auth off that is not on loopback),
+         *     a signed-in user sees the operator's repositories (`--cwd` and the
+         *     config file's) and the mirrors they onboarded; admins (`--admins`)
+         *     see every one; an anonymous reader (`--public-reads`,
+         *     `--read-only`) sees the operator's repositories only. For anybody
+         *     else a repository is not there: every route of it answers exactly
+         *     as for an id that does not exist (404 `/problems/not-found`).
+         *     With auth off on loopback (the local posture) everybody sees every
+         *     repository.
+         *
+         */
         get: operations["listRepos"];
         put?: never;
         /**
@@ -705,7 +724,9 @@ export interface components {
              *     or `--public-reads`.
              *      */
             publicReads: boolean;
-            /** @description The server serves exactly one repository. */
+            /** @description The caller sees exactly one repository (now; see `GET
+             *     /api/v1/repos` for who sees which).
+             *      */
             singleRepo: boolean;
             /** @description Whether the caller may onboard a repository (`POST
              *     /api/v1/repos`) as far as the server's posture decides, as the
@@ -730,6 +751,11 @@ export interface components {
              * @enum {string}
              */
             authenticatedBy: "session" | "bearer" | "none";
+            /** @description The caller is one of the admins (`--admins`: a verified e-mail
+             *     address or a value of the groups claim listed there), who see
+             *     and manage every repository. Absent when auth is off.
+             *      */
+            admin?: boolean;
         };
         AuditEntry: {
             /** Format: int64 */
@@ -746,6 +772,12 @@ export interface components {
             lastAt: string;
             /** @description The signed-in user's e-mail address or subject (at most 256 bytes), or `anonymous`. */
             actor: string;
+            /** @description The signed-in user's OIDC subject (at most 256 bytes), which
+             *     tells apart users an e-mail address does not; absent for
+             *     anonymous callers and from entries written before stackd
+             *     recorded it.
+             *      */
+            subject?: string;
             /** @description How the actor was authenticated, `session`, `bearer` or `anonymous`. */
             method?: string;
             /** @description The operationId. */
@@ -816,6 +848,21 @@ export interface components {
             origin?: components["schemas"]["RepoOrigin"];
             counts?: components["schemas"]["RepoCounts"];
             syncStatus?: components["schemas"]["SyncStatus"];
+            addedBy?: components["schemas"]["RepoAddedBy"];
+        };
+        /** @description Who onboarded a mirror through `POST /api/v1/repos` (auth on): the
+         *     signed-in principal's OIDC subject and e-mail address. Shown only
+         *     to that principal and to admins (`--admins`); absent for everybody
+         *     else, for anonymous callers always, for repositories of the
+         *     operator (`origin` `local` or `config`) and for mirrors onboarded
+         *     while auth was off. Shown by the repository resources
+         *     (`/api/v1/repos`), not in the view.
+         *      */
+        RepoAddedBy: {
+            /** @description The `sub` claim of the principal's ID token. */
+            subject: string;
+            /** @description The principal's e-mail address, when its ID token had one. */
+            email?: string;
         };
         /**
          * @description Where the repository was declared, which decides its lifecycle:
