@@ -24,20 +24,7 @@ func TestClientCommands(t *testing.T) {
 	r.Commit("a1", map[string]string{"a": "1\n"})
 	r.BlobRef("refs/stackit/metadata/feature/a", `{"parentBranchName":"main","prInfo":{"number":12,"state":"OPEN"}}`)
 
-	cfg := config.Default()
-	cfg.Cwd, cfg.CwdExplicit = r.Dir, true
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.SyncInterval = 0
-	app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := app.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() { cancel(); srv.Close(); app.Close() })
+	srv := serveWorktree(t, r.Dir)
 
 	runOK := func(args ...string) string {
 		t.Helper()
@@ -140,20 +127,7 @@ func TestClientShowsNullViewVersion(t *testing.T) {
 func TestClientFlagsBeforeOrAfterCommand(t *testing.T) {
 	r := gittest.New(t)
 	r.Commit("initial", map[string]string{"README": "x\n"})
-	cfg := config.Default()
-	cfg.Cwd, cfg.CwdExplicit = r.Dir, true
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.SyncInterval = 0
-	app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := app.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() { cancel(); srv.Close(); app.Close() })
+	srv := serveWorktree(t, r.Dir)
 	hostPort := strings.TrimPrefix(srv.URL, "http://")
 	t.Setenv("STACKD_SERVER", "127.0.0.1:1") // nothing there: only the flag can reach the server
 
@@ -190,4 +164,25 @@ func TestClientFlagsBeforeOrAfterCommand(t *testing.T) {
 			t.Errorf("stackd %q: exit %d, want 2 and %q: %s", tc.args, code, tc.want, errb.String())
 		}
 	}
+}
+
+// serveWorktree serves the working repository dir with a real App (no
+// interval runs) on an httptest server, closed at the test's end.
+func serveWorktree(t *testing.T, dir string) *httptest.Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Cwd, cfg.CwdExplicit = dir, true
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.SyncInterval = 0
+	app, err := impl.New(cfg, slog.New(slog.DiscardHandler), impl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(func() { cancel(); srv.Close(); app.Close() })
+	return srv
 }
