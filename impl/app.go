@@ -227,6 +227,9 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		// The replica relays the events of syncs, guards and stores the
 		// runs of shared mirrors, and holds their leases.
 		ropts.Cluster, ropts.Events, sopts.Replicas = a.replica, a.replica, a.replica
+		// The schedule of interval runs lives in the database: a
+		// replica claims a due run there before it starts it.
+		sopts.Schedule = st
 	}
 	a.refresh = refresh.NewManager(ropts)
 	a.cleanups = append(a.cleanups, a.refresh.Close, broker.Close)
