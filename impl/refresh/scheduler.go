@@ -212,9 +212,15 @@ func (s *Scheduler) Run(ctx context.Context) {
 			armed, armedE = nil, nil
 		case top != armedE || !top.due.Equal(armedAt):
 			// A new earliest due time: one timer for it (the one before
-			// is dropped).
+			// is dropped), none when it is due already.
 			armedE, armedAt = top, top.due
-			armed = s.s.After(max(0, top.due.Sub(s.m.opts.Now())))
+			if d := top.due.Sub(s.m.opts.Now()); d > 0 {
+				armed = s.s.After(d)
+			} else {
+				fired := make(chan time.Time, 1)
+				fired <- armedAt
+				armed = fired
+			}
 		}
 		select {
 		case <-ctx.Done():
