@@ -105,7 +105,7 @@ type Options struct {
 	// SyncTimeout bounds the wait for a removed repository's run.
 	SyncTimeout time.Duration
 	// SyncInterval is the mirrors' refresh interval (0: none); After
-	// overrides the interval loop's timer (tests).
+	// overrides the interval scheduler's timer (tests).
 	SyncInterval time.Duration
 	After        func(time.Duration) <-chan time.Time
 	// Schedule, when set, keeps the schedule of shared mirrors in the
