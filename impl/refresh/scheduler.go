@@ -263,6 +263,12 @@ func (s *Scheduler) Run(ctx context.Context) {
 // replicas) and puts it back in the heap.
 func (s *Scheduler) runDue(ctx context.Context, e *dueEntry) {
 	id := e.rf.repo.ID
+	s.mu.Lock()
+	removed := e.removed // while it waited for a slot
+	s.mu.Unlock()
+	if removed {
+		return
+	}
 	if s.st != nil && e.rf.shared() {
 		// Claimed past the run's timeout: no other replica starts one
 		// while this one may still run.
