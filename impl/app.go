@@ -71,7 +71,7 @@ type Options struct {
 	BeforeRefresh func(ctx context.Context, repoID string, mode refresh.Mode) error
 	// Keepalive overrides the SSE keepalive ticker.
 	Keepalive func() (<-chan time.Time, func())
-	// After overrides the interval loop's timer.
+	// After overrides the interval scheduler's timer.
 	After func(time.Duration) <-chan time.Time
 	// Now overrides the clock of sessions and tokens.
 	Now func() time.Time
@@ -227,6 +227,9 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		// The replica relays the events of syncs, guards and stores the
 		// runs of shared mirrors, and holds their leases.
 		ropts.Cluster, ropts.Events, sopts.Replicas = a.replica, a.replica, a.replica
+		// The schedule of interval runs lives in the database: a
+		// replica claims a due run there before it starts it.
+		sopts.Schedule = st
 	}
 	a.refresh = refresh.NewManager(ropts)
 	a.cleanups = append(a.cleanups, a.refresh.Close, broker.Close)
@@ -372,7 +375,7 @@ func (a *App) openStore(cfg config.Config) (store.Store, error) {
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Start launches the background work and returns at once: the first
-// fetch of every mirror and its interval loop, the watcher of the working
+// fetch of every mirror and the interval scheduler, the watcher of the working
 // repository, the sweeps of sessions and audit entries, the metrics
 // listener (--metrics-addr), and on a replica the listening to the
 // others. It all stops when ctx ends.

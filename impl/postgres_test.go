@@ -226,80 +226,85 @@ func TestWorkingRepositoryIsSingleReplica(t *testing.T) {
 }
 
 // TestReplicasShareTheIntervalRun: replicas of one mirror list its remote
-// about once per interval between them, not once each: a replica whose
-// interval timer fires after another replica's run started (while it
-// waited) runs nothing and waits again.
+// once per interval between them, by construction: the schedule is in the
+// database, and a replica whose timer fires runs the interval run only if
+// it claimed the due time there. The one that lost the claim runs nothing
+// and waits for the due time the winner stored.
 func TestReplicasShareTheIntervalRun(t *testing.T) {
 	up := newUpstream(t, "acme/ticking.git")
 	cfg := pgConfig(t)
 	cfg.SyncInterval = time.Hour
-	never := func(time.Duration) <-chan time.Time { return nil }
-	a := startServer(t, cfg, impl.Options{After: never})
-	onboard(t, a, up.url)
-
-	// b shares a's database and data directory; it hands each timer of its
-	// interval loop to the test, so receiving the next one proves that
-	// the loop went round.
-	waits := make(chan chan time.Time)
+	// Each replica hands each timer of its scheduler to the test, so
+	// receiving the next one proves that the scheduler went round (a run
+	// ended, or a claim was lost).
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
-	after := func(time.Duration) <-chan time.Time {
-		c := make(chan time.Time, 1)
-		select {
-		case waits <- c:
-		case <-done:
+	handTo := func(waits chan chan time.Time) func(time.Duration) <-chan time.Time {
+		return func(time.Duration) <-chan time.Time {
+			c := make(chan time.Time, 1)
+			select {
+			case waits <- c:
+			case <-done:
+			}
+			return c
 		}
-		return c
 	}
+	waitsA, waitsB := make(chan chan time.Time), make(chan chan time.Time)
+	cfA := &countingFetch{}
+	a := startServer(t, cfg, impl.Options{After: handTo(waitsA), BeforeRefresh: cfA.fetch})
+	onboard(t, a, up.url)
+	timerA := <-waitsA
+
+	// b shares a's database and data directory.
 	cfgB := cfg
 	cfgB.ReplicaID = "replica-b"
-	cf := &countingFetch{}
-	b := startServer(t, cfgB, impl.Options{After: after, BeforeRefresh: cf.fetch})
-	rfB := idle(t, b, "ticking")
-	timer := <-waits
-	fetches := cf.n.Load()
-	intervalRuns := func() (n int) {
+	cfB := &countingFetch{}
+	b := startServer(t, cfgB, impl.Options{After: handTo(waitsB), BeforeRefresh: cfB.fetch})
+	rfA, rfB := idle(t, a, "ticking"), idle(t, b, "ticking")
+	timerB := <-waitsB
+	// Both wait for the same stored due time.
+	dueA, dueB := rfA.Status().NextScheduledAt, rfB.Status().NextScheduledAt
+	if dueA == nil || dueB == nil || !dueA.Equal(*dueB) {
+		t.Fatalf("next scheduled: a %v, b %v: want the one stored due time", dueA, dueB)
+	}
+	fetchesA, fetchesB := cfA.n.Load(), cfB.n.Load()
+	intervalRuns := func(replica string) (n int) {
 		for _, r := range rfB.History() {
-			if r.Replica == "replica-b" && r.Trigger == refresh.Interval {
+			if r.Replica == replica && r.Trigger == refresh.Interval {
 				n++
 			}
 		}
 		return n
 	}
 
-	// A sync through a while b waits: b receives its relayed events (so it
-	// observed the run), then its timer fires and b skips the run.
-	stream := openStream(t, b, "/api/v1/repos/ticking/events")
-	res := syncOK(t, a, "ticking")
-	stream.untilFinished(t, 0, string(res.Id))
-	// Both replicas say the same last success: the run's end.
-	for _, s := range []*testServer{a, b} {
-		r, err := s.c.GetRepoWithResponse(ctx(t), "ticking")
-		if err != nil || r.JSON200 == nil {
-			t.Fatalf("get repo: %v", err)
-		}
-		if got := r.JSON200.SyncStatus.LastSuccessAt; got == nil || res.FinishedAt == nil || !got.Equal(*res.FinishedAt) {
-			t.Fatalf("lastSuccessAt = %v, want the run's end %v", got, res.FinishedAt)
-		}
+	// a's timer fires first: a claims the run and runs it.
+	timerA <- time.Now()
+	timerA = <-waitsA
+	if got := intervalRuns(cfg.ReplicaID); got != 1 {
+		t.Fatalf("a ran %d interval runs, want 1", got)
 	}
-	timer <- time.Now()
-	timer = <-waits
-	if got := cf.n.Load() - fetches; got != 0 {
-		t.Fatalf("b fetched %d times after a's run, want 0", got)
+	if got := cfA.n.Load() - fetchesA; got != 1 {
+		t.Fatalf("a listed the remote %d times, want 1", got)
 	}
-	if got := intervalRuns(); got != 0 {
+	// b's timer, armed for the same due time, fires: the claim is lost,
+	// b lists nothing and waits for the due time a stored.
+	timerB <- time.Now()
+	timerB = <-waitsB
+	if got := cfB.n.Load() - fetchesB; got != 0 {
+		t.Fatalf("b listed the remote %d times after a's run, want 0", got)
+	}
+	if got := intervalRuns("replica-b"); got != 0 {
 		t.Fatalf("b ran %d interval runs after a's run, want 0", got)
 	}
-
-	// Nothing else ran while b waited this time: its timer runs the
-	// interval run.
-	timer <- time.Now()
-	<-waits
-	if got := intervalRuns(); got != 1 {
-		t.Fatalf("b ran %d interval runs when nothing else ran, want 1", got)
+	if next := rfB.Status().NextScheduledAt; next == nil || !next.After(*dueB) {
+		t.Fatalf("b's next scheduled run %v: want the later due time a stored", next)
 	}
-	if h := rfB.History(); h[0].Trigger != refresh.Interval || h[0].State != refresh.Succeeded {
-		t.Fatalf("b's interval run: %+v", h[0])
+
+	// That due time comes and b's timer fires first: b claims, b runs.
+	timerB <- time.Now()
+	<-waitsB
+	if got := intervalRuns("replica-b"); got != 1 {
+		t.Fatalf("b ran %d interval runs once due, want 1", got)
 	}
 }
 

@@ -54,7 +54,7 @@ func TestMigrate(t *testing.T) {
 			for _, want := range []string{tc.where(args), "applied migration 1: sessions and audit log",
 				"applied migration 2: repositories and sync history", "applied migration 3: webhook deliveries and replica ids",
 				"applied migration 4: view versions and shared keys", "applied migration 5: bounded audit entries",
-				"applied migration 6: repository owners and audit subjects", "schema version 6\n"} {
+				"applied migration 6: repository owners and audit subjects", "applied migration 7: interval schedule", "schema version 7\n"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
@@ -63,7 +63,7 @@ func TestMigrate(t *testing.T) {
 				t.Errorf("output shows the password:\n%s", out)
 			}
 			code, out, errs = migrateOutput(t, args...)
-			if code != 0 || strings.Contains(out, "applied") || !strings.Contains(out, "schema version 6: up to date, nothing to apply") {
+			if code != 0 || strings.Contains(out, "applied") || !strings.Contains(out, "schema version 7: up to date, nothing to apply") {
 				t.Fatalf("second run: exit %d:\n%s%s", code, out, errs)
 			}
 		})

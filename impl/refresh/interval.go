@@ -1,12 +1,11 @@
 package refresh
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
 
-// Schedule drives a mirror's interval loop.
+// Schedule times the interval runs of every mirror (Scheduler).
 type Schedule struct {
 	// Interval between runs; the loop does nothing when it is 0.
 	Interval time.Duration
@@ -48,38 +47,4 @@ func (s Schedule) Delay(failures int) time.Duration {
 	d = min(d, s.MaxBackoff)
 	j := 1 + s.Jitter*(2*s.Rand()-1)
 	return time.Duration(float64(d) * j)
-}
-
-// RunInterval refreshes the repository every Interval until ctx ends. Each
-// run goes through the Refresher with trigger Interval, which lists the
-// remote first and neither fetches nor rebuilds when nothing changed.
-//
-// A mirror shared with other replicas skips its interval run when a run
-// of any replica (observed through Observe) started while it waited: the
-// replicas' loops then list the remote about once per interval between
-// them, not once each.
-func (r *Refresher) RunInterval(ctx context.Context, s Schedule) {
-	if s.Interval <= 0 {
-		return
-	}
-	s.defaults()
-	for {
-		d := s.Delay(r.Status().ConsecutiveFailures)
-		waitFrom := r.m.opts.Now()
-		at := waitFrom.Add(d).UTC()
-		r.SetNextScheduled(&at)
-		select {
-		case <-ctx.Done():
-			r.SetNextScheduled(nil)
-			return
-		case <-s.After(d):
-		}
-		if last := r.Status().LastAttemptAt; r.shared() && last != nil && last.After(waitFrom) {
-			continue
-		}
-		if _, err := r.Sync(ctx, Interval); err != nil {
-			r.SetNextScheduled(nil)
-			return
-		}
-	}
 }

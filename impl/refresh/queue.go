@@ -417,7 +417,8 @@ func (r *Refresher) Status() Status {
 	return r.status
 }
 
-// SetNextScheduled records when the interval loop plans the next run.
+// SetNextScheduled records when the interval scheduler plans the next
+// run (nil: none).
 func (r *Refresher) SetNextScheduled(t *time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -156,6 +156,7 @@ func (s *Set) end(ctx context.Context, r *registry.Repo, e ending) error {
 		}
 	}
 	s.reg.Remove(r)
+	s.sched.Remove(r.ID)
 	s.refresh.Remove(r.ID)
 	s.endStreams(r.ID)
 	return nil

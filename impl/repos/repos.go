@@ -105,9 +105,12 @@ type Options struct {
 	// SyncTimeout bounds the wait for a removed repository's run.
 	SyncTimeout time.Duration
 	// SyncInterval is the mirrors' refresh interval (0: none); After
-	// overrides the interval loop's timer (tests).
+	// overrides the interval scheduler's timer (tests).
 	SyncInterval time.Duration
 	After        func(time.Duration) <-chan time.Time
+	// Schedule, when set, keeps the schedule of shared mirrors in the
+	// database (replicas: refresh.Scheduler); nil keeps it in memory.
+	Schedule store.ScheduleStore
 	// ShortOfMemory refuses onboardings (nil: never).
 	ShortOfMemory func() bool
 	// Metrics counts the onboardings' clones and every mirror's
@@ -127,14 +130,16 @@ type Set struct {
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 
-	syncTimeout, syncInterval time.Duration
-	after                     func(time.Duration) <-chan time.Time
-	shortOfMemory             func() bool
+	syncTimeout   time.Duration
+	shortOfMemory func() bool
+	// sched runs the interval runs of every mirror (one goroutine, one
+	// timer); Start runs it.
+	sched *refresh.Scheduler
 
 	watcher *watch.Watcher // of the working repository; Start runs it
 
 	runMu  sync.Mutex
-	runCtx context.Context // set by Start; loops of mirrors added later use it
+	runCtx context.Context // set by Start; mirrors added later join the schedule with it
 
 	// lifeMu serialises changes of the set.
 	lifeMu sync.Mutex
@@ -157,7 +162,8 @@ func New(o Options) *Set {
 	}
 	s := &Set{
 		reg: registry.New(), refresh: o.Refresh, store: o.Store, mirrors: o.Mirrors, streams: o.Streams, replicas: o.Replicas,
-		remotes: o.Remotes, log: o.Logger, syncTimeout: o.SyncTimeout, syncInterval: o.SyncInterval, after: o.After,
+		remotes: o.Remotes, log: o.Logger, syncTimeout: o.SyncTimeout,
+		sched:         o.Refresh.NewScheduler(refresh.SchedulerOptions{Schedule: refresh.Schedule{Interval: o.SyncInterval, After: o.After}, Store: o.Schedule}),
 		shortOfMemory: short, metrics: o.Metrics, unserved: map[string]bool{}, onboarding: map[string]string{},
 	}
 	if s.replicas == nil {
@@ -189,9 +195,9 @@ func (s *Set) Refresher(id string) (*refresh.Refresher, bool) {
 }
 
 // Start launches the background work and returns at once: the first
-// fetch of every mirror and its interval loop, and the watcher of the
-// working repository. It all stops when ctx ends. Mirrors added later
-// (onboarded, adopted) start their loops with ctx too.
+// fetch of every mirror, the interval scheduler with every mirror in it,
+// and the watcher of the working repository. It all stops when ctx ends.
+// Mirrors added later (onboarded, adopted) join the schedule.
 func (s *Set) Start(ctx context.Context) {
 	s.runMu.Lock()
 	s.runCtx = ctx
@@ -205,30 +211,22 @@ func (s *Set) Start(ctx context.Context) {
 			// A mirror on disk is served before any network access; a
 			// second start-up run then fetches it (see refresh.Startup).
 			rf.Trigger(refresh.Startup)
-			s.startInterval(ctx, rf)
+			s.sched.Add(ctx, rf)
 		}
 	}
+	go s.sched.Run(ctx)
 	if s.watcher != nil {
 		go s.watcher.Run(ctx)
 	}
 }
 
-// startInterval starts a mirror's interval loop (none when the interval
-// is 0).
-func (s *Set) startInterval(ctx context.Context, rf *refresh.Refresher) {
-	if s.syncInterval <= 0 {
-		return
-	}
-	go rf.RunInterval(ctx, refresh.Schedule{Interval: s.syncInterval, After: s.after})
-}
-
-// startLater starts the interval loop of a mirror added after Start (none
-// before: Start starts it).
+// startLater puts a mirror added after Start in the schedule (none
+// before: Start does).
 func (s *Set) startLater(rf *refresh.Refresher) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	if s.runCtx != nil {
-		s.startInterval(s.runCtx, rf)
+		s.sched.Add(s.runCtx, rf)
 	}
 }
 

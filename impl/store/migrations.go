@@ -226,4 +226,15 @@ var migrations = []migration{
 	UPDATE repos SET added_by_subject = created_by WHERE created_by <> '' AND created_by NOT LIKE '%@%';
 	ALTER TABLE audit ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 	CREATE INDEX audit_subject_at_id ON audit (subject, at, id);`},
+
+	// schedule: when each repository's next interval run is due (Unix
+	// nanoseconds), for replicas that share the database: a replica runs
+	// an interval run only after it moved next_due forward in one
+	// conditional statement (Store.ClaimDue), so that N replicas list a
+	// remote once per interval between them. repo_key is the lower-case
+	// repository id; the row goes with the repository (DeleteRepo).
+	{version: 7, name: "interval schedule", portable: `CREATE TABLE schedule (
+		repo_key TEXT PRIMARY KEY,
+		next_due BIGINT NOT NULL
+	);`},
 }

@@ -71,6 +71,9 @@ func (s *core) DeleteRepo(ctx context.Context, id string) error {
 	if _, err := tx.exec(ctx, `DELETE FROM syncs WHERE repo_key = ?`, key); err != nil {
 		return fmt.Errorf("store: delete repo: %w", err)
 	}
+	if _, err := tx.exec(ctx, `DELETE FROM schedule WHERE repo_key = ?`, key); err != nil {
+		return fmt.Errorf("store: delete repo: %w", err)
+	}
 	if _, err := tx.exec(ctx, `DELETE FROM repos WHERE id_key = ?`, key); err != nil {
 		return fmt.Errorf("store: delete repo: %w", err)
 	}

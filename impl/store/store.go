@@ -68,6 +68,7 @@ type Store interface {
 	SyncStore
 	DeliveryStore
 	ViewStore
+	ScheduleStore
 	KeyStore
 	// SchemaVersion reports how many migrations the database has applied.
 	SchemaVersion(ctx context.Context) (int, error)
