@@ -128,6 +128,7 @@ type Server struct {
 	diffs         *view.Diffs
 	shortOfMemory func() bool
 	perUser       bool
+	repoItems     repoItems // GET /api/v1/repos's encoded items
 }
 
 // Deps is what the handlers need.
