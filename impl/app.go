@@ -374,7 +374,8 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 // Start launches the background work and returns at once: the first
 // fetch of every mirror and its interval loop, the watcher of the working
-// repository, the sweeps of sessions and audit entries, the metrics
+// repository, the sweeps of sessions and audit entries, the event
+// streams' keepalives, the metrics
 // listener (--metrics-addr), and on a replica the listening to the
 // others. It all stops when ctx ends.
 func (a *App) Start(ctx context.Context) error {
