@@ -44,7 +44,9 @@ type itemKey struct {
 }
 
 // statusKey is a refresh.Status compared by value: the times it points to
-// instead of the pointers.
+// instead of the pointers. (A field added to refresh.Status is compared
+// as it is: a pointer by identity, which holds as long as the refresher
+// sets a new pointer on each change, as it does for the times.)
 type statusKey struct {
 	st                                    refresh.Status // its time pointers nil
 	lastAttempt, lastSuccess, nextPlanned time.Time
