@@ -54,6 +54,7 @@ type App struct {
 	refresh  *refresh.Manager
 	auth     *auth.Auth
 	replica  *replica.Replica // nil without --database-url
+	streams  *events.Broker
 	handler  http.Handler
 	cleanups []func() // run in reverse by Close
 
@@ -69,8 +70,6 @@ type Options struct {
 	// BeforeRefresh runs before each source refresh (tests hold runs with
 	// it; see refresh.Options.BeforeRefresh).
 	BeforeRefresh func(ctx context.Context, repoID string, mode refresh.Mode) error
-	// Keepalive overrides the SSE keepalive ticker.
-	Keepalive func() (<-chan time.Time, func())
 	// After overrides the interval scheduler's timer.
 	After func(time.Duration) <-chan time.Time
 	// Now overrides the clock of sessions and tokens.
@@ -83,7 +82,9 @@ type Options struct {
 	// Enqueued is called after each trigger joined or created its run
 	// (refresh.Options.Enqueued).
 	Enqueued func(repoID, runID string)
-	// EventLimits override the event-stream connection caps.
+	// EventLimits override, field by field when not zero, the event
+	// streams' caps (--max-event-streams, --max-event-streams-per-client)
+	// and buffers.
 	EventLimits events.Limits
 	// BodyTimeout overrides the request body read deadline (30 s).
 	BodyTimeout time.Duration
@@ -175,7 +176,8 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	if err := refresh.FailUnfinished(context.Background(), st, replicaID, log); err != nil {
 		return err
 	}
-	broker := events.NewBroker(opts.EventLimits)
+	broker := events.NewBroker(eventLimits(cfg, opts.EventLimits))
+	a.streams = broker
 	a.metrics.GaugeFunc(metrics.EventStreams, "Event streams (GET /api/v1/repos/{repoID}/events) open on this process.",
 		func() float64 { return float64(broker.Subscribers()) })
 	if pg, ok := st.(*store.Postgres); ok {
@@ -273,7 +275,6 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
 			PublicReads: acfg.ReadsAnonymous(), Version: cfg.Version},
 		WebhookSecret: []byte(cfg.WebhookSecret),
-		Keepalive:     opts.Keepalive,
 		ShortOfMemory: short,
 		DiffLimits:    opts.DiffLimits,
 		DiffHooks:     opts.DiffHooks,
@@ -376,18 +377,38 @@ func (a *App) Handler() http.Handler { return a.handler }
 
 // Start launches the background work and returns at once: the first
 // fetch of every mirror and the interval scheduler, the watcher of the working
-// repository, the sweeps of sessions and audit entries, the metrics
+// repository, the sweeps of sessions and audit entries, the event
+// streams' keepalives, the metrics
 // listener (--metrics-addr), and on a replica the listening to the
 // others. It all stops when ctx ends.
 func (a *App) Start(ctx context.Context) error {
 	a.serveMetrics(ctx)
 	go a.auth.Sweeper(ctx, every(ctx, time.Hour))
 	go a.auth.AuditFlusher(ctx, every(ctx, time.Minute))
+	// One ticker keeps every event stream alive (not a timer per stream).
+	go a.streams.KeepaliveEvery(ctx, every(ctx, keepaliveEvery))
 	a.repos.Start(ctx)
 	if a.replica != nil {
 		a.replica.Start(ctx)
 	}
 	return nil
+}
+
+// keepaliveEvery is the period of the event streams' keepalive comments:
+// below the idle timeouts of common proxies (60 s).
+const keepaliveEvery = 25 * time.Second
+
+// eventLimits are the event-stream caps of --max-event-streams and
+// --max-event-streams-per-client, with the non-zero fields of over (a
+// test seam) taking precedence.
+func eventLimits(cfg config.Config, over events.Limits) events.Limits {
+	l := events.Limits{Total: cfg.MaxEventStreams, PerClient: cfg.MaxEventStreamsPerClient}
+	for _, f := range []struct{ to, from *int }{{&l.Total, &over.Total}, {&l.PerClient, &over.PerClient}, {&l.Buffer, &over.Buffer}, {&l.Replay, &over.Replay}, {&l.ReplayBytes, &over.ReplayBytes}} {
+		if *f.from != 0 {
+			*f.to = *f.from
+		}
+	}
+	return l
 }
 
 // every ticks every d until ctx ends.

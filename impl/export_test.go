@@ -12,3 +12,6 @@ func (a *App) Registry() *repos.Set { return a.repos }
 
 // Refresh is the refresh manager.
 func (a *App) Refresh() *refresh.Manager { return a.refresh }
+
+// EventStreams is the number of event streams the broker holds open.
+func (a *App) EventStreams() int { return a.streams.Subscribers() }

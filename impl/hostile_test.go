@@ -177,11 +177,12 @@ func TestEventStreamOutlivesWriteBudget(t *testing.T) {
 
 // TestIPv6PrefixSharesStreamCap: 32 addresses of one IPv6 /64 (the
 // default --ipv6-client-prefix) are one client for the event-stream cap
-// (8 streams); another /64 and an IPv4 address are clients of their own,
-// and an IPv4-mapped address is its IPv4 address.
+// (--max-event-streams-per-client 8); another /64 and an IPv4 address are
+// clients of their own, and an IPv4-mapped address is its IPv4 address.
 func TestIPv6PrefixSharesStreamCap(t *testing.T) {
 	cfg := baseConfig(t, stackRepo(t).Dir)
 	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	cfg.MaxEventStreamsPerClient = 8
 	s := startServer(t, cfg, impl.Options{})
 	open := func(from string) int {
 		t.Helper()

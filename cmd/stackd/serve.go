@@ -38,6 +38,8 @@ type fileConfig struct {
 	WebhookDebounce     string              `yaml:"webhookDebounce"`
 	WebhookMaxDelay     string              `yaml:"webhookMaxDelay"`
 	MemoryLimit         string              `yaml:"memoryLimit"`
+	MaxEventStreams     *int                `yaml:"maxEventStreams"`
+	MaxStreamsPerClient *int                `yaml:"maxEventStreamsPerClient"`
 	Repos               []config.RepoConfig `yaml:"repos"`
 }
 
@@ -143,6 +145,8 @@ func parseServe(args []string, help io.Writer) (config.Config, error) {
 	s.value(int64Value{&cfg.FetchLimits.Refs}, "fetch-max-refs", "most refs of refs/heads, refs/stackit and refs/branch-metadata an upstream may advertise (0: the default, 150000)")
 	s.value(sizeValue{&cfg.FetchLimits.RefBytes}, "fetch-max-ref-bytes", "most bytes of the names of those refs (0: the default, 8MiB)")
 	s.value(sizeValue{&cfg.FetchLimits.DeltaSize}, "fetch-max-delta-size", "largest object held in memory to resolve a delta, a delta's base or result (0: the default, 64MiB)")
+	s.value(intValue{&cfg.MaxEventStreams}, "max-event-streams", "most event streams open at once (429 past it); each holds a file descriptor, see README")
+	s.value(intValue{&cfg.MaxEventStreamsPerClient}, "max-event-streams-per-client", "most event streams one client (signed-in user, else address) holds open at once")
 	s.str(&cfg.MetricsAddr, "metrics-addr", "listen address of /metrics (Prometheus), a listener of its own, never --addr; default: none")
 	s.value(boolValue{&cfg.MetricsPprof}, "metrics-pprof", "also serve net/http/pprof at /debug/pprof/ on the metrics listener (needs --metrics-addr)")
 	s.str(&cfg.ReplicaID, "replica-id", "this process's name in logs and sync results (default <hostname>:<port of --addr>)")
@@ -279,6 +283,18 @@ func applyFile(cfg *config.Config, path string, explicit map[string]bool) error 
 			}
 			return nil
 		}),
+		set("max-event-streams", func() error {
+			if fc.MaxEventStreams != nil {
+				cfg.MaxEventStreams = *fc.MaxEventStreams
+			}
+			return nil
+		}),
+		set("max-event-streams-per-client", func() error {
+			if fc.MaxStreamsPerClient != nil {
+				cfg.MaxEventStreamsPerClient = *fc.MaxStreamsPerClient
+			}
+			return nil
+		}),
 		set("admins", func() error {
 			if fc.Admins != nil {
 				cfg.Admins = fc.Admins
@@ -344,6 +360,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Set before anything is read; logged once start-up is not refused
 	// (a refusal is one line).
 	memAttrs := applyMemoryLimit(cfg.MemoryLimit)
+	openFiles := raiseOpenFiles()
 	if cfg.DatabaseURL != "" {
 		log.Info("database", "engine", "postgres", "url", store.DescribeURL(cfg.DatabaseURL))
 	}
@@ -355,6 +372,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("memory limit", memAttrs...)
+	logOpenFiles(log, openFiles, cfg)
 	if cfg.Auth == "oidc" {
 		// On loopback the base URL defaults to http://<addr>: say what
 		// the provider must have registered.

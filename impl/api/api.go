@@ -125,10 +125,10 @@ type Server struct {
 	webhookSecret []byte
 	deliveries    *webhook.Deduper
 	metrics       *metrics.Metrics
-	keepalive     func() (<-chan time.Time, func())
 	diffs         *view.Diffs
 	shortOfMemory func() bool
 	perUser       bool
+	repoItems     repoItems // GET /api/v1/repos's encoded items
 }
 
 // Deps is what the handlers need.
@@ -147,8 +147,6 @@ type Deps struct {
 	Info   gen.ServerConfig
 	// WebhookSecret enables POST /api/v1/webhooks/github when set.
 	WebhookSecret []byte
-	// Keepalive makes the ticker of SSE keepalive comments (default 25 s).
-	Keepalive func() (<-chan time.Time, func())
 	// ShortOfMemory says whether the server is short of memory: a sync
 	// of a mirror that would start a fetch is refused (nil: never).
 	ShortOfMemory func() bool
@@ -166,13 +164,6 @@ type Deps struct {
 
 // New builds the API implementation.
 func New(d Deps) *Server {
-	ka := d.Keepalive
-	if ka == nil {
-		ka = func() (<-chan time.Time, func()) {
-			t := time.NewTicker(25 * time.Second)
-			return t.C, t.Stop
-		}
-	}
 	short := d.ShortOfMemory
 	if short == nil {
 		short = func() bool { return false }
@@ -187,7 +178,6 @@ func New(d Deps) *Server {
 		webhookSecret: d.WebhookSecret,
 		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),
 		metrics:       d.Metrics,
-		keepalive:     ka,
 		diffs:         view.NewDiffs(d.DiffLimits, view.DefaultDiffCacheBytes, d.DiffHooks),
 		shortOfMemory: short,
 		perUser:       d.PerUser,

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -52,5 +53,20 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	// Read after subscribing: a view published in between is announced
 	// by an event as well.
 	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}
-	return gen.StreamEvents200TexteventStreamResponse{Body: events.StreamBody(ctx, sub, hello, s.keepalive)}, nil
+	return eventsResponse{body: events.StreamBody(ctx, sub, hello).(io.WriterTo)}, nil
+}
+
+// eventsResponse is a stream's 200 answer. It writes the stream on the
+// request's goroutine (the body's WriteTo, flushing after each message):
+// the generated response would read the body through a pipe fed by a
+// goroutine of its own, one more goroutine and buffer per open stream.
+type eventsResponse struct{ body io.WriterTo }
+
+var _ gen.StreamEventsResponseObject = eventsResponse{}
+
+func (r eventsResponse) VisitStreamEventsResponse(w http.ResponseWriter) error {
+	events.SetHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	_, err := r.body.WriteTo(w)
+	return err
 }

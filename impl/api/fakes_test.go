@@ -286,6 +286,46 @@ func TestHandlersWithFakes(t *testing.T) {
 		}
 	})
 
+	t.Run("repository list follows views and statuses", func(t *testing.T) {
+		// The list's items are encoded in advance: a new snapshot alone,
+		// or a new status alone, must show in the next list.
+		f := newFixture(t)
+		alpha := func() client.Repo {
+			t.Helper()
+			l, err := f.c.ListReposWithResponse(ctx)
+			if err != nil || l.JSON200 == nil || len(*l.JSON200) != 2 {
+				t.Fatalf("list: %v %s", err, l.Body)
+			}
+			for _, r := range *l.JSON200 {
+				if r.Id == "alpha" {
+					return r
+				}
+			}
+			t.Fatalf("alpha not listed: %s", l.Body)
+			return client.Repo{}
+		}
+		if r := alpha(); r.ViewVersion == nil || *r.ViewVersion != 1 || r.SyncStatus.ConsecutiveFailures != 0 {
+			t.Fatalf("first list: %+v", r)
+		}
+		repo := f.repos.byID["alpha"]
+		if _, ok := repo.PublishAt(repo.Snapshot(), 5, time.Unix(1_700_001_000, 0)); !ok {
+			t.Fatal("PublishAt changed nothing")
+		}
+		if r := alpha(); r.ViewVersion == nil || *r.ViewVersion != 5 {
+			t.Fatalf("after a new snapshot: %+v", r)
+		}
+		at := time.Unix(1_700_002_000, 0).UTC()
+		f.rfs["alpha"].status = refresh.Status{ConsecutiveFailures: 3, LastAttemptAt: &at}
+		if r := alpha(); r.SyncStatus.ConsecutiveFailures != 3 || r.SyncStatus.LastAttemptAt == nil || !r.SyncStatus.LastAttemptAt.Equal(at) {
+			t.Fatalf("after a new status: %+v", r.SyncStatus)
+		}
+		later := at.Add(time.Minute)
+		f.rfs["alpha"].status.LastAttemptAt = &later
+		if r := alpha(); !r.SyncStatus.LastAttemptAt.Equal(later) {
+			t.Fatalf("after a later attempt: %+v", r.SyncStatus)
+		}
+	})
+
 	t.Run("unknown repository", func(t *testing.T) {
 		f := newFixture(t)
 		want := `no repository "nope"`

@@ -14,20 +14,19 @@ import (
 	"github.com/stackd/stackd/impl/refresh"
 	"github.com/stackd/stackd/impl/registry"
 	"github.com/stackd/stackd/impl/repos"
+	"github.com/stackd/stackd/impl/view"
 )
 
 // Tag repos: the served repositories, onboarding and removal.
 
-// ListRepos lists the repositories the caller may see.
+// ListRepos lists the repositories the caller may see, from the items
+// encoded in advance (reposList).
 func (s *Server) ListRepos(ctx context.Context, _ gen.ListReposRequestObject) (gen.ListReposResponseObject, error) {
-	out := gen.ListRepos200JSONResponse{}
-	v := s.viewer(ctx)
-	for _, r := range s.repos.List() {
-		if r.VisibleTo(v) {
-			out = append(out, s.repoResource(v, r))
-		}
+	body, err := s.reposList(s.viewer(ctx))
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return reposResponse{body: body}, nil
 }
 
 // GetRepo returns one repository.
@@ -98,7 +97,13 @@ func (s *Server) DeleteRepo(ctx context.Context, req gen.DeleteRepoRequestObject
 // description and counts, its full name and origin, its refresher's
 // status, and who onboarded it when v may know.
 func (s *Server) repoResource(v registry.Viewer, r *registry.Repo) gen.Repo {
-	snap := r.Snapshot()
+	snap, st := s.repoState(r)
+	return s.repoResourceOf(r, snap, st, r.OwnerShownTo(v))
+}
+
+// repoResourceOf is r as the API shows it with snapshot snap and its
+// refresher's status st (nil: no refresher), and addedBy when own.
+func (s *Server) repoResourceOf(r *registry.Repo, snap *view.Snapshot, st *refresh.Status, own bool) gen.Repo {
 	out := snap.Repo()
 	if r.FullName != "" && r.Kind == gen.Mirror {
 		fn := r.FullName
@@ -106,15 +111,14 @@ func (s *Server) repoResource(v registry.Viewer, r *registry.Repo) gen.Repo {
 	}
 	origin := gen.RepoOrigin(r.Origin)
 	out.Origin = &origin
-	if r.OwnerShownTo(v) {
+	if own {
 		out.AddedBy = &gen.RepoAddedBy{Subject: r.AddedBy.Subject, Email: optional(r.AddedBy.Email)}
 	}
 	if snap.Version() > 0 {
 		c := snap.Counts()
 		out.Counts = &gen.RepoCounts{Stacks: int64(c.Stacks), Branches: int64(c.Branches), NeedsRestack: int64(c.NeedsRestack)}
 	}
-	if rf, ok := s.refreshers.Refresher(r.ID); ok {
-		st := rf.Status()
+	if st != nil {
 		ss := gen.SyncStatus{
 			State:               gen.SyncStatusStateIdle,
 			LastAttemptAt:       st.LastAttemptAt,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/impl/egress"
+	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/memlimit"
 )
 
@@ -230,6 +231,18 @@ type Config struct {
 	// the API, and the API's never serves it. Empty (the default): no
 	// metrics listener. It must differ from Addr.
 	MetricsAddr string
+	// MaxEventStreams (--max-event-streams) is the most event streams
+	// (GET /api/v1/repos/{repoID}/events) the server holds open at once;
+	// past it a new stream is answered 429. Each open stream holds a
+	// file descriptor (see FileDescriptorsNeeded). Default 20000.
+	MaxEventStreams int
+	// MaxEventStreamsPerClient (--max-event-streams-per-client) is the
+	// most streams one client holds open: one signed-in principal, else
+	// one address (IPv6: one --ipv6-client-prefix). A dashboard holds
+	// one per repository it shows, in each open tab. At most
+	// MaxEventStreams. Default 64.
+	MaxEventStreamsPerClient int
+
 	// MetricsPprof (--metrics-pprof) also serves net/http/pprof at
 	// /debug/pprof/ on the metrics listener (never on the API's). It needs
 	// MetricsAddr. Default off.
@@ -293,7 +306,23 @@ func Default() Config {
 		WriteStallTimeout:    30 * time.Second,
 		AuditMaxAge:          90 * 24 * time.Hour,
 		AuditMaxEntries:      100000,
+
+		MaxEventStreams:          events.DefaultTotal,
+		MaxEventStreamsPerClient: events.DefaultPerClient,
 	}
+}
+
+// FileDescriptorReserve is the file descriptors counted for everything
+// but event streams in FileDescriptorsNeeded: the listeners, the
+// database, the mirrors' pack files and upstream connections of the
+// syncs running, and the other requests being served.
+const FileDescriptorReserve = 1024
+
+// FileDescriptorsNeeded is the open-files limit (RLIMIT_NOFILE) the
+// server needs to hold MaxEventStreams streams: one descriptor per
+// stream, plus FileDescriptorReserve.
+func (c *Config) FileDescriptorsNeeded() uint64 {
+	return uint64(max(c.MaxEventStreams, 0)) + FileDescriptorReserve
 }
 
 // ResolveDefaults fills the settings whose defaults depend on others, once
@@ -429,6 +458,12 @@ func (c *Config) Validate() error {
 	}
 	if c.AuditMaxEntries < 0 {
 		errs = append(errs, fmt.Errorf("--audit-max-entries %d: must be 0 (no limit) or positive", c.AuditMaxEntries))
+	}
+	if c.MaxEventStreams < 1 {
+		errs = append(errs, fmt.Errorf("--max-event-streams %d: must be at least 1", c.MaxEventStreams))
+	}
+	if c.MaxEventStreamsPerClient < 1 || c.MaxEventStreamsPerClient > max(c.MaxEventStreams, 1) {
+		errs = append(errs, fmt.Errorf("--max-event-streams-per-client %d: must be 1 to --max-event-streams (%d)", c.MaxEventStreamsPerClient, c.MaxEventStreams))
 	}
 	errs = append(errs, c.validateMetrics()...)
 	if c.DatabaseURL != "" {

@@ -221,3 +221,36 @@ func TestValidateAdmins(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateEventStreamLimits: the stream caps at and past their bounds,
+// their defaults, and the file descriptors they need.
+func TestValidateEventStreamLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		total, client int
+		flag          string // "" = valid
+	}{
+		{"defaults", 20000, 64, ""},
+		{"one stream", 1, 1, ""},
+		{"per client equals total", 300, 300, ""},
+		{"no streams", 0, 1, "--max-event-streams "},
+		{"negative total", -5, 1, "--max-event-streams "},
+		{"no streams per client", 100, 0, "--max-event-streams-per-client"},
+		{"per client above total", 100, 101, "--max-event-streams-per-client"},
+	} {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.MaxEventStreams, c.MaxEventStreamsPerClient = tt.total, tt.client
+		err := c.Validate()
+		if (err == nil) != (tt.flag == "") || (err != nil && !strings.Contains(err.Error(), tt.flag)) {
+			t.Errorf("%s: Validate() = %v", tt.name, err)
+		}
+	}
+	d := Default()
+	if d.MaxEventStreams != 20000 || d.MaxEventStreamsPerClient != 64 {
+		t.Errorf("defaults: %d streams, %d per client", d.MaxEventStreams, d.MaxEventStreamsPerClient)
+	}
+	if got := d.FileDescriptorsNeeded(); got != 20000+FileDescriptorReserve {
+		t.Errorf("FileDescriptorsNeeded() = %d", got)
+	}
+}

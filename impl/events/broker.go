@@ -24,9 +24,16 @@
 //
 // Connections are limited per client key (the signed-in principal, else the
 // address) and in total; see Limits.
+//
+// An idle stream costs little: its subscription (a channel of Limits.Buffer
+// events) and what net/http holds for the connection. Keepalives come from
+// the broker (Keepalive, driven by one ticker for the whole server), not a
+// timer per stream, and a stream is written by the request's own goroutine
+// (Stream, or StreamBody's WriteTo).
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,9 +85,9 @@ var (
 
 // Default limits used for zero (or negative) Limits fields.
 const (
-	DefaultPerClient   = 8
-	DefaultTotal       = 256
-	DefaultBuffer      = 64
+	DefaultPerClient   = 64
+	DefaultTotal       = 20000
+	DefaultBuffer      = 16
 	DefaultReplay      = 256
 	DefaultReplayBytes = 1 << 20
 )
@@ -93,7 +100,9 @@ type Limits struct {
 	// Total is the maximum number of open subscriptions.
 	Total int
 	// Buffer is the number of events buffered per subscription before the
-	// subscription is closed as too slow.
+	// subscription is closed as too slow. A sync publishes three or four
+	// events; a client closed as too slow reconnects and is replayed what
+	// it missed, so a small buffer loses nothing.
 	Buffer int
 	// Replay is the number of a repository's latest events kept for
 	// clients that reconnect (Resume).
@@ -327,6 +336,36 @@ func (b *Broker) publishLocked(repoID string, ev Event) {
 		case s.ch <- ev:
 		default:
 			b.closeLocked(s, ErrSlowSubscriber)
+		}
+	}
+}
+
+// Keepalive asks every open stream to write a keepalive comment. It never
+// blocks: a subscription whose buffer is full has events to write anyway
+// and is skipped (never closed for it). One ticker calls it for the whole
+// server (KeepaliveEvery), instead of a timer per stream.
+func (b *Broker) Keepalive() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, st := range b.repos {
+		for s := range st.subs {
+			select {
+			case s.ch <- Event{}: // no type: the keepalive (Publish refuses it)
+			default:
+			}
+		}
+	}
+}
+
+// KeepaliveEvery calls Keepalive on every receive from tick until ctx
+// ends (production: a time.Ticker of 25 s).
+func (b *Broker) KeepaliveEvery(ctx context.Context, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			b.Keepalive()
 		}
 	}
 }

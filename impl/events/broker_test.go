@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -343,4 +344,44 @@ func TestEnd(t *testing.T) {
 	if err := b.End("gone", Event{Type: ""}); !errors.Is(err, ErrBadEvent) {
 		t.Fatalf("End with a bad event: %v", err)
 	}
+}
+
+// TestKeepalive: Keepalive reaches every subscription of every repository
+// as an event without a type, skips (never closes) one whose buffer is
+// full, and KeepaliveEvery calls it on each tick until its context ends.
+func TestKeepalive(t *testing.T) {
+	b := testBroker(Limits{Buffer: 1})
+	a := mustSubscribe(t, b, "r1", "a")
+	c := mustSubscribe(t, b, "r2", "c")
+	full := mustSubscribe(t, b, "r3", "full")
+	if err := b.Publish("r3", Event{Type: ViewUpdated, Data: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b.Keepalive()
+	for _, s := range []*Subscription{a, c} {
+		if ev, ok := recvNow(t, s); !ok || ev.Type != "" || ev.ID != 0 {
+			t.Fatalf("keepalive = %+v, %v", ev, ok)
+		}
+	}
+	if ev, ok := recvNow(t, full); !ok || ev.Type != ViewUpdated {
+		t.Fatalf("full subscription's event = %+v, %v", ev, ok)
+	}
+	assertEmpty(t, full)
+	if full.Err() != nil || b.Subscribers() != 3 {
+		t.Fatalf("a full subscription was closed by a keepalive: %v, %d open", full.Err(), b.Subscribers())
+	}
+	if err := b.Publish("r1", Event{}); !errors.Is(err, ErrBadEvent) {
+		t.Fatalf("Publish of an event without a type = %v", err)
+	}
+
+	tick := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.KeepaliveEvery(ctx, tick); close(done) }()
+	tick <- time.Time{}
+	if ev := <-a.Events(); ev.Type != "" {
+		t.Fatalf("ticked keepalive = %+v", ev)
+	}
+	cancel()
+	<-done
 }

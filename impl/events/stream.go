@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 var keepaliveLine = []byte(": keepalive\n\n")
@@ -36,8 +35,8 @@ func SetHeaders(h http.Header) {
 // it resumed, else the latest id); then, when the client's last id could not
 // be honoured, a "resync" event with the same id and data (the client must
 // reload what it shows); then the events Resume replays; then live events.
-// A comment line ": keepalive" (followed by a blank line) is written on each
-// receive from keepalive (a nil channel disables keepalives). It flushes
+// A comment line ": keepalive" (followed by a blank line) is written each
+// time the broker's Keepalive asks for one. It flushes
 // after each write through http.NewResponseController when w is an
 // http.ResponseWriter, or through a Flush method of w otherwise; writers
 // that cannot flush are written to without flushing.
@@ -46,12 +45,12 @@ func SetHeaders(h http.Header) {
 // or Broker.Close, an error wrapping ErrSlowSubscriber when the broker
 // closed it for falling behind, an error wrapping ErrBadEvent when hello
 // cannot be encoded, and the write or flush error otherwise.
-func Stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keepalive <-chan time.Time) error {
-	_, err := stream(ctx, w, sub, hello, keepalive)
+func Stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) error {
+	_, err := stream(ctx, w, sub, hello)
 	return err
 }
 
-func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keepalive <-chan time.Time) (int64, error) {
+func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) (int64, error) {
 	defer sub.Close()
 	if ctx.Err() != nil {
 		return 0, nil
@@ -100,13 +99,15 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any, keep
 		select {
 		case <-ctx.Done():
 			return n, nil
-		case <-keepalive:
-			if err := write(keepaliveLine); err != nil {
-				return n, err
-			}
 		case ev, ok := <-sub.Events():
 			if !ok {
 				return n, sub.Err()
+			}
+			if ev.Type == "" { // Broker.Keepalive
+				if err := write(keepaliveLine); err != nil {
+					return n, err
+				}
+				continue
 			}
 			if err := send(ev); err != nil {
 				return n, err
@@ -170,24 +171,22 @@ var ErrStreamed = errors.New("events: stream body already consumed")
 //     http.Flusher) reads from a pipe fed by Stream running in a goroutine;
 //     each message arrives in its own Read.
 //
-// keepalive, called when streaming starts, returns the keepalive channel and
-// a stop function called when streaming ends (production:
-// time.NewTicker(25*time.Second)'s C and Stop); nil disables keepalives.
-// Streaming ends when ctx is done, the subscription closes, or a write fails,
+// Keepalives come from the broker (Broker.Keepalive). Streaming ends when ctx is done, the subscription closes, or a write fails,
 // and then closes the subscription. Ending because the broker closed a slow
 // subscription is reported as a normal end (nil from WriteTo, io.EOF from
 // Read), since the response is already committed and the client reconnects.
 // Close closes the subscription, stops any streaming goroutine and waits for
-// it; the body can be consumed only once, by one of the two ways.
-func StreamBody(ctx context.Context, sub *Subscription, hello any, keepalive func() (<-chan time.Time, func())) io.Reader {
-	return &body{ctx: ctx, sub: sub, hello: hello, keepalive: keepalive}
+// it; the body can be consumed only once, by one of the two ways. WriteTo
+// is the way that costs no goroutine of its own (package api's response
+// takes it).
+func StreamBody(ctx context.Context, sub *Subscription, hello any) io.Reader {
+	return &body{ctx: ctx, sub: sub, hello: hello}
 }
 
 type body struct {
-	ctx       context.Context
-	sub       *Subscription
-	hello     any
-	keepalive func() (<-chan time.Time, func())
+	ctx   context.Context
+	sub   *Subscription
+	hello any
 
 	mu      sync.Mutex
 	started bool
@@ -201,15 +200,7 @@ var (
 )
 
 func (b *body) run(w io.Writer) (int64, error) {
-	var ka <-chan time.Time
-	if b.keepalive != nil {
-		ch, stop := b.keepalive()
-		if stop != nil {
-			defer stop()
-		}
-		ka = ch
-	}
-	n, err := stream(b.ctx, w, b.sub, b.hello, ka)
+	n, err := stream(b.ctx, w, b.sub, b.hello)
 	if errors.Is(err, ErrSlowSubscriber) {
 		err = nil
 	}

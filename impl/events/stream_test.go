@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
 
 // readMessage reads one SSE message (through its terminating blank line).
@@ -55,7 +54,6 @@ var hello = map[string]string{"repoID": "r1"}
 // read proves a flush), and ends it by disconnecting the client.
 func TestStreamHTTP(t *testing.T) {
 	b := testBroker(Limits{PerClient: 1})
-	ka := make(chan time.Time) // unbuffered: a send completes only when Stream takes it
 	handlerDone := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sub, err := b.Subscribe("r1", "client")
@@ -65,7 +63,7 @@ func TestStreamHTTP(t *testing.T) {
 		}
 		SetHeaders(w.Header())
 		w.WriteHeader(http.StatusOK)
-		handlerDone <- Stream(r.Context(), w, sub, hello, ka)
+		handlerDone <- Stream(r.Context(), w, sub, hello)
 	}))
 	defer srv.Close()
 
@@ -101,7 +99,7 @@ func TestStreamHTTP(t *testing.T) {
 	b.Publish("r1", Event{Type: ViewUpdated, Data: map[string]int64{"version": 3}})
 	expectMessage(t, br, "id: 2\nevent: view_updated\ndata: {\"version\":3}\n\n")
 
-	ka <- time.Time{}
+	b.Keepalive()
 	expectMessage(t, br, keepaliveMsg)
 
 	b.Publish("r1", Event{Type: BranchSwitched, Data: map[string]string{"from": "a\nb", "to": "<c>"}})
@@ -133,7 +131,7 @@ func TestStreamHTTPServerClose(t *testing.T) {
 		}
 		subs <- sub
 		SetHeaders(w.Header())
-		handlerDone <- Stream(r.Context(), w, sub, hello, nil)
+		handlerDone <- Stream(r.Context(), w, sub, hello)
 	}))
 	defer srv.Close()
 
@@ -243,7 +241,7 @@ func TestStreamEnds(t *testing.T) {
 			if h == nil {
 				h = hello
 			}
-			err := Stream(ctx, w, sub, h, nil)
+			err := Stream(ctx, w, sub, h)
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
 				t.Fatalf("Stream = %v, want %v", err, tt.wantErr)
 			}
@@ -282,7 +280,7 @@ func TestStreamBlockedWriterDoesNotBlockPublish(t *testing.T) {
 	}
 }
 
-// pipeStream runs Stream(ctx, sub) (no keepalives) into a pipe in the
+// pipeStream runs Stream(ctx, sub) into a pipe in the
 // background: it returns a reader of what the stream writes, and a channel
 // that receives Stream's result once it has ended (the pipe is closed
 // then).
@@ -290,19 +288,11 @@ func pipeStream(ctx context.Context, sub *Subscription) (*bufio.Reader, <-chan e
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := Stream(ctx, pw, sub, hello, nil)
+		err := Stream(ctx, pw, sub, hello)
 		pw.Close()
 		done <- err
 	}()
 	return bufio.NewReader(pr), done
-}
-
-// testKeepalive returns a keepalive factory driven by ka whose stop function
-// closes stopped.
-func testKeepalive(ka chan time.Time, stopped chan struct{}) func() (<-chan time.Time, func()) {
-	return func() (<-chan time.Time, func()) {
-		return ka, func() { close(stopped) }
-	}
 }
 
 // TestStreamBodyCopy consumes StreamBody with io.Copy (the WriteTo path).
@@ -311,8 +301,7 @@ func TestStreamBodyCopy(t *testing.T) {
 	sub := mustSubscribe(t, b, "r1", "c")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ka, stopped := make(chan time.Time), make(chan struct{})
-	body := StreamBody(ctx, sub, hello, testKeepalive(ka, stopped))
+	body := StreamBody(ctx, sub, hello)
 	if _, ok := body.(io.WriterTo); !ok {
 		t.Fatal("StreamBody does not implement io.WriterTo")
 	}
@@ -337,7 +326,7 @@ func TestStreamBodyCopy(t *testing.T) {
 	}{
 		{func() {}, helloMsg},
 		{func() { b.Publish("r1", Event{Type: SyncStarted, Data: map[string]string{"id": "s1"}}) }, "id: 1\nevent: sync_started\ndata: {\"id\":\"s1\"}\n\n"},
-		{func() { ka <- time.Time{} }, keepaliveMsg},
+		{b.Keepalive, keepaliveMsg},
 		{func() { b.Publish("r1", Event{Type: SyncFinished, Data: map[string]string{"id": "s1"}}) }, "id: 2\nevent: sync_finished\ndata: {\"id\":\"s1\"}\n\n"},
 	} {
 		step.do()
@@ -355,7 +344,6 @@ func TestStreamBodyCopy(t *testing.T) {
 		t.Fatalf("io.Copy = %d, %v; want %d, nil", res.n, res.err, read)
 	}
 	expectEOF(t, br)
-	<-stopped // the keepalive ticker was stopped
 	if n := b.Subscribers(); n != 0 {
 		t.Fatalf("Subscribers = %d, slot not freed", n)
 	}
@@ -394,7 +382,6 @@ func visitLikeGenerated(w http.ResponseWriter, body io.Reader) error {
 // server does (Read + Flush loop) and ends it by client disconnect.
 func TestStreamBodyReadLoopHTTP(t *testing.T) {
 	b := testBroker(Limits{})
-	ka, stopped := make(chan time.Time), make(chan struct{})
 	handlerDone := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sub, err := b.Subscribe("r1", r.RemoteAddr)
@@ -402,7 +389,7 @@ func TestStreamBodyReadLoopHTTP(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusTooManyRequests)
 			return
 		}
-		handlerDone <- visitLikeGenerated(w, StreamBody(r.Context(), sub, hello, testKeepalive(ka, stopped)))
+		handlerDone <- visitLikeGenerated(w, StreamBody(r.Context(), sub, hello))
 	}))
 	defer srv.Close()
 
@@ -422,7 +409,7 @@ func TestStreamBodyReadLoopHTTP(t *testing.T) {
 	expectMessage(t, br, helloMsg)
 	b.Publish("r1", Event{Type: ViewUpdated, Data: map[string]int64{"version": 7}})
 	expectMessage(t, br, "id: 1\nevent: view_updated\ndata: {\"version\":7}\n\n")
-	ka <- time.Time{}
+	b.Keepalive()
 	expectMessage(t, br, keepaliveMsg)
 	select {
 	case err := <-handlerDone:
@@ -434,20 +421,18 @@ func TestStreamBodyReadLoopHTTP(t *testing.T) {
 	if err := <-handlerDone; err != nil {
 		t.Fatalf("handler = %v, want nil", err)
 	}
-	<-stopped
 	if n := b.Subscribers(); n != 0 {
 		t.Fatalf("Subscribers = %d, slot not freed", n)
 	}
 }
 
 // TestStreamBodyReadThenClose ends a Read-consumed body with Close while the
-// stream is idle: Close must stop the goroutine (and the keepalive) and free
-// the slot before returning.
+// stream is idle: Close must stop the goroutine and free the slot before
+// returning.
 func TestStreamBodyReadThenClose(t *testing.T) {
 	b := testBroker(Limits{})
 	sub := mustSubscribe(t, b, "r1", "c")
-	ka, stopped := make(chan time.Time), make(chan struct{})
-	body := StreamBody(context.Background(), sub, hello, testKeepalive(ka, stopped)).(io.ReadCloser)
+	body := StreamBody(context.Background(), sub, hello).(io.ReadCloser)
 
 	buf := make([]byte, 4096)
 	n, err := body.Read(buf)
@@ -456,11 +441,6 @@ func TestStreamBodyReadThenClose(t *testing.T) {
 	}
 	if err := body.Close(); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case <-stopped:
-	default:
-		t.Fatal("keepalive not stopped when Close returned")
 	}
 	if n := b.Subscribers(); n != 0 {
 		t.Fatalf("Subscribers = %d", n)
@@ -476,7 +456,7 @@ func TestStreamBodyReadThenClose(t *testing.T) {
 func TestStreamBodyCloseUnused(t *testing.T) {
 	b := testBroker(Limits{})
 	sub := mustSubscribe(t, b, "r1", "c")
-	body := StreamBody(context.Background(), sub, hello, nil).(io.ReadCloser)
+	body := StreamBody(context.Background(), sub, hello).(io.ReadCloser)
 	if err := body.Close(); err != nil {
 		t.Fatal(err)
 	}
