@@ -19,9 +19,13 @@ import (
 // TestMain lets the test binary stand in for the harness binary as the
 // plain byte server (the harness starts "<self> serve-bytes ...").
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
-		if err := serveBytes(os.Args[2:]); err != nil {
-			os.Stderr.WriteString("serve-bytes: " + err.Error() + "\n")
+	if len(os.Args) > 1 && (os.Args[1] == "serve-bytes" || os.Args[1] == "serve-sse") {
+		serve := serveBytes
+		if os.Args[1] == "serve-sse" {
+			serve = serveSSE
+		}
+		if err := serve(os.Args[2:]); err != nil {
+			os.Stderr.WriteString(os.Args[1] + ": " + err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)
