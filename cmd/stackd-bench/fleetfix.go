@@ -64,11 +64,16 @@ func fleetMainCommit(i int, parent, tree string) string {
 	return sha
 }
 
-// looseCommit returns the id and the loose-object bytes of a commit.
+// looseCommit returns the id and the loose-object bytes of a commit
+// (parent "": a root commit).
 func looseCommit(parent, tree, msg string, seq int) (string, []byte) {
 	when := strconv.FormatInt(gittest.Base+20_000_000+int64(seq), 10) + " +0000"
-	body := fmt.Sprintf("tree %s\nparent %s\nauthor Bench Author <bench@example.com> %s\ncommitter Bench Committer <bench@example.com> %s\n\n%s\n",
-		tree, parent, when, when, msg)
+	parents := ""
+	if parent != "" {
+		parents = "parent " + parent + "\n"
+	}
+	body := fmt.Sprintf("tree %s\n%sauthor Bench Author <bench@example.com> %s\ncommitter Bench Committer <bench@example.com> %s\n\n%s\n",
+		tree, parents, when, when, msg)
 	raw := append(fmt.Appendf(nil, "commit %d\x00", len(body)), body...)
 	sum := sha1.Sum(raw)
 	return hex.EncodeToString(sum[:]), raw
