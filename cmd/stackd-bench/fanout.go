@@ -238,7 +238,11 @@ func (s *seenCounter) expect(want int) {
 // fleet server sd, then the plain SSE fan-out with the same clients.
 func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics string, fr *fleetRun, n, k int) error {
 	topics := min(fanoutRepos, n)
-	b.logf("== fan-out: %s streams over %d repositories (server's RLIMIT_NOFILE: %s)", fmtCount(k), topics, procNoFile(sd.cmd.Process.Pid))
+	limit := procNoFile(sd.cmd.Process.Pid)
+	b.logf("== fan-out: %s streams over %d repositories (server's RLIMIT_NOFILE: %s)", fmtCount(k), topics, limit)
+	if note := "the server's RLIMIT_NOFILE during the fan-out: " + limit; !slices.Contains(b.fleetNotes, note) {
+		b.fleetNotes = append(b.fleetNotes, note)
+	}
 	pid := sd.cmd.Process.Pid
 	goroutines := func() float64 {
 		text, err := scrape(ctx, metrics)
