@@ -87,7 +87,7 @@ func TestSmoke(t *testing.T) {
 	if opt.out != "" {
 		t.Fatalf("smoke mode writes %q without -out", opt.out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // failure guard
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // failure guard
 	defer cancel()
 	var stdout, progress bytes.Buffer
 	res, err := run(ctx, opt, []string{os.Args[0]}, &stdout, &progress)

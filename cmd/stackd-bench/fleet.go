@@ -452,6 +452,9 @@ func (b *bench) fleetRestart(ctx context.Context, fr *fleetRun, dir string, n in
 		rss.stackd.add(v)
 		rss.base.add(fr.emptyRS)
 		per := (v - fr.emptyRS) / float64(n)
+		if n < 1000 {
+			rss.stackd.extra = "on track for " + fmtValue(unitBytes, fr.emptyRS+1000*per) + " at 1,000"
+		}
 		mem.stackd.add(per - viewBytes)
 		mem.base.add(viewBytes)
 		b.logf("fleet RSS: %s with %d repositories (empty server %s; %s per repository, view %s)",

@@ -300,7 +300,11 @@ func run(ctx context.Context, opt options, self []string, stdout, stderr io.Writ
 	b.procs = newProcGroup(b.logDir)
 	defer b.cleanScratch()  // second: nothing uses the scratch any more
 	defer b.procs.killAll() // first
-	b.logf("stackd-bench: sizes %v, %d runs, loads of %s; logs in %s", opt.sizes, opt.runs, opt.duration, b.logDir)
+	sizes := fmt.Sprint(opt.sizes)
+	if len(opt.only) == 1 && opt.only["fleet"] {
+		sizes = fmt.Sprintf("fleet %v repositories, %v streams", opt.fleet.repos, opt.fleet.streams)
+	}
+	b.logf("stackd-bench: sizes %s, %d runs, loads of %s; logs in %s", sizes, opt.runs, opt.duration, b.logDir)
 
 	err := b.measure(ctx)
 	rows := b.res.rows(opt.smoke)
