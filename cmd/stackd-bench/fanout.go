@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +126,8 @@ func readEvent(r *bufio.Reader) (string, []byte, error) {
 // fanoutSide is one side's measurements of the fan-out.
 type fanoutSide struct {
 	accepted, refused int
-	perStream         float64 // bytes of RSS per idle stream
+	perStream         float64 // bytes of Go heap and stacks in use (after a GC) per idle stream
+	rssPerStream      float64 // bytes of RSS per idle stream
 	p99               time.Duration
 	missed            int // streams that never saw the event
 	firstErr          error
@@ -266,6 +268,7 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 	if err != nil {
 		return err
 	}
+	mem0, memErr := goMemInUse(ctx, metrics)
 	fds0, err := procFDs(pid)
 	if err != nil {
 		return err
@@ -276,10 +279,16 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 	streams, side := openAll(ctx, sd.addr, k, topics, func(t int) string { return "/api/v1/repos/" + fleetID(t) + "/events" }, seen.hit)
 	seen.expect(len(streams))
 	if rss1, err := procRSS(pid); err == nil && side.accepted > 0 {
-		side.perStream = (rss1 - rss0) / float64(side.accepted)
+		side.rssPerStream = (rss1 - rss0) / float64(side.accepted)
 	}
-	b.logf("fan-out stackd: %d streams accepted, %d refused (first error: %v); RSS +%s per stream",
-		side.accepted, side.refused, side.firstErr, fmtValue(unitBytes, side.perStream))
+	if memErr == nil {
+		var mem1 float64
+		if mem1, memErr = goMemInUse(ctx, metrics); memErr == nil && side.accepted > 0 {
+			side.perStream = (mem1 - mem0) / float64(side.accepted)
+		}
+	}
+	b.logf("fan-out stackd: %d streams accepted, %d refused (first error: %v); Go heap+stacks +%s, RSS +%s per stream",
+		side.accepted, side.refused, side.firstErr, fmtValue(unitBytes, side.perStream), fmtValue(unitBytes, side.rssPerStream))
 	err = deliver(ctx, streams, topics, seen.c, func(ctx context.Context, t int) error {
 		return b.pushAndSync(ctx, api, fr, t)
 	}, &side)
@@ -312,8 +321,12 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 		}
 		b.res.fact("fan-out reached every stream", k, side.missed == 0, fmt.Sprintf("%d of %d streams missed the view_updated", side.missed, side.accepted))
 	}
-	if side.accepted > 0 {
+	switch {
+	case memErr != nil:
+		mem.stackd.fail(memErr)
+	case side.accepted > 0:
 		mem.stackd.add(side.perStream)
+		mem.stackd.extra = "RSS " + fmtValue(unitBytes, side.rssPerStream)
 	}
 	b.logf("fan-out stackd: p99 %s after the sync's answer, %d missed", fmtDuration(side.p99), side.missed)
 
@@ -358,10 +371,11 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 	}
 	if base.accepted > 0 {
 		mem.base.add(base.perStream)
+		mem.base.extra = "RSS " + fmtValue(unitBytes, base.rssPerStream)
 		dl.base.add(base.p99.Seconds())
 	}
-	b.logf("fan-out plain: %d accepted; RSS +%s per stream; p99 %s; %d missed",
-		base.accepted, fmtValue(unitBytes, base.perStream), fmtDuration(base.p99), base.missed)
+	b.logf("fan-out plain: %d accepted; Go heap+stacks +%s, RSS +%s per stream; p99 %s; %d missed",
+		base.accepted, fmtValue(unitBytes, base.perStream), fmtValue(unitBytes, base.rssPerStream), fmtDuration(base.p99), base.missed)
 	return ctx.Err()
 }
 
@@ -396,12 +410,23 @@ func (b *bench) plainFanout(ctx context.Context, k, topics int, payload []byte) 
 	if err != nil {
 		return fanoutSide{}, err
 	}
+	mem0, err := goMemInUse(ctx, base)
+	if err != nil {
+		return fanoutSide{}, err
+	}
 	seen := newSeen()
 	streams, side := openAll(ctx, addr, k, topics, func(t int) string { return fmt.Sprintf("/events/%d", t) }, seen.hit)
 	seen.expect(len(streams))
 	defer closeAll(streams)
 	if rss1, err := procRSS(pid); err == nil && side.accepted > 0 {
-		side.perStream = (rss1 - rss0) / float64(side.accepted)
+		side.rssPerStream = (rss1 - rss0) / float64(side.accepted)
+	}
+	mem1, err := goMemInUse(ctx, base)
+	if err != nil {
+		return fanoutSide{}, err
+	}
+	if side.accepted > 0 {
+		side.perStream = (mem1 - mem0) / float64(side.accepted)
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: fleetParallel}}
 	defer hc.CloseIdleConnections()
@@ -507,6 +532,16 @@ func serveSSE(args []string) error {
 				return
 			}
 		}
+	})
+	// The same readings as stackd's metrics listener gives: a heap
+	// profile with gc=1 collects, /metrics has the Go memory in use.
+	mux.HandleFunc("GET /debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(w, "go_memstats_heap_inuse_bytes %d\ngo_memstats_stack_inuse_bytes %d\n", ms.HeapInuse, ms.StackInuse)
 	})
 	mux.HandleFunc("POST /publish/{topic}", func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -179,7 +180,7 @@ func (b *bench) fleetServer(ctx context.Context, label, dir string, interval tim
 	}
 	metrics := "127.0.0.1:" + strconv.Itoa(port)
 	st := b.opt.fleet.storm
-	args := []string{"--metrics-addr", metrics, "--sync-interval", interval.String(),
+	args := []string{"--metrics-addr", metrics, "--metrics-pprof", "--sync-interval", interval.String(),
 		"--webhook-debounce", st.debounce.String(), "--webhook-max-delay", st.maxDelay.String()}
 	args = append(args, b.streamLimitFlags()...)
 	sd, err := b.startStackd(ctx, stackdOpts{label: label, dataDir: filepath.Join(dir, "data"), dir: dir,
@@ -796,3 +797,31 @@ func all[T any](xs []T, f func(T) bool) bool {
 // stackBranchK is the k-th non-trunk branch of a fleet repository
 // (k < branches).
 func stackBranchK(k int) string { return gittest.StackBranch(k/3, k%3+1) }
+
+// goMemInUse is the Go heap and stacks in use of a server, after a
+// garbage collection: for stackd through its metrics listener (a heap
+// profile with gc=1 collects first; then go_memstats_heap_inuse_bytes +
+// go_memstats_stack_inuse_bytes), for serve-sse through its /memstats.
+func goMemInUse(ctx context.Context, metricsBase string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsBase+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("heap profile: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("heap profile: status %d (no --metrics-pprof?)", resp.StatusCode)
+	}
+	text, err := scrape(ctx, metricsBase)
+	if err != nil {
+		return 0, err
+	}
+	if !strings.Contains(text, "go_memstats_heap_inuse_bytes") {
+		return 0, errors.New("no go_memstats_heap_inuse_bytes metric")
+	}
+	return metricSum(text, "go_memstats_heap_inuse_bytes") + metricSum(text, "go_memstats_stack_inuse_bytes"), nil
+}
