@@ -109,7 +109,7 @@ func (b *bench) fleetSection(rows []row) string {
 	}
 	fmt.Fprintf(&s, "- %s repositories of %s branches (stackit metadata on each) served by git daemon on loopback; %d at a time for onboarding and sweeps\n",
 		strings.Join(repos, ", "), fmtCount(f.branches), fleetParallel)
-	fmt.Fprintf(&s, "- event streams: %s over %d repositories, each from its own loopback address; webhook storm: %s signed pushes in %s over %d repositories (debounce %s, max delay %s)\n",
+	fmt.Fprintf(&s, "- event streams: %s over the first %d repositories of the largest fleet, each stream from its own loopback address; webhook storm: %s signed pushes in %s over the first %d repositories (all of a smaller fleet; debounce %s, max delay %s)\n",
 		strings.Join(streams, ", "), fanoutRepos, fmtCount(f.storm.deliveries), f.storm.span, f.storm.repos, f.storm.debounce, f.storm.maxDelay)
 	for _, n := range b.fleetNotes {
 		fmt.Fprintf(&s, "- %s\n", n)
