@@ -19,9 +19,13 @@ import (
 // TestMain lets the test binary stand in for the harness binary as the
 // plain byte server (the harness starts "<self> serve-bytes ...").
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
-		if err := serveBytes(os.Args[2:]); err != nil {
-			os.Stderr.WriteString("serve-bytes: " + err.Error() + "\n")
+	if len(os.Args) > 1 && (os.Args[1] == "serve-bytes" || os.Args[1] == "serve-sse") {
+		serve := serveBytes
+		if os.Args[1] == "serve-sse" {
+			serve = serveSSE
+		}
+		if err := serve(os.Args[2:]); err != nil {
+			os.Stderr.WriteString(os.Args[1] + ": " + err.Error() + "\n")
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -67,8 +71,11 @@ func haveBrowser(t *testing.T, path string) bool {
 // branch was reported, the watcher saw the commit and the restart served
 // the full view, the diff was answered, and in headless Chromium the
 // dashboard showed the first stacks, held a bounded number of cards while
-// scrolling and re-rendered the new view after a sync. It asserts no
-// timing.
+// scrolling and re-rendered the new view after a sync. The fleet step
+// (tens of repositories, hundreds of streams, a short webhook storm)
+// onboarded every repository, swept them without a change, served every
+// view after a restart, delivered a view_updated to every stream, answered
+// every delivery 202/204 and lost no push. It asserts no timing.
 func TestSmoke(t *testing.T) {
 	requireGitDaemon(t)
 	bin := buildStackd(t)
@@ -80,7 +87,7 @@ func TestSmoke(t *testing.T) {
 	if opt.out != "" {
 		t.Fatalf("smoke mode writes %q without -out", opt.out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // failure guard
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // failure guard
 	defer cancel()
 	var stdout, progress bytes.Buffer
 	res, err := run(ctx, opt, []string{os.Args[0]}, &stdout, &progress)
@@ -95,11 +102,15 @@ func TestSmoke(t *testing.T) {
 	logged := map[string]bool{"fullbuild": true, "incbuild": true, "wtcold": true} // need the server's "view built" line
 	for _, f := range figures {
 		sizes := mirrorSizes
-		switch f.step {
-		case "worktree":
+		switch {
+		case f.step == "worktree":
 			sizes = worktree
-		case "diff":
+		case f.step == "diff":
 			sizes = []int{diffLines}
+		case f.sizeUnit == "repos":
+			sizes = opt.fleet.repos
+		case f.sizeUnit == "streams":
+			sizes = opt.fleet.streams
 		}
 		for _, n := range sizes {
 			r := res.cells[f.key][n]
@@ -116,6 +127,7 @@ func TestSmoke(t *testing.T) {
 			case r.stackd.ok():
 			case logged[f.key] && r.stackd.na == noBuildLog:
 			case f.key == "getgz" && r.stackd.na != "":
+			case (f.key == "fleftgr" || f.key == "fstormfetch") && r.stackd.na != "": // a server without the metric
 			default:
 				t.Errorf("%s at %d: stackd: %s", f.key, n, r.stackd.text(f.unit))
 			}
@@ -131,12 +143,18 @@ func TestSmoke(t *testing.T) {
 	}
 
 	want := map[string][]int{
-		"onboard answered 201":         mirrorSizes,
-		"no-op sync updated nothing":   mirrorSizes,
-		"changed branch reported":      mirrorSizes,
-		"restart served the full view": mirrorSizes,
-		"watcher saw the commit":       mirrorSizes,
-		"re-read reported the commit":  worktree,
+		"onboard answered 201":            mirrorSizes,
+		"no-op sync updated nothing":      mirrorSizes,
+		"changed branch reported":         mirrorSizes,
+		"restart served the full view":    mirrorSizes,
+		"watcher saw the commit":          mirrorSizes,
+		"re-read reported the commit":     worktree,
+		"fleet onboarded":                 opt.fleet.repos,
+		"fleet sweep updated nothing":     opt.fleet.repos,
+		"fleet restart served every view": opt.fleet.repos,
+		"storm answered 202/204":          opt.fleet.repos,
+		"storm lost no push":              opt.fleet.repos,
+		"fan-out reached every stream":    opt.fleet.streams,
 	}
 	if browser {
 		want["dashboard showed the first stacks"] = mirrorSizes
@@ -284,5 +302,118 @@ func TestChangeTarget(t *testing.T) {
 				t.Errorf("n=%d runs=%d: %s does not exist", c.n, c.runs, b)
 			}
 		}
+	}
+}
+
+// TestQuietWindows: a window ends at a pause of the debounce or when it has
+// lasted the longest delay.
+func TestQuietWindows(t *testing.T) {
+	at := func(ms ...int) []time.Time {
+		base := time.Unix(0, 0)
+		out := make([]time.Time, len(ms))
+		for i, m := range ms {
+			out[i] = base.Add(time.Duration(m) * time.Millisecond)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name  string
+		times []time.Time
+		want  int
+	}{
+		{"none", nil, 0},
+		{"one", at(0), 1},
+		{"burst", at(0, 100, 200, 300), 1},
+		{"pause", at(0, 100, 2100, 2200), 2},
+		{"just under the pause", at(0, 1999), 1},
+		{"steady past the longest delay", at(0, 1000, 2000-1, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000, 11000), 2},
+	} {
+		if got := quietWindows(c.times, 2*time.Second, 10*time.Second); got != c.want {
+			t.Errorf("%s: %d windows, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// TestMetricSum reads samples by name and labels, not by prefix alone.
+func TestMetricSum(t *testing.T) {
+	text := `# HELP stackd_sync_runs_total x
+stackd_sync_runs_total{mode="full",outcome="ok",trigger="interval"} 3
+stackd_sync_runs_total{mode="noop",outcome="ok",trigger="interval"} 4
+stackd_sync_runs_total{mode="noop",outcome="ok",trigger="api"} 5
+stackd_sync_runs_total_other 100
+go_goroutines 17
+stackd_mirror_upload_pack_sessions_total{repo="r0001"} 2
+stackd_mirror_upload_pack_sessions_total{repo="r0002"} 1
+`
+	if got := metricSum(text, "stackd_sync_runs_total", `trigger="interval"`); got != 7 {
+		t.Errorf("interval runs %v, want 7", got)
+	}
+	if got := metricSum(text, "stackd_sync_runs_total"); got != 12 {
+		t.Errorf("all runs %v, want 12", got)
+	}
+	if got := metricSum(text, "go_goroutines"); got != 17 {
+		t.Errorf("goroutines %v, want 17", got)
+	}
+	got := metricByLabel(text, "stackd_mirror_upload_pack_sessions_total", "repo")
+	if len(got) != 2 || got["r0001"] != 2 || got["r0002"] != 1 {
+		t.Errorf("sessions by repo %v", got)
+	}
+}
+
+// TestWriteFleetDoc: the fleet section goes after the other generated
+// section, is replaced in place, and leaves the rest alone.
+func TestWriteFleetDoc(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "benchmarks.md")
+	main := beginMark + "\nmain\n" + endMark + "\n"
+	if err := os.WriteFile(path, []byte("# Benchmarks\n\n"+main+"\n## Micro\n\nkept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	section := func(s string) string { return fleetBeginMark + "\n" + s + "\n" + fleetEndMark + "\n" }
+	if err := writeFleetDoc(path, section("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFleetDoc(path, section("second")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeDoc(path, beginMark+"\nmain2\n"+endMark+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Benchmarks\n\n" + beginMark + "\nmain2\n" + endMark + "\n\n" + section("second") + "\n## Micro\n\nkept\n"
+	if string(raw) != want {
+		t.Errorf("document:\n%s\nwant:\n%s", raw, want)
+	}
+}
+
+// TestFleetCommits: the harness's loose commits are what git reads.
+func TestFleetCommits(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", "--bare", dir).CombinedOutput(); err != nil {
+		t.Skipf("git init: %v %s", err, out)
+	}
+	tree := "4b825dc642cb6eb9a060e54bf8d69288fbee4904" // the empty tree
+	if err := writeLoose(dir, tree, []byte("tree 0\x00")); err != nil {
+		t.Fatal(err)
+	}
+	parent, raw := looseCommit("", tree, "root", 1)
+	if err := writeLoose(dir, parent, raw); err != nil {
+		t.Fatal(err)
+	}
+	sha, raw := looseCommit(parent, tree, "child", 2)
+	if err := writeLoose(dir, sha, raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRef(dir, "refs/heads/x", sha); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", dir, "log", "--format=%H %P %s", "-n", "1", "x").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha + " " + parent + " child\n"; string(out) != want {
+		t.Errorf("git log: %q, want %q", out, want)
 	}
 }

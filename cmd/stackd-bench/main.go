@@ -68,17 +68,23 @@ type options struct {
 
 	// worktree is the shape of the working-repository figure.
 	worktree gittest.Shape
+
+	fleet fleetOptions
 }
 
 // steps are what -only selects.
-var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "dashboard", "worktree", "watcher", "diff"}
+var steps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "dashboard", "worktree", "watcher", "diff", "fleet"}
 
 // mirrorSteps are the steps measured on the onboarded mirror of each size.
 var mirrorSteps = []string{"onboard", "noop", "changed", "get", "disk", "restart", "dashboard"}
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
-		if err := serveBytes(os.Args[2:]); err != nil {
+	if len(os.Args) > 1 && (os.Args[1] == "serve-bytes" || os.Args[1] == "serve-sse") {
+		serve := serveBytes
+		if os.Args[1] == "serve-sse" {
+			serve = serveSSE
+		}
+		if err := serve(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "stackd-bench:", err)
 			os.Exit(1)
 		}
@@ -123,6 +129,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&opt.clients, "clients", 8, "concurrent clients of the GET load")
 	fs.StringVar(&opt.chromium, "chromium", defaultChromium, "headless Chromium of the dashboard figures (missing: they are n/a)")
 	fs.IntVar(&opt.getRounds, "get-rounds", 3, "rounds of GET loads, stackd and the plain server alternating (the medians are reported)")
+	fleetRepos := fs.String("fleet-repos", "100,1000", "repository counts of the fleet figures (comma-separated growth sizes)")
+	fs.IntVar(&opt.fleet.branches, "fleet-branches", 1000, "branches of each fleet repository")
+	fleetStreams := fs.String("fleet-streams", "1000,10000", "concurrent event streams of the fan-out figures (comma-separated growth sizes)")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
 	}
@@ -152,7 +161,27 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			opt.timeout = time.Minute
 		}
 		opt.worktree = gittest.Shape{Branches: 60, TrunkCommits: 150, Spread: true, MetadataEvery: 2}
+		if !set["fleet-repos"] {
+			*fleetRepos = "10,20"
+		}
+		if !set["fleet-branches"] {
+			opt.fleet.branches = 20
+		}
+		if !set["fleet-streams"] {
+			*fleetStreams = "100,200"
+		}
 	}
+	var err error
+	if opt.fleet.repos, err = countList("-fleet-repos", *fleetRepos, 1); err != nil {
+		return opt, err
+	}
+	if opt.fleet.streams, err = countList("-fleet-streams", *fleetStreams, 1); err != nil {
+		return opt, err
+	}
+	if opt.fleet.branches < 3 {
+		return opt, errors.New("-fleet-branches must be at least 3")
+	}
+	opt.fleet.setStorm(opt.smoke)
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 3 {
@@ -181,7 +210,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			opt.only[s] = true
 		}
 	}
-	var err error
 	if opt.stackd, err = filepath.Abs(opt.stackd); err != nil {
 		return opt, err
 	}
@@ -190,6 +218,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	opt.command = commandLine(args)
 	return opt, nil
+}
+
+// countList parses a comma-separated list of counts of at least least,
+// sorted and without repeats.
+func countList(flagName, s string, least int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < least {
+			return nil, fmt.Errorf("%s: %q is not a count of at least %d", flagName, f, least)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // commandLine is how the document names the command that produced it.
@@ -222,6 +265,9 @@ type bench struct {
 	logsVB  *bool  // whether the server logs "view built" lines (nil: unknown yet)
 	browser string // the dashboard's browser version, once started
 	started time.Time
+
+	fleetNotes  []string  // lines of the fleet section's header
+	streamFlags *[]string // the server's stream-limit flags, once known
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -254,7 +300,11 @@ func run(ctx context.Context, opt options, self []string, stdout, stderr io.Writ
 	b.procs = newProcGroup(b.logDir)
 	defer b.cleanScratch()  // second: nothing uses the scratch any more
 	defer b.procs.killAll() // first
-	b.logf("stackd-bench: sizes %v, %d runs, loads of %s; logs in %s", opt.sizes, opt.runs, opt.duration, b.logDir)
+	sizes := fmt.Sprint(opt.sizes)
+	if len(opt.only) == 1 && opt.only["fleet"] {
+		sizes = fmt.Sprintf("fleet %v repositories, %v streams", opt.fleet.repos, opt.fleet.streams)
+	}
+	b.logf("stackd-bench: sizes %s, %d runs, loads of %s; logs in %s", sizes, opt.runs, opt.duration, b.logDir)
 
 	err := b.measure(ctx)
 	rows := b.res.rows(opt.smoke)
@@ -269,8 +319,25 @@ func run(ctx context.Context, opt options, self []string, stdout, stderr io.Writ
 		return b.res, err
 	}
 	if opt.out != "" {
-		if err := writeDoc(opt.out, b.docSection(rows)); err != nil {
-			return b.res, err
+		// The fleet rows have a section of their own: a run of only
+		// one part leaves the other's table as it was.
+		var single, fleet []row
+		for _, r := range rows {
+			if r.step == "fleet" {
+				fleet = append(fleet, r)
+			} else {
+				single = append(single, r)
+			}
+		}
+		if len(single) > 0 {
+			if err := writeDoc(opt.out, b.docSection(single)); err != nil {
+				return b.res, err
+			}
+		}
+		if len(fleet) > 0 {
+			if err := writeFleetDoc(opt.out, b.fleetSection(fleet)); err != nil {
+				return b.res, err
+			}
 		}
 		b.logf("wrote %s", opt.out)
 	}
@@ -315,6 +382,11 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	if b.opt.wants("diff") {
 		if err := b.diffFigure(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opt.wants("fleet") {
+		if err := b.fleetFigures(ctx); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,9 +237,11 @@ type stackd struct {
 type stackdOpts struct {
 	label   string // for the log file name
 	dataDir string
-	cwd     string // --cwd: the working repository to serve
-	config  string // --config file
-	dir     string // the process's working directory (not inside a repository)
+	cwd     string   // --cwd: the working repository to serve
+	config  string   // --config file
+	dir     string   // the process's working directory (not inside a repository)
+	args    []string // more flags
+	env     []string // more environment
 }
 
 // startStackd starts the server and waits until /healthz answers (and
@@ -278,9 +281,10 @@ func (b *bench) spawnStackd(o stackdOpts) (*stackd, error) {
 	if o.config != "" {
 		args = append(args, "--config", o.config)
 	}
+	args = append(args, o.args...) // later flags win
 	cmd := exec.Command(b.opt.stackd, args...)
 	cmd.Dir = o.dir
-	cmd.Env = b.git.env
+	cmd.Env = append(slices.Clone(b.git.env), o.env...)
 	s := &stackd{addr: addr, base: "http://" + addr, dataDir: o.dataDir, changed: make(chan struct{}), listening: make(chan struct{})}
 	var once sync.Once
 	c, err := b.procs.start("stackd-"+o.label, cmd, func(line string) {

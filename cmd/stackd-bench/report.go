@@ -22,6 +22,7 @@ const (
 	unitSeconds unit = iota // durations, in seconds
 	unitRate                // requests per second (higher is better)
 	unitBytes               // sizes in bytes
+	unitCount               // counts (streams, goroutines, fetches)
 )
 
 // targetKind is how a figure is judged.
@@ -41,25 +42,28 @@ type target struct {
 	limit float64
 }
 
-func (t target) String() string {
+func (t target) String() string { return t.text(unitSeconds) }
+
+// text prints the target of a figure measured in u.
+func (t target) text(u unit) string {
 	switch t.kind {
 	case ratioAtMost:
 		return fmt.Sprintf("≤ %gx", t.limit)
 	case ratioAtLeast:
 		return fmt.Sprintf("≥ %gx", t.limit)
 	case atMost:
-		return "≤ " + t.fmtLimit()
+		return "≤ " + t.fmtLimit(u)
 	case below:
-		return "< " + t.fmtLimit()
+		return "< " + t.fmtLimit(u)
 	}
 	return "—"
 }
 
-func (t target) fmtLimit() string {
-	if t.limit >= 1<<20 { // a size
+func (t target) fmtLimit(u unit) string {
+	if u == unitSeconds && t.limit >= 1<<20 { // a size (figures of old tables)
 		return fmtValue(unitBytes, t.limit)
 	}
-	return fmtValue(unitSeconds, t.limit)
+	return fmtValue(u, t.limit)
 }
 
 // figure is one line of the table (per size), with its baseline, target
@@ -72,6 +76,10 @@ type figure struct {
 	baseline string // what the baseline column holds; "" for none
 	target   func(size int) target
 	info     bool // reported, never judged
+	// sizeUnit names what the size counts ("repos", "streams"); "" is
+	// branches.
+	sizeUnit string
+	noGrowth bool // a count that should stay 0: no growth row
 }
 
 // minSizeForRatio is where the size-relative targets apply: fixed
@@ -274,6 +282,7 @@ func (r *results) fact(name string, n int, ok bool, note string) {
 // row is one printed line of the table.
 type row struct {
 	figure, size, stackd, baseline, ratio, target, result string
+	step                                                  string // of the figure: the fleet rows go to their own section
 }
 
 // rows renders the table: every figure that ran, one line per size, then
@@ -295,7 +304,7 @@ func (r *results) rows(smoke bool) []row {
 		slices.Sort(sizes)
 		for _, n := range sizes {
 			res := m[n]
-			rw := row{figure: f.name, size: r.sizeLabel(f.key, n), stackd: res.stackd.text(f.unit), baseline: "—", ratio: "—"}
+			rw := row{figure: f.name, size: r.sizeLabel(f.key, n), stackd: res.stackd.text(f.unit), baseline: "—", ratio: "—", step: f.step}
 			if f.baseline != "" {
 				rw.baseline = res.base.text(f.unit) + baselineNote(f)
 			}
@@ -305,11 +314,11 @@ func (r *results) rows(smoke bool) []row {
 				rw.ratio = fmtRatio(ratio)
 			}
 			t := f.target(n)
-			rw.target = t.String()
+			rw.target = t.text(f.unit)
 			rw.result = judge(f, t, &res.stackd, ratio, hasRatio, smoke)
 			out = append(out, rw)
 		}
-		if len(sizes) >= 2 {
+		if len(sizes) >= 2 && !f.noGrowth {
 			out = append(out, r.growthRow(f, sizes, smoke))
 		}
 	}
@@ -321,6 +330,9 @@ func baselineNote(f figure) string { return "<br>" + f.baseline }
 func (r *results) sizeLabel(key string, n int) string {
 	if l, ok := r.sizes[key]; ok {
 		return l
+	}
+	if u := figureByKey(key).sizeUnit; u != "" {
+		return fmtCount(n) + " " + u
 	}
 	return fmtCount(n) + " branches"
 }
@@ -378,7 +390,8 @@ func (r *results) growthRow(f figure, sizes []int, smoke bool) row {
 		size:     fmtCount(lo) + " → " + fmtCount(hi),
 		stackd:   "n/a",
 		baseline: "—",
-		ratio:    "refs " + fmtGrowth(refs),
+		ratio:    growthBasis(f) + " " + fmtGrowth(refs),
+		step:     f.step,
 		target:   "≤ " + fmtGrowth(refs*growthTolerance),
 		result:   "n/a",
 	}
@@ -405,6 +418,14 @@ func (r *results) growthRow(f figure, sizes []int, smoke bool) row {
 	return rw
 }
 
+// growthBasis names what the size of f counts, in a growth row.
+func growthBasis(f figure) string {
+	if f.sizeUnit != "" {
+		return f.sizeUnit
+	}
+	return "refs"
+}
+
 // markdown renders rows as one Markdown table.
 func markdown(rows []row) string {
 	var b strings.Builder
@@ -418,7 +439,7 @@ func markdown(rows []row) string {
 
 // plain renders rows as an aligned text table for the terminal.
 func plain(rows []row) string {
-	all := append([]row{{"figure", "size", "stackd", "baseline", "ratio", "target", "result"}}, rows...)
+	all := append([]row{{figure: "figure", size: "size", stackd: "stackd", baseline: "baseline", ratio: "ratio", target: "target", result: "result"}}, rows...)
 	cols := func(r row) []string {
 		return []string{r.figure, r.size, r.stackd, strings.ReplaceAll(r.baseline, "<br>", " · "), r.ratio, r.target, r.result}
 	}
@@ -479,8 +500,13 @@ func fmtValue(u unit, v float64) string {
 	switch u {
 	case unitRate:
 		return fmt.Sprintf("%.0f req/s", v)
+	case unitCount:
+		return fmtCount(int(math.Round(v)))
 	case unitBytes:
 		mb := v / (1 << 20)
+		if mb < 1 && v > 0 {
+			return fmt.Sprintf("%.1f KB", v/1024)
+		}
 		if mb < 10 {
 			return fmt.Sprintf("%.2f MB", mb)
 		}
