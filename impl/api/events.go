@@ -22,7 +22,7 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	}
 	if isHead(ctx) {
 		// The headers of the stream, without one: no subscription.
-		return gen.StreamEvents200TexteventStreamResponse{Body: strings.NewReader("")}, nil
+		return eventsResponse{body: strings.NewReader("")}, nil
 	}
 	// A client that reconnects names the last event it saw; the header
 	// wins over the query parameter.
