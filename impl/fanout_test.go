@@ -155,17 +155,6 @@ func (p *plainSSE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (p *plainSSE) publish(ev []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for ch := range p.subs {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
-}
-
 func (p *plainSSE) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

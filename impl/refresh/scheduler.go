@@ -47,12 +47,11 @@ type Scheduler struct {
 	workers int
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	h       dueHeap
-	byID    map[string]*dueEntry
-	started bool
-	wake    chan struct{} // the heap changed (buffered: a pending wake)
-	slots   chan struct{} // one per interval run in flight
+	mu    sync.Mutex
+	h     dueHeap
+	byID  map[string]*dueEntry
+	wake  chan struct{} // the heap changed (buffered: a pending wake)
+	slots chan struct{} // one per interval run in flight
 }
 
 // SchedulerOptions configure a Scheduler.
