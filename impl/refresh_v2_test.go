@@ -88,8 +88,11 @@ func TestLocalSyncReportsMetadataAndRewrites(t *testing.T) {
 	if res := syncOK(t, s, "local"); change(res, "refs/heads/c") != "updated" {
 		t.Fatalf("fast-forward: %+v", res.UpdatedRefs)
 	}
-	r.Git("reset", "-q", "--hard", "HEAD~1")
+	// The rewrite moves c in one step (c2 -> c2'), so the watcher cannot
+	// see it half done (at c1, then a fast-forward).
+	r.Git("checkout", "-q", "--detach", "HEAD~1")
 	r.Commit("c2 again", map[string]string{"c.txt": "other\n"})
+	r.Git("branch", "-f", "c", "HEAD")
 	if res := syncOK(t, s, "local"); change(res, "refs/heads/c") != "forced" {
 		t.Fatalf("rewrite: %+v", res.UpdatedRefs)
 	}
