@@ -947,3 +947,9 @@ func leftover(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// Trim releases what the mirror caches between runs: go-git's cache of
+// raw objects (up to 32 MiB), which a view build fills and the next build
+// does not need, the view keeping its own decoded commits. Reads after it
+// are correct, only not cached. The refresher calls it after each run.
+func (m *Mirror) Trim() { m.objs.trim() }

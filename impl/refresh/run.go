@@ -295,6 +295,9 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	out.mode = src.Mode()
 	out.shared = r.shared()
 	out.ctx = ctx
+	if tr, ok := src.(source.Trimmer); ok {
+		defer tr.Trim() // the view is built: its source's object cache is not needed
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("refresh panicked", "panic", p, "stack", string(debug.Stack()))
