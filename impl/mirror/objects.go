@@ -118,11 +118,17 @@ func (o *objectStore) retryLocked(err error) bool {
 // trim empties the object cache: what a build read is in the view's own
 // cache of decoded commits and metadata (view.Cache), so keeping go-git's
 // copies of the raw objects between runs only costs memory, up to
-// objectCacheSize per mirror (see Mirror.Trim).
-func (o *objectStore) trim() {
+// objectCacheSize per mirror. With indexes the storage is replaced by a
+// fresh one, which loads the pack indexes on its first read, as follow
+// does; not while a quarantine's update is pending (see Mirror.Trim).
+func (o *objectStore) trim(indexes bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.lru != nil {
+	switch {
+	case o.closed:
+	case indexes && o.incoming == nil:
+		o.reopenLocked()
+	default:
 		o.lru.Clear()
 	}
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // TestTrimEmptiesObjectCache: Trim drops go-git's cached objects of a
-// mirror that a read put there, and every object still reads the same
-// afterwards.
+// mirror that a read put there, Trim(true) also its storage's pack
+// indexes, and every object still reads the same afterwards.
 func TestTrimEmptiesObjectCache(t *testing.T) {
 	_, url := stacksFixture(t, gittest.Shape{Branches: 20, MetadataEvery: 1, Bare: true})
 	r := newRoot(t)
@@ -46,7 +46,7 @@ func TestTrimEmptiesObjectCache(t *testing.T) {
 	if cached() == 0 {
 		t.Fatal("reading every object cached none: the test shows nothing")
 	}
-	m.Trim()
+	m.Trim(false)
 	if n := cached(); n != 0 {
 		t.Fatalf("%d objects still cached after Trim", n)
 	}
@@ -56,6 +56,31 @@ func TestTrimEmptiesObjectCache(t *testing.T) {
 			t.Fatalf("%s reads differently after Trim", h)
 		}
 	}
+
+	// Idle: the storage, with its loaded pack indexes and open packs, is
+	// replaced by one that loads them on its first read.
+	st := m.objs.st
+	m.Trim(false)
+	if m.objs.st != st {
+		t.Fatal("Trim(false) replaced the storage")
+	}
+	m.Trim(true)
+	if m.objs.st == st {
+		t.Fatal("Trim(true) kept the storage and its indexes")
+	}
+	if n := cached(); n != 0 {
+		t.Fatalf("%d objects cached after Trim(true)", n)
+	}
+	again := read()
+	for h, v := range before {
+		if again[h] != v {
+			t.Fatalf("%s reads differently after Trim(true)", h)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.Trim(true) // closed: nothing to release, no panic
 }
 
 func contents(t *testing.T, o plumbing.EncodedObject) string {

@@ -288,6 +288,10 @@ type outcome struct {
 	ctx   context.Context
 }
 
+// idleRuns is how many runs in a row must build nothing before a
+// repository counts as idle (see Refresher.quiet).
+const idleRuns = 2
+
 // work asks the source for what changed and rebuilds the view when
 // anything did. A panic fails the run with ErrPanic.
 func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error) {
@@ -296,7 +300,17 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	out.shared = r.shared()
 	out.ctx = ctx
 	if tr, ok := src.(source.Trimmer); ok {
-		defer tr.Trim() // the view is built: its source's object cache is not needed
+		// The view is built: its source's object cache is not needed. A
+		// repository idle for a whole interval also lets its pack indexes
+		// go (README, Memory).
+		defer func() {
+			if out.buildStart.IsZero() {
+				r.quiet++
+			} else {
+				r.quiet = 0
+			}
+			tr.Trim(r.quiet >= idleRuns)
+		}()
 	}
 	defer func() {
 		if p := recover(); p != nil {

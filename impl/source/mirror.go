@@ -205,13 +205,14 @@ func (s *Mirror) Close() error {
 	return err
 }
 
-// Trim releases the open mirror's object cache (mirror.Mirror.Trim).
-func (s *Mirror) Trim() {
+// Trim releases the open mirror's object cache, and when idle its pack
+// indexes (mirror.Mirror.Trim).
+func (s *Mirror) Trim(idle bool) {
 	s.mu.Lock()
 	m := s.m
 	s.mu.Unlock()
 	if m != nil {
-		m.Trim()
+		m.Trim(idle)
 	}
 }
 

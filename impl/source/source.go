@@ -73,9 +73,11 @@ type Fallback interface {
 // Trimmer is a source that caches objects between runs and can let them
 // go: the refresher calls Trim after each run (a mirror empties go-git's
 // object cache, which the view's own cache of decoded commits makes
-// redundant once the view is built).
+// redundant once the view is built). idle: the repository built no view
+// for a whole interval, so the source also drops what is costly only to
+// load again (a mirror's pack indexes, read again on its next read).
 type Trimmer interface {
-	Trim()
+	Trim(idle bool)
 }
 
 // Update is the outcome of one Refresh.
