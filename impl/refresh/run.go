@@ -299,19 +299,23 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	out.mode = src.Mode()
 	out.shared = r.shared()
 	out.ctx = ctx
-	if tr, ok := src.(source.Trimmer); ok {
-		// The view is built: its source's object cache is not needed. A
-		// repository idle for a whole interval also lets its pack indexes
-		// go (README, Memory).
-		defer func() {
-			if out.buildStart.IsZero() {
-				r.quiet++
-			} else {
-				r.quiet = 0
-			}
-			tr.Trim(r.quiet >= idleRuns)
-		}()
-	}
+	// The view is built: its source's object cache is not needed. A
+	// repository idle for a whole interval also lets its pack indexes and
+	// its view's serialized forms go (README, Memory).
+	defer func() {
+		if out.buildStart.IsZero() {
+			r.quiet++
+		} else {
+			r.quiet = 0
+		}
+		idle := r.quiet >= idleRuns
+		if tr, ok := src.(source.Trimmer); ok {
+			tr.Trim(idle)
+		}
+		if s := r.repo.Snapshot(); idle && s != nil {
+			s.Release()
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("refresh panicked", "panic", p, "stack", string(debug.Stack()))
