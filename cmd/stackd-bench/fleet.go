@@ -462,6 +462,26 @@ func (b *bench) fleetRestart(ctx context.Context, fr *fleetRun, dir string, n in
 			fmtValue(unitBytes, v), n, fmtValue(unitBytes, fr.emptyRS), fmtValue(unitBytes, per), fmtValue(unitBytes, viewBytes))
 	}
 	b.intervalCPU(ctx, sd, metrics, n, interval, lsRemoteCPU)
+	b.idleMemory(ctx, sd, metrics, fr, n)
+}
+
+// idleMemory logs the server's RSS, and its Go heap and stacks in use
+// after a collection, once the interval window has passed: every
+// repository then had no-op runs only, and an idle repository lets its
+// caches go (README, Memory). The figures are for reading, not targets.
+func (b *bench) idleMemory(ctx context.Context, sd *stackd, metrics string, fr *fleetRun, n int) {
+	rss, err := procRSS(sd.cmd.Process.Pid)
+	if err != nil {
+		b.logf("fleet idle memory: %v", err)
+		return
+	}
+	heap, err := goMemInUse(ctx, metrics)
+	if err != nil {
+		b.logf("fleet idle memory: %v", err)
+		return
+	}
+	b.logf("fleet RSS after the interval window (idle repositories): %s (%s per repository beyond the empty server); Go heap and stacks in use after a collection %s (%s per repository)",
+		fmtValue(unitBytes, rss), fmtValue(unitBytes, (rss-fr.emptyRS)/float64(n)), fmtValue(unitBytes, heap), fmtValue(unitBytes, heap/float64(n)))
 }
 
 // everyView waits until every fleet repository's view answers 200 with

@@ -157,7 +157,8 @@ func (o *objectStore) replacePacks(op string, old []packFile, kept plumbing.Hash
 		return false, ErrClosed
 	}
 	prev := o.st
-	o.st = newStorage(o.dir)
+	o.lru = cache.NewObjectLRU(objectCacheSize)
+	o.st = newStorage(o.dir, o.lru)
 	var rmErr error
 	for _, p := range old {
 		if p.hash == kept {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 
@@ -261,7 +262,7 @@ func (o *objectStore) gc(ctx context.Context, tips []plumbing.Hash) (bool, error
 	if err := gcAt("listed"); err != nil {
 		return false, err
 	}
-	src := newStorage(o.dir)
+	src := newStorage(o.dir, cache.NewObjectLRU(objectCacheSize))
 	defer src.Close()
 	objs := ctxStorer{EncodedObjectStorer: src, ctx: ctx}
 	keep, err := revlist.Objects(objs, tips, nil)

@@ -947,3 +947,13 @@ func leftover(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// Trim releases what the mirror caches between runs: go-git's cache of
+// raw objects (up to 32 MiB), which a view build fills and the next build
+// does not need, the view keeping its own decoded commits; with indexes
+// also the pack indexes (about 30 bytes an object, plus go-git's
+// offset table) and open pack files: the next read loads them again
+// (milliseconds at 100,000 objects), so the refresher asks for that only
+// of an idle repository. Reads after it are correct, only not cached. The
+// refresher calls it after each run.
+func (m *Mirror) Trim(indexes bool) { m.objs.trim(indexes) }

@@ -47,7 +47,8 @@ type objectStore struct {
 	dir    string
 	mu     sync.Mutex
 	st     *filesystem.Storage
-	packs  fileStamp // the pack directory when st was opened
+	lru    *cache.ObjectLRU // st's object cache
+	packs  fileStamp        // the pack directory when st was opened
 	closed bool
 	// incoming is the storage of a quarantine whose pack passed its
 	// checks and is read, after st, by the Reader of a pending update
@@ -68,7 +69,8 @@ func openObjects(dir string) *objectStore {
 func (o *objectStore) reopenLocked() {
 	old := o.st
 	o.packs = stampFile(filepath.Join(o.dir, "objects", "pack"))
-	o.st = newStorage(o.dir)
+	o.lru = cache.NewObjectLRU(objectCacheSize)
+	o.st = newStorage(o.dir, o.lru)
 	if old != nil {
 		_ = old.Close()
 	}
@@ -113,10 +115,28 @@ func (o *objectStore) retryLocked(err error) bool {
 	return true
 }
 
+// trim empties the object cache: what a build read is in the view's own
+// cache of decoded commits and metadata (view.Cache), so keeping go-git's
+// copies of the raw objects between runs only costs memory, up to
+// objectCacheSize per mirror. With indexes the storage is replaced by a
+// fresh one, which loads the pack indexes on its first read, as follow
+// does; not while a quarantine's update is pending (see Mirror.Trim).
+func (o *objectStore) trim(indexes bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch {
+	case o.closed:
+	case indexes && o.incoming == nil:
+		o.reopenLocked()
+	default:
+		o.lru.Clear()
+	}
+}
+
 // newStorage opens go-git's storage of the repository in dir, keeping
-// pack files open once read.
-func newStorage(dir string) *filesystem.Storage {
-	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheSize),
+// pack files open once read, with the object cache lru.
+func newStorage(dir string, lru *cache.ObjectLRU) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(dir), lru,
 		filesystem.Options{KeepDescriptors: true})
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 )
@@ -57,7 +58,7 @@ func (o *objectStore) admit(q *quarantine) {
 	if o.incoming != nil {
 		_ = o.incoming.Close()
 	}
-	o.incoming, o.incomingIDs = newStorage(q.root), q.pack.ids
+	o.incoming, o.incomingIDs = newStorage(q.root, cache.NewObjectLRU(objectCacheSize)), q.pack.ids
 }
 
 // publish moves the quarantine's pack into the store (the .pack first,

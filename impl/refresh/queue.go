@@ -33,6 +33,10 @@ type Refresher struct {
 	// build failed or never published), so the next run or follow builds
 	// even when its source reports no change. Guarded by busy.
 	unbuilt bool
+	// quiet counts the runs in a row that built no view (no-op syncs);
+	// at two, a whole interval passed without one, and the source lets
+	// its pack indexes go (source.Trimmer). Guarded by busy.
+	quiet int
 
 	// ctx is the parent of its runs' contexts: Stop (and the manager's
 	// Close) cancel it.

@@ -288,6 +288,10 @@ type outcome struct {
 	ctx   context.Context
 }
 
+// idleRuns is how many runs in a row must build nothing before a
+// repository counts as idle (see Refresher.quiet).
+const idleRuns = 2
+
 // work asks the source for what changed and rebuilds the view when
 // anything did. A panic fails the run with ErrPanic.
 func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error) {
@@ -295,6 +299,23 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 	out.mode = src.Mode()
 	out.shared = r.shared()
 	out.ctx = ctx
+	// The view is built: its source's object cache is not needed. A
+	// repository idle for a whole interval also lets its pack indexes and
+	// its view's serialized forms go (README, Memory).
+	defer func() {
+		if out.buildStart.IsZero() {
+			r.quiet++
+		} else {
+			r.quiet = 0
+		}
+		idle := r.quiet >= idleRuns
+		if tr, ok := src.(source.Trimmer); ok {
+			tr.Trim(idle)
+		}
+		if s := r.repo.Snapshot(); idle && s != nil {
+			s.Release()
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("refresh panicked", "panic", p, "stack", string(debug.Stack()))

@@ -32,6 +32,7 @@ type Mirror struct {
 
 var (
 	_ Source     = (*Mirror)(nil)
+	_ Trimmer    = (*Mirror)(nil)
 	_ view.Repo  = (*mirror.Reader)(nil)
 	_ view.Sizer = (*mirror.Reader)(nil)
 )
@@ -202,6 +203,17 @@ func (s *Mirror) Close() error {
 	err := s.m.Close()
 	s.m = nil
 	return err
+}
+
+// Trim releases the open mirror's object cache, and when idle its pack
+// indexes (mirror.Mirror.Trim).
+func (s *Mirror) Trim(idle bool) {
+	s.mu.Lock()
+	m := s.m
+	s.mu.Unlock()
+	if m != nil {
+		m.Trim(idle)
+	}
 }
 
 // Dir is the mirror's directory.

@@ -70,6 +70,16 @@ type Fallback interface {
 	LastGood(ctx context.Context) (view.Repo, bool, error)
 }
 
+// Trimmer is a source that caches objects between runs and can let them
+// go: the refresher calls Trim after each run (a mirror empties go-git's
+// object cache, which the view's own cache of decoded commits makes
+// redundant once the view is built). idle: the repository built no view
+// for a whole interval, so the source also drops what is costly only to
+// load again (a mirror's pack indexes, read again on its next read).
+type Trimmer interface {
+	Trim(idle bool)
+}
+
 // Update is the outcome of one Refresh.
 type Update struct {
 	// Repo is the repository after the refresh.

@@ -142,7 +142,7 @@ func compressChunks(todo []*chunk) {
 func (s *Snapshot) Prepare() { s.viewOutputs() }
 
 func (s *Snapshot) viewOutputs() *outputs {
-	o := s.out
+	o := s.out.p.Load()
 	o.viewOnce.Do(func() {
 		builtAt, _ := json.Marshal(s.builtAt) // a time in range: cannot fail
 		repo, _ := json.Marshal(s.repo)       // plain values: cannot fail
@@ -253,7 +253,7 @@ func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
 // BranchesJSON is the JSON array of Branches() followed by a newline
 // (made on first use, shared, read-only).
 func (s *Snapshot) BranchesJSON() []byte {
-	o := s.out
+	o := s.out.p.Load()
 	o.branchesOnce.Do(func() {
 		n := 3
 		for _, r := range s.recs {

@@ -3,6 +3,7 @@ package view
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -43,7 +44,7 @@ type Snapshot struct {
 	hash    string
 	version int64
 	builtAt time.Time
-	out     *outputs // per version
+	out     *outputsRef // per version
 }
 
 // Empty returns the snapshot of a repository with no commits, or of one
@@ -56,7 +57,7 @@ func Empty(in Input) *Snapshot {
 		byRoot:     map[string]int{},
 		merged:     []gen.Commit{},
 		mergedJSON: []byte("[]"),
-		out:        &outputs{},
+		out:        newOutputs(),
 	}
 	if in.Remote != "" {
 		s.repo.Remote = ptr(in.Remote)
@@ -78,7 +79,7 @@ func (s *Snapshot) WithVersion(v int64, builtAt time.Time) *Snapshot {
 	} else {
 		c.repo.ViewVersion = nil
 	}
-	c.out = &outputs{}
+	c.out = newOutputs()
 	return &c
 }
 
@@ -211,6 +212,24 @@ func (s *Snapshot) info(name string) *branchInfo {
 	}
 	return s.infos[i]
 }
+
+// outputsRef holds the serialized forms of one version of a snapshot;
+// Release replaces them with empty ones.
+type outputsRef struct{ p atomic.Pointer[outputs] }
+
+func newOutputs() *outputsRef {
+	r := &outputsRef{}
+	r.p.Store(&outputs{})
+	return r
+}
+
+// Release drops the snapshot's serialized forms (the view's JSON and
+// gzip, the branch list: about twice the view's bytes); the next request
+// makes them again from the per-branch and per-stack bytes, which stay (a
+// copy, and the gzip assembled from compressed parts: no compression).
+// Answers given before keep their bytes. The refresher calls it for an
+// idle repository (README, Memory).
+func (s *Snapshot) Release() { s.out.p.Store(&outputs{}) }
 
 // outputs are the serialized forms of one version of a snapshot.
 type outputs struct {
