@@ -87,7 +87,9 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	}
 	ar := packp.NewAdvRefs()
 	ar.References = make(map[string]plumbing.Hash, s.refsHint)
-	if err := ar.Decode(newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)); err != nil {
+	f := newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
+	f.collect = ar.References
+	if err := ar.Decode(f); err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {
