@@ -14,6 +14,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
+// maxIdleConns is how many idle connections the pool keeps.
+const maxIdleConns = 4
+
 // busyTimeout is how long a connection waits for another writer's lock.
 const busyTimeout = 5 * time.Second
 
@@ -45,6 +48,10 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// Concurrent syncs each write their record: idle connections kept
+	// for them are not opened again (a connection's open runs the
+	// pragmas) at every interval. database/sql keeps 2 by default.
+	db.SetMaxIdleConns(maxIdleConns)
 	s := &SQLite{core: core{db: newSQLiteDB(db), engine: "sqlite"}, db: db}
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()

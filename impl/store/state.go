@@ -121,23 +121,29 @@ func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
 	if err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
+	key := strings.ToLower(sy.RepoID)
+	args := []any{sy.ID, key, sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
+		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, string(cj), sy.Error,
+		sy.Replica}
+	// Only a finished sync adds to the finished ones: a queued or running
+	// one leaves nothing to trim, and its one statement needs no
+	// transaction of its own (two of a run's three writes).
+	if keep <= 0 || (sy.State != StateSucceeded && sy.State != StateFailed) {
+		if _, err := s.db.exec(ctx, putSyncQuery, args...); err != nil {
+			return fmt.Errorf("store: put sync: %w", err)
+		}
+		return nil
+	}
 	tx, err := s.db.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
 	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
-	key := strings.ToLower(sy.RepoID)
-	if _, err := tx.exec(ctx, putSyncQuery, sy.ID, key, sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
-		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, string(cj), sy.Error,
-		sy.Replica); err != nil {
+	if _, err := tx.exec(ctx, putSyncQuery, args...); err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
-	// Only a finished sync adds to the finished ones: a queued or running
-	// one leaves nothing to trim.
-	if keep > 0 && (sy.State == StateSucceeded || sy.State == StateFailed) {
-		if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
-			return fmt.Errorf("store: put sync: trim: %w", err)
-		}
+	if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
+		return fmt.Errorf("store: put sync: trim: %w", err)
 	}
 	if err := tx.commit(ctx); err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
