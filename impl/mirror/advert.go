@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +92,8 @@ func (f *advertFilter) next() error {
 		return err
 	}
 	payload := line[4:]
-	if len(payload) < 41 || payload[40] != ' ' || !isHex(payload[:40]) {
+	var h plumbing.Hash
+	if len(payload) < 41 || payload[40] != ' ' || !parseHash(&h, payload[:40]) {
 		f.out = line // the service line of smart HTTP, "shallow", an ERR line: go-git's business
 		return nil
 	}
@@ -123,22 +123,38 @@ func (f *advertFilter) next() error {
 		// Only the plain form: anything else (a NUL, a second line feed)
 		// is left to go-git's decoding, as before.
 		if len(rest) == len(name) {
-			var h plumbing.Hash
-			if _, err := hex.Decode(h[:], payload[:40]); err == nil {
-				f.collect[name] = h
-				return nil
-			}
+			f.collect[name] = h
+			return nil
 		}
 	}
 	f.out = line
 	return nil
 }
 
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+// hexVal maps a lowercase hex digit to its value plus one; 0 is not a
+// digit (git advertises lowercase hex only).
+var hexVal = func() (t [256]byte) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c-'0') + 1
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 11
+	}
+	return t
+}()
+
+// parseHash decodes the 40 lowercase hex digits of b into h, and reports
+// whether b was that.
+func parseHash(h *plumbing.Hash, b []byte) bool {
+	if len(b) != 2*len(h) {
+		return false
+	}
+	for i := range h {
+		hi, lo := hexVal[b[2*i]], hexVal[b[2*i+1]]
+		if hi == 0 || lo == 0 {
 			return false
 		}
+		h[i] = (hi-1)<<4 | (lo - 1)
 	}
 	return true
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 
 	"github.com/stackd/stackd/impl/mirror/hostile"
@@ -99,5 +100,31 @@ func TestAdvertFilterCollect(t *testing.T) {
 				t.Fatal("the case decodes no ref: it tests nothing")
 			}
 		})
+	}
+}
+
+// TestParseHash: 40 lowercase hex digits decode as encoding/hex does;
+// anything else is refused.
+func TestParseHash(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{idA, true},
+		{"0123456789abcdef0123456789abcdef01234567", true},
+		{"0123456789ABCDEF0123456789abcdef01234567", false},
+		{"0123456789abcdeg0123456789abcdef01234567", false},
+		{"0123456789abcdef0123456789abcdef0123456", false},
+		{"0123456789abcdef0123456789abcdef012345678", false},
+		{"0123456789abcdef0123456789abcdef0123456 ", false},
+	}
+	for _, tt := range tests {
+		var h plumbing.Hash
+		if ok := parseHash(&h, []byte(tt.in)); ok != tt.ok {
+			t.Fatalf("parseHash(%q) = %v, want %v", tt.in, ok, tt.ok)
+		}
+		if tt.ok && h != plumbing.NewHash(tt.in) {
+			t.Fatalf("parseHash(%q) = %s", tt.in, h)
+		}
 	}
 }
