@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // advertFilter is read in place of an upstream's ref advertisement: it
@@ -19,9 +21,17 @@ import (
 // connection then carries the pack, and it checks every pkt-line's length
 // before reading it: a malformed line is ErrCorrupt, not whatever go-git
 // would make of it.
+//
+// With collect set (the git:// session, which decodes the advertisement
+// itself), a kept ref line of the plain form "<hex> <name>\n" is not
+// passed on: its ref goes straight into collect, the References map of
+// the advertisement go-git decodes, as go-git would have put it there.
+// go-git then only reads the first line, HEAD and what the filter does not
+// understand, which halves the CPU of listing an unchanged upstream.
 type advertFilter struct {
 	r       io.Reader
 	lim     Limits // MaxRefs, MaxRefBytes
+	collect map[string]plumbing.Hash
 	kept    int64
 	names   int64 // bytes of the kept refs' names
 	refs    int   // ref lines seen
@@ -82,7 +92,8 @@ func (f *advertFilter) next() error {
 		return err
 	}
 	payload := line[4:]
-	if len(payload) < 41 || payload[40] != ' ' || !isHex(payload[:40]) {
+	var h plumbing.Hash
+	if len(payload) < 41 || payload[40] != ' ' || !parseHash(&h, payload[:40]) {
 		f.out = line // the service line of smart HTTP, "shallow", an ERR line: go-git's business
 		return nil
 	}
@@ -104,15 +115,46 @@ func (f *advertFilter) next() error {
 	if f.names += int64(len(name)); f.names > f.lim.MaxRefBytes {
 		return tooLarge(fmt.Sprintf("the names of the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefBytes", f.lim.MaxRefBytes)
 	}
+	if f.collect != nil {
+		rest := payload[41:]
+		if len(rest) > 0 && rest[len(rest)-1] == '\n' {
+			rest = rest[:len(rest)-1]
+		}
+		// Only the plain form: anything else (a NUL, a second line feed)
+		// is left to go-git's decoding, as before.
+		if len(rest) == len(name) {
+			f.collect[name] = h
+			return nil
+		}
+	}
 	f.out = line
 	return nil
 }
 
-func isHex(b []byte) bool {
-	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+// hexVal maps a lowercase hex digit to its value plus one; 0 is not a
+// digit (git advertises lowercase hex only).
+var hexVal = func() (t [256]byte) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c-'0') + 1
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 11
+	}
+	return t
+}()
+
+// parseHash decodes the 40 lowercase hex digits of b into h, and reports
+// whether b was that.
+func parseHash(h *plumbing.Hash, b []byte) bool {
+	if len(b) != 2*len(h) {
+		return false
+	}
+	for i := range h {
+		hi, lo := hexVal[b[2*i]], hexVal[b[2*i+1]]
+		if hi == 0 || lo == 0 {
 			return false
 		}
+		h[i] = (hi-1)<<4 | (lo - 1)
 	}
 	return true
 }

@@ -3,8 +3,13 @@ package mirror
 import (
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 
 	"github.com/stackd/stackd/impl/mirror/hostile"
 )
@@ -52,5 +57,74 @@ func TestAdvertFilter(t *testing.T) {
 				t.Fatalf("got %q, %v\nwant %q", got, err, tt.out)
 			}
 		})
+	}
+}
+
+// TestAdvertFilterCollect: a filter that collects the plain ref lines
+// into the References map go-git decodes into yields the advertisement
+// go-git decodes from the filter that passes every kept line on.
+func TestAdvertFilterCollect(t *testing.T) {
+	pkt := func(s string) string { return string(hostile.PktLine(s)) }
+	tests := []struct{ name, in string }{
+		{"HEAD first", pkt(idA+" HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n") + pkt(idA+" refs/heads/main\n") +
+			pkt(idB+" refs/heads/side\n") + pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") +
+			pkt(idB+" refs/stackit/metadata/main\n") + pkt(idA+" refs/heads/bad name\n") + "0000"},
+		{"a branch first", pkt(idA+" refs/heads/main\x00ofs-delta\n") + pkt(idB+" refs/heads/main\n") + pkt(idB+" refs/heads/x") + "0000"},
+		{"duplicates, last wins", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/a\n") + "0000"},
+		{"odd lines left to go-git", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\x00junk\n") +
+			pkt(idB+" refs/heads/b\n\n") + pkt(idB+" refs/heads/c\n") + "0000"},
+		{"shallow after the refs", pkt(idA+" HEAD\x00shallow\n") + pkt(idA+" refs/heads/a\n") + pkt("shallow "+idB) + "0000"},
+		{"malformed line after collected ones", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/b c\n") + "0000"},
+	}
+	lim := Limits{MaxRefs: 100, MaxRefBytes: 1 << 10}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := packp.NewAdvRefs()
+			wantErr := want.Decode(newAdvertFilter(strings.NewReader(tt.in), lim))
+			got := packp.NewAdvRefs()
+			f := newAdvertFilter(strings.NewReader(tt.in), lim)
+			f.collect = got.References
+			gotErr := got.Decode(f)
+			if (gotErr == nil) != (wantErr == nil) {
+				t.Fatalf("err = %v, want %v", gotErr, wantErr)
+			}
+			if wantErr != nil {
+				return
+			}
+			if !maps.Equal(got.References, want.References) || !maps.Equal(got.Peeled, want.Peeled) ||
+				!slices.Equal(got.Shallows, want.Shallows) || got.Capabilities.String() != want.Capabilities.String() ||
+				(got.Head == nil) != (want.Head == nil) || (got.Head != nil && *got.Head != *want.Head) {
+				t.Fatalf("collected %+v\nwant %+v", got, want)
+			}
+			if len(want.References) == 0 {
+				t.Fatal("the case decodes no ref: it tests nothing")
+			}
+		})
+	}
+}
+
+// TestParseHash: 40 lowercase hex digits decode as encoding/hex does;
+// anything else is refused.
+func TestParseHash(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{idA, true},
+		{"0123456789abcdef0123456789abcdef01234567", true},
+		{"0123456789ABCDEF0123456789abcdef01234567", false},
+		{"0123456789abcdeg0123456789abcdef01234567", false},
+		{"0123456789abcdef0123456789abcdef0123456", false},
+		{"0123456789abcdef0123456789abcdef012345678", false},
+		{"0123456789abcdef0123456789abcdef0123456 ", false},
+	}
+	for _, tt := range tests {
+		var h plumbing.Hash
+		if ok := parseHash(&h, []byte(tt.in)); ok != tt.ok {
+			t.Fatalf("parseHash(%q) = %v, want %v", tt.in, ok, tt.ok)
+		}
+		if tt.ok && h != plumbing.NewHash(tt.in) {
+			t.Fatalf("parseHash(%q) = %s", tt.in, h)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -44,6 +45,27 @@ type gitSession struct {
 }
 
 const gitDaemonPort = 9418
+
+// refMaps recycles the References maps of git:// listings (see
+// recycleRefMap): listing an upstream at every interval would otherwise
+// allocate, grow and drop a map of all its refs each time.
+var refMaps sync.Pool
+
+// newRefMap returns an empty References map, a recycled one when there
+// is one, else one sized for hint refs.
+func newRefMap(hint int) map[string]plumbing.Hash {
+	if m, ok := refMaps.Get().(map[string]plumbing.Hash); ok {
+		return m
+	}
+	return make(map[string]plumbing.Hash, hint)
+}
+
+// recycleRefMap empties m and keeps it for the next listing. The caller
+// no longer uses m, nor does anything it handed m to.
+func recycleRefMap(m map[string]plumbing.Hash) {
+	clear(m)
+	refMaps.Put(m)
+}
 
 func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, auth transport.AuthMethod, refsHint int, lim Limits) (*gitSession, error) {
 	if auth != nil {
@@ -86,8 +108,10 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 		return nil, err
 	}
 	ar := packp.NewAdvRefs()
-	ar.References = make(map[string]plumbing.Hash, s.refsHint)
-	if err := ar.Decode(newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)); err != nil {
+	ar.References = newRefMap(s.refsHint)
+	f := newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
+	f.collect = ar.References
+	if err := ar.Decode(f); err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {

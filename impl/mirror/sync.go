@@ -113,6 +113,11 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := sess.(*gitSession); ok && ls.refs != nil {
+		// The map is the session's own (newRefMap): nothing holds it
+		// after this Fetch (the tables built from it copy what they keep).
+		defer recycleRefMap(ls.refs)
+	}
 
 	oldHead, _, _ := old.Head()
 	head := ls.headTarget(oldHead)

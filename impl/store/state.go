@@ -97,6 +97,12 @@ var putSyncQuery = `INSERT INTO syncs (id, repo_key, repo_id, trigger_kind, mode
 		replica = excluded.replica
 	WHERE ` + fmt.Sprintf(stateRank, "syncs.state") + ` <= ` + fmt.Sprintf(stateRank, "excluded.state")
 
+// trimSyncsQuery deletes a repository's finished syncs older than the
+// keep-th newest (the oldest one kept).
+const trimSyncsQuery = `DELETE FROM syncs WHERE repo_key = ? AND state IN ('succeeded', 'failed')
+	AND id < (SELECT id FROM syncs WHERE repo_key = ? AND state IN ('succeeded', 'failed')
+		ORDER BY id DESC LIMIT 1 OFFSET ?)`
+
 // PutSync inserts or updates s, never moving it back, then trims the
 // repository's finished syncs to the keep newest.
 func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
@@ -115,24 +121,29 @@ func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
 	if err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
+	key := strings.ToLower(sy.RepoID)
+	args := []any{sy.ID, key, sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
+		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, string(cj), sy.Error,
+		sy.Replica}
+	// Only a finished sync adds to the finished ones: a queued or running
+	// one leaves nothing to trim, and its one statement needs no
+	// transaction of its own (two of a run's three writes).
+	if keep <= 0 || (sy.State != StateSucceeded && sy.State != StateFailed) {
+		if _, err := s.db.exec(ctx, putSyncQuery, args...); err != nil {
+			return fmt.Errorf("store: put sync: %w", err)
+		}
+		return nil
+	}
 	tx, err := s.db.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
 	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
-	key := strings.ToLower(sy.RepoID)
-	if _, err := tx.exec(ctx, putSyncQuery, sy.ID, key, sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
-		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, string(cj), sy.Error,
-		sy.Replica); err != nil {
+	if _, err := tx.exec(ctx, putSyncQuery, args...); err != nil {
 		return fmt.Errorf("store: put sync: %w", err)
 	}
-	if keep > 0 {
-		// The keep-th newest finished sync is the oldest one kept.
-		if _, err := tx.exec(ctx, `DELETE FROM syncs WHERE repo_key = ? AND state IN ('succeeded', 'failed')
-			AND id < (SELECT id FROM syncs WHERE repo_key = ? AND state IN ('succeeded', 'failed')
-				ORDER BY id DESC LIMIT 1 OFFSET ?)`, key, key, keep-1); err != nil {
-			return fmt.Errorf("store: put sync: trim: %w", err)
-		}
+	if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
+		return fmt.Errorf("store: put sync: trim: %w", err)
 	}
 	if err := tx.commit(ctx); err != nil {
 		return fmt.Errorf("store: put sync: %w", err)

@@ -435,3 +435,53 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d audit entries, want %d", len(log), workers*each)
 	}
 }
+
+// TestSQLitePreparesTheSyncWrites: the sync writes run as statements
+// prepared once (the cache holds them after a finished sync with a trim),
+// give the same history as before across many writes, and Close closes
+// them with the database.
+func TestSQLitePreparesTheSyncWrites(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	for i := range 6 {
+		id := fmt.Sprintf("%02d", i)
+		for _, state := range []string{StateQueued, StateRunning, StateSucceeded} {
+			if err := s.PutSync(ctx, syncAt("r", id, state), 3); err != nil {
+				t.Fatalf("PutSync %s %s: %v", id, state, err)
+			}
+		}
+	}
+	cache := s.core.db.(sqliteDB).stmts
+	cache.mu.Lock()
+	prepared := len(cache.m)
+	cache.mu.Unlock()
+	if prepared != len(preparedQueries) {
+		t.Fatalf("%d statements prepared, want %d", prepared, len(preparedQueries))
+	}
+	list, err := s.ListSyncs(ctx, "r", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, sy := range list {
+		ids = append(ids, sy.ID+":"+sy.State)
+	}
+	if want := []string{"05:succeeded", "04:succeeded", "03:succeeded"}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("history %v, want %v", ids, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cache.m) != 0 {
+		t.Fatalf("%d statements left open after Close", len(cache.m))
+	}
+	// The file is whole and opens again with the history.
+	s2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if list, err := s2.ListSyncs(ctx, "r", "", 10); err != nil || len(list) != 3 {
+		t.Fatalf("after reopening: %d syncs, %v", len(list), err)
+	}
+}
