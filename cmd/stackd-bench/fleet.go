@@ -652,22 +652,7 @@ func (g *gitTool) cpu(ctx context.Context, args ...string) (time.Duration, error
 }
 
 // procRSS is a process's VmRSS in bytes.
-func procRSS(pid int) (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("RSS: %w", err)
-	}
-	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			if err != nil {
-				return 0, fmt.Errorf("RSS: %q: %w", line, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("RSS: no VmRSS in /proc/<pid>/status")
-}
+func procRSS(pid int) (float64, error) { return procStatusBytes(pid, "VmRSS") }
 
 // procCPU is a process's utime+stime in seconds.
 func procCPU(pid int) (float64, error) {

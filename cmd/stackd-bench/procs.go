@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -403,53 +402,34 @@ func (s *stackd) waitBuild(since int, repo string, grace time.Duration) (viewBui
 
 // peakRSS is the process's VmHWM in bytes.
 func (s *stackd) peakRSS() (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	return procStatusBytes(s.cmd.Process.Pid, "VmHWM")
+}
+
+// procStatusBytes is a size field (key: VmHWM, VmRSS, ...) of a process's
+// /proc/<pid>/status, in bytes.
+func procStatusBytes(pid int, key string) (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("peak RSS: %w", err)
+		return 0, fmt.Errorf("%s: %w", key, err)
 	}
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, key+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
 			if err != nil {
-				return 0, fmt.Errorf("peak RSS: %q: %w", line, err)
+				return 0, fmt.Errorf("%s: %q: %w", key, line, err)
 			}
 			return kb * 1024, nil
 		}
 	}
-	return 0, errors.New("peak RSS: no VmHWM in /proc/<pid>/status")
+	return 0, fmt.Errorf("no %s in /proc/<pid>/status", key)
 }
 
 // startByteServer starts the plain byte server (this program's serve-bytes
 // mode) and returns its base URL once it listens.
 func (b *bench) startByteServer(ctx context.Context, file, gzFile string) (*child, string, error) {
-	args := append(append([]string{}, b.self[1:]...), "serve-bytes", "-file", file, "-addr", "127.0.0.1:0")
+	args := []string{"-file", file}
 	if gzFile != "" {
 		args = append(args, "-gzip-file", gzFile)
 	}
-	cmd := exec.Command(b.self[0], args...)
-	cmd.Env = b.git.env
-	addrc := make(chan string, 1)
-	var once sync.Once
-	c, err := b.procs.start("serve-bytes", cmd, func(line string) {
-		if addr, ok := strings.CutPrefix(line, serveBytesReady); ok {
-			once.Do(func() { addrc <- strings.TrimSpace(addr) })
-		}
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	t := time.NewTimer(30 * time.Second)
-	defer t.Stop()
-	select {
-	case addr := <-addrc:
-		return c, "http://" + addr, nil
-	case <-c.done:
-		return nil, "", fmt.Errorf("serve-bytes exited: %s", c.logTail())
-	case <-t.C: // failure guard
-		c.kill()
-		return nil, "", fmt.Errorf("serve-bytes did not start: %w", errTimeout)
-	case <-ctx.Done():
-		c.kill()
-		return nil, "", ctx.Err()
-	}
+	return b.startHelper(ctx, "serve-bytes", serveBytesReady, args...)
 }
