@@ -3,13 +3,9 @@ package refresh
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/stackd/stackd/impl/gitrepo/gittest"
 	"github.com/stackd/stackd/impl/mirror"
-	"github.com/stackd/stackd/impl/mirror/mirrortest"
 	"github.com/stackd/stackd/impl/registry"
 )
 
@@ -18,20 +14,7 @@ import (
 // (a whole interval idle) they are released and made again, equal, on the
 // next request; a run that builds starts the count over.
 func TestIdleRepositoryReleasesItsCaches(t *testing.T) {
-	w := gittest.New(t)
-	w.Commit("initial", map[string]string{"README": "x\n"})
-	base := filepath.Join(t.TempDir(), "served")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bare := filepath.Join(base, "up.git")
-	w.Run(base, "clone", "-q", "--bare", w.Dir, bare)
-	w.Git("remote", "add", "origin", bare)
-	url := "git://" + mirrortest.StartDaemon(t, base) + "/up.git"
-	root, err := mirror.NewRoot(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, url, root := servedUpstream(t)
 	m := NewManager(Options{})
 	t.Cleanup(m.Close)
 	rf := m.Add(registry.NewMirror(root, registry.MirrorSpec{ID: "m", Config: mirror.Config{URL: url, AllowPrivate: true}}))

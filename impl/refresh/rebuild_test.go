@@ -20,20 +20,7 @@ import (
 // they were) and the next run fetches the same change again and builds
 // its view: the view never stays behind the mirror.
 func TestFailedBuildIsRetried(t *testing.T) {
-	w := gittest.New(t)
-	w.Commit("initial", map[string]string{"README": "x\n"})
-	base := filepath.Join(t.TempDir(), "served")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bare := filepath.Join(base, "up.git")
-	w.Run(base, "clone", "-q", "--bare", w.Dir, bare)
-	w.Git("remote", "add", "origin", bare)
-	url := "git://" + mirrortest.StartDaemon(t, base) + "/up.git"
-	root, err := mirror.NewRoot(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, url, root := servedUpstream(t)
 
 	var fail atomic.Bool
 	broken := errors.New("injected build failure")
@@ -82,4 +69,26 @@ func TestFailedBuildIsRetried(t *testing.T) {
 	if res, err := rf.Sync(ctx, Manual); err != nil || res.Err != nil || res.ViewVersion != snap.Version() {
 		t.Fatalf("a run without changes after the retry: %+v %v", res, err)
 	}
+}
+
+// servedUpstream makes a work repository with one commit whose origin is a
+// bare clone served by git daemon at url (push to it with w.Git("push",
+// ...)), and an empty mirror root for the mirrors of the test.
+func servedUpstream(t *testing.T) (w *gittest.Repo, url string, root *mirror.Root) {
+	t.Helper()
+	w = gittest.New(t)
+	w.Commit("initial", map[string]string{"README": "x\n"})
+	base := filepath.Join(t.TempDir(), "served")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(base, "up.git")
+	w.Run(base, "clone", "-q", "--bare", w.Dir, bare)
+	w.Git("remote", "add", "origin", bare)
+	url = "git://" + mirrortest.StartDaemon(t, base) + "/up.git"
+	root, err := mirror.NewRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, url, root
 }
