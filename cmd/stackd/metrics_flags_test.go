@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/stackd/stackd/impl/config"
 )
 
 // TestMetricsFlags: --metrics-addr and --metrics-pprof are off by
@@ -28,22 +30,34 @@ func TestMetricsFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := parseServe(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseServe(%v) = %v, want an error naming %s", tt.args, err, tt.wantErr)
-				}
+			cfg, ok := parseServeCase(t, tt.args, tt.env, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.MetricsAddr != tt.addr || cfg.MetricsPprof != tt.pprof {
 				t.Fatalf("metrics %q pprof %v, want %q %v", cfg.MetricsAddr, cfg.MetricsPprof, tt.addr, tt.pprof)
 			}
 		})
 	}
+}
+
+// parseServeCase runs one case of a serve-flags table: it sets env, parses
+// args, and reports the config (ok) or checks that the error names wantErr
+// (not ok: the case is done).
+func parseServeCase(t *testing.T, args []string, env map[string]string, wantErr string) (config.Config, bool) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := parseServe(args, io.Discard)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("parseServe(%v) = %v, want an error naming %s", args, err, wantErr)
+		}
+		return config.Config{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, true
 }

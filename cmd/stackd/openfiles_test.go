@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,18 +40,9 @@ func TestEventStreamFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := parseServe(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseServe(%v) = %v, want an error naming %s", tt.args, err, tt.wantErr)
-				}
+			cfg, ok := parseServeCase(t, tt.args, tt.env, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.MaxEventStreams != tt.total || cfg.MaxEventStreamsPerClient != tt.client {
 				t.Fatalf("streams %d per client %d, want %d %d", cfg.MaxEventStreams, cfg.MaxEventStreamsPerClient, tt.total, tt.client)
