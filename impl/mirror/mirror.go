@@ -952,8 +952,10 @@ func leftover(name string) (string, bool) {
 // raw objects (up to 32 MiB), which a view build fills and the next build
 // does not need, the view keeping its own decoded commits; with indexes
 // also the pack indexes (about 30 bytes an object, plus go-git's
-// offset table) and open pack files: the next read loads them again
-// (milliseconds at 100,000 objects), so the refresher asks for that only
-// of an idle repository. Reads after it are correct, only not cached. The
-// refresher calls it after each run.
+// offset table): the next read loads them again (milliseconds at 100,000
+// objects), so the refresher asks for that only of an idle repository.
+// Either way the pack files go-git keeps open are closed (one per pack
+// read since the last Trim, up to maxPacks+1), so that a mirror holds no
+// descriptor between runs however many fetches added packs. Reads after
+// it are correct, only not cached. The refresher calls it after each run.
 func (m *Mirror) Trim(indexes bool) { m.objs.trim(indexes) }

@@ -118,9 +118,16 @@ func (o *objectStore) retryLocked(err error) bool {
 // trim empties the object cache: what a build read is in the view's own
 // cache of decoded commits and metadata (view.Cache), so keeping go-git's
 // copies of the raw objects between runs only costs memory, up to
-// objectCacheSize per mirror. With indexes the storage is replaced by a
-// fresh one, which loads the pack indexes on its first read, as follow
-// does; not while a quarantine's update is pending (see Mirror.Trim).
+// objectCacheSize per mirror. It also closes the pack files the storage
+// keeps open (KeepDescriptors): go-git opens a pack on its first read and
+// keeps it until the storage is closed, and every fetch adds a pack, so
+// without this a mirror would hold one more descriptor per fetch, up to
+// maxPacks+1, between runs. The storage stays usable (go-git's Close
+// closes the files and forgets them; its pack indexes stay loaded) and
+// opens a pack again when it next reads from it. With indexes the storage
+// is replaced by a fresh one, which loads the pack indexes on its first
+// read, as follow does; not while a quarantine's update is pending (see
+// Mirror.Trim).
 func (o *objectStore) trim(indexes bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -130,6 +137,7 @@ func (o *objectStore) trim(indexes bool) {
 		o.reopenLocked()
 	default:
 		o.lru.Clear()
+		_ = o.st.Close()
 	}
 }
 
