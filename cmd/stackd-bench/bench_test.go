@@ -417,3 +417,104 @@ func TestFleetCommits(t *testing.T) {
 		t.Errorf("git log: %q, want %q", out, want)
 	}
 }
+
+// TestFleetSummary: the line after the fleet table says every fleet
+// target met only when every judged row passed and every target was
+// measured at the issue's sizes (1,000 repositories, 10,000 streams, and
+// the growth up to them); otherwise it names each one not met.
+func TestFleetSummary(t *testing.T) {
+	// fill records a value meeting each fleet target at the sizes of its
+	// unit (twice the same value: a growth of 1x), then lets edit change
+	// some.
+	fill := func(repos, streams []int, edit func(*results)) []row {
+		r := newResults()
+		for _, f := range fleetFigures {
+			sizes := repos
+			if f.sizeUnit == "streams" {
+				sizes = streams
+			}
+			for _, n := range sizes {
+				res := r.at(f.key, n)
+				v := 1.0
+				switch t := f.target(issueSize(f)); t.kind {
+				case ratioAtMost:
+					v = t.limit / 2
+				case atMost:
+					v = t.limit / 2
+				}
+				res.stackd.add(v)
+				res.base.add(1)
+			}
+		}
+		if edit != nil {
+			edit(r)
+		}
+		return r.rows(false)
+	}
+	full, fullStreams := []int{100, issueRepos}, []int{1000, issueStreams}
+	all := fleetSummary(fill(full, fullStreams, nil), false)
+	var total int
+	if _, err := fmt.Sscanf(all, "fleet targets: all %d met", &total); err != nil || total == 0 {
+		t.Fatalf("every target met and measured: %q", all)
+	}
+
+	cpu := figureByKey("fcpu").name
+	for _, c := range []struct {
+		name    string
+		rows    []row
+		smoke   bool
+		want    string   // prefix
+		failing []string // each named, in order
+	}{
+		{name: "one over its target at 1,000", rows: fill(full, fullStreams, func(r *results) {
+			r.at("fcpu", issueRepos).stackd.samples[0] = 0.6
+		}), want: fmt.Sprintf("fleet targets: %d of %d met; failing: %s (1,000 repos)", total-1, total, cpu)},
+		{name: "one failed measurement", rows: fill(full, fullStreams, func(r *results) {
+			res := r.at("flist", issueRepos)
+			res.stackd = cell{}
+			res.stackd.fail(errTimeout)
+		}), want: fmt.Sprintf("fleet targets: %d of %d met; failing: ", total-2, total),
+			failing: []string{figureByKey("flist").name + " (1,000 repos)", figureByKey("flist").name + ": growth (100 → 1,000)"}},
+		{name: "a count over its target", rows: fill(full, fullStreams, func(r *results) {
+			r.at("fleftfd", issueStreams).stackd.samples[0] = 3
+		}), want: fmt.Sprintf("fleet targets: %d of %d met; failing: ", total-1, total),
+			failing: []string{figureByKey("fleftfd").name + " (10,000 streams)"}},
+		{name: "reduced sizes, every row met", rows: fill([]int{20, 100}, []int{100, 1000}, nil),
+			want: "fleet targets: ",
+			failing: []string{
+				figureByKey("fonboard").name + " (1,000 repos: not measured)",
+				figureByKey("fonboard").name + ": growth (to 1,000 repos: not measured)",
+				figureByKey("fspread").name + " (1,000 repos: not measured)",
+				figureByKey("frss").name + " (1,000 repos: not measured)",
+				figureByKey("frepomem").name + ": growth (to 1,000 repos: not measured)",
+				figureByKey("fdeliver").name + " (10,000 streams: not measured)",
+				figureByKey("fleftfd").name + " (10,000 streams: not measured)",
+			}},
+		{name: "smoke", rows: fill([]int{10, 20}, []int{100, 200}, nil), smoke: true, want: "fleet targets: not judged (smoke run)"},
+	} {
+		got := fleetSummary(c.rows, c.smoke)
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want it to start with %q", c.name, got, c.want)
+			continue
+		}
+		if strings.Contains(got, " all ") {
+			t.Errorf("%s: %q says all met", c.name, got)
+		}
+		rest := got
+		for _, f := range c.failing {
+			i := strings.Index(rest, f)
+			if i < 0 {
+				t.Errorf("%s: %q does not name %q (after the previous ones)", c.name, got, f)
+				break
+			}
+			rest = rest[i+len(f):]
+		}
+	}
+	// The reduced run's rows all passed; only the unmeasured are named.
+	reduced := fleetTargets(fill([]int{20, 100}, []int{100, 1000}, nil))
+	for _, c := range reduced {
+		if c.met == strings.Contains(c.name, "not measured") {
+			t.Errorf("reduced run: %q met=%v", c.name, c.met)
+		}
+	}
+}

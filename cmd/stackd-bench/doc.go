@@ -119,6 +119,7 @@ func (b *bench) fleetSection(rows []row) string {
 	}
 	s.WriteString("\n")
 	s.WriteString(markdown(rows))
+	s.WriteString("\n" + fleetSummary(rows, b.opt.smoke) + "\n")
 	s.WriteString(fleetEndMark + "\n")
 	return s.String()
 }

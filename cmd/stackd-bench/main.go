@@ -314,6 +314,9 @@ func run(ctx context.Context, opt options, self []string, stdout, stderr io.Writ
 			fmt.Fprintln(stdout, "(incomplete: the run stopped early)")
 		}
 		fmt.Fprint(stdout, plain(rows))
+		if slices.ContainsFunc(rows, func(r row) bool { return r.step == "fleet" }) {
+			fmt.Fprintln(stdout, fleetSummary(rows, opt.smoke))
+		}
 	}
 	if err != nil {
 		return b.res, err

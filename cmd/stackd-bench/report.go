@@ -23,6 +23,7 @@ const (
 	unitRate                // requests per second (higher is better)
 	unitBytes               // sizes in bytes
 	unitCount               // counts (streams, goroutines, fetches)
+	unitShare               // a fraction of a whole, printed as a percentage
 )
 
 // targetKind is how a figure is judged.
@@ -283,6 +284,9 @@ func (r *results) fact(name string, n int, ok bool, note string) {
 type row struct {
 	figure, size, stackd, baseline, ratio, target, result string
 	step                                                  string // of the figure: the fleet rows go to their own section
+	key                                                   string // of the figure
+	n                                                     int    // the size; a growth row's largest
+	growth                                                bool   // a growth row
 }
 
 // rows renders the table: every figure that ran, one line per size, then
@@ -304,7 +308,7 @@ func (r *results) rows(smoke bool) []row {
 		slices.Sort(sizes)
 		for _, n := range sizes {
 			res := m[n]
-			rw := row{figure: f.name, size: r.sizeLabel(f.key, n), stackd: res.stackd.text(f.unit), baseline: "—", ratio: "—", step: f.step}
+			rw := row{figure: f.name, size: r.sizeLabel(f.key, n), stackd: res.stackd.text(f.unit), baseline: "—", ratio: "—", step: f.step, key: f.key, n: n}
 			if f.baseline != "" {
 				rw.baseline = res.base.text(f.unit) + baselineNote(f)
 			}
@@ -392,6 +396,9 @@ func (r *results) growthRow(f figure, sizes []int, smoke bool) row {
 		baseline: "—",
 		ratio:    growthBasis(f) + " " + fmtGrowth(refs),
 		step:     f.step,
+		key:      f.key,
+		n:        hi,
+		growth:   true,
 		target:   "≤ " + fmtGrowth(refs*growthTolerance),
 		result:   "n/a",
 	}
@@ -502,6 +509,8 @@ func fmtValue(u unit, v float64) string {
 		return fmt.Sprintf("%.0f req/s", v)
 	case unitCount:
 		return fmtCount(int(math.Round(v)))
+	case unitShare:
+		return fmt.Sprintf("%.0f%%", 100*v)
 	case unitBytes:
 		mb := v / (1 << 20)
 		if mb < 1 && v > 0 {
