@@ -293,11 +293,13 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 		return b.pushAndSync(ctx, api, fr, t)
 	}, &side)
 	api.close()
-	// The streams' own descriptors: those open now less one per stream
-	// is what the server holds besides them (a sync keeps its new pack
-	// open, so this is read after the syncs).
+	// What the server holds besides the streams after the syncs (those
+	// open now less one per stream), for the note: the figure counts
+	// against fds0, read before the streams and the syncs (a mirror
+	// closes the pack files a run opened when the run ends).
+	besides := -1
 	if fdsOpen, ferr := procFDs(pid); ferr == nil {
-		fds0 = fdsOpen - len(streams)
+		besides = fdsOpen - len(streams)
 	}
 	closeAll(streams)
 	if err != nil && ctx.Err() != nil {
@@ -354,7 +356,7 @@ func (b *bench) fanout(ctx context.Context, sd *stackd, api *apiClient, metrics 
 		left.stackd.extra = fmt.Sprintf("%.0f before, %.0f after", gr0, grN)
 	}
 	fdLeft.stackd.add(float64(max(0, fdN-fds0)))
-	fdLeft.stackd.extra = fmt.Sprintf("%d besides the streams, %d after", fds0, fdN)
+	fdLeft.stackd.extra = fmt.Sprintf("%d before the streams, %d besides them after the syncs, %d after", fds0, besides, fdN)
 	b.logf("fan-out stackd: goroutines %.0f -> %.0f, fds %d -> %d after the clients left", gr0, grN, fds0, fdN)
 
 	// The plain Go SSE fan-out: the same clients, the same event.
