@@ -79,6 +79,7 @@ func (b *bench) storm(ctx context.Context, sd *stackd, api *apiClient, metrics s
 		fail(err)
 		return
 	}
+	fdsBefore, fdErr := procFDs(sd.cmd.Process.Pid)
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: b.opt.timeout}
 	defer hc.CloseIdleConnections()
@@ -214,6 +215,12 @@ func (b *bench) storm(ctx context.Context, sd *stackd, api *apiClient, metrics s
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // polling the server's queue
+	}
+	// Every fetch of the storm added a pack to its mirror: the server's
+	// descriptors, once idle, say whether it keeps them open (for
+	// reading; no target).
+	if fdsAfter, err := procFDs(sd.cmd.Process.Pid); err == nil && fdErr == nil {
+		b.logf("webhook storm: the server holds %d file descriptors once idle, %d before the storm", fdsAfter, fdsBefore)
 	}
 	const sessions = "stackd_mirror_upload_pack_sessions_total"
 	if !strings.Contains(after, sessions) {
