@@ -205,8 +205,8 @@ func (s *Mirror) Close() error {
 	return err
 }
 
-// Trim releases the open mirror's object cache, and when idle its pack
-// indexes (mirror.Mirror.Trim).
+// Trim releases the open mirror's object cache and closes its open pack
+// files, and when idle also drops its pack indexes (mirror.Mirror.Trim).
 func (s *Mirror) Trim(idle bool) {
 	s.mu.Lock()
 	m := s.m
