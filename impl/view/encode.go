@@ -155,6 +155,14 @@ func (s *Snapshot) viewOutputs() *outputs {
 		head = append(head, repo...)
 		head = append(head, `,"stacks":`...)
 		tail := []byte(`],"version":` + strconv.FormatInt(s.version, 10) + "}\n")
+		if s.hollow {
+			o.size = len(head) + 1 + len(tail)
+			for _, c := range s.chunks {
+				o.size += int(c.size)
+			}
+			o.gzip = s.gzipView(append(head, '['), tail, o.size)
+			return
+		}
 
 		n := len(head) + 1 + len(tail)
 		for _, sr := range s.stackRecs {
@@ -172,7 +180,7 @@ func (s *Snapshot) viewOutputs() *outputs {
 		}
 		o.stacksTo = len(view) + 1 // the closing bracket starts tail
 		view = append(view, tail...)
-		o.view = view
+		o.view, o.size = view, len(view)
 		o.gzip = s.gzipView(append(head, '['), tail, len(view))
 	})
 	return o
@@ -218,7 +226,13 @@ func (s *Snapshot) gzipView(head, tail []byte, size int) []byte {
 }
 
 // ViewJSON is the JSON of View() followed by a newline (shared, read-only).
-func (s *Snapshot) ViewJSON() []byte { return s.viewOutputs().view }
+// For a hollow snapshot it is decompressed on each call (not kept).
+func (s *Snapshot) ViewJSON() []byte {
+	if s.hollow {
+		return s.inflateView()
+	}
+	return s.viewOutputs().view
+}
 
 // ViewGzip is ViewJSON compressed with gzip (shared, read-only).
 func (s *Snapshot) ViewGzip() []byte { return s.viewOutputs().gzip }
@@ -226,6 +240,7 @@ func (s *Snapshot) ViewGzip() []byte { return s.viewOutputs().gzip }
 // StacksJSON is the JSON array of Stacks(), without a newline: a part of
 // ViewJSON (shared, read-only).
 func (s *Snapshot) StacksJSON() []byte {
+	s.mustFull()
 	o := s.viewOutputs()
 	return o.view[o.stacksFrom:o.stacksTo:o.stacksTo]
 }
@@ -233,6 +248,7 @@ func (s *Snapshot) StacksJSON() []byte {
 // StackJSON is the JSON of one stack, without a newline (made from the
 // branches' bytes on each call).
 func (s *Snapshot) StackJSON(root string) ([]byte, bool) {
+	s.mustFull()
 	i, ok := s.byRoot[root]
 	if !ok {
 		return nil, false
@@ -243,6 +259,7 @@ func (s *Snapshot) StackJSON(root string) ([]byte, bool) {
 // BranchJSON is the JSON of one branch, without a newline (shared,
 // read-only).
 func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
+	s.mustFull()
 	i, ok := s.byName[name]
 	if !ok {
 		return nil, false
@@ -253,6 +270,7 @@ func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
 // BranchesJSON is the JSON array of Branches() followed by a newline
 // (made on first use, shared, read-only).
 func (s *Snapshot) BranchesJSON() []byte {
+	s.mustFull()
 	o := s.out.p.Load()
 	o.branchesOnce.Do(func() {
 		n := 3
