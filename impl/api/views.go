@@ -2,9 +2,11 @@ package api
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,8 +37,14 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 	}
 	// The view is the snapshot alone (its repo without syncStatus, which
 	// changes between snapshots), so its ETag stays exact.
+	gz, gzipOK := snap.ViewGzip(), acceptsGzipFrom(ctx)
+	if snap.Hollow() {
+		// An idle mirror's view keeps only its gzip: decompressed as it
+		// is written for a client that does not take gzip.
+		return viewResponse{jsonBytes{gzip: gz, inflate: !gzipOK, size: snap.ViewSize(), etag: snap.ETag(), sendGzip: gzipOK}}, nil
+	}
 	js := snap.ViewJSON()
-	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: snap.ViewGzip(), etag: snap.ETag(), sendGzip: acceptsGzipFrom(ctx)}}, nil
+	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: gz, etag: snap.ETag(), sendGzip: gzipOK}}, nil
 }
 
 // ListStacks returns every stack.
@@ -48,6 +56,10 @@ func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject
 	snap := r.Snapshot()
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListStacks304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
+	}
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
 	}
 	return stacksResponse{jsonBytes{body: snap.StacksJSON(), etag: snap.ETag()}}, nil
 }
@@ -61,7 +73,10 @@ func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (g
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st, ok := snap.StackJSON(req.Root)
 	if !ok {
 		return notFoundAs[gen.GetStack404ApplicationProblemPlusJSONResponse](notFound("no stack rooted at %s in %q", refname.Quote(req.Root), req.RepoID)), nil
@@ -82,6 +97,10 @@ func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestOb
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListBranches304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	js := snap.BranchesJSON()
 	return branchesResponse{jsonBytes{body: js[:len(js)-1], etag: snap.ETag()}}, nil
 }
@@ -95,7 +114,10 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	b, ok := snap.BranchJSON(req.Branch)
 	if !ok {
 		return notFoundAs[gen.GetBranch404ApplicationProblemPlusJSONResponse](notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID)), nil
@@ -118,7 +140,10 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if _, ok := snap.Branch(req.Branch); !ok {
 		return notFoundAs[diff404](notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID)), nil
 	}
@@ -160,7 +185,11 @@ func etagMatches(header *string, etag string) bool {
 type jsonBytes struct {
 	body []byte // without the final newline
 	gzip []byte // body and newline, gzip-compressed; nil when there is none
-	etag string
+	// inflate: there is no body; it is gzip decompressed as it is
+	// written, size bytes (newline included).
+	inflate bool
+	size    int
+	etag    string
 	// sendGzip: the client accepts gzip and there is a gzip form.
 	sendGzip bool
 }
@@ -179,6 +208,16 @@ func (j jsonBytes) write(w http.ResponseWriter) error {
 		h.Set("Content-Length", strconv.Itoa(len(j.gzip)))
 		w.WriteHeader(http.StatusOK)
 		_, err := w.Write(j.gzip)
+		return err
+	}
+	if j.inflate {
+		h.Set("Content-Length", strconv.Itoa(j.size))
+		w.WriteHeader(http.StatusOK)
+		zr, err := gzip.NewReader(bytes.NewReader(j.gzip))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, zr)
 		return err
 	}
 	h.Set("Content-Length", strconv.Itoa(len(j.body)+1))
