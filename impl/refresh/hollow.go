@@ -100,18 +100,49 @@ func (r *Refresher) Full(ctx context.Context) (*view.Snapshot, error) {
 }
 
 // hollow makes the current snapshot hollow and lets the builder forget
-// its decoded commits, for an idle repository. Called under busy.
-func (r *Refresher) hollow() {
+// its decoded commits, for an idle repository, and reports whether it
+// did. Called under busy.
+func (r *Refresher) hollow() bool {
 	if !r.hollowable() {
-		return
+		return false
 	}
 	s := r.repo.Snapshot()
 	if s.Version() == 0 || s.Hollow() {
-		return
+		return false
 	}
-	if r.repo.Hollow(s) {
-		r.builder.Forget()
+	if !r.repo.Hollow(s) {
+		return false
 	}
+	r.builder.Forget()
+	return true
+}
+
+// Relieve makes the views of the mirrors not in a run hollow, whether
+// idle or not, for a server short of memory (memlimit.Options.Relieve),
+// and reports whether it made any. A mirror whose records are asked for
+// again builds them (Full); one that changes builds its view in full.
+func (m *Manager) Relieve() bool {
+	m.mu.Lock()
+	rs := make([]*Refresher, 0, len(m.byID))
+	for _, r := range m.byID {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, r := range rs {
+		select {
+		case r.busy <- struct{}{}:
+			if r.hollow() {
+				n++
+			}
+			<-r.busy
+		default: // in a run: it keeps its view
+		}
+	}
+	if n > 0 {
+		m.opts.Logger.Warn("short of memory: the views of mirrors not in a run keep only their bytes", "mirrors", n)
+	}
+	return n > 0
 }
 
 // restore returns the saved view of repo's refs (nil when there is none,

@@ -184,3 +184,37 @@ func TestStartupLoadsTheSavedView(t *testing.T) {
 		}
 	})
 }
+
+// TestRelieveMakesViewsHollow: short of memory, every mirror's view not in
+// a run is made hollow (whether idle or not); one in a run keeps its view.
+func TestRelieveMakesViewsHollow(t *testing.T) {
+	_, url, root := servedUpstream(t)
+	m := NewManager(Options{})
+	t.Cleanup(m.Close)
+	ctx := context.Background()
+	var rfs []*Refresher
+	for _, id := range []string{"a", "b"} {
+		rf := m.Add(registry.NewMirror(root, registry.MirrorSpec{ID: id, Config: mirror.Config{URL: url, AllowPrivate: true}}))
+		if res, err := rf.Sync(ctx, Onboard); err != nil || res.Err != nil {
+			t.Fatalf("onboard %s: %v %v", id, err, res.Err)
+		}
+		rfs = append(rfs, rf)
+	}
+	rfs[1].busy <- struct{}{} // as a run holds it
+	if !m.Relieve() {
+		t.Fatal("Relieve made nothing hollow")
+	}
+	if !rfs[0].Repo().Snapshot().Hollow() || rfs[0].builder.Cache().Len() != 0 {
+		t.Fatal("a mirror not in a run kept its view's records")
+	}
+	if rfs[1].Repo().Snapshot().Hollow() {
+		t.Fatal("a mirror in a run lost its view's records")
+	}
+	<-rfs[1].busy
+	if !m.Relieve() || !rfs[1].Repo().Snapshot().Hollow() {
+		t.Fatal("the mirror out of its run kept its records")
+	}
+	if m.Relieve() {
+		t.Fatal("Relieve reported hollow views it had made before")
+	}
+}
