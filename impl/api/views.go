@@ -2,11 +2,9 @@ package api
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,14 +35,8 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 	}
 	// The view is the snapshot alone (its repo without syncStatus, which
 	// changes between snapshots), so its ETag stays exact.
-	gz, gzipOK := snap.ViewGzip(), acceptsGzipFrom(ctx)
-	if snap.Hollow() {
-		// An idle mirror's view keeps only its gzip: decompressed as it
-		// is written for a client that does not take gzip.
-		return viewResponse{jsonBytes{gzip: gz, inflate: !gzipOK, size: snap.ViewSize(), etag: snap.ETag(), sendGzip: gzipOK}}, nil
-	}
 	js := snap.ViewJSON()
-	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: gz, etag: snap.ETag(), sendGzip: gzipOK}}, nil
+	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: snap.ViewGzip(), etag: snap.ETag(), sendGzip: acceptsGzipFrom(ctx)}}, nil
 }
 
 // ListStacks returns every stack.
@@ -185,11 +177,7 @@ func etagMatches(header *string, etag string) bool {
 type jsonBytes struct {
 	body []byte // without the final newline
 	gzip []byte // body and newline, gzip-compressed; nil when there is none
-	// inflate: there is no body; it is gzip decompressed as it is
-	// written, size bytes (newline included).
-	inflate bool
-	size    int
-	etag    string
+	etag string
 	// sendGzip: the client accepts gzip and there is a gzip form.
 	sendGzip bool
 }
@@ -208,16 +196,6 @@ func (j jsonBytes) write(w http.ResponseWriter) error {
 		h.Set("Content-Length", strconv.Itoa(len(j.gzip)))
 		w.WriteHeader(http.StatusOK)
 		_, err := w.Write(j.gzip)
-		return err
-	}
-	if j.inflate {
-		h.Set("Content-Length", strconv.Itoa(j.size))
-		w.WriteHeader(http.StatusOK)
-		zr, err := gzip.NewReader(bytes.NewReader(j.gzip))
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(w, zr)
 		return err
 	}
 	h.Set("Content-Length", strconv.Itoa(len(j.body)+1))

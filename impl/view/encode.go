@@ -226,7 +226,7 @@ func (s *Snapshot) gzipView(head, tail []byte, size int) []byte {
 }
 
 // ViewJSON is the JSON of View() followed by a newline (shared, read-only).
-// For a hollow snapshot it is decompressed on each call (not kept).
+// A hollow snapshot decompresses it from its gzip on first use.
 func (s *Snapshot) ViewJSON() []byte {
 	if s.hollow {
 		return s.inflateView()

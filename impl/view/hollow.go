@@ -101,17 +101,21 @@ func (s *Snapshot) mustFull() {
 func (s *Snapshot) ViewSize() int { return s.viewOutputs().size }
 
 // inflateView is the JSON of a hollow snapshot's view, decompressed from
-// its gzip on each call (a hollow snapshot does not keep it).
+// its gzip once per version and kept until Release (a hollow snapshot
+// read by clients that do not take gzip holds its JSON while it is read;
+// the refresher releases it after each idle run).
 func (s *Snapshot) inflateView() []byte {
 	o := s.viewOutputs()
-	zr, err := gzip.NewReader(bytes.NewReader(o.gzip))
-	if err != nil {
-		panic("view: a hollow snapshot's gzip does not read: " + err.Error()) // made by gzipView: cannot happen
-	}
-	out := make([]byte, 0, o.size)
-	buf := bytes.NewBuffer(out)
-	if _, err := io.Copy(buf, zr); err != nil {
-		panic("view: a hollow snapshot's gzip does not read: " + err.Error())
-	}
-	return buf.Bytes()
+	o.inflateOnce.Do(func() {
+		zr, err := gzip.NewReader(bytes.NewReader(o.gzip))
+		if err != nil {
+			panic("view: a hollow snapshot's gzip does not read: " + err.Error()) // made by gzipView: cannot happen
+		}
+		buf := bytes.NewBuffer(make([]byte, 0, o.size))
+		if _, err := io.Copy(buf, zr); err != nil {
+			panic("view: a hollow snapshot's gzip does not read: " + err.Error())
+		}
+		o.view = buf.Bytes()
+	})
+	return o.view
 }

@@ -242,9 +242,10 @@ func (s *Snapshot) Release() { s.out.p.Store(&outputs{}) }
 // outputs are the serialized forms of one version of a snapshot.
 type outputs struct {
 	viewOnce     sync.Once
-	view         []byte // JSON of the view and a newline (nil when hollow)
+	view         []byte // JSON of the view and a newline (hollow: made by inflateView)
 	size         int    // len(view)
-	stacksFrom   int    // view[stacksFrom:stacksTo] is the JSON array of the stacks
+	inflateOnce  sync.Once
+	stacksFrom   int // view[stacksFrom:stacksTo] is the JSON array of the stacks
 	stacksTo     int
 	gzip         []byte // the view's JSON, gzip-compressed
 	branchesOnce sync.Once
