@@ -98,15 +98,15 @@ func (s *Snapshot) mustFull() {
 
 // ViewSize is the length of ViewJSON (without making it for a hollow
 // snapshot).
-func (s *Snapshot) ViewSize() int { return s.viewOutputs().size }
+func (s *Snapshot) ViewSize() int { return s.gzipOutputs().size }
 
 // inflateView is the JSON of a hollow snapshot's view, decompressed from
 // its gzip once per version and kept until Release (a hollow snapshot
 // read by clients that do not take gzip holds its JSON while it is read;
 // the refresher releases it after each idle run).
 func (s *Snapshot) inflateView() []byte {
-	o := s.viewOutputs()
-	o.inflateOnce.Do(func() {
+	o := s.gzipOutputs()
+	o.viewOnce.Do(func() {
 		zr, err := gzip.NewReader(bytes.NewReader(o.gzip))
 		if err != nil {
 			panic("view: a hollow snapshot's gzip does not read: " + err.Error()) // made by gzipView: cannot happen

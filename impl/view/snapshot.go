@@ -241,13 +241,13 @@ func (s *Snapshot) Release() { s.out.p.Store(&outputs{}) }
 
 // outputs are the serialized forms of one version of a snapshot.
 type outputs struct {
+	gzipOnce     sync.Once
+	gzip         []byte // the view's JSON, gzip-compressed (Prepare)
+	size         int    // the length of the view's JSON
 	viewOnce     sync.Once
-	view         []byte // JSON of the view and a newline (hollow: made by inflateView)
-	size         int    // len(view)
-	inflateOnce  sync.Once
-	stacksFrom   int // view[stacksFrom:stacksTo] is the JSON array of the stacks
+	view         []byte // JSON of the view and a newline (on first use)
+	stacksFrom   int    // view[stacksFrom:stacksTo] is the JSON array of the stacks
 	stacksTo     int
-	gzip         []byte // the view's JSON, gzip-compressed
 	branchesOnce sync.Once
 	branches     []byte
 }
