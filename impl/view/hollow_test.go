@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stackd/stackd/gen"
-	"github.com/stackd/stackd/impl/gitrepo"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
 	"github.com/stackd/stackd/impl/view"
 )
@@ -28,14 +27,7 @@ func hollowFixture(t *testing.T) (*gittest.Repo, view.Repo, view.Input, *view.Sn
 		r.Commit(b+" 2", map[string]string{fmt.Sprintf("g%d.txt", i): "y\n"})
 	}
 	r.BlobRef("refs/branch-metadata/s01-<b>&\"x\"-2", meta(t, "s01-<b>&\"x\"", nil))
-	w, err := gitrepo.Open(r.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := w.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := openRepo(t, r.Dir)
 	in := view.Input{RepoID: "x", Kind: gen.Mirror, Trunk: "main", Remote: "https://example.com/x.git"}
 	s, err := view.Build(context.Background(), repo, in)
 	if err != nil {
