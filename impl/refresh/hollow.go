@@ -13,7 +13,8 @@ import (
 	"github.com/stackd/stackd/impl/view"
 )
 
-// An idle mirror (idleRuns runs in a row that built nothing) keeps only the
+// An idle mirror (idleRuns runs in a row that built nothing, or just
+// onboarded or started: nobody asked for its records yet) keeps only the
 // hollow copy of its view (view.Snapshot.Hollowed: the view's compressed
 // bytes and its summary) and its builder forgets its decoded commits; a
 // request that needs the view's records (a stack, a branch, a diff) has

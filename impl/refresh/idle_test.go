@@ -3,6 +3,9 @@ package refresh
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"os"
 	"testing"
 	"time"
@@ -12,12 +15,12 @@ import (
 	"github.com/stackd/stackd/impl/source"
 )
 
-// TestIdleRepositoryReleasesItsCaches: a mirror's view keeps its records
-// and serialized bytes while it changes; once two runs in a row built
-// nothing (a whole interval idle) it is hollow (the same view bytes and
-// ETag, no records) and its builder forgot its decoded commits; a request
-// for its records (Full) builds them again at the same version; a run
-// that builds starts the count over.
+// TestIdleRepositoryReleasesItsCaches: a just onboarded mirror's view is
+// hollow (the same view bytes and ETag, no records) and its builder keeps
+// no decoded commits; a request for its records (Full) builds them again
+// at the same version, and so does a change; the view keeps its records
+// while it is used, until two runs in a row built nothing (a whole
+// interval idle).
 func TestIdleRepositoryReleasesItsCaches(t *testing.T) {
 	w, url, root := servedUpstream(t)
 	w.Git("push", "-q", "origin", "HEAD:refs/heads/side")
@@ -48,16 +51,11 @@ func TestIdleRepositoryReleasesItsCaches(t *testing.T) {
 
 	syncOnce(Onboard)
 	js, etag := rf.Repo().Snapshot().ViewJSON(), rf.Repo().Snapshot().ETag()
-	syncOnce(Manual) // built nothing: one quiet run
-	if same(js, etag) {
-		t.Fatal("one run without a build made the view hollow")
-	}
-	syncOnce(Manual) // two: idle
 	if !same(js, etag) {
-		t.Fatal("an idle mirror kept its view's records")
+		t.Fatal("a just onboarded mirror kept its view's records")
 	}
 	if n := rf.builder.Cache().Len(); n != 0 {
-		t.Fatalf("an idle mirror's builder kept %d decoded commits", n)
+		t.Fatalf("a hollow mirror's builder kept %d decoded commits", n)
 	}
 
 	full, err := rf.Repo().Full(ctx)
@@ -118,23 +116,28 @@ func TestStartupLoadsTheSavedView(t *testing.T) {
 	}
 
 	// start runs a start-up read of the mirror on disk in a new manager
-	// and returns its snapshot (before any fetch).
-	start := func(t *testing.T) (*Refresher, func()) {
+	// and reports whether it loaded the saved view (rather than built it).
+	start := func(t *testing.T) (*Refresher, bool, func()) {
 		t.Helper()
-		m := NewManager(Options{})
+		logs := &lockedLog{}
+		m := NewManager(Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		r := m.Add(registry.NewMirror(root, spec))
 		if res, err := r.Sync(ctx, Startup); err != nil || res.Err != nil {
 			t.Fatalf("start-up: %v %v", err, res.Err)
 		}
-		return r, m.Close
+		loaded := strings.Contains(logs.String(), "view loaded from its saved form")
+		if built := strings.Contains(logs.String(), "view built"); built == loaded {
+			t.Fatalf("start-up loaded %v, built %v:\n%s", loaded, built, logs.String())
+		}
+		return r, loaded, m.Close
 	}
 
 	t.Run("same refs: loaded", func(t *testing.T) {
-		r, stop := start(t)
+		r, loaded, stop := start(t)
 		defer stop()
 		got := r.Repo().Snapshot()
 		at := time.Unix(1, 0)
-		if !got.Hollow() || got.ContentHash() != want.ContentHash() || !bytes.Equal(got.WithVersion(1, at).ViewJSON(), want.WithVersion(1, at).ViewJSON()) {
+		if !loaded || !got.Hollow() || got.ContentHash() != want.ContentHash() || !bytes.Equal(got.WithVersion(1, at).ViewJSON(), want.WithVersion(1, at).ViewJSON()) {
 			t.Fatalf("start-up view: hollow %v, hash %s (want %s)", got.Hollow(), got.ContentHash(), want.ContentHash())
 		}
 		full, err := r.Repo().Full(ctx)
@@ -151,10 +154,10 @@ func TestStartupLoadsTheSavedView(t *testing.T) {
 		if err := os.WriteFile(file, bad, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, stop := start(t)
+		r, loaded, stop := start(t)
 		defer stop()
-		if got := r.Repo().Snapshot(); got.Hollow() || got.ContentHash() != want.ContentHash() {
-			t.Fatalf("start-up with a damaged file: hollow %v, hash %s (want %s)", got.Hollow(), got.ContentHash(), want.ContentHash())
+		if got := r.Repo().Snapshot(); loaded || got.ContentHash() != want.ContentHash() {
+			t.Fatalf("start-up with a damaged file: loaded %v, hash %s (want %s)", loaded, got.ContentHash(), want.ContentHash())
 		}
 	})
 	t.Run("moved refs: built", func(t *testing.T) {
@@ -176,11 +179,11 @@ func TestStartupLoadsTheSavedView(t *testing.T) {
 		if err := os.WriteFile(file, saved, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r2, stop := start(t)
+		r2, loaded, stop := start(t)
 		defer stop()
 		got := r2.Repo().Snapshot()
-		if got.Hollow() || !bytes.Contains(got.ViewJSON(), []byte(`"feature"`)) {
-			t.Fatalf("start-up with a saved view of other refs: hollow %v, %s", got.Hollow(), got.ViewJSON())
+		if loaded || !bytes.Contains(got.ViewJSON(), []byte(`"feature"`)) {
+			t.Fatalf("start-up with a saved view of other refs: loaded %v, %s", loaded, got.ViewJSON())
 		}
 	})
 }
@@ -197,6 +200,9 @@ func TestRelieveMakesViewsHollow(t *testing.T) {
 		rf := m.Add(registry.NewMirror(root, registry.MirrorSpec{ID: id, Config: mirror.Config{URL: url, AllowPrivate: true}}))
 		if res, err := rf.Sync(ctx, Onboard); err != nil || res.Err != nil {
 			t.Fatalf("onboard %s: %v %v", id, err, res.Err)
+		}
+		if _, err := rf.Repo().Full(ctx); err != nil { // onboarded: hollow; asked for: full
+			t.Fatal(err)
 		}
 		rfs = append(rfs, rf)
 	}
@@ -217,4 +223,22 @@ func TestRelieveMakesViewsHollow(t *testing.T) {
 	if m.Relieve() {
 		t.Fatal("Relieve reported hollow views it had made before")
 	}
+}
+
+// lockedLog is a log sink safe for the runs' goroutines.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

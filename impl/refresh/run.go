@@ -206,6 +206,12 @@ func (r *Refresher) perform(ru *run) Result {
 				"commitMs", float64(out.commit.Microseconds())/1000)
 		}
 	}
+	if err == nil && (res.Trigger == Onboard || res.Trigger == Startup) {
+		// Nobody has asked for this view's records yet: a thousand
+		// onboarded or restarted mirrors keep only their views' bytes
+		// until a request or a change needs more.
+		r.hollow()
+	}
 	r.repo.MarkReady()
 	ru.followUp = err == nil && out.loaded
 	end := opts.Now().UTC()
