@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
-	"os"
 	"testing"
 	"time"
 
