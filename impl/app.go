@@ -142,7 +142,10 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	}
 	short := opts.ShortOfMemory
 	if short == nil {
-		short = memlimit.NewMonitor(memlimit.Options{Logger: log}).Short
+		// Short of memory, the views of mirrors not in a run keep only
+		// their bytes before anything is refused (refresh.Manager.Relieve).
+		relieve := func() bool { return a.refresh != nil && a.refresh.Relieve() }
+		short = memlimit.NewMonitor(memlimit.Options{Logger: log, Relieve: relieve}).Short
 	}
 	acfg := auth.FromConfig(cfg)
 	for _, o := range []struct{ to, from *auth.RateLimit }{{&acfg.Rate, &opts.Rate}, {&acfg.SyncRate, &opts.SyncRate}, {&acfg.FailRate, &opts.FailRate}} {

@@ -49,6 +49,10 @@ func (s *Server) ListStacks(ctx context.Context, req gen.ListStacksRequestObject
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListStacks304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return stacksResponse{jsonBytes{body: snap.StacksJSON(), etag: snap.ETag()}}, nil
 }
 
@@ -61,7 +65,10 @@ func (s *Server) GetStack(ctx context.Context, req gen.GetStackRequestObject) (g
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st, ok := snap.StackJSON(req.Root)
 	if !ok {
 		return notFoundAs[gen.GetStack404ApplicationProblemPlusJSONResponse](notFound("no stack rooted at %s in %q", refname.Quote(req.Root), req.RepoID)), nil
@@ -82,6 +89,10 @@ func (s *Server) ListBranches(ctx context.Context, req gen.ListBranchesRequestOb
 	if etagMatches(req.Params.IfNoneMatch, snap.ETag()) {
 		return gen.ListBranches304Response{Headers: gen.NotModifiedResponseHeaders{ETag: snap.ETag()}}, nil
 	}
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	js := snap.BranchesJSON()
 	return branchesResponse{jsonBytes{body: js[:len(js)-1], etag: snap.ETag()}}, nil
 }
@@ -95,7 +106,10 @@ func (s *Server) GetBranch(ctx context.Context, req gen.GetBranchRequestObject) 
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	b, ok := snap.BranchJSON(req.Branch)
 	if !ok {
 		return notFoundAs[gen.GetBranch404ApplicationProblemPlusJSONResponse](notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID)), nil
@@ -118,7 +132,10 @@ func (s *Server) GetBranchDiff(ctx context.Context, req gen.GetBranchDiffRequest
 	if r == nil {
 		return missing, nil
 	}
-	snap := r.Snapshot()
+	snap, err := r.Full(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if _, ok := snap.Branch(req.Branch); !ok {
 		return notFoundAs[diff404](notFound("no branch %s in %q", refname.Quote(req.Branch), req.RepoID)), nil
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -88,7 +89,19 @@ type Options struct {
 	// Logger hears when the process becomes short of memory and when it
 	// no longer is (nil: nothing is logged).
 	Logger *slog.Logger
+	// Relieve, when set, is asked to let memory go when a new reading is
+	// short (at most once per ReliefInterval); it returns whether it let
+	// anything go, and then the Monitor collects garbage and reads again,
+	// so that what it freed counts before anything is refused.
+	Relieve func() bool
+	// ReliefInterval is the least time between two Relieve calls.
+	// Default DefaultReliefInterval.
+	ReliefInterval time.Duration
 }
+
+// DefaultReliefInterval is the least time between two reliefs: each one
+// costs a full garbage collection.
+const DefaultReliefInterval = 5 * time.Second
 
 // Monitor tells whether the process is short of memory, from a reading
 // at most MaxAge old. It is safe for concurrent use.
@@ -96,6 +109,7 @@ type Monitor struct {
 	opts    Options
 	last    atomic.Pointer[sample]
 	reading sync.Mutex // held by the one caller that reads anew
+	relief  time.Time  // the last Relieve call; guarded by reading
 }
 
 type sample struct {
@@ -117,6 +131,9 @@ func NewMonitor(opts Options) *Monitor {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ReliefInterval <= 0 {
+		opts.ReliefInterval = DefaultReliefInterval
 	}
 	return &Monitor{opts: opts}
 }
@@ -140,6 +157,13 @@ func (m *Monitor) Check() (Reading, bool) {
 		return prev.r, prev.short
 	}
 	r := m.opts.Read()
+	if r.Short(m.opts.Threshold) && m.opts.Relieve != nil && m.opts.Now().Sub(m.relief) >= m.opts.ReliefInterval {
+		m.relief = m.opts.Now()
+		if m.opts.Relieve() {
+			runtime.GC()
+			r = m.opts.Read()
+		}
+	}
 	next := &sample{r: r, at: m.opts.Now(), short: r.Short(m.opts.Threshold)}
 	m.last.Store(next)
 	if log := m.opts.Logger; log != nil && next.short != (prev != nil && prev.short) {

@@ -200,3 +200,49 @@ func TestMonitorUnderARealLimit(t *testing.T) {
 		t.Fatalf("still short of memory once the buffer was collected: %+v", r)
 	}
 }
+
+// TestMonitorRelievesBeforeItRefuses: a short reading first asks Relieve
+// to let memory go and reads again, so what it freed counts; Relieve is
+// asked at most once per ReliefInterval, and not when nothing is short.
+func TestMonitorRelievesBeforeItRefuses(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	var inUse atomic.Uint64
+	var reliefs atomic.Int64
+	freed := true // what Relieve reports (and frees: down to 100)
+	m := NewMonitor(Options{
+		Read: func() Reading { return Reading{InUse: inUse.Load(), Limit: 1000} },
+		Now:  clock.Now,
+		Relieve: func() bool {
+			reliefs.Add(1)
+			if freed {
+				inUse.Store(100)
+			}
+			return freed
+		},
+		ReliefInterval: time.Minute,
+	})
+	inUse.Store(100)
+	if m.Short() || reliefs.Load() != 0 {
+		t.Fatalf("not short: relieved %d times", reliefs.Load())
+	}
+	inUse.Store(900)
+	clock.advance(DefaultMaxAge)
+	if m.Short() {
+		t.Fatal("short although Relieve freed enough")
+	}
+	if reliefs.Load() != 1 {
+		t.Fatalf("relieved %d times, want 1", reliefs.Load())
+	}
+	// Within the relief interval: short, and Relieve is not asked.
+	inUse.Store(900)
+	clock.advance(DefaultMaxAge)
+	if !m.Short() || reliefs.Load() != 1 {
+		t.Fatalf("within the relief interval: relieved %d times", reliefs.Load())
+	}
+	// After it: asked again; it frees nothing, so the answer is short.
+	freed = false
+	clock.advance(time.Minute)
+	if !m.Short() || reliefs.Load() != 2 {
+		t.Fatalf("after the relief interval: relieved %d times", reliefs.Load())
+	}
+}

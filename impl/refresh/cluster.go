@@ -168,7 +168,7 @@ func (r *Refresher) publishShared(ctx context.Context, prev, snap *view.Snapshot
 
 // announce publishes the events of a new view.
 func (r *Refresher) announce(prev, cur *view.Snapshot) {
-	r.m.opts.Metrics.ViewServed(r.repo.ID, len(cur.ViewJSON()), cur.Counts().Branches)
+	r.m.opts.Metrics.ViewServed(r.repo.ID, cur.ViewSize(), cur.Counts().Branches)
 	publish := r.m.opts.Publish
 	publish(r.repo.ID, events.Event{Type: events.ViewUpdated, Data: gen.ViewUpdatedEvent{Version: cur.Version()}})
 	if from, to := currentBranch(prev), currentBranch(cur); from != to && prev.Version() > 0 {
@@ -258,8 +258,8 @@ func (r *Refresher) follow() {
 	opts := r.m.opts
 	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
 	defer cancel()
-	r.busy.Lock()
-	defer r.busy.Unlock()
+	r.busy <- struct{}{}
+	defer func() { <-r.busy }()
 	// The version first, then the disk: the refs on disk are at least
 	// as new as the version read (a holder writes refs before it
 	// commits the version), never older.

@@ -179,7 +179,9 @@ func (m *Manager) Add(repo *registry.Repo) *Refresher {
 	in := repo.Input()
 	in.Logger = log
 	ctx, cancel := context.WithCancel(m.base)
-	r := &Refresher{m: m, repo: repo, log: log, builder: view.NewBuilder(in, nil), ctx: ctx, cancel: cancel}
+	r := &Refresher{m: m, repo: repo, log: log, builder: view.NewBuilder(in, nil), ctx: ctx, cancel: cancel,
+		busy: make(chan struct{}, 1)}
+	repo.SetFull(r.Full)
 	m.byID[repo.ID] = r
 	return r
 }

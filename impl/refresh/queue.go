@@ -26,9 +26,10 @@ type Refresher struct {
 	log     *slog.Logger
 	builder *view.Builder // used by one run (or follow) at a time: busy
 
-	// busy is held by a run's work and publication, and by a follow
-	// (Follow): they use the builder and the source one at a time.
-	busy sync.Mutex
+	// busy (a lock: a slot of one) is held by a run's work and
+	// publication, by a follow (Follow) and by Full: they use the builder
+	// and the source one at a time.
+	busy chan struct{}
 	// unbuilt: the source changed since the view was last built (that
 	// build failed or never published), so the next run or follow builds
 	// even when its source reports no change. Guarded by busy.

@@ -148,8 +148,8 @@ func (r *Refresher) perform(ru *run) Result {
 
 	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
 	defer cancel()
-	r.busy.Lock()
-	defer r.busy.Unlock()
+	r.busy <- struct{}{}
+	defer func() { <-r.busy }()
 	prev := r.repo.Snapshot()
 	out, err := r.work(ctx, res.Trigger)
 	defer out.lease.release() // after the publication
@@ -189,9 +189,14 @@ func (r *Refresher) perform(ru *run) Result {
 			res.ViewVersion = cur.Version()
 			if changed {
 				r.announce(prev, cur)
+				if !out.restored {
+					r.save(cur, out.repo)
+				}
 			}
 		}
-		if out.snap != nil {
+		if out.restored {
+			r.log.Info("view loaded from its saved form", "trigger", res.Trigger, "ms", float64(time.Since(out.buildStart).Microseconds())/1000)
+		} else if out.snap != nil {
 			st := out.stats
 			built := time.Since(out.buildStart) - out.commit
 			opts.Metrics.ViewBuilt(buildKind(st), built)
@@ -200,6 +205,12 @@ func (r *Refresher) perform(ru *run) Result {
 				"ms", float64(built.Microseconds())/1000,
 				"commitMs", float64(out.commit.Microseconds())/1000)
 		}
+	}
+	if err == nil && (res.Trigger == Onboard || res.Trigger == Startup) {
+		// Nobody has asked for this view's records yet: a thousand
+		// onboarded or restarted mirrors keep only their views' bytes
+		// until a request or a change needs more.
+		r.hollow()
 	}
 	r.repo.MarkReady()
 	ru.followUp = err == nil && out.loaded
@@ -278,6 +289,10 @@ type outcome struct {
 	// the build and the view's publication: not part of the build.
 	commit time.Duration
 	loaded bool // read from disk without refreshing; a refresh must follow
+	// repo is the repository the view was built from (nil when none was);
+	// restored: snap is the view saved for its refs (not built).
+	repo     view.Repo
+	restored bool
 	// shared: a shared mirror of a cluster; its view is published with
 	// the version the cluster agrees on (publishShared).
 	shared bool
@@ -312,8 +327,9 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		if tr, ok := src.(source.Trimmer); ok {
 			tr.Trim(idle)
 		}
-		if s := r.repo.Snapshot(); idle && s != nil {
-			s.Release()
+		if idle {
+			r.hollow()
+			r.repo.Snapshot().Release()
 		}
 	}()
 	defer func() {
@@ -385,6 +401,14 @@ func (r *Refresher) work(ctx context.Context, t Trigger) (out outcome, err error
 		return out, nil // nothing changed: no rebuild
 	}
 	out.buildStart = time.Now()
+	out.repo = upd.Repo
+	if loaded && prev.Version() == 0 {
+		if snap := r.restore(upd.Repo); snap != nil {
+			finished = true // a Load has nothing to commit
+			out.snap, out.restored = snap, true
+			return out, nil
+		}
+	}
 	snap, stats, err := r.buildView(ctx, upd.Repo, prev)
 	if err != nil {
 		if errors.Is(err, ErrBuild) && prev.Version() == 0 {

@@ -8,6 +8,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -66,6 +67,9 @@ type Repo struct {
 	mu    sync.Mutex // serialises Publish
 	snap  atomic.Pointer[view.Snapshot]
 	ready atomic.Bool
+	// full builds the records of a hollow snapshot again (SetFull);
+	// guarded by mu.
+	full func(context.Context) (*view.Snapshot, error)
 }
 
 // NewLocal describes the operator's working repository. good is the file,
@@ -119,6 +123,65 @@ func (r *Repo) Input() view.Input {
 
 // Snapshot returns the current snapshot (never nil).
 func (r *Repo) Snapshot() *view.Snapshot { return r.snap.Load() }
+
+// ErrNoFull: the snapshot is hollow and nothing can build its records
+// (no SetFull: the repository is being removed).
+var ErrNoFull = errors.New("registry: the view's records are not kept and cannot be built")
+
+// SetFull sets how Full builds the records of a hollow snapshot (the
+// repository's refresher).
+func (r *Repo) SetFull(f func(context.Context) (*view.Snapshot, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.full = f
+}
+
+// Full returns the current snapshot with its records: the current one
+// unless it is hollow (view.Snapshot.Hollow), else the full snapshot of
+// the same content that SetFull's function builds (which makes it
+// current). Read handlers that need more than the view's bytes use it.
+func (r *Repo) Full(ctx context.Context) (*view.Snapshot, error) {
+	s := r.Snapshot()
+	if !s.Hollow() {
+		return s, nil
+	}
+	r.mu.Lock()
+	f := r.full
+	r.mu.Unlock()
+	if f == nil {
+		return nil, ErrNoFull
+	}
+	return f(ctx)
+}
+
+// Hollow makes the hollow copy of s current, when s still is, and reports
+// whether it did. Readers holding s keep it.
+func (r *Repo) Hollow(s *view.Snapshot) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.snap.Load() != s || s.Hollow() {
+		return false
+	}
+	r.snap.Store(s.Hollowed())
+	return true
+}
+
+// Fill makes full, a snapshot of the same content as the hollow snapshot
+// h, current in h's place at h's version and build time, when h is still
+// current; it returns the snapshot now current (a full one unless another
+// hollow copy replaced it meanwhile) and whether it was Fill's.
+func (r *Repo) Fill(h, full *view.Snapshot) (*view.Snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := r.snap.Load()
+	if cur != h || full.ContentHash() != h.ContentHash() {
+		return cur, false
+	}
+	next := full.WithVersion(h.Version(), h.BuiltAt())
+	next.Prepare()
+	r.snap.Store(next)
+	return next, true
+}
 
 // Ready reports whether a first refresh has finished (successfully or not).
 func (r *Repo) Ready() bool { return r.ready.Load() }

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 
 	"github.com/stackd/stackd/gen"
@@ -33,6 +34,7 @@ type Mirror struct {
 var (
 	_ Source     = (*Mirror)(nil)
 	_ Trimmer    = (*Mirror)(nil)
+	_ ViewKeeper = (*Mirror)(nil)
 	_ view.Repo  = (*mirror.Reader)(nil)
 	_ view.Sizer = (*mirror.Reader)(nil)
 )
@@ -215,6 +217,19 @@ func (s *Mirror) Trim(idle bool) {
 		m.Trim(idle)
 	}
 }
+
+// ViewFile is the file in the mirror's directory that keeps its view's
+// saved form; "" for a shared mirror (replicas follow the cluster's
+// version, not a file).
+func (s *Mirror) ViewFile() string {
+	if s.shared {
+		return ""
+	}
+	return filepath.Join(s.Dir(), ViewFileName)
+}
+
+// ViewFileName is the name of ViewFile in a mirror's directory.
+const ViewFileName = "stackd-view"
 
 // Dir is the mirror's directory.
 func (s *Mirror) Dir() string { return s.root.Dir(s.id) }

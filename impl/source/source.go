@@ -80,6 +80,17 @@ type Trimmer interface {
 	Trim(idle bool)
 }
 
+// ViewKeeper is a source that has a file for its view's saved form (a
+// mirror of this process alone: the file is in its directory, which
+// stackd owns). The refresher saves the view there after publishing a new
+// one and loads it at start-up instead of building it when it is of the
+// same refs (view.Key). A working repository has none: stackd creates no
+// file in it.
+type ViewKeeper interface {
+	// ViewFile is the file's path ("" when the view is not kept).
+	ViewFile() string
+}
+
 // Update is the outcome of one Refresh.
 type Update struct {
 	// Repo is the repository after the refresh.

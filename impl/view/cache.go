@@ -48,6 +48,13 @@ func NewCache() *Cache {
 	}
 }
 
+// Len is how many decoded commits and parsed metadata blobs c holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes) + len(c.metas) + len(c.stacks)
+}
+
 // node returns commit h, reading it from repo once.
 func (c *Cache) node(repo Repo, h plumbing.Hash) (*node, error) {
 	c.mu.Lock()

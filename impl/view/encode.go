@@ -137,25 +137,50 @@ func compressChunks(todo []*chunk) {
 	wg.Wait()
 }
 
-// Prepare makes the view's bytes (JSON and gzip) now rather than on the
-// first request. The registry calls it before publishing.
-func (s *Snapshot) Prepare() { s.viewOutputs() }
+// Prepare makes the view's gzip now rather than on the first request (the
+// registry calls it before publishing); its JSON is made on the first
+// request that wants it (ViewJSON: clients that do not take gzip, the
+// stack list), so a sync's answer does not wait for a copy of the whole
+// view.
+func (s *Snapshot) Prepare() { s.gzipOutputs() }
 
+// frame is the view's JSON around its stacks: head ends with `"stacks":`,
+// tail starts with the array's closing bracket.
+func (s *Snapshot) frame() (head, tail []byte) {
+	builtAt, _ := json.Marshal(s.builtAt) // a time in range: cannot fail
+	repo, _ := json.Marshal(s.repo)       // plain values: cannot fail
+	head = make([]byte, 0, 64+len(builtAt)+len(s.mergedJSON)+len(repo))
+	head = append(head, `{"builtAt":`...)
+	head = append(head, builtAt...)
+	head = append(head, `,"recentlyMerged":`...)
+	head = append(head, s.mergedJSON...)
+	head = append(head, `,"repo":`...)
+	head = append(head, repo...)
+	head = append(head, `,"stacks":`...)
+	tail = []byte(`],"version":` + strconv.FormatInt(s.version, 10) + "}\n")
+	return head, tail
+}
+
+// gzipOutputs makes the view's gzip (and size) once per version.
+func (s *Snapshot) gzipOutputs() *outputs {
+	o := s.out.p.Load()
+	o.gzipOnce.Do(func() {
+		head, tail := s.frame()
+		o.size = len(head) + 1 + len(tail)
+		for _, c := range s.chunks {
+			o.size += int(c.size) // the stacks and the commas between them
+		}
+		o.gzip = s.gzipView(append(head, '['), tail, o.size)
+	})
+	return o
+}
+
+// viewOutputs makes the view's JSON once per version (of a full
+// snapshot: a hollow one inflates its gzip, inflateView).
 func (s *Snapshot) viewOutputs() *outputs {
 	o := s.out.p.Load()
 	o.viewOnce.Do(func() {
-		builtAt, _ := json.Marshal(s.builtAt) // a time in range: cannot fail
-		repo, _ := json.Marshal(s.repo)       // plain values: cannot fail
-		head := make([]byte, 0, 64+len(builtAt)+len(s.mergedJSON)+len(repo))
-		head = append(head, `{"builtAt":`...)
-		head = append(head, builtAt...)
-		head = append(head, `,"recentlyMerged":`...)
-		head = append(head, s.mergedJSON...)
-		head = append(head, `,"repo":`...)
-		head = append(head, repo...)
-		head = append(head, `,"stacks":`...)
-		tail := []byte(`],"version":` + strconv.FormatInt(s.version, 10) + "}\n")
-
+		head, tail := s.frame()
 		n := len(head) + 1 + len(tail)
 		for _, sr := range s.stackRecs {
 			n += sr.size + 1
@@ -171,9 +196,7 @@ func (s *Snapshot) viewOutputs() *outputs {
 			view = sr.appendJSON(view)
 		}
 		o.stacksTo = len(view) + 1 // the closing bracket starts tail
-		view = append(view, tail...)
-		o.view = view
-		o.gzip = s.gzipView(append(head, '['), tail, len(view))
+		o.view = append(view, tail...)
 	})
 	return o
 }
@@ -218,14 +241,21 @@ func (s *Snapshot) gzipView(head, tail []byte, size int) []byte {
 }
 
 // ViewJSON is the JSON of View() followed by a newline (shared, read-only).
-func (s *Snapshot) ViewJSON() []byte { return s.viewOutputs().view }
+// A hollow snapshot decompresses it from its gzip on first use.
+func (s *Snapshot) ViewJSON() []byte {
+	if s.hollow {
+		return s.inflateView()
+	}
+	return s.viewOutputs().view
+}
 
 // ViewGzip is ViewJSON compressed with gzip (shared, read-only).
-func (s *Snapshot) ViewGzip() []byte { return s.viewOutputs().gzip }
+func (s *Snapshot) ViewGzip() []byte { return s.gzipOutputs().gzip }
 
 // StacksJSON is the JSON array of Stacks(), without a newline: a part of
 // ViewJSON (shared, read-only).
 func (s *Snapshot) StacksJSON() []byte {
+	s.mustFull()
 	o := s.viewOutputs()
 	return o.view[o.stacksFrom:o.stacksTo:o.stacksTo]
 }
@@ -233,6 +263,7 @@ func (s *Snapshot) StacksJSON() []byte {
 // StackJSON is the JSON of one stack, without a newline (made from the
 // branches' bytes on each call).
 func (s *Snapshot) StackJSON(root string) ([]byte, bool) {
+	s.mustFull()
 	i, ok := s.byRoot[root]
 	if !ok {
 		return nil, false
@@ -243,6 +274,7 @@ func (s *Snapshot) StackJSON(root string) ([]byte, bool) {
 // BranchJSON is the JSON of one branch, without a newline (shared,
 // read-only).
 func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
+	s.mustFull()
 	i, ok := s.byName[name]
 	if !ok {
 		return nil, false
@@ -253,6 +285,7 @@ func (s *Snapshot) BranchJSON(name string) ([]byte, bool) {
 // BranchesJSON is the JSON array of Branches() followed by a newline
 // (made on first use, shared, read-only).
 func (s *Snapshot) BranchesJSON() []byte {
+	s.mustFull()
 	o := s.out.p.Load()
 	o.branchesOnce.Do(func() {
 		n := 3

@@ -45,6 +45,8 @@ type Snapshot struct {
 	version int64
 	builtAt time.Time
 	out     *outputsRef // per version
+	// hollow: only the view's bytes and the summary are kept (hollow.go).
+	hollow bool
 }
 
 // Empty returns the snapshot of a repository with no commits, or of one
@@ -145,6 +147,7 @@ func (s *Snapshot) Counts() Counts {
 }
 
 func (s *Snapshot) values() *values {
+	s.mustFull()
 	v := s.vals
 	v.once.Do(func() {
 		v.branches = make([]gen.Branch, len(s.recs))
@@ -163,6 +166,7 @@ func (s *Snapshot) values() *values {
 
 // View is the whole view.
 func (s *Snapshot) View() gen.RepoView {
+	s.mustFull()
 	return gen.RepoView{Repo: s.repo, Stacks: s.Stacks(), RecentlyMerged: s.merged, Version: s.version, BuiltAt: s.builtAt}
 }
 
@@ -171,6 +175,7 @@ func (s *Snapshot) Stacks() []gen.Stack { return s.values().stacks }
 
 // Stack returns the stack whose root branch is root.
 func (s *Snapshot) Stack(root string) (gen.Stack, bool) {
+	s.mustFull()
 	i, ok := s.byRoot[root]
 	if !ok {
 		return gen.Stack{}, false
@@ -184,6 +189,7 @@ func (s *Snapshot) Branches() []gen.Branch { return s.values().branches }
 
 // Branch returns one branch by name.
 func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
+	s.mustFull()
 	i, ok := s.byName[name]
 	if !ok {
 		return gen.Branch{}, false
@@ -196,6 +202,7 @@ func (s *Snapshot) Branch(name string) (gen.Branch, bool) {
 // branch without parent or sharing no history with it, and for an unknown
 // branch.
 func (s *Snapshot) DiffRange(branch string) (base, tip plumbing.Hash, ok bool) {
+	s.mustFull()
 	i, found := s.byName[branch]
 	if !found {
 		return plumbing.ZeroHash, plumbing.ZeroHash, false
@@ -206,6 +213,7 @@ func (s *Snapshot) DiffRange(branch string) (base, tip plumbing.Hash, ok bool) {
 
 // info returns the build state of one branch, nil if unknown.
 func (s *Snapshot) info(name string) *branchInfo {
+	s.mustFull()
 	i, ok := s.byName[name]
 	if !ok {
 		return nil
@@ -233,11 +241,13 @@ func (s *Snapshot) Release() { s.out.p.Store(&outputs{}) }
 
 // outputs are the serialized forms of one version of a snapshot.
 type outputs struct {
+	gzipOnce     sync.Once
+	gzip         []byte // the view's JSON, gzip-compressed (Prepare)
+	size         int    // the length of the view's JSON
 	viewOnce     sync.Once
-	view         []byte // JSON of the view and a newline
+	view         []byte // JSON of the view and a newline (on first use)
 	stacksFrom   int    // view[stacksFrom:stacksTo] is the JSON array of the stacks
 	stacksTo     int
-	gzip         []byte // the view's JSON, gzip-compressed
 	branchesOnce sync.Once
 	branches     []byte
 }

@@ -165,6 +165,15 @@ func NewBuilder(in Input, cache *Cache) *Builder {
 // Cache is the builder's object cache.
 func (b *Builder) Cache() *Cache { return b.cache }
 
+// Forget lets go what the builder keeps between builds (its cache of
+// decoded commits and metadata, the trunk's first-parent history): the
+// next build reads what it needs again. For an idle repository whose
+// snapshot was made hollow. Not concurrent with Build.
+func (b *Builder) Forget() {
+	b.cache = NewCache()
+	b.fpTip, b.fp, b.onFP = plumbing.ZeroHash, nil, nil
+}
+
 // Build is a full build with a fresh cache (at version 0; see WithVersion).
 func Build(ctx context.Context, repo Repo, in Input) (*Snapshot, error) {
 	s, _, err := NewBuilder(in, nil).Build(ctx, repo, nil)
