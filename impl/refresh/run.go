@@ -174,7 +174,8 @@ func (r *Refresher) perform(ru *run) Result {
 			}
 		}
 	} else {
-		r.unbuilt = false // published below (or nothing to build)
+		var saved *view.Snapshot // a new view to save (source.ViewKeeper)
+		r.unbuilt = false        // published below (or nothing to build)
 		res.ChangesTotal = len(out.changes)
 		// A copy: the full list of a first clone is not kept in history.
 		res.Changes = slices.Clone(out.changes[:min(len(out.changes), MaxReportedChanges)])
@@ -190,7 +191,7 @@ func (r *Refresher) perform(ru *run) Result {
 			if changed {
 				r.announce(prev, cur)
 				if !out.restored {
-					r.save(cur, out.repo)
+					saved = cur
 				}
 			}
 		}
@@ -204,6 +205,9 @@ func (r *Refresher) perform(ru *run) Result {
 				"branches", st.Branches, "recomputed", st.Recomputed,
 				"ms", float64(built.Microseconds())/1000,
 				"commitMs", float64(out.commit.Microseconds())/1000)
+		}
+		if saved != nil {
+			r.save(saved, out.repo) // after the build's time: not part of it
 		}
 	}
 	if err == nil && (res.Trigger == Onboard || res.Trigger == Startup) {
