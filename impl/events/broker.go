@@ -186,7 +186,8 @@ type Subscription struct {
 
 	// Guarded by b.mu.
 	closed bool
-	reason error // nil for Close/Broker.Close, ErrSlowSubscriber on overflow
+	reason error  // nil for Close/Broker.Close, ErrSlowSubscriber on overflow
+	notify func() // set by Hub.Adopt: called after each send to ch and its close
 }
 
 func (b *Broker) state(repoID string) *repoState {
@@ -334,6 +335,9 @@ func (b *Broker) publishLocked(repoID string, ev Event) {
 	for s := range st.subs {
 		select {
 		case s.ch <- ev:
+			if s.notify != nil {
+				s.notify()
+			}
 		default:
 			b.closeLocked(s, ErrSlowSubscriber)
 		}
@@ -351,6 +355,9 @@ func (b *Broker) Keepalive() {
 		for s := range st.subs {
 			select {
 			case s.ch <- Event{}: // no type: the keepalive (Publish refuses it)
+				if s.notify != nil {
+					s.notify()
+				}
 			default:
 			}
 		}
@@ -438,6 +445,9 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 	s.closed = true
 	s.reason = reason
 	close(s.ch)
+	if s.notify != nil {
+		s.notify()
+	}
 	if st := b.repos[s.repo]; st != nil {
 		delete(st.subs, s)
 	}
@@ -445,6 +455,17 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 		delete(b.clients, s.client)
 	}
 	b.total--
+}
+
+// onReady makes f be called (under b.mu, so f must not block nor call
+// into the broker) after every event sent to s's channel and after its
+// close, and calls it once now for what the channel holds already.
+func (s *Subscription) onReady(f func()) {
+	s.b.mu.Lock()
+	s.notify = f
+	s.replay = nil // written by now
+	s.b.mu.Unlock()
+	f()
 }
 
 // Events returns the channel of the subscription's live events. It is

@@ -79,21 +79,8 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) (int
 		return write(buf.Bytes())
 	}
 
-	if err := send(Event{ID: sub.Position(), Type: Connected, Data: hello}); err != nil {
+	if err := start(ctx, sub, hello, send); err != nil || ctx.Err() != nil {
 		return n, err
-	}
-	if sub.NeedsResync() {
-		if err := send(Event{ID: sub.Position(), Type: Resync, Data: hello}); err != nil {
-			return n, err
-		}
-	}
-	for _, ev := range sub.Replay() {
-		if ctx.Err() != nil {
-			return n, nil
-		}
-		if err := send(ev); err != nil {
-			return n, err
-		}
 	}
 	for {
 		select {
@@ -114,6 +101,29 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) (int
 			}
 		}
 	}
+}
+
+// start sends what a stream begins with: the connected event, the resync
+// event when the client's last id could not be honoured, and the events
+// Resume replays (until ctx ends).
+func start(ctx context.Context, sub *Subscription, hello any, send func(Event) error) error {
+	if err := send(Event{ID: sub.Position(), Type: Connected, Data: hello}); err != nil {
+		return err
+	}
+	if sub.NeedsResync() {
+		if err := send(Event{ID: sub.Position(), Type: Resync, Data: hello}); err != nil {
+			return err
+		}
+	}
+	for _, ev := range sub.Replay() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := send(ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // frame writes one SSE message for ev to buf. Published events carry their
