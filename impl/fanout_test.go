@@ -6,13 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stackd/stackd/impl"
 	"github.com/stackd/stackd/impl/gitrepo/gittest"
+	"github.com/stackd/stackd/impl/metrics/metricstest"
 )
 
 // Event fan-out at scale (issue 18): many concurrent streams, one sync,
@@ -271,5 +274,45 @@ func TestIdleStreamMemory(t *testing.T) {
 	}
 	if stackd > base+16<<10 {
 		t.Errorf("an idle stream costs %d bytes, more than 16 KiB above a plain Go SSE stream's %d", stackd, base)
+	}
+}
+
+// TestHandedOverStreamIsRecorded: an event stream served off its
+// request's goroutine (the handler returned after the headers) stays in
+// the in-flight gauge while it is open, and once its client goes it is
+// counted and logged like any other request: the route template, status
+// 200, the bytes written after the headers.
+func TestHandedOverStreamIsRecorded(t *testing.T) {
+	cfg := baseConfig(t, stackRepo(t).Dir)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	s := startServer(t, cfg, impl.Options{})
+	addr := s.app.MetricsAddr()
+	route := map[string]string{"route": "/api/v1/repos/{repoID}/events", "method": "GET", "code": "200"}
+
+	st := openStream(t, s, "/api/v1/repos/local/events")
+	if ev := st.next(t); ev.typ != "connected" {
+		t.Fatalf("first event %q", ev.typ)
+	}
+	open := metricstest.Get(t, addr)
+	if got := open.Value("stackd_http_requests_in_flight", nil); got != 1 {
+		t.Fatalf("in flight with the stream open: %v, want 1", got)
+	}
+	if got := open.Value("stackd_http_requests_total", route); got != 0 {
+		t.Fatalf("the open stream is counted as done: %v", got)
+	}
+	if strings.Contains(s.logs.String(), "route=/api/v1/repos/{repoID}/events") {
+		t.Fatal("the open stream is logged")
+	}
+
+	st.cancel()
+	waitUntil(t, "the stream counted", func() bool {
+		return metricstest.Get(t, addr).Value("stackd_http_requests_total", route) == 1
+	})
+	if got := metricstest.Get(t, addr).Value("stackd_http_requests_in_flight", nil); got != 0 {
+		t.Fatalf("in flight after the stream ended: %v, want 0", got)
+	}
+	m := regexp.MustCompile(`msg=request method=GET route=/api/v1/repos/\{repoID\}/events status=200 bytes=(\d+) `).FindStringSubmatch(s.logs.String())
+	if m == nil || m[1] == "0" {
+		t.Fatalf("no access log line with the stream's bytes:\n%s", s.logs.String())
 	}
 }
