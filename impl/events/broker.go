@@ -26,10 +26,12 @@
 // address) and in total; see Limits.
 //
 // An idle stream costs little: its subscription (a channel of Limits.Buffer
-// events) and what net/http holds for the connection. Keepalives come from
-// the broker (Keepalive, driven by one ticker for the whole server), not a
-// timer per stream, and a stream is written by the request's own goroutine
-// (Stream, or StreamBody's WriteTo).
+// events) and its connection. Keepalives come from the broker (Keepalive,
+// driven by one ticker for the whole server), not a timer per stream. A
+// stream is written by a Hub off its request's goroutine (Hub.Serve: the
+// connection is taken over after the headers; hub.go), or where that
+// cannot be by the request's own goroutine (Stream, or StreamBody's
+// WriteTo).
 package events
 
 import (
