@@ -57,7 +57,6 @@ type App struct {
 	auth     *auth.Auth
 	replica  *replica.Replica // nil without --database-url
 	streams  *events.Broker
-	hub      *events.Hub // nil where not available
 	handler  http.Handler
 	cleanups []func() // run in reverse by Close
 
@@ -243,7 +242,6 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	a.hub = hub
 	if hub != nil {
 		a.cleanups = append(a.cleanups, hub.Close)
 	}
