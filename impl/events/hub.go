@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -54,25 +53,23 @@ var ErrNotAdoptable = errors.New("events: connection cannot be adopted")
 var lastChunk = []byte("0\r\n\r\n")
 
 // appendChunk appends ev as one chunk of a chunked body: a keepalive
-// comment when ev has no type, else its SSE message (frame).
+// comment when ev has no type, else its SSE message (appendMessage).
 func appendChunk(dst []byte, ev Event) ([]byte, error) {
 	if ev.Type == "" {
 		return appendChunkOf(dst, keepaliveLine), nil
 	}
-	data, err := encode(ev.Data)
+	// The message goes after room for its chunk's size line (at most
+	// 16 hex digits and CRLF), which is then filled and closed up.
+	start := len(dst)
+	var room [18]byte
+	out, err := appendMessage(append(dst, room[:]...), ev)
 	if err != nil {
-		return dst, fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
+		return dst, err
 	}
-	id := strconv.FormatUint(ev.ID, 10)
-	size := len("id: ") + len(id) + len("\nevent: ") + len(ev.Type) + len("\ndata: ") + len(data) + len("\n\n")
-	dst = strconv.AppendUint(dst, uint64(size), 16)
-	dst = append(dst, "\r\nid: "...)
-	dst = append(dst, id...)
-	dst = append(dst, "\nevent: "...)
-	dst = append(dst, ev.Type...)
-	dst = append(dst, "\ndata: "...)
-	dst = append(dst, data...)
-	return append(dst, "\n\n\r\n"...), nil
+	size := append(strconv.AppendUint(room[:0], uint64(len(out)-start-len(room)), 16), "\r\n"...)
+	n := copy(out[start:], size)
+	out = append(out[:start+n], out[start+len(room):]...)
+	return append(out, "\r\n"...), nil
 }
 
 func appendChunkOf(dst, p []byte) []byte {
@@ -86,23 +83,11 @@ func appendChunkOf(dst, p []byte) []byte {
 func startChunks(ctx context.Context, sub *Subscription, hello any) ([]byte, error) {
 	var out []byte
 	err := start(ctx, sub, hello, func(ev Event) error {
-		if ev.Type == "" || containsLineBreak(ev.Type) {
-			return fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
-		}
 		var err error
 		out, err = appendChunk(out, ev)
 		return err
 	})
 	return out, err
-}
-
-func containsLineBreak(s string) bool {
-	for i := range len(s) {
-		if s[i] == '\r' || s[i] == '\n' {
-			return true
-		}
-	}
-	return false
 }
 
 // Serve writes sub's events to the client of w as Stream does, off the
