@@ -1,6 +1,7 @@
 package impl_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -314,5 +315,50 @@ func TestHandedOverStreamIsRecorded(t *testing.T) {
 	m := regexp.MustCompile(`msg=request method=GET route=/api/v1/repos/\{repoID\}/events status=200 bytes=(\d+) `).FindStringSubmatch(s.logs.String())
 	if m == nil || m[1] == "0" {
 		t.Fatalf("no access log line with the stream's bytes:\n%s", s.logs.String())
+	}
+}
+
+// TestEventStreamFraming: over HTTP/1.1 a stream's body is chunked (its
+// connection handed to the event hub frames the chunks itself), over
+// HTTP/1.0 it is the bare messages until the connection closes (no
+// chunking there: written on the request's goroutine); both carry the same
+// messages, and both free their slot when the client goes.
+func TestEventStreamFraming(t *testing.T) {
+	s, _ := startFanoutServer(t, 4)
+	addr := s.srv.Listener.Addr().String()
+	for _, tc := range []struct {
+		proto   string
+		chunked bool
+	}{
+		{"HTTP/1.1", true},
+		{"HTTP/1.0", false},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := fmt.Fprintf(c, "GET /api/v1/repos/local/events %s\r\nHost: %s\r\n\r\n", tc.proto, addr); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(waitFor)) // failure guard
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunked := len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked"
+			if resp.StatusCode != 200 || chunked != tc.chunked {
+				t.Fatalf("%s: status %d, Transfer-Encoding %v, want chunked %v", tc.proto, resp.StatusCode, resp.TransferEncoding, tc.chunked)
+			}
+			// The body, unchunked by ReadResponse where it is chunked,
+			// starts with the connected message either way.
+			first, err := bufio.NewReader(resp.Body).ReadString('\n')
+			if err != nil || !strings.HasPrefix(first, "id: ") {
+				t.Fatalf("%s: body starts %q, %v", tc.proto, first, err)
+			}
+			c.Close()
+			waitUntil(t, "the stream's slot freed", func() bool { return s.app.EventStreams() == 0 })
+		})
 	}
 }
