@@ -15,6 +15,7 @@
 package impl
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -32,6 +33,7 @@ import (
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/config"
 	"github.com/stackd/stackd/impl/datadir"
+	"github.com/stackd/stackd/impl/deadline"
 	"github.com/stackd/stackd/impl/egress"
 	"github.com/stackd/stackd/impl/events"
 	"github.com/stackd/stackd/impl/httpstack"
@@ -236,6 +238,16 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 		// replica claims a due run there before it starts it.
 		sopts.Schedule = st
 	}
+	// Idle event streams are served off their requests' goroutines
+	// (events.Hub; nil where it is not available: on them). The hub
+	// closes after the broker: every stream has its last chunk written.
+	hub, err := events.NewHub(cmp.Or(cfg.WriteStallTimeout, deadline.DefaultBudget))
+	if err != nil {
+		return err
+	}
+	if hub != nil {
+		a.cleanups = append(a.cleanups, hub.Close)
+	}
 	a.refresh = refresh.NewManager(ropts)
 	a.cleanups = append(a.cleanups, a.refresh.Close, broker.Close)
 	runs := func(running bool) func() float64 {
@@ -273,7 +285,7 @@ func (a *App) assemble(cfg config.Config, opts Options) error {
 	a.repos.Sweep(context.Background())
 
 	srv := api.New(api.Deps{
-		Repos: a.repos, Lifecycle: a.repos, Refreshers: api.RefreshersOf(a.refresh), Streams: broker,
+		Repos: a.repos, Lifecycle: a.repos, Refreshers: api.RefreshersOf(a.refresh), Streams: broker, StreamHub: hub,
 		Database: st, Audit: st, Logger: log,
 		Info: gen.ServerConfig{ReadOnly: cfg.ReadOnly, AuthRequired: cfg.Auth == string(auth.ModeOIDC),
 			PublicReads: acfg.ReadsAnonymous(), Version: cfg.Version},

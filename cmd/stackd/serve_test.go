@@ -17,7 +17,9 @@ import (
 )
 
 // TestServeShutsDownGracefully builds the binary, serves a repository, and
-// stops it with SIGTERM: it logs the shutdown and exits 0.
+// stops it with SIGTERM: it logs the shutdown, ends the open event stream
+// (served off its request's goroutine: net/http's shutdown does not see
+// it) with a clean end of its body, and exits 0.
 func TestServeShutsDownGracefully(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "stackd")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -79,10 +81,22 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"kind":"local"`) {
 		t.Fatalf("repo: %d %s", resp.StatusCode, body)
 	}
+	stream, err := http.Get("http://" + addr + "/api/v1/repos/local/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	events := bufio.NewReader(stream.Body)
+	if first, err := events.ReadString('\n'); err != nil || !strings.HasPrefix(first, "id: ") {
+		t.Fatalf("event stream: %q, %v", first, err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(`"msg":"shutting down"`)
+	if rest, err := io.ReadAll(events); err != nil {
+		t.Fatalf("the event stream ended with %v after %q, want a clean end", err, rest)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}

@@ -117,6 +117,7 @@ type Server struct {
 	lifecycle  Lifecycle
 	refreshers Refreshers
 	streams    Streams
+	streamHub  *events.Hub
 	db         Database
 	audit      Audit
 	log        *slog.Logger
@@ -137,6 +138,9 @@ type Deps struct {
 	Lifecycle  Lifecycle
 	Refreshers Refreshers
 	Streams    Streams
+	// StreamHub serves event streams off their requests' goroutines
+	// (events.Hub; nil: on them).
+	StreamHub *events.Hub
 	// Database is asked by readiness and the webhook's deduplication
 	// (nil: no database; readiness does not wait for one, deliveries are
 	// deduplicated in memory).
@@ -173,7 +177,7 @@ func New(d Deps) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{
-		repos: d.Repos, lifecycle: d.Lifecycle, refreshers: d.Refreshers, streams: d.Streams, db: d.Database, audit: d.Audit,
+		repos: d.Repos, lifecycle: d.Lifecycle, refreshers: d.Refreshers, streams: d.Streams, streamHub: d.StreamHub, db: d.Database, audit: d.Audit,
 		log: log, info: d.Info,
 		webhookSecret: d.WebhookSecret,
 		deliveries:    webhook.NewDeduper(time.Hour, 10000, time.Now),

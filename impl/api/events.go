@@ -9,6 +9,7 @@ import (
 
 	"github.com/stackd/stackd/gen"
 	"github.com/stackd/stackd/impl/events"
+	"github.com/stackd/stackd/impl/handoff"
 	"github.com/stackd/stackd/impl/problem"
 )
 
@@ -53,7 +54,33 @@ func (s *Server) StreamEvents(ctx context.Context, req gen.StreamEventsRequestOb
 	// Read after subscribing: a view published in between is announced
 	// by an event as well.
 	hello := gen.StreamHello{RepoID: r.ID, ViewVersion: r.Snapshot().Version()}
+	if s.streamHub != nil && plainHTTP11(ctx) {
+		return handedOver{ctx: ctx, hub: s.streamHub, sub: sub, hello: hello}, nil
+	}
 	return eventsResponse{body: events.StreamBody(ctx, sub, hello).(io.WriterTo)}, nil
+}
+
+// handedOver is a stream's 200 answer served off the request's goroutine
+// (events.Hub.Serve): after the headers the connection is taken over and
+// the handler returns; the access log and the HTTP metrics record the
+// request when the stream ends (package handoff).
+type handedOver struct {
+	ctx   context.Context
+	hub   *events.Hub
+	sub   *events.Subscription
+	hello gen.StreamHello
+}
+
+var _ gen.StreamEventsResponseObject = handedOver{}
+
+func (r handedOver) VisitStreamEventsResponse(w http.ResponseWriter) error {
+	events.SetHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	err := r.hub.Serve(r.ctx, w, r.sub, r.hello, handoff.From(r.ctx).Take)
+	if errors.Is(err, events.ErrSlowSubscriber) {
+		return nil // as StreamBody: the answer is sent; the client reconnects
+	}
+	return err
 }
 
 // eventsResponse is a stream's 200 answer. It writes the stream on the

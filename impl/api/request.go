@@ -18,6 +18,7 @@ import (
 type (
 	headKey        struct{}
 	acceptsGzipKey struct{}
+	http11Key      struct{}
 )
 
 // markRequest is a strict-handler middleware that tells handlers what they
@@ -34,9 +35,18 @@ func markRequest(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
 			ctx = context.WithValue(ctx, acceptsGzipKey{}, true)
 		}
+		if r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.TLS == nil {
+			ctx = context.WithValue(ctx, http11Key{}, true)
+		}
 		return f(ctx, w, r, req)
 	}
 }
+
+// plainHTTP11 reports whether the request of ctx came over HTTP/1.1 without
+// TLS (markRequest): its connection can be taken over and its response
+// is chunked, so an event stream can be served off its goroutine
+// (events.Hub).
+func plainHTTP11(ctx context.Context) bool { v, _ := ctx.Value(http11Key{}).(bool); return v }
 
 // isHead reports whether the request of ctx is a HEAD (markRequest).
 func isHead(ctx context.Context) bool { v, _ := ctx.Value(headKey{}).(bool); return v }

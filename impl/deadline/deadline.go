@@ -16,7 +16,9 @@
 package deadline
 
 import (
+	"bufio"
 	"errors"
+	"net"
 	"net/http"
 	"time"
 )
@@ -57,7 +59,7 @@ type writer struct {
 	http.ResponseWriter
 	rc     *http.ResponseController
 	budget time.Duration
-	ok     bool // the connection takes deadlines
+	ok     bool // the connection takes deadlines (and is not hijacked)
 }
 
 // extend sets the deadline to the budget from now.
@@ -105,6 +107,17 @@ func (w *writer) FlushError() error {
 
 // Flush is FlushError for http.Flusher callers, which cannot see errors.
 func (w *writer) Flush() { _ = w.FlushError() }
+
+// Hijack takes the connection over (http.ResponseController.Hijack finds
+// it here): from then on no deadline is set, also not when the handler
+// returns (the connection's new owner keeps its own).
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := w.rc.Hijack()
+	if err == nil {
+		w.ok = false
+	}
+	return c, rw, err
+}
 
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }

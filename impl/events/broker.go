@@ -26,10 +26,12 @@
 // address) and in total; see Limits.
 //
 // An idle stream costs little: its subscription (a channel of Limits.Buffer
-// events) and what net/http holds for the connection. Keepalives come from
-// the broker (Keepalive, driven by one ticker for the whole server), not a
-// timer per stream, and a stream is written by the request's own goroutine
-// (Stream, or StreamBody's WriteTo).
+// events) and its connection. Keepalives come from the broker (Keepalive,
+// driven by one ticker for the whole server), not a timer per stream. A
+// stream is written by a Hub off its request's goroutine (Hub.Serve: the
+// connection is taken over after the headers; hub.go), or where that
+// cannot be by the request's own goroutine (Stream, or StreamBody's
+// WriteTo).
 package events
 
 import (
@@ -186,7 +188,8 @@ type Subscription struct {
 
 	// Guarded by b.mu.
 	closed bool
-	reason error // nil for Close/Broker.Close, ErrSlowSubscriber on overflow
+	reason error  // nil for Close/Broker.Close, ErrSlowSubscriber on overflow
+	notify func() // set by Hub.Adopt: called after each send to ch and its close
 }
 
 func (b *Broker) state(repoID string) *repoState {
@@ -334,6 +337,9 @@ func (b *Broker) publishLocked(repoID string, ev Event) {
 	for s := range st.subs {
 		select {
 		case s.ch <- ev:
+			if s.notify != nil {
+				s.notify()
+			}
 		default:
 			b.closeLocked(s, ErrSlowSubscriber)
 		}
@@ -351,6 +357,9 @@ func (b *Broker) Keepalive() {
 		for s := range st.subs {
 			select {
 			case s.ch <- Event{}: // no type: the keepalive (Publish refuses it)
+				if s.notify != nil {
+					s.notify()
+				}
 			default:
 			}
 		}
@@ -438,6 +447,9 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 	s.closed = true
 	s.reason = reason
 	close(s.ch)
+	if s.notify != nil {
+		s.notify()
+	}
 	if st := b.repos[s.repo]; st != nil {
 		delete(st.subs, s)
 	}
@@ -445,6 +457,17 @@ func (b *Broker) closeLocked(s *Subscription, reason error) {
 		delete(b.clients, s.client)
 	}
 	b.total--
+}
+
+// onReady makes f be called (under b.mu, so f must not block nor call
+// into the broker) after every event sent to s's channel and after its
+// close, and calls it once now for what the channel holds already.
+func (s *Subscription) onReady(f func()) {
+	s.b.mu.Lock()
+	s.notify = f
+	s.replay = nil // written by now
+	s.b.mu.Unlock()
+	f()
 }
 
 // Events returns the channel of the subscription's live events. It is

@@ -79,21 +79,8 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) (int
 		return write(buf.Bytes())
 	}
 
-	if err := send(Event{ID: sub.Position(), Type: Connected, Data: hello}); err != nil {
+	if err := start(ctx, sub, hello, send); err != nil || ctx.Err() != nil {
 		return n, err
-	}
-	if sub.NeedsResync() {
-		if err := send(Event{ID: sub.Position(), Type: Resync, Data: hello}); err != nil {
-			return n, err
-		}
-	}
-	for _, ev := range sub.Replay() {
-		if ctx.Err() != nil {
-			return n, nil
-		}
-		if err := send(ev); err != nil {
-			return n, err
-		}
 	}
 	for {
 		select {
@@ -116,24 +103,62 @@ func stream(ctx context.Context, w io.Writer, sub *Subscription, hello any) (int
 	}
 }
 
+// start sends what a stream begins with: the connected event, the resync
+// event when the client's last id could not be honoured, and the events
+// Resume replays (until ctx ends).
+func start(ctx context.Context, sub *Subscription, hello any, send func(Event) error) error {
+	if err := send(Event{ID: sub.Position(), Type: Connected, Data: hello}); err != nil {
+		return err
+	}
+	if sub.NeedsResync() {
+		if err := send(Event{ID: sub.Position(), Type: Resync, Data: hello}); err != nil {
+			return err
+		}
+	}
+	for _, ev := range sub.Replay() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := send(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // frame writes one SSE message for ev to buf. Published events carry their
 // data encoded already (a json.RawMessage).
 func frame(buf *bytes.Buffer, ev Event) error {
+	msg, err := appendMessage(buf.AvailableBuffer(), ev)
+	if err != nil {
+		return err
+	}
+	buf.Write(msg)
+	return nil
+}
+
+// appendMessage appends ev's SSE message to dst:
+//
+//	id: <n>
+//	event: <type>
+//	data: <json>
+//
+// and a blank line.
+func appendMessage(dst []byte, ev Event) ([]byte, error) {
 	if ev.Type == "" || strings.ContainsAny(ev.Type, "\r\n") {
-		return fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
+		return dst, fmt.Errorf("%w: type %q", ErrBadEvent, ev.Type)
 	}
 	data, err := encode(ev.Data)
 	if err != nil {
-		return fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
+		return dst, fmt.Errorf("%w: %s data: %w", ErrBadEvent, ev.Type, err)
 	}
-	buf.WriteString("id: ")
-	buf.WriteString(strconv.FormatUint(ev.ID, 10))
-	buf.WriteString("\nevent: ")
-	buf.WriteString(ev.Type)
-	buf.WriteString("\ndata: ")
-	buf.Write(data)
-	buf.WriteString("\n\n")
-	return nil
+	dst = append(dst, "id: "...)
+	dst = strconv.AppendUint(dst, ev.ID, 10)
+	dst = append(dst, "\nevent: "...)
+	dst = append(dst, ev.Type...)
+	dst = append(dst, "\ndata: "...)
+	dst = append(dst, data...)
+	return append(dst, "\n\n"...), nil
 }
 
 // flusher returns the function that pushes w's buffered output to the client.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stackd/stackd/impl/auth"
 	"github.com/stackd/stackd/impl/dashboard"
+	"github.com/stackd/stackd/impl/handoff"
 	"github.com/stackd/stackd/impl/metrics"
 	"github.com/stackd/stackd/impl/problem"
 	"github.com/stackd/stackd/impl/requestid"
@@ -107,7 +108,10 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // accessLog turns a panic into a 500 problem, counts each request in m
 // (nil: not counted) and, when on, logs it (see above). client says who
-// the client is (auth's reading of the peer and the trusted proxies).
+// the client is (auth's reading of the peer and the trusted proxies). A
+// response the handler handed over (package handoff: an event stream
+// whose connection was taken over) is counted and logged when it ends,
+// with the bytes written after the hand-over; until then it is in flight.
 func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *metrics.Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -115,27 +119,62 @@ func accessLog(log *slog.Logger, on bool, client func(*http.Request) string, m *
 			done := m.HTTPStarted()
 			rec := &statusRecorder{ResponseWriter: w}
 			note := &requestNote{}
-			// Runs last, also when an aborted handler's panic goes on up.
-			defer func() { done(routeLabel(note.route, note.template), methodLabel(r.Method), rec.status) }()
+			ctx, tracker := handoff.New(context.WithValue(r.Context(), noteKey{}, note))
+			panicked := true
 			defer func() {
-				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
-					}
-					log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "panic", fmt.Sprint(v))
-					if rec.status == 0 {
-						problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
-					}
+				if !panicked {
+					return
 				}
-				if on {
-					log.Info("request", "method", r.Method, "route", note.route, "status", rec.status, "bytes", rec.bytes,
-						"durationMs", time.Since(start).Milliseconds(), "requestId", requestid.From(r.Context()),
-						"principal", note.principal, "client", client(r))
+				// Also when an aborted handler's panic goes on up.
+				v := recover()
+				if v == http.ErrAbortHandler {
+					// Counted, not logged; net/http ends the connection.
+					done(routeLabel(note.route, note.template), methodLabel(r.Method), rec.status)
+					panic(v)
 				}
+				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "requestId", requestid.From(r.Context()), "panic", fmt.Sprint(v))
+				if rec.status == 0 {
+					problem.Write(rec, r, http.StatusInternalServerError, problem.Internal, problem.GenericDetail)
+				}
+				entryOf(r, start, rec, note, client).record(log, on, done, 0)
 			}()
-			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
+			next.ServeHTTP(rec, r.WithContext(ctx))
+			panicked = false
+			// The few values the line needs, not the request: a handed
+			// over stream may stay open for hours.
+			e := entryOf(r, start, rec, note, client)
+			if !tracker.Returned(func(extra int64) { e.record(log, on, done, extra) }) {
+				e.record(log, on, done, 0)
+			}
 		})
 	}
+}
+
+// accessEntry is what the access log and the metrics record of a request.
+type accessEntry struct {
+	method, route, principal, requestID, client string
+	template                                    bool
+	status                                      int
+	bytes                                       int64
+	start                                       time.Time
+}
+
+func entryOf(r *http.Request, start time.Time, rec *statusRecorder, note *requestNote, client func(*http.Request) string) *accessEntry {
+	e := &accessEntry{method: r.Method, route: note.route, template: note.template, principal: note.principal,
+		requestID: requestid.From(r.Context()), status: rec.status, bytes: rec.bytes, start: start}
+	e.client = client(r)
+	return e
+}
+
+// record counts the request (done) and, when on, logs it; extra is the
+// bytes written after a hand-over.
+func (e *accessEntry) record(log *slog.Logger, on bool, done func(route, method string, status int), extra int64) {
+	if on {
+		log.Info("request", "method", e.method, "route", e.route, "status", e.status, "bytes", e.bytes+extra,
+			"durationMs", time.Since(e.start).Milliseconds(), "requestId", e.requestID,
+			"principal", e.principal, "client", e.client)
+	}
+	done(routeLabel(e.route, e.template), methodLabel(e.method), e.status)
 }
 
 // routeLabel is the route label of the HTTP metrics: the operation's path
