@@ -58,8 +58,10 @@ func TestReplicasListEachRemoteOncePerInterval(t *testing.T) {
 	start := time.Now()
 	<-time.After(8 * interval) // the window observed, not a synchronisation
 	elapsed := time.Since(start)
-	// Each listing is due at least 0.9 intervals after the previous one
-	// ended: at most elapsed/0.9 intervals fit, plus one started before
+	// A repository's due times are at least 0.9 intervals apart (an
+	// interval ±10% after the previous due time, or whole intervals after
+	// it when a run ended late), and a run starts at its due time or
+	// later: at most elapsed/0.9 intervals fit, plus one started before
 	// the window. Runs take a little time, so at least half as many.
 	most := int(float64(elapsed)/(0.9*float64(interval))) + 1
 	least := int(float64(elapsed)/(2*float64(interval))) - 1

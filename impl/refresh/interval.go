@@ -48,3 +48,27 @@ func (s Schedule) Delay(failures int) time.Duration {
 	j := 1 + s.Jitter*(2*s.Rand()-1)
 	return time.Duration(float64(d) * j)
 }
+
+// Next is when a repository's next interval run is due after the run
+// that was due at prev ended at end, with the given consecutive failures
+// after it.
+//
+//   - Without failures the repository keeps its phase: prev + Delay(0)
+//     (the interval with its jitter) when that is still ahead of end,
+//     else the first prev + k×Interval after end. A run that started late
+//     (no free slot) or ran long (it joined a start-up run) thus does not
+//     move the repository's listings to where its run ended; runs of many
+//     repositories that end together stay spread as their due times were.
+//   - After failures the backoff is timed from the run's end, as ever:
+//     end + Delay(failures).
+func (s Schedule) Next(prev, end time.Time, failures int) time.Time {
+	s.defaults()
+	if failures > 0 || s.Interval <= 0 {
+		return end.Add(s.Delay(failures))
+	}
+	if next := prev.Add(s.Delay(0)); next.After(end) {
+		return next
+	}
+	k := end.Sub(prev)/s.Interval + 1
+	return prev.Add(k * s.Interval)
+}

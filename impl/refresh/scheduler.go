@@ -22,10 +22,13 @@ import (
 //     not bunched at start-up.
 //   - A due repository leaves the heap while its interval run (trigger
 //     Interval, through the Refresher) runs, and comes back once the run
-//     ended, due Schedule.Delay later: the interval with ±Jitter, doubled
-//     per consecutive failure up to MaxBackoff. So two interval runs of
-//     one repository never overlap, and the next one is timed from the
-//     previous one's end.
+//     ended, due at Schedule.Next: an interval (±Jitter) after the due
+//     time it ran for, or the first whole number of intervals after that
+//     due time that is still ahead of the run's end (its phase is kept
+//     when the run started late or ran long); after failures,
+//     Schedule.Delay after the run's end (doubled per consecutive failure
+//     up to MaxBackoff). So two interval runs of one repository never
+//     overlap, and runs that end together are not due together.
 //   - At most Workers interval runs are in flight at once; a due
 //     repository waits for a free slot.
 //   - The Refresher's NextScheduledAt is its due time while it waits.
@@ -279,7 +282,7 @@ func (s *Scheduler) runDue(ctx context.Context, e *dueEntry) {
 				return
 			}
 			s.log.Warn("an interval run could not be claimed: it waits for the next one", "repo", id, "err", err)
-			s.reschedule(ctx, e, s.s.Delay(e.rf.Status().ConsecutiveFailures), false)
+			s.reschedule(ctx, e, false)
 			return
 		case !claimed:
 			s.mu.Lock()
@@ -305,13 +308,15 @@ func (s *Scheduler) runDue(ctx context.Context, e *dueEntry) {
 		}
 		return
 	}
-	s.reschedule(ctx, e, s.s.Delay(e.rf.Status().ConsecutiveFailures), true)
+	s.reschedule(ctx, e, true)
 }
 
-// reschedule puts e back in the heap, due d from now (stored on replicas
-// when this replica claimed the run).
-func (s *Scheduler) reschedule(ctx context.Context, e *dueEntry, d time.Duration, claimed bool) {
-	due := s.m.opts.Now().Add(d).UTC()
+// reschedule puts e back in the heap, due at Schedule.Next from the due
+// time it ran for (e.due) and now, its run's end (stored on replicas when
+// this replica claimed the run). Only runDue, which holds e out of the
+// heap, reads e.due here unlocked.
+func (s *Scheduler) reschedule(ctx context.Context, e *dueEntry, claimed bool) {
+	due := s.s.Next(e.due, s.m.opts.Now(), e.rf.Status().ConsecutiveFailures).UTC()
 	if claimed && s.st != nil && e.rf.shared() {
 		if err := s.st.SetDue(ctx, e.rf.repo.ID, due); err != nil && ctx.Err() == nil {
 			// The claim's due time stands: the run comes a timeout later.

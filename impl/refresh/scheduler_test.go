@@ -1,10 +1,12 @@
 package refresh
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,7 +149,8 @@ func TestSchedulerReschedules(t *testing.T) {
 
 // TestSchedulerNeverOverlapsARepositorysRuns: while a repository's
 // interval run runs, however far the clock moves, no second one starts;
-// the next is due an interval after the run's end.
+// the next is due at the first whole interval after the run's end
+// counted from the due time it ran for (its phase is kept).
 func TestSchedulerNeverOverlapsARepositorysRuns(t *testing.T) {
 	const iv = time.Minute
 	f := newSchedFixture(t, 1, Schedule{Interval: iv, Rand: fixedRand(0.5)}, 4)
@@ -163,13 +166,15 @@ func TestSchedulerNeverOverlapsARepositorysRuns(t *testing.T) {
 			t.Fatalf("%d timers fired while the run ran", n)
 		}
 	}
+	f.clk.Advance(iv / 4) // the run ends a quarter into its 11th interval
 	f.release <- struct{}{}
-	f.armed(t, iv)
+	want := iv - iv/4
+	f.armed(t, want)
 	if got := len(f.started); got != 0 {
 		t.Fatalf("%d runs started while one ran", got)
 	}
-	if got := f.next(t, rf); got != iv {
-		t.Fatalf("next due in %s after the run's end, want %s", got, iv)
+	if got := f.next(t, rf); got != want {
+		t.Fatalf("next due in %s after the run's end, want %s (11 intervals after the due time it ran for)", got, want)
 	}
 }
 
@@ -223,9 +228,10 @@ func TestSchedulerAddRemove(t *testing.T) {
 	if ran[removed.repo.ID] || !ran[f.rfs[0].repo.ID] || !ran[f.rfs[2].repo.ID] {
 		t.Fatalf("ran %v: want the two scheduled repositories only", ran)
 	}
-	// Both back in the heap, due an interval later: the next timer is
-	// armed for that, and the removed one never ran.
-	f.armed(t, iv)
+	// Both back in the heap, due an interval after their first due
+	// times: the next timer is armed for the earlier, and the removed
+	// one never ran.
+	f.armed(t, min(InitialOffset(f.rfs[0].repo.ID, iv), InitialOffset(f.rfs[2].repo.ID, iv)))
 	if got := len(f.started); got != 0 {
 		t.Fatalf("%d more runs", got)
 	}
@@ -280,5 +286,59 @@ func TestSchedulerIsOneGoroutine(t *testing.T) {
 	}
 	if after > before+2 {
 		t.Fatalf("%d goroutines for 300 scheduled repositories, %d for one", after, before)
+	}
+}
+
+// TestSchedulerKeepsPhasesOfRunsThatEndTogether: a thousand repositories
+// whose interval runs all started late and ended at the same instant
+// (after a start-up three and a half intervals long) are next due at
+// their hashed phases, a whole number of intervals after the due times
+// they ran for, not an interval after that one instant: the busiest
+// tenth of the next interval holds at most 20% of them. (Timed from the
+// runs' end, ±10% jitter would put them all in two tenths.)
+func TestSchedulerKeepsPhasesOfRunsThatEndTogether(t *testing.T) {
+	const iv, n, tenths = 5 * time.Minute, 1000, 10
+	f := newSchedFixture(t, n, Schedule{Interval: iv}, 1)
+	// A scheduler of its own, not running: the test runs its due
+	// repositories one by one, each through runDue (run, reschedule),
+	// while the clock stands still.
+	s := f.m.NewScheduler(SchedulerOptions{Schedule: Schedule{Interval: iv, After: f.clk.After}, Workers: n})
+	ctx := context.Background()
+	start := f.clk.Now()
+	for _, rf := range f.rfs {
+		s.Add(ctx, rf)
+	}
+	f.clk.Advance(3*iv + iv/2)
+	end := f.clk.Now()
+	s.mu.Lock()
+	var due []*dueEntry
+	for len(s.h) > 0 {
+		due = append(due, heap.Pop(&s.h).(*dueEntry))
+	}
+	s.mu.Unlock()
+	if len(due) != n {
+		t.Fatalf("%d repositories due, want %d", len(due), n)
+	}
+	for _, e := range due {
+		s.runDue(ctx, e)
+		<-f.started
+	}
+	var count [tenths]int
+	for _, rf := range f.rfs {
+		at := rf.Status().NextScheduledAt
+		if at == nil {
+			t.Fatalf("%s: not rescheduled", rf.repo.ID)
+		}
+		in := at.Sub(end)
+		if in <= 0 || in > iv {
+			t.Fatalf("%s: next due %s after the runs' end, want within (0, %s]", rf.repo.ID, in, iv)
+		}
+		if phase, want := at.Sub(start)%iv, InitialOffset(rf.repo.ID, iv); phase != want {
+			t.Fatalf("%s: next due at phase %s of the interval, want its hashed offset %s", rf.repo.ID, phase, want)
+		}
+		count[min(int(in*tenths/iv), tenths-1)]++
+	}
+	if busiest := slices.Max(count[:]); busiest*5 > n {
+		t.Fatalf("the busiest tenth of the interval holds %d of %d next runs (over 20%%): %v", busiest, n, count)
 	}
 }
