@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,8 +36,14 @@ func (s *Server) GetView(ctx context.Context, req gen.GetViewRequestObject) (gen
 	}
 	// The view is the snapshot alone (its repo without syncStatus, which
 	// changes between snapshots), so its ETag stays exact.
+	gz, sendGzip := snap.ViewGzip(), acceptsGzipFrom(ctx)
+	if snap.Hollow() && !sendGzip {
+		// An idle mirror's view is kept compressed only: decompressed as
+		// it is written.
+		return viewResponse{jsonBytes{gzip: gz, etag: snap.ETag(), size: snap.ViewSize(), stream: snap.WriteView}}, nil
+	}
 	js := snap.ViewJSON()
-	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: snap.ViewGzip(), etag: snap.ETag(), sendGzip: acceptsGzipFrom(ctx)}}, nil
+	return viewResponse{jsonBytes{body: js[:len(js)-1], gzip: gz, etag: snap.ETag(), sendGzip: sendGzip}}, nil
 }
 
 // ListStacks returns every stack.
@@ -178,6 +185,10 @@ type jsonBytes struct {
 	body []byte // without the final newline
 	gzip []byte // body and newline, gzip-compressed; nil when there is none
 	etag string
+	// stream, when set, writes the body and newline (size bytes) instead
+	// of body.
+	stream func(io.Writer) error
+	size   int
 	// sendGzip: the client accepts gzip and there is a gzip form.
 	sendGzip bool
 }
@@ -197,6 +208,11 @@ func (j jsonBytes) write(w http.ResponseWriter) error {
 		w.WriteHeader(http.StatusOK)
 		_, err := w.Write(j.gzip)
 		return err
+	}
+	if j.stream != nil {
+		h.Set("Content-Length", strconv.Itoa(j.size))
+		w.WriteHeader(http.StatusOK)
+		return j.stream(w)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(j.body)+1))
 	w.WriteHeader(http.StatusOK)

@@ -241,7 +241,8 @@ func (s *Snapshot) gzipView(head, tail []byte, size int) []byte {
 }
 
 // ViewJSON is the JSON of View() followed by a newline (shared, read-only).
-// A hollow snapshot decompresses it from its gzip on first use.
+// A hollow snapshot decompresses it from its gzip on each call (not
+// kept: see WriteView).
 func (s *Snapshot) ViewJSON() []byte {
 	if s.hollow {
 		return s.inflateView()

@@ -3,7 +3,9 @@ package view
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/stackd/stackd/gen"
@@ -101,21 +103,35 @@ func (s *Snapshot) mustFull() {
 func (s *Snapshot) ViewSize() int { return s.gzipOutputs().size }
 
 // inflateView is the JSON of a hollow snapshot's view, decompressed from
-// its gzip once per version and kept until Release (a hollow snapshot
-// read by clients that do not take gzip holds its JSON while it is read;
-// the refresher releases it after each idle run).
+// its gzip on each call: a hollow snapshot keeps its view compressed only,
+// whoever reads it (WriteView streams it instead).
 func (s *Snapshot) inflateView() []byte {
-	o := s.gzipOutputs()
-	o.viewOnce.Do(func() {
-		zr, err := gzip.NewReader(bytes.NewReader(o.gzip))
-		if err != nil {
-			panic("view: a hollow snapshot's gzip does not read: " + err.Error()) // made by gzipView: cannot happen
-		}
-		buf := bytes.NewBuffer(make([]byte, 0, o.size))
-		if _, err := io.Copy(buf, zr); err != nil {
-			panic("view: a hollow snapshot's gzip does not read: " + err.Error())
-		}
-		o.view = buf.Bytes()
-	})
-	return o.view
+	var buf bytes.Buffer
+	buf.Grow(s.ViewSize())
+	if err := s.WriteView(&buf); err != nil {
+		panic("view: a hollow snapshot's gzip does not read: " + err.Error()) // made by gzipView: cannot happen
+	}
+	return buf.Bytes()
 }
+
+// WriteView writes the view's JSON (ViewJSON, ViewSize bytes) to w: a
+// full snapshot's bytes, a hollow one's decompressed from its gzip as
+// they are written.
+func (s *Snapshot) WriteView(w io.Writer) error {
+	if !s.hollow {
+		_, err := w.Write(s.ViewJSON())
+		return err
+	}
+	zr := inflaters.Get().(*gzip.Reader)
+	defer inflaters.Put(zr)
+	if err := zr.Reset(bytes.NewReader(s.ViewGzip())); err != nil {
+		return fmt.Errorf("view: inflate: %w", err)
+	}
+	if _, err := io.Copy(w, zr); err != nil {
+		return fmt.Errorf("view: inflate: %w", err)
+	}
+	return nil
+}
+
+// inflaters are reusable gzip readers (WriteView).
+var inflaters = sync.Pool{New: func() any { return new(gzip.Reader) }}

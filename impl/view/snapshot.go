@@ -245,7 +245,7 @@ type outputs struct {
 	gzip         []byte // the view's JSON, gzip-compressed (Prepare)
 	size         int    // the length of the view's JSON
 	viewOnce     sync.Once
-	view         []byte // JSON of the view and a newline (on first use)
+	view         []byte // JSON of the view and a newline (on first use; not for a hollow snapshot)
 	stacksFrom   int    // view[stacksFrom:stacksTo] is the JSON array of the stacks
 	stacksTo     int
 	branchesOnce sync.Once
