@@ -548,7 +548,8 @@ func (b *bench) everyView(ctx context.Context, api *apiClient, n int) (float64, 
 }
 
 // intervalCPU reads the server's CPU time (utime+stime) over two whole
-// intervals and the interval runs that ended in them, and reports the CPU
+// intervals and the interval runs that ended in them, starting once the
+// restart's start-up runs ended (startupRunsEnded), and reports the CPU
 // of one interval's worth of runs (n of them) against the CPU of the git
 // ls-remote sweep. The runs are also counted per tenth of the window: the
 // busiest tenth's share says whether listings are spread.
@@ -566,6 +567,10 @@ func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n i
 			return 0, err
 		}
 		return metricSum(text, "stackd_sync_runs_total", `trigger="interval"`), nil
+	}
+	if err := b.startupRunsEnded(ctx, metrics, n, interval); err != nil {
+		res.stackd.fail(err)
+		return
 	}
 	cpu0, err := procCPU(pid)
 	if err != nil {
@@ -611,6 +616,40 @@ func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n i
 	res.stackd.extra = fmt.Sprintf("%.0f runs in %s; busiest tenth %.0f%% of them", runs, window, 100*busiest)
 	b.logf("fleet interval CPU: %s for %.0f runs in %s (per interval of %d runs: %s); runs per tenth %v",
 		fmtDuration(time.Duration((cpu1-cpu0)*float64(time.Second))), runs, window, n, fmtDuration(time.Duration(perInterval*float64(time.Second))), tenths)
+}
+
+// startupRunsEnded waits until the restart's start-up runs ended, so that
+// the interval window does not count their CPU: each repository has one
+// that reads its mirror from disk, and then (unless an interval run took
+// its place) one that fetches. It waits until n of them ended and then
+// until none ended for half a second, a poll every 100 ms; at most one
+// interval (then the window starts anyway, and the log says so).
+func (b *bench) startupRunsEnded(ctx context.Context, metrics string, n int, interval time.Duration) error {
+	start := time.Now()
+	last, lastChange := -1.0, time.Now()
+	for {
+		text, err := scrape(ctx, metrics)
+		if err != nil {
+			return err
+		}
+		runs := metricSum(text, "stackd_sync_runs_total", `trigger="startup"`)
+		if runs != last {
+			last, lastChange = runs, time.Now()
+		}
+		switch {
+		case runs >= float64(n) && time.Since(lastChange) >= 500*time.Millisecond:
+			b.logf("fleet interval CPU: the window starts after %.0f start-up runs ended (%s after the views were served)", runs, fmtDuration(time.Since(start)))
+			return nil
+		case time.Since(start) > interval:
+			b.logf("fleet interval CPU: start-up runs still ending after %s (%.0f so far): the window starts anyway", fmtDuration(interval), runs)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // forEach calls fn for 0..n-1, par at a time, and returns the first error

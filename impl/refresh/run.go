@@ -141,9 +141,12 @@ func (r *Refresher) perform(ru *run) Result {
 	ru.result.StartedAt = &start
 	r.status.Running = true
 	res := ru.result
+	unstored := ru.unstored
 	r.mu.Unlock()
 	opts.Metrics.SyncQueued(string(res.Trigger), start.Sub(res.QueuedAt))
-	r.record(res)
+	if !unstored {
+		r.record(res)
+	}
 	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res.API()})
 
 	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
