@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // gitSession is an upload-pack session over git:// (the git daemon
@@ -42,6 +44,12 @@ type gitSession struct {
 	stop     func() bool
 	packRun  bool
 	closed   bool
+	// expect, when set before the advertisement is read, is the mirror's
+	// ref table: the advertisement is compared with it as it streams
+	// (advertFilter), and same says whether its refs in the namespaces
+	// were exactly the table's (then References lacks them).
+	expect *refs.Table
+	same   bool
 }
 
 const gitDaemonPort = 9418
@@ -111,9 +119,13 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	ar.References = newRefMap(s.refsHint)
 	f := newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
 	f.collect = ar.References
+	if s.expect != nil {
+		f.expectTable(s.expect)
+	}
 	if err := ar.Decode(f); err != nil {
 		return nil, s.advError(err)
 	}
+	s.same = f.same
 	if ar.IsEmpty() {
 		_ = s.finish()
 		return nil, transport.ErrEmptyRemoteRepository
