@@ -50,13 +50,13 @@ type advertFilter struct {
 	// matching: every kept ref so far was the next one of expect.
 	matching bool
 	same     bool // the advertisement ended, and it matched the whole of expect
-	kept    int64
-	names   int64 // bytes of the kept refs' names
-	refs    int   // ref lines seen
-	done    bool
-	out     []byte // what is left to pass on
-	buf     [65520]byte
-	pending error
+	kept     int64
+	names    int64 // bytes of the kept refs' names
+	refs     int   // ref lines seen
+	done     bool
+	out      []byte // what is left to pass on
+	buf      [65520]byte
+	pending  error
 }
 
 func newAdvertFilter(r io.Reader, lim Limits) *advertFilter { return &advertFilter{r: r, lim: lim} }
