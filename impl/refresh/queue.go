@@ -73,11 +73,12 @@ type run struct {
 	result Result // guarded by Refresher.mu until done is closed
 	// followUp: the run loaded a mirror from disk; a refresh must follow.
 	followUp bool
-	// unstored: the run's queued and running states are not written to
-	// the store, only its end. Only an interval run of the scheduler
-	// (Sync with Interval), whose id no caller gets before it ended, is
-	// created so; a trigger that joins it and hands its id out stores it
-	// first (unlockStored). Guarded by Refresher.mu.
+	// unstored: the run is not in the store (yet): its queued and
+	// running states are not written, only its end, and a no-op run's end
+	// a little later with others (endBatch). Only an interval run of the
+	// scheduler (Sync with Interval), whose id no caller gets before it
+	// ended, is created so; a trigger that joins it and hands its id out
+	// stores it first (unlockStored). Guarded by Refresher.mu.
 	unstored bool
 }
 
@@ -409,6 +410,11 @@ func (r *Refresher) stop() {
 	}
 	r.mu.Unlock()
 	r.cancel()
+	if r.m.ends != nil {
+		// After stopped was set: no end of this repository is deferred
+		// any more (deferEnd), and none still waiting is stored.
+		r.m.ends.drop(r)
+	}
 	if queued != nil {
 		r.record(res)
 		r.remember(queued)
@@ -482,35 +488,42 @@ func (r *Refresher) Page(ctx context.Context, limit int, before string) ([]Resul
 		}
 		return out, nil
 	}
+	// Read before the store: a run stored meanwhile is then in the page.
+	unstored := r.unstored(before)
 	list, err := st.ListSyncs(ctx, r.repo.ID, before, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Result, 0, len(list)+2)
+	out := make([]Result, 0, len(list)+len(unstored))
 	for _, sy := range list {
 		out = append(out, resultOf(sy))
 	}
-	return r.withUnstored(out, limit, before), nil
+	return withUnstored(out, unstored, limit), nil
 }
 
-// withUnstored adds to a page of stored results (newest first) the live
-// runs of this process that are not stored yet (run.unstored: an interval
-// run is stored when it ends), in id order, so that the history shows
-// them queued or running as it shows other runs, and paging by id still
-// returns every result once.
-func (r *Refresher) withUnstored(page []Result, limit int, before string) []Result {
+// unstored returns the runs of this process older than before ("": any)
+// that are not in the store yet (run.unstored: an interval run is stored
+// when it ends, a no-op one a little later, see endBatch).
+func (r *Refresher) unstored(before string) []Result {
 	r.mu.Lock()
-	var live []Result
-	for _, ru := range []*run{r.next, r.current} {
+	defer r.mu.Unlock()
+	var out []Result
+	for _, ru := range append([]*run{r.next, r.current}, r.recent...) {
 		if ru != nil && ru.unstored && (before == "" || ru.result.ID < before) {
-			live = append(live, ru.result)
+			out = append(out, ru.result)
 		}
 	}
-	r.mu.Unlock()
-	if len(live) == 0 {
+	return out
+}
+
+// withUnstored adds to a page of stored results (newest first) the
+// unstored runs, in id order, so that the history shows them as it shows
+// other runs, and paging by id still returns every result once.
+func withUnstored(page, unstored []Result, limit int) []Result {
+	if len(unstored) == 0 {
 		return page
 	}
-	for _, res := range live {
+	for _, res := range unstored {
 		// The run may have ended and been stored since the page was read.
 		if slices.ContainsFunc(page, func(p Result) bool { return p.ID == res.ID }) {
 			continue

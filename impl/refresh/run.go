@@ -34,8 +34,14 @@ func (r *Refresher) execute(ru *run) {
 		res = r.cancelled(ru)
 	}
 	// The end is stored before anyone can see it, so that a caller who
-	// got the result finds the same in the history.
-	r.record(res)
+	// got the result finds the same in the history (a deferred end is
+	// shown from memory until it is: see deferEnd).
+	if !r.deferEnd(ru, res) {
+		r.record(res)
+		r.mu.Lock()
+		ru.unstored = false
+		r.mu.Unlock()
+	}
 	r.count(res)
 
 	r.mu.Lock()
@@ -118,6 +124,23 @@ func (r *Refresher) execute(ru *run) {
 		r.remember(abandoned)
 		close(abandoned.done)
 	}
+}
+
+// deferEnd hands the end of an unstored no-op interval run of an unshared
+// repository to the manager's endBatch, and reports whether it did: the
+// run stays unstored until the batch stores it. Others are stored at once
+// (replicas read each other's history from the database).
+func (r *Refresher) deferEnd(ru *run, res Result) bool {
+	if r.m.ends == nil || res.Err != nil || res.Trigger != Interval || res.ChangesTotal != 0 || r.shared() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !ru.unstored || r.stopped {
+		return false
+	}
+	r.m.ends.add(r, ru, res.record())
+	return true
 }
 
 // cancelled is the result of a run that never started: its Refresher was

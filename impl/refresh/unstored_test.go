@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stackd/stackd/impl/store"
 )
@@ -26,6 +27,15 @@ func (c *countedStore) PutSync(ctx context.Context, sy store.Sync, keep int) err
 	return c.SQLite.PutSync(ctx, sy, keep)
 }
 
+func (c *countedStore) PutSyncs(ctx context.Context, list []store.Sync, keep int) error {
+	c.mu.Lock()
+	for _, sy := range list {
+		c.writes[sy.ID] = append(c.writes[sy.ID], sy.State)
+	}
+	c.mu.Unlock()
+	return c.SQLite.PutSyncs(ctx, list, keep)
+}
+
 func (c *countedStore) written(id string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -43,16 +53,18 @@ func newCountedStore(t *testing.T) *countedStore {
 }
 
 // TestIntervalRunStoredWhenItEnds: an interval run of the scheduler
-// (Sync with Interval) is written once, when it ends; while it runs, the
-// history shows it from memory at its place by id. A run that hands out
-// its id (Trigger) is written when queued, when it starts and when it
-// ends, as before; and a trigger that joins a queued interval run stores
-// it before its id is handed out.
+// (Sync with Interval) is written once, after it ended (a no-op one with
+// the others of its batch, endBatch); until then the history shows it from
+// memory at its place by id. A run that hands out its id (Trigger) is
+// written when queued, when it starts and when it ends, as before; a
+// trigger that joins a queued interval run stores it before its id is
+// handed out; a removed repository's waiting ends are never written.
 func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 	bg := context.Background()
 	t.Run("alone", func(t *testing.T) {
 		st := newCountedStore(t)
 		f := newOrderFixture(t, func(o *Options) { o.Store = st })
+		f.rf.m.ends.delay = time.Hour // stored when the test flushes
 		hold := make(chan struct{})
 		f.runs.setHold(hold)
 		done := make(chan Result, 1)
@@ -88,6 +100,16 @@ func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 		if res.ID != id || res.State != Succeeded {
 			t.Fatalf("interval run = %+v", res)
 		}
+		// A no-op run: its end waits for the batch, and the history
+		// shows it from memory meanwhile.
+		if w := st.written(id); len(w) != 0 {
+			t.Fatalf("the no-op interval run's end was written at once: %q", w)
+		}
+		page, err = f.rf.Page(bg, 50, "")
+		if err != nil || len(page) == 0 || page[0].ID != id || page[0].State != Succeeded {
+			t.Fatalf("history before the batch is stored: %+v %v", page, err)
+		}
+		f.rf.m.ends.flush()
 		if w := st.written(id); !slices.Equal(w, []string{string(Succeeded)}) {
 			t.Fatalf("writes of the interval run: %q, want only its end", w)
 		}
@@ -107,6 +129,20 @@ func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 		waitOK(t, f.rf, mid)
 		if w := st.written(mid); !slices.Equal(w, []string{string(Queued), string(Running), string(Succeeded)}) {
 			t.Fatalf("writes of a manual run: %q", w)
+		}
+
+		// A removed repository's waiting end is dropped.
+		last, err := f.rf.Sync(bg, Interval)
+		if err != nil || last.State != Succeeded {
+			t.Fatalf("interval sync: %+v %v", last, err)
+		}
+		<-f.enqueued
+		if err := f.rf.Stop(bg); err != nil {
+			t.Fatal(err)
+		}
+		f.rf.m.ends.flush()
+		if w := st.written(last.ID); len(w) != 0 {
+			t.Fatalf("a stopped repository's waiting end was written: %q", w)
 		}
 	})
 	t.Run("joined", func(t *testing.T) {
