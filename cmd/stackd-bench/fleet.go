@@ -547,7 +547,7 @@ func (b *bench) everyView(ctx context.Context, api *apiClient, n int) (float64, 
 	}
 }
 
-// intervalCPU reads the server's CPU time (utime+stime) over two whole
+// intervalCPU reads the server's CPU time (procCPUFine) over two whole
 // intervals and the interval runs that ended in them, starting once the
 // restart's start-up runs ended (startupRunsEnded), and reports the CPU
 // of one interval's worth of runs (n of them) against the CPU of the git
@@ -572,7 +572,7 @@ func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n i
 		res.stackd.fail(err)
 		return
 	}
-	cpu0, err := procCPU(pid)
+	cpu0, err := procCPUFine(pid)
 	if err != nil {
 		res.stackd.fail(err)
 		return
@@ -600,7 +600,7 @@ func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n i
 		}
 		tenths[k], last = r-last, r
 	}
-	cpu1, err := procCPU(pid)
+	cpu1, err := procCPUFine(pid)
 	if err != nil {
 		res.stackd.fail(err)
 		return
@@ -711,6 +711,37 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("CPU time: %w", err)
 	}
 	return (ut + st) / clockTicks, nil
+}
+
+// procCPUFine is a process's CPU time to the nanosecond: the sum of its
+// threads' time on a CPU (/proc/<pid>/task/*/schedstat, first field),
+// where procCPU counts clock ticks (10 ms): a window of a few hundred
+// milliseconds of CPU needs better. A thread that exits takes its time
+// with it (the Go runtime keeps its threads); when the tasks cannot be
+// read, it is procCPU.
+func procCPUFine(pid int) (float64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return procCPU(pid)
+	}
+	var ns float64
+	for _, e := range ents {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(raw))
+		if len(f) < 1 {
+			return procCPU(pid)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return procCPU(pid)
+		}
+		ns += v
+	}
+	return ns / 1e9, nil
 }
 
 // procFDs counts a process's open file descriptors.
