@@ -190,7 +190,7 @@ func (r *Refresher) perform(ru *run) Result {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, opts.Timeout, err)
 		}
-		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
+		r.log.Warn("refresh failed", "trigger", string(res.Trigger), "mode", string(res.Mode), "err", redact.Error(err))
 		if out.snap != nil && !out.shared {
 			// The view of the last good refs (fallback).
 			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
@@ -221,7 +221,7 @@ func (r *Refresher) perform(ru *run) Result {
 			st := out.stats
 			built := time.Since(out.buildStart) - out.commit
 			opts.Metrics.ViewBuilt(buildKind(st), built)
-			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
+			r.log.Info("view built", "trigger", string(res.Trigger), "full", st.Full, "patched", st.Patched,
 				"branches", st.Branches, "recomputed", st.Recomputed,
 				"ms", float64(built.Microseconds())/1000,
 				"commitMs", float64(out.commit.Microseconds())/1000)
@@ -236,7 +236,9 @@ func (r *Refresher) perform(ru *run) Result {
 		res.State, res.Err, res.Error = Failed, err, Public(err)
 	} else {
 		res.State = Succeeded
-		r.log.Info("refresh done", "trigger", res.Trigger, "mode", res.Mode, "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
+		// Plain strings: slog would encode the named string types as
+		// JSON by reflection, at every run of every repository.
+		r.log.Info("refresh done", "trigger", string(res.Trigger), "mode", string(res.Mode), "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
 	}
 	r.mu.Lock()
 	r.status.Running = false
