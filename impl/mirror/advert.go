@@ -55,11 +55,16 @@ type advertFilter struct {
 	refs     int   // ref lines seen
 	done     bool
 	out      []byte // what is left to pass on
-	buf      [65520]byte
+	buf      []byte // maxPktLine bytes
 	pending  error
 }
 
-func newAdvertFilter(r io.Reader, lim Limits) *advertFilter { return &advertFilter{r: r, lim: lim} }
+// maxPktLine is the longest pkt-line, its length included.
+const maxPktLine = 65520
+
+func newAdvertFilter(r io.Reader, lim Limits) *advertFilter {
+	return &advertFilter{r: r, lim: lim, buf: make([]byte, maxPktLine)}
+}
 
 func (f *advertFilter) Read(p []byte) (int, error) {
 	for len(f.out) == 0 {
