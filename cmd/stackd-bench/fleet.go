@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -550,7 +551,7 @@ func (b *bench) fleetRestart(ctx context.Context, fr *fleetRun, dir string, n in
 		b.logf("fleet RSS: %s with %d repositories (empty server %s; %s per repository, view %s)",
 			fmtValue(unitBytes, v), n, fmtValue(unitBytes, fr.emptyRS), fmtValue(unitBytes, per), fmtValue(unitBytes, viewBytes))
 	}
-	b.intervalCPU(ctx, sd, metrics, n, interval, lsRemoteCPU)
+	b.intervalCPU(ctx, sd, api, metrics, n, interval, lsRemoteCPU)
 	b.idleMemory(ctx, sd, metrics, fr, n)
 }
 
@@ -637,13 +638,15 @@ func (b *bench) everyView(ctx context.Context, api *apiClient, n int) (float64, 
 }
 
 // intervalCPU waits for the restart's start-up runs to end (startupDone),
-// then reads the server's CPU time (utime+stime) over two whole intervals
+// then reads the server's CPU time (procCPUFine) over two whole intervals
 // and the interval runs that ended in them, and reports the CPU of one
 // interval's worth of runs (n of them) against the CPU of the git
-// ls-remote sweep: the steady state, not the start-up. The runs are also
-// counted per tenth of the window: the busiest tenth's share is the
-// spread figure (fspread).
-func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n int, interval time.Duration, lsRemoteCPU float64) {
+// ls-remote sweep: the steady state, not the start-up. Nothing asks the
+// server anything during the window: the run counter is scraped just
+// before and just after it, and the runs are then counted per tenth of
+// the window from the sync history (their end times): the busiest tenth's
+// share is the spread figure (fspread).
+func (b *bench) intervalCPU(ctx context.Context, sd *stackd, api *apiClient, metrics string, n int, interval time.Duration, lsRemoteCPU float64) {
 	res, spread := b.res.at("fcpu", n), b.res.at("fspread", n)
 	if lsRemoteCPU > 0 {
 		res.base.add(lsRemoteCPU)
@@ -667,58 +670,102 @@ func (b *bench) intervalCPU(ctx context.Context, sd *stackd, metrics string, n i
 		}
 		return metricSum(text, "stackd_sync_runs_total", `trigger="interval"`), nil
 	}
-	cpu0, err := procCPU(pid)
-	if err != nil {
-		fail(err)
-		return
-	}
 	runs0, err := intervalRuns()
 	if err != nil {
 		fail(err)
 		return
 	}
 	window := 2 * interval
-	tenths := make([]float64, 10)
-	last := runs0
 	start := time.Now()
-	for k := range 10 {
-		select {
-		case <-ctx.Done():
-			fail(ctx.Err())
-			return
-		case <-time.After(time.Until(start.Add(window * time.Duration(k+1) / 10))):
-		}
-		r, err := intervalRuns()
-		if err != nil {
-			fail(err)
-			return
-		}
-		tenths[k], last = r-last, r
-	}
-	cpu1, err := procCPU(pid)
+	cpu0, err := procCPUFine(pid)
 	if err != nil {
 		fail(err)
 		return
 	}
-	runs := last - runs0
+	select {
+	case <-ctx.Done():
+		fail(ctx.Err())
+		return
+	case <-time.After(window):
+	}
+	cpu1, err := procCPUFine(pid)
+	end := time.Now()
+	if err != nil {
+		fail(err)
+		return
+	}
+	runs1, err := intervalRuns()
+	if err != nil {
+		fail(err)
+		return
+	}
+	runs := runs1 - runs0
 	if runs < 1 {
 		fail(fmt.Errorf("no interval run in %s (interval %s)", window, interval))
 		return
 	}
 	perInterval := (cpu1 - cpu0) * float64(n) / runs
 	res.stackd.add(perInterval)
-	busiest := slices.Max(tenths) / runs
 	res.stackd.extra = fmt.Sprintf("%.0f runs in %s", runs, window)
-	// A share of fewer than two runs per tenth says nothing about the
-	// schedule: not judged (a smoke run, which judges nothing, shows it).
-	if runs < 20 && !b.opt.smoke {
-		spread.stackd.na = fmt.Sprintf("%.0f interval runs in %s: too few to judge their spread", runs, window)
-	} else {
+	tenths, err := b.runsPerTenth(ctx, api, n, start, end)
+	switch {
+	case err != nil:
+		spread.stackd.fail(fmt.Errorf("the runs per tenth are unknown: %w", err))
+		b.logf("fleet interval CPU: the runs per tenth are unknown: %v", err)
+	case sumInts(tenths) < 20 && !b.opt.smoke:
+		// A share of fewer than two runs per tenth says nothing about the
+		// schedule: not judged (a smoke run, which judges nothing, shows it).
+		spread.stackd.na = fmt.Sprintf("%d interval runs in %s: too few to judge their spread", sumInts(tenths), window)
+	default:
+		busiest := float64(slices.Max(tenths)) / max(1, float64(sumInts(tenths)))
 		spread.stackd.add(busiest)
-		spread.stackd.extra = fmt.Sprintf("%.0f of %.0f runs in %s", slices.Max(tenths), runs, window)
+		spread.stackd.extra = fmt.Sprintf("%d of %d runs in %s", slices.Max(tenths), sumInts(tenths), window)
 	}
 	b.logf("fleet interval CPU: %s for %.0f runs in %s (per interval of %d runs: %s); runs per tenth %v",
 		fmtDuration(time.Duration((cpu1-cpu0)*float64(time.Second))), runs, window, n, fmtDuration(time.Duration(perInterval*float64(time.Second))), tenths)
+}
+
+// runsPerTenth counts the interval runs of the n repositories that ended
+// between start and end, per tenth of that window, from their sync
+// histories (read after the window: the reads cost the server nothing
+// within it).
+func (b *bench) runsPerTenth(ctx context.Context, api *apiClient, n int, start, end time.Time) ([]int, error) {
+	tenths := make([]int, 10)
+	var mu sync.Mutex
+	span := end.Sub(start)
+	err := forEach(ctx, n, 8, func(ctx context.Context, i int) error {
+		status, _, body, err := api.rawGet(ctx, "/api/v1/repos/"+fleetID(i)+"/syncs?limit=100", "")
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return statusErr("GET .../syncs", status, body)
+		}
+		var list []struct {
+			Trigger    string     `json:"trigger"`
+			FinishedAt *time.Time `json:"finishedAt"`
+		}
+		if err := json.Unmarshal(body, &list); err != nil {
+			return fmt.Errorf("GET .../syncs: %w", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, sy := range list {
+			if sy.Trigger != "interval" || sy.FinishedAt == nil || sy.FinishedAt.Before(start) || !sy.FinishedAt.Before(end) {
+				continue
+			}
+			tenths[min(9, int(10*sy.FinishedAt.Sub(start)/span))]++
+		}
+		return nil
+	})
+	return tenths, err
+}
+
+func sumInts(v []int) (s int) {
+	for _, x := range v {
+		s += x
+	}
+	return s
 }
 
 // startupDone waits until the restart's start-up runs have ended: every
@@ -814,6 +861,37 @@ func procCPU(pid int) (float64, error) {
 		return 0, fmt.Errorf("CPU time: %w", err)
 	}
 	return (ut + st) / clockTicks, nil
+}
+
+// procCPUFine is a process's CPU time to the nanosecond: the sum of its
+// threads' time on a CPU (/proc/<pid>/task/*/schedstat, first field),
+// where procCPU counts clock ticks (10 ms): a window of a few hundred
+// milliseconds of CPU needs better. A thread that exits takes its time
+// with it (the Go runtime keeps its threads); when the tasks cannot be
+// read, it is procCPU.
+func procCPUFine(pid int) (float64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return procCPU(pid)
+	}
+	var ns float64
+	for _, e := range ents {
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(raw))
+		if len(f) < 1 {
+			return procCPU(pid)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return procCPU(pid)
+		}
+		ns += v
+	}
+	return ns / 1e9, nil
 }
 
 // procFDs counts a process's open file descriptors.

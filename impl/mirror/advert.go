@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // advertFilter is read in place of an upstream's ref advertisement: it
@@ -28,20 +31,40 @@ import (
 // the advertisement go-git decodes, as go-git would have put it there.
 // go-git then only reads the first line, HEAD and what the filter does not
 // understand, which halves the CPU of listing an unchanged upstream.
+//
+// With expect set as well (the mirror's ref table), the filter first
+// compares the advertisement, as it streams, with the table's direct refs
+// in the namespaces, which are sorted by name as git advertises them: a
+// kept ref equal to the next expected one is neither copied nor put in
+// collect. When the whole advertisement matched, same is set and collect
+// holds none of those refs (listing.same and listing.fill use the table
+// instead). At the first difference (another ref, another hash, an order
+// git does not use, a line of another form) the refs matched so far go
+// into collect and the rest is read as without expect.
 type advertFilter struct {
 	r       io.Reader
 	lim     Limits // MaxRefs, MaxRefBytes
 	collect map[string]plumbing.Hash
-	kept    int64
-	names   int64 // bytes of the kept refs' names
-	refs    int   // ref lines seen
-	done    bool
-	out     []byte // what is left to pass on
-	buf     [65520]byte
-	pending error
+	expect  []refs.Ref // sorted; only its direct refs in the namespaces count
+	at      int        // expect[at:] is not matched yet (matching)
+	// matching: every kept ref so far was the next one of expect.
+	matching bool
+	same     bool // the advertisement ended, and it matched the whole of expect
+	kept     int64
+	names    int64 // bytes of the kept refs' names
+	refs     int   // ref lines seen
+	done     bool
+	out      []byte // what is left to pass on
+	buf      []byte // maxPktLine bytes
+	pending  error
 }
 
-func newAdvertFilter(r io.Reader, lim Limits) *advertFilter { return &advertFilter{r: r, lim: lim} }
+// maxPktLine is the longest pkt-line, its length included.
+const maxPktLine = 65520
+
+func newAdvertFilter(r io.Reader, lim Limits) *advertFilter {
+	return &advertFilter{r: r, lim: lim, buf: make([]byte, maxPktLine)}
+}
 
 func (f *advertFilter) Read(p []byte) (int, error) {
 	for len(f.out) == 0 {
@@ -77,6 +100,7 @@ func (f *advertFilter) next() error {
 	case n == 0: // flush-pkt
 		if f.refs > 0 {
 			f.done = true
+			f.end()
 		}
 		f.out = append(f.buf[:0], head[:]...)
 		return nil
@@ -98,25 +122,51 @@ func (f *advertFilter) next() error {
 		return nil
 	}
 	f.refs++
-	name := string(payload[41:])
-	if i := strings.IndexAny(name, "\x00\n"); i >= 0 {
-		name = name[:i]
+	rest := payload[41:]
+	if f.matching && f.refs > 1 && f.at < len(f.expect) {
+		// The common case first: the next expected ref, in the plain form.
+		e := f.expect[f.at]
+		if n := len(e.Name); e.Hash == h && (len(rest) == n || (len(rest) == n+1 && rest[n] == '\n')) && string(rest[:n]) == e.Name {
+			f.at++
+			f.skip()
+			return f.count(n)
+		}
 	}
-	if f.refs == 1 || name == "HEAD" {
-		f.out = line // the capabilities ride on the first line
+	nb := rest
+	if i := bytes.IndexAny(nb, "\x00\n"); i >= 0 {
+		nb = nb[:i]
+	}
+	if f.refs == 1 || string(nb) == "HEAD" {
+		// The capabilities ride on the first line: go-git decodes it
+		// (into collect, when it is a ref).
+		if f.refs == 1 && string(nb) != "HEAD" && f.matching && !f.match(nb, h) && inNamespaces(nb) {
+			f.diverge()
+		}
+		f.out = line
 		return nil
 	}
-	if strings.HasSuffix(name, "^{}") || !wanted(name) {
-		return nil // peeled values are computed, not taken; other refs are not mirrored
+	if bytes.HasSuffix(nb, peeledSuffix) {
+		return nil // peeled values are computed, not taken
 	}
-	if f.kept++; f.kept > f.lim.MaxRefs {
-		return tooLarge(fmt.Sprintf("the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefs", f.lim.MaxRefs)
+	if f.matching {
+		plain := len(rest) == len(nb) || (len(rest) == len(nb)+1 && rest[len(nb)] == '\n')
+		switch {
+		case plain && f.match(nb, h):
+			// A ref of the table (so a wanted one), unchanged.
+			return f.count(len(nb))
+		case !inNamespaces(nb):
+			return nil // not mirrored
+		}
+		f.diverge()
 	}
-	if f.names += int64(len(name)); f.names > f.lim.MaxRefBytes {
-		return tooLarge(fmt.Sprintf("the names of the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefBytes", f.lim.MaxRefBytes)
+	name := string(nb)
+	if !wanted(name) {
+		return nil // other refs are not mirrored
+	}
+	if err := f.count(len(name)); err != nil {
+		return err
 	}
 	if f.collect != nil {
-		rest := payload[41:]
 		if len(rest) > 0 && rest[len(rest)-1] == '\n' {
 			rest = rest[:len(rest)-1]
 		}
@@ -129,6 +179,82 @@ func (f *advertFilter) next() error {
 	}
 	f.out = line
 	return nil
+}
+
+var peeledSuffix = []byte("^{}")
+
+// count counts a kept ref whose name has n bytes against the limits.
+func (f *advertFilter) count(n int) error {
+	if f.kept++; f.kept > f.lim.MaxRefs {
+		return tooLarge(fmt.Sprintf("the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefs", f.lim.MaxRefs)
+	}
+	if f.names += int64(n); f.names > f.lim.MaxRefBytes {
+		return tooLarge(fmt.Sprintf("the names of the refs in %s", strings.Join(Namespaces, ", ")), "MaxRefBytes", f.lim.MaxRefBytes)
+	}
+	return nil
+}
+
+// expectTable starts the comparison with the direct refs in the
+// namespaces of t (see advertFilter). Every such ref of a mirror's table
+// is one wanted takes (readRefs and listing.table keep no other).
+func (f *advertFilter) expectTable(t *refs.Table) {
+	f.expect, f.at, f.matching = t.All(), 0, f.collect != nil
+	f.skip()
+}
+
+// skip moves at past the refs of expect that are not compared: HEAD
+// and other symbolic refs, refs outside the namespaces.
+func (f *advertFilter) skip() {
+	for f.at < len(f.expect) && (f.expect[f.at].Symbolic() || !InNamespaces(f.expect[f.at].Name)) {
+		f.at++
+	}
+}
+
+// match reports whether name and h are the next expected ref, and moves
+// past it when they are.
+func (f *advertFilter) match(name []byte, h plumbing.Hash) bool {
+	if f.at >= len(f.expect) {
+		return false
+	}
+	if e := f.expect[f.at]; e.Hash != h || e.Name != string(name) {
+		return false
+	}
+	f.at++
+	f.skip()
+	return true
+}
+
+// diverge ends the comparison: the refs matched so far go into collect.
+func (f *advertFilter) diverge() {
+	f.matching = false
+	for _, r := range f.expect[:f.at] {
+		if !r.Symbolic() && InNamespaces(r.Name) {
+			f.collect[r.Name] = r.Hash
+		}
+	}
+}
+
+// end is called at the advertisement's end: it matched the whole of
+// expect (same), or what it matched goes into collect.
+func (f *advertFilter) end() {
+	if !f.matching {
+		return
+	}
+	if f.at >= len(f.expect) {
+		f.same = true
+		return
+	}
+	f.diverge()
+}
+
+// inNamespaces is InNamespaces of a name in bytes.
+func inNamespaces(name []byte) bool {
+	for _, p := range Namespaces {
+		if len(name) >= len(p) && string(name[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // hexVal maps a lowercase hex digit to its value plus one; 0 is not a

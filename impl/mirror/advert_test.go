@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 
 	"github.com/stackd/stackd/impl/mirror/hostile"
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // TestAdvertFilter: the advertisement reaches go-git with the first line,
@@ -65,16 +66,25 @@ func TestAdvertFilter(t *testing.T) {
 // go-git decodes from the filter that passes every kept line on.
 func TestAdvertFilterCollect(t *testing.T) {
 	pkt := func(s string) string { return string(hostile.PktLine(s)) }
-	tests := []struct{ name, in string }{
+	// streams: the table of the advertisement's refs is found the same as
+	// it streams (no invalid name, duplicate or odd line in the namespaces).
+	tests := []struct {
+		name, in string
+		streams  bool
+	}{
+		{"plain", pkt(idA+" HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n") + pkt(idA+" refs/heads/main\n") +
+			pkt(idB+" refs/heads/side\n") + pkt(idB+" refs/pull/1/head\n") + pkt(idB+" refs/stackit/metadata/main\n") +
+			pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") + "0000", true},
+		{"plain, a branch first", pkt(idA+" refs/heads/a\x00ofs-delta\n") + pkt(idB+" refs/heads/b\n") + "0000", true},
 		{"HEAD first", pkt(idA+" HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n") + pkt(idA+" refs/heads/main\n") +
 			pkt(idB+" refs/heads/side\n") + pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") +
-			pkt(idB+" refs/stackit/metadata/main\n") + pkt(idA+" refs/heads/bad name\n") + "0000"},
-		{"a branch first", pkt(idA+" refs/heads/main\x00ofs-delta\n") + pkt(idB+" refs/heads/main\n") + pkt(idB+" refs/heads/x") + "0000"},
-		{"duplicates, last wins", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/a\n") + "0000"},
+			pkt(idB+" refs/stackit/metadata/main\n") + pkt(idA+" refs/heads/bad name\n") + "0000", false},
+		{"a branch first", pkt(idA+" refs/heads/main\x00ofs-delta\n") + pkt(idB+" refs/heads/main\n") + pkt(idB+" refs/heads/x") + "0000", false},
+		{"duplicates, last wins", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/a\n") + "0000", false},
 		{"odd lines left to go-git", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\x00junk\n") +
-			pkt(idB+" refs/heads/b\n\n") + pkt(idB+" refs/heads/c\n") + "0000"},
-		{"shallow after the refs", pkt(idA+" HEAD\x00shallow\n") + pkt(idA+" refs/heads/a\n") + pkt("shallow "+idB) + "0000"},
-		{"malformed line after collected ones", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/b c\n") + "0000"},
+			pkt(idB+" refs/heads/b\n\n") + pkt(idB+" refs/heads/c\n") + "0000", false},
+		{"shallow after the refs", pkt(idA+" HEAD\x00shallow\n") + pkt(idA+" refs/heads/a\n") + pkt("shallow "+idB) + "0000", true},
+		{"malformed line after collected ones", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/b c\n") + "0000", false},
 	}
 	lim := Limits{MaxRefs: 100, MaxRefBytes: 1 << 10}
 	for _, tt := range tests {
@@ -99,7 +109,63 @@ func TestAdvertFilterCollect(t *testing.T) {
 			if len(want.References) == 0 {
 				t.Fatal("the case decodes no ref: it tests nothing")
 			}
+			checkExpect(t, tt.in, lim, want.References, tt.streams)
 		})
+	}
+}
+
+// checkExpect decodes the advertisement in again with a ref table to
+// compare it with (advertFilter.expect): the table of what it holds, and
+// tables that differ from it by one ref each way, by a hash, or are empty.
+// Each time, the refs (filled from the table when the filter found them
+// the same) equal want, the refs decoded without a table, and same is
+// what listing.same says of want.
+func checkExpect(t *testing.T, in string, lim Limits, want map[string]plumbing.Hash, streams bool) {
+	t.Helper()
+	var list []refs.Ref
+	for name, h := range want {
+		if wanted(name) {
+			list = append(list, refs.Ref{Name: name, Hash: h})
+		}
+	}
+	slices.SortFunc(list, func(a, b refs.Ref) int { return strings.Compare(a.Name, b.Name) })
+	head := refs.Ref{Name: refs.HEAD, Target: "refs/heads/main"}
+	other := plumbing.NewHash(strings.Repeat("c", 40))
+	tables := map[string]*refs.Table{
+		"equal": refs.NewTable(append([]refs.Ref{head}, list...)),
+		"one more": refs.NewTable(append(append([]refs.Ref{head}, list...),
+			refs.Ref{Name: "refs/heads/zzz", Hash: other})),
+		"one less":        refs.NewTable(append([]refs.Ref{head}, list[:len(list)-1]...)),
+		"first one moved": refs.NewTable(append([]refs.Ref{head, {Name: list[0].Name, Hash: other}}, list[1:]...)),
+		"outside the namespaces": refs.NewTable(append(append([]refs.Ref{head}, list...),
+			refs.Ref{Name: "refs/tags/v9", Hash: other})),
+		"empty": nil,
+	}
+	sawSame := false
+	for name, table := range tables {
+		got := packp.NewAdvRefs()
+		f := newAdvertFilter(strings.NewReader(in), lim)
+		f.collect = got.References
+		f.expectTable(table)
+		if err := got.Decode(f); err != nil {
+			t.Fatalf("%s table: %v", name, err)
+		}
+		ls := &listing{refs: got.References}
+		if f.same {
+			ls.matched = table
+			sawSame = true
+		}
+		oldWay := (&listing{refs: maps.Clone(want)}).same(table)
+		if same := ls.same(table); same != oldWay || (f.same && !oldWay) {
+			t.Errorf("%s table: same %v (streamed %v), want %v", name, same, f.same, oldWay)
+		}
+		ls.fill()
+		if !maps.Equal(ls.refs, want) {
+			t.Errorf("%s table: refs %v, want %v", name, ls.refs, want)
+		}
+	}
+	if sawSame != streams {
+		t.Errorf("a table matched as the advertisement streamed: %v, want %v", sawSame, streams)
 	}
 }
 

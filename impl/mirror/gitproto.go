@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/stackd/stackd/impl/refs"
 )
 
 // gitSession is an upload-pack session over git:// (the git daemon
@@ -42,9 +44,46 @@ type gitSession struct {
 	stop     func() bool
 	packRun  bool
 	closed   bool
+	// uploaded: UploadPack ran, and its answer reads r: r is then not
+	// recycled (readers), since the caller may still hold the answer.
+	uploaded bool
+	// expect, when set before the advertisement is read, is the mirror's
+	// ref table: the advertisement is compared with it as it streams
+	// (advertFilter), and same says whether its refs in the namespaces
+	// were exactly the table's (then References lacks them).
+	expect *refs.Table
+	same   bool
 }
 
 const gitDaemonPort = 9418
+
+// readers and filters recycle the 64 KiB buffers of a session's reader
+// and of its advertisement filter: a listing at every interval would
+// otherwise allocate (and clear) both each time, for every mirror.
+var (
+	readers sync.Pool // *bufio.Reader of 64 KiB
+	filters sync.Pool // *advertFilter
+)
+
+// newSessionReader returns a 64 KiB buffered reader of conn.
+func newSessionReader(conn net.Conn) *bufio.Reader {
+	if br, ok := readers.Get().(*bufio.Reader); ok {
+		br.Reset(conn)
+		return br
+	}
+	return bufio.NewReaderSize(conn, 64<<10)
+}
+
+// pooledAdvertFilter is newAdvertFilter with a recycled filter; give it
+// back with recycleAdvertFilter once nothing reads it.
+func pooledAdvertFilter(r io.Reader, lim Limits) *advertFilter {
+	f, ok := filters.Get().(*advertFilter)
+	if !ok {
+		return newAdvertFilter(r, lim)
+	}
+	*f = advertFilter{r: r, lim: lim, buf: f.buf} // the buffer need not be cleared
+	return f
+}
 
 // refMaps recycles the References maps of git:// listings (see
 // recycleRefMap): listing an upstream at every interval would otherwise
@@ -79,7 +118,7 @@ func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, 
 	if err != nil {
 		return nil, err
 	}
-	s := &gitSession{refsHint: refsHint, lim: lim, conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	s := &gitSession{refsHint: refsHint, lim: lim, conn: conn, r: newSessionReader(conn)}
 	s.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	host := ep.Host
 	if port != gitDaemonPort {
@@ -109,9 +148,17 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	}
 	ar := packp.NewAdvRefs()
 	ar.References = newRefMap(s.refsHint)
-	f := newAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
+	f := pooledAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
 	f.collect = ar.References
-	if err := ar.Decode(f); err != nil {
+	if s.expect != nil {
+		f.expectTable(s.expect)
+	}
+	err := ar.Decode(f)
+	s.same = f.same
+	// Decode is done with f: nothing holds it.
+	*f = advertFilter{buf: f.buf}
+	filters.Put(f)
+	if err != nil {
 		return nil, s.advError(err)
 	}
 	if ar.IsEmpty() {
@@ -170,6 +217,7 @@ func (s *gitSession) UploadPack(ctx context.Context, req *packp.UploadPackReques
 		return nil, err
 	}
 	s.packRun = true
+	s.uploaded = true
 	w := bufio.NewWriterSize(s.conn, 64<<10)
 	if err := req.UploadRequest.Encode(w); err != nil {
 		return nil, fmt.Errorf("sending upload-pack request: %w", err)
@@ -208,5 +256,12 @@ func (s *gitSession) Close() error {
 	s.closed = true
 	_ = s.finish()
 	s.stop()
-	return s.conn.Close()
+	err := s.conn.Close()
+	if !s.uploaded && s.r != nil {
+		// Only the advertisement was read, and it was decoded whole.
+		s.r.Reset(nil)
+		readers.Put(s.r)
+		s.r = nil
+	}
+	return err
 }

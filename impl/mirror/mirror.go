@@ -383,6 +383,11 @@ type Mirror struct {
 	// disk identifies packed-refs and HEAD as this Mirror last read or
 	// wrote them (Reload compares it with the files).
 	disk refStamps
+	// clean: no temporary pack file or quarantine can be in the mirror
+	// (removeTempPacks ran, in Repair or in a Fetch, and no Fetch wrote
+	// since): the next Fetch need not list the pack directory. A no-op
+	// Fetch keeps it; any other Fetch clears it.
+	clean bool
 }
 
 // Dir returns the bare repository directory.
@@ -470,6 +475,7 @@ func (m *Mirror) Repair() error {
 		_ = os.Remove(filepath.Join(m.dir, f+lockSuffix))
 	}
 	removeTempPacks(m.dir)
+	m.clean = true
 	mk, err := checkMirror(m.dir, m.id)
 	if err != nil {
 		return err

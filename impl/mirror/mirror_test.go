@@ -1463,3 +1463,38 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTempPacksRemovedAfterAWrite: the temporary files of an interrupted
+// transfer are removed by the first Fetch of a cloned mirror and by the
+// Fetch after one that wrote; a Fetch after a no-op one, which wrote
+// nothing, does not list the pack directory again (its own process is the
+// only writer of the mirror: Open and a shared mirror's Repair remove
+// what another left).
+func TestTempPacksRemovedAfterAWrite(t *testing.T) {
+	f := newFixture(t)
+	r := newRoot(t)
+	m := cloneOK(t, r, "m", f.url())
+	leftover := filepath.Join(m.Dir(), "objects", "pack", "tmp_pack_1")
+	plant := func() {
+		t.Helper()
+		if err := os.WriteFile(leftover, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncThen := func(what string, wantLeft bool) {
+		t.Helper()
+		if _, err := m.Sync(bg()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(leftover); (err == nil) != wantLeft {
+			t.Fatalf("%s: leftover there %v, want %v", what, err == nil, wantLeft)
+		}
+	}
+	plant()
+	syncThen("first Fetch of a clone", false)
+	plant()
+	syncThen("Fetch after a no-op one", true)
+	f.up.set("refs/heads/main", f.up.commit(f.main, "c2", nil))
+	syncThen("a Fetch that writes, after a no-op one", true)
+	syncThen("Fetch after one that wrote", false)
+}

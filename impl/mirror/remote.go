@@ -93,6 +93,9 @@ type remote struct {
 	tr    *http.Transport
 	// transfers counts sessions and pack bytes (nil: nothing).
 	transfers Transfers
+	// ep is url parsed (transport.NewEndpoint, lowercase scheme) once,
+	// not at every session; nil when it did not parse (open reports it).
+	ep *transport.Endpoint
 }
 
 func newRemote(cfg Config) (remote, error) {
@@ -103,6 +106,10 @@ func newRemote(cfg Config) (remote, error) {
 	r := remote{lim: cfg.Limits.orDefault(), url: cfg.URL, shown: redact.URL(cfg.URL), auth: cfg.Auth, secrets: secretsOf(cfg), policy: cfg.policy(), log: cfg.Log, transfers: cfg.Transfers}
 	if ep.Protocol == "http" || ep.Protocol == "https" {
 		r.httpc, r.tr = newHTTP(cfg, ep)
+	}
+	if parsed, err := transport.NewEndpoint(r.url); err == nil {
+		parsed.Protocol = strings.ToLower(parsed.Protocol)
+		r.ep = parsed
 	}
 	return r, nil
 }
@@ -249,11 +256,15 @@ func (r remote) session(ctx context.Context, refsHint int) (transport.UploadPack
 }
 
 func (r remote) open(ctx context.Context, refsHint int) (transport.UploadPackSession, error) {
-	ep, err := transport.NewEndpoint(r.url)
-	if err != nil {
+	if r.ep == nil {
+		_, err := transport.NewEndpoint(r.url)
+		if err == nil {
+			err = fmt.Errorf("%w: %q does not parse", ErrBadURL, r.shown)
+		}
 		return nil, err
 	}
-	ep.Protocol = strings.ToLower(ep.Protocol)
+	e := *r.ep // a copy: the transports may change theirs
+	ep := &e
 	switch ep.Protocol {
 	case "git":
 		return openGitSession(ctx, r.policy.Dialer(), ep, r.auth, refsHint, r.lim)

@@ -101,7 +101,11 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mirror: fetch %s: %w", m.rem.shown, err)
 	}
-	removeTempPacks(m.dir)
+	if !m.clean {
+		removeTempPacks(m.dir)
+	}
+	// Until it is known that this Fetch writes nothing (no change).
+	m.clean = false
 	old := m.table.Load()
 	sess, err := m.rem.session(ctx, old.Len()+old.Len()/8)
 	if err != nil {
@@ -109,14 +113,21 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	}
 	closeSess := closeOnce(sess)
 	defer closeSess()
+	gs, _ := sess.(*gitSession)
+	if gs != nil {
+		gs.expect = old // compared as it streams: no map of unchanged refs
+	}
 	ls, err := m.rem.list(ctx, sess, op)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := sess.(*gitSession); ok && ls.refs != nil {
+	if gs != nil && ls.refs != nil {
 		// The map is the session's own (newRefMap): nothing holds it
 		// after this Fetch (the tables built from it copy what they keep).
 		defer recycleRefMap(ls.refs)
+		if gs.same {
+			ls.matched = old
+		}
 	}
 
 	oldHead, _, _ := old.Head()
@@ -125,11 +136,13 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 		head = oldHead // not advertised: keep ours
 	}
 	if head == oldHead && ls.same(old) {
+		m.clean = true // nothing was written
 		return nil, nil
 	}
 	next := ls.table(head, old)
 	changes := refs.Diff(old, next, InNamespaces)
 	if len(changes) == 0 && head == oldHead {
+		m.clean = true
 		return nil, nil
 	}
 
@@ -369,8 +382,11 @@ func closeOnce(sess transport.UploadPackSession) func() {
 
 // listing is what a mirror uses of a ref advertisement.
 type listing struct {
-	refs     map[string]plumbing.Hash // every advertised ref; see wanted
-	head     string                   // HEAD's symref target, "" if not advertised
+	refs map[string]plumbing.Hash // every advertised ref; see wanted
+	// matched, when set, is a table whose direct refs in the namespaces
+	// are exactly the advertised ones there: refs lacks them until fill.
+	matched  *refs.Table
+	head     string // HEAD's symref target, "" if not advertised
 	headHash *plumbing.Hash
 	caps     *capability.List
 }
@@ -411,6 +427,7 @@ func (ls *listing) headTarget(current string) string {
 	if ls.headHash == nil {
 		return ""
 	}
+	ls.fill()
 	for _, cand := range []string{current, "refs/heads/main", "refs/heads/master"} {
 		if h, ok := ls.refs[cand]; ok && h == *ls.headHash && strings.HasPrefix(cand, "refs/heads/") {
 			return cand
@@ -425,9 +442,26 @@ func (ls *listing) headTarget(current string) string {
 	return best
 }
 
+// fill puts the refs of matched into refs (see listing.matched).
+func (ls *listing) fill() {
+	if ls.matched == nil {
+		return
+	}
+	for _, r := range ls.matched.All() {
+		if !r.Symbolic() && InNamespaces(r.Name) {
+			ls.refs[r.Name] = r.Hash
+		}
+	}
+	ls.matched = nil
+}
+
 // same reports whether the advertised refs in the namespaces equal the
 // direct refs of t.
 func (ls *listing) same(t *refs.Table) bool {
+	if ls.matched != nil && ls.matched == t {
+		return true
+	}
+	ls.fill()
 	n := 0
 	for _, r := range t.All() {
 		if r.Symbolic() || !InNamespaces(r.Name) {
@@ -454,6 +488,7 @@ func (ls *listing) same(t *refs.Table) bool {
 // table builds the mirror's table from the listing: the wanted refs and
 // HEAD pointing at head ("": old's HEAD, if any).
 func (ls *listing) table(head string, old *refs.Table) *refs.Table {
+	ls.fill()
 	list := make([]refs.Ref, 0, len(ls.refs)+1)
 	switch {
 	case head != "":

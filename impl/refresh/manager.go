@@ -88,6 +88,7 @@ type Manager struct {
 	cancel context.CancelFunc
 	sem    chan struct{}
 	wg     goroutines // runs, holds and follows: Close waits for them
+	ends   *endBatch  // nil without a store
 
 	mu   sync.Mutex
 	byID map[string]*Refresher
@@ -162,13 +163,21 @@ func NewManager(opts Options) *Manager {
 		opts.Enqueued = func(string, string) {}
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Manager{opts: opts, base: base, cancel: cancel, sem: make(chan struct{}, opts.Workers), byID: map[string]*Refresher{}}
+	m := &Manager{opts: opts, base: base, cancel: cancel, sem: make(chan struct{}, opts.Workers), byID: map[string]*Refresher{}}
+	if opts.Store != nil {
+		m.ends = &endBatch{st: opts.Store, keep: opts.History, delay: endBatchDelay, log: opts.Logger.Error}
+	}
+	return m
 }
 
-// Close cancels running refreshes and waits for them to end.
+// Close cancels running refreshes, waits for them to end, and stores the
+// ends of runs still waiting to be stored (endBatch).
 func (m *Manager) Close() {
 	m.cancel()
 	m.wg.Wait()
+	if m.ends != nil {
+		m.ends.flush()
+	}
 }
 
 // Add creates the Refresher of repo.

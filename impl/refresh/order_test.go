@@ -65,7 +65,7 @@ type orderFixture struct {
 	fail     error       // when set before a run, its source refresh fails with it
 }
 
-func newOrderFixture(t *testing.T) *orderFixture {
+func newOrderFixture(t *testing.T, with ...func(*Options)) *orderFixture {
 	t.Helper()
 	g := gittest.New(t)
 	g.Commit("initial", map[string]string{"README": "x\n"})
@@ -74,7 +74,7 @@ func newOrderFixture(t *testing.T) *orderFixture {
 		t.Fatal(err)
 	}
 	f := &orderFixture{pub: &published{}, runs: &runs{started: make(chan string, 100)}, enqueued: make(chan string, 100)}
-	m := NewManager(Options{
+	opts := Options{
 		Events: f.pub,
 		BeforeRefresh: func(ctx context.Context, repoID string, mode Mode) error {
 			if err := f.runs.before(ctx, repoID, mode); err != nil {
@@ -83,7 +83,11 @@ func newOrderFixture(t *testing.T) *orderFixture {
 			return f.fail
 		},
 		Enqueued: func(_, id string) { f.enqueued <- id },
-	})
+	}
+	for _, w := range with {
+		w(&opts)
+	}
+	m := NewManager(opts)
 	t.Cleanup(m.Close)
 	f.rf = m.Add(registry.NewLocal("local", wt, "", "", ""))
 	if res, err := f.rf.Sync(context.Background(), Onboard); err != nil || res.Err != nil {

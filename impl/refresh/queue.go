@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +74,13 @@ type run struct {
 	result Result // guarded by Refresher.mu until done is closed
 	// followUp: the run loaded a mirror from disk; a refresh must follow.
 	followUp bool
+	// unstored: the run is not in the store (yet): its queued and
+	// running states are not written, only its end, and a no-op run's end
+	// a little later with others (endBatch). Only an interval run of the
+	// scheduler (Sync with Interval), whose id no caller gets before it
+	// ended, is created so; a trigger that joins it and hands its id out
+	// stores it first (unlockStored). Guarded by Refresher.mu.
+	unstored bool
 }
 
 // Repo is the repository this Refresher refreshes.
@@ -109,7 +118,7 @@ func (r *Refresher) Sync(ctx context.Context, t Trigger) (Result, error) {
 
 // SyncIf is Sync with admit, as in TriggerIf.
 func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (Result, error) {
-	ru, _, err := r.enqueue(t, admit)
+	ru, _, err := r.enqueueAs(t, admit, t == Interval)
 	if err != nil {
 		return Result{}, err
 	}
@@ -127,16 +136,24 @@ func (r *Refresher) SyncIf(ctx context.Context, t Trigger, admit func() error) (
 // released. admit (when not nil) is called before a run is created; its
 // error is returned.
 func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error) {
+	return r.enqueueAs(t, admit, false)
+}
+
+// enqueueAs is enqueue; with waiting, the caller gets the run's id only
+// with its end (Sync), and an interval run it creates is stored only when
+// it ends (run.unstored): a no-op interval run, the most common run of a
+// server with many mirrors, costs one write instead of three.
+func (r *Refresher) enqueueAs(t Trigger, admit func() error, waiting bool) (*run, string, error) {
 	r.mu.Lock()
 	if r.stopped {
 		r.mu.Unlock()
 		return nil, "", ErrRemoved
 	}
 	var ru *run
-	created := false
+	created, store := false, false
 	if r.next != nil {
 		ru = r.next
-		r.joinLocked(t)
+		store = r.joinLocked(t, waiting)
 		r.releaseLocked()
 	} else {
 		if admit != nil {
@@ -146,6 +163,7 @@ func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error)
 			}
 		}
 		ru, created = r.newRunLocked(t), true
+		ru.unstored = waiting && t == Interval
 		if r.current == nil {
 			r.current = ru
 			r.startLocked(ru)
@@ -153,20 +171,31 @@ func (r *Refresher) enqueue(t Trigger, admit func() error) (*run, string, error)
 			r.next = ru
 		}
 	}
-	return ru, r.unlockStored(ru, created), nil
+	return ru, r.unlockStored(ru, created, store), nil
 }
 
 // unlockStored releases r.mu, which the caller holds, and returns ru's id
-// once ru is stored: a run the caller created is stored here, one it
-// joined by its creator. Options.Enqueued hears of it then.
-func (r *Refresher) unlockStored(ru *run, created bool) string {
+// once ru is stored: a run the caller created is stored here (unless it is
+// unstored), one it joined by its creator, or here as well when the join
+// made an unstored run stored (store, from joinLocked). Options.Enqueued
+// hears of it then.
+func (r *Refresher) unlockStored(ru *run, created, store bool) string {
 	res := ru.result
+	unstored := ru.unstored
 	r.mu.Unlock()
 	if created {
-		r.record(res)
+		if !unstored {
+			r.record(res)
+		}
 		close(ru.stored)
 	}
 	<-ru.stored
+	if store {
+		// What the run is now (queued, or running when it started
+		// meanwhile): a state write never moves a stored sync back, so
+		// this and the run's own writes may come in any order.
+		r.record(res)
+	}
 	r.m.opts.Enqueued(r.repo.ID, res.ID)
 	return res.ID
 }
@@ -190,12 +219,12 @@ func (r *Refresher) TriggerDebounced(t Trigger) string {
 		return ""
 	}
 	ru := r.next
-	created := false
+	created, store := false, false
 	if ru != nil {
 		if r.held {
 			r.lastPoke = opts.Clock.Now()
 		}
-		r.joinLocked(t)
+		store = r.joinLocked(t, false)
 	} else {
 		ru, created = r.newRunLocked(t), true
 		r.next, r.held, r.released = ru, true, make(chan struct{})
@@ -205,7 +234,7 @@ func (r *Refresher) TriggerDebounced(t Trigger) string {
 		r.m.wg.Add(1)
 		go r.hold(ru, r.released, fire)
 	}
-	return r.unlockStored(ru, created)
+	return r.unlockStored(ru, created, store)
 }
 
 // hold releases the waiting run ru when its debounce window ends. It
@@ -280,12 +309,19 @@ func (r *Refresher) releaseLocked() {
 	}
 }
 
-// joinLocked makes the trigger t join the queued run next.
-func (r *Refresher) joinLocked(t Trigger) {
+// joinLocked makes the trigger t join the queued run next. It reports
+// whether the joiner must store the run before it hands out its id: the
+// run was unstored, and the joiner is not another waiting interval run.
+func (r *Refresher) joinLocked(t Trigger, waiting bool) bool {
 	if r.next.result.Trigger == Interval && t != Interval {
 		// The result names the caller's trigger rather than the timer.
 		r.next.result.Trigger = t
 	}
+	if r.next.unstored && !(waiting && t == Interval) {
+		r.next.unstored = false
+		return true
+	}
+	return false
 }
 
 func (r *Refresher) newRunLocked(t Trigger) *run {
@@ -375,6 +411,11 @@ func (r *Refresher) stop() {
 	}
 	r.mu.Unlock()
 	r.cancel()
+	if r.m.ends != nil {
+		// After stopped was set: no end of this repository is deferred
+		// any more (deferEnd), and none still waiting is stored.
+		r.m.ends.drop(r)
+	}
 	if queued != nil {
 		r.record(res)
 		r.remember(queued)
@@ -448,15 +489,50 @@ func (r *Refresher) Page(ctx context.Context, limit int, before string) ([]Resul
 		}
 		return out, nil
 	}
+	// Read before the store: a run stored meanwhile is then in the page.
+	unstored := r.unstored(before)
 	list, err := st.ListSyncs(ctx, r.repo.ID, before, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Result, 0, len(list))
+	out := make([]Result, 0, len(list)+len(unstored))
 	for _, sy := range list {
 		out = append(out, resultOf(sy))
 	}
-	return out, nil
+	return withUnstored(out, unstored, limit), nil
+}
+
+// unstored returns the runs of this process older than before ("": any)
+// that are not in the store yet (run.unstored: an interval run is stored
+// when it ends, a no-op one a little later, see endBatch).
+func (r *Refresher) unstored(before string) []Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Result
+	for _, ru := range append([]*run{r.next, r.current}, r.recent...) {
+		if ru != nil && ru.unstored && (before == "" || ru.result.ID < before) {
+			out = append(out, ru.result)
+		}
+	}
+	return out
+}
+
+// withUnstored adds to a page of stored results (newest first) the
+// unstored runs, in id order, so that the history shows them as it shows
+// other runs, and paging by id still returns every result once.
+func withUnstored(page, unstored []Result, limit int) []Result {
+	if len(unstored) == 0 {
+		return page
+	}
+	for _, res := range unstored {
+		// The run may have ended and been stored since the page was read.
+		if slices.ContainsFunc(page, func(p Result) bool { return p.ID == res.ID }) {
+			continue
+		}
+		page = append(page, res)
+	}
+	slices.SortStableFunc(page, func(a, b Result) int { return strings.Compare(b.ID, a.ID) })
+	return page[:min(len(page), limit)]
 }
 
 // History returns the newest page of results, with the live and recent

@@ -34,8 +34,14 @@ func (r *Refresher) execute(ru *run) {
 		res = r.cancelled(ru)
 	}
 	// The end is stored before anyone can see it, so that a caller who
-	// got the result finds the same in the history.
-	r.record(res)
+	// got the result finds the same in the history (a deferred end is
+	// shown from memory until it is: see deferEnd).
+	if !r.deferEnd(ru, res) {
+		r.record(res)
+		r.mu.Lock()
+		ru.unstored = false
+		r.mu.Unlock()
+	}
 	r.count(res)
 
 	r.mu.Lock()
@@ -120,6 +126,23 @@ func (r *Refresher) execute(ru *run) {
 	}
 }
 
+// deferEnd hands the end of an unstored no-op interval run of an unshared
+// repository to the manager's endBatch, and reports whether it did: the
+// run stays unstored until the batch stores it. Others are stored at once
+// (replicas read each other's history from the database).
+func (r *Refresher) deferEnd(ru *run, res Result) bool {
+	if r.m.ends == nil || res.Err != nil || res.Trigger != Interval || res.ChangesTotal != 0 || r.shared() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !ru.unstored || r.stopped {
+		return false
+	}
+	r.m.ends.add(r, ru, res.record())
+	return true
+}
+
 // cancelled is the result of a run that never started: its Refresher was
 // stopped or the manager closed first.
 func (r *Refresher) cancelled(ru *run) Result {
@@ -141,9 +164,12 @@ func (r *Refresher) perform(ru *run) Result {
 	ru.result.StartedAt = &start
 	r.status.Running = true
 	res := ru.result
+	unstored := ru.unstored
 	r.mu.Unlock()
 	opts.Metrics.SyncQueued(string(res.Trigger), start.Sub(res.QueuedAt))
-	r.record(res)
+	if !unstored {
+		r.record(res)
+	}
 	opts.Publish(r.repo.ID, events.Event{Type: events.SyncStarted, Data: res.API()})
 
 	ctx, cancel := context.WithTimeout(r.ctx, opts.Timeout)
@@ -164,7 +190,7 @@ func (r *Refresher) perform(ru *run) Result {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, opts.Timeout, err)
 		}
-		r.log.Warn("refresh failed", "trigger", res.Trigger, "mode", res.Mode, "err", redact.Error(err))
+		r.log.Warn("refresh failed", "trigger", string(res.Trigger), "mode", string(res.Mode), "err", redact.Error(err))
 		if out.snap != nil && !out.shared {
 			// The view of the last good refs (fallback).
 			cur, changed := r.repo.Publish(out.snap, opts.Now().UTC())
@@ -201,7 +227,7 @@ func (r *Refresher) perform(ru *run) Result {
 			st := out.stats
 			built := time.Since(out.buildStart) - out.commit
 			opts.Metrics.ViewBuilt(buildKind(st), built)
-			r.log.Info("view built", "trigger", res.Trigger, "full", st.Full, "patched", st.Patched,
+			r.log.Info("view built", "trigger", string(res.Trigger), "full", st.Full, "patched", st.Patched,
 				"branches", st.Branches, "recomputed", st.Recomputed,
 				"ms", float64(built.Microseconds())/1000,
 				"commitMs", float64(out.commit.Microseconds())/1000)
@@ -225,7 +251,9 @@ func (r *Refresher) perform(ru *run) Result {
 		res.State, res.Err, res.Error = Failed, err, Public(err)
 	} else {
 		res.State = Succeeded
-		r.log.Info("refresh done", "trigger", res.Trigger, "mode", res.Mode, "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
+		// Plain strings: slog would encode the named string types as
+		// JSON by reflection, at every run of every repository.
+		r.log.Info("refresh done", "trigger", string(res.Trigger), "mode", string(res.Mode), "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
 	}
 	r.mu.Lock()
 	r.status.Running = false

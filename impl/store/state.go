@@ -103,28 +103,78 @@ const trimSyncsQuery = `DELETE FROM syncs WHERE repo_key = ? AND state IN ('succ
 	AND id < (SELECT id FROM syncs WHERE repo_key = ? AND state IN ('succeeded', 'failed')
 		ORDER BY id DESC LIMIT 1 OFFSET ?)`
 
+// putSyncArgs checks sy and returns the arguments of putSyncQuery.
+func putSyncArgs(sy Sync) ([]any, error) {
+	switch {
+	case sy.ID == "" || sy.RepoID == "" || sy.QueuedAt.IsZero():
+		return nil, fmt.Errorf("store: put sync: %w: needs an id, a repository and a queue time", ErrInvalid)
+	case sy.State != StateQueued && sy.State != StateRunning && sy.State != StateSucceeded && sy.State != StateFailed:
+		return nil, fmt.Errorf("store: put sync: %w: state %q", ErrInvalid, sy.State)
+	}
+	cj := "[]"
+	if len(sy.Changes) > 0 {
+		b, err := json.Marshal(sy.Changes)
+		if err != nil {
+			return nil, fmt.Errorf("store: put sync: %w", err)
+		}
+		cj = string(b)
+	}
+	return []any{sy.ID, strings.ToLower(sy.RepoID), sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
+		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, cj, sy.Error,
+		sy.Replica}, nil
+}
+
+// PutSyncs stores list in one transaction, then trims the finished syncs
+// of each repository in it to the keep newest.
+func (s *core) PutSyncs(ctx context.Context, list []Sync, keep int) error {
+	defer s.timed("put_syncs")()
+	if len(list) == 0 {
+		return nil
+	}
+	all := make([][]any, 0, len(list))
+	for _, sy := range list {
+		args, err := putSyncArgs(sy)
+		if err != nil {
+			return err
+		}
+		all = append(all, args)
+	}
+	tx, err := s.db.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: put syncs: %w", err)
+	}
+	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
+	trimmed := map[string]bool{}
+	for _, args := range all {
+		if _, err := tx.exec(ctx, putSyncQuery, args...); err != nil {
+			return fmt.Errorf("store: put syncs: %w", err)
+		}
+	}
+	for _, args := range all {
+		key := args[1].(string)
+		if keep <= 0 || trimmed[key] {
+			continue
+		}
+		trimmed[key] = true
+		if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
+			return fmt.Errorf("store: put syncs: trim: %w", err)
+		}
+	}
+	if err := tx.commit(ctx); err != nil {
+		return fmt.Errorf("store: put syncs: %w", err)
+	}
+	return nil
+}
+
 // PutSync inserts or updates s, never moving it back, then trims the
 // repository's finished syncs to the keep newest.
 func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
 	defer s.timed("put_sync")()
-	switch {
-	case sy.ID == "" || sy.RepoID == "" || sy.QueuedAt.IsZero():
-		return fmt.Errorf("store: put sync: %w: needs an id, a repository and a queue time", ErrInvalid)
-	case sy.State != StateQueued && sy.State != StateRunning && sy.State != StateSucceeded && sy.State != StateFailed:
-		return fmt.Errorf("store: put sync: %w: state %q", ErrInvalid, sy.State)
-	}
-	changes := sy.Changes
-	if changes == nil {
-		changes = []RefChange{}
-	}
-	cj, err := json.Marshal(changes)
+	args, err := putSyncArgs(sy)
 	if err != nil {
-		return fmt.Errorf("store: put sync: %w", err)
+		return err
 	}
-	key := strings.ToLower(sy.RepoID)
-	args := []any{sy.ID, key, sy.RepoID, sy.Trigger, sy.Mode, sy.State, sy.QueuedAt.UnixNano(),
-		nanos(sy.StartedAt), nanos(sy.FinishedAt), sy.DurationMs, sy.ViewVersion, sy.ChangesTotal, string(cj), sy.Error,
-		sy.Replica}
+	key := args[1].(string)
 	// Only a finished sync adds to the finished ones: a queued or running
 	// one leaves nothing to trim, and its one statement needs no
 	// transaction of its own (two of a run's three writes).

@@ -241,6 +241,43 @@ func TestSyncHistoryIsTrimmedButNeverItsLiveRuns(t *testing.T) {
 	})
 }
 
+// TestPutSyncsIsOneTransaction: PutSyncs stores a batch over several
+// repositories and trims each to keep, as PutSync of each would; a batch
+// with one invalid sync stores none; states never move back.
+func TestPutSyncsIsOneTransaction(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		for i := 1; i <= 3; i++ {
+			putSync(t, s, "a", fmt.Sprintf("%02d", i), StateSucceeded)
+		}
+		putSync(t, s, "b", "05", StateSucceeded)
+		batch := []Sync{syncAt("a", "06", StateSucceeded), syncAt("b", "07", StateFailed), syncAt("a", "08", StateSucceeded),
+			syncAt("b", "05", StateRunning)} // 05 stays succeeded
+		if err := s.PutSyncs(ctx, batch, 3); err != nil {
+			t.Fatal(err)
+		}
+		for repo, want := range map[string][]string{"a": {"08", "06", "03"}, "b": {"07", "05"}} {
+			list, err := s.ListSyncs(ctx, repo, "", 100)
+			if err != nil || !reflect.DeepEqual(ids(list), want) {
+				t.Fatalf("%s kept %v %v, want %v", repo, ids(list), err, want)
+			}
+		}
+		if sy, err := s.GetSync(ctx, "b", "05"); err != nil || sy.State != StateSucceeded {
+			t.Fatalf("05 went back: %+v %v", sy, err)
+		}
+		bad := []Sync{syncAt("a", "09", StateSucceeded), {ID: "10", RepoID: "a", State: StateSucceeded}}
+		if err := s.PutSyncs(ctx, bad, 3); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a batch with an invalid sync: %v", err)
+		}
+		if _, err := s.GetSync(ctx, "a", "09"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a refused batch stored part of itself: %v", err)
+		}
+		if err := s.PutSyncs(ctx, nil, 3); err != nil {
+			t.Fatalf("an empty batch: %v", err)
+		}
+	})
+}
+
 // TestSyncPagesReturnEveryResultOnce: pages by the last id of the previous
 // page cover the history exactly once, also while new syncs arrive.
 func TestSyncPagesReturnEveryResultOnce(t *testing.T) {

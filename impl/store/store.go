@@ -143,6 +143,9 @@ type SyncStore interface {
 	// repository are kept (keep <= 0: all); queued and running ones are
 	// never dropped.
 	PutSync(ctx context.Context, s Sync, keep int) error
+	// PutSyncs is PutSync of each of list, in one transaction: all are
+	// stored, or none.
+	PutSyncs(ctx context.Context, list []Sync, keep int) error
 	// GetSync returns one sync of the repository, or ErrNotFound.
 	GetSync(ctx context.Context, repoID, id string) (Sync, error)
 	// ListSyncs returns up to limit syncs of the repository, newest first
