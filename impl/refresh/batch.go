@@ -12,8 +12,8 @@ import (
 // memory before it is stored, with the others that ended meanwhile, in one
 // transaction; endBatchMax ends the wait early.
 const (
-	endBatchDelay = time.Second
-	endBatchMax   = 128
+	endBatchDelay = 5 * time.Second
+	endBatchMax   = 512
 )
 
 // endBatch stores the ends of no-op interval runs of unshared

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -253,7 +254,13 @@ func (r *Refresher) perform(ru *run) Result {
 		res.State = Succeeded
 		// Plain strings: slog would encode the named string types as
 		// JSON by reflection, at every run of every repository.
-		r.log.Info("refresh done", "trigger", string(res.Trigger), "mode", string(res.Mode), "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
+		// A no-op interval run is most runs of a server with many
+		// mirrors, and says nothing happened: debug level.
+		level := slog.LevelInfo
+		if res.Trigger == Interval && res.ChangesTotal == 0 && out.snap == nil {
+			level = slog.LevelDebug
+		}
+		r.log.Log(context.Background(), level, "refresh done", "trigger", string(res.Trigger), "mode", string(res.Mode), "updated", res.ChangesTotal, "version", res.ViewVersion, "ms", dur)
 	}
 	r.mu.Lock()
 	r.status.Running = false
