@@ -123,14 +123,8 @@ func (r *Refresher) hollow() bool {
 // and reports whether it made any. A mirror whose records are asked for
 // again builds them (Full); one that changes builds its view in full.
 func (m *Manager) Relieve() bool {
-	m.mu.Lock()
-	rs := make([]*Refresher, 0, len(m.byID))
-	for _, r := range m.byID {
-		rs = append(rs, r)
-	}
-	m.mu.Unlock()
 	n := 0
-	for _, r := range rs {
+	for _, r := range m.all() {
 		select {
 		case r.busy <- struct{}{}:
 			if r.hollow() {

@@ -208,16 +208,22 @@ func (m *Manager) Remove(id string) {
 	}
 }
 
-// Runs counts the runs queued (waiting for their start: a debounce
-// window, a worker slot) and running, over every repository.
-func (m *Manager) Runs() (queued, running int) {
+// all returns the Refreshers of every repository (a copy, taken under
+// the manager's lock).
+func (m *Manager) all() []*Refresher {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	rs := make([]*Refresher, 0, len(m.byID))
 	for _, r := range m.byID {
 		rs = append(rs, r)
 	}
-	m.mu.Unlock()
-	for _, r := range rs {
+	return rs
+}
+
+// Runs counts the runs queued (waiting for their start: a debounce
+// window, a worker slot) and running, over every repository.
+func (m *Manager) Runs() (queued, running int) {
+	for _, r := range m.all() {
 		r.mu.Lock()
 		for _, ru := range []*run{r.current, r.next} {
 			if ru == nil {
