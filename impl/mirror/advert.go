@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,12 +43,31 @@ import (
 // instead). At the first difference (another ref, another hash, an order
 // git does not use, a line of another form) the refs matched so far go
 // into collect and the rest is read as without expect.
+//
+// A line is taken for the next expected ref on its hash and the length of
+// its name: the names themselves are not compared one by one (reading
+// each of a table's names, scattered over the heap, was most of the cost
+// of listing an unchanged upstream among a thousand mirrors). They are
+// hashed instead, in order, with a per-process secret key (digest), and
+// the hash is checked where the comparison ends: at the advertisement's
+// end against the table's own (namesDigest, which the mirror keeps per
+// table: expectation), or at the first difference against the same hash
+// of the table's names matched so far. A mismatch there (a ref renamed with
+// its hash and length kept) is errRelist: the session lists the upstream
+// again without a table, and nothing the filter decided is used.
 type advertFilter struct {
 	r       io.Reader
 	lim     Limits // MaxRefs, MaxRefBytes
 	collect map[string]plumbing.Hash
-	expect  []refs.Ref // sorted; only its direct refs in the namespaces count
-	at      int        // expect[at:] is not matched yet (matching)
+	// expect: the direct refs of the table in each namespace, a
+	// contiguous run of the sorted table each, in name order (git's).
+	expect [][]refs.Ref
+	seg    int // expect[seg][at] is the next ref to match (matching)
+	at     int
+	// expectSum is namesDigest of expect, and digest
+	// the same hash of the names of the lines matched so far.
+	expectSum uint64
+	digest    maphash.Hash
 	// matching: every kept ref so far was the next one of expect.
 	matching bool
 	same     bool // the advertisement ended, and it matched the whole of expect
@@ -85,14 +106,14 @@ func (f *advertFilter) Read(p []byte) (int, error) {
 
 // next reads one pkt-line and queues it if it is kept.
 func (f *advertFilter) next() error {
-	var head [4]byte
-	if _, err := io.ReadFull(f.r, head[:]); err != nil {
+	head := f.buf[:4] // not a local array: it would escape to the heap
+	if _, err := io.ReadFull(f.r, head); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return corrupt("the ref advertisement is truncated")
 		}
 		return err // io.EOF: go-git reports an empty answer as it should
 	}
-	n, err := strconv.ParseUint(string(head[:]), 16, 16)
+	n, err := strconv.ParseUint(string(head), 16, 16)
 	if err != nil {
 		return corrupt("the ref advertisement has a malformed pkt-line length")
 	}
@@ -100,15 +121,16 @@ func (f *advertFilter) next() error {
 	case n == 0: // flush-pkt
 		if f.refs > 0 {
 			f.done = true
-			f.end()
+			if err := f.end(); err != nil {
+				return err
+			}
 		}
-		f.out = append(f.buf[:0], head[:]...)
+		f.out = head
 		return nil
 	case n < 4 || n > uint64(len(f.buf)):
 		return corrupt("the ref advertisement has a pkt-line of length %d", n)
 	}
-	line := f.buf[:n]
-	copy(line, head[:])
+	line := f.buf[:n] // head is its first four bytes
 	if _, err := io.ReadFull(f.r, line[4:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return corrupt("the ref advertisement is truncated")
@@ -123,12 +145,12 @@ func (f *advertFilter) next() error {
 	}
 	f.refs++
 	rest := payload[41:]
-	if f.matching && f.refs > 1 && f.at < len(f.expect) {
-		// The common case first: the next expected ref, in the plain form.
-		e := f.expect[f.at]
-		if n := len(e.Name); e.Hash == h && (len(rest) == n || (len(rest) == n+1 && rest[n] == '\n')) && string(rest[:n]) == e.Name {
-			f.at++
-			f.skip()
+	if f.matching && f.refs > 1 && f.seg < len(f.expect) {
+		// The common case first: the next expected ref, in the plain form
+		// (its name is checked through digest, see the type).
+		e := &f.expect[f.seg][f.at]
+		if n := len(e.Name); e.Hash == h && (len(rest) == n || (len(rest) == n+1 && rest[n] == '\n')) {
+			f.matched(rest[:n])
 			return f.count(n)
 		}
 	}
@@ -140,7 +162,9 @@ func (f *advertFilter) next() error {
 		// The capabilities ride on the first line: go-git decodes it
 		// (into collect, when it is a ref).
 		if f.refs == 1 && string(nb) != "HEAD" && f.matching && !f.match(nb, h) && inNamespaces(nb) {
-			f.diverge()
+			if err := f.diverge(); err != nil {
+				return err
+			}
 		}
 		f.out = line
 		return nil
@@ -157,7 +181,9 @@ func (f *advertFilter) next() error {
 		case !inNamespaces(nb):
 			return nil // not mirrored
 		}
-		f.diverge()
+		if err := f.diverge(); err != nil {
+			return err
+		}
 	}
 	name := string(nb)
 	if !wanted(name) {
@@ -194,57 +220,163 @@ func (f *advertFilter) count(n int) error {
 	return nil
 }
 
+// errRelist: the names of the refs an advertisement matched were not the
+// table's (see advertFilter); the upstream is listed again without one.
+var errRelist = errors.New("the advertised names differ from the table's: list again")
+
+// namesSeed keys namesDigest for the process's life: the digests are
+// never stored, and an upstream cannot aim at a collision it cannot
+// compute.
+var namesSeed = maphash.MakeSeed()
+
+// expectation is what the filter compares an advertisement with, worked
+// out once per table (Mirror.expectation): where the table's runs in the
+// namespaces are, and namesDigest of their names. Per listing, finding the
+// runs again cost more than the comparison itself with a thousand mirrors:
+// a binary search reads names scattered over a large heap.
+type expectation struct {
+	runs [][2]int // [start, end) in t.All() of each namespace's refs, in name order
+	sum  uint64   // namesDigest
+}
+
+// expect works out the expectation of t.
+func expect(t *refs.Table) expectation {
+	all := t.All()
+	var e expectation
+	for _, p := range Namespaces {
+		upper := p[:len(p)-1] + string(rune(p[len(p)-1]+1))
+		cmp := func(r refs.Ref, s string) int { return strings.Compare(r.Name, s) }
+		lo, _ := slices.BinarySearchFunc(all, p, cmp)
+		hi, _ := slices.BinarySearchFunc(all, upper, cmp)
+		if lo < hi {
+			e.runs = append(e.runs, [2]int{lo, hi})
+		}
+	}
+	slices.SortFunc(e.runs, func(a, b [2]int) int { return a[0] - b[0] })
+	e.sum = namesDigest(e.refs(t))
+	return e
+}
+
+// refs returns the runs of t in each namespace (see expectation.runs);
+// within them, only the direct refs are compared. t is sorted by name, so
+// the refs whose names start with a prefix p are those from p (included)
+// to p with its last byte raised by one (excluded).
+func (e expectation) refs(t *refs.Table) [][]refs.Ref {
+	all := t.All()
+	out := make([][]refs.Ref, len(e.runs))
+	for i, r := range e.runs {
+		out[i] = all[r[0]:r[1]:r[1]]
+	}
+	return out
+}
+
+// namesDigest is the hash the filter checks names with: the name of every
+// direct ref of runs, in order, each followed by a NUL (which no ref name
+// holds).
+func namesDigest(runs [][]refs.Ref) uint64 {
+	var h maphash.Hash
+	h.SetSeed(namesSeed)
+	for _, run := range runs {
+		for i := range run {
+			if !run[i].Symbolic() {
+				h.WriteString(run[i].Name)
+				h.WriteByte(0)
+			}
+		}
+	}
+	return h.Sum64()
+}
+
 // expectTable starts the comparison with the direct refs in the
-// namespaces of t (see advertFilter). Every such ref of a mirror's table
-// is one wanted takes (readRefs and listing.table keep no other).
-func (f *advertFilter) expectTable(t *refs.Table) {
-	f.expect, f.at, f.matching = t.All(), 0, f.collect != nil
+// namespaces of t (see advertFilter), as e (expect(t)) finds them. Every
+// such ref of a mirror's table is one wanted takes (readRefs and
+// listing.table keep no other).
+func (f *advertFilter) expectTable(t *refs.Table, e expectation) {
+	f.expect, f.seg, f.at, f.matching = e.refs(t), 0, 0, f.collect != nil
+	f.expectSum = e.sum
+	f.digest.SetSeed(namesSeed)
 	f.skip()
 }
 
-// skip moves at past the refs of expect that are not compared: HEAD
-// and other symbolic refs, refs outside the namespaces.
+// skip moves past the refs of expect that are not compared (symbolic
+// ones) and past the ends of its runs.
 func (f *advertFilter) skip() {
-	for f.at < len(f.expect) && (f.expect[f.at].Symbolic() || !InNamespaces(f.expect[f.at].Name)) {
-		f.at++
+	for f.seg < len(f.expect) {
+		if run := f.expect[f.seg]; f.at >= len(run) {
+			f.seg, f.at = f.seg+1, 0
+		} else if run[f.at].Symbolic() {
+			f.at++
+		} else {
+			return
+		}
 	}
+}
+
+// matched records that a line named name was the next expected ref.
+func (f *advertFilter) matched(name []byte) {
+	f.digest.Write(name)
+	f.digest.WriteByte(0)
+	f.at++
+	f.skip()
 }
 
 // match reports whether name and h are the next expected ref, and moves
 // past it when they are.
 func (f *advertFilter) match(name []byte, h plumbing.Hash) bool {
-	if f.at >= len(f.expect) {
+	if f.seg >= len(f.expect) {
 		return false
 	}
-	if e := f.expect[f.at]; e.Hash != h || e.Name != string(name) {
+	if e := &f.expect[f.seg][f.at]; e.Hash != h || e.Name != string(name) {
 		return false
 	}
-	f.at++
-	f.skip()
+	f.matched(name)
 	return true
 }
 
-// diverge ends the comparison: the refs matched so far go into collect.
-func (f *advertFilter) diverge() {
+// diverge ends the comparison: once the names matched so far are found
+// to be the table's, those refs go into collect.
+func (f *advertFilter) diverge() error {
 	f.matching = false
-	for _, r := range f.expect[:f.at] {
-		if !r.Symbolic() && InNamespaces(r.Name) {
+	var h maphash.Hash
+	h.SetSeed(namesSeed)
+	var upTo []refs.Ref
+	for i, run := range f.expect[:min(f.seg+1, len(f.expect))] {
+		if i == f.seg {
+			run = run[:f.at]
+		}
+		for _, r := range run {
+			if !r.Symbolic() {
+				h.WriteString(r.Name)
+				h.WriteByte(0)
+			}
+		}
+		upTo = append(upTo, run...)
+	}
+	if h.Sum64() != f.digest.Sum64() {
+		return errRelist
+	}
+	for _, r := range upTo {
+		if !r.Symbolic() {
 			f.collect[r.Name] = r.Hash
 		}
 	}
+	return nil
 }
 
 // end is called at the advertisement's end: it matched the whole of
 // expect (same), or what it matched goes into collect.
-func (f *advertFilter) end() {
+func (f *advertFilter) end() error {
 	if !f.matching {
-		return
+		return nil
 	}
-	if f.at >= len(f.expect) {
+	if f.seg >= len(f.expect) {
+		if f.digest.Sum64() != f.expectSum {
+			return errRelist
+		}
 		f.same = true
-		return
+		return nil
 	}
-	f.diverge()
+	return f.diverge()
 }
 
 // inNamespaces is InNamespaces of a name in bytes.

@@ -68,23 +68,26 @@ func TestAdvertFilterCollect(t *testing.T) {
 	pkt := func(s string) string { return string(hostile.PktLine(s)) }
 	// streams: the table of the advertisement's refs is found the same as
 	// it streams (no invalid name, duplicate or odd line in the namespaces).
+	// relists: a table with a ref renamed (its length and hash kept) is
+	// matched by hash and length up to a point where the names' hash is
+	// checked, and found different (errRelist).
 	tests := []struct {
-		name, in string
-		streams  bool
+		name, in         string
+		streams, relists bool
 	}{
 		{"plain", pkt(idA+" HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n") + pkt(idA+" refs/heads/main\n") +
 			pkt(idB+" refs/heads/side\n") + pkt(idB+" refs/pull/1/head\n") + pkt(idB+" refs/stackit/metadata/main\n") +
-			pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") + "0000", true},
-		{"plain, a branch first", pkt(idA+" refs/heads/a\x00ofs-delta\n") + pkt(idB+" refs/heads/b\n") + "0000", true},
+			pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") + "0000", true, true},
+		{"plain, a branch first", pkt(idA+" refs/heads/a\x00ofs-delta\n") + pkt(idB+" refs/heads/b\n") + "0000", true, true},
 		{"HEAD first", pkt(idA+" HEAD\x00side-band-64k symref=HEAD:refs/heads/main\n") + pkt(idA+" refs/heads/main\n") +
 			pkt(idB+" refs/heads/side\n") + pkt(idB+" refs/tags/v1\n") + pkt(idA+" refs/tags/v1^{}\n") +
-			pkt(idB+" refs/stackit/metadata/main\n") + pkt(idA+" refs/heads/bad name\n") + "0000", false},
-		{"a branch first", pkt(idA+" refs/heads/main\x00ofs-delta\n") + pkt(idB+" refs/heads/main\n") + pkt(idB+" refs/heads/x") + "0000", false},
-		{"duplicates, last wins", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/a\n") + "0000", false},
+			pkt(idB+" refs/stackit/metadata/main\n") + pkt(idA+" refs/heads/bad name\n") + "0000", false, true},
+		{"a branch first", pkt(idA+" refs/heads/main\x00ofs-delta\n") + pkt(idB+" refs/heads/main\n") + pkt(idB+" refs/heads/x") + "0000", false, false},
+		{"duplicates, last wins", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/a\n") + "0000", false, false},
 		{"odd lines left to go-git", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\x00junk\n") +
-			pkt(idB+" refs/heads/b\n\n") + pkt(idB+" refs/heads/c\n") + "0000", false},
-		{"shallow after the refs", pkt(idA+" HEAD\x00shallow\n") + pkt(idA+" refs/heads/a\n") + pkt("shallow "+idB) + "0000", true},
-		{"malformed line after collected ones", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/b c\n") + "0000", false},
+			pkt(idB+" refs/heads/b\n\n") + pkt(idB+" refs/heads/c\n") + "0000", false, false},
+		{"shallow after the refs", pkt(idA+" HEAD\x00shallow\n") + pkt(idA+" refs/heads/a\n") + pkt("shallow "+idB) + "0000", true, true},
+		{"malformed line after collected ones", pkt(idA+" HEAD\x00ofs-delta\n") + pkt(idA+" refs/heads/a\n") + pkt(idB+" refs/heads/b c\n") + "0000", false, true},
 	}
 	lim := Limits{MaxRefs: 100, MaxRefBytes: 1 << 10}
 	for _, tt := range tests {
@@ -109,7 +112,9 @@ func TestAdvertFilterCollect(t *testing.T) {
 			if len(want.References) == 0 {
 				t.Fatal("the case decodes no ref: it tests nothing")
 			}
-			checkExpect(t, tt.in, lim, want.References, tt.streams)
+			if relisted := checkExpect(t, tt.in, lim, want.References, tt.streams); tt.relists != relisted {
+				t.Errorf("a renamed table asked for a second listing: %v, want %v", relisted, tt.relists)
+			}
 		})
 	}
 }
@@ -120,7 +125,10 @@ func TestAdvertFilterCollect(t *testing.T) {
 // Each time, the refs (filled from the table when the filter found them
 // the same) equal want, the refs decoded without a table, and same is
 // what listing.same says of want.
-func checkExpect(t *testing.T, in string, lim Limits, want map[string]plumbing.Hash, streams bool) {
+//
+// It reports whether a table asked for a second listing (errRelist):
+// only a renamed one may.
+func checkExpect(t *testing.T, in string, lim Limits, want map[string]plumbing.Hash, streams bool) (relisted bool) {
 	t.Helper()
 	var list []refs.Ref
 	for name, h := range want {
@@ -141,13 +149,49 @@ func checkExpect(t *testing.T, in string, lim Limits, want map[string]plumbing.H
 			refs.Ref{Name: "refs/tags/v9", Hash: other})),
 		"empty": nil,
 	}
-	sawSame := false
+	// Renamed: a name replaced by another of its length, its hash kept;
+	// the filter only finds it at the end of its comparison (the names
+	// are hashed, see advertFilter), and asks for a second listing.
+	renamed := map[string]bool{}
+	if len(list) > 0 {
+		rename := func(name string) string {
+			b := []byte(name)
+			b[len(b)-1] ^= 1 // another byte git accepts in a name
+			if b[len(b)-1] == '.' || b[len(b)-1] == '/' {
+				b[len(b)-1] = 'q'
+			}
+			return string(b)
+		}
+		last := len(list) - 1
+		tables["last one renamed"] = refs.NewTable(append(append([]refs.Ref{head}, list[:last]...),
+			refs.Ref{Name: rename(list[last].Name), Hash: list[last].Hash}))
+		renamed["last one renamed"] = true
+		if len(list) > 1 {
+			// Renamed, then a difference: found where the comparison ends.
+			tables["renamed, then moved"] = refs.NewTable(append([]refs.Ref{head,
+				{Name: rename(list[0].Name), Hash: list[0].Hash}, {Name: list[1].Name, Hash: other}}, list[2:]...))
+			renamed["renamed, then moved"] = true
+		}
+	}
+	sawSame, relisted := false, false
 	for name, table := range tables {
 		got := packp.NewAdvRefs()
 		f := newAdvertFilter(strings.NewReader(in), lim)
 		f.collect = got.References
-		f.expectTable(table)
-		if err := got.Decode(f); err != nil {
+		f.expectTable(table, expect(table))
+		err := got.Decode(f)
+		if errors.Is(f.pending, errRelist) {
+			if !renamed[name] {
+				t.Fatalf("%s table: a second listing asked for", name)
+			}
+			relisted = true
+			// What the session does: list again, without a table.
+			got = packp.NewAdvRefs()
+			f = newAdvertFilter(strings.NewReader(in), lim)
+			f.collect = got.References
+			err = got.Decode(f)
+		}
+		if err != nil {
 			t.Fatalf("%s table: %v", name, err)
 		}
 		ls := &listing{refs: got.References}
@@ -167,6 +211,7 @@ func checkExpect(t *testing.T, in string, lim Limits, want map[string]plumbing.H
 	if sawSame != streams {
 		t.Errorf("a table matched as the advertisement streamed: %v, want %v", sawSame, streams)
 	}
+	return relisted
 }
 
 // TestParseHash: 40 lowercase hex digits decode as encoding/hex does;

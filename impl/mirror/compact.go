@@ -159,6 +159,7 @@ func (o *objectStore) replacePacks(op string, old []packFile, kept plumbing.Hash
 	prev := o.st
 	o.lru = cache.NewObjectLRU(objectCacheSize)
 	o.st = newStorage(o.dir, o.lru)
+	o.used = false
 	var rmErr error
 	for _, p := range old {
 		if p.hash == kept {

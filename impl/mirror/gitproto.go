@@ -48,11 +48,18 @@ type gitSession struct {
 	// recycled (readers), since the caller may still hold the answer.
 	uploaded bool
 	// expect, when set before the advertisement is read, is the mirror's
-	// ref table: the advertisement is compared with it as it streams
-	// (advertFilter), and same says whether its refs in the namespaces
-	// were exactly the table's (then References lacks them).
-	expect *refs.Table
-	same   bool
+	// ref table, and expectation what to compare of it: the advertisement is
+	// compared with it as it streams (advertFilter), and same says whether
+	// its refs in the namespaces were exactly the table's (then References
+	// lacks them).
+	expect      *refs.Table
+	expectation expectation
+	same        bool
+	// ctx, dial and req open the connection (again, when the comparison
+	// asks for a second listing: errRelist).
+	ctx  context.Context
+	dial func(ctx context.Context) (net.Conn, error)
+	req  packp.GitProtoRequest
 }
 
 const gitDaemonPort = 9418
@@ -114,22 +121,33 @@ func openGitSession(ctx context.Context, d *net.Dialer, ep *transport.Endpoint, 
 	if port <= 0 {
 		port = gitDaemonPort
 	}
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.Host, strconv.Itoa(port)))
-	if err != nil {
-		return nil, err
-	}
-	s := &gitSession{refsHint: refsHint, lim: lim, conn: conn, r: newSessionReader(conn)}
-	s.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	addr := net.JoinHostPort(ep.Host, strconv.Itoa(port))
 	host := ep.Host
 	if port != gitDaemonPort {
-		host = net.JoinHostPort(ep.Host, strconv.Itoa(port))
+		host = addr
 	}
-	req := packp.GitProtoRequest{RequestCommand: transport.UploadPackServiceName, Pathname: ep.Path, Host: host}
-	if err := req.Encode(conn); err != nil {
-		_ = s.Close()
+	s := &gitSession{refsHint: refsHint, lim: lim, ctx: ctx,
+		dial: func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		req:  packp.GitProtoRequest{RequestCommand: transport.UploadPackServiceName, Pathname: ep.Path, Host: host}}
+	if err := s.connect(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// connect dials the upstream and asks for upload-pack.
+func (s *gitSession) connect() error {
+	conn, err := s.dial(s.ctx)
+	if err != nil {
+		return err
+	}
+	s.conn, s.r, s.closed, s.packRun = conn, newSessionReader(conn), false, false
+	s.stop = context.AfterFunc(s.ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	if err := s.req.Encode(conn); err != nil {
+		_ = s.Close()
+		return err
+	}
+	return nil
 }
 
 func (s *gitSession) AdvertisedReferences() (*packp.AdvRefs, error) {
@@ -146,18 +164,18 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ar := packp.NewAdvRefs()
-	ar.References = newRefMap(s.refsHint)
-	f := pooledAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
-	f.collect = ar.References
-	if s.expect != nil {
-		f.expectTable(s.expect)
+	ar, err := s.readAdvert(s.expect)
+	if errors.Is(err, errRelist) {
+		// Rare (a ref renamed, its hash and length kept): the first
+		// connection is dropped mid-advertisement and the upstream
+		// listed again, without a table to compare with.
+		recycleRefMap(ar.References)
+		_ = s.Close()
+		if err := s.connect(); err != nil {
+			return nil, err
+		}
+		ar, err = s.readAdvert(nil)
 	}
-	err := ar.Decode(f)
-	s.same = f.same
-	// Decode is done with f: nothing holds it.
-	*f = advertFilter{buf: f.buf}
-	filters.Put(f)
 	if err != nil {
 		return nil, s.advError(err)
 	}
@@ -168,6 +186,27 @@ func (s *gitSession) AdvertisedReferencesContext(ctx context.Context) (*packp.Ad
 	transport.FilterUnsupportedCapabilities(ar.Capabilities)
 	s.adv = ar
 	return ar, nil
+}
+
+// readAdvert decodes the advertisement, compared with expect when it is
+// not nil (see advertFilter).
+func (s *gitSession) readAdvert(expect *refs.Table) (*packp.AdvRefs, error) {
+	ar := packp.NewAdvRefs()
+	ar.References = newRefMap(s.refsHint)
+	f := pooledAdvertFilter(&capReader{r: s.r, n: maxAdvertisement}, s.lim)
+	f.collect = ar.References
+	if expect != nil {
+		f.expectTable(expect, s.expectation)
+	}
+	err := ar.Decode(f)
+	if errors.Is(f.pending, errRelist) {
+		err = errRelist // whatever go-git made of it
+	}
+	s.same = f.same
+	// Decode is done with f: nothing holds it.
+	*f = advertFilter{buf: f.buf}
+	filters.Put(f)
+	return ar, err
 }
 
 // advError maps a failed advertisement the way go-git's sessions do.

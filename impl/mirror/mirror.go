@@ -230,6 +230,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"weak"
 
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -388,6 +389,23 @@ type Mirror struct {
 	// since): the next Fetch need not list the pack directory. A no-op
 	// Fetch keeps it; any other Fetch clears it.
 	clean bool
+	// expOf is the table whose expectation is exp: worked out once per
+	// table, for the listings that compare with it (Fetch only). Weak: a
+	// replaced table is not kept for it.
+	expOf weak.Pointer[refs.Table]
+	exp   expectation
+}
+
+// expectation returns expect(t), worked out again only when t is not the
+// table of the last call (Fetch only).
+func (m *Mirror) expectation(t *refs.Table) expectation {
+	if t == nil {
+		return expect(nil) // weak.Make(nil) is the zero Pointer
+	}
+	if w := weak.Make(t); w != m.expOf {
+		m.expOf, m.exp = w, expect(t)
+	}
+	return m.exp
 }
 
 // Dir returns the bare repository directory.

@@ -308,6 +308,36 @@ func TestSyncChanges(t *testing.T) {
 			head: "refs/heads/main",
 		},
 		{
+			// The listing takes a line for the next ref of the table on its
+			// hash and length, and checks the names by a hash of them at
+			// the end: it lists again, and finds the rename.
+			name: "a branch renamed, its name's length and commit kept",
+			mutate: func() {
+				up.del("refs/heads/feature")
+				up.set("refs/heads/featurf", rewritten)
+			},
+			want: []refs.Change{
+				{Ref: "refs/heads/feature", Old: h(rewritten), Kind: refs.Deleted},
+				{Ref: "refs/heads/featurf", New: h(rewritten), Kind: refs.Created},
+			},
+			head: "refs/heads/main",
+		},
+		{
+			// The same, found where the listing first differs (main).
+			name: "renamed back, then main moves",
+			mutate: func() {
+				up.del("refs/heads/featurf")
+				up.set("refs/heads/feature", rewritten)
+				up.set("refs/heads/main", newBranch)
+			},
+			want: []refs.Change{
+				{Ref: "refs/heads/feature", New: h(rewritten), Kind: refs.Created},
+				{Ref: "refs/heads/featurf", Old: h(rewritten), Kind: refs.Deleted},
+				{Ref: "refs/heads/main", Old: h(main2), New: h(newBranch), Kind: refs.Updated},
+			},
+			head: "refs/heads/main",
+		},
+		{
 			name: "delete branch and stackit ref, new default branch",
 			mutate: func() {
 				up.del("refs/heads/feature")

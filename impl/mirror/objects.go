@@ -44,11 +44,14 @@ const objectCacheSize = 32 * cache.MiByte
 // (packs records its stamp), st is replaced by a fresh storage, which
 // lists the packs again, and the read is retried once.
 type objectStore struct {
-	dir    string
-	mu     sync.Mutex
-	st     *filesystem.Storage
-	lru    *cache.ObjectLRU // st's object cache
-	packs  fileStamp        // the pack directory when st was opened
+	dir   string
+	mu    sync.Mutex
+	st    *filesystem.Storage
+	lru   *cache.ObjectLRU // st's object cache
+	packs fileStamp        // the pack directory when st was opened
+	// used: st was used since it was opened (it may hold pack indexes
+	// and open pack files); a fresh storage holds nothing.
+	used   bool
 	closed bool
 	// incoming is the storage of a quarantine whose pack passed its
 	// checks and is read, after st, by the Reader of a pending update
@@ -71,6 +74,7 @@ func (o *objectStore) reopenLocked() {
 	o.packs = stampFile(filepath.Join(o.dir, "objects", "pack"))
 	o.lru = cache.NewObjectLRU(objectCacheSize)
 	o.st = newStorage(o.dir, o.lru)
+	o.used = false
 	if old != nil {
 		_ = old.Close()
 	}
@@ -127,14 +131,18 @@ func (o *objectStore) retryLocked(err error) bool {
 // opens a pack again when it next reads from it. With indexes the storage
 // is replaced by a fresh one, which loads the pack indexes on its first
 // read, as follow does; not while a quarantine's update is pending (see
-// Mirror.Trim).
+// Mirror.Trim), nor when it was not used since it was opened (a run that
+// found nothing changed reads no object: replacing the storage after
+// each such run was a twentieth of its cost with a thousand mirrors).
 func (o *objectStore) trim(indexes bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case o.closed:
 	case indexes && o.incoming == nil:
-		o.reopenLocked()
+		if o.used {
+			o.reopenLocked()
+		}
 	default:
 		o.lru.Clear()
 		_ = o.st.Close()
@@ -171,6 +179,7 @@ func (o *objectStore) withLocked(h plumbing.Hash, read func(*filesystem.Storage)
 	if o.incoming != nil && o.incomingHas(h) {
 		return read(o.incoming)
 	}
+	o.used = true
 	err := read(o.st)
 	if err != nil && o.retryLocked(err) {
 		err = read(o.st)

@@ -77,6 +77,7 @@ func (o *objectStore) publish(q *quarantine) error {
 	}
 	o.mu.Lock()
 	if !o.closed {
+		o.used = true // registerLocked and Reindex
 		if err := o.registerLocked(q.pack.hash); err != nil {
 			o.st.Reindex() // every index is read again on the next read
 		}

@@ -115,7 +115,8 @@ func (m *Mirror) Fetch(ctx context.Context) (*Pending, error) {
 	defer closeSess()
 	gs, _ := sess.(*gitSession)
 	if gs != nil {
-		gs.expect = old // compared as it streams: no map of unchanged refs
+		// Compared as it streams: no map of unchanged refs.
+		gs.expect, gs.expectation = old, m.expectation(old)
 	}
 	ls, err := m.rem.list(ctx, sess, op)
 	if err != nil {

@@ -74,11 +74,22 @@ func TestTrimEmptiesObjectCache(t *testing.T) {
 	if n := cached(); n != 0 {
 		t.Fatalf("%d objects cached after Trim(true)", n)
 	}
+	// A fresh storage, not read since, holds nothing to release: it is
+	// kept (no-op runs read no object).
+	fresh := m.objs.st
+	m.Trim(true)
+	if m.objs.st != fresh {
+		t.Fatal("Trim(true) replaced a storage nothing had read")
+	}
 	again := read()
 	for h, v := range before {
 		if again[h] != v {
 			t.Fatalf("%s reads differently after Trim(true)", h)
 		}
+	}
+	m.Trim(true)
+	if m.objs.st == fresh {
+		t.Fatal("Trim(true) kept a storage that was read")
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
