@@ -18,6 +18,29 @@ type Schedule struct {
 	After func(time.Duration) <-chan time.Time
 	// Rand returns a float in [0,1) for the jitter. Default math/rand/v2.
 	Rand func() float64
+	// Tick groups the runs: the scheduler's timer fires on whole
+	// multiples of Tick (from the Unix epoch), and every repository due
+	// by then runs, each up to a Tick late. A process woken for each run
+	// on its own spent more CPU on waking up (thread switches, the Go
+	// runtime's monitor thread) than on listing its upstream; runs that
+	// start together share those costs. Default: Interval/64, at most
+	// DefaultMaxTick (then the busiest tenth of an interval holds a
+	// fraction of its runs close to a tenth); negative: none.
+	Tick time.Duration
+}
+
+// DefaultMaxTick bounds the default Schedule.Tick.
+const DefaultMaxTick = 2 * time.Second
+
+// tickAfter is t rounded up to a whole multiple of Tick.
+func (s Schedule) tickAfter(t time.Time) time.Time {
+	if s.Tick <= 0 {
+		return t
+	}
+	if r := time.Duration(t.UnixNano() % int64(s.Tick)); r > 0 {
+		return t.Add(s.Tick - r)
+	}
+	return t
 }
 
 func (s *Schedule) defaults() {
@@ -33,6 +56,9 @@ func (s *Schedule) defaults() {
 	}
 	if s.Rand == nil {
 		s.Rand = rand.Float64
+	}
+	if s.Tick == 0 {
+		s.Tick = min(s.Interval/64, DefaultMaxTick)
 	}
 }
 

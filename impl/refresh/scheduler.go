@@ -29,6 +29,8 @@ import (
 //     Schedule.Delay after the run's end (doubled per consecutive failure
 //     up to MaxBackoff). So two interval runs of one repository never
 //     overlap, and runs that end together are not due together.
+//   - The timer fires on ticks (Schedule.Tick, a 64th of the interval
+//     by default): the repositories due within one tick run together.
 //   - At most Workers interval runs are in flight at once; a due
 //     repository waits for a free slot.
 //   - The Refresher's NextScheduledAt is its due time while it waits.
@@ -198,7 +200,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	var (
 		runs    sync.WaitGroup
 		armed   <-chan time.Time
-		armedAt time.Time // the due time the timer was armed for
+		armedAt time.Time // the tick the timer was armed for (Schedule.Tick)
 		armedE  *dueEntry
 	)
 	defer runs.Wait()
@@ -212,11 +214,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 		switch {
 		case top == nil:
 			armed, armedE = nil, nil
-		case top != armedE || !top.due.Equal(armedAt):
-			// A new earliest due time: one timer for it (the one before
-			// is dropped), none when it is due already.
-			armedE, armedAt = top, top.due
-			if d := top.due.Sub(s.m.opts.Now()); d > 0 {
+		case top != armedE || !s.s.tickAfter(top.due).Equal(armedAt):
+			// A new earliest due time: one timer for the tick it falls
+			// in (the one before is dropped), none when that is past.
+			armedE, armedAt = top, s.s.tickAfter(top.due)
+			if d := armedAt.Sub(s.m.opts.Now()); d > 0 {
 				armed = s.s.After(d)
 			} else {
 				fired := make(chan time.Time, 1)
@@ -231,7 +233,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			continue
 		case <-armed:
 		}
-		// The timer fired: everything due by the time it was armed for
+		// The timer fired: everything due by the tick it was armed for
 		// (or by now, whichever is later) runs, a free slot each.
 		upTo := armedAt
 		if now := s.m.opts.Now(); now.After(upTo) {

@@ -73,6 +73,9 @@ func newSchedFixture(t *testing.T, n int, s Schedule, workers int) *schedFixture
 		f.rfs = append(f.rfs, f.m.Add(registry.NewLocal(fmt.Sprintf("repo-%03d", i), wt, "", "", "")))
 	}
 	s.After = f.clk.After
+	if s.Tick == 0 {
+		s.Tick = -1 // exact due times (TestSchedulerGroupsRunsByTick has ticks)
+	}
 	f.sched = f.m.NewScheduler(SchedulerOptions{Schedule: s, Workers: workers})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -144,6 +147,56 @@ func TestSchedulerReschedules(t *testing.T) {
 				wait = want
 			}
 		})
+	}
+}
+
+// TestSchedulerGroupsRunsByTick: the timer fires on whole ticks, never
+// before a due time; the repositories due within one tick all run when it
+// fires, and none due in a later tick does.
+func TestSchedulerGroupsRunsByTick(t *testing.T) {
+	const iv, n, tick = time.Minute, 40, 15 * time.Second // four ticks per interval
+	f := newSchedFixture(t, n, Schedule{Interval: iv, Rand: fixedRand(0.5), Tick: tick}, n)
+	start := f.clk.Now() // a whole number of ticks (the fake clock starts on a minute)
+	perTick := map[time.Duration][]string{}
+	for _, rf := range f.rfs {
+		off := InitialOffset(rf.repo.ID, iv)
+		k := (off + tick - 1) / tick * tick // the tick its first due time falls in
+		perTick[k] = append(perTick[k], rf.repo.ID)
+		f.sched.Add(context.Background(), rf)
+	}
+	if len(perTick) < 3 {
+		t.Fatalf("the due times fall in %d ticks: the test shows little", len(perTick))
+	}
+	at := time.Duration(0)
+	for k := time.Duration(0); k <= iv; k += tick {
+		want := perTick[k]
+		if len(want) == 0 {
+			continue
+		}
+		f.armed(t, k-at)
+		f.clk.Advance(k - at - 1) // just before the tick: nothing runs
+		select {
+		case id := <-f.started:
+			t.Fatalf("%s ran before its tick %s", id, k)
+		default:
+		}
+		f.clk.Advance(1)
+		at = k
+		var got []string
+		for range want {
+			got = append(got, <-f.started)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("tick %s ran %v, want %v", k, got, want)
+		}
+	}
+	if got := len(f.started); got != 0 {
+		t.Fatalf("%d more runs started", got)
+	}
+	if now := f.clk.Now(); now.Sub(start)%tick != 0 {
+		t.Fatalf("the timer fired off a tick: %s", now.Sub(start))
 	}
 }
 
