@@ -127,10 +127,18 @@ func (t *Table) Prefix(prefix string) []Ref {
 	if t == nil {
 		return nil
 	}
-	lo, _ := slices.BinarySearchFunc(t.refs, prefix, func(r Ref, p string) int { return strings.Compare(r.Name, p) })
-	hi := lo
-	for hi < len(t.refs) && strings.HasPrefix(t.refs[hi].Name, prefix) {
-		hi++
+	cmp := func(r Ref, p string) int { return strings.Compare(r.Name, p) }
+	lo, _ := slices.BinarySearchFunc(t.refs, prefix, cmp)
+	// The names with the prefix end before the prefix with its last byte
+	// raised by one (or at the end, when that byte cannot be raised).
+	hi := len(t.refs)
+	if prefix != "" && prefix[len(prefix)-1] < 0xff {
+		upper := prefix[:len(prefix)-1] + string([]byte{prefix[len(prefix)-1] + 1})
+		hi, _ = slices.BinarySearchFunc(t.refs[lo:], upper, cmp)
+		hi += lo
+	} else {
+		for hi = lo; hi < len(t.refs) && strings.HasPrefix(t.refs[hi].Name, prefix); hi++ {
+		}
 	}
 	return t.refs[lo:hi:hi]
 }

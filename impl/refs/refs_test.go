@@ -227,3 +227,37 @@ func TestClassifyIsBounded(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// TestPrefix: Prefix is the contiguous run of the names that start with
+// the prefix, next to names that sort just before and after it (a byte
+// below or above its last one, or the prefix itself without its slash).
+func TestPrefix(t *testing.T) {
+	var list []refs.Ref
+	for _, n := range []string{"refs/heads", "refs/heads.x", "refs/heads/", "refs/heads/a", "refs/heads/a/b", "refs/heads/\xff",
+		"refs/heads0", "refs/headsx", "refs/stackit/x", "\xff", "\xff\xffz"} {
+		list = append(list, refs.Ref{Name: n, Hash: plumbing.NewHash("1")})
+	}
+	tb := refs.NewTable(list)
+	tests := []struct {
+		prefix string
+		want   []string
+	}{
+		{"refs/heads/", []string{"refs/heads/", "refs/heads/a", "refs/heads/a/b", "refs/heads/\xff"}},
+		{"refs/heads", []string{"refs/heads", "refs/heads.x", "refs/heads/", "refs/heads/a", "refs/heads/a/b", "refs/heads/\xff", "refs/heads0", "refs/headsx"}},
+		{"refs/heads/a", []string{"refs/heads/a", "refs/heads/a/b"}},
+		{"refs/stackit/", []string{"refs/stackit/x"}},
+		{"refs/tags/", nil},
+		{"\xff", []string{"\xff", "\xff\xffz"}},
+		{"\xff\xff", []string{"\xff\xffz"}},
+		{"", []string{"refs/heads", "refs/heads.x", "refs/heads/", "refs/heads/a", "refs/heads/a/b", "refs/heads/\xff", "refs/heads0", "refs/headsx", "refs/stackit/x", "\xff", "\xff\xffz"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, r := range tb.Prefix(tt.prefix) {
+			got = append(got, r.Name)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Prefix(%q) = %q, want %q", tt.prefix, got, tt.want)
+		}
+	}
+}

@@ -105,11 +105,12 @@ func (bd *build) fast() (*Snapshot, error) {
 
 	// Parents: any change of structure takes the slow path.
 	names := slices.Sorted(maps.Keys(reresolve))
+	meta := newMetaLookup(table)
 	for _, name := range names {
 		old := prev.info(name)
 		tip, _ := bd.tipOf(name)
 		bi := &branchInfo{name: name, tip: tip, source: gen.BranchParentSourceNone, children: old.children, depth: old.depth}
-		bd.applyMetadata(bi, table)
+		bd.applyMetadata(bi, meta)
 		if bi.parent == "" {
 			if err := bd.setAncestryParent(bi); err != nil {
 				return nil, err
