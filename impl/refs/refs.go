@@ -130,14 +130,15 @@ func (t *Table) Prefix(prefix string) []Ref {
 	cmp := func(r Ref, p string) int { return strings.Compare(r.Name, p) }
 	lo, _ := slices.BinarySearchFunc(t.refs, prefix, cmp)
 	// The names with the prefix end before the prefix with its last byte
-	// raised by one (or at the end, when that byte cannot be raised).
-	hi := len(t.refs)
+	// raised by one (a scan when that byte cannot be raised).
+	hi := lo
 	if prefix != "" && prefix[len(prefix)-1] < 0xff {
 		upper := prefix[:len(prefix)-1] + string([]byte{prefix[len(prefix)-1] + 1})
-		hi, _ = slices.BinarySearchFunc(t.refs[lo:], upper, cmp)
-		hi += lo
+		n, _ := slices.BinarySearchFunc(t.refs[lo:], upper, cmp)
+		hi += n
 	} else {
-		for hi = lo; hi < len(t.refs) && strings.HasPrefix(t.refs[hi].Name, prefix); hi++ {
+		for hi < len(t.refs) && strings.HasPrefix(t.refs[hi].Name, prefix) {
+			hi++
 		}
 	}
 	return t.refs[lo:hi:hi]
