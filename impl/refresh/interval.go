@@ -23,9 +23,9 @@ type Schedule struct {
 	// by then runs, each up to a Tick late. A process woken for each run
 	// on its own spent more CPU on waking up (thread switches, the Go
 	// runtime's monitor thread) than on listing its upstream; runs that
-	// start together share those costs. Default: Interval/64, at most
-	// DefaultMaxTick (then the busiest tenth of an interval holds a
-	// fraction of its runs close to a tenth); negative: none.
+	// start together share those costs. A tick is a small part of the
+	// interval, so the runs stay spread over it. Default: Interval/64, at
+	// most DefaultMaxTick; negative: none (exact due times).
 	Tick time.Duration
 }
 
