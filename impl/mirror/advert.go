@@ -241,14 +241,9 @@ type expectation struct {
 
 // expect works out the expectation of t.
 func expect(t *refs.Table) expectation {
-	all := t.All()
 	var e expectation
 	for _, p := range Namespaces {
-		upper := p[:len(p)-1] + string(rune(p[len(p)-1]+1))
-		cmp := func(r refs.Ref, s string) int { return strings.Compare(r.Name, s) }
-		lo, _ := slices.BinarySearchFunc(all, p, cmp)
-		hi, _ := slices.BinarySearchFunc(all, upper, cmp)
-		if lo < hi {
+		if lo, hi := t.PrefixBounds(p); lo < hi {
 			e.runs = append(e.runs, [2]int{lo, hi})
 		}
 	}
@@ -258,9 +253,7 @@ func expect(t *refs.Table) expectation {
 }
 
 // refs returns the runs of t in each namespace (see expectation.runs);
-// within them, only the direct refs are compared. t is sorted by name, so
-// the refs whose names start with a prefix p are those from p (included)
-// to p with its last byte raised by one (excluded).
+// within them, only the direct refs are compared.
 func (e expectation) refs(t *refs.Table) [][]refs.Ref {
 	all := t.All()
 	out := make([][]refs.Ref, len(e.runs))
@@ -337,27 +330,18 @@ func (f *advertFilter) match(name []byte, h plumbing.Hash) bool {
 // to be the table's, those refs go into collect.
 func (f *advertFilter) diverge() error {
 	f.matching = false
-	var h maphash.Hash
-	h.SetSeed(namesSeed)
-	var upTo []refs.Ref
-	for i, run := range f.expect[:min(f.seg+1, len(f.expect))] {
-		if i == f.seg {
-			run = run[:f.at]
-		}
-		for _, r := range run {
-			if !r.Symbolic() {
-				h.WriteString(r.Name)
-				h.WriteByte(0)
-			}
-		}
-		upTo = append(upTo, run...)
+	done := slices.Clone(f.expect[:min(f.seg, len(f.expect))])
+	if f.seg < len(f.expect) {
+		done = append(done, f.expect[f.seg][:f.at])
 	}
-	if h.Sum64() != f.digest.Sum64() {
+	if namesDigest(done) != f.digest.Sum64() {
 		return errRelist
 	}
-	for _, r := range upTo {
-		if !r.Symbolic() {
-			f.collect[r.Name] = r.Hash
+	for _, run := range done {
+		for _, r := range run {
+			if !r.Symbolic() {
+				f.collect[r.Name] = r.Hash
+			}
 		}
 	}
 	return nil

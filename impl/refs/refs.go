@@ -124,14 +124,21 @@ func (t *Table) Resolve(name string) (plumbing.Hash, bool) {
 // Prefix returns the references whose names start with prefix: a
 // contiguous, shared, read-only part of the table.
 func (t *Table) Prefix(prefix string) []Ref {
+	lo, hi := t.PrefixBounds(prefix)
+	return t.All()[lo:hi:hi]
+}
+
+// PrefixBounds returns where the references whose names start with prefix
+// are in All(): from lo to hi (excluded).
+func (t *Table) PrefixBounds(prefix string) (lo, hi int) {
 	if t == nil {
-		return nil
+		return 0, 0
 	}
 	cmp := func(r Ref, p string) int { return strings.Compare(r.Name, p) }
-	lo, _ := slices.BinarySearchFunc(t.refs, prefix, cmp)
+	lo, _ = slices.BinarySearchFunc(t.refs, prefix, cmp)
 	// The names with the prefix end before the prefix with its last byte
 	// raised by one (a scan when that byte cannot be raised).
-	hi := lo
+	hi = lo
 	if prefix != "" && prefix[len(prefix)-1] < 0xff {
 		upper := prefix[:len(prefix)-1] + string([]byte{prefix[len(prefix)-1] + 1})
 		n, _ := slices.BinarySearchFunc(t.refs[lo:], upper, cmp)
@@ -141,7 +148,7 @@ func (t *Table) Prefix(prefix string) []Ref {
 			hi++
 		}
 	}
-	return t.refs[lo:hi:hi]
+	return lo, hi
 }
 
 // Head returns HEAD: its symbolic target (e.g. "refs/heads/main") or, when

@@ -528,14 +528,13 @@ func (l *metaLookup) hash(i int, name string) (plumbing.Hash, bool) {
 
 // applyMetadata takes parent, PR and stack id from stackit, else Graphite.
 func (bd *build) applyMetadata(bi *branchInfo, meta *metaLookup) {
-	sources := metaSources
 	// Log problems once per metadata blob, not on every rebuild.
 	var prevInfo *branchInfo
 	if bd.prev != nil {
 		prevInfo = bd.prev.info(bi.name)
 	}
 	prSet := false
-	for i, s := range sources {
+	for i, s := range metaSources {
 		h, ok := meta.hash(i, bi.name)
 		if !ok {
 			continue
