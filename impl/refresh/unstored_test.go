@@ -67,14 +67,7 @@ func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 		f.rf.m.ends.delay = time.Hour // stored when the test flushes
 		hold := make(chan struct{})
 		f.runs.setHold(hold)
-		done := make(chan Result, 1)
-		go func() {
-			res, err := f.rf.Sync(bg, Interval)
-			if err != nil {
-				t.Errorf("interval sync: %v", err)
-			}
-			done <- res
-		}()
+		done := intervalSync(t, f.rf)
 		id := <-f.enqueued
 		<-f.runs.started // running, held
 		if _, err := st.GetSync(bg, "local", id); !errors.Is(err, store.ErrNotFound) {
@@ -153,14 +146,7 @@ func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 		first := f.rf.Trigger(Manual)
 		<-f.enqueued
 		<-f.runs.started
-		done := make(chan Result, 1)
-		go func() {
-			res, err := f.rf.Sync(bg, Interval)
-			if err != nil {
-				t.Errorf("interval sync: %v", err)
-			}
-			done <- res
-		}()
+		done := intervalSync(t, f.rf)
 		id := <-f.enqueued // queued behind the held run
 		if _, err := st.GetSync(bg, "local", id); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("a queued interval run is in the store: %v", err)
@@ -197,4 +183,19 @@ func TestIntervalRunStoredWhenItEnds(t *testing.T) {
 			t.Fatalf("writes of the joined run: %q", w)
 		}
 	})
+}
+
+// intervalSync runs an interval Sync of rf in the background; its result
+// arrives on the channel.
+func intervalSync(t *testing.T, rf *Refresher) <-chan Result {
+	t.Helper()
+	done := make(chan Result, 1)
+	go func() {
+		res, err := rf.Sync(context.Background(), Interval)
+		if err != nil {
+			t.Errorf("interval sync: %v", err)
+		}
+		done <- res
+	}()
+	return done
 }
