@@ -139,17 +139,25 @@ func (s *core) PutSyncs(ctx context.Context, list []Sync, keep int) error {
 		}
 		all = append(all, args)
 	}
+	return s.putSyncsTx(ctx, "put syncs", all, keep)
+}
+
+// putSyncsTx runs putSyncQuery with each of all (putSyncArgs) in one
+// transaction, then trims the finished syncs of each repository among
+// them to the keep newest (none when keep <= 0). op names the caller in
+// errors.
+func (s *core) putSyncsTx(ctx context.Context, op string, all [][]any, keep int) error {
 	tx, err := s.db.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("store: put syncs: %w", err)
+		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
-	trimmed := map[string]bool{}
 	for _, args := range all {
 		if _, err := tx.exec(ctx, putSyncQuery, args...); err != nil {
-			return fmt.Errorf("store: put syncs: %w", err)
+			return fmt.Errorf("store: %s: %w", op, err)
 		}
 	}
+	trimmed := map[string]bool{}
 	for _, args := range all {
 		key := args[1].(string)
 		if keep <= 0 || trimmed[key] {
@@ -157,11 +165,11 @@ func (s *core) PutSyncs(ctx context.Context, list []Sync, keep int) error {
 		}
 		trimmed[key] = true
 		if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
-			return fmt.Errorf("store: put syncs: trim: %w", err)
+			return fmt.Errorf("store: %s: trim: %w", op, err)
 		}
 	}
 	if err := tx.commit(ctx); err != nil {
-		return fmt.Errorf("store: put syncs: %w", err)
+		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	return nil
 }
@@ -174,7 +182,6 @@ func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
 	if err != nil {
 		return err
 	}
-	key := args[1].(string)
 	// Only a finished sync adds to the finished ones: a queued or running
 	// one leaves nothing to trim, and its one statement needs no
 	// transaction of its own (two of a run's three writes).
@@ -184,21 +191,7 @@ func (s *core) PutSync(ctx context.Context, sy Sync, keep int) error {
 		}
 		return nil
 	}
-	tx, err := s.db.begin(ctx)
-	if err != nil {
-		return fmt.Errorf("store: put sync: %w", err)
-	}
-	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.exec(ctx, putSyncQuery, args...); err != nil {
-		return fmt.Errorf("store: put sync: %w", err)
-	}
-	if _, err := tx.exec(ctx, trimSyncsQuery, key, key, keep-1); err != nil {
-		return fmt.Errorf("store: put sync: trim: %w", err)
-	}
-	if err := tx.commit(ctx); err != nil {
-		return fmt.Errorf("store: put sync: %w", err)
-	}
-	return nil
+	return s.putSyncsTx(ctx, "put sync", [][]any{args}, keep)
 }
 
 const syncColumns = `id, repo_id, trigger_kind, mode, state, queued_at, started_at, finished_at,
